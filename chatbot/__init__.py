@@ -1,0 +1,1 @@
+"""AIPress chatbot package."""

@@ -1,0 +1,1 @@
+"""AIPress control plane: API, auth + RBAC, database, provisioning engine."""

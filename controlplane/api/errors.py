@@ -1,0 +1,91 @@
+"""Errors as application/problem+json, each with a detail that says what to fix."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from controlplane.auth import InvalidToken
+from controlplane.errors import BadRequest, Conflict
+from controlplane.logs import current_request_id, get_logger
+from controlplane.permissions import Forbidden, InvalidClaims, NotVisible
+
+log = get_logger("aipress.api")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "request_id": current_request_id(),
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": 'Bearer realm="aipress"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        location = ".".join(str(p) for p in err.get("loc", ()))
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        errors.append({"field": location, "message": message})
+    return errors
+
+
+def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
+    """Map domain exceptions to problem responses."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        return problem(422, detail, errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(InvalidToken)
+    async def _token(_request: Request, exc: InvalidToken) -> JSONResponse:
+        return problem(401, str(exc))
+
+    @app.exception_handler(InvalidClaims)
+    async def _claims(_request: Request, exc: InvalidClaims) -> JSONResponse:
+        return problem(403, str(exc))
+
+    @app.exception_handler(NotVisible)
+    async def _not_visible(request: Request, exc: NotVisible) -> JSONResponse:
+        await on_denied(request, "not_visible", str(exc))
+        return problem(404, str(exc))
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        await on_denied(request, "forbidden", str(exc))
+        return problem(403, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(BadRequest)
+    async def _bad(_request: Request, exc: BadRequest) -> JSONResponse:
+        return problem(400, str(exc))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        return problem(409, "the change conflicts with an existing resource; reload and retry")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("request.unhandled", error_type=type(exc).__name__, exc_info=exc)
+        return problem(500, "internal error; quote the request id when reporting it")

@@ -1,0 +1,38 @@
+"""/v1/audit"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from controlplane.api.deps import CurrentPrincipal, SessionDep
+from controlplane.models import AuditEvent
+from controlplane.permissions import Action, authorize
+from controlplane.schemas import AuditRead
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/v1/audit", response_model=list[AuditRead])
+def list_audit(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    tenant_id: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditRead]:
+    """Audit events, newest first: admins see all, others their tenants."""
+    authorize(principal, Action.READ_AUDIT, tenant_id)
+    query = select(AuditEvent)
+    visible = principal.visible_tenants()
+    if visible is not None:
+        query = query.where(AuditEvent.tenant_id.in_(visible))
+    if tenant_id is not None:
+        query = query.where(AuditEvent.tenant_id == tenant_id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    events = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit))
+    return [AuditRead.model_validate(e) for e in events]

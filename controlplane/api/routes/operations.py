@@ -1,0 +1,103 @@
+"""/v1/operations and /v1/tenants/{tenant_id}/operations"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette.sse import EventSourceResponse
+
+from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.engine.runner import FINISHED_STATUSES
+from controlplane.models import Operation
+from controlplane.permissions import Action
+from controlplane.schemas import OperationRead
+from controlplane.services import operations as service
+from controlplane.services.tenants import get_visible_tenant
+
+router = APIRouter(tags=["operations"])
+POLL_SECONDS = 0.1
+
+
+@router.get("/v1/operations/{operation_id}", response_model=OperationRead)
+def get_operation(
+    operation_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> OperationRead:
+    """An operation with its steps."""
+    return service.to_read(
+        service.get_operation(session, principal=principal, operation_id=operation_id)
+    )
+
+
+@router.get("/v1/tenants/{tenant_id}/operations", response_model=list[OperationRead])
+def tenant_operations(
+    tenant_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[OperationRead]:
+    """A tenant's operations, newest first."""
+    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    ops = service.list_operations(session, tenant_id=tenant_id, limit=limit)
+    return [service.to_read(o) for o in ops]
+
+
+@router.get(
+    "/v1/operations/{operation_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+def operation_events(
+    operation_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """Each step's start/finish/failure, then the final state; resumable with Last-Event-ID."""
+    service.get_operation(session, principal=principal, operation_id=operation_id)
+    start_after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        after = start_after
+        while True:
+            events, status = await asyncio.to_thread(_poll, platform, operation_id, after)
+            for event in events:
+                after = event["id_int"]  # type: ignore[assignment]
+                yield {
+                    "id": str(event["id_int"]),
+                    "event": str(event["type"]),
+                    "data": json.dumps({k: v for k, v in event.items() if k != "id_int"}),
+                }
+            if status in FINISHED_STATUSES and not events:
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+def _poll(platform: PlatformDep, operation_id: str, after: int) -> tuple[list[dict[str, object]], str]:
+    with platform.sessions() as session:
+        events = service.events_after(session, operation_id=operation_id, after_id=after)
+        op = session.get(Operation, operation_id)
+        status = op.status if op is not None else "failed"
+        return (
+            [
+                {
+                    "id_int": e.id,
+                    "operation_id": operation_id,
+                    "type": e.type,
+                    "step": e.step,
+                    "message": e.message,
+                    "at": e.at.isoformat(),
+                }
+                for e in events
+            ],
+            status,
+        )

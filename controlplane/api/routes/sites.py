@@ -1,0 +1,93 @@
+"""/v1/tenants/{tenant_id}/sites"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.schemas import AdminCredentials, OperationRead, SiteAccepted, SiteCreate, SiteRead
+from controlplane.services import operations as operations_service
+from controlplane.services import sites as service
+from controlplane.services.tenants import get_visible_tenant
+from controlplane.permissions import Action
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites", tags=["sites"])
+
+
+@router.post("", status_code=202, response_model=SiteAccepted)
+def create_site(
+    tenant_id: str,
+    data: SiteCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> SiteAccepted:
+    """Start creating a site; follow the operation for progress."""
+    site, op = service.create_site(
+        session, principal=principal, tenant_id=tenant_id, data=data, provider=platform.provider.name
+    )
+    platform.engine.submit(op.id)
+    return SiteAccepted(site=service.to_read(site), operation=operations_service.to_read(op))
+
+
+@router.get("", response_model=list[SiteRead])
+def list_sites(tenant_id: str, session: SessionDep, principal: CurrentPrincipal) -> list[SiteRead]:
+    """A tenant's sites."""
+    return [
+        service.to_read(s)
+        for s in service.list_sites(session, principal=principal, tenant_id=tenant_id)
+    ]
+
+
+@router.get("/{site}", response_model=SiteRead)
+def get_site(tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal) -> SiteRead:
+    """One site."""
+    return service.to_read(
+        service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)
+    )
+
+
+@router.delete("/{site}", status_code=202, response_model=SiteAccepted)
+def delete_site(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> SiteAccepted:
+    """Start deleting a site (a backup is taken first)."""
+    record, op = service.delete_site(session, principal=principal, tenant_id=tenant_id, name=site)
+    platform.engine.submit(op.id)
+    return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
+
+
+@router.get("/{site}/operations", response_model=list[OperationRead])
+def site_operations(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[OperationRead]:
+    """A site's deployment history, newest first (also after the site is deleted)."""
+    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    ops = operations_service.list_operations(
+        session, tenant_id=tenant_id, site_name=site, limit=limit
+    )
+    return [operations_service.to_read(o) for o in ops]
+
+
+@router.post("/{site}/admin-credentials/reveal", response_model=AdminCredentials)
+def reveal_admin_credentials(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> AdminCredentials:
+    """The WordPress admin login (audited; for the widget's reveal action, never the model)."""
+    return service.reveal_admin_credentials(
+        session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, name=site
+    )

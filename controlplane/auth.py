@@ -1,0 +1,145 @@
+"""Bearer-token verification: Firebase ID tokens (gcp) or locally signed tokens (embedded)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controlplane.permissions import Principal, Role, claims_for, principal_from_claims
+from controlplane.settings import Settings
+
+LOCAL_ISSUER = "aipress-local"
+AUDIENCE = "aipress"
+
+
+class InvalidToken(Exception):
+    """The bearer token is missing, malformed, expired or not signed by a trusted issuer."""
+
+
+class TokenVerifier(Protocol):
+    """Turns a bearer token into a principal, or raises InvalidToken."""
+
+    def verify(self, token: str) -> Principal:
+        """Verify the token and return the caller."""
+        ...
+
+
+def _signing_key_path(settings: Settings) -> Path:
+    return settings.keys_dir / "token-signing.pem"
+
+
+def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The embedded default's token signing key, generated once (0600)."""
+    path = _signing_key_path(settings)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.replace(tmp, path)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InvalidToken(f"{path} does not hold an Ed25519 key")
+    return key
+
+
+class LocalTokenIssuer:
+    """Signs and verifies the embedded default's tokens (same claims as Firebase's)."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.provider == "gcp":
+            raise InvalidToken("local tokens are refused in gcp mode; use Firebase ID tokens")
+        self._key = load_signing_key(settings)
+        self._public = self._key.public_key()
+        self._ttl = settings.token_ttl_seconds
+
+    def issue(
+        self,
+        sub: str,
+        role: Role,
+        tenants: list[str] | None = None,
+        email: str | None = None,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        """A signed token for `sub` with the role's claims."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": LOCAL_ISSUER,
+            "aud": AUDIENCE,
+            "sub": sub,
+            "iat": now,
+            "exp": now + (ttl_seconds or self._ttl),
+            **claims_for(role, tenants or []),
+        }
+        if email:
+            claims["email"] = email
+        return jwt.encode(claims, self._key, algorithm="EdDSA")
+
+    def verify(self, token: str) -> Principal:
+        """Check signature, issuer, audience and expiry."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._public,
+                algorithms=["EdDSA"],
+                audience=AUDIENCE,
+                issuer=LOCAL_ISSUER,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("token expired; get a new one with `aipress token`") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"token rejected: {exc}") from exc
+        return principal_from_claims(claims)
+
+
+class FirebaseTokenVerifier:
+    """Verifies Firebase ID tokens with firebase-admin; claims come from custom claims."""
+
+    def __init__(self, settings: Settings) -> None:
+        import firebase_admin
+
+        self._firebase_admin = firebase_admin
+        name = f"aipress-{settings.firebase_project_id}"
+        try:
+            self._app = firebase_admin.get_app(name)
+        except ValueError:
+            self._app = firebase_admin.initialize_app(
+                options={"projectId": settings.firebase_project_id}, name=name
+            )
+
+    @property
+    def app(self) -> Any:
+        """The firebase-admin app (used to write custom claims)."""
+        return self._app
+
+    def verify(self, token: str) -> Principal:
+        """Verify signature (Google's keys), audience, issuer and expiry."""
+        from firebase_admin import auth
+
+        try:
+            claims = auth.verify_id_token(token, app=self._app, clock_skew_seconds=5)
+        except (ValueError, auth.InvalidIdTokenError) as exc:
+            raise InvalidToken(f"Firebase ID token rejected: {exc}") from exc
+        except Exception as exc:  # CertificateFetchError and kin: never a 500 with token text
+            raise InvalidToken(f"Firebase ID token could not be verified: {type(exc).__name__}") from exc
+        return principal_from_claims(claims)
+
+
+def make_verifier(settings: Settings) -> TokenVerifier:
+    """Firebase in gcp mode, the local issuer otherwise."""
+    if settings.provider == "gcp":
+        return FirebaseTokenVerifier(settings)
+    return LocalTokenIssuer(settings)

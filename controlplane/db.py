@@ -1,0 +1,77 @@
+"""Engine and sessions of the control-plane database, and its migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _cloudsql_creator(settings: Settings) -> Any:
+    # Imported lazily: the connector pulls in Google auth, which the embedded default never needs.
+    from google.cloud.sql.connector import Connector, RefreshStrategy
+
+    connector = Connector(refresh_strategy=RefreshStrategy.LAZY)
+
+    def connect() -> Any:
+        return connector.connect(
+            settings.cloudsql_instance,
+            "pymysql",
+            user=settings.cloudsql_user,
+            password=settings.cloudsql_password,
+            db=settings.cloudsql_database,
+            enable_iam_auth=settings.cloudsql_iam_auth,
+        )
+
+    return connect
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine for SQLite (embedded), MySQL/MariaDB, PostgreSQL or Cloud SQL (connector)."""
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if settings.cloudsql_instance and not settings.database_url:
+        return create_engine(
+            url, creator=_cloudsql_creator(settings), pool_pre_ping=True, pool_recycle=1800
+        )
+    return create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=10)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Alembic configuration bound to an existing engine."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration."""
+    command.upgrade(alembic_config(engine), "head")

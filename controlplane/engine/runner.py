@@ -1,0 +1,329 @@
+"""The durable provisioning engine: named steps, persisted progress, undo in reverse, resume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.credentials import DatabaseVault, tenant_env_plaintext
+from controlplane.crypto import Keyring
+from controlplane.engine.provider import Provider, SiteContext, SiteStep
+from controlplane.logs import get_logger
+from controlplane.models import Operation, OperationEvent, OperationStep, Site, utcnow
+
+log = get_logger("aipress.engine")
+
+CREATE_SITE = "create_site"
+DELETE_SITE = "delete_site"
+CREATE_STEPS = ("database", "secrets", "storage", "runtime", "dns", "wordpress")
+# Delete is roll-forward: a backup first, then every step's `remove` in reverse order.
+DELETE_STEPS = ("backup", "wordpress", "dns", "runtime", "storage", "secrets", "database")
+STEPS_BY_KIND = {CREATE_SITE: CREATE_STEPS, DELETE_SITE: DELETE_STEPS}
+ACTIVE_STATUSES = ("pending", "running", "rolling_back")
+FINISHED_STATUSES = ("succeeded", "failed", "rolled_back")
+
+BoundaryHook = Callable[[str], None]
+
+
+class StepFailed(Exception):
+    """A provider step raised; carries the step name for the operation's error."""
+
+
+def add_event(
+    session: Session, operation_id: str, type_: str, message: str, step: str | None = None
+) -> None:
+    """Append a progress event (committed by the caller)."""
+    session.add(OperationEvent(operation_id=operation_id, type=type_, step=step, message=message))
+
+
+def new_operation(
+    *,
+    kind: str,
+    tenant_id: str,
+    site: Site,
+    requested_by: str,
+    request_id: str | None,
+    params: dict[str, Any] | None = None,
+) -> Operation:
+    """A pending operation with its steps, ready to be added to a session."""
+    op = Operation(
+        kind=kind,
+        tenant_id=tenant_id,
+        site_id=site.id,
+        site_name=site.name,
+        status="pending",
+        requested_by=requested_by,
+        request_id=request_id,
+        params=params or {},
+        steps=[
+            OperationStep(position=i, name=name, status="pending")
+            for i, name in enumerate(STEPS_BY_KIND[kind])
+        ],
+    )
+    return op
+
+
+class Engine:
+    """Runs operations in worker threads; each step's start and end is committed."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        provider: Provider,
+        keyring: Keyring,
+        max_workers: int = 4,
+        max_attempts: int = 3,
+        boundary_hook: BoundaryHook | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._provider = provider
+        self._keyring = keyring
+        self._max_attempts = max_attempts
+        self._hook = boundary_hook
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aipress-op")
+        self._futures: dict[str, Future[None]] = {}
+
+    @property
+    def provider(self) -> Provider:
+        """The provider the engine drives."""
+        return self._provider
+
+    def submit(self, operation_id: str) -> Future[None]:
+        """Run an operation in the background."""
+        context = structlog.contextvars.get_contextvars()
+        future = self._pool.submit(self._run_with_context, operation_id, context)
+        self._futures[operation_id] = future
+        future.add_done_callback(lambda _f: self._futures.pop(operation_id, None))
+        return future
+
+    def wait(self, operation_id: str, timeout: float | None = None) -> None:
+        """Block until a submitted operation ends (tests and the CLI use it)."""
+        future = self._futures.get(operation_id)
+        if future is not None:
+            future.result(timeout=timeout)
+
+    def recover(self) -> list[str]:
+        """Resume (or roll back) operations a crash left unfinished; returns their ids."""
+        with self._sessions() as session:
+            ids = list(
+                session.scalars(
+                    select(Operation.id)
+                    .where(Operation.status.in_(ACTIVE_STATUSES))
+                    .order_by(Operation.created_at)
+                )
+            )
+        for op_id in ids:
+            log.info("operation.recover", operation_id=op_id)
+            self.submit(op_id)
+        return ids
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking work; optionally wait for running operations."""
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def _run_with_context(self, operation_id: str, context: dict[str, Any]) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**context)
+        try:
+            self.run(operation_id)
+        except Exception:
+            log.exception("operation.crashed", operation_id=operation_id)
+            raise
+
+    def _boundary(self, name: str) -> None:
+        if self._hook is not None:
+            self._hook(name)
+
+    def run(self, operation_id: str) -> None:
+        """Run (or resume) one operation to its end, synchronously."""
+        with self._sessions() as session:
+            op = session.get(Operation, operation_id)
+            if op is None or op.status in FINISHED_STATUSES:
+                return
+            if op.request_id:
+                structlog.contextvars.bind_contextvars(request_id=op.request_id)
+            structlog.contextvars.bind_contextvars(operation_id=op.id, site=op.site_name)
+            site = session.get(Site, op.site_id) if op.site_id else None
+            if site is None:
+                self._finish(session, op, "failed", "the site record is gone")
+                return
+            op.attempts += 1
+            resumed = op.status != "pending"
+            if op.status == "pending":
+                op.status = "running"
+                add_event(session, op.id, "operation_started", f"{op.kind} {op.site_name} started")
+            elif resumed:
+                add_event(
+                    session, op.id, "operation_resumed", f"resumed after a restart ({op.status})"
+                )
+            if op.kind == CREATE_SITE and op.status == "running" and op.attempts > self._max_attempts:
+                op.status = "rolling_back"
+                op.error = f"gave up after {op.attempts - 1} attempts"
+            session.commit()
+            ctx = self._context(session, site, op)
+            if op.kind == CREATE_SITE:
+                self._run_create(session, op, site, ctx)
+            elif op.kind == DELETE_SITE:
+                self._run_delete(session, op, site, ctx)
+            else:
+                self._finish(session, op, "failed", f"unknown operation kind {op.kind!r}")
+
+    def _context(self, session: Session, site: Site, op: Operation) -> SiteContext:
+        return SiteContext(
+            tenant_id=site.tenant_id,
+            site_id=site.id,
+            site_name=site.name,
+            title=site.title,
+            admin_email=site.admin_email,
+            admin_user=site.admin_user,
+            domains=[d.domain for d in site.domains],
+            credentials=DatabaseVault(session, self._keyring, site.id),
+            resources=dict(site.resources or {}),
+            tenant_env=tenant_env_plaintext(session, self._keyring, site.tenant_id),
+            request_id=op.request_id,
+        )
+
+    def _step_impl(self, name: str) -> SiteStep:
+        step: SiteStep = getattr(self._provider, name)
+        return step
+
+    def _save_resources(self, site: Site, ctx: SiteContext) -> None:
+        site.resources = dict(ctx.resources)
+
+    def _run_create(self, session: Session, op: Operation, site: Site, ctx: SiteContext) -> None:
+        if op.status == "running":
+            try:
+                for step in op.steps:
+                    if step.status == "done":
+                        continue
+                    self._do_step(session, op, step, lambda n=step.name: self._step_impl(n).ensure(ctx))
+                    self._save_resources(site, ctx)
+                    session.commit()
+                    self._boundary(f"after:{step.name}")
+            except StepFailed as exc:
+                op.status = "rolling_back"
+                op.error = str(exc)
+                session.commit()
+            else:
+                site.status = "ready"
+                site.preview_url = self._provider.dns.preview_url(ctx)
+                site.current_operation_id = None
+                self._finish(session, op, "succeeded", None)
+                return
+        self._rollback_create(session, op, site, ctx)
+
+    def _rollback_create(self, session: Session, op: Operation, site: Site, ctx: SiteContext) -> None:
+        add_event(session, op.id, "rollback_started", f"undoing finished steps: {op.error}")
+        session.commit()
+        for step in reversed(op.steps):
+            if step.status in ("pending", "undone"):
+                continue
+            self._boundary(f"before-undo:{step.name}")
+            step.status = "undoing"
+            session.commit()
+            try:
+                self._step_impl(step.name).remove(ctx)
+            except Exception as exc:
+                message = f"undo of {step.name} failed: {_describe(exc)}"
+                step.status = "failed"
+                step.error = message
+                site.status = "error"
+                site.current_operation_id = None
+                self._save_resources(site, ctx)
+                add_event(session, op.id, "step_failed", message, step.name)
+                self._finish(session, op, "failed", f"{op.error}; {message}")
+                return
+            step.status = "undone"
+            step.finished_at = utcnow()
+            self._save_resources(site, ctx)
+            add_event(session, op.id, "step_undone", f"{step.name} undone", step.name)
+            session.commit()
+            self._boundary(f"after-undo:{step.name}")
+        op.site_id = None
+        session.delete(site)
+        self._finish(session, op, "rolled_back", op.error)
+
+    def _run_delete(self, session: Session, op: Operation, site: Site, ctx: SiteContext) -> None:
+        site.status = "deleting"
+        session.commit()
+        try:
+            for step in op.steps:
+                if step.status == "done":
+                    continue
+                if step.name == "backup":
+                    action: Callable[[], None] = lambda: self._backup(op, ctx)  # noqa: E731
+                else:
+                    action = lambda n=step.name: self._step_impl(n).remove(ctx)  # noqa: E731
+                self._do_step(session, op, step, action)
+                self._save_resources(site, ctx)
+                session.commit()
+                self._boundary(f"after:{step.name}")
+        except StepFailed as exc:
+            site.status = "error"
+            site.current_operation_id = None
+            self._finish(session, op, "failed", f"{exc}; the site is partly deleted: delete it again")
+            return
+        op.site_id = None
+        session.delete(site)
+        self._finish(session, op, "succeeded", None)
+
+    def _backup(self, op: Operation, ctx: SiteContext) -> None:
+        if "backup" in op.params:
+            return
+        location = self._provider.backups.backup(ctx, label="before-delete")
+        op.params = {**op.params, "backup": location}
+
+    def _do_step(
+        self, session: Session, op: Operation, step: OperationStep, action: Callable[[], None]
+    ) -> None:
+        self._boundary(f"before:{step.name}")
+        step.status = "running"
+        step.started_at = utcnow()
+        step.error = None
+        add_event(session, op.id, "step_started", f"{step.name} started", step.name)
+        session.commit()
+        started = time.monotonic()
+        try:
+            action()
+        except Exception as exc:
+            session.rollback()
+            message = f"{step.name} failed: {_describe(exc)}"
+            log.warning("step.failed", step=step.name, error=message)
+            step.status = "failed"
+            step.error = message
+            step.finished_at = utcnow()
+            add_event(session, op.id, "step_failed", message, step.name)
+            session.commit()
+            raise StepFailed(message) from exc
+        elapsed = time.monotonic() - started
+        log.info("step.finished", step=step.name, seconds=round(elapsed, 3))
+        step.status = "done"
+        step.finished_at = utcnow()
+        add_event(
+            session, op.id, "step_finished", f"{step.name} done in {elapsed:.2f} s", step.name
+        )
+
+    def _finish(self, session: Session, op: Operation, status: str, error: str | None) -> None:
+        op.status = status
+        op.error = error
+        op.finished_at = utcnow()
+        message = {
+            "succeeded": f"{op.kind} {op.site_name} succeeded",
+            "rolled_back": f"{op.kind} {op.site_name} rolled back: {error}",
+            "failed": f"{op.kind} {op.site_name} failed: {error}",
+        }[status]
+        add_event(session, op.id, f"operation_{status}", message)
+        session.commit()
+        log.info("operation.finished", status=status, kind=op.kind)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:2000]

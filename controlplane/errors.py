@@ -1,0 +1,9 @@
+"""Domain errors the API maps to HTTP answers."""
+
+
+class Conflict(Exception):
+    """The request clashes with existing state (duplicate name, busy site...): 409."""
+
+
+class BadRequest(Exception):
+    """The request is well-formed but cannot be carried out as asked: 400."""

@@ -1,0 +1,233 @@
+"""SQLAlchemy models of the control-plane database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh 32-character hex id."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC (SQLite and MySQL drop the zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Tenant(Base):
+    """A customer of the hosting platform."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class Site(Base):
+    """A WordPress site of a tenant."""
+
+    __tablename__ = "sites"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_sites_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(200))
+    admin_email: Mapped[str] = mapped_column(String(254))
+    admin_user: Mapped[str] = mapped_column(String(60), default="admin")
+    status: Mapped[str] = mapped_column(String(20), default="provisioning")
+    provider: Mapped[str] = mapped_column(String(20))
+    preview_url: Mapped[str | None] = mapped_column(String(300), default=None)
+    # Provider resource ids (database name, pool, service name...), never secrets.
+    resources: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    current_operation_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    domains: Mapped[list[Domain]] = relationship(
+        back_populates="site", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class Domain(Base):
+    """A custom domain attached to a site; a domain belongs to one site platform-wide."""
+
+    __tablename__ = "domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site] = relationship(back_populates="domains")
+
+
+class Operation(Base):
+    """A durable, multi-step change to a site (create, delete...)."""
+
+    __tablename__ = "operations"
+    __table_args__ = (Index("ix_operations_status", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(30))
+    tenant_id: Mapped[str] = mapped_column(String(30), index=True)
+    site_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    site_name: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    requested_by: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    steps: Mapped[list[OperationStep]] = relationship(
+        back_populates="operation",
+        cascade="all, delete-orphan",
+        order_by="OperationStep.position",
+        lazy="selectin",
+    )
+
+
+class OperationStep(Base):
+    """One named step of an operation and its progress."""
+
+    __tablename__ = "operation_steps"
+    __table_args__ = (UniqueConstraint("operation_id", "position", name="uq_step_position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    operation: Mapped[Operation] = relationship(back_populates="steps")
+
+
+class OperationEvent(Base):
+    """A progress event of an operation, streamed to clients in order."""
+
+    __tablename__ = "operation_events"
+    __table_args__ = (Index("ix_events_operation_id_id", "operation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(30))
+    step: Mapped[str | None] = mapped_column(String(30), default=None)
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Credential(Base):
+    """An encrypted credential of a site (database user, WordPress admin...)."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (UniqueConstraint("site_id", "kind", name="uq_credential_site_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    username: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(32))
+    rotated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EnvVar(Base):
+    """A tenant-scoped environment variable; secret values are stored encrypted only."""
+
+    __tablename__ = "env_vars"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[bool] = mapped_column(default=False)
+    value: Mapped[str | None] = mapped_column(Text, default=None)
+    ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class AuditEvent(Base):
+    """Who asked for which change, when, and how it ended."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(60))
+    tenant_id: Mapped[str | None] = mapped_column(String(30), default=None)
+    target: Mapped[str | None] = mapped_column(String(300), default=None)
+    outcome: Mapped[str] = mapped_column(String(20))
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class User(Base):
+    """A platform user's role and tenants (mirrored to Firebase custom claims in gcp mode)."""
+
+    __tablename__ = "users"
+
+    uid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(254), default=None)
+    role: Mapped[str] = mapped_column(String(20))
+    tenants: Mapped[list[str]] = mapped_column(default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))

@@ -1,0 +1,84 @@
+"""Validation of the names users choose: tenants, sites, domains, env vars."""
+
+from __future__ import annotations
+
+import re
+
+DNS_LABEL = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+TENANT_MAX = 30
+SITE_MAX = 40
+ENV_MAX = 64
+RESERVED_NAMES = frozenset(
+    {
+        "admin", "api", "app", "aipress", "auth", "billing", "chat", "controlplane",
+        "dashboard", "default", "localhost", "mail", "platform", "root", "static",
+        "status", "system", "www", "wp-admin", "test",
+    }
+)  # fmt: skip
+RESERVED_ENV_PREFIXES = ("AIPRESS_", "WORDPRESS_", "WP_", "DB_", "PHP_")
+RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "HOSTNAME", "TMPDIR", "LD_PRELOAD"})
+
+
+def check_label(value: str, *, kind: str, max_length: int) -> str:
+    """Return `value` if it is a valid DNS label for a tenant or site; raise ValueError."""
+    if not value:
+        raise ValueError(f"{kind} name must not be empty")
+    if len(value) > max_length:
+        raise ValueError(f"{kind} name must be at most {max_length} characters")
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{kind} name must use lowercase letters, digits and hyphens, start with a letter "
+            "and not end with a hyphen (e.g. 'my-bakery')"
+        )
+    if "--" in value:
+        raise ValueError(f"{kind} name must not contain '--'")
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{kind} name {value!r} is reserved; choose another")
+    return value
+
+
+def check_tenant_id(value: str) -> str:
+    """Validate a tenant id."""
+    return check_label(value, kind="tenant", max_length=TENANT_MAX)
+
+
+def check_site_name(value: str) -> str:
+    """Validate a site name."""
+    return check_label(value, kind="site", max_length=SITE_MAX)
+
+
+def check_domain(value: str) -> str:
+    """Validate and normalise a custom domain (lowercase FQDN, no scheme, no port)."""
+    domain = value.strip().lower().rstrip(".")
+    if len(domain) > 253:
+        raise ValueError("domain must be at most 253 characters")
+    labels = domain.split(".")
+    if len(labels) < 2:
+        raise ValueError("domain must be a fully qualified name such as 'shop.example.com'")
+    for label in labels:
+        if not label or len(label) > 63 or not re.match(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$", label):
+            raise ValueError(
+                f"domain label {label!r} is invalid: use letters, digits and hyphens "
+                "(no scheme, path or port)"
+            )
+    if labels[-1].isdigit():
+        raise ValueError("domain must be a name, not an IP address")
+    if domain == "localhost" or domain.endswith(".localhost"):
+        raise ValueError("'.localhost' names are the platform's preview names; use your own domain")
+    return domain
+
+
+def check_env_name(value: str) -> str:
+    """Validate an environment variable name for tenant integrations."""
+    if not value or len(value) > ENV_MAX or not ENV_NAME.match(value):
+        raise ValueError(
+            f"env var name must be 1-{ENV_MAX} characters of A-Z, 0-9 and '_', "
+            "not starting with a digit (e.g. STRIPE_API_KEY)"
+        )
+    if value in RESERVED_ENV_NAMES or value.startswith(RESERVED_ENV_PREFIXES):
+        raise ValueError(
+            f"env var name {value!r} is reserved for the platform "
+            f"(reserved prefixes: {', '.join(RESERVED_ENV_PREFIXES)})"
+        )
+    return value

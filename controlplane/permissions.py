@@ -1,0 +1,187 @@
+"""The one permission module: every request is decided here from the verified claims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    """Platform roles carried in the `role` claim."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+    TENANT = "tenant"
+
+
+class Action(StrEnum):
+    """Everything a caller may ask of the control plane."""
+
+    MANAGE_TENANTS = "manage_tenants"
+    MANAGE_USERS = "manage_users"
+    LIST_TENANTS = "list_tenants"
+    READ_TENANT = "read_tenant"
+    CHANGE_SITES = "change_sites"
+    READ_SITES = "read_sites"
+    READ_COSTS = "read_costs"
+    READ_COST_SUMMARY = "read_cost_summary"
+    WRITE_ENV = "write_env"
+    READ_ENV = "read_env"
+    REVEAL_PASSWORD = "reveal_password"
+    READ_AUDIT = "read_audit"
+
+
+class Scope(StrEnum):
+    """Which tenants an allowed role may act on."""
+
+    ALL = "all"
+    ASSIGNED = "assigned"
+    OWN = "own"
+    NONE = "none"
+
+
+_A, _S = Action, Scope
+MATRIX: dict[Action, dict[Role, Scope]] = {
+    _A.MANAGE_TENANTS: {Role.ADMIN: _S.ALL},
+    _A.MANAGE_USERS: {Role.ADMIN: _S.ALL},
+    _A.READ_COST_SUMMARY: {Role.ADMIN: _S.ALL},
+    _A.LIST_TENANTS: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
+    _A.READ_TENANT: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
+    _A.CHANGE_SITES: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
+    _A.READ_SITES: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
+    _A.READ_COSTS: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
+    _A.WRITE_ENV: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
+    _A.READ_ENV: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
+    _A.REVEAL_PASSWORD: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
+    _A.READ_AUDIT: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
+}
+
+
+class InvalidClaims(Exception):
+    """A verified token whose claims do not describe a usable principal."""
+
+
+class NotVisible(Exception):
+    """The tenant (or its resource) is not visible to the caller: answered as 404."""
+
+
+class Forbidden(Exception):
+    """Visible, but the caller's role may not do this: answered as 403."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, as established by a verified token."""
+
+    sub: str
+    role: Role
+    tenants: frozenset[str] = field(default_factory=frozenset)
+    email: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for platform admins."""
+        return self.role is Role.ADMIN
+
+    def sees_tenant(self, tenant_id: str) -> bool:
+        """Whether any read of this tenant is allowed."""
+        return self.is_admin or tenant_id in self.tenants
+
+    def visible_tenants(self) -> frozenset[str] | None:
+        """Tenants the caller can see; None means all of them."""
+        return None if self.is_admin else self.tenants
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Build a principal from verified claims (`sub`, `role`, `tenant_id` / `tenants`)."""
+    sub = claims.get("sub") or claims.get("uid") or claims.get("user_id")
+    if not isinstance(sub, str) or not sub:
+        raise InvalidClaims("token has no subject")
+    try:
+        role = Role(claims.get("role"))
+    except ValueError as exc:
+        raise InvalidClaims(
+            "token has no valid role claim; an admin must assign one (admin, operator, "
+            "viewer, tenant)"
+        ) from exc
+    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    if role is Role.TENANT:
+        tenant_id = claims.get("tenant_id")
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise InvalidClaims("a tenant token must carry a tenant_id claim")
+        return Principal(sub, role, frozenset({tenant_id}), email)
+    if role in (Role.OPERATOR, Role.VIEWER):
+        tenants = claims.get("tenants") or []
+        if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
+            raise InvalidClaims("the tenants claim must be a list of tenant ids")
+        return Principal(sub, role, frozenset(tenants), email)
+    return Principal(sub, role, frozenset(), email)
+
+
+def scope_for(principal: Principal, action: Action) -> Scope:
+    """The scope the principal's role has for an action."""
+    return MATRIX[action].get(principal.role, Scope.NONE)
+
+
+def is_allowed(principal: Principal, action: Action, tenant_id: str | None = None) -> bool:
+    """Whether the principal may perform `action` (on `tenant_id`, if it is tenant-scoped)."""
+    scope = scope_for(principal, action)
+    if scope is Scope.NONE:
+        return False
+    if scope is Scope.ALL:
+        return True
+    if tenant_id is None:
+        return True  # listing: results are filtered to visible tenants
+    return tenant_id in principal.tenants
+
+
+def authorize(principal: Principal, action: Action, tenant_id: str | None = None) -> None:
+    """Raise NotVisible (404) or Forbidden (403) unless the action is allowed."""
+    if is_allowed(principal, action, tenant_id):
+        return
+    if tenant_id is not None and not principal.sees_tenant(tenant_id):
+        raise NotVisible(f"tenant {tenant_id!r} not found")
+    raise Forbidden(f"role {principal.role.value!r} may not {action.value.replace('_', ' ')}")
+
+
+def claims_for(role: Role, tenants: list[str]) -> dict[str, Any]:
+    """The custom claims that give a user `role` over `tenants`."""
+    if role is Role.TENANT:
+        if len(tenants) != 1:
+            raise InvalidClaims("a tenant user belongs to exactly one tenant")
+        return {"role": role.value, "tenant_id": tenants[0]}
+    if role is Role.ADMIN:
+        return {"role": role.value}
+    return {"role": role.value, "tenants": sorted(tenants)}

@@ -1,0 +1,25 @@
+"""Providers: `local` (one machine), `gcp` (Google Cloud), `memory` (unit tests)."""
+
+from __future__ import annotations
+
+from controlplane.engine.provider import Provider
+from controlplane.settings import Settings
+
+
+class ProviderUnavailable(Exception):
+    """The configured provider cannot be built on this installation."""
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The provider named by AIPRESS_PROVIDER."""
+    if settings.provider == "memory":
+        from controlplane.providers.memory import MemoryProvider
+
+        return MemoryProvider(settings.home / "memory-provider.json")
+    if settings.provider == "local":
+        from controlplane.providers.local import LocalProvider
+
+        return LocalProvider(settings)
+    from controlplane.providers.gcp import GcpProvider
+
+    return GcpProvider(settings)

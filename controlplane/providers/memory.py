@@ -1,0 +1,122 @@
+"""An in-memory provider for unit tests, with fault injection and optional file persistence.
+
+It is never used to serve sites: `local` and `gcp` are the real providers. Persisting its
+state to a JSON file lets the crash tests kill a process and inspect what it left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from controlplane.engine.provider import SiteContext
+
+
+class InjectedFault(Exception):
+    """Raised where a test asked the provider to fail."""
+
+
+class MemoryProvider:
+    """Keeps each site's resources in a dict; `fail_on={"ensure:runtime"}` injects failures."""
+
+    name = "memory"
+
+    def __init__(self, state_file: Path | None = None, fail_on: set[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._state_file = state_file
+        self.fail_on: set[str] = set(fail_on or ())
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        if state_file is not None and state_file.exists():
+            self.resources = json.loads(state_file.read_text())
+        self.database = _Step(self, "database")
+        self.secrets = _Step(self, "secrets")
+        self.storage = _Step(self, "storage")
+        self.runtime = _Runtime(self, "runtime")
+        self.dns = _Dns(self, "dns")
+        self.wordpress = _Step(self, "wordpress")
+        self.backups = _Backups(self)
+
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.resources, sort_keys=True))
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._state_file)
+
+    def _act(self, action: str, step: str, ctx: SiteContext, value: Any = True) -> None:
+        key = f"{action}:{step}"
+        with self._lock:
+            self.calls.append(f"{key}:{ctx.site_name}")
+            if key in self.fail_on:
+                raise InjectedFault(f"injected failure at {key}")
+            site = self.resources.setdefault(ctx.site_id, {})
+            if action == "ensure":
+                site[step] = value
+                ctx.resources[step] = f"{step}-{ctx.site_name}"
+            elif action == "remove":
+                site.pop(step, None)
+                ctx.resources.pop(step, None)
+                if not site:
+                    self.resources.pop(ctx.site_id, None)
+            else:
+                site[step] = value
+            self._save()
+
+    def site_resources(self, site_id: str) -> dict[str, Any]:
+        """What exists for a site (empty when nothing is left)."""
+        with self._lock:
+            return dict(self.resources.get(site_id, {}))
+
+
+class _Step:
+    def __init__(self, provider: MemoryProvider, name: str) -> None:
+        self._p = provider
+        self._name = name
+
+    def ensure(self, ctx: SiteContext) -> None:
+        value: Any = True
+        if self._name == "database":
+            user, _password = ctx.credentials.get_or_create("database", f"wp_{ctx.site_name}")
+            value = {"user": user}
+        if self._name == "wordpress":
+            user, _password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
+            value = {"admin": user, "title": ctx.title}
+        self._p._act("ensure", self._name, ctx, value)
+
+    def remove(self, ctx: SiteContext) -> None:
+        self._p._act("remove", self._name, ctx)
+
+
+class _Runtime(_Step):
+    def start(self, ctx: SiteContext) -> None:
+        self._p._act("set", "runtime", ctx, "running")
+
+    def stop(self, ctx: SiteContext) -> None:
+        self._p._act("set", "runtime", ctx, "stopped")
+
+    def apply_env(self, ctx: SiteContext) -> None:
+        self._p._act("set", "env", ctx, sorted(ctx.tenant_env))
+
+
+class _Dns(_Step):
+    def preview_url(self, ctx: SiteContext) -> str:
+        return f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
+
+
+class _Backups:
+    def __init__(self, provider: MemoryProvider) -> None:
+        self._p = provider
+
+    def backup(self, ctx: SiteContext, label: str) -> str:
+        key = "backup:backup"
+        with self._p._lock:
+            self._p.calls.append(f"{key}:{ctx.site_name}")
+            if key in self._p.fail_on:
+                raise InjectedFault(f"injected failure at {key}")
+        return f"memory://backups/{ctx.tenant_id}/{ctx.site_name}/{label}"

@@ -1,0 +1,248 @@
+"""Request and response models of the control-plane API (XCreate / XRead / XWrite)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from controlplane import names
+from controlplane.permissions import Role
+
+MAX_ENV_VALUE = 32_768
+MASK = "••••••••"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class TenantCreate(BaseModel):
+    """A new tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="DNS-label id, e.g. 'acme' (lowercase, 1-30 characters)")
+    name: str = Field(min_length=1, max_length=200, description="Display name")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return names.check_tenant_id(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+
+class TenantRead(BaseModel):
+    """A tenant as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    status: str
+    created_at: datetime
+    created_by: str
+
+
+class SiteCreate(BaseModel):
+    """A new WordPress site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="DNS-label site name, e.g. 'crumbs' (1-40 characters)")
+    title: str | None = Field(default=None, max_length=200, description="Site title")
+    admin_email: EmailStr | None = Field(
+        default=None, description="WordPress admin e-mail; defaults to the caller's e-mail"
+    )
+    domain: str | None = Field(default=None, description="Optional custom domain")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return names.check_site_name(value)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return names.check_domain(value) if value is not None else None
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 32 for c in value):
+            raise ValueError("title must not contain control characters")
+        return value.strip() if value else None
+
+
+class SiteRead(BaseModel):
+    """A site as the API shows it (never its credentials)."""
+
+    id: str
+    tenant_id: str
+    name: str
+    title: str
+    status: str
+    preview_url: str | None
+    domains: list[str]
+    admin_email: str
+    admin_user: str
+    current_operation_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StepRead(BaseModel):
+    """One step of an operation."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class OperationRead(BaseModel):
+    """A durable operation and its steps."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: str
+    tenant_id: str
+    site_id: str | None
+    site_name: str
+    status: str
+    requested_by: str
+    request_id: str | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    steps: list[StepRead]
+    backup: str | None = None
+
+
+class SiteAccepted(BaseModel):
+    """The 202 answer to a site change: the site and the operation that carries it out."""
+
+    site: SiteRead
+    operation: OperationRead
+
+
+class EnvVarWrite(BaseModel):
+    """A value for an env var; secrets are write-only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(max_length=MAX_ENV_VALUE)
+    secret: bool = False
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        if "\x00" in value or "\n" in value or "\r" in value:
+            raise ValueError("value must be a single line without NUL characters")
+        return value
+
+
+class EnvBulkWrite(BaseModel):
+    """Several env vars at once (created or replaced; others are kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vars: dict[str, EnvVarWrite] = Field(max_length=200)
+
+    @field_validator("vars")
+    @classmethod
+    def _names(cls, value: dict[str, EnvVarWrite]) -> dict[str, EnvVarWrite]:
+        for name in value:
+            names.check_env_name(name)
+        return value
+
+
+class EnvVarRead(BaseModel):
+    """An env var; a secret's value is always shown masked."""
+
+    name: str
+    value: str
+    secret: bool
+    updated_at: datetime
+    updated_by: str
+
+
+class AuditRead(BaseModel):
+    """An audit event."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    tenant_id: str | None
+    target: str | None
+    outcome: str
+    request_id: str | None
+    detail: dict[str, Any]
+
+
+class UserWrite(BaseModel):
+    """A user's role and tenants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    tenants: list[str] = Field(default_factory=list, max_length=500)
+    email: EmailStr | None = None
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants(cls, value: list[str]) -> list[str]:
+        return sorted({names.check_tenant_id(t) for t in value})
+
+
+class UserRead(BaseModel):
+    """A user's role and tenants as the platform records them."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    uid: str
+    email: str | None
+    role: str
+    tenants: list[str]
+    updated_at: datetime
+    updated_by: str
+
+
+class PrincipalRead(BaseModel):
+    """Who the caller is, as the control plane sees the token."""
+
+    sub: str
+    role: str
+    tenants: list[str] | None
+    email: str | None
+
+
+class AdminCredentials(BaseModel):
+    """A site's WordPress admin login (returned only by the reveal endpoint)."""
+
+    username: str
+    password: str
+    login_url: str | None

@@ -1,0 +1,1 @@
+"""Domain services: the logic behind the API routes and the CLI."""

@@ -1,0 +1,60 @@
+"""Operations: read one, list a tenant's or a site's, and read their events."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane.models import Operation, OperationEvent
+from controlplane.permissions import Action, NotVisible, Principal, authorize
+from controlplane.schemas import OperationRead, StepRead
+
+
+def to_read(op: Operation) -> OperationRead:
+    """The API view of an operation."""
+    return OperationRead(
+        id=op.id,
+        kind=op.kind,
+        tenant_id=op.tenant_id,
+        site_id=op.site_id,
+        site_name=op.site_name,
+        status=op.status,
+        requested_by=op.requested_by,
+        request_id=op.request_id,
+        attempts=op.attempts,
+        error=op.error,
+        created_at=op.created_at,
+        finished_at=op.finished_at,
+        steps=[StepRead.model_validate(s) for s in op.steps],
+        backup=(op.params or {}).get("backup"),
+    )
+
+
+def get_operation(session: Session, *, principal: Principal, operation_id: str) -> Operation:
+    """An operation of a tenant the caller can read; 404 otherwise."""
+    op = session.get(Operation, operation_id)
+    if op is None or not principal.sees_tenant(op.tenant_id):
+        raise NotVisible(f"operation {operation_id!r} not found")
+    authorize(principal, Action.READ_SITES, op.tenant_id)
+    return op
+
+
+def list_operations(
+    session: Session, *, tenant_id: str, site_name: str | None = None, limit: int = 50
+) -> list[Operation]:
+    """Newest first; the caller has checked access to the tenant."""
+    query = select(Operation).where(Operation.tenant_id == tenant_id)
+    if site_name is not None:
+        query = query.where(Operation.site_name == site_name)
+    return list(session.scalars(query.order_by(Operation.created_at.desc()).limit(limit)))
+
+
+def events_after(session: Session, *, operation_id: str, after_id: int) -> list[OperationEvent]:
+    """Events of an operation with an id above `after_id`, oldest first."""
+    return list(
+        session.scalars(
+            select(OperationEvent)
+            .where(OperationEvent.operation_id == operation_id, OperationEvent.id > after_id)
+            .order_by(OperationEvent.id)
+        )
+    )

@@ -1,0 +1,172 @@
+"""Sites: create and delete (as durable operations), list, read, reveal the admin login."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from controlplane import audit
+from controlplane.credentials import DatabaseVault
+from controlplane.crypto import Keyring
+from controlplane.engine.runner import CREATE_SITE, DELETE_SITE, new_operation
+from controlplane.errors import BadRequest, Conflict
+from controlplane.logs import current_request_id
+from controlplane.models import Domain, Operation, Site
+from controlplane.permissions import Action, NotVisible, Principal
+from controlplane.schemas import AdminCredentials, SiteCreate, SiteRead
+from controlplane.services.tenants import get_visible_tenant
+
+
+def to_read(site: Site) -> SiteRead:
+    """The API view of a site."""
+    return SiteRead(
+        id=site.id,
+        tenant_id=site.tenant_id,
+        name=site.name,
+        title=site.title,
+        status=site.status,
+        preview_url=site.preview_url,
+        domains=sorted(d.domain for d in site.domains),
+        admin_email=site.admin_email,
+        admin_user=site.admin_user,
+        current_operation_id=site.current_operation_id,
+        created_at=site.created_at,
+        updated_at=site.updated_at,
+    )
+
+
+def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> list[Site]:
+    """A tenant's sites, by name."""
+    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    return list(
+        session.scalars(select(Site).where(Site.tenant_id == tenant_id).order_by(Site.name))
+    )
+
+
+def get_site(
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    name: str,
+    action: Action = Action.READ_SITES,
+) -> Site:
+    """One site of a tenant the caller may act on; 404 if absent or not visible."""
+    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=action)
+    site = session.scalar(select(Site).where(Site.tenant_id == tenant_id, Site.name == name))
+    if site is None:
+        raise NotVisible(f"site {name!r} not found in tenant {tenant_id!r}")
+    return site
+
+
+def create_site(
+    session: Session, *, principal: Principal, tenant_id: str, data: SiteCreate, provider: str
+) -> tuple[Site, Operation]:
+    """Record a new site and its create operation (the engine runs it after commit)."""
+    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES)
+    admin_email = data.admin_email or principal.email
+    if not admin_email:
+        raise BadRequest("admin_email is required: your token carries no e-mail to use instead")
+    existing = session.scalar(select(Site).where(Site.tenant_id == tenant_id, Site.name == data.name))
+    if existing is not None:
+        raise Conflict(f"site {data.name!r} already exists in tenant {tenant_id!r}; choose another name")
+    if data.domain and session.get(Domain, data.domain) is not None:
+        raise Conflict(f"domain {data.domain!r} is already attached to another site")
+    site = Site(
+        tenant_id=tenant_id,
+        name=data.name,
+        title=data.title or data.name.replace("-", " ").title(),
+        admin_email=admin_email.lower(),
+        admin_user="admin",
+        status="provisioning",
+        provider=provider,
+        resources={},
+    )
+    if data.domain:
+        site.domains.append(Domain(domain=data.domain))
+    session.add(site)
+    session.flush()
+    op = new_operation(
+        kind=CREATE_SITE,
+        tenant_id=tenant_id,
+        site=site,
+        requested_by=principal.sub,
+        request_id=current_request_id(),
+    )
+    session.add(op)
+    session.flush()
+    site.current_operation_id = op.id
+    audit.record(
+        session,
+        principal=principal,
+        action="site.create",
+        tenant_id=tenant_id,
+        target=data.name,
+        detail={"operation_id": op.id, "domain": data.domain},
+    )
+    session.commit()
+    return site, op
+
+
+def delete_site(
+    session: Session, *, principal: Principal, tenant_id: str, name: str
+) -> tuple[Site, Operation]:
+    """Start deleting a site (a backup first); 409 while another change runs on it."""
+    site = get_site(
+        session, principal=principal, tenant_id=tenant_id, name=name, action=Action.CHANGE_SITES
+    )
+    op = new_operation(
+        kind=DELETE_SITE,
+        tenant_id=tenant_id,
+        site=site,
+        requested_by=principal.sub,
+        request_id=current_request_id(),
+    )
+    session.add(op)
+    session.flush()
+    # A conditional update is the lock: only one change per site at a time, across processes.
+    claimed = session.execute(
+        update(Site)
+        .where(Site.id == site.id, Site.current_operation_id.is_(None))
+        .values(current_operation_id=op.id, status="deleting")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        session.rollback()
+        raise Conflict(
+            f"site {name!r} is busy with operation {site.current_operation_id}; "
+            "wait for it to finish"
+        )
+    audit.record(
+        session,
+        principal=principal,
+        action="site.delete",
+        tenant_id=tenant_id,
+        target=name,
+        detail={"operation_id": op.id},
+    )
+    session.commit()
+    session.refresh(site)
+    return site, op
+
+
+def reveal_admin_credentials(
+    session: Session, *, principal: Principal, keyring: Keyring, tenant_id: str, name: str
+) -> AdminCredentials:
+    """The WordPress admin login of a site; audited, never logged."""
+    site = get_site(
+        session, principal=principal, tenant_id=tenant_id, name=name, action=Action.REVEAL_PASSWORD
+    )
+    stored = DatabaseVault(session, keyring, site.id).get("wordpress_admin")
+    if stored is None:
+        raise Conflict(f"site {name!r} has no admin login yet (status {site.status}); retry when ready")
+    audit.record(
+        session,
+        principal=principal,
+        action="site.reveal_admin_password",
+        tenant_id=tenant_id,
+        target=name,
+    )
+    session.commit()
+    login_url = f"{site.preview_url.rstrip('/')}/wp-login.php" if site.preview_url else None
+    return AdminCredentials(username=stored[0], password=stored[1], login_url=login_url)

@@ -1,0 +1,62 @@
+"""Tenants: create, list, read, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlplane import audit
+from controlplane.errors import Conflict
+from controlplane.models import Site, Tenant
+from controlplane.permissions import Action, NotVisible, Principal, authorize
+from controlplane.schemas import TenantCreate
+
+
+def get_visible_tenant(
+    session: Session, *, principal: Principal, tenant_id: str, action: Action
+) -> Tenant:
+    """The tenant, if the caller may do `action` on it; 404 if it is not visible or absent."""
+    authorize(principal, action, tenant_id)
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotVisible(f"tenant {tenant_id!r} not found")
+    return tenant
+
+
+def create_tenant(session: Session, *, principal: Principal, data: TenantCreate) -> Tenant:
+    """Create a tenant (admins only)."""
+    authorize(principal, Action.MANAGE_TENANTS)
+    if session.get(Tenant, data.id) is not None:
+        raise Conflict(f"tenant {data.id!r} already exists; choose another id")
+    tenant = Tenant(id=data.id, name=data.name, created_by=principal.sub)
+    session.add(tenant)
+    audit.record(
+        session, principal=principal, action="tenant.create", tenant_id=data.id, target=data.id
+    )
+    session.commit()
+    return tenant
+
+
+def list_tenants(session: Session, *, principal: Principal) -> list[Tenant]:
+    """Tenants the caller can see."""
+    authorize(principal, Action.LIST_TENANTS)
+    query = select(Tenant).order_by(Tenant.id)
+    visible = principal.visible_tenants()
+    if visible is not None:
+        query = query.where(Tenant.id.in_(visible))
+    return list(session.scalars(query))
+
+
+def delete_tenant(session: Session, *, principal: Principal, tenant_id: str) -> None:
+    """Delete a tenant that has no sites left (admins only)."""
+    tenant = get_visible_tenant(
+        session, principal=principal, tenant_id=tenant_id, action=Action.MANAGE_TENANTS
+    )
+    sites = session.scalar(select(func.count()).select_from(Site).where(Site.tenant_id == tenant_id))
+    if sites:
+        raise Conflict(f"tenant {tenant_id!r} still has {sites} site(s); delete them first")
+    session.delete(tenant)
+    audit.record(
+        session, principal=principal, action="tenant.delete", tenant_id=tenant_id, target=tenant_id
+    )
+    session.commit()

@@ -1,0 +1,112 @@
+"""The one settings class: every knob of the platform, read from `AIPRESS_*` variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Provider = Literal["local", "gcp", "memory"]
+
+
+def default_home() -> Path:
+    """State directory: /var/lib/aipress for root, else $XDG_DATA_HOME/aipress."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/aipress")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "aipress"
+
+
+PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "example")
+
+
+class Settings(BaseSettings):
+    """Platform settings; with no environment at all they run the embedded default."""
+
+    model_config = SettingsConfigDict(env_prefix="AIPRESS_", extra="ignore")
+
+    provider: Provider = "local"
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    # gcp mode: the control-plane database lives in Cloud SQL, reached via the connector.
+    cloudsql_instance: str | None = None
+    cloudsql_database: str = "aipress"
+    cloudsql_user: str | None = None
+    cloudsql_password: str | None = None
+    cloudsql_iam_auth: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+
+    # Encryption keys: "kid:base64key,kid2:base64key"; empty in local mode means a key file
+    # generated once under `home`.
+    encryption_keys: str | None = None
+    active_key_id: str | None = None
+
+    # Auth. Local tokens are signed with an Ed25519 key kept under `home`.
+    token_ttl_seconds: int = 12 * 3600
+    firebase_project_id: str | None = None
+    allow_auth_emulator: bool = False
+
+    platform_domain: str = "localhost"
+    site_port: int = 8080
+
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    log_json: bool = True
+
+    max_parallel_operations: int = 4
+    max_resume_attempts: int = 3
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.provider != "gcp":
+            return self
+        if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") and not self.allow_auth_emulator:
+            raise ValueError(
+                "FIREBASE_AUTH_EMULATOR_HOST is set: the emulator accepts unsigned tokens, so "
+                "gcp mode refuses to start. Unset it (or set AIPRESS_ALLOW_AUTH_EMULATOR=1 in tests)."
+            )
+        if not self.firebase_project_id:
+            raise ValueError("gcp mode needs AIPRESS_FIREBASE_PROJECT_ID to verify Firebase tokens.")
+        if not self.encryption_keys:
+            raise ValueError(
+                "gcp mode needs AIPRESS_ENCRYPTION_KEYS (from Secret Manager); "
+                "no key is generated outside the embedded default."
+            )
+        lowered = self.encryption_keys.lower()
+        if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+            raise ValueError("AIPRESS_ENCRYPTION_KEYS holds a placeholder value; set a real key.")
+        if not self.database_url and not self.cloudsql_instance:
+            raise ValueError("gcp mode needs AIPRESS_CLOUDSQL_INSTANCE or AIPRESS_DATABASE_URL.")
+        return self
+
+    @property
+    def keys_dir(self) -> Path:
+        """Directory of generated keys (0700)."""
+        return self.home / "keys"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The control-plane database URL (SQLite under `home` unless set)."""
+        if self.database_url:
+            return self.database_url
+        if self.cloudsql_instance:
+            return "mysql+pymysql://"
+        return f"sqlite:///{self.home / 'controlplane.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where the control-plane API is reachable."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

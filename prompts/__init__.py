@@ -1,0 +1,1 @@
+"""AIPress prompts package."""
