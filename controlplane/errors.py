@@ -7,3 +7,7 @@ class Conflict(Exception):
 
 class BadRequest(Exception):
     """The request is well-formed but cannot be carried out as asked: 400."""
+
+
+class Invalid(Exception):
+    """A value in the request breaks a rule (name, format...): 422."""

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from controlplane.auth import InvalidToken
-from controlplane.errors import BadRequest, Conflict
+from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.logs import current_request_id, get_logger
 from controlplane.permissions import Forbidden, InvalidClaims, NotVisible
 
@@ -80,6 +80,10 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
     @app.exception_handler(BadRequest)
     async def _bad(_request: Request, exc: BadRequest) -> JSONResponse:
         return problem(400, str(exc))
+
+    @app.exception_handler(Invalid)
+    async def _invalid_value(_request: Request, exc: Invalid) -> JSONResponse:
+        return problem(422, str(exc))
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit, names
 from controlplane.credentials import env_context
 from controlplane.crypto import Keyring
+from controlplane.errors import Invalid
 from controlplane.models import EnvVar, utcnow
 from controlplane.permissions import Action, NotVisible, Principal
 from controlplane.schemas import MASK, EnvVarRead, EnvVarWrite
@@ -54,7 +55,10 @@ def put_env(
     get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.WRITE_ENV)
     changed = []
     for name, write in values.items():
-        names.check_env_name(name)
+        try:
+            names.check_env_name(name)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from exc
         var = session.get(EnvVar, (tenant_id, name))
         if var is None:
             var = EnvVar(tenant_id=tenant_id, name=name, updated_by=principal.sub)

@@ -1,0 +1,784 @@
+#!/usr/bin/env python
+"""Latency and throughput of the control-plane API under concurrent clients.
+
+What it does, in order:
+
+1. Seeds a fresh SQLite database (in a temporary AIPRESS_HOME) with `--tenants` tenants of
+   `--sites-per-tenant` sites each (status 'ready'), by bulk insert through the models.
+2. Starts the real server (uvicorn, one process, AIPRESS_PROVIDER=memory) on loopback.
+3. Warms up, then measures, with closed-loop clients (httpx.AsyncClient, keep-alive):
+   - `list-serial`: GET /v1/tenants/{t}/sites with one client (the service time),
+   - `list`: the same with `--concurrency` clients,
+   - `create`: POST /v1/tenants/{t}/sites (the 202 path, unique names) with `--concurrency`
+     clients; the memory provider makes provisioning instant, so this measures the API and
+     database work (plus the engine's background threads competing for the same CPU).
+4. Waits (bounded) for the create operations to drain and counts how they ended.
+5. Prints a table and writes JSON (machine info included) to `--output`.
+
+`--profile` runs the server under cProfile in every thread (the sync endpoints run in a
+thread pool, which a plain `python -m cProfile` would miss), writes the stats next to the
+JSON and prints the hottest functions. Profiled latencies are inflated; compare shapes only.
+
+Example:
+    .venv/bin/python benchmarks/api.py
+    .venv/bin/python benchmarks/api.py --list-requests 5000 --concurrency 50 --token admin
+    .venv/bin/python benchmarks/api.py --profile --create-requests 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+LIST_P95_TARGET_MS = 25.0
+INTERNAL_PROFILED_SERVER = "--internal-profiled-server"
+APP_FACTORY = "controlplane.api.app:create_app"
+
+
+# --------------------------------------------------------------------------------------
+# Arguments and environment
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark the control-plane API (list sites, create site) on loopback.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--tenants", type=int, default=50, help="tenants to seed")
+    parser.add_argument("--sites-per-tenant", type=int, default=20, help="ready sites per tenant")
+    parser.add_argument("--concurrency", type=int, default=20, help="concurrent clients")
+    parser.add_argument("--list-requests", type=int, default=2000, help="timed list requests")
+    parser.add_argument("--create-requests", type=int, default=500, help="timed create requests")
+    parser.add_argument(
+        "--serial-requests",
+        type=int,
+        default=200,
+        help="list requests with a single client (service-time baseline); 0 skips",
+    )
+    parser.add_argument("--warmup-list", type=int, default=200, help="untimed list requests")
+    parser.add_argument("--warmup-create", type=int, default=20, help="untimed create requests")
+    parser.add_argument(
+        "--token",
+        choices=("tenant", "admin"),
+        default="tenant",
+        help="tenant tokens (one per tenant) or one admin token",
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=120.0, help="time limit of each timed phase"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="how long to wait for create operations to finish (0 skips the wait)",
+    )
+    parser.add_argument("--port", type=int, default=0, help="server port (0 picks a free one)")
+    parser.add_argument(
+        "--profile", action="store_true", help="run the server under cProfile (all threads)"
+    )
+    parser.add_argument(
+        "--profile-clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: per-thread CPU time (where the work is); wall: includes waits (GIL, locks, I/O)",
+    )
+    parser.add_argument("--profile-top", type=int, default=30, help="functions shown by --profile")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON result file (default benchmarks/results/api.json, api-profiled.json with --profile)",
+    )
+    parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIPRESS_HOME")
+    args = parser.parse_args(argv)
+    for name in ("tenants", "sites_per_tenant", "concurrency"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("list_requests", "create_requests", "serial_requests", "warmup_list", "warmup_create"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if args.output is None:
+        args.output = RESULTS_DIR / ("api-profiled.json" if args.profile else "api.json")
+    return args
+
+
+def clean_environment(home: Path) -> dict[str, str]:
+    """This process's and the server's environment: only our AIPRESS_* settings."""
+    for key in [k for k in os.environ if k.startswith("AIPRESS_")]:
+        del os.environ[key]
+    os.environ.update(
+        {
+            "AIPRESS_PROVIDER": "memory",
+            "AIPRESS_HOME": str(home),
+            "AIPRESS_LOG_LEVEL": "WARNING",
+        }
+    )
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def machine_info() -> dict[str, Any]:
+    import fastapi
+    import httpx
+    import pydantic
+    import sqlalchemy
+    import uvicorn
+
+    info: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "versions": {
+            "fastapi": fastapi.__version__,
+            "pydantic": pydantic.__version__,
+            "sqlalchemy": sqlalchemy.__version__,
+            "uvicorn": uvicorn.__version__,
+            "httpx": httpx.__version__,
+        },
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if hasattr(os, "sched_getaffinity"):
+        info["cpu_affinity"] = len(os.sched_getaffinity(0))
+    try:
+        info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# Seeding
+
+
+def seed(tenants: int, sites_per_tenant: int) -> tuple[list[str], float]:
+    """Create the schema and bulk-insert tenants and ready sites; returns ids and seconds."""
+    from sqlalchemy import insert
+
+    from controlplane.db import make_engine, make_sessionmaker, migrate
+    from controlplane.models import Site, Tenant, new_id, utcnow
+    from controlplane.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings)
+    try:
+        migrate(engine)
+        started = time.perf_counter()
+        now = utcnow()
+        tenant_ids = [f"tenant-{i:03d}" for i in range(tenants)]
+        tenant_rows = [
+            {"id": t, "name": f"Tenant {t}", "status": "active", "created_at": now, "created_by": "bench"}
+            for t in tenant_ids
+        ]
+        site_rows = [
+            {
+                "id": new_id(),
+                "tenant_id": t,
+                "name": f"site-{j:03d}",
+                "title": f"Site {j} of {t}",
+                "admin_email": f"owner@{t}.example.com",
+                "admin_user": "admin",
+                "status": "ready",
+                "provider": "memory",
+                "preview_url": f"http://site-{j:03d}.{t}.memory.invalid/",
+                "resources": {"database": f"database-site-{j:03d}"},
+                "current_operation_id": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for t in tenant_ids
+            for j in range(sites_per_tenant)
+        ]
+        with make_sessionmaker(engine)() as session:
+            session.execute(insert(Tenant), tenant_rows)
+            session.execute(insert(Site), site_rows)
+            session.commit()
+        return tenant_ids, time.perf_counter() - started
+    finally:
+        engine.dispose()
+
+
+def issue_tokens(tenant_ids: list[str], kind: str) -> dict[str, str]:
+    """A bearer token per tenant (tenant role), or the same admin token for every tenant."""
+    from controlplane.auth import LocalTokenIssuer
+    from controlplane.permissions import Role
+    from controlplane.settings import Settings
+
+    issuer = LocalTokenIssuer(Settings())  # creates the signing key the server will load
+    if kind == "admin":
+        token = issuer.issue("bench-admin", Role.ADMIN, email="admin@bench.example.com")
+        return {t: token for t in tenant_ids}
+    return {
+        t: issuer.issue(f"bench-{t}", Role.TENANT, [t], email=f"owner@{t}.example.com")
+        for t in tenant_ids
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    port: int, env: dict[str, str], log_path: Path, profile_out: Path | None, clock: str = "cpu"
+) -> subprocess.Popen[bytes]:
+    if profile_out is None:
+        cmd = [
+            sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+    else:
+        cmd = [
+            sys.executable, str(Path(__file__).resolve()), INTERNAL_PROFILED_SERVER,
+            str(port), str(profile_out), clock,
+        ]  # fmt: skip
+    log = log_path.open("wb")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    import httpx
+
+    started = time.perf_counter()
+    deadline = started + timeout
+    with httpx.Client(base_url=base_url, trust_env=False, timeout=2.0) as client:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {proc.returncode} during start-up")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout:.0f}s")
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)  # graceful: lifespan shutdown, profile dump
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def serve_profiled(port: int, out: Path, clock: str) -> None:
+    """Internal: run uvicorn with a cProfile profiler in every thread, dump merged stats.
+
+    With clock "cpu" each thread is timed by its own CPU clock, so waiting for the GIL, a lock
+    or the database file does not count; "wall" counts it.
+    """
+    import cProfile
+    import pstats
+    import threading
+
+    import uvicorn
+
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+
+    def new_profile() -> cProfile.Profile:
+        if clock == "cpu":
+            return cProfile.Profile(time.thread_time_ns, 1e-9)
+        return cProfile.Profile()
+
+    def start_thread_profile(_frame: Any, _event: str, _arg: Any) -> None:
+        sys.setprofile(None)
+        profile = new_profile()
+        with lock:
+            profiles.append(profile)
+        profile.enable()
+
+    threading.setprofile(start_thread_profile)
+    main = new_profile()
+    profiles.append(main)
+    main.enable()
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        main.disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+        stats: pstats.Stats | None = None
+        with lock:
+            for profile in profiles:
+                try:
+                    if stats is None:
+                        stats = pstats.Stats(profile)
+                    else:
+                        stats.add(profile)
+                except TypeError:  # a profile that never recorded anything
+                    continue
+        if stats is not None:
+            stats.dump_stats(str(out))
+
+
+# --------------------------------------------------------------------------------------
+# Load generation
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    method: str
+    path: str
+    concurrency: int
+    requested: int
+    completed: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    status_counts: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    requests_per_second: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    server_cpu_ms_per_request: float | None = None
+    client_cpu_ms_per_request: float | None = None
+    stopped_by_time_limit: bool = False
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summarize(latencies: list[float]) -> dict[str, float]:
+    values = sorted(x * 1000 for x in latencies)
+    if not values:
+        return {}
+    return {
+        "min": round(values[0], 3),
+        "mean": round(sum(values) / len(values), 3),
+        "p50": round(percentile(values, 50), 3),
+        "p90": round(percentile(values, 90), 3),
+        "p95": round(percentile(values, 95), 3),
+        "p99": round(percentile(values, 99), 3),
+        "max": round(values[-1], 3),
+    }
+
+
+Request = Callable[[Any, int], Awaitable[Any]]
+
+
+async def run_phase(
+    *,
+    name: str,
+    method: str,
+    path: str,
+    base_url: str,
+    request: Request,
+    expected_status: int,
+    total: int,
+    concurrency: int,
+    max_seconds: float,
+    server_pid: int | None,
+    record: bool = True,
+) -> PhaseResult:
+    """Closed loop: `concurrency` clients each send their next request as soon as one ends."""
+    import httpx
+
+    result = PhaseResult(name, method, path, concurrency, total)
+    if total == 0:
+        return result
+    latencies: list[float] = []
+    counter = itertools.count()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=30.0, trust_env=False
+    ) as client:
+        # Open the connections before the clock starts.
+        await asyncio.gather(*(client.get("/healthz") for _ in range(concurrency)))
+        deadline = time.perf_counter() + max_seconds
+
+        async def worker() -> None:
+            while True:
+                i = next(counter)
+                if i >= total:
+                    return
+                if time.perf_counter() > deadline:
+                    result.stopped_by_time_limit = True
+                    return
+                t0 = time.perf_counter()
+                try:
+                    response = await request(client, i)
+                    status = str(response.status_code)
+                except httpx.HTTPError as exc:
+                    response, status = None, type(exc).__name__
+                elapsed = time.perf_counter() - t0
+                result.status_counts[status] = result.status_counts.get(status, 0) + 1
+                if response is not None and response.status_code == expected_status:
+                    latencies.append(elapsed)
+                else:
+                    result.errors += 1
+                    if len(result.error_samples) < 5:
+                        body = response.text[:300] if response is not None else ""
+                        result.error_samples.append(f"{status}: {body}")
+
+        server_cpu0 = process_cpu_seconds(server_pid) if server_pid else None
+        client_cpu0 = time.process_time()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.wall_seconds = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu0
+        server_cpu1 = process_cpu_seconds(server_pid) if server_pid else None
+
+    done = len(latencies) + result.errors
+    result.completed = len(latencies)
+    result.requests_per_second = round(done / result.wall_seconds, 1) if result.wall_seconds else 0.0
+    result.latency_ms = summarize(latencies)
+    if done:
+        result.client_cpu_ms_per_request = round(client_cpu * 1000 / done, 3)
+        if server_cpu0 is not None and server_cpu1 is not None:
+            result.server_cpu_ms_per_request = round((server_cpu1 - server_cpu0) * 1000 / done, 3)
+    result.wall_seconds = round(result.wall_seconds, 3)
+    return result
+
+
+def wait_for_operations(timeout: float) -> dict[str, Any]:
+    """Poll the database until no create operation is active (bounded); count outcomes."""
+    from sqlalchemy import func, select
+
+    from controlplane.db import make_engine
+    from controlplane.engine.runner import ACTIVE_STATUSES
+    from controlplane.models import Operation
+    from controlplane.settings import Settings
+
+    engine = make_engine(Settings())
+    started = time.perf_counter()
+    try:
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(Operation.status, func.count()).group_by(Operation.status)
+                ).all()
+            counts = {status: n for status, n in rows}
+            active = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
+            elapsed = time.perf_counter() - started
+            if active == 0 or elapsed >= timeout:
+                return {
+                    "drained": active == 0,
+                    "seconds_after_last_create": round(elapsed, 2),
+                    "operations_by_status": counts,
+                }
+            time.sleep(0.25)
+    finally:
+        engine.dispose()
+
+
+async def run_benchmark(
+    args: argparse.Namespace, base_url: str, tenant_ids: list[str], tokens: dict[str, str], server_pid: int
+) -> tuple[list[PhaseResult], dict[str, Any]]:
+    headers = {t: {"authorization": f"Bearer {tokens[t]}"} for t in tenant_ids}
+    n_tenants = len(tenant_ids)
+    list_path = "/v1/tenants/{t}/sites"
+
+    def list_request(client: Any, i: int) -> Awaitable[Any]:
+        t = tenant_ids[i % n_tenants]
+        return client.get(f"/v1/tenants/{t}/sites", headers=headers[t])
+
+    def create_request(prefix: str) -> Request:
+        def send(client: Any, i: int) -> Awaitable[Any]:
+            t = tenant_ids[i % n_tenants]
+            body = {"name": f"{prefix}-{i:05d}", "admin_email": f"owner@{t}.example.com"}
+            return client.post(f"/v1/tenants/{t}/sites", headers=headers[t], json=body)
+
+        return send
+
+    common = {"base_url": base_url, "max_seconds": args.max_seconds, "server_pid": server_pid}
+    checks: dict[str, Any] = {}
+
+    # Warm-up (untimed): imports, pools, caches; and a correctness check of each endpoint.
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=30.0) as client:
+        sample = await list_request(client, 0)
+        if sample.status_code != 200 or len(sample.json()) != args.sites_per_tenant:
+            raise RuntimeError(f"list check failed: {sample.status_code} {sample.text[:300]}")
+        checks["list_items_per_response"] = len(sample.json())
+        checks["list_response_bytes"] = len(sample.content)
+    warm_list = await run_phase(
+        name="warmup-list", method="GET", path=list_path, request=list_request,
+        expected_status=200, total=args.warmup_list, concurrency=args.concurrency, **common,
+    )  # fmt: skip
+    warm_create = await run_phase(
+        name="warmup-create", method="POST", path=list_path, request=create_request("warm"),
+        expected_status=202, total=args.warmup_create, concurrency=args.concurrency, **common,
+    )  # fmt: skip
+    for warm in (warm_list, warm_create):
+        if warm.errors:
+            raise RuntimeError(f"{warm.name} had {warm.errors} errors: {warm.error_samples}")
+    if args.warmup_create:
+        wait_for_operations(min(args.drain_timeout, 60.0))  # start the timed phases idle
+
+    phases = [
+        await run_phase(
+            name="list-serial", method="GET", path=list_path, request=list_request,
+            expected_status=200, total=args.serial_requests, concurrency=1, **common,
+        ),
+        await run_phase(
+            name="list", method="GET", path=list_path, request=list_request,
+            expected_status=200, total=args.list_requests, concurrency=args.concurrency, **common,
+        ),
+        await run_phase(
+            name="create", method="POST", path=list_path, request=create_request("new"),
+            expected_status=202, total=args.create_requests, concurrency=args.concurrency,
+            **common,
+        ),
+    ]  # fmt: skip
+    phases = [p for p in phases if p.requested]
+    if args.create_requests and args.drain_timeout > 0:
+        checks["create_drain"] = wait_for_operations(args.drain_timeout)
+    return phases, checks
+
+
+# --------------------------------------------------------------------------------------
+# Output
+
+
+def print_table(phases: list[PhaseResult], title: str) -> None:
+    columns = ["phase", "conc", "ok", "err", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+               "srv cpu ms/req"]  # fmt: skip
+    rows = []
+    for p in phases:
+        lat = p.latency_ms
+        rows.append(
+            [
+                f"{p.method} {p.name}",
+                str(p.concurrency),
+                str(p.completed),
+                str(p.errors),
+                f"{p.requests_per_second:.1f}",
+                f"{lat.get('p50', math.nan):.2f}",
+                f"{lat.get('p95', math.nan):.2f}",
+                f"{lat.get('p99', math.nan):.2f}",
+                f"{lat.get('max', math.nan):.2f}",
+                "-" if p.server_cpu_ms_per_request is None else f"{p.server_cpu_ms_per_request:.2f}",
+            ]
+        )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for i, col in enumerate(columns):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+    except ImportError:
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        print(title)
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths))))
+        for row in rows:
+            print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+
+
+def print_profile(path: Path, top: int, clock: str) -> dict[str, Any]:
+    """Hottest functions by own time and by cumulative time, and own time per area."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values()) or 1.0
+
+    def label(func: tuple[str, int, str]) -> str:
+        filename, line, name = func
+        for marker in ("site-packages/", "lib/python3"):
+            if marker in filename:
+                filename = filename.split(marker, 1)[1]
+                break
+        filename = filename.replace(str(ROOT) + "/", "")
+        return f"{filename}:{line}({name})"
+
+    def area(filename: str) -> str:
+        if str(ROOT / "controlplane") in filename:
+            return "controlplane"
+        if "site-packages/" in filename:
+            return filename.split("site-packages/", 1)[1].split("/", 1)[0].split(".", 1)[0]
+        if filename.startswith("~") or filename.startswith("<"):
+            return "builtins/C"
+        return "stdlib"
+
+    by_area: dict[str, float] = {}
+    for func, (_cc, _nc, tt, _ct, _callers) in raw.items():
+        key = area(func[0])
+        by_area[key] = by_area.get(key, 0.0) + tt
+    own = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)
+    cumulative = sorted(raw.items(), key=lambda kv: kv[1][3], reverse=True)
+    report = {
+        "total_own_seconds": round(total, 3),
+        "own_time_by_area": {k: round(v, 3) for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])},
+        "top_own": [
+            {"function": label(f), "calls": v[1], "own_s": round(v[2], 4), "cum_s": round(v[3], 4)}
+            for f, v in own[:top]
+        ],
+        "top_cumulative_controlplane": [
+            {"function": label(f), "calls": v[1], "own_s": round(v[2], 4), "cum_s": round(v[3], 4)}
+            for f, v in cumulative
+            if str(ROOT / "controlplane") in f[0]
+        ][:top],
+    }
+    print(f"\ncProfile of the server (all threads, {clock} clock), {path}:")
+    print(f"  own time by area (total {total:.2f}s):")
+    for k, v in list(report["own_time_by_area"].items())[:12]:
+        print(f"    {k:<28} {v:8.3f}s  {100 * v / total:5.1f}%")
+    print(f"  top {top} by own time:")
+    for row in report["top_own"]:
+        print(f"    {row['own_s']:8.3f}s own {row['cum_s']:8.3f}s cum {row['calls']:>9} calls  {row['function']}")
+    print("  controlplane functions by cumulative time:")
+    for row in report["top_cumulative_controlplane"]:
+        print(f"    {row['cum_s']:8.3f}s cum {row['calls']:>9} calls  {row['function']}")
+    return report
+
+
+# --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="aipress-bench-"))
+    env = clean_environment(home)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    profile_out = args.output.with_suffix(".prof") if args.profile else None
+    info = machine_info()
+    print(f"AIPRESS_HOME={home}  cpus={info['cpu_count']}  python={info['python']}")
+
+    tenant_ids, seed_seconds = seed(args.tenants, args.sites_per_tenant)
+    tokens = issue_tokens(tenant_ids, args.token)
+    n_sites = args.tenants * args.sites_per_tenant
+    print(f"seeded {args.tenants} tenants / {n_sites} sites in {seed_seconds:.2f}s")
+
+    port = args.port or free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    server_log = home / "server.log"
+    proc = start_server(port, env, server_log, profile_out, args.profile_clock)
+    try:
+        startup = wait_ready(base_url, proc, timeout=60.0)
+        print(f"server pid {proc.pid} ready on {base_url} in {startup:.2f}s")
+        phases, checks = asyncio.run(run_benchmark(args, base_url, tenant_ids, tokens, proc.pid))
+    finally:
+        stop_server(proc)
+        log_text = server_log.read_text(errors="replace") if server_log.exists() else ""
+
+    list_phase = next((p for p in phases if p.name == "list"), None)
+    target_met = (
+        bool(list_phase and list_phase.latency_ms and list_phase.latency_ms["p95"] <= LIST_P95_TARGET_MS)
+        if list_phase
+        else None
+    )
+    title = (
+        f"AIPress API, {args.tenants} tenants x {args.sites_per_tenant} sites, "
+        f"{args.token} tokens, {info['cpu_count']} CPU{' (PROFILED)' if args.profile else ''}"
+    )
+    print()
+    print_table(phases, title)
+    if list_phase and list_phase.latency_ms:
+        verdict = "met" if target_met else "NOT met"
+        print(f"list p95 {list_phase.latency_ms['p95']:.2f} ms vs target {LIST_P95_TARGET_MS:.0f} ms: {verdict}")
+    if "create_drain" in checks:
+        d = checks["create_drain"]
+        print(
+            f"create operations drained={d['drained']} {d['seconds_after_last_create']}s after the "
+            f"last 202; by status {d['operations_by_status']}"
+        )
+    for p in phases:
+        for sample in p.error_samples:
+            print(f"  {p.name} error: {sample}")
+
+    result: dict[str, Any] = {
+        "benchmark": "controlplane-api",
+        "machine": info,
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+        },
+        "server": {
+            "command": "uvicorn controlplane.api.app:create_app --factory (1 process)"
+            + (" under cProfile" if args.profile else ""),
+            "provider": "memory",
+            "database": "sqlite (WAL) in a temporary AIPRESS_HOME",
+            "startup_seconds": round(startup, 3),
+        },
+        "seed": {"tenants": args.tenants, "sites": n_sites, "seconds": round(seed_seconds, 3)},
+        "checks": checks,
+        "target": {"list_p95_ms": LIST_P95_TARGET_MS, "met": target_met},
+        "phases": {p.name: asdict(p) for p in phases},
+    }
+    if profile_out is not None and profile_out.exists():
+        result["profile"] = print_profile(profile_out, args.profile_top, args.profile_clock)
+        result["profile"]["clock"] = args.profile_clock
+        result["profile"]["stats_file"] = str(profile_out)
+    if "Traceback" in log_text:
+        result["server_log_tail"] = log_text[-4000:]
+        print("\nthe server log holds a traceback; tail saved in the JSON")
+    args.output.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    print(f"\nwrote {args.output}")
+    if args.keep_home:
+        print(f"kept {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+    failed = any(p.errors for p in phases)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == INTERNAL_PROFILED_SERVER:
+        serve_profiled(int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
+        sys.exit(0)
+    sys.exit(main())

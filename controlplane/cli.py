@@ -1,0 +1,277 @@
+"""The `aipress` command line: tokens, tenants, sites (with progress), keys, serve."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from controlplane.auth import LocalTokenIssuer
+from controlplane.client import ApiError, ControlPlaneClient
+from controlplane.engine.runner import STEPS_BY_KIND
+from controlplane.permissions import Role
+from controlplane.settings import Settings, get_settings
+
+app = typer.Typer(help="AIPress: conversational operations for multi-tenant WordPress hosting.")
+tenants_app = typer.Typer(help="Tenants (admins).")
+sites_app = typer.Typer(help="A tenant's WordPress sites.")
+users_app = typer.Typer(help="Users' roles and tenants (admins).")
+keys_app = typer.Typer(help="Encryption keys of stored credentials.")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(sites_app, name="sites")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="AIPRESS_TOKEN", help="Bearer token to use")
+]
+UrlOpt = Annotated[str | None, typer.Option("--url", envvar="AIPRESS_URL", help="Control-plane URL")]
+
+
+def _client(token: str | None, url: str | None) -> ControlPlaneClient:
+    settings = get_settings()
+    if token is None:
+        if settings.provider == "gcp":
+            err.print("[red]Set AIPRESS_TOKEN (a Firebase ID token) or pass --token.[/red]")
+            raise typer.Exit(2)
+        # Whoever can read the local signing key is the machine's admin anyway.
+        token = LocalTokenIssuer(settings).issue("cli", Role.ADMIN, ttl_seconds=3600)
+    return ControlPlaneClient(url or settings.base_url, token)
+
+
+def _call(client: ControlPlaneClient, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        return client.request(method, path, **kwargs)
+    except ApiError as exc:
+        err.print(f"[red]Error {exc.status}:[/red] {exc.detail}")
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        err.print(f"[red]Cannot reach the control plane:[/red] {exc}. Is it running (`make up`)?")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def token(
+    role: Annotated[Role | None, typer.Option(help="admin, operator, viewer or tenant")] = None,
+    tenant: Annotated[list[str] | None, typer.Option(help="Tenant id (repeat for operators)")] = None,
+    sub: Annotated[str, typer.Option(help="Subject (user id)")] = "local-user",
+    email: Annotated[str | None, typer.Option(help="E-mail claim")] = None,
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds")] = None,
+) -> None:
+    """Mint a locally signed token (embedded default only)."""
+    settings = get_settings()
+    if settings.provider == "gcp":
+        err.print("[red]gcp mode uses Firebase ID tokens; local tokens are refused there.[/red]")
+        raise typer.Exit(2)
+    tenants = list(tenant or [])
+    if role is None:
+        stored = _stored_user(settings, sub)
+        if stored is None:
+            err.print(f"[red]Give --role: user {sub!r} has no role assigned (aipress users set).[/red]")
+            raise typer.Exit(2)
+        role, tenants, email = Role(stored["role"]), stored["tenants"], email or stored["email"]
+    try:
+        typer.echo(LocalTokenIssuer(settings).issue(sub, role, tenants, email=email, ttl_seconds=ttl))
+    except Exception as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _stored_user(settings: Settings, uid: str) -> dict[str, Any] | None:
+    from controlplane.db import make_engine, make_sessionmaker, migrate
+    from controlplane.models import User
+
+    engine = make_engine(settings)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        user = session.get(User, uid)
+        if user is None:
+            return None
+        return {"role": user.role, "tenants": list(user.tenants), "email": user.email}
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+) -> None:
+    """Run the control-plane API (127.0.0.1:8000 by default)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "controlplane.api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@tenants_app.command("list")
+def tenants_list(token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """List the tenants you can see."""
+    with _client(token, url) as client:
+        rows = _call(client, "GET", "/v1/tenants")
+    table = Table("id", "name", "status", "created")
+    for row in rows:
+        table.add_row(row["id"], row["name"], row["status"], row["created_at"][:19])
+    console.print(table)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    tenant_id: str, name: Annotated[str | None, typer.Option()] = None,
+    token: TokenOpt = None, url: UrlOpt = None,
+) -> None:
+    """Create a tenant."""
+    with _client(token, url) as client:
+        row = _call(client, "POST", "/v1/tenants", json={"id": tenant_id, "name": name or tenant_id})
+    console.print(f"Tenant [bold]{row['id']}[/bold] created.")
+
+
+@tenants_app.command("delete")
+def tenants_delete(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """Delete a tenant that has no sites."""
+    with _client(token, url) as client:
+        _call(client, "DELETE", f"/v1/tenants/{tenant_id}")
+    console.print(f"Tenant [bold]{tenant_id}[/bold] deleted.")
+
+
+@sites_app.command("list")
+def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """List a tenant's sites."""
+    with _client(token, url) as client:
+        rows = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites")
+    table = Table("name", "status", "url", "domains", "created")
+    for row in rows:
+        table.add_row(
+            row["name"], row["status"], row["preview_url"] or "-", ", ".join(row["domains"]) or "-",
+            row["created_at"][:19],
+        )
+    console.print(table)
+
+
+def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
+    """Show a progress bar driven by the operation's events; return its final state."""
+    steps = STEPS_BY_KIND.get(operation["kind"], ())
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        task = progress.add_task(f"{operation['kind']} {operation['site_name']}", total=len(steps))
+        try:
+            for event in client.events(operation["id"]):
+                kind = event["type"]
+                if kind == "step_started":
+                    progress.update(task, description=f"{operation['site_name']}: {event['step']}")
+                elif kind == "step_finished":
+                    progress.advance(task)
+                elif kind in ("step_failed", "rollback_started", "step_undone"):
+                    progress.console.print(f"[yellow]{event['message']}[/yellow]")
+        except ApiError as exc:
+            err.print(f"[red]Lost the event stream ({exc}); check `aipress sites list`.[/red]")
+    result: dict[str, Any] = client.request("GET", f"/v1/operations/{operation['id']}")
+    return result
+
+
+@sites_app.command("create")
+def sites_create(
+    tenant_id: str,
+    name: str,
+    email: Annotated[str | None, typer.Option("--admin-email", help="WordPress admin e-mail")] = None,
+    title: Annotated[str | None, typer.Option(help="Site title")] = None,
+    domain: Annotated[str | None, typer.Option(help="Custom domain")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress until done")] = True,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Create a WordPress site and follow its progress."""
+    body = {k: v for k, v in {"name": name, "admin_email": email, "title": title, "domain": domain}.items() if v}
+    with _client(token, url) as client:
+        accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites", json=body)
+        if not wait:
+            console.print(f"Operation {accepted['operation']['id']} started.")
+            return
+        final = _follow(client, accepted["operation"])
+        if final["status"] != "succeeded":
+            err.print(f"[red]{final['status']}:[/red] {final['error']}")
+            raise typer.Exit(1)
+        site = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{name}")
+    console.print(f"Site [bold]{name}[/bold] is ready at {site['preview_url']}")
+
+
+@sites_app.command("delete")
+def sites_delete(
+    tenant_id: str,
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Delete a site (a backup is taken first)."""
+    if not yes and not typer.confirm(f"Delete site {name} of tenant {tenant_id}?"):
+        raise typer.Exit(1)
+    with _client(token, url) as client:
+        accepted = _call(client, "DELETE", f"/v1/tenants/{tenant_id}/sites/{name}")
+        final = _follow(client, accepted["operation"])
+    if final["status"] != "succeeded":
+        err.print(f"[red]{final['status']}:[/red] {final['error']}")
+        raise typer.Exit(1)
+    console.print(f"Site [bold]{name}[/bold] deleted; backup: {final['backup']}")
+
+
+@users_app.command("list")
+def users_list(token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """List users with a role."""
+    with _client(token, url) as client:
+        rows = _call(client, "GET", "/v1/users")
+    table = Table("uid", "role", "tenants", "email")
+    for row in rows:
+        table.add_row(row["uid"], row["role"], ", ".join(row["tenants"]) or "-", row["email"] or "-")
+    console.print(table)
+
+
+@users_app.command("set")
+def users_set(
+    uid: str,
+    role: Annotated[Role, typer.Option(help="admin, operator, viewer or tenant")],
+    tenant: Annotated[list[str] | None, typer.Option(help="Tenant id (repeat)")] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Assign a user's role and tenants."""
+    body: dict[str, Any] = {"role": role.value, "tenants": list(tenant or [])}
+    if email:
+        body["email"] = email
+    with _client(token, url) as client:
+        _call(client, "PUT", f"/v1/users/{uid}", json=body)
+    console.print(f"User [bold]{uid}[/bold] is now {role.value}.")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new active encryption key and re-encrypt every stored credential with it."""
+    from controlplane.credentials import reencrypt_all
+    from controlplane.crypto import KeyringError, add_local_key, load_keyring
+    from controlplane.db import make_engine, make_sessionmaker, migrate
+
+    settings = get_settings()
+    try:
+        keyring = add_local_key(settings) if not settings.encryption_keys else load_keyring(settings)
+    except KeyringError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    engine = make_engine(settings)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        changed = reencrypt_all(session, keyring)
+    console.print(f"Active key is {keyring.active_key_id}; {changed} ciphertext(s) re-encrypted.")
+

@@ -1,0 +1,129 @@
+"""A control-plane process that SIGKILLs itself at a chosen step boundary (crash tests).
+
+Run by tests/integration/test_crash_resume.py as a real subprocess:
+
+    python tests/integration/crash_worker.py create  --home H --kill-at before:runtime
+    python tests/integration/crash_worker.py create  --home H --kill-at before-undo:dns \\
+        --fail ensure:wordpress
+    python tests/integration/crash_worker.py delete  --home H --kill-at after:backup
+    python tests/integration/crash_worker.py recover --home H --kill-at before:runtime
+
+It builds the platform on `--home` (SQLite, migrations, keys) with a MemoryProvider persisted
+to `H/memory-provider.json`, so the parent can see what the dead process left behind. The
+boundary hook appends every boundary it passes to `H/boundaries.log` and, at `--kill-at`,
+sends SIGKILL to its own process: no cleanup, no `finally`, no flush, like a power cut of the
+process. Before running it prints one JSON line: {"site_id": ..., "operation_ids": [...]}.
+Exit status 0 means the operation ended without reaching the kill boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TENANT = "crash"
+SITE = "victim"
+ADMIN_EMAIL = "admin@crash-tests.org"
+STATE_FILE = "memory-provider.json"
+TRAIL_FILE = "boundaries.log"
+
+
+def make_hook(home: Path, kill_at: str | None):  # type: ignore[no-untyped-def]
+    """Record each boundary (unbuffered, O_APPEND) and SIGKILL ourselves at `kill_at`."""
+    trail = os.open(home / TRAIL_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    pid = os.getpid()
+
+    def hook(name: str) -> None:
+        os.write(trail, f"{pid} {name}\n".encode())
+        if name == kill_at:
+            os.kill(pid, signal.SIGKILL)
+
+    return hook
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("create", "delete", "recover"))
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--kill-at", default=None, help="boundary name, e.g. after:dns")
+    parser.add_argument(
+        "--fail", action="append", default=[], help="inject a provider failure, e.g. ensure:wordpress"
+    )
+    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--tenant", default=TENANT)
+    parser.add_argument("--site", default=SITE)
+    args = parser.parse_args(argv)
+
+    # Imported here so `--help` stays instant and the path fix above comes first.
+    from controlplane.logs import configure_logging
+    from controlplane.models import Tenant
+    from controlplane.permissions import Principal, Role
+    from controlplane.platform import build_platform
+    from controlplane.providers.memory import MemoryProvider
+    from controlplane.schemas import SiteCreate, TenantCreate
+    from controlplane.services.sites import create_site, delete_site
+    from controlplane.services.tenants import create_tenant
+    from controlplane.settings import Settings
+
+    home: Path = args.home
+    home.mkdir(parents=True, exist_ok=True)
+    log_file = home / "worker.log"
+    configure_logging("DEBUG", log_file)
+    settings = Settings(
+        provider="memory",
+        home=home,
+        log_file=log_file,
+        log_level="DEBUG",
+        max_parallel_operations=1,
+        max_resume_attempts=args.max_attempts,
+    )
+    provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=set(args.fail))
+    platform = build_platform(
+        settings, provider=provider, boundary_hook=make_hook(home, args.kill_at)
+    )
+    admin = Principal("crash-admin", Role.ADMIN, email=ADMIN_EMAIL)
+
+    site_id: str | None = None
+    if args.mode == "recover":
+        operation_ids = platform.engine.recover()
+    else:
+        with platform.sessions() as session:
+            if session.get(Tenant, args.tenant) is None:
+                create_tenant(
+                    session, principal=admin, data=TenantCreate(id=args.tenant, name="Crash Tests")
+                )
+            if args.mode == "create":
+                site, op = create_site(
+                    session,
+                    principal=admin,
+                    tenant_id=args.tenant,
+                    data=SiteCreate(name=args.site, admin_email=ADMIN_EMAIL),
+                    provider=provider.name,
+                )
+            else:
+                site, op = delete_site(
+                    session, principal=admin, tenant_id=args.tenant, name=args.site
+                )
+            site_id, operation_ids = site.id, [op.id]
+    print(json.dumps({"site_id": site_id, "operation_ids": operation_ids}), flush=True)
+
+    if args.mode == "recover":
+        for op_id in operation_ids:
+            platform.engine.wait(op_id, timeout=60)
+    else:
+        platform.engine.run(operation_ids[0])
+    platform.close()
+    print(json.dumps({"finished": operation_ids}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

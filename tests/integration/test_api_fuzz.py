@@ -1,0 +1,429 @@
+"""OpenAPI-driven fuzzing of the whole control-plane API (schemathesis + hypothesis).
+
+Every operation of the app's own OpenAPI document (except the SSE stream, checked on its own
+below) is fuzzed with schemathesis' examples, coverage and fuzzing phases. Each generated request
+is sent once per caller: admin, operator of 'acme', viewer of 'acme', tenant 'acme', tenant
+'other', plus one of the invalid tokens (missing, garbage, expired, signed by another key), chosen
+from the request's content so a replay picks the same one.
+
+Before the run the API seeds tenants 'acme' and 'other', a ready site 'crumbs' in each, env vars
+(one of them secret) and a user; path parameters (and a few body fields) are often swapped for
+these real names, so requests reach the handlers rather than stopping at "not found".
+
+For every answer:
+  * never a 5xx (schemathesis' not_a_server_error), and 2xx bodies conform to the schema;
+  * a 4xx is a problem+json document, and it changed nothing: all tables but `audit_events`
+    (denials are audited by design) and the memory provider's resources and calls are identical
+    before and after; a GET changes nothing either, whatever its status;
+  * an invalid token never gets a 2xx (nor a 403, which would mean it was accepted); a viewer never
+    changes anything; only admins manage tenants and users; tenant 'other' never reaches 'acme'.
+After an accepted change the run waits for the engine and restores the seed, so background
+operations never overlap a measured request and the next caller finds the same fixtures.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import ASGIClient
+from schemathesis.specs.openapi.checks import response_schema_conformance
+from sqlalchemy import func, select
+
+from controlplane.api.app import create_app
+from controlplane.auth import AUDIENCE, LOCAL_ISSUER, LocalTokenIssuer, load_signing_key
+from controlplane.engine.runner import ACTIVE_STATUSES
+from controlplane.models import Base, EnvVar, Operation, Site, Tenant, User
+from controlplane.permissions import Role
+from controlplane.platform import Platform
+from controlplane.providers.memory import MemoryProvider
+from controlplane.schemas import Problem
+from controlplane.settings import Settings
+from tests.conftest import wait_for_operation
+
+pytestmark = pytest.mark.integration
+
+MAX_EXAMPLES = 30  # fuzzing phase, per operation; the coverage phase adds its deterministic cases
+BASE_URL = "http://testserver"
+EVENTS_PATH = "/v1/operations/{operation_id}/events"
+PUBLIC_PATHS = frozenset({"/healthz"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IGNORED_TABLES = frozenset({"audit_events"})  # denied attempts are audited by design
+TABLES = [t for t in Base.metadata.sorted_tables if t.name not in IGNORED_TABLES]
+
+TENANTS = {"acme": "Acme Bakery", "other": "Other Corp"}
+SITE = "crumbs"
+ACME_DOMAIN = "shop.acme.example"
+SEED_ENV = {
+    "STRIPE_PUBLIC_KEY": {"value": "pk_test_fuzz", "secret": False},
+    "STRIPE_API_KEY": {"value": "sk_test_fuzz_secret", "secret": True},
+}
+SEED_USER = "alice"
+
+# name -> (role, tenants, e-mail); the operator and tenant tokens carry an e-mail (a site's
+# default admin e-mail), the admin's does not (a site then needs an explicit admin_email).
+VALID = {
+    "admin": (Role.ADMIN, [], None),
+    "operator-acme": (Role.OPERATOR, ["acme"], "op@acme.example"),
+    "viewer-acme": (Role.VIEWER, ["acme"], None),
+    "tenant-acme": (Role.TENANT, ["acme"], "owner@acme.example"),
+    "tenant-other": (Role.TENANT, ["other"], "owner@other.example"),
+}
+INVALID = ("missing", "garbage", "expired", "foreign-key")
+GARBAGE = (
+    "Bearer not-a-token",
+    "Bearer eyJhbGciOiJFZERTQSJ9.e30.c2lnbmF0dXJl",
+    "Basic YWRtaW46YWRtaW4=",
+    "Bearer",
+    "bearer ..",
+)
+
+STATS: Counter[tuple[str, str, str]] = Counter()  # (operation, caller, status class)
+
+
+def _openapi() -> dict[str, Any]:
+    """The app's OpenAPI document (building it needs no platform, so no lifespan)."""
+    home = Path(tempfile.gettempdir()) / "aipress-fuzz-openapi-unused"
+    return create_app(Settings(provider="memory", home=home)).openapi()
+
+
+schema = schemathesis.openapi.from_dict(
+    _openapi(),
+    config=schemathesis.Config.from_dict(
+        {"generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"}}
+    ),
+).exclude(path=EVENTS_PATH)
+
+
+def _digest(case: schemathesis.Case) -> bytes:
+    """Stable bytes derived from the generated request: the per-case choices come from it."""
+    material = json.dumps(
+        [case.method, case.path, case.path_parameters, case.query, case.body, dict(case.headers)],
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.blake2b(material.encode("utf-8", "surrogatepass"), digest_size=32).digest()
+
+
+class Fuzzer:
+    """The app under test, its seed, the callers' headers, snapshots and the checks."""
+
+    def __init__(
+        self, client: TestClient, memory_provider: MemoryProvider, issuer: LocalTokenIssuer, tmp_path: Path
+    ) -> None:
+        self.client = client
+        self.provider = memory_provider
+        self.platform: Platform = client.app.state.platform  # type: ignore[attr-defined]
+        # Schemathesis' in-process transport; never entered, so it starts no second lifespan:
+        # the TestClient above owns the app's start-up and shut-down.
+        self.http = ASGIClient(client.app)
+        self.headers = {
+            name: {"Authorization": f"Bearer {issuer.issue(f'fuzz-{name}', role, tenants, email=email)}"}
+            for name, (role, tenants, email) in VALID.items()
+        }
+        self.headers["missing"] = {}
+        expired = issuer.issue("fuzz-expired", Role.ADMIN, [], ttl_seconds=-120)
+        self.headers["expired"] = {"Authorization": f"Bearer {expired}"}
+        foreign = LocalTokenIssuer(Settings(provider="memory", home=tmp_path / "foreign-home"))
+        forged = foreign.issue("fuzz-forged", Role.ADMIN, [])
+        self.headers["foreign-key"] = {"Authorization": f"Bearer {forged}"}
+        self.operation_ids: list[str] = []
+        self.seed()
+
+    # -- seed ----------------------------------------------------------------------------------
+
+    def api(self, method: str, url: str, caller: str = "admin", **kwargs: Any) -> Any:
+        response = self.client.request(method, url, headers=self.headers[caller], **kwargs)
+        assert response.status_code < 300, f"seed {method} {url}: {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+    def create_site(self, tenant: str) -> str:
+        body: dict[str, Any] = {"name": SITE, "admin_email": f"owner@{tenant}.example"}
+        if tenant == "acme":
+            body["domain"] = ACME_DOMAIN
+        accepted = self.api("POST", f"/v1/tenants/{tenant}/sites", json=body)
+        op_id: str = accepted["operation"]["id"]
+        final = wait_for_operation(self.client, op_id, self.headers["admin"])
+        assert final["status"] == "succeeded", final
+        return op_id
+
+    def seed(self) -> None:
+        for tenant, name in TENANTS.items():
+            self.api("POST", "/v1/tenants", json={"id": tenant, "name": name})
+            self.operation_ids.append(self.create_site(tenant))
+            self.api("PUT", f"/v1/tenants/{tenant}/env", json={"vars": SEED_ENV})
+        self.api("PUT", f"/v1/users/{SEED_USER}", json={"role": "operator", "tenants": ["acme"]})
+
+    def restore(self) -> None:
+        """After an accepted change: let the engine finish, then put back what the seed had."""
+        self.wait_idle()
+        with self.platform.sessions() as session:
+            tenants = set(session.scalars(select(Tenant.id)))
+            sites = set(session.execute(select(Site.tenant_id, Site.name)).tuples())
+            env = set(session.execute(select(EnvVar.tenant_id, EnvVar.name, EnvVar.secret)).tuples())
+            user = session.get(User, SEED_USER)
+        for tenant, name in TENANTS.items():
+            if tenant not in tenants:
+                self.api("POST", "/v1/tenants", json={"id": tenant, "name": name})
+            if (tenant, SITE) not in sites:
+                self.create_site(tenant)
+            if any((tenant, n, v["secret"]) not in env for n, v in SEED_ENV.items()):
+                self.api("PUT", f"/v1/tenants/{tenant}/env", json={"vars": SEED_ENV})
+        if user is None:
+            self.api("PUT", f"/v1/users/{SEED_USER}", json={"role": "operator", "tenants": ["acme"]})
+        self.wait_idle()
+
+    def wait_idle(self, timeout: float = 20) -> None:
+        """Block while the engine has unfinished operations (they would change the snapshots)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.platform.sessions() as session:
+                active = session.scalar(
+                    select(func.count()).select_from(Operation).where(Operation.status.in_(ACTIVE_STATUSES))
+                )
+            if not active:
+                return
+            assert time.monotonic() < deadline, f"{active} operation(s) still running after {timeout} s"
+            time.sleep(0.005)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every row of every table (but the audit log), and the memory provider's state."""
+        state: dict[str, Any] = {}
+        with self.platform.sessions() as session:
+            for table in TABLES:
+                rows = session.execute(select(table).order_by(*table.primary_key.columns))
+                state[table.name] = [tuple(row) for row in rows]
+        state["provider.resources"] = copy.deepcopy(self.provider.resources)
+        state["provider.calls"] = len(self.provider.calls)
+        return state
+
+    # -- one generated case ----------------------------------------------------------------------
+
+    def realize(self, case: schemathesis.Case) -> None:
+        """Often swap generated names for real ones, so requests reach past 'not found'."""
+        digest = _digest(case)
+        pools: dict[str, list[str]] = {
+            "tenant_id": list(TENANTS),
+            "site": [SITE],
+            "operation_id": self.operation_ids,
+            "name": list(SEED_ENV),
+            "uid": [SEED_USER],
+        }
+        params = dict(case.path_parameters)
+        for i, key in enumerate(sorted(params)):
+            if key in pools and digest[i] % 3:
+                params[key] = pools[key][digest[8 + i] % len(pools[key])]
+        if params != case.path_parameters:
+            case.path_parameters = params
+        if isinstance(case.query, dict) and "tenant_id" in case.query and digest[16] % 2:
+            case.query = {**case.query, "tenant_id": list(TENANTS)[digest[17] % 2]}
+        if isinstance(case.body, dict) and case.method == "POST" and digest[18] % 3 == 0:
+            if case.path == "/v1/tenants" and "id" in case.body:
+                case.body = {**case.body, "id": "acme"}  # already exists: 409
+            elif case.path == "/v1/tenants/{tenant_id}/sites":
+                if "name" in case.body:
+                    case.body = {**case.body, "name": SITE}  # already exists: 409
+                if "domain" in case.body and digest[19] % 2:
+                    case.body = {**case.body, "domain": ACME_DOMAIN}  # taken: 409
+
+    def run(self, case: schemathesis.Case) -> None:
+        self.realize(case)
+        invalid = INVALID[_digest(case)[20] % len(INVALID)]
+        for caller in (*VALID, invalid):
+            self.exchange(case, caller)
+
+    def caller_headers(self, case: schemathesis.Case, caller: str) -> dict[str, str]:
+        if caller == "garbage":
+            return {"Authorization": GARBAGE[_digest(case)[21] % len(GARBAGE)]}
+        return dict(self.headers[caller])
+
+    def exchange(self, case: schemathesis.Case, caller: str) -> None:
+        headers = self.caller_headers(case, caller)
+        self.wait_idle()
+        before = self.snapshot()
+        response = case.call(base_url=BASE_URL, session=self.http, headers=headers)
+        after = self.snapshot()
+        status = response.status_code
+        STATS[(f"{case.method} {case.path}", caller, f"{status // 100}xx")] += 1
+
+        checks = [not_a_server_error]
+        if status < 300:
+            checks.append(response_schema_conformance)
+        case.validate_response(response, checks=checks, headers=headers)
+
+        where = _describe(case, caller, response)
+        if 400 <= status < 500:
+            _assert_problem(response, where)
+            _assert_unchanged(before, after, f"state changed on a rejected request\n{where}")
+        if case.method.upper() in SAFE_METHODS:
+            _assert_unchanged(before, after, f"state changed on a {case.method} request\n{where}")
+        self.assert_authorization(case, caller, status, before, after, where)
+        if status < 300 and case.method.upper() not in SAFE_METHODS:
+            self.restore()
+
+    def assert_authorization(
+        self,
+        case: schemathesis.Case,
+        caller: str,
+        status: int,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        where: str,
+    ) -> None:
+        if case.path in PUBLIC_PATHS:
+            return
+        accepted = status < 300
+        if caller in INVALID:
+            assert not accepted and status != 403, f"invalid token ({caller}) was accepted\n{where}"
+            return
+        changes = case.method.upper() not in SAFE_METHODS
+        if caller == "viewer-acme" and changes:
+            assert not accepted, f"a viewer changed something\n{where}"
+            _assert_unchanged(before, after, f"a viewer changed state\n{where}")
+        admin_only = case.path.startswith("/v1/users") or (
+            case.path.startswith("/v1/tenants") and case.path.count("/") <= 3 and changes
+        )
+        if caller != "admin" and admin_only:
+            assert not accepted, f"{caller} used an admin-only operation\n{where}"
+        if caller == "tenant-other" and case.path_parameters.get("tenant_id") == "acme":
+            assert not accepted, f"tenant 'other' reached tenant 'acme'\n{where}"
+
+
+def _describe(case: schemathesis.Case, caller: str, response: schemathesis.Response) -> str:
+    request = response.request
+    body = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
+    return (
+        f"  caller:   {caller}\n"
+        f"  request:  {request.method} {request.url}\n"
+        f"  body:     {body!r}\n"
+        f"  response: {response.status_code} {(response.headers.get('content-type') or [''])[0]} "
+        f"{response.content[:600]!r}"
+    )
+
+
+def _assert_problem(response: schemathesis.Response, where: str) -> None:
+    content_type = (response.headers.get("content-type") or [""])[0]
+    assert content_type.startswith("application/problem+json"), f"4xx is not problem+json\n{where}"
+    problem = Problem.model_validate_json(response.content)
+    assert problem.status == response.status_code, f"problem status differs\n{where}"
+    assert problem.detail.strip(), f"problem without detail\n{where}"
+    if response.status_code == 401:
+        assert response.headers.get("www-authenticate"), f"401 without WWW-Authenticate\n{where}"
+
+
+def _assert_unchanged(before: dict[str, Any], after: dict[str, Any], message: str) -> None:
+    if before == after:
+        return
+    diff = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, list) and isinstance(new, list):
+            gone = [r for r in old if r not in new]
+            added = [r for r in new if r not in old]
+            diff.append(f"  {key}: removed {gone!r:.800} added {added!r:.800}")
+        else:
+            diff.append(f"  {key}: {old!r:.800} -> {new!r:.800}")
+    raise AssertionError(message + "\n" + "\n".join(diff))
+
+
+@pytest.fixture
+def fuzz(
+    client: TestClient, memory_provider: MemoryProvider, issuer: LocalTokenIssuer, tmp_path: Path
+) -> Iterator[Fuzzer]:
+    """A seeded app and the fuzzing harness around it."""
+    fuzzer = Fuzzer(client, memory_provider, issuer, tmp_path)
+    yield fuzzer
+    fuzzer.wait_idle()
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_fuzz(case: schemathesis.Case, fuzz: Fuzzer) -> None:
+    """No 5xx, schema-conformant 2xx, and rejected requests change nothing, for every caller."""
+    fuzz.run(case)
+
+
+def test_operation_events_stream(fuzz: Fuzzer) -> None:
+    """The SSE stream, left out of the fuzz run (it streams until its operation ends).
+
+    Only finished operations are asked for, so every stream ends; the checks are the fuzz run's:
+    no 5xx, the right caller sees the events, the others get 401/404, and nothing changes.
+    """
+    acme_op, other_op = fuzz.operation_ids
+    sees = {
+        acme_op: {"admin", "operator-acme", "viewer-acme", "tenant-acme"},
+        other_op: {"admin", "tenant-other"},
+    }
+    for op_id in (acme_op, other_op, "0" * 32, "not-an-operation"):
+        for caller in (*VALID, *INVALID):
+            for last_event_id in (None, "2", "garbage", "-1", "99999999999999999999"):
+                headers = {"Authorization": GARBAGE[0]} if caller == "garbage" else dict(fuzz.headers[caller])
+                if last_event_id is not None:
+                    headers["Last-Event-ID"] = last_event_id
+                fuzz.wait_idle()
+                before = fuzz.snapshot()
+                with fuzz.client.stream("GET", f"/v1/operations/{op_id}/events", headers=headers) as r:
+                    body = r.read().decode()
+                after = fuzz.snapshot()
+                STATS[(f"GET {EVENTS_PATH}", caller, f"{r.status_code // 100}xx")] += 1
+                where = (
+                    f"  caller: {caller}, operation: {op_id}, Last-Event-ID: {last_event_id}\n"
+                    f"  response: {r.status_code} {body[:300]!r}"
+                )
+                assert r.status_code < 500, where
+                _assert_unchanged(before, after, f"the event stream changed state\n{where}")
+                if caller in INVALID:
+                    assert r.status_code == 401, where
+                elif caller in sees.get(op_id, ()):
+                    assert r.status_code == 200, where
+                    assert r.headers["content-type"].startswith("text/event-stream"), where
+                    if last_event_id != "99999999999999999999":
+                        assert "event: operation_succeeded" in body, where
+                else:
+                    assert r.status_code == 404, where
+                    assert r.headers["content-type"].startswith("application/problem+json"), where
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Print how many requests each caller sent and how they were answered."""
+    yield
+    if not STATS:
+        return
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    by_caller: Counter[tuple[str, str]] = Counter()
+    operations = set()
+    for (operation, caller, status), count in STATS.items():
+        by_caller[(caller, status)] += count
+        operations.add(operation)
+    total = sum(STATS.values())
+    reporter.write_line("")
+    reporter.write_line(f"API fuzz: {total} requests over {len(operations)} operations")
+    for caller in (*VALID, *INVALID):
+        counts = {s: by_caller[(caller, s)] for s in ("2xx", "3xx", "4xx", "5xx") if by_caller[(caller, s)]}
+        reporter.write_line(f"  {caller:14} {counts}")

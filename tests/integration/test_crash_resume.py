@@ -1,0 +1,436 @@
+"""Crash at every step boundary, restart, and the site is all there or not there at all.
+
+Each case runs tests/integration/crash_worker.py as a real subprocess that starts a create
+(or delete) and SIGKILLs itself at one named step boundary. A restart (in this process, or
+another worker) builds the platform on the same home and calls `engine.recover()`. The end
+state must then be exactly one of:
+
+- a finished site: row 'ready', operation 'succeeded', all six resources in the provider;
+- nothing: no site row, no credentials, operation 'rolled_back' (create) or 'succeeded'
+  (delete), no resources of that site id in the provider.
+
+The worker's provider persists to a JSON file in the shared home, so what the dead process
+left behind is visible to the restart and to the assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from controlplane.db import make_engine, make_sessionmaker
+from controlplane.engine.runner import ACTIVE_STATUSES, CREATE_STEPS, DELETE_STEPS
+from controlplane.models import Credential, Domain, Operation, OperationEvent, Site
+from controlplane.permissions import Principal, Role
+from controlplane.platform import build_platform
+from controlplane.providers.memory import MemoryProvider
+from controlplane.schemas import SiteCreate, TenantCreate
+from controlplane.services.sites import create_site, delete_site
+from controlplane.services.tenants import create_tenant
+from controlplane.settings import Settings
+from tests.integration import crash_worker
+
+pytestmark = pytest.mark.integration
+
+WORKER = Path(crash_worker.__file__).resolve()
+STATE_FILE = crash_worker.STATE_FILE
+TENANT = crash_worker.TENANT
+SITE = crash_worker.SITE
+SIGKILLED = -signal.SIGKILL
+WORKER_TIMEOUT = 120
+FAIL_STEP = "wordpress"
+FAULT = f"ensure:{FAIL_STEP}"
+
+# Every boundary the engine passes, in order. test_boundary_lists_match_the_engine checks
+# these lists against a real run, so a new boundary cannot go untested.
+CREATE_BOUNDARIES = [f"{when}:{step}" for step in CREATE_STEPS for when in ("before", "after")]
+# wordpress fails: forward up to before:wordpress, then undo of every step that ran
+# (wordpress included: a failed ensure may have left something behind), in reverse.
+FAILING_CREATE_BOUNDARIES = [
+    *CREATE_BOUNDARIES[: CREATE_BOUNDARIES.index(f"before:{FAIL_STEP}") + 1],
+    *(
+        f"{when}:{step}"
+        for step in reversed(CREATE_STEPS[: CREATE_STEPS.index(FAIL_STEP) + 1])
+        for when in ("before-undo", "after-undo")
+    ),
+]
+DELETE_BOUNDARIES = [f"{when}:{step}" for step in DELETE_STEPS for when in ("before", "after")]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def worker_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The workers' environment: no AIPRESS_* leaking in, and a byte-code cache.
+
+    PYTHONDONTWRITEBYTECODE would make every worker compile SQLAlchemy, Alembic and
+    pydantic from source (about 2 s each); a cache outside the tree keeps them near 1 s.
+    """
+    cache = request.config.cache
+    pycache = (
+        cache.mkdir("crash-worker-pycache")
+        if cache is not None
+        else tmp_path_factory.mktemp("crash-worker-pycache")
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPRESS_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class WorkerRun:
+    """What a worker printed before it died (or ended)."""
+
+    returncode: int
+    site_id: str | None
+    operation_ids: list[str]
+    stdout: str
+    stderr: str
+
+    def describe(self, home: Path) -> str:
+        log = home / "worker.log"
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        return (
+            f"returncode={self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}\n"
+            f"worker.log (tail):\n{tail}"
+        )
+
+
+def run_worker(
+    env: dict[str, str],
+    home: Path,
+    mode: str,
+    *,
+    kill_at: str | None,
+    fail: Iterable[str] = (),
+    max_attempts: int = 3,
+) -> WorkerRun:
+    """Run crash_worker.py as a real subprocess and parse its first JSON line."""
+    args = [sys.executable, str(WORKER), mode, "--home", str(home), "--max-attempts", str(max_attempts)]
+    if kill_at is not None:
+        args += ["--kill-at", kill_at]
+    for fault in fail:
+        args += ["--fail", fault]
+    proc = subprocess.run(
+        args,
+        env=env,
+        cwd=str(WORKER.parents[2]),
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT,
+        check=False,
+    )
+    first = next((line for line in proc.stdout.splitlines() if line.startswith("{")), None)
+    info: dict[str, Any] = json.loads(first) if first else {}
+    return WorkerRun(
+        returncode=proc.returncode,
+        site_id=info.get("site_id"),
+        operation_ids=list(info.get("operation_ids", [])),
+        stdout=proc.stdout,
+        stderr=proc.stderr,
+    )
+
+
+def assert_killed_at(run: WorkerRun, home: Path, boundary: str) -> None:
+    """The worker died by SIGKILL, and the last boundary it passed is the target."""
+    assert run.returncode == SIGKILLED, run.describe(home)
+    trail = (home / crash_worker.TRAIL_FILE).read_text().splitlines()
+    assert trail, "the worker passed no boundary"
+    assert trail[-1].split(" ", 1)[1] == boundary, trail
+
+
+def make_settings(home: Path, max_attempts: int = 3) -> Settings:
+    return Settings(
+        provider="memory",
+        home=home,
+        log_level="DEBUG",
+        max_parallel_operations=2,
+        max_resume_attempts=max_attempts,
+    )
+
+
+def restart(
+    home: Path,
+    *,
+    fail: Iterable[str] = (),
+    max_attempts: int = 3,
+    seen: list[str] | None = None,
+) -> list[str]:
+    """A clean start-up in this process: build the platform, recover(), wait for the ops."""
+    provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=set(fail))
+    hook = seen.append if seen is not None else None
+    platform = build_platform(
+        make_settings(home, max_attempts), provider=provider, boundary_hook=hook
+    )
+    try:
+        recovered = platform.engine.recover()
+        for op_id in recovered:
+            platform.engine.wait(op_id, timeout=60)
+    finally:
+        platform.close()
+    return recovered
+
+
+def provider_state(home: Path) -> dict[str, dict[str, Any]]:
+    """What the provider holds, read from its file (what a dead process left behind)."""
+    path = home / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@dataclass
+class EndState:
+    outcome: str  # "ready" or "gone"
+    operation: dict[str, Any]
+
+
+def assert_all_or_nothing(home: Path, site_id: str, operation_id: str, kind: str) -> EndState:
+    """The site is fully made or fully gone, and nothing is left running; never half-made."""
+    db = make_engine(make_settings(home))
+    try:
+        with make_sessionmaker(db)() as session:
+            site = session.get(Site, site_id)
+            op = session.get(Operation, operation_id)
+            assert op is not None, f"operation {operation_id} vanished"
+            steps = {s.name: s.status for s in op.steps}
+            events = list(
+                session.scalars(
+                    select(OperationEvent.type)
+                    .where(OperationEvent.operation_id == op.id)
+                    .order_by(OperationEvent.id)
+                )
+            )
+            credentials = set(
+                session.scalars(select(Credential.kind).where(Credential.site_id == site_id))
+            )
+            domains = session.scalar(
+                select(func.count()).select_from(Domain).where(Domain.site_id == site_id)
+            )
+            active = list(
+                session.scalars(select(Operation.id).where(Operation.status.in_(ACTIVE_STATUSES)))
+            )
+            summary = {
+                "status": op.status,
+                "error": op.error,
+                "attempts": op.attempts,
+                "steps": steps,
+                "events": events,
+                "params": dict(op.params or {}),
+                "site": None
+                if site is None
+                else {
+                    "status": site.status,
+                    "resources": dict(site.resources or {}),
+                    "current_operation_id": site.current_operation_id,
+                    "preview_url": site.preview_url,
+                },
+            }
+    finally:
+        db.dispose()
+    left = provider_state(home).get(site_id, {})
+    detail = f"half-made end state:\n{json.dumps(summary, indent=1)}\nprovider: {left}"
+
+    assert not active, f"operations still active after recovery: {active}\n{detail}"
+    if summary["site"] is not None and summary["site"]["status"] == "ready":
+        assert kind == "create_site", detail
+        assert summary["status"] == "succeeded", detail
+        assert summary["site"]["current_operation_id"] is None, detail
+        assert summary["site"]["preview_url"], detail
+        assert set(summary["site"]["resources"]) == set(CREATE_STEPS), detail
+        assert set(left) == set(CREATE_STEPS), detail
+        assert set(steps.values()) == {"done"}, detail
+        assert {"database", "wordpress_admin"} <= credentials, detail
+        return EndState("ready", summary)
+    assert summary["site"] is None, detail
+    expected = "rolled_back" if kind == "create_site" else "succeeded"
+    assert summary["status"] == expected, detail
+    assert op.site_id is None, detail
+    assert left == {}, detail
+    assert credentials == set(), detail
+    assert domains == 0, detail
+    return EndState("gone", summary)
+
+
+def make_ready_site(home: Path) -> str:
+    """A finished site built in this process (the starting point of the delete cases)."""
+    provider = MemoryProvider(state_file=home / STATE_FILE)
+    platform = build_platform(make_settings(home), provider=provider)
+    admin = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
+    try:
+        with platform.sessions() as session:
+            create_tenant(session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests"))
+            site, op = create_site(
+                session,
+                principal=admin,
+                tenant_id=TENANT,
+                data=SiteCreate(name=SITE, admin_email=crash_worker.ADMIN_EMAIL),
+                provider=provider.name,
+            )
+        platform.engine.run(op.id)
+    finally:
+        platform.close()
+    assert set(provider_state(home)[site.id]) == set(CREATE_STEPS)
+    return site.id
+
+
+# --- the boundary lists are complete ---------------------------------------------------------
+
+
+def _recorded_boundaries(home: Path, *, kind: str, fail: set[str]) -> list[str]:
+    seen: list[str] = []
+    provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=fail)
+    platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
+    admin = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
+    try:
+        with platform.sessions() as session:
+            create_tenant(session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests"))
+            _site, op = create_site(
+                session,
+                principal=admin,
+                tenant_id=TENANT,
+                data=SiteCreate(name=SITE, admin_email=crash_worker.ADMIN_EMAIL),
+                provider=provider.name,
+            )
+        platform.engine.run(op.id)
+        if kind == "delete_site":
+            seen.clear()
+            with platform.sessions() as session:
+                _site, op = delete_site(session, principal=admin, tenant_id=TENANT, name=SITE)
+            platform.engine.run(op.id)
+    finally:
+        platform.close()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("kind", "fail", "expected"),
+    [
+        ("create_site", set(), CREATE_BOUNDARIES),
+        ("create_site", {FAULT}, FAILING_CREATE_BOUNDARIES),
+        ("delete_site", set(), DELETE_BOUNDARIES),
+    ],
+    ids=["create", "create-failing", "delete"],
+)
+def test_boundary_lists_match_the_engine(
+    tmp_path: Path, kind: str, fail: set[str], expected: list[str]
+) -> None:
+    assert _recorded_boundaries(tmp_path / "home", kind=kind, fail=fail) == expected
+
+
+# --- crash at every boundary, then restart ---------------------------------------------------
+
+
+@pytest.mark.parametrize("boundary", CREATE_BOUNDARIES)
+def test_create_killed_at_boundary_resumes_to_ready(
+    tmp_path: Path, worker_env: dict[str, str], boundary: str
+) -> None:
+    home = tmp_path / "home"
+    run = run_worker(worker_env, home, "create", kill_at=boundary)
+    assert_killed_at(run, home, boundary)
+    assert run.site_id and run.operation_ids, run.describe(home)
+
+    recovered = restart(home)
+
+    assert recovered == run.operation_ids
+    end = assert_all_or_nothing(home, run.site_id, run.operation_ids[0], "create_site")
+    # Nothing failed, so a crash must be resumed forward, never rolled back.
+    assert end.outcome == "ready", end.operation
+    assert end.operation["attempts"] == 2, end.operation
+    assert "operation_resumed" in end.operation["events"], end.operation
+
+
+@pytest.mark.parametrize("boundary", FAILING_CREATE_BOUNDARIES)
+def test_failing_create_killed_at_boundary_rolls_back_to_nothing(
+    tmp_path: Path, worker_env: dict[str, str], boundary: str
+) -> None:
+    home = tmp_path / "home"
+    run = run_worker(worker_env, home, "create", kill_at=boundary, fail=[FAULT])
+    assert_killed_at(run, home, boundary)
+    assert run.site_id and run.operation_ids, run.describe(home)
+
+    # The fault is still there after the restart (a quota, a bad image...).
+    recovered = restart(home, fail=[FAULT])
+
+    assert recovered == run.operation_ids
+    end = assert_all_or_nothing(home, run.site_id, run.operation_ids[0], "create_site")
+    assert end.outcome == "gone", end.operation
+    assert f"{FAIL_STEP} failed" in (end.operation["error"] or ""), end.operation
+    assert end.operation["attempts"] == 2, end.operation
+
+
+@pytest.mark.parametrize("boundary", DELETE_BOUNDARIES)
+def test_delete_killed_at_boundary_finishes_the_delete(
+    tmp_path: Path, worker_env: dict[str, str], boundary: str
+) -> None:
+    home = tmp_path / "home"
+    site_id = make_ready_site(home)
+    run = run_worker(worker_env, home, "delete", kill_at=boundary)
+    assert_killed_at(run, home, boundary)
+    assert run.site_id == site_id, run.describe(home)
+
+    recovered = restart(home)
+
+    assert recovered == run.operation_ids
+    end = assert_all_or_nothing(home, site_id, run.operation_ids[0], "delete_site")
+    assert end.outcome == "gone", end.operation
+    assert end.operation["params"].get("backup"), "a delete must take its backup first"
+    assert end.operation["attempts"] == 2, end.operation
+
+
+def test_restart_in_a_second_process(tmp_path: Path, worker_env: dict[str, str]) -> None:
+    """The restart itself as a fresh process (the other cases restart in-process)."""
+    home = tmp_path / "home"
+    run = run_worker(worker_env, home, "create", kill_at="before-undo:runtime", fail=[FAULT])
+    assert_killed_at(run, home, "before-undo:runtime")
+    assert run.site_id and run.operation_ids
+
+    second = run_worker(worker_env, home, "recover", kill_at=None, fail=[FAULT])
+
+    assert second.returncode == 0, second.describe(home)
+    assert second.operation_ids == run.operation_ids
+    end = assert_all_or_nothing(home, run.site_id, run.operation_ids[0], "create_site")
+    assert end.outcome == "gone", end.operation
+
+
+def test_create_that_keeps_crashing_gives_up_and_rolls_back(
+    tmp_path: Path, worker_env: dict[str, str]
+) -> None:
+    """Every start-up dies at the same step: after max_attempts the engine stops retrying."""
+    home = tmp_path / "home"
+    boundary = "before:runtime"
+    max_attempts = 3
+    first = run_worker(worker_env, home, "create", kill_at=boundary, max_attempts=max_attempts)
+    assert_killed_at(first, home, boundary)
+    assert first.site_id and first.operation_ids
+    for _ in range(max_attempts - 1):
+        again = run_worker(worker_env, home, "recover", kill_at=boundary, max_attempts=max_attempts)
+        assert_killed_at(again, home, boundary)
+        assert again.operation_ids == first.operation_ids
+    assert set(provider_state(home)[first.site_id]) == {"database", "secrets", "storage"}
+
+    seen: list[str] = []
+    restart(home, max_attempts=max_attempts, seen=seen)
+
+    # The last start-up went straight to undo: no forward step was tried again.
+    assert not [b for b in seen if b.startswith(("before:", "after:"))], seen
+    assert seen == [
+        f"{when}:{step}"
+        for step in ("storage", "secrets", "database")
+        for when in ("before-undo", "after-undo")
+    ]
+    end = assert_all_or_nothing(home, first.site_id, first.operation_ids[0], "create_site")
+    assert end.outcome == "gone", end.operation
+    assert end.operation["attempts"] == max_attempts + 1, end.operation
+    assert f"gave up after {max_attempts} attempts" in (end.operation["error"] or ""), end.operation
