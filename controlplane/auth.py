@@ -134,7 +134,9 @@ class FirebaseTokenVerifier:
         except (ValueError, auth.InvalidIdTokenError) as exc:
             raise InvalidToken(f"Firebase ID token rejected: {exc}") from exc
         except Exception as exc:  # CertificateFetchError and kin: never a 500 with token text
-            raise InvalidToken(f"Firebase ID token could not be verified: {type(exc).__name__}") from exc
+            raise InvalidToken(
+                f"Firebase ID token could not be verified: {type(exc).__name__}"
+            ) from exc
         return principal_from_claims(claims)
 
 

@@ -30,7 +30,9 @@ err = Console(stderr=True)
 TokenOpt = Annotated[
     str | None, typer.Option("--token", envvar="AIPRESS_TOKEN", help="Bearer token to use")
 ]
-UrlOpt = Annotated[str | None, typer.Option("--url", envvar="AIPRESS_URL", help="Control-plane URL")]
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", envvar="AIPRESS_URL", help="Control-plane URL")
+]
 
 
 def _client(token: str | None, url: str | None) -> ControlPlaneClient:
@@ -58,7 +60,9 @@ def _call(client: ControlPlaneClient, method: str, path: str, **kwargs: Any) -> 
 @app.command()
 def token(
     role: Annotated[Role | None, typer.Option(help="admin, operator, viewer or tenant")] = None,
-    tenant: Annotated[list[str] | None, typer.Option(help="Tenant id (repeat for operators)")] = None,
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="Tenant id (repeat for operators)")
+    ] = None,
     sub: Annotated[str, typer.Option(help="Subject (user id)")] = "local-user",
     email: Annotated[str | None, typer.Option(help="E-mail claim")] = None,
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds")] = None,
@@ -72,11 +76,15 @@ def token(
     if role is None:
         stored = _stored_user(settings, sub)
         if stored is None:
-            err.print(f"[red]Give --role: user {sub!r} has no role assigned (aipress users set).[/red]")
+            err.print(
+                f"[red]Give --role: user {sub!r} has no role assigned (aipress users set).[/red]"
+            )
             raise typer.Exit(2)
         role, tenants, email = Role(stored["role"]), stored["tenants"], email or stored["email"]
     try:
-        typer.echo(LocalTokenIssuer(settings).issue(sub, role, tenants, email=email, ttl_seconds=ttl))
+        typer.echo(
+            LocalTokenIssuer(settings).issue(sub, role, tenants, email=email, ttl_seconds=ttl)
+        )
     except Exception as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -127,12 +135,16 @@ def tenants_list(token: TokenOpt = None, url: UrlOpt = None) -> None:
 
 @tenants_app.command("create")
 def tenants_create(
-    tenant_id: str, name: Annotated[str | None, typer.Option()] = None,
-    token: TokenOpt = None, url: UrlOpt = None,
+    tenant_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Create a tenant."""
     with _client(token, url) as client:
-        row = _call(client, "POST", "/v1/tenants", json={"id": tenant_id, "name": name or tenant_id})
+        row = _call(
+            client, "POST", "/v1/tenants", json={"id": tenant_id, "name": name or tenant_id}
+        )
     console.print(f"Tenant [bold]{row['id']}[/bold] created.")
 
 
@@ -152,7 +164,10 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
     table = Table("name", "status", "url", "domains", "created")
     for row in rows:
         table.add_row(
-            row["name"], row["status"], row["preview_url"] or "-", ", ".join(row["domains"]) or "-",
+            row["name"],
+            row["status"],
+            row["preview_url"] or "-",
+            ", ".join(row["domains"]) or "-",
             row["created_at"][:19],
         )
     console.print(table)
@@ -162,8 +177,12 @@ def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, 
     """Show a progress bar driven by the operation's events; return its final state."""
     steps = STEPS_BY_KIND.get(operation["kind"], ())
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
     ) as progress:
         task = progress.add_task(f"{operation['kind']} {operation['site_name']}", total=len(steps))
         try:
@@ -185,7 +204,9 @@ def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, 
 def sites_create(
     tenant_id: str,
     name: str,
-    email: Annotated[str | None, typer.Option("--admin-email", help="WordPress admin e-mail")] = None,
+    email: Annotated[
+        str | None, typer.Option("--admin-email", help="WordPress admin e-mail")
+    ] = None,
     title: Annotated[str | None, typer.Option(help="Site title")] = None,
     domain: Annotated[str | None, typer.Option(help="Custom domain")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until done")] = True,
@@ -193,7 +214,11 @@ def sites_create(
     url: UrlOpt = None,
 ) -> None:
     """Create a WordPress site and follow its progress."""
-    body = {k: v for k, v in {"name": name, "admin_email": email, "title": title, "domain": domain}.items() if v}
+    body = {
+        k: v
+        for k, v in {"name": name, "admin_email": email, "title": title, "domain": domain}.items()
+        if v
+    }
     with _client(token, url) as client:
         accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites", json=body)
         if not wait:
@@ -234,7 +259,9 @@ def users_list(token: TokenOpt = None, url: UrlOpt = None) -> None:
         rows = _call(client, "GET", "/v1/users")
     table = Table("uid", "role", "tenants", "email")
     for row in rows:
-        table.add_row(row["uid"], row["role"], ", ".join(row["tenants"]) or "-", row["email"] or "-")
+        table.add_row(
+            row["uid"], row["role"], ", ".join(row["tenants"]) or "-", row["email"] or "-"
+        )
     console.print(table)
 
 
@@ -265,7 +292,9 @@ def keys_rotate() -> None:
 
     settings = get_settings()
     try:
-        keyring = add_local_key(settings) if not settings.encryption_keys else load_keyring(settings)
+        keyring = (
+            add_local_key(settings) if not settings.encryption_keys else load_keyring(settings)
+        )
     except KeyringError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -274,4 +303,3 @@ def keys_rotate() -> None:
     with make_sessionmaker(engine)() as session:
         changed = reencrypt_all(session, keyring)
     console.print(f"Active key is {keyring.active_key_id}; {changed} ciphertext(s) re-encrypted.")
-

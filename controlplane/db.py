@@ -30,10 +30,11 @@ def _cloudsql_creator(settings: Settings) -> Any:
     from google.cloud.sql.connector import Connector, RefreshStrategy
 
     connector = Connector(refresh_strategy=RefreshStrategy.LAZY)
+    instance = settings.cloudsql_instance or ""
 
     def connect() -> Any:
         return connector.connect(
-            settings.cloudsql_instance,
+            instance,
             "pymysql",
             user=settings.cloudsql_user,
             password=settings.cloudsql_password,

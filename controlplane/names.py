@@ -57,7 +57,11 @@ def check_domain(value: str) -> str:
     if len(labels) < 2:
         raise ValueError("domain must be a fully qualified name such as 'shop.example.com'")
     for label in labels:
-        if not label or len(label) > 63 or not re.match(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$", label):
+        if (
+            not label
+            or len(label) > 63
+            or not re.match(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$", label)
+        ):
             raise ValueError(
                 f"domain label {label!r} is invalid: use letters, digits and hyphens "
                 "(no scheme, path or port)"

@@ -29,7 +29,7 @@ class Action(StrEnum):
     READ_COST_SUMMARY = "read_cost_summary"
     WRITE_ENV = "write_env"
     READ_ENV = "read_env"
-    REVEAL_PASSWORD = "reveal_password"
+    REVEAL_PASSWORD = "reveal_password"  # noqa: S105 (an action name, not a secret)
     READ_AUDIT = "read_audit"
 
 
@@ -130,7 +130,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not isinstance(sub, str) or not sub:
         raise InvalidClaims("token has no subject")
     try:
-        role = Role(claims.get("role"))
+        role = Role(str(claims.get("role")))
     except ValueError as exc:
         raise InvalidClaims(
             "token has no valid role claim; an admin must assign one (admin, operator, "

@@ -69,11 +69,14 @@ class Settings(BaseSettings):
             return self
         if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") and not self.allow_auth_emulator:
             raise ValueError(
-                "FIREBASE_AUTH_EMULATOR_HOST is set: the emulator accepts unsigned tokens, so "
-                "gcp mode refuses to start. Unset it (or set AIPRESS_ALLOW_AUTH_EMULATOR=1 in tests)."
+                "FIREBASE_AUTH_EMULATOR_HOST is set: the emulator accepts unsigned tokens, "
+                "so gcp mode refuses to start. Unset it "
+                "(or set AIPRESS_ALLOW_AUTH_EMULATOR=1 in tests)."
             )
         if not self.firebase_project_id:
-            raise ValueError("gcp mode needs AIPRESS_FIREBASE_PROJECT_ID to verify Firebase tokens.")
+            raise ValueError(
+                "gcp mode needs AIPRESS_FIREBASE_PROJECT_ID to verify Firebase tokens."
+            )
         if not self.encryption_keys:
             raise ValueError(
                 "gcp mode needs AIPRESS_ENCRYPTION_KEYS (from Secret Manager); "

@@ -106,7 +106,9 @@ AuthHeaders = Callable[..., dict[str, str]]
 def auth(issuer: LocalTokenIssuer) -> AuthHeaders:
     """auth(role, *tenants, sub=..., email=...) -> Authorization headers."""
 
-    def make(role: str, *tenants: str, sub: str | None = None, email: str | None = None) -> dict[str, str]:
+    def make(
+        role: str, *tenants: str, sub: str | None = None, email: str | None = None
+    ) -> dict[str, str]:
         token = issuer.issue(sub or f"{role}-user", Role(role), list(tenants), email=email)
         return {"Authorization": f"Bearer {token}"}
 

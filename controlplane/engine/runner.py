@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import structlog
@@ -163,7 +164,11 @@ class Engine:
                 add_event(
                     session, op.id, "operation_resumed", f"resumed after a restart ({op.status})"
                 )
-            if op.kind == CREATE_SITE and op.status == "running" and op.attempts > self._max_attempts:
+            if (
+                op.kind == CREATE_SITE
+                and op.status == "running"
+                and op.attempts > self._max_attempts
+            ):
                 op.status = "rolling_back"
                 op.error = f"gave up after {op.attempts - 1} attempts"
             session.commit()
@@ -203,7 +208,9 @@ class Engine:
                 for step in op.steps:
                     if step.status == "done":
                         continue
-                    self._do_step(session, op, step, lambda n=step.name: self._step_impl(n).ensure(ctx))
+                    self._do_step(
+                        session, op, step, partial(self._step_impl(step.name).ensure, ctx)
+                    )
                     self._save_resources(site, ctx)
                     session.commit()
                     self._boundary(f"after:{step.name}")
@@ -219,7 +226,9 @@ class Engine:
                 return
         self._rollback_create(session, op, site, ctx)
 
-    def _rollback_create(self, session: Session, op: Operation, site: Site, ctx: SiteContext) -> None:
+    def _rollback_create(
+        self, session: Session, op: Operation, site: Site, ctx: SiteContext
+    ) -> None:
         add_event(session, op.id, "rollback_started", f"undoing finished steps: {op.error}")
         session.commit()
         for step in reversed(op.steps):
@@ -258,9 +267,9 @@ class Engine:
                 if step.status == "done":
                     continue
                 if step.name == "backup":
-                    action: Callable[[], None] = lambda: self._backup(op, ctx)  # noqa: E731
+                    action: Callable[[], None] = partial(self._backup, op, ctx)
                 else:
-                    action = lambda n=step.name: self._step_impl(n).remove(ctx)  # noqa: E731
+                    action = partial(self._step_impl(step.name).remove, ctx)
                 self._do_step(session, op, step, action)
                 self._save_resources(site, ctx)
                 session.commit()
@@ -268,7 +277,9 @@ class Engine:
         except StepFailed as exc:
             site.status = "error"
             site.current_operation_id = None
-            self._finish(session, op, "failed", f"{exc}; the site is partly deleted: delete it again")
+            self._finish(
+                session, op, "failed", f"{exc}; the site is partly deleted: delete it again"
+            )
             return
         op.site_id = None
         session.delete(site)

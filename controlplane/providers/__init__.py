@@ -19,7 +19,9 @@ def make_provider(settings: Settings) -> Provider:
     if settings.provider == "local":
         from controlplane.providers.local import LocalProvider
 
-        return LocalProvider(settings)
+        local: Provider = LocalProvider(settings)
+        return local
     from controlplane.providers.gcp import GcpProvider
 
-    return GcpProvider(settings)
+    gcp: Provider = GcpProvider(settings)
+    return gcp

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from controlplane.engine.provider import SiteContext
+from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 
 
 class InjectedFault(Exception):
@@ -32,13 +32,13 @@ class MemoryProvider:
         self.calls: list[str] = []
         if state_file is not None and state_file.exists():
             self.resources = json.loads(state_file.read_text())
-        self.database = _Step(self, "database")
-        self.secrets = _Step(self, "secrets")
-        self.storage = _Step(self, "storage")
-        self.runtime = _Runtime(self, "runtime")
-        self.dns = _Dns(self, "dns")
-        self.wordpress = _Step(self, "wordpress")
-        self.backups = _Backups(self)
+        self.database: SiteStep = _Step(self, "database")
+        self.secrets: SiteStep = _Step(self, "secrets")
+        self.storage: SiteStep = _Step(self, "storage")
+        self.runtime: RuntimeStep = _Runtime(self, "runtime")
+        self.dns: DnsStep = _Dns(self, "dns")
+        self.wordpress: SiteStep = _Step(self, "wordpress")
+        self.backups: BackupStep = _Backups(self)
 
     def _save(self) -> None:
         if self._state_file is None:

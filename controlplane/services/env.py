@@ -94,5 +94,7 @@ def delete_env(session: Session, *, principal: Principal, tenant_id: str, name: 
     if var is None:
         raise NotVisible(f"env var {name!r} not found in tenant {tenant_id!r}")
     session.delete(var)
-    audit.record(session, principal=principal, action="env.delete", tenant_id=tenant_id, target=name)
+    audit.record(
+        session, principal=principal, action="env.delete", tenant_id=tenant_id, target=name
+    )
     session.commit()

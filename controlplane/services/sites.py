@@ -63,13 +63,19 @@ def create_site(
     session: Session, *, principal: Principal, tenant_id: str, data: SiteCreate, provider: str
 ) -> tuple[Site, Operation]:
     """Record a new site and its create operation (the engine runs it after commit)."""
-    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES)
+    get_visible_tenant(
+        session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES
+    )
     admin_email = data.admin_email or principal.email
     if not admin_email:
         raise BadRequest("admin_email is required: your token carries no e-mail to use instead")
-    existing = session.scalar(select(Site).where(Site.tenant_id == tenant_id, Site.name == data.name))
+    existing = session.scalar(
+        select(Site).where(Site.tenant_id == tenant_id, Site.name == data.name)
+    )
     if existing is not None:
-        raise Conflict(f"site {data.name!r} already exists in tenant {tenant_id!r}; choose another name")
+        raise Conflict(
+            f"site {data.name!r} already exists in tenant {tenant_id!r}; choose another name"
+        )
     if data.domain and session.get(Domain, data.domain) is not None:
         raise Conflict(f"domain {data.domain!r} is already attached to another site")
     site = Site(
@@ -125,7 +131,7 @@ def delete_site(
     session.add(op)
     session.flush()
     # A conditional update is the lock: only one change per site at a time, across processes.
-    claimed = session.execute(
+    claimed = session.execute(  # type: ignore[attr-defined]
         update(Site)
         .where(Site.id == site.id, Site.current_operation_id.is_(None))
         .values(current_operation_id=op.id, status="deleting")
@@ -159,7 +165,9 @@ def reveal_admin_credentials(
     )
     stored = DatabaseVault(session, keyring, site.id).get("wordpress_admin")
     if stored is None:
-        raise Conflict(f"site {name!r} has no admin login yet (status {site.status}); retry when ready")
+        raise Conflict(
+            f"site {name!r} has no admin login yet (status {site.status}); retry when ready"
+        )
     audit.record(
         session,
         principal=principal,

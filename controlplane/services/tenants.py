@@ -52,7 +52,9 @@ def delete_tenant(session: Session, *, principal: Principal, tenant_id: str) -> 
     tenant = get_visible_tenant(
         session, principal=principal, tenant_id=tenant_id, action=Action.MANAGE_TENANTS
     )
-    sites = session.scalar(select(func.count()).select_from(Site).where(Site.tenant_id == tenant_id))
+    sites = session.scalar(
+        select(func.count()).select_from(Site).where(Site.tenant_id == tenant_id)
+    )
     if sites:
         raise Conflict(f"tenant {tenant_id!r} still has {sites} site(s); delete them first")
     session.delete(tenant)

@@ -18,6 +18,7 @@ Everything it prints goes to ``emulator.log`` (and firebase-tools' own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -71,7 +72,9 @@ class AuthEmulator:
         url = f"{self.base_url}/identitytoolkit.googleapis.com/v1/accounts:{method}"
         response = httpx.post(url, params={"key": API_KEY}, json=body, timeout=10)
         if response.status_code != 200:
-            raise AssertionError(f"emulator {method} failed: {response.status_code} {response.text}")
+            raise AssertionError(
+                f"emulator {method} failed: {response.status_code} {response.text}"
+            )
         result: dict[str, Any] = response.json()
         return result
 
@@ -114,10 +117,8 @@ class AuthEmulator:
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(timeout=5)
 
 
@@ -142,7 +143,7 @@ def emulator_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def start_auth_emulator(workdir: Path, project_id: str, timeout: float = 90) -> AuthEmulator:
+def start_auth_emulator(workdir: Path, project_id: str, timeout: float = 120) -> AuthEmulator:
     """Start `firebase emulators:start --only auth` and wait until it answers."""
     if not FIREBASE_BIN.exists():
         raise FileNotFoundError(FIREBASE_BIN)

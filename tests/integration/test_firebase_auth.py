@@ -23,7 +23,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,16 +95,16 @@ def gcp_settings(tmp_path: Path, project: str, *, allow_emulator: bool) -> Setti
 @contextmanager
 def control_plane(settings: Settings) -> Iterator[TestClient]:
     """The control-plane app in gcp-auth mode, its sites on the memory provider."""
-    app = create_app(settings, platform_factory=lambda s: build_platform(s, provider=MemoryProvider()))
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=MemoryProvider())
+    )
     with TestClient(app) as client:
         yield client
 
 
 def _forget_firebase_app(name: str) -> None:
-    try:
+    with suppress(ValueError):
         firebase_admin.delete_app(firebase_admin.get_app(name))
-    except ValueError:
-        pass
 
 
 @pytest.fixture(autouse=True)
@@ -191,13 +191,18 @@ def test_emulator_tokens_carry_roles_assigned_through_the_api(
     assert me.json()["email"] == "root@example.com"
 
     for tenant in ("acme", "globex"):
-        created = client.post("/v1/tenants", json={"id": tenant, "name": tenant.title()}, headers=admin)
+        created = client.post(
+            "/v1/tenants", json={"id": tenant, "name": tenant.title()}, headers=admin
+        )
         assert created.status_code == 201, created.text
     accepted = client.post(
         "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": SITE_EMAIL}, headers=admin
     )
     assert accepted.status_code == 202, accepted.text
-    assert wait_for_operation(client, accepted.json()["operation"]["id"], admin)["status"] == "succeeded"
+    assert (
+        wait_for_operation(client, accepted.json()["operation"]["id"], admin)["status"]
+        == "succeeded"
+    )
 
     # A customer signs up on their own (client SDK REST call): no role yet.
     signed_up = emulated.sign_up("owner@acme.example.com", PASSWORD)
@@ -208,16 +213,26 @@ def test_emulator_tokens_carry_roles_assigned_through_the_api(
     assert "no valid role claim" in refused.json()["detail"]
 
     # The admin assigns the tenant role through the API; it lands in Firebase custom claims.
-    put = client.put(f"/v1/users/{uid}", json={"role": "tenant", "tenants": ["acme"]}, headers=admin)
+    put = client.put(
+        f"/v1/users/{uid}", json={"role": "tenant", "tenants": ["acme"]}, headers=admin
+    )
     assert put.status_code == 200, put.text
     assert put.json()["role"] == "tenant" and put.json()["tenants"] == ["acme"]
-    assert fb_auth.get_user(uid, app=console).custom_claims == {"role": "tenant", "tenant_id": "acme"}
+    assert fb_auth.get_user(uid, app=console).custom_claims == {
+        "role": "tenant",
+        "tenant_id": "acme",
+    }
 
     # Claims reach the *next* token: the old one is still role-less.
     assert client.get("/v1/me", headers=before).status_code == 403
     owner = bearer(emulated.sign_in("owner@acme.example.com", PASSWORD))
     me = client.get("/v1/me", headers=owner).json()
-    assert me == {"sub": uid, "role": "tenant", "tenants": ["acme"], "email": "owner@acme.example.com"}
+    assert me == {
+        "sub": uid,
+        "role": "tenant",
+        "tenants": ["acme"],
+        "email": "owner@acme.example.com",
+    }
 
     sites = client.get("/v1/tenants/acme/sites", headers=owner)
     assert sites.status_code == 200, sites.text
@@ -241,7 +256,10 @@ def test_emulator_tokens_carry_roles_assigned_through_the_api(
     # Only admins manage users, even with a genuine token.
     denied = client.put(f"/v1/users/{uid}", json={"role": "admin", "tenants": []}, headers=owner)
     assert denied.status_code == 403
-    assert fb_auth.get_user(uid, app=console).custom_claims == {"role": "tenant", "tenant_id": "acme"}
+    assert fb_auth.get_user(uid, app=console).custom_claims == {
+        "role": "tenant",
+        "tenant_id": "acme",
+    }
 
 
 def test_emulator_mode_rejects_bad_tokens(
@@ -299,7 +317,9 @@ def new_rsa_key() -> rsa.RSAPrivateKey:
 
 def self_signed_cert(key: rsa.RSAPrivateKey) -> str:
     """A PEM X.509 certificate for `key`, like those at Google's securetoken endpoint."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "securetoken.system.gserviceaccount.com")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "securetoken.system.gserviceaccount.com")]
+    )
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -434,7 +454,9 @@ def tamper(token: str, **changes: Any) -> str:
 
 
 @pytest.fixture
-def signed_client(production_env: None, google_keys: GoogleKeys, tmp_path: Path) -> Iterator[TestClient]:
+def signed_client(
+    production_env: None, google_keys: GoogleKeys, tmp_path: Path
+) -> Iterator[TestClient]:
     """The control plane in production auth mode (no emulator) for SIGNED_PROJECT."""
     with control_plane(gcp_settings(tmp_path, SIGNED_PROJECT, allow_emulator=False)) as client:
         yield client
@@ -455,7 +477,9 @@ def test_production_path_accepts_signed_token_and_rejects_tampered_one(
         "tenants": ["acme"],
         "email": "owner@acme.example.com",
     }
-    assert google_keys.fetched and all(u == _token_gen.ID_TOKEN_CERT_URI for u in google_keys.fetched)
+    assert google_keys.fetched and all(
+        u == _token_gen.ID_TOKEN_CERT_URI for u in google_keys.fetched
+    )
 
     # Same signature, payload promoted to admin: the signature no longer matches.
     promoted = tamper(token, role="admin", tenant_id=None)
@@ -489,12 +513,14 @@ def test_production_path_rejects_forged_expired_and_foreign_tokens(
     assert "expired" in detail_of(expired).lower()
     # Correctly signed, for another Firebase project.
     foreign = mint(
-        "key-a", aud="someone-elses-project", iss="https://securetoken.google.com/someone-elses-project"
+        "key-a",
+        aud="someone-elses-project",
+        iss="https://securetoken.google.com/someone-elses-project",
     )
     assert 'incorrect "aud" (audience) claim' in detail_of(foreign)
     # Unsigned (alg "none", what the emulator issues) is refused outside emulator mode.
     header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT","kid":"key-a"}').rstrip(b"=")
     unsigned = f"{header.decode()}.{mint('key-a').split('.')[1]}."
-    assert 'incorrect algorithm' in detail_of(unsigned)
+    assert "incorrect algorithm" in detail_of(unsigned)
     # The control plane still works for the genuine article.
     assert client.get("/v1/me", headers=bearer(mint("key-a"))).status_code == 200

@@ -18,12 +18,16 @@ EMAIL = "owner@example.com"
 
 
 def _tenant(client: TestClient, auth: AuthHeaders, tenant: str = "acme") -> None:
-    response = client.post("/v1/tenants", json={"id": tenant, "name": tenant.title()}, headers=auth("admin"))
+    response = client.post(
+        "/v1/tenants", json={"id": tenant, "name": tenant.title()}, headers=auth("admin")
+    )
     assert response.status_code == 201, response.text
 
 
 def _create(client: TestClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    response = client.post("/v1/tenants/acme/sites", json={"admin_email": EMAIL, **body}, headers=headers)
+    response = client.post(
+        "/v1/tenants/acme/sites", json={"admin_email": EMAIL, **body}, headers=headers
+    )
     assert response.status_code == 202, response.text
     result: dict[str, Any] = response.json()
     return result
@@ -58,7 +62,12 @@ def test_create_site_streams_progress_and_ends_ready(
     assert site["preview_url"] and site["current_operation_id"] is None
     site_id = site["id"]
     assert set(memory_provider.site_resources(site_id)) == {
-        "database", "secrets", "storage", "runtime", "dns", "wordpress"
+        "database",
+        "secrets",
+        "storage",
+        "runtime",
+        "dns",
+        "wordpress",
     }
 
 
@@ -87,8 +96,12 @@ def test_failed_step_rolls_back_everything(
     assert "injected failure at ensure:dns" in final["error"]
     statuses = {s["name"]: s["status"] for s in final["steps"]}
     assert statuses == {
-        "database": "undone", "secrets": "undone", "storage": "undone",
-        "runtime": "undone", "dns": "undone", "wordpress": "pending",
+        "database": "undone",
+        "secrets": "undone",
+        "storage": "undone",
+        "runtime": "undone",
+        "dns": "undone",
+        "wordpress": "pending",
     }
     undo_order = [c.split(":")[1] for c in memory_provider.calls if c.startswith("remove:")]
     assert undo_order == ["dns", "runtime", "storage", "secrets", "database"]
@@ -191,12 +204,16 @@ def test_admin_email_defaults_to_the_callers(client: TestClient, auth: AuthHeade
     assert response.json()["site"]["admin_email"] == "baker@example.com"
 
 
-def test_reveal_admin_password_is_audited_and_decrypts(client: TestClient, auth: AuthHeaders) -> None:
+def test_reveal_admin_password_is_audited_and_decrypts(
+    client: TestClient, auth: AuthHeaders
+) -> None:
     _tenant(client, auth)
     owner = auth("tenant", "acme", sub="olga")
     op = _create(client, owner, name="crumbs")["operation"]
     wait_for_operation(client, op["id"], owner)
-    creds = client.post("/v1/tenants/acme/sites/crumbs/admin-credentials/reveal", headers=owner).json()
+    creds = client.post(
+        "/v1/tenants/acme/sites/crumbs/admin-credentials/reveal", headers=owner
+    ).json()
     assert creds["username"] == "admin" and len(creds["password"]) == 32
     assert creds["login_url"].endswith("/wp-login.php")
     with client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
@@ -211,7 +228,12 @@ def test_env_secrets_are_write_only(client: TestClient, auth: AuthHeaders) -> No
     owner = auth("tenant", "acme")
     put = client.put(
         "/v1/tenants/acme/env",
-        json={"vars": {"STRIPE_KEY": {"value": "sk_live_abc", "secret": True}, "REGION": {"value": "eu"}}},
+        json={
+            "vars": {
+                "STRIPE_KEY": {"value": "sk_live_abc", "secret": True},
+                "REGION": {"value": "eu"},
+            }
+        },
         headers=owner,
     )
     assert put.status_code == 200, put.text
@@ -232,12 +254,18 @@ def test_env_secrets_are_write_only(client: TestClient, auth: AuthHeaders) -> No
 def test_users_and_roles(client: TestClient, auth: AuthHeaders) -> None:
     _tenant(client, auth)
     admin = auth("admin")
-    put = client.put("/v1/users/alice", json={"role": "operator", "tenants": ["acme"]}, headers=admin)
+    put = client.put(
+        "/v1/users/alice", json={"role": "operator", "tenants": ["acme"]}, headers=admin
+    )
     assert put.status_code == 200 and put.json()["tenants"] == ["acme"]
     assert client.get("/v1/users/alice", headers=admin).json()["role"] == "operator"
-    unknown = client.put("/v1/users/bob", json={"role": "viewer", "tenants": ["nope"]}, headers=admin)
+    unknown = client.put(
+        "/v1/users/bob", json={"role": "viewer", "tenants": ["nope"]}, headers=admin
+    )
     assert unknown.status_code == 400 and "unknown tenant" in unknown.json()["detail"]
-    two = client.put("/v1/users/bob", json={"role": "tenant", "tenants": ["acme", "acme2"]}, headers=admin)
+    two = client.put(
+        "/v1/users/bob", json={"role": "tenant", "tenants": ["acme", "acme2"]}, headers=admin
+    )
     assert two.status_code == 400
     assert client.get("/v1/users/bob", headers=admin).status_code == 404
 
@@ -261,7 +289,9 @@ def test_tokens_are_checked(client: TestClient, issuer: LocalTokenIssuer, tmp_pa
     missing = client.get("/v1/tenants")
     assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
     expired = issuer.issue("x", Role.ADMIN, ttl_seconds=-100)
-    assert client.get("/v1/tenants", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    assert (
+        client.get("/v1/tenants", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    )
     from controlplane.settings import Settings
 
     stranger = LocalTokenIssuer(Settings(provider="memory", home=tmp_path / "elsewhere"))
@@ -273,7 +303,9 @@ def test_tokens_are_checked(client: TestClient, issuer: LocalTokenIssuer, tmp_pa
 def test_request_id_follows_the_operation(client: TestClient, auth: AuthHeaders) -> None:
     _tenant(client, auth)
     admin = {**auth("admin"), "X-Request-ID": "req-12345"}
-    response = client.post("/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": EMAIL}, headers=admin)
+    response = client.post(
+        "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": EMAIL}, headers=admin
+    )
     assert response.headers["x-request-id"] == "req-12345"
     final = wait_for_operation(client, response.json()["operation"]["id"], admin)
     assert final["request_id"] == "req-12345"
@@ -284,6 +316,12 @@ def test_request_id_follows_the_operation(client: TestClient, auth: AuthHeaders)
 def test_healthz_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "provider": "memory"}
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/v1/tenants", "/v1/tenants/{tenant_id}/sites/{site}", "/v1/operations/{operation_id}/events",
-                 "/v1/tenants/{tenant_id}/env/{name}", "/v1/audit", "/v1/users/{uid}"):
+    for path in (
+        "/v1/tenants",
+        "/v1/tenants/{tenant_id}/sites/{site}",
+        "/v1/operations/{operation_id}/events",
+        "/v1/tenants/{tenant_id}/env/{name}",
+        "/v1/audit",
+        "/v1/users/{uid}",
+    ):
         assert path in paths

@@ -14,8 +14,24 @@ def test_good_site_names(good: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "A", "1shop", "-x", "x-", "a--b", "a_b", "a.b", "x;drop", "../etc", "a b", "a" * 41,
-     "admin", "www", "caf\u00e9", "x'--"],
+    [
+        "",
+        "A",
+        "1shop",
+        "-x",
+        "x-",
+        "a--b",
+        "a_b",
+        "a.b",
+        "x;drop",
+        "../etc",
+        "a b",
+        "a" * 41,
+        "admin",
+        "www",
+        "caf\u00e9",
+        "x'--",
+    ],
 )
 def test_bad_site_names(bad: str) -> None:
     with pytest.raises(ValueError):
@@ -28,20 +44,35 @@ def test_tenant_length_limit() -> None:
         names.check_tenant_id("t" * 31)
 
 
-@pytest.mark.parametrize("good,expected", [("Shop.Example.com.", "shop.example.com"), ("a-b.co", "a-b.co")])
+@pytest.mark.parametrize(
+    "good,expected", [("Shop.Example.com.", "shop.example.com"), ("a-b.co", "a-b.co")]
+)
 def test_domains_are_normalised(good: str, expected: str) -> None:
     assert names.check_domain(good) == expected
 
 
 @pytest.mark.parametrize(
-    "bad", ["localhost", "x.localhost", "http://a.com", "a.com/x", "a.com:80", "com", "1.2.3.4", "a..b", "-a.com"]
+    "bad",
+    [
+        "localhost",
+        "x.localhost",
+        "http://a.com",
+        "a.com/x",
+        "a.com:80",
+        "com",
+        "1.2.3.4",
+        "a..b",
+        "-a.com",
+    ],
 )
 def test_bad_domains(bad: str) -> None:
     with pytest.raises(ValueError):
         names.check_domain(bad)
 
 
-@pytest.mark.parametrize("bad", ["lower", "1X", "AIPRESS_X", "DB_PASSWORD", "PATH", "A-B", "X" * 65])
+@pytest.mark.parametrize(
+    "bad", ["lower", "1X", "AIPRESS_X", "DB_PASSWORD", "PATH", "A-B", "X" * 65]
+)
 def test_bad_env_names(bad: str) -> None:
     with pytest.raises(ValueError):
         names.check_env_name(bad)

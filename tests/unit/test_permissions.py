@@ -1,4 +1,4 @@
-"""The permission matrix: every role x every action x own/other tenant, in the module and the API."""
+"""The permission matrix: every role x action x own/other tenant, in the module and the API."""
 
 from __future__ import annotations
 
@@ -104,23 +104,36 @@ Call = Callable[[TestClient, dict[str, str], str], Any]
 def _seed(client: TestClient, auth: AuthHeaders) -> None:
     admin = auth("admin")
     for tenant in ("acme", "other"):
-        assert client.post("/v1/tenants", json={"id": tenant, "name": tenant}, headers=admin).status_code == 201
+        assert (
+            client.post(
+                "/v1/tenants", json={"id": tenant, "name": tenant}, headers=admin
+            ).status_code
+            == 201
+        )
         created = client.post(
             f"/v1/tenants/{tenant}/sites",
             json={"name": "crumbs", "admin_email": "owner@example.com"},
             headers=admin,
         )
         assert created.status_code == 202
-        assert wait_for_operation(client, created.json()["operation"]["id"], admin)["status"] == "succeeded"
+        assert (
+            wait_for_operation(client, created.json()["operation"]["id"], admin)["status"]
+            == "succeeded"
+        )
 
 
 API_CALLS: dict[str, tuple[Action, Call]] = {
-    "delete_tenant": (Action.MANAGE_TENANTS, lambda c, h, t: c.delete(f"/v1/tenants/{t}", headers=h)),
+    "delete_tenant": (
+        Action.MANAGE_TENANTS,
+        lambda c, h, t: c.delete(f"/v1/tenants/{t}", headers=h),
+    ),
     "read_tenant": (Action.READ_TENANT, lambda c, h, t: c.get(f"/v1/tenants/{t}", headers=h)),
     "create_site": (
         Action.CHANGE_SITES,
         lambda c, h, t: c.post(
-            f"/v1/tenants/{t}/sites", json={"name": "new-site", "admin_email": "a@example.com"}, headers=h
+            f"/v1/tenants/{t}/sites",
+            json={"name": "new-site", "admin_email": "a@example.com"},
+            headers=h,
         ),
     ),
     "delete_site": (
@@ -134,7 +147,9 @@ API_CALLS: dict[str, tuple[Action, Call]] = {
     ),
     "put_env": (
         Action.WRITE_ENV,
-        lambda c, h, t: c.put(f"/v1/tenants/{t}/env/STRIPE_KEY", json={"value": "v", "secret": True}, headers=h),
+        lambda c, h, t: c.put(
+            f"/v1/tenants/{t}/env/STRIPE_KEY", json={"value": "v", "secret": True}, headers=h
+        ),
     ),
     "list_env": (Action.READ_ENV, lambda c, h, t: c.get(f"/v1/tenants/{t}/env", headers=h)),
     "reveal": (

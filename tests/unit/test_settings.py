@@ -25,7 +25,9 @@ def test_defaults_run_the_embedded_stack(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_gcp_refuses_the_auth_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     with pytest.raises(ValueError, match="FIREBASE_AUTH_EMULATOR_HOST"):
-        Settings(provider="gcp", firebase_project_id="p", encryption_keys=KEY, database_url="sqlite://")
+        Settings(
+            provider="gcp", firebase_project_id="p", encryption_keys=KEY, database_url="sqlite://"
+        )
     ok = Settings(
         provider="gcp",
         firebase_project_id="p",
@@ -41,7 +43,10 @@ def test_gcp_refuses_the_auth_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ({"encryption_keys": KEY, "database_url": "sqlite://"}, "FIREBASE_PROJECT_ID"),
         ({"firebase_project_id": "p", "database_url": "sqlite://"}, "ENCRYPTION_KEYS"),
-        ({"firebase_project_id": "p", "encryption_keys": "k1:changeme", "database_url": "x"}, "placeholder"),
+        (
+            {"firebase_project_id": "p", "encryption_keys": "k1:changeme", "database_url": "x"},
+            "placeholder",
+        ),
         ({"firebase_project_id": "p", "encryption_keys": KEY}, "CLOUDSQL_INSTANCE"),
     ],
 )

@@ -14,7 +14,10 @@ router = APIRouter(prefix="/v1/tenants/{tenant_id}/env", tags=["env"])
 @router.get("", response_model=list[EnvVarRead])
 def list_env(tenant_id: str, session: SessionDep, principal: CurrentPrincipal) -> list[EnvVarRead]:
     """The tenant's env vars; secret values are masked."""
-    return [service.to_read(v) for v in service.list_env(session, principal=principal, tenant_id=tenant_id)]
+    return [
+        service.to_read(v)
+        for v in service.list_env(session, principal=principal, tenant_id=tenant_id)
+    ]
 
 
 @router.put("", response_model=list[EnvVarRead])
@@ -27,7 +30,11 @@ def put_env_bulk(
 ) -> list[EnvVarRead]:
     """Create or replace several env vars at once."""
     changed = service.put_env(
-        session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, values=data.vars
+        session,
+        principal=principal,
+        keyring=platform.keyring,
+        tenant_id=tenant_id,
+        values=data.vars,
     )
     return [service.to_read(v) for v in changed]
 
@@ -37,7 +44,9 @@ def get_env(
     tenant_id: str, name: str, session: SessionDep, principal: CurrentPrincipal
 ) -> EnvVarRead:
     """One env var (a secret's value masked)."""
-    return service.to_read(service.get_env(session, principal=principal, tenant_id=tenant_id, name=name))
+    return service.to_read(
+        service.get_env(session, principal=principal, tenant_id=tenant_id, name=name)
+    )
 
 
 @router.put("/{name}", response_model=EnvVarRead)
@@ -51,13 +60,19 @@ def put_env(
 ) -> EnvVarRead:
     """Create or replace one env var."""
     (changed,) = service.put_env(
-        session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, values={name: data}
+        session,
+        principal=principal,
+        keyring=platform.keyring,
+        tenant_id=tenant_id,
+        values={name: data},
     )
     return service.to_read(changed)
 
 
 @router.delete("/{name}", status_code=204)
-def delete_env(tenant_id: str, name: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
+def delete_env(
+    tenant_id: str, name: str, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
     """Remove one env var."""
     service.delete_env(session, principal=principal, tenant_id=tenant_id, name=name)
     return Response(status_code=204)

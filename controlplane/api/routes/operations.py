@@ -82,7 +82,9 @@ def operation_events(
     return EventSourceResponse(stream(), ping=15)
 
 
-def _poll(platform: PlatformDep, operation_id: str, after: int) -> tuple[list[dict[str, object]], str]:
+def _poll(
+    platform: PlatformDep, operation_id: str, after: int
+) -> tuple[list[dict[str, object]], str]:
     with platform.sessions() as session:
         events = service.events_after(session, operation_id=operation_id, after_id=after)
         op = session.get(Operation, operation_id)

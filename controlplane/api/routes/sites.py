@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.permissions import Action
 from controlplane.schemas import AdminCredentials, OperationRead, SiteAccepted, SiteCreate, SiteRead
 from controlplane.services import operations as operations_service
 from controlplane.services import sites as service
 from controlplane.services.tenants import get_visible_tenant
-from controlplane.permissions import Action
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites", tags=["sites"])
 
@@ -26,7 +26,11 @@ def create_site(
 ) -> SiteAccepted:
     """Start creating a site; follow the operation for progress."""
     site, op = service.create_site(
-        session, principal=principal, tenant_id=tenant_id, data=data, provider=platform.provider.name
+        session,
+        principal=principal,
+        tenant_id=tenant_id,
+        data=data,
+        provider=platform.provider.name,
     )
     platform.engine.submit(op.id)
     return SiteAccepted(site=service.to_read(site), operation=operations_service.to_read(op))
@@ -42,7 +46,9 @@ def list_sites(tenant_id: str, session: SessionDep, principal: CurrentPrincipal)
 
 
 @router.get("/{site}", response_model=SiteRead)
-def get_site(tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal) -> SiteRead:
+def get_site(
+    tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal
+) -> SiteRead:
     """One site."""
     return service.to_read(
         service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)

@@ -13,7 +13,9 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
 
 @router.post("", status_code=201, response_model=TenantRead)
-def create_tenant(data: TenantCreate, session: SessionDep, principal: CurrentPrincipal) -> TenantRead:
+def create_tenant(
+    data: TenantCreate, session: SessionDep, principal: CurrentPrincipal
+) -> TenantRead:
     """Create a tenant (admins)."""
     tenant = service.create_tenant(session, principal=principal, data=data)
     return TenantRead.model_validate(tenant)
@@ -22,7 +24,9 @@ def create_tenant(data: TenantCreate, session: SessionDep, principal: CurrentPri
 @router.get("", response_model=list[TenantRead])
 def list_tenants(session: SessionDep, principal: CurrentPrincipal) -> list[TenantRead]:
     """Tenants visible to the caller."""
-    return [TenantRead.model_validate(t) for t in service.list_tenants(session, principal=principal)]
+    return [
+        TenantRead.model_validate(t) for t in service.list_tenants(session, principal=principal)
+    ]
 
 
 @router.get("/{tenant_id}", response_model=TenantRead)

@@ -44,5 +44,7 @@ def put_user(
     platform: PlatformDep,
 ) -> UserRead:
     """Set a user's role and tenants (admins); gcp mode writes Firebase custom claims."""
-    user = service.put_user(session, principal=principal, claims=platform.claims, uid=uid, data=data)
+    user = service.put_user(
+        session, principal=principal, claims=platform.claims, uid=uid, data=data
+    )
     return UserRead.model_validate(user)

@@ -1,0 +1,170 @@
+"""A private MariaDB server under a state directory: own datadir, socket, pidfile, no systemd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from controlplane.logs import get_logger
+
+log = get_logger("aipress.stack.mariadb")
+
+
+class StackError(Exception):
+    """A local service could not be installed, started or stopped."""
+
+
+@dataclass(frozen=True)
+class MariaDB:
+    """One mariadbd with everything under `base`; root connects over the socket only."""
+
+    base: Path
+    port: int = 3307
+    run_as: str = "mysql"
+
+    @property
+    def datadir(self) -> Path:
+        """Data files."""
+        return self.base / "data"
+
+    @property
+    def socket(self) -> Path:
+        """Unix socket clients use."""
+        return self.base / "mariadb.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        """The server's pid."""
+        return self.base / "mariadb.pid"
+
+    @property
+    def error_log(self) -> Path:
+        """Server log."""
+        return self.base / "mariadb.err"
+
+    def _owned(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, self.run_as, self.run_as)
+
+    def install(self) -> None:
+        """Create the system tables once."""
+        if (self.datadir / "mysql").is_dir():
+            return
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.base.chmod(0o755)
+        self.datadir.mkdir(exist_ok=True)
+        self._owned(self.base)
+        self._owned(self.datadir)
+        result = subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--user={self.run_as}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            raise StackError(f"mariadb-install-db failed: {result.stderr.strip()[-2000:]}")
+
+    def running_pid(self) -> int | None:
+        """The server's pid if it runs."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the server (no-op if it already runs) and wait until it answers."""
+        self.install()
+        if self.running_pid() is not None and self._answers():
+            return
+        subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--socket={self.socket}",
+                f"--pid-file={self.pidfile}",
+                f"--log-error={self.error_log}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--user={self.run_as}",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=16M",
+                "--performance-schema=OFF",
+                "--max-connections=300",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_unicode_ci",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._answers():
+                log.info("mariadb.started", port=self.port)
+                return
+            time.sleep(0.1)
+        tail = self.error_log.read_text()[-2000:] if self.error_log.exists() else ""
+        raise StackError(f"MariaDB did not start within {timeout} s: {tail}")
+
+    def _answers(self) -> bool:
+        try:
+            self.connect().close()
+        except pymysql.MySQLError:
+            return False
+        return True
+
+    def connect(
+        self, database: str | None = None, **kwargs: Any
+    ) -> pymysql.connections.Connection[Any]:
+        """A root connection over the unix socket (socket authentication)."""
+        return pymysql.connect(
+            unix_socket=str(self.socket), user="root", database=database, autocommit=True, **kwargs
+        )
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the server and wait for it to exit."""
+        pid = self.running_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        if not wait_for_exit(pid, timeout):
+            os.kill(pid, signal.SIGKILL)
+            wait_for_exit(pid, 5)
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Wait until `pid` has exited (reaping it if it is our child); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reaped, _status = os.waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                return True
+        except ChildProcessError:
+            pass  # not our child: fall back to probing
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the embedded default and the tests need, only when missing.
+set -euo pipefail
+
+packages=(
+  mariadb-server mariadb-client
+  php-fpm php-mysql php-curl php-gd php-xml php-mbstring php-zip php-intl
+  nginx wordpress
+  python3-venv
+)
+[ "${1:-}" = "--with-browser" ] && packages+=(chromium)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "Installing Debian packages: ${missing[*]}"
+$sudo apt-get update -qq
+# WordPress is served by php-fpm + nginx: keep Apache out.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+  "${missing[@]}" apache2- libapache2-mod-php- >/dev/null

@@ -1,0 +1,131 @@
+"""The control-plane database on SQLite and on a real MariaDB server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import inspect
+
+from controlplane.api.app import create_app
+from controlplane.auth import LocalTokenIssuer
+from controlplane.db import make_engine, migrate
+from controlplane.models import AuditEvent, Base
+from controlplane.permissions import Role
+from controlplane.platform import build_platform
+from controlplane.providers.memory import MemoryProvider
+from controlplane.settings import Settings
+from tests.conftest import LOG_FILE, wait_for_operation
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    url = None
+    if request.param == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+    return Settings(provider="memory", home=tmp_path / "home", database_url=url, log_file=LOG_FILE)
+
+
+@pytest.fixture
+def backend_client(backend_settings: Settings) -> Iterator[TestClient]:
+    provider = MemoryProvider()
+    app = create_app(
+        backend_settings, platform_factory=lambda s: build_platform(s, provider=provider)
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+def _admin(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
+
+
+def test_migrations_match_the_models(backend_settings: Settings) -> None:
+    engine = make_engine(backend_settings)
+    migrate(engine)
+    migrate(engine)  # a second run is a no-op
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata
+        )
+    assert diff == []
+    assert set(inspect(engine).get_table_names()) >= set(Base.metadata.tables)
+    engine.dispose()
+
+
+def test_full_flow(backend_client: TestClient, backend_settings: Settings) -> None:
+    admin = _admin(backend_settings)
+    assert (
+        backend_client.post(
+            "/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin
+        ).status_code
+        == 201
+    )
+    accepted = backend_client.post(
+        "/v1/tenants/acme/sites",
+        json={"name": "crumbs", "admin_email": "a@example.com", "domain": "crumbs.example.org"},
+        headers=admin,
+    ).json()
+    assert (
+        wait_for_operation(backend_client, accepted["operation"]["id"], admin)["status"]
+        == "succeeded"
+    )
+    site = backend_client.get("/v1/tenants/acme/sites/crumbs", headers=admin).json()
+    assert site["domains"] == ["crumbs.example.org"] and site["status"] == "ready"
+    created = datetime.fromisoformat(site["created_at"].replace("Z", "+00:00"))
+    assert created.tzinfo is not None and abs((datetime.now(UTC) - created).total_seconds()) < 60
+    put = backend_client.put(
+        "/v1/tenants/acme/env/API_KEY", json={"value": "s3cr3t", "secret": True}, headers=admin
+    )
+    assert put.status_code == 200
+    dup = backend_client.post(
+        "/v1/tenants/acme/sites",
+        json={"name": "other", "admin_email": "a@example.com", "domain": "crumbs.example.org"},
+        headers=admin,
+    )
+    assert dup.status_code == 409
+    deleted = backend_client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).json()
+    assert (
+        wait_for_operation(backend_client, deleted["operation"]["id"], admin)["status"]
+        == "succeeded"
+    )
+    with backend_client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
+        actions = [e.action for e in session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert actions == ["tenant.create", "site.create", "env.put", "site.delete"]
+
+
+def test_only_one_concurrent_change_wins(
+    backend_client: TestClient, backend_settings: Settings
+) -> None:
+    admin = _admin(backend_settings)
+    backend_client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
+    op = backend_client.post(
+        "/v1/tenants/acme/sites",
+        json={"name": "crumbs", "admin_email": "a@example.com"},
+        headers=admin,
+    ).json()["operation"]
+    wait_for_operation(backend_client, op["id"], admin)
+    codes: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def attempt() -> None:
+        barrier.wait()
+        codes.append(
+            backend_client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).status_code
+        )
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes.count(202) == 1, codes
+    assert set(codes) <= {202, 404, 409}
