@@ -93,6 +93,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=0, help="server port (0 picks a free one)")
     parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (not with --profile)"
+    )
+    parser.add_argument(
+        "--app",
+        default=APP_FACTORY,
+        help="app factory to serve (module:function), e.g. a patched variant to compare",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="run the server under cProfile (all threads)"
     )
     parser.add_argument(
@@ -116,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("list_requests", "create_requests", "serial_requests", "warmup_list", "warmup_create"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if args.workers < 1 or (args.profile and args.workers != 1):
+        parser.error("--workers must be at least 1, and 1 with --profile")
     if args.output is None:
         args.output = RESULTS_DIR / ("api-profiled.json" if args.profile else "api.json")
     return args
@@ -254,18 +264,18 @@ def free_port() -> int:
 
 
 def start_server(
-    port: int, env: dict[str, str], log_path: Path, profile_out: Path | None, clock: str = "cpu"
+    args: argparse.Namespace, port: int, env: dict[str, str], log_path: Path, profile_out: Path | None
 ) -> subprocess.Popen[bytes]:
     if profile_out is None:
         cmd = [
-            sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
-            "--host", "127.0.0.1", "--port", str(port),
+            sys.executable, "-m", "uvicorn", args.app, "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
     else:
         cmd = [
             sys.executable, str(Path(__file__).resolve()), INTERNAL_PROFILED_SERVER,
-            str(port), str(profile_out), clock,
+            str(port), str(profile_out), args.profile_clock, args.app,
         ]  # fmt: skip
     log = log_path.open("wb")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -300,16 +310,35 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
         proc.wait(timeout=10)
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process (Linux /proc), or None elsewhere."""
+def _proc_stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
 
 
-def serve_profiled(port: int, out: Path, clock: str) -> None:
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process and its live descendants (Linux /proc), else None."""
+    root = _proc_stat(pid)
+    if root is None:
+        return None
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = root if current == pid else _proc_stat(current)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+        todo.extend(children.get(current, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def serve_profiled(port: int, out: Path, clock: str, app: str) -> None:
     """Internal: run uvicorn with a cProfile profiler in every thread, dump merged stats.
 
     With clock "cpu" each thread is timed by its own CPU clock, so waiting for the GIL, a lock
@@ -342,7 +371,7 @@ def serve_profiled(port: int, out: Path, clock: str) -> None:
     main.enable()
     try:
         uvicorn.run(
-            APP_FACTORY,
+            app,
             factory=True,
             host="127.0.0.1",
             port=port,
@@ -708,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     server_log = home / "server.log"
-    proc = start_server(port, env, server_log, profile_out, args.profile_clock)
+    proc = start_server(args, port, env, server_log, profile_out)
     try:
         startup = wait_ready(base_url, proc, timeout=60.0)
         print(f"server pid {proc.pid} ready on {base_url} in {startup:.2f}s")
@@ -717,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
         stop_server(proc)
         log_text = server_log.read_text(errors="replace") if server_log.exists() else ""
 
+    try:
+        info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
     list_phase = next((p for p in phases if p.name == "list"), None)
     target_met = (
         bool(list_phase and list_phase.latency_ms and list_phase.latency_ms["p95"] <= LIST_P95_TARGET_MS)
@@ -725,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     title = (
         f"AIPress API, {args.tenants} tenants x {args.sites_per_tenant} sites, "
-        f"{args.token} tokens, {info['cpu_count']} CPU{' (PROFILED)' if args.profile else ''}"
+        f"{args.token} tokens, {args.workers} worker(s), {info['cpu_count']} CPU"
+        f"{' (PROFILED)' if args.profile else ''}"
     )
     print()
     print_table(phases, title)
@@ -749,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
         },
         "server": {
-            "command": "uvicorn controlplane.api.app:create_app --factory (1 process)"
+            "command": f"uvicorn {args.app} --factory --workers {args.workers}"
             + (" under cProfile" if args.profile else ""),
             "provider": "memory",
             "database": "sqlite (WAL) in a temporary AIPRESS_HOME",
@@ -778,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == INTERNAL_PROFILED_SERVER:
-        serve_profiled(int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) == 6 and sys.argv[1] == INTERNAL_PROFILED_SERVER:
+        serve_profiled(int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5])
         sys.exit(0)
     sys.exit(main())

@@ -132,12 +132,18 @@ class FirebaseTokenVerifier:
         try:
             claims = auth.verify_id_token(token, app=self._app, clock_skew_seconds=5)
         except (ValueError, auth.InvalidIdTokenError) as exc:
-            raise InvalidToken(f"Firebase ID token rejected: {exc}") from exc
+            raise InvalidToken(f"Firebase ID token rejected: {_without_token(exc, token)}") from exc
         except Exception as exc:  # CertificateFetchError and kin: never a 500 with token text
             raise InvalidToken(
                 f"Firebase ID token could not be verified: {type(exc).__name__}"
             ) from exc
         return principal_from_claims(claims)
+
+
+def _without_token(exc: Exception, token: str) -> str:
+    """The error text minus the token: google-auth quotes malformed tokens in full."""
+    message = str(exc).replace(repr(token.encode()), "<token>")
+    return message.replace(token, "<token>") if len(token) >= 16 else message
 
 
 def make_verifier(settings: Settings) -> TokenVerifier:

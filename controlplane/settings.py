@@ -55,6 +55,12 @@ class Settings(BaseSettings):
 
     platform_domain: str = "localhost"
     site_port: int = 8080
+    site_listen: str = "127.0.0.1"
+    mariadb_port: int = 3307
+    wordpress_core: Path = Path("/usr/share/wordpress")
+    php_memory_limit: str = "256M"
+    upload_limit: str = "64M"
+    php_max_children: int = 5
 
     log_level: str = "INFO"
     log_file: Path | None = None

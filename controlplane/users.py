@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from controlplane.auth import FirebaseTokenVerifier, TokenVerifier
+from controlplane.errors import BadRequest
 from controlplane.permissions import Role, claims_for
 from controlplane.settings import Settings
 
@@ -35,7 +36,13 @@ class FirebaseClaimsWriter:
         """Set custom claims; they reach the user's next ID token."""
         from firebase_admin import auth
 
-        auth.set_custom_user_claims(uid, claims_for(role, tenants), app=self._app)
+        try:
+            auth.set_custom_user_claims(uid, claims_for(role, tenants), app=self._app)
+        except auth.UserNotFoundError as exc:
+            raise BadRequest(
+                f"no Firebase user has uid {uid!r}; the user must sign in once (or be created) "
+                "before a role can be assigned"
+            ) from exc
 
 
 def make_claims_writer(settings: Settings, verifier: TokenVerifier) -> ClaimsWriter:

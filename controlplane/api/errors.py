@@ -5,10 +5,11 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
 
 from controlplane.auth import InvalidToken
 from controlplane.errors import BadRequest, Conflict, Invalid
@@ -51,9 +52,13 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return problem(422, detail, errors=errors)
 
+    # Starlette's class, not FastAPI's subclass: the router's 404/405 and FastAPI's own 400
+    # ("error parsing the body") are Starlette HTTPExceptions and must be problems too.
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail))
+        response = problem(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(InvalidToken)
     async def _token(_request: Request, exc: InvalidToken) -> JSONResponse:

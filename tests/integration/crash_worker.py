@@ -11,7 +11,8 @@ Run by tests/integration/test_crash_resume.py as a real subprocess:
 It builds the platform on `--home` (SQLite, migrations, keys) with a MemoryProvider persisted
 to `H/memory-provider.json`, so the parent can see what the dead process left behind. The
 boundary hook appends every boundary it passes to `H/boundaries.log` and, at `--kill-at`,
-sends SIGKILL to its own process: no cleanup, no `finally`, no flush, like a power cut of the
+sends SIGKILL to its own process (`--kill-at before-run` does so once the records are
+committed, before the engine starts): no cleanup, no `finally`, no flush, like a power cut of the
 process. Before running it prints one JSON line: {"site_id": ..., "operation_ids": [...]}.
 Exit status 0 means the operation ended without reaching the kill boundary.
 """
@@ -34,6 +35,8 @@ SITE = "victim"
 ADMIN_EMAIL = "admin@crash-tests.org"
 STATE_FILE = "memory-provider.json"
 TRAIL_FILE = "boundaries.log"
+# Not an engine boundary: the records are committed, the engine has not started the operation.
+BEFORE_RUN = "before-run"
 
 
 def make_hook(home: Path, kill_at: str | None):  # type: ignore[no-untyped-def]
@@ -53,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("create", "delete", "recover"))
     parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--kill-at", default=None, help="boundary name, e.g. after:dns")
     parser.add_argument(
-        "--fail", action="append", default=[], help="inject a provider failure, e.g. ensure:wordpress"
+        "--kill-at", default=None, help=f"boundary name, e.g. after:dns, or {BEFORE_RUN!r}"
+    )
+    parser.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        help="inject a provider failure, e.g. ensure:wordpress",
     )
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--tenant", default=TENANT)
@@ -115,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             site_id, operation_ids = site.id, [op.id]
     print(json.dumps({"site_id": site_id, "operation_ids": operation_ids}), flush=True)
 
+    if args.kill_at == BEFORE_RUN:
+        os.kill(os.getpid(), signal.SIGKILL)
     if args.mode == "recover":
         for op_id in operation_ids:
             platform.engine.wait(op_id, timeout=60)

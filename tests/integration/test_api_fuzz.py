@@ -106,6 +106,10 @@ schema = schemathesis.openapi.from_dict(
         {"generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"}}
     ),
 ).exclude(path=EVENTS_PATH)
+import os as _os
+
+if _os.environ.get("FUZZ_ONLY"):
+    schema = schema.include(path_regex=_os.environ["FUZZ_ONLY"])
 
 
 def _digest(case: schemathesis.Case) -> bytes:
@@ -122,7 +126,11 @@ class Fuzzer:
     """The app under test, its seed, the callers' headers, snapshots and the checks."""
 
     def __init__(
-        self, client: TestClient, memory_provider: MemoryProvider, issuer: LocalTokenIssuer, tmp_path: Path
+        self,
+        client: TestClient,
+        memory_provider: MemoryProvider,
+        issuer: LocalTokenIssuer,
+        tmp_path: Path,
     ) -> None:
         self.client = client
         self.provider = memory_provider
@@ -131,7 +139,9 @@ class Fuzzer:
         # the TestClient above owns the app's start-up and shut-down.
         self.http = ASGIClient(client.app)
         self.headers = {
-            name: {"Authorization": f"Bearer {issuer.issue(f'fuzz-{name}', role, tenants, email=email)}"}
+            name: {
+                "Authorization": f"Bearer {issuer.issue(f'fuzz-{name}', role, tenants, email=email)}"
+            }
             for name, (role, tenants, email) in VALID.items()
         }
         self.headers["missing"] = {}
@@ -147,7 +157,9 @@ class Fuzzer:
 
     def api(self, method: str, url: str, caller: str = "admin", **kwargs: Any) -> Any:
         response = self.client.request(method, url, headers=self.headers[caller], **kwargs)
-        assert response.status_code < 300, f"seed {method} {url}: {response.status_code} {response.text}"
+        assert response.status_code < 300, (
+            f"seed {method} {url}: {response.status_code} {response.text}"
+        )
         return response.json() if response.content else None
 
     def create_site(self, tenant: str) -> str:
@@ -173,7 +185,9 @@ class Fuzzer:
         with self.platform.sessions() as session:
             tenants = set(session.scalars(select(Tenant.id)))
             sites = set(session.execute(select(Site.tenant_id, Site.name)).tuples())
-            env = set(session.execute(select(EnvVar.tenant_id, EnvVar.name, EnvVar.secret)).tuples())
+            env = set(
+                session.execute(select(EnvVar.tenant_id, EnvVar.name, EnvVar.secret)).tuples()
+            )
             user = session.get(User, SEED_USER)
         for tenant, name in TENANTS.items():
             if tenant not in tenants:
@@ -183,7 +197,9 @@ class Fuzzer:
             if any((tenant, n, v["secret"]) not in env for n, v in SEED_ENV.items()):
                 self.api("PUT", f"/v1/tenants/{tenant}/env", json={"vars": SEED_ENV})
         if user is None:
-            self.api("PUT", f"/v1/users/{SEED_USER}", json={"role": "operator", "tenants": ["acme"]})
+            self.api(
+                "PUT", f"/v1/users/{SEED_USER}", json={"role": "operator", "tenants": ["acme"]}
+            )
         self.wait_idle()
 
     def wait_idle(self, timeout: float = 20) -> None:
@@ -192,11 +208,15 @@ class Fuzzer:
         while True:
             with self.platform.sessions() as session:
                 active = session.scalar(
-                    select(func.count()).select_from(Operation).where(Operation.status.in_(ACTIVE_STATUSES))
+                    select(func.count())
+                    .select_from(Operation)
+                    .where(Operation.status.in_(ACTIVE_STATUSES))
                 )
             if not active:
                 return
-            assert time.monotonic() < deadline, f"{active} operation(s) still running after {timeout} s"
+            assert time.monotonic() < deadline, (
+                f"{active} operation(s) still running after {timeout} s"
+            )
             time.sleep(0.005)
 
     # -- state ---------------------------------------------------------------------------------
@@ -242,6 +262,15 @@ class Fuzzer:
                     case.body = {**case.body, "domain": ACME_DOMAIN}  # taken: 409
 
     def run(self, case: schemathesis.Case) -> None:
+        if _os.environ.get("FUZZ_DRY"):
+            STATS[
+                (
+                    f"{case.method} {case.path}",
+                    "dry",
+                    case.meta.phase.name.value if case.meta else "?",
+                )
+            ] += 1
+            return
         self.realize(case)
         invalid = INVALID[_digest(case)[20] % len(INVALID)]
         for caller in (*VALID, invalid):
@@ -306,7 +335,9 @@ class Fuzzer:
 
 def _describe(case: schemathesis.Case, caller: str, response: schemathesis.Response) -> str:
     request = response.request
-    body = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
+    body = (
+        request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
+    )
     return (
         f"  caller:   {caller}\n"
         f"  request:  {request.method} {request.url}\n"
@@ -380,12 +411,18 @@ def test_operation_events_stream(fuzz: Fuzzer) -> None:
     for op_id in (acme_op, other_op, "0" * 32, "not-an-operation"):
         for caller in (*VALID, *INVALID):
             for last_event_id in (None, "2", "garbage", "-1", "99999999999999999999"):
-                headers = {"Authorization": GARBAGE[0]} if caller == "garbage" else dict(fuzz.headers[caller])
+                headers = (
+                    {"Authorization": GARBAGE[0]}
+                    if caller == "garbage"
+                    else dict(fuzz.headers[caller])
+                )
                 if last_event_id is not None:
                     headers["Last-Event-ID"] = last_event_id
                 fuzz.wait_idle()
                 before = fuzz.snapshot()
-                with fuzz.client.stream("GET", f"/v1/operations/{op_id}/events", headers=headers) as r:
+                with fuzz.client.stream(
+                    "GET", f"/v1/operations/{op_id}/events", headers=headers
+                ) as r:
                     body = r.read().decode()
                 after = fuzz.snapshot()
                 STATS[(f"GET {EVENTS_PATH}", caller, f"{r.status_code // 100}xx")] += 1
@@ -413,6 +450,9 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if not STATS:
         return
+    if _os.environ.get("FUZZ_DRY"):
+        for k, v in sorted(STATS.items()):
+            print(k, v)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
@@ -425,5 +465,9 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
     reporter.write_line("")
     reporter.write_line(f"API fuzz: {total} requests over {len(operations)} operations")
     for caller in (*VALID, *INVALID):
-        counts = {s: by_caller[(caller, s)] for s in ("2xx", "3xx", "4xx", "5xx") if by_caller[(caller, s)]}
+        counts = {
+            s: by_caller[(caller, s)]
+            for s in ("2xx", "3xx", "4xx", "5xx")
+            if by_caller[(caller, s)]
+        }
         reporter.write_line(f"  {caller:14} {counts}")

@@ -20,7 +20,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,18 +72,18 @@ DELETE_BOUNDARIES = [f"{when}:{step}" for step in DELETE_STEPS for when in ("bef
 
 
 @pytest.fixture(scope="session")
-def worker_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def worker_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """The workers' environment: no AIPRESS_* leaking in, and a byte-code cache.
 
     PYTHONDONTWRITEBYTECODE would make every worker compile SQLAlchemy, Alembic and
     pydantic from source (about 2 s each); a cache outside the tree keeps them near 1 s.
     """
     cache = request.config.cache
-    pycache = (
-        cache.mkdir("crash-worker-pycache")
-        if cache is not None
-        else tmp_path_factory.mktemp("crash-worker-pycache")
-    )
+    if cache is not None:
+        pycache = cache.mkdir("crash-worker-pycache")
+    else:  # -p no:cacheprovider
+        pycache = Path(tempfile.gettempdir()) / f"aipress-crash-worker-pycache-{os.getuid()}"
+        pycache.mkdir(mode=0o700, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIPRESS_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
@@ -109,6 +110,58 @@ class WorkerRun:
         )
 
 
+def start_worker(
+    env: dict[str, str],
+    home: Path,
+    mode: str,
+    *,
+    kill_at: str | None,
+    fail: Iterable[str] = (),
+    max_attempts: int = 3,
+) -> subprocess.Popen[str]:
+    """Start crash_worker.py as a real subprocess (sys.executable)."""
+    args = [
+        sys.executable,
+        str(WORKER),
+        mode,
+        "--home",
+        str(home),
+        "--max-attempts",
+        str(max_attempts),
+    ]
+    if kill_at is not None:
+        args += ["--kill-at", kill_at]
+    for fault in fail:
+        args += ["--fail", fault]
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=str(WORKER.parents[2]),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_worker(proc: subprocess.Popen[str]) -> WorkerRun:
+    """Wait for a worker and parse the JSON line it printed before running."""
+    try:
+        stdout, stderr = proc.communicate(timeout=WORKER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    first = next((line for line in stdout.splitlines() if line.startswith("{")), None)
+    info: dict[str, Any] = json.loads(first) if first else {}
+    return WorkerRun(
+        returncode=proc.returncode,
+        site_id=info.get("site_id"),
+        operation_ids=list(info.get("operation_ids", [])),
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
 def run_worker(
     env: dict[str, str],
     home: Path,
@@ -118,29 +171,9 @@ def run_worker(
     fail: Iterable[str] = (),
     max_attempts: int = 3,
 ) -> WorkerRun:
-    """Run crash_worker.py as a real subprocess and parse its first JSON line."""
-    args = [sys.executable, str(WORKER), mode, "--home", str(home), "--max-attempts", str(max_attempts)]
-    if kill_at is not None:
-        args += ["--kill-at", kill_at]
-    for fault in fail:
-        args += ["--fail", fault]
-    proc = subprocess.run(
-        args,
-        env=env,
-        cwd=str(WORKER.parents[2]),
-        capture_output=True,
-        text=True,
-        timeout=WORKER_TIMEOUT,
-        check=False,
-    )
-    first = next((line for line in proc.stdout.splitlines() if line.startswith("{")), None)
-    info: dict[str, Any] = json.loads(first) if first else {}
-    return WorkerRun(
-        returncode=proc.returncode,
-        site_id=info.get("site_id"),
-        operation_ids=list(info.get("operation_ids", [])),
-        stdout=proc.stdout,
-        stderr=proc.stderr,
+    """Run one worker to its end (or its death)."""
+    return finish_worker(
+        start_worker(env, home, mode, kill_at=kill_at, fail=fail, max_attempts=max_attempts)
     )
 
 
@@ -148,6 +181,9 @@ def assert_killed_at(run: WorkerRun, home: Path, boundary: str) -> None:
     """The worker died by SIGKILL, and the last boundary it passed is the target."""
     assert run.returncode == SIGKILLED, run.describe(home)
     trail = (home / crash_worker.TRAIL_FILE).read_text().splitlines()
+    if boundary == crash_worker.BEFORE_RUN:
+        assert trail == [], trail
+        return
     assert trail, "the worker passed no boundary"
     assert trail[-1].split(" ", 1)[1] == boundary, trail
 
@@ -270,7 +306,9 @@ def make_ready_site(home: Path) -> str:
     admin = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
     try:
         with platform.sessions() as session:
-            create_tenant(session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests"))
+            create_tenant(
+                session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests")
+            )
             site, op = create_site(
                 session,
                 principal=admin,
@@ -285,6 +323,99 @@ def make_ready_site(home: Path) -> str:
     return site.id
 
 
+@dataclass(frozen=True)
+class Case:
+    """One crash: which operation, where its worker kills itself, which fault it injects."""
+
+    mode: str  # "create", or "delete" of a ready site
+    kill_at: str
+    fail: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.kill_at
+
+
+@dataclass
+class Crashed:
+    """A worker that died where its case said; `home` is what it left behind."""
+
+    case: Case
+    home: Path
+    run: WorkerRun
+
+    @property
+    def site_id(self) -> str:
+        assert self.run.site_id is not None
+        return self.run.site_id
+
+    @property
+    def operation_id(self) -> str:
+        return self.run.operation_ids[0]
+
+
+class CrashPool:
+    """Starts the next test's crash worker while the current test restarts and checks.
+
+    Each worker is its own process on its own home, so keeping two in flight changes nothing
+    but the wall time (about half, on two cores).
+    """
+
+    def __init__(self, env: dict[str, str], factory: pytest.TempPathFactory) -> None:
+        self._env = env
+        self._factory = factory
+        self._started: dict[Case, tuple[Path, subprocess.Popen[str]]] = {}
+
+    def start(self, case: Case) -> None:
+        if case in self._started:
+            return
+        home = self._factory.mktemp("crash") / "home"
+        if case.mode == "delete":
+            make_ready_site(home)
+        proc = start_worker(self._env, home, case.mode, kill_at=case.kill_at, fail=case.fail)
+        self._started[case] = (home, proc)
+
+    def finish(self, case: Case) -> tuple[Path, WorkerRun]:
+        self.start(case)
+        home, proc = self._started.pop(case)
+        return home, finish_worker(proc)
+
+    def close(self) -> None:
+        """Reap workers started for tests that did not run (-x, interrupted session)."""
+        for _home, proc in self._started.values():
+            proc.kill()
+            proc.communicate()
+        self._started.clear()
+
+
+@pytest.fixture(scope="session")
+def crash_pool(
+    worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrashPool]:
+    pool = CrashPool(worker_env, tmp_path_factory)
+    yield pool
+    pool.close()
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec is not None else None
+    return case if isinstance(case, Case) else None
+
+
+@pytest.fixture
+def crashed(request: pytest.FixtureRequest, crash_pool: CrashPool, case: Case) -> Crashed:
+    """This test's worker, dead by SIGKILL at its boundary (the next one starts meanwhile)."""
+    crash_pool.start(case)
+    items = request.session.items
+    index = items.index(request.node)
+    if index + 1 < len(items) and (upcoming := _case_of(items[index + 1])) is not None:
+        crash_pool.start(upcoming)
+    home, run = crash_pool.finish(case)
+    assert_killed_at(run, home, case.kill_at)
+    assert run.site_id and len(run.operation_ids) == 1, run.describe(home)
+    return Crashed(case, home, run)
+
+
 # --- the boundary lists are complete ---------------------------------------------------------
 
 
@@ -295,7 +426,9 @@ def _recorded_boundaries(home: Path, *, kind: str, fail: set[str]) -> list[str]:
     admin = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
     try:
         with platform.sessions() as session:
-            create_tenant(session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests"))
+            create_tenant(
+                session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests")
+            )
             _site, op = create_site(
                 session,
                 principal=admin,
@@ -332,61 +465,60 @@ def test_boundary_lists_match_the_engine(
 # --- crash at every boundary, then restart ---------------------------------------------------
 
 
-@pytest.mark.parametrize("boundary", CREATE_BOUNDARIES)
-def test_create_killed_at_boundary_resumes_to_ready(
-    tmp_path: Path, worker_env: dict[str, str], boundary: str
-) -> None:
-    home = tmp_path / "home"
-    run = run_worker(worker_env, home, "create", kill_at=boundary)
-    assert_killed_at(run, home, boundary)
-    assert run.site_id and run.operation_ids, run.describe(home)
+@pytest.mark.parametrize("case", [Case("create", b) for b in CREATE_BOUNDARIES], ids=str)
+def test_create_killed_at_boundary_resumes_to_ready(crashed: Crashed) -> None:
+    recovered = restart(crashed.home)
 
-    recovered = restart(home)
-
-    assert recovered == run.operation_ids
-    end = assert_all_or_nothing(home, run.site_id, run.operation_ids[0], "create_site")
+    assert recovered == crashed.run.operation_ids
+    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "create_site")
     # Nothing failed, so a crash must be resumed forward, never rolled back.
     assert end.outcome == "ready", end.operation
     assert end.operation["attempts"] == 2, end.operation
     assert "operation_resumed" in end.operation["events"], end.operation
 
 
-@pytest.mark.parametrize("boundary", FAILING_CREATE_BOUNDARIES)
-def test_failing_create_killed_at_boundary_rolls_back_to_nothing(
-    tmp_path: Path, worker_env: dict[str, str], boundary: str
-) -> None:
-    home = tmp_path / "home"
-    run = run_worker(worker_env, home, "create", kill_at=boundary, fail=[FAULT])
-    assert_killed_at(run, home, boundary)
-    assert run.site_id and run.operation_ids, run.describe(home)
+@pytest.mark.parametrize(
+    "case", [Case("create", b, (FAULT,)) for b in FAILING_CREATE_BOUNDARIES], ids=str
+)
+def test_failing_create_killed_at_boundary_rolls_back_to_nothing(crashed: Crashed) -> None:
+    # Killed before the failure: the fault is still there after the restart (a quota, a bad
+    # image...). Killed while undoing: the restart has no fault at all, and the create must
+    # still roll back (a rolling-back operation never turns round and resumes forward).
+    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo:"))
+    recovered = restart(crashed.home, fail=[] if in_rollback else [FAULT])
 
-    # The fault is still there after the restart (a quota, a bad image...).
-    recovered = restart(home, fail=[FAULT])
-
-    assert recovered == run.operation_ids
-    end = assert_all_or_nothing(home, run.site_id, run.operation_ids[0], "create_site")
+    assert recovered == crashed.run.operation_ids
+    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "create_site")
     assert end.outcome == "gone", end.operation
     assert f"{FAIL_STEP} failed" in (end.operation["error"] or ""), end.operation
     assert end.operation["attempts"] == 2, end.operation
 
 
-@pytest.mark.parametrize("boundary", DELETE_BOUNDARIES)
-def test_delete_killed_at_boundary_finishes_the_delete(
-    tmp_path: Path, worker_env: dict[str, str], boundary: str
-) -> None:
-    home = tmp_path / "home"
-    site_id = make_ready_site(home)
-    run = run_worker(worker_env, home, "delete", kill_at=boundary)
-    assert_killed_at(run, home, boundary)
-    assert run.site_id == site_id, run.describe(home)
+@pytest.mark.parametrize("case", [Case("delete", b) for b in DELETE_BOUNDARIES], ids=str)
+def test_delete_killed_at_boundary_finishes_the_delete(crashed: Crashed) -> None:
+    recovered = restart(crashed.home)
 
-    recovered = restart(home)
-
-    assert recovered == run.operation_ids
-    end = assert_all_or_nothing(home, site_id, run.operation_ids[0], "delete_site")
+    assert recovered == crashed.run.operation_ids
+    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "delete_site")
     assert end.outcome == "gone", end.operation
     assert end.operation["params"].get("backup"), "a delete must take its backup first"
     assert end.operation["attempts"] == 2, end.operation
+
+
+@pytest.mark.parametrize(
+    "case",
+    [Case("create", crash_worker.BEFORE_RUN), Case("delete", crash_worker.BEFORE_RUN)],
+    ids=["create", "delete"],
+)
+def test_killed_before_the_engine_starts(crashed: Crashed) -> None:
+    """Records committed, operation still 'pending': recover() must pick it up too."""
+    recovered = restart(crashed.home)
+
+    assert recovered == crashed.run.operation_ids
+    kind = f"{crashed.case.mode}_site"
+    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, kind)
+    assert end.outcome == ("ready" if kind == "create_site" else "gone"), end.operation
+    assert end.operation["attempts"] == 1, end.operation
 
 
 def test_restart_in_a_second_process(tmp_path: Path, worker_env: dict[str, str]) -> None:

@@ -253,6 +253,11 @@ def test_emulator_tokens_carry_roles_assigned_through_the_api(
     assert client.get("/v1/tenants/globex/sites", headers=ops).json() == []
     assert client.get("/v1/tenants/acme/sites", headers=ops).status_code == 404
 
+    # A uid Firebase does not know is a 400 that says what to do, not a 500.
+    unknown = client.put("/v1/users/no-such-uid", json={"role": "viewer"}, headers=admin)
+    assert unknown.status_code == 400, unknown.text
+    assert "no Firebase user has uid 'no-such-uid'" in unknown.json()["detail"]
+
     # Only admins manage users, even with a genuine token.
     denied = client.put(f"/v1/users/{uid}", json={"role": "admin", "tenants": []}, headers=owner)
     assert denied.status_code == 403
@@ -270,6 +275,11 @@ def test_emulator_mode_rejects_bad_tokens(
     assert garbage.status_code == 401
     assert garbage.json()["detail"].startswith("Firebase ID token rejected")
     assert garbage.headers["www-authenticate"].startswith("Bearer")
+    # google-auth quotes malformed tokens in its errors; the API must not echo them back.
+    truncated = bootstrap_admin(console, emulated).rsplit(".", 1)[0]
+    answer = client.get("/v1/me", headers=bearer(truncated))
+    assert answer.status_code == 401
+    assert truncated not in answer.text and "<token>" in answer.json()["detail"]
     assert client.get("/v1/me").status_code == 401
 
     # A genuine user whose token has no role claim: authenticated, but not authorised.
@@ -281,7 +291,7 @@ def test_emulator_mode_rejects_bad_tokens(
     )
 
     # A real admin token of PROJECT, shown to a control plane configured for another project.
-    admin_token = bootstrap_admin(console, emulated)
+    admin_token = emulated.sign_in("root@example.com", PASSWORD)
     assert client.get("/v1/me", headers=bearer(admin_token)).status_code == 200
     other = gcp_settings(tmp_path, OTHER_PROJECT, allow_emulator=True)
     with control_plane(other) as other_client:

@@ -1,0 +1,29 @@
+"""The `local` provider: real WordPress sites on one machine (MariaDB, PHP-FPM, nginx)."""
+
+from __future__ import annotations
+
+from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteStep
+from controlplane.providers.local.backups import BackupStep as LocalBackups
+from controlplane.providers.local.database import DatabaseStep, SecretsStep
+from controlplane.providers.local.dns import DnsStep as LocalDns
+from controlplane.providers.local.runtime import RuntimeStep as LocalRuntime
+from controlplane.providers.local.storage import StorageStep
+from controlplane.providers.local.wordpress import WordPressStep
+from controlplane.settings import Settings
+from controlplane.stack.local import LocalStack
+
+
+class LocalProvider:
+    """Every provisioning step against the local stack."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, stack: LocalStack | None = None) -> None:
+        self.stack = stack or LocalStack.from_settings(settings)
+        self.database: SiteStep = DatabaseStep(self.stack, settings)
+        self.secrets: SiteStep = SecretsStep(self.stack, settings)
+        self.storage: SiteStep = StorageStep(self.stack, settings)
+        self.runtime: RuntimeStep = LocalRuntime(self.stack, settings)
+        self.dns: DnsStep = LocalDns(self.stack, settings)
+        self.wordpress: SiteStep = WordPressStep(self.stack, settings)
+        self.backups: BackupStep = LocalBackups(self.stack, settings)

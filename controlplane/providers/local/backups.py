@@ -1,0 +1,72 @@
+"""Backups: mariadb-dump of the database and a tarball of wp-content, with a manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controlplane.engine.provider import SiteContext
+from controlplane.providers.local.base import LocalStep
+from controlplane.stack.mariadb import StackError
+
+
+class BackupStep(LocalStep):
+    """Writes backups/<tenant>/<site>/<timestamp>-<label>/ (root-only)."""
+
+    def backup(self, ctx: SiteContext, label: str) -> str:
+        """Dump the database and archive wp-content; return the backup's directory."""
+        names = self.names(ctx)
+        self.stack.ensure_running()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.stack.backups_dir / ctx.tenant_id / ctx.site_name / f"{stamp}-{label}"
+        target.mkdir(parents=True, mode=0o700)
+        manifest: dict[str, object] = {
+            "tenant": ctx.tenant_id,
+            "site": ctx.site_name,
+            "label": label,
+            "created_at": stamp,
+            "database": names.db_name,
+            "files": [],
+        }
+        if self._database_exists(names.db_name):
+            self._dump(names.db_name, target / "database.sql.gz")
+            manifest["files"].append("database.sql.gz")  # type: ignore[attr-defined]
+        content = names.root / "htdocs" / "wp-content"
+        if content.is_dir():
+            subprocess.run(
+                [
+                    "tar",
+                    "-czf",
+                    str(target / "wp-content.tar.gz"),
+                    "-C",
+                    str(content.parent),
+                    "wp-content",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            manifest["files"].append("wp-content.tar.gz")  # type: ignore[attr-defined]
+        (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return str(target)
+
+    def _database_exists(self, name: str) -> bool:
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+            return cur.fetchone() is not None
+
+    def _dump(self, database: str, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            dump = subprocess.Popen(
+                ["mariadb-dump", f"--socket={self.stack.mariadb.socket}", "--user=root",
+                 "--single-transaction", "--routines", "--triggers", database],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            gzip = subprocess.run(["gzip", "-c"], stdin=dump.stdout, stdout=out, check=False)
+            _, err = dump.communicate()
+            if dump.returncode != 0 or gzip.returncode != 0:
+                raise StackError(f"mariadb-dump of {database} failed: {err.decode()[-1000:]}")

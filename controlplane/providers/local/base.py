@@ -1,0 +1,38 @@
+"""What every local step shares: the stack and the site's derived names."""
+
+from __future__ import annotations
+
+import shutil
+
+from controlplane.engine.provider import SiteContext
+from controlplane.providers.local.naming import SiteNames, site_names
+from controlplane.settings import Settings
+from controlplane.stack.local import LocalStack
+
+
+class LocalStep:
+    """Base of the local provider's steps."""
+
+    def __init__(self, stack: LocalStack, settings: Settings) -> None:
+        self.stack = stack
+        self.settings = settings
+
+    def names(self, ctx: SiteContext) -> SiteNames:
+        """The site's local names."""
+        return site_names(ctx, self.stack.sites_dir, self.settings.platform_domain)
+
+    def preview_url(self, ctx: SiteContext) -> str:
+        """http://<site>.<tenant>.localhost:8080/"""
+        port = self.settings.site_port
+        suffix = "" if port == 80 else f":{port}"
+        return f"http://{self.names(ctx).preview_host}{suffix}/"
+
+    def purge_page_cache(self, ctx: SiteContext) -> None:
+        """Empty the site's nginx page cache."""
+        cache = self.stack.nginx.cache_dir / self.names(ctx).key
+        if cache.is_dir():
+            for child in cache.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""storage step: the site's system user and directories; WordPress core hard-linked, not copied."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from controlplane.engine.provider import SiteContext
+from controlplane.logs import get_logger
+from controlplane.providers.local.base import LocalStep
+from controlplane.stack.process import run
+
+log = get_logger("aipress.local.storage")
+# Shipped with the Debian package; copied (not linked) so the site owns its themes and plugins.
+CONTENT_SUBDIRS = ("themes", "plugins")
+CORE_EXCLUDES = ("wp-config.php", "wp-content", ".htaccess")
+
+
+def user_exists(name: str) -> bool:
+    """Whether a system user exists."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def chown_tree(path: Path, user: str, group: str) -> None:
+    """chown -R without following links (never touches hard-linked core files)."""
+    shutil.chown(path, user, group)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            os.chown(
+                Path(dirpath) / name, pwd.getpwnam(user).pw_uid, _gid(group), follow_symlinks=False
+            )
+
+
+def _gid(group: str) -> int:
+    import grp
+
+    return grp.getgrnam(group).gr_gid
+
+
+class StorageStep(LocalStep):
+    """One system user per site; its directory readable by it and nginx only."""
+
+    def ensure(self, ctx: SiteContext) -> None:
+        """Create the user, the site root, hard-linked core and the site's own wp-content."""
+        names = self.names(ctx)
+        self.stack.ensure_running()
+        user = names.system_user
+        if not user_exists(user):
+            run(
+                ["useradd", "--system", "--user-group", "--no-create-home",
+                 "--home-dir", str(names.root), "--shell", "/usr/sbin/nologin", user],
+                what=f"useradd {user}",
+            )  # fmt: skip
+        tenant_dir = names.root.parent
+        tenant_dir.mkdir(parents=True, exist_ok=True)
+        tenant_dir.chmod(0o755)
+        names.root.mkdir(exist_ok=True)
+        shutil.chown(names.root, user, "www-data")
+        names.root.chmod(0o750)  # other sites' users cannot even traverse it
+        for sub in ("tmp", "logs"):
+            path = names.root / sub
+            path.mkdir(exist_ok=True)
+            shutil.chown(path, user, user)
+            path.chmod(0o750)
+        self._ensure_core(names.root / "htdocs")
+        self._ensure_content(names.root / "htdocs" / "wp-content", user)
+        ctx.resources["storage"] = {"root": str(names.root), "user": user}
+
+    def _ensure_core(self, htdocs: Path) -> None:
+        if htdocs.is_dir():
+            return
+        staging = htdocs.with_name("htdocs.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        core = self.settings.wordpress_core
+        entries = [p for p in sorted(core.iterdir()) if p.name not in CORE_EXCLUDES]
+        staging.mkdir()
+        try:
+            # -l: hard links (shared inodes, ~3 MB of directories per site); -L: follow Debian's
+            # symlinks into /usr/share/php so open_basedir needs only the site root.
+            run(["cp", "-rlL", *map(str, entries), str(staging)], what="linking WordPress core")
+        except Exception:
+            log.warning("core.hardlink_failed", hint="state dir on another filesystem; copying")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            run(["cp", "-rL", *map(str, entries), str(staging)], what="copying WordPress core")
+        staging.chmod(0o755)
+        staging.rename(htdocs)
+
+    def _ensure_content(self, content: Path, user: str) -> None:
+        if not content.is_dir():
+            staging = content.with_name("wp-content.partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            for sub in CONTENT_SUBDIRS:
+                source = self.settings.wordpress_core / "wp-content" / sub
+                if source.is_dir():
+                    run(["cp", "-rL", str(source), str(staging / sub)], what=f"copying {sub}")
+            (staging / "uploads").mkdir(exist_ok=True)
+            (staging / "languages").mkdir(exist_ok=True)
+            chown_tree(staging, user, "www-data")
+            staging.rename(content)
+        # setgid: files the site writes stay readable by nginx (group www-data), not by others.
+        content.chmod(0o2750)
+
+    def remove(self, ctx: SiteContext) -> None:
+        """Delete the site's directory and system user (after its pool is gone)."""
+        names = self.names(ctx)
+        if names.root.exists():
+            shutil.rmtree(names.root)
+        tenant_dir = names.root.parent
+        if tenant_dir.exists() and not any(tenant_dir.iterdir()):
+            tenant_dir.rmdir()
+        if user_exists(names.system_user):
+            subprocess.run(["pkill", "-KILL", "-u", names.system_user], check=False)
+            run(["userdel", names.system_user], what=f"userdel {names.system_user}")
+        ctx.resources.pop("storage", None)

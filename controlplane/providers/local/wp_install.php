@@ -1,0 +1,45 @@
+<?php
+/*
+ * AIPress: installs WordPress non-interactively (no wp-cli on the machine).
+ * Runs as the site's user: php wp_install.php <htdocs>; reads JSON from stdin:
+ * {"url","title","admin_user","admin_email","admin_password"}. Prints a JSON result.
+ * Re-running it on an installed site only resets the admin password: idempotent.
+ */
+$htdocs = $argv[1];
+$in = json_decode(stream_get_contents(STDIN), true);
+$parts = parse_url($in['url']);
+$_SERVER['HTTP_HOST'] = $parts['host'] . (isset($parts['port']) ? ':' . $parts['port'] : '');
+$_SERVER['SERVER_NAME'] = $parts['host'];
+$_SERVER['REQUEST_URI'] = '/';
+$_SERVER['REQUEST_METHOD'] = 'GET';
+define('WP_INSTALLING', true);
+
+// No mail server here: skip the "your new site" e-mail (a pluggable function).
+function wp_new_blog_notification($blog_title, $blog_url, $user_id, $password) {}
+
+require $htdocs . '/wp-load.php';
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+
+if (is_blog_installed()) {
+    $user = get_user_by('login', $in['admin_user']);
+    if ($user) {
+        wp_set_password($in['admin_password'], $user->ID);
+    }
+    echo json_encode(['installed' => true, 'already' => true]);
+    exit(0);
+}
+// Offline and fast: no HTTP during the install (WordPress would probe its own permalinks
+// with a 5 s timeout); the permalink structure is set directly below.
+add_filter('pre_http_request', function () { return new WP_Error('aipress_offline', 'no HTTP during install'); });
+$pretty = function () { return '/%postname%/'; };
+add_filter('pre_option_permalink_structure', $pretty);
+$result = wp_install($in['title'], $in['admin_user'], $in['admin_email'], true, '', wp_slash($in['admin_password']));
+if (is_wp_error($result)) {
+    fwrite(STDERR, $result->get_error_message());
+    exit(1);
+}
+remove_filter('pre_option_permalink_structure', $pretty);
+global $wp_rewrite;
+$wp_rewrite->set_permalink_structure('/%postname%/');
+$wp_rewrite->flush_rules(false);
+echo json_encode(['installed' => true, 'already' => false, 'user_id' => $result['user_id']]);

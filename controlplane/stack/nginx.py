@@ -1,0 +1,133 @@
+"""The nginx of the embedded default: one server block per site, checked before it is enabled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controlplane.stack.mariadb import StackError
+from controlplane.stack.process import read_pid, run, stop_pid, wait_for_path
+from controlplane.stack.templates import render
+
+
+@dataclass
+class Nginx:
+    """Master process, config, per-site server blocks, logs and caches under `base`."""
+
+    base: Path
+    port: int = 8080
+    listen: str = "127.0.0.1"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def conf(self) -> Path:
+        """Main config."""
+        return self.base / "nginx.conf"
+
+    @property
+    def sites_dir(self) -> Path:
+        """One .conf per site."""
+        return self.base / "sites"
+
+    @property
+    def log_dir(self) -> Path:
+        """Access and error logs (root-owned: sites cannot rewrite them)."""
+        return self.base / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """FastCGI page caches."""
+        return self.base / "cache"
+
+    @property
+    def pidfile(self) -> Path:
+        """Master pid."""
+        return self.base / "nginx.pid"
+
+    def site_file(self, key: str) -> Path:
+        """The server block of a site."""
+        return self.sites_dir / f"{key}.conf"
+
+    def write_master(self) -> None:
+        """(Re)write the main config."""
+        temp_dir = self.base / "tmp"
+        for path in (self.base, self.sites_dir, self.log_dir, self.cache_dir, temp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(
+            render(
+                "nginx.conf.j2",
+                workers=max(1, min(os.cpu_count() or 1, 4)),
+                pidfile=self.pidfile,
+                log_dir=self.log_dir,
+                temp_dir=temp_dir,
+                sites_dir=self.sites_dir,
+                listen=self.listen,
+                port=self.port,
+            )
+        )
+
+    def _cmd(self, *args: str) -> list[str]:
+        return ["nginx", "-p", str(self.base), "-e", str(self.log_dir / "nginx-error.log"),
+                "-c", str(self.conf), *args]  # fmt: skip
+
+    def pid(self) -> int | None:
+        """The master's pid if it runs."""
+        return read_pid(self.pidfile)
+
+    def test_config(self) -> None:
+        """`nginx -t`."""
+        run(self._cmd("-t", "-q"), what="nginx -t")
+
+    def start(self) -> None:
+        """Start nginx (no-op if it runs)."""
+        self.write_master()
+        if self.pid() is not None:
+            return
+        self.test_config()
+        run(self._cmd(), what="starting nginx")
+        if not wait_for_path(self.pidfile, 10):
+            raise StackError(f"nginx did not start; see {self.log_dir / 'nginx-error.log'}")
+
+    def reload(self) -> None:
+        """Graceful reload: old workers finish their requests."""
+        pid = self.pid()
+        if pid is None:
+            self.start()
+            return
+        os.kill(pid, signal.SIGHUP)
+
+    def install_site(self, key: str, content: str) -> None:
+        """Enable a server block only if `nginx -t` accepts it; otherwise restore the old one."""
+        with self._lock:
+            path = self.site_file(key)
+            previous = path.read_text() if path.exists() else None
+            path.write_text(content)
+            try:
+                self.test_config()
+            except StackError:
+                if previous is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_text(previous)
+                raise
+            self.reload()
+
+    def remove_site(self, key: str) -> None:
+        """Disable a server block (no-op when absent)."""
+        with self._lock:
+            path = self.site_file(key)
+            if not path.exists():
+                return
+            path.unlink()
+            self.reload()
+
+    def stop(self) -> None:
+        """Stop nginx."""
+        stop_pid(self.pidfile, signal.SIGQUIT)
+
+    def render_site(self, **values: object) -> str:
+        """A server block from the site template."""
+        return render("vhost.conf.j2", listen=self.listen, port=self.port, **values)

@@ -1,0 +1,136 @@
+"""The PHP-FPM master of the embedded default: one pool (and system user) per site."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controlplane.stack.mariadb import StackError
+from controlplane.stack.process import read_pid, run, stop_pid, wait_for_path
+from controlplane.stack.templates import render
+
+PHP_FPM = "php-fpm8.2"
+OPCACHE_FLAGS = [
+    "-d", "opcache.enable=1",
+    "-d", "opcache.memory_consumption=128",
+    "-d", "opcache.interned_strings_buffer=16",
+    "-d", "opcache.max_accelerated_files=20000",
+    "-d", "opcache.revalidate_freq=2",
+    # Pools share one cache: check the worker may read a file before serving it from cache.
+    "-d", "opcache.validate_permission=1",
+    "-d", "opcache.validate_root=1",
+]  # fmt: skip
+
+
+def php_fpm_binary() -> str:
+    """The php-fpm executable (Debian names it by version)."""
+    for name in (PHP_FPM, "php-fpm"):
+        found = shutil.which(name) or (
+            f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+        )
+        if found:
+            return found
+    raise StackError("php-fpm is not installed: run `make up`, which installs php-fpm")
+
+
+@dataclass
+class PhpFpm:
+    """Master process, config and pools under `base`."""
+
+    base: Path
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def conf(self) -> Path:
+        """Master config."""
+        return self.base / "php-fpm.conf"
+
+    @property
+    def pool_dir(self) -> Path:
+        """One .conf per site pool."""
+        return self.base / "pool.d"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Pool sockets."""
+        return self.base / "sockets"
+
+    @property
+    def pidfile(self) -> Path:
+        """Master pid."""
+        return self.base / "php-fpm.pid"
+
+    def socket(self, pool: str) -> Path:
+        """The socket of a pool."""
+        return self.socket_dir / f"{pool}.sock"
+
+    def pool_file(self, pool: str) -> Path:
+        """The config file of a pool."""
+        return self.pool_dir / f"{pool}.conf"
+
+    def write_master(self) -> None:
+        """(Re)write the master config."""
+        for path in (self.base, self.pool_dir, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        self.base.chmod(0o755)
+        self.socket_dir.chmod(0o755)
+        self.conf.write_text(
+            render(
+                "php-fpm.conf.j2",
+                pidfile=self.pidfile,
+                error_log=self.base / "php-fpm.log",
+                socket_dir=self.socket_dir,
+                pool_dir=self.pool_dir,
+            )
+        )
+
+    def pid(self) -> int | None:
+        """The master's pid if it runs."""
+        return read_pid(self.pidfile)
+
+    def test_config(self) -> None:
+        """`php-fpm -t`: refuse a broken config before it is loaded."""
+        run([php_fpm_binary(), "--fpm-config", str(self.conf), "-t"], what="php-fpm config test")
+
+    def start(self) -> None:
+        """Start the master (no-op if it runs)."""
+        self.write_master()
+        if self.pid() is not None:
+            return
+        run(
+            [php_fpm_binary(), "--fpm-config", str(self.conf), *OPCACHE_FLAGS],
+            what="starting php-fpm",
+        )
+        if not wait_for_path(self.pidfile, 10) or not wait_for_path(
+            self.socket("aipress-idle"), 10
+        ):
+            raise StackError(f"php-fpm did not start; see {self.base / 'php-fpm.log'}")
+
+    def reload(self) -> None:
+        """Graceful reload (USR2): new pools start, removed pools stop, others keep serving."""
+        with self._lock:
+            pid = self.pid()
+            if pid is None:
+                self.start()
+                return
+            self.test_config()
+            import os
+
+            os.kill(pid, signal.SIGUSR2)
+            # The master re-executes; wait until it has re-created the pidfile and the idle socket.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                if self.pid() is not None and self.socket("aipress-idle").exists():
+                    return
+            raise StackError(
+                f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}"
+            )
+
+    def stop(self) -> None:
+        """Stop the master and every pool."""
+        stop_pid(self.pidfile, signal.SIGQUIT)

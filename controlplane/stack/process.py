@@ -1,0 +1,55 @@
+"""Small helpers for daemons started from pidfiles (no systemd)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from controlplane.stack.mariadb import StackError, wait_for_exit
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The live pid recorded in `pidfile`, if any."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def run(args: list[str], *, what: str, timeout: float = 120, input_text: str | None = None) -> str:
+    """Run a command; raise StackError with its output when it fails."""
+    try:
+        result = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, input=input_text, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"{what} timed out after {timeout} s") from exc
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()[-3000:]
+        raise StackError(f"{what} failed (exit {result.returncode}): {output}")
+    return result.stdout
+
+
+def wait_for_path(path: Path, timeout: float = 10) -> bool:
+    """Wait until a file (e.g. a socket) exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop_pid(pidfile: Path, signal_number: int, timeout: float = 20) -> None:
+    """Signal the daemon in `pidfile` and wait for it to exit."""
+    pid = read_pid(pidfile)
+    if pid is None:
+        return
+    os.kill(pid, signal_number)
+    if not wait_for_exit(pid, timeout):
+        os.kill(pid, 9)
+        wait_for_exit(pid, 5)
