@@ -126,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if args.workers < 1 or (args.profile and args.workers != 1):
         parser.error("--workers must be at least 1, and 1 with --profile")
+    if args.workers > 1 and args.create_requests + args.warmup_create > 0:
+        print(
+            "note: with --workers > 1 every worker has its own memory provider writing the same "
+            "state file, so some create operations may fail; the 202 latencies remain valid",
+            file=sys.stderr,
+        )
     if args.output is None:
         args.output = RESULTS_DIR / ("api-profiled.json" if args.profile else "api.json")
     return args
@@ -772,6 +778,9 @@ def main(argv: list[str] | None = None) -> int:
             f"create operations drained={d['drained']} {d['seconds_after_last_create']}s after the "
             f"last 202; by status {d['operations_by_status']}"
         )
+        unfinished = {k: v for k, v in d["operations_by_status"].items() if k != "succeeded"}
+        if unfinished:
+            print(f"  warning: not every create operation succeeded: {unfinished}")
     for p in phases:
         for sample in p.error_samples:
             print(f"  {p.name} error: {sample}")

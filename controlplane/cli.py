@@ -24,7 +24,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 TokenOpt = Annotated[
@@ -120,6 +120,56 @@ def serve(
         log_level="warning",
         access_log=False,
     )
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded default (MariaDB, PHP-FPM, nginx, control plane) and say where it is."""
+    from controlplane.stack.mariadb import StackError
+    from controlplane.up import DEMO_USERS, bring_up
+
+    settings = get_settings()
+    if settings.provider != "local":
+        err.print("[red]`aipress up` runs the embedded default (AIPRESS_PROVIDER=local).[/red]")
+        raise typer.Exit(2)
+    try:
+        bring_up(settings, say=console.print)
+    except StackError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print()
+    console.print("[bold green]AIPress is up.[/bold green]")
+    console.print(f"  Control-plane API   {settings.base_url}  (OpenAPI: {settings.base_url}/docs)")
+    console.print(f"  Sites               http://<site>.<tenant>.localhost:{settings.site_port}/")
+    console.print(f"  State directory     {settings.home}")
+    console.print(f"  Demo users          {', '.join(DEMO_USERS)} (tenants acme, globex)")
+    console.print("  A token             .venv/bin/aipress token --sub alice")
+    console.print(
+        "  A site              .venv/bin/aipress sites create acme crumbs "
+        "--admin-email alice@acme.example"
+    )
+    console.print("  Stop everything     .venv/bin/aipress down")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `aipress up` started."""
+    from controlplane.up import bring_down
+
+    stopped = bring_down(get_settings())
+    console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}.")
+
+
+@app.command()
+def status() -> None:
+    """Show what runs."""
+    from controlplane.up import status as read_status
+
+    table = Table("service", "pid", "state")
+    for name, (pid, state) in read_status(get_settings()).items():
+        colour = "green" if state in ("running", "healthy") else "red"
+        table.add_row(name, str(pid or "-"), f"[{colour}]{state}[/{colour}]")
+    console.print(table)
 
 
 @tenants_app.command("list")

@@ -11,3 +11,7 @@ class BadRequest(Exception):
 
 class Invalid(Exception):
     """A value in the request breaks a rule (name, format...): 422."""
+
+
+class ApplyFailed(Exception):
+    """The change was saved but could not be pushed to the running sites: 502."""

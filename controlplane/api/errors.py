@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from controlplane.auth import InvalidToken
-from controlplane.errors import BadRequest, Conflict, Invalid
+from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid
 from controlplane.logs import current_request_id, get_logger
 from controlplane.permissions import Forbidden, InvalidClaims, NotVisible
 
@@ -89,6 +89,10 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
     @app.exception_handler(Invalid)
     async def _invalid_value(_request: Request, exc: Invalid) -> JSONResponse:
         return problem(422, str(exc))
+
+    @app.exception_handler(ApplyFailed)
+    async def _apply_failed(_request: Request, exc: ApplyFailed) -> JSONResponse:
+        return problem(502, str(exc))
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:

@@ -22,10 +22,17 @@ log = get_logger("aipress.engine")
 
 CREATE_SITE = "create_site"
 DELETE_SITE = "delete_site"
+START_SITE = "start_site"
+STOP_SITE = "stop_site"
 CREATE_STEPS = ("database", "secrets", "storage", "runtime", "dns", "wordpress")
 # Delete is roll-forward: a backup first, then every step's `remove` in reverse order.
 DELETE_STEPS = ("backup", "wordpress", "dns", "runtime", "storage", "secrets", "database")
-STEPS_BY_KIND = {CREATE_SITE: CREATE_STEPS, DELETE_SITE: DELETE_STEPS}
+STEPS_BY_KIND = {
+    CREATE_SITE: CREATE_STEPS,
+    DELETE_SITE: DELETE_STEPS,
+    START_SITE: ("runtime",),
+    STOP_SITE: ("runtime",),
+}
 ACTIVE_STATUSES = ("pending", "running", "rolling_back")
 FINISHED_STATUSES = ("succeeded", "failed", "rolled_back")
 
@@ -97,12 +104,19 @@ class Engine:
         return self._provider
 
     def submit(self, operation_id: str) -> Future[None]:
-        """Run an operation in the background."""
+        """Run an operation in the background (once: a second submit returns the same run)."""
+        running = self._futures.get(operation_id)
+        if running is not None and not running.done():
+            return running
         context = structlog.contextvars.get_contextvars()
         future = self._pool.submit(self._run_with_context, operation_id, context)
         self._futures[operation_id] = future
-        future.add_done_callback(lambda _f: self._futures.pop(operation_id, None))
+        future.add_done_callback(lambda done: self._forget(operation_id, done))
         return future
+
+    def _forget(self, operation_id: str, done: Future[None]) -> None:
+        if self._futures.get(operation_id) is done:
+            del self._futures[operation_id]
 
     def wait(self, operation_id: str, timeout: float | None = None) -> None:
         """Block until a submitted operation ends (tests and the CLI use it)."""
@@ -172,15 +186,48 @@ class Engine:
                 op.status = "rolling_back"
                 op.error = f"gave up after {op.attempts - 1} attempts"
             session.commit()
-            ctx = self._context(session, site, op)
+            ctx = self._context(session, site, op.request_id)
             if op.kind == CREATE_SITE:
                 self._run_create(session, op, site, ctx)
             elif op.kind == DELETE_SITE:
                 self._run_delete(session, op, site, ctx)
+            elif op.kind in (START_SITE, STOP_SITE):
+                self._run_serving(session, op, site, ctx, serving=op.kind == START_SITE)
             else:
                 self._finish(session, op, "failed", f"unknown operation kind {op.kind!r}")
 
-    def _context(self, session: Session, site: Site, op: Operation) -> SiteContext:
+    def apply_tenant_env(self, tenant_id: str, request_id: str | None = None) -> list[str]:
+        """Re-apply a tenant's env vars and secrets to each of its serving sites."""
+        updated = []
+        with self._sessions() as session:
+            sites = session.scalars(
+                select(Site).where(
+                    Site.tenant_id == tenant_id, Site.status.in_(("ready", "stopped"))
+                )
+            ).all()
+            for site in sites:
+                self._provider.runtime.apply_env(self._context(session, site, request_id))
+                updated.append(site.name)
+        log.info("env.applied", tenant_id=tenant_id, sites=len(updated))
+        return updated
+
+    def _run_serving(
+        self, session: Session, op: Operation, site: Site, ctx: SiteContext, *, serving: bool
+    ) -> None:
+        runtime = self._provider.runtime
+        action = partial(runtime.start if serving else runtime.stop, ctx)
+        try:
+            self._do_step(session, op, op.steps[0], action)
+        except StepFailed as exc:
+            site.current_operation_id = None
+            self._finish(session, op, "failed", str(exc))
+            return
+        self._save_resources(site, ctx)
+        site.status = "ready" if serving else "stopped"
+        site.current_operation_id = None
+        self._finish(session, op, "succeeded", None)
+
+    def _context(self, session: Session, site: Site, request_id: str | None) -> SiteContext:
         return SiteContext(
             tenant_id=site.tenant_id,
             site_id=site.id,
@@ -192,7 +239,7 @@ class Engine:
             credentials=DatabaseVault(session, self._keyring, site.id),
             resources=dict(site.resources or {}),
             tenant_env=tenant_env_plaintext(session, self._keyring, site.tenant_id),
-            request_id=op.request_id,
+            request_id=request_id,
         )
 
     def _step_impl(self, name: str) -> SiteStep:

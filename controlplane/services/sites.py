@@ -8,7 +8,13 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
-from controlplane.engine.runner import CREATE_SITE, DELETE_SITE, new_operation
+from controlplane.engine.runner import (
+    CREATE_SITE,
+    DELETE_SITE,
+    START_SITE,
+    STOP_SITE,
+    new_operation,
+)
 from controlplane.errors import BadRequest, Conflict
 from controlplane.logs import current_request_id
 from controlplane.models import Domain, Operation, Site
@@ -114,15 +120,27 @@ def create_site(
     return site, op
 
 
-def delete_site(
-    session: Session, *, principal: Principal, tenant_id: str, name: str
+def _start_change(
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    name: str,
+    kind: str,
+    allowed_from: tuple[str, ...] | None = None,
+    new_status: str | None = None,
 ) -> tuple[Site, Operation]:
-    """Start deleting a site (a backup first); 409 while another change runs on it."""
+    """Record an operation on an existing site and claim the site for it (409 if busy)."""
     site = get_site(
         session, principal=principal, tenant_id=tenant_id, name=name, action=Action.CHANGE_SITES
     )
+    if allowed_from is not None and site.status not in allowed_from:
+        raise Conflict(
+            f"site {name!r} is {site.status}; {kind.replace('_', ' ')} needs it to be "
+            f"{' or '.join(allowed_from)}"
+        )
     op = new_operation(
-        kind=DELETE_SITE,
+        kind=kind,
         tenant_id=tenant_id,
         site=site,
         requested_by=principal.sub,
@@ -130,11 +148,14 @@ def delete_site(
     )
     session.add(op)
     session.flush()
+    values: dict[str, str] = {"current_operation_id": op.id}
+    if new_status:
+        values["status"] = new_status
     # A conditional update is the lock: only one change per site at a time, across processes.
     claimed = session.execute(  # type: ignore[attr-defined]
         update(Site)
         .where(Site.id == site.id, Site.current_operation_id.is_(None))
-        .values(current_operation_id=op.id, status="deleting")
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
     if claimed != 1:
@@ -146,7 +167,7 @@ def delete_site(
     audit.record(
         session,
         principal=principal,
-        action="site.delete",
+        action=f"site.{kind.removesuffix('_site')}",
         tenant_id=tenant_id,
         target=name,
         detail={"operation_id": op.id},
@@ -154,6 +175,34 @@ def delete_site(
     session.commit()
     session.refresh(site)
     return site, op
+
+
+def delete_site(
+    session: Session, *, principal: Principal, tenant_id: str, name: str
+) -> tuple[Site, Operation]:
+    """Start deleting a site (a backup first); 409 while another change runs on it."""
+    return _start_change(
+        session,
+        principal=principal,
+        tenant_id=tenant_id,
+        name=name,
+        kind=DELETE_SITE,
+        new_status="deleting",
+    )
+
+
+def set_serving(
+    session: Session, *, principal: Principal, tenant_id: str, name: str, serving: bool
+) -> tuple[Site, Operation]:
+    """Start (serve again) or stop (answer 503, delete nothing) a site."""
+    return _start_change(
+        session,
+        principal=principal,
+        tenant_id=tenant_id,
+        name=name,
+        kind=START_SITE if serving else STOP_SITE,
+        allowed_from=("ready", "stopped"),
+    )
 
 
 def reveal_admin_credentials(

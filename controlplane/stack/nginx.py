@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane.stack.mariadb import StackError
 from controlplane.stack.process import read_pid, run, stop_pid, wait_for_path
 from controlplane.stack.templates import render
+
+
+def children(pid: int) -> set[int]:
+    """Child pids of a process (from /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
 
 
 @dataclass
@@ -91,13 +101,23 @@ class Nginx:
         if not wait_for_path(self.pidfile, 10):
             raise StackError(f"nginx did not start; see {self.log_dir / 'nginx-error.log'}")
 
-    def reload(self) -> None:
-        """Graceful reload: old workers finish their requests."""
+    def reload(self, timeout: float = 10) -> None:
+        """Graceful reload; returns once workers with the new config are accepting."""
         pid = self.pid()
         if pid is None:
             self.start()
             return
+        before = children(pid)
         os.kill(pid, signal.SIGHUP)
+        # The master starts new workers, then at once tells the old ones to close their
+        # listening sockets: new pids mean new connections reach the new config.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            if children(pid) - before:
+                time.sleep(0.05)
+                return
+        raise StackError(f"nginx did not reload within {timeout} s; see {self.log_dir}")
 
     def install_site(self, key: str, content: str) -> None:
         """Enable a server block only if `nginx -t` accepts it; otherwise restore the old one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
@@ -118,14 +119,13 @@ class PhpFpm:
                 self.start()
                 return
             self.test_config()
-            import os
-
             os.kill(pid, signal.SIGUSR2)
-            # The master re-executes; wait until it has re-created the pidfile and the idle socket.
+            # The master re-executes and daemonizes again: done when a new pid is recorded.
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                time.sleep(0.05)
-                if self.pid() is not None and self.socket("aipress-idle").exists():
+                time.sleep(0.02)
+                new_pid = self.pid()
+                if new_pid is not None and new_pid != pid:
                     return
             raise StackError(
                 f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}"

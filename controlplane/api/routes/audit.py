@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from controlplane.api.deps import CurrentPrincipal, SessionDep
+from controlplane.errors import Invalid
 from controlplane.models import AuditEvent
 from controlplane.permissions import Action, authorize
 from controlplane.schemas import AuditRead
@@ -33,6 +34,17 @@ def list_audit(
     if tenant_id is not None:
         query = query.where(AuditEvent.tenant_id == tenant_id)
     if since is not None:
-        query = query.where(AuditEvent.at >= since)
+        query = query.where(AuditEvent.at >= _as_utc(since))
     events = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit))
     return [AuditRead.model_validate(e) for e in events]
+
+
+def _as_utc(since: datetime) -> datetime:
+    """`since` in UTC; a time without an offset is read as UTC (the database refuses naive
+    times, and the conversion overflows at the ends of the calendar: both were 500s)."""
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    try:
+        return since.astimezone(UTC)
+    except OverflowError as exc:
+        raise Invalid("since is out of range; send a time such as 2024-01-31T00:00:00Z") from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.errors import ApplyFailed
+from controlplane.logs import current_request_id
 from controlplane.schemas import EnvBulkWrite, EnvVarRead, EnvVarWrite
 from controlplane.services import env as service
 
@@ -36,6 +38,7 @@ def put_env_bulk(
         tenant_id=tenant_id,
         values=data.vars,
     )
+    apply_to_sites(platform, tenant_id)
     return [service.to_read(v) for v in changed]
 
 
@@ -66,13 +69,29 @@ def put_env(
         tenant_id=tenant_id,
         values={name: data},
     )
+    apply_to_sites(platform, tenant_id)
     return service.to_read(changed)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_env(
-    tenant_id: str, name: str, session: SessionDep, principal: CurrentPrincipal
+    tenant_id: str,
+    name: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
 ) -> Response:
     """Remove one env var."""
     service.delete_env(session, principal=principal, tenant_id=tenant_id, name=name)
+    apply_to_sites(platform, tenant_id)
     return Response(status_code=204)
+
+
+def apply_to_sites(platform: PlatformDep, tenant_id: str) -> None:
+    """Push the tenant's env to its running sites; a failure says what was saved."""
+    try:
+        platform.engine.apply_tenant_env(tenant_id, current_request_id())
+    except Exception as exc:
+        raise ApplyFailed(
+            f"saved, but applying the env to the tenant's sites failed: {exc}; retry the request"
+        ) from exc

@@ -20,6 +20,7 @@ from controlplane.services.tenants import get_visible_tenant
 
 router = APIRouter(tags=["operations"])
 POLL_SECONDS = 0.1
+MAX_EVENT_ID = 2**63 - 1  # BIGINT; a larger Last-Event-ID overflowed the query (a 500 mid-stream)
 
 
 @router.get("/v1/operations/{operation_id}", response_model=OperationRead)
@@ -60,7 +61,7 @@ def operation_events(
 ) -> EventSourceResponse:
     """Each step's start/finish/failure, then the final state; resumable with Last-Event-ID."""
     service.get_operation(session, principal=principal, operation_id=operation_id)
-    start_after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    start_after = _resume_after(last_event_id)
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         after = start_after
@@ -80,6 +81,14 @@ def operation_events(
             await asyncio.sleep(POLL_SECONDS)
 
     return EventSourceResponse(stream(), ping=15)
+
+
+def _resume_after(last_event_id: str | None) -> int:
+    """The event id to resume after: a plain decimal id, capped at the largest id the database
+    stores; anything else (a superscript two passes isdigit() but not int()) starts over."""
+    if last_event_id and last_event_id.isascii() and last_event_id.isdigit():
+        return min(int(last_event_id), MAX_EVENT_ID)
+    return 0
 
 
 def _poll(

@@ -69,6 +69,38 @@ def delete_site(
     return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
 
 
+@router.post("/{site}/stop", status_code=202, response_model=SiteAccepted)
+def stop_site(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> SiteAccepted:
+    """Take a site offline (it answers 503); nothing is deleted."""
+    record, op = service.set_serving(
+        session, principal=principal, tenant_id=tenant_id, name=site, serving=False
+    )
+    platform.engine.submit(op.id)
+    return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
+
+
+@router.post("/{site}/start", status_code=202, response_model=SiteAccepted)
+def start_site(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> SiteAccepted:
+    """Serve a stopped site again."""
+    record, op = service.set_serving(
+        session, principal=principal, tenant_id=tenant_id, name=site, serving=True
+    )
+    platform.engine.submit(op.id)
+    return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
+
+
 @router.get("/{site}/operations", response_model=list[OperationRead])
 def site_operations(
     tenant_id: str,

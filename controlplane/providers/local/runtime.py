@@ -115,3 +115,4 @@ class RuntimeStep(LocalStep):
         """Rewrite the pool with the tenant's current env and reload PHP-FPM."""
         self._write_pool(ctx)
         self.stack.phpfpm.reload()
+        self.purge_page_cache(ctx)  # pages rendered with the old values must not be served

@@ -1,0 +1,1468 @@
+#!/usr/bin/env python
+"""Provisioning speed, density and serving speed of the `local` provider (real WordPress sites).
+
+Needs root (site system users, MariaDB, PHP-FPM, nginx). What it does, in order:
+
+0. Makes a fresh, world-traversable (0755) AIPRESS_HOME under /tmp, mints an admin token,
+   starts the control plane (uvicorn, AIPRESS_PROVIDER=local) on loopback and starts the
+   stack (MariaDB, PHP-FPM, nginx) up front, so the first site does not pay for
+   `mariadb-install-db`; the stack's cold start and its empty memory are recorded.
+1. `--sites` sites created one at a time: from the POST, the site's homepage is polled every
+   `--poll-ms` ms (Host: <site>.<tenant>.localhost:<site-port>, to 127.0.0.1) until the first
+   HTTP 200. Reports p50/p95 of POST -> first 200, of the operation's own duration
+   (finished_at - created_at) and of every step.
+2. `--concurrent-sites` sites created `--concurrency` at a time: sites per minute, counted
+   from the first POST until the last of them serves its homepage with HTTP 200.
+3. More sites until `--idle-sites` exist; every homepage is fetched once (uncached, so each
+   pool forks a worker), then the PSS (/proc/PID/smaps_rollup) of the whole stack is summed
+   right away and again after `--idle-wait` seconds (pools are pm=ondemand, 20 s idle
+   timeout, so the workers exit): mariadbd, php-fpm master + workers, nginx master + workers,
+   the uvicorn control plane.
+4. Requests/s of one site's homepage for `--load-seconds` s each at `--load-concurrency`:
+   cached (GET /, nginx fastcgi cache) and uncached (GET /?nocache=<unique>, a query string
+   bypasses the cache), with the X-Cache breakdown proving which path was measured. Uses wrk
+   (installed with apt-get if missing, unless --no-install), else an httpx/asyncio generator.
+5. Deletes every site through the API (`--delete-concurrency` at a time; each delete takes
+   a backup first), stops the stack and the control plane, removes leftover site users (only
+   those whose home is under our AIPRESS_HOME) and the home directory.
+
+Prints a table and writes JSON (machine info and date included) to `--output`.
+
+Example (full run, then a quick one):
+    sudo .venv/bin/python benchmarks/provision.py
+    sudo .venv/bin/python benchmarks/provision.py --sites 3 --concurrent-sites 4 \
+        --idle-sites 10 --load-seconds 3 --idle-wait 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import math
+import os
+import platform
+import pwd
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+APP_FACTORY = "controlplane.api.app:create_app"
+TENANT = "provbench"
+DEFAULT_SERVER_MARK = "No AIPress site answers to this name."
+
+
+# --------------------------------------------------------------------------------------
+# Arguments
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark real WordPress provisioning with the local provider.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--sites", type=int, default=20, help="sites created one at a time")
+    parser.add_argument("--poll-ms", type=float, default=20.0, help="homepage poll interval")
+    parser.add_argument(
+        "--concurrent-sites", type=int, default=12, help="sites created --concurrency at a time"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="concurrent creates")
+    parser.add_argument(
+        "--idle-sites", type=int, default=50, help="total sites when memory is measured"
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=25.0,
+        help="seconds to wait for idle PHP-FPM workers to exit (pools: 20 s idle timeout)",
+    )
+    parser.add_argument("--load-seconds", type=float, default=10.0, help="length of each load run")
+    parser.add_argument("--load-concurrency", type=int, default=16, help="load connections")
+    parser.add_argument(
+        "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="load generator"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not apt-get install wrk when it is missing"
+    )
+    parser.add_argument(
+        "--delete-concurrency", type=int, default=1, help="concurrent deletes at the end"
+    )
+    parser.add_argument(
+        "--site-port", type=int, default=8093, help="nginx port (AIPRESS_SITE_PORT)"
+    )
+    parser.add_argument(
+        "--mariadb-port", type=int, default=3330, help="MariaDB port (AIPRESS_MARIADB_PORT)"
+    )
+    parser.add_argument("--api-port", type=int, default=0, help="API port (0 picks a free one)")
+    parser.add_argument(
+        "--site-timeout", type=float, default=300.0, help="give up on one site after this long"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "provision.json")
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="AIPRESS_LOG_FILE for the control plane, at INFO level (step.finished events); "
+        "default: WARNING to a file under the home, summarised in the JSON",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep sites, stack and home (for debugging)"
+    )
+    args = parser.parse_args(argv)
+    for name in ("concurrency", "load_concurrency", "delete_concurrency"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("sites", "concurrent_sites", "idle_sites"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if args.sites + args.concurrent_sites > 999:
+        parser.error("at most 999 sites")
+    return args
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Linear-interpolated percentile (numpy's default) of the values; nan when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def stats(values: list[float], digits: int = 3) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "min": round(min(values), digits),
+        "p50": round(percentile(values, 50), digits),
+        "p95": round(percentile(values, 95), digits),
+        "max": round(max(values), digits),
+        "mean": round(sum(values) / len(values), digits),
+    }
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    return (b - a).total_seconds() if a and b else None
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command_version(args: list[str]) -> str | None:
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].strip() if text else None
+
+
+def other_stacks() -> dict[str, int]:
+    """How many mariadbd / php-fpm / nginx masters / uvicorn run on the machine (ours included)."""
+    counts: Counter[str] = Counter()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith("mariadbd "):
+            counts["mariadbd"] += 1
+        elif cmd.startswith("php-fpm: master"):
+            counts["php-fpm master"] += 1
+        elif cmd.startswith("nginx: master"):
+            counts["nginx master"] += 1
+        elif "uvicorn" in cmd and "python" in cmd:
+            counts["uvicorn"] += 1
+    return dict(counts)
+
+
+class CpuMeter:
+    """Machine-wide CPU busy share and load average over a phase (other runs included)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+        self.t0 = time.perf_counter()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+
+    def result(self) -> dict[str, Any]:
+        total, idle = self._read()
+        d_total, d_idle = total - self.start[0], idle - self.start[1]
+        busy = 100 * (d_total - d_idle) / d_total if d_total else math.nan
+        return {
+            "seconds": round(time.perf_counter() - self.t0, 2),
+            "machine_cpu_busy_pct": round(busy, 1),
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+        }
+
+
+def machine_info() -> dict[str, Any]:
+    import httpx
+
+    info: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "versions": {
+            "httpx": httpx.__version__,
+            "nginx": command_version(["nginx", "-v"]),
+            "php-fpm": command_version(["php-fpm8.2", "-v"]),
+            "mariadbd": command_version(["mariadbd", "--version"]),
+            "wrk": command_version(["wrk", "-v"]) if shutil.which("wrk") else None,
+        },
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_total_mb"] = round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    if hasattr(os, "sched_getaffinity"):
+        info["cpu_affinity"] = len(os.sched_getaffinity(0))
+    info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    info["stacks_running_at_start"] = other_stacks()
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# Memory (PSS)
+
+
+def _ppid_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def _tree(pid: int | None, children: dict[int, list[int]]) -> list[int]:
+    if pid is None:
+        return []
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def _rollup(pid: int) -> dict[str, int] | None:
+    """kB values of /proc/PID/smaps_rollup (Pss, Rss, Private_*)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] == "kB":
+            values[parts[0].rstrip(":")] = int(parts[1])
+    return values
+
+
+def stack_memory(stack: Any, api_pid: int | None) -> dict[str, Any]:
+    """PSS / RSS / USS (MB) and process counts per component of the stack."""
+    children = _ppid_map()
+    groups = {
+        "mariadbd": _tree(stack.mariadb.running_pid(), children),
+        "php-fpm": _tree(stack.phpfpm.pid(), children),
+        "nginx": _tree(stack.nginx.pid(), children),
+        "control plane (uvicorn)": _tree(api_pid, children),
+    }
+    out: dict[str, Any] = {"components": {}}
+    total = {"pss_mb": 0.0, "rss_mb": 0.0, "uss_mb": 0.0, "processes": 0}
+    for name, pids in groups.items():
+        pss = rss = uss = 0
+        alive = 0
+        for pid in pids:
+            roll = _rollup(pid)
+            if roll is None:
+                continue
+            alive += 1
+            pss += roll.get("Pss", 0)
+            rss += roll.get("Rss", 0)
+            uss += roll.get("Private_Clean", 0) + roll.get("Private_Dirty", 0)
+        entry = {
+            "pss_mb": round(pss / 1024, 1),
+            "rss_mb": round(rss / 1024, 1),
+            "uss_mb": round(uss / 1024, 1),
+            "processes": alive,
+        }
+        out["components"][name] = entry
+        for key in total:
+            total[key] += entry[key]
+    out["total"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in total.items()}
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# API and site helpers
+
+
+class Bench:
+    """The clients and the state shared by the phases."""
+
+    def __init__(self, api_url: str, token: str, site_port: int, poll_s: float, timeout: float):
+        import httpx
+
+        self.api = httpx.AsyncClient(
+            base_url=api_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0,
+            trust_env=False,
+        )
+        self.web = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{site_port}",
+            timeout=30.0,
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+        self.site_port = site_port
+        self.poll_s = poll_s
+        self.timeout = timeout
+        self.created: list[str] = []  # sites whose create succeeded
+
+    async def close(self) -> None:
+        await self.api.aclose()
+        await self.web.aclose()
+
+    def host(self, name: str) -> str:
+        return f"{name}.{TENANT}.localhost:{self.site_port}"
+
+    async def get_home(self, name: str, path: str = "/") -> Any:
+        return await self.web.get(path, headers={"Host": self.host(name)})
+
+    async def wait_operation(self, op_id: str, interval: float, deadline: float) -> dict[str, Any]:
+        while True:
+            response = await self.api.get(f"/v1/operations/{op_id}")
+            response.raise_for_status()
+            op: dict[str, Any] = response.json()
+            if op["status"] in ("succeeded", "failed", "rolled_back"):
+                return op
+            if time.perf_counter() > deadline:
+                op["status"] = f"timeout ({op['status']})"
+                return op
+            await asyncio.sleep(interval)
+
+    async def watch_home(
+        self, name: str, t0: float, interval: float, deadline: float, seen: Counter[str]
+    ) -> dict[str, Any] | None:
+        """Poll the homepage until HTTP 200; None at the deadline."""
+        import httpx
+
+        while time.perf_counter() < deadline:
+            try:
+                response = await self.get_home(name)
+                code = str(response.status_code)
+                if response.status_code == 404 and DEFAULT_SERVER_MARK in response.text:
+                    code = "404 (no vhost yet)"
+                seen[code] += 1
+                if response.status_code == 200:
+                    return {
+                        "seconds": time.perf_counter() - t0,
+                        "x_cache": response.headers.get("x-cache"),
+                        "bytes": len(response.content),
+                        "is_wordpress": "wp-content" in response.text
+                        or "wp-includes" in response.text,
+                    }
+            except httpx.HTTPError as exc:
+                seen[type(exc).__name__] += 1
+            await asyncio.sleep(interval)
+        return None
+
+    async def create(self, name: str, *, poll_home_from_post: bool) -> dict[str, Any]:
+        """POST a site, wait for its operation and its first homepage 200."""
+        record: dict[str, Any] = {"name": name}
+        seen: Counter[str] = Counter()
+        t0 = time.perf_counter()
+        deadline = t0 + self.timeout
+        home_task: asyncio.Task[dict[str, Any] | None] | None = None
+        if poll_home_from_post:
+            home_task = asyncio.create_task(self.watch_home(name, t0, self.poll_s, deadline, seen))
+        try:
+            response = await self.api.post(
+                f"/v1/tenants/{TENANT}/sites",
+                json={
+                    "name": name,
+                    "admin_email": f"owner@{name}.example.com",
+                    "title": f"Benchmark site {name}",
+                },
+            )
+            record["accepted_seconds"] = round(time.perf_counter() - t0, 4)
+            if response.status_code != 202:
+                record["error"] = f"POST answered {response.status_code}: {response.text[:300]}"
+                return record
+            body = response.json()
+            record["preview_url"] = body["site"].get("preview_url")
+            op = await self.wait_operation(
+                body["operation"]["id"], 0.05 if poll_home_from_post else 0.1, deadline
+            )
+            record["op_seen_seconds"] = round(time.perf_counter() - t0, 4)
+            record["status"] = op["status"]
+            record["operation_seconds"] = seconds_between(op["created_at"], op["finished_at"])
+            record["steps"] = {
+                step["name"]: seconds_between(step["started_at"], step["finished_at"])
+                for step in op["steps"]
+            }
+            if op["status"] != "succeeded":
+                record["error"] = op.get("error") or op["status"]
+                return record
+            self.created.append(name)
+            if home_task is None:
+                home_task = asyncio.create_task(
+                    self.watch_home(name, t0, self.poll_s, deadline, seen)
+                )
+            first = await home_task
+            home_task = None
+            if first is None:
+                record["error"] = f"homepage never answered 200 (seen {dict(seen)})"
+            else:
+                record["first_200_seconds"] = round(first["seconds"], 4)
+                record["first_200_x_cache"] = first["x_cache"]
+                record["first_200_is_wordpress"] = first["is_wordpress"]
+                record["first_200_before_op_seen"] = first["seconds"] < record["op_seen_seconds"]
+            return record
+        except Exception as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            return record
+        finally:
+            if home_task is not None:
+                home_task.cancel()
+            record["homepage_polls"] = dict(seen)
+
+    async def create_many(
+        self, names: list[str], concurrency: int
+    ) -> tuple[list[dict[str, Any]], float]:
+        """Create `names` with at most `concurrency` in flight; (records, wall seconds)."""
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(name: str) -> dict[str, Any]:
+            async with semaphore:
+                return await self.create(name, poll_home_from_post=False)
+
+        started = time.perf_counter()
+        records = await asyncio.gather(*(one(n) for n in names))
+        return list(records), time.perf_counter() - started
+
+    async def delete(self, name: str) -> dict[str, Any]:
+        record: dict[str, Any] = {"name": name}
+        t0 = time.perf_counter()
+        try:
+            response = await self.api.delete(f"/v1/tenants/{TENANT}/sites/{name}")
+            if response.status_code != 202:
+                record["error"] = f"DELETE answered {response.status_code}: {response.text[:300]}"
+                return record
+            op = await self.wait_operation(
+                response.json()["operation"]["id"], 0.05, t0 + self.timeout
+            )
+            record["op_seen_seconds"] = round(time.perf_counter() - t0, 4)
+            record["status"] = op["status"]
+            record["operation_seconds"] = seconds_between(op["created_at"], op["finished_at"])
+            record["steps"] = {
+                step["name"]: seconds_between(step["started_at"], step["finished_at"])
+                for step in op["steps"]
+            }
+            if op["status"] != "succeeded":
+                record["error"] = op.get("error") or op["status"]
+                return record
+            gone = await self.get_home(name)
+            record["after_delete_status"] = gone.status_code
+            record["after_delete_default_server"] = DEFAULT_SERVER_MARK in gone.text
+        except Exception as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        return record
+
+
+# --------------------------------------------------------------------------------------
+# Load generation
+
+WRK_LUA = r"""
+local names = {"HIT", "MISS", "BYPASS", "EXPIRED", "STALE", "UPDATING", "REVALIDATED", "none"}
+local threads = {}
+local next_id = 0
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("tid", next_id)
+  table.insert(threads, thread)
+end
+function init(args)
+  for _, n in ipairs(names) do _G["xc_" .. n] = 0 end
+  xc_other = 0; st_2 = 0; st_3 = 0; st_4 = 0; st_5 = 0; st_x = 0; counter = 0
+  math.randomseed(os.time() * 100 + tid)
+end
+UNCACHED_REQUEST
+function response(status, headers, body)
+  local c = headers["X-Cache"] or headers["x-cache"] or "none"
+  local key = "xc_" .. c
+  if _G[key] ~= nil then _G[key] = _G[key] + 1 else xc_other = xc_other + 1 end
+  local k = "st_" .. tostring(math.floor(status / 100))
+  if _G[k] ~= nil then _G[k] = _G[k] + 1 else st_x = st_x + 1 end
+end
+local function sum(name)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + (t:get(name) or 0) end
+  return total
+end
+function done(summary, latency, requests)
+  local xc = {}
+  for _, n in ipairs(names) do table.insert(xc, string.format('"%s":%d', n, sum("xc_" .. n))) end
+  table.insert(xc, string.format('"other":%d', sum("xc_other")))
+  local st = {}
+  for _, n in ipairs({"2", "3", "4", "5", "x"}) do
+    table.insert(st, string.format('"%sxx":%d', n, sum("st_" .. n)))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_ms":{"p50":%.3f,"p90":%.3f,"p99":%.3f,"mean":%.3f,"max":%.3f},' ..
+    '"x_cache":{%s},"status":{%s}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.mean / 1000, latency.max / 1000,
+    table.concat(xc, ","), table.concat(st, ",")))
+end
+"""
+
+WRK_UNCACHED = r"""
+function request()
+  counter = counter + 1
+  local n = math.random(1, 1000000000)
+  return wrk.format("GET", "/?nocache=" .. tid .. "-" .. counter .. "-" .. n)
+end
+"""
+
+
+def ensure_wrk(mode: str, allow_install: bool) -> tuple[str | None, str]:
+    """The wrk binary to use, or None for the python generator; and how it was chosen."""
+    if mode == "python":
+        return None, "python generator (requested)"
+    found = shutil.which("wrk")
+    if found:
+        return found, "wrk (already installed)"
+    if allow_install and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"],
+            capture_output=True, text=True, env=env, timeout=600, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:  # a stale package list: update once and retry
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env,
+                           timeout=600, check=False)  # fmt: skip
+            result = subprocess.run(
+                ["apt-get", "install", "-y", "-q", "wrk"],
+                capture_output=True, text=True, env=env, timeout=600, check=False,
+            )  # fmt: skip
+        found = shutil.which("wrk")
+        if found:
+            return found, "wrk (installed by this run with apt-get)"
+        reason = f"apt-get install wrk failed: {result.stderr.strip()[-200:]}"
+    else:
+        reason = "wrk not installed and installing is disabled or impossible"
+    if mode == "wrk":
+        raise SystemExit(f"--loadgen wrk: {reason}")
+    return None, f"python generator ({reason})"
+
+
+def run_wrk(
+    wrk: str, host: str, port: int, path_mode: str, seconds: float, connections: int, workdir: Path
+) -> dict[str, Any]:
+    script = workdir / f"wrk-{path_mode}.lua"
+    script.write_text(
+        WRK_LUA.replace("UNCACHED_REQUEST", WRK_UNCACHED if path_mode == "uncached" else "")
+    )
+    threads = max(1, min(os.cpu_count() or 1, connections))
+    cmd = [
+        wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+        "--timeout", "10s", "-H", f"Host: {host}", "-s", str(script),
+        f"http://127.0.0.1:{port}/",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    match = re.search(r"^WRKJSON (.*)$", result.stdout, re.M)
+    if result.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr[-500:]}")
+    data = json.loads(match.group(1))
+    wall = data["duration_us"] / 1e6
+    errors = sum(data["errors"].values())
+    return {
+        "tool": "wrk",
+        "command": " ".join(cmd),
+        "seconds": round(wall, 3),
+        "connections": connections,
+        "threads": threads,
+        "requests": data["requests"],
+        "requests_per_second": round(data["requests"] / wall, 1) if wall else 0.0,
+        "latency_ms": data["latency_ms"],
+        "x_cache": {k: v for k, v in data["x_cache"].items() if v},
+        "status": {k: v for k, v in data["status"].items() if v},
+        "errors": {k: v for k, v in data["errors"].items() if v},
+        "error_count": errors,
+        "mb_per_second": round(data["bytes"] / wall / 1e6, 2) if wall else 0.0,
+    }
+
+
+async def run_python_load(
+    bench: Bench, name: str, path_mode: str, seconds: float, connections: int
+) -> dict[str, Any]:
+    import httpx
+
+    x_cache: Counter[str] = Counter()
+    status: Counter[str] = Counter()
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    counter = iter(range(10**12))
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{bench.site_port}",
+        headers={"Host": bench.host(name)},
+        limits=limits,
+        timeout=10.0,
+        trust_env=False,
+    ) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                path = (
+                    "/" if path_mode == "cached" else f"/?nocache={next(counter)}-{random.random()}"
+                )
+                t0 = time.perf_counter()
+                try:
+                    response = await client.get(path)
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                status[f"{response.status_code // 100}xx"] += 1
+                x_cache[response.headers.get("x-cache", "none")] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        wall = time.perf_counter() - started
+    ms = [x * 1000 for x in latencies]
+    return {
+        "tool": "python (httpx.AsyncClient, one process)",
+        "seconds": round(wall, 3),
+        "connections": connections,
+        "requests": len(latencies),
+        "requests_per_second": round(len(latencies) / wall, 1) if wall else 0.0,
+        "latency_ms": {
+            "p50": round(percentile(ms, 50), 3),
+            "p90": round(percentile(ms, 90), 3),
+            "p99": round(percentile(ms, 99), 3),
+            "mean": round(sum(ms) / len(ms), 3) if ms else math.nan,
+            "max": round(max(ms), 3) if ms else math.nan,
+        },
+        "x_cache": dict(x_cache),
+        "status": dict(status),
+        "errors": dict(errors),
+        "error_count": sum(errors.values()),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Control plane process
+
+
+def start_api(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    log = log_path.open("wb")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    import httpx
+
+    started = time.perf_counter()
+    with httpx.Client(base_url=url, trust_env=False, timeout=2.0) as client:
+        while time.perf_counter() - started < timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"control plane exited with status {proc.returncode}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"control plane not ready after {timeout:.0f} s")
+
+
+def stop_api(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def summarize_log(path: Path) -> dict[str, Any]:
+    """Counts of the control plane's warning/error events, and a few samples."""
+    counts: Counter[str] = Counter()
+    samples: list[str] = []
+    step_seconds: dict[str, list[float]] = {}
+    if not path.exists():
+        return {}
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            if line.strip():
+                counts["non-json"] += 1
+                if len(samples) < 8:
+                    samples.append(line[:300])
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") == "step.finished" and "seconds" in event:
+            step_seconds.setdefault(str(event.get("step")), []).append(float(event["seconds"]))
+        level = str(event.get("level", ""))
+        if level in ("warning", "error", "critical"):
+            counts[f"{level}:{event.get('event')}"] += 1
+            if len(samples) < 8:
+                samples.append(line[:400])
+    out: dict[str, Any] = {"counts": dict(counts), "samples": samples}
+    if step_seconds:
+        out["step_finished_seconds"] = {k: stats(v) for k, v in step_seconds.items()}
+    return out
+
+
+def remove_leftover_users(home: Path) -> list[str]:
+    """Delete system users whose home directory lies under our AIPRESS_HOME (failed deletes)."""
+    removed = []
+    prefix = str(home.resolve()) + os.sep
+    for entry in pwd.getpwall():
+        if entry.pw_dir.startswith(prefix) and entry.pw_name.startswith("wp-"):
+            subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], check=False)
+            subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+            removed.append(entry.pw_name)
+    return removed
+
+
+# --------------------------------------------------------------------------------------
+# The phases
+
+
+def step_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
+    names: dict[str, list[float]] = {}
+    for record in records:
+        for step, seconds in (record.get("steps") or {}).items():
+            if seconds is not None:
+                names.setdefault(step, []).append(seconds)
+    return {step: stats(values) for step, values in names.items()}
+
+
+def phase_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in records if "error" not in r]
+    summary: dict[str, Any] = {
+        "requested": len(records),
+        "succeeded": len(ok),
+        "failed": [{"name": r["name"], "error": r["error"]} for r in records if "error" in r],
+        "operation_seconds": stats(
+            [r["operation_seconds"] for r in ok if r.get("operation_seconds") is not None]
+        ),
+        "accepted_seconds": stats(
+            [r["accepted_seconds"] for r in records if "accepted_seconds" in r], 4
+        ),
+        "steps_seconds": step_stats(ok),
+    }
+    if any("first_200_seconds" in r for r in ok):
+        summary["post_to_first_200_seconds"] = stats(
+            [r["first_200_seconds"] for r in ok if "first_200_seconds" in r]
+        )
+        summary["first_200_x_cache"] = dict(Counter(str(r.get("first_200_x_cache")) for r in ok))
+        summary["first_200_not_wordpress"] = sum(
+            1 for r in ok if not r.get("first_200_is_wordpress", True)
+        )
+    return summary
+
+
+def access_log_facts(stack: Any, name: str) -> dict[str, Any]:
+    """From the site's nginx access log: how the homepage answered while the site was built."""
+    path = stack.nginx.log_dir / f"{TENANT}--{name}.access.json"
+    facts: dict[str, Any] = {}
+    if not path.exists():
+        return facts
+    seen: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("method") != "GET" or event.get("uri") != "/":
+            continue
+        if event.get("status") == 200:
+            facts["first_200_request_seconds"] = event.get("request_time")
+            facts["first_200_cache"] = event.get("cache") or None
+            break
+        seen[f"{event.get('status')} {event.get('cache') or '-'}"] += 1
+    facts["homepage_before_first_200"] = dict(seen)
+    return facts
+
+
+OPCACHE_PROBE = """<?php
+header('Content-Type: application/json');
+$s = opcache_get_status(false);
+$c = opcache_get_configuration();
+$size = $c['directives']['opcache.memory_consumption'] ?? null;
+echo json_encode(['status' => $s, 'memory_consumption' => $size]);
+"""
+
+
+async def opcache_status(bench: Bench, stack: Any, name: str) -> dict[str, Any]:
+    """The shared opcache of the PHP-FPM master, read through a short-lived probe file."""
+    htdocs = stack.sites_dir / TENANT / name / "htdocs"
+    probe = htdocs / f"aipress-bench-opcache-{random.randrange(10**9)}.php"
+    try:
+        probe.write_text(OPCACHE_PROBE)
+        probe.chmod(0o644)
+        response = await bench.get_home(name, f"/{probe.name}")
+        data = response.json()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        probe.unlink(missing_ok=True)
+    status = data.get("status") or {}
+    memory = status.get("memory_usage") or {}
+    statistics = status.get("opcache_statistics") or {}
+    strings = status.get("interned_strings_usage") or {}
+    return {
+        "enabled": status.get("opcache_enabled"),
+        "cache_full": status.get("cache_full"),
+        "memory_consumption_mb": round((data.get("memory_consumption") or 0) / 2**20, 1),
+        "used_mb": round(memory.get("used_memory", 0) / 2**20, 1),
+        "free_mb": round(memory.get("free_memory", 0) / 2**20, 1),
+        "wasted_mb": round(memory.get("wasted_memory", 0) / 2**20, 1),
+        "interned_strings_used_mb": round(strings.get("used_memory", 0) / 2**20, 1),
+        "interned_strings_free_mb": round(strings.get("free_memory", 0) / 2**20, 1),
+        "cached_scripts": statistics.get("num_cached_scripts"),
+        "hits": statistics.get("hits"),
+        "misses": statistics.get("misses"),
+        "oom_restarts": statistics.get("oom_restarts"),
+        "hash_restarts": statistics.get("hash_restarts"),
+    }
+
+
+async def run_phases(
+    args: argparse.Namespace,
+    bench: Bench,
+    stack: Any,
+    api_pid: int,
+    results: dict[str, Any],
+    workdir: Path,
+) -> None:
+    # 1. One at a time, homepage polled from the POST.
+    if args.sites:
+        print(f"[1/5] creating {args.sites} sites one at a time ...", flush=True)
+        meter = CpuMeter()
+        records = []
+        for i in range(args.sites):
+            record = await bench.create(f"s{i + 1:03d}", poll_home_from_post=True)
+            if "error" not in record:
+                record.update(access_log_facts(stack, record["name"]))
+                site = await bench.api.get(f"/v1/tenants/{TENANT}/sites/{record['name']}")
+                record["preview_url_after"] = site.json().get("preview_url")
+            records.append(record)
+            mark = record.get("error") or (
+                f"first 200 after {record['first_200_seconds']:.2f} s "
+                f"(that request took {record.get('first_200_request_seconds')} s), "
+                f"operation {record['operation_seconds']:.2f} s"
+            )
+            print(f"      {record['name']}: {mark}", flush=True)
+        summary = phase_summary(records)
+        ok = [r for r in records if "first_200_seconds" in r]
+        summary["first_200_request_seconds"] = stats(
+            [
+                float(r["first_200_request_seconds"])
+                for r in ok
+                if r.get("first_200_request_seconds") is not None
+            ]
+        )
+        summary["first_200_after_op_seen_seconds"] = stats(
+            [r["first_200_seconds"] - r["op_seen_seconds"] for r in ok]
+        )
+        summary["cached_302_hits_while_building"] = sum(
+            v
+            for r in ok
+            for k, v in (r.get("homepage_before_first_200") or {}).items()
+            if k == "302 HIT"
+        )
+        summary["preview_urls_match_host"] = all(
+            (r.get("preview_url_after") or "").startswith(f"http://{bench.host(r['name'])}/")
+            for r in ok
+        )
+        summary["cpu"] = meter.result()
+        results["sequential"] = {"summary": summary, "sites": records}
+
+    # 2. `concurrency` at a time.
+    if args.concurrent_sites:
+        print(
+            f"[2/5] creating {args.concurrent_sites} sites, {args.concurrency} at a time ...",
+            flush=True,
+        )
+        meter = CpuMeter()
+        names = [f"s{args.sites + i + 1:03d}" for i in range(args.concurrent_sites)]
+        records, wall = await bench.create_many(names, args.concurrency)
+        summary = phase_summary(records)
+        summary["wall_seconds"] = round(wall, 3)
+        summary["concurrency"] = args.concurrency
+        summary["sites_per_minute"] = round(summary["succeeded"] / wall * 60, 2) if wall else 0.0
+        summary["cpu"] = meter.result()
+        results["concurrent"] = {"summary": summary, "sites": records}
+        print(
+            f"      {summary['succeeded']}/{len(names)} in {wall:.1f} s = "
+            f"{summary['sites_per_minute']} sites/min",
+            flush=True,
+        )
+
+    # 3. Fill up to `idle_sites`, then memory.
+    missing = max(0, args.idle_sites - len(bench.created))
+    first_free = args.sites + args.concurrent_sites + 1
+    memory: dict[str, Any] = {}
+    if missing:
+        print(f"[3/5] creating {missing} more sites ({args.concurrency} at a time) ...", flush=True)
+        meter = CpuMeter()
+        names = [f"s{first_free + i:03d}" for i in range(missing)]
+        records, wall = await bench.create_many(names, args.concurrency)
+        summary = phase_summary(records)
+        summary["wall_seconds"] = round(wall, 3)
+        summary["concurrency"] = args.concurrency
+        summary["sites_per_minute"] = round(summary["succeeded"] / wall * 60, 2) if wall else 0.0
+        summary["cpu"] = meter.result()
+        results["fill"] = {"summary": summary, "sites": records}
+    else:
+        print("[3/5] no more sites needed for the memory measurement", flush=True)
+    print(
+        f"      {len(bench.created)} sites exist; touching every homepage (uncached) ...",
+        flush=True,
+    )
+    semaphore = asyncio.Semaphore(args.concurrency)
+    touched: Counter[str] = Counter()
+    touch_seconds: list[float] = []
+
+    async def touch(name: str) -> None:
+        async with semaphore:
+            t0 = time.perf_counter()
+            try:
+                response = await bench.get_home(name, f"/?touch={random.random()}")
+                touched[f"{response.status_code} {response.headers.get('x-cache')}"] += 1
+                touch_seconds.append(time.perf_counter() - t0)
+            except Exception as exc:
+                touched[type(exc).__name__] += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(touch(n) for n in bench.created))
+    memory["sites"] = len(bench.created)
+    memory["touch"] = {
+        "status": dict(touched),
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "request_seconds": stats(touch_seconds),
+    }
+    memory["warm"] = stack_memory(stack, api_pid)
+    print(
+        f"      warm: {memory['warm']['total']['pss_mb']} MB PSS; "
+        f"idling {args.idle_wait:.0f} s ...",
+        flush=True,
+    )
+    await asyncio.sleep(args.idle_wait)
+    memory["idle_wait_seconds"] = args.idle_wait
+    memory["idle"] = stack_memory(stack, api_pid)
+    print(f"      idle: {memory['idle']['total']['pss_mb']} MB PSS", flush=True)
+    results["memory"] = memory
+    if bench.created:
+        # Read after the idle measurement: the probe itself forks a worker.
+        results["opcache"] = await opcache_status(bench, stack, bench.created[0])
+
+    # 4. Load on the first site.
+    if args.load_seconds > 0 and bench.created:
+        name = bench.created[0]
+        wrk, how = ensure_wrk(args.loadgen, not args.no_install)
+        print(f"[4/5] load on {name} ({how}), {args.load_seconds:.0f} s x 2 ...", flush=True)
+        warm = [await bench.get_home(name) for _ in range(3)]
+        load: dict[str, Any] = {
+            "site": name,
+            "host": bench.host(name),
+            "generator": how,
+            "warmup_x_cache": [r.headers.get("x-cache") for r in warm],
+        }
+        for mode in ("cached", "uncached"):
+            meter = CpuMeter()
+            if wrk:
+                load[mode] = await asyncio.to_thread(
+                    run_wrk, wrk, bench.host(name), args.site_port, mode,
+                    args.load_seconds, args.load_concurrency, workdir,
+                )  # fmt: skip
+            else:
+                load[mode] = await run_python_load(
+                    bench, name, mode, args.load_seconds, args.load_concurrency
+                )
+            load[mode]["cpu"] = meter.result()
+            print(
+                f"      {mode}: {load[mode]['requests_per_second']} req/s, "
+                f"X-Cache {load[mode]['x_cache']}",
+                flush=True,
+            )
+        load["memory_after"] = stack_memory(stack, api_pid)
+        results["load"] = load
+    else:
+        print("[4/5] load skipped", flush=True)
+
+
+async def delete_all(args: argparse.Namespace, bench: Bench, results: dict[str, Any]) -> None:
+    response = await bench.api.get(f"/v1/tenants/{TENANT}/sites")
+    response.raise_for_status()
+    names = [s["name"] for s in response.json()]
+    print(f"[5/5] deleting {len(names)} sites, {args.delete_concurrency} at a time ...", flush=True)
+    semaphore = asyncio.Semaphore(args.delete_concurrency)
+
+    async def one(name: str) -> dict[str, Any]:
+        async with semaphore:
+            return await bench.delete(name)
+
+    meter = CpuMeter()
+    started = time.perf_counter()
+    records = list(await asyncio.gather(*(one(n) for n in names)))
+    wall = time.perf_counter() - started
+    ok = [r for r in records if "error" not in r]
+    results["delete"] = {
+        "summary": {
+            "cpu": meter.result(),
+            "requested": len(records),
+            "succeeded": len(ok),
+            "concurrency": args.delete_concurrency,
+            "wall_seconds": round(wall, 3),
+            "failed": [{"name": r["name"], "error": r["error"]} for r in records if "error" in r],
+            "operation_seconds": stats(
+                [r["operation_seconds"] for r in ok if r.get("operation_seconds") is not None]
+            ),
+            "steps_seconds": step_stats(ok),
+            "homepage_after_delete": dict(
+                Counter(
+                    f"{r.get('after_delete_status')}"
+                    + (" default server" if r.get("after_delete_default_server") else "")
+                    for r in ok
+                )
+            ),
+        },
+        "sites": records,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Output
+
+
+def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _cpu(summary: dict[str, Any]) -> str:
+    cpu = summary.get("cpu") or {}
+    if not cpu:
+        return ""
+    busy = fmt(cpu.get("machine_cpu_busy_pct"), "%", 0)
+    return f"  [machine CPU busy {busy}, load {cpu.get('loadavg_1m_at_end')}]"
+
+
+def _ok(summary: dict[str, Any]) -> str:
+    return f"{summary['succeeded']}/{summary['requested']} ok"
+
+
+def _steps(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {fmt(v.get('p50'))}" for k, v in summary["steps_seconds"].items())
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows: list[tuple[str, str]] = []
+    machine = results.get("machine", {})
+    rows.append(
+        (
+            "machine",
+            f"{machine.get('cpu_count')} CPU, {machine.get('mem_total_mb')} MB; "
+            f"load 1/5/15 min at start {machine.get('loadavg_at_start')}, "
+            f"at end {machine.get('loadavg_at_end')}; "
+            f"stacks running at start {machine.get('stacks_running_at_start')}",
+        )
+    )
+    if "stack_start_seconds" in results:
+        rows.append(
+            (
+                "stack cold start (MariaDB init + PHP-FPM + nginx)",
+                fmt(results["stack_start_seconds"], " s"),
+            )
+        )
+    if "memory_empty" in results:
+        rows.append(
+            (
+                "stack PSS, 0 sites (incl. control plane)",
+                fmt(results["memory_empty"]["total"]["pss_mb"], " MB", 1),
+            )
+        )
+    seq = results.get("sequential", {}).get("summary")
+    if seq:
+        first = seq.get("post_to_first_200_seconds", {})
+        op = seq["operation_seconds"]
+        rows.append(
+            (
+                f"create 1 at a time ({_ok(seq)}): POST -> first 200 p50 / p95",
+                f"{fmt(first.get('p50'), ' s')} / {fmt(first.get('p95'), ' s')}  "
+                f"(min {fmt(first.get('min'), ' s')}, max {fmt(first.get('max'), ' s')})"
+                + _cpu(seq),
+            )
+        )
+        rows.append(
+            (
+                "  operation duration p50 / p95",
+                f"{fmt(op.get('p50'), ' s')} / {fmt(op.get('p95'), ' s')}",
+            )
+        )
+        rows.append(("  step p50 (s)", _steps(seq)))
+        cold = seq.get("first_200_request_seconds", {})
+        after = seq.get("first_200_after_op_seen_seconds", {})
+        rows.append(
+            (
+                "  first 200: its own request time p50 / p95 (nginx)",
+                f"{fmt(cold.get('p50'), ' s')} / {fmt(cold.get('p95'), ' s')}; "
+                f"after op seen done p50 {fmt(after.get('p50'), ' s')}; "
+                f"X-Cache {seq.get('first_200_x_cache')}; "
+                f"cached 302s served while building: {seq.get('cached_302_hits_while_building')}",
+            )
+        )
+    conc = results.get("concurrent", {}).get("summary")
+    if conc:
+        op = conc["operation_seconds"]
+        first = conc.get("post_to_first_200_seconds", {})
+        rows.append(
+            (
+                f"create {conc['concurrency']} at a time ({_ok(conc)})",
+                f"{fmt(conc['sites_per_minute'], ' sites/min')} "
+                f"({fmt(conc['wall_seconds'], ' s')} wall)" + _cpu(conc),
+            )
+        )
+        rows.append(
+            (
+                "  operation p50 / p95; POST -> 200 p50",
+                f"{fmt(op.get('p50'), ' s')} / {fmt(op.get('p95'), ' s')}; "
+                f"{fmt(first.get('p50'), ' s')}",
+            )
+        )
+        rows.append(("  step p50 (s)", _steps(conc)))
+    fill = results.get("fill", {}).get("summary")
+    if fill:
+        rows.append(
+            (
+                f"fill, {fill['concurrency']} at a time ({_ok(fill)})",
+                f"{fmt(fill['sites_per_minute'], ' sites/min')}, operation p50 "
+                f"{fmt(fill['operation_seconds'].get('p50'), ' s')}" + _cpu(fill),
+            )
+        )
+    mem = results.get("memory")
+    if mem:
+        touch = mem.get("touch", {})
+        rows.append(
+            (
+                "touch every homepage once (uncached)",
+                f"{touch.get('status')}, request p50 "
+                f"{fmt(touch.get('request_seconds', {}).get('p50'), ' s')}",
+            )
+        )
+        for state in ("warm", "idle"):
+            label = (
+                "right after the touch"
+                if state == "warm"
+                else f"after {mem['idle_wait_seconds']:.0f} s idle"
+            )
+            comps = mem[state]["components"]
+            detail = ", ".join(
+                f"{k.split(' ')[0]} {v['pss_mb']} ({v['processes']}p)" for k, v in comps.items()
+            )
+            rows.append(
+                (
+                    f"stack PSS, {mem['sites']} sites, {label}",
+                    f"{mem[state]['total']['pss_mb']} MB  [{detail}]",
+                )
+            )
+    oc = results.get("opcache")
+    if oc and "error" not in oc:
+        rows.append(
+            (
+                "opcache (shared by all pools)",
+                f"{oc['used_mb']}/{oc['memory_consumption_mb']} MB used, "
+                f"{oc['cached_scripts']} scripts, "
+                f"full {oc['cache_full']}, oom restarts {oc['oom_restarts']}, "
+                f"interned strings free {oc['interned_strings_free_mb']} MB",
+            )
+        )
+    elif oc:
+        rows.append(("opcache", oc["error"]))
+    load = results.get("load")
+    if load:
+        for mode in ("cached", "uncached"):
+            run = load.get(mode)
+            if not run:
+                continue
+            rows.append(
+                (
+                    f"homepage {mode}, {run['connections']} conns, {run['seconds']:.0f} s",
+                    f"{fmt(run['requests_per_second'], ' req/s', 1)}, "
+                    f"p50 {fmt(run['latency_ms'].get('p50'), ' ms')}, "
+                    f"p99 {fmt(run['latency_ms'].get('p99'), ' ms')}, X-Cache {run['x_cache']}, "
+                    f"status {run['status']}, errors {run['errors'] or 0}" + _cpu(run),
+                )
+            )
+        rows.append(("  load generator", load["generator"]))
+        if "memory_after" in load:
+            rows.append(
+                (
+                    "  stack PSS right after the load",
+                    f"{load['memory_after']['total']['pss_mb']} MB",
+                )
+            )
+    dele = results.get("delete", {}).get("summary")
+    if dele:
+        op = dele["operation_seconds"]
+        rows.append(
+            (
+                f"delete {dele['concurrency']} at a time ({_ok(dele)}) p50 / p95",
+                f"{fmt(op.get('p50'), ' s')} / {fmt(op.get('p95'), ' s')}; homepage after: "
+                f"{dele.get('homepage_after_delete')}" + _cpu(dele),
+            )
+        )
+        rows.append(("  step p50 (s)", _steps(dele)))
+    cleanup = results.get("cleanup", {})
+    if cleanup:
+        rows.append(("cleanup", ", ".join(f"{k}: {v}" for k, v in cleanup.items())))
+    log = results.get("controlplane_log") or {}
+    if log.get("counts"):
+        rows.append(("control-plane warnings/errors", str(log["counts"])))
+    for section in ("sequential", "concurrent", "fill", "delete"):
+        for failure in (results.get(section, {}).get("summary", {}).get("failed") or [])[:3]:
+            rows.append((f"FAILED ({section}) {failure['name']}", str(failure["error"])[:200]))
+    if results.get("error"):
+        rows.append(("ERROR", results["error"]))
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'metric':<{width}}  value")
+    print(f"{'-' * width}  {'-' * 40}")
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("the local provider needs root (system users, MariaDB, PHP-FPM, nginx)")
+    for binary in ("mariadbd", "nginx", "php-fpm8.2", "php", "useradd"):
+        if not shutil.which(binary) and not Path(f"/usr/sbin/{binary}").exists():
+            raise SystemExit(f"{binary} is not installed (run `make up`)")
+    api_port = args.api_port or free_port()
+    for label, port in (
+        ("site", args.site_port),
+        ("mariadb", args.mariadb_port),
+        ("api", api_port),
+    ):
+        if not port_free(port):
+            raise SystemExit(f"{label} port {port} is in use; pick another with --{label}-port")
+
+    home = Path(tempfile.mkdtemp(prefix="aipress-bench-provision-", dir="/tmp"))
+    home.chmod(0o755)
+    workdir = Path(tempfile.mkdtemp(prefix="aipress-bench-provision-work-"))
+    server_log = args.log_file or (workdir / "controlplane.log")
+    for key in [k for k in os.environ if k.startswith("AIPRESS_")]:
+        del os.environ[key]
+    os.environ.update(
+        {
+            "AIPRESS_PROVIDER": "local",
+            "AIPRESS_HOME": str(home),
+            "AIPRESS_MARIADB_PORT": str(args.mariadb_port),
+            "AIPRESS_SITE_PORT": str(args.site_port),
+            "AIPRESS_PORT": str(api_port),
+            "AIPRESS_LOG_LEVEL": "INFO" if args.log_file else "WARNING",
+            "AIPRESS_LOG_FILE": str(server_log),
+        }
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    from controlplane.auth import LocalTokenIssuer
+    from controlplane.logs import configure_logging
+    from controlplane.permissions import Role
+    from controlplane.settings import Settings
+    from controlplane.stack.local import LocalStack
+
+    configure_logging("WARNING", None, json=False)  # this process: quiet, on stderr
+    settings = Settings()
+    stack = LocalStack.from_settings(settings)
+    results: dict[str, Any] = {
+        "benchmark": "provision",
+        "machine": machine_info(),
+        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "settings": {
+            "home": str(home),
+            "site_port": args.site_port,
+            "mariadb_port": args.mariadb_port,
+            "api_port": api_port,
+            "php_max_children": settings.php_max_children,
+            "max_parallel_operations": settings.max_parallel_operations,
+        },
+        "notes": [
+            "percentiles interpolate linearly between ranks",
+            "POST -> first 200: homepage polled from before the POST, one request at a time, "
+            "sleeping --poll-ms between responses",
+            "operation_seconds = operation finished_at - created_at as the API reports it",
+            "the load generator runs on the same machine and competes for the same CPUs",
+        ],
+    }
+    print(
+        f"home {home}, API :{api_port}, sites :{args.site_port}, MariaDB :{args.mariadb_port}",
+        flush=True,
+    )
+    proc: subprocess.Popen[bytes] | None = None
+    exit_code = 0
+    try:
+        token = LocalTokenIssuer(settings).issue("bench", Role.ADMIN, email="bench@example.com")
+        proc = start_api(api_port, env, workdir / "uvicorn.out")
+        api_url = f"http://127.0.0.1:{api_port}"
+        results["api_start_seconds"] = round(wait_api(api_url, proc), 3)
+        t0 = time.perf_counter()
+        stack.ensure_running()
+        results["stack_start_seconds"] = round(time.perf_counter() - t0, 3)
+        results["memory_empty"] = stack_memory(stack, proc.pid)
+
+        async def go() -> None:
+            bench = Bench(api_url, token, args.site_port, args.poll_ms / 1000, args.site_timeout)
+            try:
+                response = await bench.api.post(
+                    "/v1/tenants", json={"id": TENANT, "name": "Provisioning benchmark"}
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(f"tenant create: {response.status_code} {response.text}")
+                try:
+                    await run_phases(args, bench, stack, proc.pid, results, workdir)
+                finally:
+                    if not args.keep:
+                        await delete_all(args, bench, results)
+            finally:
+                await bench.close()
+
+        asyncio.run(go())
+    except BaseException as exc:
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        exit_code = 1
+        if isinstance(exc, KeyboardInterrupt):
+            exit_code = 130
+    finally:
+        cleanup: dict[str, Any] = {}
+        if proc is not None:
+            if args.keep:
+                cleanup["control plane"] = f"left running (pid {proc.pid})"
+            else:
+                stop_api(proc)
+                cleanup["control plane"] = f"stopped (exit {proc.returncode})"
+        results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["machine"]["stacks_running_at_end"] = other_stacks()
+        if not args.keep:
+            t0 = time.perf_counter()
+            try:
+                stack.stop()
+                cleanup["stack"] = f"stopped in {time.perf_counter() - t0:.1f} s"
+            except Exception as exc:
+                cleanup["stack"] = f"stop failed: {exc}"
+            leftover = remove_leftover_users(home)
+            cleanup["leftover users removed"] = len(leftover)
+            shutil.rmtree(home, ignore_errors=True)
+            cleanup["home removed"] = not home.exists()
+        else:
+            cleanup["home kept"] = str(home)
+        results["cleanup"] = cleanup
+        results["controlplane_log"] = summarize_log(server_log)
+        out_log = workdir / "uvicorn.out"
+        if out_log.exists() and out_log.stat().st_size:
+            results["controlplane_stdout_tail"] = out_log.read_text(errors="replace")[-3000:]
+        if not args.keep and args.log_file is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print_table(results)
+        print(f"\nwritten to {args.output}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

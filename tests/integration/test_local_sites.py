@@ -1,0 +1,362 @@
+"""Real WordPress sites on the embedded default: MariaDB, PHP-FPM, nginx, WordPress."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymysql
+import pytest
+from fastapi.testclient import TestClient
+
+from controlplane.api.app import create_app
+from controlplane.auth import LocalTokenIssuer
+from controlplane.permissions import Role
+from controlplane.settings import Settings
+from controlplane.stack.local import LocalStack
+from tests.conftest import LOG_FILE, wait_for_operation
+
+pytestmark = pytest.mark.integration
+EMAIL = "owner@example.com"
+
+
+@dataclass
+class LocalEnv:
+    """A running control plane on the local provider, with its own ports and home."""
+
+    settings: Settings
+    client: TestClient
+    stack: LocalStack
+    admin: dict[str, str]
+
+    def site_get(
+        self, host: str, path: str = "/", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """GET a site through nginx (Python's resolver does not map *.localhost)."""
+        port = self.settings.site_port
+        return httpx.get(
+            f"http://127.0.0.1:{port}{path}",
+            headers={"Host": f"{host}:{port}", **(headers or {})},
+            timeout=30,
+        )
+
+    def create(self, name: str, tenant: str = "acme", **body: Any) -> dict[str, Any]:
+        """Create a site and wait for it; return the site."""
+        response = self.client.post(
+            f"/v1/tenants/{tenant}/sites",
+            json={"name": name, "admin_email": EMAIL, **body},
+            headers=self.admin,
+        )
+        assert response.status_code == 202, response.text
+        final = wait_for_operation(
+            self.client, response.json()["operation"]["id"], self.admin, timeout=120
+        )
+        assert final["status"] == "succeeded", final
+        site: dict[str, Any] = self.client.get(
+            f"/v1/tenants/{tenant}/sites/{name}", headers=self.admin
+        ).json()
+        return site
+
+    def delete(self, name: str, tenant: str = "acme") -> dict[str, Any]:
+        """Delete a site and wait; return the final operation."""
+        response = self.client.delete(f"/v1/tenants/{tenant}/sites/{name}", headers=self.admin)
+        assert response.status_code == 202, response.text
+        return wait_for_operation(
+            self.client, response.json()["operation"]["id"], self.admin, timeout=120
+        )
+
+    def resources(self, name: str, tenant: str = "acme") -> dict[str, Any]:
+        """The provider resource ids recorded for a site."""
+        with self.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
+            from controlplane.models import Site
+
+            site = session.query(Site).filter_by(tenant_id=tenant, name=name).one()
+            return dict(site.resources)
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalEnv]:
+    base = Path(tempfile.mkdtemp(prefix="aipress-it-", dir="/tmp"))
+    base.chmod(0o755)
+    settings = Settings(
+        provider="local",
+        home=base / "home",
+        mariadb_port=3500 + secrets.randbelow(300),
+        site_port=18000 + secrets.randbelow(1000),
+        log_file=LOG_FILE,
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
+        for tenant in ("acme", "globex"):
+            client.post("/v1/tenants", json={"id": tenant, "name": tenant}, headers=admin)
+        env = LocalEnv(settings, client, app.state.platform.provider.stack, admin)
+        yield env
+        for tenant in ("acme", "globex"):
+            for site in client.get(f"/v1/tenants/{tenant}/sites", headers=admin).json():
+                env.delete(site["name"], tenant)
+    env.stack.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _title(html: str) -> str:
+    match = re.search(r"<title>([^<]*)</title>", html)
+    return match.group(1) if match else ""
+
+
+def _login(env: LocalEnv, host: str, username: str, password: str) -> httpx.Response:
+    port = env.settings.site_port
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Host": f"{host}:{port}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as browser:
+        browser.cookies.set("wordpress_test_cookie", "WP Cookie check")
+        response = browser.post(
+            "/wp-login.php",
+            data={"log": username, "pwd": password, "wp-submit": "Log In", "testcookie": "1",
+                  "redirect_to": f"http://{host}:{port}/wp-admin/"},
+        )  # fmt: skip
+        assert response.status_code == 302, response.text[:500]
+        return browser.get("/wp-admin/")
+
+
+def test_create_serve_login_delete_leaves_nothing(local: LocalEnv) -> None:
+    site = local.create("crumbs", title="Crumbs Bakery")
+    host = f"crumbs.acme.localhost"
+    assert site["preview_url"] == f"http://{host}:{local.settings.site_port}/"
+    home = local.site_get(host)
+    assert home.status_code == 200 and _title(home.text) == "Crumbs Bakery"
+    assert local.site_get(host).headers["x-cache"] == "HIT"  # nginx page cache
+    gz = local.site_get(host, headers={"Accept-Encoding": "gzip"})
+    assert gz.headers.get("content-encoding") == "gzip"
+
+    creds = local.client.post(
+        "/v1/tenants/acme/sites/crumbs/admin-credentials/reveal", headers=local.admin
+    ).json()
+    dashboard = _login(local, host, creds["username"], creds["password"])
+    assert dashboard.status_code == 200 and "Dashboard" in dashboard.text
+    assert dashboard.headers.get("x-cache") in ("BYPASS", None)
+    wrong = httpx.post(
+        f"http://127.0.0.1:{local.settings.site_port}/wp-login.php",
+        headers={"Host": f"{host}:{local.settings.site_port}"},
+        data={"log": "admin", "pwd": "wrong-password"},
+    )
+    assert wrong.status_code == 200 and "incorrect" in wrong.text
+
+    res = local.resources("crumbs")
+    user, db, db_user = res["storage"]["user"], res["database"]["name"], res["database"]["user"]
+    root = Path(res["storage"]["root"])
+    config = root / "htdocs" / "wp-config.php"
+    assert oct(config.stat().st_mode & 0o777) == "0o640"
+    assert config.stat().st_gid == pwd.getpwnam(user).pw_gid and config.stat().st_uid == 0
+    core_file = root / "htdocs" / "wp-includes" / "version.php"
+    assert core_file.stat().st_nlink > 1  # hard-linked from the Debian package, not copied
+
+    final = local.delete("crumbs")
+    assert final["status"] == "succeeded"
+    backup = Path(final["backup"])
+    assert (backup / "database.sql.gz").stat().st_size > 1000
+    assert (backup / "wp-content.tar.gz").exists()
+
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
+    assert not root.exists()
+    assert not local.stack.phpfpm.pool_file(user).exists()
+    assert not local.stack.phpfpm.socket(user).exists()
+    assert not local.stack.nginx.site_file("acme--crumbs").exists()
+    assert not (local.stack.nginx.cache_dir / "acme--crumbs").exists()
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (db,))
+        assert cur.fetchall() == ()
+        cur.execute("SELECT User FROM mysql.user WHERE User = %s", (db_user,))
+        assert cur.fetchall() == ()
+        cur.execute("SELECT * FROM mysql.db WHERE Db = %s OR User = %s", (db, db_user))
+        assert cur.fetchall() == ()
+    ps = subprocess.run(["ps", "-o", "pid=", "-u", str(user)], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
+    assert local.site_get(host).status_code == 404  # nginx's default server
+
+
+def _probe(local: LocalEnv, site: str, name: str, php: str) -> None:
+    """Drop a PHP file into a site's wp-content as that site's user (as a plugin could)."""
+    res = local.resources(site)
+    path = Path(res["storage"]["root"]) / "htdocs" / "wp-content" / name
+    path.write_text(php)
+    shutil.chown(path, res["storage"]["user"], "www-data")
+
+
+def test_sites_are_isolated(local: LocalEnv) -> None:
+    local.create("alpha")
+    local.create("beta")
+    a, b = local.resources("alpha"), local.resources("beta")
+    b_root = b["storage"]["root"]
+    upload = Path(b_root) / "htdocs" / "wp-content" / "uploads" / "private.txt"
+    upload.write_text("beta's upload")
+    shutil.chown(upload, b["storage"]["user"], "www-data")
+    _probe(
+        local,
+        "alpha",
+        "probe.php",
+        f"""<?php
+header('Content-Type: application/json');
+echo json_encode([
+  'own_config' => @file_get_contents(__DIR__ . '/../wp-config.php') !== false,
+  'other_config' => @file_get_contents('{b_root}/htdocs/wp-config.php') !== false,
+  'other_upload' => @file_get_contents('{upload}') !== false,
+  'other_listing' => @scandir('{b_root}') !== false,
+  'exec' => function_exists('exec') && @exec('id') !== null,
+  'passwd' => @file_get_contents('/etc/passwd') !== false,
+]);
+""",
+    )
+    seen = local.site_get("alpha.acme.localhost", "/wp-content/probe.php").json()
+    assert seen == {
+        "own_config": True, "other_config": False, "other_upload": False,
+        "other_listing": False, "exec": False, "passwd": False,
+    }  # fmt: skip
+    # Without open_basedir too: file permissions alone keep alpha's user out of beta's files.
+    as_alpha = subprocess.run(
+        ["runuser", "-u", a["storage"]["user"], "--", "cat", f"{b_root}/htdocs/wp-config.php"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert as_alpha.returncode != 0 and "Permission denied" in as_alpha.stderr
+
+    # alpha's database user cannot read beta's database.
+    with local.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
+        from controlplane.credentials import DatabaseVault
+        from controlplane.models import Site
+
+        alpha = session.query(Site).filter_by(name="alpha").one()
+        db_user, db_password = DatabaseVault(
+            session,
+            local.client.app.state.platform.keyring,
+            alpha.id,  # type: ignore[attr-defined]
+        ).get("database") or ("", "")
+    conn = pymysql.connect(host="127.0.0.1", port=local.settings.mariadb_port, user=db_user,
+                           password=db_password, database=a["database"]["name"])  # fmt: skip
+    with conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        assert {row[0] for row in cur.fetchall()} == {"information_schema", a["database"]["name"]}
+        with pytest.raises(pymysql.err.OperationalError, match="denied"):
+            cur.execute(f"SELECT * FROM `{b['database']['name']}`.wp_options LIMIT 1")
+
+    # A fatal error in alpha's PHP leaves beta (and alpha's other pages) serving.
+    _probe(local, "alpha", "fatal.php", "<?php undefined_function_for_test();\n")
+    assert local.site_get("alpha.acme.localhost", "/wp-content/fatal.php").status_code == 500
+    assert local.site_get("beta.acme.localhost").status_code == 200
+    assert local.site_get("alpha.acme.localhost").status_code == 200
+    php_log = Path(a["storage"]["root"]) / "logs" / "php-error.log"
+    assert "undefined_function_for_test" in php_log.read_text()
+    local.delete("alpha")
+    local.delete("beta")
+
+
+def test_env_vars_reach_php_and_follow_changes(local: LocalEnv) -> None:
+    local.create("envy", tenant="globex")
+    _probe_path = "/wp-content/env.php"
+    res = local.client.get("/v1/tenants/globex/sites/envy", headers=local.admin).json()
+    assert res["status"] == "ready"
+    with local.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
+        from controlplane.models import Site
+
+        site = session.query(Site).filter_by(name="envy").one()
+        root = Path(site.resources["storage"]["root"])
+        user = site.resources["storage"]["user"]
+    probe = root / "htdocs" / "wp-content" / "env.php"
+    probe.write_text("<?php header('Content-Type: application/json'); "
+                     "echo json_encode([getenv('STRIPE_KEY'), getenv('REGION')]);")  # fmt: skip
+    shutil.chown(probe, user, "www-data")
+    tricky = 'sk_"live"$HOME${x}\\end'
+    put = local.client.put(
+        "/v1/tenants/globex/env",
+        json={"vars": {"STRIPE_KEY": {"value": tricky, "secret": True}, "REGION": {"value": "eu"}}},
+        headers=local.admin,
+    )
+    assert put.status_code == 200, put.text
+    assert local.site_get("envy.globex.localhost", _probe_path).json() == [tricky, "eu"]
+    pool = local.stack.phpfpm.pool_file(user)
+    assert oct(pool.stat().st_mode & 0o777) == "0o600"  # secrets: root only
+    assert (
+        local.client.delete("/v1/tenants/globex/env/REGION", headers=local.admin).status_code == 204
+    )
+    assert local.site_get("envy.globex.localhost", _probe_path).json() == [tricky, False]
+    assert tricky not in LOG_FILE.read_text()
+    local.delete("envy", tenant="globex")
+
+
+def test_stop_and_start(local: LocalEnv) -> None:
+    local.create("pausable")
+    host = "pausable.acme.localhost"
+    stop = local.client.post("/v1/tenants/acme/sites/pausable/stop", headers=local.admin)
+    assert stop.status_code == 202
+    wait_for_operation(local.client, stop.json()["operation"]["id"], local.admin)
+    assert (
+        local.client.get("/v1/tenants/acme/sites/pausable", headers=local.admin).json()["status"]
+        == "stopped"
+    )
+    assert local.site_get(host).status_code == 503
+    start = local.client.post("/v1/tenants/acme/sites/pausable/start", headers=local.admin)
+    wait_for_operation(local.client, start.json()["operation"]["id"], local.admin)
+    assert local.site_get(host).status_code == 200
+    local.delete("pausable")
+
+
+def _inventory(local: LocalEnv) -> tuple[Any, ...]:
+    users = sorted(p.pw_name for p in pwd.getpwall() if p.pw_name.startswith("wp-"))
+    pools = sorted(os.listdir(local.stack.phpfpm.pool_dir))
+    vhosts = sorted(os.listdir(local.stack.nginx.sites_dir))
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        dbs = sorted(r[0] for r in cur.fetchall())
+        cur.execute("SELECT User FROM mysql.user")
+        db_users = sorted(r[0] for r in cur.fetchall())
+    return users, pools, vhosts, dbs, db_users
+
+
+def test_bad_input_creates_nothing(local: LocalEnv) -> None:
+    local.create("taken", domain="taken.example.com")
+    before = _inventory(local)
+    bad = [
+        ({"name": "x'; DROP DATABASE mysql; --"}, 422),
+        ({"name": "a/../../etc"}, 422),
+        ({"name": "$(touch /tmp/pwned)"}, 422),
+        ({"name": "ok", "admin_email": "nobody"}, 422),
+        ({"name": "taken"}, 409),
+        ({"name": "other", "domain": "TAKEN.example.com"}, 409),
+    ]
+    for body, status in bad:
+        response = local.client.post(
+            "/v1/tenants/acme/sites", json={"admin_email": EMAIL, **body}, headers=local.admin
+        )
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["detail"]
+    assert _inventory(local) == before
+    assert not Path("/tmp/pwned").exists()
+    local.delete("taken")
+
+
+def test_custom_domain_is_served(local: LocalEnv) -> None:
+    local.create("shop", domain="shop.example.net")
+    response = local.site_get("shop.example.net")
+    assert response.status_code in (200, 301, 302)
+    assert "No AIPress site" not in response.text
+    local.delete("shop")
+
+
+def test_site_logs_are_written(local: LocalEnv) -> None:
+    local.create("loggy")
+    local.site_get("loggy.acme.localhost", "/missing-page-for-log")
+    log = local.stack.nginx.log_dir / "acme--loggy.access.json"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(e["uri"] == "/missing-page-for-log" and e["status"] == 404 for e in entries)
+    local.delete("loggy")
