@@ -132,7 +132,7 @@ def _login(env: LocalEnv, host: str, username: str, password: str) -> httpx.Resp
 
 def test_create_serve_login_delete_leaves_nothing(local: LocalEnv) -> None:
     site = local.create("crumbs", title="Crumbs Bakery")
-    host = f"crumbs.acme.localhost"
+    host = "crumbs.acme.localhost"
     assert site["preview_url"] == f"http://{host}:{local.settings.site_port}/"
     home = local.site_get(host)
     assert home.status_code == 200 and _title(home.text) == "Crumbs Bakery"
