@@ -13,7 +13,7 @@ from controlplane import audit
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.middleware import RequestIdMiddleware
 from controlplane.api.routes import audit as audit_routes
-from controlplane.api.routes import env, operations, sites, tenants, users
+from controlplane.api.routes import env, observability, operations, sites, tenants, users
 from controlplane.logs import configure_logging, get_logger
 from controlplane.permissions import Principal
 from controlplane.platform import Platform, build_platform
@@ -86,6 +86,7 @@ def create_app(
     for router in (
         tenants.router,
         sites.router,
+        observability.router,
         operations.router,
         env.router,
         audit_routes.router,

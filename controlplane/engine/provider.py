@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from controlplane.observability import SiteLogs
 
 
 class CredentialVault(Protocol):
@@ -92,3 +95,4 @@ class Provider(Protocol):
     dns: DnsStep
     wordpress: SiteStep
     backups: BackupStep
+    logs: SiteLogs

@@ -227,6 +227,20 @@ class Engine:
         site.current_operation_id = None
         self._finish(session, op, "succeeded", None)
 
+    def read_context(self, session: Session, site: Site) -> SiteContext:
+        """A context for reading a site (logs, metrics): no secrets decrypted."""
+        return SiteContext(
+            tenant_id=site.tenant_id,
+            site_id=site.id,
+            site_name=site.name,
+            title=site.title,
+            admin_email=site.admin_email,
+            admin_user=site.admin_user,
+            domains=[d.domain for d in site.domains],
+            credentials=DatabaseVault(session, self._keyring, site.id),
+            resources=dict(site.resources or {}),
+        )
+
     def _context(self, session: Session, site: Site, request_id: str | None) -> SiteContext:
         return SiteContext(
             tenant_id=site.tenant_id,

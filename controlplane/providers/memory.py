@@ -9,10 +9,19 @@ from __future__ import annotations
 import json
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
+from controlplane.observability import (
+    LogEntry,
+    LogQuery,
+    MetricsRead,
+    SiteLogs,
+    matches,
+    metrics_from_access,
+)
 
 
 class InjectedFault(Exception):
@@ -39,6 +48,7 @@ class MemoryProvider:
         self.dns: DnsStep = _Dns(self, "dns")
         self.wordpress: SiteStep = _Step(self, "wordpress")
         self.backups: BackupStep = _Backups(self)
+        self.logs: SiteLogs = MemoryLogs()
 
     def _save(self) -> None:
         if self._state_file is None:
@@ -120,3 +130,21 @@ class _Backups:
             if key in self._p.fail_on:
                 raise InjectedFault(f"injected failure at {key}")
         return f"memory://backups/{ctx.tenant_id}/{ctx.site_name}/{label}"
+
+
+class MemoryLogs:
+    """Log entries a test puts in, per site id."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[LogEntry]] = {}
+
+    def read_logs(self, ctx: SiteContext, query: LogQuery) -> tuple[list[LogEntry], bool]:
+        found = sorted(
+            (e for e in self.entries.get(ctx.site_id, []) if matches(e, query)),
+            key=lambda e: e.time,
+            reverse=True,
+        )
+        return found[: query.limit], len(found) > query.limit
+
+    def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
+        return metrics_from_access(ctx.site_name, self.entries.get(ctx.site_id, []), since, until)

@@ -20,8 +20,8 @@ For every answer:
     changes anything; only admins manage tenants and users; tenant 'other' never reaches 'acme'.
 After an accepted change the run waits for the engine and restores the seed, so background
 operations never overlap a measured request and the next caller finds the same fixtures. The app
-and its seed are shared by the whole module (one seed instead of one per operation keeps the run
-well under a minute and a half).
+and its seed are shared by the whole module: one seed instead of one per operation, which with
+derandomized generation and a modest example count keeps the run around a minute.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ from tests.conftest import LOG_FILE, wait_for_operation
 
 pytestmark = pytest.mark.integration
 
-MAX_EXAMPLES = 25  # fuzzing phase, per operation; the coverage phase adds its deterministic cases
+MAX_EXAMPLES = 30  # fuzzing phase, per operation; the coverage phase adds its deterministic cases
 BASE_URL = "http://testserver"
 EVENTS_PATH = "/v1/operations/{operation_id}/events"
 PUBLIC_PATHS = frozenset({"/healthz"})
@@ -319,10 +320,11 @@ class Fuzzer:
         status = response.status_code
         STATS[(f"{case.method} {case.path}", caller, f"{status // 100}xx")] += 1
 
-        checks = [not_a_server_error]
-        if status < 300:
-            checks.append(response_schema_conformance)
-        case.validate_response(response, checks=checks, headers=headers)
+        # Conformance checks every documented status and media type; errors are problem+json,
+        # which the document does not describe (see _assert_problem), so in effect the 2xx.
+        case.validate_response(
+            response, checks=[not_a_server_error, response_schema_conformance], headers=headers
+        )
 
         where = _describe(case, caller, response)
         if 400 <= status < 500:
@@ -359,7 +361,11 @@ class Fuzzer:
         )
         if caller != "admin" and admin_only:
             assert not accepted, f"{caller} used an admin-only operation\n{where}"
-        if caller == "tenant-other" and case.path_parameters.get("tenant_id") == "acme":
+        if caller == "tenant-other" and (
+            case.path_parameters.get("tenant_id") == "acme"
+            or case.path_parameters.get("operation_id") == self.operation_ids[0]
+            or (isinstance(case.query, dict) and case.query.get("tenant_id") == "acme")
+        ):
             assert not accepted, f"tenant 'other' reached tenant 'acme'\n{where}"
 
 
@@ -455,11 +461,12 @@ def test_operation_events_stream(fuzz: Fuzzer) -> None:
         acme_op: {"admin", "operator-acme", "viewer-acme", "tenant-acme"},
         other_op: {"admin", "tenant-other"},
     }
+    # "\u00b2" (superscript two; 0xB2 in Latin-1, as headers are decoded) passes str.isdigit()
+    # but not int(); the long id overflows a 64-bit column. The admin sends every variant.
+    resume_ids = (None, "2", "garbage", "\u00b2", "99999999999999999999")
     for op_id in (acme_op, other_op, "0" * 32, "not-an-operation"):
         for caller in (*VALID, *INVALID):
-            # "\u00b2" (superscript two; 0xB2 in Latin-1, as headers are decoded) passes
-            # str.isdigit() but not int(); the long id overflows a 64-bit column
-            for last_event_id in (None, "2", "garbage", "\u00b2", "99999999999999999999"):
+            for last_event_id in resume_ids if caller == "admin" else resume_ids[:2]:
                 headers = (
                     {"Authorization": GARBAGE[0]}
                     if caller == "garbage"
@@ -510,12 +517,15 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
         by_caller[(caller, status)] += count
         operations.add(operation)
     total = sum(STATS.values())
-    reporter.write_line("")
-    reporter.write_line(f"API fuzz: {total} requests over {len(operations)} operations")
+    lines = ["", f"API fuzz: {total} requests over {len(operations)} method/path pairs"]
     for caller in (*VALID, *INVALID):
         counts = {
             s: by_caller[(caller, s)]
             for s in ("2xx", "3xx", "4xx", "5xx")
             if by_caller[(caller, s)]
         }
-        reporter.write_line(f"  {caller:14} {counts}")
+        lines.append(f"  {caller:14} {counts}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        for line in lines:
+            reporter.write_line(line)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import re
@@ -353,10 +352,25 @@ def test_custom_domain_is_served(local: LocalEnv) -> None:
     local.delete("shop")
 
 
-def test_site_logs_are_written(local: LocalEnv) -> None:
+def test_logs_and_metrics_api_read_the_real_logs(local: LocalEnv) -> None:
     local.create("loggy")
-    local.site_get("loggy.acme.localhost", "/missing-page-for-log")
-    log = local.stack.nginx.log_dir / "acme--loggy.access.json"
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert any(e["uri"] == "/missing-page-for-log" and e["status"] == 404 for e in entries)
+    host = "loggy.acme.localhost"
+    for _ in range(3):
+        assert local.site_get(host).status_code == 200
+    assert local.site_get(host, "/missing-page-for-log").status_code == 404
+    _probe(local, "loggy", "boom.php", "<?php undefined_function_in_loggy();\n")
+    assert local.site_get(host, "/wp-content/boom.php").status_code == 500
+    base = "/v1/tenants/acme/sites/loggy"
+    missing = local.client.get(f"{base}/logs?status=404", headers=local.admin).json()
+    assert [e["path"] for e in missing["entries"]] == ["/missing-page-for-log"]
+    fatal = local.client.get(f"{base}/logs?severity=critical", headers=local.admin).json()
+    assert any(
+        e["source"] == "php" and "undefined_function_in_loggy" in e["message"]
+        for e in fatal["entries"]
+    )
+    errors = local.client.get(f"{base}/logs?status=5xx&since=10m", headers=local.admin).json()
+    assert [e["path"] for e in errors["entries"]] == ["/wp-content/boom.php"]
+    metrics = local.client.get(f"{base}/metrics?since=10m", headers=local.admin).json()
+    assert metrics["requests"] >= 5 and metrics["errors"] == 1 and metrics["client_errors"] >= 1
+    assert metrics["latency_ms"]["p95"] is not None and metrics["cache_hit_ratio"] is not None
     local.delete("loggy")

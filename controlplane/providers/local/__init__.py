@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteStep
+from controlplane.observability import SiteLogs
 from controlplane.providers.local.backups import BackupStep as LocalBackups
 from controlplane.providers.local.database import DatabaseStep, SecretsStep
 from controlplane.providers.local.dns import DnsStep as LocalDns
+from controlplane.providers.local.logs import LocalLogs
 from controlplane.providers.local.runtime import RuntimeStep as LocalRuntime
 from controlplane.providers.local.storage import StorageStep
 from controlplane.providers.local.wordpress import WordPressStep
@@ -27,3 +29,4 @@ class LocalProvider:
         self.dns: DnsStep = LocalDns(self.stack, settings)
         self.wordpress: SiteStep = WordPressStep(self.stack, settings)
         self.backups: BackupStep = LocalBackups(self.stack, settings)
+        self.logs: SiteLogs = LocalLogs(self.stack, settings)
