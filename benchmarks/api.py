@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -45,7 +46,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -114,14 +118,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output",
         type=Path,
         default=None,
-        help="JSON result file (default benchmarks/results/api.json, api-profiled.json with --profile)",
+        help="JSON result file (default benchmarks/results/api.json; api-profiled.json with "
+        "--profile)",
     )
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIPRESS_HOME")
     args = parser.parse_args(argv)
     for name in ("tenants", "sites_per_tenant", "concurrency"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("list_requests", "create_requests", "serial_requests", "warmup_list", "warmup_create"):
+    for name in (
+        "list_requests",
+        "create_requests",
+        "serial_requests",
+        "warmup_list",
+        "warmup_create",
+    ):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if args.workers < 1 or (args.profile and args.workers != 1):
@@ -185,10 +196,8 @@ def machine_info() -> dict[str, Any]:
         pass
     if hasattr(os, "sched_getaffinity"):
         info["cpu_affinity"] = len(os.sched_getaffinity(0))
-    try:
+    with contextlib.suppress(OSError):
         info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
     return info
 
 
@@ -212,7 +221,13 @@ def seed(tenants: int, sites_per_tenant: int) -> tuple[list[str], float]:
         now = utcnow()
         tenant_ids = [f"tenant-{i:03d}" for i in range(tenants)]
         tenant_rows = [
-            {"id": t, "name": f"Tenant {t}", "status": "active", "created_at": now, "created_by": "bench"}
+            {
+                "id": t,
+                "name": f"Tenant {t}",
+                "status": "active",
+                "created_at": now,
+                "created_by": "bench",
+            }
             for t in tenant_ids
         ]
         site_rows = [
@@ -270,7 +285,11 @@ def free_port() -> int:
 
 
 def start_server(
-    args: argparse.Namespace, port: int, env: dict[str, str], log_path: Path, profile_out: Path | None
+    args: argparse.Namespace,
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    profile_out: Path | None,
 ) -> subprocess.Popen[bytes]:
     if profile_out is None:
         cmd = [
@@ -388,7 +407,7 @@ def serve_profiled(port: int, out: Path, clock: str, app: str) -> None:
         pass
     finally:
         main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         stats: pstats.Stats | None = None
         with lock:
             for profile in profiles:
@@ -449,7 +468,7 @@ def summarize(latencies: list[float]) -> dict[str, float]:
     }
 
 
-Request = Callable[[Any, int], Awaitable[Any]]
+Request = Callable[["httpx.AsyncClient", int], Awaitable["httpx.Response"]]
 
 
 async def run_phase(
@@ -464,7 +483,6 @@ async def run_phase(
     concurrency: int,
     max_seconds: float,
     server_pid: int | None,
-    record: bool = True,
 ) -> PhaseResult:
     """Closed loop: `concurrency` clients each send their next request as soon as one ends."""
     import httpx
@@ -516,7 +534,9 @@ async def run_phase(
 
     done = len(latencies) + result.errors
     result.completed = len(latencies)
-    result.requests_per_second = round(done / result.wall_seconds, 1) if result.wall_seconds else 0.0
+    result.requests_per_second = (
+        round(done / result.wall_seconds, 1) if result.wall_seconds else 0.0
+    )
     result.latency_ms = summarize(latencies)
     if done:
         result.client_cpu_ms_per_request = round(client_cpu * 1000 / done, 3)
@@ -558,18 +578,22 @@ def wait_for_operations(timeout: float) -> dict[str, Any]:
 
 
 async def run_benchmark(
-    args: argparse.Namespace, base_url: str, tenant_ids: list[str], tokens: dict[str, str], server_pid: int
+    args: argparse.Namespace,
+    base_url: str,
+    tenant_ids: list[str],
+    tokens: dict[str, str],
+    server_pid: int,
 ) -> tuple[list[PhaseResult], dict[str, Any]]:
     headers = {t: {"authorization": f"Bearer {tokens[t]}"} for t in tenant_ids}
     n_tenants = len(tenant_ids)
     list_path = "/v1/tenants/{t}/sites"
 
-    def list_request(client: Any, i: int) -> Awaitable[Any]:
+    def list_request(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
         t = tenant_ids[i % n_tenants]
         return client.get(f"/v1/tenants/{t}/sites", headers=headers[t])
 
     def create_request(prefix: str) -> Request:
-        def send(client: Any, i: int) -> Awaitable[Any]:
+        def send(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
             t = tenant_ids[i % n_tenants]
             body = {"name": f"{prefix}-{i:05d}", "admin_email": f"owner@{t}.example.com"}
             return client.post(f"/v1/tenants/{t}/sites", headers=headers[t], json=body)
@@ -644,7 +668,9 @@ def print_table(phases: list[PhaseResult], title: str) -> None:
                 f"{lat.get('p95', math.nan):.2f}",
                 f"{lat.get('p99', math.nan):.2f}",
                 f"{lat.get('max', math.nan):.2f}",
-                "-" if p.server_cpu_ms_per_request is None else f"{p.server_cpu_ms_per_request:.2f}",
+                "-"
+                if p.server_cpu_ms_per_request is None
+                else f"{p.server_cpu_ms_per_request:.2f}",
             ]
         )
     try:
@@ -660,9 +686,19 @@ def print_table(phases: list[PhaseResult], title: str) -> None:
     except ImportError:
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
         print(title)
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(columns, widths, strict=True))
+            )
+        )
         for row in rows:
-            print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+            print(
+                "  ".join(
+                    v.ljust(w) if i == 0 else v.rjust(w)
+                    for i, (v, w) in enumerate(zip(row, widths, strict=True))
+                )
+            )
 
 
 def print_profile(path: Path, top: int, clock: str) -> dict[str, Any]:
@@ -697,9 +733,11 @@ def print_profile(path: Path, top: int, clock: str) -> dict[str, Any]:
         by_area[key] = by_area.get(key, 0.0) + tt
     own = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)
     cumulative = sorted(raw.items(), key=lambda kv: kv[1][3], reverse=True)
-    report = {
+    report: dict[str, Any] = {
         "total_own_seconds": round(total, 3),
-        "own_time_by_area": {k: round(v, 3) for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])},
+        "own_time_by_area": {
+            k: round(v, 3) for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])
+        },
         "top_own": [
             {"function": label(f), "calls": v[1], "own_s": round(v[2], 4), "cum_s": round(v[3], 4)}
             for f, v in own[:top]
@@ -716,7 +754,10 @@ def print_profile(path: Path, top: int, clock: str) -> dict[str, Any]:
         print(f"    {k:<28} {v:8.3f}s  {100 * v / total:5.1f}%")
     print(f"  top {top} by own time:")
     for row in report["top_own"]:
-        print(f"    {row['own_s']:8.3f}s own {row['cum_s']:8.3f}s cum {row['calls']:>9} calls  {row['function']}")
+        print(
+            f"    {row['own_s']:8.3f}s own {row['cum_s']:8.3f}s cum {row['calls']:>9} calls  "
+            f"{row['function']}"
+        )
     print("  controlplane functions by cumulative time:")
     for row in report["top_cumulative_controlplane"]:
         print(f"    {row['cum_s']:8.3f}s cum {row['calls']:>9} calls  {row['function']}")
@@ -752,13 +793,15 @@ def main(argv: list[str] | None = None) -> int:
         stop_server(proc)
         log_text = server_log.read_text(errors="replace") if server_log.exists() else ""
 
-    try:
+    with contextlib.suppress(OSError):
         info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
     list_phase = next((p for p in phases if p.name == "list"), None)
     target_met = (
-        bool(list_phase and list_phase.latency_ms and list_phase.latency_ms["p95"] <= LIST_P95_TARGET_MS)
+        bool(
+            list_phase
+            and list_phase.latency_ms
+            and list_phase.latency_ms["p95"] <= LIST_P95_TARGET_MS
+        )
         if list_phase
         else None
     )
@@ -771,7 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(phases, title)
     if list_phase and list_phase.latency_ms:
         verdict = "met" if target_met else "NOT met"
-        print(f"list p95 {list_phase.latency_ms['p95']:.2f} ms vs target {LIST_P95_TARGET_MS:.0f} ms: {verdict}")
+        p95 = list_phase.latency_ms["p95"]
+        print(f"list p95 {p95:.2f} ms vs target {LIST_P95_TARGET_MS:.0f} ms: {verdict}")
     if "create_drain" in checks:
         d = checks["create_drain"]
         print(
@@ -788,9 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "controlplane-api",
         "machine": info,
-        "config": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-        },
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "server": {
             "command": f"uvicorn {args.app} --factory --workers {args.workers}"
             + (" under cProfile" if args.profile else ""),

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         help="inject a provider failure, e.g. ensure:wordpress",
     )
     parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--provider", choices=("memory", "local"), default="memory")
+    parser.add_argument("--mariadb-port", type=int, default=3307)
+    parser.add_argument("--site-port", type=int, default=8080)
     parser.add_argument("--tenant", default=TENANT)
     parser.add_argument("--site", default=SITE)
     args = parser.parse_args(argv)
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from controlplane.models import Tenant
     from controlplane.permissions import Principal, Role
     from controlplane.platform import build_platform
+    from controlplane.engine.provider import Provider
+    from controlplane.providers.local import LocalProvider
     from controlplane.providers.memory import MemoryProvider
     from controlplane.schemas import SiteCreate, TenantCreate
     from controlplane.services.sites import create_site, delete_site
@@ -86,14 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     log_file = home / "worker.log"
     configure_logging("DEBUG", log_file)
     settings = Settings(
-        provider="memory",
+        provider=args.provider,
         home=home,
         log_file=log_file,
         log_level="DEBUG",
         max_parallel_operations=1,
         max_resume_attempts=args.max_attempts,
+        mariadb_port=args.mariadb_port,
+        site_port=args.site_port,
     )
-    provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=set(args.fail))
+    provider: Provider
+    if args.provider == "local":
+        provider = LocalProvider(settings)
+    else:
+        provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=set(args.fail))
     platform = build_platform(
         settings, provider=provider, boundary_hook=make_hook(home, args.kill_at)
     )

@@ -172,6 +172,7 @@ class Fuzzer:
         tokens["foreign-key"] = foreign.issue("fuzz-forged", Role.ADMIN, [])
         self.headers = {name: {"Authorization": f"Bearer {t}"} for name, t in tokens.items()}
         self.headers["missing"] = {}
+        self.headers["garbage"] = {"Authorization": GARBAGE[0]}  # the fuzz run rotates GARBAGE
         self.operation_ids: list[str] = []
         self.state: dict[str, str] | None = None  # the last snapshot, while it is still current
         self.seed()
@@ -266,9 +267,8 @@ class Fuzzer:
 
     # -- one generated case ----------------------------------------------------------------------
 
-    def realize(self, case: schemathesis.Case) -> None:
+    def realize(self, case: schemathesis.Case, digest: bytes) -> None:
         """Often swap generated names for real ones, so requests reach past 'not found'."""
-        digest = _digest(case)
         pools: dict[str, list[str]] = {
             "tenant_id": list(TENANTS),
             "site": [SITE],
@@ -296,22 +296,19 @@ class Fuzzer:
                     case.body = {**case.body, "domain": ACME_DOMAIN}  # taken: 409
 
     def run(self, case: schemathesis.Case) -> None:
-        self.realize(case)
-        digest = _digest(case)
+        digest = _digest(case)  # of the generated request, before real names (random ids) go in
+        self.realize(case, digest)
         for caller in (
             "admin",
             NON_ADMIN[digest[20] % len(NON_ADMIN)],
             INVALID[digest[22] % len(INVALID)],
         ):
-            self.exchange(case, caller)
+            headers = dict(self.headers[caller])
+            if caller == "garbage":
+                headers = {"Authorization": GARBAGE[digest[21] % len(GARBAGE)]}
+            self.exchange(case, caller, headers)
 
-    def caller_headers(self, case: schemathesis.Case, caller: str) -> dict[str, str]:
-        if caller == "garbage":
-            return {"Authorization": GARBAGE[_digest(case)[21] % len(GARBAGE)]}
-        return dict(self.headers[caller])
-
-    def exchange(self, case: schemathesis.Case, caller: str) -> None:
-        headers = self.caller_headers(case, caller)
+    def exchange(self, case: schemathesis.Case, caller: str, headers: dict[str, str]) -> None:
         # Nothing runs between two requests unless one was an accepted change (then `restore`
         # waited for the engine and dropped the state), so the last snapshot is still current.
         before = self.state if self.state is not None else self.snapshot()
@@ -467,11 +464,7 @@ def test_operation_events_stream(fuzz: Fuzzer) -> None:
     for op_id in (acme_op, other_op, "0" * 32, "not-an-operation"):
         for caller in (*VALID, *INVALID):
             for last_event_id in resume_ids if caller == "admin" else resume_ids[:2]:
-                headers = (
-                    {"Authorization": GARBAGE[0]}
-                    if caller == "garbage"
-                    else dict(fuzz.headers[caller])
-                )
+                headers = dict(fuzz.headers[caller])
                 if last_event_id is not None:
                     headers["Last-Event-ID"] = last_event_id
                 fuzz.wait_idle()
