@@ -6,6 +6,8 @@ BOOT := .cache/bootstrap
 UV := $(BOOT)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
+# Crash tests start many short Python processes: let them reuse compiled bytecode.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: up down status test lint typecheck deps debs python node bench fmt
 
