@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy import text
 
 from controlplane import audit
@@ -17,10 +19,51 @@ from controlplane.api.routes import env, observability, operations, sites, tenan
 from controlplane.logs import configure_logging, get_logger
 from controlplane.permissions import Principal
 from controlplane.platform import Platform, build_platform
+from controlplane.schemas import Problem
 from controlplane.settings import Settings, get_settings
 
 log = get_logger("aipress.app")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+PROBLEM_STATUSES = {
+    "400": "The request cannot be carried out as asked",
+    "401": "Missing, invalid or expired bearer token",
+    "403": "The caller's role may not do this",
+    "404": "Not found, or not visible to the caller",
+    "409": "Conflicts with existing state (duplicate, busy site)",
+    "422": "A value breaks a rule; `errors` lists each field",
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Describe every error answer in the OpenAPI document as application/problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, path_item in schema.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in PROBLEM_STATUSES.items():
+                    if status == "422" and status not in responses:
+                        continue  # no parameters or body to validate
+                    responses[status] = {"description": description, "content": problem}
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -74,6 +117,7 @@ def create_app(
         await asyncio.to_thread(write)
 
     install_error_handlers(app, on_denied)
+    document_problems(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict[str, str]:

@@ -37,6 +37,8 @@ class MemoryProvider:
         self._lock = threading.Lock()
         self._state_file = state_file
         self.fail_on: set[str] = set(fail_on or ())
+        # Steps that wait for a test to set the event before they act (e.g. "remove:runtime").
+        self.gates: dict[str, threading.Event] = {}
         self.resources: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         if state_file is not None and state_file.exists():
@@ -61,6 +63,9 @@ class MemoryProvider:
 
     def _act(self, action: str, step: str, ctx: SiteContext, value: Any = True) -> None:
         key = f"{action}:{step}"
+        gate = self.gates.get(key)
+        if gate is not None and not gate.wait(timeout=30):
+            raise InjectedFault(f"gate {key} was never opened")
         with self._lock:
             self.calls.append(f"{key}:{ctx.site_name}")
             if key in self.fail_on:
