@@ -16,6 +16,7 @@ from controlplane.settings import Settings
 
 LOCAL_ISSUER = "aipress-local"
 AUDIENCE = "aipress"
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class InvalidToken(Exception):
@@ -64,6 +65,7 @@ class LocalTokenIssuer:
         self._key = load_signing_key(settings)
         self._public = self._key.public_key()
         self._ttl = settings.token_ttl_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
 
     def issue(
         self,
@@ -88,7 +90,17 @@ class LocalTokenIssuer:
         return jwt.encode(claims, self._key, algorithm="EdDSA")
 
     def verify(self, token: str) -> Principal:
-        """Check signature, issuer, audience and expiry."""
+        """Check signature, issuer, audience and expiry (verified tokens are cached to expiry)."""
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        principal, expires = self._verify(token)
+        if len(self._cache) >= VERIFIED_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -102,7 +114,7 @@ class LocalTokenIssuer:
             raise InvalidToken("token expired; get a new one with `aipress token`") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"token rejected: {exc}") from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 class FirebaseTokenVerifier:

@@ -19,7 +19,6 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
@@ -50,8 +49,17 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            # Enough connections for the request threads and the engine's workers: an overflow
+            # connection is closed after use and reopening it costs more than the query.
+            pool_size=30,
+            max_overflow=10,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
+        with engine.connect() as conn:  # WAL is a property of the file: set it once
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
     if settings.cloudsql_instance and not settings.database_url:
         return create_engine(

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     max_parallel_operations: int = 4
+    request_threads: int = 4
     max_resume_attempts: int = 3
 
     @model_validator(mode="after")

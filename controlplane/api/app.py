@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import text
@@ -77,6 +78,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_file, settings.log_json)
+        # Fewer request threads than anyio's 40: they share one interpreter lock, and past a
+        # few they only add switching (measured by benchmarks/api.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         factory = platform_factory or build_platform
         platform = await asyncio.to_thread(factory, settings)
         app.state.platform = platform

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from controlplane.auth import InvalidToken
@@ -97,6 +97,16 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
         return problem(409, "the change conflicts with an existing resource; reload and retry")
+
+    @app.exception_handler(OperationalError)
+    async def _database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
+        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            log.warning("request.database_busy")
+            response = problem(503, "the database is busy; retry in a moment")
+            response.headers["Retry-After"] = "1"
+            return response
+        log.error("request.database_error", error_type=type(exc.orig).__name__)
+        return problem(500, "internal error; quote the request id when reporting it")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

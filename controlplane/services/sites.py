@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from controlplane import audit
 from controlplane.credentials import DatabaseVault
@@ -18,7 +18,7 @@ from controlplane.engine.runner import (
 from controlplane.errors import BadRequest, Conflict
 from controlplane.logs import current_request_id
 from controlplane.models import Domain, Operation, Site
-from controlplane.permissions import Action, NotVisible, Principal
+from controlplane.permissions import Action, NotVisible, Principal, authorize
 from controlplane.schemas import AdminCredentials, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
 
@@ -43,10 +43,20 @@ def to_read(site: Site) -> SiteRead:
 
 def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> list[Site]:
     """A tenant's sites, by name."""
-    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
-    return list(
-        session.scalars(select(Site).where(Site.tenant_id == tenant_id).order_by(Site.name))
+    authorize(principal, Action.READ_SITES, tenant_id)
+    sites = list(
+        session.scalars(
+            select(Site)
+            .where(Site.tenant_id == tenant_id)
+            .options(joinedload(Site.domains))
+            .order_by(Site.name)
+        ).unique()
     )
+    if not sites:  # an empty list, or no such tenant (404)
+        get_visible_tenant(
+            session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES
+        )
+    return sites
 
 
 def get_site(
