@@ -339,3 +339,21 @@ def test_healthz_and_openapi(client: TestClient) -> None:
         "/v1/users/{uid}",
     ):
         assert path in paths
+
+
+def test_a_locked_database_answers_503(
+    client: TestClient, auth: AuthHeaders, monkeypatch: Any
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from controlplane.services import tenants
+
+    def locked(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(tenants, "list_tenants", locked)
+    response = client.get("/v1/tenants", headers=auth("admin"))
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "busy" in response.json()["detail"]
