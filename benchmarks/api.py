@@ -5,8 +5,10 @@ What it does, in order:
 
 1. Seeds a fresh SQLite database (in a temporary AIPRESS_HOME) with `--tenants` tenants of
    `--sites-per-tenant` sites each (status 'ready'), by bulk insert through the models.
-2. Starts the real server (uvicorn, one process, AIPRESS_PROVIDER=memory) on loopback.
-3. Warms up, then measures, with closed-loop clients (httpx.AsyncClient, keep-alive):
+2. Starts the real server (uvicorn `--app`, `--workers` processes, default one;
+   AIPRESS_PROVIDER=memory) on loopback.
+3. Warms up, then measures, with closed-loop keep-alive clients (`--client raw`, a minimal
+   asyncio HTTP/1.1 client that leaves the CPUs to the server, or `--client httpx`):
    - `list-serial`: GET /v1/tenants/{t}/sites with one client (the service time),
    - `list`: the same with `--concurrency` clients,
    - `create`: POST /v1/tenants/{t}/sites (the 202 path, unique names) with `--concurrency`
@@ -23,6 +25,7 @@ Example:
     .venv/bin/python benchmarks/api.py
     .venv/bin/python benchmarks/api.py --list-requests 5000 --concurrency 50 --token admin
     .venv/bin/python benchmarks/api.py --profile --create-requests 0
+    .venv/bin/python benchmarks/api.py --client httpx --workers 2
 """
 
 from __future__ import annotations
@@ -43,13 +46,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import httpx
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup-list", type=int, default=200, help="untimed list requests")
     parser.add_argument("--warmup-create", type=int, default=20, help="untimed create requests")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: minimal asyncio HTTP/1.1 keep-alive client (little CPU, so the server keeps "
+        "the machine); httpx: httpx.AsyncClient",
+    )
     parser.add_argument(
         "--token",
         choices=("tenant", "admin"),
@@ -468,7 +475,87 @@ def summarize(latencies: list[float]) -> dict[str, float]:
     }
 
 
-Request = Callable[["httpx.AsyncClient", int], Awaitable["httpx.Response"]]
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to send."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams.
+
+    On a small machine the load generator shares the CPUs with the server; httpx spends a few
+    milliseconds of CPU per request, this spends a few tens of microseconds, so the server's
+    figures are less disturbed by the benchmark itself.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._host_header = f"Host: {host}:{port}\r\n"
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        return self._reader, self._writer
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+    async def send(self, call: Call) -> tuple[int, bytes]:
+        reader, writer = await self._connect()
+        try:
+            head = [f"{call.method} {call.path} HTTP/1.1\r\n", self._host_header]
+            head.extend(f"{k}: {v}\r\n" for k, v in call.headers.items())
+            if call.body is not None:
+                head.append("Content-Type: application/json\r\n")
+                head.append(f"Content-Length: {len(call.body)}\r\n")
+            head.append("\r\n")
+            writer.write("".join(head).encode("latin-1") + (call.body or b""))
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionError("server closed the connection")
+            status = int(status_line.split(b" ", 2)[1])
+            length, chunked, close = 0, False, False
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif name == b"connection":
+                    close = b"close" in value.lower()
+            if chunked:
+                parts = []
+                while True:
+                    size = int((await reader.readline()).split(b";", 1)[0], 16)
+                    if size == 0:
+                        await reader.readline()
+                        break
+                    parts.append(await reader.readexactly(size))
+                    await reader.readline()
+                body = b"".join(parts)
+            else:
+                body = await reader.readexactly(length)
+            if close:
+                await self.close()
+            return status, body
+        except BaseException:
+            await self.close()
+            raise
 
 
 async def run_phase(
@@ -477,7 +564,8 @@ async def run_phase(
     method: str,
     path: str,
     base_url: str,
-    request: Request,
+    client_kind: str,
+    make_call: Callable[[int], Call],
     expected_status: int,
     total: int,
     concurrency: int,
@@ -492,15 +580,31 @@ async def run_phase(
         return result
     latencies: list[float] = []
     counter = itertools.count()
+    url = httpx.URL(base_url)
+    host, port = url.host, url.port or 80
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    raw_connections = [RawConnection(host, port) for _ in range(concurrency)]
     async with httpx.AsyncClient(
         base_url=base_url, limits=limits, timeout=30.0, trust_env=False
     ) as client:
+
+        async def send(worker_id: int, call: Call) -> tuple[int, bytes]:
+            if client_kind == "raw":
+                return await asyncio.wait_for(raw_connections[worker_id].send(call), 30.0)
+            headers = call.headers
+            if call.body is not None:
+                headers = {**headers, "Content-Type": "application/json"}
+            response = await client.request(
+                call.method, call.path, headers=headers, content=call.body
+            )
+            return response.status_code, response.content
+
         # Open the connections before the clock starts.
-        await asyncio.gather(*(client.get("/healthz") for _ in range(concurrency)))
+        health = Call("GET", "/healthz", {})
+        await asyncio.gather(*(send(w, health) for w in range(concurrency)))
         deadline = time.perf_counter() + max_seconds
 
-        async def worker() -> None:
+        async def worker(worker_id: int) -> None:
             while True:
                 i = next(counter)
                 if i >= total:
@@ -508,29 +612,33 @@ async def run_phase(
                 if time.perf_counter() > deadline:
                     result.stopped_by_time_limit = True
                     return
+                call = make_call(i)
                 t0 = time.perf_counter()
                 try:
-                    response = await request(client, i)
-                    status = str(response.status_code)
-                except httpx.HTTPError as exc:
-                    response, status = None, type(exc).__name__
+                    status_code, body = await send(worker_id, call)
+                    status = str(status_code)
+                except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                    status_code, body, status = 0, b"", type(exc).__name__
                 elapsed = time.perf_counter() - t0
                 result.status_counts[status] = result.status_counts.get(status, 0) + 1
-                if response is not None and response.status_code == expected_status:
+                if status_code == expected_status:
                     latencies.append(elapsed)
                 else:
                     result.errors += 1
                     if len(result.error_samples) < 5:
-                        body = response.text[:300] if response is not None else ""
-                        result.error_samples.append(f"{status}: {body}")
+                        text = body[:300].decode("utf-8", "replace")
+                        result.error_samples.append(f"{status}: {text}")
 
         server_cpu0 = process_cpu_seconds(server_pid) if server_pid else None
         client_cpu0 = time.process_time()
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        result.wall_seconds = time.perf_counter() - started
-        client_cpu = time.process_time() - client_cpu0
-        server_cpu1 = process_cpu_seconds(server_pid) if server_pid else None
+        try:
+            await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        finally:
+            result.wall_seconds = time.perf_counter() - started
+            client_cpu = time.process_time() - client_cpu0
+            server_cpu1 = process_cpu_seconds(server_pid) if server_pid else None
+            await asyncio.gather(*(c.close() for c in raw_connections))
 
     done = len(latencies) + result.errors
     result.completed = len(latencies)
@@ -584,40 +692,46 @@ async def run_benchmark(
     tokens: dict[str, str],
     server_pid: int,
 ) -> tuple[list[PhaseResult], dict[str, Any]]:
-    headers = {t: {"authorization": f"Bearer {tokens[t]}"} for t in tenant_ids}
+    headers = {t: {"Authorization": f"Bearer {tokens[t]}"} for t in tenant_ids}
     n_tenants = len(tenant_ids)
     list_path = "/v1/tenants/{t}/sites"
 
-    def list_request(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+    def list_call(i: int) -> Call:
         t = tenant_ids[i % n_tenants]
-        return client.get(f"/v1/tenants/{t}/sites", headers=headers[t])
+        return Call("GET", f"/v1/tenants/{t}/sites", headers[t])
 
-    def create_request(prefix: str) -> Request:
-        def send(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+    def create_call(prefix: str) -> Callable[[int], Call]:
+        def make(i: int) -> Call:
             t = tenant_ids[i % n_tenants]
             body = {"name": f"{prefix}-{i:05d}", "admin_email": f"owner@{t}.example.com"}
-            return client.post(f"/v1/tenants/{t}/sites", headers=headers[t], json=body)
+            return Call("POST", f"/v1/tenants/{t}/sites", headers[t], json.dumps(body).encode())
 
-        return send
+        return make
 
-    common = {"base_url": base_url, "max_seconds": args.max_seconds, "server_pid": server_pid}
+    common = {
+        "base_url": base_url,
+        "client_kind": args.client,
+        "max_seconds": args.max_seconds,
+        "server_pid": server_pid,
+    }
     checks: dict[str, Any] = {}
 
-    # Warm-up (untimed): imports, pools, caches; and a correctness check of each endpoint.
+    # Warm-up (untimed): imports, pools, caches; and a correctness check of the list endpoint.
     import httpx
 
     async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=30.0) as client:
-        sample = await list_request(client, 0)
+        first = list_call(0)
+        sample = await client.get(first.path, headers=first.headers)
         if sample.status_code != 200 or len(sample.json()) != args.sites_per_tenant:
             raise RuntimeError(f"list check failed: {sample.status_code} {sample.text[:300]}")
         checks["list_items_per_response"] = len(sample.json())
         checks["list_response_bytes"] = len(sample.content)
     warm_list = await run_phase(
-        name="warmup-list", method="GET", path=list_path, request=list_request,
+        name="warmup-list", method="GET", path=list_path, make_call=list_call,
         expected_status=200, total=args.warmup_list, concurrency=args.concurrency, **common,
     )  # fmt: skip
     warm_create = await run_phase(
-        name="warmup-create", method="POST", path=list_path, request=create_request("warm"),
+        name="warmup-create", method="POST", path=list_path, make_call=create_call("warm"),
         expected_status=202, total=args.warmup_create, concurrency=args.concurrency, **common,
     )  # fmt: skip
     for warm in (warm_list, warm_create):
@@ -628,15 +742,15 @@ async def run_benchmark(
 
     phases = [
         await run_phase(
-            name="list-serial", method="GET", path=list_path, request=list_request,
+            name="list-serial", method="GET", path=list_path, make_call=list_call,
             expected_status=200, total=args.serial_requests, concurrency=1, **common,
         ),
         await run_phase(
-            name="list", method="GET", path=list_path, request=list_request,
+            name="list", method="GET", path=list_path, make_call=list_call,
             expected_status=200, total=args.list_requests, concurrency=args.concurrency, **common,
         ),
         await run_phase(
-            name="create", method="POST", path=list_path, request=create_request("new"),
+            name="create", method="POST", path=list_path, make_call=create_call("new"),
             expected_status=202, total=args.create_requests, concurrency=args.concurrency,
             **common,
         ),
@@ -807,7 +921,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     title = (
         f"AIPress API, {args.tenants} tenants x {args.sites_per_tenant} sites, "
-        f"{args.token} tokens, {args.workers} worker(s), {info['cpu_count']} CPU"
+        f"{args.token} tokens, {args.client} client, {args.workers} worker(s), "
+        f"{info['cpu_count']} CPU"
         f"{' (PROFILED)' if args.profile else ''}"
     )
     print()

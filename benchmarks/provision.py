@@ -14,10 +14,12 @@ Needs root (site system users, MariaDB, PHP-FPM, nginx). What it does, in order:
 2. `--concurrent-sites` sites created `--concurrency` at a time: sites per minute, counted
    from the first POST until the last of them serves its homepage with HTTP 200.
 3. More sites until `--idle-sites` exist; every homepage is fetched once (uncached, so each
-   pool forks a worker), then the PSS (/proc/PID/smaps_rollup) of the whole stack is summed
-   right away and again after `--idle-wait` seconds (pools are pm=ondemand, 20 s idle
-   timeout, so the workers exit): mariadbd, php-fpm master + workers, nginx master + workers,
-   the uvicorn control plane.
+   pool forks a worker), then the PSS (/proc/PID/smaps_rollup) of the whole stack is summed:
+   at the end of that touch, at its peak (sampled every second during it, since the first
+   workers may idle out before the last site answers), and after `--idle-wait` seconds
+   (pools are pm=ondemand with a 20 s idle timeout, so the workers exit). The stack is
+   mariadbd, php-fpm master + workers, nginx master + workers and the uvicorn control plane.
+   The shared opcache is then read through a short-lived probe file in the first site.
 4. Requests/s of one site's homepage for `--load-seconds` s each at `--load-concurrency`:
    cached (GET /, nginx fastcgi cache) and uncached (GET /?nocache=<unique>, a query string
    bypasses the cache), with the X-Cache breakdown proving which path was measured. Uses wrk
@@ -1031,6 +1033,17 @@ async def run_phases(
             except Exception as exc:
                 touched[type(exc).__name__] += 1
 
+    # Workers of the first sites touched may idle out before the last one answers (20 s), so
+    # the stack is sampled during the touch too and the sample with the most PSS is kept.
+    samples: list[dict[str, Any]] = []
+    touching = True
+
+    async def sample() -> None:
+        while touching:
+            samples.append(await asyncio.to_thread(stack_memory, stack, api_pid))
+            await asyncio.sleep(1.0)
+
+    sampler = asyncio.create_task(sample())
     t0 = time.perf_counter()
     await asyncio.gather(*(touch(n) for n in bench.created))
     memory["sites"] = len(bench.created)
@@ -1040,15 +1053,35 @@ async def run_phases(
         "request_seconds": stats(touch_seconds),
     }
     memory["warm"] = stack_memory(stack, api_pid)
+    touching = False
+    await sampler
+    samples.append(memory["warm"])
+    memory["peak"] = max(samples, key=lambda m: float(m["total"]["pss_mb"]))
+    memory["peak_php_fpm_processes"] = max(
+        int(m["components"]["php-fpm"]["processes"]) for m in samples
+    )
     print(
-        f"      warm: {memory['warm']['total']['pss_mb']} MB PSS; "
-        f"idling {args.idle_wait:.0f} s ...",
+        f"      warm: {memory['warm']['total']['pss_mb']} MB PSS at the end of the touch, "
+        f"peak {memory['peak']['total']['pss_mb']} MB; idling {args.idle_wait:.0f} s ...",
         flush=True,
     )
     await asyncio.sleep(args.idle_wait)
     memory["idle_wait_seconds"] = args.idle_wait
     memory["idle"] = stack_memory(stack, api_pid)
     print(f"      idle: {memory['idle']['total']['pss_mb']} MB PSS", flush=True)
+    # Derived: what one more idle site costs, and what one warm PHP-FPM worker costs.
+    empty = results.get("memory_empty")
+    if empty and memory["sites"]:
+        memory["idle_pss_mb_per_site"] = round(
+            (memory["idle"]["total"]["pss_mb"] - empty["total"]["pss_mb"]) / memory["sites"], 2
+        )
+    fpm_peak = memory["peak"]["components"]["php-fpm"]
+    fpm_idle = memory["idle"]["components"]["php-fpm"]
+    workers = fpm_peak["processes"] - fpm_idle["processes"]
+    if workers > 0:
+        memory["pss_mb_per_warm_fpm_worker"] = round(
+            (fpm_peak["pss_mb"] - fpm_idle["pss_mb"]) / workers, 2
+        )
     results["memory"] = memory
     if bench.created:
         # Read after the idle measurement: the probe itself forks a worker.
@@ -1252,12 +1285,12 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{fmt(touch.get('request_seconds', {}).get('p50'), ' s')}",
             )
         )
-        for state in ("warm", "idle"):
-            label = (
-                "right after the touch"
-                if state == "warm"
-                else f"after {mem['idle_wait_seconds']:.0f} s idle"
-            )
+        for state in ("warm", "peak", "idle"):
+            label = {
+                "warm": "at the end of the touch",
+                "peak": "peak during the touch",
+                "idle": f"after {mem['idle_wait_seconds']:.0f} s idle",
+            }[state]
             comps = mem[state]["components"]
             detail = ", ".join(
                 f"{k.split(' ')[0]} {v['pss_mb']} ({v['processes']}p)" for k, v in comps.items()
@@ -1268,6 +1301,14 @@ def print_table(results: dict[str, Any]) -> None:
                     f"{mem[state]['total']['pss_mb']} MB  [{detail}]",
                 )
             )
+    if mem:
+        rows.append(
+            (
+                "  derived: idle PSS per extra site; PSS per warm FPM worker",
+                f"{fmt(mem.get('idle_pss_mb_per_site'), ' MB')}; "
+                f"{fmt(mem.get('pss_mb_per_warm_fpm_worker'), ' MB')}",
+            )
+        )
     for label, oc in (
         ("opcache after the idle wait", results.get("opcache")),
         ("opcache after the load", (results.get("load") or {}).get("opcache_after")),

@@ -215,13 +215,14 @@ echo json_encode([
   'other_listing' => @scandir('{b_root}') !== false,
   'exec' => function_exists('exec') && @exec('id') !== null,
   'passwd' => @file_get_contents('/etc/passwd') !== false,
+  'opcache' => function_exists('opcache_get_status') && @opcache_get_status(false) !== false,
 ]);
 """,
     )
     seen = local.site_get("alpha.acme.localhost", "/wp-content/probe.php").json()
     assert seen == {
         "own_config": True, "other_config": False, "other_upload": False,
-        "other_listing": False, "exec": False, "passwd": False,
+        "other_listing": False, "exec": False, "passwd": False, "opcache": False,
     }  # fmt: skip
     # Without open_basedir too: file permissions alone keep alpha's user out of beta's files.
     as_alpha = subprocess.run(

@@ -9,7 +9,10 @@ import json
 import os
 import shutil
 
+import httpx
+
 from controlplane.engine.provider import SiteContext
+from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.mariadb import StackError
 from controlplane.stack.process import run
@@ -19,6 +22,7 @@ SALT_NAMES = (
     "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
     "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT",
 )  # fmt: skip
+log = get_logger("aipress.local.wordpress")
 INSTALLER = os.path.join(os.path.dirname(__file__), "wp_install.php")
 
 
@@ -89,7 +93,16 @@ class WordPressStep(LocalStep):
         if not result.get("installed"):
             raise StackError(f"WordPress install did not finish: {result}")
         self.purge_page_cache(ctx)  # drop anything cached before the install finished
+        self._warm(names.preview_host)
         ctx.resources["wordpress"] = {"url": url, "admin": admin_user, "version": "debian"}
+
+    def _warm(self, host: str) -> None:
+        """Fetch the homepage once so the owner's first visit hits warm caches."""
+        port = self.settings.site_port
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{host}:{port}"}, timeout=30)
+        except httpx.HTTPError as exc:
+            log.warning("wordpress.warm_failed", error=type(exc).__name__)
 
     def remove(self, ctx: SiteContext) -> None:
         """WordPress lives in the database and the site files; their steps remove it."""
