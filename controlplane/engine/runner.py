@@ -242,19 +242,11 @@ class Engine:
         )
 
     def _context(self, session: Session, site: Site, request_id: str | None) -> SiteContext:
-        return SiteContext(
-            tenant_id=site.tenant_id,
-            site_id=site.id,
-            site_name=site.name,
-            title=site.title,
-            admin_email=site.admin_email,
-            admin_user=site.admin_user,
-            domains=[d.domain for d in site.domains],
-            credentials=DatabaseVault(session, self._keyring, site.id),
-            resources=dict(site.resources or {}),
-            tenant_env=tenant_env_plaintext(session, self._keyring, site.tenant_id),
-            request_id=request_id,
-        )
+        """A context for changing a site: with the tenant's env (secrets decrypted)."""
+        ctx = self.read_context(session, site)
+        ctx.tenant_env = tenant_env_plaintext(session, self._keyring, site.tenant_id)
+        ctx.request_id = request_id
+        return ctx
 
     def _step_impl(self, name: str) -> SiteStep:
         step: SiteStep = getattr(self._provider, name)

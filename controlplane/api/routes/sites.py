@@ -7,13 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.models import Operation, Site
 from controlplane.permissions import Action
+from controlplane.platform import Platform
 from controlplane.schemas import AdminCredentials, OperationRead, SiteAccepted, SiteCreate, SiteRead
 from controlplane.services import operations as operations_service
 from controlplane.services import sites as service
 from controlplane.services.tenants import get_visible_tenant
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites", tags=["sites"])
+
+
+def _started(platform: Platform, site: Site, op: Operation) -> SiteAccepted:
+    """Hand the operation to the engine; answer with the site and the operation."""
+    platform.engine.submit(op.id)
+    return SiteAccepted(site=service.to_read(site), operation=operations_service.to_read(op))
 
 
 @router.post("", status_code=202, response_model=SiteAccepted)
@@ -32,8 +40,7 @@ def create_site(
         data=data,
         provider=platform.provider.name,
     )
-    platform.engine.submit(op.id)
-    return SiteAccepted(site=service.to_read(site), operation=operations_service.to_read(op))
+    return _started(platform, site, op)
 
 
 @router.get("", response_model=list[SiteRead])
@@ -65,8 +72,7 @@ def delete_site(
 ) -> SiteAccepted:
     """Start deleting a site (a backup is taken first)."""
     record, op = service.delete_site(session, principal=principal, tenant_id=tenant_id, name=site)
-    platform.engine.submit(op.id)
-    return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
+    return _started(platform, record, op)
 
 
 @router.post("/{site}/stop", status_code=202, response_model=SiteAccepted)
@@ -81,8 +87,7 @@ def stop_site(
     record, op = service.set_serving(
         session, principal=principal, tenant_id=tenant_id, name=site, serving=False
     )
-    platform.engine.submit(op.id)
-    return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
+    return _started(platform, record, op)
 
 
 @router.post("/{site}/start", status_code=202, response_model=SiteAccepted)
@@ -97,8 +102,7 @@ def start_site(
     record, op = service.set_serving(
         session, principal=principal, tenant_id=tenant_id, name=site, serving=True
     )
-    platform.engine.submit(op.id)
-    return SiteAccepted(site=service.to_read(record), operation=operations_service.to_read(op))
+    return _started(platform, record, op)
 
 
 @router.get("/{site}/operations", response_model=list[OperationRead])
