@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.credentials import DatabaseVault
@@ -41,22 +41,33 @@ def to_read(site: Site) -> SiteRead:
     )
 
 
-def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> list[Site]:
-    """A tenant's sites, by name."""
+SITE_READ_COLUMNS = (
+    Site.id, Site.tenant_id, Site.name, Site.title, Site.status, Site.preview_url,
+    Site.admin_email, Site.admin_user, Site.current_operation_id, Site.created_at,
+    Site.updated_at,
+)  # fmt: skip
+
+
+def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> list[SiteRead]:
+    """A tenant's sites, by name (read as plain rows: the list is the API's hottest path)."""
     authorize(principal, Action.READ_SITES, tenant_id)
-    sites = list(
-        session.scalars(
-            select(Site)
-            .where(Site.tenant_id == tenant_id)
-            .options(joinedload(Site.domains))
-            .order_by(Site.name)
-        ).unique()
-    )
-    if not sites:  # an empty list, or no such tenant (404)
+    rows = session.execute(
+        select(*SITE_READ_COLUMNS).where(Site.tenant_id == tenant_id).order_by(Site.name)
+    ).all()
+    if not rows:  # an empty list, or no such tenant (404)
         get_visible_tenant(
             session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES
         )
-    return sites
+        return []
+    domains: dict[str, list[str]] = {}
+    for site_id, domain in session.execute(
+        select(Domain.site_id, Domain.domain)
+        .join(Site, Site.id == Domain.site_id)
+        .where(Site.tenant_id == tenant_id)
+        .order_by(Domain.domain)
+    ):
+        domains.setdefault(site_id, []).append(domain)
+    return [SiteRead(**row._mapping, domains=domains.get(row.id, [])) for row in rows]
 
 
 def get_site(

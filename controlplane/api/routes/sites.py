@@ -46,10 +46,7 @@ def create_site(
 @router.get("", response_model=list[SiteRead])
 def list_sites(tenant_id: str, session: SessionDep, principal: CurrentPrincipal) -> list[SiteRead]:
     """A tenant's sites."""
-    return [
-        service.to_read(s)
-        for s in service.list_sites(session, principal=principal, tenant_id=tenant_id)
-    ]
+    return service.list_sites(session, principal=principal, tenant_id=tenant_id)
 
 
 @router.get("/{site}", response_model=SiteRead)
