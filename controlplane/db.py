@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
+        if not settings.database_url:
+            # The home is traversable by site users; the database is for root only (SQLite
+            # gives its -wal and -shm files the database file's mode).
+            path = settings.home / "controlplane.db"
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            path.chmod(0o600)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 10},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 from collections.abc import MutableMapping
@@ -63,7 +64,8 @@ def configure_logging(level: str = "INFO", log_file: Path | None = None, json: b
     stream: TextIO
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        stream = log_file.open("a", encoding="utf-8", buffering=1)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
     else:
         stream = sys.stderr
     renderer: Any = (

@@ -16,8 +16,20 @@ RESERVED_NAMES = frozenset(
         "status", "system", "www", "wp-admin", "test",
     }
 )  # fmt: skip
-RESERVED_ENV_PREFIXES = ("AIPRESS_", "WORDPRESS_", "WP_", "DB_", "PHP_")
-RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "HOSTNAME", "TMPDIR", "LD_PRELOAD"})
+# Names the platform sets, and names the C library, loader or shells act on (GCONV_PATH
+# or LD_* would load a tenant's own shared object into PHP, past disable_functions).
+RESERVED_ENV_PREFIXES = (
+    "AIPRESS_", "WORDPRESS_", "WP_", "DB_", "PHP_", "LD_", "GCONV", "MALLOC_", "GLIBC_",
+    "GOOGLE_", "FIREBASE_", "OPENSSL_", "SSL_", "CURL_", "BASH_", "PYTHON", "PERL", "RUBY",
+)  # fmt: skip
+RESERVED_ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TMPDIR", "TZ", "TZDIR",
+        "LANG", "LANGUAGE", "LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN",
+        "IFS", "ENV", "PS4", "SHELLOPTS", "PHPRC", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+        "ALL_PROXY", "K_SERVICE", "PORT",
+    }
+)  # fmt: skip
 
 
 def check_label(value: str, *, kind: str, max_length: int) -> str:
@@ -48,7 +60,7 @@ def check_site_name(value: str) -> str:
     return check_label(value, kind="site", max_length=SITE_MAX)
 
 
-def check_domain(value: str) -> str:
+def check_domain(value: str, platform_domain: str | None = None) -> str:
     """Validate and normalise a custom domain (lowercase FQDN, no scheme, no port)."""
     domain = value.strip().lower().rstrip(".")
     if len(domain) > 253:
@@ -70,6 +82,10 @@ def check_domain(value: str) -> str:
         raise ValueError("domain must be a name, not an IP address")
     if domain == "localhost" or domain.endswith(".localhost"):
         raise ValueError("'.localhost' names are the platform's preview names; use your own domain")
+    if platform_domain and (domain == platform_domain or domain.endswith("." + platform_domain)):
+        raise ValueError(
+            f"names under {platform_domain} are the platform's preview names; use your own domain"
+        )
     return domain
 
 

@@ -158,6 +158,9 @@ class EnvVarWrite(BaseModel):
     def _value(cls, value: str) -> str:
         if "\x00" in value or "\n" in value or "\r" in value:
             raise ValueError("value must be a single line without NUL characters")
+        if value.startswith("$"):
+            # PHP-FPM reads a value starting with "$" as a reference to another variable.
+            raise ValueError("value must not start with '$'")
         return value
 
 

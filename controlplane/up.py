@@ -69,9 +69,11 @@ def start_service(settings: Settings, service: Service, timeout: float = 60) -> 
     if read_pid(service.pidfile(settings)) is not None and healthy(health):
         return False
     for path in (service.pidfile(settings), service.logfile(settings)):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.chmod(0o700)
     env = {**os.environ, "AIPRESS_LOG_FILE": str(service.logfile(settings))}
-    with open(os.devnull, "rb") as devnull, service.logfile(settings).open("ab") as log:
+    log_fd = os.open(service.logfile(settings), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(os.devnull, "rb") as devnull, os.fdopen(log_fd, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", service.module, "--factory",
              "--host", settings.host, "--port", str(service.port),

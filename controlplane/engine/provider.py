@@ -63,8 +63,8 @@ class RuntimeStep(SiteStep, Protocol):
         """Take the site offline without deleting anything."""
         ...
 
-    def apply_env(self, ctx: SiteContext) -> None:
-        """Re-apply the tenant's env vars and secrets (ctx.tenant_env) to the running site."""
+    def apply_env(self, contexts: list[SiteContext]) -> None:
+        """Re-apply each site's tenant env vars and secrets (ctx.tenant_env), all at once."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -97,6 +98,8 @@ class Engine:
         self._hook = boundary_hook
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aipress-op")
         self._futures: dict[str, Future[None]] = {}
+        self._site_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     @property
     def provider(self) -> Provider:
@@ -156,8 +159,22 @@ class Engine:
         if self._hook is not None:
             self._hook(name)
 
+    def _site_lock(self, site_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._site_locks.setdefault(site_id, threading.Lock())
+
     def run(self, operation_id: str) -> None:
         """Run (or resume) one operation to its end, synchronously."""
+        with self._sessions() as session:
+            op = session.get(Operation, operation_id)
+            site_id = op.site_id if op is not None else None
+        if site_id is None:
+            self._run_locked(operation_id)
+            return
+        with self._site_lock(site_id):  # env re-application waits for the site's change
+            self._run_locked(operation_id)
+
+    def _run_locked(self, operation_id: str) -> None:
         with self._sessions() as session:
             op = session.get(Operation, operation_id)
             if op is None or op.status in FINISHED_STATUSES:
@@ -196,20 +213,35 @@ class Engine:
             else:
                 self._finish(session, op, "failed", f"unknown operation kind {op.kind!r}")
 
-    def apply_tenant_env(self, tenant_id: str, request_id: str | None = None) -> list[str]:
-        """Re-apply a tenant's env vars and secrets to each of its serving sites."""
-        updated = []
+    def apply_tenant_env(
+        self, tenant_id: str, request_id: str | None = None, wait_seconds: float = 120
+    ) -> list[str]:
+        """Re-apply a tenant's env vars and secrets to its serving sites, in one reload.
+
+        Each site's lock is held while its runtime is rewritten, so a site being created or
+        deleted is handled after that change (and a deleted one is skipped).
+        """
         with self._sessions() as session:
-            sites = session.scalars(
-                select(Site).where(
-                    Site.tenant_id == tenant_id, Site.status.in_(("ready", "stopped"))
-                )
-            ).all()
-            for site in sites:
-                self._provider.runtime.apply_env(self._context(session, site, request_id))
-                updated.append(site.name)
-        log.info("env.applied", tenant_id=tenant_id, sites=len(updated))
-        return updated
+            site_ids = sorted(session.scalars(select(Site.id).where(Site.tenant_id == tenant_id)))
+        held: list[threading.Lock] = []
+        try:
+            for site_id in site_ids:
+                lock = self._site_lock(site_id)
+                if not lock.acquire(timeout=wait_seconds):
+                    raise StepFailed(f"a change to a site kept it busy for {wait_seconds:.0f} s")
+                held.append(lock)
+            with self._sessions() as session:
+                sites = session.scalars(
+                    select(Site).where(Site.id.in_(site_ids), Site.status.in_(("ready", "stopped")))
+                ).all()
+                contexts = [self._context(session, site, request_id) for site in sites]
+                if contexts:
+                    self._provider.runtime.apply_env(contexts)
+        finally:
+            for lock in held:
+                lock.release()
+        log.info("env.applied", tenant_id=tenant_id, sites=len(contexts))
+        return [ctx.site_name for ctx in contexts]
 
     def _run_serving(
         self, session: Session, op: Operation, site: Site, ctx: SiteContext, *, serving: bool

@@ -115,8 +115,9 @@ class _Runtime(_Step):
     def stop(self, ctx: SiteContext) -> None:
         self._p._act("set", "runtime", ctx, "stopped")
 
-    def apply_env(self, ctx: SiteContext) -> None:
-        self._p._act("set", "env", ctx, sorted(ctx.tenant_env))
+    def apply_env(self, contexts: list[SiteContext]) -> None:
+        for ctx in contexts:
+            self._p._act("set", "env", ctx, sorted(ctx.tenant_env))
 
 
 class _Dns(_Step):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from controlplane import audit
+from controlplane import audit, names
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.engine.runner import (
@@ -15,7 +15,7 @@ from controlplane.engine.runner import (
     STOP_SITE,
     new_operation,
 )
-from controlplane.errors import BadRequest, Conflict
+from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.logs import current_request_id
 from controlplane.models import Domain, Operation, Site
 from controlplane.permissions import Action, NotVisible, Principal, authorize
@@ -87,12 +87,23 @@ def get_site(
 
 
 def create_site(
-    session: Session, *, principal: Principal, tenant_id: str, data: SiteCreate, provider: str
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    data: SiteCreate,
+    provider: str,
+    platform_domain: str | None = None,
 ) -> tuple[Site, Operation]:
     """Record a new site and its create operation (the engine runs it after commit)."""
     get_visible_tenant(
         session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES
     )
+    if data.domain:
+        try:
+            names.check_domain(data.domain, platform_domain)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from exc
     admin_email = data.admin_email or principal.email
     if not admin_email:
         raise BadRequest("admin_email is required: your token carries no e-mail to use instead")

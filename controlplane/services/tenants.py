@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.errors import Conflict
-from controlplane.models import Site, Tenant
+from controlplane.models import EnvVar, Site, Tenant
 from controlplane.permissions import Action, NotVisible, Principal, authorize
 from controlplane.schemas import TenantCreate
+
+DELETED = "deleted"
 
 
 def get_visible_tenant(
@@ -18,7 +20,7 @@ def get_visible_tenant(
     """The tenant, if the caller may do `action` on it; 404 if it is not visible or absent."""
     authorize(principal, action, tenant_id)
     tenant = session.get(Tenant, tenant_id)
-    if tenant is None:
+    if tenant is None or tenant.status == DELETED:
         raise NotVisible(f"tenant {tenant_id!r} not found")
     return tenant
 
@@ -26,7 +28,11 @@ def get_visible_tenant(
 def create_tenant(session: Session, *, principal: Principal, data: TenantCreate) -> Tenant:
     """Create a tenant (admins only)."""
     authorize(principal, Action.MANAGE_TENANTS)
-    if session.get(Tenant, data.id) is not None:
+    existing = session.get(Tenant, data.id)
+    if existing is not None and existing.status == DELETED:
+        # Old tokens, claims and history still name it: a new customer must not inherit them.
+        raise Conflict(f"tenant id {data.id!r} belonged to a deleted tenant and is not reused")
+    if existing is not None:
         raise Conflict(f"tenant {data.id!r} already exists; choose another id")
     tenant = Tenant(id=data.id, name=data.name, created_by=principal.sub)
     session.add(tenant)
@@ -40,7 +46,7 @@ def create_tenant(session: Session, *, principal: Principal, data: TenantCreate)
 def list_tenants(session: Session, *, principal: Principal) -> list[Tenant]:
     """Tenants the caller can see."""
     authorize(principal, Action.LIST_TENANTS)
-    query = select(Tenant).order_by(Tenant.id)
+    query = select(Tenant).where(Tenant.status != DELETED).order_by(Tenant.id)
     visible = principal.visible_tenants()
     if visible is not None:
         query = query.where(Tenant.id.in_(visible))
@@ -57,7 +63,9 @@ def delete_tenant(session: Session, *, principal: Principal, tenant_id: str) -> 
     )
     if sites:
         raise Conflict(f"tenant {tenant_id!r} still has {sites} site(s); delete them first")
-    session.delete(tenant)
+    # A tombstone, not a row deletion: the id is never handed to another customer.
+    tenant.status = DELETED
+    session.execute(delete(EnvVar).where(EnvVar.tenant_id == tenant_id))
     audit.record(
         session, principal=principal, action="tenant.delete", tenant_id=tenant_id, target=tenant_id
     )

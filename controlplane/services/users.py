@@ -10,6 +10,7 @@ from controlplane.errors import BadRequest
 from controlplane.models import Tenant, User
 from controlplane.permissions import Action, InvalidClaims, NotVisible, Principal, Role, authorize
 from controlplane.schemas import UserWrite
+from controlplane.services.tenants import DELETED
 from controlplane.users import ClaimsWriter
 
 
@@ -37,7 +38,9 @@ def put_user(
         raise BadRequest("uid must be 1-128 visible characters")
     if data.role is Role.ADMIN and data.tenants:
         raise BadRequest("admins see every tenant: send an empty tenants list")
-    missing = [t for t in data.tenants if session.get(Tenant, t) is None]
+    missing = [
+        t for t in data.tenants if (row := session.get(Tenant, t)) is None or row.status == DELETED
+    ]
     if missing:
         raise BadRequest(f"unknown tenant(s): {', '.join(missing)}; create them first")
     try:

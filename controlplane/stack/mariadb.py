@@ -16,6 +16,12 @@ import pymysql
 from controlplane.logs import get_logger
 
 log = get_logger("aipress.stack.mariadb")
+# Daemons and tools started by the control plane get this environment, never ours: php-fpm
+# hands its own environment to pools (an env value of "$NAME" reads it), and ours holds keys.
+CLEAN_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
 
 
 class StackError(Exception):
@@ -75,6 +81,7 @@ class MariaDB:
             capture_output=True,
             text=True,
             check=False,
+            env=CLEAN_ENV,
         )
         if result.returncode != 0:
             shutil.rmtree(self.datadir, ignore_errors=True)
@@ -119,6 +126,7 @@ class MariaDB:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            env=CLEAN_ENV,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from controlplane.stack.mariadb import StackError, wait_for_exit
+from controlplane.stack.mariadb import CLEAN_ENV, StackError, wait_for_exit
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -21,10 +21,16 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def run(args: list[str], *, what: str, timeout: float = 120, input_text: str | None = None) -> str:
-    """Run a command; raise StackError with its output when it fails."""
+    """Run a command with a clean environment; raise StackError with its output on failure."""
     try:
         result = subprocess.run(
-            args, capture_output=True, text=True, timeout=timeout, input=input_text, check=False
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            check=False,
+            env=CLEAN_ENV,
         )
     except subprocess.TimeoutExpired as exc:
         raise StackError(f"{what} timed out after {timeout} s") from exc

@@ -83,16 +83,16 @@ def _site_row(settings: Settings, name: str) -> Site | None:
 def _traces(settings: Settings, name: str) -> list[str]:
     """Anything of the site left on the machine."""
     stack = LocalStack.from_settings(settings)
-    found = [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(f"wp-{TENANT}-{name[:10]}-")]
-    found += [p.name for p in stack.phpfpm.pool_dir.glob(f"wp-{TENANT}-{name[:10]}-*")]
+    found = [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(f"wp-{TENANT}-{name[:6]}-")]
+    found += [p.name for p in stack.phpfpm.pool_dir.glob(f"wp-{TENANT}-{name[:6]}-*")]
     found += [p.name for p in stack.nginx.sites_dir.glob(f"{TENANT}--{name}.conf")]
     if (stack.sites_dir / TENANT / name).exists():
         found.append(str(stack.sites_dir / TENANT / name))
     with stack.mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute("SHOW DATABASES LIKE %s", (f"wp_{TENANT}_{name}_%",))
+        cur.execute("SHOW DATABASES LIKE %s", (f"wp_{TENANT}_{name[:16]}_%",))
         found += [r[0] for r in cur.fetchall()]
         cur.execute(
-            "SELECT User FROM mysql.user WHERE User LIKE %s", (f"wp_{TENANT}_{name[:10]}_%",)
+            "SELECT User FROM mysql.user WHERE User LIKE %s", (f"wp_{TENANT[:4]}_{name[:6]}_%",)
         )
         found += [r[0] for r in cur.fetchall()]
     return found

@@ -375,3 +375,24 @@ def test_logs_and_metrics_api_read_the_real_logs(local: LocalEnv) -> None:
     assert metrics["requests"] >= 5 and metrics["errors"] == 1 and metrics["client_errors"] >= 1
     assert metrics["latency_ms"]["p95"] is not None and metrics["cache_hit_ratio"] is not None
     local.delete("loggy")
+
+
+def test_logs_api_refuses_links_and_fifos_planted_by_a_site(local: LocalEnv) -> None:
+    local.create("planter")
+    root = Path(local.resources("planter")["storage"]["root"])
+    secret_dir = Path(tempfile.mkdtemp(prefix="aipress-not-the-sites-", dir="/tmp"))
+    (secret_dir / "php-error.log").write_text(
+        "[22-Nov-2026 10:00:00 UTC] PHP Fatal error:  root-only text\n"
+    )
+    logs = root / "logs"
+    shutil.rmtree(logs)
+    logs.symlink_to(secret_dir)  # the site's user owns its root and could do this
+    url = "/v1/tenants/acme/sites/planter/logs?since=3650d"
+    entries = local.client.get(url, headers=local.admin).json()["entries"]
+    assert all("root-only text" not in e["message"] for e in entries)
+    logs.unlink()
+    logs.mkdir()
+    os.mkfifo(logs / "php-error.log")  # a FIFO would block a naive open() forever
+    assert local.client.get(url, headers=local.admin).status_code == 200
+    shutil.rmtree(secret_dir)
+    local.delete("planter")

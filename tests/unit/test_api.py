@@ -261,6 +261,11 @@ def test_env_secrets_are_write_only(client: TestClient, auth: AuthHeaders) -> No
         assert row is not None and row.value is None and "sk_live_abc" not in (row.ciphertext or "")
     bad = client.put("/v1/tenants/acme/env/DB_PASSWORD", json={"value": "x"}, headers=owner)
     assert bad.status_code == 422 and "reserved" in bad.json()["detail"]
+    for name in ("LD_AUDIT", "GCONV_PATH", "LOCPATH"):
+        refused = client.put(f"/v1/tenants/acme/env/{name}", json={"value": "/tmp"}, headers=owner)
+        assert refused.status_code == 422, name
+    dollar = client.put("/v1/tenants/acme/env/X", json={"value": "$AIPRESS_KEYS"}, headers=owner)
+    assert dollar.status_code == 422 and "'$'" in dollar.json()["detail"]
     assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 204
     assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 404
 
@@ -295,8 +300,18 @@ def test_tenant_lifecycle(client: TestClient, auth: AuthHeaders) -> None:
     assert busy.status_code == 409 and "delete them first" in busy.json()["detail"]
     gone = client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).json()["operation"]
     wait_for_operation(client, gone["id"], admin)
+    assert (
+        client.put("/v1/tenants/acme/env/REGION", json={"value": "eu"}, headers=admin).status_code
+        == 200
+    )
     assert client.delete("/v1/tenants/acme", headers=admin).status_code == 204
     assert client.get("/v1/tenants/acme", headers=admin).status_code == 404
+    assert client.get("/v1/tenants/acme/env", headers=admin).status_code == 404
+    assert client.get("/v1/tenants", headers=admin).json() == []
+    reused = client.post("/v1/tenants", json={"id": "acme", "name": "New Acme"}, headers=admin)
+    assert reused.status_code == 409 and "not reused" in reused.json()["detail"]
+    stale = client.put("/v1/users/ann", json={"role": "tenant", "tenants": ["acme"]}, headers=admin)
+    assert stale.status_code == 400
 
 
 def test_tokens_are_checked(client: TestClient, issuer: LocalTokenIssuer, tmp_path: Any) -> None:

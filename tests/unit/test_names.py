@@ -76,3 +76,9 @@ def test_bad_domains(bad: str) -> None:
 def test_bad_env_names(bad: str) -> None:
     with pytest.raises(ValueError):
         names.check_env_name(bad)
+
+
+def test_domains_under_the_platform_domain_are_refused() -> None:
+    with pytest.raises(ValueError, match="preview names"):
+        names.check_domain("shop.victim.sites.example.com", "sites.example.com")
+    assert names.check_domain("sites.example.com.evil.org", "sites.example.com")

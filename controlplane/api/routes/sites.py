@@ -39,6 +39,7 @@ def create_site(
         tenant_id=tenant_id,
         data=data,
         provider=platform.provider.name,
+        platform_domain=platform.settings.platform_domain,
     )
     return _started(platform, site, op)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.mariadb import StackError
+from controlplane.stack.mariadb import CLEAN_ENV, StackError
 
 
 class BackupStep(LocalStep):
@@ -65,6 +65,7 @@ class BackupStep(LocalStep):
                  "--single-transaction", "--routines", "--triggers", database],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                env=CLEAN_ENV,
             )  # fmt: skip
             gzip = subprocess.run(["gzip", "-c"], stdin=dump.stdout, stdout=out, check=False)
             _, err = dump.communicate()

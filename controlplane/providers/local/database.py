@@ -23,7 +23,9 @@ class DatabaseStep(LocalStep):
                 "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", (user, password)
             )
             cur.execute("ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{names.db_name}`.* TO %s@'127.0.0.1'", (user,))
+            # In a GRANT, "_" in a database name is a wildcard: escape it.
+            grant_name = names.db_name.replace("_", "\\_")
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{grant_name}`.* TO %s@'127.0.0.1'", (user,))
         ctx.resources["database"] = {
             "name": names.db_name,
             "user": user,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,15 +31,47 @@ _NGINX_LEVELS = {
 }  # fmt: skip
 
 
-def tail_lines(path: Path, max_bytes: int = TAIL_BYTES) -> list[str]:
-    """The last lines of a file (at most `max_bytes`, starting at a line boundary)."""
-    if not path.exists():
+def open_regular(path: Path, trusted_parent: Path | None = None) -> int | None:
+    """Open a log file for reading without following links, FIFOs or devices.
+
+    Path components below `trusted_parent` may be controlled by a site's user (its `logs/`
+    directory), so each is opened with O_NOFOLLOW relative to the previous one.
+    """
+    parent = trusted_parent or path.parent
+    parts = path.relative_to(parent).parts
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], flags, dir_fd=fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        return None
+    return file_fd
+
+
+def tail_lines(
+    path: Path, max_bytes: int = TAIL_BYTES, trusted_parent: Path | None = None
+) -> list[str]:
+    """The last lines of a regular file (at most `max_bytes`, from a line boundary)."""
+    fd = open_regular(path, trusted_parent)
+    if fd is None:
         return []
-    with path.open("rb") as handle:
+    with os.fdopen(fd, "rb") as handle:
         size = handle.seek(0, 2)
         start = max(0, size - max_bytes)
         handle.seek(start)
-        data = handle.read()
+        data = handle.read(max_bytes)
     if start:
         data = data.split(b"\n", 1)[-1]
     return data.decode("utf-8", errors="replace").splitlines()
@@ -144,7 +178,8 @@ class LocalLogs(LocalStep):
         entries = [
             *parse_access(tail_lines(access)),
             *parse_nginx_errors(tail_lines(server)),
-            *parse_php_errors(tail_lines(php)),
+            # The site's user owns its root's `logs/`: open it without following links.
+            *parse_php_errors(tail_lines(php, trusted_parent=php.parent.parent)),
         ]
         entries.sort(key=lambda e: e.time, reverse=True)
         return entries

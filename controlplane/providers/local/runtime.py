@@ -111,8 +111,10 @@ class RuntimeStep(LocalStep):
         self._write_vhost(ctx, stopped=False)
         ctx.resources.setdefault("runtime", {})["stopped"] = False
 
-    def apply_env(self, ctx: SiteContext) -> None:
-        """Rewrite the pool with the tenant's current env and reload PHP-FPM."""
-        self._write_pool(ctx)
+    def apply_env(self, contexts: list[SiteContext]) -> None:
+        """Rewrite each site's pool with its tenant's env, then reload PHP-FPM once."""
+        for ctx in contexts:
+            self._write_pool(ctx)
         self.stack.phpfpm.reload()
-        self.purge_page_cache(ctx)  # pages rendered with the old values must not be served
+        for ctx in contexts:
+            self.purge_page_cache(ctx)  # pages rendered with the old values must not be served

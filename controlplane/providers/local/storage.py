@@ -11,6 +11,7 @@ from pathlib import Path
 from controlplane.engine.provider import SiteContext
 from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
+from controlplane.stack.mariadb import StackError
 from controlplane.stack.process import run
 
 log = get_logger("aipress.local.storage")
@@ -52,7 +53,10 @@ class StorageStep(LocalStep):
         names = self.names(ctx)
         self.stack.ensure_running()
         user = names.system_user
-        if not user_exists(user):
+        if user_exists(user):
+            if pwd.getpwnam(user).pw_dir != str(names.root):
+                raise StackError(f"system user {user} exists and belongs to something else")
+        else:
             run(
                 ["useradd", "--system", "--user-group", "--no-create-home",
                  "--home-dir", str(names.root), "--shell", "/usr/sbin/nologin", user],
@@ -64,10 +68,14 @@ class StorageStep(LocalStep):
         names.root.mkdir(exist_ok=True)
         shutil.chown(names.root, user, "www-data")
         names.root.chmod(0o750)  # other sites' users cannot even traverse it
+        entry = pwd.getpwnam(user)
         for sub in ("tmp", "logs"):
             path = names.root / sub
+            # The site's user owns the root and may have put a link here: never follow it.
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                path.unlink()
             path.mkdir(exist_ok=True)
-            shutil.chown(path, user, user)
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
             path.chmod(0o750)
         self._ensure_core(names.root / "htdocs")
         self._ensure_content(names.root / "htdocs" / "wp-content", user)

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
+from pathlib import Path
 
 import httpx
 
@@ -16,14 +16,14 @@ from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.mariadb import StackError
 from controlplane.stack.process import run
-from controlplane.stack.templates import render
+from controlplane.stack.templates import php_string, render
 
 SALT_NAMES = (
     "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
     "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT",
 )  # fmt: skip
 log = get_logger("aipress.local.wordpress")
-INSTALLER = os.path.join(os.path.dirname(__file__), "wp_install.php")
+INSTALLER_SOURCE = (Path(__file__).parent / "wp_install.php").read_text()
 
 
 def salts(seed: str) -> list[tuple[str, str]]:
@@ -64,9 +64,6 @@ class WordPressStep(LocalStep):
         os.chown(tmp, 0, grp.getgrnam(names.system_user).gr_gid)
         os.replace(tmp, path)
 
-        installer = names.root / "tmp" / "aipress-install.php"
-        shutil.copyfile(INSTALLER, installer)
-        installer.chmod(0o644)
         payload = json.dumps(
             {
                 "url": url,
@@ -76,16 +73,16 @@ class WordPressStep(LocalStep):
                 "admin_password": admin_password,
             }
         )
-        try:
-            output = run(
-                ["runuser", "-u", names.system_user, "--", "php",
-                 "-d", f"open_basedir={names.root}/", "-d", "memory_limit=256M",
-                 str(installer), str(names.root / "htdocs")],
-                what="WordPress install",
-                input_text=payload,  # the password travels on stdin, never in argv
-            )  # fmt: skip
-        finally:
-            installer.unlink(missing_ok=True)
+        # The script and its input travel on stdin: nothing is written where the site's user
+        # could swap in a link, and the password never appears in argv.
+        script = INSTALLER_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        output = run(
+            ["runuser", "-u", names.system_user, "--", "php",
+             "-d", f"open_basedir={names.root}/", "-d", "memory_limit=256M",
+             "--", str(names.root / "htdocs")],
+            what="WordPress install",
+            input_text=script,
+        )  # fmt: skip
         try:
             result = json.loads(output.strip().splitlines()[-1])
         except (ValueError, IndexError) as exc:

@@ -1,12 +1,13 @@
 <?php
 /*
  * AIPress: installs WordPress non-interactively (no wp-cli on the machine).
- * Runs as the site's user: php wp_install.php <htdocs>; reads JSON from stdin:
- * {"url","title","admin_user","admin_email","admin_password"}. Prints a JSON result.
+ * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
+ * {"url","title","admin_user","admin_email","admin_password"}) put in place of the marker
+ * below by the control plane. Prints a JSON result.
  * Re-running it on an installed site only resets the admin password: idempotent.
  */
 $htdocs = $argv[1];
-$in = json_decode(stream_get_contents(STDIN), true);
+$in = json_decode(__AIPRESS_INPUT__, true);
 $parts = parse_url($in['url']);
 $_SERVER['HTTP_HOST'] = $parts['host'] . (isset($parts['port']) ? ':' . $parts['port'] : '');
 $_SERVER['SERVER_NAME'] = $parts['host'];
