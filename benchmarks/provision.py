@@ -895,6 +895,10 @@ async def opcache_status(bench: Bench, stack: Any, name: str) -> dict[str, Any]:
         probe.chmod(0o644)
         response = await bench.get_home(name, f"/{probe.name}")
         data = response.json()
+    except ValueError:
+        # The platform closes the opcache API to sites (opcache.restrict_api and
+        # disable_functions), so a probe inside a site cannot read it any more.
+        return {"skipped": "opcache API closed to sites"}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     finally:

@@ -191,10 +191,15 @@ def _start_change(
         .execution_options(synchronize_session=False)
     ).rowcount
     if claimed != 1:
+        site_id = site.id
         session.rollback()
+        busy_with = session.execute(
+            select(Site.current_operation_id).where(Site.id == site_id)
+        ).first()
+        if busy_with is None:  # deleted by the change that held it
+            raise NotVisible(f"site {name!r} not found in tenant {tenant_id!r}")
         raise Conflict(
-            f"site {name!r} is busy with operation {site.current_operation_id}; "
-            "wait for it to finish"
+            f"site {name!r} is busy with operation {busy_with[0]}; wait for it to finish"
         )
     audit.record(
         session,
