@@ -360,13 +360,13 @@ def process_cpu_seconds(pid: int) -> float | None:
             fields = _proc_stat(int(entry.name))
             if fields is not None:
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
         fields = root if current == pid else _proc_stat(current)
         if fields is not None:
             total += int(fields[11]) + int(fields[12])
-        todo.extend(children.get(current, []))
+        pending.extend(children.get(current, []))
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -59,14 +59,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from controlplane.providers.local.dns import DEFAULT_SERVER_MARK
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 APP_FACTORY = "controlplane.api.app:create_app"
 TENANT = "provbench"
-DEFAULT_SERVER_MARK = "No AIPress site answers to this name."
-
 
 # --------------------------------------------------------------------------------------
 # Arguments
@@ -301,11 +301,11 @@ def _ppid_map() -> dict[int, list[int]]:
 def _tree(pid: int | None, children: dict[int, list[int]]) -> list[int]:
     if pid is None:
         return []
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
+    out, pending = [], [pid]
+    while pending:
+        current = pending.pop()
         out.append(current)
-        todo.extend(children.get(current, []))
+        pending.extend(children.get(current, []))
     return out
 
 
@@ -1317,7 +1317,9 @@ def print_table(results: dict[str, Any]) -> None:
         ("opcache after the idle wait", results.get("opcache")),
         ("opcache after the load", (results.get("load") or {}).get("opcache_after")),
     ):
-        if oc and "error" not in oc:
+        if oc and "skipped" in oc:
+            rows.append((label, oc["skipped"]))
+        elif oc and "error" not in oc:
             rows.append(
                 (
                     label,
