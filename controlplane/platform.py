@@ -57,6 +57,7 @@ def build_platform(
         max_workers=settings.max_parallel_operations,
         max_attempts=settings.max_resume_attempts,
         boundary_hook=boundary_hook,
+        lease_seconds=settings.operation_lease_seconds,
     )
     return Platform(
         settings=settings,

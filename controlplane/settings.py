@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     max_parallel_operations: int = 4
     request_threads: int = 4
     max_resume_attempts: int = 3
+    operation_lease_seconds: float = 30
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.credentials import DatabaseVault, tenant_env_plaintext
@@ -90,6 +94,7 @@ class Engine:
         max_workers: int = 4,
         max_attempts: int = 3,
         boundary_hook: BoundaryHook | None = None,
+        lease_seconds: float = 30,
     ) -> None:
         self._sessions = sessions
         self._provider = provider
@@ -100,6 +105,16 @@ class Engine:
         self._futures: dict[str, Future[None]] = {}
         self._site_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._submit_lock = threading.Lock()
+        # Several control-plane processes may share one database: each operation is leased
+        # to one engine, renewed while it runs, and taken over when the lease lapses.
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease = timedelta(seconds=lease_seconds)
+        self._stopping = threading.Event()
+        self._lease_thread = threading.Thread(
+            target=self._lease_loop, name="aipress-lease", daemon=True
+        )
+        self._lease_thread.start()
 
     @property
     def provider(self) -> Provider:
@@ -108,12 +123,13 @@ class Engine:
 
     def submit(self, operation_id: str) -> Future[None]:
         """Run an operation in the background (once: a second submit returns the same run)."""
-        running = self._futures.get(operation_id)
-        if running is not None and not running.done():
-            return running
-        context = structlog.contextvars.get_contextvars()
-        future = self._pool.submit(self._run_with_context, operation_id, context)
-        self._futures[operation_id] = future
+        with self._submit_lock:
+            running = self._futures.get(operation_id)
+            if running is not None and not running.done():
+                return running
+            context = structlog.contextvars.get_contextvars()
+            future = self._pool.submit(self._run_with_context, operation_id, context)
+            self._futures[operation_id] = future
         future.add_done_callback(lambda done: self._forget(operation_id, done))
         return future
 
@@ -128,32 +144,111 @@ class Engine:
             future.result(timeout=timeout)
 
     def recover(self) -> list[str]:
-        """Resume (or roll back) operations a crash left unfinished; returns their ids."""
+        """Resume (or roll back) unfinished operations nobody holds; returns their ids.
+
+        Runs at start-up and then periodically: an operation whose engine died is taken over
+        once its lease lapses, or at once when that engine was a dead process on this host.
+        """
+        now = utcnow()
         with self._sessions() as session:
+            self._release_dead_local_workers(session)
             ids = list(
                 session.scalars(
                     select(Operation.id)
-                    .where(Operation.status.in_(ACTIVE_STATUSES))
+                    .where(
+                        Operation.status.in_(ACTIVE_STATUSES),
+                        or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now),
+                    )
                     .order_by(Operation.created_at)
                 )
             )
         for op_id in ids:
-            log.info("operation.recover", operation_id=op_id)
+            if op_id not in self._futures:
+                log.info("operation.recover", operation_id=op_id)
             self.submit(op_id)
         return ids
 
+    def _release_dead_local_workers(self, session: Session) -> None:
+        host = socket.gethostname()
+        held = session.execute(
+            select(Operation.id, Operation.worker_id).where(
+                Operation.status.in_(ACTIVE_STATUSES),
+                Operation.worker_id.like(f"{host}:%"),
+                Operation.worker_id != self.worker_id,
+            )
+        ).all()
+        for op_id, worker in held:
+            if worker and not _process_alive(int(worker.split(":")[1])):
+                session.execute(
+                    update(Operation)
+                    .where(Operation.id == op_id, Operation.worker_id == worker)
+                    .values(lease_expires_at=None, worker_id=None)
+                )
+        session.commit()
+
+    def _claim(self, operation_id: str) -> bool:
+        """Take the lease of an operation nobody else holds."""
+        now = utcnow()
+        with self._sessions() as session:
+            claimed = session.execute(  # type: ignore[attr-defined]
+                update(Operation)
+                .where(
+                    Operation.id == operation_id,
+                    Operation.status.in_(ACTIVE_STATUSES),
+                    or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now),
+                )
+                .values(worker_id=self.worker_id, lease_expires_at=now + self._lease)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            session.commit()
+        return bool(claimed == 1)
+
+    def _lease_loop(self) -> None:
+        """Renew the leases this engine holds and pick up operations whose engine died."""
+        while not self._stopping.wait(self._lease.total_seconds() / 3):
+            try:
+                with self._sessions() as session:
+                    session.execute(
+                        update(Operation)
+                        .where(
+                            Operation.worker_id == self.worker_id,
+                            Operation.status.in_(ACTIVE_STATUSES),
+                        )
+                        .values(lease_expires_at=utcnow() + self._lease)
+                    )
+                    session.commit()
+                self.recover()
+            except Exception as exc:  # the loop must survive a busy or restarting database
+                log.warning("lease.renew_failed", error=type(exc).__name__)
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work; optionally wait for running operations."""
+        self._stopping.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._lease_thread.join(timeout=5)
 
     def _run_with_context(self, operation_id: str, context: dict[str, Any]) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**context)
+        if not self._claim(operation_id):
+            return  # finished, or another engine (or thread) holds it
         try:
             self.run(operation_id)
         except Exception:
             log.exception("operation.crashed", operation_id=operation_id)
             raise
+        finally:
+            self._release(operation_id)
+
+    def _release(self, operation_id: str) -> None:
+        """Drop the lease; an operation still unfinished is retried by the next recovery."""
+        with self._sessions() as session:
+            session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id, Operation.worker_id == self.worker_id)
+                .values(worker_id=None, lease_expires_at=None)
+            )
+            session.commit()
 
     def _boundary(self, name: str) -> None:
         if self._hook is not None:
@@ -202,6 +297,12 @@ class Engine:
             ):
                 op.status = "rolling_back"
                 op.error = f"gave up after {op.attempts - 1} attempts"
+            elif op.attempts > 2 * self._max_attempts:
+                # Undo and delete roll forward: after this many crashes, stop and say so.
+                site.status = "error"
+                site.current_operation_id = None
+                self._finish(session, op, "failed", f"gave up after {op.attempts - 1} attempts")
+                return
             session.commit()
             ctx = self._context(session, site, op.request_id)
             if op.kind == CREATE_SITE:
@@ -418,6 +519,16 @@ class Engine:
         add_event(session, op.id, f"operation_{status}", message)
         session.commit()
         log.info("operation.finished", status=status, kind=op.kind)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _describe(exc: BaseException) -> str:
