@@ -42,6 +42,8 @@ ACTIVE_STATUSES = ("pending", "running", "rolling_back")
 FINISHED_STATUSES = ("succeeded", "failed", "rolled_back")
 
 BoundaryHook = Callable[[str], None]
+# Lease bookkeeping is not a change of the operation: keep its updated_at as it is.
+_KEEP_UPDATED_AT = {"updated_at": Operation.updated_at}
 
 
 class StepFailed(Exception):
@@ -182,7 +184,7 @@ class Engine:
                 session.execute(
                     update(Operation)
                     .where(Operation.id == op_id, Operation.worker_id == worker)
-                    .values(lease_expires_at=None, worker_id=None)
+                    .values(lease_expires_at=None, worker_id=None, **_KEEP_UPDATED_AT)
                 )
         session.commit()
 
@@ -197,7 +199,11 @@ class Engine:
                     Operation.status.in_(ACTIVE_STATUSES),
                     or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now),
                 )
-                .values(worker_id=self.worker_id, lease_expires_at=now + self._lease)
+                .values(
+                    worker_id=self.worker_id,
+                    lease_expires_at=now + self._lease,
+                    **_KEEP_UPDATED_AT,
+                )
                 .execution_options(synchronize_session=False)
             ).rowcount
             session.commit()
@@ -214,7 +220,7 @@ class Engine:
                             Operation.worker_id == self.worker_id,
                             Operation.status.in_(ACTIVE_STATUSES),
                         )
-                        .values(lease_expires_at=utcnow() + self._lease)
+                        .values(lease_expires_at=utcnow() + self._lease, **_KEEP_UPDATED_AT)
                     )
                     session.commit()
                 self.recover()
@@ -246,7 +252,7 @@ class Engine:
             session.execute(
                 update(Operation)
                 .where(Operation.id == operation_id, Operation.worker_id == self.worker_id)
-                .values(worker_id=None, lease_expires_at=None)
+                .values(worker_id=None, lease_expires_at=None, **_KEEP_UPDATED_AT)
             )
             session.commit()
 

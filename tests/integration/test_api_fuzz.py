@@ -70,13 +70,19 @@ EVENTS_PATH = "/v1/operations/{operation_id}/events"
 PUBLIC_PATHS = frozenset({"/healthz"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IGNORED_TABLES = frozenset({"audit_events"})  # denied attempts are audited by design
+# The engine's own bookkeeping (its lease on an operation) moves in the background.
+IGNORED_COLUMNS = frozenset({("operations", "worker_id"), ("operations", "lease_expires_at")})
 ROW, COLUMN = "\x1e", "\x1f"  # separators of the snapshot's rows and columns
 
 
 def _table_query(table: Table) -> str:
     """One string per table, built by SQLite (the run uses the embedded default's database):
     far cheaper than turning thousands of rows into Python tuples before and after each request."""
-    row = " || char(31) || ".join(f'quote("{column.name}")' for column in table.columns)
+    row = " || char(31) || ".join(
+        f'quote("{column.name}")'
+        for column in table.columns
+        if (table.name, column.name) not in IGNORED_COLUMNS
+    )
     order = ", ".join(f'"{column.name}"' for column in table.primary_key.columns)
     return (
         f"SELECT coalesce(group_concat(r, char(30)), '') "
