@@ -21,7 +21,12 @@ def make_provider(settings: Settings) -> Provider:
 
         local: Provider = LocalProvider(settings)
         return local
-    from controlplane.providers.gcp import GcpProvider
-
+    try:
+        from controlplane.providers.gcp import GcpProvider
+    except ModuleNotFoundError as exc:
+        raise ProviderUnavailable(
+            "this release has no gcp provider yet: sites can be created with "
+            "AIPRESS_PROVIDER=local only"
+        ) from exc
     gcp: Provider = GcpProvider(settings)
     return gcp
