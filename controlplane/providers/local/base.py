@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.naming import SiteNames, site_names
@@ -18,8 +19,16 @@ class LocalStep:
         self.settings = settings
 
     def names(self, ctx: SiteContext) -> SiteNames:
-        """The site's local names."""
-        return site_names(ctx, self.stack.sites_dir, self.settings.platform_domain)
+        """The site's local names: the ones recorded when it was built, else derived."""
+        derived = site_names(ctx, self.stack.sites_dir, self.settings.platform_domain)
+        database = ctx.resources.get("database") or {}
+        storage = ctx.resources.get("storage") or {}
+        return replace(
+            derived,
+            system_user=storage.get("user", derived.system_user),
+            db_name=database.get("name", derived.db_name),
+            db_user=database.get("user", derived.db_user),
+        )
 
     def preview_url(self, ctx: SiteContext) -> str:
         """http://<site>.<tenant>.localhost:8080/"""
