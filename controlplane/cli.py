@@ -125,7 +125,7 @@ def serve(
 @app.command()
 def up() -> None:
     """Start the embedded default (MariaDB, PHP-FPM, nginx, control plane) and say where it is."""
-    from controlplane.stack.mariadb import StackError
+    from controlplane.stack.process import StackError
     from controlplane.up import DEMO_USERS, bring_up
 
     settings = get_settings()

@@ -114,22 +114,23 @@ def key_file(settings: Settings) -> Path:
     return settings.keys_dir / "encryption.json"
 
 
-def _write_private(path: Path, data: str) -> None:
+def write_private_file(path: Path, data: bytes) -> None:
+    """Atomically write a file only its owner can read (0600, in a 0700 directory)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
 
 
-def _encode_keyring_file(keys: dict[str, bytes], active: str) -> str:
+def _encode_keyring_file(keys: dict[str, bytes], active: str) -> bytes:
     return json.dumps(
         {
             "active": active,
             "keys": {kid: base64.urlsafe_b64encode(k).decode() for kid, k in keys.items()},
         }
-    )
+    ).encode()
 
 
 def load_keyring(settings: Settings) -> Keyring:
@@ -139,7 +140,7 @@ def load_keyring(settings: Settings) -> Keyring:
         return Keyring(keys, settings.active_key_id or next(reversed(keys)))
     path = key_file(settings)
     if not path.exists():
-        _write_private(path, _encode_keyring_file({"k1": new_key()}, "k1"))
+        write_private_file(path, _encode_keyring_file({"k1": new_key()}, "k1"))
     data = json.loads(path.read_text())
     keys = {kid: base64.urlsafe_b64decode(v) for kid, v in data["keys"].items()}
     return Keyring(keys, data["active"])
@@ -157,5 +158,5 @@ def add_local_key(settings: Settings) -> Keyring:
     while kid in current.keys:
         kid += "x"
     keys = {**current.keys, kid: new_key()}
-    _write_private(key_file(settings), _encode_keyring_file(keys, kid))
+    write_private_file(key_file(settings), _encode_keyring_file(keys, kid))
     return Keyring(keys, kid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
+from functools import lru_cache
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -59,6 +60,7 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+@lru_cache(maxsize=64)  # called for every log entry a query filters
 def status_matcher(value: str) -> tuple[int, int]:
     """ "404" -> (404, 404); "5xx" -> (500, 599)."""
     text = value.strip().lower()

@@ -17,8 +17,7 @@ from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
-from controlplane.stack.mariadb import StackError, wait_for_exit
-from controlplane.stack.process import read_pid
+from controlplane.stack.process import StackError, read_pid, wait_for_exit
 
 DEMO_TENANTS = {"acme": "Acme Bakery", "globex": "Globex Gardens"}
 DEMO_USERS = {

@@ -14,18 +14,9 @@ from typing import Any
 import pymysql
 
 from controlplane.logs import get_logger
+from controlplane.stack.process import CLEAN_ENV, StackError, read_pid, stop_pid
 
 log = get_logger("aipress.stack.mariadb")
-# Daemons and tools started by the control plane get this environment, never ours: php-fpm
-# hands its own environment to pools (an env value of "$NAME" reads it), and ours holds keys.
-CLEAN_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "LANG": "C.UTF-8",
-}
-
-
-class StackError(Exception):
-    """A local service could not be installed, started or stopped."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +80,7 @@ class MariaDB:
 
     def running_pid(self) -> int | None:
         """The server's pid if it runs."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
+        return read_pid(self.pidfile)
 
     def start(self, timeout: float = 30) -> None:
         """Start the server (no-op if it already runs) and wait until it answers."""
@@ -154,28 +140,4 @@ class MariaDB:
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the server and wait for it to exit."""
-        pid = self.running_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        if not wait_for_exit(pid, timeout):
-            os.kill(pid, signal.SIGKILL)
-            wait_for_exit(pid, 5)
-
-
-def wait_for_exit(pid: int, timeout: float) -> bool:
-    """Wait until `pid` has exited (reaping it if it is our child); False on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reaped, _status = os.waitpid(pid, os.WNOHANG)
-            if reaped == pid:
-                return True
-        except ChildProcessError:
-            pass  # not our child: fall back to probing
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
+        stop_pid(self.pidfile, signal.SIGTERM, timeout)

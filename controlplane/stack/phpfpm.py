@@ -10,8 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.stack.mariadb import StackError
-from controlplane.stack.process import read_pid, run, stop_pid, wait_for_path
+from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
 from controlplane.stack.templates import render
 
 PHP_FPM = "php-fpm8.2"

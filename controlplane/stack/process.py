@@ -7,7 +7,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from controlplane.stack.mariadb import CLEAN_ENV, StackError, wait_for_exit
+# Daemons and tools started by the control plane get this environment, never ours: php-fpm
+# hands its own environment to pools (an env value of "$NAME" reads it), and ours holds keys.
+CLEAN_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+
+class StackError(Exception):
+    """A local service could not be installed, started or stopped."""
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -59,3 +68,21 @@ def stop_pid(pidfile: Path, signal_number: int, timeout: float = 20) -> None:
     if not wait_for_exit(pid, timeout):
         os.kill(pid, 9)
         wait_for_exit(pid, 5)
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Wait until `pid` has exited (reaping it if it is our child); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reaped, _status = os.waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                return True
+        except ChildProcessError:
+            pass  # not our child: fall back to probing
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False

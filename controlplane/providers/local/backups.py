@@ -10,7 +10,7 @@ from pathlib import Path
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.mariadb import CLEAN_ENV, StackError
+from controlplane.stack.process import CLEAN_ENV, StackError
 
 
 class BackupStep(LocalStep):

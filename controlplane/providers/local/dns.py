@@ -9,7 +9,7 @@ import httpx
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.mariadb import StackError
+from controlplane.stack.process import StackError
 
 DEFAULT_SERVER_MARK = "No AIPress site answers to this name."
 PROBE_PATH = "/wp-includes/images/blank.gif"

@@ -8,8 +8,7 @@ import shutil
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.mariadb import StackError
-from controlplane.stack.process import wait_for_path
+from controlplane.stack.process import StackError, wait_for_path
 from controlplane.stack.templates import render
 
 

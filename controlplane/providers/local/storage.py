@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -11,8 +12,7 @@ from pathlib import Path
 from controlplane.engine.provider import SiteContext
 from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.mariadb import StackError
-from controlplane.stack.process import run
+from controlplane.stack.process import StackError, run
 
 log = get_logger("aipress.local.storage")
 # Shipped with the Debian package; copied (not linked) so the site owns its themes and plugins.
@@ -31,18 +31,11 @@ def user_exists(name: str) -> bool:
 
 def chown_tree(path: Path, user: str, group: str) -> None:
     """chown -R without following links (never touches hard-linked core files)."""
-    shutil.chown(path, user, group)
+    uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    os.chown(path, uid, gid, follow_symlinks=False)
     for dirpath, dirnames, filenames in os.walk(path):
         for name in dirnames + filenames:
-            os.chown(
-                Path(dirpath) / name, pwd.getpwnam(user).pw_uid, _gid(group), follow_symlinks=False
-            )
-
-
-def _gid(group: str) -> int:
-    import grp
-
-    return grp.getgrnam(group).gr_gid
+            os.chown(Path(dirpath) / name, uid, gid, follow_symlinks=False)
 
 
 class StorageStep(LocalStep):

@@ -14,8 +14,7 @@ import httpx
 from controlplane.engine.provider import SiteContext
 from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.mariadb import StackError
-from controlplane.stack.process import run
+from controlplane.stack.process import StackError, run
 from controlplane.stack.templates import php_string, render
 
 SALT_NAMES = (
