@@ -23,16 +23,26 @@ class ControlPlaneClient:
     """Calls API v1 with one bearer token."""
 
     def __init__(
-        self, base_url: str, token: str, *, timeout: float = 30.0, request_id: str | None = None
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        request_id: str | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
+        self._headers = {"Authorization": f"Bearer {token}"}
         if request_id:
-            headers["X-Request-ID"] = request_id
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+            self._headers["X-Request-ID"] = request_id
+        # A shared pool (the chatbot's, one per process) saves a TLS context and a connection
+        # per call; the token still travels per request, never on the shared client.
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
 
     def close(self) -> None:
-        """Release the connection pool."""
-        self._http.close()
+        """Release the connection pool (unless it is shared)."""
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> ControlPlaneClient:
         return self
@@ -42,7 +52,7 @@ class ControlPlaneClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request; return the JSON body, or raise ApiError with the problem's detail."""
-        response = self._http.request(method, path, **kwargs)
+        response = self._http.request(method, path, headers=self._headers, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = str(response.json().get("detail", response.text))
@@ -56,7 +66,11 @@ class ControlPlaneClient:
     def events(self, operation_id: str) -> Iterator[dict[str, Any]]:
         """Follow an operation's Server-Sent Events until it ends."""
         with connect_sse(
-            self._http, "GET", f"/v1/operations/{operation_id}/events", timeout=None
+            self._http,
+            "GET",
+            f"/v1/operations/{operation_id}/events",
+            headers=self._headers,
+            timeout=httpx.Timeout(10, read=60),  # the server pings every 15 s
         ) as source:
             if source.response.status_code >= 400:
                 source.response.read()

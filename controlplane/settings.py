@@ -7,10 +7,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["local", "gcp", "memory"]
+ChatModel = Literal["offline", "gemini", "openai"]
 
 
 def default_home() -> Path:
@@ -66,6 +67,22 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     log_json: bool = True
 
+    # The chatbot service (agent) and its model.
+    chat_host: str = "127.0.0.1"
+    chat_port: int = 8001
+    chat_model: ChatModel | None = None  # default: gemini in gcp mode, offline otherwise
+    chat_database_url: str | None = None  # checkpoints + thread owners; SQLite under home
+    chat_control_plane_url: str | None = None  # where the tools reach the API; base_url
+    chat_rate_per_minute: int = 20
+    chat_max_message_chars: int = 4000
+    chat_operation_wait_seconds: float = 900
+    gemini_model: str = "gemini-2.5-flash"
+    gcp_project: str | None = None
+    gcp_location: str = "us-central1"
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    openai_api_key: SecretStr | None = None
+
     max_parallel_operations: int = 4
     request_threads: int = 4
     max_resume_attempts: int = 3
@@ -110,6 +127,28 @@ class Settings(BaseSettings):
         if self.cloudsql_instance:
             return "mysql+pymysql://"
         return f"sqlite:///{self.home / 'controlplane.db'}"
+
+    @property
+    def chat_model_name(self) -> ChatModel:
+        """The agent's model: as set, else gemini in gcp mode and the offline planner here."""
+        if self.chat_model:
+            return self.chat_model
+        return "gemini" if self.provider == "gcp" else "offline"
+
+    @property
+    def chat_checkpoint_url(self) -> str:
+        """The chatbot's database (LangGraph checkpoints and thread owners)."""
+        return self.chat_database_url or f"sqlite:///{self.home / 'chat.db'}"
+
+    @property
+    def chat_url(self) -> str:
+        """Where the chatbot service listens."""
+        return f"http://{self.chat_host}:{self.chat_port}"
+
+    @property
+    def tools_base_url(self) -> str:
+        """The control-plane URL the agent's tools call."""
+        return self.chat_control_plane_url or self.base_url
 
     @property
     def base_url(self) -> str:

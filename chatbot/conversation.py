@@ -1,0 +1,181 @@
+"""One chat turn as a stream of events, shared by HTTP, WebSocket and the tests.
+
+Events (JSON objects with a `type`): `thread`, `token`, `tool_start`, `tool_end`,
+`progress` (an operation's step events, relayed), `message` (a finished assistant message),
+`interrupt` (confirmation needed), `done`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command, StreamMode
+
+from chatbot.graph import build_graph
+from chatbot.models import make_model
+from chatbot.store import ThreadStore, open_checkpointer
+from controlplane.permissions import Principal
+from controlplane.settings import Settings
+from tools.context import AgentContext, scoped_tenant
+
+Event = dict[str, Any]
+STREAM_MODES: list[StreamMode] = ["messages", "custom", "updates"]
+
+
+class Busy(Exception):
+    """A turn is already running in this thread."""
+
+
+class NothingToResume(Exception):
+    """Resume was asked for a thread that waits for no confirmation."""
+
+
+def message_json(message: BaseMessage) -> dict[str, Any]:
+    """A message as the API shows it (never the planner's internal notes)."""
+    if isinstance(message, HumanMessage):
+        return {"id": message.id, "role": "user", "content": message.content}
+    if isinstance(message, ToolMessage):
+        return {"id": message.id, "role": "tool", "name": message.name,
+                "tool_call_id": message.tool_call_id, "content": message.content}  # fmt: skip
+    calls = [
+        {"id": c["id"], "name": c["name"], "args": c["args"]}
+        for c in (message.tool_calls if isinstance(message, AIMessage) else [])
+    ]
+    return {"id": message.id, "role": "assistant", "content": message.content, "tool_calls": calls}
+
+
+class ChatEngine:
+    """The graph, its checkpointer, thread owners and the HTTP pool the tools share."""
+
+    def __init__(self, settings: Settings, model: BaseChatModel | None = None) -> None:
+        self.settings = settings
+        self.http = httpx.Client(base_url=settings.tools_base_url, timeout=30)
+        self.checkpointer, self._close_checkpointer = open_checkpointer(
+            settings.chat_checkpoint_url
+        )
+        self.threads = ThreadStore(settings.chat_checkpoint_url)
+        self.graph = build_graph(model or make_model(settings), self.checkpointer, self.http)
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release connections."""
+        self.http.close()
+        self.threads.close()
+        self._close_checkpointer()
+
+    def context(
+        self,
+        principal: Principal,
+        token: str,
+        *,
+        tenant_id: str | None = None,
+        request_id: str | None = None,
+    ) -> AgentContext:
+        """The runtime context of a turn (raises PermissionError for a tenant not in the token)."""
+        return AgentContext(
+            token=token,
+            principal=principal,
+            control_plane_url=self.settings.tools_base_url,
+            tenant_id=scoped_tenant(principal, tenant_id),
+            request_id=request_id,
+            operation_wait_seconds=self.settings.chat_operation_wait_seconds,
+        )
+
+    def _config(self, thread_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread_id}}
+
+    @contextmanager
+    def _exclusive(self, thread_id: str) -> Iterator[None]:
+        with self._running_lock:
+            if thread_id in self._running:
+                raise Busy(f"a turn is already running in thread {thread_id}; wait for it")
+            self._running.add(thread_id)
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._running.discard(thread_id)
+
+    def pending_interrupt(self, thread_id: str) -> dict[str, Any] | None:
+        """The confirmation a thread waits for, if any."""
+        state = self.graph.get_state(self._config(thread_id))
+        for item in state.interrupts:
+            return {**item.value, "type": "interrupt", "id": item.id, "thread_id": thread_id}
+        return None
+
+    def history(self, thread_id: str) -> list[dict[str, Any]]:
+        """Every message of a thread."""
+        state = self.graph.get_state(self._config(thread_id))
+        return [message_json(m) for m in state.values.get("messages", [])]
+
+    def open_thread(self, ctx: AgentContext, thread_id: str | None, first_message: str) -> str:
+        """The caller's existing thread (ThreadNotFound otherwise) or a new one."""
+        owner = ctx.principal.sub
+        if thread_id is None:
+            return self.threads.create(
+                owner_sub=owner, tenant_id=ctx.tenant_id, first_message=first_message
+            )
+        self.threads.get(thread_id, owner_sub=owner)
+        return thread_id
+
+    def turn(
+        self,
+        ctx: AgentContext,
+        thread_id: str,
+        *,
+        message: str | None = None,
+        approve: bool | None = None,
+    ) -> Iterator[Event]:
+        """Run one turn (a new message, or the answer to a confirmation) and stream events."""
+        self.threads.get(thread_id, owner_sub=ctx.principal.sub)
+        graph_input: Any
+        if message is not None:
+            graph_input = {"messages": [HumanMessage(content=message)]}
+        else:
+            if self.pending_interrupt(thread_id) is None:
+                raise NothingToResume(f"thread {thread_id} is not waiting for a confirmation")
+            graph_input = Command(resume={"approve": bool(approve)})
+        with self._exclusive(thread_id):
+            yield {"type": "thread", "thread_id": thread_id}
+            config = self._config(thread_id)
+            for mode, payload in self.graph.stream(
+                graph_input, config, context=ctx, stream_mode=STREAM_MODES
+            ):
+                yield from self._events(mode, payload)
+            self.threads.touch(thread_id)
+            pending = self.pending_interrupt(thread_id)
+            if pending is not None:
+                yield pending
+            yield {"type": "done", "thread_id": thread_id}
+
+    def _events(self, mode: str, payload: Any) -> Iterator[Event]:
+        if mode == "messages":
+            chunk, meta = payload
+            if (
+                isinstance(chunk, AIMessageChunk)
+                and meta.get("langgraph_node") == "agent"
+                and isinstance(chunk.content, str)
+                and chunk.content
+            ):
+                yield {"type": "token", "text": chunk.content}
+        elif mode == "custom":
+            yield dict(payload)
+        elif mode == "updates":
+            for node, update in payload.items():
+                if node == "agent" and update:
+                    for msg in update.get("messages", []):
+                        yield {"type": "message", "message": message_json(msg)}

@@ -1,0 +1,1 @@
+"""The offline planner: an English-to-tool-call model that runs with no network."""

@@ -1,0 +1,151 @@
+"""Plain-English answers written from tool results (the offline planner's voice)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+SLOW_P95_MS = 1000
+MAX_LOG_LINES = 8
+
+
+def _time(value: str) -> str:
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return value
+
+
+def failure(name: str, args: dict[str, Any], result: dict[str, Any]) -> str:
+    """A failed call, with the control plane's own message."""
+    error = result.get("error") or "unknown error"
+    status = result.get("http_status")
+    if status == 404:
+        return f"I couldn't find that: {error}."
+    if status == 403:
+        return f"Your role does not allow that: {error}."
+    if status == 409:
+        return f"That conflicts with the current state: {error}."
+    if status in (400, 422):
+        return f"The platform refused the request: {error}."
+    return f"{name.replace('_', ' ').capitalize()} failed: {error}."
+
+
+def list_sites(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """Sites of a tenant."""
+    sites = data["sites"]
+    tenant = data["tenant_id"]
+    if not sites:
+        return f'Tenant {tenant} has no sites yet. Say "create a site called …" to make one.'
+    lines = [f"Tenant {tenant} has {len(sites)} site{'s' if len(sites) != 1 else ''}:"]
+    for site in sites:
+        url = f" — {site['url']}" if site.get("url") else ""
+        lines.append(f"- **{site['name']}** ({site['status']}){url}")
+    return "\n".join(lines)
+
+
+def get_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """One site and its recent operations."""
+    lines = [f"**{data['name']}** (tenant {data['tenant_id']}) is {data['status']}."]
+    if data.get("url"):
+        lines.append(f"Address: {data['url']}")
+    if data.get("domains"):
+        lines.append("Domains: " + ", ".join(data["domains"]))
+    operations = data.get("operations") or []
+    if operations:
+        lines.append("Recent operations:")
+        for op in operations:
+            error = f" — {op['error']}" if op.get("error") else ""
+            lines.append(f"- {op['kind']} {op['status']} ({_time(op['created_at'])}){error}")
+    return "\n".join(lines)
+
+
+def create_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A finished create."""
+    url = data.get("url") or "(no address yet)"
+    domain_hint = (
+        f"Domains: {', '.join(data['domains'])}."
+        if data.get("domains")
+        else "You can add a custom domain later."
+    )
+    return (
+        f"Your site **{data['name']}** is ready: {url}\n"
+        f"Admin user: {data['admin_user']} ({data['admin_email']}). The admin password is "
+        "never shown in chat: use the Reveal password action. " + domain_hint
+    )
+
+
+def delete_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A finished delete."""
+    backup = data.get("backup")
+    kept = f" A backup was taken first: {backup}." if backup else ""
+    return f"Deleted **{data['name']}** (tenant {data['tenant_id']}).{kept}"
+
+
+def query_logs(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
+    """Log entries."""
+    entries = data.get("entries") or []
+    site = data.get("site", args.get("site"))
+    what = "errors" if args.get("severity") in ("error", "critical") else "log entries"
+    if args.get("status"):
+        what = f"{args['status']} responses"
+    elif args.get("severity") == "warning":
+        what = "warnings or worse"
+    if not entries:
+        return f"No {what} on {site} in {label}."
+    more = " (more matched; narrow the window to see them all)" if data.get("truncated") else ""
+    lines = [f"{len(entries)} {what} on {site} in {label}{more}:"]
+    for entry in entries[:MAX_LOG_LINES]:
+        detail = entry["message"]
+        if entry.get("status") is not None and entry.get("path"):
+            detail = f"{entry.get('method') or ''} {entry['path']} -> {entry['status']}".strip()
+        lines.append(f"- {_time(entry['time'])} {entry['severity']} [{entry['source']}] {detail}")
+    if len(entries) > MAX_LOG_LINES:
+        lines.append(f"… and {len(entries) - MAX_LOG_LINES} more.")
+    return "\n".join(lines)
+
+
+def get_metrics(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
+    """Request figures with a verdict."""
+    site = data["site"]
+    if not data["requests"]:
+        return f"{site} served no requests in {label}, so there is nothing to measure yet."
+    latency = data["latency_ms"]
+    text = (
+        f"{site} served {data['requests']} requests in {label} "
+        f"({data['requests_per_minute']} a minute). Latency p50 {latency['p50']} ms, "
+        f"p95 {latency['p95']} ms. Server errors: {data['errors']} "
+        f"({data['error_rate'] * 100:.1f}%)."
+    )
+    p95 = latency.get("p95") or 0
+    if p95 > SLOW_P95_MS:
+        text += f" That is slow: one request in twenty takes over {SLOW_P95_MS / 1000:g} s."
+    elif data["errors"]:
+        text += " Speed is fine, but look at the errors."
+    else:
+        text += " Response times look healthy."
+    return text
+
+
+def get_billing(args: dict[str, Any], result: dict[str, Any], label: str) -> str:
+    """Costs, or the honest absence of them."""
+    data = result.get("data") or {}
+    tenant = data.get("tenant_id", "this tenant")
+    if result["status"] == "unavailable":
+        return f"I have no cost data for tenant {tenant} ({label}): {result['error']}."
+    total = data.get("total")
+    currency = data.get("currency", "")
+    lines = [f"Tenant {tenant} cost {total} {currency} in {label}."]
+    for line in data.get("lines", [])[:12]:
+        lines.append(f"- {line.get('key')}: {line.get('cost')} {currency}")
+    return "\n".join(lines)
+
+
+def list_tenants(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """Every tenant."""
+    tenants = data["tenants"]
+    if not tenants:
+        return "There are no tenants yet."
+    return "Tenants:\n" + "\n".join(
+        f"- **{t['id']}** — {t['name']} ({t['status']})" for t in tenants
+    )

@@ -1,0 +1,413 @@
+"""English requests -> intent and slots: sites, e-mails, domains, tenants, times, filters."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from controlplane import names
+
+WORD = r"[A-Za-z][A-Za-z0-9-]*"
+EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+DOMAIN = re.compile(r"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b", re.IGNORECASE)
+NUMBER_WORDS = {
+    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20,
+    "thirty": 30, "forty-five": 45, "few": 3, "couple": 2,
+}  # fmt: skip
+UNITS = {"m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+         "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+         "d": "d", "day": "d", "days": "d", "week": "w", "weeks": "w"}  # fmt: skip
+MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m} | {
+    m.lower(): i for i, m in enumerate(calendar.month_abbr) if m
+}
+# Words that are never a site or tenant name, whatever position they take in a sentence.
+STOPWORDS = frozenset(
+    """a an the my our your their his her its this that these those it them me us i we you
+    site sites website websites blog page wordpress new one another called named
+    name call for on of in at to from about with and or but by as is are was were be been
+    any all some each every last past previous today yesterday tomorrow week month year
+    hour hours minute minutes day days now please thanks thank errors error logs log
+    warnings warning problems issues tenant tenants customer customers what which who how
+    why when where there here up down slow fast running status url link details info
+    spend spent cost costs billing bill much many create make build delete remove destroy
+    set setup start launch need want would like get show list tell give check see look
+    have has had do does did can could should will so just also too very really ok okay yes
+    no not mine email e-mail address domain custom use same login account admin
+    administrator root superuser cancel stop keep sure go ahead""".split()  # noqa: SIM905
+)
+MONTH_WORDS = frozenset(MONTHS)
+
+INTENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("secret", re.compile(
+        r"\b(passwords?|passwd|credentials?|secrets?|api[ -]?keys?|tokens?)\b", re.I)),
+    ("billing", re.compile(
+        r"\b(spen[dt]|spending|costs?|costing|bill|billing|billed|charges?|charged|invoices?|"
+        r"paid|pay|owe|expenses?|price)\b", re.I)),
+    ("delete_site", re.compile(
+        r"\b(delete|remove|destroy|tear\s+down|take\s+down|get\s+rid\s+of|drop|wipe|erase|"
+        r"decommission|kill)\b", re.I)),
+    ("create_site", re.compile(
+        r"\b(create|make|build|launch|spin\s+up|set\s+up|setup|start|new|add|need|want|"
+        r"give\s+me|like)\b.*\b(site|website|blog|wordpress|shop|store)\b|"
+        r"^\s*(create|make|build|launch)\s+" + WORD, re.I)),
+    ("get_metrics", re.compile(
+        r"\b(slow|slowly|fast|speed|latency|performance|perform|traffic|requests|"
+        r"response\s+times?|load\s+times?|visits|visitors|metrics|busy|sluggish|lagging)\b",
+        re.I)),
+    ("query_logs", re.compile(
+        r"\b(logs?|errors?|warnings?|exceptions?|fatal|critical|[45]xx|[45]\d\d\s*s?|broken|"
+        r"failing|fail(ed|ures?)?|crash(ed|es|ing)?|down|problems?|issues?|wrong|"
+        r"not\s+found|access\s+log)\b", re.I)),
+    ("list_tenants", re.compile(r"\btenants\b|\bcustomers\b", re.I)),
+    ("list_sites", re.compile(
+        r"\b(list|show|what|which|all|how\s+many|do\s+i\s+have|my)\b.*\bsites\b|"
+        r"^\s*sites\??\s*$", re.I)),
+    ("get_site", re.compile(
+        r"\b(status|url|link|address|details?|info|information|how\s+is|how's|tell\s+me\s+"
+        r"about|running|up|online|working|operations|history|deployments?|where\s+is)\b",
+        re.I)),
+)  # fmt: skip
+GREETING = re.compile(
+    r"^\s*(hi|hello|hey|help|what can you do|good (morning|afternoon|evening))\b", re.I
+)
+AFFIRM = re.compile(r"^\s*(y|yes|yeah|yep|sure|ok|okay|confirm|do it|go ahead|please do)\b", re.I)
+DENY = re.compile(r"^\s*(n|no|nope|cancel|stop|don'?t|do not|never\s*mind|abort)\b", re.I)
+OWN_EMAIL = re.compile(
+    r"\b(mine|my (own )?(e-?mail|address|login|account)|same (as|e-?mail)|use my|the one i "
+    r"(signed|logged) in with)\b",
+    re.I,
+)
+NO_DOMAIN = re.compile(r"\b(no|without|skip|none)\b.{0,20}\bdomain\b|^\s*(no|none|skip)\s*$", re.I)
+CLAIMS_ADMIN = re.compile(
+    r"\b(i\s*am|i'm|im|as|act as|pretend (to be|you are)|you are now)\s+(an?\s+|the\s+)?"
+    r"(admin|administrator|root|superuser|super user|operator)\b|admin mode|"
+    r"ignore (all |any |your |the |previous |prior )*(instructions|rules|prompts?)|"
+    r"system prompt|developer mode",
+    re.I,
+)
+PRONOUN = re.compile(r"\b(it|that one|that site|this site|the site|same site)\b", re.I)
+
+
+@dataclass
+class Window:
+    """A log window: `since`/`until` as the logs API takes them, and words for answers."""
+
+    since: str = "1h"
+    until: str | None = None
+    label: str = "the last hour"
+    explicit: bool = False
+
+
+@dataclass
+class Period:
+    """A billing period: inclusive dates and words for answers."""
+
+    start: date
+    end: date
+    label: str
+    explicit: bool = False
+
+
+@dataclass
+class Parsed:
+    """Everything one message says."""
+
+    text: str
+    intents: list[str] = field(default_factory=list)
+    site: str | None = None
+    invalid_site: str | None = None
+    email: str | None = None
+    own_email: bool = False
+    domain: str | None = None
+    no_domain: bool = False
+    title: str | None = None
+    tenant: str | None = None
+    window: Window = field(default_factory=Window)
+    severity: str | None = None
+    status: str | None = None
+    period: Period | None = None
+    group_by: str | None = None
+    compare: bool = False
+    affirm: bool = False
+    deny: bool = False
+    claims_admin: bool = False
+    pronoun: bool = False
+    greeting: bool = False
+
+    @property
+    def intent(self) -> str | None:
+        """The strongest intent, if any."""
+        return self.intents[0] if self.intents else None
+
+
+def intents_of(text: str) -> list[str]:
+    """Intents in priority order (secret and billing outrank the verbs in their sentence)."""
+    found = [name for name, pattern in INTENT_PATTERNS if pattern.search(text)]
+    if "secret" in found and not re.search(
+        r"\b(show|give|tell|what|reveal|send|print|display|read|get|dump|leak)\b", text, re.I
+    ):
+        found.remove("secret")
+    if "create_site" in found and "delete_site" in found:
+        # "remove the old site and make a new one" -> delete is the dangerous one: do it first
+        found.remove("create_site")
+    if "list_tenants" in found and "billing" in found:
+        found.remove("list_tenants")
+    return found
+
+
+def candidate(word: str | None, *, avoid: set[str]) -> str | None:
+    """A word as a site or tenant name, if it can be one."""
+    if not word:
+        return None
+    value = word.strip("'\"`.,!?;:()").lower()
+    if not value or value in STOPWORDS or value in MONTH_WORDS or value in avoid:
+        return None
+    if re.fullmatch(r"\d+[a-z]*", value) or value in UNITS or value in NUMBER_WORDS:
+        return None
+    return value
+
+
+def _valid_site(value: str) -> bool:
+    try:
+        names.check_site_name(value)
+    except ValueError:
+        return False
+    return True
+
+
+SITE_PATTERNS = (
+    re.compile(r"['\"`]([A-Za-z][A-Za-z0-9-]*)['\"`]"),
+    re.compile(r"\b(?:call(?:ed)?|name(?:d)?)\s+(?:it\s+|the\s+site\s+)?(?:as\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\bname\s+(?:is|should\s+be|will\s+be|:)\s*(" + WORD + ")", re.I),
+    re.compile(r"\b(?:site|website|blog)\s+(?:named\s+|called\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(" + WORD + r")\s+(?:site|website|blog)\b", re.I),
+    re.compile(r"\b(?:delete|remove|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\bis\s+(" + WORD + r")\s+(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
+    re.compile(r"\b(?:on|for|of|from|about|with|at|into|in)\s+(" + WORD + ")", re.I),
+    re.compile(r"^\s*(" + WORD + r")(?:'s)?\s+(?:logs?|errors?|status|url|metrics|traffic)\b", re.I),
+)  # fmt: skip
+
+
+def site_name(text: str, *, avoid: set[str]) -> tuple[str | None, str | None]:
+    """(a valid site name, or None; a name the user chose that is not valid, or None)."""
+    invalid = None
+    for pattern in SITE_PATTERNS:
+        for match in pattern.finditer(text):
+            value = candidate(match.group(1), avoid=avoid)
+            if value is None:
+                continue
+            if _valid_site(value):
+                return value, None
+            invalid = invalid or value
+    quoted = re.search(r"(?:call(?:ed)?|name(?:d)?)\s+(?:it\s+)?['\"]([^'\"]+)['\"]", text, re.I)
+    if quoted and not _valid_site(quoted.group(1)):
+        invalid = quoted.group(1)
+    return None, invalid
+
+
+def bare_name(text: str, *, avoid: set[str]) -> str | None:
+    """A one-word answer ("crumbs", "crumbs please") to 'which site?'."""
+    words = [w for w in re.findall(WORD, text) if candidate(w, avoid=avoid)]
+    if len(words) == 1:
+        value = words[0].lower()
+        return value if _valid_site(value) else None
+    return None
+
+
+TENANT_PATTERNS = (
+    re.compile(r"\b(?:tenant|customer|client|account)\s+(?:id\s+)?['\"]?(" + WORD + ")", re.I),
+    re.compile(
+        r"\b(" + WORD + r")'s\s+(?:sites?|costs?|bill|billing|spend(?:ing)?|usage|logs?|"
+        r"errors?|tenant|account)\b",
+        re.I,
+    ),
+    re.compile(r"\b(?:of|for|from|by)\s+(" + WORD + r")\s+(?:tenant|customer)\b", re.I),
+)
+
+
+def tenant_ref(text: str) -> str | None:
+    """A tenant the message names ("tenant acme", "acme's costs", "for the acme tenant")."""
+    for pattern in TENANT_PATTERNS:
+        for match in pattern.finditer(text):
+            value = candidate(match.group(1), avoid=set())
+            if value and names.DNS_LABEL.match(value):
+                return value
+    return None
+
+
+def _amount(token: str) -> int | None:
+    if token.isdigit():
+        return int(token)
+    return NUMBER_WORDS.get(token.lower())
+
+
+def window(text: str, now: datetime) -> Window:
+    """The log window a message asks for; the last hour when it names none."""
+    lowered = text.lower()
+    amount = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|few|couple(?:\s+of)?)"
+    unit = r"(minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?)"
+    match = re.search(
+        r"\b(?:last|past|previous|in\s+the\s+last|within)\s+" + amount + r"\s*" + unit + r"\b",
+        lowered,
+    )
+    if match is None:
+        match = re.search(r"\b" + amount + r"\s*" + unit + r"\s+ago\b", lowered)
+    if match is None:
+        match = re.search(r"\b(\d+)\s*(m|h|d)\b", lowered)
+    if match:
+        count = _amount(match.group(1).replace(" of", "").strip()) or 1
+        code = UNITS[match.group(2)]
+        if code == "w":
+            count, code = count * 7, "d"
+        plural = {"m": "minute", "h": "hour", "d": "day"}[code]
+        label = f"the last {plural}" if count == 1 else f"the last {count} {plural}s"
+        return Window(f"{count}{code}", None, label, explicit=True)
+    match = re.search(r"\b(?:last|past|previous)\s+(minute|hour|day|week|half\s+hour)\b", lowered)
+    if match:
+        codes = {"minute": "1m", "hour": "1h", "day": "1d", "week": "7d"}
+        code = codes.get(match.group(1), "30m")
+        return Window(code, None, f"the last {match.group(1)}", explicit=True)
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if re.search(r"\byesterday\b", lowered):
+        start = midnight - timedelta(days=1)
+        return Window(start.isoformat(), midnight.isoformat(), "yesterday", explicit=True)
+    if re.search(r"\b(today|this morning|since midnight)\b", lowered):
+        return Window(midnight.isoformat(), None, "today", explicit=True)
+    if re.search(r"\bthis week\b", lowered):
+        start = midnight - timedelta(days=midnight.weekday())
+        return Window(start.isoformat(), None, "this week", explicit=True)
+    return Window()
+
+
+def filters(text: str) -> tuple[str | None, str | None]:
+    """(severity, HTTP status) a log question asks for."""
+    lowered = text.lower()
+    match = re.search(r"\b([45])(xx|\d\d)\s*s?\b", lowered)
+    if match:
+        return None, match.group(1) + match.group(2)
+    if re.search(r"\bserver errors?\b", lowered):
+        return None, "5xx"
+    if re.search(r"\bclient errors?\b", lowered):
+        return None, "4xx"
+    if re.search(r"\bnot found\b|\bbroken links?\b|\bmissing pages?\b", lowered):
+        return None, "404"
+    if re.search(r"\b(critical|fatal)\b", lowered):
+        return "critical", None
+    if re.search(r"\bwarnings?\b", lowered):
+        return "warning", None
+    if re.search(
+        r"\b(errors?|exceptions?|fail(ed|ing|ures?)?|crash\w*|broken|problems?|issues?|wrong|down)\b",
+        lowered,
+    ):
+        return "error", None
+    return None, None
+
+
+def _month_bounds(year: int, month: int) -> tuple[date, date]:
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def period(text: str, today: date) -> Period:
+    """The billing period a message asks for; this month when it names none."""
+    lowered = text.lower()
+    match = re.search(
+        r"\b(?:last|past|previous)\s+(\d+|" + "|".join(NUMBER_WORDS) + r")\s+days\b", lowered
+    )
+    if match:
+        count = _amount(match.group(1)) or 1
+        return Period(today - timedelta(days=count - 1), today, f"the last {count} days", True)
+    if re.search(r"\b(last|previous|past)\s+month\b", lowered):
+        first = today.replace(day=1) - timedelta(days=1)
+        start, end = _month_bounds(first.year, first.month)
+        return Period(start, end, calendar.month_name[first.month] + f" {first.year}", True)
+    if re.search(r"\byesterday\b", lowered):
+        day = today - timedelta(days=1)
+        return Period(day, day, "yesterday", True)
+    if re.search(r"\btoday\b", lowered):
+        return Period(today, today, "today", True)
+    if re.search(r"\bthis week\b", lowered):
+        return Period(today - timedelta(days=today.weekday()), today, "this week", True)
+    if re.search(r"\blast week\b", lowered):
+        monday = today - timedelta(days=today.weekday() + 7)
+        return Period(monday, monday + timedelta(days=6), "last week", True)
+    if re.search(r"\bthis year\b|\byear to date\b|\bytd\b", lowered):
+        return Period(date(today.year, 1, 1), today, f"{today.year} so far", True)
+    for word in re.findall(r"[a-z]+", lowered):
+        month = MONTHS.get(word)
+        if month is None or (
+            word == "may" and not re.search(r"\b(in|of|for|during)\s+may\b", lowered)
+        ):
+            continue
+        year_match = re.search(word + r"\s+(\d{4})\b", lowered)
+        year = int(year_match.group(1)) if year_match else today.year
+        if not year_match and month > today.month:
+            year -= 1  # "October" in November means the October just gone
+        start, end = _month_bounds(year, month)
+        return Period(start, min(end, today), f"{calendar.month_name[month]} {year}", True)
+    start = today.replace(day=1)
+    return Period(start, today, "this month", False)
+
+
+def group_by(text: str) -> str | None:
+    """day | service | site, when the message asks for a split."""
+    lowered = text.lower()
+    if re.search(r"\b(by|per|each)\s+(day|date)\b|\bdaily\b|\bday by day\b", lowered):
+        return "day"
+    if re.search(r"\b(by|per|each)\s+(service|product|sku)\b|\bbreakdown\b", lowered):
+        return "service"
+    if re.search(r"\b(by|per|each)\s+site\b|\bwhich site\b", lowered):
+        return "site"
+    return None
+
+
+def title_of(text: str) -> str | None:
+    """An explicit title ("titled 'Crumbs Bakery'")."""
+    match = re.search(r"\btitled?\s*(?::|is)?\s*['\"]([^'\"]{1,200})['\"]", text, re.I)
+    if match:
+        return match.group(1).strip()
+    match = re.search(r"\btitled?\s*(?::|is)?\s+([A-Z][\w' -]{0,60}?)(?:[.,;!?]|$)", text)
+    return match.group(1).strip() if match else None
+
+
+def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None) -> Parsed:
+    """Read one message."""
+    now = now or datetime.now(UTC)
+    email_match = EMAIL.search(text)
+    email = email_match.group(0) if email_match else None
+    without_email = EMAIL.sub(" ", text)
+    domain_match = DOMAIN.search(without_email)
+    domain = domain_match.group(0).lower() if domain_match else None
+    without_addresses = DOMAIN.sub(" ", without_email)
+    tenant = tenant_ref(without_addresses)
+    avoid = {tenant} if tenant else set()
+    site, invalid = site_name(without_addresses, avoid=avoid)
+    if site is None and awaiting == "name":
+        site = bare_name(without_addresses, avoid=avoid)
+    severity, status = filters(text)
+    parsed = Parsed(
+        text=text,
+        intents=intents_of(without_addresses if email or domain else text),
+        site=site,
+        invalid_site=invalid,
+        email=email,
+        own_email=bool(OWN_EMAIL.search(text)),
+        domain=domain,
+        no_domain=bool(NO_DOMAIN.search(text)),
+        title=title_of(text),
+        tenant=tenant,
+        window=window(text, now),
+        severity=severity,
+        status=status,
+        period=period(text, now.date()),
+        group_by=group_by(text),
+        compare=bool(re.search(r"\b(compare[ds]?|comparison|versus|vs\.?|against)\b", text, re.I)),
+        affirm=bool(AFFIRM.search(text)),
+        deny=bool(DENY.search(text)),
+        claims_admin=bool(CLAIMS_ADMIN.search(text)),
+        pronoun=bool(PRONOUN.search(text)),
+        greeting=bool(GREETING.search(text)),
+    )
+    return parsed

@@ -1,0 +1,444 @@
+"""The offline planner: a chat model that turns English into the agent's tool calls.
+
+It reads the conversation like any chat model would: the system prompt (who the user is),
+the bound tools (which variant: admin tools take tenant_id), earlier turns (what is being
+asked for and what is still missing) and tool results (what to answer). State between
+turns lives in the conversation itself: each question it asks carries the partial request
+in the message's `additional_kwargs`, which the checkpointer keeps like any message field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from chatbot.offline import answers
+from chatbot.offline.parse import Parsed, parse
+from controlplane import names
+
+PLAN_KEY = "aipress_plan"
+SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics")
+VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
+         "get_metrics": "measure"}  # fmt: skip
+HELP = (
+    "I can create a WordPress site, show your sites and their status, search a site's logs "
+    '("errors on crumbs in the last hour"), tell you whether a site is slow, report costs '
+    "and delete a site after you confirm. What would you like to do?"
+)
+NO_CREDENTIALS_IN_CHAT = (
+    "I never show passwords, tokens or secret values in chat. A site's admin password is "
+    "available once through the Reveal password action next to the site; secrets you store "
+    "for integrations are write-only."
+)
+
+
+@dataclass
+class Situation:
+    """Who is asking and with which tools (read from the prompt and the bound tools)."""
+
+    admin: bool
+    role: str
+    tenant: str | None
+    email: str | None
+    tools: set[str]
+    now: datetime
+
+    @property
+    def today(self) -> date:
+        """Today in UTC."""
+        return self.now.date()
+
+
+@dataclass
+class Plan:
+    """A request being assembled over turns."""
+
+    intent: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    awaiting: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """For additional_kwargs."""
+        return {"intent": self.intent, "slots": self.slots, "awaiting": self.awaiting}
+
+
+def _situation(messages: Sequence[BaseMessage], tools: list[dict[str, Any]]) -> Situation:
+    system = "\n".join(str(m.content) for m in messages if isinstance(m, SystemMessage))
+    role_match = re.search(r"\(role (\w+)(?:, tenant ([a-z0-9-]+))?", system)
+    email_match = re.search(r"User e-mail: (\S+@\S+)", system)
+    today_match = re.search(r"Today \(UTC\): (\d{4}-\d{2}-\d{2})", system)
+    names_ = {t["function"]["name"] for t in tools}
+    create = next((t for t in tools if t["function"]["name"] == "create_site"), None)
+    takes_tenant = bool(create and "tenant_id" in create["function"]["parameters"]["properties"])
+    now = datetime.now(UTC)
+    if today_match and today_match.group(1) != now.date().isoformat():
+        now = datetime.fromisoformat(today_match.group(1)).replace(tzinfo=UTC, hour=12)
+    return Situation(
+        admin=takes_tenant or "list_tenants" in names_,
+        role=role_match.group(1) if role_match else "tenant",
+        tenant=role_match.group(2) if role_match else None,
+        email=email_match.group(1) if email_match else None,
+        tools=names_,
+        now=now,
+    )
+
+
+def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:16]}", "type": "tool_call"}
+
+
+def _plan_of(message: BaseMessage) -> dict[str, Any]:
+    value = message.additional_kwargs.get(PLAN_KEY) if isinstance(message, AIMessage) else None
+    return value if isinstance(value, dict) else {}
+
+
+class Planner:
+    """The decision logic, separate from LangChain's model plumbing."""
+
+    def respond(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        """The next assistant message: a question, tool calls, or an answer."""
+        situation = _situation(messages, tools)
+        if messages and isinstance(messages[-1], ToolMessage):
+            return self._answer(messages, situation)
+        human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+        if human is None:
+            return AIMessage(content=HELP)
+        return self._plan(str(human.content), messages, situation)
+
+    # -- memory ---------------------------------------------------------------------------
+
+    def _pending(self, messages: Sequence[BaseMessage]) -> Plan | None:
+        for message in reversed(messages[:-1]):
+            if isinstance(message, AIMessage):
+                plan = _plan_of(message)
+                if plan.get("awaiting"):
+                    return Plan(plan["intent"], dict(plan.get("slots", {})), plan["awaiting"])
+                return None
+        return None
+
+    def _recent(self, messages: Sequence[BaseMessage], key: str) -> str | None:
+        """The site or tenant the conversation was last about."""
+        for message in reversed(messages):
+            if not isinstance(message, AIMessage):
+                continue
+            for call in reversed(message.tool_calls):
+                value = call["args"].get(key) or (
+                    call["args"].get("site") if key == "name" else None
+                )
+                if value:
+                    return str(value)
+            slots = _plan_of(message).get("slots", {})
+            if slots.get(key):
+                return str(slots[key])
+        return None
+
+    # -- a new user message ----------------------------------------------------------------
+
+    def _plan(self, text: str, messages: Sequence[BaseMessage], s: Situation) -> AIMessage:
+        pending = self._pending(messages)
+        p = parse(text, now=s.now, awaiting=pending.awaiting if pending else None)
+        if p.intent == "secret":
+            return AIMessage(content=NO_CREDENTIALS_IN_CHAT)
+        if not s.admin and p.tenant and p.tenant != s.tenant:
+            return AIMessage(
+                content=(
+                    f"I can only help with tenant {s.tenant}: that is what your sign-in allows, "
+                    "and nothing said in chat changes it. I can't show or change anything of "
+                    f"tenant {p.tenant}."
+                )
+            )
+        note = ""
+        if p.claims_admin and not s.admin:
+            note = (
+                f"Your role comes from your sign-in ({s.role} of tenant {s.tenant}), not from "
+                "the chat, so I keep to that. "
+            )
+        intent = {"billing": "get_billing"}.get(p.intent or "", p.intent)
+        if intent == "list_tenants" and not s.admin:
+            intent = None if not p.intents[1:] else p.intents[1]
+        if pending and (intent is None or intent == pending.intent):
+            plan = pending
+        elif intent is not None:
+            plan = Plan(intent)
+        elif p.deny and pending is None:
+            return AIMessage(content="OK. Anything else I can do?")
+        else:
+            return AIMessage(content=note + HELP)
+        self._fill(plan, p, messages, s)
+        return self._next_step(plan, p, s, note)
+
+    def _fill(self, plan: Plan, p: Parsed, messages: Sequence[BaseMessage], s: Situation) -> None:
+        slots = plan.slots
+        if s.admin:
+            slots["tenant_id"] = (
+                p.tenant
+                or slots.get("tenant_id")
+                or (self._recent(messages, "tenant_id") if plan.intent != "list_tenants" else None)
+            )
+        if plan.intent == "create_site":
+            if p.site:
+                slots["name"] = p.site
+                slots.pop("invalid_name", None)
+            elif p.invalid_site:
+                slots["invalid_name"] = p.invalid_site
+            if p.email:
+                slots["admin_email"] = p.email
+            elif (p.own_email or (p.affirm and plan.awaiting == "admin_email")) and s.email:
+                slots["admin_email"] = s.email
+            if p.domain:
+                slots["domain"] = p.domain
+            if p.title:
+                slots["title"] = p.title
+        elif plan.intent in SITE_INTENTS:
+            key = "name" if plan.intent in ("get_site", "delete_site") else "site"
+            if p.site:
+                slots[key] = p.site
+            elif not slots.get(key) and (p.pronoun or plan.awaiting is None):
+                recent = self._recent(messages, "name")
+                if recent:
+                    slots[key] = recent
+            if plan.intent == "query_logs":
+                if p.window.explicit or "since" not in slots:
+                    slots.update(since=p.window.since, until=p.window.until, label=p.window.label)
+                if p.severity or p.status or "severity" not in slots:
+                    slots.update(severity=p.severity, status=p.status)
+            if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
+                slots.update(since=p.window.since, label=p.window.label)
+        elif plan.intent == "get_billing":
+            period = p.period
+            if period is not None and (period.explicit or "from_date" not in slots):
+                slots.update(
+                    from_date=period.start.isoformat(),
+                    to_date=period.end.isoformat(),
+                    label=period.label,
+                )
+            slots["group_by"] = p.group_by or slots.get("group_by") or "service"
+            slots["compare"] = p.compare or slots.get("compare", False)
+
+    def _ask(self, plan: Plan, awaiting: str, question: str) -> AIMessage:
+        plan.awaiting = awaiting
+        return AIMessage(content=question, additional_kwargs={PLAN_KEY: plan.dump()})
+
+    def _next_step(self, plan: Plan, p: Parsed, s: Situation, note: str) -> AIMessage:
+        slots = plan.slots
+        if s.admin and plan.intent != "list_tenants" and not slots.get("tenant_id"):
+            return self._ask(plan, "tenant_id", note + "Which tenant is this about? (e.g. 'acme')")
+        if plan.intent == "create_site":
+            if not slots.get("name"):
+                invalid = slots.pop("invalid_name", None)
+                reason = ""
+                if invalid:
+                    try:
+                        names.check_site_name(invalid)
+                    except ValueError as exc:
+                        reason = f"'{invalid}' can't be used: {exc}. "
+                return self._ask(
+                    plan,
+                    "name",
+                    note + reason + "What should the site be called? A short name like "
+                    "'crumbs' (lowercase letters, digits and hyphens) becomes part of its address.",
+                )
+            if not slots.get("admin_email"):
+                mine = f" Say 'mine' to use {s.email}." if s.email else ""
+                return self._ask(
+                    plan,
+                    "admin_email",
+                    note + f"Which e-mail should the WordPress admin account of "
+                    f"{slots['name']} use?{mine}",
+                )
+            args = {k: slots[k] for k in ("name", "admin_email", "title", "domain", "tenant_id")
+                    if slots.get(k)}  # fmt: skip
+            return self._tools(note + f"Creating {slots['name']}…", [("create_site", args, None)])
+        if plan.intent in SITE_INTENTS:
+            key = "name" if plan.intent in ("get_site", "delete_site") else "site"
+            if not slots.get(key):
+                verb = VERBS[plan.intent]
+                return self._ask(plan, key, note + f"Which site should I {verb}?")
+            args = {key: slots[key]}
+            if s.admin:
+                args["tenant_id"] = slots["tenant_id"]
+            label = slots.get("label")
+            if plan.intent == "query_logs":
+                args.update({k: slots[k] for k in ("since", "until", "severity", "status")
+                             if slots.get(k)})  # fmt: skip
+            if plan.intent == "get_metrics":
+                args["since"] = slots.get("since", "1h")
+            return self._tools(note, [(plan.intent, args, label)])
+        if plan.intent == "get_billing":
+            base = {"from_date": slots["from_date"], "to_date": slots["to_date"],
+                    "group_by": slots["group_by"]}  # fmt: skip
+            if s.admin:
+                base["tenant_id"] = slots["tenant_id"]
+            calls = [("get_billing", base, slots.get("label"))]
+            if slots.get("compare"):
+                calls.append(("get_billing", *self._previous(base, s.today)))
+            return self._tools(note, calls)
+        args = {"tenant_id": slots["tenant_id"]} if s.admin and plan.intent == "list_sites" else {}
+        return self._tools(note, [(plan.intent, args, None)])
+
+    def _previous(self, base: dict[str, Any], today: date) -> tuple[dict[str, Any], str]:
+        start = date.fromisoformat(base["from_date"])
+        end = date.fromisoformat(base["to_date"])
+        if start.day == 1:
+            prev_end = start - timedelta(days=1)
+            prev_start = prev_end.replace(day=1)
+            label = prev_start.strftime("%B %Y")
+        else:
+            span = end - start
+            prev_end = start - timedelta(days=1)
+            prev_start = prev_end - span
+            label = f"{prev_start} to {prev_end}"
+        return {**base, "from_date": prev_start.isoformat(), "to_date": prev_end.isoformat()}, label
+
+    def _tools(
+        self, content: str, calls: list[tuple[str, dict[str, Any], str | None]]
+    ) -> AIMessage:
+        tool_calls = [_call(name, args) for name, args, _ in calls]
+        labels = {
+            c["id"]: label for c, (_, _, label) in zip(tool_calls, calls, strict=True) if label
+        }
+        return AIMessage(
+            content=content.strip(),
+            tool_calls=tool_calls,
+            additional_kwargs={PLAN_KEY: {"labels": labels}} if labels else {},
+        )
+
+    # -- tool results ----------------------------------------------------------------------
+
+    def _answer(self, messages: Sequence[BaseMessage], s: Situation) -> AIMessage:
+        results: list[ToolMessage] = []
+        index = len(messages) - 1
+        while index >= 0 and isinstance(messages[index], ToolMessage):
+            results.insert(0, messages[index])  # type: ignore[arg-type]
+            index -= 1
+        caller = messages[index] if index >= 0 else None
+        calls = {c["id"]: c for c in caller.tool_calls} if isinstance(caller, AIMessage) else {}
+        labels = _plan_of(caller).get("labels", {}) if caller is not None else {}
+        parts: list[str] = []
+        follow_up: Plan | None = None
+        for message in results:
+            call: dict[str, Any] = dict(
+                calls.get(message.tool_call_id) or {"name": message.name or "tool", "args": {}}
+            )
+            try:
+                result = json.loads(str(message.content))
+            except ValueError:
+                result = {"status": "error", "error": str(message.content)}
+            text, plan = self._describe(
+                call["name"], call["args"], result, labels.get(message.tool_call_id)
+            )
+            parts.append(text)
+            follow_up = follow_up or plan
+        content = "\n\n".join(parts)
+        if follow_up is not None:
+            return self._ask(follow_up, follow_up.awaiting or "name", content)
+        return AIMessage(content=content)
+
+    def _describe(
+        self, name: str, args: dict[str, Any], result: dict[str, Any], label: str | None
+    ) -> tuple[str, Plan | None]:
+        status = result.get("status")
+        data = result.get("data") or {}
+        if status == "cancelled":
+            target = args.get("name") or args.get("site") or "it"
+            return f"Cancelled: {target} was not deleted. Nothing changed.", None
+        if name == "get_billing" and status in ("ok", "unavailable"):
+            return answers.get_billing(args, result, label or "this period"), None
+        if status == "running":
+            op = data.get("operation", {})
+            return (
+                f"{args.get('name', 'The site')} is still being worked on (operation "
+                f"{op.get('id', '?')}, {op.get('status', 'running')}). Ask me again in a minute.",
+                None,
+            )
+        if status != "ok":
+            text = answers.failure(name, args, result)
+            if name == "create_site" and result.get("http_status") in (409, 422):
+                slots = {k: v for k, v in args.items() if k != "name"}
+                return text + " Which other name should I use?", Plan("create_site", slots, "name")
+            return text, None
+        if name == "query_logs":
+            return answers.query_logs(args, data, label or "the last hour"), None
+        if name == "get_metrics":
+            return answers.get_metrics(args, data, label or "the last hour"), None
+        describe = getattr(answers, name, None)
+        if describe is None:
+            return json.dumps(data)[:2000], None
+        return describe(args, data), None
+
+
+class OfflinePlanner(BaseChatModel):
+    """A deterministic, network-free chat model that plans tool calls from English."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "aipress-offline-planner"
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tool schemas; the planner reads them to know the caller's variant."""
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    def _respond(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+        return Planner().respond(messages, list(kwargs.get("tools") or []))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._respond(messages, kwargs))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        message = self._respond(messages, kwargs)
+        pieces = re.findall(r"\S+\s*|\s+", str(message.content))
+        for piece in pieces:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                additional_kwargs=message.additional_kwargs,
+                tool_call_chunks=[
+                    {
+                        "name": c["name"],
+                        "args": json.dumps(c["args"]),
+                        "id": c["id"],
+                        "index": i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, c in enumerate(message.tool_calls)
+                ],
+                chunk_position="last",
+            )
+        )

@@ -1,0 +1,361 @@
+"""The chatbot service (FastAPI on 127.0.0.1:8001): HTTP chat, resume, and a WebSocket that
+streams tokens, tool steps, provisioning progress and confirmations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatbot.conversation import Busy, ChatEngine, Event, NothingToResume
+from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
+from chatbot.store import ThreadNotFound
+from controlplane.api.errors import install_error_handlers, problem
+from controlplane.api.middleware import RequestIdMiddleware
+from controlplane.auth import InvalidToken, TokenVerifier, make_verifier
+from controlplane.logs import configure_logging, current_request_id, get_logger
+from controlplane.permissions import Principal
+from controlplane.settings import Settings, get_settings
+from tools.context import AgentContext
+
+log = get_logger("aipress.chat")
+WS_AUTH_TIMEOUT = 10.0
+
+
+class ChatRequest(BaseModel):
+    """A user's message; without thread_id a new thread starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str | None = Field(default=None, max_length=64)
+    message: str = Field(min_length=1, description="What the user typed")
+    tenant_id: str | None = Field(
+        default=None, description="For operators/viewers with several tenants: which one"
+    )
+
+
+class ResumeRequest(BaseModel):
+    """The answer to a confirmation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+
+
+class ChatReply(BaseModel):
+    """The new messages of a turn and, if it paused, what needs confirming."""
+
+    thread_id: str
+    messages: list[dict[str, Any]]
+    interrupt: dict[str, Any] | None = None
+
+
+class ThreadRead(BaseModel):
+    """A thread of the caller."""
+
+    id: str
+    title: str
+    tenant_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class Caller(BaseModel):
+    """The verified caller and the raw token the tools forward."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    principal: Principal
+    token: str = Field(repr=False)
+
+
+def _bearer(header: str) -> str:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("send 'Authorization: Bearer <token>' (get one with `aipress token`)")
+    return token.strip()
+
+
+async def get_caller(request: Request) -> Caller:
+    """The caller, from the same bearer tokens the control plane takes."""
+    token = _bearer(request.headers.get("authorization", ""))
+    verifier: TokenVerifier = request.app.state.verifier
+    return Caller(principal=verifier.verify(token), token=token)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def _engine(request: Request) -> ChatEngine:
+    engine: ChatEngine = request.app.state.engine
+    return engine
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: BaseChatModel | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """The chatbot application."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_file, json=settings.log_json)
+        app.state.engine = ChatEngine(settings, model)
+        app.state.verifier = verifier or make_verifier(settings)
+        app.state.limiter = RateLimiter(settings.chat_rate_per_minute)
+        log.info("chat.started", model=settings.chat_model_name, port=settings.chat_port)
+        yield
+        app.state.engine.close()
+
+    app = FastAPI(
+        title="AIPress chat",
+        version="1",
+        lifespan=lifespan,
+        description="Chat with the AIPress operations agent (same bearer tokens as the API).",
+    )
+    app.add_middleware(RequestIdMiddleware)
+
+    async def _no_audit(_request: Request, _kind: str, _detail: str) -> None:
+        return None
+
+    install_error_handlers(app, _no_audit)
+    _install_chat_errors(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat", response_model=ChatReply)
+    def chat(body: ChatRequest, caller: CallerDep, request: Request) -> ChatReply:
+        """Send a message; the reply carries the new messages and any pending confirmation."""
+        engine = _engine(request)
+        _admit(request, caller, body.message)
+        ctx = _context(engine, caller, body.tenant_id)
+        thread_id = engine.open_thread(ctx, body.thread_id, body.message)
+        return _collect(thread_id, engine.turn(ctx, thread_id, message=body.message))
+
+    @app.post("/v1/chat/{thread_id}/resume", response_model=ChatReply)
+    def resume(
+        thread_id: str, body: ResumeRequest, caller: CallerDep, request: Request
+    ) -> ChatReply:
+        """Answer a confirmation (approve or cancel) and let the turn finish."""
+        engine = _engine(request)
+        _admit(request, caller, "")
+        thread = engine.threads.get(thread_id, owner_sub=caller.principal.sub)
+        ctx = _context(engine, caller, thread.tenant_id)
+        return _collect(thread_id, engine.turn(ctx, thread_id, approve=body.approve))
+
+    @app.get("/v1/chat/threads", response_model=list[ThreadRead])
+    def threads(caller: CallerDep, request: Request) -> list[ThreadRead]:
+        """The caller's own threads, latest first."""
+        return [
+            ThreadRead(id=t.id, title=t.title, tenant_id=t.tenant_id,
+                       created_at=t.created_at.isoformat(), updated_at=t.updated_at.isoformat())
+            for t in _engine(request).threads.list(owner_sub=caller.principal.sub)
+        ]  # fmt: skip
+
+    @app.get("/v1/chat/{thread_id}", response_model=ChatReply)
+    def thread(thread_id: str, caller: CallerDep, request: Request) -> ChatReply:
+        """A thread's messages and pending confirmation (only its owner may read it)."""
+        engine = _engine(request)
+        engine.threads.get(thread_id, owner_sub=caller.principal.sub)
+        return ChatReply(
+            thread_id=thread_id,
+            messages=engine.history(thread_id),
+            interrupt=engine.pending_interrupt(thread_id),
+        )
+
+    @app.websocket("/v1/chat/ws")
+    async def chat_ws(websocket: WebSocket) -> None:
+        """Frames in: {type: auth, token}, {type: message, text, thread_id?},
+        {type: resume, thread_id, approve}. Frames out: the turn's events, or
+        {type: error, status, detail}."""
+        await websocket.accept()
+        caller = await _ws_auth(websocket)
+        if caller is None:
+            return
+        try:
+            while True:
+                frame = await websocket.receive_json()
+                await _ws_frame(websocket, caller, frame)
+        except WebSocketDisconnect:
+            return
+
+    return app
+
+
+def _install_chat_errors(app: FastAPI) -> None:
+    @app.exception_handler(RateLimited)
+    async def _rate(_request: Request, exc: RateLimited) -> JSONResponse:
+        response = problem(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.exception_handler(TooLong)
+    async def _too_long(_request: Request, exc: TooLong) -> JSONResponse:
+        return problem(413, str(exc))
+
+    @app.exception_handler(ThreadNotFound)
+    async def _thread(_request: Request, exc: ThreadNotFound) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(Busy)
+    async def _busy(_request: Request, exc: Busy) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(NothingToResume)
+    async def _nothing(_request: Request, exc: NothingToResume) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(PermissionError)
+    async def _permission(_request: Request, exc: PermissionError) -> JSONResponse:
+        return problem(403, str(exc))
+
+
+def _admit(request: Request, caller: Caller, message: str) -> None:
+    """Length first (a refused message is not counted), then the rate."""
+    check_length(message, request.app.state.engine.settings.chat_max_message_chars)
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.hit(caller.principal.sub)
+
+
+def _context(engine: ChatEngine, caller: Caller, tenant_id: str | None) -> AgentContext:
+    return engine.context(
+        caller.principal, caller.token, tenant_id=tenant_id, request_id=current_request_id()
+    )
+
+
+def _collect(thread_id: str, events: Iterator[Event]) -> ChatReply:
+    messages: list[dict[str, Any]] = []
+    interrupt = None
+    for event in events:
+        if event["type"] == "message":
+            messages.append(event["message"])
+        elif event["type"] == "tool_end":
+            messages.append({"role": "tool", "tool_call_id": event["id"], "name": event["name"],
+                             "status": event["status"], "error": event["error"],
+                             "data": event["data"]})  # fmt: skip
+        elif event["type"] == "interrupt":
+            interrupt = event
+    return ChatReply(thread_id=thread_id, messages=messages, interrupt=interrupt)
+
+
+# -- WebSocket ---------------------------------------------------------------------------
+
+
+async def _ws_auth(websocket: WebSocket) -> Caller | None:
+    """The first frame (or an Authorization header) carries the token; never the URL."""
+    verifier: TokenVerifier = websocket.app.state.verifier
+    header = websocket.headers.get("authorization")
+    try:
+        if header:
+            token = _bearer(header)
+        else:
+            frame = await asyncio.wait_for(websocket.receive_json(), WS_AUTH_TIMEOUT)
+            if not isinstance(frame, dict) or frame.get("type") != "auth" or not frame.get("token"):
+                raise InvalidToken('send {"type": "auth", "token": "<bearer token>"} first')
+            token = str(frame["token"])
+        caller = Caller(principal=verifier.verify(token), token=token)
+    except (InvalidToken, TimeoutError, ValueError) as exc:
+        detail = str(exc) or "authentication timed out"
+        with contextlib.suppress(Exception):
+            await websocket.send_json({"type": "error", "status": 401, "detail": detail})
+            await websocket.close(code=4401)
+        return None
+    await websocket.send_json({"type": "ready", "sub": caller.principal.sub,
+                               "role": caller.principal.role.value})  # fmt: skip
+    return caller
+
+
+async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
+    engine: ChatEngine = websocket.app.state.engine
+    limiter: RateLimiter = websocket.app.state.limiter
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    try:
+        if kind == "message":
+            text = frame.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("a message frame needs a non-empty 'text'")
+            check_length(text, engine.settings.chat_max_message_chars)
+            limiter.hit(caller.principal.sub)
+            ctx = _context(engine, caller, frame.get("tenant_id"))
+            thread_id = await run_in_threadpool(
+                engine.open_thread, ctx, frame.get("thread_id"), text
+            )
+            await _relay(websocket, engine.turn(ctx, thread_id, message=text))
+        elif kind == "resume":
+            thread_id = str(frame.get("thread_id") or "")
+            limiter.hit(caller.principal.sub)
+            thread = await run_in_threadpool(
+                engine.threads.get, thread_id, owner_sub=caller.principal.sub
+            )
+            ctx = _context(engine, caller, thread.tenant_id)
+            approve = frame.get("approve") is True
+            await _relay(websocket, engine.turn(ctx, thread_id, approve=approve))
+        elif kind == "ping":
+            await websocket.send_json({"type": "pong"})
+        else:
+            raise ValueError("frame type must be 'message', 'resume' or 'ping'")
+    except RateLimited as exc:
+        await _ws_error(websocket, 429, str(exc), retry_after=exc.retry_after)
+    except TooLong as exc:
+        await _ws_error(websocket, 413, str(exc))
+    except ThreadNotFound as exc:
+        await _ws_error(websocket, 404, str(exc))
+    except (Busy, NothingToResume) as exc:
+        await _ws_error(websocket, 409, str(exc))
+    except PermissionError as exc:
+        await _ws_error(websocket, 403, str(exc))
+    except ValueError as exc:
+        await _ws_error(websocket, 422, str(exc))
+
+
+async def _ws_error(websocket: WebSocket, status: int, detail: str, **extra: Any) -> None:
+    await websocket.send_json({"type": "error", "status": status, "detail": detail, **extra})
+
+
+async def _relay(websocket: WebSocket, events: Iterator[Event]) -> None:
+    """Run the turn in a worker thread and forward each event as it happens."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+
+    def produce() -> None:
+        try:
+            for event in events:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        except BaseException as exc:  # delivered to the socket's task, not lost in the thread
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    worker = threading.Thread(target=produce, name="chat-turn", daemon=True)
+    worker.start()
+    failure: BaseException | None = None
+    while True:
+        item = await queue.get()
+        if item is None:
+            break
+        if isinstance(item, BaseException):
+            failure = item
+            continue
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.send_json(item)  # the turn finishes even if the socket went away
+    if failure is not None:
+        if isinstance(failure, Exception) and isinstance(
+            failure, (ThreadNotFound, Busy, NothingToResume, PermissionError, ValueError)
+        ):
+            raise failure
+        log.error("chat.turn_failed", error_type=type(failure).__name__, exc_info=failure)
+        await _ws_error(websocket, 500, "the turn failed; quote the request id when reporting it")

@@ -1,0 +1,139 @@
+"""Where conversations live: LangGraph checkpoints and the owner of each thread.
+
+SQLite under the state directory locally; Postgres in production (`AIPRESS_CHAT_DATABASE_URL`
+= postgresql://...). Thread owners are kept beside the checkpoints so that only the token's
+subject can read or resume a thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from sqlalchemy import DateTime, String, create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+TITLE_LENGTH = 80
+
+
+class Base(DeclarativeBase):
+    """Tables of the chatbot."""
+
+
+class ChatThread(Base):
+    """A conversation and whose it is."""
+
+    __tablename__ = "chat_threads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_sub: Mapped[str] = mapped_column(String(128), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(TITLE_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ThreadNotFound(Exception):
+    """No such thread for this caller (another user's thread looks the same)."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"no chat thread {thread_id!r} of yours; start a new one")
+
+
+def _sqlalchemy_url(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def open_checkpointer(url: str) -> tuple[BaseCheckpointSaver[Any], Callable[[], None]]:
+    """A checkpointer for the URL and the function that closes it."""
+    path = _sqlite_path(url)
+    if path is not None:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        path.chmod(0o600)
+        saver = SqliteSaver(conn)
+        saver.setup()
+        return saver, conn.close
+    if url.startswith(("postgresql://", "postgres://")):
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            open=True,
+        )  # fmt: skip
+        postgres = PostgresSaver(pool)
+        postgres.setup()
+        return postgres, pool.close
+    raise ValueError("AIPRESS_CHAT_DATABASE_URL must be sqlite:///path or postgresql://...")
+
+
+class ThreadStore:
+    """Thread ownership records."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create(self, *, owner_sub: str, tenant_id: str | None, first_message: str) -> str:
+        """A new thread owned by `owner_sub`; returns its id."""
+        now = datetime.now(UTC)
+        thread = ChatThread(
+            id=str(uuid.uuid4()),
+            owner_sub=owner_sub,
+            tenant_id=tenant_id,
+            title=" ".join(first_message.split())[:TITLE_LENGTH] or "conversation",
+            created_at=now,
+            updated_at=now,
+        )
+        with self._sessions.begin() as session:
+            session.add(thread)
+        return thread.id
+
+    def get(self, thread_id: str, *, owner_sub: str) -> ChatThread:
+        """The caller's thread, or ThreadNotFound."""
+        with Session(self.engine) as session:
+            thread = session.get(ChatThread, thread_id)
+        if thread is None or thread.owner_sub != owner_sub:
+            raise ThreadNotFound(thread_id)
+        return thread
+
+    def touch(self, thread_id: str) -> None:
+        """Record activity."""
+        with self._sessions.begin() as session:
+            thread = session.get(ChatThread, thread_id)
+            if thread is not None:
+                thread.updated_at = datetime.now(UTC)
+
+    def list(self, *, owner_sub: str, limit: int = 50) -> list[ChatThread]:
+        """The caller's threads, latest first."""
+        with Session(self.engine) as session:
+            query = (
+                select(ChatThread)
+                .where(ChatThread.owner_sub == owner_sub)
+                .order_by(ChatThread.updated_at.desc())
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
+    def close(self) -> None:
+        """Dispose of connections."""
+        self.engine.dispose()

@@ -1,0 +1,104 @@
+"""Argument models of the agent's tools; the descriptions are written for the model.
+
+Two variants exist. The tenant variant has no tenant argument at all: the tenant comes from
+the caller's token. The admin variant adds a required `tenant_id`. Both forbid unknown
+arguments, so a smuggled `tenant_id` is an error, not a silent widening of scope.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+SITE = "The site's short name, e.g. 'crumbs' (lowercase letters, digits, hyphens)"
+
+
+class ToolArgs(BaseModel):
+    """Base of every argument model: unknown arguments are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListSitesArgs(ToolArgs):
+    """List the sites with their status and URL."""
+
+
+class GetSiteArgs(ToolArgs):
+    """One site's status, URLs, domains and recent operations."""
+
+    name: str = Field(description=SITE)
+
+
+class CreateSiteArgs(ToolArgs):
+    """Create a WordPress site. Ask the user for the name and admin e-mail first."""
+
+    name: str = Field(description=SITE + "; 1-40 characters, starting with a letter")
+    admin_email: str = Field(description="E-mail of the WordPress admin account")
+    title: str | None = Field(default=None, description="Site title, e.g. 'Crumbs Bakery'")
+    domain: str | None = Field(
+        default=None, description="Optional custom domain, e.g. 'crumbs.example.com'"
+    )
+
+
+class DeleteSiteArgs(ToolArgs):
+    """Delete a site (a backup is taken first). The user is asked to confirm."""
+
+    name: str = Field(description=SITE)
+
+
+class QueryLogsArgs(ToolArgs):
+    """Search a site's logs (HTTP requests, web-server and PHP errors), newest first."""
+
+    site: str = Field(description=SITE)
+    since: str = Field(
+        default="1h",
+        description="Start: a duration ago ('30m', '2h', '1d') or an ISO 8601 time",
+    )
+    until: str | None = Field(default=None, description="End, same forms; default now")
+    severity: Literal["debug", "info", "notice", "warning", "error", "critical"] | None = Field(
+        default=None, description="Minimum severity; 'error' for errors"
+    )
+    status: str | None = Field(
+        default=None, description="HTTP status code ('404') or class ('5xx')"
+    )
+    text: str | None = Field(default=None, description="Text the entry must contain")
+    limit: int = Field(default=20, ge=1, le=200, description="At most this many entries")
+
+
+class GetMetricsArgs(ToolArgs):
+    """A site's request count, error rate and latency percentiles ('is it slow?')."""
+
+    site: str = Field(description=SITE)
+    since: str = Field(default="1h", description="Start: a duration ago ('30m', '2h', '1d')")
+
+
+class GetBillingArgs(ToolArgs):
+    """Costs between two dates (inclusive), grouped by day, service or site."""
+
+    from_date: date | None = Field(
+        default=None, description="First day (YYYY-MM-DD); default the 1st of this month"
+    )
+    to_date: date | None = Field(default=None, description="Last day (YYYY-MM-DD); default today")
+    group_by: Literal["day", "service", "site"] = Field(
+        default="service", description="How to split the total"
+    )
+
+
+class ListTenantsArgs(ToolArgs):
+    """List every tenant of the platform (admins only)."""
+
+
+TENANT_ID = "The tenant the request is about, e.g. 'acme' (admins name it; ask if unclear)"
+
+
+def admin_variant(model: type[ToolArgs]) -> type[ToolArgs]:
+    """The same arguments plus a required tenant_id."""
+    variant: type[ToolArgs] = create_model(
+        "Admin" + model.__name__,
+        __base__=model,
+        __doc__=model.__doc__,
+        tenant_id=(str, Field(description=TENANT_ID)),
+    )
+    return variant

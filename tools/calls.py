@@ -1,0 +1,251 @@
+"""The tools' bodies: each calls the control-plane API with the caller's own token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from controlplane.client import ApiError, ControlPlaneClient
+from tools import args as a
+from tools.context import AgentContext, Emit
+from tools.results import ToolResult
+
+FINISHED = ("succeeded", "failed", "rolled_back")
+RECENT_OPERATIONS = 5
+
+
+class ToolFailure(Exception):
+    """A tool could not do its work; the message says why and what to fix."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, request: str = "") -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.request = request
+
+
+class Api:
+    """The control plane as one caller sees it (their token, a shared connection pool)."""
+
+    def __init__(self, ctx: AgentContext, http: httpx.Client | None = None) -> None:
+        self.ctx = ctx
+        self._client = ControlPlaneClient(
+            ctx.control_plane_url, ctx.token, request_id=ctx.request_id, http=http
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; failures become ToolFailure with the control plane's message."""
+        try:
+            return self._client.request(method, path, **kwargs)
+        except ApiError as exc:
+            raise ToolFailure(
+                exc.detail, http_status=exc.status, request=f"{method} {path}"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ToolFailure(
+                f"the control plane is unreachable ({type(exc).__name__}); try again shortly",
+                request=f"{method} {path}",
+            ) from exc
+
+    def follow(self, operation_id: str, emit: Emit) -> dict[str, Any]:
+        """Relay an operation's events as progress until it ends (or the wait runs out)."""
+        deadline = time.monotonic() + self.ctx.operation_wait_seconds
+        try:
+            for event in self._client.events(operation_id):
+                emit({**event, "type": "progress", "event": event.get("type")})
+                if event.get("type", "").startswith("operation_") and event["type"] not in (
+                    "operation_started",
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    break
+        except (ApiError, httpx.HTTPError):
+            pass  # progress is best effort; the operation's state below is the truth
+        operation: dict[str, Any] = self.call("GET", f"/v1/operations/{operation_id}")
+        return operation
+
+    def close(self) -> None:
+        """Release the client (the shared pool stays open)."""
+        self._client.close()
+
+
+def tenant_of(args: a.ToolArgs, ctx: AgentContext) -> str:
+    """The tenant of a call: the admin's argument, or the token's tenant for everyone else."""
+    if ctx.is_admin:
+        tenant = getattr(args, "tenant_id", None)
+        if not tenant:
+            raise ToolFailure("tenant_id is required for admins: ask which tenant is meant")
+        return str(tenant)
+    if ctx.tenant_id is None:
+        raise ToolFailure("your sign-in carries no tenant")
+    return ctx.tenant_id
+
+
+def _site_summary(site: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": site["name"],
+        "tenant_id": site["tenant_id"],
+        "title": site["title"],
+        "status": site["status"],
+        "url": site["preview_url"],
+        "domains": site["domains"],
+    }
+
+
+def _operation_summary(op: dict[str, Any]) -> dict[str, Any]:
+    failed = [s for s in op.get("steps", []) if s.get("status") == "failed"]
+    return {
+        "id": op["id"],
+        "kind": op["kind"],
+        "status": op["status"],
+        "requested_by": op["requested_by"],
+        "created_at": op["created_at"],
+        "finished_at": op["finished_at"],
+        "error": op.get("error") or (failed[0].get("error") if failed else None),
+        "backup": op.get("backup"),
+    }
+
+
+def list_sites(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Every site of the tenant."""
+    tenant = tenant_of(args, api.ctx)
+    sites = api.call("GET", f"/v1/tenants/{tenant}/sites")
+    return ToolResult.ok({"tenant_id": tenant, "sites": [_site_summary(s) for s in sites]})
+
+
+def get_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """One site with its recent operations."""
+    assert isinstance(args, a.GetSiteArgs)
+    tenant = tenant_of(args, api.ctx)
+    site = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.name}")
+    operations = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.name}/operations")
+    return ToolResult.ok(
+        {
+            **_site_summary(site),
+            "admin_user": site["admin_user"],
+            "admin_email": site["admin_email"],
+            "created_at": site["created_at"],
+            "operations": [_operation_summary(op) for op in operations[:RECENT_OPERATIONS]],
+        }
+    )
+
+
+def create_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Submit a create, relay its progress, answer with the site's URL."""
+    assert isinstance(args, a.CreateSiteArgs)
+    tenant = tenant_of(args, api.ctx)
+    body = {"name": args.name, "admin_email": args.admin_email}
+    if args.title:
+        body["title"] = args.title
+    if args.domain:
+        body["domain"] = args.domain
+    accepted = api.call("POST", f"/v1/tenants/{tenant}/sites", json=body)
+    operation = api.follow(accepted["operation"]["id"], emit)
+    return _finished(api, tenant, args.name, operation)
+
+
+def delete_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Delete after the user confirmed; running it twice follows the first deletion."""
+    assert isinstance(args, a.DeleteSiteArgs)
+    tenant = tenant_of(args, api.ctx)
+    path = f"/v1/tenants/{tenant}/sites/{args.name}"
+    try:
+        site = api.call("GET", path)
+    except ToolFailure as exc:
+        if exc.http_status == 404:
+            return ToolResult.ok({"name": args.name, "tenant_id": tenant, "deleted": True})
+        raise
+    if site["status"] == "deleting" and site["current_operation_id"]:
+        operation_id = site["current_operation_id"]
+    else:
+        operation_id = api.call("DELETE", path)["operation"]["id"]
+    operation = api.follow(operation_id, emit)
+    summary = _operation_summary(operation)
+    if operation["status"] != "succeeded":
+        return ToolResult(
+            status="running" if operation["status"] not in FINISHED else "error",
+            data={"name": args.name, "tenant_id": tenant, "operation": summary},
+            error=summary["error"],
+        )
+    return ToolResult.ok(
+        {"name": args.name, "tenant_id": tenant, "deleted": True, "backup": summary["backup"],
+         "operation": summary}
+    )  # fmt: skip
+
+
+def _finished(api: Api, tenant: str, name: str, operation: dict[str, Any]) -> ToolResult:
+    summary = _operation_summary(operation)
+    if operation["status"] not in FINISHED:
+        return ToolResult(
+            status="running",
+            data={"name": name, "tenant_id": tenant, "operation": summary},
+            error="still running; ask about the site again in a minute",
+        )
+    if operation["status"] != "succeeded":
+        return ToolResult(
+            status="error",
+            data={"name": name, "tenant_id": tenant, "operation": summary},
+            error=f"creating {name} failed and was rolled back: {summary['error']}",
+        )
+    site = api.call("GET", f"/v1/tenants/{tenant}/sites/{name}")
+    return ToolResult.ok(
+        {
+            **_site_summary(site),
+            "admin_user": site["admin_user"],
+            "admin_email": site["admin_email"],
+            "admin_password": "not shown in chat: use the Reveal password action",
+            "operation": summary,
+        }
+    )
+
+
+def query_logs(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Log entries matching the filters."""
+    assert isinstance(args, a.QueryLogsArgs)
+    tenant = tenant_of(args, api.ctx)
+    params: dict[str, Any] = {"since": args.since, "limit": args.limit}
+    for key in ("until", "severity", "status"):
+        if getattr(args, key):
+            params[key] = getattr(args, key)
+    if args.text:
+        params["q"] = args.text
+    logs = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}/logs", params=params)
+    return ToolResult.ok({"tenant_id": tenant, "filters": params, **logs})
+
+
+def get_metrics(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Request figures over a window."""
+    assert isinstance(args, a.GetMetricsArgs)
+    tenant = tenant_of(args, api.ctx)
+    metrics = api.call(
+        "GET", f"/v1/tenants/{tenant}/sites/{args.site}/metrics", params={"since": args.since}
+    )
+    return ToolResult.ok({"tenant_id": tenant, **metrics})
+
+
+def get_billing(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Costs of a tenant; until billing aggregation exists it says so plainly."""
+    assert isinstance(args, a.GetBillingArgs)
+    tenant = tenant_of(args, api.ctx)
+    api.call("GET", f"/v1/tenants/{tenant}")  # visibility is checked like any other read
+    return ToolResult(
+        status="unavailable",
+        data={"tenant_id": tenant},
+        error=(
+            "billing aggregation is not set up on this platform yet, so no per-tenant "
+            "cost data exists to report"
+        ),
+    )
+
+
+def list_tenants(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Every tenant (admins)."""
+    tenants = api.call("GET", "/v1/tenants")
+    return ToolResult.ok(
+        {"tenants": [{"id": t["id"], "name": t["name"], "status": t["status"]} for t in tenants]}
+    )
+
+
+ToolBody = Callable[[Api, a.ToolArgs, Emit], ToolResult]

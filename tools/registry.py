@@ -1,0 +1,113 @@
+"""The tool sets: which tools a role gets, their schemas for the model, and how one runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import httpx
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ValidationError
+
+from controlplane.permissions import Role
+from tools import args as a
+from tools import calls
+from tools.context import AgentContext, Emit
+from tools.results import ToolResult
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its name, what the model is told, its arguments and its body."""
+
+    name: str
+    description: str
+    args_model: type[a.ToolArgs]
+    body: calls.ToolBody
+    destructive: bool = False
+    admin_only: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI-style function schema every chat model binds."""
+        tool = convert_to_openai_tool(self.args_model)
+        tool["function"]["name"] = self.name
+        tool["function"]["description"] = self.description
+        return tool
+
+
+BASE_TOOLS = (
+    ToolSpec("list_sites", "List the sites with their status and URL.", a.ListSitesArgs,
+             calls.list_sites),
+    ToolSpec("get_site", "Show one site: status, URL, domains and its recent operations.",
+             a.GetSiteArgs, calls.get_site),
+    ToolSpec("create_site", "Create a WordPress site and wait until it serves pages; returns "
+             "its URL. Needs a name and the admin e-mail: ask the user for what is missing.",
+             a.CreateSiteArgs, calls.create_site),
+    ToolSpec("delete_site", "Delete a site, its database and files (a backup is taken first). "
+             "The user is asked to confirm before anything happens.", a.DeleteSiteArgs,
+             calls.delete_site, destructive=True),
+    ToolSpec("query_logs", "Search a site's logs: HTTP requests, web-server and PHP errors. "
+             "Filter by time window, severity, HTTP status and text.", a.QueryLogsArgs,
+             calls.query_logs),
+    ToolSpec("get_metrics", "A site's requests, error rate and latency percentiles over a "
+             "window; use it for 'is my site slow?'.", a.GetMetricsArgs, calls.get_metrics),
+    ToolSpec("get_billing", "Costs between two dates, grouped by day, service or site.",
+             a.GetBillingArgs, calls.get_billing),
+)  # fmt: skip
+ADMIN_ONLY_TOOLS = (
+    ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,
+             calls.list_tenants, admin_only=True),
+)  # fmt: skip
+
+
+@cache
+def toolset(admin: bool) -> dict[str, ToolSpec]:
+    """The admin variant (every tool takes tenant_id) or the tenant-scoped one (none does)."""
+    if not admin:
+        return {spec.name: spec for spec in BASE_TOOLS}
+    specs = [
+        ToolSpec(s.name, s.description, a.admin_variant(s.args_model), s.body, s.destructive)
+        for s in BASE_TOOLS
+    ]
+    return {spec.name: spec for spec in (*specs, *ADMIN_ONLY_TOOLS)}
+
+
+def toolset_for(role: Role) -> dict[str, ToolSpec]:
+    """The tools of a role."""
+    return toolset(role is Role.ADMIN)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"{where}: this tool takes no such argument")
+        else:
+            parts.append(f"{where}: {error['msg']}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def run_tool(
+    name: str,
+    raw_args: dict[str, Any],
+    ctx: AgentContext,
+    emit: Emit,
+    http: httpx.Client | None = None,
+) -> ToolResult:
+    """Validate and run one tool call for the caller in `ctx`; never raises."""
+    spec = toolset_for(ctx.role).get(name)
+    if spec is None:
+        return ToolResult.failed(f"there is no tool named {name!r} for your role")
+    try:
+        parsed = spec.args_model.model_validate(raw_args)
+    except ValidationError as exc:
+        return ToolResult.failed(_validation_message(exc))
+    api = calls.Api(ctx, http)
+    try:
+        return spec.body(api, parsed, emit)
+    except calls.ToolFailure as exc:
+        return ToolResult.failed(str(exc), http_status=exc.http_status, request=exc.request or None)
+    finally:
+        api.close()
