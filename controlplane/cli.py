@@ -104,6 +104,63 @@ def _stored_user(settings: Settings, uid: str) -> dict[str, Any] | None:
 
 
 @app.command()
+def chat(
+    message: Annotated[
+        str | None, typer.Argument(help="Send this one message and exit (else interactive)")
+    ] = None,
+    user: Annotated[str, typer.Option("--as", help="Local user to chat as (embedded)")] = "admin",
+    tenant: Annotated[str | None, typer.Option(help="Tenant to act for (operators)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Approve confirmations")] = False,
+    token: TokenOpt = None,
+    url: Annotated[
+        str | None, typer.Option("--chat-url", envvar="AIPRESS_CHAT_URL", help="Chatbot URL")
+    ] = None,
+) -> None:
+    """Chat with the agent: streamed answers, tool steps, progress and y/n confirmations."""
+    from chatbot.terminal import TerminalChat
+
+    settings = get_settings()
+    if token is None:
+        if settings.provider == "gcp":
+            err.print("[red]Set AIPRESS_TOKEN (a Firebase ID token) or pass --token.[/red]")
+            raise typer.Exit(2)
+        stored = _stored_user(settings, user)
+        if stored is None:
+            err.print(f"[red]No local user {user!r}; see `aipress users list`.[/red]")
+            raise typer.Exit(2)
+        token = LocalTokenIssuer(settings).issue(
+            user, Role(stored["role"]), stored["tenants"], email=stored["email"], ttl_seconds=3600
+        )
+
+    def confirm(question: str) -> bool:
+        if yes:
+            console.print(f"[yellow]{question}[/yellow] yes (--yes)")
+            return True
+        return typer.confirm(question, default=False)
+
+    try:
+        session = TerminalChat(url or settings.chat_url, token, console, confirm)
+    except (OSError, RuntimeError) as exc:
+        err.print(f"[red]Cannot reach the chat service:[/red] {exc}. Is it running (`make up`)?")
+        raise typer.Exit(1) from exc
+    try:
+        if message is not None:
+            events = session.send(message, tenant)
+            raise typer.Exit(1 if any(e["type"] == "error" for e in events) else 0)
+        console.print("[dim]Chatting with AIPress; empty line or Ctrl-D to leave.[/dim]")
+        while True:
+            try:
+                text = console.input("[bold]you>[/bold] ").strip()
+            except EOFError:
+                break
+            if not text:
+                break
+            session.send(text, tenant)
+    finally:
+        session.close()
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
@@ -140,6 +197,7 @@ def up() -> None:
     console.print()
     console.print("[bold green]AIPress is up.[/bold green]")
     console.print(f"  Control-plane API   {settings.base_url}  (OpenAPI: {settings.base_url}/docs)")
+    console.print(f"  Chat service        {settings.chat_url}  (WebSocket /v1/chat/ws)")
     console.print(f"  Sites               http://<site>.<tenant>.localhost:{settings.site_port}/")
     console.print(f"  State directory     {settings.home}")
     console.print(f"  Demo users          {', '.join(DEMO_USERS)} (tenants acme, globex)")
@@ -148,6 +206,7 @@ def up() -> None:
         "  A site              .venv/bin/aipress sites create acme crumbs "
         "--admin-email alice@acme.example"
     )
+    console.print("  Chat as a tenant    .venv/bin/aipress chat --as alice")
     console.print("  Stop everything     .venv/bin/aipress down")
 
 

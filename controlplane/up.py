@@ -51,7 +51,10 @@ class Service:
 
 def services(settings: Settings) -> list[Service]:
     """Our services in start order."""
-    return [Service("controlplane", "controlplane.api.app:create_app", settings.port)]
+    return [
+        Service("controlplane", "controlplane.api.app:create_app", settings.port),
+        Service("chatbot", "chatbot.service:create_app", settings.chat_port),
+    ]
 
 
 def healthy(url: str) -> bool:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 SITE = "The site's short name, e.g. 'crumbs' (lowercase letters, digits, hyphens)"
+# Names travel in URL paths: only DNS-label characters, so no argument can add a path segment.
+LABEL = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
 class ToolArgs(BaseModel):
@@ -28,13 +30,15 @@ class ListSitesArgs(ToolArgs):
 class GetSiteArgs(ToolArgs):
     """One site's status, URLs, domains and recent operations."""
 
-    name: str = Field(description=SITE)
+    name: str = Field(description=SITE, pattern=LABEL)
 
 
 class CreateSiteArgs(ToolArgs):
     """Create a WordPress site. Ask the user for the name and admin e-mail first."""
 
-    name: str = Field(description=SITE + "; 1-40 characters, starting with a letter")
+    name: str = Field(
+        description=SITE + "; 1-40 characters, starting with a letter", pattern=LABEL
+    )
     admin_email: str = Field(description="E-mail of the WordPress admin account")
     title: str | None = Field(default=None, description="Site title, e.g. 'Crumbs Bakery'")
     domain: str | None = Field(
@@ -45,13 +49,13 @@ class CreateSiteArgs(ToolArgs):
 class DeleteSiteArgs(ToolArgs):
     """Delete a site (a backup is taken first). The user is asked to confirm."""
 
-    name: str = Field(description=SITE)
+    name: str = Field(description=SITE, pattern=LABEL)
 
 
 class QueryLogsArgs(ToolArgs):
     """Search a site's logs (HTTP requests, web-server and PHP errors), newest first."""
 
-    site: str = Field(description=SITE)
+    site: str = Field(description=SITE, pattern=LABEL)
     since: str = Field(
         default="1h",
         description="Start: a duration ago ('30m', '2h', '1d') or an ISO 8601 time",
@@ -70,7 +74,7 @@ class QueryLogsArgs(ToolArgs):
 class GetMetricsArgs(ToolArgs):
     """A site's request count, error rate and latency percentiles ('is it slow?')."""
 
-    site: str = Field(description=SITE)
+    site: str = Field(description=SITE, pattern=LABEL)
     since: str = Field(default="1h", description="Start: a duration ago ('30m', '2h', '1d')")
 
 
@@ -99,6 +103,6 @@ def admin_variant(model: type[ToolArgs]) -> type[ToolArgs]:
         "Admin" + model.__name__,
         __base__=model,
         __doc__=model.__doc__,
-        tenant_id=(str, Field(description=TENANT_ID)),
+        tenant_id=(str, Field(description=TENANT_ID, pattern=LABEL)),
     )
     return variant

@@ -1,0 +1,88 @@
+"""`aipress chat`: the agent in a terminal, over the same WebSocket the widget uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from websockets.sync.client import ClientConnection, connect
+
+Confirm = Callable[[str], bool]
+
+
+def ws_url(http_url: str) -> str:
+    """The chat WebSocket of a chatbot base URL."""
+    return http_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/chat/ws"
+
+
+class TerminalChat:
+    """Sends messages, prints streamed events, asks y/n on confirmations."""
+
+    def __init__(self, url: str, token: str, console: Console, confirm: Confirm) -> None:
+        self.console = console
+        self.confirm = confirm
+        self.thread_id: str | None = None
+        self._ws: ClientConnection = connect(
+            ws_url(url), additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
+        )
+        ready = self._recv()
+        if ready.get("type") != "ready":
+            raise RuntimeError(ready.get("detail", "the chat service refused the connection"))
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._ws.close()
+
+    def _recv(self) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(self._ws.recv())
+        return frame
+
+    def send(self, text: str, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """One user message; returns every event of the turn (and of any confirmation)."""
+        frame: dict[str, Any] = {"type": "message", "text": text}
+        if self.thread_id:
+            frame["thread_id"] = self.thread_id
+        if tenant_id:
+            frame["tenant_id"] = tenant_id
+        self._ws.send(json.dumps(frame))
+        return self._follow()
+
+    def _follow(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        streaming = False
+        while True:
+            event = self._recv()
+            events.append(event)
+            kind = event["type"]
+            if kind == "thread":
+                self.thread_id = event["thread_id"]
+            elif kind == "token":
+                if not streaming:
+                    self.console.print("[bold cyan]aipress>[/bold cyan] ", end="")
+                    streaming = True
+                self.console.print(event["text"], end="", markup=False, highlight=False)
+            elif kind == "message" and streaming:
+                self.console.print()
+                streaming = False
+            elif kind == "tool_start":
+                args = ", ".join(f"{k}={v!r}" for k, v in event["args"].items())
+                self.console.print(f"  [dim]→ {event['name']}({args})[/dim]")
+            elif kind == "progress" and event.get("step"):
+                self.console.print(f"    [dim]· {event['message']}[/dim]")
+            elif kind == "tool_end":
+                mark = "[green]✓[/green]" if event["status"] == "ok" else "[yellow]![/yellow]"
+                self.console.print(f"  {mark} [dim]{event['name']}: {event['status']}[/dim]")
+            elif kind == "interrupt":
+                approve = all(self.confirm(action["question"]) for action in event["actions"])
+                self._ws.send(json.dumps({"type": "resume", "thread_id": event["thread_id"],
+                                          "approve": approve}))  # fmt: skip
+            elif kind == "error":
+                self.console.print(f"[red]Error {event['status']}:[/red] {event['detail']}")
+                return events
+            elif kind == "done":
+                if streaming:
+                    self.console.print()
+                if not any(e["type"] == "interrupt" for e in events[-3:]):
+                    return events
