@@ -20,7 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
-from controlplane.permissions import Role
+from controlplane.permissions import Action, Role, is_allowed
 from prompts import load_prompt
 from tools.context import AgentContext
 from tools.registry import run_tool, toolset_for
@@ -116,6 +116,15 @@ def build_graph(
                 refused.append(_tool_message(call, found))
                 continue
             site = found.data
+            if not is_allowed(ctx.principal, Action.CHANGE_SITES, site["tenant_id"]):
+                # Asking to confirm what the control plane will refuse helps nobody; the
+                # control plane still decides if the call is ever made.
+                denied = ToolResult.failed(
+                    f"your role ({ctx.role.value}) may read sites but not delete them",
+                    http_status=403,
+                )
+                refused.append(_tool_message(call, denied))
+                continue
             actions.append({
                 "tool_call_id": call["id"], "action": call["name"], "site": site["name"],
                 "tenant_id": site["tenant_id"], "url": site["url"],

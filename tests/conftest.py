@@ -24,6 +24,7 @@ from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 
+pytest_plugins = ["tests.agent_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 LOG_FILE = ARTIFACTS / "platform-test.log"

@@ -64,6 +64,7 @@ INTENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("list_tenants", re.compile(r"\btenants\b|\bcustomers\b", re.I)),
     ("list_sites", re.compile(
         r"\b(list|show|what|which|all|how\s+many|do\s+i\s+have|my)\b.*\bsites\b|"
+        r"\b(list|show)\s+(me\s+)?(all|every|each)\s+(of\s+)?(my\s+|the\s+)?sites?\b|"
         r"^\s*sites\??\s*$", re.I)),
     ("get_site", re.compile(
         r"\b(status|url|link|address|details?|info|information|how\s+is|how's|tell\s+me\s+"
@@ -186,6 +187,7 @@ SITE_PATTERNS = (
     re.compile(r"\b(" + WORD + r")\s+(?:site|website|blog)\b", re.I),
     re.compile(r"\b(?:delete|remove|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
     re.compile(r"\bis\s+(" + WORD + r")\s+(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
+    re.compile(r"\b(?:did|does|has|is|was)\s+(" + WORD + r")\s+(?:get|have|receive|serve|see|handle|load|run)\b", re.I),
     re.compile(r"\b(?:on|for|of|from|about|with|at|into|in)\s+(" + WORD + ")", re.I),
     re.compile(r"^\s*(" + WORD + r")(?:'s)?\s+(?:logs?|errors?|status|url|metrics|traffic)\b", re.I),
 )  # fmt: skip
@@ -384,7 +386,7 @@ def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None
     tenant = tenant_ref(without_addresses)
     avoid = {tenant} if tenant else set()
     site, invalid = site_name(without_addresses, avoid=avoid)
-    if site is None and awaiting == "name":
+    if site is None and awaiting in ("name", "site"):
         site = bare_name(without_addresses, avoid=avoid)
     severity, status = filters(text)
     parsed = Parsed(

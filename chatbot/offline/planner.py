@@ -33,6 +33,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from chatbot.offline import answers
 from chatbot.offline.parse import Parsed, parse
+from chatbot.offline.parse import period as parse_period
 from controlplane import names
 
 PLAN_KEY = "aipress_plan"
@@ -225,6 +226,8 @@ class Planner:
                 slots.update(since=p.window.since, label=p.window.label)
         elif plan.intent == "get_billing":
             period = p.period
+            if p.compare and re.search(r"\bthis month\b", p.text, re.I):
+                period = parse_period("this month", s.today)  # the base; the other is derived
             if period is not None and (period.explicit or "from_date" not in slots):
                 slots.update(
                     from_date=period.start.isoformat(),

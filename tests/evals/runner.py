@@ -1,0 +1,151 @@
+"""Runs one eval case (a YAML file in cases/) against a chat engine and judges it.
+
+A case names the user (role, tenants, e-mail), the sites that exist before it starts,
+its turns (a user message, or the answer to a confirmation) with the tool calls and reply
+each turn must produce, and the sites that must exist at the end.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.agent_fixtures import TENANTS, Chatter, Turn, make_site, site_names
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+
+
+def case_files() -> list[Path]:
+    """Every case, in name order."""
+    return sorted(CASES_DIR.glob("*.yaml"))
+
+
+def load_case(path: Path) -> dict[str, Any]:
+    """A case file as data."""
+    case: dict[str, Any] = yaml.safe_load(path.read_text())
+    for key in ("description", "role", "turns"):
+        if key not in case:
+            raise ValueError(f"{path.name}: missing {key!r}")
+    return case
+
+
+def placeholders(today: date) -> dict[str, str]:
+    """Dates a case may name: {today}, {month_start}, {last_month_start}..."""
+    last_month_end = today.replace(day=1) - timedelta(days=1)
+    october_end = date(today.year if today.month >= 10 else today.year - 1, 10, 31)
+    return {
+        "today": today.isoformat(),
+        "yesterday": (today - timedelta(days=1)).isoformat(),
+        "month_start": today.replace(day=1).isoformat(),
+        "last_month_start": last_month_end.replace(day=1).isoformat(),
+        "last_month_end": last_month_end.isoformat(),
+        "last_month_name": calendar.month_name[last_month_end.month],
+        "october_start": october_end.replace(day=1).isoformat(),
+        "october_end": min(october_end, today).isoformat(),
+    }
+
+
+def _fill(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**values)
+    if isinstance(value, dict):
+        return {k: _fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, values) for v in value]
+    return value
+
+
+def setup_sites(api: httpx.Client, wanted: dict[str, list[str]]) -> None:
+    """Make the tenants' sites exactly `wanted` (others are deleted)."""
+    for tenant in TENANTS:
+        for name in site_names(api, tenant):
+            if name not in wanted.get(tenant, []):
+                response = api.delete(f"/v1/tenants/{tenant}/sites/{name}")
+                assert response.status_code == 202, response.text
+        for name in wanted.get(tenant, []):
+            if name not in site_names(api, tenant):
+                make_site(api, tenant, name)
+    for _ in range(500):
+        if all(site_names(api, t) == sorted(wanted.get(t, [])) for t in TENANTS):
+            return
+        import time
+
+        time.sleep(0.01)
+
+
+@dataclass
+class Verdict:
+    """The outcome of a case: passed, and what failed if not."""
+
+    passed: bool
+    failures: list[str]
+
+
+def _matches(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
+    if expected["name"] != actual["name"]:
+        return False
+    return all(actual["args"].get(k) == v for k, v in (expected.get("args") or {}).items())
+
+
+def judge_turn(index: int, spec: dict[str, Any], turn: Turn, strict: bool) -> list[str]:
+    """Failures of one turn against its expectations."""
+    failures = []
+    where = f"turn {index + 1}"
+    if "tools" in spec:
+        expected = spec["tools"] or []
+        actual = (
+            turn.proposed
+            if "user" in spec
+            else [{"name": e["name"], "args": {}} for e in turn.executed]
+        )
+        position = 0
+        for want in expected:
+            while position < len(actual) and not _matches(want, actual[position]):
+                position += 1
+            if position == len(actual):
+                failures.append(f"{where}: expected call {want}, got {actual}")
+                break
+            position += 1
+        if strict and len(actual) != len(expected):
+            failures.append(f"{where}: expected {len(expected)} call(s), got {actual}")
+    for text in spec.get("reply_contains", []):
+        if text.lower() not in turn.reply.lower():
+            failures.append(f"{where}: reply lacks {text!r}: {turn.reply!r}")
+    for text in spec.get("reply_excludes", []):
+        if text.lower() in turn.reply.lower():
+            failures.append(f"{where}: reply contains {text!r}: {turn.reply!r}")
+    if "interrupt" in spec:
+        actions = [a["action"] for a in (turn.interrupt or {}).get("actions", [])]
+        want = [spec["interrupt"]] if spec["interrupt"] else []
+        if actions != want:
+            failures.append(f"{where}: expected confirmation {want}, got {actions}")
+    for status in spec.get("tool_status", []):
+        statuses = [e["status"] for e in turn.executed]
+        if status not in statuses:
+            failures.append(f"{where}: no tool ended {status!r}: {statuses}")
+    return failures
+
+
+def run_case(case: dict[str, Any], chatter: Chatter, api: httpx.Client, *, strict: bool) -> Verdict:
+    """Play the turns, then check the final state."""
+    values = placeholders(datetime.now(UTC).date())
+    failures: list[str] = []
+    for index, raw in enumerate(case["turns"]):
+        spec = _fill(raw, values)
+        turn = chatter.say(spec["user"]) if "user" in spec else chatter.resume(spec["resume"])
+        failures += judge_turn(index, spec, turn, strict)
+    final = (case.get("final") or {}).get("sites")
+    if final is not None:
+        for tenant in TENANTS:
+            got = site_names(api, tenant)
+            if got != sorted(final.get(tenant, [])):
+                failures.append(
+                    f"final: tenant {tenant} has sites {got}, expected {final.get(tenant, [])}"
+                )
+    return Verdict(not failures, failures)
