@@ -26,7 +26,7 @@ class TerminalChat:
         self.thread_id: str | None = None
         self._ws: ClientConnection = connect(
             ws_url(url), additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
-        )
+        ).__enter__()  # closed by close(); the session outlives any one `with` block
         ready = self._recv()
         if ready.get("type") != "ready":
             raise RuntimeError(ready.get("detail", "the chat service refused the connection"))

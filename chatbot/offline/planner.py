@@ -107,6 +107,21 @@ def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:16]}", "type": "tool_call"}
 
 
+def _site_in_result(content: str) -> str | None:
+    """The one site a tool result is about (a list of exactly one counts)."""
+    try:
+        data = json.loads(content).get("data") or {}
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    sites = data.get("sites")
+    if isinstance(sites, list):
+        return str(sites[0]["name"]) if len(sites) == 1 else None
+    value = data.get("site") if isinstance(data.get("site"), str) else data.get("name")
+    return str(value) if value else None
+
+
 def _plan_of(message: BaseMessage) -> dict[str, Any]:
     value = message.additional_kwargs.get(PLAN_KEY) if isinstance(message, AIMessage) else None
     return value if isinstance(value, dict) else {}
@@ -139,6 +154,10 @@ class Planner:
     def _recent(self, messages: Sequence[BaseMessage], key: str) -> str | None:
         """The site or tenant the conversation was last about."""
         for message in reversed(messages):
+            if isinstance(message, ToolMessage) and key == "name":
+                named = _site_in_result(str(message.content))
+                if named:
+                    return named
             if not isinstance(message, AIMessage):
                 continue
             for call in reversed(message.tool_calls):

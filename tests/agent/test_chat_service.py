@@ -1,0 +1,202 @@
+"""The chat service over HTTP and WebSocket: tokens, limits, streaming, confirmations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+from chatbot.service import create_app
+from chatbot.terminal import TerminalChat
+from controlplane.auth import LocalTokenIssuer
+from controlplane.permissions import Role
+from controlplane.settings import Settings
+from tests.agent_fixtures import make_site, site_names
+from tests.live import serve
+
+
+@pytest.fixture
+def chat_app(chat_settings: Settings) -> Iterator[TestClient]:
+    settings = chat_settings.model_copy(update={"chat_rate_per_minute": 8})
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _bearer(
+    issuer: LocalTokenIssuer, sub: str, role: str = "tenant", *tenants: str
+) -> dict[str, str]:
+    token = issuer.issue(sub, Role(role), list(tenants or ("acme",)), email=f"{sub}@acme.example")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_chat_needs_a_valid_token(chat_app: TestClient) -> None:
+    missing = chat_app.post("/v1/chat", json={"message": "hi"})
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    forged = chat_app.post(
+        "/v1/chat", json={"message": "hi"}, headers={"Authorization": "Bearer x.y.z"}
+    )
+    assert forged.status_code == 401
+
+
+def test_http_chat_confirm_and_resume(
+    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    alice = _bearer(issuer, "alice")
+    listed = chat_app.post("/v1/chat", json={"message": "list my sites"}, headers=alice)
+    assert listed.status_code == 200
+    body = listed.json()
+    assert body["interrupt"] is None
+    assert [m["role"] for m in body["messages"]] == ["assistant", "tool", "assistant"]
+    assert "crumbs" in body["messages"][-1]["content"]
+    thread = body["thread_id"]
+    asked = chat_app.post(
+        "/v1/chat", json={"thread_id": thread, "message": "delete it"}, headers=alice
+    )
+    interrupt = asked.json()["interrupt"]
+    assert interrupt["actions"][0] | {"tool_call_id": None} == {
+        "tool_call_id": None, "action": "delete_site", "site": "crumbs", "tenant_id": "acme",
+        "url": interrupt["actions"][0]["url"],
+        "question": "Delete site crumbs of tenant acme? Its database, files and address are "
+        "removed; a backup is taken first.",
+    }  # fmt: skip
+    history = chat_app.get(f"/v1/chat/{thread}", headers=alice).json()
+    assert history["interrupt"]["id"] == interrupt["id"]
+    bob = _bearer(issuer, "bob")
+    assert chat_app.get(f"/v1/chat/{thread}", headers=bob).status_code == 404
+    assert (
+        chat_app.post(f"/v1/chat/{thread}/resume", json={"approve": True}, headers=bob).status_code
+        == 404
+    )
+    assert site_names(admin_api, "acme") == ["crumbs"]
+    done = chat_app.post(f"/v1/chat/{thread}/resume", json={"approve": True}, headers=alice)
+    assert done.status_code == 200
+    assert "Deleted" in done.json()["messages"][-1]["content"]
+    assert site_names(admin_api, "acme") == []
+    again = chat_app.post(f"/v1/chat/{thread}/resume", json={"approve": True}, headers=alice)
+    assert again.status_code == 409
+    threads = chat_app.get("/v1/chat/threads", headers=alice).json()
+    assert [t["id"] for t in threads] == [thread]
+    assert chat_app.get("/v1/chat/threads", headers=bob).json() == []
+
+
+def test_limits_answer_413_and_429_and_touch_nobody_else(
+    chat_app: TestClient, issuer: LocalTokenIssuer, chat_settings: Settings
+) -> None:
+    alice = _bearer(issuer, "alice")
+    long = "x" * (chat_settings.chat_max_message_chars + 1)
+    too_long = chat_app.post("/v1/chat", json={"message": long}, headers=alice)
+    assert too_long.status_code == 413
+    assert "limit is 4000" in too_long.json()["detail"]
+    assert chat_app.get("/v1/chat/threads", headers=alice).json() == []  # nothing was made
+    for _ in range(8):
+        assert chat_app.post("/v1/chat", json={"message": "hi"}, headers=alice).status_code == 200
+    limited = chat_app.post("/v1/chat", json={"message": "hi"}, headers=alice)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert "at most 8 a minute" in limited.json()["detail"]
+    bob = _bearer(issuer, "bob")
+    assert chat_app.post("/v1/chat", json={"message": "hi"}, headers=bob).status_code == 200
+    assert chat_app.get("/v1/chat/threads", headers=alice).status_code == 200
+    assert len(chat_app.get("/v1/chat/threads", headers=alice).json()) == 8
+
+
+def test_operator_picks_one_of_their_tenants(
+    chat_app: TestClient, issuer: LocalTokenIssuer
+) -> None:
+    olga = _bearer(issuer, "olga", "operator", "acme", "globex")
+    ok = chat_app.post(
+        "/v1/chat", json={"message": "list sites", "tenant_id": "globex"}, headers=olga
+    )
+    assert ok.status_code == 200
+    assert "Tenant globex" in ok.json()["messages"][-1]["content"]
+    other = chat_app.post(
+        "/v1/chat", json={"message": "list sites", "tenant_id": "initech"}, headers=olga
+    )
+    assert other.status_code == 403
+
+
+def _until_done(ws: Any) -> list[dict[str, Any]]:
+    events = []
+    while True:
+        event = ws.receive_json()
+        events.append(event)
+        if event["type"] in ("done", "error"):
+            return events
+
+
+def test_websocket_streams_tokens_tools_progress_and_interrupts(
+    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
+) -> None:
+    token = _bearer(issuer, "alice")["Authorization"].split()[1]
+    with chat_app.websocket_connect("/v1/chat/ws") as ws:
+        ws.send_json({"type": "auth", "token": token})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json(
+            {"type": "message", "text": "create a site called crumbs for alice@acme.example"}
+        )
+        events = _until_done(ws)
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "thread" and kinds[-1] == "done"
+        assert kinds.index("tool_start") < kinds.index("progress") < kinds.index("tool_end")
+        steps = [
+            e["step"] for e in events if e["type"] == "progress" and e["event"] == "step_finished"
+        ]
+        assert steps == ["database", "secrets", "storage", "runtime", "dns", "wordpress"]
+        tokens = [e["text"] for e in events if e["type"] == "token"]
+        said = "".join(e["message"]["content"] for e in events if e["type"] == "message")
+        assert len(tokens) > 5 and "".join(tokens) == said
+        thread = events[0]["thread_id"]
+        ws.send_json({"type": "message", "thread_id": thread, "text": "delete crumbs"})
+        events = _until_done(ws)
+        interrupt = next(e for e in events if e["type"] == "interrupt")
+        assert interrupt["actions"][0]["site"] == "crumbs"
+        ws.send_json({"type": "resume", "thread_id": thread, "approve": True})
+        events = _until_done(ws)
+        assert any(e["type"] == "tool_end" and e["status"] == "ok" for e in events)
+        assert site_names(admin_api, "acme") == []
+        ws.send_json({"type": "message", "text": "y" * 5000})
+        assert ws.receive_json() == {
+            "type": "error", "status": 413,
+            "detail": "the message is 5000 characters long; the limit is 4000: shorten it",
+        }  # fmt: skip
+        ws.send_json({"type": "resume", "thread_id": "not-mine", "approve": True})
+        assert ws.receive_json()["status"] == 404
+        ws.send_json({"type": "bogus"})
+        assert ws.receive_json()["status"] == 422
+
+
+def test_websocket_refuses_a_bad_token(chat_app: TestClient) -> None:
+    with chat_app.websocket_connect("/v1/chat/ws") as ws:
+        ws.send_json({"type": "auth", "token": "not-a-token"})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["status"] == 401
+
+
+def test_terminal_client_streams_and_confirms(
+    chat_settings: Settings, issuer: LocalTokenIssuer, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    asked: list[str] = []
+
+    def confirm(question: str) -> bool:
+        asked.append(question)
+        return False
+
+    console = Console(record=True, width=120)
+    with serve(create_app(chat_settings)) as url:
+        token = issuer.issue("alice", Role.TENANT, ["acme"])
+        session = TerminalChat(url, token, console, confirm)
+        try:
+            session.send("delete crumbs")
+        finally:
+            session.close()
+    assert asked == ["Delete site crumbs of tenant acme? Its database, files and address are "
+                     "removed; a backup is taken first."]  # fmt: skip
+    assert "Cancelled: crumbs was not deleted" in console.export_text()
+    assert site_names(admin_api, "acme") == ["crumbs"]
