@@ -226,7 +226,7 @@ TENANT_PATTERNS = (
         r"errors?|tenant|account)\b",
         re.I,
     ),
-    re.compile(r"\b(?:of|for|from|by)\s+(" + WORD + r")\s+(?:tenant|customer)\b", re.I),
+    re.compile(r"\b(?:of|for|from|by)\s+(?:the\s+)?(" + WORD + r")\s+(?:tenant|customer)\b", re.I),
 )
 
 
