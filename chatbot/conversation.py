@@ -152,14 +152,19 @@ class ChatEngine:
         with self._exclusive(thread_id):
             yield {"type": "thread", "thread_id": thread_id}
             config = self._config(thread_id)
+            pending: list[Event] = []
             for mode, payload in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=STREAM_MODES
             ):
+                if mode == "updates" and "__interrupt__" in payload:
+                    pending += [
+                        {**item.value, "type": "interrupt", "id": item.id, "thread_id": thread_id}
+                        for item in payload["__interrupt__"]
+                    ]
+                    continue
                 yield from self._events(mode, payload)
             self.threads.touch(thread_id)
-            pending = self.pending_interrupt(thread_id)
-            if pending is not None:
-                yield pending
+            yield from pending
             yield {"type": "done", "thread_id": thread_id}
 
     def _events(self, mode: str, payload: Any) -> Iterator[Event]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from sqlalchemy import DateTime, String, create_engine, select
+from sqlalchemy import DateTime, String, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -85,11 +85,22 @@ def open_checkpointer(url: str) -> tuple[BaseCheckpointSaver[Any], Callable[[], 
     raise ValueError("AIPRESS_CHAT_DATABASE_URL must be sqlite:///path or postgresql://...")
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL with NORMAL sync: a commit is durable against a process crash without an fsync
+    # per chat turn (the checkpointer's connection uses the same settings).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class ThreadStore:
     """Thread ownership records."""
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
