@@ -22,7 +22,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command, StreamMode
+from langgraph.types import Command, Interrupt, StreamMode
 
 from chatbot.graph import build_graph
 from chatbot.models import make_model
@@ -156,10 +156,11 @@ class ChatEngine:
             for mode, payload in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=STREAM_MODES
             ):
-                if mode == "updates" and "__interrupt__" in payload:
+                if mode == "updates" and isinstance(payload, dict) and "__interrupt__" in payload:
+                    items: tuple[Interrupt, ...] = payload["__interrupt__"]
                     pending += [
                         {**item.value, "type": "interrupt", "id": item.id, "thread_id": thread_id}
-                        for item in payload["__interrupt__"]
+                        for item in items
                     ]
                     continue
                 yield from self._events(mode, payload)
