@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Crash tests start many short Python processes: let them reuse compiled bytecode.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: up down status test lint typecheck deps debs python node bench fmt
+.PHONY: up down status test lint typecheck deps debs test-debs python node bench fmt
 
 up: debs python
 	$(VENV)/bin/aipress up
@@ -37,10 +37,13 @@ fmt: python
 bench: deps
 	$(PY) benchmarks/api.py
 
-deps: debs python node
+deps: test-debs python node
 
 debs:
 	bash scripts/install-debs.sh
+
+test-debs:
+	bash scripts/install-debs.sh --with-postgres
 
 $(UV):
 	python3 -m venv $(BOOT)

@@ -3,6 +3,8 @@ endpoint, chosen by settings."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.language_models import BaseChatModel
 
 from chatbot.offline.planner import OfflinePlanner
@@ -13,8 +15,9 @@ class ModelUnavailable(Exception):
     """The configured model cannot be built (missing setting or credentials)."""
 
 
-def make_model(settings: Settings) -> BaseChatModel:
-    """The agent's chat model for these settings."""
+def make_model(settings: Settings, *, credentials: Any = None) -> BaseChatModel:
+    """The agent's chat model for these settings (Gemini uses Application Default
+    Credentials unless `credentials` are given)."""
     name = settings.chat_model_name
     if name == "offline":
         return OfflinePlanner()
@@ -30,6 +33,8 @@ def make_model(settings: Settings) -> BaseChatModel:
             location=settings.gcp_location,
             temperature=0,
             max_retries=2,
+            base_url=settings.gemini_endpoint,
+            credentials=credentials,
         )
     if not settings.openai_base_url or not settings.openai_model:
         raise ModelUnavailable(

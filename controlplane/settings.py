@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     chat_max_message_chars: int = 4000
     chat_operation_wait_seconds: float = 900
     gemini_model: str = "gemini-2.5-flash"
+    gemini_endpoint: str | None = None  # a private endpoint or gateway; Vertex AI's otherwise
     gcp_project: str | None = None
     gcp_location: str = "us-central1"
     openai_base_url: str | None = None

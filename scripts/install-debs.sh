@@ -8,7 +8,13 @@ packages=(
   nginx wordpress
   python3-venv
 )
-[ "${1:-}" = "--with-browser" ] && packages+=(chromium)
+for flag in "$@"; do
+  case "$flag" in
+    --with-browser) packages+=(chromium) ;;
+    --with-postgres) packages+=(postgresql) ;;  # tests: the chatbot's production checkpointer
+    *) echo "unknown flag $flag" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for pkg in "${packages[@]}"; do

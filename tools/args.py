@@ -36,9 +36,7 @@ class GetSiteArgs(ToolArgs):
 class CreateSiteArgs(ToolArgs):
     """Create a WordPress site. Ask the user for the name and admin e-mail first."""
 
-    name: str = Field(
-        description=SITE + "; 1-40 characters, starting with a letter", pattern=LABEL
-    )
+    name: str = Field(description=SITE + "; 1-40 characters, starting with a letter", pattern=LABEL)
     admin_email: str = Field(description="E-mail of the WordPress admin account")
     title: str | None = Field(default=None, description="Site title, e.g. 'Crumbs Bakery'")
     domain: str | None = Field(
