@@ -196,32 +196,31 @@ def create_app(
     return app
 
 
+# What each chat failure answers, over HTTP (problem+json) and over the WebSocket alike.
+CHAT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
+    (RateLimited, 429),
+    (TooLong, 413),
+    (ThreadNotFound, 404),
+    (Busy, 409),
+    (NothingToResume, 409),
+    (PermissionError, 403),
+)
+CHAT_ERROR_TYPES = tuple(cls for cls, _ in CHAT_ERRORS)
+
+
+def _status_of(exc: Exception) -> int:
+    return next(status for cls, status in CHAT_ERRORS if isinstance(exc, cls))
+
+
 def _install_chat_errors(app: FastAPI) -> None:
-    @app.exception_handler(RateLimited)
-    async def _rate(_request: Request, exc: RateLimited) -> JSONResponse:
-        response = problem(429, str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after)
+    async def _chat_error(_request: Request, exc: Exception) -> JSONResponse:
+        response = problem(_status_of(exc), str(exc))
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    @app.exception_handler(TooLong)
-    async def _too_long(_request: Request, exc: TooLong) -> JSONResponse:
-        return problem(413, str(exc))
-
-    @app.exception_handler(ThreadNotFound)
-    async def _thread(_request: Request, exc: ThreadNotFound) -> JSONResponse:
-        return problem(404, str(exc))
-
-    @app.exception_handler(Busy)
-    async def _busy(_request: Request, exc: Busy) -> JSONResponse:
-        return problem(409, str(exc))
-
-    @app.exception_handler(NothingToResume)
-    async def _nothing(_request: Request, exc: NothingToResume) -> JSONResponse:
-        return problem(409, str(exc))
-
-    @app.exception_handler(PermissionError)
-    async def _permission(_request: Request, exc: PermissionError) -> JSONResponse:
-        return problem(403, str(exc))
+    for cls in CHAT_ERROR_TYPES:
+        app.add_exception_handler(cls, _chat_error)
 
 
 def _admit(request: Request, caller: Caller, message: str) -> None:
@@ -308,16 +307,9 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             await websocket.send_json({"type": "pong"})
         else:
             raise ValueError("frame type must be 'message', 'resume' or 'ping'")
-    except RateLimited as exc:
-        await _ws_error(websocket, 429, str(exc), retry_after=exc.retry_after)
-    except TooLong as exc:
-        await _ws_error(websocket, 413, str(exc))
-    except ThreadNotFound as exc:
-        await _ws_error(websocket, 404, str(exc))
-    except (Busy, NothingToResume) as exc:
-        await _ws_error(websocket, 409, str(exc))
-    except PermissionError as exc:
-        await _ws_error(websocket, 403, str(exc))
+    except CHAT_ERROR_TYPES as exc:
+        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
+        await _ws_error(websocket, _status_of(exc), str(exc), **extra)
     except ValueError as exc:
         await _ws_error(websocket, 422, str(exc))
 
@@ -353,9 +345,7 @@ async def _relay(websocket: WebSocket, events: Iterator[Event]) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await websocket.send_json(item)  # the turn finishes even if the socket went away
     if failure is not None:
-        if isinstance(failure, Exception) and isinstance(
-            failure, (ThreadNotFound, Busy, NothingToResume, PermissionError, ValueError)
-        ):
+        if isinstance(failure, (*CHAT_ERROR_TYPES, ValueError)):
             raise failure
         log.error("chat.turn_failed", error_type=type(failure).__name__, exc_info=failure)
         await _ws_error(websocket, 500, "the turn failed; quote the request id when reporting it")
