@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any
 
 import typer
@@ -20,10 +21,12 @@ tenants_app = typer.Typer(help="Tenants (admins).")
 sites_app = typer.Typer(help="A tenant's WordPress sites.")
 users_app = typer.Typer(help="Users' roles and tenants (admins).")
 keys_app = typer.Typer(help="Encryption keys of stored credentials.")
+billing_app = typer.Typer(help="Per-tenant costs: aggregation, local metering, reports.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(billing_app, name="billing")
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -412,3 +415,94 @@ def keys_rotate() -> None:
     with make_sessionmaker(engine)() as session:
         changed = reencrypt_all(session, keyring)
     console.print(f"Active key is {keyring.active_key_id}; {changed} ciphertext(s) re-encrypted.")
+
+
+DateOpt = Annotated[
+    datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="A day, YYYY-MM-DD")
+]
+
+
+@billing_app.command("aggregate")
+def billing_aggregate(
+    since: DateOpt = None,
+    until: Annotated[
+        datetime.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First day NOT included (default: tomorrow)"),
+    ] = None,
+) -> None:
+    """Re-aggregate the billing export into per-tenant daily costs (default: trailing window)."""
+    from controlplane.billing.jobs import aggregate
+    from controlplane.platform import build_platform
+
+    platform = build_platform(get_settings())
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:  # fmt: skip
+            task = bar.add_task("starting", total=None)
+            result = aggregate(
+                platform,
+                since=since.date() if since else None,
+                until=until.date() if until else None,
+                progress=lambda message: bar.update(task, description=message),
+            )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    finally:
+        platform.close()
+    scanned = f", {result.bytes_scanned:,} bytes scanned" if result.bytes_scanned else ""
+    console.print(
+        f"Aggregated {result.since} to {result.until - datetime.timedelta(days=1)}: "
+        f"{result.rows} cost lines{scanned}."
+    )
+
+
+@billing_app.command("meter")
+def billing_meter(
+    hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Whole hours back")] = 1,
+) -> None:
+    """Meter the local sites' use of the last hours into export-shaped rows (embedded)."""
+    from controlplane.billing.jobs import meter
+    from controlplane.platform import build_platform
+
+    platform = build_platform(get_settings())
+    try:
+        rows = meter(platform, hours)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    finally:
+        platform.close()
+    console.print(f"Metered {hours} hour(s): {rows} export rows written.")
+
+
+@billing_app.command("show")
+def billing_show(
+    tenant_id: str,
+    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD")] = None,
+    group_by: Annotated[str, typer.Option(help="day, service or site")] = "service",
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """A tenant's costs, as the API reports them."""
+    params = {"group_by": group_by}
+    if start:
+        params["from"] = start
+    if end:
+        params["to"] = end
+    with _client(token, url) as client:
+        body = _call(client, "GET", f"/v1/tenants/{tenant_id}/billing", params=params)
+    table = Table(title=f"{tenant_id}: {body['from']} to {body['to']} by {group_by}")
+    for column in (group_by, "kind", "currency", "net"):
+        table.add_column(column)
+    for line in body["lines"]:
+        table.add_row(line["key"], line["kind"], line["currency"], f"{float(line['net']):.6f}")
+    console.print(table)
+    for total in body["totals"]:
+        cost, credits = float(total["cost"]), float(total["credits"])
+        console.print(
+            f"Total {total['currency']}: {float(total['net']):.4f} "
+            f"(cost {cost:.4f}, credits {credits:.4f})"
+        )
+    console.print(f"[dim]Refreshed {body['refreshed_at'] or 'never'} from {body['source']}[/dim]")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -234,3 +237,45 @@ class User(Base):
     tenants: Mapped[list[str]] = mapped_column(default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class TenantCost(Base):
+    """Net cost of one tenant on one day for one service (and site), in one currency.
+
+    `tenant_id` is 'platform' for charges that carry no tenant label; `kind` is 'direct'
+    (labelled rows) or 'apportioned' (a share of a shared resource, e.g. the Cloud SQL
+    instance). Rows are replaced whole for each re-aggregated window.
+    """
+
+    __tablename__ = "tenant_costs"
+    __table_args__ = (Index("ix_tenant_costs_tenant_day", "tenant_id", "day"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(30))
+    day: Mapped[date] = mapped_column(Date, index=True)
+    service: Mapped[str] = mapped_column(String(200))
+    site: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="direct")
+    currency: Mapped[str] = mapped_column(String(3))
+    cost: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    credits: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+    net: Mapped[Decimal] = mapped_column(Numeric(18, 6))
+
+
+class BillingRun(Base):
+    """One aggregation run: its window, source and outcome (the 'last refreshed' time)."""
+
+    __tablename__ = "billing_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(20))
+    since: Mapped[date] = mapped_column(Date)
+    until: Mapped[date] = mapped_column(Date)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_scanned: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -130,6 +130,9 @@ class MetricsRead(BaseModel):
     error_rate: float = Field(description="errors / requests")
     latency_ms: LatencyRead
     bytes_sent: int
+    busy_seconds: float = Field(
+        default=0.0, description="Sum of request latencies: time spent serving requests"
+    )
     cache_hit_ratio: float | None
     status_counts: dict[str, int]
 
@@ -184,6 +187,7 @@ def metrics_from_access(
             p99=percentile(latencies, 0.99),
         ),
         bytes_sent=sum(e.bytes or 0 for e in window),
+        busy_seconds=round(sum(latencies) / 1000, 3),
         cache_hit_ratio=round(hits / len(cacheable), 4) if cacheable else None,
         status_counts=dict(sorted(counts.items())),
     )

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     openai_model: str | None = None
     openai_api_key: SecretStr | None = None
 
+    # Billing: the export's warehouse, the aggregation window, the in-process schedule.
+    billing_warehouse: Literal["duckdb", "bigquery"] | None = None  # bigquery in gcp mode
+    billing_duckdb_path: Path | None = None  # default: billing.duckdb under home
+    billing_export_table: str | None = None  # project.dataset.gcp_billing_export_v1_XXXX
+    billing_bigquery_project: str | None = None  # where query jobs run; default gcp_project
+    billing_window_days: int = Field(default=5, ge=1, le=60)
+    billing_shared_services: tuple[str, ...] = ("Cloud SQL",)
+    billing_schedule: bool = True  # embedded default: meter hourly, aggregate daily
+    billing_aggregate_every_hours: float = 24
+
     max_parallel_operations: int = 4
     request_threads: int = 4
     max_resume_attempts: int = 3
@@ -135,6 +145,18 @@ class Settings(BaseSettings):
         if self.chat_model:
             return self.chat_model
         return "gemini" if self.provider == "gcp" else "offline"
+
+    @property
+    def billing_warehouse_name(self) -> Literal["duckdb", "bigquery"]:
+        """Where the billing export is read: BigQuery in gcp mode, DuckDB otherwise."""
+        if self.billing_warehouse:
+            return self.billing_warehouse
+        return "bigquery" if self.provider == "gcp" else "duckdb"
+
+    @property
+    def billing_duckdb_file(self) -> Path:
+        """The embedded default's export-shaped DuckDB file."""
+        return self.billing_duckdb_path or self.home / "billing.duckdb"
 
     @property
     def chat_checkpoint_url(self) -> str:

@@ -16,7 +16,8 @@ from controlplane import audit
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.middleware import RequestIdMiddleware
 from controlplane.api.routes import audit as audit_routes
-from controlplane.api.routes import env, observability, operations, sites, tenants, users
+from controlplane.api.routes import billing, env, observability, operations, sites, tenants, users
+from controlplane.billing.schedule import BillingSchedule
 from controlplane.logs import configure_logging, get_logger
 from controlplane.permissions import Principal
 from controlplane.platform import Platform, build_platform
@@ -86,9 +87,15 @@ def create_app(
         app.state.platform = platform
         recovered = platform.engine.recover()
         log.info("controlplane.started", provider=platform.provider.name, recovered=len(recovered))
+        schedule = None
+        if settings.provider == "local" and settings.billing_schedule:
+            schedule = BillingSchedule(platform)
+            schedule.start()
         try:
             yield
         finally:
+            if schedule is not None:
+                await asyncio.to_thread(schedule.stop)
             await asyncio.to_thread(platform.close)
 
     app = FastAPI(
@@ -139,6 +146,7 @@ def create_app(
         env.router,
         audit_routes.router,
         users.router,
+        billing.router,
     ):
         app.include_router(router)
     return app

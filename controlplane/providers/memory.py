@@ -51,6 +51,7 @@ class MemoryProvider:
         self.wordpress: SiteStep = _Step(self, "wordpress")
         self.backups: BackupStep = _Backups(self)
         self.logs: SiteLogs = MemoryLogs()
+        self.usage = MemoryUsage()
 
     def _save(self) -> None:
         if self._state_file is None:
@@ -136,6 +137,20 @@ class _Backups:
             if key in self._p.fail_on:
                 raise InjectedFault(f"injected failure at {key}")
         return f"memory://backups/{ctx.tenant_id}/{ctx.site_name}/{label}"
+
+
+class MemoryUsage:
+    """Storage and database sizes a test sets (by site id and database name)."""
+
+    def __init__(self) -> None:
+        self.storage: dict[str, int] = {}
+        self.databases: dict[str, int] = {}
+
+    def storage_bytes(self, ctx: SiteContext) -> int:
+        return self.storage.get(ctx.site_id, 0)
+
+    def database_bytes(self) -> dict[str, int]:
+        return dict(self.databases)
 
 
 class MemoryLogs:

@@ -10,6 +10,7 @@ from controlplane.providers.local.dns import DnsStep as LocalDns
 from controlplane.providers.local.logs import LocalLogs
 from controlplane.providers.local.runtime import RuntimeStep as LocalRuntime
 from controlplane.providers.local.storage import StorageStep
+from controlplane.providers.local.usage import LocalUsage
 from controlplane.providers.local.wordpress import WordPressStep
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
@@ -30,3 +31,4 @@ class LocalProvider:
         self.wordpress: SiteStep = WordPressStep(self.stack, settings)
         self.backups: BackupStep = LocalBackups(self.stack, settings)
         self.logs: SiteLogs = LocalLogs(self.stack, settings)
+        self.usage = LocalUsage(self.stack, settings)

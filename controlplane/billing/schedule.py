@@ -1,0 +1,55 @@
+"""The embedded default's billing schedule: meter every hour, aggregate every day.
+
+It runs as a thread of the control plane (one process runs the embedded default). In
+production, Cloud Scheduler starts the Cloud Run Job (`python -m controlplane.billing`).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from controlplane.billing.jobs import aggregate, meter, next_hour, seconds_until, wait_or_stop
+from controlplane.logs import get_logger
+from controlplane.platform import Platform
+
+log = get_logger("aipress.billing")
+AFTER_THE_HOUR = timedelta(minutes=1)  # let the hour's last access-log lines land
+
+
+class BillingSchedule:
+    """A background thread; `stop()` ends it between jobs."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="billing-schedule", daemon=True)
+        self.last_aggregated: datetime | None = None
+
+    def start(self) -> None:
+        """Begin (meters the last hour and aggregates at once)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the current job to finish."""
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def run_once(self, now: datetime) -> None:
+        """Meter the hour before `now`; aggregate when a day has passed since the last time."""
+        meter(self.platform, 1, now=now)
+        every = timedelta(hours=self.platform.settings.billing_aggregate_every_hours)
+        if self.last_aggregated is None or now - self.last_aggregated >= every:
+            aggregate(self.platform)
+            self.last_aggregated = now
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            try:
+                self.run_once(now)
+            except Exception as exc:  # a failed run is logged and retried next hour
+                log.error("billing.schedule_failed", error_type=type(exc).__name__,
+                          error=str(exc)[:500])  # fmt: skip
+            if wait_or_stop(self._stop, seconds_until(next_hour(now) + AFTER_THE_HOUR)):
+                return
