@@ -157,6 +157,10 @@ API_CALLS: dict[str, tuple[Action, Call]] = {
         lambda c, h, t: c.post(f"/v1/tenants/{t}/sites/crumbs/admin-credentials/reveal", headers=h),
     ),
     "audit": (Action.READ_AUDIT, lambda c, h, t: c.get(f"/v1/audit?tenant_id={t}", headers=h)),
+    "billing": (
+        Action.READ_COSTS,
+        lambda c, h, t: c.get(f"/v1/tenants/{t}/billing?group_by=day", headers=h),
+    ),
 }
 
 
@@ -215,3 +219,9 @@ def test_denied_changes_are_audited(client: TestClient, auth: AuthHeaders) -> No
     denied = [e for e in events if e["outcome"] == "denied"]
     assert denied and denied[0]["actor"] == "vera"
     assert denied[0]["detail"]["reason"] == "forbidden"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_cost_summary_is_for_admins(client: TestClient, auth: AuthHeaders, role: Role) -> None:
+    response = client.get("/v1/billing/summary", headers=_headers(auth, role))
+    assert response.status_code == (200 if role is Role.ADMIN else 403), response.text

@@ -1,0 +1,140 @@
+"""The billing API and local metering on the memory provider."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controlplane.billing import prices
+from controlplane.billing.aggregate import run_aggregation
+from controlplane.billing.metering import meter_hour
+from controlplane.billing.warehouse import DuckDBWarehouse
+from controlplane.observability import LogEntry
+from controlplane.platform import Platform
+from controlplane.providers.memory import MemoryProvider
+from tests.billing_data import export_row, insert
+from tests.conftest import AuthHeaders, wait_for_operation
+
+
+def _seed_costs(platform: Platform) -> None:
+    wh = DuckDBWarehouse(":memory:")
+    day = datetime(2026, 11, 3, 10, tzinfo=UTC)
+    insert(wh,
+           export_row(start=day, cost=4.0, tenant="acme", site="crumbs", credits=(-1.0,)),
+           export_row(start=day, cost=2.0, service="Cloud Storage", tenant="acme", site="crumbs"),
+           export_row(start=day + timedelta(days=1), cost=1.5, tenant="acme", site="pies"),
+           export_row(start=day, cost=9.0, tenant="globex"),
+           export_row(start=day, cost=0.5, service="Networking"))  # fmt: skip
+    run_aggregation(platform.sessions, wh, since=date(2026, 11, 1), until=date(2026, 11, 6),
+                    database_sizes={}, shared_services=("Cloud SQL",))  # fmt: skip
+    wh.close()
+
+
+@pytest.fixture
+def seeded(client: TestClient, auth: AuthHeaders) -> TestClient:
+    admin = auth("admin")
+    for tenant in ("acme", "globex"):
+        client.post("/v1/tenants", json={"id": tenant, "name": tenant}, headers=admin)
+    _seed_costs(client.app.state.platform)  # type: ignore[attr-defined]
+    return client
+
+
+PERIOD = {"from": "2026-11-01", "to": "2026-11-30"}
+
+
+def test_tenant_billing_grouped(seeded: TestClient, auth: AuthHeaders) -> None:
+    alice = auth("tenant", "acme")
+    by_service = seeded.get("/v1/tenants/acme/billing", params=PERIOD, headers=alice).json()
+    assert by_service["from"] == "2026-11-01" and by_service["to"] == "2026-11-30"
+    assert by_service["totals"] == [{"currency": "USD", "cost": "7.500000",
+                                     "credits": "-1.000000", "net": "6.500000"}]  # fmt: skip
+    assert [(ln["key"], ln["net"]) for ln in by_service["lines"]] == [
+        ("Cloud Run", "4.500000"), ("Cloud Storage", "2.000000")]  # fmt: skip
+    assert by_service["source"] == "duckdb" and by_service["refreshed_at"]
+    by_day = seeded.get("/v1/tenants/acme/billing", params={**PERIOD, "group_by": "day"},
+                        headers=alice).json()  # fmt: skip
+    assert [(ln["key"], ln["net"]) for ln in by_day["lines"]] == [
+        ("2026-11-03", "5.000000"), ("2026-11-04", "1.500000")]  # fmt: skip
+    by_site = seeded.get("/v1/tenants/acme/billing", params={**PERIOD, "group_by": "site"},
+                         headers=alice).json()  # fmt: skip
+    assert [(ln["key"], ln["net"]) for ln in by_site["lines"]] == [
+        ("crumbs", "5.000000"), ("pies", "1.500000")]  # fmt: skip
+    narrow = seeded.get("/v1/tenants/acme/billing", params={"from": "2026-11-04", "to": "2026-11-04"},
+                        headers=alice).json()  # fmt: skip
+    assert narrow["totals"][0]["net"] == "1.500000"
+
+
+def test_summary_ranks_tenants(seeded: TestClient, auth: AuthHeaders) -> None:
+    body = seeded.get("/v1/billing/summary", params=PERIOD, headers=auth("admin")).json()
+    assert [(t["tenant_id"], t["net"]) for t in body["tenants"]] == [
+        ("globex", "9.000000"), ("acme", "6.500000"), ("platform", "0.500000")]  # fmt: skip
+    assert body["totals"][0]["net"] == "16.000000"
+    assert abs(sum(t["share"] for t in body["tenants"]) - 1) < 1e-9
+
+
+@pytest.mark.parametrize(("params", "detail"), [
+    ({"from": "2026-11-30", "to": "2026-11-01"}, "'from' must not be after 'to'"),
+    ({"from": "2020-01-01", "to": "2026-11-01"}, "at most 400 days"),
+    ({"group_by": "week"}, "group_by"),
+    ({"from": "yesterday"}, "from"),
+])  # fmt: skip
+def test_bad_periods_are_422(seeded: TestClient, auth: AuthHeaders, params: dict[str, str],
+                             detail: str) -> None:  # fmt: skip
+    response = seeded.get("/v1/tenants/acme/billing", params=params, headers=auth("admin"))
+    assert response.status_code == 422
+    assert detail in response.json()["detail"]
+
+
+def test_unknown_tenant_is_404_even_for_admins(seeded: TestClient, auth: AuthHeaders) -> None:
+    assert seeded.get("/v1/tenants/nobody/billing", headers=auth("admin")).status_code == 404
+
+
+def test_metering_prices_what_the_sites_used(
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
+) -> None:
+    admin = auth("admin")
+    client.post("/v1/tenants", json={"id": "acme", "name": "acme"}, headers=admin)
+    made = client.post("/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@b.example"},
+                       headers=admin).json()  # fmt: skip
+    wait_for_operation(client, made["operation"]["id"], admin)
+    site_id = made["site"]["id"]
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    memory_provider.logs.entries[site_id] = [  # type: ignore[attr-defined]
+        LogEntry(time=hour + timedelta(minutes=m), source="access", severity="info", message="GET /",
+                 method="GET", path="/", status=200, latency_ms=250.0, bytes=2 * 1024**2)
+        for m in range(10)
+    ] + [LogEntry(time=hour - timedelta(minutes=5), source="access", severity="info", message="old",
+                  status=200, latency_ms=1000.0, bytes=1)]  # fmt: skip
+    memory_provider.usage.storage[site_id] = 3 * 1024**3
+    memory_provider.usage.databases = {"database-crumbs": 1024**3, "mysql": 5 * 1024**3}
+    platform: Platform = client.app.state.platform  # type: ignore[attr-defined]
+    wh = DuckDBWarehouse(":memory:")
+    assert meter_hour(platform, memory_provider.usage, wh, hour) == 8
+    assert meter_hour(platform, memory_provider.usage, wh, hour) == 8  # replaced, not added
+    rows = dict(wh.connection.execute(
+        "SELECT sku.id, cost FROM billing_export ORDER BY sku.id").fetchall())  # fmt: skip
+    assert wh.connection.execute("SELECT count(*) FROM billing_export").fetchone() == (8,)
+    busy = 10 * 0.25
+    assert rows["CR-CPU-T1"] == pytest.approx(busy * 0.000024, abs=1e-9)
+    assert rows["CR-MEM-T1"] == pytest.approx(busy * 0.5 * 0.0000025, abs=1e-9)
+    assert rows["CR-REQ"] == pytest.approx(10 * 0.40 / 1e6, abs=1e-9)
+    assert rows["NET-EGRESS-PREMIUM"] == pytest.approx(20 / 1024 * 0.12, abs=1e-9)
+    assert rows["GCS-STD-US-CENTRAL1"] == pytest.approx(3 * 0.020 / 730, abs=1e-9)
+    assert rows["SQL-MYSQL-SSD"] == pytest.approx(0.17 / 730, abs=1e-9)  # the sites' databases
+    assert rows["SQL-MYSQL-VCPU"] == pytest.approx(prices.CLOUD_SQL_VCPU.usd_per_unit, abs=1e-9)
+    run_aggregation(platform.sessions, wh, since=hour.date(), until=hour.date() + timedelta(days=1),
+                    database_sizes=memory_provider.usage.database_bytes(),
+                    shared_services=("Cloud SQL",))  # fmt: skip
+    body = client.get("/v1/tenants/acme/billing",
+                      params={"from": hour.date().isoformat(), "to": hour.date().isoformat()},
+                      headers=admin).json()  # fmt: skip
+    services = {ln["key"]: float(ln["net"]) for ln in body["lines"]}
+    sql_instance = 0.0413 + 3.75 * 0.0070 + 0.17 / 730
+    assert services["Cloud SQL (shared instance, apportioned)"] == pytest.approx(
+        sql_instance, abs=2e-6
+    )
+    assert set(services) == {"Cloud Run", "Networking", "Cloud Storage",
+                             "Cloud SQL (shared instance, apportioned)"}  # fmt: skip
+    wh.close()
