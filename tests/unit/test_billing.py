@@ -227,7 +227,7 @@ def test_the_export_table_name_is_validated() -> None:
     assert "`my-project.billing.gcp_billing_export_v1_01A2B3`" in sql.bigquery_sql(
         "my-project.billing.gcp_billing_export_v1_01A2B3"
     )
-    with pytest.raises(ValueError, match="project.dataset.table"):
+    with pytest.raises(ValueError, match=r"project\.dataset\.table"):
         sql.bigquery_sql("x`; DROP TABLE y; --")
 
 
