@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 
 from chatbot.conversation import ChatEngine
@@ -24,12 +25,17 @@ TENANTS = ("acme", "globex")
 
 
 @pytest.fixture
-def live_api(settings: Settings, memory_provider: MemoryProvider) -> Iterator[str]:
-    """The control-plane API on a loopback port, tenants acme and globex created."""
-    app = create_app(
+def live_app(settings: Settings, memory_provider: MemoryProvider) -> FastAPI:
+    """The control-plane app (memory provider); its platform exists once it is served."""
+    return create_app(
         settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
     )
-    with serve(app) as url:
+
+
+@pytest.fixture
+def live_api(live_app: FastAPI, settings: Settings) -> Iterator[str]:
+    """The control-plane API on a loopback port, tenants acme and globex created."""
+    with serve(live_app) as url:
         token = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
             for tenant in TENANTS:

@@ -88,6 +88,15 @@ class GetBillingArgs(ToolArgs):
     )
 
 
+class BillingSummaryArgs(ToolArgs):
+    """Every tenant's net cost between two dates, most expensive first (admins only)."""
+
+    from_date: date | None = Field(
+        default=None, description="First day (YYYY-MM-DD); default the 1st of this month"
+    )
+    to_date: date | None = Field(default=None, description="Last day (YYYY-MM-DD); default today")
+
+
 class ListTenantsArgs(ToolArgs):
     """List every tenant of the platform (admins only)."""
 

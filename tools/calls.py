@@ -225,19 +225,50 @@ def get_metrics(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return ToolResult.ok({"tenant_id": tenant, **metrics})
 
 
+MAX_BILLING_LINES = 31
+
+
+def _period(args: a.GetBillingArgs | a.BillingSummaryArgs) -> dict[str, str]:
+    params = {}
+    if args.from_date:
+        params["from"] = args.from_date.isoformat()
+    if args.to_date:
+        params["to"] = args.to_date.isoformat()
+    return params
+
+
+def _no_data_yet(report: dict[str, Any]) -> bool:
+    return report.get("refreshed_at") is None
+
+
+NOT_AGGREGATED = (
+    "no cost data has been aggregated yet: the billing job has not run on this platform "
+    "(it runs daily; an admin can run `aipress billing aggregate`)"
+)
+
+
 def get_billing(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
-    """Costs of a tenant; until billing aggregation exists it says so plainly."""
+    """A tenant's net costs over a period, grouped by day, service or site."""
     assert isinstance(args, a.GetBillingArgs)
     tenant = tenant_of(args, api.ctx)
-    api.call("GET", f"/v1/tenants/{tenant}")  # visibility is checked like any other read
-    return ToolResult(
-        status="unavailable",
-        data={"tenant_id": tenant},
-        error=(
-            "billing aggregation is not set up on this platform yet, so no per-tenant "
-            "cost data exists to report"
-        ),
-    )
+    params = {**_period(args), "group_by": args.group_by}
+    report = api.call("GET", f"/v1/tenants/{tenant}/billing", params=params)
+    if _no_data_yet(report):
+        return ToolResult(status="unavailable", data={"tenant_id": tenant}, error=NOT_AGGREGATED)
+    lines = report["lines"]
+    if args.group_by != "day":
+        lines = sorted(lines, key=lambda ln: -float(ln["net"]))
+    return ToolResult.ok({**report, "lines": lines[:MAX_BILLING_LINES],
+                          "lines_omitted": max(0, len(lines) - MAX_BILLING_LINES)})  # fmt: skip
+
+
+def billing_summary(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """Every tenant ranked by net cost (admins)."""
+    assert isinstance(args, a.BillingSummaryArgs)
+    report = api.call("GET", "/v1/billing/summary", params=_period(args))
+    if _no_data_yet(report):
+        return ToolResult(status="unavailable", data={}, error=NOT_AGGREGATED)
+    return ToolResult.ok(report)
 
 
 def list_tenants(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:

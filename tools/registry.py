@@ -52,12 +52,16 @@ BASE_TOOLS = (
              calls.query_logs),
     ToolSpec("get_metrics", "A site's requests, error rate and latency percentiles over a "
              "window; use it for 'is my site slow?'.", a.GetMetricsArgs, calls.get_metrics),
-    ToolSpec("get_billing", "Costs between two dates, grouped by day, service or site.",
+    ToolSpec("get_billing", "Net costs (cost + credits, per currency) between two dates, "
+             "grouped by day, service or site, with when the data was last refreshed.",
              a.GetBillingArgs, calls.get_billing),
 )  # fmt: skip
 ADMIN_ONLY_TOOLS = (
     ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,
              calls.list_tenants, admin_only=True),
+    ToolSpec("billing_summary", "Every tenant's net cost between two dates, most expensive "
+             "first: use it for 'which tenant cost most'.", a.BillingSummaryArgs,
+             calls.billing_summary, admin_only=True),
 )  # fmt: skip
 
 

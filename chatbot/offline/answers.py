@@ -7,6 +7,7 @@ from typing import Any
 
 SLOW_P95_MS = 1000
 MAX_LOG_LINES = 8
+MAX_BILLING_LINES = 12
 
 
 def _time(value: str) -> str:
@@ -127,18 +128,76 @@ def get_metrics(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
     return text
 
 
+def _money(value: Any) -> str:
+    return f"{float(value):,.2f}"
+
+
+def _refreshed(report: dict[str, Any]) -> str:
+    when = report.get("refreshed_at")
+    return f" (data refreshed {_time(when)})" if when else ""
+
+
 def get_billing(args: dict[str, Any], result: dict[str, Any], label: str) -> str:
-    """Costs, or the honest absence of them."""
+    """A tenant's costs, or the honest absence of them."""
     data = result.get("data") or {}
     tenant = data.get("tenant_id", "this tenant")
     if result["status"] == "unavailable":
         return f"I have no cost data for tenant {tenant} ({label}): {result['error']}."
-    total = data.get("total")
-    currency = data.get("currency", "")
-    lines = [f"Tenant {tenant} cost {total} {currency} in {label}."]
-    for line in data.get("lines", [])[:12]:
-        lines.append(f"- {line.get('key')}: {line.get('cost')} {currency}")
+    totals = data.get("totals") or []
+    if not totals:
+        return f"Tenant {tenant} has no costs recorded for {label}{_refreshed(data)}."
+    spent = " and ".join(f"{_money(t['net'])} {t['currency']}" for t in totals)
+    lines = [f"Tenant {tenant} spent {spent} net in {label}{_refreshed(data)}."]
+    for total in totals:
+        if float(total["credits"]):
+            lines.append(f"That is {_money(total['cost'])} {total['currency']} of usage less "
+                         f"{_money(-float(total['credits']))} in credits.")  # fmt: skip
+    group = args.get("group_by", "service")
+    if data.get("lines"):
+        lines.append(f"By {group}:")
+        for line in data["lines"][:MAX_BILLING_LINES]:
+            shared = (
+                " (apportioned share)"
+                if line["kind"] == "apportioned" and group != "service"
+                else ""
+            )
+            lines.append(f"- {line['key']}: {_money(line['net'])} {line['currency']}{shared}")
+        hidden = len(data["lines"]) - MAX_BILLING_LINES + int(data.get("lines_omitted") or 0)
+        if hidden > 0:
+            lines.append(f"… and {hidden} more.")
     return "\n".join(lines)
+
+
+def billing_summary(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
+    """Tenants ranked by cost."""
+    ranks = data.get("tenants") or []
+    if not ranks:
+        return f"No tenant has costs recorded for {label}{_refreshed(data)}."
+    lines = [f"Costs in {label}, most expensive first{_refreshed(data)}:"]
+    for rank in ranks[:MAX_BILLING_LINES]:
+        name = "platform (unlabelled)" if rank["tenant_id"] == "platform" else rank["tenant_id"]
+        lines.append(f"- **{name}**: {_money(rank['net'])} {rank['currency']} "
+                     f"({rank['share'] * 100:.0f}%)")  # fmt: skip
+    totals = ", ".join(f"{_money(t['net'])} {t['currency']}" for t in data.get("totals", []))
+    lines.append(f"Total: {totals}.")
+    return "\n".join(lines)
+
+
+def compare(first: dict[str, Any], second: dict[str, Any], labels: tuple[str, str]) -> str | None:
+    """One sentence comparing two billing results in the same currency."""
+    a = {t["currency"]: float(t["net"]) for t in (first.get("data") or {}).get("totals", [])}
+    b = {t["currency"]: float(t["net"]) for t in (second.get("data") or {}).get("totals", [])}
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    currency = shared[0]
+    difference = a[currency] - b[currency]
+    if abs(difference) < 0.005:
+        return f"{labels[0]} and {labels[1]} cost the same."
+    direction = "more" if difference > 0 else "less"
+    percent = f" ({abs(difference) / b[currency] * 100:.0f}%)" if b[currency] else ""
+    return (f"{labels[0].capitalize()} is {_money(abs(difference))} {currency}{percent} "
+            f"{direction} than {labels[1]}.")  # fmt: skip
 
 
 def list_tenants(args: dict[str, Any], data: dict[str, Any]) -> str:

@@ -38,6 +38,13 @@ from controlplane import names
 
 PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics")
+TENANTLESS = ("list_tenants", "billing_summary")  # admin intents about the whole platform
+SUMMARY = re.compile(
+    r"\b(which|what|top|most|least|rank\w*|all|every|each|per)\s+(\w+\s+)?tenants?\b|"
+    r"\btenants?\b.*\b(most|least|expensive|cheapest|highest|lowest)\b|\bsummary\b|"
+    r"\boverall\b|\bplatform[- ]wide\b|\bwhole platform\b",
+    re.I,
+)
 VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
          "get_metrics": "measure"}  # fmt: skip
 HELP = (
@@ -193,6 +200,8 @@ class Planner:
                 "the chat, so I keep to that. "
             )
         intent = {"billing": "get_billing"}.get(p.intent or "", p.intent)
+        if intent == "get_billing" and s.admin and not p.tenant and SUMMARY.search(text):
+            intent = "billing_summary"
         if intent == "list_tenants" and not s.admin:
             intent = None if not p.intents[1:] else p.intents[1]
         if pending and (intent is None or intent == pending.intent):
@@ -243,7 +252,7 @@ class Planner:
                     slots.update(severity=p.severity, status=p.status)
             if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
                 slots.update(since=p.window.since, label=p.window.label)
-        elif plan.intent == "get_billing":
+        elif plan.intent in ("get_billing", "billing_summary"):
             period = p.period
             if p.compare and re.search(r"\bthis month\b", p.text, re.I):
                 period = parse_period("this month", s.today)  # the base; the other is derived
@@ -262,7 +271,7 @@ class Planner:
 
     def _next_step(self, plan: Plan, p: Parsed, s: Situation, note: str) -> AIMessage:
         slots = plan.slots
-        if s.admin and plan.intent != "list_tenants" and not slots.get("tenant_id"):
+        if s.admin and plan.intent not in TENANTLESS and not slots.get("tenant_id"):
             return self._ask(plan, "tenant_id", note + "Which tenant is this about? (e.g. 'acme')")
         if plan.intent == "create_site":
             if not slots.get("name"):
@@ -314,6 +323,9 @@ class Planner:
             if slots.get("compare"):
                 calls.append(("get_billing", *self._previous(base, s.today)))
             return self._tools(note, calls)
+        if plan.intent == "billing_summary":
+            args = {"from_date": slots["from_date"], "to_date": slots["to_date"]}
+            return self._tools(note, [("billing_summary", args, slots.get("label"))])
         args = {"tenant_id": slots["tenant_id"]} if s.admin and plan.intent == "list_sites" else {}
         return self._tools(note, [(plan.intent, args, None)])
 
@@ -370,6 +382,12 @@ class Planner:
             )
             parts.append(text)
             follow_up = follow_up or plan
+        bills = [(json.loads(str(m.content)), labels.get(m.tool_call_id) or "this period")
+                 for m in results if m.name == "get_billing"]  # fmt: skip
+        if len(bills) == 2 and all(b[0].get("status") == "ok" for b in bills):
+            sentence = answers.compare(bills[0][0], bills[1][0], (bills[0][1], bills[1][1]))
+            if sentence:
+                parts.append(sentence)
         content = "\n\n".join(parts)
         if follow_up is not None:
             return self._ask(follow_up, follow_up.awaiting or "name", content)
@@ -385,6 +403,10 @@ class Planner:
             return f"Cancelled: {target} was not deleted. Nothing changed.", None
         if name == "get_billing" and status in ("ok", "unavailable"):
             return answers.get_billing(args, result, label or "this period"), None
+        if name == "billing_summary" and status == "unavailable":
+            return f"I have no cost data yet: {result['error']}.", None
+        if name == "billing_summary" and status == "ok":
+            return answers.billing_summary(args, data, label or "this period"), None
         if status == "running":
             op = data.get("operation", {})
             return (

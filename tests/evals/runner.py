@@ -16,7 +16,11 @@ from typing import Any
 import httpx
 import yaml
 
+from controlplane.billing.aggregate import run_aggregation
+from controlplane.billing.warehouse import DuckDBWarehouse
+from controlplane.platform import Platform
 from tests.agent_fixtures import TENANTS, Chatter, Turn, make_site, site_names
+from tests.billing_data import export_row, insert
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 
@@ -77,6 +81,27 @@ def setup_sites(api: httpx.Client, wanted: dict[str, list[str]]) -> None:
         import time
 
         time.sleep(0.01)
+
+
+def seed_costs(platform: Platform, costs: list[dict[str, Any]]) -> None:
+    """Aggregate export rows for the given days into the control plane's tenant_costs."""
+    if not costs:
+        return
+    warehouse = DuckDBWarehouse(":memory:")
+    values = placeholders(datetime.now(UTC).date())
+    days = []
+    for cost in costs:
+        day = date.fromisoformat(_fill(cost["day"], values))
+        days.append(day)
+        insert(warehouse, export_row(
+            start=datetime(day.year, day.month, day.day, 12, tzinfo=UTC), cost=cost["cost"],
+            service=cost.get("service", "Cloud Run"), tenant=cost.get("tenant"),
+            site=cost.get("site"), credits=tuple(cost.get("credits", ())),
+        ))  # fmt: skip
+    run_aggregation(platform.sessions, warehouse, since=min(days),
+                    until=max(days) + timedelta(days=1), database_sizes={},
+                    shared_services=("Cloud SQL",))  # fmt: skip
+    warehouse.close()
 
 
 @dataclass

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from controlplane.auth import LocalTokenIssuer
 from tests.agent_fixtures import ChatFactory, EngineFactory
 from tests.conftest import ARTIFACTS
-from tests.evals.runner import case_files, load_case, run_case, setup_sites
+from tests.evals.runner import case_files, load_case, run_case, seed_costs, setup_sites
 
 GEMINI_PROJECT = os.environ.get("AIPRESS_EVAL_GEMINI_PROJECT")
 
@@ -29,16 +30,19 @@ def test_there_are_enough_cases() -> None:
     assert len(cases) >= 40
     tools = {c["name"] for case in cases for t in case["turns"] for c in t.get("tools") or []}
     assert tools >= {"create_site", "delete_site", "query_logs", "get_billing", "list_sites",
-                     "get_site", "get_metrics", "list_tenants"}  # fmt: skip
+                     "get_site", "get_metrics", "list_tenants", "billing_summary"}  # fmt: skip
     assert any(t.get("resume") is True for c in cases for t in c["turns"])
     assert any(t.get("resume") is False for c in cases for t in c["turns"])
     assert sum(1 for c in cases if c["role"] == "admin") >= 6
 
 
 @pytest.mark.parametrize("path", case_files(), ids=lambda p: p.stem)
-def test_offline_planner(path: Path, chat: ChatFactory, admin_api: httpx.Client) -> None:
+def test_offline_planner(
+    path: Path, chat: ChatFactory, admin_api: httpx.Client, live_app: FastAPI
+) -> None:
     case = load_case(path)
     setup_sites(admin_api, (case.get("setup") or {}).get("sites", {}))
+    seed_costs(live_app.state.platform, (case.get("setup") or {}).get("costs", []))
     verdict = run_case(case, _chatter(case, chat), admin_api, strict=True)
     assert verdict.passed, f"{case['description']}\n" + "\n".join(verdict.failures)
 
@@ -49,6 +53,7 @@ def test_gemini_pass_k(
     admin_api: httpx.Client,
     engine_factory: EngineFactory,
     issuer: LocalTokenIssuer,
+    live_app: FastAPI,
 ) -> None:
     from chatbot.models import make_model
 
@@ -64,6 +69,7 @@ def test_gemini_pass_k(
         runs = []
         for _ in range(k):
             setup_sites(admin_api, (case.get("setup") or {}).get("sites", {}))
+            seed_costs(live_app.state.platform, (case.get("setup") or {}).get("costs", []))
             verdict = run_case(case, _chatter(case, chat, engine_=engine), admin_api, strict=False)
             runs.append(verdict.passed)
         report[path.stem] = {"runs": runs, "pass_k": all(runs)}
