@@ -396,3 +396,39 @@ def test_logs_api_refuses_links_and_fifos_planted_by_a_site(local: LocalEnv) -> 
     assert local.client.get(url, headers=local.admin).status_code == 200
     shutil.rmtree(secret_dir)
     local.delete("planter")
+
+
+def test_metering_reads_what_a_real_site_uses(local: LocalEnv) -> None:
+    """Local metering on the real stack: requests and busy time from nginx's access log,
+    wp-content bytes from disk, the site's database size from information_schema."""
+    from datetime import UTC, datetime
+
+    from controlplane.billing.metering import meter_hour
+    from controlplane.billing.warehouse import DuckDBWarehouse
+
+    site = local.create("meter")
+    host = site["preview_url"].split("//")[1].split(":")[0]
+    for _ in range(5):
+        assert local.site_get(host, "/?nocache=1").status_code == 200
+    platform = local.client.app.state.platform  # type: ignore[attr-defined]
+    usage = platform.provider.usage
+    database = local.resources("meter")["database"]["name"]
+    sizes = usage.database_bytes()
+    assert sizes[database] > 100_000  # a WordPress install's tables
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    warehouse = DuckDBWarehouse(":memory:")
+    meter_hour(platform, usage, warehouse, hour)
+    rows = warehouse.connection.execute(
+        "SELECT sku.id, usage.amount, cost FROM billing_export "
+        "WHERE list_contains(labels, {'key': 'aipress-site', 'value': 'meter'})"
+    ).fetchall()
+    amounts = {sku: amount for sku, amount, _cost in rows}
+    assert amounts["CR-REQ"] >= 5
+    assert amounts["CR-CPU-T1"] > 0  # the requests' latencies, summed
+    assert amounts["NET-EGRESS-PREMIUM"] > 0
+    assert amounts["GCS-STD-US-CENTRAL1"] > 0.0001  # GiB of wp-content (themes, plugins)
+    shared = dict(warehouse.connection.execute(
+        "SELECT sku.id, usage.amount FROM billing_export WHERE len(labels) = 0").fetchall())  # fmt: skip
+    assert shared["SQL-MYSQL-SSD"] >= sizes[database] / 1024**3
+    warehouse.close()
+    local.delete("meter")
