@@ -417,6 +417,17 @@ def keys_rotate() -> None:
     console.print(f"Active key is {keyring.active_key_id}; {changed} ciphertext(s) re-encrypted.")
 
 
+def _quiet_settings() -> Settings:
+    """Settings for a command that works in-process: its log lines go to the log file
+    (the progress display is the terminal's)."""
+    from controlplane.logs import configure_logging
+
+    settings = get_settings()
+    log_file = settings.log_file or settings.home / "logs" / "cli.log"
+    configure_logging(settings.log_level, log_file, settings.log_json)
+    return settings
+
+
 DateOpt = Annotated[
     datetime.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="A day, YYYY-MM-DD")
 ]
@@ -434,7 +445,7 @@ def billing_aggregate(
     from controlplane.billing.jobs import aggregate
     from controlplane.platform import build_platform
 
-    platform = build_platform(get_settings())
+    platform = build_platform(_quiet_settings())
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as bar:  # fmt: skip
@@ -465,7 +476,7 @@ def billing_meter(
     from controlplane.billing.jobs import meter
     from controlplane.platform import build_platform
 
-    platform = build_platform(get_settings())
+    platform = build_platform(_quiet_settings())
     try:
         rows = meter(platform, hours)
     except ValueError as exc:

@@ -129,12 +129,15 @@ def get_metrics(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
 
 
 def _money(value: Any) -> str:
-    return f"{float(value):,.2f}"
+    amount = float(value)
+    if amount and abs(amount) < 0.005:  # a local site's hour of use costs fractions of a cent
+        return f"{amount:.6f}".rstrip("0")
+    return f"{amount:,.2f}"
 
 
 def _refreshed(report: dict[str, Any]) -> str:
     when = report.get("refreshed_at")
-    return f" (data refreshed {_time(when)})" if when else ""
+    return f"; data refreshed {_time(when)}" if when else ""
 
 
 def get_billing(args: dict[str, Any], result: dict[str, Any], label: str) -> str:
@@ -145,9 +148,9 @@ def get_billing(args: dict[str, Any], result: dict[str, Any], label: str) -> str
         return f"I have no cost data for tenant {tenant} ({label}): {result['error']}."
     totals = data.get("totals") or []
     if not totals:
-        return f"Tenant {tenant} has no costs recorded for {label}{_refreshed(data)}."
+        return f"Tenant {tenant} has no costs recorded ({label}{_refreshed(data)})."
     spent = " and ".join(f"{_money(t['net'])} {t['currency']}" for t in totals)
-    lines = [f"Tenant {tenant} spent {spent} net in {label}{_refreshed(data)}."]
+    lines = [f"Tenant {tenant} spent {spent} net ({label}{_refreshed(data)})."]
     for total in totals:
         if float(total["credits"]):
             lines.append(f"That is {_money(total['cost'])} {total['currency']} of usage less "
@@ -172,8 +175,8 @@ def billing_summary(args: dict[str, Any], data: dict[str, Any], label: str) -> s
     """Tenants ranked by cost."""
     ranks = data.get("tenants") or []
     if not ranks:
-        return f"No tenant has costs recorded for {label}{_refreshed(data)}."
-    lines = [f"Costs in {label}, most expensive first{_refreshed(data)}:"]
+        return f"No tenant has costs recorded ({label}{_refreshed(data)})."
+    lines = [f"Costs, most expensive first ({label}{_refreshed(data)}):"]
     for rank in ranks[:MAX_BILLING_LINES]:
         name = "platform (unlabelled)" if rank["tenant_id"] == "platform" else rank["tenant_id"]
         lines.append(f"- **{name}**: {_money(rank['net'])} {rank['currency']} "
