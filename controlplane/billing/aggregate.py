@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.billing.apportion import apportion
@@ -85,13 +85,14 @@ def run_aggregation(
             session.execute(
                 delete(TenantCost).where(TenantCost.day >= since, TenantCost.day < until)
             )
-            session.add_all(
-                TenantCost(tenant_id=line.row.tenant_id, day=line.row.day,
-                           service=line.row.service[:200], site=line.row.site, kind=line.kind,
-                           currency=line.row.currency, cost=line.row.cost,
-                           credits=line.row.credits, net=line.row.net)
-                for line in lines
-            )  # fmt: skip
+            if lines:  # one executemany: an ORM object per line costs ~0.1 ms each
+                session.execute(insert(TenantCost), [
+                    {"tenant_id": line.row.tenant_id, "day": line.row.day,
+                     "service": line.row.service[:200], "site": line.row.site, "kind": line.kind,
+                     "currency": line.row.currency, "cost": line.row.cost,
+                     "credits": line.row.credits, "net": line.row.net}
+                    for line in lines
+                ])  # fmt: skip
             finished = session.get(BillingRun, run.id)
             assert finished is not None
             finished.status, finished.finished_at = "succeeded", utcnow()

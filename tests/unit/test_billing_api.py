@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -138,3 +142,16 @@ def test_metering_prices_what_the_sites_used(
     assert set(services) == {"Cloud Run", "Networking", "Cloud Storage",
                              "Cloud SQL (shared instance, apportioned)"}  # fmt: skip
     wh.close()
+
+
+def test_the_cloud_run_job_entry_point(tmp_path: Path) -> None:
+    """`python -m controlplane.billing` aggregates and exits 0; misconfigured, it exits 1."""
+    env = {**os.environ, "AIPRESS_PROVIDER": "memory", "AIPRESS_HOME": str(tmp_path / "home"),
+           "AIPRESS_LOG_FILE": str(tmp_path / "job.log")}  # fmt: skip
+    ok = subprocess.run([sys.executable, "-m", "controlplane.billing"], env=env, timeout=120)
+    assert ok.returncode == 0
+    assert '"event": "billing.job_done"' in (tmp_path / "job.log").read_text()
+    broken = subprocess.run([sys.executable, "-m", "controlplane.billing"], timeout=120,
+                            env={**env, "AIPRESS_BILLING_WAREHOUSE": "bigquery"})  # fmt: skip
+    assert broken.returncode == 1
+    assert "AIPRESS_BILLING_EXPORT_TABLE must name" in (tmp_path / "job.log").read_text()
