@@ -42,6 +42,7 @@ from controlplane.billing import sql  # noqa: E402
 from controlplane.billing.aggregate import run_aggregation  # noqa: E402
 from controlplane.billing.warehouse import DuckDBWarehouse  # noqa: E402
 from controlplane.db import make_engine, make_sessionmaker, migrate  # noqa: E402
+from controlplane.logs import configure_logging  # noqa: E402
 from controlplane.settings import Settings  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -53,7 +54,8 @@ INSERT INTO billing_export
 SELECT
   'bench-account',
   {'id': 'svc-' || (i % 6), 'description':
-    ['Cloud Run', 'Cloud SQL', 'Cloud Storage', 'Networking', 'Secret Manager', 'Cloud DNS'][i % 6 + 1]},
+    ['Cloud Run', 'Cloud SQL', 'Cloud Storage', 'Networking', 'Secret Manager',
+     'Cloud DNS'][i % 6 + 1]},
   {'id': 'sku-' || (i % 40), 'description': 'sku ' || (i % 40)},
   TIMESTAMP '2026-11-01' + to_minutes((i * 7) % (5 * 24 * 60)),
   TIMESTAMP '2026-11-01' + to_minutes((i * 7) % (5 * 24 * 60) + 60),
@@ -91,6 +93,7 @@ def main() -> None:
     parser.add_argument("--skip-naive-above", type=int, default=10_000_000)
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "billing.json")
     args = parser.parse_args()
+    configure_logging("WARNING")
     naive_sql = sqlglot.transpile(sql.BIGQUERY.format(table="billing_export"), read="bigquery",
                                   write="duckdb")[0]  # fmt: skip
     params = {"tenant_label": sql.TENANT_LABEL, "site_label": sql.SITE_LABEL,
