@@ -43,7 +43,7 @@ debs:
 	bash scripts/install-debs.sh
 
 test-debs:
-	bash scripts/install-debs.sh --with-postgres
+	bash scripts/install-debs.sh --with-postgres --with-browser
 
 $(UV):
 	python3 -m venv $(BOOT)
