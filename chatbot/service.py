@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatbot.conversation import Busy, ChatEngine, Event, NothingToResume
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
 from chatbot.store import ThreadNotFound
+from chatbot.web import install_web
 from controlplane.api.errors import install_error_handlers, problem
 from controlplane.api.middleware import RequestIdMiddleware
 from controlplane.auth import InvalidToken, TokenVerifier, make_verifier
@@ -115,8 +118,10 @@ def create_app(
         app.state.engine = ChatEngine(settings, model)
         app.state.verifier = verifier or make_verifier(settings)
         app.state.limiter = RateLimiter(settings.chat_rate_per_minute)
+        app.state.proxy = httpx.AsyncClient(base_url=settings.tools_base_url, timeout=60)
         log.info("chat.started", model=settings.chat_model_name, port=settings.chat_port)
         yield
+        await app.state.proxy.aclose()
         app.state.engine.close()
 
     app = FastAPI(
@@ -132,6 +137,14 @@ def create_app(
 
     install_error_handlers(app, _no_audit)
     _install_chat_errors(app)
+    install_web(app, settings)
+    if settings.chat_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.chat_allowed_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     chat_rate_per_minute: int = 20
     chat_max_message_chars: int = 4000
     chat_operation_wait_seconds: float = 900
+    chat_allowed_origins: tuple[str, ...] = ()  # pages on other origins that embed the widget
+    firebase_web_api_key: str | None = None  # the browser's Firebase config (gcp mode)
+    firebase_auth_domain: str | None = None
+    firebase_sign_in_providers: tuple[str, ...] = ("google", "email")
     gemini_model: str = "gemini-2.5-flash"
     gemini_endpoint: str | None = None  # a private endpoint or gateway; Vertex AI's otherwise
     gcp_project: str | None = None

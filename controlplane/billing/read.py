@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import BillingRun, TenantCost
@@ -30,7 +30,9 @@ class CostLineRead(BaseModel):
     """One line of a breakdown."""
 
     key: str = Field(description="The day (YYYY-MM-DD), service or site of the line")
-    kind: str = Field(description="direct, or apportioned (a share of a shared resource)")
+    kind: str = Field(
+        description="direct, apportioned (a share of a shared resource), or all (a day's line)"
+    )
     currency: str
     cost: Decimal
     credits: Decimal
@@ -107,19 +109,22 @@ def tenant_billing(
     """A tenant's totals and lines over [start, end] (inclusive days)."""
     check_period(start, end)
     key = {"day": TenantCost.day, "service": TenantCost.service, "site": TenantCost.site}[group_by]
+    # A day's line holds everything of that day (direct and apportioned alike); services and
+    # sites keep apportioned shares on lines of their own.
+    kind = literal("all") if group_by == "day" else TenantCost.kind
     query = (
-        select(key, TenantCost.kind, TenantCost.currency, func.sum(TenantCost.cost),
+        select(key, kind, TenantCost.currency, func.sum(TenantCost.cost),
                func.sum(TenantCost.credits), func.sum(TenantCost.net))
         .where(TenantCost.tenant_id == tenant_id, TenantCost.day >= start, TenantCost.day <= end)
-        .group_by(key, TenantCost.kind, TenantCost.currency)
-        .order_by(key, TenantCost.kind, TenantCost.currency)
+        .group_by(key, *([] if group_by == "day" else [TenantCost.kind]), TenantCost.currency)
+        .order_by(key, TenantCost.currency)
     )  # fmt: skip
     lines = []
-    for value, kind, currency, cost, credits, net in session.execute(query):
+    for value, line_kind, currency, cost, credits, net in session.execute(query):
         label = value.isoformat() if isinstance(value, date) else str(value)
         if group_by == "site" and not label:
-            label = "(shared)" if kind == "apportioned" else "(tenant-wide)"
-        lines.append(CostLineRead(key=label, kind=kind, currency=currency, cost=Decimal(cost),
+            label = "(shared)" if line_kind == "apportioned" else "(tenant-wide)"
+        lines.append(CostLineRead(key=label, kind=line_kind, currency=currency, cost=Decimal(cost),
                                   credits=Decimal(credits), net=Decimal(net)))  # fmt: skip
     run = last_run(session)
     return BillingRead(

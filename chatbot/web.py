@@ -1,0 +1,138 @@
+"""What the browser gets from the chatbot service: the widget and dashboard files, sign-in,
+and a thin proxy of the control-plane API (the control plane itself stays private).
+
+The proxy forwards `/api/v1/...` to the control plane's `/v1/...` with the caller's own
+bearer token, unchanged: it holds no logic, and the control plane decides every request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from controlplane.api.errors import problem
+from controlplane.auth import LocalTokenIssuer
+from controlplane.permissions import Role
+from controlplane.settings import Settings
+
+WEBCHAT_DIR = Path(__file__).resolve().parent.parent / "webchat"
+FORWARDED_HEADERS = ("authorization", "content-type", "x-request-id", "accept")
+RETURNED_HEADERS = ("content-type", "x-request-id", "retry-after", "www-authenticate")
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self' https://www.gstatic.com; "
+        "connect-src 'self' ws: wss: https://*.googleapis.com; img-src 'self' data:; "
+        "style-src 'self'; frame-src https://*.firebaseapp.com; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class LocalTokenRequest(BaseModel):
+    """Which demo user to sign in as (embedded default only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uid: str = Field(min_length=1, max_length=128)
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(WEBCHAT_DIR / name, headers=PAGE_HEADERS, media_type="text/html")
+
+
+def install_web(app: FastAPI, settings: Settings) -> None:
+    """Add the pages, the widget, sign-in and the proxy to the chatbot app."""
+    router = APIRouter(include_in_schema=False)
+    local = settings.provider != "gcp"
+
+    @router.get("/")
+    def index() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    @router.get("/dashboard")
+    def dashboard() -> FileResponse:
+        return _page("dashboard.html")
+
+    @router.get("/signin")
+    def signin() -> FileResponse:
+        return _page("signin.html")
+
+    @router.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    @router.get("/widget.js")
+    def widget() -> FileResponse:
+        return FileResponse(WEBCHAT_DIR / "widget.js", media_type="text/javascript",
+                            headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+    @router.get("/auth/config")
+    def auth_config() -> dict[str, Any]:
+        if local:
+            return {"mode": "local"}
+        return {
+            "mode": "firebase",
+            "providers": list(settings.firebase_sign_in_providers),
+            "firebase": {
+                "apiKey": settings.firebase_web_api_key,
+                "authDomain": settings.firebase_auth_domain,
+                "projectId": settings.firebase_project_id,
+            },
+        }
+
+    if local:
+        _install_local_sign_in(router, settings)
+
+    @router.api_route("/api/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def proxy(path: str, request: Request) -> Response:
+        client: httpx.AsyncClient = request.app.state.proxy
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+        try:
+            upstream = await client.request(
+                request.method, f"/v1/{path}", params=request.query_params,
+                content=await request.body(), headers=headers,
+            )  # fmt: skip
+        except httpx.HTTPError:
+            return problem(502, "the control plane is unreachable; try again shortly")
+        kept = {k: v for k, v in upstream.headers.items() if k.lower() in RETURNED_HEADERS}
+        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+
+    app.include_router(router)
+    app.mount("/webchat", StaticFiles(directory=WEBCHAT_DIR), name="webchat")
+
+
+def _install_local_sign_in(router: APIRouter, settings: Settings) -> None:
+    """The embedded default's demo sign-in: it lists the stored users and mints their
+    tokens. Whoever reaches this loopback service can act as any of them, exactly as
+    whoever can read the signing key can; it does not exist in gcp mode."""
+
+    def admin_client() -> httpx.Client:
+        token = LocalTokenIssuer(settings).issue("chatbot-signin", Role.ADMIN, ttl_seconds=60)
+        return httpx.Client(base_url=settings.tools_base_url, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+    @router.get("/auth/local/users")
+    def local_users() -> list[dict[str, Any]]:
+        with admin_client() as client:
+            users: list[dict[str, Any]] = client.get("/v1/users").raise_for_status().json()
+        return [{k: u[k] for k in ("uid", "role", "tenants", "email")} for u in users]
+
+    @router.post("/auth/local/token")
+    def local_token(body: LocalTokenRequest) -> JSONResponse:
+        with admin_client() as client:
+            found = client.get(f"/v1/users/{body.uid}")
+        if found.status_code == 404:
+            return problem(404, f"no local user {body.uid!r}; see `aipress users list`")
+        user = found.raise_for_status().json()
+        token = LocalTokenIssuer(settings).issue(
+            user["uid"], Role(user["role"]), user["tenants"], email=user.get("email")
+        )
+        return JSONResponse({"token": token})

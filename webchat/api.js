@@ -1,0 +1,59 @@
+// The browser's side of auth and the API: a bearer token in sessionStorage, and calls to
+// the chatbot service, which forwards /api/v1/* to the control plane with that token.
+
+export const TOKEN_KEY = "aipress.token";
+
+export function getToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// The token's claims, for display only: the services verify the signature, not the browser.
+export function claims(token = getToken()) {
+  if (!token) return null;
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch {
+    return null;
+  }
+}
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+export class Api {
+  constructor(base = location.origin) {
+    this.base = base.replace(/\/$/, "");
+  }
+
+  async call(method, path, body) {
+    const headers = { Authorization: `Bearer ${getToken() || ""}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(`${this.base}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new ApiError(response.status, data.detail || response.statusText);
+    return data;
+  }
+
+  // The control plane, through the chatbot's thin proxy.
+  cp(method, path, body) {
+    return this.call(method, `/api${path}`, body);
+  }
+}

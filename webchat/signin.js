@@ -1,0 +1,76 @@
+// Sign-in: the embedded default lists its demo users and mints local tokens; gcp mode
+// signs in with Firebase Auth (Google, Apple or an e-mail link) and keeps the ID token.
+
+import { setToken } from "./api.js";
+
+const choices = document.getElementById("choices");
+const mode = document.getElementById("mode");
+const error = document.getElementById("error");
+
+function button(label, detail, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.setAttribute("role", "listitem");
+  const strong = document.createElement("strong");
+  strong.textContent = label;
+  const small = document.createElement("div");
+  small.className = "muted";
+  small.textContent = detail;
+  b.append(strong, small);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+async function local() {
+  mode.textContent = "Embedded default: choose a local user (tokens are signed on this machine).";
+  const users = await (await fetch("/auth/local/users")).json();
+  for (const user of users) {
+    const scope = user.role === "admin" ? "all tenants" : `tenant ${user.tenants.join(", ")}`;
+    choices.append(button(user.uid, `${user.role} · ${scope} · ${user.email || ""}`, async () => {
+      const response = await fetch("/auth/local/token", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ uid: user.uid }),
+      });
+      const body = await response.json();
+      if (!response.ok) { error.textContent = body.detail; return; }
+      setToken(body.token);
+      location.href = "/dashboard";
+    }));
+  }
+}
+
+async function firebase(config) {
+  mode.textContent = "Sign in with your account.";
+  const base = "https://www.gstatic.com/firebasejs/10.14.1";
+  const { initializeApp } = await import(`${base}/firebase-app.js`);
+  const authModule = await import(`${base}/firebase-auth.js`);
+  const app = initializeApp(config.firebase);
+  const auth = authModule.getAuth(app);
+  const done = async (credential) => { setToken(await credential.user.getIdToken()); location.href = "/dashboard"; };
+  if (authModule.isSignInWithEmailLink(auth, location.href)) {
+    const email = localStorage.getItem("aipress.emailForSignIn") || prompt("Your e-mail, to finish signing in");
+    await done(await authModule.signInWithEmailLink(auth, email, location.href));
+    return;
+  }
+  const providers = { google: () => new authModule.GoogleAuthProvider(), apple: () => new authModule.OAuthProvider("apple.com") };
+  for (const name of config.providers) {
+    if (name === "email") {
+      choices.append(button("E-mail link", "We send you a sign-in link", async () => {
+        const email = prompt("Your e-mail");
+        if (!email) return;
+        await authModule.sendSignInLinkToEmail(auth, email, { url: location.href, handleCodeInApp: true });
+        localStorage.setItem("aipress.emailForSignIn", email);
+        mode.textContent = `Check ${email} for the sign-in link.`;
+      }));
+    } else if (providers[name]) {
+      choices.append(button(`Continue with ${name[0].toUpperCase()}${name.slice(1)}`, "",
+        async () => done(await authModule.signInWithPopup(auth, providers[name]()))));
+    }
+  }
+}
+
+try {
+  const config = await (await fetch("/auth/config")).json();
+  await (config.mode === "local" ? local() : firebase(config));
+} catch (e) {
+  error.textContent = `Sign-in is unavailable: ${e.message}`;
+}

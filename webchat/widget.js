@@ -1,0 +1,287 @@
+// <aipress-chat>: the AIPress chat widget, a web component with no build step.
+//
+//   <script type="module" src="https://chat.example.com/widget.js"></script>
+//   <aipress-chat data-api-base="https://chat.example.com" data-auth="session"></aipress-chat>
+//
+// data-api-base: the chatbot service (default: where this script came from).
+// data-auth: "session" (a token kept in sessionStorage by the sign-in page, the default)
+// or "attribute" (the host page sets data-token and keeps it fresh).
+
+import { Api, claims, getToken } from "./webchat/api.js";
+import { barChart, formatMoney } from "./webchat/chart.js";
+import { renderMarkdown } from "./webchat/markdown.js";
+
+const SCRIPT_BASE = new URL(".", import.meta.url).href.replace(/\/$/, "");
+const TOOL_LABELS = {
+  create_site: (a) => `Creating site ${a.name}`,
+  delete_site: (a) => `Deleting site ${a.name}`,
+  list_sites: () => "Listing sites",
+  get_site: (a) => `Looking up ${a.name}`,
+  query_logs: (a) => `Searching the logs of ${a.site}`,
+  get_metrics: (a) => `Measuring ${a.site}`,
+  get_billing: () => "Reading costs",
+  billing_summary: () => "Ranking tenants by cost",
+  list_tenants: () => "Listing tenants",
+};
+
+function h(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== false && value !== undefined) node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+class AipressChat extends HTMLElement {
+  connectedCallback() {
+    if (this.shadowRoot) return;
+    this.base = (this.dataset.apiBase || SCRIPT_BASE).replace(/\/$/, "");
+    this.api = new Api(this.base);
+    this.thread = null;
+    this.retry = 0;
+    this.busy = false;
+    this.steps = new Map();
+    const root = this.attachShadow({ mode: "open" });
+    root.append(h("link", { rel: "stylesheet", href: `${this.base}/webchat/widget.css` }));
+    this.status = h("span", { class: "status", role: "status", "aria-live": "polite" }, "connecting…");
+    this.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" });
+    this.input = h("textarea", {
+      rows: "2", placeholder: "Ask AIPress… (Enter to send, Shift+Enter for a new line)",
+      "aria-label": "Message", maxlength: "4000",
+      onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.submit(); } },
+    });
+    this.sendButton = h("button", { type: "submit", class: "send" }, "Send");
+    const form = h("form", { class: "composer", onsubmit: (e) => { e.preventDefault(); this.submit(); } },
+      this.input, this.sendButton);
+    root.append(h("section", { class: "chat", "aria-label": this.dataset.title || "AIPress chat" },
+      h("header", {}, h("strong", {}, this.dataset.title || "AIPress"), this.status), this.log, form));
+    this.threadKey = `aipress.thread.${(claims(this.token()) || {}).sub || "anon"}`;
+    this.thread = sessionStorage.getItem(this.threadKey);
+    if (this.thread) this.restore();
+    this.connect();
+  }
+
+  disconnectedCallback() {
+    this.closed = true;
+    if (this.ws) this.ws.close();
+  }
+
+  token() {
+    return this.dataset.auth === "attribute" ? this.dataset.token : getToken();
+  }
+
+  setStatus(text, state) {
+    this.status.textContent = text;
+    this.status.dataset.state = state;
+  }
+
+  connect() {
+    const url = this.base.replace(/^http/, "ws") + "/v1/chat/ws";
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token() || "" }));
+    ws.onmessage = (message) => this.handle(JSON.parse(message.data));
+    ws.onclose = () => {
+      if (this.closed || this.ws !== ws) return;
+      const delay = Math.min(8000, 500 * 2 ** this.retry++);
+      this.setStatus("reconnecting…", "offline");
+      setTimeout(() => this.connect(), delay);
+    };
+  }
+
+  // After a reconnect (or a page load) the thread is read back over HTTP.
+  async restore() {
+    try {
+      const thread = await this.api.call("GET", `/v1/chat/${encodeURIComponent(this.thread)}`);
+      this.log.replaceChildren();
+      for (const message of thread.messages) {
+        if (message.role === "user") this.bubble("user").textContent = message.content;
+        if (message.role === "assistant" && message.content) this.bubble("assistant").append(renderMarkdown(message.content));
+      }
+      if (thread.interrupt) this.confirmCard(thread.interrupt);
+      this.scroll();
+    } catch (error) {
+      if (error.status === 404) { this.thread = null; sessionStorage.removeItem(this.threadKey); }
+    }
+  }
+
+  submit() {
+    const text = this.input.value.trim();
+    if (!text || this.busy || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this.input.value = "";
+    this.bubble("user").textContent = text;
+    this.setBusy(true);
+    const frame = { type: "message", text };
+    if (this.thread) frame.thread_id = this.thread;
+    if (this.dataset.tenant) frame.tenant_id = this.dataset.tenant;
+    this.ws.send(JSON.stringify(frame));
+    this.scroll();
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.sendButton.disabled = busy;
+    this.log.setAttribute("aria-busy", String(busy));
+  }
+
+  bubble(role) {
+    const node = h("div", { class: `msg ${role}` });
+    this.log.append(node);
+    return node;
+  }
+
+  scroll() {
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  handle(event) {
+    switch (event.type) {
+      case "ready":
+        this.retry = 0;
+        this.setStatus(`${event.sub} · ${event.role}`, "online");
+        if (this.wasOffline && this.thread) this.restore();
+        this.wasOffline = true;
+        break;
+      case "thread":
+        this.thread = event.thread_id;
+        sessionStorage.setItem(this.threadKey, this.thread);
+        this.current = null;
+        break;
+      case "token":
+        if (!this.current) this.current = this.bubble("assistant streaming");
+        this.current.append(event.text);
+        break;
+      case "message":
+        this.finishMessage(event.message);
+        break;
+      case "tool_start":
+        this.toolStart(event);
+        break;
+      case "progress":
+        this.progress(event);
+        break;
+      case "tool_end":
+        this.toolEnd(event);
+        break;
+      case "interrupt":
+        this.confirmCard(event);
+        break;
+      case "error":
+        this.bubble("error").textContent = `${event.detail}`;
+        if (event.status === 401) this.setStatus("signed out", "offline");
+        this.setBusy(false);
+        break;
+      case "done":
+        this.current = null;
+        this.setBusy(false);
+        this.input.focus();
+        break;
+    }
+    this.scroll();
+  }
+
+  finishMessage(message) {
+    const node = this.current;
+    this.current = null;
+    if (!message.content) { if (node) node.remove(); return; }
+    const target = node || this.bubble("assistant");
+    target.classList.remove("streaming");
+    target.replaceChildren(renderMarkdown(message.content));
+  }
+
+  toolStart(event) {
+    const label = (TOOL_LABELS[event.name] || (() => event.name))(event.args || {});
+    const sub = h("ul", { class: "substeps", "aria-label": "Progress" });
+    const node = h("div", { class: "step running", role: "group", "aria-label": label },
+      h("span", { class: "spinner", "aria-hidden": "true" }), h("span", { class: "label" }, label), sub);
+    node.sub = sub;
+    node.items = new Map();
+    this.steps.set(event.id, node);
+    this.lastStep = node;
+    this.log.append(node);
+  }
+
+  progress(event) {
+    const node = this.lastStep;
+    if (!node || !event.step) return;
+    let item = node.items.get(event.step);
+    if (!item) {
+      item = h("li", { class: "running" }, event.step);
+      node.items.set(event.step, item);
+      node.sub.append(item);
+    }
+    item.className = { step_started: "running", step_finished: "done", step_failed: "failed", step_undone: "undone" }[event.event] || item.className;
+    item.title = event.message || "";
+  }
+
+  toolEnd(event) {
+    const node = this.steps.get(event.id);
+    if (!node) return;
+    const ok = event.status === "ok";
+    node.className = `step ${ok ? "done" : event.status === "cancelled" ? "cancelled" : "failed"}`;
+    node.querySelector(".spinner").textContent = ok ? "✓" : "✗";
+    if (!ok && event.error) node.append(h("div", { class: "detail" }, event.error));
+    const data = event.data || {};
+    if (ok && event.name === "create_site" && data.url) node.append(this.siteCard(data));
+    if (ok && event.name === "get_billing") node.append(this.costChart(data));
+    if (ok && event.name === "billing_summary") node.append(this.summaryChart(data));
+  }
+
+  siteCard(site) {
+    const reveal = h("button", { type: "button", class: "reveal" }, "Reveal admin password");
+    const out = h("div", { class: "secret", "aria-live": "polite" });
+    reveal.addEventListener("click", async () => {
+      reveal.disabled = true;
+      try {
+        const path = `/v1/tenants/${encodeURIComponent(site.tenant_id)}/sites/${encodeURIComponent(site.name)}/admin-credentials/reveal`;
+        const credentials = await this.api.cp("POST", path);
+        const code = h("code", { class: "password" }, credentials.password);
+        const hide = h("button", { type: "button", onclick: () => out.replaceChildren("Password hidden. Reveal it again from the dashboard.") }, "Hide");
+        out.replaceChildren(`User ${credentials.username}: `, code, " ", hide);
+        reveal.remove();
+      } catch (error) {
+        out.textContent = `Could not reveal: ${error.message}`;
+        reveal.disabled = false;
+      }
+    });
+    const link = h("a", { href: site.url, target: "_blank", rel: "noopener noreferrer" }, site.url);
+    return h("div", { class: "card" }, h("div", {}, "Open ", link), reveal, out);
+  }
+
+  costChart(report) {
+    const totals = report.totals || [];
+    if (!totals.length) return h("div", { class: "card" }, "No costs in this period.");
+    const currency = totals[0].currency;
+    const points = (report.lines || []).filter((l) => l.currency === currency)
+      .map((l) => ({ label: l.key, value: l.net }));
+    return h("figure", { class: "card chart" }, barChart(points, { currency, title: `Costs by ${report.group_by}` }),
+      h("figcaption", {}, totals.map((t) => formatMoney(t.net, t.currency)).join(" + ")));
+  }
+
+  summaryChart(report) {
+    const currency = (report.totals || [{}])[0].currency || "USD";
+    const points = (report.tenants || []).filter((t) => t.currency === currency)
+      .map((t) => ({ label: t.tenant_id, value: t.net }));
+    return h("figure", { class: "card chart" }, barChart(points, { currency, title: "Costs by tenant" }));
+  }
+
+  confirmCard(interrupt) {
+    const questions = interrupt.actions.map((a) => h("p", {}, a.question));
+    const card = h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirmation needed" }, ...questions);
+    const answer = (approve) => {
+      for (const button of card.querySelectorAll("button")) button.disabled = true;
+      card.append(h("p", { class: "answer" }, approve ? "Confirmed." : "Cancelled."));
+      this.setBusy(true);
+      this.ws.send(JSON.stringify({ type: "resume", thread_id: interrupt.thread_id, approve }));
+    };
+    const confirm = h("button", { type: "button", class: "danger", onclick: () => answer(true) }, "Confirm");
+    const cancel = h("button", { type: "button", onclick: () => answer(false) }, "Cancel");
+    card.append(h("div", { class: "buttons" }, confirm, cancel));
+    this.log.append(card);
+    cancel.focus();
+  }
+}
+
+if (!customElements.get("aipress-chat")) customElements.define("aipress-chat", AipressChat);
