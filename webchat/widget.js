@@ -176,7 +176,7 @@ class AipressChat extends HTMLElement {
       case "done":
         this.current = null;
         this.setBusy(false);
-        this.input.focus();
+        if (!this.awaitingAnswer) this.input.focus();  // a confirmation keeps the focus
         break;
     }
     this.scroll();
@@ -270,7 +270,9 @@ class AipressChat extends HTMLElement {
   confirmCard(interrupt) {
     const questions = interrupt.actions.map((a) => h("p", {}, a.question));
     const card = h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirmation needed" }, ...questions);
+    this.awaitingAnswer = true;
     const answer = (approve) => {
+      this.awaitingAnswer = false;
       for (const button of card.querySelectorAll("button")) button.disabled = true;
       card.append(h("p", { class: "answer" }, approve ? "Confirmed." : "Cancelled."));
       this.setBusy(true);

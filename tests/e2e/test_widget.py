@@ -1,0 +1,200 @@
+"""The widget and dashboard in a real browser, against the real services on the embedded
+default: MariaDB, PHP-FPM, nginx and WordPress behind the control plane and the chatbot."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from chatbot.service import create_app as create_chat_app
+from controlplane.api.app import create_app
+from controlplane.auth import LocalTokenIssuer
+from controlplane.billing.jobs import aggregate, meter
+from controlplane.permissions import Role
+from controlplane.settings import Settings
+from tests.conftest import LOG_FILE
+from tests.e2e.conftest import keep, screenshot, watch
+from tests.live import serve
+
+pytestmark = pytest.mark.integration
+USERS = {
+    "admin": ("admin", [], "admin@aipress.example"),
+    "alice": ("tenant", ["acme"], "alice@acme.example"),
+    "bob": ("tenant", ["globex"], "bob@globex.example"),
+}
+
+
+@dataclass
+class Stack:
+    """The control plane and the chatbot on loopback ports, on the local provider."""
+
+    settings: Settings
+    chat_url: str
+    control_plane: FastAPI
+
+    def token(self, uid: str) -> str:
+        role, tenants, email = USERS[uid]
+        return LocalTokenIssuer(self.settings).issue(uid, Role(role), tenants, email=email)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    base = Path(tempfile.mkdtemp(prefix="aipress-e2e-", dir="/tmp"))
+    base.chmod(0o755)
+    settings = Settings(
+        provider="local", home=base / "home", log_file=LOG_FILE, billing_schedule=False,
+        mariadb_port=4200 + secrets.randbelow(300), site_port=20000 + secrets.randbelow(1000),
+    )  # fmt: skip
+    control_plane = create_app(settings)
+    with serve(control_plane) as url:
+        admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as api:
+            for tenant in ("acme", "globex"):
+                api.post("/v1/tenants", json={"id": tenant, "name": tenant.title()})
+            for uid, (role, tenants, email) in USERS.items():
+                api.put(f"/v1/users/{uid}", json={"role": role, "tenants": tenants, "email": email})
+        chat_settings = settings.model_copy(update={"chat_control_plane_url": url})
+        with serve(create_chat_app(chat_settings)) as chat_url:
+            yield Stack(chat_settings, chat_url, control_plane)
+    control_plane.state.platform.provider.stack.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def sign_in(
+    browser: Browser, stack: Stack, uid: str, **options: Any
+) -> tuple[BrowserContext, Page]:
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.goto(f"{stack.chat_url}/signin")
+    page.get_by_role("listitem").filter(has_text=uid).click()
+    page.wait_for_url("**/dashboard")
+    expect(page.locator("aipress-chat .status")).to_have_text(re.compile(f"{uid} · "))
+    return context, page
+
+
+def ask(page: Page, text: str) -> None:
+    box = page.locator("aipress-chat textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def last_reply(page: Page) -> str:
+    expect(page.locator("aipress-chat .send")).to_be_enabled(timeout=120_000)  # the turn ended
+    return page.locator("aipress-chat .msg.assistant").last.inner_text()
+
+
+def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
+    browser: Browser, stack: Stack
+) -> None:
+    alice_context, alice = sign_in(browser, stack, "alice", viewport={"width": 1280, "height": 860})
+    bob_context, bob = sign_in(browser, stack, "bob", viewport={"width": 1280, "height": 860})
+    errors = watch(alice) + watch(bob)
+    expect(alice.locator("#sites")).to_contain_text("No sites yet")
+
+    # Create by chat: each tool is a step, each provisioning step appears as it happens.
+    ask(alice, "I need a site for my bakery, call it crumbs")
+    assert "e-mail" in last_reply(alice)
+    ask(alice, "use mine")
+    step = alice.locator("aipress-chat .step").filter(has_text="Creating site crumbs")
+    expect(step).to_have_class(re.compile("done"), timeout=120_000)
+    expect(step.locator(".substeps li.done")).to_have_count(6)
+    assert [t.strip() for t in step.locator(".substeps li").all_inner_texts()] == [
+        "database", "secrets", "storage", "runtime", "dns", "wordpress"]  # fmt: skip
+    reply = last_reply(alice)
+    url = re.search(r"http://crumbs\.acme\.localhost:\d+/", reply)
+    assert url, reply
+    link = step.get_by_role("link", name=url.group(0))
+    expect(link).to_have_attribute("href", url.group(0))
+
+    # The URL serves WordPress (Chromium sends *.localhost to loopback).
+    site = alice_context.new_page()
+    site.goto(url.group(0))
+    assert 'content="WordPress' in site.content() or "wp-content" in site.content()
+    site.close()
+
+    # The admin password comes from the control plane, once, never through the model.
+    step.get_by_role("button", name="Reveal admin password").click()
+    password = step.locator(".password")
+    expect(password).to_be_visible()
+    secret = password.inner_text()
+    assert len(secret) >= 16
+    expect(step.get_by_role("button", name="Reveal admin password")).to_have_count(0)
+    transcript = " ".join(alice.locator("aipress-chat .msg").all_inner_texts())
+    assert secret not in transcript
+    step.get_by_role("button", name="Hide").click()
+    expect(step.locator(".password")).to_have_count(0)
+
+    ask(alice, "any errors on crumbs in the last hour?")
+    assert "crumbs" in last_reply(alice)
+
+    platform = stack.control_plane.state.platform
+    meter(platform, 1)
+    aggregate(platform)
+    ask(alice, "what did I spend this month by day?")
+    assert "USD" in last_reply(alice)
+    expect(alice.locator("aipress-chat svg.aipress-chart").last).to_be_visible()
+
+    alice.reload()
+    expect(alice.locator("#sites")).to_contain_text("crumbs")
+    alice.get_by_role("tab", name="Costs").click()
+    expect(alice.locator("#costs svg.aipress-chart")).to_be_visible()
+    alice.get_by_role("tab", name="Sites").click()
+    keep(screenshot(alice, "alice-dashboard-desktop"), "dashboard.png")
+
+    # A second tenant, signed in at the same time, sees none of it.
+    expect(bob.locator("#sites")).to_contain_text("No sites yet")
+    ask(bob, "list my sites")
+    assert "crumbs" not in last_reply(bob)
+    bob_threads = httpx.get(f"{stack.chat_url}/v1/chat/threads",
+                            headers={"Authorization": f"Bearer {stack.token('bob')}"}).json()  # fmt: skip
+    alice_threads = httpx.get(f"{stack.chat_url}/v1/chat/threads",
+                              headers={"Authorization": f"Bearer {stack.token('alice')}"}).json()  # fmt: skip
+    assert {t["id"] for t in bob_threads}.isdisjoint({t["id"] for t in alice_threads})
+    assert "crumbs" not in bob.locator("#content").inner_text()
+
+    # An admin sees both tenants.
+    admin_context, admin = sign_in(browser, stack, "admin", viewport={"width": 1280, "height": 860})
+    expect(admin.locator("#tenant option")).to_have_count(2)
+    admin.locator("#tenant").select_option("acme")
+    expect(admin.locator("#sites")).to_contain_text("crumbs")
+    admin.get_by_role("tab", name="All tenants").click()
+    expect(admin.locator("#overview")).to_contain_text("globex")
+    expect(admin.locator("#overview")).to_contain_text("acme")
+    admin_context.close()
+
+    # On a phone, and after the socket dropped: the widget reconnects and resumes the thread.
+    phone = alice  # sessionStorage (the token, the thread) belongs to the tab
+    phone.set_viewport_size({"width": 360, "height": 740})
+    phone.reload()
+    expect(phone.locator("aipress-chat .msg.user").first).to_be_visible()  # the thread, restored
+    phone.locator("aipress-chat").evaluate("chat => chat.ws.close()")
+    expect(phone.locator("aipress-chat .status")).to_have_text(
+        re.compile("alice · "), timeout=15_000
+    )
+    keep(screenshot(phone, "alice-dashboard-phone"), "dashboard-phone.png")
+
+    # Delete through the Confirm button.
+    ask(phone, "delete crumbs")
+    confirm = phone.get_by_role("alertdialog", name="Confirmation needed")
+    expect(confirm).to_contain_text("Delete site crumbs of tenant acme?")
+    expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
+    keep(screenshot(phone, "alice-confirm-phone"), "widget-confirm.png")
+    confirm.get_by_role("button", name="Confirm").click()
+    assert "Deleted **crumbs**" not in last_reply(phone)  # markdown is rendered, not shown
+    assert "Deleted crumbs" in last_reply(phone)
+    phone.reload()
+    expect(phone.locator("#sites")).to_contain_text("No sites yet")
+    assert errors == []
+    alice_context.close()
+    bob_context.close()
