@@ -1,0 +1,96 @@
+"""Dashboard pages beyond the chat: tenant settings (write-only secrets), users and roles,
+the sign-in page's absence in gcp mode."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, expect
+
+from chatbot.service import create_app as create_chat_app
+from controlplane.permissions import Principal
+from controlplane.settings import Settings
+from tests.e2e.conftest import screenshot, watch
+from tests.live import serve
+
+SECRET_VALUE = "sk_live_do_not_show_4242"
+
+
+def _seed_users(api: httpx.Client) -> None:
+    for uid, role, tenants in (("alice", "tenant", ["acme"]), ("admin", "admin", [])):
+        assert api.put(f"/v1/users/{uid}", json={"role": role, "tenants": tenants}).is_success
+
+
+def test_settings_keep_secrets_write_only_and_admins_manage_users(
+    browser: Browser, chat_settings: Settings, admin_api: httpx.Client
+) -> None:
+    _seed_users(admin_api)
+    with serve(create_chat_app(chat_settings)) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="dark")
+        page = context.new_page()
+        errors = watch(page)
+        page.goto(f"{url}/signin")
+        page.get_by_role("listitem").filter(has_text="alice").click()
+        page.wait_for_url("**/dashboard")
+        # Keyboard only: Tab to the Settings tab and press Enter.
+        settings_tab = page.get_by_role("tab", name="Settings")
+        settings_tab.focus()
+        page.keyboard.press("Enter")
+        panel = page.locator("#settings")
+        expect(panel).to_contain_text("No env vars yet")
+        panel.get_by_label("Name").fill("STRIPE_KEY")
+        panel.get_by_label("Value").fill(SECRET_VALUE)
+        panel.get_by_role("button", name="Save").click()
+        expect(panel).to_contain_text("STRIPE_KEY")
+        expect(panel).to_contain_text("•••••••• (secret)")
+        assert SECRET_VALUE not in page.content()
+        stored = admin_api.get("/v1/tenants/acme/env/STRIPE_KEY").json()
+        assert stored["secret"] is True and SECRET_VALUE not in stored["value"]
+        screenshot(page, "alice-settings-dark")
+        assert page.get_by_role("tab", name="Users").is_hidden()  # not an admin
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/signin")
+        page.get_by_role("listitem").filter(has_text="admin").click()
+        page.wait_for_url("**/dashboard")
+        page.get_by_role("tab", name="Users").click()
+        users = page.locator("#users")
+        users.get_by_label("User id").fill("carol")
+        users.get_by_label("Role").select_option("operator")
+        users.get_by_label("Tenants (comma-separated)").fill("acme, globex")
+        users.get_by_role("button", name="Save").click()
+        expect(users).to_contain_text("carol")
+        assert admin_api.get("/v1/users/carol").json()["tenants"] == ["acme", "globex"]
+        assert errors == []
+        context.close()
+
+
+def test_local_sign_in_does_not_exist_in_gcp_mode(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from chatbot.offline.planner import OfflinePlanner
+
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    home = Path(str(tmp_path))
+    settings = Settings(
+        provider="gcp", home=home, firebase_project_id="aipress-prod",
+        encryption_keys="k1:" + "A" * 43 + "=", database_url=f"sqlite:///{home / 'cp.db'}",
+        chat_database_url=f"sqlite:///{home / 'chat.db'}", firebase_web_api_key="web-key",
+        firebase_auth_domain="aipress-prod.firebaseapp.com", firebase_sign_in_providers=("google", "apple"),
+    )  # fmt: skip
+
+    class Refuse:
+        def verify(self, token: str) -> Principal:
+            raise AssertionError("not called")
+
+    with TestClient(create_chat_app(settings, model=OfflinePlanner(), verifier=Refuse())) as client:
+        assert client.get("/auth/local/users").status_code == 404
+        assert client.post("/auth/local/token", json={"uid": "admin"}).status_code == 404
+        assert client.get("/auth/config").json() == {
+            "mode": "firebase", "providers": ["google", "apple"],
+            "firebase": {"apiKey": "web-key", "authDomain": "aipress-prod.firebaseapp.com",
+                         "projectId": "aipress-prod"},
+        }  # fmt: skip
