@@ -1,0 +1,395 @@
+locals {
+  labels = merge(var.labels, { app = "aipress", "aipress-tenant-id" = "platform" })
+  apis = [
+    "run.googleapis.com", "sqladmin.googleapis.com", "secretmanager.googleapis.com",
+    "artifactregistry.googleapis.com", "cloudscheduler.googleapis.com", "bigquery.googleapis.com",
+    "iam.googleapis.com", "logging.googleapis.com", "monitoring.googleapis.com",
+    "aiplatform.googleapis.com", "identitytoolkit.googleapis.com", "dns.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "apis" {
+  for_each           = toset(local.apis)
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# --- Service accounts: one per workload, each with only what it needs -----------------------
+
+resource "google_service_account" "control_plane" {
+  account_id   = "aipress-control-plane"
+  display_name = "AIPress control plane (provisions tenant resources)"
+}
+
+resource "google_service_account" "chatbot" {
+  account_id   = "aipress-chatbot"
+  display_name = "AIPress chatbot (Gemini, calls the control plane)"
+}
+
+resource "google_service_account" "billing_job" {
+  account_id   = "aipress-billing"
+  display_name = "AIPress billing aggregation job"
+}
+
+resource "google_service_account" "scheduler" {
+  account_id   = "aipress-scheduler"
+  display_name = "AIPress Cloud Scheduler (starts the billing job)"
+}
+
+resource "google_service_account" "tenant_runtime" {
+  account_id   = "aipress-tenant-runtime"
+  display_name = "AIPress tenant sites (base identity; per-tenant accounts are made by the control plane)"
+}
+
+# The control plane creates each tenant's Cloud Run services, buckets, secrets and service
+# accounts, and grants each tenant's runtime account access to exactly its own resources.
+resource "google_project_iam_member" "control_plane" {
+  for_each = toset([
+    "roles/run.admin", "roles/cloudsql.client", "roles/secretmanager.admin",
+    "roles/storage.admin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
+    "roles/logging.viewer", "roles/monitoring.viewer", "roles/dns.admin",
+  ])
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.control_plane.email}"
+}
+
+resource "google_project_iam_member" "chatbot" {
+  for_each = toset(["roles/aiplatform.user", "roles/cloudsql.client", "roles/logging.logWriter"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.chatbot.email}"
+}
+
+resource "google_project_iam_member" "billing_job" {
+  for_each = toset(["roles/bigquery.jobUser", "roles/cloudsql.client", "roles/logging.logWriter"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.billing_job.email}"
+}
+
+resource "google_bigquery_dataset_iam_member" "billing_job_reads_export" {
+  dataset_id = google_bigquery_dataset.billing_export.dataset_id
+  role       = "roles/bigquery.dataViewer"
+  member     = "serviceAccount:${google_service_account.billing_job.email}"
+}
+
+resource "google_project_iam_member" "tenant_runtime" {
+  for_each = toset(["roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.tenant_runtime.email}"
+}
+
+# --- Shared Cloud SQL instance (tenant databases are created in SQL by the control plane) ---
+
+resource "google_sql_database_instance" "shared" {
+  name                = "aipress-shared"
+  database_version    = "MYSQL_8_0"
+  region              = var.region
+  deletion_protection = true
+  settings {
+    tier              = var.sql_tier
+    availability_type = "ZONAL"
+    disk_autoresize   = true
+    user_labels       = local.labels
+    backup_configuration {
+      enabled            = true
+      binary_log_enabled = true
+    }
+    ip_configuration {
+      ipv4_enabled = true
+      ssl_mode     = "ENCRYPTED_ONLY"
+    }
+    database_flags {
+      name  = "cloudsql_iam_authentication"
+      value = "on"
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_sql_database" "control_plane" {
+  name     = "aipress"
+  instance = google_sql_database_instance.shared.name
+}
+
+resource "google_sql_user" "control_plane" {
+  # IAM database authentication: no password exists for the control plane's user.
+  name     = trimsuffix(google_service_account.control_plane.email, ".gserviceaccount.com")
+  instance = google_sql_database_instance.shared.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# --- Images, platform secrets ---------------------------------------------------------------
+
+resource "google_artifact_registry_repository" "images" {
+  repository_id = "aipress"
+  location      = var.region
+  format        = "DOCKER"
+  labels        = local.labels
+  depends_on    = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret" "encryption_keys" {
+  secret_id = "aipress-encryption-keys"
+  labels    = local.labels
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret" "cloudflare_token" {
+  secret_id = "aipress-cloudflare-token"
+  labels    = local.labels
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_iam_member" "control_plane_keys" {
+  for_each  = { keys = google_secret_manager_secret.encryption_keys.id, cloudflare = google_secret_manager_secret.cloudflare_token.id }
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.control_plane.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "billing_job_keys" {
+  secret_id = google_secret_manager_secret.encryption_keys.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.billing_job.email}"
+}
+
+# --- Cloud Run: the control plane (private) and the chatbot (public) ------------------------
+
+locals {
+  control_plane_env = {
+    AIPRESS_PROVIDER            = "gcp"
+    AIPRESS_GCP_PROJECT         = var.project_id
+    AIPRESS_GCP_LOCATION        = var.region
+    AIPRESS_FIREBASE_PROJECT_ID = var.project_id
+    AIPRESS_CLOUDSQL_INSTANCE   = google_sql_database_instance.shared.connection_name
+    AIPRESS_CLOUDSQL_USER       = google_sql_user.control_plane.name
+    AIPRESS_PLATFORM_DOMAIN     = var.platform_domain
+    AIPRESS_TENANT_IMAGE        = var.tenant_image
+    AIPRESS_DNS_PROVIDER        = var.dns_provider
+  }
+}
+
+resource "google_cloud_run_v2_service" "control_plane" {
+  name                = "aipress-control-plane"
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_ALL"
+  deletion_protection = false
+  labels              = local.labels
+  template {
+    service_account = google_service_account.control_plane.email
+    labels          = local.labels
+    scaling {
+      min_instance_count = 1 # the provisioning engine runs in the process
+      max_instance_count = 3
+    }
+    volumes {
+      name = "cloudsql"
+      cloud_sql_instance {
+        instances = [google_sql_database_instance.shared.connection_name]
+      }
+    }
+    containers {
+      image = var.control_plane_image
+      resources {
+        limits   = { cpu = "1", memory = "1Gi" }
+        cpu_idle = false
+      }
+      dynamic "env" {
+        for_each = local.control_plane_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+      env {
+        name = "AIPRESS_ENCRYPTION_KEYS"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.encryption_keys.secret_id
+            version = "latest"
+          }
+        }
+      }
+      volume_mounts {
+        name       = "cloudsql"
+        mount_path = "/cloudsql"
+      }
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+# Only the chatbot's service account may invoke the control plane: no allUsers binding.
+resource "google_cloud_run_v2_service_iam_member" "chatbot_invokes_control_plane" {
+  name     = google_cloud_run_v2_service.control_plane.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.chatbot.email}"
+}
+
+resource "google_cloud_run_v2_service" "chatbot" {
+  name                = "aipress-chatbot"
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_ALL"
+  deletion_protection = false
+  labels              = local.labels
+  template {
+    service_account = google_service_account.chatbot.email
+    labels          = local.labels
+    scaling {
+      min_instance_count = 0
+      max_instance_count = 10
+    }
+    containers {
+      image = var.chatbot_image
+      resources {
+        limits = { cpu = "1", memory = "1Gi" }
+      }
+      env {
+        name  = "AIPRESS_PROVIDER"
+        value = "gcp"
+      }
+      env {
+        name  = "AIPRESS_CHAT_CONTROL_PLANE_URL"
+        value = google_cloud_run_v2_service.control_plane.uri
+      }
+      env {
+        name  = "AIPRESS_GCP_PROJECT"
+        value = var.project_id
+      }
+      env {
+        name  = "AIPRESS_GCP_LOCATION"
+        value = var.region
+      }
+      env {
+        name  = "AIPRESS_GEMINI_MODEL"
+        value = var.gemini_model
+      }
+      env {
+        name  = "AIPRESS_FIREBASE_PROJECT_ID"
+        value = var.project_id
+      }
+      env {
+        name = "AIPRESS_ENCRYPTION_KEYS"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.encryption_keys.secret_id
+            version = "latest"
+          }
+        }
+      }
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "chatbot_public" {
+  name     = google_cloud_run_v2_service.chatbot.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# --- Billing: the export's dataset, the aggregation job and its schedule --------------------
+
+resource "google_bigquery_dataset" "billing_export" {
+  dataset_id  = "billing_export"
+  location    = "US"
+  description = "Cloud Billing detailed export (turn the export on in the billing console)."
+  labels      = local.labels
+  depends_on  = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_job" "billing" {
+  name                = "aipress-billing"
+  location            = var.region
+  deletion_protection = false
+  labels              = local.labels
+  template {
+    labels = local.labels
+    template {
+      service_account = google_service_account.billing_job.email
+      max_retries     = 2
+      volumes {
+        name = "cloudsql"
+        cloud_sql_instance {
+          instances = [google_sql_database_instance.shared.connection_name]
+        }
+      }
+      containers {
+        image   = var.control_plane_image
+        command = ["python", "-m", "controlplane.billing"]
+        dynamic "env" {
+          for_each = merge(local.control_plane_env, {
+            AIPRESS_BILLING_EXPORT_TABLE     = var.billing_export_table
+            AIPRESS_BILLING_BIGQUERY_PROJECT = var.project_id
+          })
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+        env {
+          name = "AIPRESS_ENCRYPTION_KEYS"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.encryption_keys.secret_id
+              version = "latest"
+            }
+          }
+        }
+        volume_mounts {
+          name       = "cloudsql"
+          mount_path = "/cloudsql"
+        }
+      }
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_billing" {
+  name     = google_cloud_run_v2_job.billing.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+resource "google_cloud_scheduler_job" "billing" {
+  name      = "aipress-billing-daily"
+  region    = var.region
+  schedule  = var.billing_schedule
+  time_zone = "Etc/UTC"
+  http_target {
+    http_method = "POST"
+    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.billing.name}:run"
+    oauth_token {
+      service_account_email = google_service_account.scheduler.email
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+# --- Firebase Auth (Identity Platform) ------------------------------------------------------
+
+resource "google_identity_platform_config" "auth" {
+  project = var.project_id
+  sign_in {
+    email {
+      enabled           = true
+      password_required = false # e-mail link sign-in
+    }
+  }
+  authorized_domains = [trimprefix(google_cloud_run_v2_service.chatbot.uri, "https://")]
+  depends_on         = [google_project_service.apis]
+}

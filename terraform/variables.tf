@@ -1,0 +1,86 @@
+variable "project_id" {
+  description = "The Google Cloud project that hosts the platform."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id (6-30 lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  description = "Region of Cloud Run, Cloud SQL, Artifact Registry and the tenant buckets."
+  type        = string
+  default     = "us-central1"
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must look like us-central1."
+  }
+}
+
+variable "platform_domain" {
+  description = "Sites get <site>.<tenant>.<platform_domain> as their preview name."
+  type        = string
+  validation {
+    condition     = can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.platform_domain))
+    error_message = "platform_domain must be a DNS name such as sites.example.com."
+  }
+}
+
+variable "control_plane_image" {
+  description = "Image of the control plane (Artifact Registry path with a tag or digest)."
+  type        = string
+}
+
+variable "chatbot_image" {
+  description = "Image of the chatbot service."
+  type        = string
+}
+
+variable "tenant_image" {
+  description = "The tenant WordPress image built from runtime/wordpress."
+  type        = string
+}
+
+variable "sql_tier" {
+  description = "Machine tier of the shared Cloud SQL for MySQL instance."
+  type        = string
+  default     = "db-custom-1-3840"
+  validation {
+    condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|f1-micro|g1-small|n1-.+)$", var.sql_tier))
+    error_message = "sql_tier must be a Cloud SQL tier such as db-custom-1-3840."
+  }
+}
+
+variable "billing_export_table" {
+  description = "The Cloud Billing export table (project.dataset.gcp_billing_export_v1_...), filled by Cloud Billing once the export is turned on."
+  type        = string
+  default     = ""
+}
+
+variable "billing_schedule" {
+  description = "Cron schedule (UTC) of the billing aggregation job."
+  type        = string
+  default     = "30 4 * * *"
+}
+
+variable "gemini_model" {
+  description = "The Gemini model of the agent."
+  type        = string
+  default     = "gemini-2.5-flash"
+}
+
+variable "dns_provider" {
+  description = "Where site names are published: cloudflare or clouddns."
+  type        = string
+  default     = "clouddns"
+  validation {
+    condition     = contains(["cloudflare", "clouddns"], var.dns_provider)
+    error_message = "dns_provider must be cloudflare or clouddns."
+  }
+}
+
+variable "labels" {
+  description = "Extra labels for every resource."
+  type        = map(string)
+  default     = {}
+}
