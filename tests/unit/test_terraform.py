@@ -1,0 +1,113 @@
+"""Static checks of terraform/: labels everywhere they are taken, no owner/editor grants,
+a private control plane, and `terraform fmt` (when the binary is on the machine)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
+# Google resources in our Terraform that accept labels, and where the labels go.
+LABELLED = {
+    "google_sql_database_instance": ("settings", "user_labels"),
+    "google_artifact_registry_repository": ("labels",),
+    "google_secret_manager_secret": ("labels",),
+    "google_cloud_run_v2_service": ("labels",),
+    "google_cloud_run_v2_job": ("labels",),
+    "google_bigquery_dataset": ("labels",),
+    "google_storage_bucket": ("labels",),
+}
+# Resources that take no labels at all (their Google API has none).
+UNLABELLED = {
+    "google_project_service", "google_service_account", "google_project_iam_member",
+    "google_bigquery_dataset_iam_member", "google_sql_database", "google_sql_user",
+    "google_secret_manager_secret_iam_member", "google_cloud_run_v2_service_iam_member",
+    "google_cloud_run_v2_job_iam_member", "google_cloud_scheduler_job",
+    "google_identity_platform_config",
+}  # fmt: skip
+
+
+def _unquote(value: Any) -> Any:
+    return value.strip('"') if isinstance(value, str) else value
+
+
+def resources() -> list[tuple[str, str, dict[str, Any]]]:
+    """(type, name, body) of every resource in terraform/*.tf."""
+    found = []
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open() as handle:
+            parsed = hcl2.load(handle)
+        for block in parsed.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    found.append((_unquote(kind), _unquote(name), body))
+    return found
+
+
+def _get(body: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if isinstance(body, list):
+            body = body[0] if body else None
+        if not isinstance(body, dict):
+            return None
+        body = body.get(key)
+    return body
+
+
+def test_every_resource_that_takes_labels_has_them() -> None:
+    seen = resources()
+    assert len(seen) > 20
+    for kind, name, body in seen:
+        if kind in LABELLED:
+            labels = _get(body, LABELLED[kind])
+            assert labels == "${local.labels}", f"{kind}.{name} has no labels"
+        else:
+            assert kind in UNLABELLED, f"{kind}.{name}: add it to LABELLED or UNLABELLED"
+
+
+def test_labels_carry_the_tenant_key() -> None:
+    with (TERRAFORM / "main.tf").open() as handle:
+        parsed = hcl2.load(handle)
+    merged = str(parsed["locals"][0]["labels"])
+    assert "aipress-tenant-id" in merged and "platform" in merged
+
+
+def test_no_service_account_is_made_owner_or_editor() -> None:
+    for kind, name, body in resources():
+        if not kind.endswith("_iam_member"):
+            continue
+        roles = body.get("for_each") or body.get("role")
+        text = str(roles)
+        for forbidden in ("roles/owner", "roles/editor", "roles/iam.securityAdmin"):
+            assert forbidden not in text, f"{kind}.{name} grants {forbidden}"
+
+
+def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> None:
+    bindings = [(name, body) for kind, name, body in resources()
+                if kind == "google_cloud_run_v2_service_iam_member"]  # fmt: skip
+    public = {str(body["name"]) for _, body in bindings if "allUsers" in str(body["member"]) or
+              "allAuthenticatedUsers" in str(body["member"])}  # fmt: skip
+    assert public == {"${google_cloud_run_v2_service.chatbot.name}"}
+    control = [body for _, body in bindings if "control_plane" in str(body["name"])]
+    assert [_unquote(b["member"]) for b in control] == [
+        "serviceAccount:${google_service_account.chatbot.email}"
+    ]
+
+
+def test_variables_are_validated() -> None:
+    with (TERRAFORM / "variables.tf").open() as handle:
+        variables = {_unquote(k): v for block in hcl2.load(handle)["variable"] for k, v in block.items()}
+    for name in ("project_id", "region", "platform_domain", "sql_tier", "dns_provider"):
+        assert "validation" in variables[name], f"variable {name} has no validation"
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on this machine")
+def test_terraform_fmt() -> None:
+    result = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
