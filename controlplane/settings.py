@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     openai_model: str | None = None
     openai_api_key: SecretStr | None = None
 
+    # The gcp provider: where tenant sites run.
+    tenant_image: str | None = None  # the runtime/wordpress image in Artifact Registry
+    runtime_service_account: str | None = None  # identity of tenant services (terraform's)
+    gcs_location: str = "US-CENTRAL1"
+    dns_provider: Literal["cloudflare", "clouddns"] = "clouddns"
+    cloudflare_zone_id: str | None = None
+    cloudflare_api_token: SecretStr | None = None
+    clouddns_zone: str | None = None
+    site_cpu: str = "1"
+    site_memory: str = "512Mi"
+    site_max_instances: int = 3
+    backups_bucket: str | None = None  # gcp: where database dumps and uploads are copied
+
     # Billing: the export's warehouse, the aggregation window, the in-process schedule.
     billing_warehouse: Literal["duckdb", "bigquery"] | None = None  # bigquery in gcp mode
     billing_duckdb_path: Path | None = None  # default: billing.duckdb under home

@@ -21,12 +21,10 @@ def make_provider(settings: Settings) -> Provider:
 
         local: Provider = LocalProvider(settings)
         return local
+    from controlplane.providers.gcp import GcpProvider
+
     try:
-        from controlplane.providers.gcp import GcpProvider
-    except ModuleNotFoundError as exc:
-        raise ProviderUnavailable(
-            "this release has no gcp provider yet: sites can be created with "
-            "AIPRESS_PROVIDER=local only"
-        ) from exc
-    gcp: Provider = GcpProvider(settings)
+        gcp: Provider = GcpProvider(settings)
+    except ValueError as exc:
+        raise ProviderUnavailable(f"the gcp provider is not configured: {exc}") from exc
     return gcp

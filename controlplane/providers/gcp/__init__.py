@@ -1,0 +1,103 @@
+"""The `gcp` provider: Cloud SQL, Secret Manager, GCS, Cloud Run, Cloudflare or Cloud DNS,
+and Cloud Logging, each step behind the engine's Protocols."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
+from controlplane.observability import SiteLogs
+from controlplane.providers.gcp.backups import GcsBackups
+from controlplane.providers.gcp.base import GcpClients, GcpStep
+from controlplane.providers.gcp.database import CloudSqlDatabase
+from controlplane.providers.gcp.dns import CloudDnsRecords, CloudflareRecords, DnsRecords, SiteDns
+from controlplane.providers.gcp.logs import CloudLoggingLogs
+from controlplane.providers.gcp.runtime import CloudRunService
+from controlplane.providers.gcp.secrets import SecretManagerSecrets
+from controlplane.providers.gcp.storage import GcsBucket
+from controlplane.providers.gcp.wordpress import WordPressReady
+from controlplane.settings import Settings
+
+
+def make_clients(settings: Settings) -> GcpClients:
+    """Production clients with Application Default Credentials (the service account)."""
+    import cloudflare
+    from google.cloud import dns, logging, run_v2, secretmanager, storage  # type: ignore[attr-defined]
+    from google.cloud.sql.connector import Connector, IPTypes
+
+    connector = Connector(refresh_strategy="lazy")
+
+    instance = settings.cloudsql_instance
+    if not instance:
+        raise ValueError("the gcp provider needs AIPRESS_CLOUDSQL_INSTANCE (project:region:name)")
+
+    def sql_connect() -> Any:
+        return connector.connect(
+            instance, "pymysql", user=settings.cloudsql_user,
+            password=settings.cloudsql_password, enable_iam_auth=settings.cloudsql_iam_auth,
+            ip_type=IPTypes.PUBLIC,
+        )  # fmt: skip
+
+    token = settings.cloudflare_api_token
+    return GcpClients(
+        run=run_v2.ServicesClient(),
+        secrets=secretmanager.SecretManagerServiceClient(),
+        storage=storage.Client(project=settings.gcp_project),
+        cloudflare=cloudflare.Cloudflare(api_token=token.get_secret_value()) if token else None,
+        clouddns=(
+            dns.Client(project=settings.gcp_project)
+            if settings.dns_provider == "clouddns"
+            else None
+        ),
+        logging=logging.Client(project=settings.gcp_project),  # type: ignore[no-untyped-call]
+        sql_connect=sql_connect,
+    )  # fmt: skip
+
+
+def make_records(settings: Settings, clients: GcpClients) -> DnsRecords:
+    """Cloudflare or Cloud DNS, as configured."""
+    if settings.dns_provider == "cloudflare":
+        if not settings.cloudflare_zone_id or clients.cloudflare is None:
+            raise ValueError("Cloudflare DNS needs AIPRESS_CLOUDFLARE_ZONE_ID and _API_TOKEN")
+        return CloudflareRecords(clients.cloudflare, settings.cloudflare_zone_id)
+    if not settings.clouddns_zone:
+        raise ValueError("Cloud DNS needs AIPRESS_CLOUDDNS_ZONE (the managed zone's name)")
+    return CloudDnsRecords(clients.clouddns, settings.clouddns_zone)
+
+
+class GcpUsage(GcpStep):
+    """Database sizes on the shared instance (for apportioning its cost)."""
+
+    def storage_bytes(self, ctx: SiteContext) -> int:
+        """Not metered here: GCS storage is billed with the bucket's labels."""
+        return 0
+
+    def database_bytes(self) -> dict[str, int]:
+        """Data + index bytes per database, from information_schema."""
+        with self.clients.sql_connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_schema, SUM(data_length + index_length) "
+                "FROM information_schema.tables GROUP BY table_schema"
+            )
+            return {str(schema): int(size or 0) for schema, size in cur.fetchall()}
+
+
+class GcpProvider:
+    """Every provisioning step against Google Cloud."""
+
+    name = "gcp"
+
+    def __init__(self, settings: Settings, clients: GcpClients | None = None,
+                 records: DnsRecords | None = None) -> None:  # fmt: skip
+        self.clients = clients or make_clients(settings)
+        secrets = SecretManagerSecrets(settings, self.clients)
+        records = records or make_records(settings, self.clients)
+        self.database: SiteStep = CloudSqlDatabase(settings, self.clients)
+        self.secrets: SiteStep = secrets
+        self.storage: SiteStep = GcsBucket(settings, self.clients)
+        self.runtime: RuntimeStep = CloudRunService(settings, self.clients, secrets)
+        self.dns: DnsStep = SiteDns(settings, self.clients, records)
+        self.wordpress: SiteStep = WordPressReady(settings, self.clients)
+        self.backups: BackupStep = GcsBackups(settings, self.clients)
+        self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients)
+        self.usage = GcpUsage(settings, self.clients)

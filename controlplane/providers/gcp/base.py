@@ -1,0 +1,43 @@
+"""What every gcp step shares: settings, the clients, and the site's names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.engine.provider import SiteContext
+from controlplane.providers.gcp.naming import GcpNames, gcp_names
+from controlplane.settings import Settings
+
+
+@dataclass
+class GcpClients:
+    """The Google Cloud (and Cloudflare) clients; tests pass ones aimed at local fakes."""
+
+    run: Any = None  # run_v2.ServicesClient
+    secrets: Any = None  # secretmanager.SecretManagerServiceClient
+    storage: Any = None  # storage.Client
+    cloudflare: Any = None  # cloudflare.Cloudflare
+    clouddns: Any = None  # dns.Client
+    logging: Any = None  # logging.Client
+    sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class GcpStep:
+    """Base of the gcp provider's steps."""
+
+    def __init__(self, settings: Settings, clients: GcpClients) -> None:
+        self.settings = settings
+        self.clients = clients
+
+    @property
+    def project(self) -> str:
+        """The platform's project."""
+        if not self.settings.gcp_project:
+            raise ValueError("the gcp provider needs AIPRESS_GCP_PROJECT")
+        return self.settings.gcp_project
+
+    def names(self, ctx: SiteContext) -> GcpNames:
+        """The site's names (as recorded when it was built)."""
+        return gcp_names(ctx, self.project, self.settings.platform_domain)

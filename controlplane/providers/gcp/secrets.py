@@ -1,0 +1,80 @@
+"""secrets step: Secret Manager secrets of a site (database password, WordPress salts),
+labelled, readable by the runtime's service account only."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets as random
+
+from google.api_core import exceptions
+
+from controlplane.engine.provider import SiteContext
+from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.naming import labels
+
+SALT_KEYS = ("AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
+             "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT")  # fmt: skip
+ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+class SecretManagerSecrets(GcpStep):
+    """Creates the site's secrets with one version each and grants the runtime access."""
+
+    def _path(self, secret_id: str) -> str:
+        return f"projects/{self.project}/secrets/{secret_id}"
+
+    def put(self, secret_id: str, value: str, secret_labels: dict[str, str]) -> str:
+        """Create the secret if needed and add `value` as its newest version."""
+        client = self.clients.secrets
+        with contextlib.suppress(exceptions.AlreadyExists):
+            client.create_secret(
+                request={
+                    "parent": f"projects/{self.project}",
+                    "secret_id": secret_id,
+                    "secret": {"replication": {"automatic": {}}, "labels": secret_labels},
+                }
+            )
+        client.add_secret_version(
+            request={"parent": self._path(secret_id), "payload": {"data": value.encode()}}
+        )
+        if self.settings.runtime_service_account:
+            policy = client.get_iam_policy(request={"resource": self._path(secret_id)})
+            member = f"serviceAccount:{self.settings.runtime_service_account}"
+            if not any(b.role == ACCESSOR and member in b.members for b in policy.bindings):
+                policy.bindings.add(role=ACCESSOR, members=[member])
+                client.set_iam_policy(request={"resource": self._path(secret_id), "policy": policy})
+        return self._path(secret_id)
+
+    def ensure(self, ctx: SiteContext) -> None:
+        """The database password (from the vault) and fresh WordPress salts."""
+        names = self.names(ctx)
+        _user, password = ctx.credentials.get_or_create("database", names.db_user)
+        salts = "\n".join(f"{key}={random.token_urlsafe(48)}" for key in SALT_KEYS)
+        _admin, admin_password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
+        self.put(names.db_password_secret, password, labels(ctx))
+        self.put(names.admin_password_secret, admin_password, labels(ctx))
+        if not self._exists(names.salts_secret):
+            self.put(names.salts_secret, salts, labels(ctx))
+        ctx.resources["secrets"] = {
+            "db_password": names.db_password_secret,
+            "salts": names.salts_secret,
+            "admin_password": names.admin_password_secret,
+        }
+
+    def _exists(self, secret_id: str) -> bool:
+        try:
+            self.clients.secrets.get_secret(request={"name": self._path(secret_id)})
+        except exceptions.NotFound:
+            return False
+        return True
+
+    def remove(self, ctx: SiteContext) -> None:
+        """Delete the secrets (no-op when gone)."""
+        names = self.names(ctx)
+        recorded = ctx.resources.get("secrets") or {}
+        for secret_id in (recorded.get("db_password", names.db_password_secret),
+                          recorded.get("salts", names.salts_secret),
+                          recorded.get("admin_password", names.admin_password_secret)):  # fmt: skip
+            with contextlib.suppress(exceptions.NotFound):
+                self.clients.secrets.delete_secret(request={"name": self._path(secret_id)})
+        ctx.resources.pop("secrets", None)

@@ -1,0 +1,42 @@
+"""storage step: one GCS bucket per site for uploads (uniform access, labelled), written by
+the runtime's service account only."""
+
+from __future__ import annotations
+
+from google.api_core import exceptions
+
+from controlplane.engine.provider import SiteContext
+from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.naming import labels
+
+
+class GcsBucket(GcpStep):
+    """Creates and deletes the site's bucket."""
+
+    def ensure(self, ctx: SiteContext) -> None:
+        """Create the bucket (idempotent) and give the runtime write access."""
+        client = self.clients.storage
+        name = self.names(ctx).bucket
+        bucket = client.bucket(name)
+        if not bucket.exists():
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+            bucket.labels = labels(ctx)
+            client.create_bucket(bucket, location=self.settings.gcs_location)
+        if self.settings.runtime_service_account:
+            policy = bucket.get_iam_policy(requested_policy_version=3)
+            member = f"serviceAccount:{self.settings.runtime_service_account}"
+            policy.bindings.append({"role": "roles/storage.objectAdmin", "members": {member}})
+            bucket.set_iam_policy(policy)
+        ctx.resources["storage"] = {"bucket": name}
+
+    def remove(self, ctx: SiteContext) -> None:
+        """Delete the bucket and its objects (no-op when gone)."""
+        name = (ctx.resources.get("storage") or {}).get("bucket") or self.names(ctx).bucket
+        bucket = self.clients.storage.bucket(name)
+        try:
+            for blob in list(self.clients.storage.list_blobs(name)):
+                blob.delete()
+            bucket.delete()
+        except exceptions.NotFound:
+            pass
+        ctx.resources.pop("storage", None)
