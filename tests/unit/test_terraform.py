@@ -101,7 +101,9 @@ def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> Non
 
 def test_variables_are_validated() -> None:
     with (TERRAFORM / "variables.tf").open() as handle:
-        variables = {_unquote(k): v for block in hcl2.load(handle)["variable"] for k, v in block.items()}
+        variables = {
+            _unquote(k): v for block in hcl2.load(handle)["variable"] for k, v in block.items()
+        }
     for name in ("project_id", "region", "platform_domain", "sql_tier", "dns_provider"):
         assert "validation" in variables[name], f"variable {name} has no validation"
 

@@ -22,6 +22,16 @@ class GcsBucket(GcpStep):
             bucket.iam_configuration.uniform_bucket_level_access_enabled = True
             bucket.labels = labels(ctx)
             client.create_bucket(bucket, location=self.settings.gcs_location)
+        bucket.reload()
+        # Converge the metadata too: a bucket left by an interrupted run (or made by hand)
+        # gets the labels and uniform access it must have.
+        if (
+            bucket.labels != labels(ctx)
+            or not bucket.iam_configuration.uniform_bucket_level_access_enabled
+        ):
+            bucket.labels = labels(ctx)
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+            bucket.patch()
         if self.settings.runtime_service_account:
             policy = bucket.get_iam_policy(requested_policy_version=3)
             member = f"serviceAccount:{self.settings.runtime_service_account}"

@@ -1,0 +1,207 @@
+"""The gcp provider with the real client libraries and no network: Cloud Run and Secret
+Manager over REST against local fakes that validate requests, GCS against
+gcp-storage-emulator, Cloudflare against a fake, and the database step's SQL against a real
+MariaDB standing in for the shared Cloud SQL instance. The whole create and delete of a site
+runs through the engine, and a failing runtime step rolls back database, secrets and bucket.
+"""
+
+from __future__ import annotations
+
+import gzip
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cloudflare
+import pymysql
+import pytest
+from fastapi.testclient import TestClient
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2, secretmanager, storage
+
+from controlplane.api.app import create_app
+from controlplane.auth import LocalTokenIssuer
+from controlplane.permissions import Role
+from controlplane.platform import build_platform
+from controlplane.providers.gcp import GcpProvider
+from controlplane.providers.gcp.base import GcpClients
+from controlplane.providers.gcp.dns import CloudflareRecords
+from controlplane.settings import Settings
+from controlplane.stack.mariadb import MariaDB
+from tests.conftest import LOG_FILE, wait_for_operation
+from tests.integration.gcp_fakes import FakeCloudflare, FakeCloudRun, FakeSecretManager
+from tests.live import serve
+
+pytestmark = pytest.mark.integration
+PROJECT = "aipress-test"
+IMAGE = "us-central1-docker.pkg.dev/aipress-test/aipress/wordpress:6.6"
+RUNTIME_SA = "aipress-tenant-runtime@aipress-test.iam.gserviceaccount.com"
+ZONE = "zone123"
+
+
+@pytest.fixture(scope="module")
+def gcs() -> Iterator[str]:
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    thread = threading.Thread(target=server.start, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@dataclass
+class Cloud:
+    """The fakes, the clients aimed at them, and a control plane using the gcp provider."""
+
+    run: FakeCloudRun
+    secrets: FakeSecretManager
+    dns: FakeCloudflare
+    storage: Any
+    mariadb: MariaDB
+    client: TestClient
+    admin: dict[str, str]
+
+
+@pytest.fixture
+def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
+    run, sm, cf = FakeCloudRun(IMAGE), FakeSecretManager(), FakeCloudflare(ZONE)
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    with serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url:
+        run.base_url = run_url
+        storage_client = storage.Client(project=PROJECT, credentials=anonymous,
+                                        client_options={"api_endpoint": gcs})  # fmt: skip
+        clients = GcpClients(
+            run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
+                                      client_options=ClientOptions(api_endpoint=run_url)),
+            secrets=secretmanager.SecretManagerServiceClient(
+                credentials=anonymous, transport="rest",
+                client_options=ClientOptions(api_endpoint=sm_url)),
+            storage=storage_client,
+            cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
+            sql_connect=lambda: pymysql.connect(unix_socket=str(mariadb.socket), user="root",
+                                                autocommit=False),
+        )  # fmt: skip
+        backups = f"aipress-backups-{secrets.token_hex(4)}"
+        storage_client.create_bucket(backups)
+        settings = Settings(
+            provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,
+            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+            gcp_location="us-central1", cloudsql_instance=f"{PROJECT}:us-central1:aipress-shared",
+            tenant_image=IMAGE, runtime_service_account=RUNTIME_SA, backups_bucket=backups,
+            platform_domain="sites.example.com", dns_provider="cloudflare", cloudflare_zone_id=ZONE,
+        )  # fmt: skip
+        provider = GcpProvider(settings, clients, CloudflareRecords(clients.cloudflare, ZONE))
+        provider.wordpress.http.timeout = 5  # type: ignore[attr-defined]
+        app = create_app(settings, platform_factory=lambda s: build_platform(s, provider=provider))
+        with TestClient(app) as client:
+            admin = {
+                "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
+            }
+            client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
+            yield Cloud(run, sm, cf, storage_client, mariadb, client, admin)
+
+
+def _databases(mariadb: MariaDB) -> set[str]:
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'wp\\_acme%'")
+        return {row[0] for row in cur.fetchall()}
+
+
+def _create(cloud: Cloud, name: str) -> dict[str, Any]:
+    response = cloud.client.post("/v1/tenants/acme/sites", headers=cloud.admin,
+                                 json={"name": name, "admin_email": "owner@acme.example",
+                                       "domain": f"{name}.acme.example"})  # fmt: skip
+    assert response.status_code == 202, response.text
+    return wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+
+
+def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
+    final = _create(cloud, "crumbs")
+    assert final["status"] == "succeeded", final
+    site = cloud.client.get("/v1/tenants/acme/sites/crumbs", headers=cloud.admin).json()
+    assert site["preview_url"] == "https://crumbs.acme.sites.example.com/"
+
+    # Cloud SQL: a database and a user granted that database only (never cloudsqlsuperuser).
+    [database] = _databases(cloud.mariadb)
+    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT user FROM mysql.db WHERE db = %s", (database.replace("_", "\\_"),))
+        [(user,)] = cur.fetchall()
+        cur.execute("SHOW GRANTS FOR %s@'%%'", (user,))
+        grants = " ".join(row[0] for row in cur.fetchall())
+    assert f"ON `{database.replace('_', chr(92) + '_')}`.*" in grants
+    assert "ON *.*" not in grants.replace("GRANT USAGE ON *.*", "")
+    assert "cloudsqlsuperuser" not in grants
+
+    # Secret Manager: three secrets, labelled, readable by the runtime account only.
+    assert len(cloud.secrets.secrets) == 3
+    for name, secret in cloud.secrets.secrets.items():
+        assert secret["labels"] == {
+            "app": "aipress",
+            "aipress-tenant-id": "acme",
+            "aipress-site": "crumbs",
+        }
+        [binding] = cloud.secrets.policies[name]["bindings"]
+        assert binding == {"role": "roles/secretmanager.secretAccessor",
+                           "members": [f"serviceAccount:{RUNTIME_SA}"]}  # fmt: skip
+    # GCS: the uploads bucket, uniform access, labelled, written by the runtime account.
+    [bucket] = [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
+    assert (
+        bucket.labels["aipress-tenant-id"] == "acme" and bucket.labels["aipress-site"] == "crumbs"
+    )
+    assert bucket.iam_configuration.uniform_bucket_level_access_enabled
+    # Cloud Run: one public service (the fake validated its body).
+    [service] = cloud.run.services
+    assert cloud.run.public(service)
+    # Cloudflare: the preview name and the custom domain.
+    assert sorted(r["name"] for r in cloud.dns.records.values()) == [
+        "crumbs.acme.example", "crumbs.acme.sites.example.com"]  # fmt: skip
+    bucket.blob("2026/11/cake.jpg").upload_from_string(b"jpeg bytes")
+
+    response = cloud.client.delete("/v1/tenants/acme/sites/crumbs", headers=cloud.admin)
+    deleted = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+    assert deleted["status"] == "succeeded", deleted
+    assert deleted["backup"].startswith("gs://aipress-backups-")
+    prefix = deleted["backup"].split("/", 3)[3]
+    backup_bucket = deleted["backup"].split("/")[2]
+    saved = {b.name: b for b in cloud.storage.list_blobs(backup_bucket, prefix=prefix)}
+    assert set(saved) == {f"{prefix}database.sql.gz", f"{prefix}uploads/2026/11/cake.jpg"}
+    dump = gzip.decompress(saved[f"{prefix}database.sql.gz"].download_as_bytes()).decode()
+    assert dump.startswith("SET NAMES utf8mb4;")
+    assert _databases(cloud.mariadb) == set()
+    assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
+    assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
+
+
+def test_a_failing_runtime_step_rolls_back_database_secrets_and_bucket(cloud: Cloud) -> None:
+    cloud.run.fail_create = True
+    final = _create(cloud, "broken")
+    assert final["status"] == "rolled_back", final
+    assert "revision failed to start" in final["error"]
+    assert _databases(cloud.mariadb) == set()
+    assert cloud.secrets.secrets == {}
+    assert not [b for b in cloud.storage.list_buckets() if "broken" in b.name]
+    assert cloud.run.services == {} and cloud.dns.records == {}
+
+
+def test_stop_and_start_toggle_public_access(cloud: Cloud) -> None:
+    assert _create(cloud, "pies")["status"] == "succeeded"
+    [service] = cloud.run.services
+    for action, public in (("stop", False), ("start", True)):
+        response = cloud.client.post(f"/v1/tenants/acme/sites/pies/{action}", headers=cloud.admin)
+        assert (
+            wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin)[
+                "status"
+            ]
+            == "succeeded"
+        )
+        assert cloud.run.public(service) is public
+    response = cloud.client.delete("/v1/tenants/acme/sites/pies", headers=cloud.admin)
+    wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
