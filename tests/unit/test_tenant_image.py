@@ -1,0 +1,37 @@
+"""The tenant image's files (the image itself is built by Cloud Build, not here)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+IMAGE = Path(__file__).resolve().parents[2] / "runtime" / "wordpress"
+
+
+def test_the_base_image_is_pinned_and_the_port_is_cloud_runs() -> None:
+    dockerfile = (IMAGE / "Dockerfile").read_text()
+    assert re.search(r"^FROM wordpress:\d+\.\d+\.\d+-php\d+\.\d+-apache$", dockerfile, re.M)
+    assert "Listen 8080" in dockerfile and "EXPOSE 8080" in dockerfile
+    for name in ("opcache.ini", "aipress-config.php", "healthz.php", "aipress-entrypoint.sh"):
+        assert f"COPY {name} " in dockerfile
+
+
+def test_wordpress_is_configured_for_the_platform() -> None:
+    config = (IMAGE / "aipress-config.php").read_text()
+    assert "define('DISALLOW_FILE_EDIT', true);" in config
+    assert "HTTP_X_FORWARDED_PROTO" in config
+    assert "opcache.validate_timestamps=0" in (IMAGE / "opcache.ini").read_text()
+    entrypoint = (IMAGE / "aipress-entrypoint.sh").read_text()
+    assert "--prompt=admin_password" in entrypoint and "--admin_password=" not in entrypoint
+    assert subprocess.run(["bash", "-n", str(IMAGE / "aipress-entrypoint.sh")]).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("php") is None, reason="php is installed by `make test`")
+def test_php_files_parse() -> None:
+    for name in ("aipress-config.php", "healthz.php"):
+        result = subprocess.run(["php", "-l", str(IMAGE / name)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
