@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Annotated, Any
 
 import typer
@@ -322,6 +323,9 @@ def sites_create(
     title: Annotated[str | None, typer.Option(help="Site title")] = None,
     domain: Annotated[str | None, typer.Option(help="Custom domain")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until done")] = True,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print the calls a create would make; change nothing")
+    ] = False,
     token: TokenOpt = None,
     url: UrlOpt = None,
 ) -> None:
@@ -332,6 +336,23 @@ def sites_create(
         if v
     }
     with _client(token, url) as client:
+        if plan:
+            described = _call(
+                client, "POST", f"/v1/tenants/{tenant_id}/sites", json=body,
+                params={"dry_run": "true"},
+            )  # fmt: skip
+            console.print(
+                f"[bold]Plan[/bold] for site {described['site']} ({described['provider']} "
+                "provider); nothing was created:"
+            )
+            for number, call in enumerate(described["calls"], 1):
+                console.print(
+                    f"{number:>2}. [{call['step']}] {call['api']} {call.get('target', '')}"
+                )
+                details = {k: v for k, v in call.items() if k not in ("step", "api", "target")}
+                if details:
+                    console.print_json(json.dumps(details), indent=2)
+            return
         accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites", json=body)
         if not wait:
             console.print(f"Operation {accepted['operation']['id']} started.")

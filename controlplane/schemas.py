@@ -105,6 +105,14 @@ class SiteRead(BaseModel):
     updated_at: datetime
 
 
+class SitePlan(BaseModel):
+    """A dry run: the calls a create would make, in order (nothing was created)."""
+
+    provider: str
+    site: str
+    calls: list[dict[str, Any]]
+
+
 class StepRead(BaseModel):
     """One step of an operation."""
 

@@ -17,7 +17,7 @@ from controlplane.engine.runner import (
 )
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.logs import current_request_id
-from controlplane.models import Domain, Operation, Site
+from controlplane.models import Domain, Operation, Site, new_id
 from controlplane.permissions import Action, NotVisible, Principal, authorize
 from controlplane.schemas import AdminCredentials, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
@@ -96,6 +96,43 @@ def create_site(
     platform_domain: str | None = None,
 ) -> tuple[Site, Operation]:
     """Record a new site and its create operation (the engine runs it after commit)."""
+    site = prepare_site(session, principal=principal, tenant_id=tenant_id, data=data,
+                        provider=provider, platform_domain=platform_domain)  # fmt: skip
+    session.add(site)
+    session.flush()
+    op = new_operation(
+        kind=CREATE_SITE,
+        tenant_id=tenant_id,
+        site=site,
+        requested_by=principal.sub,
+        request_id=current_request_id(),
+    )
+    session.add(op)
+    session.flush()
+    site.current_operation_id = op.id
+    audit.record(
+        session,
+        principal=principal,
+        action="site.create",
+        tenant_id=tenant_id,
+        target=data.name,
+        detail={"operation_id": op.id, "domain": data.domain},
+    )
+    session.commit()
+    return site, op
+
+
+def prepare_site(
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    data: SiteCreate,
+    provider: str,
+    platform_domain: str | None = None,
+) -> Site:
+    """Check a new site (permission, names, conflicts) and build it, unsaved: a create
+    records it, a dry run only describes it."""
     get_visible_tenant(
         session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES
     )
@@ -128,28 +165,8 @@ def create_site(
     )
     if data.domain:
         site.domains.append(Domain(domain=data.domain))
-    session.add(site)
-    session.flush()
-    op = new_operation(
-        kind=CREATE_SITE,
-        tenant_id=tenant_id,
-        site=site,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
-    )
-    session.add(op)
-    session.flush()
-    site.current_operation_id = op.id
-    audit.record(
-        session,
-        principal=principal,
-        action="site.create",
-        tenant_id=tenant_id,
-        target=data.name,
-        detail={"operation_id": op.id, "domain": data.domain},
-    )
-    session.commit()
-    return site, op
+    site.id = new_id()
+    return site
 
 
 def _start_change(

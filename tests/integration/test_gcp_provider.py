@@ -205,3 +205,33 @@ def test_stop_and_start_toggle_public_access(cloud: Cloud) -> None:
         assert cloud.run.public(service) is public
     response = cloud.client.delete("/v1/tenants/acme/sites/pies", headers=cloud.admin)
     wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+
+
+def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
+    response = cloud.client.post(
+        "/v1/tenants/acme/sites", params={"dry_run": "true"}, headers=cloud.admin,
+        json={"name": "plan", "admin_email": "o@acme.example", "domain": "plan.acme.example"},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    plan = response.json()
+    assert plan["provider"] == "gcp" and plan["site"] == "plan"
+    apis = [c["api"] for c in plan["calls"]]
+    assert apis.count("secretmanager.projects.secrets.create") == 3
+    assert "storage.buckets.insert" in apis and "run.projects.locations.services.create" in apis
+    [create] = [c for c in plan["calls"] if c["api"] == "run.projects.locations.services.create"]
+    container = create["body"]["template"]["containers"][0]
+    assert container["image"] == IMAGE
+    secret_env = {e["name"] for e in container["env"] if "value_source" in e}
+    assert {"WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD"} <= secret_env
+    for call in plan["calls"]:
+        if "labels" in str(call.get("body", "")):
+            assert "aipress-tenant-id" in str(call["body"])
+    assert [c["target"] for c in plan["calls"] if c["step"] == "dns"] == [
+        "plan.acme.sites.example.com", "plan.acme.example"]  # fmt: skip
+    # Nothing was called and nothing recorded.
+    assert cloud.run.requests == [] and cloud.secrets.requests == [] and cloud.dns.requests == []
+    assert cloud.client.get("/v1/tenants/acme/sites", headers=cloud.admin).json() == []
+    assert _databases(cloud.mariadb) == set()
+    taken = cloud.client.post("/v1/tenants/acme/sites", params={"dry_run": "true"},
+                              headers=cloud.admin, json={"name": "Bad Name!"})  # fmt: skip
+    assert taken.status_code == 422

@@ -52,7 +52,9 @@ def test_logs_and_metrics_from_cloud_logging(tmp_path: Path) -> None:
                           credentials=DatabaseVault.__new__(DatabaseVault),
                           resources={"runtime": {"service": "projects/p/locations/r/services/s-acme-crumbs-1"}})  # fmt: skip
         since, until = NOW - timedelta(hours=1), NOW + timedelta(seconds=1)
-        errors, more = logs.read_logs(ctx, LogQuery(since=since, until=until, severity=Severity.ERROR))
+        errors, more = logs.read_logs(
+            ctx, LogQuery(since=since, until=until, severity=Severity.ERROR)
+        )
         metrics = logs.metrics(ctx, since, until)
     assert not more
     assert [(e.source, e.status) for e in errors] == [("access", 503), ("php", None)]

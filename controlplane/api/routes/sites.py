@@ -5,17 +5,39 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.engine.provider import SiteContext
+from controlplane.engine.runner import CREATE_SITE, STEPS_BY_KIND
 from controlplane.models import Operation, Site
 from controlplane.permissions import Action
 from controlplane.platform import Platform
-from controlplane.schemas import AdminCredentials, OperationRead, SiteAccepted, SiteCreate, SiteRead
+from controlplane.schemas import (
+    AdminCredentials,
+    OperationRead,
+    SiteAccepted,
+    SiteCreate,
+    SitePlan,
+    SiteRead,
+)
 from controlplane.services import operations as operations_service
 from controlplane.services import sites as service
 from controlplane.services.tenants import get_visible_tenant
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites", tags=["sites"])
+
+
+class NoCredentials:
+    """A dry run's vault: a plan names secrets but never makes or reads one."""
+
+    def get_or_create(self, kind: str, username: str) -> tuple[str, str]:
+        """Refused: planning must not generate secrets."""
+        raise RuntimeError("a dry run does not create credentials")
+
+    def get(self, kind: str) -> tuple[str, str] | None:
+        """Nothing is stored."""
+        return None
 
 
 def _started(platform: Platform, site: Site, op: Operation) -> SiteAccepted:
@@ -24,15 +46,42 @@ def _started(platform: Platform, site: Site, op: Operation) -> SiteAccepted:
     return SiteAccepted(site=service.to_read(site), operation=operations_service.to_read(op))
 
 
-@router.post("", status_code=202, response_model=SiteAccepted)
+@router.post(
+    "",
+    status_code=202,
+    response_model=SiteAccepted,
+    responses={200: {"model": SitePlan, "description": "dry_run: what a create would do"}},
+)
 def create_site(
     tenant_id: str,
     data: SiteCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
     platform: PlatformDep,
-) -> SiteAccepted:
+    dry_run: Annotated[
+        bool, Query(description="Check and describe the create without doing it")
+    ] = False,
+) -> SiteAccepted | JSONResponse:
     """Start creating a site; follow the operation for progress."""
+    if dry_run:
+        site = service.prepare_site(
+            session, principal=principal, tenant_id=tenant_id, data=data,
+            provider=platform.provider.name, platform_domain=platform.settings.platform_domain,
+        )  # fmt: skip
+        ctx = SiteContext(
+            tenant_id=tenant_id, site_id=site.id, site_name=site.name, title=site.title,
+            admin_email=site.admin_email, admin_user=site.admin_user,
+            domains=[d.domain for d in site.domains], credentials=NoCredentials(),
+        )  # fmt: skip
+        session.rollback()
+        plan = getattr(platform.provider, "plan", None)
+        calls = (
+            plan(ctx)
+            if plan
+            else [{"step": s, "api": "ensure"} for s in STEPS_BY_KIND[CREATE_SITE]]
+        )
+        body = SitePlan(provider=platform.provider.name, site=site.name, calls=calls)
+        return JSONResponse(body.model_dump(mode="json"), status_code=200)
     site, op = service.create_site(
         session,
         principal=principal,

@@ -12,6 +12,7 @@ from controlplane.providers.gcp.base import GcpClients, GcpStep
 from controlplane.providers.gcp.database import CloudSqlDatabase
 from controlplane.providers.gcp.dns import CloudDnsRecords, CloudflareRecords, DnsRecords, SiteDns
 from controlplane.providers.gcp.logs import CloudLoggingLogs
+from controlplane.providers.gcp.plan import plan_site
 from controlplane.providers.gcp.runtime import CloudRunService
 from controlplane.providers.gcp.secrets import SecretManagerSecrets
 from controlplane.providers.gcp.storage import GcsBucket
@@ -101,3 +102,9 @@ class GcpProvider:
         self.backups: BackupStep = GcsBackups(settings, self.clients)
         self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients)
         self.usage = GcpUsage(settings, self.clients)
+        self._settings = settings
+
+    def plan(self, ctx: SiteContext) -> list[dict[str, Any]]:
+        """The calls a create would make (the dry run)."""
+        assert isinstance(self.runtime, CloudRunService)
+        return plan_site(self._settings, self.runtime, ctx)
