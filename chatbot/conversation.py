@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -27,6 +26,7 @@ from langgraph.types import Command, Interrupt, StreamMode
 from chatbot.graph import build_graph
 from chatbot.models import make_model
 from chatbot.store import ThreadStore, open_checkpointer
+from chatbot.upstream import ServiceIdentity, identity_for, sync_client
 from controlplane.permissions import Principal
 from controlplane.settings import Settings
 from tools.context import AgentContext, scoped_tenant
@@ -60,9 +60,15 @@ def message_json(message: BaseMessage) -> dict[str, Any]:
 class ChatEngine:
     """The graph, its checkpointer, thread owners and the HTTP pool the tools share."""
 
-    def __init__(self, settings: Settings, model: BaseChatModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: BaseChatModel | None = None,
+        identity: ServiceIdentity | None = None,
+    ) -> None:
         self.settings = settings
-        self.http = httpx.Client(base_url=settings.tools_base_url, timeout=30)
+        self.identity = identity or identity_for(settings)
+        self.http = sync_client(settings, self.identity, timeout=30)
         self.checkpointer, self._close_checkpointer = open_checkpointer(
             settings.chat_checkpoint_url
         )

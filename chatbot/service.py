@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatbot.conversation import Busy, ChatEngine, Event, NothingToResume
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
 from chatbot.store import ThreadNotFound
+from chatbot.upstream import ServiceIdentity, async_client
 from chatbot.web import install_web
 from controlplane.api.errors import install_error_handlers, problem
 from controlplane.api.middleware import RequestIdMiddleware
@@ -108,6 +108,7 @@ def create_app(
     *,
     model: BaseChatModel | None = None,
     verifier: TokenVerifier | None = None,
+    identity: ServiceIdentity | None = None,
 ) -> FastAPI:
     """The chatbot application."""
     settings = settings or get_settings()
@@ -115,10 +116,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_file, json=settings.log_json)
-        app.state.engine = ChatEngine(settings, model)
+        app.state.engine = ChatEngine(settings, model, identity)
         app.state.verifier = verifier or make_verifier(settings)
         app.state.limiter = RateLimiter(settings.chat_rate_per_minute)
-        app.state.proxy = httpx.AsyncClient(base_url=settings.tools_base_url, timeout=60)
+        app.state.proxy = async_client(settings, app.state.engine.identity, timeout=60)
         log.info("chat.started", model=settings.chat_model_name, port=settings.chat_port)
         yield
         await app.state.proxy.aclose()
