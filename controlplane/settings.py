@@ -90,7 +90,6 @@ class Settings(BaseSettings):
 
     # The gcp provider: where tenant sites run.
     tenant_image: str | None = None  # the runtime/wordpress image in Artifact Registry
-    runtime_service_account: str | None = None  # identity of tenant services (terraform's)
     gcs_location: str = "US-CENTRAL1"
     dns_provider: Literal["cloudflare", "clouddns"] = "clouddns"
     cloudflare_zone_id: str | None = None

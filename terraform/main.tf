@@ -37,11 +37,6 @@ resource "google_service_account" "scheduler" {
   display_name = "AIPress Cloud Scheduler (starts the billing job)"
 }
 
-resource "google_service_account" "tenant_runtime" {
-  account_id   = "aipress-tenant-runtime"
-  display_name = "AIPress tenant sites (base identity; per-tenant accounts are made by the control plane)"
-}
-
 # The control plane creates each tenant's Cloud Run services, buckets, secrets and service
 # accounts, and grants each tenant's runtime account access to exactly its own resources.
 resource "google_project_iam_member" "control_plane" {
@@ -53,6 +48,19 @@ resource "google_project_iam_member" "control_plane" {
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${google_service_account.control_plane.email}"
+}
+
+# Each tenant's service account (made by the control plane) needs the runtime roles
+# project-wide; the control plane may grant exactly those and nothing else.
+resource "google_project_iam_member" "control_plane_grants_runtime_roles" {
+  project = var.project_id
+  role    = "roles/resourcemanager.projectIamAdmin"
+  member  = "serviceAccount:${google_service_account.control_plane.email}"
+  condition {
+    title       = "only-tenant-runtime-roles"
+    description = "Grant tenant service accounts the runtime roles and nothing else."
+    expression  = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(['roles/cloudsql.client', 'roles/logging.logWriter', 'roles/monitoring.metricWriter'])"
+  }
 }
 
 resource "google_project_iam_member" "chatbot" {
@@ -73,13 +81,6 @@ resource "google_bigquery_dataset_iam_member" "billing_job_reads_export" {
   dataset_id = google_bigquery_dataset.billing_export.dataset_id
   role       = "roles/bigquery.dataViewer"
   member     = "serviceAccount:${google_service_account.billing_job.email}"
-}
-
-resource "google_project_iam_member" "tenant_runtime" {
-  for_each = toset(["roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter"])
-  project  = var.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.tenant_runtime.email}"
 }
 
 # --- Shared Cloud SQL instance (tenant databases are created in SQL by the control plane) ---
@@ -120,6 +121,23 @@ resource "google_sql_user" "control_plane" {
   name     = trimsuffix(google_service_account.control_plane.email, ".gserviceaccount.com")
   instance = google_sql_database_instance.shared.name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# --- Backups of deleted sites (database dumps and uploads), kept 30 days --------------------
+
+resource "google_storage_bucket" "backups" {
+  name                        = "${var.project_id}-aipress-backups"
+  location                    = upper(var.region)
+  uniform_bucket_level_access = true
+  labels                      = local.labels
+  lifecycle_rule {
+    condition {
+      age = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
 }
 
 # --- Images, platform secrets ---------------------------------------------------------------
@@ -176,6 +194,7 @@ locals {
     AIPRESS_PLATFORM_DOMAIN     = var.platform_domain
     AIPRESS_TENANT_IMAGE        = var.tenant_image
     AIPRESS_DNS_PROVIDER        = var.dns_provider
+    AIPRESS_BACKUPS_BUCKET      = google_storage_bucket.backups.name
   }
 }
 

@@ -26,9 +26,8 @@ output "billing_dataset" {
 output "service_accounts" {
   description = "The platform's identities."
   value = {
-    control_plane  = google_service_account.control_plane.email
-    chatbot        = google_service_account.chatbot.email
-    billing_job    = google_service_account.billing_job.email
-    tenant_runtime = google_service_account.tenant_runtime.email
+    control_plane = google_service_account.control_plane.email
+    chatbot       = google_service_account.chatbot.email
+    billing_job   = google_service_account.billing_job.email
   }
 }

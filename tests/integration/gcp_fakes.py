@@ -262,3 +262,39 @@ class FakeLogging(Fake):
         text = body["filter"]
         assert 'resource.type="cloud_run_revision"' in text and "timestamp>=" in text
         return JSONResponse({"entries": self.entries})
+
+
+class FakeIam(Fake):
+    """IAM service accounts (iam v1) and the project's IAM policy (resourcemanager v3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.project_policy: dict[str, Any] = {"etag": "BwYA", "bindings": []}
+        self.on("GET", r"/v1/projects/(?P<p>[^/]+)/serviceAccounts/(?P<email>[^/]+)", self.get)
+        self.on("POST", r"/v1/projects/(?P<p>[^/]+)/serviceAccounts", self.create)
+        self.on("POST", r"/v3/projects/(?P<p>[^/:]+):getIamPolicy", self.get_policy)
+        self.on("POST", r"/v3/projects/(?P<p>[^/:]+):setIamPolicy", self.set_policy)
+
+    def get(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        account = self.accounts.get(m["email"])
+        return JSONResponse(account) if account else error(404, "NOT_FOUND", m["email"])
+
+    def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        account_id = body["accountId"]
+        assert 6 <= len(account_id) <= 30
+        email = f"{account_id}@{m['p']}.iam.gserviceaccount.com"
+        if email in self.accounts:
+            return error(409, "ALREADY_EXISTS", email)
+        self.accounts[email] = {**body["serviceAccount"], "email": email,
+                                "name": f"projects/{m['p']}/serviceAccounts/{email}"}  # fmt: skip
+        return JSONResponse(self.accounts[email])
+
+    def get_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        return JSONResponse(self.project_policy)
+
+    def set_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        roles = {b["role"] for b in body["policy"]["bindings"]}
+        assert not roles & {"roles/owner", "roles/editor"}
+        self.project_policy = body["policy"]
+        return JSONResponse(self.project_policy)

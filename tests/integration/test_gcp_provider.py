@@ -18,10 +18,11 @@ from typing import Any
 import cloudflare
 import pymysql
 import pytest
+import requests
 from fastapi.testclient import TestClient
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2, secretmanager, storage
+from google.cloud import resourcemanager_v3, run_v2, secretmanager, storage
 
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
@@ -30,16 +31,17 @@ from controlplane.platform import build_platform
 from controlplane.providers.gcp import GcpProvider
 from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.dns import CloudflareRecords
+from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE, wait_for_operation
-from tests.integration.gcp_fakes import FakeCloudflare, FakeCloudRun, FakeSecretManager
+from tests.integration.gcp_fakes import FakeCloudflare, FakeCloudRun, FakeIam, FakeSecretManager
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
 PROJECT = "aipress-test"
 IMAGE = "us-central1-docker.pkg.dev/aipress-test/aipress/wordpress:6.6"
-RUNTIME_SA = "aipress-tenant-runtime@aipress-test.iam.gserviceaccount.com"
+RUNTIME_SA = "aipress-t-acme@aipress-test.iam.gserviceaccount.com"  # the tenant's identity
 ZONE = "zone123"
 
 
@@ -64,6 +66,7 @@ class Cloud:
     run: FakeCloudRun
     secrets: FakeSecretManager
     dns: FakeCloudflare
+    iam: FakeIam
     storage: Any
     mariadb: MariaDB
     client: TestClient
@@ -72,9 +75,10 @@ class Cloud:
 
 @pytest.fixture
 def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
-    run, sm, cf = FakeCloudRun(IMAGE), FakeSecretManager(), FakeCloudflare(ZONE)
+    run, sm, cf, iam = FakeCloudRun(IMAGE), FakeSecretManager(), FakeCloudflare(ZONE), FakeIam()
     anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
-    with serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url:
+    with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
+          serve(iam.app()) as iam_url):  # fmt: skip
         run.base_url = run_url
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs})  # fmt: skip
@@ -86,6 +90,10 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
                 client_options=ClientOptions(api_endpoint=sm_url)),
             storage=storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
+            iam=IamServiceAccounts(requests.Session(), iam_url),
+            projects=resourcemanager_v3.ProjectsClient(
+                credentials=anonymous, transport="rest",
+                client_options=ClientOptions(api_endpoint=iam_url)),
             sql_connect=lambda: pymysql.connect(unix_socket=str(mariadb.socket), user="root",
                                                 autocommit=False),
         )  # fmt: skip
@@ -95,7 +103,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,
             database_url=f"sqlite:///{tmp_path / 'cp.db'}",
             gcp_location="us-central1", cloudsql_instance=f"{PROJECT}:us-central1:aipress-shared",
-            tenant_image=IMAGE, runtime_service_account=RUNTIME_SA, backups_bucket=backups,
+            tenant_image=IMAGE, backups_bucket=backups,
             platform_domain="sites.example.com", dns_provider="cloudflare", cloudflare_zone_id=ZONE,
         )  # fmt: skip
         provider = GcpProvider(settings, clients, CloudflareRecords(clients.cloudflare, ZONE))
@@ -106,7 +114,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
                 "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
             }
             client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
-            yield Cloud(run, sm, cf, storage_client, mariadb, client, admin)
+            yield Cloud(run, sm, cf, iam, storage_client, mariadb, client, admin)
 
 
 def _databases(mariadb: MariaDB) -> set[str]:
@@ -157,9 +165,16 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
         bucket.labels["aipress-tenant-id"] == "acme" and bucket.labels["aipress-site"] == "crumbs"
     )
     assert bucket.iam_configuration.uniform_bucket_level_access_enabled
-    # Cloud Run: one public service (the fake validated its body).
+    # Cloud Run: one public service (the fake validated its body), running as the tenant's
+    # own service account, which was made once and given only the runtime's project roles.
     [service] = cloud.run.services
     assert cloud.run.public(service)
+    assert cloud.run.services[service]["template"]["serviceAccount"] == RUNTIME_SA
+    assert list(cloud.iam.accounts) == [RUNTIME_SA]
+    granted = {b["role"] for b in cloud.iam.project_policy["bindings"]
+               if f"serviceAccount:{RUNTIME_SA}" in b["members"]}  # fmt: skip
+    assert granted == {"roles/cloudsql.client", "roles/logging.logWriter",
+                       "roles/monitoring.metricWriter"}  # fmt: skip
     # Cloudflare: the preview name and the custom domain.
     assert sorted(r["name"] for r in cloud.dns.records.values()) == [
         "crumbs.acme.example", "crumbs.acme.sites.example.com"]  # fmt: skip

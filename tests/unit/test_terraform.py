@@ -87,6 +87,20 @@ def test_no_service_account_is_made_owner_or_editor() -> None:
             assert forbidden not in text, f"{kind}.{name} grants {forbidden}"
 
 
+def test_iam_admin_is_conditioned_to_the_runtime_roles() -> None:
+    grants = [body for kind, _name, body in resources()
+              if kind == "google_project_iam_member" and "projectIamAdmin" in str(body["role"])]  # fmt: skip
+    assert len(grants) == 1
+    expression = str(grants[0]["condition"])
+    assert "modifiedGrantsByRole" in expression and "hasOnly" in expression
+    for role in (
+        "roles/cloudsql.client",
+        "roles/logging.logWriter",
+        "roles/monitoring.metricWriter",
+    ):
+        assert role in expression
+
+
 def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> None:
     bindings = [(name, body) for kind, name, body in resources()
                 if kind == "google_cloud_run_v2_service_iam_member"]  # fmt: skip

@@ -11,6 +11,7 @@ from controlplane.providers.gcp.backups import GcsBackups
 from controlplane.providers.gcp.base import GcpClients, GcpStep
 from controlplane.providers.gcp.database import CloudSqlDatabase
 from controlplane.providers.gcp.dns import CloudDnsRecords, CloudflareRecords, DnsRecords, SiteDns
+from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.providers.gcp.logs import CloudLoggingLogs
 from controlplane.providers.gcp.plan import plan_site
 from controlplane.providers.gcp.runtime import CloudRunService
@@ -23,7 +24,16 @@ from controlplane.settings import Settings
 def make_clients(settings: Settings) -> GcpClients:
     """Production clients with Application Default Credentials (the service account)."""
     import cloudflare
-    from google.cloud import dns, logging, run_v2, secretmanager, storage  # type: ignore[attr-defined]
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import (  # type: ignore[attr-defined]
+        dns,
+        logging,
+        resourcemanager_v3,
+        run_v2,
+        secretmanager,
+        storage,
+    )
     from google.cloud.sql.connector import Connector, IPTypes
 
     connector = Connector(refresh_strategy="lazy")
@@ -52,6 +62,8 @@ def make_clients(settings: Settings) -> GcpClients:
         ),
         logging=logging.Client(project=settings.gcp_project),  # type: ignore[no-untyped-call]
         sql_connect=sql_connect,
+        iam=IamServiceAccounts(AuthorizedSession(google.auth.default()[0])),  # type: ignore[no-untyped-call]
+        projects=resourcemanager_v3.ProjectsClient(),
     )  # fmt: skip
 
 

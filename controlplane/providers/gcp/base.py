@@ -20,6 +20,8 @@ class GcpClients:
     cloudflare: Any = None  # cloudflare.Cloudflare
     clouddns: Any = None  # dns.Client
     logging: Any = None  # logging.Client
+    iam: Any = None  # iam_admin_v1.IAMClient
+    projects: Any = None  # resourcemanager_v3.ProjectsClient
     sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -37,6 +39,12 @@ class GcpStep:
         if not self.settings.gcp_project:
             raise ValueError("the gcp provider needs AIPRESS_GCP_PROJECT")
         return self.settings.gcp_project
+
+    def runtime_account(self, ctx: SiteContext) -> str:
+        """The service account the site runs as: its tenant's."""
+        from controlplane.providers.gcp.identity import tenant_account
+
+        return tenant_account(self.project, ctx.tenant_id)
 
     def names(self, ctx: SiteContext) -> GcpNames:
         """The site's names (as recorded when it was built)."""

@@ -22,7 +22,7 @@ def plan_site(
     project = runtime.project
     tags = labels(ctx)
     secret_ids = [names.db_password_secret, names.salts_secret, names.admin_password_secret]
-    runtime_sa = settings.runtime_service_account
+    runtime_sa = runtime.runtime_account(ctx)
     ctx.resources.setdefault(
         "secrets",
         {

@@ -41,8 +41,9 @@ class CloudRunService(GcpStep):
     def _publish_tenant_env(self, ctx: SiteContext) -> None:
         """The tenant's env vars and secrets as Secret Manager secrets the service references."""
         tenant_labels = {"app": "aipress", "aipress-tenant-id": ctx.tenant_id}
+        reader = self.runtime_account(ctx)
         for name, value in sorted(ctx.tenant_env.items()):
-            self.secrets.put(tenant_secret_id(ctx.tenant_id, name), value, tenant_labels)
+            self.secrets.put(tenant_secret_id(ctx.tenant_id, name), value, tenant_labels, reader)
 
     def _parent(self) -> str:
         return f"projects/{self.project}/locations/{self.settings.gcp_location}"
@@ -95,7 +96,7 @@ class CloudRunService(GcpStep):
             ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
             template=run_v2.RevisionTemplate(
                 labels=labels(ctx),
-                service_account=self.settings.runtime_service_account or "",
+                service_account=self.runtime_account(ctx),
                 scaling=run_v2.RevisionScaling(
                     min_instance_count=0, max_instance_count=self.settings.site_max_instances
                 ),

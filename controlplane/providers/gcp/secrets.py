@@ -10,6 +10,7 @@ from google.api_core import exceptions
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.identity import ensure_tenant_account
 from controlplane.providers.gcp.naming import labels
 
 SALT_KEYS = ("AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
@@ -23,7 +24,7 @@ class SecretManagerSecrets(GcpStep):
     def _path(self, secret_id: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id}"
 
-    def put(self, secret_id: str, value: str, secret_labels: dict[str, str]) -> str:
+    def put(self, secret_id: str, value: str, secret_labels: dict[str, str], reader: str) -> str:
         """Create the secret if needed and add `value` as its newest version."""
         client = self.clients.secrets
         with contextlib.suppress(exceptions.AlreadyExists):
@@ -37,12 +38,11 @@ class SecretManagerSecrets(GcpStep):
         client.add_secret_version(
             request={"parent": self._path(secret_id), "payload": {"data": value.encode()}}
         )
-        if self.settings.runtime_service_account:
-            policy = client.get_iam_policy(request={"resource": self._path(secret_id)})
-            member = f"serviceAccount:{self.settings.runtime_service_account}"
-            if not any(b.role == ACCESSOR and member in b.members for b in policy.bindings):
-                policy.bindings.add(role=ACCESSOR, members=[member])
-                client.set_iam_policy(request={"resource": self._path(secret_id), "policy": policy})
+        policy = client.get_iam_policy(request={"resource": self._path(secret_id)})
+        member = f"serviceAccount:{reader}"
+        if not any(b.role == ACCESSOR and member in b.members for b in policy.bindings):
+            policy.bindings.add(role=ACCESSOR, members=[member])
+            client.set_iam_policy(request={"resource": self._path(secret_id), "policy": policy})
         return self._path(secret_id)
 
     def ensure(self, ctx: SiteContext) -> None:
@@ -51,10 +51,11 @@ class SecretManagerSecrets(GcpStep):
         _user, password = ctx.credentials.get_or_create("database", names.db_user)
         salts = "\n".join(f"{key}={random.token_urlsafe(48)}" for key in SALT_KEYS)
         _admin, admin_password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
-        self.put(names.db_password_secret, password, labels(ctx))
-        self.put(names.admin_password_secret, admin_password, labels(ctx))
+        reader = ensure_tenant_account(self.clients, self.project, ctx.tenant_id)
+        self.put(names.db_password_secret, password, labels(ctx), reader)
+        self.put(names.admin_password_secret, admin_password, labels(ctx), reader)
         if not self._exists(names.salts_secret):
-            self.put(names.salts_secret, salts, labels(ctx))
+            self.put(names.salts_secret, salts, labels(ctx), reader)
         ctx.resources["secrets"] = {
             "db_password": names.db_password_secret,
             "salts": names.salts_secret,

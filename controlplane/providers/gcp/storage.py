@@ -9,6 +9,8 @@ from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.naming import labels
 
+WRITER = "roles/storage.objectAdmin"
+
 
 class GcsBucket(GcpStep):
     """Creates and deletes the site's bucket."""
@@ -32,10 +34,10 @@ class GcsBucket(GcpStep):
             bucket.labels = labels(ctx)
             bucket.iam_configuration.uniform_bucket_level_access_enabled = True
             bucket.patch()
-        if self.settings.runtime_service_account:
-            policy = bucket.get_iam_policy(requested_policy_version=3)
-            member = f"serviceAccount:{self.settings.runtime_service_account}"
-            policy.bindings.append({"role": "roles/storage.objectAdmin", "members": {member}})
+        policy = bucket.get_iam_policy(requested_policy_version=3)
+        member = f"serviceAccount:{self.runtime_account(ctx)}"
+        if not any(b["role"] == WRITER and member in b["members"] for b in policy.bindings):
+            policy.bindings.append({"role": WRITER, "members": {member}})
             bucket.set_iam_policy(policy)
         ctx.resources["storage"] = {"bucket": name}
 
