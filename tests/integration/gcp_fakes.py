@@ -70,6 +70,24 @@ class FakeCloudRun(Fake):
         self.on("POST", services + r"/(?P<id>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", services + r"/(?P<id>[^/:]+):setIamPolicy", self.set_policy)
         self.on("GET", r"/sites/(?P<id>[^/]+)/healthz", self.health)
+        self.mappings: dict[str, dict[str, Any]] = {}
+        mappings = r"/apis/domains.cloudrun.com/v1/namespaces/(?P<p>[^/]+)/domainmappings"
+        self.on("POST", mappings, self.map_domain)
+        self.on("DELETE", mappings + r"/(?P<host>[^/]+)", self.unmap_domain)
+
+    def map_domain(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        assert body["kind"] == "DomainMapping" and body["spec"]["certificateMode"] == "AUTOMATIC"
+        assert "aipress-tenant-id" in body["metadata"]["labels"]
+        host = body["metadata"]["name"]
+        if host in self.mappings:
+            return error(409, "ALREADY_EXISTS", host)
+        self.mappings[host] = body
+        return JSONResponse(body)
+
+    def unmap_domain(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        if self.mappings.pop(m["host"], None) is None:
+            return error(404, "NOT_FOUND", m["host"])
+        return JSONResponse({"status": "Success"})
 
     def check(self, service: dict[str, Any]) -> None:
         """What every site's service must look like."""

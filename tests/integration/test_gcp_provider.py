@@ -91,6 +91,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
             storage=storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
             iam=IamServiceAccounts(requests.Session(), iam_url),
+            run_v1=requests.Session(), run_v1_url=run_url,
             projects=resourcemanager_v3.ProjectsClient(
                 credentials=anonymous, transport="rest",
                 client_options=ClientOptions(api_endpoint=iam_url)),
@@ -178,6 +179,10 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     # Cloudflare: the preview name and the custom domain.
     assert sorted(r["name"] for r in cloud.dns.records.values()) == [
         "crumbs.acme.example", "crumbs.acme.sites.example.com"]  # fmt: skip
+    # Each name is mapped to the service, so Google serves it with a managed certificate.
+    assert {h: m["spec"]["routeName"] for h, m in cloud.run.mappings.items()} == {
+        "crumbs.acme.example": service.rsplit("/", 1)[1],
+        "crumbs.acme.sites.example.com": service.rsplit("/", 1)[1]}  # fmt: skip
     bucket.blob("2026/11/cake.jpg").upload_from_string(b"jpeg bytes")
 
     response = cloud.client.delete("/v1/tenants/acme/sites/crumbs", headers=cloud.admin)
@@ -192,6 +197,7 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert dump.startswith("SET NAMES utf8mb4;")
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
+    assert cloud.run.mappings == {}
     assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
 
 
@@ -241,7 +247,9 @@ def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
     for call in plan["calls"]:
         if "labels" in str(call.get("body", "")):
             assert "aipress-tenant-id" in str(call["body"])
-    assert [c["target"] for c in plan["calls"] if c["step"] == "dns"] == [
+    assert [c["target"] for c in plan["calls"] if "dns_records" in c["api"]] == [
+        "plan.acme.sites.example.com", "plan.acme.example"]  # fmt: skip
+    assert [c["target"] for c in plan["calls"] if "domainmappings" in c["api"]] == [
         "plan.acme.sites.example.com", "plan.acme.example"]  # fmt: skip
     # Nothing was called and nothing recorded.
     assert cloud.run.requests == [] and cloud.secrets.requests == [] and cloud.dns.requests == []

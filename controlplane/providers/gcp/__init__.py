@@ -10,7 +10,13 @@ from controlplane.observability import SiteLogs
 from controlplane.providers.gcp.backups import GcsBackups
 from controlplane.providers.gcp.base import GcpClients, GcpStep
 from controlplane.providers.gcp.database import CloudSqlDatabase
-from controlplane.providers.gcp.dns import CloudDnsRecords, CloudflareRecords, DnsRecords, SiteDns
+from controlplane.providers.gcp.dns import (
+    CloudDnsRecords,
+    CloudflareRecords,
+    DnsRecords,
+    DomainMappings,
+    SiteDns,
+)
 from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.providers.gcp.logs import CloudLoggingLogs
 from controlplane.providers.gcp.plan import plan_site
@@ -50,6 +56,7 @@ def make_clients(settings: Settings) -> GcpClients:
         )  # fmt: skip
 
     token = settings.cloudflare_api_token
+    session = AuthorizedSession(google.auth.default()[0])  # type: ignore[no-untyped-call]
     return GcpClients(
         run=run_v2.ServicesClient(),
         secrets=secretmanager.SecretManagerServiceClient(),
@@ -62,7 +69,8 @@ def make_clients(settings: Settings) -> GcpClients:
         ),
         logging=logging.Client(project=settings.gcp_project),  # type: ignore[no-untyped-call]
         sql_connect=sql_connect,
-        iam=IamServiceAccounts(AuthorizedSession(google.auth.default()[0])),  # type: ignore[no-untyped-call]
+        iam=IamServiceAccounts(session),
+        run_v1=session,
         projects=resourcemanager_v3.ProjectsClient(),
     )  # fmt: skip
 
@@ -109,7 +117,11 @@ class GcpProvider:
         self.secrets: SiteStep = secrets
         self.storage: SiteStep = GcsBucket(settings, self.clients)
         self.runtime: RuntimeStep = CloudRunService(settings, self.clients, secrets)
-        self.dns: DnsStep = SiteDns(settings, self.clients, records)
+        mappings = DomainMappings(
+            self.clients.run_v1, settings.gcp_project or "", settings.gcp_location,
+            self.clients.run_v1_url,
+        )  # fmt: skip
+        self.dns: DnsStep = SiteDns(settings, self.clients, records, mappings)
         self.wordpress: SiteStep = WordPressReady(settings, self.clients)
         self.backups: BackupStep = GcsBackups(settings, self.clients)
         self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients)

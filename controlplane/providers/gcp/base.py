@@ -22,6 +22,8 @@ class GcpClients:
     logging: Any = None  # logging.Client
     iam: Any = None  # iam_admin_v1.IAMClient
     projects: Any = None  # resourcemanager_v3.ProjectsClient
+    run_v1: Any = None  # a requests-like session for the Cloud Run v1 API (domain mappings)
+    run_v1_url: str | None = None  # its base URL (tests point it at a fake)
     sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
     extra: dict[str, Any] = field(default_factory=dict)
 

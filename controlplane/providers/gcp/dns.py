@@ -3,10 +3,13 @@ CNAMEs to Cloud Run's domain-mapping host, in Cloudflare or Cloud DNS (one inter
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
+
+from google.api_core import exceptions
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.naming import labels
 
 MAPPING_TARGET = "ghs.googlehosted.com"  # where Cloud Run domain mappings expect CNAMEs
 TTL = 300
@@ -85,19 +88,59 @@ class CloudDnsRecords:
             changes.create()
 
 
-class SiteDns(GcpStep):
-    """The site's names: preview and custom domains."""
+class DomainMappings:
+    """Cloud Run domain mappings (the v1 Admin API, over REST): Google serves each mapped
+    host with a managed TLS certificate once its CNAME points at ghs.googlehosted.com.
+    `session` is a google.auth AuthorizedSession (or any requests-like session)."""
 
-    def __init__(self, settings: object, clients: object, records: DnsRecords) -> None:
+    def __init__(
+        self, session: Any, project: str, region: str, base_url: str | None = None
+    ) -> None:
+        self.session = session
+        self.base = (base_url or f"https://{region}-run.googleapis.com").rstrip("/")
+        self.path = f"/apis/domains.cloudrun.com/v1/namespaces/{project}/domainmappings"
+        self.project = project
+
+    def _check(self, response: Any, *, missing_ok: bool = False) -> None:
+        if missing_ok and response.status_code == 404:
+            return
+        if response.status_code == 409:
+            return  # already mapped: the ensure is idempotent
+        if response.status_code >= 400:
+            raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+
+    def ensure(self, host: str, service: str, labels: dict[str, str]) -> None:
+        """Map `host` to the Cloud Run service (its certificate is provisioned by Google)."""
+        body = {
+            "apiVersion": "domains.cloudrun.com/v1", "kind": "DomainMapping",
+            "metadata": {"name": host, "namespace": self.project, "labels": labels},
+            "spec": {"routeName": service, "certificateMode": "AUTOMATIC"},
+        }  # fmt: skip
+        self._check(self.session.post(f"{self.base}{self.path}", json=body))
+
+    def remove(self, host: str) -> None:
+        """Unmap `host` (no-op when unmapped)."""
+        self._check(self.session.delete(f"{self.base}{self.path}/{host}"), missing_ok=True)
+
+
+class SiteDns(GcpStep):
+    """The site's names: preview and custom domains, each mapped to the service with TLS."""
+
+    def __init__(
+        self, settings: object, clients: object, records: DnsRecords, mappings: DomainMappings
+    ) -> None:
         super().__init__(settings, clients)  # type: ignore[arg-type]
         self.records = records
+        self.mappings = mappings
 
     def _hosts(self, ctx: SiteContext) -> list[str]:
         return [self.names(ctx).preview_host, *ctx.domains]
 
     def ensure(self, ctx: SiteContext) -> None:
-        """CNAME every name of the site."""
+        """Map every name of the site to its service and CNAME it to Google's front end."""
+        service = (ctx.resources.get("runtime") or {}).get("service", "").rsplit("/", 1)[-1]
         for host in self._hosts(ctx):
+            self.mappings.ensure(host, service or self.names(ctx).service, labels(ctx))
             self.records.upsert_cname(host, MAPPING_TARGET)
         ctx.resources["dns"] = {"hosts": self._hosts(ctx)}
 
@@ -105,6 +148,7 @@ class SiteDns(GcpStep):
         """Remove the names (the recorded ones: domains may have changed since)."""
         for host in (ctx.resources.get("dns") or {}).get("hosts") or self._hosts(ctx):
             self.records.delete(host)
+            self.mappings.remove(host)
         ctx.resources.pop("dns", None)
 
     def preview_url(self, ctx: SiteContext) -> str:

@@ -120,6 +120,14 @@ def plan_site(
         calls.append(
             {
                 "step": "dns",
+                "api": "run.namespaces.domainmappings.create (v1)",
+                "target": host,
+                "body": {"spec": {"routeName": names.service, "certificateMode": "AUTOMATIC"}},
+            }
+        )
+        calls.append(
+            {
+                "step": "dns",
                 "api": where,
                 "target": host,
                 "body": {"type": "CNAME", "content": MAPPING_TARGET},
