@@ -123,6 +123,63 @@ resource "google_sql_user" "control_plane" {
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }
 
+# --- The chatbot's conversations (LangGraph checkpoints need PostgreSQL) ---------------------
+
+resource "google_sql_database_instance" "chat" {
+  name                = "aipress-chat"
+  database_version    = "POSTGRES_16"
+  region              = var.region
+  deletion_protection = true
+  settings {
+    tier        = "db-f1-micro"
+    user_labels = local.labels
+    backup_configuration {
+      enabled = true
+    }
+    ip_configuration {
+      ipv4_enabled = true
+      ssl_mode     = "ENCRYPTED_ONLY"
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_sql_database" "chat" {
+  name     = "chat"
+  instance = google_sql_database_instance.chat.name
+}
+
+resource "random_password" "chat" {
+  length  = 32
+  special = false
+}
+
+resource "google_sql_user" "chatbot" {
+  name     = "chatbot"
+  instance = google_sql_database_instance.chat.name
+  password = random_password.chat.result
+}
+
+resource "google_secret_manager_secret" "chat_database_url" {
+  secret_id = "aipress-chat-database-url"
+  labels    = local.labels
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "chat_database_url" {
+  secret      = google_secret_manager_secret.chat_database_url.id
+  secret_data = "postgresql://chatbot:${random_password.chat.result}@/chat?host=/cloudsql/${google_sql_database_instance.chat.connection_name}"
+}
+
+resource "google_secret_manager_secret_iam_member" "chatbot_reads_database_url" {
+  secret_id = google_secret_manager_secret.chat_database_url.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.chatbot.email}"
+}
+
 # --- Backups of deleted sites (database dumps and uploads), kept 30 days --------------------
 
 resource "google_storage_bucket" "backups" {
@@ -269,8 +326,27 @@ resource "google_cloud_run_v2_service" "chatbot" {
       min_instance_count = 0
       max_instance_count = 10
     }
+    volumes {
+      name = "cloudsql"
+      cloud_sql_instance {
+        instances = [google_sql_database_instance.chat.connection_name]
+      }
+    }
     containers {
       image = var.chatbot_image
+      volume_mounts {
+        name       = "cloudsql"
+        mount_path = "/cloudsql"
+      }
+      env {
+        name = "AIPRESS_CHAT_DATABASE_URL"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.chat_database_url.secret_id
+            version = "latest"
+          }
+        }
+      }
       resources {
         limits = { cpu = "1", memory = "1Gi" }
       }

@@ -28,7 +28,7 @@ UNLABELLED = {
     "google_bigquery_dataset_iam_member", "google_sql_database", "google_sql_user",
     "google_secret_manager_secret_iam_member", "google_cloud_run_v2_service_iam_member",
     "google_cloud_run_v2_job_iam_member", "google_cloud_scheduler_job",
-    "google_identity_platform_config",
+    "google_identity_platform_config", "google_secret_manager_secret_version", "random_password",
 }  # fmt: skip
 
 
