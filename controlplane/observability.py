@@ -135,6 +135,9 @@ class MetricsRead(BaseModel):
     )
     cache_hit_ratio: float | None
     status_counts: dict[str, int]
+    instances: int | None = Field(
+        default=None, description="Most instances serving at once (Cloud Run); None locally"
+    )
 
 
 class SiteLogs(Protocol):

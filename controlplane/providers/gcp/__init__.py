@@ -35,6 +35,7 @@ def make_clients(settings: Settings) -> GcpClients:
     from google.cloud import (  # type: ignore[attr-defined]
         dns,
         logging,
+        monitoring_v3,
         resourcemanager_v3,
         run_v2,
         secretmanager,
@@ -71,6 +72,7 @@ def make_clients(settings: Settings) -> GcpClients:
         sql_connect=sql_connect,
         iam=IamServiceAccounts(session),
         run_v1=session,
+        monitoring=monitoring_v3.MetricServiceClient(),
         projects=resourcemanager_v3.ProjectsClient(),
     )  # fmt: skip
 

@@ -20,7 +20,8 @@ class GcpClients:
     cloudflare: Any = None  # cloudflare.Cloudflare
     clouddns: Any = None  # dns.Client
     logging: Any = None  # logging.Client
-    iam: Any = None  # iam_admin_v1.IAMClient
+    iam: Any = None  # IAM service accounts (identity.IamServiceAccounts)
+    monitoring: Any = None  # monitoring_v3.MetricServiceClient
     projects: Any = None  # resourcemanager_v3.ProjectsClient
     run_v1: Any = None  # a requests-like session for the Cloud Run v1 API (domain mappings)
     run_v1_url: str | None = None  # its base URL (tests point it at a fake)

@@ -18,6 +18,7 @@ from controlplane.observability import (
     matches,
     metrics_from_access,
 )
+from controlplane.providers.gcp import monitoring
 from controlplane.providers.gcp.base import GcpClients
 from controlplane.settings import Settings
 
@@ -112,5 +113,15 @@ class CloudLoggingLogs:
         return found[: query.limit], len(found) > query.limit
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
-        """Figures from the request log (the same computation as the local provider's)."""
-        return metrics_from_access(ctx.site_name, self._entries(ctx, since, until), since, until)
+        """Figures from Cloud Monitoring; without a Monitoring client, from the request log
+        (the same computation as the local provider's)."""
+        if self.clients.monitoring is None:
+            return metrics_from_access(
+                ctx.site_name, self._entries(ctx, since, until), since, until
+            )
+        service = (ctx.resources.get("runtime") or {}).get("service", "").rsplit("/", 1)[-1]
+        figures = monitoring.metrics(self.clients.monitoring, str(self.settings.gcp_project),
+                                     service, ctx.site_name, since, until)  # fmt: skip
+        busy = metrics_from_access(ctx.site_name, self._entries(ctx, since, until), since, until)
+        return figures.model_copy(update={"bytes_sent": busy.bytes_sent,
+                                          "busy_seconds": busy.busy_seconds})  # fmt: skip
