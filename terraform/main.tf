@@ -333,7 +333,8 @@ resource "google_cloud_run_v2_service" "chatbot" {
       }
     }
     containers {
-      image = var.chatbot_image
+      image   = var.chatbot_image
+      command = ["sh", "-c", "exec uvicorn chatbot.service:create_app --factory --host 0.0.0.0 --port $PORT"]
       volume_mounts {
         name       = "cloudsql"
         mount_path = "/cloudsql"

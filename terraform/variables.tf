@@ -27,12 +27,12 @@ variable "platform_domain" {
 }
 
 variable "control_plane_image" {
-  description = "Image of the control plane (Artifact Registry path with a tag or digest)."
+  description = "The platform image (runtime/platform/Dockerfile) for the control plane and billing job."
   type        = string
 }
 
 variable "chatbot_image" {
-  description = "Image of the chatbot service."
+  description = "The platform image for the chatbot (usually the same as control_plane_image)."
   type        = string
 }
 
