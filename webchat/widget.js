@@ -84,6 +84,7 @@ class AipressChat extends HTMLElement {
     ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token() || "" }));
     ws.onmessage = (message) => this.handle(JSON.parse(message.data));
     ws.onclose = () => {
+      this.ready = false;
       if (this.closed || this.ws !== ws) return;
       const delay = Math.min(8000, 500 * 2 ** this.retry++);
       this.setStatus("reconnecting…", "offline");
@@ -109,7 +110,13 @@ class AipressChat extends HTMLElement {
 
   submit() {
     const text = this.input.value.trim();
-    if (!text || this.busy || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!text || this.busy) return;
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.ready) {
+      this.queued = true; // sent as soon as the socket is back
+      this.setStatus("reconnecting… your message will be sent", "offline");
+      return;
+    }
+    this.queued = false;
     this.input.value = "";
     this.bubble("user").textContent = text;
     this.setBusy(true);
@@ -140,8 +147,10 @@ class AipressChat extends HTMLElement {
     switch (event.type) {
       case "ready":
         this.retry = 0;
+        this.ready = true;
         this.setStatus(`${event.sub} · ${event.role}`, "online");
-        if (this.wasOffline && this.thread) this.restore();
+        if (this.wasOffline && this.thread) this.restore().then(() => { if (this.queued) this.submit(); });
+        else if (this.queued) this.submit();
         this.wasOffline = true;
         break;
       case "thread":

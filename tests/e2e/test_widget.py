@@ -178,14 +178,15 @@ def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
     phone.set_viewport_size({"width": 360, "height": 740})
     phone.reload()
     expect(phone.locator("aipress-chat .msg.user").first).to_be_visible()  # the thread, restored
+    keep(screenshot(phone, "alice-dashboard-phone"), "dashboard-phone.png")
     phone.locator("aipress-chat").evaluate("chat => chat.ws.close()")
+    expect(phone.locator("aipress-chat .status")).to_have_text(re.compile("reconnecting"))
+
+    # Delete through the Confirm button; typed while offline, it is sent on reconnect.
+    ask(phone, "delete crumbs")
     expect(phone.locator("aipress-chat .status")).to_have_text(
         re.compile("alice · "), timeout=15_000
     )
-    keep(screenshot(phone, "alice-dashboard-phone"), "dashboard-phone.png")
-
-    # Delete through the Confirm button.
-    ask(phone, "delete crumbs")
     confirm = phone.get_by_role("alertdialog", name="Confirmation needed")
     expect(confirm).to_contain_text("Delete site crumbs of tenant acme?")
     expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
