@@ -3,19 +3,10 @@
 
 import { Api, getToken, signOut } from "./api.js";
 import { barChart, formatMoney } from "./chart.js";
+import { h } from "./dom.js";
 
 const api = new Api();
 const state = { me: null, tenant: null, tab: "sites" };
-
-function h(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== false && value !== undefined) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 const body = (id) => document.querySelector(`#${id} .body`);
 const showError = (e) => { document.getElementById("error").textContent = e ? `${e.message}` : ""; };

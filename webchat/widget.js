@@ -10,6 +10,7 @@
 import { Api, claims, getToken } from "./webchat/api.js";
 import { barChart, formatMoney } from "./webchat/chart.js";
 import { renderMarkdown } from "./webchat/markdown.js";
+import { h } from "./webchat/dom.js";
 
 const SCRIPT_BASE = new URL(".", import.meta.url).href.replace(/\/$/, "");
 const TOOL_LABELS = {
@@ -23,16 +24,6 @@ const TOOL_LABELS = {
   billing_summary: () => "Ranking tenants by cost",
   list_tenants: () => "Listing tenants",
 };
-
-function h(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== false && value !== undefined) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 class AipressChat extends HTMLElement {
   connectedCallback() {
