@@ -123,7 +123,10 @@ const LOADERS = { sites, costs, errors, settings, overview, users };
 
 async function show(tab) {
   state.tab = tab;
-  for (const button of document.querySelectorAll("[role=tab]")) button.setAttribute("aria-selected", String(button.dataset.tab === tab));
+  for (const button of document.querySelectorAll("[role=tab]")) {
+    button.setAttribute("aria-selected", String(button.dataset.tab === tab));
+    button.tabIndex = button.dataset.tab === tab ? 0 : -1; // one tab stop for the tab list
+  }
   for (const panel of document.querySelectorAll("[role=tabpanel]")) panel.hidden = panel.id !== tab;
   body(tab).replaceChildren(h("p", { class: "muted" }, "Loading…"));
   try {
@@ -160,7 +163,21 @@ async function start() {
   select.addEventListener("change", () => selectTenant(select.value));
   document.getElementById("tenant-box").hidden = tenants.length < 2;
   for (const node of document.querySelectorAll("[data-admin]")) node.hidden = me.role !== "admin";
-  for (const button of document.querySelectorAll("[role=tab]")) button.addEventListener("click", () => show(button.dataset.tab));
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  for (const button of tabs) {
+    button.addEventListener("click", () => show(button.dataset.tab));
+    // Arrow keys move between the visible tabs (the WAI-ARIA tabs pattern).
+    button.addEventListener("keydown", (event) => {
+      if (!["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
+      const visible = tabs.filter((t) => !t.hidden);
+      const at = visible.indexOf(button);
+      const next = { ArrowLeft: at - 1, ArrowRight: at + 1, Home: 0, End: visible.length - 1 }[event.key];
+      const target = visible[(next + visible.length) % visible.length];
+      event.preventDefault();
+      target.focus();
+      show(target.dataset.tab);
+    });
+  }
   document.getElementById("signout").addEventListener("click", () => { signOut(); location.href = "/signin"; });
   if (!tenants.length) { showError(new Error("Your sign-in carries no tenant.")); return; }
   selectTenant(tenants[0], "sites");

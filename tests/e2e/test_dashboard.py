@@ -33,10 +33,15 @@ def test_settings_keep_secrets_write_only_and_admins_manage_users(
         page.goto(f"{url}/signin")
         page.get_by_role("listitem").filter(has_text="alice").click()
         page.wait_for_url("**/dashboard")
-        # Keyboard only: Tab to the Settings tab and press Enter.
-        settings_tab = page.get_by_role("tab", name="Settings")
-        settings_tab.focus()
-        page.keyboard.press("Enter")
+        # Keyboard only: into the tab list, arrows to Settings (Sites, Costs, Errors, Settings).
+        page.get_by_role("tab", name="Sites").focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        expect(page.get_by_role("tab", name="Settings")).to_be_focused()
+        expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")
+        page.keyboard.press("ArrowRight")  # wraps to the first tab
+        expect(page.get_by_role("tab", name="Sites")).to_be_focused()
+        page.keyboard.press("ArrowLeft")
         panel = page.locator("#settings")
         expect(panel).to_contain_text("No env vars yet")
         panel.get_by_label("Name").fill("STRIPE_KEY")
