@@ -258,3 +258,14 @@ def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
     taken = cloud.client.post("/v1/tenants/acme/sites", params={"dry_run": "true"},
                               headers=cloud.admin, json={"name": "Bad Name!"})  # fmt: skip
     assert taken.status_code == 422
+
+
+def test_tenant_names_never_share_an_account_or_a_secret() -> None:
+    from controlplane.providers.gcp.identity import account_id
+    from controlplane.providers.gcp.runtime import tenant_secret_id
+
+    long_ids = ["northwind-traders-eu", "northwind-traders-eu-west", "abcdefghijklmnopqrs",
+                "abcdefghijklmnopqrs-x", "acme", "a" * 30]  # fmt: skip
+    ids = [account_id(t) for t in long_ids]
+    assert len(set(ids)) == len(ids) and all(6 <= len(i) <= 30 for i in ids)
+    assert tenant_secret_id("acme", "APP_ENV_KEY") != tenant_secret_id("acme-env-app", "KEY")

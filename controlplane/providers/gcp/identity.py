@@ -10,11 +10,13 @@ site and kept for its later ones.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Any
 
 from google.api_core import exceptions
 from google.iam.v1 import policy_pb2
 
+from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpClients
 
 IAM_API = "https://iam.googleapis.com"
@@ -49,8 +51,13 @@ class IamServiceAccounts:
 
 
 def account_id(tenant_id: str) -> str:
-    """The account id: 6-30 characters, from the tenant id."""
-    return f"aipress-t-{tenant_id}"[:30].rstrip("-")
+    """The account id (6-30 characters). Ids that would not fit whole take a hash of the
+    full tenant id, so two tenants can never share an account."""
+    whole = f"aipress-t-{tenant_id}"
+    if len(whole) <= 30:
+        return whole
+    digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:8]
+    return f"aipress-t-{tenant_id[:11].rstrip('-')}-{digest}"
 
 
 def tenant_account(project: str, tenant_id: str) -> str:
@@ -62,9 +69,12 @@ def ensure_tenant_account(clients: GcpClients, project: str, tenant_id: str) -> 
     """Create the tenant's account if it does not exist; return its e-mail."""
     email = tenant_account(project, tenant_id)
     try:
-        clients.iam.get_service_account(
+        existing = clients.iam.get_service_account(
             request={"name": f"projects/{project}/serviceAccounts/{email}"}
         )
+        owner = f"(aipress-tenant-id={tenant_id})"
+        if owner not in str(existing.get("description", "")):
+            raise ApplyFailed(f"service account {email} exists but is not tenant {tenant_id}'s")
     except exceptions.NotFound:
         with contextlib.suppress(exceptions.AlreadyExists):  # a concurrent first site
             clients.iam.create_service_account(
@@ -73,9 +83,7 @@ def ensure_tenant_account(clients: GcpClients, project: str, tenant_id: str) -> 
                     "account_id": account_id(tenant_id),
                     "service_account": {
                         "display_name": f"AIPress tenant {tenant_id}",
-                        "description": "Runs the tenant's WordPress sites (aipress-tenant-id="
-                        + tenant_id
-                        + ")",
+                        "description": f"Runs a tenant's sites (aipress-tenant-id={tenant_id})",
                     },
                 }
             )
@@ -95,7 +103,11 @@ RUNTIME_ROLES = (
 def grant_project_roles(clients: GcpClients, project: str, member: str) -> None:
     """Add `member` to the runtime roles in the project's policy (read-modify-write)."""
     resource = f"projects/{project}"
-    policy = clients.projects.get_iam_policy(request={"resource": resource})
+    # The project policy holds a conditional binding (terraform/): read and write version 3.
+    policy = clients.projects.get_iam_policy(
+        request={"resource": resource, "options": {"requested_policy_version": 3}}
+    )
+    policy.version = 3
     changed = False
     for role in RUNTIME_ROLES:
         binding = next(

@@ -27,8 +27,10 @@ INVOKER = "roles/run.invoker"
 
 
 def tenant_secret_id(tenant_id: str, name: str) -> str:
-    """Secret Manager id of a tenant env var (every tenant env var travels by reference)."""
-    return f"aipress-{tenant_id}-env-{name.lower().replace('_', '-')}"
+    """Secret Manager id of a tenant env var (every tenant env var travels by reference).
+    Tenant ids never contain "--" and env names are [A-Z0-9_], so no two (tenant, name)
+    pairs share an id."""
+    return f"aipress-{tenant_id}--env--{name}"
 
 
 class CloudRunService(GcpStep):
