@@ -43,6 +43,14 @@ class NothingToResume(Exception):
     """Resume was asked for a thread that waits for no confirmation."""
 
 
+class AwaitingConfirmation(Exception):
+    """A message was sent while the thread waits for a confirmation."""
+
+
+class TenantMismatch(Exception):
+    """A thread was continued for a tenant other than its own."""
+
+
 def message_json(message: BaseMessage) -> dict[str, Any]:
     """A message as the API shows it (never the planner's internal notes)."""
     if isinstance(message, HumanMessage):
@@ -135,7 +143,14 @@ class ChatEngine:
             return self.threads.create(
                 owner_sub=owner, tenant_id=ctx.tenant_id, first_message=first_message
             )
-        self.threads.get(thread_id, owner_sub=owner)
+        thread = self.threads.get(thread_id, owner_sub=owner)
+        if thread.tenant_id != ctx.tenant_id:
+            # A thread acts for one tenant: its pending confirmation names that tenant, and a
+            # resume runs with it. Another tenant means another thread.
+            raise TenantMismatch(
+                f"thread {thread_id} acts for tenant {thread.tenant_id}; "
+                "start a new thread for another tenant"
+            )
         return thread_id
 
     def turn(
@@ -150,6 +165,11 @@ class ChatEngine:
         self.threads.get(thread_id, owner_sub=ctx.principal.sub)
         graph_input: Any
         if message is not None:
+            if self.pending_interrupt(thread_id) is not None:
+                raise AwaitingConfirmation(
+                    f"thread {thread_id} is waiting for a confirmation: answer it "
+                    "(Confirm or Cancel) before sending another message"
+                )
             graph_input = {"messages": [HumanMessage(content=message)]}
         else:
             if self.pending_interrupt(thread_id) is None:

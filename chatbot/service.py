@@ -17,7 +17,14 @@ from fastapi.responses import JSONResponse
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatbot.conversation import Busy, ChatEngine, Event, NothingToResume
+from chatbot.conversation import (
+    AwaitingConfirmation,
+    Busy,
+    ChatEngine,
+    Event,
+    NothingToResume,
+    TenantMismatch,
+)
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
 from chatbot.store import ThreadNotFound
 from chatbot.upstream import ServiceIdentity, async_client
@@ -217,6 +224,8 @@ CHAT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (ThreadNotFound, 404),
     (Busy, 409),
     (NothingToResume, 409),
+    (AwaitingConfirmation, 409),
+    (TenantMismatch, 409),
     (PermissionError, 403),
 )
 CHAT_ERROR_TYPES = tuple(cls for cls, _ in CHAT_ERRORS)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,18 +114,26 @@ def _install_local_sign_in(router: APIRouter, settings: Settings) -> None:
     tokens. Whoever reaches this loopback service can act as any of them, exactly as
     whoever can read the signing key can; it does not exist in gcp mode."""
 
+    loopback = {"127.0.0.1", "localhost", "::1", settings.chat_host}
+
+    def require_loopback(request: Request) -> None:
+        # A web page the operator visits could reach this service through DNS rebinding
+        # (its own name resolving to 127.0.0.1): the Host header still names that page.
+        if request.url.hostname not in loopback:
+            raise HTTPException(403, "local sign-in answers on loopback names only")
+
     def admin_client() -> httpx.Client:
         token = LocalTokenIssuer(settings).issue("chatbot-signin", Role.ADMIN, ttl_seconds=60)
         return httpx.Client(base_url=settings.tools_base_url, timeout=10,
                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
 
-    @router.get("/auth/local/users")
+    @router.get("/auth/local/users", dependencies=[Depends(require_loopback)])
     def local_users() -> list[dict[str, Any]]:
         with admin_client() as client:
             users: list[dict[str, Any]] = client.get("/v1/users").raise_for_status().json()
         return [{k: u[k] for k in ("uid", "role", "tenants", "email")} for u in users]
 
-    @router.post("/auth/local/token")
+    @router.post("/auth/local/token", dependencies=[Depends(require_loopback)])
     def local_token(body: LocalTokenRequest) -> JSONResponse:
         with admin_client() as client:
             found = client.get(f"/v1/users/{body.uid}")

@@ -34,12 +34,14 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  constructor(base = location.origin) {
+  // token: where the bearer token comes from (the widget's data-auth decides).
+  constructor(base = location.origin, token = getToken) {
     this.base = base.replace(/\/$/, "");
+    this.token = token;
   }
 
   async call(method, path, body) {
-    const headers = { Authorization: `Bearer ${getToken() || ""}` };
+    const headers = { Authorization: `Bearer ${this.token() || ""}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(`${this.base}${path}`, {
       method,

@@ -142,7 +142,10 @@ function selectTenant(tenant, tab = state.tab) {
   state.tenant = tenant;
   document.getElementById("tenant").value = tenant;
   const chat = document.getElementById("chat");
-  if (state.me.role !== "admin") chat.dataset.tenant = tenant;
+  if (state.me.role !== "admin" && chat.dataset.tenant !== tenant) {
+    if (chat.dataset.tenant && chat.resetThread) chat.resetThread();
+    chat.dataset.tenant = tenant;
+  }
   show(tab);
 }
 

@@ -29,7 +29,7 @@ class AipressChat extends HTMLElement {
   connectedCallback() {
     if (this.shadowRoot) return;
     this.base = (this.dataset.apiBase || SCRIPT_BASE).replace(/\/$/, "");
-    this.api = new Api(this.base);
+    this.api = new Api(this.base, () => this.token());
     this.thread = null;
     this.retry = 0;
     this.busy = false;
@@ -52,6 +52,16 @@ class AipressChat extends HTMLElement {
     this.thread = sessionStorage.getItem(this.threadKey);
     if (this.thread) this.restore();
     this.connect();
+  }
+
+  // A new conversation (the dashboard calls this when the tenant changes: a thread acts for
+  // one tenant).
+  resetThread() {
+    this.thread = null;
+    sessionStorage.removeItem(this.threadKey);
+    this.log.replaceChildren();
+    this.awaitingAnswer = false;
+    this.input.disabled = false;
   }
 
   disconnectedCallback() {
@@ -271,8 +281,10 @@ class AipressChat extends HTMLElement {
     const questions = interrupt.actions.map((a) => h("p", {}, a.question));
     const card = h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirmation needed" }, ...questions);
     this.awaitingAnswer = true;
+    this.input.disabled = true; // the thread waits for this answer before anything else
     const answer = (approve) => {
       this.awaitingAnswer = false;
+      this.input.disabled = false;
       for (const button of card.querySelectorAll("button")) button.disabled = true;
       card.append(h("p", { class: "answer" }, approve ? "Confirmed." : "Cancelled."));
       this.setBusy(true);

@@ -200,3 +200,44 @@ def test_terminal_client_streams_and_confirms(
                      "removed; a backup is taken first."]  # fmt: skip
     assert "Cancelled: crumbs was not deleted" in console.export_text()
     assert site_names(admin_api, "acme") == ["crumbs"]
+
+
+def test_a_thread_waiting_for_confirmation_takes_no_other_message(
+    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    alice = _bearer(issuer, "alice")
+    asked = chat_app.post("/v1/chat", json={"message": "delete crumbs"}, headers=alice).json()
+    thread = asked["thread_id"]
+    assert asked["interrupt"] is not None
+    other = chat_app.post("/v1/chat", json={"thread_id": thread, "message": "list my sites"},
+                          headers=alice)  # fmt: skip
+    assert other.status_code == 409
+    assert "waiting for a confirmation" in other.json()["detail"]
+    done = chat_app.post(f"/v1/chat/{thread}/resume", json={"approve": False}, headers=alice)
+    assert "not deleted" in done.json()["messages"][-1]["content"]
+    assert site_names(admin_api, "acme") == ["crumbs"]
+
+
+def test_a_thread_keeps_its_tenant(
+    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "blog")
+    make_site(admin_api, "globex", "blog")
+    olga = _bearer(issuer, "olga", "operator", "acme", "globex")
+    first = chat_app.post("/v1/chat", json={"message": "list sites", "tenant_id": "acme"},
+                          headers=olga).json()  # fmt: skip
+    switched = chat_app.post(
+        "/v1/chat", headers=olga,
+        json={"thread_id": first["thread_id"], "message": "delete blog", "tenant_id": "globex"},
+    )  # fmt: skip
+    assert switched.status_code == 409
+    assert "start a new thread" in switched.json()["detail"]
+    assert site_names(admin_api, "acme") == ["blog"] and site_names(admin_api, "globex") == ["blog"]
+
+
+def test_local_sign_in_answers_loopback_names_only(chat_app: TestClient) -> None:
+    for host in ("evil.example", "testserver"):
+        response = chat_app.post("/auth/local/token", json={"uid": "admin"}, headers={"Host": host})
+        assert response.status_code == 403
+        assert chat_app.get("/auth/local/users", headers={"Host": host}).status_code == 403
