@@ -74,6 +74,11 @@ class FakeCloudRun(Fake):
         mappings = r"/apis/domains.cloudrun.com/v1/namespaces/(?P<p>[^/]+)/domainmappings"
         self.on("POST", mappings, self.map_domain)
         self.on("DELETE", mappings + r"/(?P<host>[^/]+)", self.unmap_domain)
+        self.on("GET", mappings + r"/(?P<host>[^/]+)", self.get_mapping)
+
+    def get_mapping(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        mapping = self.mappings.get(m["host"])
+        return JSONResponse(mapping) if mapping else error(404, "NOT_FOUND", m["host"])
 
     def map_domain(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         assert body["kind"] == "DomainMapping" and body["spec"]["certificateMode"] == "AUTOMATIC"

@@ -269,3 +269,17 @@ def test_tenant_names_never_share_an_account_or_a_secret() -> None:
     ids = [account_id(t) for t in long_ids]
     assert len(set(ids)) == len(ids) and all(6 <= len(i) <= 30 for i in ids)
     assert tenant_secret_id("acme", "APP_ENV_KEY") != tenant_secret_id("acme-env-app", "KEY")
+
+
+def test_a_name_mapped_to_another_service_is_refused_and_left_alone(cloud: Cloud) -> None:
+    cloud.run.mappings["taken.acme.example"] = {"spec": {"routeName": "someone-elses-service"}}
+    response = cloud.client.post("/v1/tenants/acme/sites", headers=cloud.admin,
+                                 json={"name": "taken", "admin_email": "o@acme.example",
+                                       "domain": "taken.acme.example"})  # fmt: skip
+    final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+    assert final["status"] == "rolled_back"
+    assert "already mapped to another service" in final["error"]
+    assert cloud.run.mappings == {
+        "taken.acme.example": {"spec": {"routeName": "someone-elses-service"}}
+    }
+    assert cloud.run.services == {} and cloud.secrets.secrets == {}

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from google.api_core import exceptions
 
 from controlplane.engine.provider import SiteContext
+from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.naming import labels
 
@@ -101,16 +102,26 @@ class DomainMappings:
         self.path = f"/apis/domains.cloudrun.com/v1/namespaces/{project}/domainmappings"
         self.project = project
 
-    def _check(self, response: Any, *, missing_ok: bool = False) -> None:
-        if missing_ok and response.status_code == 404:
-            return
-        if response.status_code == 409:
-            return  # already mapped: the ensure is idempotent
+    def _check(self, response: Any) -> None:
         if response.status_code >= 400:
             raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
 
+    def mapped_to(self, host: str) -> str | None:
+        """The service `host` is mapped to, or None."""
+        response = self.session.get(f"{self.base}{self.path}/{host}")
+        if response.status_code == 404:
+            return None
+        self._check(response)
+        return str(response.json().get("spec", {}).get("routeName") or "")
+
     def ensure(self, host: str, service: str, labels: dict[str, str]) -> None:
-        """Map `host` to the Cloud Run service (its certificate is provisioned by Google)."""
+        """Map `host` to the Cloud Run service (its certificate is provisioned by Google);
+        a host mapped to another service is refused, never taken over."""
+        current = self.mapped_to(host)
+        if current == service:
+            return
+        if current is not None:
+            raise ApplyFailed(f"{host} is already mapped to another service ({current})")
         body = {
             "apiVersion": "domains.cloudrun.com/v1", "kind": "DomainMapping",
             "metadata": {"name": host, "namespace": self.project, "labels": labels},
@@ -118,9 +129,17 @@ class DomainMappings:
         }  # fmt: skip
         self._check(self.session.post(f"{self.base}{self.path}", json=body))
 
-    def remove(self, host: str) -> None:
-        """Unmap `host` (no-op when unmapped)."""
-        self._check(self.session.delete(f"{self.base}{self.path}/{host}"), missing_ok=True)
+    def remove(self, host: str, service: str) -> bool:
+        """Unmap `host` if it is mapped to `service`; return whether it was ours."""
+        current = self.mapped_to(host)
+        if current is None:
+            return True
+        if current != service:
+            return False
+        response = self.session.delete(f"{self.base}{self.path}/{host}")
+        if response.status_code != 404:
+            self._check(response)
+        return True
 
 
 class SiteDns(GcpStep):
@@ -145,10 +164,12 @@ class SiteDns(GcpStep):
         ctx.resources["dns"] = {"hosts": self._hosts(ctx)}
 
     def remove(self, ctx: SiteContext) -> None:
-        """Remove the names (the recorded ones: domains may have changed since)."""
+        """Remove the names (the recorded ones: domains may have changed since); a name now
+        mapped to another site's service is left alone, record and all."""
+        service = (ctx.resources.get("runtime") or {}).get("service", "").rsplit("/", 1)[-1]
         for host in (ctx.resources.get("dns") or {}).get("hosts") or self._hosts(ctx):
-            self.records.delete(host)
-            self.mappings.remove(host)
+            if self.mappings.remove(host, service or self.names(ctx).service):
+                self.records.delete(host)
         ctx.resources.pop("dns", None)
 
     def preview_url(self, ctx: SiteContext) -> str:
