@@ -181,13 +181,16 @@ class FakeSecretManager(Fake):
     def __init__(self) -> None:
         super().__init__()
         self.secrets: dict[str, dict[str, Any]] = {}
-        self.versions: dict[str, list[bytes]] = {}
+        self.versions: dict[str, list[bytes | None]] = {}  # None: destroyed
         self.policies: dict[str, dict[str, Any]] = {}
         secrets = r"/v1/projects/(?P<project>[^/]+)/secrets"
         self.on("POST", secrets, self.create)
         self.on("GET", secrets + r"/(?P<id>[^/:]+)", self.get)
         self.on("DELETE", secrets + r"/(?P<id>[^/:]+)", self.delete)
         self.on("POST", secrets + r"/(?P<id>[^/:]+):addVersion", self.add_version)
+        self.on("GET", secrets + r"/(?P<id>[^/:]+)/versions/latest:access", self.access)
+        self.on("GET", secrets + r"/(?P<id>[^/:]+)/versions", self.list_versions)
+        self.on("POST", secrets + r"/(?P<id>[^/:]+)/versions/(?P<n>\d+):destroy", self.destroy)
         self.on("GET", secrets + r"/(?P<id>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", secrets + r"/(?P<id>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", secrets + r"/(?P<id>[^/:]+):setIamPolicy", self.set_policy)
@@ -232,6 +235,31 @@ class FakeSecretManager(Fake):
     def set_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         self.policies[f"projects/{m['project']}/secrets/{m['id']}"] = body["policy"]
         return JSONResponse(body["policy"])
+
+    def enabled(self, name: str) -> list[int]:
+        """Numbers (1-based) of the secret's versions that are not destroyed."""
+        return [i + 1 for i, v in enumerate(self.versions.get(name, [])) if v is not None]
+
+    def access(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"projects/{m['project']}/secrets/{m['id']}"
+        live = self.enabled(name)
+        if not live:
+            return error(404, "NOT_FOUND", f"{name} has no enabled version")
+        data = self.versions[name][live[-1] - 1]
+        assert data is not None
+        return JSONResponse({"name": f"{name}/versions/{live[-1]}",
+                             "payload": {"data": base64.b64encode(data).decode()}})  # fmt: skip
+
+    def list_versions(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"projects/{m['project']}/secrets/{m['id']}"
+        assert request.query_params.get("filter") == "state:ENABLED"
+        return JSONResponse({"versions": [{"name": f"{name}/versions/{n}", "state": "ENABLED"}
+                                          for n in self.enabled(name)]})  # fmt: skip
+
+    def destroy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"projects/{m['project']}/secrets/{m['id']}"
+        self.versions[name][int(m["n"]) - 1] = None
+        return JSONResponse({"name": f"{name}/versions/{m['n']}", "state": "DESTROYED"})
 
 
 class FakeCloudflare(Fake):

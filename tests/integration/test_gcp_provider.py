@@ -283,3 +283,22 @@ def test_a_name_mapped_to_another_service_is_refused_and_left_alone(cloud: Cloud
         "taken.acme.example": {"spec": {"routeName": "someone-elses-service"}}
     }
     assert cloud.run.services == {} and cloud.secrets.secrets == {}
+
+
+def test_secret_versions_are_added_only_on_change_and_old_ones_destroyed(tmp_path: Any) -> None:
+    from controlplane.providers.gcp.secrets import SecretManagerSecrets
+
+    fake = FakeSecretManager()
+    with serve(fake.app()) as url:
+        client = secretmanager.SecretManagerServiceClient(
+            credentials=AnonymousCredentials(), transport="rest",  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=url))  # fmt: skip
+        secrets_step = SecretManagerSecrets(
+            Settings(provider="memory", home=tmp_path, gcp_project=PROJECT),
+            GcpClients(secrets=client),
+        )
+        labels = {"app": "aipress", "aipress-tenant-id": "acme"}
+        for value in ("v1", "v1", "v2"):
+            secrets_step.put("aipress-acme--env--API_KEY", value, labels, RUNTIME_SA)
+    versions = fake.versions[f"projects/{PROJECT}/secrets/aipress-acme--env--API_KEY"]
+    assert versions == [None, b"v2"]  # v1 once (not twice), then destroyed when v2 came

@@ -76,7 +76,9 @@ def ensure_tenant_account(clients: GcpClients, project: str, tenant_id: str) -> 
         if owner not in str(existing.get("description", "")):
             raise ApplyFailed(f"service account {email} exists but is not tenant {tenant_id}'s")
     except exceptions.NotFound:
-        with contextlib.suppress(exceptions.AlreadyExists):  # a concurrent first site
+        with contextlib.suppress(
+            exceptions.Conflict
+        ):  # ALREADY_EXISTS (409): a concurrent first site
             clients.iam.create_service_account(
                 request={
                     "name": f"projects/{project}",

@@ -27,7 +27,7 @@ class SecretManagerSecrets(GcpStep):
     def put(self, secret_id: str, value: str, secret_labels: dict[str, str], reader: str) -> str:
         """Create the secret if needed and add `value` as its newest version."""
         client = self.clients.secrets
-        with contextlib.suppress(exceptions.AlreadyExists):
+        with contextlib.suppress(exceptions.Conflict):  # ALREADY_EXISTS is a 409 over REST
             client.create_secret(
                 request={
                     "parent": f"projects/{self.project}",
@@ -35,9 +35,17 @@ class SecretManagerSecrets(GcpStep):
                     "secret": {"replication": {"automatic": {}}, "labels": secret_labels},
                 }
             )
-        client.add_secret_version(
-            request={"parent": self._path(secret_id), "payload": {"data": value.encode()}}
-        )
+        path = self._path(secret_id)
+        if self._latest(path) != value.encode():
+            added = client.add_secret_version(
+                request={"parent": path, "payload": {"data": value.encode()}}
+            )
+            # Only the newest value stays readable: a rotated or replaced value is destroyed.
+            for version in client.list_secret_versions(
+                request={"parent": path, "filter": "state:ENABLED"}
+            ):
+                if version.name != added.name:
+                    client.destroy_secret_version(request={"name": version.name})
         policy = client.get_iam_policy(request={"resource": self._path(secret_id)})
         member = f"serviceAccount:{reader}"
         if not any(b.role == ACCESSOR and member in b.members for b in policy.bindings):
@@ -61,6 +69,16 @@ class SecretManagerSecrets(GcpStep):
             "salts": names.salts_secret,
             "admin_password": names.admin_password_secret,
         }
+
+    def _latest(self, path: str) -> bytes | None:
+        """The newest value, if any (an unchanged value adds no version)."""
+        try:
+            found = self.clients.secrets.access_secret_version(
+                request={"name": f"{path}/versions/latest"}
+            )
+        except exceptions.NotFound:
+            return None
+        return bytes(found.payload.data)
 
     def _exists(self, secret_id: str) -> bool:
         try:
