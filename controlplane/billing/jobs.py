@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -98,22 +97,3 @@ def meter(platform: Platform, hours: int = 1, *, now: datetime | None = None) ->
         for back in range(hours, 0, -1):
             written += meter_hour(platform, usage, warehouse, current - timedelta(hours=back))
     return written
-
-
-def next_hour(now: datetime) -> datetime:
-    """The next whole hour after `now`."""
-    return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-
-
-def seconds_until(moment: datetime) -> float:
-    """How long to sleep until `moment`."""
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-
-def wait_or_stop(stop: Any, seconds: float) -> bool:
-    """Sleep until stopped (True) or the time passes (False)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if stop.wait(min(5.0, deadline - time.monotonic())):
-            return True
-    return False

@@ -119,8 +119,8 @@ def meter_hour(
                 "WHERE billing_account_id = $a AND usage_start_time = $s",
                 {"a": ACCOUNT, "s": start.replace(tzinfo=None)},
             )
-            for row in rows:
-                con.execute(INSERT, row)
+            if rows:
+                con.executemany(INSERT, rows)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -7,14 +7,35 @@ production, Cloud Scheduler starts the Cloud Run Job (`python -m controlplane.bi
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from controlplane.billing.jobs import aggregate, meter, next_hour, seconds_until, wait_or_stop
+from controlplane.billing.jobs import aggregate, meter
 from controlplane.logs import get_logger
 from controlplane.platform import Platform
 
 log = get_logger("aipress.billing")
 AFTER_THE_HOUR = timedelta(minutes=1)  # let the hour's last access-log lines land
+
+
+def next_hour(now: datetime) -> datetime:
+    """The next whole hour after `now`."""
+    return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def seconds_until(moment: datetime) -> float:
+    """How long to sleep until `moment`."""
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def wait_or_stop(stop: Any, seconds: float) -> bool:
+    """Sleep until stopped (True) or the time passes (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stop.wait(min(5.0, deadline - time.monotonic())):
+            return True
+    return False
 
 
 class BillingSchedule:

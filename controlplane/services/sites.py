@@ -100,15 +100,7 @@ def create_site(
                         provider=provider, platform_domain=platform_domain)  # fmt: skip
     session.add(site)
     session.flush()
-    op = new_operation(
-        kind=CREATE_SITE,
-        tenant_id=tenant_id,
-        site=site,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
-    )
-    session.add(op)
-    session.flush()
+    op = _record_operation(session, kind=CREATE_SITE, site=site, principal=principal)
     site.current_operation_id = op.id
     audit.record(
         session,
@@ -169,6 +161,22 @@ def prepare_site(
     return site
 
 
+def _record_operation(
+    session: Session, *, kind: str, site: Site, principal: Principal
+) -> Operation:
+    """A new operation on `site`, flushed so it has its id."""
+    op = new_operation(
+        kind=kind,
+        tenant_id=site.tenant_id,
+        site=site,
+        requested_by=principal.sub,
+        request_id=current_request_id(),
+    )
+    session.add(op)
+    session.flush()
+    return op
+
+
 def _start_change(
     session: Session,
     *,
@@ -188,15 +196,7 @@ def _start_change(
             f"site {name!r} is {site.status}; {kind.replace('_', ' ')} needs it to be "
             f"{' or '.join(allowed_from)}"
         )
-    op = new_operation(
-        kind=kind,
-        tenant_id=tenant_id,
-        site=site,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
-    )
-    session.add(op)
-    session.flush()
+    op = _record_operation(session, kind=kind, site=site, principal=principal)
     values: dict[str, str] = {"current_operation_id": op.id}
     if new_status:
         values["status"] = new_status
