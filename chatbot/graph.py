@@ -7,7 +7,6 @@ which is not part of the checkpointed state and never shown to the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -20,6 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
+from controlplane import clock
 from controlplane.permissions import Action, Role, is_allowed
 from prompts import load_prompt
 from tools.context import AgentContext
@@ -37,7 +37,7 @@ def system_prompt(ctx: AgentContext) -> str:
     """The role's prompt, filled from the verified token."""
     principal = ctx.principal
     common = {"email": principal.email, "sub": principal.sub,
-              "today": datetime.now(UTC).date().isoformat()}  # fmt: skip
+              "today": clock.today().isoformat()}  # fmt: skip
     if principal.is_admin:
         return load_prompt("admin", **common)
     return load_prompt(

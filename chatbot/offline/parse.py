@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from controlplane import names
+from controlplane import clock, names
 
 WORD = r"[A-Za-z][A-Za-z0-9-]*"
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
@@ -376,7 +376,7 @@ def title_of(text: str) -> str | None:
 
 def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None) -> Parsed:
     """Read one message."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     email_match = EMAIL.search(text)
     email = email_match.group(0) if email_match else None
     without_email = EMAIL.sub(" ", text)

@@ -34,7 +34,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from chatbot.offline import answers
 from chatbot.offline.parse import Parsed, parse
 from chatbot.offline.parse import period as parse_period
-from controlplane import names
+from controlplane import clock, names
 
 PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics")
@@ -97,7 +97,7 @@ def _situation(messages: Sequence[BaseMessage], tools: list[dict[str, Any]]) -> 
     names_ = {t["function"]["name"] for t in tools}
     create = next((t for t in tools if t["function"]["name"] == "create_site"), None)
     takes_tenant = bool(create and "tenant_id" in create["function"]["parameters"]["properties"])
-    now = datetime.now(UTC)
+    now = clock.now()
     if today_match and today_match.group(1) != now.date().isoformat():
         now = datetime.fromisoformat(today_match.group(1)).replace(tzinfo=UTC, hour=12)
     return Situation(

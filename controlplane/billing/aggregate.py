@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from controlplane import clock
 from controlplane.billing.apportion import apportion
 from controlplane.billing.warehouse import Warehouse
 from controlplane.logs import get_logger
@@ -32,7 +33,7 @@ class RunResult:
 
 def default_window(trailing_days: int, today: date | None = None) -> tuple[date, date]:
     """[today - trailing_days + 1, tomorrow): the export arrives late, so re-read recent days."""
-    today = today or datetime.now(UTC).date()
+    today = today or clock.today()
     return today - timedelta(days=trailing_days - 1), today + timedelta(days=1)
 
 

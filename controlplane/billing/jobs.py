@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from controlplane import clock
 from controlplane.billing.aggregate import Progress, RunResult, default_window, run_aggregation
 from controlplane.billing.metering import UsageReader, meter_hour
 from controlplane.billing.warehouse import BigQueryWarehouse, DuckDBWarehouse, Warehouse
@@ -90,7 +91,7 @@ def meter(platform: Platform, hours: int = 1, *, now: datetime | None = None) ->
     usage: UsageReader | None = getattr(platform.provider, "usage", None)
     if usage is None or platform.settings.billing_warehouse_name != "duckdb":
         raise ValueError("local metering runs in the embedded default (DuckDB warehouse)")
-    current = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    current = (now or clock.now()).replace(minute=0, second=0, microsecond=0)
     written = 0
     with open_warehouse(platform.settings) as warehouse:
         assert isinstance(warehouse, DuckDBWarehouse)

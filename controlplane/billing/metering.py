@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from controlplane import clock
 from controlplane.billing import prices
 from controlplane.billing.aggregate import database_name
 from controlplane.billing.prices import Price
@@ -64,7 +65,7 @@ def _row(price: Price, amount: float, start: datetime, labels: dict[str, str],
 def hour_rows(platform: Platform, usage: UsageReader, start: datetime) -> Iterator[dict[str, Any]]:
     """Export rows for the hour starting at `start` (UTC, on the hour)."""
     end = start + timedelta(hours=1)
-    exported = datetime.now(UTC)
+    exported = clock.now()
     databases = usage.database_bytes()
     site_db_bytes = 0
     with platform.sessions() as session:

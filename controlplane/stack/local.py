@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +47,22 @@ class LocalStack:
         """Backups: backups/<tenant>/<site>/<timestamp>-<label>."""
         return self.home / "backups"
 
-    def ensure_running(self) -> None:
-        """Start whatever is not running (cheap when all run)."""
+    @contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        """One start at a time across threads and processes (the CLI, `aipress up`, the
+        control plane and benchmarks may all start the stack of one home at once)."""
         with self._lock:
             self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.home / "stack.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the lock
+
+    def ensure_running(self) -> None:
+        """Start whatever is not running (cheap when all run)."""
+        with self._start_lock():
             # Site users and www-data must traverse the home to reach their own directories.
             self.home.chmod(0o755)
             self.sites_dir.mkdir(exist_ok=True)

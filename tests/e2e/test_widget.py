@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,15 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from chatbot.service import create_app as create_chat_app
+from controlplane import clock
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
+from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.jobs import aggregate, meter
+from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.permissions import Role
 from controlplane.settings import Settings
+from tests.billing_data import export_row, insert
 from tests.conftest import LOG_FILE
 from tests.e2e.conftest import keep, screenshot, watch
 from tests.live import serve
@@ -139,7 +144,8 @@ def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
     assert "crumbs" in last_reply(alice)
 
     platform = stack.control_plane.state.platform
-    meter(platform, 1)
+    # The hour in progress holds this test's requests, and it is in this month on any date.
+    meter(platform, 1, now=clock.now() + timedelta(hours=1))
     aggregate(platform)
     ask(alice, "what did I spend this month by day?")
     assert "USD" in last_reply(alice)
@@ -199,3 +205,47 @@ def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
     assert errors == []
     alice_context.close()
     bob_context.close()
+
+
+def _seed_costs(stack: Stack, rows: list[tuple[date, float]], since: date, until: date) -> None:
+    """Aggregate export rows (acme, Cloud Run) into the control plane's costs for [since, until)."""
+    warehouse = DuckDBWarehouse(":memory:")
+    for day, cost in rows:
+        start = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        insert(warehouse, export_row(start=start, cost=cost, tenant="acme"))
+    run_aggregation(stack.control_plane.state.platform.sessions, warehouse, since=since,
+                    until=until, database_sizes={}, shared_services=("Cloud SQL",))  # fmt: skip
+    warehouse.close()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2027, 3, 1, 0, 30, tzinfo=UTC), datetime(2027, 1, 31, 23, 30, tzinfo=UTC)],
+    ids=["first-of-month", "last-of-month"],
+)
+def test_costs_by_day_on_the_first_and_the_last_day_of_a_month(
+    browser: Browser, stack: Stack, moment: datetime
+) -> None:
+    today = moment.date()
+    last_month_end = today.replace(day=1) - timedelta(days=1)
+    since, until = last_month_end - timedelta(days=1), today + timedelta(days=1)
+    _seed_costs(stack, [(today, 2.0), (last_month_end, 5.0)], since, until)
+    try:
+        with clock.travel(moment):
+            context, page = sign_in(
+                browser, stack, "alice", viewport={"width": 1280, "height": 860}
+            )
+            ask(page, "what did I spend this month by day?")
+            reply = last_reply(page)
+            assert f"{today.isoformat()}: 2.00 USD" in reply, reply
+            assert last_month_end.isoformat() not in reply and "5.00" not in reply, reply
+            chart = page.locator("aipress-chat svg.aipress-chart").last
+            expect(chart).to_have_attribute("aria-label", re.compile(r"total 2\.00 USD"))
+            page.get_by_role("tab", name="Costs").click()
+            # The dashboard draws every day from the 1st to today: one bar on the 1st.
+            expect(page.locator("#costs svg.aipress-chart")).to_have_attribute(
+                "aria-label", f"Net cost per day: {today.day} bars, total 2.00 USD"
+            )
+            context.close()
+    finally:
+        _seed_costs(stack, [], since, until)  # the window, emptied again

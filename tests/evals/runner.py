@@ -8,6 +8,7 @@ each turn must produce, and the sites that must exist at the end.
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
+from controlplane import clock
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.platform import Platform
@@ -37,6 +39,11 @@ def load_case(path: Path) -> dict[str, Any]:
         if key not in case:
             raise ValueError(f"{path.name}: missing {key!r}")
     return case
+
+
+def is_dated(case: dict[str, Any]) -> bool:
+    """Whether a case names dates (so its outcome depends on the calendar day)."""
+    return re.search(r"\{[a-z_]+\}", yaml.safe_dump(case)) is not None
 
 
 def placeholders(today: date) -> dict[str, str]:
@@ -88,7 +95,7 @@ def seed_costs(platform: Platform, costs: list[dict[str, Any]]) -> None:
     if not costs:
         return
     warehouse = DuckDBWarehouse(":memory:")
-    values = placeholders(datetime.now(UTC).date())
+    values = placeholders(clock.today())
     days = []
     for cost in costs:
         day = date.fromisoformat(_fill(cost["day"], values))
@@ -159,7 +166,7 @@ def judge_turn(index: int, spec: dict[str, Any], turn: Turn, strict: bool) -> li
 
 def run_case(case: dict[str, Any], chatter: Chatter, api: httpx.Client, *, strict: bool) -> Verdict:
     """Play the turns, then check the final state."""
-    values = placeholders(datetime.now(UTC).date())
+    values = placeholders(clock.today())
     failures: list[str] = []
     for index, raw in enumerate(case["turns"]):
         spec = _fill(raw, values)

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from controlplane import clock
 from controlplane.auth import LocalTokenIssuer
 from tests.agent_fixtures import ChatFactory, EngineFactory
 from tests.conftest import ARTIFACTS
-from tests.evals.runner import case_files, load_case, run_case, seed_costs, setup_sites
+from tests.evals.runner import (
+    case_files,
+    is_dated,
+    load_case,
+    run_case,
+    seed_costs,
+    setup_sites,
+)
 
 GEMINI_PROJECT = os.environ.get("AIPRESS_EVAL_GEMINI_PROJECT")
 
@@ -36,15 +45,33 @@ def test_there_are_enough_cases() -> None:
     assert sum(1 for c in cases if c["role"] == "admin") >= 6
 
 
-@pytest.mark.parametrize("path", case_files(), ids=lambda p: p.stem)
+# Cases that name dates also run as if it were the first and the last day of a month.
+CLOCKS = {
+    "month-first": datetime(2027, 3, 1, 0, 30, tzinfo=UTC),
+    "month-last": datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+}
+
+
+def _runs() -> list[tuple[Path, str]]:
+    runs = []
+    for path in case_files():
+        runs.append((path, "now"))
+        if is_dated(load_case(path)):
+            runs += [(path, name) for name in CLOCKS]
+    return runs
+
+
+@pytest.mark.parametrize(("path", "when"), _runs(), ids=lambda v: getattr(v, "stem", v))
 def test_offline_planner(
-    path: Path, chat: ChatFactory, admin_api: httpx.Client, live_app: FastAPI
+    path: Path, when: str, chat: ChatFactory, admin_api: httpx.Client, live_app: FastAPI
 ) -> None:
     case = load_case(path)
-    setup_sites(admin_api, (case.get("setup") or {}).get("sites", {}))
-    seed_costs(live_app.state.platform, (case.get("setup") or {}).get("costs", []))
-    verdict = run_case(case, _chatter(case, chat), admin_api, strict=True)
-    assert verdict.passed, f"{case['description']}\n" + "\n".join(verdict.failures)
+    moment = CLOCKS.get(when, clock.now())
+    with clock.travel(moment):
+        setup_sites(admin_api, (case.get("setup") or {}).get("sites", {}))
+        seed_costs(live_app.state.platform, (case.get("setup") or {}).get("costs", []))
+        verdict = run_case(case, _chatter(case, chat), admin_api, strict=True)
+    assert verdict.passed, f"{case['description']} ({when})\n" + "\n".join(verdict.failures)
 
 
 @pytest.mark.skipif(not GEMINI_PROJECT, reason="set AIPRESS_EVAL_GEMINI_PROJECT to run on Gemini")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from controlplane import clock
 from controlplane.billing import prices
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.metering import meter_hour
@@ -155,3 +156,34 @@ def test_the_cloud_run_job_entry_point(tmp_path: Path) -> None:
                             env={**env, "AIPRESS_BILLING_WAREHOUSE": "bigquery"})  # fmt: skip
     assert broken.returncode == 1
     assert "AIPRESS_BILLING_EXPORT_TABLE must name" in (tmp_path / "job.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2027, 3, 1, 0, 30, tzinfo=UTC), datetime(2026, 12, 31, 23, 30, tzinfo=UTC)],
+    ids=["first-of-month", "last-of-month"],
+)
+def test_default_period_is_this_month_by_the_clock(
+    client: TestClient, auth: AuthHeaders, moment: datetime
+) -> None:
+    """With no dates, the period runs from the 1st of the clock's month to the clock's day."""
+    admin = auth("admin")
+    client.post("/v1/tenants", json={"id": "acme", "name": "acme"}, headers=admin)
+    today = moment.date()
+    month_start = today.replace(day=1)
+    wh = DuckDBWarehouse(":memory:")
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    insert(wh,
+           export_row(start=noon, cost=2.0, tenant="acme"),
+           export_row(start=noon.replace(day=1) - timedelta(days=1), cost=5.0, tenant="acme"))  # fmt: skip
+    run_aggregation(client.app.state.platform.sessions, wh,  # type: ignore[attr-defined]
+                    since=month_start - timedelta(days=2), until=today + timedelta(days=1),
+                    database_sizes={}, shared_services=("Cloud SQL",))  # fmt: skip
+    wh.close()
+    with clock.travel(moment):
+        body = client.get("/v1/tenants/acme/billing", params={"group_by": "day"},
+                          headers=auth("tenant", "acme")).json()  # fmt: skip
+        summary = client.get("/v1/billing/summary", headers=admin).json()
+    assert (body["from"], body["to"]) == (month_start.isoformat(), today.isoformat())
+    assert [(ln["key"], ln["net"]) for ln in body["lines"]] == [(today.isoformat(), "2.000000")]
+    assert summary["totals"][0]["net"] == "2.000000"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from controlplane import clock
 from controlplane.api.deps import CurrentPrincipal, SessionDep
 from controlplane.billing import read
 from controlplane.errors import Invalid
@@ -21,7 +22,7 @@ ToQ = Annotated[date | None, Query(alias="to", description="Last day, inclusive 
 
 
 def _period(start: date | None, end: date | None) -> tuple[date, date]:
-    today = datetime.now(UTC).date()
+    today = clock.today()
     period = (start or today.replace(day=1), end or today)
     try:
         read.check_period(*period)
