@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.api.errors import problem
-from controlplane.auth import LocalTokenIssuer
+from controlplane.auth import LocalTokenIssuer, load_sign_in_key, sign_in_key_matches
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 
@@ -34,6 +35,10 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+SIGN_IN_KEY_HEADER = "X-AIPress-Sign-In-Key"
+# What a stored user id may look like to be signed in as: no "/" or leading "." (the id
+# becomes a path segment of the control-plane request).
+LOCAL_UID_PATTERN = r"^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]{0,127}$"
 
 
 class LocalTokenRequest(BaseModel):
@@ -41,7 +46,10 @@ class LocalTokenRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    uid: str = Field(min_length=1, max_length=128)
+    uid: str = Field(
+        pattern=LOCAL_UID_PATTERN,
+        description="a stored user id: letters, digits and . _ @ + - (not first: .)",
+    )
 
 
 def _page(name: str) -> FileResponse:
@@ -111,16 +119,32 @@ def install_web(app: FastAPI, settings: Settings) -> None:
 
 def _install_local_sign_in(router: APIRouter, settings: Settings) -> None:
     """The embedded default's demo sign-in: it lists the stored users and mints their
-    tokens. Whoever reaches this loopback service can act as any of them, exactly as
-    whoever can read the signing key can; it does not exist in gcp mode."""
+    tokens, for callers that present the machine's sign-in key (root-only, under the keys
+    directory; `aipress up` and `aipress signin-url` print the URL that carries it). Code
+    on this machine, a site's PHP included, sets the Host header at will: the key is what
+    it cannot get. This does not exist in gcp mode."""
 
     loopback = {"127.0.0.1", "localhost", "::1", settings.chat_host}
+    load_sign_in_key(settings)  # made once, so the URL can be printed before a first visit
 
     def require_loopback(request: Request) -> None:
         # A web page the operator visits could reach this service through DNS rebinding
         # (its own name resolving to 127.0.0.1): the Host header still names that page.
         if request.url.hostname not in loopback:
             raise HTTPException(403, "local sign-in answers on loopback names only")
+        presented = request.headers.get(SIGN_IN_KEY_HEADER)
+        if not presented:
+            raise HTTPException(
+                401,
+                "local sign-in needs this machine's sign-in key: open the sign-in URL that "
+                "`aipress up` printed, or print it again with `aipress signin-url` (as root)",
+            )
+        if not sign_in_key_matches(settings, presented):
+            raise HTTPException(
+                403,
+                "this is not the machine's sign-in key (it may have been rotated): get the "
+                "current sign-in URL with `aipress signin-url` (as root)",
+            )
 
     def admin_client() -> httpx.Client:
         token = LocalTokenIssuer(settings).issue("chatbot-signin", Role.ADMIN, ttl_seconds=60)
@@ -136,7 +160,7 @@ def _install_local_sign_in(router: APIRouter, settings: Settings) -> None:
     @router.post("/auth/local/token", dependencies=[Depends(require_loopback)])
     def local_token(body: LocalTokenRequest) -> JSONResponse:
         with admin_client() as client:
-            found = client.get(f"/v1/users/{body.uid}")
+            found = client.get(f"/v1/users/{quote(body.uid, safe='')}")
         if found.status_code == 404:
             return problem(404, f"no local user {body.uid!r}; see `aipress users list`")
         user = found.raise_for_status().json()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +51,33 @@ def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise InvalidToken(f"{path} does not hold an Ed25519 key")
     return key
+
+
+def sign_in_key_path(settings: Settings) -> Path:
+    """Where the embedded default keeps the browser sign-in key (root-only, next to the
+    token signing key)."""
+    return settings.keys_dir / "sign-in.key"
+
+
+def load_sign_in_key(settings: Settings, *, rotate: bool = False) -> str:
+    """The machine's browser sign-in key, generated once (0600); `rotate` makes a new one."""
+    path = sign_in_key_path(settings)
+    if rotate or not path.exists():
+        write_private_file(path, secrets.token_urlsafe(32).encode())
+    return path.read_text().strip()
+
+
+def sign_in_key_matches(settings: Settings, presented: str | None) -> bool:
+    """Whether `presented` is the machine's sign-in key (compared in constant time)."""
+    path = sign_in_key_path(settings)
+    if not presented or not path.exists():
+        return False
+    return hmac.compare_digest(presented.encode(), path.read_text().strip().encode())
+
+
+def sign_in_url(settings: Settings, key: str) -> str:
+    """The browser sign-in URL; the key rides in the fragment, which no request carries."""
+    return f"{settings.chat_url}/signin#key={key}"
 
 
 class LocalTokenIssuer:

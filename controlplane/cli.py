@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controlplane.auth import LocalTokenIssuer
+from controlplane.auth import LocalTokenIssuer, load_sign_in_key, sign_in_url
 from controlplane.client import ApiError, ControlPlaneClient
 from controlplane.engine.runner import STEPS_BY_KIND
 from controlplane.permissions import Role
@@ -204,6 +204,9 @@ def up() -> None:
     console.print(f"  Chat service        {settings.chat_url}  (WebSocket /v1/chat/ws)")
     console.print(f"  Sites               http://<site>.<tenant>.localhost:{settings.site_port}/")
     console.print(f"  State directory     {settings.home}")
+    console.print(f"  Sign in (browser)   {sign_in_url(settings, load_sign_in_key(settings))}")
+    console.print("                      (the key after # is this machine's; `aipress signin-url`")
+    console.print("                      prints the URL again for whoever can read it)")
     console.print(f"  Demo users          {', '.join(DEMO_USERS)} (tenants acme, globex)")
     console.print("  A token             .venv/bin/aipress token --sub alice")
     console.print(
@@ -212,6 +215,25 @@ def up() -> None:
     )
     console.print("  Chat as a tenant    .venv/bin/aipress chat --as alice")
     console.print("  Stop everything     .venv/bin/aipress down")
+
+
+@app.command("signin-url")
+def signin_url(
+    rotate: Annotated[
+        bool, typer.Option(help="Make a new key: browsers holding the old one must sign in again")
+    ] = False,
+) -> None:
+    """Print the browser sign-in URL (it carries the machine's sign-in key; root-only)."""
+    settings = get_settings()
+    if settings.provider == "gcp":
+        err.print("[red]gcp mode signs in with Firebase Auth; there is no local sign-in.[/red]")
+        raise typer.Exit(2)
+    try:
+        key = load_sign_in_key(settings, rotate=rotate)
+    except PermissionError as exc:
+        err.print(f"[red]Cannot read the sign-in key ({exc.filename}): run this as root.[/red]")
+        raise typer.Exit(1) from exc
+    console.print(sign_in_url(settings, key))
 
 
 @app.command()

@@ -1,5 +1,6 @@
-// Sign-in: the embedded default lists its demo users and mints local tokens; gcp mode
-// signs in with Firebase Auth (Google, Apple or an e-mail link) and keeps the ID token.
+// Sign-in: the embedded default lists its demo users and mints local tokens for a browser
+// that holds the machine's sign-in key; gcp mode signs in with Firebase Auth (Google, Apple
+// or an e-mail link) and keeps the ID token.
 
 import { setToken } from "./api.js";
 
@@ -21,14 +22,37 @@ function button(label, detail, onClick) {
   return b;
 }
 
+// The machine's sign-in key arrives once in the URL fragment (never sent to a server, so
+// never in a log); it is kept in this browser and sent with each local sign-in call.
+const SIGN_IN_KEY = "aipress.signInKey";
+
+function signInKey() {
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get("key");
+  if (fromUrl) {
+    localStorage.setItem(SIGN_IN_KEY, fromUrl);
+    history.replaceState(null, "", location.pathname + location.search);  // out of the address bar
+  }
+  return localStorage.getItem(SIGN_IN_KEY);
+}
+
 async function local() {
   mode.textContent = "Embedded default: choose a local user (tokens are signed on this machine).";
-  const users = await (await fetch("/auth/local/users")).json();
+  const key = signInKey();
+  const headers = key ? { "X-AIPress-Sign-In-Key": key } : {};
+  const listed = await fetch("/auth/local/users", { headers });
+  if (!listed.ok) {
+    if (listed.status === 403) localStorage.removeItem(SIGN_IN_KEY);  // rotated: ask for the new URL
+    mode.textContent = "Open the sign-in URL that `aipress up` printed (or run `aipress signin-url` as root).";
+    error.textContent = (await listed.json()).detail;
+    return;
+  }
+  const users = await listed.json();
   for (const user of users) {
     const scope = user.role === "admin" ? "all tenants" : `tenant ${user.tenants.join(", ")}`;
     choices.append(button(user.uid, `${user.role} · ${scope} · ${user.email || ""}`, async () => {
       const response = await fetch("/auth/local/token", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ uid: user.uid }),
+        method: "POST", headers: { "Content-Type": "application/json", ...headers },
+        body: JSON.stringify({ uid: user.uid }),
       });
       const body = await response.json();
       if (!response.ok) { error.textContent = body.detail; return; }

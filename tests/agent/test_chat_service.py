@@ -241,3 +241,40 @@ def test_local_sign_in_answers_loopback_names_only(chat_app: TestClient) -> None
         response = chat_app.post("/auth/local/token", json={"uid": "admin"}, headers={"Host": host})
         assert response.status_code == 403
         assert chat_app.get("/auth/local/users", headers={"Host": host}).status_code == 403
+
+
+def test_local_sign_in_needs_the_machine_sign_in_key(
+    chat_settings: Settings, admin_api: httpx.Client, issuer: LocalTokenIssuer
+) -> None:
+    from controlplane.auth import load_sign_in_key, sign_in_key_path
+
+    assert admin_api.put("/v1/users/admin", json={"role": "admin", "tenants": []}).is_success
+    with TestClient(create_app(chat_settings), base_url="http://127.0.0.1:8001") as client:
+        key = load_sign_in_key(chat_settings)
+        path = sign_in_key_path(chat_settings)
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+        # Code on this machine sets any Host header: without the key it gets nothing.
+        for headers, status in (({}, 401), ({"X-AIPress-Sign-In-Key": "guess"}, 403),
+                                ({"X-AIPress-Sign-In-Key": key[:-1] + "x"}, 403)):  # fmt: skip
+            listed = client.get("/auth/local/users", headers=headers)
+            minted = client.post("/auth/local/token", json={"uid": "admin"}, headers=headers)
+            for response in (listed, minted):
+                assert response.status_code == status, response.text
+                assert "aipress signin-url" in response.json()["detail"]
+                assert "token" not in response.json()
+        good = {"X-AIPress-Sign-In-Key": key}
+        assert [u["uid"] for u in client.get("/auth/local/users", headers=good).json()] == [
+            "admin"
+        ]
+        token = client.post("/auth/local/token", json={"uid": "admin"}, headers=good).json()
+        assert issuer.verify(token["token"]).role == Role.ADMIN
+        # A user id is a path segment of the control-plane call: no traversal, no 500.
+        for uid in ("../me", "admin/", "..", ".", "a b", "admin?x=1", "", "x" * 129):
+            bad = client.post("/auth/local/token", json={"uid": uid}, headers=good)
+            assert bad.status_code == 422, (uid, bad.text)
+        missing = client.post("/auth/local/token", json={"uid": "nobody@x"}, headers=good)
+        assert missing.status_code == 404 and "aipress users list" in missing.json()["detail"]
+        # Rotation: browsers holding the old key must get the new URL.
+        load_sign_in_key(chat_settings, rotate=True)
+        assert client.get("/auth/local/users", headers=good).status_code == 403

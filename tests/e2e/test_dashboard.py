@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
 from chatbot.service import create_app as create_chat_app
+from controlplane.auth import load_sign_in_key
 from controlplane.permissions import Principal
 from controlplane.settings import Settings
 from tests.e2e.conftest import screenshot, watch
@@ -30,7 +31,12 @@ def test_settings_keep_secrets_write_only_and_admins_manage_users(
         context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="dark")
         page = context.new_page()
         errors = watch(page)
-        page.goto(f"{url}/signin")
+        page.goto(f"{url}/signin")  # without the machine's key: no users, and how to get it
+        expect(page.locator("#error")).to_contain_text("aipress signin-url")
+        expect(page.get_by_role("listitem")).to_have_count(0)
+        page.goto("about:blank")  # a new document, not a fragment change of the same one
+        page.goto(f"{url}/signin#key={load_sign_in_key(chat_settings)}")
+        expect(page).to_have_url(f"{url}/signin")  # the key leaves the address bar
         page.get_by_role("listitem").filter(has_text="alice").click()
         page.wait_for_url("**/dashboard")
         # Keyboard only: into the tab list, arrows to Settings (Sites, Costs, Errors, Settings).

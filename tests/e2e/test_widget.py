@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from chatbot.service import create_app as create_chat_app
 from controlplane import clock
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.jobs import aggregate, meter
 from controlplane.billing.warehouse import DuckDBWarehouse
@@ -81,7 +81,7 @@ def sign_in(
 ) -> tuple[BrowserContext, Page]:
     context = browser.new_context(**options)
     page = context.new_page()
-    page.goto(f"{stack.chat_url}/signin")
+    page.goto(f"{stack.chat_url}/signin#key={load_sign_in_key(stack.settings)}")
     page.get_by_role("listitem").filter(has_text=uid).click()
     page.wait_for_url("**/dashboard")
     expect(page.locator("aipress-chat .status")).to_have_text(re.compile(f"{uid} · "))
