@@ -102,7 +102,7 @@ class Settings(BaseSettings):
 
     # Billing: the export's warehouse, the aggregation window, the in-process schedule.
     billing_warehouse: Literal["duckdb", "bigquery"] | None = None  # bigquery in gcp mode
-    billing_duckdb_path: Path | None = None  # default: billing.duckdb under home
+    billing_duckdb_path: Path | None = None  # default: billing/billing.duckdb under home
     billing_export_table: str | None = None  # project.dataset.gcp_billing_export_v1_XXXX
     billing_bigquery_project: str | None = None  # where query jobs run; default gcp_project
     billing_window_days: int = Field(default=5, ge=1, le=60)
@@ -171,8 +171,9 @@ class Settings(BaseSettings):
 
     @property
     def billing_duckdb_file(self) -> Path:
-        """The embedded default's export-shaped DuckDB file."""
-        return self.billing_duckdb_path or self.home / "billing.duckdb"
+        """The embedded default's export-shaped DuckDB file (in a root-only directory: every
+        tenant's costs are in it, and DuckDB makes its files and WAL world-readable)."""
+        return self.billing_duckdb_path or self.home / "billing" / "billing.duckdb"
 
     @property
     def chat_checkpoint_url(self) -> str:

@@ -6,6 +6,7 @@ packages=(
   mariadb-server mariadb-client
   php-fpm php-mysql php-curl php-gd php-xml php-mbstring php-zip php-intl
   nginx wordpress
+  nftables  # site users reach only their own nginx port and MariaDB (controlplane/stack/firewall.py)
   python3-venv
 )
 for flag in "$@"; do

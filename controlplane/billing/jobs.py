@@ -30,7 +30,16 @@ log = get_logger("aipress.billing")
     reraise=True,
 )
 def _open_duckdb(settings: Settings) -> DuckDBWarehouse:
-    return DuckDBWarehouse(settings.billing_duckdb_file)
+    path = settings.billing_duckdb_file
+    legacy = settings.home / "billing.duckdb"  # where it was kept before (0644, in the home)
+    if settings.billing_duckdb_path is None and legacy.exists() and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for suffix in ("", ".wal"):
+            old = legacy.with_name(legacy.name + suffix)
+            if old.exists():
+                old.chmod(0o600)
+                old.rename(path.with_name(path.name + suffix))
+    return DuckDBWarehouse(path)
 
 
 @contextmanager

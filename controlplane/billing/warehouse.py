@@ -66,8 +66,10 @@ class DuckDBWarehouse:
         import duckdb
 
         if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.connection = duckdb.connect(str(path))
+        if isinstance(path, Path):
+            path.chmod(0o600)
         self.connection.execute("SET TimeZone = 'UTC'")
         self.connection.execute(sql.DUCKDB_EXPORT_TABLE)
         self.lock = threading.Lock()  # one DuckDB connection, used from several threads

@@ -56,7 +56,7 @@ class MariaDB:
         if (self.datadir / "mysql").is_dir():
             return
         self.base.mkdir(parents=True, exist_ok=True)
-        self.base.chmod(0o755)
+        self.base.chmod(0o700)
         self.datadir.mkdir(exist_ok=True)
         self._owned(self.base)
         self._owned(self.datadir)
@@ -85,6 +85,11 @@ class MariaDB:
     def start(self, timeout: float = 30) -> None:
         """Start the server (no-op if it already runs) and wait until it answers."""
         self.install()
+        # The socket, data and logs are the server's and root's alone: site users reach
+        # MariaDB over TCP with their own credentials, never over the socket.
+        self._owned(self.base)
+        self.base.chmod(0o700)
+        self.datadir.chmod(0o700)
         if self.running_pid() is not None and self._answers():
             return
         subprocess.Popen(

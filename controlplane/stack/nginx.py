@@ -65,6 +65,12 @@ class Nginx:
         temp_dir = self.base / "tmp"
         for path in (self.base, self.sites_dir, self.log_dir, self.cache_dir, temp_dir):
             path.mkdir(parents=True, exist_ok=True)
+        # Workers (www-data) only traverse to their cache and temp dirs (nginx makes those
+        # its own); a site's group reads its own logs by name; nobody else lists or reads.
+        for path in (self.base, self.log_dir, self.cache_dir, temp_dir):
+            path.chmod(0o711)
+        self.sites_dir.chmod(0o700)
+        self.prepare_log(self.log_dir / "nginx-error.log", group=0)
         self.conf.write_text(
             render(
                 "nginx.conf.j2",
@@ -77,6 +83,17 @@ class Nginx:
                 port=self.port,
             )
         )
+        self.conf.chmod(0o600)
+
+    def prepare_log(self, path: Path, group: int) -> None:
+        """Create (or fix) a log file before nginx opens it: 0640, root and `group`."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)
+        try:
+            if os.geteuid() == 0:
+                os.fchown(fd, 0, group)
+            os.fchmod(fd, 0o640 if group else 0o600)
+        finally:
+            os.close(fd)
 
     def _cmd(self, *args: str) -> list[str]:
         return ["nginx", "-p", str(self.base), "-e", str(self.log_dir / "nginx-error.log"),

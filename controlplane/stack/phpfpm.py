@@ -80,8 +80,12 @@ class PhpFpm:
         """(Re)write the master config."""
         for path in (self.base, self.pool_dir, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
-        self.base.chmod(0o755)
-        self.socket_dir.chmod(0o755)
+        # nginx (www-data) traverses to the sockets; site users cannot enter at all.
+        for path in (self.base, self.socket_dir):
+            if os.geteuid() == 0:
+                shutil.chown(path, "root", "www-data")
+            path.chmod(0o710)
+        self.pool_dir.chmod(0o700)
         self.conf.write_text(
             render(
                 "php-fpm.conf.j2",
@@ -91,6 +95,7 @@ class PhpFpm:
                 pool_dir=self.pool_dir,
             )
         )
+        self.conf.chmod(0o600)
 
     def pid(self) -> int | None:
         """The master's pid if it runs."""

@@ -264,9 +264,7 @@ def test_local_sign_in_needs_the_machine_sign_in_key(
                 assert "aipress signin-url" in response.json()["detail"]
                 assert "token" not in response.json()
         good = {"X-AIPress-Sign-In-Key": key}
-        assert [u["uid"] for u in client.get("/auth/local/users", headers=good).json()] == [
-            "admin"
-        ]
+        assert [u["uid"] for u in client.get("/auth/local/users", headers=good).json()] == ["admin"]
         token = client.post("/auth/local/token", json={"uid": "admin"}, headers=good).json()
         assert issuer.verify(token["token"]).role == Role.ADMIN
         # A user id is a path segment of the control-plane call: no traversal, no 500.

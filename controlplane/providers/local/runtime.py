@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import shutil
+from pathlib import Path
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
@@ -56,6 +58,10 @@ class RuntimeStep(LocalStep):
         names = self.names(ctx)
         nginx = self.stack.nginx
         zone = "c_" + re.sub(r"[^a-z0-9_]", "_", names.key)
+        access_log, error_log = self.log_files(ctx)
+        site_group = grp.getgrnam(names.system_user).gr_gid
+        for log_file in (access_log, error_log):  # the site's group reads its own, no one else
+            nginx.prepare_log(log_file, group=site_group)
         content = nginx.render_site(
             site=ctx.site_name,
             tenant=ctx.tenant_id,
@@ -64,12 +70,17 @@ class RuntimeStep(LocalStep):
             socket=self.stack.phpfpm.socket(names.system_user),
             cache_dir=nginx.cache_dir / names.key,
             zone=zone,
-            access_log=nginx.log_dir / f"{names.key}.access.json",
-            error_log=nginx.log_dir / f"{names.key}.error.log",
+            access_log=access_log,
+            error_log=error_log,
             upload_limit=self.settings.upload_limit.lower(),
             stopped=stopped,
         )
         nginx.install_site(names.key, content)
+
+    def log_files(self, ctx: SiteContext) -> tuple[Path, Path]:
+        """The site's nginx access and error logs."""
+        key, log_dir = self.names(ctx).key, self.stack.nginx.log_dir
+        return log_dir / f"{key}.access.json", log_dir / f"{key}.error.log"
 
     def ensure(self, ctx: SiteContext) -> None:
         """Write and load the pool, then enable the server block."""
@@ -98,6 +109,8 @@ class RuntimeStep(LocalStep):
             pool.unlink()
             self.stack.phpfpm.reload()
         shutil.rmtree(nginx.cache_dir / names.key, ignore_errors=True)
+        for log_file in self.log_files(ctx):  # nginx no longer writes them (reloaded above)
+            log_file.unlink(missing_ok=True)
         ctx.resources.pop("runtime", None)
 
     def stop(self, ctx: SiteContext) -> None:

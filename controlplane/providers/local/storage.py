@@ -45,6 +45,8 @@ class StorageStep(LocalStep):
         """Create the user, the site root, hard-linked core and the site's own wp-content."""
         names = self.names(ctx)
         self.stack.ensure_running()
+        # No site without the network fence: its PHP could reach the platform's ports.
+        self.stack.firewall.ensure()
         user = names.system_user
         if user_exists(user):
             if pwd.getpwnam(user).pw_dir != str(names.root):
@@ -55,9 +57,10 @@ class StorageStep(LocalStep):
                  "--home-dir", str(names.root), "--shell", "/usr/sbin/nologin", user],
                 what=f"useradd {user}",
             )  # fmt: skip
+        self.stack.firewall.admit(pwd.getpwnam(user).pw_uid)  # before anything runs as it
         tenant_dir = names.root.parent
         tenant_dir.mkdir(parents=True, exist_ok=True)
-        tenant_dir.chmod(0o755)
+        tenant_dir.chmod(0o711)  # traversable, not listable: other tenants' site names
         names.root.mkdir(exist_ok=True)
         shutil.chown(names.root, user, "www-data")
         names.root.chmod(0o750)  # other sites' users cannot even traverse it
@@ -119,6 +122,8 @@ class StorageStep(LocalStep):
         if tenant_dir.exists() and not any(tenant_dir.iterdir()):
             tenant_dir.rmdir()
         if user_exists(names.system_user):
+            uid = pwd.getpwnam(names.system_user).pw_uid
             subprocess.run(["pkill", "-KILL", "-u", names.system_user], check=False)
             run(["userdel", names.system_user], what=f"userdel {names.system_user}")
+            self.stack.firewall.release(uid)  # after userdel: never an unfenced site user
         ctx.resources.pop("storage", None)
