@@ -122,13 +122,16 @@ class SiteFirewall:
         meta skuid @site_uids jump site
     }}
     chain site {{
-        ip daddr {{ {", ".join(METADATA_V4)} }} reject with icmpx admin-prohibited
-        ip6 daddr {{ {", ".join(METADATA_V6)} }} reject with icmpx admin-prohibited
+        ip daddr {{ {", ".join(METADATA_V4)} }} goto deny
+        ip6 daddr {{ {", ".join(METADATA_V6)} }} goto deny
         oif lo {site_dst} tcp dport {self.site_port} accept
         oif lo ip daddr 127.0.0.1 tcp dport {self.mariadb_port} accept
         {dns}
-        oif lo meta l4proto tcp reject with tcp reset
-        oif lo reject with icmpx admin-prohibited
+        oif lo goto deny
+    }}
+    chain deny {{
+        meta l4proto tcp reject with tcp reset
+        reject with icmpx admin-prohibited
     }}
 }}
 """
