@@ -3,6 +3,7 @@ a private control plane, and `terraform fmt` (when the binary is on the machine)
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -127,3 +128,59 @@ def test_terraform_fmt() -> None:
     result = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Roles with which a member can act as, or mint credentials for, a service account (or
+# grant itself anything): a tenant's runtime account must never hold one.
+MINTING_ROLES = (
+    "roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser",
+    "roles/iam.serviceAccountKeyAdmin", "roles/iam.serviceAccountOpenIdTokenCreator",
+    "roles/iam.workloadIdentityUser", "roles/iam.serviceAccountAdmin",
+    "roles/resourcemanager.projectIamAdmin", "roles/owner", "roles/editor",
+)  # fmt: skip
+CONTROL_PLANE = "serviceAccount:${google_service_account.control_plane.email}"
+
+
+def _roles_of(body: dict[str, Any]) -> list[str]:
+    text = str(body.get("for_each") or "") + " " + str(body.get("role") or "")
+    return re.findall(r"roles/[A-Za-z0-9_.]+", text)
+
+
+def test_only_the_control_plane_can_act_as_or_mint_for_service_accounts() -> None:
+    seen = resources()
+    # No grant on a single service account (actAs or token minting for that account).
+    assert not [name for kind, name, _ in seen if kind.startswith("google_service_account_iam")]
+    for kind, name, body in seen:
+        if not kind.endswith("_iam_member"):
+            continue
+        for role in _roles_of(body):
+            if role in MINTING_ROLES:
+                assert _unquote(body["member"]) == CONTROL_PLANE, f"{kind}.{name} grants {role}"
+
+
+def test_the_control_plane_may_grant_tenants_exactly_the_runtime_roles() -> None:
+    from controlplane.providers.gcp.identity import RUNTIME_ROLES
+
+    [grant] = [body for kind, _name, body in resources()
+               if kind == "google_project_iam_member" and "projectIamAdmin" in str(body["role"])]  # fmt: skip
+    expression = str(grant["condition"])
+    listed = re.search(r"hasOnly\(\[([^\]]*)\]\)", expression)
+    assert listed, expression
+    assert set(re.findall(r"roles/[A-Za-z0-9_.]+", listed.group(1))) == set(RUNTIME_ROLES)
+    assert set(RUNTIME_ROLES) == {
+        "roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter"}  # fmt: skip
+    assert not set(RUNTIME_ROLES) & set(MINTING_ROLES)
+
+
+def test_the_gcp_provider_grants_tenants_nothing_that_mints() -> None:
+    """Every role the provider's code can grant: the runtime's three on the project, read
+    of its own secrets, write of its own bucket, and the public invoker of its service."""
+    allowed = {
+        "roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter",
+        "roles/secretmanager.secretAccessor", "roles/storage.objectAdmin", "roles/run.invoker",
+    }  # fmt: skip
+    source = TERRAFORM.parent / "controlplane" / "providers" / "gcp"
+    found = {role for path in source.glob("*.py")
+             for role in re.findall(r"roles/[A-Za-z0-9_.]+", path.read_text())}  # fmt: skip
+    assert found and found <= allowed, found - allowed
+    assert "actAs" not in "".join(p.read_text() for p in source.glob("*.py"))
