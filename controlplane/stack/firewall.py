@@ -124,7 +124,7 @@ class SiteFirewall:
     chain site {{
         ip daddr {{ {", ".join(METADATA_V4)} }} goto deny
         ip6 daddr {{ {", ".join(METADATA_V6)} }} goto deny
-        oif lo {site_dst} tcp dport {self.site_port} accept
+        oif lo {site_dst}tcp dport {self.site_port} accept
         oif lo ip daddr 127.0.0.1 tcp dport {self.mariadb_port} accept
         {dns}
         oif lo goto deny
@@ -144,7 +144,7 @@ class SiteFirewall:
             return ""
         if address.is_unspecified:
             return ""
-        return f"ip daddr {address}" if address.version == 4 else f"ip6 daddr {address}"
+        return f"ip daddr {address} " if address.version == 4 else f"ip6 daddr {address} "
 
     def install(self) -> None:
         """(Re)build the table from this stack's current site users, in one transaction."""
