@@ -105,11 +105,14 @@ class SiteFirewall:
         comment = f'comment "{self.home}"' if _SAFE_COMMENT.match(str(self.home)) else ""
         site_dst = self._site_destination()
         resolvers = loopback_resolvers()
-        dns = (
-            f"oif lo ip daddr {{ {', '.join(r for r in resolvers if ':' not in r)} }} "
+        dns = "\n        ".join(
+            f"oif lo {family} daddr {{ {', '.join(found)} }} "
             "meta l4proto { tcp, udp } th dport 53 accept"
-            if any(":" not in r for r in resolvers)
-            else ""
+            for family, found in (
+                ("ip", [r for r in resolvers if ":" not in r]),
+                ("ip6", [r for r in resolvers if ":" in r]),
+            )
+            if found
         )
         return f"""table inet {self.table} {{
     {comment}

@@ -28,7 +28,7 @@ def test_loopback_resolvers_are_kept_reachable(tmp_path: Path) -> None:
 
 
 def test_rules_allow_only_the_stacks_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(firewall, "loopback_resolvers", lambda: ["127.0.0.53"])
+    monkeypatch.setattr(firewall, "loopback_resolvers", lambda: ["127.0.0.53", "::1"])
     rules = _fence(tmp_path)._rules({1001, 1002})
     assert "elements = { 1001, 1002 }" in rules
     accepts = [line.strip() for line in rules.splitlines() if line.strip().endswith("accept")]
@@ -36,6 +36,7 @@ def test_rules_allow_only_the_stacks_ports(tmp_path: Path, monkeypatch: pytest.M
         "oif lo ip daddr 127.0.0.1 tcp dport 18080 accept",
         "oif lo ip daddr 127.0.0.1 tcp dport 3307 accept",
         "oif lo ip daddr { 127.0.0.53 } meta l4proto { tcp, udp } th dport 53 accept",
+        "oif lo ip6 daddr { ::1 } meta l4proto { tcp, udp } th dport 53 accept",
     ]
     assert "oif lo goto deny" in rules and "169.254.0.0/16" in rules and "fd00:ec2::254" in rules
     # nginx on every address: the site port is allowed on any local address, nothing else.
@@ -45,7 +46,8 @@ def test_rules_allow_only_the_stacks_ports(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0, reason="needs nft as root")
-def test_rules_parse(tmp_path: Path) -> None:
+def test_rules_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(firewall, "loopback_resolvers", lambda: ["127.0.0.53", "::1"])
     result = subprocess.run(["nft", "-c", "-f", "-"], input=_fence(tmp_path)._rules({1001}),
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
