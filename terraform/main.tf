@@ -5,7 +5,7 @@ locals {
     "artifactregistry.googleapis.com", "cloudscheduler.googleapis.com", "bigquery.googleapis.com",
     "iam.googleapis.com", "logging.googleapis.com", "monitoring.googleapis.com",
     "aiplatform.googleapis.com", "identitytoolkit.googleapis.com", "dns.googleapis.com",
-    "storage.googleapis.com",
+    "storage.googleapis.com", "compute.googleapis.com",
   ]
 }
 
@@ -255,10 +255,45 @@ locals {
   }
 }
 
+# --- The platform network: the only route to the control plane ------------------------------
+# The control plane takes internal traffic only; the chatbot reaches it through this VPC
+# (Direct VPC egress, all traffic), with Private Google Access for Google's APIs. Tenant
+# services get no VPC access: from a tenant's site the control plane has no route at all,
+# and IAM (only the chatbot may invoke it) would refuse it even if it had one.
+resource "google_compute_network" "platform" {
+  name                    = "aipress-platform"
+  auto_create_subnetworks = false
+  depends_on              = [google_project_service.apis]
+}
+
+resource "google_compute_subnetwork" "platform" {
+  name                     = "aipress-platform-${var.region}"
+  region                   = var.region
+  network                  = google_compute_network.platform.id
+  ip_cidr_range            = "10.8.0.0/24"
+  private_ip_google_access = true
+}
+
+# The chatbot's other egress (the Cloud SQL public endpoint, anything not behind Private
+# Google Access) leaves the VPC through Cloud NAT.
+resource "google_compute_router" "platform" {
+  name    = "aipress-platform"
+  region  = var.region
+  network = google_compute_network.platform.id
+}
+
+resource "google_compute_router_nat" "platform" {
+  name                               = "aipress-platform"
+  router                             = google_compute_router.platform.name
+  region                             = var.region
+  nat_ip_allocate_option             = "AUTO_ONLY"
+  source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
+}
+
 resource "google_cloud_run_v2_service" "control_plane" {
   name                = "aipress-control-plane"
   location            = var.region
-  ingress             = "INGRESS_TRAFFIC_ALL"
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
   deletion_protection = false
   labels              = local.labels
   template {
@@ -322,6 +357,13 @@ resource "google_cloud_run_v2_service" "chatbot" {
   template {
     service_account = google_service_account.chatbot.email
     labels          = local.labels
+    vpc_access {
+      network_interfaces {
+        network    = google_compute_network.platform.id
+        subnetwork = google_compute_subnetwork.platform.id
+      }
+      egress = "ALL_TRAFFIC" # internal-ingress services are reached only through the VPC
+    }
     scaling {
       min_instance_count = 0
       max_instance_count = 10

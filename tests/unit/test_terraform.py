@@ -30,6 +30,8 @@ UNLABELLED = {
     "google_secret_manager_secret_iam_member", "google_cloud_run_v2_service_iam_member",
     "google_cloud_run_v2_job_iam_member", "google_cloud_scheduler_job",
     "google_identity_platform_config", "google_secret_manager_secret_version", "random_password",
+    "google_compute_network", "google_compute_subnetwork", "google_compute_router",
+    "google_compute_router_nat",
 }  # fmt: skip
 
 
@@ -112,6 +114,19 @@ def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> Non
     assert [_unquote(b["member"]) for b in control] == [
         "serviceAccount:${google_service_account.chatbot.email}"
     ]
+
+
+def test_only_the_chatbot_has_a_route_to_the_control_plane() -> None:
+    """Internal ingress, reached through the platform VPC; tenants' services have no VPC."""
+    services = {name: body for kind, name, body in resources()
+                if kind == "google_cloud_run_v2_service"}  # fmt: skip
+    assert _unquote(services["control_plane"]["ingress"]) == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    access = _get(services["chatbot"], ("template", "vpc_access"))
+    assert _unquote(_get(access, ("egress",))) == "ALL_TRAFFIC"
+    [subnet] = [b for k, _n, b in resources() if k == "google_compute_subnetwork"]
+    assert subnet["private_ip_google_access"] is True
+    runtime = (TERRAFORM.parent / "controlplane/providers/gcp/runtime.py").read_text()
+    assert "vpc_access" not in runtime and "VpcAccess" not in runtime
 
 
 def test_variables_are_validated() -> None:
