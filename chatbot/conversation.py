@@ -138,12 +138,13 @@ class ChatEngine:
 
     def open_thread(self, ctx: AgentContext, thread_id: str | None, first_message: str) -> str:
         """The caller's existing thread (ThreadNotFound otherwise) or a new one."""
-        owner = ctx.principal.sub
+        owner = ctx.principal.key
         if thread_id is None:
             return self.threads.create(
-                owner_sub=owner, tenant_id=ctx.tenant_id, first_message=first_message
-            )
-        thread = self.threads.get(thread_id, owner_sub=owner)
+                owner_key=owner, owner_sub=ctx.principal.sub, tenant_id=ctx.tenant_id,
+                first_message=first_message,
+            )  # fmt: skip
+        thread = self.threads.get(thread_id, owner_key=owner)
         if thread.tenant_id != ctx.tenant_id:
             # A thread acts for one tenant: its pending confirmation names that tenant, and a
             # resume runs with it. Another tenant means another thread.
@@ -162,7 +163,7 @@ class ChatEngine:
         approve: bool | None = None,
     ) -> Iterator[Event]:
         """Run one turn (a new message, or the answer to a confirmation) and stream events."""
-        self.threads.get(thread_id, owner_sub=ctx.principal.sub)
+        self.threads.get(thread_id, owner_key=ctx.principal.key)
         graph_input: Any
         if message is not None:
             if self.pending_interrupt(thread_id) is not None:

@@ -174,7 +174,7 @@ def create_app(
         """Answer a confirmation (approve or cancel) and let the turn finish."""
         engine = _engine(request)
         _admit(request, caller, "")
-        thread = engine.threads.get(thread_id, owner_sub=caller.principal.sub)
+        thread = engine.threads.get(thread_id, owner_key=caller.principal.key)
         ctx = _context(engine, caller, thread.tenant_id)
         return _collect(thread_id, engine.turn(ctx, thread_id, approve=body.approve))
 
@@ -184,14 +184,14 @@ def create_app(
         return [
             ThreadRead(id=t.id, title=t.title, tenant_id=t.tenant_id,
                        created_at=t.created_at.isoformat(), updated_at=t.updated_at.isoformat())
-            for t in _engine(request).threads.list(owner_sub=caller.principal.sub)
+            for t in _engine(request).threads.list(owner_key=caller.principal.key)
         ]  # fmt: skip
 
     @app.get("/v1/chat/{thread_id}", response_model=ChatReply)
     def thread(thread_id: str, caller: CallerDep, request: Request) -> ChatReply:
         """A thread's messages and pending confirmation (only its owner may read it)."""
         engine = _engine(request)
-        engine.threads.get(thread_id, owner_sub=caller.principal.sub)
+        engine.threads.get(thread_id, owner_key=caller.principal.key)
         return ChatReply(
             thread_id=thread_id,
             messages=engine.history(thread_id),
@@ -250,7 +250,7 @@ def _admit(request: Request, caller: Caller, message: str) -> None:
     """Length first (a refused message is not counted), then the rate."""
     check_length(message, request.app.state.engine.settings.chat_max_message_chars)
     limiter: RateLimiter = request.app.state.limiter
-    limiter.hit(caller.principal.sub)
+    limiter.hit(caller.principal.key)
 
 
 def _context(engine: ChatEngine, caller: Caller, tenant_id: str | None) -> AgentContext:
@@ -311,7 +311,7 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("a message frame needs a non-empty 'text'")
             check_length(text, engine.settings.chat_max_message_chars)
-            limiter.hit(caller.principal.sub)
+            limiter.hit(caller.principal.key)
             ctx = _context(engine, caller, frame.get("tenant_id"))
             thread_id = await run_in_threadpool(
                 engine.open_thread, ctx, frame.get("thread_id"), text
@@ -319,9 +319,9 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             await _relay(websocket, engine.turn(ctx, thread_id, message=text))
         elif kind == "resume":
             thread_id = str(frame.get("thread_id") or "")
-            limiter.hit(caller.principal.sub)
+            limiter.hit(caller.principal.key)
             thread = await run_in_threadpool(
-                engine.threads.get, thread_id, owner_sub=caller.principal.sub
+                engine.threads.get, thread_id, owner_key=caller.principal.key
             )
             ctx = _context(engine, caller, thread.tenant_id)
             approve = frame.get("approve") is True

@@ -2,7 +2,9 @@
 
 SQLite under the state directory locally; Postgres in production (`AIPRESS_CHAT_DATABASE_URL`
 = postgresql://...). Thread owners are kept beside the checkpoints so that only the token's
-subject can read or resume a thread.
+identity can read or resume a thread. The owner is the caller's (issuer, subject, tenant
+scope) key (`Principal.key`): a `sub` alone is not unique (every `aipress token` once said
+`local-user`, and another issuer may reuse any subject).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from sqlalchemy import DateTime, String, create_engine, event, select
+from sqlalchemy import DateTime, String, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -32,7 +34,11 @@ class ChatThread(Base):
     __tablename__ = "chat_threads"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    owner_sub: Mapped[str] = mapped_column(String(128), index=True)
+    # Kept for people reading the table; ownership is decided by owner_key alone.
+    owner_sub: Mapped[str] = mapped_column(String(128))
+    # NULL on rows written before owners were keyed on (issuer, subject, tenant scope): such a
+    # thread matches no caller, rather than every caller who shares its subject.
+    owner_key: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     tenant_id: Mapped[str | None] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(TITLE_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -102,14 +108,29 @@ class ThreadStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        self._add_owner_key()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def create(self, *, owner_sub: str, tenant_id: str | None, first_message: str) -> str:
-        """A new thread owned by `owner_sub`; returns its id."""
+    def _add_owner_key(self) -> None:
+        """Add `owner_key` to a table made before it existed (old rows stay NULL: unowned)."""
+        columns = {c["name"] for c in inspect(self.engine).get_columns(ChatThread.__tablename__)}
+        if "owner_key" in columns:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE chat_threads ADD COLUMN owner_key VARCHAR(64)"))
+            conn.execute(
+                text("CREATE INDEX IF NOT EXISTS ix_chat_threads_owner_key ON chat_threads (owner_key)")
+            )
+
+    def create(
+        self, *, owner_key: str, owner_sub: str, tenant_id: str | None, first_message: str
+    ) -> str:
+        """A new thread owned by `owner_key`; returns its id."""
         now = datetime.now(UTC)
         thread = ChatThread(
             id=str(uuid.uuid4()),
             owner_sub=owner_sub,
+            owner_key=owner_key,
             tenant_id=tenant_id,
             title=" ".join(first_message.split())[:TITLE_LENGTH] or "conversation",
             created_at=now,
@@ -119,11 +140,11 @@ class ThreadStore:
             session.add(thread)
         return thread.id
 
-    def get(self, thread_id: str, *, owner_sub: str) -> ChatThread:
+    def get(self, thread_id: str, *, owner_key: str) -> ChatThread:
         """The caller's thread, or ThreadNotFound."""
         with Session(self.engine) as session:
             thread = session.get(ChatThread, thread_id)
-        if thread is None or thread.owner_sub != owner_sub:
+        if thread is None or thread.owner_key is None or thread.owner_key != owner_key:
             raise ThreadNotFound(thread_id)
         return thread
 
@@ -134,12 +155,12 @@ class ThreadStore:
             if thread is not None:
                 thread.updated_at = datetime.now(UTC)
 
-    def list(self, *, owner_sub: str, limit: int = 50) -> list[ChatThread]:
+    def list(self, *, owner_key: str, limit: int = 50) -> list[ChatThread]:
         """The caller's threads, latest first."""
         with Session(self.engine) as session:
             query = (
                 select(ChatThread)
-                .where(ChatThread.owner_sub == owner_sub)
+                .where(ChatThread.owner_key == owner_key)
                 .order_by(ChatThread.updated_at.desc())
                 .limit(limit)
             )

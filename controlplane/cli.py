@@ -67,7 +67,9 @@ def token(
     tenant: Annotated[
         list[str] | None, typer.Option(help="Tenant id (repeat for operators)")
     ] = None,
-    sub: Annotated[str, typer.Option(help="Subject (user id)")] = "local-user",
+    sub: Annotated[
+        str | None, typer.Option(help="Subject (user id), required: it owns chat threads")
+    ] = None,
     email: Annotated[str | None, typer.Option(help="E-mail claim")] = None,
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds")] = None,
 ) -> None:
@@ -75,6 +77,10 @@ def token(
     settings = get_settings()
     if settings.provider == "gcp":
         err.print("[red]gcp mode uses Firebase ID tokens; local tokens are refused there.[/red]")
+        raise typer.Exit(2)
+    if not sub or not sub.strip():
+        # One default subject for every token made every tenant's chat threads one owner's.
+        err.print("[red]Give --sub <user id> (e.g. --sub alice): a token names its user.[/red]")
         raise typer.Exit(2)
     tenants = list(tenant or [])
     if role is None:

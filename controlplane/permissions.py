@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -109,6 +111,23 @@ class Principal:
     role: Role
     tenants: frozenset[str] = field(default_factory=frozenset)
     email: str | None = None
+    # Who vouched for `sub` (the token's `iss`): a subject is unique only within its issuer.
+    issuer: str = ""
+
+    @property
+    def scope(self) -> str:
+        """The role and tenants the token grants, e.g. 'tenant:acme' or 'admin'."""
+        if self.is_admin:
+            return self.role.value
+        return f"{self.role.value}:{','.join(sorted(self.tenants))}"
+
+    @property
+    def key(self) -> str:
+        """One string for (issuer, subject, tenant scope): what owns threads, rate limits and
+        audit entries. Hashed so that any issuer or subject fits a column and no separator in
+        them can make two identities collide."""
+        raw = json.dumps([self.issuer, self.sub, self.scope], separators=(",", ":"))
+        return hashlib.sha256(raw.encode()).hexdigest()
 
     @property
     def is_admin(self) -> bool:
@@ -137,17 +156,18 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             "viewer, tenant)"
         ) from exc
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else ""
     if role is Role.TENANT:
         tenant_id = claims.get("tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidClaims("a tenant token must carry a tenant_id claim")
-        return Principal(sub, role, frozenset({tenant_id}), email)
+        return Principal(sub, role, frozenset({tenant_id}), email, issuer)
     if role in (Role.OPERATOR, Role.VIEWER):
         tenants = claims.get("tenants") or []
         if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
             raise InvalidClaims("the tenants claim must be a list of tenant ids")
-        return Principal(sub, role, frozenset(tenants), email)
-    return Principal(sub, role, frozenset(), email)
+        return Principal(sub, role, frozenset(tenants), email, issuer)
+    return Principal(sub, role, frozenset(), email, issuer)
 
 
 def scope_for(principal: Principal, action: Action) -> Scope:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from fastapi.testclient import TestClient
 from rich.console import Console
 
 from chatbot.service import create_app
+from chatbot.store import ThreadNotFound, ThreadStore
 from chatbot.terminal import TerminalChat
 from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.permissions import Principal, Role
 from controlplane.settings import Settings
 from tests.agent_fixtures import make_site, site_names
 from tests.live import serve
@@ -276,3 +279,81 @@ def test_local_sign_in_needs_the_machine_sign_in_key(
         # Rotation: browsers holding the old key must get the new URL.
         load_sign_in_key(chat_settings, rotate=True)
         assert client.get("/auth/local/users", headers=good).status_code == 403
+
+
+class _TwoIssuers:
+    """The local issuer, plus tokens a second issuer vouched for (same subjects)."""
+
+    def __init__(self, local: LocalTokenIssuer, foreign: dict[str, Principal]) -> None:
+        self.local = local
+        self.foreign = foreign
+
+    def verify(self, token: str) -> Principal:
+        return self.foreign.get(token) or self.local.verify(token)
+
+
+def test_same_subject_in_another_tenant_or_issuer_shares_no_thread_and_no_limit(
+    chat_settings: Settings, issuer: LocalTokenIssuer
+) -> None:
+    # `aipress token` once gave every token `sub: local-user`: the subject alone is no owner.
+    foreign = Principal("local-user", Role.TENANT, frozenset({"acme"}), issuer="https://other")
+    verifier = _TwoIssuers(issuer, {"foreign-token": foreign})
+    settings = chat_settings.model_copy(update={"chat_rate_per_minute": 4})
+    acme = _bearer(issuer, "local-user", "tenant", "acme")
+    globex = _bearer(issuer, "local-user", "tenant", "globex")
+    admin = _bearer(issuer, "local-user", "admin")
+    other_issuer = {"Authorization": "Bearer foreign-token"}
+    with TestClient(create_app(settings, verifier=verifier)) as chat:
+        thread = chat.post("/v1/chat", json={"message": "hi"}, headers=acme).json()["thread_id"]
+        for intruder in (globex, admin, other_issuer):
+            assert chat.get("/v1/chat/threads", headers=intruder).json() == []
+            assert chat.get(f"/v1/chat/{thread}", headers=intruder).status_code == 404
+            resumed = chat.post(f"/v1/chat/{thread}/resume", json={"approve": True},
+                                headers=intruder)  # fmt: skip
+            assert resumed.status_code == 404
+            continued = chat.post("/v1/chat", json={"thread_id": thread, "message": "hi"},
+                                  headers=intruder)  # fmt: skip
+            assert continued.status_code == 404
+        assert [t["id"] for t in chat.get("/v1/chat/threads", headers=acme).json()] == [thread]
+        with chat.websocket_connect("/v1/chat/ws") as ws:
+            ws.send_json({"type": "auth", "token": globex["Authorization"].split()[1]})
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_json({"type": "resume", "thread_id": thread, "approve": True})
+            assert ws.receive_json()["status"] == 404
+            ws.send_json({"type": "message", "thread_id": thread, "text": "hi"})
+            assert ws.receive_json()["status"] == 404
+        # acme's 4th message spends its limit; the same subject elsewhere has its own (each
+        # intruder spent 2 above; globex spent all 4 and its WebSocket frames were still 404s).
+        for _ in range(3):
+            assert chat.post("/v1/chat", json={"message": "hi"}, headers=acme).status_code == 200
+        assert chat.post("/v1/chat", json={"message": "hi"}, headers=acme).status_code == 429
+        assert chat.post("/v1/chat", json={"message": "hi"}, headers=admin).status_code == 200
+        assert chat.post("/v1/chat", json={"message": "hi"}, headers=other_issuer).status_code == (
+            200
+        )
+
+
+def test_threads_stored_before_owner_keys_belong_to_nobody(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    old = sqlalchemy.create_engine(url)
+    with old.begin() as conn:
+        conn.execute(sqlalchemy.text(
+            "CREATE TABLE chat_threads (id VARCHAR(36) PRIMARY KEY, owner_sub VARCHAR(128), "
+            "tenant_id VARCHAR(64), title VARCHAR(80), created_at DATETIME, updated_at DATETIME)"
+        ))  # fmt: skip
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO chat_threads VALUES ('t1', 'local-user', 'acme', 'old', "
+            "'2020-01-01 00:00:00', '2020-01-01 00:00:00')"
+        ))  # fmt: skip
+    old.dispose()
+    store = ThreadStore(url)
+    try:
+        caller = Principal("local-user", Role.TENANT, frozenset({"acme"}), issuer="aipress-local")
+        with pytest.raises(ThreadNotFound):
+            store.get("t1", owner_key=caller.key)
+        assert store.list(owner_key=caller.key) == []
+        new = store.create(owner_key=caller.key, owner_sub=caller.sub, tenant_id="acme",
+                           first_message="hello")  # fmt: skip
+        assert [t.id for t in store.list(owner_key=caller.key)] == [new]
+    finally:
+        store.close()
