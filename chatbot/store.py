@@ -119,8 +119,9 @@ class ThreadStore:
         with self.engine.begin() as conn:
             conn.execute(text("ALTER TABLE chat_threads ADD COLUMN owner_key VARCHAR(64)"))
             conn.execute(
-                text("CREATE INDEX IF NOT EXISTS ix_chat_threads_owner_key ON chat_threads (owner_key)")
-            )
+                text("CREATE INDEX IF NOT EXISTS ix_chat_threads_owner_key ON chat_threads "
+                     "(owner_key)")
+            )  # fmt: skip
 
     def create(
         self, *, owner_key: str, owner_sub: str, tenant_id: str | None, first_message: str

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,6 +29,8 @@ def record(
     """Add an audit event to the session (committed with the change it describes)."""
     event = AuditEvent(
         actor=principal.sub,
+        actor_issuer=principal.issuer or None,
+        actor_key=principal.key,
         role=principal.role.value,
         action=action,
         tenant_id=tenant_id,
@@ -37,3 +42,43 @@ def record(
     session.add(event)
     log.info("audit", action=action, tenant_id=tenant_id, target=target, outcome=outcome)
     return event
+
+
+class DeniedLimiter:
+    """At most `per_minute` denied-request entries per caller in any 60 s window: a refused
+    request costs the caller nothing, so without a bound it could fill the log."""
+
+    def __init__(self, per_minute: int, window: float = 60.0) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: str) -> bool:
+        """Count one entry for `key`; False (and nothing counted) past the limit."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._events) > 10_000:  # forget callers gone quiet
+                self._events = {k: v for k, v in self._events.items() if v[-1] > now - self.window}
+            events = self._events.setdefault(key, deque())
+            while events and events[0] <= now - self.window:
+                events.popleft()
+            if len(events) >= self.per_minute:
+                return False
+            events.append(now)
+            return True
+
+
+def denied_entry(
+    principal: Principal, *, method: str, route: str | None, path_params: dict[str, Any]
+) -> tuple[str, str | None, dict[str, Any]]:
+    """(action, tenant_id, extra detail) of a denied request: the action is the route
+    template, never the raw path (a caller chooses the path's text), and a tenant the caller
+    cannot see is not where it is filed: it goes under the caller (tenant_id None, which
+    admins read) so that nobody writes into another tenant's log."""
+    action = f"{method} {route or '(no route)'}"[:120]
+    target = path_params.get("tenant_id")
+    if isinstance(target, str) and principal.sees_tenant(target):
+        return action, target, {}
+    own = sorted(principal.tenants)
+    return action, own[0] if len(own) == 1 else None, {"target_visible": False}

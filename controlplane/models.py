@@ -95,15 +95,35 @@ class Site(Base):
         back_populates="site", cascade="all, delete-orphan", lazy="selectin"
     )
 
+    @property
+    def verified_domains(self) -> list[str]:
+        """The custom domains proven to be the tenant's: the only ones the site serves."""
+        return sorted(d.domain for d in self.domains if d.status == DOMAIN_VERIFIED)
+
+
+DOMAIN_PENDING = "pending"
+DOMAIN_VERIFIED = "verified"
+
 
 class Domain(Base):
-    """A custom domain attached to a site; a domain belongs to one site platform-wide."""
+    """A site's claim to a custom domain: pending until its owner proves control (a DNS TXT
+    record with the claim's token), then verified. Many sites may hold pending claims to one
+    name (a claim proves nothing, so it must block nobody); one site at most holds it
+    verified (`verified_domain` is unique and NULL while pending)."""
 
     __tablename__ = "domains"
+    __table_args__ = (UniqueConstraint("site_id", "domain", name="uq_domains_site_domain"),)
 
-    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(253), index=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=DOMAIN_PENDING)
+    token: Mapped[str] = mapped_column(String(64))
+    verified_domain: Mapped[str | None] = mapped_column(String(253), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
     site: Mapped[Site] = relationship(back_populates="domains")
 
@@ -217,8 +237,12 @@ class AuditEvent(Base):
     )
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
+    # The token's issuer and the (issuer, subject, tenant scope) key: `actor` alone is not
+    # unique across issuers, nor across tokens minted for the same subject.
+    actor_issuer: Mapped[str | None] = mapped_column(String(300), default=None)
+    actor_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     role: Mapped[str] = mapped_column(String(20))
-    action: Mapped[str] = mapped_column(String(60))
+    action: Mapped[str] = mapped_column(String(120))
     tenant_id: Mapped[str | None] = mapped_column(String(30), default=None)
     target: Mapped[str | None] = mapped_column(String(300), default=None)
     outcome: Mapped[str] = mapped_column(String(20))

@@ -16,6 +16,17 @@ RESERVED_NAMES = frozenset(
         "status", "system", "www", "wp-admin", "test",
     }
 )  # fmt: skip
+# Special-use and private names (RFC 6761, 6762, 8375, 9476 and common internal suffixes):
+# they never reach a site from the internet, and some name this machine's own services.
+RESERVED_TLDS = frozenset(
+    {
+        "localhost", "local", "internal", "intranet", "lan", "home", "corp", "private",
+        "localdomain", "arpa", "home.arpa", "invalid", "test", "example", "onion", "alt",
+    }
+)  # fmt: skip
+METADATA_NAMES = frozenset(
+    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data.ec2.internal"}
+)
 # Names the platform sets, and names the C library, loader or shells act on (GCONV_PATH
 # or LD_* would load a tenant's own shared object into PHP, past disable_functions).
 RESERVED_ENV_PREFIXES = (
@@ -78,10 +89,17 @@ def check_domain(value: str, platform_domain: str | None = None) -> str:
                 f"domain label {label!r} is invalid: use letters, digits and hyphens "
                 "(no scheme, path or port)"
             )
-    if labels[-1].isdigit():
+    if labels[-1].isdigit() or re.fullmatch(r"(0x[0-9a-f]+|[0-9]+)", labels[-1]):
         raise ValueError("domain must be a name, not an IP address")
     if domain == "localhost" or domain.endswith(".localhost"):
         raise ValueError("'.localhost' names are the platform's preview names; use your own domain")
+    if labels[-1] in RESERVED_TLDS or ".".join(labels[-2:]) in RESERVED_TLDS:
+        raise ValueError(
+            f"names under .{labels[-1]} are reserved or private (they resolve inside a "
+            "network, not on the internet); use a public domain you own"
+        )
+    if domain in METADATA_NAMES or any(domain.endswith("." + m) for m in METADATA_NAMES):
+        raise ValueError(f"{domain!r} is a cloud metadata name and cannot be a site's domain")
     if platform_domain and (domain == platform_domain or domain.endswith("." + platform_domain)):
         raise ValueError(
             f"names under {platform_domain} are the platform's preview names; use your own domain"

@@ -156,7 +156,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             "viewer, tenant)"
         ) from exc
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else ""
+    iss = claims.get("iss")
+    issuer = iss if isinstance(iss, str) else ""
     if role is Role.TENANT:
         tenant_id = claims.get("tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id:

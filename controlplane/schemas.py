@@ -68,7 +68,10 @@ class SiteCreate(BaseModel):
     admin_email: EmailStr | None = Field(
         default=None, description="WordPress admin e-mail; defaults to the caller's e-mail"
     )
-    domain: str | None = Field(default=None, description="Optional custom domain")
+    domain: str | None = Field(
+        default=None,
+        description="Optional custom domain: starts a pending claim, served once verified",
+    )
 
     @field_validator("name")
     @classmethod
@@ -97,7 +100,10 @@ class SiteRead(BaseModel):
     title: str
     status: str
     preview_url: str | None
-    domains: list[str]
+    domains: list[str] = Field(description="Verified custom domains (the ones served)")
+    pending_domains: list[str] = Field(
+        default_factory=list, description="Claimed custom domains still waiting for proof"
+    )
     admin_email: str
     admin_user: str
     current_operation_id: str | None
@@ -144,6 +150,47 @@ class OperationRead(BaseModel):
     finished_at: datetime | None
     steps: list[StepRead]
     backup: str | None = None
+
+
+class DomainCreate(BaseModel):
+    """A claim to a custom domain for a site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str = Field(description="Fully qualified name you own, e.g. 'shop.example.com'")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return names.check_domain(value)
+
+
+class DnsRecord(BaseModel):
+    """A DNS record to create."""
+
+    type: str
+    name: str
+    value: str
+
+
+class DomainRead(BaseModel):
+    """A site's claim to a custom domain and how to prove it."""
+
+    domain: str
+    status: str = Field(description="pending (not served) or verified (served)")
+    verification: DnsRecord = Field(description="The TXT record that proves control")
+    instructions: str
+    created_at: datetime
+    checked_at: datetime | None
+    verified_at: datetime | None
+    last_error: str | None = Field(description="Why the last verification failed")
+
+
+class DomainChange(BaseModel):
+    """A domain change and the operation that applies it to the site, if one is needed."""
+
+    domain: DomainRead
+    operation: OperationRead | None
 
 
 class SiteAccepted(BaseModel):
@@ -205,6 +252,7 @@ class AuditRead(BaseModel):
     id: int
     at: datetime
     actor: str
+    actor_issuer: str | None = None
     role: str
     action: str
     tenant_id: str | None

@@ -16,7 +16,16 @@ from controlplane import audit
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.middleware import RequestIdMiddleware
 from controlplane.api.routes import audit as audit_routes
-from controlplane.api.routes import billing, env, observability, operations, sites, tenants, users
+from controlplane.api.routes import (
+    billing,
+    domains,
+    env,
+    observability,
+    operations,
+    sites,
+    tenants,
+    users,
+)
 from controlplane.billing.schedule import BillingSchedule
 from controlplane.logs import configure_logging, get_logger
 from controlplane.permissions import Principal
@@ -106,22 +115,32 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
 
-    async def on_denied(request: Request, reason: str, message: str) -> None:
+    denied_limiter = audit.DeniedLimiter(settings.audit_denied_per_minute)
+
+    async def on_denied(request: Request, reason: str, _message: str) -> None:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None or request.method not in MUTATING:
             return
+        if not denied_limiter.admit(principal.key):
+            log.warning("audit.denied_suppressed", actor=principal.sub, reason=reason)
+            return
         platform: Platform = request.app.state.platform
+        route = getattr(request.scope.get("route"), "path", None)
+        action, tenant_id, extra = audit.denied_entry(
+            principal, method=request.method, route=route, path_params=request.path_params
+        )
 
         def write() -> None:
             with platform.sessions() as session:
+                # The exception's message quotes names from the path: not kept.
                 audit.record(
                     session,
                     principal=principal,
-                    action=f"{request.method} {request.url.path}",
-                    tenant_id=request.path_params.get("tenant_id"),
-                    target=request.url.path,
+                    action=action,
+                    tenant_id=tenant_id,
+                    target=route,
                     outcome="denied",
-                    detail={"reason": reason, "message": message},
+                    detail={"reason": reason, **extra},
                 )
                 session.commit()
 
@@ -141,6 +160,7 @@ def create_app(
     for router in (
         tenants.router,
         sites.router,
+        domains.router,
         observability.router,
         operations.router,
         env.router,

@@ -29,6 +29,8 @@ CREATE_SITE = "create_site"
 DELETE_SITE = "delete_site"
 START_SITE = "start_site"
 STOP_SITE = "stop_site"
+# A verified or removed custom domain: the serving config and the names applied again.
+UPDATE_DOMAINS = "update_domains"
 CREATE_STEPS = ("database", "secrets", "storage", "runtime", "dns", "wordpress")
 # Delete is roll-forward: a backup first, then every step's `remove` in reverse order.
 DELETE_STEPS = ("backup", "wordpress", "dns", "runtime", "storage", "secrets", "database")
@@ -37,6 +39,7 @@ STEPS_BY_KIND = {
     DELETE_SITE: DELETE_STEPS,
     START_SITE: ("runtime",),
     STOP_SITE: ("runtime",),
+    UPDATE_DOMAINS: ("runtime", "dns"),
 }
 ACTIVE_STATUSES = ("pending", "running", "rolling_back")
 FINISHED_STATUSES = ("succeeded", "failed", "rolled_back")
@@ -317,6 +320,8 @@ class Engine:
                 self._run_delete(session, op, site, ctx)
             elif op.kind in (START_SITE, STOP_SITE):
                 self._run_serving(session, op, site, ctx, serving=op.kind == START_SITE)
+            elif op.kind == UPDATE_DOMAINS:
+                self._run_update_domains(session, op, site, ctx)
             else:
                 self._finish(session, op, "failed", f"unknown operation kind {op.kind!r}")
 
@@ -366,6 +371,24 @@ class Engine:
         site.current_operation_id = None
         self._finish(session, op, "succeeded", None)
 
+    def _run_update_domains(
+        self, session: Session, op: Operation, site: Site, ctx: SiteContext
+    ) -> None:
+        """Serve the site's verified domains (and no others): its runtime, then its names."""
+        try:
+            for step in op.steps:
+                if step.status == "done":
+                    continue
+                self._do_step(session, op, step, partial(self._step_impl(step.name).ensure, ctx))
+                self._save_resources(site, ctx)
+                session.commit()
+        except StepFailed as exc:
+            site.current_operation_id = None
+            self._finish(session, op, "failed", f"{exc}; verify the domain again to retry")
+            return
+        site.current_operation_id = None
+        self._finish(session, op, "succeeded", None)
+
     def read_context(self, session: Session, site: Site) -> SiteContext:
         """A context for reading a site (logs, metrics): no secrets decrypted."""
         return SiteContext(
@@ -375,7 +398,7 @@ class Engine:
             title=site.title,
             admin_email=site.admin_email,
             admin_user=site.admin_user,
-            domains=[d.domain for d in site.domains],
+            domains=site.verified_domains,  # a pending claim proves nothing: never served
             credentials=DatabaseVault(session, self._keyring, site.id),
             resources=dict(site.resources or {}),
         )

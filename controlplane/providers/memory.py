@@ -122,6 +122,9 @@ class _Runtime(_Step):
 
 
 class _Dns(_Step):
+    def ensure(self, ctx: SiteContext) -> None:
+        self._p._act("ensure", "dns", ctx, {"domains": sorted(ctx.domains)})
+
     def preview_url(self, ctx: SiteContext) -> str:
         return f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from controlplane import audit, names
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
+from controlplane.dnscheck import new_token
 from controlplane.engine.runner import (
     CREATE_SITE,
     DELETE_SITE,
@@ -17,7 +18,7 @@ from controlplane.engine.runner import (
 )
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.logs import current_request_id
-from controlplane.models import Domain, Operation, Site, new_id
+from controlplane.models import DOMAIN_PENDING, DOMAIN_VERIFIED, Domain, Operation, Site, new_id
 from controlplane.permissions import Action, NotVisible, Principal, authorize
 from controlplane.schemas import AdminCredentials, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
@@ -32,7 +33,8 @@ def to_read(site: Site) -> SiteRead:
         title=site.title,
         status=site.status,
         preview_url=site.preview_url,
-        domains=sorted(d.domain for d in site.domains),
+        domains=site.verified_domains,
+        pending_domains=sorted(d.domain for d in site.domains if d.status != DOMAIN_VERIFIED),
         admin_email=site.admin_email,
         admin_user=site.admin_user,
         current_operation_id=site.current_operation_id,
@@ -59,15 +61,19 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
             session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES
         )
         return []
-    domains: dict[str, list[str]] = {}
-    for site_id, domain in session.execute(
-        select(Domain.site_id, Domain.domain)
+    domains: dict[tuple[str, bool], list[str]] = {}
+    for site_id, domain, status in session.execute(
+        select(Domain.site_id, Domain.domain, Domain.status)
         .join(Site, Site.id == Domain.site_id)
         .where(Site.tenant_id == tenant_id)
         .order_by(Domain.domain)
     ):
-        domains.setdefault(site_id, []).append(domain)
-    return [SiteRead(**row._mapping, domains=domains.get(row.id, [])) for row in rows]
+        domains.setdefault((site_id, status == DOMAIN_VERIFIED), []).append(domain)
+    return [
+        SiteRead(**row._mapping, domains=domains.get((row.id, True), []),
+                 pending_domains=domains.get((row.id, False), []))
+        for row in rows
+    ]  # fmt: skip
 
 
 def get_site(
@@ -143,8 +149,6 @@ def prepare_site(
         raise Conflict(
             f"site {data.name!r} already exists in tenant {tenant_id!r}; choose another name"
         )
-    if data.domain and session.get(Domain, data.domain) is not None:
-        raise Conflict(f"domain {data.domain!r} is already attached to another site")
     site = Site(
         tenant_id=tenant_id,
         name=data.name,
@@ -156,7 +160,8 @@ def prepare_site(
         resources={},
     )
     if data.domain:
-        site.domains.append(Domain(domain=data.domain))
+        # A pending claim: nothing is served, and no other site's claim is looked at.
+        site.domains.append(Domain(domain=data.domain, status=DOMAIN_PENDING, token=new_token()))
     site.id = new_id()
     return site
 

@@ -49,7 +49,14 @@ def test_threads_and_interrupts_survive_across_instances(
         assert site_names(admin_api, "acme") == []
         assert [m["role"] for m in second.history(thread)][:2] == ["user", "assistant"]
         with pytest.raises(ThreadNotFound):
-            second.threads.get(thread, owner_key=issuer.verify(issuer.issue("bob", Role.TENANT, ["acme"])).key)
-        assert second.threads.list(owner_key=issuer.verify(issuer.issue("bob", Role.TENANT, ["acme"])).key) == []
+            second.threads.get(
+                thread, owner_key=issuer.verify(issuer.issue("bob", Role.TENANT, ["acme"])).key
+            )
+        assert (
+            second.threads.list(
+                owner_key=issuer.verify(issuer.issue("bob", Role.TENANT, ["acme"])).key
+            )
+            == []
+        )
     finally:
         second.close()

@@ -82,3 +82,33 @@ def test_domains_under_the_platform_domain_are_refused() -> None:
     with pytest.raises(ValueError, match="preview names"):
         names.check_domain("shop.victim.sites.example.com", "sites.example.com")
     assert names.check_domain("sites.example.com.evil.org", "sites.example.com")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("metadata.google.internal", "reserved or private"),
+        ("db.corp.internal", "reserved or private"),
+        ("printer.local", "reserved or private"),
+        ("router.home.arpa", "reserved or private"),
+        ("1.0.0.127.in-addr.arpa", "reserved or private"),
+        ("shop.example", "reserved or private"),
+        ("x.test", "reserved or private"),
+        ("metadata.goog", "metadata"),
+        ("metadata", "fully qualified"),
+        ("0x7f.0x1", "IP address"),
+        ("127.1", "IP address"),
+        ("[::1]", "fully qualified"),
+        ("fe80::1.example.com", "invalid"),
+        ("intranet", "fully qualified"),
+    ],
+)
+def test_reserved_and_private_domains_are_refused(bad: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        names.check_domain(bad)
+
+
+def test_the_platform_domain_itself_is_refused() -> None:
+    with pytest.raises(ValueError, match="preview names"):
+        names.check_domain("sites.example.com", "sites.example.com")
+    assert names.check_domain("www.google.com") == "www.google.com"  # refused by proof, not name

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from controlplane.api.deps import CurrentPrincipal, SessionDep
 from controlplane.errors import Invalid
-from controlplane.models import AuditEvent
-from controlplane.permissions import Action, authorize
+from controlplane.models import AuditEvent, Tenant
+from controlplane.permissions import Action, NotVisible, Role, authorize
 from controlplane.schemas import AuditRead
+from controlplane.services.tenants import DELETED, get_visible_tenant
 
 router = APIRouter(tags=["audit"])
 
@@ -30,7 +31,20 @@ def list_audit(
     query = select(AuditEvent)
     visible = principal.visible_tenants()
     if visible is not None:
-        query = query.where(AuditEvent.tenant_id.in_(visible))
+        # A deleted tenant's history is the admins' to read: its old tokens get a 404, as
+        # for any other read of a deleted tenant.
+        if tenant_id is not None:
+            get_visible_tenant(
+                session, principal=principal, tenant_id=tenant_id, action=Action.READ_AUDIT
+            )
+        live = set(
+            session.scalars(
+                select(Tenant.id).where(Tenant.id.in_(visible), Tenant.status != DELETED)
+            )
+        )
+        if not live and principal.role is Role.TENANT:
+            raise NotVisible(f"tenant {next(iter(visible))!r} not found")
+        query = query.where(AuditEvent.tenant_id.in_(live))
     if tenant_id is not None:
         query = query.where(AuditEvent.tenant_id == tenant_id)
     if since is not None:

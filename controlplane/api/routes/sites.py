@@ -71,7 +71,7 @@ def create_site(
         ctx = SiteContext(
             tenant_id=tenant_id, site_id=site.id, site_name=site.name, title=site.title,
             admin_email=site.admin_email, admin_user=site.admin_user,
-            domains=[d.domain for d in site.domains], credentials=NoCredentials(),
+            domains=site.verified_domains, credentials=NoCredentials(),
         )  # fmt: skip
         session.rollback()
         plan = getattr(platform.provider, "plan", None)

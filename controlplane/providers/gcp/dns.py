@@ -158,10 +158,16 @@ class SiteDns(GcpStep):
     def ensure(self, ctx: SiteContext) -> None:
         """Map every name of the site to its service and CNAME it to Google's front end."""
         service = (ctx.resources.get("runtime") or {}).get("service", "").rsplit("/", 1)[-1]
-        for host in self._hosts(ctx):
-            self.mappings.ensure(host, service or self.names(ctx).service, labels(ctx))
+        service = service or self.names(ctx).service
+        hosts = self._hosts(ctx)
+        for host in hosts:
+            self.mappings.ensure(host, service, labels(ctx))
             self.records.upsert_cname(host, MAPPING_TARGET)
-        ctx.resources["dns"] = {"hosts": self._hosts(ctx)}
+        # A domain removed since the last run: unmapped (if it is still ours) and unrecorded.
+        for host in (ctx.resources.get("dns") or {}).get("hosts") or []:
+            if host not in hosts and self.mappings.remove(host, service):
+                self.records.delete(host)
+        ctx.resources["dns"] = {"hosts": hosts}
 
     def remove(self, ctx: SiteContext) -> None:
         """Remove the names (the recorded ones: domains may have changed since); a name now

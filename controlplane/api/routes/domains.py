@@ -1,0 +1,78 @@
+"""/v1/tenants/{tenant_id}/sites/{site}/domains"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.dnscheck import txt_check
+from controlplane.schemas import DomainChange, DomainCreate, DomainRead
+from controlplane.services import domains as service
+from controlplane.services import operations as operations_service
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites/{site}/domains", tags=["domains"])
+
+
+@router.get("", response_model=list[DomainRead])
+def list_domains(
+    tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal
+) -> list[DomainRead]:
+    """The site's custom domains: verified (served) and pending (with the record to create)."""
+    return service.list_domains(session, principal=principal, tenant_id=tenant_id, site=site)
+
+
+@router.post("", status_code=201, response_model=DomainRead)
+def claim_domain(
+    tenant_id: str,
+    site: str,
+    data: DomainCreate,
+    response: Response,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> DomainRead:
+    """Claim a custom domain: the answer names the TXT record that proves you control it."""
+    claim, created = service.claim_domain(
+        session, principal=principal, tenant_id=tenant_id, site=site, domain=data.domain,
+        platform_domain=platform.settings.platform_domain,
+    )  # fmt: skip
+    if not created:
+        response.status_code = 200
+    return claim
+
+
+@router.post("/{domain}/verify", status_code=202, response_model=DomainChange)
+def verify_domain(
+    tenant_id: str,
+    site: str,
+    domain: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> DomainChange:
+    """Look the claim's TXT record up; once proven, the site is set to serve the domain."""
+    claim, op = service.verify_domain(
+        session, principal=principal, tenant_id=tenant_id, site=site, domain=domain,
+        check=txt_check(platform.settings.dns_nameservers),
+    )  # fmt: skip
+    platform.engine.submit(op.id)
+    return DomainChange(domain=claim, operation=operations_service.to_read(op))
+
+
+@router.delete("/{domain}", response_model=DomainChange)
+def remove_domain(
+    tenant_id: str,
+    site: str,
+    domain: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> DomainChange:
+    """Drop a claim; a served domain stops being served (the operation applies that)."""
+    claim, op = service.remove_domain(
+        session, principal=principal, tenant_id=tenant_id, site=site, domain=domain
+    )
+    if op is None:
+        return DomainChange(domain=claim, operation=None)
+    platform.engine.submit(op.id)
+    return DomainChange(domain=claim, operation=operations_service.to_read(op))

@@ -1,0 +1,100 @@
+"""audit actors keyed on (issuer, subject, tenant scope); custom domains as claims
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-01 10:10:00
+
+Domains attached before this revision were never verified: they become pending claims with
+fresh tokens (their sites stop answering to them until their owners prove control).
+"""
+
+import secrets
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import controlplane.models
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("actor_issuer", sa.String(length=300), nullable=True))
+        batch_op.add_column(sa.Column("actor_key", sa.String(length=64), nullable=True))
+        batch_op.alter_column(
+            "action", existing_type=sa.String(length=60), type_=sa.String(length=120)
+        )
+        batch_op.create_index(batch_op.f("ix_audit_events_actor_key"), ["actor_key"], unique=False)
+
+    conn = op.get_bind()
+    old = conn.execute(sa.text("SELECT domain, site_id, created_at FROM domains")).all()
+    with op.batch_alter_table("domains", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_domains_site_id"))
+    op.drop_table("domains")
+    op.create_table(
+        "domains",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("domain", sa.String(length=253), nullable=False),
+        sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("verified_domain", sa.String(length=253), nullable=True),
+        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
+        sa.Column("checked_at", controlplane.models.UTCDateTime(), nullable=True),
+        sa.Column("verified_at", controlplane.models.UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("site_id", "domain", name="uq_domains_site_domain"),
+        sa.UniqueConstraint("verified_domain"),
+    )
+    with op.batch_alter_table("domains", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_domains_domain"), ["domain"], unique=False)
+        batch_op.create_index(batch_op.f("ix_domains_site_id"), ["site_id"], unique=False)
+    for domain, site_id, created_at in old:
+        conn.execute(
+            sa.text(
+                "INSERT INTO domains (domain, site_id, status, token, created_at) "
+                "VALUES (:domain, :site_id, 'pending', :token, :created_at)"
+            ),
+            {"domain": domain, "site_id": site_id, "token": secrets.token_hex(16),
+             "created_at": created_at},
+        )  # fmt: skip
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    kept = conn.execute(
+        sa.text("SELECT domain, site_id, created_at FROM domains WHERE status = 'verified'")
+    ).all()
+    with op.batch_alter_table("domains", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_domains_site_id"))
+        batch_op.drop_index(batch_op.f("ix_domains_domain"))
+    op.drop_table("domains")
+    op.create_table(
+        "domains",
+        sa.Column("domain", sa.String(length=253), nullable=False),
+        sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("domain"),
+    )
+    with op.batch_alter_table("domains", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_domains_site_id"), ["site_id"], unique=False)
+    for domain, site_id, created_at in kept:
+        conn.execute(
+            sa.text("INSERT INTO domains VALUES (:domain, :site_id, :created_at)"),
+            {"domain": domain, "site_id": site_id, "created_at": created_at},
+        )
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_events_actor_key"))
+        batch_op.alter_column(
+            "action", existing_type=sa.String(length=120), type_=sa.String(length=60)
+        )
+        batch_op.drop_column("actor_key")
+        batch_op.drop_column("actor_issuer")
