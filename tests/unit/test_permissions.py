@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,9 @@ from controlplane.permissions import (
     authorize,
     principal_from_claims,
 )
-from tests.conftest import AuthHeaders, wait_for_operation
+from controlplane.settings import Settings
+from tests.conftest import LOG_FILE, AuthHeaders, wait_for_operation
+from tests.dns_server import TxtServer
 
 # The design table (DESIGN.md), written out independently of MATRIX: Y allowed, N refused.
 # Columns: admin, operator, viewer, tenant. "own" = an assigned/own tenant.
@@ -38,6 +41,22 @@ EXPECTED_OWN = {
 }
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
 TENANT_SCOPED = set(Action) - {Action.MANAGE_USERS, Action.LIST_TENANTS, Action.READ_COST_SUMMARY}
+
+
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[TxtServer]:
+    """A nameserver with no records: every domain proof fails at once (NXDOMAIN)."""
+    with TxtServer().running() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path: Path, dns_server: TxtServer) -> Settings:
+    """The shared settings, with domain proofs looked up on the test's nameserver."""
+    return Settings(
+        provider="memory", home=tmp_path / "home", log_file=LOG_FILE,
+        max_parallel_operations=4, dns_nameservers=dns_server.address,
+    )  # fmt: skip
 
 
 def principal(role: Role) -> Principal:
@@ -156,6 +175,34 @@ API_CALLS: dict[str, tuple[Action, Call]] = {
         Action.REVEAL_PASSWORD,
         lambda c, h, t: c.post(f"/v1/tenants/{t}/sites/crumbs/admin-credentials/reveal", headers=h),
     ),
+    "list_domains": (
+        Action.READ_SITES,
+        lambda c, h, t: c.get(f"/v1/tenants/{t}/sites/crumbs/domains", headers=h),
+    ),
+    "claim_domain": (
+        Action.CHANGE_SITES,
+        lambda c, h, t: c.post(
+            f"/v1/tenants/{t}/sites/crumbs/domains", json={"domain": "shop.example.com"}, headers=h
+        ),
+    ),
+    "verify_domain": (  # allowed: the claim is checked (and fails: no TXT record)
+        Action.CHANGE_SITES,
+        lambda c, h, t: (
+            c.post(
+                f"/v1/tenants/{t}/sites/crumbs/domains", json={"domain": "a.example.com"}, headers=h
+            ),
+            c.post(f"/v1/tenants/{t}/sites/crumbs/domains/a.example.com/verify", headers=h),
+        )[1],
+    ),  # fmt: skip
+    "remove_domain": (
+        Action.CHANGE_SITES,
+        lambda c, h, t: (
+            c.post(
+                f"/v1/tenants/{t}/sites/crumbs/domains", json={"domain": "b.example.com"}, headers=h
+            ),
+            c.delete(f"/v1/tenants/{t}/sites/crumbs/domains/b.example.com", headers=h),
+        )[1],
+    ),  # fmt: skip
     "audit": (Action.READ_AUDIT, lambda c, h, t: c.get(f"/v1/audit?tenant_id={t}", headers=h)),
     "billing": (
         Action.READ_COSTS,
@@ -183,7 +230,10 @@ def test_api_matrix(
     response = call(client, _headers(auth, role), tenant)
     if allowed:
         # Deleting a tenant that still has sites is refused for a reason other than RBAC.
-        expected = {409} if call_name == "delete_tenant" else {200, 201, 202, 204}
+        expected = {
+            "delete_tenant": {409},
+            "verify_domain": {400},  # proof is missing, for a reason other than RBAC
+        }.get(call_name, {200, 201, 202, 204})
         assert response.status_code in expected, response.text
     elif role is not Role.ADMIN and relation == "other":
         assert response.status_code == 404, response.text
