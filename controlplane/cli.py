@@ -21,10 +21,12 @@ app = typer.Typer(help="AIPress: conversational operations for multi-tenant Word
 tenants_app = typer.Typer(help="Tenants (admins).")
 sites_app = typer.Typer(help="A tenant's WordPress sites.")
 users_app = typer.Typer(help="Users' roles and tenants (admins).")
+domains_app = typer.Typer(help="A site's custom domains: claim, prove with a TXT record, remove.")
 keys_app = typer.Typer(help="Encryption keys of stored credentials.")
 billing_app = typer.Typer(help="Per-tenant costs: aggregation, local metering, reports.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
+app.add_typer(domains_app, name="domains")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
@@ -304,11 +306,12 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
         rows = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites")
     table = Table("name", "status", "url", "domains", "created")
     for row in rows:
+        pending = [f"{d} (pending)" for d in row.get("pending_domains", [])]
         table.add_row(
             row["name"],
             row["status"],
             row["preview_url"] or "-",
-            ", ".join(row["domains"]) or "-",
+            ", ".join(row["domains"] + pending) or "-",
             row["created_at"][:19],
         )
     console.print(table)
@@ -411,6 +414,68 @@ def sites_delete(
         err.print(f"[red]{final['status']}:[/red] {final['error']}")
         raise typer.Exit(1)
     console.print(f"Site [bold]{name}[/bold] deleted; backup: {final['backup']}")
+
+
+def _print_claim(claim: dict[str, Any]) -> None:
+    record = claim["verification"]
+    console.print(f"[bold]{claim['domain']}[/bold]: {claim['status']}")
+    if claim["status"] != "verified":
+        console.print(f'  create: {record["name"]}  {record["type"]}  "{record["value"]}"')
+    if claim.get("last_error"):
+        console.print(f"  [yellow]last check: {claim['last_error']}[/yellow]")
+
+
+@domains_app.command("list")
+def domains_list(tenant_id: str, site: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """A site's custom domains and, for pending ones, the TXT record to create."""
+    with _client(token, url) as client:
+        claims = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/domains")
+    for claim in claims:
+        _print_claim(claim)
+    if not claims:
+        console.print(f"Site {site} has no custom domains.")
+
+
+@domains_app.command("add")
+def domains_add(
+    tenant_id: str, site: str, domain: str, token: TokenOpt = None, url: UrlOpt = None
+) -> None:
+    """Claim a domain; prints the TXT record that proves you control it."""
+    with _client(token, url) as client:
+        claim = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/domains",
+                      json={"domain": domain})  # fmt: skip
+    _print_claim(claim)
+    console.print(claim["instructions"])
+
+
+@domains_app.command("verify")
+def domains_verify(
+    tenant_id: str, site: str, domain: str, token: TokenOpt = None, url: UrlOpt = None
+) -> None:
+    """Check the TXT record; once proven, the site serves the domain."""
+    with _client(token, url) as client:
+        path = f"/v1/tenants/{tenant_id}/sites/{site}/domains/{domain}/verify"
+        change = _call(client, "POST", path)
+        final = _follow(client, change["operation"])
+    if final["status"] != "succeeded":
+        err.print(f"[red]{final['status']}:[/red] {final['error']}")
+        raise typer.Exit(1)
+    console.print(f"[bold]{domain}[/bold] is verified and served by {site}.")
+
+
+@domains_app.command("remove")
+def domains_remove(
+    tenant_id: str, site: str, domain: str, token: TokenOpt = None, url: UrlOpt = None
+) -> None:
+    """Drop a domain claim; a served domain stops being served."""
+    with _client(token, url) as client:
+        change = _call(client, "DELETE", f"/v1/tenants/{tenant_id}/sites/{site}/domains/{domain}")
+        if change["operation"] is not None:
+            final = _follow(client, change["operation"])
+            if final["status"] != "succeeded":
+                err.print(f"[red]{final['status']}:[/red] {final['error']}")
+                raise typer.Exit(1)
+    console.print(f"{domain} removed from {site}.")
 
 
 @users_app.command("list")

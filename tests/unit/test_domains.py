@@ -6,15 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from click.testing import Result
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
+from controlplane.auth import LocalTokenIssuer
+from controlplane.cli import app as cli_app
+from controlplane.permissions import Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
+from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
 from tests.dns_server import TxtServer
+from tests.live import serve
 
 EMAIL = "owner@example.com"
 SHOP = "shop.globex-corp.com"
@@ -239,3 +247,43 @@ def test_viewers_read_and_others_see_nothing(api: TestClient, auth: AuthHeaders)
     assert api.post(f"{path}/verify", headers=stranger).status_code == 404
     assert api.delete(path, headers=stranger).status_code == 404
     assert len(api.get("/v1/tenants/globex/sites/shop/domains", headers=owner).json()) == 1
+
+
+def test_the_cli_claims_verifies_lists_and_removes(
+    settings: Settings,
+    memory_provider: MemoryProvider,
+    dns_server: TxtServer,
+    issuer: LocalTokenIssuer,
+) -> None:
+    configured = settings.model_copy(update={"dns_nameservers": dns_server.address})
+    app = create_app(
+        configured, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        with httpx.Client(base_url=url, headers={
+            "Authorization": f"Bearer {issuer.issue('root', Role.ADMIN)}"}) as admin:  # fmt: skip
+            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
+            make_site(admin, "globex", "shop")
+        token = issuer.issue("gina", Role.TENANT, ["globex"])
+        runner = CliRunner()
+
+        def cli(*args: str) -> Result:
+            return runner.invoke(cli_app, [*args, "--url", url, "--token", token])
+
+        added = cli("domains", "add", "globex", "shop", SHOP)
+        assert added.exit_code == 0, added.output
+        assert f"_aipress-challenge.{SHOP}" in added.output
+        claimed = cli("domains", "list", "globex", "shop")
+        assert "pending" in claimed.output
+        listed = cli("sites", "list", "globex")
+        assert "(pending)" in listed.output
+        failed = cli("domains", "verify", "globex", "shop", SHOP)
+        assert failed.exit_code == 1 and "does not exist" in failed.output
+        token_value = added.output.split(f"_aipress-challenge.{SHOP}")[1].split('"')[1]
+        dns_server.records[f"_aipress-challenge.{SHOP}"] = [token_value]
+        verified = cli("domains", "verify", "globex", "shop", SHOP)
+        assert verified.exit_code == 0, verified.output
+        assert "verified and served" in verified.output
+        removed = cli("domains", "remove", "globex", "shop", SHOP)
+        assert removed.exit_code == 0, removed.output
+        assert "has no custom domains" in cli("domains", "list", "globex", "shop").output
