@@ -28,9 +28,27 @@ async function sites() {
     } }, "History"));
     const url = site.preview_url ? h("a", { href: site.preview_url, target: "_blank", rel: "noopener" }, site.preview_url) : "";
     return h("tr", {}, h("td", {}, h("strong", {}, site.name), h("div", { class: "muted" }, site.title)),
-      h("td", {}, badge(site.status)), h("td", {}, url), h("td", {}, site.domains.join(", ") || "—"), history);
+      h("td", {}, badge(site.status)), h("td", {}, url), domainsCell(site), history);
   });
   body("sites").replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ...["Site", "Status", "Preview URL", "Domains", "Deployments"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...rows)));
+}
+
+// Verified domains are served; a pending one waits for its TXT record, which the button shows.
+function domainsCell(site) {
+  const pending = site.pending_domains || [];
+  const cell = h("td", {}, site.domains.join(", ") || (pending.length ? "" : "—"));
+  if (!pending.length) return cell;
+  const records = h("div", {});
+  const show = h("button", { type: "button", onclick: async () => {
+    show.disabled = true;
+    const claims = await api.cp("GET", `${tenantPath()}/sites/${encodeURIComponent(site.name)}/domains`);
+    records.replaceChildren(h("ul", { class: "domains", "aria-label": `Pending domains of ${site.name}` },
+      ...claims.filter((c) => c.status !== "verified").map((c) => h("li", {}, h("strong", {}, c.domain), " ", badge(c.status),
+        h("div", { class: "muted" }, `Create TXT ${c.verification.name} = "${c.verification.value}", then verify`),
+        c.last_error ? h("div", { class: "error" }, c.last_error) : null))));
+  } }, `${pending.length} pending: how to verify`);
+  cell.append(h("div", {}, ...pending.map((d) => h("span", { class: "muted" }, `${d} `)), show), records);
+  return cell;
 }
 
 async function costs() {

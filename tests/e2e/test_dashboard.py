@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
 from chatbot.service import create_app as create_chat_app
-from controlplane.auth import load_sign_in_key
-from controlplane.permissions import Principal
+from controlplane.auth import LocalTokenIssuer, load_sign_in_key
+from controlplane.permissions import Principal, Role
 from controlplane.settings import Settings
 from tests.e2e.conftest import screenshot, watch
 from tests.live import serve
@@ -105,3 +105,28 @@ def test_local_sign_in_does_not_exist_in_gcp_mode(
             "firebase": {"apiKey": "web-key", "authDomain": "aipress-prod.firebaseapp.com",
                          "projectId": "aipress-prod"},
         }  # fmt: skip
+
+
+def test_the_site_list_shows_pending_domains_and_their_txt_record(
+    browser: Browser, chat_settings: Settings, admin_api: httpx.Client
+) -> None:
+    created = admin_api.post("/v1/tenants/acme/sites", json={
+        "name": "crumbs", "admin_email": "a@acme.example", "domain": "crumbs-bakery.example.net"})  # fmt: skip
+    assert created.status_code == 202, created.text
+    claim = admin_api.get("/v1/tenants/acme/sites/crumbs/domains").json()[0]
+    token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
+    with serve(create_chat_app(chat_settings)) as url:
+        context = browser.new_context()
+        context.add_init_script(f"sessionStorage.setItem('aipress.token', {token!r})")
+        page = context.new_page()
+        errors = watch(page)
+        page.goto(f"{url}/dashboard")
+        sites = page.locator("#sites")
+        sites.get_by_role("button", name="1 pending: how to verify").click()
+        pending = sites.get_by_role("list", name="Pending domains of crumbs")
+        expect(pending).to_contain_text("crumbs-bakery.example.net")
+        expect(pending).to_contain_text(
+            f'Create TXT _aipress-challenge.crumbs-bakery.example.net = "{claim["verification"]["value"]}"'
+        )
+        assert errors == []
+        context.close()

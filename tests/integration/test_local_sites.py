@@ -25,6 +25,7 @@ from controlplane.permissions import Role
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from tests.conftest import LOG_FILE, wait_for_operation
+from tests.dns_server import TxtServer
 
 pytestmark = pytest.mark.integration
 EMAIL = "owner@example.com"
@@ -38,6 +39,7 @@ class LocalEnv:
     client: TestClient
     stack: LocalStack
     admin: dict[str, str]
+    dns: TxtServer  # the nameserver custom-domain proofs are looked up on
 
     def site_get(
         self, host: str, path: str = "/", headers: dict[str, str] | None = None
@@ -88,19 +90,21 @@ class LocalEnv:
 def local() -> Iterator[LocalEnv]:
     base = Path(tempfile.mkdtemp(prefix="aipress-it-", dir="/tmp"))
     base.chmod(0o755)
+    dns = TxtServer()
     settings = Settings(
         provider="local",
         home=base / "home",
         mariadb_port=3500 + secrets.randbelow(300),
         site_port=18000 + secrets.randbelow(1000),
         log_file=LOG_FILE,
+        dns_nameservers=dns.address,
     )
     app = create_app(settings)
-    with TestClient(app) as client:
+    with dns.running(), TestClient(app) as client:
         admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
         for tenant in ("acme", "globex"):
             client.post("/v1/tenants", json={"id": tenant, "name": tenant}, headers=admin)
-        env = LocalEnv(settings, client, app.state.platform.provider.stack, admin)
+        env = LocalEnv(settings, client, app.state.platform.provider.stack, admin, dns)
         yield env
         for tenant in ("acme", "globex"):
             for site in client.get(f"/v1/tenants/{tenant}/sites", headers=admin).json():
@@ -345,11 +349,28 @@ def test_bad_input_creates_nothing(local: LocalEnv) -> None:
     local.delete("taken")
 
 
-def test_custom_domain_is_served(local: LocalEnv) -> None:
-    local.create("shop", domain="shop.example.net")
+def test_custom_domain_is_served_once_verified(local: LocalEnv) -> None:
+    local.create("shop", domain="shop.example.net")  # a pending claim: not served
+    assert "No AIPress site" in local.site_get("shop.example.net").text
+    path = "/v1/tenants/acme/sites/shop/domains"
+    [claim] = local.client.get(path, headers=local.admin).json()
+    refused = local.client.post(f"{path}/shop.example.net/verify", headers=local.admin)
+    assert refused.status_code == 400 and "does not exist" in refused.json()["detail"]
+    assert "No AIPress site" in local.site_get("shop.example.net").text
+    local.dns.records[claim["verification"]["name"]] = [claim["verification"]["value"]]
+    verified = local.client.post(f"{path}/shop.example.net/verify", headers=local.admin)
+    assert verified.status_code == 202, verified.text
+    final = wait_for_operation(
+        local.client, verified.json()["operation"]["id"], local.admin, timeout=60
+    )
+    assert final["status"] == "succeeded", final
     response = local.site_get("shop.example.net")
     assert response.status_code in (200, 301, 302)
     assert "No AIPress site" not in response.text
+    removed = local.client.delete(f"{path}/shop.example.net", headers=local.admin)
+    wait_for_operation(local.client, removed.json()["operation"]["id"], local.admin, timeout=60)
+    assert "No AIPress site" in local.site_get("shop.example.net").text
+    assert local.site_get("shop.acme.localhost").status_code in (200, 301, 302)
     local.delete("shop")
 
 
