@@ -18,10 +18,11 @@ RESERVED_NAMES = frozenset(
 )  # fmt: skip
 # Special-use and private names (RFC 6761, 6762, 8375, 9476 and common internal suffixes):
 # they never reach a site from the internet, and some name this machine's own services.
+# .example and .test stay allowed: no public DNS answers for them, so no claim is ever proven.
 RESERVED_TLDS = frozenset(
     {
         "localhost", "local", "internal", "intranet", "lan", "home", "corp", "private",
-        "localdomain", "arpa", "home.arpa", "invalid", "test", "example", "onion", "alt",
+        "localdomain", "arpa", "home.arpa", "invalid", "onion", "alt",
     }
 )  # fmt: skip
 METADATA_NAMES = frozenset(

@@ -91,6 +91,7 @@ def _site_summary(site: dict[str, Any]) -> dict[str, Any]:
         "status": site["status"],
         "url": site["preview_url"],
         "domains": site["domains"],
+        "pending_domains": site.get("pending_domains", []),
     }
 
 

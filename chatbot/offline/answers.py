@@ -52,6 +52,8 @@ def get_site(args: dict[str, Any], data: dict[str, Any]) -> str:
         lines.append(f"Address: {data['url']}")
     if data.get("domains"):
         lines.append("Domains: " + ", ".join(data["domains"]))
+    if data.get("pending_domains"):
+        lines.append("Waiting for proof (TXT record): " + ", ".join(data["pending_domains"]))
     operations = data.get("operations") or []
     if operations:
         lines.append("Recent operations:")
@@ -64,11 +66,17 @@ def get_site(args: dict[str, Any], data: dict[str, Any]) -> str:
 def create_site(args: dict[str, Any], data: dict[str, Any]) -> str:
     """A finished create."""
     url = data.get("url") or "(no address yet)"
+    pending = data.get("pending_domains") or []
     domain_hint = (
         f"Domains: {', '.join(data['domains'])}."
         if data.get("domains")
         else "You can add a custom domain later."
     )
+    if pending:
+        domain_hint = (
+            f"{', '.join(pending)} is claimed but not served yet: create the TXT record shown "
+            "with the site's domains in the dashboard, then verify it."
+        )
     return (
         f"Your site **{data['name']}** is ready: {url}\n"
         f"Admin user: {data['admin_user']} ({data['admin_email']}). The admin password is "

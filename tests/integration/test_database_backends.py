@@ -11,12 +11,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
 from controlplane.db import make_engine, migrate
-from controlplane.models import AuditEvent, Base
+from controlplane.models import AuditEvent, Base, Domain
 from controlplane.permissions import Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
@@ -79,7 +80,8 @@ def test_full_flow(backend_client: TestClient, backend_settings: Settings) -> No
         == "succeeded"
     )
     site = backend_client.get("/v1/tenants/acme/sites/crumbs", headers=admin).json()
-    assert site["domains"] == ["crumbs.example.org"] and site["status"] == "ready"
+    assert site["domains"] == [] and site["status"] == "ready"
+    assert site["pending_domains"] == ["crumbs.example.org"]  # served once verified
     created = datetime.fromisoformat(site["created_at"].replace("Z", "+00:00"))
     assert created.tzinfo is not None and abs((datetime.now(UTC) - created).total_seconds()) < 60
     put = backend_client.put(
@@ -91,7 +93,15 @@ def test_full_flow(backend_client: TestClient, backend_settings: Settings) -> No
         json={"name": "other", "admin_email": "a@example.com", "domain": "crumbs.example.org"},
         headers=admin,
     )
-    assert dup.status_code == 409
+    assert dup.status_code == 202  # a pending claim blocks nobody
+    wait_for_operation(backend_client, dup.json()["operation"]["id"], admin)
+    # One verified owner per name, and the database itself enforces it.
+    with backend_client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
+        claims = session.scalars(select(Domain).where(Domain.domain == "crumbs.example.org"))
+        for claim in claims:
+            claim.status, claim.verified_domain = "verified", claim.domain
+        with pytest.raises(IntegrityError):
+            session.commit()
     deleted = backend_client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).json()
     assert (
         wait_for_operation(backend_client, deleted["operation"]["id"], admin)["status"]
@@ -99,7 +109,7 @@ def test_full_flow(backend_client: TestClient, backend_settings: Settings) -> No
     )
     with backend_client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
         actions = [e.action for e in session.query(AuditEvent).order_by(AuditEvent.id)]
-    assert actions == ["tenant.create", "site.create", "env.put", "site.delete"]
+    assert actions == ["tenant.create", "site.create", "env.put", "site.create", "site.delete"]
 
 
 def test_only_one_concurrent_change_wins(
@@ -129,3 +139,40 @@ def test_only_one_concurrent_change_wins(
         t.join()
     assert codes.count(202) == 1, codes
     assert set(codes) <= {202, 404, 409}
+
+
+def test_domains_attached_before_claims_become_pending(backend_settings: Settings) -> None:
+    from alembic import command
+
+    from controlplane.db import alembic_config
+
+    engine = make_engine(backend_settings)
+    command.upgrade(alembic_config(engine), "0003")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tenants (id, name, status, created_at, created_by) "
+                "VALUES ('acme', 'Acme', 'active', '2026-01-01 00:00:00', 'root')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sites (id, tenant_id, name, title, admin_email, admin_user, status, "
+                "provider, resources, created_at, updated_at) VALUES ('s1', 'acme', 'shop', 'Shop', "
+                "'a@example.com', 'admin', 'ready', 'memory', '{}', '2026-01-01 00:00:00', "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO domains (domain, site_id, created_at) "
+                "VALUES ('www.google.com', 's1', '2026-01-01 00:00:00')"
+            )
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT domain, status, token, verified_domain FROM domains"))
+        [(domain, status, token, verified)] = rows.all()
+    assert (domain, status, verified) == ("www.google.com", "pending", None)
+    assert len(token) == 32
+    engine.dispose()

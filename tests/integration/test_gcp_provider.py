@@ -35,6 +35,7 @@ from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE, wait_for_operation
+from tests.dns_server import TxtServer
 from tests.integration.gcp_fakes import FakeCloudflare, FakeCloudRun, FakeIam, FakeSecretManager
 from tests.live import serve
 
@@ -71,14 +72,28 @@ class Cloud:
     mariadb: MariaDB
     client: TestClient
     admin: dict[str, str]
+    nameserver: TxtServer  # where custom-domain proofs are looked up
+
+    def verify(self, site: str, domain: str) -> dict[str, Any]:
+        """Publish the claim's TXT record, verify, and return the finished operation."""
+        path = f"/v1/tenants/acme/sites/{site}/domains"
+        [claim] = [c for c in self.client.get(path, headers=self.admin).json()
+                   if c["domain"] == domain]  # fmt: skip
+        record = claim["verification"]
+        self.nameserver.records[record["name"]] = [record["value"]]
+        response = self.client.post(f"{path}/{domain}/verify", headers=self.admin)
+        assert response.status_code == 202, response.text
+        op_id = response.json()["operation"]["id"]
+        return wait_for_operation(self.client, op_id, self.admin, 60)
 
 
 @pytest.fixture
 def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
     run, sm, cf, iam = FakeCloudRun(IMAGE), FakeSecretManager(), FakeCloudflare(ZONE), FakeIam()
     anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    nameserver = TxtServer()
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
-          serve(iam.app()) as iam_url):  # fmt: skip
+          serve(iam.app()) as iam_url, nameserver.running()):  # fmt: skip
         run.base_url = run_url
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs})  # fmt: skip
@@ -106,6 +121,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
             gcp_location="us-central1", cloudsql_instance=f"{PROJECT}:us-central1:aipress-shared",
             tenant_image=IMAGE, backups_bucket=backups,
             platform_domain="sites.example.com", dns_provider="cloudflare", cloudflare_zone_id=ZONE,
+            dns_nameservers=nameserver.address,
         )  # fmt: skip
         provider = GcpProvider(settings, clients, CloudflareRecords(clients.cloudflare, ZONE))
         provider.wordpress.http.timeout = 5  # type: ignore[attr-defined]
@@ -115,7 +131,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
                 "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
             }
             client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
-            yield Cloud(run, sm, cf, iam, storage_client, mariadb, client, admin)
+            yield Cloud(run, sm, cf, iam, storage_client, mariadb, client, admin, nameserver)
 
 
 def _databases(mariadb: MariaDB) -> set[str]:
@@ -176,13 +192,27 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
                if f"serviceAccount:{RUNTIME_SA}" in b["members"]}  # fmt: skip
     assert granted == {"roles/cloudsql.client", "roles/logging.logWriter",
                        "roles/monitoring.metricWriter"}  # fmt: skip
-    # Cloudflare: the preview name and the custom domain.
+    # Cloudflare: the preview name; the custom domain waits for its proof.
+    assert [r["name"] for r in cloud.dns.records.values()] == ["crumbs.acme.sites.example.com"]
+    assert list(cloud.run.mappings) == ["crumbs.acme.sites.example.com"]
+    assert cloud.verify("crumbs", "crumbs.acme.example")["status"] == "succeeded"
     assert sorted(r["name"] for r in cloud.dns.records.values()) == [
         "crumbs.acme.example", "crumbs.acme.sites.example.com"]  # fmt: skip
     # Each name is mapped to the service, so Google serves it with a managed certificate.
     assert {h: m["spec"]["routeName"] for h, m in cloud.run.mappings.items()} == {
         "crumbs.acme.example": service.rsplit("/", 1)[1],
         "crumbs.acme.sites.example.com": service.rsplit("/", 1)[1]}  # fmt: skip
+    # A removed domain loses its mapping and its record; the preview name keeps both.
+    removed = cloud.client.delete("/v1/tenants/acme/sites/crumbs/domains/crumbs.acme.example",
+                                  headers=cloud.admin).json()  # fmt: skip
+    assert wait_for_operation(cloud.client, removed["operation"]["id"], cloud.admin, 60)[
+        "status"] == "succeeded"  # fmt: skip
+    assert [r["name"] for r in cloud.dns.records.values()] == ["crumbs.acme.sites.example.com"]
+    assert list(cloud.run.mappings) == ["crumbs.acme.sites.example.com"]
+    readded = cloud.client.post("/v1/tenants/acme/sites/crumbs/domains",
+                                json={"domain": "crumbs.acme.example"}, headers=cloud.admin)  # fmt: skip
+    assert readded.status_code == 201, readded.text
+    assert cloud.verify("crumbs", "crumbs.acme.example")["status"] == "succeeded"
     bucket.blob("2026/11/cake.jpg").upload_from_string(b"jpeg bytes")
 
     response = cloud.client.delete("/v1/tenants/acme/sites/crumbs", headers=cloud.admin)
@@ -247,10 +277,11 @@ def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
     for call in plan["calls"]:
         if "labels" in str(call.get("body", "")):
             assert "aipress-tenant-id" in str(call["body"])
+    # The custom domain is only claimed by a create: no record or mapping until it is proven.
     assert [c["target"] for c in plan["calls"] if "dns_records" in c["api"]] == [
-        "plan.acme.sites.example.com", "plan.acme.example"]  # fmt: skip
+        "plan.acme.sites.example.com"]  # fmt: skip
     assert [c["target"] for c in plan["calls"] if "domainmappings" in c["api"]] == [
-        "plan.acme.sites.example.com", "plan.acme.example"]  # fmt: skip
+        "plan.acme.sites.example.com"]  # fmt: skip
     # Nothing was called and nothing recorded.
     assert cloud.run.requests == [] and cloud.secrets.requests == [] and cloud.dns.requests == []
     assert cloud.client.get("/v1/tenants/acme/sites", headers=cloud.admin).json() == []
@@ -277,8 +308,17 @@ def test_a_name_mapped_to_another_service_is_refused_and_left_alone(cloud: Cloud
                                  json={"name": "taken", "admin_email": "o@acme.example",
                                        "domain": "taken.acme.example"})  # fmt: skip
     final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
-    assert final["status"] == "rolled_back"
+    assert final["status"] == "succeeded"  # the domain is only claimed
+    final = cloud.verify("taken", "taken.acme.example")
+    assert final["status"] == "failed"
     assert "already mapped to another service" in final["error"]
+    assert cloud.run.mappings["taken.acme.example"] == {
+        "spec": {"routeName": "someone-elses-service"}
+    }
+    assert "taken.acme.example" not in [r["name"] for r in cloud.dns.records.values()]
+    response = cloud.client.delete("/v1/tenants/acme/sites/taken", headers=cloud.admin)
+    final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+    assert final["status"] == "succeeded", final
     assert cloud.run.mappings == {
         "taken.acme.example": {"spec": {"routeName": "someone-elses-service"}}
     }

@@ -27,15 +27,16 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("actor_issuer", sa.String(length=300), nullable=True))
         batch_op.add_column(sa.Column("actor_key", sa.String(length=64), nullable=True))
         batch_op.alter_column(
-            "action", existing_type=sa.String(length=60), type_=sa.String(length=120)
+            "action",
+            existing_type=sa.String(length=60),
+            type_=sa.String(length=120),
+            existing_nullable=False,
         )
         batch_op.create_index(batch_op.f("ix_audit_events_actor_key"), ["actor_key"], unique=False)
 
     conn = op.get_bind()
     old = conn.execute(sa.text("SELECT domain, site_id, created_at FROM domains")).all()
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_domains_site_id"))
-    op.drop_table("domains")
+    op.drop_table("domains")  # its indexes go with it (MariaDB refuses to drop an FK's index)
     op.create_table(
         "domains",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -72,9 +73,6 @@ def downgrade() -> None:
     kept = conn.execute(
         sa.text("SELECT domain, site_id, created_at FROM domains WHERE status = 'verified'")
     ).all()
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_domains_site_id"))
-        batch_op.drop_index(batch_op.f("ix_domains_domain"))
     op.drop_table("domains")
     op.create_table(
         "domains",
@@ -94,7 +92,10 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_actor_key"))
         batch_op.alter_column(
-            "action", existing_type=sa.String(length=120), type_=sa.String(length=60)
+            "action",
+            existing_type=sa.String(length=120),
+            type_=sa.String(length=60),
+            existing_nullable=False,
         )
         batch_op.drop_column("actor_key")
         batch_op.drop_column("actor_issuer")
