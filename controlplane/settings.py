@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     upload_limit: str = "64M"
     php_max_children: int = 5
 
+    # Nameservers that custom-domain proofs are looked up on ("ip[:port]", comma-separated);
+    # empty: the system resolver.
+    dns_nameservers: str = ""
+    # Denied requests are audited; past this many a minute per caller they are only logged.
+    audit_denied_per_minute: int = 20
+
     log_level: str = "INFO"
     log_file: Path | None = None
     log_json: bool = True
@@ -74,11 +80,6 @@ class Settings(BaseSettings):
     chat_database_url: str | None = None  # checkpoints + thread owners; SQLite under home
     chat_control_plane_url: str | None = None  # where the tools reach the API; base_url
     chat_rate_per_minute: int = 20
-    # Nameservers that custom-domain proofs are looked up on ("ip[:port]", comma-separated);
-    # empty: the system resolver.
-    dns_nameservers: str = ""
-    # Denied requests are audited; past this many a minute per caller they are only logged.
-    audit_denied_per_minute: int = 20
     chat_max_message_chars: int = 4000
     chat_operation_wait_seconds: float = 900
     chat_allowed_origins: tuple[str, ...] = ()  # pages on other origins that embed the widget

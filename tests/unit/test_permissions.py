@@ -269,3 +269,26 @@ def test_denied_changes_are_audited(client: TestClient, auth: AuthHeaders) -> No
 def test_cost_summary_is_for_admins(client: TestClient, auth: AuthHeaders, role: Role) -> None:
     response = client.get("/v1/billing/summary", headers=_headers(auth, role))
     assert response.status_code == (200 if role is Role.ADMIN else 403), response.text
+
+
+def test_identity_is_issuer_subject_and_tenant_scope() -> None:
+    firebase = "https://securetoken.google.com/aipress-prod"
+    alice = principal_from_claims(
+        {"sub": "u1", "iss": firebase, "role": "tenant", "tenant_id": "acme"}
+    )
+    assert alice.issuer == firebase and alice.scope == "tenant:acme"
+    same = principal_from_claims(
+        {"sub": "u1", "iss": firebase, "role": "tenant", "tenant_id": "acme", "email": "a@x.io"}
+    )
+    others = [
+        {"sub": "u1", "iss": "aipress-local", "role": "tenant", "tenant_id": "acme"},
+        {"sub": "u1", "iss": firebase, "role": "tenant", "tenant_id": "globex"},
+        {"sub": "u1", "iss": firebase, "role": "operator", "tenants": ["acme"]},
+        {"sub": "u1", "iss": firebase, "role": "admin"},
+        {"sub": "u2", "iss": firebase, "role": "tenant", "tenant_id": "acme"},
+        # no separator in a subject or issuer can make two identities meet
+        {"sub": "u1|tenant:acme", "iss": firebase, "role": "admin"},
+    ]
+    assert same.key == alice.key
+    keys = {principal_from_claims(c).key for c in others}
+    assert len(keys) == len(others) and alice.key not in keys
