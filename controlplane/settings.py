@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["local", "gcp", "memory"]
@@ -22,6 +23,9 @@ def default_home() -> Path:
     return Path(xdg) / "aipress"
 
 
+OUTBOUND_HOST = re.compile(
+    r"(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}"
+)
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "example")
 
 
@@ -62,6 +66,12 @@ class Settings(BaseSettings):
     php_memory_limit: str = "256M"
     upload_limit: str = "64M"
     php_max_children: int = 5
+    # The theme every new site starts with (installed by scripts/install-debs.sh from Debian).
+    default_theme: str = Field(default="twentytwentythree", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    # Hosts a site's WordPress may call out to (WP_ACCESSIBLE_HOSTS; `*.example.com` allowed);
+    # everything else is refused in PHP before a socket opens. Updates are the platform's job.
+    site_outbound_allow: tuple[str, ...] = ()
+    site_ready_timeout: float = 30  # the wordpress step's readiness probe, in seconds
 
     # Nameservers that custom-domain proofs are looked up on ("ip[:port]", comma-separated);
     # empty: the system resolver.
@@ -120,6 +130,14 @@ class Settings(BaseSettings):
     request_threads: int = 4
     max_resume_attempts: int = 3
     operation_lease_seconds: float = 30
+
+    @field_validator("site_outbound_allow")
+    @classmethod
+    def _hosts_only(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if not OUTBOUND_HOST.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name (or *.domain) to allow")
+        return tuple(h.lower() for h in hosts)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

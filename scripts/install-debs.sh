@@ -2,13 +2,20 @@
 # Installs the Debian packages the embedded default and the tests need, only when missing.
 set -euo pipefail
 
+# php-imagick: the one PHP module WordPress's Site Health recommends that the others lack.
+# Debian's wordpress has its themes only as Recommends (skipped below): without a theme every
+# page renders empty, so the default theme (AIPRESS_DEFAULT_THEME) is installed by name.
 packages=(
   mariadb-server mariadb-client
-  php-fpm php-mysql php-curl php-gd php-xml php-mbstring php-zip php-intl
-  nginx wordpress
+  php-fpm php-mysql php-curl php-gd php-xml php-mbstring php-zip php-intl php-imagick
+  nginx wordpress wordpress-theme-twentytwentythree
   nftables  # site users reach only their own nginx port and MariaDB (controlplane/stack/firewall.py)
   python3-venv
 )
+theme="${AIPRESS_DEFAULT_THEME:-twentytwentythree}"
+if [ "$theme" != twentytwentythree ] && apt-cache show "wordpress-theme-$theme" >/dev/null 2>&1; then
+  packages+=("wordpress-theme-$theme")
+fi
 for flag in "$@"; do
   case "$flag" in
     --with-browser) packages+=(chromium) ;;

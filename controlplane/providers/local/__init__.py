@@ -8,6 +8,7 @@ from controlplane.providers.local.backups import BackupStep as LocalBackups
 from controlplane.providers.local.database import DatabaseStep, SecretsStep
 from controlplane.providers.local.dns import DnsStep as LocalDns
 from controlplane.providers.local.logs import LocalLogs
+from controlplane.providers.local.runtime import AnnouncedStep
 from controlplane.providers.local.runtime import RuntimeStep as LocalRuntime
 from controlplane.providers.local.storage import StorageStep
 from controlplane.providers.local.usage import LocalUsage
@@ -23,12 +24,14 @@ class LocalProvider:
 
     def __init__(self, settings: Settings, stack: LocalStack | None = None) -> None:
         self.stack = stack or LocalStack.from_settings(settings)
-        self.database: SiteStep = DatabaseStep(self.stack, settings)
+        runtime = LocalRuntime(self.stack, settings)
+        # The first step puts the site's names up as "being built" (503) before anything else.
+        self.database: SiteStep = AnnouncedStep(DatabaseStep(self.stack, settings), runtime)
         self.secrets: SiteStep = SecretsStep(self.stack, settings)
         self.storage: SiteStep = StorageStep(self.stack, settings)
-        self.runtime: RuntimeStep = LocalRuntime(self.stack, settings)
+        self.runtime: RuntimeStep = runtime
         self.dns: DnsStep = LocalDns(self.stack, settings)
-        self.wordpress: SiteStep = WordPressStep(self.stack, settings)
+        self.wordpress: SiteStep = WordPressStep(self.stack, settings, runtime)
         self.backups: BackupStep = LocalBackups(self.stack, settings)
         self.logs: SiteLogs = LocalLogs(self.stack, settings)
         self.usage = LocalUsage(self.stack, settings)

@@ -36,6 +36,14 @@ class LocalStep:
         suffix = "" if port == 80 else f":{port}"
         return f"http://{self.names(ctx).preview_host}{suffix}/"
 
+    def probe_token(self, ctx: SiteContext) -> str:
+        """The per-site secret that lets the platform's probes past a site being built."""
+        return ctx.credentials.get_or_create("build_probe", "aipress")[1]
+
+    def probe_headers(self, ctx: SiteContext) -> dict[str, str]:
+        """Headers of a platform probe of the site (the `building` server block admits it)."""
+        return {"X-AIPress-Probe": self.probe_token(ctx)}
+
     def purge_page_cache(self, ctx: SiteContext) -> None:
         """Empty the site's nginx page cache."""
         cache = self.stack.nginx.cache_dir / self.names(ctx).key

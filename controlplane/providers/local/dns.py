@@ -25,11 +25,12 @@ class DnsStep(LocalStep):
         address = f"http://127.0.0.1:{self.settings.site_port}{PROBE_PATH}"
         deadline = time.monotonic() + timeout
         pending = list(names)
+        probe = self.probe_headers(ctx)  # the site may still be in `building` mode
         with httpx.Client(timeout=5, follow_redirects=False) as client:
             while pending and time.monotonic() < deadline:
                 host = pending[0]
                 try:
-                    response = client.get(address, headers={"Host": host})
+                    response = client.get(address, headers={"Host": host, **probe})
                     if response.status_code == 200 and DEFAULT_SERVER_MARK not in response.text:
                         pending.pop(0)
                         continue

@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from controlplane.engine.provider import SiteContext
+from controlplane.engine.provider import SiteContext, SiteStep
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import StackError, wait_for_path
 from controlplane.stack.templates import render
@@ -54,15 +54,35 @@ class RuntimeStep(LocalStep):
             handle.write(content)
         os.replace(tmp, path)
 
-    def _write_vhost(self, ctx: SiteContext, stopped: bool) -> None:
+    def _write_vhost(self, ctx: SiteContext, stopped: bool, building: bool = False) -> None:
+        self._prepare_logs(ctx)
+        content = self._render_vhost(ctx, stopped=stopped, building=building)
+        path = self.stack.nginx.site_file(self.names(ctx).key)
+        if path.exists() and path.read_text() == content:
+            return  # unchanged: no reload
+        self.stack.nginx.install_site(self.names(ctx).key, content)
+
+    def _prepare_logs(self, ctx: SiteContext) -> None:
+        """The site's group reads its own logs, no one else (root only until the site's user
+        exists: a site is announced as being built before its storage step)."""
+        try:
+            site_group = grp.getgrnam(self.names(ctx).system_user).gr_gid
+        except KeyError:
+            site_group = 0
+        for log_file in self.log_files(ctx):
+            self.stack.nginx.prepare_log(log_file, group=site_group)
+
+    def log_files(self, ctx: SiteContext) -> tuple[Path, Path]:
+        """The site's nginx access and error logs."""
+        key, log_dir = self.names(ctx).key, self.stack.nginx.log_dir
+        return log_dir / f"{key}.access.json", log_dir / f"{key}.error.log"
+
+    def _render_vhost(self, ctx: SiteContext, stopped: bool, building: bool) -> str:
         names = self.names(ctx)
         nginx = self.stack.nginx
-        zone = "c_" + re.sub(r"[^a-z0-9_]", "_", names.key)
         access_log, error_log = self.log_files(ctx)
-        site_group = grp.getgrnam(names.system_user).gr_gid
-        for log_file in (access_log, error_log):  # the site's group reads its own, no one else
-            nginx.prepare_log(log_file, group=site_group)
-        content = nginx.render_site(
+        zone = "c_" + re.sub(r"[^a-z0-9_]", "_", names.key)
+        return nginx.render_site(
             site=ctx.site_name,
             tenant=ctx.tenant_id,
             server_names=[names.preview_host, *ctx.domains],
@@ -74,13 +94,42 @@ class RuntimeStep(LocalStep):
             error_log=error_log,
             upload_limit=self.settings.upload_limit.lower(),
             stopped=stopped,
+            building=building,
+            probe_token=self.probe_token(ctx) if building else "",
         )
-        nginx.install_site(names.key, content)
 
-    def log_files(self, ctx: SiteContext) -> tuple[Path, Path]:
-        """The site's nginx access and error logs."""
-        key, log_dir = self.names(ctx).key, self.stack.nginx.log_dir
-        return log_dir / f"{key}.access.json", log_dir / f"{key}.error.log"
+    def building(self, ctx: SiteContext) -> bool:
+        """Whether the site is still being built (its readiness probe has not passed)."""
+        runtime = ctx.resources.get("runtime") or {}
+        return bool(runtime.get("building", "wordpress" not in ctx.resources))
+
+    def announce(self, ctx: SiteContext) -> None:
+        """Put the site's names up in `building` mode (503, never cached) before the rest of
+        the create, so nothing of a half-built site is ever shown or cached."""
+        nginx = self.stack.nginx
+        path = nginx.site_file(self.names(ctx).key)
+        if path.exists():
+            return
+        if nginx.pid() is None:
+            # nginx is not up yet: it starts with this block (`nginx -t` first), so the names
+            # never answer with the default server's 404 in between.
+            nginx.write_master()
+            self._prepare_logs(ctx)
+            path.write_text(self._render_vhost(ctx, stopped=False, building=True))
+        self.stack.ensure_running()
+        self._write_vhost(ctx, stopped=False, building=True)
+
+    def withdraw(self, ctx: SiteContext) -> None:
+        """Take down what `announce` put up (no-op when gone), with its logs."""
+        self.stack.nginx.remove_site(self.names(ctx).key)
+        for log_file in self.log_files(ctx):
+            log_file.unlink(missing_ok=True)
+
+    def serve_built(self, ctx: SiteContext) -> None:
+        """The probe passed: the serving server block replaces the building one."""
+        runtime = ctx.resources.setdefault("runtime", {})
+        self._write_vhost(ctx, stopped=bool(runtime.get("stopped", False)))
+        runtime["building"] = False
 
     def ensure(self, ctx: SiteContext) -> None:
         """Write and load the pool, then enable the server block."""
@@ -91,11 +140,13 @@ class RuntimeStep(LocalStep):
         if not wait_for_path(self.stack.phpfpm.socket(names.system_user), 10):
             raise StackError(f"pool {names.system_user} did not open its socket")
         stopped = bool(ctx.resources.get("runtime", {}).get("stopped", False))
-        self._write_vhost(ctx, stopped=stopped)
+        building = self.building(ctx)
+        self._write_vhost(ctx, stopped=stopped, building=building)
         ctx.resources["runtime"] = {
             "pool": names.system_user,
             "vhost": names.key,
             "stopped": stopped,
+            "building": building,
         }
 
     def remove(self, ctx: SiteContext) -> None:
@@ -130,3 +181,25 @@ class RuntimeStep(LocalStep):
         self.stack.phpfpm.reload()
         for ctx in contexts:
             self.purge_page_cache(ctx)  # pages rendered with the old values must not be served
+
+
+class AnnouncedStep:
+    """The first create step, which first puts the site's names up in `building` mode (so a
+    visitor sees 503 from the POST on, never a 404, an empty page or a half-installed one)
+    and on undo also takes them down."""
+
+    def __init__(self, inner: SiteStep, runtime: RuntimeStep) -> None:
+        self.inner = inner
+        self.runtime = runtime
+
+    def ensure(self, ctx: SiteContext) -> None:
+        """Announce the site as being built, then run the step."""
+        if self.runtime.building(ctx):
+            self.runtime.announce(ctx)
+        self.inner.ensure(ctx)
+
+    def remove(self, ctx: SiteContext) -> None:
+        """Undo the step, then take the building server block down."""
+        self.inner.remove(ctx)
+        if "runtime" not in ctx.resources:
+            self.runtime.withdraw(ctx)

@@ -15,8 +15,9 @@ from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import StackError, run
 
 log = get_logger("aipress.local.storage")
-# Shipped with the Debian package; copied (not linked) so the site owns its themes and plugins.
-CONTENT_SUBDIRS = ("themes", "plugins")
+# The site's own wp-content starts empty but for the default theme: Debian's bundled Akismet
+# would sit inactive (Site Health flags it) and needs an API key and the internet.
+CONTENT_SUBDIRS = ("themes", "plugins", "uploads", "languages")
 CORE_EXCLUDES = ("wp-config.php", "wp-content", ".htaccess")
 
 
@@ -103,15 +104,35 @@ class StorageStep(LocalStep):
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
             for sub in CONTENT_SUBDIRS:
-                source = self.settings.wordpress_core / "wp-content" / sub
-                if source.is_dir():
-                    run(["cp", "-rL", str(source), str(staging / sub)], what=f"copying {sub}")
-            (staging / "uploads").mkdir(exist_ok=True)
-            (staging / "languages").mkdir(exist_ok=True)
+                (staging / sub).mkdir()
             chown_tree(staging, user, "www-data")
             staging.rename(content)
         # setgid: files the site writes stay readable by nginx (group www-data), not by others.
         content.chmod(0o2750)
+        self._ensure_theme(content / "themes")
+
+    def _ensure_theme(self, themes: Path) -> None:
+        """Hard-link the default theme like core: root-owned, shared inodes, ~0 bytes a site.
+
+        After the chown of wp-content, never before: a chown through a hard link would give
+        the Debian package's files to the site. A missing theme is left for the readiness
+        probe to report (the site would render an empty page)."""
+        theme = self.settings.default_theme
+        source = self.settings.wordpress_core / "wp-content" / "themes" / theme
+        target = themes / theme
+        if target.is_symlink() or not themes.is_dir() or themes.is_symlink():
+            raise StackError(f"{themes} is not the site's themes directory")
+        if target.exists() or not source.is_dir():
+            return
+        # Staged in htdocs (root's), not in themes/, where the site's user could plant a link.
+        staging = themes.parent.parent / f".theme-{theme}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            run(["cp", "-rlL", str(source), str(staging)], what=f"linking theme {theme}")
+        except StackError:
+            shutil.rmtree(staging, ignore_errors=True)
+            run(["cp", "-rL", str(source), str(staging)], what=f"copying theme {theme}")
+        staging.rename(target)
 
     def remove(self, ctx: SiteContext) -> None:
         """Delete the site's directory and system user (after its pool is gone)."""

@@ -1,4 +1,5 @@
-"""wordpress step: wp-config.php (0640, the site's group) and a non-interactive install."""
+"""wordpress step: wp-config.php (0640, the site's group), the platform's must-use plugins, a
+non-interactive install with the default theme, and a readiness probe of the homepage."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,11 @@ import httpx
 from controlplane.engine.provider import SiteContext
 from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
+from controlplane.providers.local.mu_plugins import install_mu_plugins
+from controlplane.providers.local.runtime import RuntimeStep
+from controlplane.providers.readiness import homepage_problem
+from controlplane.settings import Settings
+from controlplane.stack.local import LocalStack
 from controlplane.stack.process import StackError, run
 from controlplane.stack.templates import php_string, render
 
@@ -33,7 +40,12 @@ def salts(seed: str) -> list[tuple[str, str]]:
 
 
 class WordPressStep(LocalStep):
-    """Writes wp-config.php and installs WordPress with the requested admin."""
+    """Writes wp-config.php, installs WordPress with the requested admin and the default theme,
+    and is done only when the homepage serves the site (then the site leaves `building`)."""
+
+    def __init__(self, stack: LocalStack, settings: Settings, runtime: RuntimeStep) -> None:
+        super().__init__(stack, settings)
+        self.runtime = runtime
 
     def ensure(self, ctx: SiteContext) -> None:
         """Configure and install (or, if installed, re-sync the admin password)."""
@@ -54,6 +66,11 @@ class WordPressStep(LocalStep):
             db_host=f"127.0.0.1:{self.stack.mariadb.port}",
             salts=salts(seed),
             home_url=url,
+            default_theme=self.settings.default_theme,
+            # The site's own names are not "external"; the allow-list is the operator's.
+            accessible_hosts=[*ctx.domains, *self.settings.site_outbound_allow],
+            loopback=f"127.0.0.1:{self.settings.site_port}",
+            site_hosts=[names.preview_host, *ctx.domains],
         )
         path = names.root / "htdocs" / "wp-config.php"
         tmp = path.with_suffix(".tmp")
@@ -62,6 +79,7 @@ class WordPressStep(LocalStep):
             handle.write(config)
         os.chown(tmp, 0, grp.getgrnam(names.system_user).gr_gid)
         os.replace(tmp, path)
+        install_mu_plugins(names.root / "htdocs" / "wp-content")
 
         payload = json.dumps(
             {
@@ -70,6 +88,7 @@ class WordPressStep(LocalStep):
                 "admin_user": admin_user,
                 "admin_email": ctx.admin_email,
                 "admin_password": admin_password,
+                "theme": self.settings.default_theme,
             }
         )
         # The script and its input travel on stdin: nothing is written where the site's user
@@ -88,9 +107,47 @@ class WordPressStep(LocalStep):
             raise StackError(f"WordPress install printed no result: {output[-500:]}") from exc
         if not result.get("installed"):
             raise StackError(f"WordPress install did not finish: {result}")
-        self.purge_page_cache(ctx)  # drop anything cached before the install finished
+        self._probe(ctx, result)
+        self.runtime.serve_built(ctx)
+        self.purge_page_cache(ctx)  # the cache starts empty at ready
         self._warm(names.preview_host)
-        ctx.resources["wordpress"] = {"url": url, "admin": admin_user, "version": "debian"}
+        ctx.resources["wordpress"] = {
+            "url": url,
+            "admin": admin_user,
+            "version": str(result.get("version") or ""),
+            "theme": result.get("theme"),
+        }
+
+    def _probe(self, ctx: SiteContext, result: dict[str, object]) -> None:
+        """Ready means serving: the homepage answers 200 with the site's title and WordPress's
+        generator tag within `site_ready_timeout`, or the step fails saying what is wrong."""
+        host, port = self.names(ctx).preview_host, self.settings.site_port
+        headers = {"Host": f"{host}:{port}", **self.probe_headers(ctx)}
+        deadline = time.monotonic() + self.settings.site_ready_timeout
+        problem = "nginx did not answer"
+        with httpx.Client(timeout=10, follow_redirects=False) as client:
+            while True:
+                try:
+                    response = client.get(f"http://127.0.0.1:{port}/", headers=headers)
+                    problem = homepage_problem(response.status_code, response.text, ctx.title) or ""
+                except httpx.HTTPError as exc:
+                    problem = f"nginx did not answer ({type(exc).__name__})"
+                if not problem:
+                    return
+                if problem.endswith("empty page") and not result.get("theme_exists"):
+                    break  # no theme: waiting changes nothing
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        if problem.endswith("empty page") and not result.get("theme_exists"):
+            themes = self.settings.wordpress_core / "wp-content" / "themes"
+            problem += (
+                f": no theme is installed (the default theme {self.settings.default_theme!r} "
+                f"is not in {themes}; install its package or set AIPRESS_DEFAULT_THEME)"
+            )
+        elif problem.startswith("the homepage answers HTTP 5"):
+            problem += " (a PHP error: see the site's logs)"
+        raise StackError(f"the site is not serving after the install: {problem}")
 
     def _warm(self, host: str) -> None:
         """Fetch the homepage once so the owner's first visit hits warm caches."""

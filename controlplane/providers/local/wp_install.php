@@ -2,9 +2,11 @@
 /*
  * AIPress: installs WordPress non-interactively (no wp-cli on the machine).
  * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
- * {"url","title","admin_user","admin_email","admin_password"}) put in place of the marker
- * below by the control plane. Prints a JSON result.
- * Re-running it on an installed site only resets the admin password: idempotent.
+ * {"url","title","admin_user","admin_email","admin_password","theme"}) put in place of the
+ * marker below by the control plane. Prints a JSON result: what it did, the active theme and
+ * whether it exists, and the WordPress version read from the site's own core.
+ * Re-running it on an installed site only resets the admin password (and activates the
+ * theme if the active one is missing): idempotent.
  */
 $htdocs = $argv[1];
 $in = json_decode(__AIPRESS_INPUT__, true);
@@ -21,12 +23,26 @@ function wp_new_blog_notification($blog_title, $blog_url, $user_id, $password) {
 require $htdocs . '/wp-load.php';
 require_once ABSPATH . 'wp-admin/includes/upgrade.php';
 
+// Activates the platform's default theme when the active one is missing; returns the result.
+function aipress_result(array $in, array $extra): string {
+    $wanted = wp_get_theme($in['theme']);
+    if (!wp_get_theme()->exists() && $wanted->exists()) {
+        switch_theme($wanted->get_stylesheet());
+    }
+    return json_encode($extra + [
+        'installed' => true,
+        'theme' => get_stylesheet(),
+        'theme_exists' => wp_get_theme()->exists(),
+        'version' => $GLOBALS['wp_version'],
+    ]);
+}
+
 if (is_blog_installed()) {
     $user = get_user_by('login', $in['admin_user']);
     if ($user) {
         wp_set_password($in['admin_password'], $user->ID);
     }
-    echo json_encode(['installed' => true, 'already' => true]);
+    echo aipress_result($in, ['already' => true]);
     exit(0);
 }
 // Offline and fast: no HTTP during the install (WordPress would probe its own permalinks
@@ -43,4 +59,8 @@ remove_filter('pre_option_permalink_structure', $pretty);
 global $wp_rewrite;
 $wp_rewrite->set_permalink_structure('/%postname%/');
 $wp_rewrite->flush_rules(false);
-echo json_encode(['installed' => true, 'already' => false, 'user_id' => $result['user_id']]);
+$theme = wp_get_theme($in['theme']);
+if ($theme->exists()) {
+    switch_theme($theme->get_stylesheet());
+}
+echo aipress_result($in, ['already' => false, 'user_id' => $result['user_id']]);
