@@ -109,6 +109,8 @@ class SiteRead(BaseModel):
     current_operation_id: str | None
     created_at: datetime
     updated_at: datetime
+    # Read from the site's WordPress by its wordpress step; None until then.
+    wordpress_version: str | None = None
 
 
 class SitePlan(BaseModel):

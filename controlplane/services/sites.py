@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -23,10 +26,19 @@ from controlplane.permissions import Action, NotVisible, Principal, authorize
 from controlplane.schemas import AdminCredentials, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
 
+VERSION = re.compile(r"\d+\.\d+(\.\d+)?([-.][0-9A-Za-z.-]+)?")
+
+
+def wordpress_version(resources: dict[str, Any] | None) -> str | None:
+    """The WordPress version the site's wordpress step read from it (not assumed)."""
+    version = ((resources or {}).get("wordpress") or {}).get("version")
+    return version if isinstance(version, str) and VERSION.fullmatch(version) else None
+
 
 def to_read(site: Site) -> SiteRead:
     """The API view of a site."""
     return SiteRead(
+        wordpress_version=wordpress_version(site.resources),
         id=site.id,
         tenant_id=site.tenant_id,
         name=site.name,
@@ -54,7 +66,9 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
     """A tenant's sites, by name (read as plain rows: the list is the API's hottest path)."""
     authorize(principal, Action.READ_SITES, tenant_id)
     rows = session.execute(
-        select(*SITE_READ_COLUMNS).where(Site.tenant_id == tenant_id).order_by(Site.name)
+        select(*SITE_READ_COLUMNS, Site.resources)
+        .where(Site.tenant_id == tenant_id)
+        .order_by(Site.name)
     ).all()
     if not rows:  # an empty list, or no such tenant (404)
         get_visible_tenant(
@@ -70,10 +84,14 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
     ):
         domains.setdefault((site_id, status == DOMAIN_VERIFIED), []).append(domain)
     return [
-        SiteRead(**row._mapping, domains=domains.get((row.id, True), []),
-                 pending_domains=domains.get((row.id, False), []))
+        SiteRead(
+            **{k: v for k, v in row._mapping.items() if k != "resources"},
+            domains=domains.get((row.id, True), []),
+            pending_domains=domains.get((row.id, False), []),
+            wordpress_version=wordpress_version(row.resources),
+        )
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 def get_site(
