@@ -4,6 +4,7 @@ client libraries send. Each records what it received; tests read the records."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from collections.abc import Callable
@@ -70,6 +71,8 @@ class FakeCloudRun(Fake):
         self.on("POST", services + r"/(?P<id>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", services + r"/(?P<id>[^/:]+):setIamPolicy", self.set_policy)
         self.on("GET", r"/sites/(?P<id>[^/]+)/healthz", self.health)
+        self.on("GET", r"/sites/(?P<id>[^/]+)/", self.homepage)
+        self.empty_homepages: set[str] = set()  # sites whose WordPress has no theme
         self.mappings: dict[str, dict[str, Any]] = {}
         mappings = r"/apis/domains.cloudrun.com/v1/namespaces/(?P<p>[^/]+)/domainmappings"
         self.on("POST", mappings, self.map_domain)
@@ -168,6 +171,23 @@ class FakeCloudRun(Fake):
     def health(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         known = any(name.endswith(f"/services/{m['id']}") for name in self.services)
         return Response("ok" if known else "gone", status_code=200 if known else 404)
+
+    def homepage(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        """The homepage the tenant image's WordPress renders from the service's env."""
+        service = next(
+            (s for n, s in self.services.items() if n.endswith(f"/services/{m['id']}")), None
+        )
+        if service is None:
+            return Response("gone", status_code=404)
+        if service["labels"].get("aipress-site") in self.empty_homepages:
+            return Response("", status_code=200, media_type="text/html")
+        env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["env"]}
+        title = html.escape(env["WORDPRESS_TITLE"])
+        return Response(
+            f"<!DOCTYPE html><html><head><title>{title}</title>"
+            '<meta name="generator" content="WordPress 6.8.3" /></head><body></body></html>',
+            media_type="text/html",
+        )
 
     def public(self, name: str) -> bool:
         """Whether allUsers may invoke the service."""

@@ -125,6 +125,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
         )  # fmt: skip
         provider = GcpProvider(settings, clients, CloudflareRecords(clients.cloudflare, ZONE))
         provider.wordpress.http.timeout = 5  # type: ignore[attr-defined]
+        provider.wordpress.ready_timeout = 4  # type: ignore[attr-defined]
         app = create_app(settings, platform_factory=lambda s: build_platform(s, provider=provider))
         with TestClient(app) as client:
             admin = {
@@ -153,6 +154,9 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert final["status"] == "succeeded", final
     site = cloud.client.get("/v1/tenants/acme/sites/crumbs", headers=cloud.admin).json()
     assert site["preview_url"] == "https://crumbs.acme.sites.example.com/"
+    # Ready meant serving: the homepage had the title and the generator tag it reports.
+    assert site["wordpress_version"] == "6.8.3"
+    assert ("GET", f"/sites/{_service_id(cloud)}/", {}) in cloud.run.requests
 
     # Cloud SQL: a database and a user granted that database only (never cloudsqlsuperuser).
     [database] = _databases(cloud.mariadb)
@@ -240,6 +244,23 @@ def test_a_failing_runtime_step_rolls_back_database_secrets_and_bucket(cloud: Cl
     assert cloud.secrets.secrets == {}
     assert not [b for b in cloud.storage.list_buckets() if "broken" in b.name]
     assert cloud.run.services == {} and cloud.dns.records == {}
+
+
+def _service_id(cloud: Cloud) -> str:
+    [service] = cloud.run.services
+    return service.rsplit("/", 1)[1]
+
+
+def test_a_site_that_renders_an_empty_page_is_not_ready_and_rolls_back(cloud: Cloud) -> None:
+    cloud.run.empty_homepages.add("blank")
+    final = _create(cloud, "blank")
+    assert final["status"] == "rolled_back", final
+    assert "/healthz" not in final["error"]  # healthy, yet not serving the site
+    assert "the site renders an empty page: no theme is installed" in final["error"]
+    assert _databases(cloud.mariadb) == set()
+    assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
+    assert cloud.run.mappings == {}
+    assert not [b for b in cloud.storage.list_buckets() if "blank" in b.name]
 
 
 def test_stop_and_start_toggle_public_access(cloud: Cloud) -> None:

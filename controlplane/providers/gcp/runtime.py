@@ -85,6 +85,10 @@ class CloudRunService(GcpStep):
             run_v2.EnvVar(name="WORDPRESS_TITLE", value=ctx.title),
             run_v2.EnvVar(name="WORDPRESS_ADMIN_USER", value=ctx.admin_user),
             run_v2.EnvVar(name="WORDPRESS_ADMIN_EMAIL", value=ctx.admin_email),
+            run_v2.EnvVar(name="WORDPRESS_THEME", value=self.settings.default_theme),
+            run_v2.EnvVar(
+                name="WORDPRESS_OUTBOUND_ALLOW", value=",".join(self.settings.site_outbound_allow)
+            ),
             self._secret_env(
                 "WORDPRESS_ADMIN_PASSWORD",
                 secret_ids.get("admin_password", names.admin_password_secret),

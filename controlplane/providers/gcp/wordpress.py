@@ -1,5 +1,6 @@
 """wordpress step: the tenant image installs WordPress on its first start (from env and
-secret env); this step waits until the service answers its health check."""
+secret env); this step is done when the service answers its health check and its homepage
+serves the site (title and WordPress's generator tag), as the local provider's is."""
 
 from __future__ import annotations
 
@@ -10,37 +11,51 @@ import httpx
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.readiness import generator_version, homepage_problem
 
 READY_TIMEOUT = 300.0
 
 
 class WordPressReady(GcpStep):
-    """Waits for `<service uri>/healthz` to answer 200."""
+    """Waits for `<service uri>/healthz`, then for the homepage to be the site's."""
 
     def __init__(self, settings: object, clients: object, http: httpx.Client | None = None) -> None:
         super().__init__(settings, clients)  # type: ignore[arg-type]
         self.http = http or httpx.Client(timeout=10, follow_redirects=False)
+        self.ready_timeout = READY_TIMEOUT
 
     def ensure(self, ctx: SiteContext) -> None:
-        """Poll the health endpoint with backoff until it answers or the time runs out."""
+        """Poll with backoff until both answer, or fail saying what the site does instead."""
         uri = (ctx.resources.get("runtime") or {}).get("uri")
         if not uri:
             raise ApplyFailed("the runtime step recorded no service URL")
-        deadline = time.monotonic() + READY_TIMEOUT
-        delay, last = 0.5, "no answer"
+        base = uri.rstrip("/")
+        deadline = time.monotonic() + self.ready_timeout
+        delay, last, healthy = 0.5, "no answer", False
         while time.monotonic() < deadline:
             try:
-                response = self.http.get(f"{uri.rstrip('/')}/healthz")
-                if response.status_code == 200:
-                    ctx.resources["wordpress"] = {"installed": True}
-                    return
-                last = f"HTTP {response.status_code}"
+                if not healthy:
+                    response = self.http.get(f"{base}/healthz")
+                    healthy = response.status_code == 200
+                    last = "" if healthy else f"/healthz answers HTTP {response.status_code}"
+                if healthy:
+                    home = self.http.get(f"{base}/")
+                    problem = homepage_problem(home.status_code, home.text, ctx.title)
+                    if problem is None:
+                        ctx.resources["wordpress"] = {
+                            "installed": True,
+                            "version": generator_version(home.text),
+                        }
+                        return
+                    last = problem
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(delay)
             delay = min(delay * 2, 10)
+        if last.endswith("empty page"):
+            last += ": no theme is installed (the tenant image activates WORDPRESS_THEME)"
         raise ApplyFailed(
-            f"WordPress did not become healthy at {uri} within {READY_TIMEOUT:.0f} s ({last})"
+            f"the site at {uri} is not serving after {self.ready_timeout:.0f} s: {last}"
         )
 
     def remove(self, ctx: SiteContext) -> None:
