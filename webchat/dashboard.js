@@ -28,9 +28,10 @@ async function sites() {
     } }, "History"));
     const url = site.preview_url ? h("a", { href: site.preview_url, target: "_blank", rel: "noopener" }, site.preview_url) : "";
     return h("tr", {}, h("td", {}, h("strong", {}, site.name), h("div", { class: "muted" }, site.title)),
-      h("td", {}, badge(site.status)), h("td", {}, url), domainsCell(site), history);
+      h("td", {}, badge(site.status)), h("td", {}, url), domainsCell(site),
+      h("td", {}, site.wordpress_version || "—"), history);
   });
-  body("sites").replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ...["Site", "Status", "Preview URL", "Domains", "Deployments"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...rows)));
+  body("sites").replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ...["Site", "Status", "Preview URL", "Domains", "WordPress", "Deployments"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...rows)));
 }
 
 // Verified domains are served; a pending one waits for its TXT record, which the button shows.

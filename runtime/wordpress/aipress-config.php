@@ -13,3 +13,13 @@ if (getenv('WORDPRESS_SITE_URL')) {
 define('DISALLOW_FILE_EDIT', true);
 define('AUTOMATIC_UPDATER_DISABLED', true);
 define('WP_POST_REVISIONS', 20);
+// The theme a new site starts with (AIPRESS_DEFAULT_THEME, passed as WORDPRESS_THEME).
+if (getenv('WORDPRESS_THEME')) {
+    define('WP_DEFAULT_THEME', getenv('WORDPRESS_THEME'));
+}
+// No page waits on the internet: WordPress calls out only to the site itself and the hosts
+// the platform allows (AIPRESS_SITE_OUTBOUND_ALLOW, passed as WORDPRESS_OUTBOUND_ALLOW).
+define('WP_HTTP_BLOCK_EXTERNAL', true);
+if (getenv('WORDPRESS_OUTBOUND_ALLOW')) {
+    define('WP_ACCESSIBLE_HOSTS', getenv('WORDPRESS_OUTBOUND_ALLOW'));
+}

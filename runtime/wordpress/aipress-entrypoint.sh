@@ -25,6 +25,11 @@ install_once() {
     for plugin in wp-content/plugins/*/; do
       wp plugin activate --allow-root "$(basename "$plugin")" || true
     done
+    # The platform's default theme, when this WordPress has it (else core's default stays).
+    theme="${WORDPRESS_THEME:-twentytwentythree}"
+    if wp theme is-installed --allow-root "$theme"; then
+      wp theme activate --allow-root "$theme"
+    fi
   fi
 }
 install_once &

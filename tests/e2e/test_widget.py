@@ -153,6 +153,10 @@ def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
 
     alice.reload()
     expect(alice.locator("#sites")).to_contain_text("crumbs")
+    # The WordPress version the site reported (read from it, not assumed).
+    expect(alice.locator("#sites tr", has_text="crumbs")).to_contain_text(
+        re.compile(r"\b\d+\.\d+(\.\d+)?\b")
+    )
     alice.get_by_role("tab", name="Costs").click()
     expect(alice.locator("#costs svg.aipress-chart")).to_be_visible()
     alice.get_by_role("tab", name="Sites").click()

@@ -32,6 +32,24 @@ def test_wordpress_is_configured_for_the_platform() -> None:
 
 @pytest.mark.skipif(shutil.which("php") is None, reason="php is installed by `make test`")
 def test_php_files_parse() -> None:
-    for name in ("aipress-config.php", "healthz.php"):
+    for name in ("aipress-config.php", "healthz.php", "mu-plugins/aipress-updates-off.php"):
         result = subprocess.run(["php", "-l", str(IMAGE / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
+
+
+def test_the_image_carries_the_platforms_must_use_plugins_that_apply() -> None:
+    local = Path(__file__).resolve().parents[2] / "controlplane" / "providers" / "local"
+    shipped = {p.name: p.read_bytes() for p in (IMAGE / "mu-plugins").glob("*.php")}
+    assert shipped  # the same bytes as the embedded default's, never a drifting copy
+    for name, data in shipped.items():
+        assert (local / "mu_plugins" / name).read_bytes() == data, name
+    assert (
+        "COPY mu-plugins/ /usr/src/wordpress/wp-content/mu-plugins/"
+        in (IMAGE / "Dockerfile").read_text()
+    )
+    config = (IMAGE / "aipress-config.php").read_text()
+    assert "define('WP_HTTP_BLOCK_EXTERNAL', true);" in config
+    assert "WORDPRESS_OUTBOUND_ALLOW" in config and "WORDPRESS_THEME" in config
+    assert (
+        'wp theme activate --allow-root "$theme"' in (IMAGE / "aipress-entrypoint.sh").read_text()
+    )
