@@ -28,3 +28,9 @@ add_action('http_api_curl', function ($handle, $args, $url) {
         curl_setopt($handle, CURLOPT_CONNECT_TO, array($host . '::' . AIPRESS_LOOPBACK));
     }
 }, 10, 3);
+
+// The platform's readiness probe reaches a site still being built, and a WP-Cron spawn from
+// that request would meet the building server block's 503: cron waits for the first visit.
+if (isset($_SERVER['HTTP_X_AIPRESS_PROBE'])) {
+    remove_action('init', 'wp_cron');
+}
