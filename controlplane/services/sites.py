@@ -31,7 +31,8 @@ VERSION = re.compile(r"\d+\.\d+(\.\d+)?([-.][0-9A-Za-z.-]+)?")
 
 def wordpress_version(resources: dict[str, Any] | None) -> str | None:
     """The WordPress version the site's wordpress step read from it (not assumed)."""
-    version = ((resources or {}).get("wordpress") or {}).get("version")
+    wordpress = (resources or {}).get("wordpress")
+    version = wordpress.get("version") if isinstance(wordpress, dict) else None
     return version if isinstance(version, str) and VERSION.fullmatch(version) else None
 
 
