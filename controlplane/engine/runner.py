@@ -39,7 +39,8 @@ STEPS_BY_KIND = {
     DELETE_SITE: DELETE_STEPS,
     START_SITE: ("runtime",),
     STOP_SITE: ("runtime",),
-    UPDATE_DOMAINS: ("runtime", "dns"),
+    # wordpress too: the site's own names are in its config (loopback, outbound allow-list).
+    UPDATE_DOMAINS: ("runtime", "dns", "wordpress"),
 }
 ACTIVE_STATUSES = ("pending", "running", "rolling_back")
 FINISHED_STATUSES = ("succeeded", "failed", "rolled_back")

@@ -253,6 +253,14 @@ def test_no_page_calls_out_and_the_allow_list_is_let_through(local: LocalEnv) ->
     local.settings.site_outbound_allow = ("allowed.example",)
     try:
         local.create("quiet", title="Quiet Bakery", domain="quiet.example.net")
+        # The custom domain is the site's own once verified (its config is rewritten then).
+        path = "/v1/tenants/acme/sites/quiet/domains"
+        [claim] = local.client.get(path, headers=local.admin).json()
+        local.dns.records[claim["verification"]["name"]] = [claim["verification"]["value"]]
+        verified = local.client.post(f"{path}/quiet.example.net/verify", headers=local.admin)
+        assert verified.status_code == 202, verified.text
+        final = wait_for_operation(local.client, verified.json()["operation"]["id"], local.admin)
+        assert final["status"] == "succeeded", final
     finally:
         local.settings.site_outbound_allow = ()
     host = "quiet.acme.localhost"

@@ -140,7 +140,7 @@ def test_verified_domains_are_served_and_removed(
     assert verified.json()["domain"]["status"] == "verified"
     op = wait_for_operation(api, verified.json()["operation"]["id"], owner)
     assert op["kind"] == "update_domains" and op["status"] == "succeeded"
-    assert [s["name"] for s in op["steps"]] == ["runtime", "dns"]
+    assert [s["name"] for s in op["steps"]] == ["runtime", "dns", "wordpress"]
     assert _served(memory_provider, site["id"]) == [SHOP]
     read = api.get("/v1/tenants/globex/sites/shop", headers=owner).json()
     assert read["domains"] == [SHOP] and read["pending_domains"] == []
