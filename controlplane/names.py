@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
-DNS_LABEL = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# Whole-string patterns (`fullmatch`): `$` alone would also accept a trailing newline.
+DNS_LABEL = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
+# Env names: ASCII letters, digits and '_' only, so a pool file's quoted `env["NAME"]` key
+# can hold no quote, `$` or bracket; PHP's INI keywords and constant names (NULL, E_ALL...)
+# are fine because the key is quoted (runtime.ini_key).
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 TENANT_MAX = 30
 SITE_MAX = 40
 ENV_MAX = 64
@@ -50,7 +54,7 @@ def check_label(value: str, *, kind: str, max_length: int) -> str:
         raise ValueError(f"{kind} name must not be empty")
     if len(value) > max_length:
         raise ValueError(f"{kind} name must be at most {max_length} characters")
-    if not DNS_LABEL.match(value):
+    if not DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"{kind} name must use lowercase letters, digits and hyphens, start with a letter "
             "and not end with a hyphen (e.g. 'my-bakery')"
@@ -110,7 +114,7 @@ def check_domain(value: str, platform_domain: str | None = None) -> str:
 
 def check_env_name(value: str) -> str:
     """Validate an environment variable name for tenant integrations."""
-    if not value or len(value) > ENV_MAX or not ENV_NAME.match(value):
+    if not value or len(value) > ENV_MAX or not ENV_NAME.fullmatch(value):
         raise ValueError(
             f"env var name must be 1-{ENV_MAX} characters of A-Z, 0-9 and '_', "
             "not starting with a digit (e.g. STRIPE_API_KEY)"

@@ -235,7 +235,7 @@ def tenant_ref(text: str) -> str | None:
     for pattern in TENANT_PATTERNS:
         for match in pattern.finditer(text):
             value = candidate(match.group(1), avoid=set())
-            if value and names.DNS_LABEL.match(value):
+            if value and names.DNS_LABEL.fullmatch(value):
                 return value
     return None
 

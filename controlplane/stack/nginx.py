@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.stack.configfiles import Changes, apply_changes, config_lock
 from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
 from controlplane.stack.templates import render
 
@@ -29,7 +30,6 @@ class Nginx:
     base: Path
     port: int = 8080
     listen: str = "127.0.0.1"
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def conf(self) -> Path:
@@ -107,8 +107,16 @@ class Nginx:
         """`nginx -t`."""
         run(self._cmd("-t", "-q"), what="nginx -t")
 
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The one lock over server blocks, `nginx -t`, start and reload (threads and processes)."""
+        return config_lock(self.base / "config.lock")
+
     def start(self) -> None:
         """Start nginx (no-op if it runs)."""
+        with self.locked():
+            self._start()
+
+    def _start(self) -> None:
         self.write_master()
         if self.pid() is not None:
             return
@@ -119,10 +127,15 @@ class Nginx:
 
     def reload(self, timeout: float = 10) -> None:
         """Graceful reload; returns once workers with the new config are accepting."""
+        with self.locked():
+            self._reload(timeout)
+
+    def _reload(self, timeout: float = 10) -> None:
         pid = self.pid()
         if pid is None:
-            self.start()
+            self._start()
             return
+        self.test_config()
         before = children(pid)
         os.kill(pid, signal.SIGHUP)
         # The master starts new workers, then at once tells the old ones to close their
@@ -135,34 +148,34 @@ class Nginx:
                 return
         raise StackError(f"nginx did not reload within {timeout} s; see {self.log_dir}")
 
+    def apply(self, changes: Changes) -> None:
+        """Write (content) or remove (None) server blocks, `nginx -t`, reload: as one unit.
+
+        If the test or the reload fails, every file is put back as it was (nginx keeps its
+        previous config when a reload is refused), so later changes still load.
+        """
+        with self.locked():
+            if all(content is None and not path.exists() for path, content in changes.items()):
+                return  # removing what is not there: nothing to test or reload
+            try:
+                apply_changes(changes, mode=0o644, activate=self._reload)
+            except BaseException:
+                if self.pid() is None:
+                    self._start()
+                raise
+
     def install_site(self, key: str, content: str) -> None:
         """Enable a server block only if `nginx -t` accepts it; otherwise restore the old one."""
-        with self._lock:
-            path = self.site_file(key)
-            previous = path.read_text() if path.exists() else None
-            path.write_text(content)
-            try:
-                self.test_config()
-            except StackError:
-                if previous is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    path.write_text(previous)
-                raise
-            self.reload()
+        self.apply({self.site_file(key): content})
 
     def remove_site(self, key: str) -> None:
         """Disable a server block (no-op when absent)."""
-        with self._lock:
-            path = self.site_file(key)
-            if not path.exists():
-                return
-            path.unlink()
-            self.reload()
+        self.apply({self.site_file(key): None})
 
     def stop(self) -> None:
         """Stop nginx."""
-        stop_pid(self.pidfile, signal.SIGQUIT)
+        with self.locked():
+            stop_pid(self.pidfile, signal.SIGQUIT)
 
     def render_site(self, **values: object) -> str:
         """A server block from the site template."""

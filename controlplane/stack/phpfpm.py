@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.stack.configfiles import Changes, apply_changes, config_lock
 from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
 from controlplane.stack.templates import render
 
@@ -46,7 +47,6 @@ class PhpFpm:
     """Master process, config and pools under `base`."""
 
     base: Path
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def conf(self) -> Path:
@@ -105,8 +105,16 @@ class PhpFpm:
         """`php-fpm -t`: refuse a broken config before it is loaded."""
         run([php_fpm_binary(), "--fpm-config", str(self.conf), "-t"], what="php-fpm config test")
 
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The one lock over pool files, `php-fpm -t`, start and reload (threads and processes)."""
+        return config_lock(self.base / "config.lock")
+
     def start(self) -> None:
         """Start the master (no-op if it runs)."""
+        with self.locked():
+            self._start()
+
+    def _start(self) -> None:
         self.write_master()
         if self.pid() is not None:
             return
@@ -121,24 +129,45 @@ class PhpFpm:
 
     def reload(self) -> None:
         """Graceful reload (USR2): new pools start, removed pools stop, others keep serving."""
-        with self._lock:
-            pid = self.pid()
-            if pid is None:
-                self.start()
+        with self.locked():
+            self._reload()
+
+    def apply(self, changes: Changes) -> None:
+        """Write (content) or remove (None) pool files, `php-fpm -t`, reload: as one unit.
+
+        If the test or the reload fails, every file is put back as it was and the master
+        keeps (or is restarted with) the previous config, so later changes still load.
+        """
+        with self.locked():
+            if all(content is None and not path.exists() for path, content in changes.items()):
+                return  # removing what is not there: nothing to test or reload
+            try:
+                # Pool files carry the tenant's secrets: root-only.
+                apply_changes(changes, mode=0o600, activate=self._reload)
+            except BaseException:
+                if self.pid() is None:  # the reload itself failed: back on the old files
+                    self._start()
+                raise
+
+    def _reload(self) -> None:
+        pid = self.pid()
+        if pid is None:
+            self._start()
+            return
+        self.test_config()
+        os.kill(pid, signal.SIGUSR2)
+        # The master re-executes and daemonizes again: done when a new pid is recorded.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            new_pid = self.pid()
+            if new_pid is not None and new_pid != pid:
                 return
-            self.test_config()
-            os.kill(pid, signal.SIGUSR2)
-            # The master re-executes and daemonizes again: done when a new pid is recorded.
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                time.sleep(0.02)
-                new_pid = self.pid()
-                if new_pid is not None and new_pid != pid:
-                    return
-            raise StackError(
-                f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}"
-            )
+        raise StackError(
+            f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}"
+        )
 
     def stop(self) -> None:
         """Stop the master and every pool."""
-        stop_pid(self.pidfile, signal.SIGQUIT)
+        with self.locked():
+            stop_pid(self.pidfile, signal.SIGQUIT)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grp
-import os
 import re
 import shutil
 from pathlib import Path
 
 from controlplane.engine.provider import SiteContext, SiteStep
+from controlplane.names import ENV_NAME
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import StackError, wait_for_path
 from controlplane.stack.templates import render
@@ -22,15 +22,25 @@ def ini_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def ini_key(name: str) -> str:
+    """A double-quoted `env[...]` key: unquoted, PHP's INI parser reads NULL/TRUE/FALSE/...
+    as keywords and constant names as their values (`env[E_ALL]` is `env[32767]`, `env[NULL]`
+    an empty key that fails the whole config); quoted, it keeps the name as written."""
+    if not ENV_NAME.fullmatch(name):
+        raise StackError(f"env var name {name!r} cannot be written to a pool file")
+    return f'"{name}"'
+
+
 def pool_env(env: dict[str, str]) -> list[tuple[str, str]]:
-    """The tenant's env as (name, quoted value) pool lines."""
-    return [(name, ini_quote(value)) for name, value in sorted(env.items())]
+    """The tenant's env as (quoted name, quoted value) pool lines."""
+    return [(ini_key(name), ini_quote(value)) for name, value in sorted(env.items())]
 
 
 class RuntimeStep(LocalStep):
     """Serves the site: pool (own user, socket, open_basedir) + server block (+ page cache)."""
 
-    def _write_pool(self, ctx: SiteContext) -> None:
+    def _pool(self, ctx: SiteContext) -> tuple[Path, str]:
+        """The site's pool file and its content."""
         names = self.names(ctx)
         phpfpm = self.stack.phpfpm
         content = render(
@@ -46,13 +56,7 @@ class RuntimeStep(LocalStep):
             memory_limit=self.settings.php_memory_limit,
             upload_limit=self.settings.upload_limit,
         )
-        path = phpfpm.pool_file(names.system_user)
-        tmp = path.with_suffix(".tmp")
-        # The pool file carries the tenant's secrets: root-only.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
+        return phpfpm.pool_file(names.system_user), content
 
     def _write_vhost(self, ctx: SiteContext, stopped: bool, building: bool = False) -> None:
         self._prepare_logs(ctx)
@@ -113,9 +117,10 @@ class RuntimeStep(LocalStep):
         if nginx.pid() is None:
             # nginx is not up yet: it starts with this block (`nginx -t` first), so the names
             # never answer with the default server's 404 in between.
-            nginx.write_master()
-            self._prepare_logs(ctx)
-            path.write_text(self._render_vhost(ctx, stopped=False, building=True))
+            with nginx.locked():
+                nginx.write_master()
+                self._prepare_logs(ctx)
+                path.write_text(self._render_vhost(ctx, stopped=False, building=True))
         self.stack.ensure_running()
         self._write_vhost(ctx, stopped=False, building=True)
 
@@ -135,8 +140,7 @@ class RuntimeStep(LocalStep):
         """Write and load the pool, then enable the server block."""
         names = self.names(ctx)
         self.stack.ensure_running()
-        self._write_pool(ctx)
-        self.stack.phpfpm.reload()
+        self.stack.phpfpm.apply(dict([self._pool(ctx)]))
         if not wait_for_path(self.stack.phpfpm.socket(names.system_user), 10):
             raise StackError(f"pool {names.system_user} did not open its socket")
         stopped = bool(ctx.resources.get("runtime", {}).get("stopped", False))
@@ -153,12 +157,10 @@ class RuntimeStep(LocalStep):
         """Disable the server block, stop the pool, drop the page cache."""
         names = self.names(ctx)
         nginx = self.stack.nginx
-        if nginx.site_file(names.key).exists():
-            nginx.remove_site(names.key)
-        pool = self.stack.phpfpm.pool_file(names.system_user)
-        if pool.exists():
-            pool.unlink()
-            self.stack.phpfpm.reload()
+        nginx.remove_site(names.key)
+        # Removed under the lock that covers `php-fpm -t`: a test that globbed the pool
+        # directory must never find the file gone when it opens it.
+        self.stack.phpfpm.apply({self.stack.phpfpm.pool_file(names.system_user): None})
         shutil.rmtree(nginx.cache_dir / names.key, ignore_errors=True)
         for log_file in self.log_files(ctx):  # nginx no longer writes them (reloaded above)
             log_file.unlink(missing_ok=True)
@@ -176,9 +178,7 @@ class RuntimeStep(LocalStep):
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Rewrite each site's pool with its tenant's env, then reload PHP-FPM once."""
-        for ctx in contexts:
-            self._write_pool(ctx)
-        self.stack.phpfpm.reload()
+        self.stack.phpfpm.apply(dict(self._pool(ctx) for ctx in contexts))
         for ctx in contexts:
             self.purge_page_cache(ctx)  # pages rendered with the old values must not be served
 

@@ -1,0 +1,77 @@
+"""Config files of a daemon changed as one unit: write, test, reload; or put everything back."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# What to do to each file: its new content, or None to remove it.
+Changes = Mapping[Path, str | None]
+
+
+@contextlib.contextmanager
+def config_lock(path: Path) -> Iterator[None]:
+    """Exclusive across threads and processes: flock on a descriptor of our own.
+
+    Every holder opens the file anew, so two threads of one process exclude each other as
+    two processes do (flock locks belong to the open file description). Not reentrant.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@dataclass(frozen=True)
+class _Saved:
+    content: bytes | None
+    mode: int
+
+
+def _save(path: Path) -> _Saved:
+    try:
+        return _Saved(path.read_bytes(), path.stat().st_mode & 0o7777)
+    except FileNotFoundError:
+        return _Saved(None, 0)
+
+
+def write_file(path: Path, content: bytes | str, mode: int) -> None:
+    """Replace `path` atomically with a file created at `mode` (never briefly wider)."""
+    data = content.encode() if isinstance(content, str) else content
+    tmp = path.with_name(f".{path.name}.tmp")  # not matched by the daemons' `*.conf` globs
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def apply_changes(changes: Changes, *, mode: int, activate: Callable[[], None]) -> None:
+    """Write or remove every file, then `activate` (test + reload); if anything fails,
+    restore every file as it was and re-raise. The caller holds the daemon's config lock."""
+    saved = {path: _save(path) for path in changes}
+    try:
+        for path, content in changes.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_file(path, content, mode)
+        activate()
+    except BaseException:
+        for path, old in saved.items():
+            if old.content is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_file(path, old.content, old.mode)
+        raise
