@@ -137,6 +137,7 @@ def create_app(
         version="1",
         lifespan=lifespan,
         description="Chat with the AIPress operations agent (same bearer tokens as the API).",
+        redirect_slashes=False,  # its redirect copies the Host header into Location
     )
     app.add_middleware(RequestIdMiddleware)
 
@@ -310,12 +311,11 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             text = frame.get("text")
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("a message frame needs a non-empty 'text'")
+            tenant_id, thread_id = _text_field(frame, "tenant_id"), _text_field(frame, "thread_id")
             check_length(text, engine.settings.chat_max_message_chars)
             limiter.hit(caller.principal.key)
-            ctx = _context(engine, caller, frame.get("tenant_id"))
-            thread_id = await run_in_threadpool(
-                engine.open_thread, ctx, frame.get("thread_id"), text
-            )
+            ctx = _context(engine, caller, tenant_id)
+            thread_id = await run_in_threadpool(engine.open_thread, ctx, thread_id, text)
             await _relay(websocket, engine.turn(ctx, thread_id, message=text))
         elif kind == "resume":
             thread_id = str(frame.get("thread_id") or "")
@@ -335,6 +335,14 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
         await _ws_error(websocket, _status_of(exc), str(exc), **extra)
     except ValueError as exc:
         await _ws_error(websocket, 422, str(exc))
+
+
+def _text_field(frame: dict[str, Any], key: str) -> str | None:
+    """An optional string field of a frame; anything else is the client's error (422)."""
+    value = frame.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"'{key}' must be a string or left out, not {type(value).__name__}")
 
 
 async def _ws_error(websocket: WebSocket, status: int, detail: str, **extra: Any) -> None:

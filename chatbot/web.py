@@ -102,6 +102,8 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     @router.api_route("/api/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def proxy(path: str, request: Request) -> Response:
         client: httpx.AsyncClient = request.app.state.proxy
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+            return problem(400, "the path holds a control character (such as %00); remove it")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         try:
             upstream = await client.request(

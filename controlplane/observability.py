@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from controlplane.engine.provider import SiteContext
 
 MAX_LOG_LIMIT = 1000
-_RELATIVE = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
+_RELATIVE = re.compile(r"(\d{1,12})\s*(s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -47,9 +47,14 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     """An ISO 8601 time, or a time ago such as "15m", "2h", "1d" (relative to now)."""
     now = now or datetime.now(UTC)
     text = value.strip()
-    match = _RELATIVE.match(text)
+    match = _RELATIVE.fullmatch(text)
     if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError as exc:  # before year 1 (or past timedelta's range)
+            raise ValueError(
+                f"time {value!r} reaches back past year 1; use a shorter duration (e.g. 30d)"
+            ) from exc
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -57,7 +62,10 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
             f"time {value!r} is neither ISO 8601 (2026-11-22T10:00:00Z) "
             "nor a duration ago (15m, 2h, 1d)"
         ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        raise ValueError(f"time {value!r} is out of range; use a time between the years 1 and 9999 (UTC)") from exc
 
 
 @lru_cache(maxsize=64)  # called for every log entry a query filters

@@ -112,6 +112,8 @@ def create_app(
         version="1.0.0",
         description="Tenants, sites, operations, env vars and audit of AIPress.",
         lifespan=lifespan,
+        # Starlette's slash redirect builds an absolute Location from the Host header.
+        redirect_slashes=False,
     )
     app.add_middleware(RequestIdMiddleware)
 

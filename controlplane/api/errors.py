@@ -55,8 +55,12 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
     # Starlette's class, not FastAPI's subclass: the router's 404/405 and FastAPI's own 400
     # ("error parsing the body") are Starlette HTTPExceptions and must be problems too.
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        response = problem(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        path = request.url.path
+        if exc.status_code == 404 and path.endswith("/") and path != "/":
+            detail = f"{path} does not exist; paths take no trailing slash: {path.rstrip('/')}"
+        response = problem(exc.status_code, detail)
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
