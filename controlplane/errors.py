@@ -15,3 +15,11 @@ class Invalid(Exception):
 
 class ApplyFailed(Exception):
     """The change was saved but could not be pushed to the running sites: 502."""
+
+
+class TooBusy(Exception):
+    """The caller already has as many such requests running as allowed: 429."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from functools import lru_cache
@@ -11,6 +14,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from controlplane.engine.provider import SiteContext
+from controlplane.errors import TooBusy
 
 MAX_LOG_LIMIT = 1000
 _RELATIVE = re.compile(r"(\d{1,12})\s*(s|m|h|d|w)")
@@ -65,7 +69,9 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     try:
         return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
-        raise ValueError(f"time {value!r} is out of range; use a time between the years 1 and 9999 (UTC)") from exc
+        raise ValueError(
+            f"time {value!r} is out of range; use a time between the years 1 and 9999 (UTC)"
+        ) from exc
 
 
 @lru_cache(maxsize=64)  # called for every log entry a query filters
@@ -114,7 +120,10 @@ class LogsRead(BaseModel):
     since: datetime
     until: datetime
     entries: list[LogEntry]
-    truncated: bool = Field(description="More entries matched than the limit")
+    truncated: bool = Field(
+        description="More entries may match: the limit, or the request's read budget on a "
+        "large log, ended the search; narrow since/until or the filters to see older ones"
+    )
 
 
 class LatencyRead(BaseModel):
@@ -217,3 +226,31 @@ def matches(entry: LogEntry, query: LogQuery) -> bool:
     if query.path is not None and not (entry.path or "").startswith(query.path):
         return False
     return query.text is None or query.text.lower() in entry.message.lower()
+
+
+class CallerSlots:
+    """At most `per_caller` requests of one caller at once; past it, TooBusy (429)."""
+
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+
+    @contextmanager
+    def hold(self, caller: str) -> Iterator[None]:
+        """Take one of the caller's slots for the duration of the block."""
+        with self._lock:
+            running = self._active.get(caller, 0)
+            if running >= self.per_caller:
+                raise TooBusy(
+                    f"you already have {running} log or metric reads running; wait for them "
+                    "to finish (or narrow since/until and filters so each ends sooner)"
+                )
+            self._active[caller] = running + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._active.pop(caller) - 1
+                if left:
+                    self._active[caller] = left

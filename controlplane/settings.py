@@ -128,6 +128,10 @@ class Settings(BaseSettings):
 
     max_parallel_operations: int = 4
     request_threads: int = 4
+    # Logs API: a site can fill its own logs, so a request's work is bounded (bytes read
+    # across its files) and each caller has at most this many log/metric reads at once.
+    log_read_budget_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    log_reads_per_caller: int = Field(default=2, ge=1)
     max_resume_attempts: int = 3
     operation_lease_seconds: float = 30
 

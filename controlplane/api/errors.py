@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from controlplane.auth import InvalidToken
-from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid
+from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid, TooBusy
 from controlplane.logs import current_request_id, get_logger
 from controlplane.permissions import Forbidden, InvalidClaims, NotVisible
 
@@ -93,6 +93,12 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
     @app.exception_handler(Invalid)
     async def _invalid_value(_request: Request, exc: Invalid) -> JSONResponse:
         return problem(422, str(exc))
+
+    @app.exception_handler(TooBusy)
+    async def _too_busy(_request: Request, exc: TooBusy) -> JSONResponse:
+        response = problem(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(ApplyFailed)
     async def _apply_failed(_request: Request, exc: ApplyFailed) -> JSONResponse:

@@ -163,9 +163,7 @@ class PhpFpm:
             new_pid = self.pid()
             if new_pid is not None and new_pid != pid:
                 return
-        raise StackError(
-            f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}"
-        )
+        raise StackError(f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}")
 
     def stop(self) -> None:
         """Stop the master and every pool."""

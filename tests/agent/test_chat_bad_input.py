@@ -54,9 +54,7 @@ def test_the_proxy_refuses_control_characters_with_400(
 
 
 def test_a_trailing_slash_is_not_redirected_to_the_host_header(chat_app: TestClient) -> None:
-    answer = chat_app.get(
-        "/dashboard/", headers={"Host": "evil.example"}, follow_redirects=False
-    )
+    answer = chat_app.get("/dashboard/", headers={"Host": "evil.example"}, follow_redirects=False)
     assert answer.status_code == 404
     assert "location" not in answer.headers
     assert answer.json()["detail"].endswith("paths take no trailing slash: /dashboard")

@@ -63,16 +63,23 @@ def test_env_names_never_break_php_fpm(local: LocalEnv) -> None:  # noqa: F811
             else:
                 assert answer.status_code in (404, 422), (name, answer.text)
                 if answer.status_code == 422:
-                    assert "A-Z, 0-9 and '_'" in answer.json()["detail"] or "reserved" in (
-                        answer.json()["detail"]
+                    assert (
+                        "A-Z, 0-9 and '_'" in answer.json()["detail"]
+                        or "reserved" in (answer.json()["detail"])
                     )
             _fpm_test_passes(local)
             seen = local.site_get(host, probe).json()
             if accepted:
-                assert seen.get(name) == value, (name, {k: v for k, v in seen.items() if v == value})
+                assert seen.get(name) == value, (
+                    name,
+                    {k: v for k, v in seen.items() if v == value},
+                )
             else:
                 assert value not in seen.values(), name
-        stored = {v["name"] for v in local.client.get(f"/v1/tenants/{tenant}/env", headers=local.admin).json()}
+        stored = {
+            v["name"]
+            for v in local.client.get(f"/v1/tenants/{tenant}/env", headers=local.admin).json()
+        }
         assert stored == {name for name, accepted in ENV_NAMES if accepted}
         # A pool file never holds an unquoted key PHP could rewrite.
         pool = local.stack.phpfpm.pool_file(local.resources("keys", tenant)["storage"]["user"])

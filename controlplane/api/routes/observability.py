@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.errors import Invalid
 from controlplane.observability import (
     MAX_LOG_LIMIT,
+    CallerSlots,
     LogQuery,
     LogsRead,
     MetricsRead,
@@ -18,13 +21,34 @@ from controlplane.observability import (
     parse_time,
     status_matcher,
 )
+from controlplane.permissions import Principal
 from controlplane.services import sites as sites_service
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites/{site}", tags=["logs and metrics"])
 SinceQ = Annotated[
     str, Query(description="ISO 8601 time or a duration ago: 15m, 2h, 1d (default 1h)")
 ]
+_SLOTS_GUARD = threading.Lock()
 UntilQ = Annotated[str | None, Query(description="ISO 8601 time or a duration ago; default now")]
+
+
+def _caller_key(principal: Principal) -> str:
+    return "|".join([principal.sub, principal.role.value, *sorted(principal.tenants)])
+
+
+def one_read_slot(request: Request, principal: CurrentPrincipal) -> Iterator[None]:
+    """Held while a log or metric read runs: a caller's reads past the limit answer 429."""
+    state = request.app.state
+    with _SLOTS_GUARD:
+        slots: CallerSlots | None = getattr(state, "log_read_slots", None)
+        if slots is None:
+            slots = CallerSlots(state.platform.settings.log_reads_per_caller)
+            state.log_read_slots = slots
+    with slots.hold(_caller_key(principal)):
+        yield
+
+
+ReadSlot = Depends(one_read_slot)
 
 
 def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
@@ -39,7 +63,7 @@ def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
     return start, end
 
 
-@router.get("/logs", response_model=LogsRead)
+@router.get("/logs", response_model=LogsRead, dependencies=[ReadSlot])
 def site_logs(
     tenant_id: str,
     site: str,
@@ -71,7 +95,7 @@ def site_logs(
     return LogsRead(site=site, since=start, until=end, entries=entries, truncated=truncated)
 
 
-@router.get("/metrics", response_model=MetricsRead)
+@router.get("/metrics", response_model=MetricsRead, dependencies=[ReadSlot])
 def site_metrics(
     tenant_id: str,
     site: str,

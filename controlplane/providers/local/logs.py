@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,6 +26,7 @@ from controlplane.observability import (
 from controlplane.providers.local.base import LocalStep
 
 TAIL_BYTES = 16 * 1024 * 1024
+READ_BLOCK = 64 * 1024
 _NGINX_ERROR = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
 _NGINX_REQUEST = re.compile(r'request: "(\w+) (\S+)')
 _PHP_ERROR = re.compile(r"^\[(\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d) ([^\]]+)\] (.*)$")
@@ -77,12 +82,60 @@ def tail_lines(
     return data.decode("utf-8", errors="replace").splitlines()
 
 
+@dataclass
+class ReadBudget:
+    """Bytes one request may still read, shared by every file it reads."""
+
+    limit: int
+    used: int = 0
+
+    def take(self, wanted: int) -> int:
+        """Grant up to `wanted` bytes (0 once spent)."""
+        granted = max(0, min(wanted, self.limit - self.used))
+        self.used += granted
+        return granted
+
+    @property
+    def spent(self) -> bool:
+        """Whether nothing is left."""
+        return self.used >= self.limit
+
+
+def reverse_lines(
+    path: Path,
+    budget: ReadBudget,
+    trusted_parent: Path | None = None,
+    block: int = READ_BLOCK,
+) -> Iterator[str]:
+    """A regular file's lines from the last to the first, read backwards in blocks, until
+    the start of the file or the end of `budget` (a line cut by the budget is dropped)."""
+    fd = open_regular(path, trusted_parent)
+    if fd is None:
+        return
+    with os.fdopen(fd, "rb") as handle:
+        position = handle.seek(0, 2)  # what is appended while we read is not read
+        partial = b""
+        while position > 0:
+            size = budget.take(min(block, position))
+            if size == 0:
+                return
+            position -= size
+            handle.seek(position)
+            lines = (handle.read(size) + partial).split(b"\n")
+            partial = lines[0]
+            for line in reversed(lines[1:]):
+                if line:
+                    yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if partial:
+            yield partial.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
 def access_severity(status: int) -> str:
     """5xx: ERROR, 4xx: WARNING, else INFO."""
     return "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
 
 
-def parse_access(lines: list[str]) -> Iterator[LogEntry]:
+def parse_access(lines: Iterable[str]) -> Iterator[LogEntry]:
     """nginx `aipress_json` lines."""
     for line in lines:
         try:
@@ -105,13 +158,13 @@ def parse_access(lines: list[str]) -> Iterator[LogEntry]:
             continue
 
 
-def parse_nginx_errors(lines: list[str]) -> Iterator[LogEntry]:
+def parse_nginx_errors(lines: Iterable[str]) -> Iterator[LogEntry]:
     """nginx error-log lines (times are in the machine's local zone)."""
     for line in lines:
         match = _NGINX_ERROR.match(line)
         if not match:
             continue
-        when = datetime.strptime(match.group(1), "%Y/%m/%d %H:%M:%S").astimezone(UTC)
+        when = _nginx_time(match.group(1))
         request = _NGINX_REQUEST.search(match.group(3))
         yield LogEntry(
             time=when,
@@ -135,30 +188,58 @@ def php_severity(message: str) -> str:
     return "ERROR"
 
 
-def parse_php_errors(lines: list[str]) -> Iterator[LogEntry]:
+@lru_cache(maxsize=4096)  # a busy log repeats each second's stamp on many lines
+def _nginx_time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S").astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _php_time(stamp: str, zone_name: str) -> datetime:
+    try:
+        zone = ZoneInfo(zone_name)
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    return datetime.strptime(stamp, "%d-%b-%Y %H:%M:%S").replace(tzinfo=zone).astimezone(UTC)
+
+
+def _php_entry(match: re.Match[str], trace: list[str]) -> LogEntry | None:
+    try:
+        when = _php_time(match.group(1), match.group(2))
+    except ValueError:
+        return None
+    severity = php_severity(match.group(3))
+    message = "\n".join([match.group(3), *trace])
+    return LogEntry(time=when, source="php", severity=severity, message=message)
+
+
+def parse_php_errors(lines: Iterable[str]) -> Iterator[LogEntry]:
     """PHP error-log entries; stack-trace lines are joined to their entry."""
-    current: LogEntry | None = None
+    header: re.Match[str] | None = None
+    trace: list[str] = []
     for line in lines:
         match = _PHP_ERROR.match(line)
         if match:
-            if current is not None:
-                yield current
-            try:
-                zone = ZoneInfo(match.group(2))
-            except (KeyError, ValueError):
-                zone = ZoneInfo("UTC")
-            when = datetime.strptime(match.group(1), "%d-%b-%Y %H:%M:%S").replace(tzinfo=zone)
-            message = match.group(3)
-            current = LogEntry(
-                time=when.astimezone(UTC),
-                source="php",
-                severity=php_severity(message),
-                message=message,
-            )
-        elif current is not None and line.strip():
-            current.message += "\n" + line
-    if current is not None:
-        yield current
+            if header is not None and (entry := _php_entry(header, trace)) is not None:
+                yield entry
+            header, trace = match, []
+        elif header is not None and line.strip():
+            trace.append(line)
+    if header is not None and (entry := _php_entry(header, trace)) is not None:
+        yield entry
+
+
+def parse_php_errors_reversed(lines: Iterable[str]) -> Iterator[LogEntry]:
+    """PHP error-log entries from lines read last to first (newest entry first)."""
+    trace: list[str] = []
+    for line in lines:
+        match = _PHP_ERROR.match(line)
+        if match:
+            if (entry := _php_entry(match, trace[::-1])) is not None:
+                yield entry
+            trace = []
+        elif line.strip():
+            trace.append(line)
+    # Lines before the first entry that was read belong to an entry cut off: dropped.
 
 
 class LocalLogs(LocalStep):
@@ -173,25 +254,54 @@ class LocalLogs(LocalStep):
             names.root / "logs" / "php-error.log",
         )
 
-    def _entries(self, ctx: SiteContext) -> list[LogEntry]:
-        access, server, php = self._paths(ctx)
-        entries = [
-            *parse_access(tail_lines(access)),
-            *parse_nginx_errors(tail_lines(server)),
-            # The site's user owns its root's `logs/`: open it without following links.
-            *parse_php_errors(tail_lines(php, trusted_parent=php.parent.parent)),
-        ]
-        entries.sort(key=lambda e: e.time, reverse=True)
-        return entries
-
     def read_logs(self, ctx: SiteContext, query: LogQuery) -> tuple[list[LogEntry], bool]:
-        """Matching entries, newest first, and whether the limit cut them."""
-        found = [e for e in self._entries(ctx) if matches(e, query)]
-        return found[: query.limit], len(found) > query.limit
+        """Matching entries, newest first, and whether more may match than were returned.
+
+        Each file is read once, backwards from its end, and the three are merged newest
+        first: the read stops at `limit` matches, at entries older than `since`, or when the
+        request's byte budget (`log_read_budget_bytes`, shared by the files) is spent.
+        """
+        budget = ReadBudget(self.settings.log_read_budget_bytes)
+        found, cut = scan_logs(self._paths(ctx), query, budget)
+        return found, cut
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
-        """Request figures from the access log."""
+        """Request figures from the access log (read backwards to `since`, at most 16 MB)."""
         access, _server, _php = self._paths(ctx)
-        return metrics_from_access(
-            ctx.site_name, list(parse_access(tail_lines(access))), since, until
-        )
+        with closing(parse_access(reverse_lines(access, ReadBudget(TAIL_BYTES)))) as entries:
+            window = []
+            for entry in entries:
+                if entry.time < since:
+                    break
+                window.append(entry)
+        return metrics_from_access(ctx.site_name, window, since, until)
+
+
+def scan_logs(
+    paths: tuple[Path, Path, Path], query: LogQuery, budget: ReadBudget
+) -> tuple[list[LogEntry], bool]:
+    """The newest `query.limit` matching entries of (access, server, php) logs, and whether
+    the limit or the budget cut the search short."""
+    access, server, php = paths
+    streams = [
+        parse_access(reverse_lines(access, budget)),
+        parse_nginx_errors(reverse_lines(server, budget)),
+        # The site's user owns its root's `logs/`: open it without following links.
+        parse_php_errors_reversed(reverse_lines(php, budget, trusted_parent=php.parent.parent)),
+    ]
+    found: list[LogEntry] = []
+    more = False
+    try:
+        for entry in heapq.merge(*streams, key=lambda e: e.time, reverse=True):
+            if entry.time < query.since:
+                break  # every file is in time order: the rest are older still
+            if matches(entry, query):
+                if len(found) == query.limit:
+                    more = True
+                    break
+                found.append(entry)
+    finally:
+        for stream in streams:
+            stream.close()
+    found.sort(key=lambda e: e.time, reverse=True)  # stable: a file's own order is kept
+    return found, more or budget.spent
