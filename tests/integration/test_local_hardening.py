@@ -1,9 +1,12 @@
-"""Pool and server-block changes on the real local stack: names PHP's INI parser cannot
-reinterpret, a broken config rolled back as one unit, concurrent creates and deletes."""
+"""Issue 11 on the real local stack: env names PHP's INI parser cannot reinterpret, a broken
+pool or server block rolled back as one unit, concurrent creates and deletes, and the cost
+of the logs API on a log the site filled itself."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
@@ -182,3 +185,49 @@ def test_concurrent_creates_and_deletes_all_succeed(local: LocalEnv) -> None:  #
     assert leftovers == []
     _fpm_test_passes(local)
     assert local.stack.phpfpm.pid() is not None and local.stack.nginx.pid() is not None
+
+
+def _rchar() -> int:
+    """Bytes this process has read so far (files; the TestClient uses no sockets)."""
+    line = next(x for x in Path("/proc/self/io").read_text().splitlines() if x.startswith("rchar"))
+    return int(line.split()[1])
+
+
+def test_logs_of_a_flooded_php_log_cost_bounded_reads(local: LocalEnv) -> None:  # noqa: F811
+    local.create("noisy")
+    res = local.resources("noisy")
+    log = Path(res["storage"]["root"]) / "logs" / "php-error.log"
+    end = datetime(2030, 1, 1, tzinfo=UTC)
+    with log.open("w") as out:  # what a plugin logging in a loop leaves: 390,000 lines
+        for i in range(390_000):
+            when = end - timedelta(seconds=390_000 - i)
+            kind = "Fatal error" if i % 10_000 == 0 else "Warning"
+            out.write(f"[{when:%d-%b-%Y %H:%M:%S} UTC] PHP {kind}:  entry {i} in /p.php:1\n")
+    shutil.chown(log, res["storage"]["user"], res["storage"]["user"])
+    assert log.stat().st_size > 20 * 2**20
+    url = "/v1/tenants/acme/sites/noisy/logs"
+    window = {"since": (end - timedelta(days=30)).isoformat(), "until": end.isoformat()}
+
+    def read(**params: object) -> tuple[dict[str, object], int]:
+        before = _rchar()
+        answer = local.client.get(url, params={**window, **params}, headers=local.admin)
+        assert answer.status_code == 200, answer.text
+        return answer.json(), _rchar() - before
+
+    newest, cost = read(limit=50)
+    assert [e["message"].split()[3] for e in newest["entries"]] == [
+        str(i) for i in range(389_999, 389_949, -1)
+    ]
+    assert newest["truncated"] is True
+    assert cost < 2**20  # the old read took the last 16 MB of every file
+
+    budget = local.settings.log_read_budget_bytes
+    fatal, cost = read(severity="critical", limit=3)
+    assert [e["message"].split()[4] for e in fatal["entries"]] == ["380000", "370000", "360000"]
+    assert cost < budget + 2**20
+
+    nothing, cost = read(q="never logged")
+    assert nothing["entries"] == [] and nothing["truncated"] is True  # the budget ended it
+    assert budget <= cost < budget + 2**20
+    os.unlink(log)
+    local.delete("noisy")

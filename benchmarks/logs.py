@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""CPU time and bytes read per logs/metrics call of the local provider on a site whose own
+PHP error log a plugin has filled (issue 11, finding 5).
+
+What it does:
+
+1. Writes a site's three logs under a temporary AIPRESS_HOME, at the paths the local
+   provider reads: `--php-lines` PHP error-log lines (a fatal error with a two-line stack
+   trace every 1,000 entries), `--access-lines` nginx JSON access lines (every third a 500)
+   and `--server-lines` nginx error-log lines; entries are two seconds apart, ending at a
+   fixed time (nothing depends on today's date).
+2. Calls `LocalLogs.read_logs` / `LocalLogs.metrics` (the code the API runs) for each query
+   `--repeat` times, measuring CPU seconds (`time.process_time`) and bytes read (`rchar`
+   of /proc/self/io) per call; reports the median.
+3. Prints a table and writes JSON (machine info included) to `--output`.
+
+The queries: `newest` (limit 100, the API's default), `errors` (severity=error),
+`fatal` (severity=critical: one PHP entry in 1,000, so the read goes back far), `no-match` (q= a text no line holds: the worst case),
+`metrics-1h` (metrics over the last hour of the access log).
+
+Run it on another checkout to compare (the call it makes is the same before and after);
+each label's latest run is kept in the one JSON file:
+    .venv/bin/python benchmarks/logs.py --label after
+    git checkout c7b0de0 -- controlplane && .venv/bin/python benchmarks/logs.py --label before
+    git checkout HEAD -- controlplane
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from controlplane.engine.provider import SiteContext  # noqa: E402
+from controlplane.observability import LogQuery, Severity  # noqa: E402
+from controlplane.providers.local.logs import LocalLogs  # noqa: E402
+from controlplane.settings import Settings  # noqa: E402
+from controlplane.stack.local import LocalStack  # noqa: E402
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+END = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+def _rchar() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def write_logs(php: Path, access: Path, server: Path, args: argparse.Namespace) -> None:
+    """The three files, oldest entry first, the newest at END."""
+    for path in (php, access, server):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with php.open("w") as out:
+        i = 0
+        while i < args.php_lines:
+            when = END - dt.timedelta(seconds=2 * (args.php_lines - i))
+            stamp = when.strftime("%d-%b-%Y %H:%M:%S") + " UTC"
+            if i % 1000 == 999:
+                out.write(f"[{stamp}] PHP Fatal error:  Uncaught Error: boom {i} in /p.php:3\n")
+                out.write("Stack trace:\n#0 {main}\n")
+                i += 3
+            else:
+                out.write(f"[{stamp}] PHP Warning:  Undefined variable $v{i} in "
+                          "/var/lib/aipress/sites/t/s/htdocs/wp-content/plugins/p/p.php on line 7\n")  # fmt: skip
+                i += 1
+    with access.open("w") as out:
+        for i in range(args.access_lines):
+            when = (END - dt.timedelta(seconds=2 * (args.access_lines - i) - 1)).isoformat()
+            status = 500 if i % 3 == 0 else 200
+            out.write(f'{{"time":"{when}","method":"GET","uri":"/page/{i}","status":{status},'
+                      f'"request_time":"0.012","bytes":"5120","cache":"MISS"}}\n')  # fmt: skip
+    with server.open("w") as out:
+        for i in range(args.server_lines):
+            when = (END - dt.timedelta(seconds=2 * (args.server_lines - i))).astimezone()
+            out.write(f"{when:%Y/%m/%d %H:%M:%S} [error] 12#12: *{i} open() failed, client: "
+                      f'127.0.0.1, request: "GET /missing/{i} HTTP/1.1"\n')  # fmt: skip
+
+
+def measure(call: Callable[[], object], repeat: int) -> dict[str, float]:
+    """Median CPU seconds and bytes read of `call`."""
+    cpu, read = [], []
+    for _ in range(repeat):
+        before_cpu, before_read = time.process_time(), _rchar()
+        call()
+        cpu.append(time.process_time() - before_cpu)
+        read.append(_rchar() - before_read)
+    return {"cpu_s": statistics.median(cpu), "bytes_read": statistics.median(read)}
+
+
+def main() -> None:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--php-lines", type=int, default=390_000)
+    parser.add_argument("--access-lines", type=int, default=100_000)
+    parser.add_argument("--server-lines", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--label", default="current")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "logs.json")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="aipress-bench-logs-"))
+    try:
+        settings = Settings(provider="local", home=home, billing_schedule=False)
+        logs = LocalLogs(LocalStack.from_settings(settings), settings)
+        ctx = SiteContext(
+            tenant_id="acme", site_id="0123456789abcdef0123456789abcdef", site_name="crumbs",
+            title="Crumbs", admin_email="o@example.com", admin_user="admin", domains=[],
+            credentials=None,  # type: ignore[arg-type]  # reading logs decrypts nothing
+        )  # fmt: skip
+        access, server, php = logs._paths(ctx)
+        write_logs(php, access, server, args)
+        sizes = {p.name: p.stat().st_size for p in (php, access, server)}
+        window = {"since": END - dt.timedelta(days=30), "until": END}
+        queries: dict[str, Callable[[], object]] = {
+            "newest": lambda: logs.read_logs(ctx, LogQuery(**window, limit=100)),
+            "errors": lambda: logs.read_logs(
+                ctx, LogQuery(**window, severity=Severity.ERROR, limit=100)
+            ),
+            "fatal": lambda: logs.read_logs(
+                ctx, LogQuery(**window, severity=Severity.CRITICAL, limit=100)
+            ),
+            "no-match": lambda: logs.read_logs(ctx, LogQuery(**window, text="zz-never-logged")),
+            "metrics-1h": lambda: logs.metrics(ctx, END - dt.timedelta(hours=1), END),
+        }
+        results = {name: measure(call, args.repeat) for name, call in queries.items()}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    print(f"logs of one site: {sizes} ({args.label}; median of {args.repeat})")
+    print(f"{'query':<12} {'CPU s/call':>11} {'MiB read/call':>14}")
+    for name, figures in results.items():
+        print(f"{name:<12} {figures['cpu_s']:>11.3f} {figures['bytes_read'] / 2**20:>14.2f}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    run: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+        "files": sizes,
+        "lines": {"php": args.php_lines, "access": args.access_lines, "server": args.server_lines},
+        "results": results,
+    }  # fmt: skip
+    # One file holds every label's latest run (e.g. "before" from the old checkout, "after").
+    report: dict[str, Any] = {"benchmark": "logs", "runs": {}}
+    if args.output.exists():
+        report = json.loads(args.output.read_text())
+    report["runs"][args.label] = run
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
