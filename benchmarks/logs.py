@@ -15,8 +15,9 @@ What it does:
 3. Prints a table and writes JSON (machine info included) to `--output`.
 
 The queries: `newest` (limit 100, the API's default), `errors` (severity=error),
-`fatal` (severity=critical: one PHP entry in 1,000, so the read goes back far), `no-match` (q= a text no line holds: the worst case),
-`metrics-1h` (metrics over the last hour of the access log).
+`fatal` (severity=critical: one PHP entry in 1,000, so the read goes back far),
+`no-match` (q= a text no line holds: the worst case), `metrics-1h` (metrics over the
+last hour of the access log).
 
 Run it on another checkout to compare (the call it makes is the same before and after);
 each label's latest run is kept in the one JSON file:
@@ -75,8 +76,10 @@ def write_logs(php: Path, access: Path, server: Path, args: argparse.Namespace) 
                 out.write("Stack trace:\n#0 {main}\n")
                 i += 3
             else:
-                out.write(f"[{stamp}] PHP Warning:  Undefined variable $v{i} in "
-                          "/var/lib/aipress/sites/t/s/htdocs/wp-content/plugins/p/p.php on line 7\n")  # fmt: skip
+                plugin = "/var/lib/aipress/sites/t/s/htdocs/wp-content/plugins/p/p.php"
+                out.write(
+                    f"[{stamp}] PHP Warning:  Undefined variable $v{i} in {plugin} on line 7\n"
+                )
                 i += 1
     with access.open("w") as out:
         for i in range(args.access_lines):

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,7 +135,7 @@ def access_severity(status: int) -> str:
     return "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
 
 
-def parse_access(lines: Iterable[str]) -> Iterator[LogEntry]:
+def parse_access(lines: Iterable[str]) -> Generator[LogEntry]:
     """nginx `aipress_json` lines."""
     for line in lines:
         try:
@@ -158,7 +158,7 @@ def parse_access(lines: Iterable[str]) -> Iterator[LogEntry]:
             continue
 
 
-def parse_nginx_errors(lines: Iterable[str]) -> Iterator[LogEntry]:
+def parse_nginx_errors(lines: Iterable[str]) -> Generator[LogEntry]:
     """nginx error-log lines (times are in the machine's local zone)."""
     for line in lines:
         match = _NGINX_ERROR.match(line)
@@ -219,8 +219,9 @@ def _php_time(stamp: str, zone_name: str) -> datetime:
     month = _MONTHS.get(stamp[3:6])
     if month is None:
         raise ValueError(f"not a PHP time: {stamp!r}")
-    when = datetime(int(stamp[7:11]), month, int(stamp[0:2]),
-                    int(stamp[12:14]), int(stamp[15:17]), int(stamp[18:20]), tzinfo=zone)  # fmt: skip
+    day, year = int(stamp[0:2]), int(stamp[7:11])
+    hour, minute, second = int(stamp[12:14]), int(stamp[15:17]), int(stamp[18:20])
+    when = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     return when.astimezone(UTC)
 
 
@@ -234,7 +235,7 @@ def _php_entry(match: re.Match[str], trace: list[str]) -> LogEntry | None:
     return LogEntry(time=when, source="php", severity=severity, message=message)
 
 
-def parse_php_errors(lines: Iterable[str]) -> Iterator[LogEntry]:
+def parse_php_errors(lines: Iterable[str]) -> Generator[LogEntry]:
     """PHP error-log entries; stack-trace lines are joined to their entry."""
     header: re.Match[str] | None = None
     trace: list[str] = []
@@ -250,7 +251,7 @@ def parse_php_errors(lines: Iterable[str]) -> Iterator[LogEntry]:
         yield entry
 
 
-def parse_php_errors_reversed(lines: Iterable[str]) -> Iterator[LogEntry]:
+def parse_php_errors_reversed(lines: Iterable[str]) -> Generator[LogEntry]:
     """PHP error-log entries from lines read last to first (newest entry first)."""
     trace: list[str] = []
     for line in lines:
