@@ -33,7 +33,7 @@ UntilQ = Annotated[str | None, Query(description="ISO 8601 time or a duration ag
 
 
 def _caller_key(principal: Principal) -> str:
-    return "|".join([principal.sub, principal.role.value, *sorted(principal.tenants)])
+    return principal.key  # (issuer, subject, tenant scope)
 
 
 def one_read_slot(request: Request, principal: CurrentPrincipal) -> Iterator[None]:

@@ -36,18 +36,15 @@ class BackupStep(LocalStep):
             manifest["files"].append("database.sql.gz")  # type: ignore[attr-defined]
         content = names.root / "htdocs" / "wp-content"
         if content.is_dir():
-            subprocess.run(
-                [
-                    "tar",
-                    "-czf",
-                    str(target / "wp-content.tar.gz"),
-                    "-C",
-                    str(content.parent),
-                    "wp-content",
-                ],
-                check=True,
-                capture_output=True,
-            )
+            archive = subprocess.run(
+                ["tar", "--warning=no-file-changed", "--warning=no-file-removed", "-czf",
+                 str(target / "wp-content.tar.gz"), "-C", str(content.parent), "wp-content"],
+                capture_output=True, text=True, env=CLEAN_ENV,
+            )  # fmt: skip
+            # 1 is GNU tar's "a file changed while it was read": a live site writes (cron,
+            # caches); the archive is complete and holds what each file held when read.
+            if archive.returncode not in (0, 1):
+                raise StackError(f"archiving wp-content failed: {archive.stderr[-1000:]}")
             manifest["files"].append("wp-content.tar.gz")  # type: ignore[attr-defined]
         (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
         return str(target)
