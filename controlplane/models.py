@@ -94,6 +94,9 @@ class Site(Base):
     domains: Mapped[list[Domain]] = relationship(
         back_populates="site", cascade="all, delete-orphan", lazy="selectin"
     )
+    cron_run: Mapped[SiteCronRun | None] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
 
     @property
     def verified_domains(self) -> list[str]:
@@ -303,3 +306,19 @@ class BillingRun(Base):
     row_count: Mapped[int] = mapped_column(Integer, default=0)
     bytes_scanned: Mapped[int | None] = mapped_column(BigInteger, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class SiteCronRun(Base):
+    """The platform's last run of a site's due WordPress events (one row per site)."""
+
+    __tablename__ = "site_cron_runs"
+
+    site_id: Mapped[str] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_run_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    events_run: Mapped[int | None] = mapped_column(Integer, default=None)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    runs: Mapped[int] = mapped_column(Integer, default=0)

@@ -32,6 +32,7 @@ class Action(StrEnum):
     WRITE_ENV = "write_env"
     READ_ENV = "read_env"
     REVEAL_PASSWORD = "reveal_password"  # noqa: S105 (an action name, not a secret)
+    ADMIN_LOGIN = "admin_login"
     READ_AUDIT = "read_audit"
 
 
@@ -82,6 +83,7 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
         Role.TENANT: _S.OWN,
     },
     _A.REVEAL_PASSWORD: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
+    _A.ADMIN_LOGIN: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
     _A.READ_AUDIT: {
         Role.ADMIN: _S.ALL,
         Role.OPERATOR: _S.ASSIGNED,

@@ -91,6 +91,19 @@ class SiteCreate(BaseModel):
         return value.strip() if value else None
 
 
+class CronRunRead(BaseModel):
+    """The platform's last run of a site's due WordPress events (WP-Cron)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    last_run_at: datetime
+    status: str = Field(description="ok, or failed (detail says why)")
+    detail: str
+    events_run: int | None = Field(description="due events run (None: the site did not say)")
+    duration_ms: int
+    runs: int = Field(description="runs recorded since the site was created")
+
+
 class SiteRead(BaseModel):
     """A site as the API shows it (never its credentials)."""
 
@@ -111,6 +124,7 @@ class SiteRead(BaseModel):
     updated_at: datetime
     # Read from the site's WordPress by its wordpress step; None until then.
     wordpress_version: str | None = None
+    cron: CronRunRead | None = None
 
 
 class SitePlan(BaseModel):
@@ -307,3 +321,10 @@ class AdminCredentials(BaseModel):
     username: str
     password: str
     login_url: str | None
+
+
+class AdminLogin(BaseModel):
+    """A one-click wp-admin link: valid until `expires_at`, usable once (never for the model)."""
+
+    url: str
+    expires_at: datetime

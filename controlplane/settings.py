@@ -126,6 +126,15 @@ class Settings(BaseSettings):
     billing_schedule: bool = True  # embedded default: meter hourly, aggregate daily
     billing_aggregate_every_hours: float = 24
 
+    # Platform cron (WordPress's own is off: DISABLE_WP_CRON): every ready site's due events
+    # run once per interval, each site at a stable offset within it, a few sites at a time.
+    cron_schedule: bool = True  # embedded default: a thread of the control plane
+    cron_interval_seconds: float = Field(default=300, ge=1, le=86_400)
+    cron_concurrency: int = Field(default=4, ge=1, le=64)
+    cron_timeout_seconds: float = Field(default=120, gt=0)
+    # One-click wp-admin: how long a sign-in link stays valid (it is also single-use).
+    admin_login_ttl_seconds: int = Field(default=60, ge=5, le=300)
+
     max_parallel_operations: int = 4
     request_threads: int = 4
     # Logs API: a site can fill its own logs, so a request's work is bounded (bytes read

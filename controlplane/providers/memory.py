@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from controlplane.admin_login import login_key
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.observability import (
     LogEntry,
@@ -102,6 +103,7 @@ class _Step:
             value = {"user": user}
         if self._name == "wordpress":
             user, _password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
+            login_key(ctx.credentials)
             value = {"admin": user, "title": ctx.title}
         self._p._act("ensure", self._name, ctx, value)
 

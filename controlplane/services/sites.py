@@ -21,9 +21,17 @@ from controlplane.engine.runner import (
 )
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.logs import current_request_id
-from controlplane.models import DOMAIN_PENDING, DOMAIN_VERIFIED, Domain, Operation, Site, new_id
+from controlplane.models import (
+    DOMAIN_PENDING,
+    DOMAIN_VERIFIED,
+    Domain,
+    Operation,
+    Site,
+    SiteCronRun,
+    new_id,
+)
 from controlplane.permissions import Action, NotVisible, Principal, authorize
-from controlplane.schemas import AdminCredentials, SiteCreate, SiteRead
+from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
 
 VERSION = re.compile(r"\d+\.\d+(\.\d+)?([-.][0-9A-Za-z.-]+)?")
@@ -53,6 +61,7 @@ def to_read(site: Site) -> SiteRead:
         current_operation_id=site.current_operation_id,
         created_at=site.created_at,
         updated_at=site.updated_at,
+        cron=CronRunRead.model_validate(site.cron_run) if site.cron_run else None,
     )
 
 
@@ -84,12 +93,21 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
         .order_by(Domain.domain)
     ):
         domains.setdefault((site_id, status == DOMAIN_VERIFIED), []).append(domain)
+    crons = {
+        run.site_id: CronRunRead.model_validate(run)
+        for run in session.scalars(
+            select(SiteCronRun)
+            .join(Site, Site.id == SiteCronRun.site_id)
+            .where(Site.tenant_id == tenant_id)
+        )
+    }
     return [
         SiteRead(
             **{k: v for k, v in row._mapping.items() if k != "resources"},
             domains=domains.get((row.id, True), []),
             pending_domains=domains.get((row.id, False), []),
             wordpress_version=wordpress_version(row.resources),
+            cron=crons.get(row.id),
         )
         for row in rows
     ]

@@ -37,6 +37,7 @@ EXPECTED_OWN = {
     Action.WRITE_ENV: "YYNY",
     Action.READ_ENV: "YYYY",
     Action.REVEAL_PASSWORD: "YYNY",
+    Action.ADMIN_LOGIN: "YYNY",
     Action.READ_AUDIT: "YYYY",
 }
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
@@ -197,6 +198,10 @@ API_CALLS: dict[str, tuple[Action, Call]] = {
     # allowed: the claim is checked, and fails for a reason other than RBAC (no TXT record)
     "verify_domain": (Action.CHANGE_SITES, lambda c, h, t: _claim_then(c, h, t, "verify")),
     "remove_domain": (Action.CHANGE_SITES, lambda c, h, t: _claim_then(c, h, t, "remove")),
+    "admin_login": (
+        Action.ADMIN_LOGIN,
+        lambda c, h, t: c.post(f"/v1/tenants/{t}/sites/crumbs/admin-login", headers=h),
+    ),
     "audit": (Action.READ_AUDIT, lambda c, h, t: c.get(f"/v1/audit?tenant_id={t}", headers=h)),
     "billing": (
         Action.READ_COSTS,

@@ -15,12 +15,14 @@ from controlplane.permissions import Action
 from controlplane.platform import Platform
 from controlplane.schemas import (
     AdminCredentials,
+    AdminLogin,
     OperationRead,
     SiteAccepted,
     SiteCreate,
     SitePlan,
     SiteRead,
 )
+from controlplane.services import admin_login as admin_login_service
 from controlplane.services import operations as operations_service
 from controlplane.services import sites as service
 from controlplane.services.tenants import get_visible_tenant
@@ -180,3 +182,18 @@ def reveal_admin_credentials(
     return service.reveal_admin_credentials(
         session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, name=site
     )
+
+
+@router.post("/{site}/admin-login", response_model=AdminLogin)
+def admin_login(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> AdminLogin:
+    """A one-click wp-admin link, valid 60 s and usable once (audited; never for the model)."""
+    return admin_login_service.create_admin_login(
+        session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, name=site,
+        ttl_seconds=platform.settings.admin_login_ttl_seconds,
+    )  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from controlplane.admin_login import login_key
 from controlplane.engine.provider import SiteContext
 from controlplane.logs import get_logger
 from controlplane.providers.local.base import LocalStep
@@ -71,6 +72,8 @@ class WordPressStep(LocalStep):
             accessible_hosts=[*ctx.domains, *self.settings.site_outbound_allow],
             loopback=f"127.0.0.1:{self.settings.site_port}",
             site_hosts=[names.preview_host, *ctx.domains],
+            site_id=ctx.site_id,
+            login_key=login_key(ctx.credentials),
         )
         path = names.root / "htdocs" / "wp-config.php"
         tmp = path.with_suffix(".tmp")
