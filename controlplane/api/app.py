@@ -27,6 +27,7 @@ from controlplane.api.routes import (
     users,
 )
 from controlplane.billing.schedule import BillingSchedule
+from controlplane.cron.schedule import CronSchedule
 from controlplane.logs import configure_logging, get_logger
 from controlplane.permissions import Principal
 from controlplane.platform import Platform, build_platform
@@ -100,9 +101,15 @@ def create_app(
         if settings.provider == "local" and settings.billing_schedule:
             schedule = BillingSchedule(platform)
             schedule.start()
+        cron = None
+        if settings.provider == "local" and settings.cron_schedule:
+            cron = CronSchedule(platform)
+            cron.start()
         try:
             yield
         finally:
+            if cron is not None:
+                await asyncio.to_thread(cron.stop)
             if schedule is not None:
                 await asyncio.to_thread(schedule.stop)
             await asyncio.to_thread(platform.close)

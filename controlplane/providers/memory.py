@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from controlplane.admin_login import login_key
+from controlplane.cron import CronResult
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.observability import (
     LogEntry,
@@ -53,6 +55,7 @@ class MemoryProvider:
         self.backups: BackupStep = _Backups(self)
         self.logs: SiteLogs = MemoryLogs()
         self.usage = MemoryUsage()
+        self.cron = MemoryCron(self)
 
     def _save(self) -> None:
         if self._state_file is None:
@@ -142,6 +145,26 @@ class _Backups:
             if key in self._p.fail_on:
                 raise InjectedFault(f"injected failure at {key}")
         return f"memory://backups/{ctx.tenant_id}/{ctx.site_name}/{label}"
+
+
+class MemoryCron:
+    """Records each run (site, start, end); `delay` makes a run take time, `fail` fails it."""
+
+    def __init__(self, provider: MemoryProvider) -> None:
+        self._p = provider
+        self.delay = 0.0
+        self.fail: set[str] = set()
+        self.runs: list[tuple[str, float, float]] = []
+
+    def run_due(self, ctx: SiteContext) -> CronResult:
+        """Pretend to run one due event."""
+        started = time.monotonic()
+        time.sleep(self.delay)
+        with self._p._lock:
+            self.runs.append((ctx.site_name, started, time.monotonic()))
+        if ctx.site_name in self.fail:
+            raise InjectedFault(f"injected cron failure on {ctx.site_name}")
+        return CronResult(ok=True, detail="1 due, 1 run", events_run=1)
 
 
 class MemoryUsage:

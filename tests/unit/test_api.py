@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from controlplane.admin_login import KEY_KIND
 from controlplane.auth import LocalTokenIssuer
+from controlplane.credentials import DatabaseVault
 from controlplane.models import Credential, EnvVar, Operation, Site
 from controlplane.permissions import Role
 from controlplane.providers.memory import MemoryProvider
@@ -371,3 +377,65 @@ def test_a_locked_database_answers_503(
     response = client.get("/v1/tenants", headers=auth("admin"))
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert "busy" in response.json()["detail"]
+
+
+def _claims(url: str) -> dict[str, Any]:
+    token = url.split("#", 1)[1]
+    payload = token.split(".")[0]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+def test_admin_login_signs_a_short_single_site_link_and_is_audited(
+    client: TestClient, auth: AuthHeaders
+) -> None:
+    _tenant(client, auth)
+    owner = auth("tenant", "acme", sub="olga")
+    op = _create(client, owner, name="crumbs")["operation"]
+    wait_for_operation(client, op["id"], owner)
+    site = client.get("/v1/tenants/acme/sites/crumbs", headers=owner).json()
+    before = int(time.time())
+    first = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner)
+    assert first.status_code == 200, first.text
+    second = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner).json()
+    url = first.json()["url"]
+    assert url.startswith(site["preview_url"].rstrip("/") + "/wp-login.php?aipress_login=1#")
+    claims = _claims(url)
+    assert claims["site"] == site["id"] and claims["user"] == "admin"
+    assert before + 59 <= claims["exp"] <= int(time.time()) + 60  # valid for 60 s
+    assert claims["nonce"] != _claims(second["url"])["nonce"]  # each link is its own
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        _kind, key = DatabaseVault(session, platform.keyring, site["id"]).get(KEY_KIND) or ("", "")
+    token = url.split("#", 1)[1]
+    payload, signature = token.split(".")
+    assert hmac.compare_digest(
+        signature, hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    )
+    events = client.get("/v1/audit", headers=owner).json()
+    logins = [e for e in events if e["action"] == "site.admin_login" and e["actor"] == "olga"]
+    assert len(logins) == 2 and all(token not in json.dumps(e) for e in logins)
+    # The other tenant's caller learns nothing (404); a viewer of acme may not (403).
+    client.post("/v1/tenants", json={"id": "globex", "name": "G"}, headers=auth("admin"))
+    stranger = client.post(
+        "/v1/tenants/acme/sites/crumbs/admin-login", headers=auth("tenant", "globex")
+    )
+    assert stranger.status_code == 404
+    viewer = client.post(
+        "/v1/tenants/acme/sites/crumbs/admin-login", headers=auth("viewer", "acme")
+    )
+    assert viewer.status_code == 403
+
+
+def test_admin_login_needs_a_serving_site(client: TestClient, auth: AuthHeaders) -> None:
+    _tenant(client, auth)
+    owner = auth("tenant", "acme")
+    op = _create(client, owner, name="crumbs")["operation"]
+    wait_for_operation(client, op["id"], owner)
+    stop = client.post("/v1/tenants/acme/sites/crumbs/stop", headers=owner).json()
+    wait_for_operation(client, stop["operation"]["id"], owner)
+    refused = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner)
+    assert refused.status_code == 409
+    assert "start it first" in refused.json()["detail"]

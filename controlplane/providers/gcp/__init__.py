@@ -9,6 +9,7 @@ from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteC
 from controlplane.observability import SiteLogs
 from controlplane.providers.gcp.backups import GcsBackups
 from controlplane.providers.gcp.base import GcpClients, GcpStep
+from controlplane.providers.gcp.cron import HttpCron
 from controlplane.providers.gcp.database import CloudSqlDatabase
 from controlplane.providers.gcp.dns import (
     CloudDnsRecords,
@@ -128,6 +129,7 @@ class GcpProvider:
         self.backups: BackupStep = GcsBackups(settings, self.clients)
         self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients)
         self.usage = GcpUsage(settings, self.clients)
+        self.cron = HttpCron(settings)
         self._settings = settings
 
     def plan(self, ctx: SiteContext) -> list[dict[str, Any]]:

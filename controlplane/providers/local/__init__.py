@@ -5,6 +5,7 @@ from __future__ import annotations
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteStep
 from controlplane.observability import SiteLogs
 from controlplane.providers.local.backups import BackupStep as LocalBackups
+from controlplane.providers.local.cron import LocalCron
 from controlplane.providers.local.database import DatabaseStep, SecretsStep
 from controlplane.providers.local.dns import DnsStep as LocalDns
 from controlplane.providers.local.logs import LocalLogs
@@ -35,3 +36,4 @@ class LocalProvider:
         self.backups: BackupStep = LocalBackups(self.stack, settings)
         self.logs: SiteLogs = LocalLogs(self.stack, settings)
         self.usage = LocalUsage(self.stack, settings)
+        self.cron = LocalCron(self.stack, settings)
