@@ -12,6 +12,7 @@ taken. The run keeps the site's isolation: its user (`runuser`), and the php_adm
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -62,7 +63,9 @@ class LocalCron(LocalStep):
             return CronResult(ok=False, detail="the site has no PHP-FPM pool (not serving)")
         flags, env = pool_settings(pool_file)
         timeout = self.settings.cron_timeout_seconds
-        args = ["runuser", "-u", names.system_user, "--", "php", *flags,
+        # Found on our PATH: the pool's own PATH (the child's) has no sbin.
+        runuser = shutil.which("runuser", path=CLEAN_ENV["PATH"]) or "/usr/sbin/runuser"
+        args = [runuser, "-u", names.system_user, "--", "php", *flags,
                 "-d", f"max_execution_time={int(timeout)}",
                 "--", str(names.root / "htdocs"), self.preview_url(ctx)]  # fmt: skip
         try:
