@@ -304,15 +304,17 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
     """List a tenant's sites."""
     with _client(token, url) as client:
         rows = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites")
-    table = Table("name", "status", "url", "domains", "created")
+    table = Table("name", "status", "url", "domains", "created", "last cron run")
     for row in rows:
         pending = [f"{d} (pending)" for d in row.get("pending_domains", [])]
+        cron = row.get("cron")
         table.add_row(
             row["name"],
             row["status"],
             row["preview_url"] or "-",
             ", ".join(row["domains"] + pending) or "-",
             row["created_at"][:19],
+            f"{cron['status']} {cron['last_run_at'][:19]}" if cron else "-",
         )
     console.print(table)
 
@@ -476,6 +478,15 @@ def domains_remove(
                 err.print(f"[red]{final['status']}:[/red] {final['error']}")
                 raise typer.Exit(1)
     console.print(f"{domain} removed from {site}.")
+
+
+@sites_app.command("login")
+def sites_login(tenant_id: str, name: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """Print a one-click wp-admin link for the site's admin (valid 60 s, usable once)."""
+    with _client(token, url) as client:
+        login = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{name}/admin-login")
+    typer.echo(login["url"])  # plain, unwrapped: for a browser or `xdg-open "$(...)"`
+    err.print(f"Valid until {login['expires_at'][:19]} UTC, once.")
 
 
 @users_app.command("list")

@@ -197,6 +197,7 @@ def _finished(api: Api, tenant: str, name: str, operation: dict[str, Any]) -> To
             "admin_user": site["admin_user"],
             "admin_email": site["admin_email"],
             "admin_password": "not shown in chat: use the Reveal password action",
+            "wp_admin": "one click: the Open wp-admin action next to the site (no link in chat)",
             "operation": summary,
         }
     )

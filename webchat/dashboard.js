@@ -1,7 +1,7 @@
 // The dashboard: sites and their deployment history, costs per day, recent errors, the
 // tenant's env vars and secrets, and for admins every tenant and the users' roles.
 
-import { Api, getToken, signOut } from "./api.js";
+import { Api, getToken, openWpAdmin, signOut } from "./api.js";
 import { barChart, formatMoney } from "./chart.js";
 import { h } from "./dom.js";
 
@@ -27,11 +27,25 @@ async function sites() {
           op.error ? h("div", { class: "error" }, op.error) : null))));
     } }, "History"));
     const url = site.preview_url ? h("a", { href: site.preview_url, target: "_blank", rel: "noopener" }, site.preview_url) : "";
+    const wpAdmin = h("button", { type: "button", disabled: site.status !== "ready", "aria-label": `Open wp-admin of ${site.name}`, onclick: async (e) => {
+      e.target.disabled = true;
+      try {
+        await openWpAdmin(api, site.tenant_id, site.name);
+        showError(null);
+      } catch (error) {
+        showError(error);
+      } finally {
+        e.target.disabled = false;
+      }
+    } }, "Open wp-admin");
+    const cron = site.cron
+      ? h("div", { class: "muted", title: site.cron.detail }, `cron ${site.cron.status} ${when(site.cron.last_run_at)}`)
+      : null;
     return h("tr", {}, h("td", {}, h("strong", {}, site.name), h("div", { class: "muted" }, site.title)),
-      h("td", {}, badge(site.status)), h("td", {}, url), domainsCell(site),
-      h("td", {}, site.wordpress_version || "—"), history);
+      h("td", {}, badge(site.status), cron), h("td", {}, url), domainsCell(site),
+      h("td", {}, site.wordpress_version || "—"), h("td", {}, wpAdmin), history);
   });
-  body("sites").replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ...["Site", "Status", "Preview URL", "Domains", "WordPress", "Deployments"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...rows)));
+  body("sites").replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ...["Site", "Status", "Preview URL", "Domains", "WordPress", "wp-admin", "Deployments"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...rows)));
 }
 
 // Verified domains are served; a pending one waits for its TXT record, which the button shows.

@@ -7,7 +7,7 @@
 // data-auth: "session" (a token kept in sessionStorage by the sign-in page, the default)
 // or "attribute" (the host page sets data-token and keeps it fresh).
 
-import { Api, claims, getToken } from "./webchat/api.js";
+import { Api, claims, getToken, openWpAdmin } from "./webchat/api.js";
 import { barChart, formatMoney } from "./webchat/chart.js";
 import { renderMarkdown } from "./webchat/markdown.js";
 import { h } from "./webchat/dom.js";
@@ -256,8 +256,20 @@ class AipressChat extends HTMLElement {
         reveal.disabled = false;
       }
     });
+    const wpAdmin = h("button", { type: "button", class: "reveal" }, "Open wp-admin");
+    wpAdmin.addEventListener("click", async () => {
+      wpAdmin.disabled = true;
+      try {
+        await openWpAdmin(this.api, site.tenant_id, site.name);
+        out.textContent = "wp-admin opened in a new tab (the link works once, for 60 seconds).";
+      } catch (error) {
+        out.textContent = `Could not open wp-admin: ${error.message}`;
+      } finally {
+        wpAdmin.disabled = false;
+      }
+    });
     const link = h("a", { href: site.url, target: "_blank", rel: "noopener noreferrer" }, site.url);
-    return h("div", { class: "card" }, h("div", {}, "Open ", link), reveal, out);
+    return h("div", { class: "card" }, h("div", {}, "Open ", link), wpAdmin, " ", reveal, out);
   }
 
   costChart(report) {

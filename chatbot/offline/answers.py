@@ -80,7 +80,8 @@ def create_site(args: dict[str, Any], data: dict[str, Any]) -> str:
     return (
         f"Your site **{data['name']}** is ready: {url}\n"
         f"Admin user: {data['admin_user']} ({data['admin_email']}). The admin password is "
-        "never shown in chat: use the Reveal password action. " + domain_hint
+        "never shown in chat: use the Reveal password action, or Open wp-admin to sign in with "
+        "one click. " + domain_hint
     )
 
 
