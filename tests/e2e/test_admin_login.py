@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,3 +159,33 @@ def test_a_link_signs_in_once_and_bad_links_fail(browser: Browser, stack: Stack)
                           headers=bob)  # fmt: skip
     assert stranger.status_code == 404
     assert "aipress_login" not in stranger.text
+
+
+def test_racing_uses_of_one_link_sign_in_once_and_the_plugin_is_root_owned(
+    stack: Stack,
+) -> None:
+    root = Path(stack.control_plane.state.platform.provider.stack.sites_dir) / "acme" / "crumbs"
+    plugin = root / "htdocs" / "wp-content" / "mu-plugins" / "aipress-login.php"
+    info = plugin.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o644)
+    assert plugin.parent.stat().st_uid == 0 and plugin.parent.stat().st_mode & 0o777 == 0o755
+    user = root.owner()
+    tamper = subprocess.run(["runuser", "-u", user, "--", "sh", "-c", f"echo x >> {plugin}"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert tamper.returncode != 0 and "Permission denied" in tamper.stderr
+
+    token = admin_login.sign_token(
+        key=stack.key(), site_id=stack.site["id"], user="admin", expires_at=int(time.time()) + 60
+    )
+    port = stack.settings.site_port
+    host = stack.site["preview_url"].split("//")[1].rstrip("/")
+
+    def use() -> int:
+        return httpx.post(
+            f"http://127.0.0.1:{port}/wp-login.php?aipress_login=1",
+            headers={"Host": host}, data={"token": token}, timeout=30,
+        ).status_code  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(lambda _i: use(), range(4)))
+    assert statuses == [302, 403, 403, 403]
