@@ -34,7 +34,12 @@ resource "google_service_account" "billing_job" {
 
 resource "google_service_account" "scheduler" {
   account_id   = "aipress-scheduler"
-  display_name = "AIPress Cloud Scheduler (starts the billing job)"
+  display_name = "AIPress Cloud Scheduler (starts the billing and cron jobs)"
+}
+
+resource "google_service_account" "cron_job" {
+  account_id   = "aipress-cron"
+  display_name = "AIPress cron job (runs each site's due WP-Cron events)"
 }
 
 # The control plane creates each tenant's Cloud Run services, buckets, secrets and service
@@ -75,6 +80,14 @@ resource "google_project_iam_member" "billing_job" {
   project  = var.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.billing_job.email}"
+}
+
+# The cron job reads the sites from the control-plane database and calls their public URLs.
+resource "google_project_iam_member" "cron_job" {
+  for_each = toset(["roles/cloudsql.client", "roles/logging.logWriter"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.cron_job.email}"
 }
 
 resource "google_bigquery_dataset_iam_member" "billing_job_reads_export" {
@@ -236,6 +249,12 @@ resource "google_secret_manager_secret_iam_member" "billing_job_keys" {
   secret_id = google_secret_manager_secret.encryption_keys.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.billing_job.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "cron_job_keys" {
+  secret_id = google_secret_manager_secret.encryption_keys.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.cron_job.email}"
 }
 
 # --- Cloud Run: the control plane (private) and the chatbot (public) ------------------------
@@ -511,6 +530,80 @@ resource "google_cloud_scheduler_job" "billing" {
   http_target {
     http_method = "POST"
     uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.billing.name}:run"
+    oauth_token {
+      service_account_email = google_service_account.scheduler.email
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+# --- Cron: WordPress's own WP-Cron is off on every site; this job runs each ready site's due
+# events once per interval (each site at a stable offset in it), a few sites at a time.
+
+resource "google_cloud_run_v2_job" "cron" {
+  name                = "aipress-cron"
+  location            = var.region
+  deletion_protection = false
+  labels              = local.labels
+  template {
+    labels = local.labels
+    template {
+      service_account = google_service_account.cron_job.email
+      max_retries     = 0 # the next interval's run comes anyway
+      timeout         = "${var.cron_interval_minutes * 60 + 300}s"
+      volumes {
+        name = "cloudsql"
+        cloud_sql_instance {
+          instances = [google_sql_database_instance.shared.connection_name]
+        }
+      }
+      containers {
+        image   = var.control_plane_image
+        command = ["python", "-m", "controlplane.cron"]
+        dynamic "env" {
+          for_each = merge(local.control_plane_env, {
+            AIPRESS_CRON_INTERVAL_SECONDS = tostring(var.cron_interval_minutes * 60)
+            AIPRESS_CRON_CONCURRENCY      = tostring(var.cron_concurrency)
+          })
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+        env {
+          name = "AIPRESS_ENCRYPTION_KEYS"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.encryption_keys.secret_id
+              version = "latest"
+            }
+          }
+        }
+        volume_mounts {
+          name       = "cloudsql"
+          mount_path = "/cloudsql"
+        }
+      }
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_cron" {
+  name     = google_cloud_run_v2_job.cron.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+resource "google_cloud_scheduler_job" "cron" {
+  name      = "aipress-cron"
+  region    = var.region
+  schedule  = "*/${var.cron_interval_minutes} * * * *"
+  time_zone = "Etc/UTC"
+  http_target {
+    http_method = "POST"
+    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.cron.name}:run"
     oauth_token {
       service_account_email = google_service_account.scheduler.email
     }

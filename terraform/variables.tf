@@ -57,6 +57,26 @@ variable "billing_export_table" {
   default     = ""
 }
 
+variable "cron_interval_minutes" {
+  description = "How often each site's due WP-Cron events run (minutes; divides 60)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.cron_interval_minutes >= 1 && var.cron_interval_minutes <= 60 && 60 % var.cron_interval_minutes == 0
+    error_message = "cron_interval_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)."
+  }
+}
+
+variable "cron_concurrency" {
+  description = "How many sites' cron runs the job makes at a time."
+  type        = number
+  default     = 8
+  validation {
+    condition     = var.cron_concurrency >= 1 && var.cron_concurrency <= 64
+    error_message = "cron_concurrency must be between 1 and 64."
+  }
+}
+
 variable "billing_schedule" {
   description = "Cron schedule (UTC) of the billing aggregation job."
   type        = string

@@ -23,3 +23,10 @@ define('WP_HTTP_BLOCK_EXTERNAL', true);
 if (getenv('WORDPRESS_OUTBOUND_ALLOW')) {
     define('WP_ACCESSIBLE_HOSTS', getenv('WORDPRESS_OUTBOUND_ALLOW'));
 }
+// The platform runs each site's due events (`python -m controlplane.cron` requests
+// /wp-cron.php once per interval): no visitor's request spawns WP-Cron.
+define('DISABLE_WP_CRON', true);
+// One-click wp-admin: mu-plugins/aipress-login.php checks links signed with this site's key
+// (a Secret Manager reference in the service's env).
+define('AIPRESS_SITE_ID', (string) getenv('AIPRESS_SITE_ID'));
+define('AIPRESS_LOGIN_KEY', (string) getenv('AIPRESS_LOGIN_KEY'));

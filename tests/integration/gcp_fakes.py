@@ -103,7 +103,8 @@ class FakeCloudRun(Fake):
         container = template["containers"][0]
         assert container["image"] == self.tenant_image
         env = {e["name"]: e for e in container["env"]}
-        for name in ("WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD"):
+        for name in ("WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD",
+                     "AIPRESS_LOGIN_KEY"):  # fmt: skip
             assert "value" not in env[name], f"{name} must be a secret reference"
             assert env[name]["valueSource"]["secretKeyRef"]["version"] == "latest"
         assert env["WORDPRESS_DB_HOST"]["value"].startswith("localhost:/cloudsql/")

@@ -169,8 +169,10 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert "ON *.*" not in grants.replace("GRANT USAGE ON *.*", "")
     assert "cloudsqlsuperuser" not in grants
 
-    # Secret Manager: three secrets, labelled, readable by the runtime account only.
-    assert len(cloud.secrets.secrets) == 3
+    # Secret Manager: four secrets (database and admin passwords, salts, the sign-in key),
+    # labelled, readable by the runtime account only.
+    assert len(cloud.secrets.secrets) == 4
+    assert any(name.endswith("-wp-login-key") for name in cloud.secrets.secrets)
     for name, secret in cloud.secrets.secrets.items():
         assert secret["labels"] == {
             "app": "aipress",
@@ -288,13 +290,14 @@ def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
     plan = response.json()
     assert plan["provider"] == "gcp" and plan["site"] == "plan"
     apis = [c["api"] for c in plan["calls"]]
-    assert apis.count("secretmanager.projects.secrets.create") == 3
+    assert apis.count("secretmanager.projects.secrets.create") == 4
     assert "storage.buckets.insert" in apis and "run.projects.locations.services.create" in apis
     [create] = [c for c in plan["calls"] if c["api"] == "run.projects.locations.services.create"]
     container = create["body"]["template"]["containers"][0]
     assert container["image"] == IMAGE
     secret_env = {e["name"] for e in container["env"] if "value_source" in e}
-    assert {"WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD"} <= secret_env
+    assert {"WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD",
+            "AIPRESS_LOGIN_KEY"} <= secret_env  # fmt: skip
     for call in plan["calls"]:
         if "labels" in str(call.get("body", "")):
             assert "aipress-tenant-id" in str(call["body"])

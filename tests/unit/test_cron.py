@@ -115,3 +115,40 @@ def test_a_site_stopped_during_the_round_is_skipped(
         ctx = platform.engine.read_context(session, session.get(Site, site_id))
     assert run_site(platform, memory_provider.cron, ctx) is None
     assert memory_provider.cron.runs == []
+
+
+def test_gcp_cron_requests_each_services_wp_cron(tmp_path: Path) -> None:
+    from fastapi import FastAPI, Response
+
+    from controlplane.engine.provider import SiteContext
+    from controlplane.providers.gcp.cron import HttpCron
+    from tests.live import serve
+
+    hits: list[str] = []
+    service = FastAPI()
+
+    @service.get("/wp-cron.php")
+    def wp_cron() -> Response:
+        hits.append("ok")
+        return Response(status_code=200)
+
+    @service.get("/broken/wp-cron.php")
+    def broken() -> Response:
+        return Response(status_code=503)
+
+    cron = HttpCron(Settings(provider="memory", home=tmp_path, cron_timeout_seconds=5))
+
+    def ctx(uri: str | None) -> SiteContext:
+        return SiteContext(
+            tenant_id="acme", site_id="s1", site_name="crumbs", title="t", admin_email="a@b.c",
+            admin_user="admin", domains=[], credentials=None,  # type: ignore[arg-type]
+            resources={"runtime": {"uri": uri}} if uri else {},
+        )  # fmt: skip
+
+    with serve(service) as url:
+        assert cron.run_due(ctx(url)).ok and hits == ["ok"]
+        failed = cron.run_due(ctx(f"{url}/broken"))
+        assert not failed.ok and "HTTP 503" in failed.detail
+    assert not cron.run_due(ctx(None)).ok
+    gone = cron.run_due(ctx(url))  # the server is down now
+    assert not gone.ok and "unreachable" in gone.detail

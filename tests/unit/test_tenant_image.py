@@ -30,9 +30,25 @@ def test_wordpress_is_configured_for_the_platform() -> None:
     assert subprocess.run(["bash", "-n", str(IMAGE / "aipress-entrypoint.sh")]).returncode == 0
 
 
+def test_cron_is_the_platforms_and_one_click_sign_in_is_installed() -> None:
+    config = (IMAGE / "aipress-config.php").read_text()
+    assert "define('DISABLE_WP_CRON', true);" in config
+    assert "getenv('AIPRESS_LOGIN_KEY')" in config and "getenv('AIPRESS_SITE_ID')" in config
+    assert (
+        "COPY mu-plugins/ /usr/src/wordpress/wp-content/mu-plugins/"
+        in (IMAGE / "Dockerfile").read_text()
+    )
+    local = IMAGE.parents[1] / "controlplane" / "providers" / "local" / "mu_plugins"
+    # The image carries the very plugin the embedded default installs.
+    assert (IMAGE / "mu-plugins" / "aipress-login.php").read_bytes() == (
+        local / "aipress-login.php"
+    ).read_bytes()
+
+
 @pytest.mark.skipif(shutil.which("php") is None, reason="php is installed by `make test`")
 def test_php_files_parse() -> None:
-    for name in ("aipress-config.php", "healthz.php", "mu-plugins/aipress-updates-off.php"):
+    for name in ("aipress-config.php", "healthz.php", "mu-plugins/aipress-updates-off.php",
+                 "mu-plugins/aipress-login.php"):
         result = subprocess.run(["php", "-l", str(IMAGE / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
 

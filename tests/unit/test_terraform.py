@@ -199,3 +199,17 @@ def test_the_gcp_provider_grants_tenants_nothing_that_mints() -> None:
              for role in re.findall(r"roles/[A-Za-z0-9_.]+", path.read_text())}  # fmt: skip
     assert found and found <= allowed, found - allowed
     assert "actAs" not in "".join(p.read_text() for p in source.glob("*.py"))
+
+
+def test_a_scheduled_cron_job_runs_the_platforms_cron() -> None:
+    found = {(kind, name): body for kind, name, body in resources()}
+    job = found[("google_cloud_run_v2_job", "cron")]
+    container = _get(job, ("template", "template", "containers"))
+    assert [_unquote(c) for c in container[0]["command"]] == ["python", "-m", "controlplane.cron"]
+    env = str(_get(job, ("template", "template", "containers"))[0]["dynamic"])
+    assert "AIPRESS_CRON_INTERVAL_SECONDS" in env
+    schedule = found[("google_cloud_scheduler_job", "cron")]
+    assert "cron_interval_minutes" in str(schedule["schedule"])
+    assert "google_cloud_run_v2_job.cron.name" in str(_get(schedule, ("http_target", "uri")))
+    invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs_cron")]
+    assert "google_service_account.scheduler.email" in str(invoker["member"])

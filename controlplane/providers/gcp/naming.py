@@ -31,6 +31,7 @@ class GcpNames:
     db_password_secret: str  # Secret Manager ids: <= 255 characters
     salts_secret: str
     admin_password_secret: str
+    login_key_secret: str  # the one-click wp-admin signing key
     preview_host: str
 
 
@@ -48,5 +49,6 @@ def gcp_names(ctx: SiteContext, project: str, platform_domain: str) -> GcpNames:
         db_password_secret=f"aipress-{key}-db-password",
         salts_secret=f"aipress-{key}-wp-salts",
         admin_password_secret=f"aipress-{key}-wp-admin-password",
+        login_key_secret=f"aipress-{key}-wp-login-key",
         preview_host=f"{ctx.site_name}.{ctx.tenant_id}.{platform_domain}",
     )

@@ -21,7 +21,8 @@ def plan_site(
     names = runtime.names(ctx)
     project = runtime.project
     tags = labels(ctx)
-    secret_ids = [names.db_password_secret, names.salts_secret, names.admin_password_secret]
+    secret_ids = [names.db_password_secret, names.salts_secret, names.admin_password_secret,
+                  names.login_key_secret]  # fmt: skip
     runtime_sa = runtime.runtime_account(ctx)
     ctx.resources.setdefault(
         "secrets",
@@ -29,6 +30,7 @@ def plan_site(
             "db_password": names.db_password_secret,
             "salts": names.salts_secret,
             "admin_password": names.admin_password_secret,
+            "login_key": names.login_key_secret,
         },
     )
     ctx.resources.setdefault("database", {"name": names.db_name, "user": names.db_user})

@@ -93,6 +93,11 @@ class CloudRunService(GcpStep):
                 "WORDPRESS_ADMIN_PASSWORD",
                 secret_ids.get("admin_password", names.admin_password_secret),
             ),
+            # One-click wp-admin: the mu-plugin checks links signed with this site's key.
+            run_v2.EnvVar(name="AIPRESS_SITE_ID", value=ctx.site_id),
+            self._secret_env(
+                "AIPRESS_LOGIN_KEY", secret_ids.get("login_key", names.login_key_secret)
+            ),
         ]
         env += [
             self._secret_env(k, tenant_secret_id(ctx.tenant_id, k)) for k in sorted(ctx.tenant_env)

@@ -8,6 +8,7 @@ import secrets as random
 
 from google.api_core import exceptions
 
+from controlplane.admin_login import login_key
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.identity import ensure_tenant_account
@@ -62,12 +63,14 @@ class SecretManagerSecrets(GcpStep):
         reader = ensure_tenant_account(self.clients, self.project, ctx.tenant_id)
         self.put(names.db_password_secret, password, labels(ctx), reader)
         self.put(names.admin_password_secret, admin_password, labels(ctx), reader)
+        self.put(names.login_key_secret, login_key(ctx.credentials), labels(ctx), reader)
         if not self._exists(names.salts_secret):
             self.put(names.salts_secret, salts, labels(ctx), reader)
         ctx.resources["secrets"] = {
             "db_password": names.db_password_secret,
             "salts": names.salts_secret,
             "admin_password": names.admin_password_secret,
+            "login_key": names.login_key_secret,
         }
 
     def _latest(self, path: str) -> bytes | None:
@@ -93,7 +96,8 @@ class SecretManagerSecrets(GcpStep):
         recorded = ctx.resources.get("secrets") or {}
         for secret_id in (recorded.get("db_password", names.db_password_secret),
                           recorded.get("salts", names.salts_secret),
-                          recorded.get("admin_password", names.admin_password_secret)):  # fmt: skip
+                          recorded.get("admin_password", names.admin_password_secret),
+                          recorded.get("login_key", names.login_key_secret)):  # fmt: skip
             with contextlib.suppress(exceptions.NotFound):
                 self.clients.secrets.delete_secret(request={"name": self._path(secret_id)})
         ctx.resources.pop("secrets", None)
