@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from controlplane import admin_login, audit
+from controlplane import admin_login, audit, clock
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.errors import Conflict
@@ -40,7 +40,7 @@ def create_admin_login(
             f"site {name!r} was built before one-click sign-in existed: it has no sign-in key; "
             "reveal the admin password and sign in with it instead"
         )
-    expires = (now or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=ttl_seconds)
+    expires = (now or clock.now()).replace(microsecond=0) + timedelta(seconds=ttl_seconds)
     token = admin_login.sign_token(
         key=stored[1], site_id=site.id, user=site.admin_user, expires_at=int(expires.timestamp())
     )

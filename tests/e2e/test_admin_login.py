@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from chatbot.service import create_app as create_chat_app
 from controlplane import admin_login
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.cli import app as cli
 from controlplane.credentials import DatabaseVault
 from controlplane.permissions import Role
@@ -105,7 +105,7 @@ def test_the_dashboard_opens_wp_admin_signed_in(browser: Browser, stack: Stack) 
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     errors = watch(page)
-    page.goto(f"{stack.chat_url}/signin")
+    page.goto(f"{stack.chat_url}/signin#key={load_sign_in_key(stack.settings)}")
     page.get_by_role("listitem").filter(has_text="alice").click()
     page.wait_for_url("**/dashboard")
     button = page.get_by_role("button", name="Open wp-admin of crumbs")
