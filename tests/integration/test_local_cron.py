@@ -22,6 +22,7 @@ from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE, wait_for_operation
+from tests.dns_server import TxtServer
 from tests.integration.test_local_sites import LocalEnv
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,8 @@ def local() -> Iterator[LocalEnv]:
     with TestClient(app) as client:
         admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
         client.post("/v1/tenants", json={"id": "acme", "name": "acme"}, headers=admin)
-        env = LocalEnv(settings, client, app.state.platform.provider.stack, admin)
+        # No custom domains here: the nameserver is never started.
+        env = LocalEnv(settings, client, app.state.platform.provider.stack, admin, TxtServer())
         yield env
         for site in client.get("/v1/tenants/acme/sites", headers=admin).json():
             env.delete(site["name"])
