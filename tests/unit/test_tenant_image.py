@@ -47,8 +47,12 @@ def test_cron_is_the_platforms_and_one_click_sign_in_is_installed() -> None:
 
 @pytest.mark.skipif(shutil.which("php") is None, reason="php is installed by `make test`")
 def test_php_files_parse() -> None:
-    for name in ("aipress-config.php", "healthz.php", "mu-plugins/aipress-updates-off.php",
-                 "mu-plugins/aipress-login.php"):
+    for name in (
+        "aipress-config.php",
+        "healthz.php",
+        "mu-plugins/aipress-updates-off.php",
+        "mu-plugins/aipress-login.php",
+    ):
         result = subprocess.run(["php", "-l", str(IMAGE / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
 
