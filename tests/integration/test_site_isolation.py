@@ -504,3 +504,56 @@ def test_modes_and_the_fence_follow_the_sites(isolated: Isolated) -> None:
     assert "nftables" in json.dumps(final)
     assert not (stack.sites_dir / "acme" / "unfenced").exists()
     assert fence.members() == fence.site_uids()
+
+
+def _as_site_user(user: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", user, "--", *command], capture_output=True,
+                          text=True, env=CLEAN_ENV, check=False)  # fmt: skip
+
+
+def test_a_site_user_cannot_turn_the_platforms_own_work_against_it(isolated: Isolated) -> None:
+    """The second review's findings: root writing through a link the site planted, FFI in
+    the platform's php-cli runs, nginx following a link into another site, cron env names."""
+    env = isolated
+    user, root, victim = env.user("prober"), env.root("prober"), env.root("victim")
+    # 1. The site root is root's: htdocs (where root writes wp-config.php) cannot be swapped.
+    assert (root.stat().st_uid, root.stat().st_mode & 0o777) == (0, 0o750)
+    assert _as_site_user(user, "ls", str(root)).returncode != 0  # traverse only, via its ACL
+    assert _as_site_user(user, "test", "-r", str(root / "htdocs" / "index.php")).returncode == 0
+    swapped = _as_site_user(user, "mv", str(root / "htdocs"), str(root / "htdocs.mine"))
+    assert swapped.returncode != 0 and (root / "htdocs" / "wp-config.php").exists()
+    planted = _as_site_user(user, "ln", "-s", "/etc/shadow", str(root / "htdocs" / "wp-config.tmp"))
+    assert planted.returncode != 0
+    # 2. No FFI in php-cli runs of the site's code (the cron runner, the installer): a plugin
+    #    calling C directly would bypass disable_functions and open_basedir.
+    from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
+
+    pool = env.stack.phpfpm.pool_file(user)
+    flags, _ = pool_settings(pool)
+    probe = ('try { FFI::cdef("int getpid(void);", "libc.so.6")->getpid(); echo "ffi-ran"; }'
+             ' catch (Throwable $e) { echo "refused"; }')  # fmt: skip
+    ran = _as_site_user(user, "php", *flags, *CLI_LOCKDOWN, "-r", probe)
+    assert ran.stdout.strip() == "refused", ran.stdout + ran.stderr
+    bare = _as_site_user(user, "php", "-r", probe)  # the positive control: php-cli's default
+    assert bare.stdout.strip() == "ffi-ran", bare.stdout + bare.stderr
+    # 3. nginx (which may read every site's wp-content) follows no link into another site.
+    secret = victim / "htdocs" / "wp-content" / "uploads" / "private.txt"
+    secret.write_text("victim-secret")
+    shutil.chown(secret, env.user("victim"), "www-data")
+    link = root / "htdocs" / "wp-content" / "uploads" / "leak.txt"
+    assert _as_site_user(user, "ln", "-sf", str(secret), str(link)).returncode == 0
+    port = env.settings.site_port
+    leaked = httpx.get(f"http://127.0.0.1:{port}/wp-content/uploads/leak.txt",
+                       headers={"Host": f"prober.acme.localhost:{port}"})  # fmt: skip
+    assert leaked.status_code in (403, 404) and "victim-secret" not in leaked.text
+    own = victim / "htdocs" / "wp-content" / "uploads" / "private.txt"
+    served = httpx.get(f"http://127.0.0.1:{port}/wp-content/uploads/private.txt",
+                       headers={"Host": f"victim.globex.localhost:{port}"})  # fmt: skip
+    assert served.text == "victim-secret"  # the victim's own file is served to its own site
+    own.unlink()
+    link.unlink()
+    # 4. The cron runner gives PHP the env names the pool has, without their quotes.
+    assert env.api.put("/v1/tenants/acme/env/CRON_CHECK", json={"value": "v1"}).is_success
+    _, pool_env = pool_settings(pool)
+    assert pool_env.get("CRON_CHECK") == "v1" and not any('"' in k for k in pool_env)
+    env.api.delete("/v1/tenants/acme/env/CRON_CHECK")

@@ -22,6 +22,10 @@ from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import CLEAN_ENV, StackError
 
 RUNNER_SOURCE = (Path(__file__).parent / "wp_cron.php").read_text()
+# Last on every php-cli command line that runs a site's code, whatever its pool file says:
+# php-cli allows FFI by default (`ffi.enable=preload`), and FFI calls C with no regard for
+# disable_functions or open_basedir.
+CLI_LOCKDOWN = ("-d", "ffi.enable=0")
 
 
 def ini_unquote(value: str) -> str:
@@ -48,7 +52,7 @@ def pool_settings(pool_file: Path) -> tuple[list[str], dict[str, str]]:
         if kind in ("php_admin_value", "php_admin_flag", "php_value", "php_flag"):
             flags += ["-d", f"{name}={value.strip()}"]
         elif kind == "env":
-            env[name] = ini_unquote(value)
+            env[ini_unquote(name)] = ini_unquote(value)  # runtime.ini_key quotes the name
     return flags, env
 
 
@@ -65,7 +69,7 @@ class LocalCron(LocalStep):
         timeout = self.settings.cron_timeout_seconds
         # Found on our PATH: the pool's own PATH (the child's) has no sbin.
         runuser = shutil.which("runuser", path=CLEAN_ENV["PATH"]) or "/usr/sbin/runuser"
-        args = [runuser, "-u", names.system_user, "--", "php", *flags,
+        args = [runuser, "-u", names.system_user, "--", "php", *flags, *CLI_LOCKDOWN,
                 "-d", f"max_execution_time={int(timeout)}",
                 "--", str(names.root / "htdocs"), self.preview_url(ctx)]  # fmt: skip
         try:

@@ -6,6 +6,7 @@ import grp
 import os
 import pwd
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -39,6 +40,37 @@ def chown_tree(path: Path, user: str, group: str) -> None:
             os.chown(Path(dirpath) / name, uid, gid, follow_symlinks=False)
 
 
+_ACL_VERSION, _UNDEFINED_ID = 2, 0xFFFFFFFF
+_USER_OBJ, _USER, _GROUP_OBJ, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+
+
+def grant_traverse(path: Path, uid: int) -> None:
+    """Set the directory's access ACL to its mode bits plus `uid` may traverse it (x).
+
+    Written as the kernel's `system.posix_acl_access` value (no setfacl needed): a
+    little-endian version, then (tag, perm, id) entries in tag order; the mask keeps the
+    group bits.
+    """
+    mode = path.stat().st_mode
+    entries = [
+        (_USER_OBJ, (mode >> 6) & 7, _UNDEFINED_ID),
+        (_USER, 1, uid),
+        (_GROUP_OBJ, (mode >> 3) & 7, _UNDEFINED_ID),
+        (_MASK, ((mode >> 3) & 7) | 1, _UNDEFINED_ID),
+        (_OTHER, mode & 7, _UNDEFINED_ID),
+    ]
+    value = struct.pack("<I", _ACL_VERSION) + b"".join(
+        struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in entries
+    )
+    try:
+        os.setxattr(path, "system.posix_acl_access", value, follow_symlinks=False)
+    except OSError as exc:
+        raise StackError(
+            f"cannot set an ACL on {path} ({exc.strerror}): the state directory needs a "
+            "filesystem with POSIX ACLs (ext4, xfs, btrfs, tmpfs)"
+        ) from exc
+
+
 class StorageStep(LocalStep):
     """One system user per site; its directory readable by it and nginx only."""
 
@@ -63,12 +95,17 @@ class StorageStep(LocalStep):
         tenant_dir.mkdir(parents=True, exist_ok=True)
         tenant_dir.chmod(0o711)  # traversable, not listable: other tenants' site names
         names.root.mkdir(exist_ok=True)
-        shutil.chown(names.root, user, "www-data")
-        names.root.chmod(0o750)  # other sites' users cannot even traverse it
+        # Root's, so the site's user cannot swap htdocs, tmp or logs for links of its own
+        # (root later writes wp-config.php, archives and reads them); nginx traverses it as
+        # its group; other users may only traverse (what lies below has its own modes).
         entry = pwd.getpwnam(user)
+        os.chown(names.root, 0, grp.getgrnam("www-data").gr_gid, follow_symlinks=False)
+        names.root.chmod(0o750)
+        # ...and its own user only traverses it (a POSIX ACL entry): other sites get nothing.
+        grant_traverse(names.root, entry.pw_uid)
         for sub in ("tmp", "logs"):
             path = names.root / sub
-            # The site's user owns the root and may have put a link here: never follow it.
+            # Sites made before the root was root's may have put a link here: never follow it.
             if path.is_symlink() or (path.exists() and not path.is_dir()):
                 path.unlink()
             path.mkdir(exist_ok=True)
