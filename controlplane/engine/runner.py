@@ -390,6 +390,23 @@ class Engine:
         site.current_operation_id = None
         self._finish(session, op, "succeeded", None)
 
+    def announce(self, site_id: str) -> None:
+        """Before a create is answered: a provider that can show the site as being built
+        (locally: a 503 server block) does so now, so no one ever sees the name unknown."""
+        hook = getattr(self._provider, "announce", None)
+        if hook is None:
+            return
+        with self._sessions() as session:
+            site = session.get(Site, site_id)
+            if site is None:
+                return
+            try:
+                hook(self.read_context(session, site))
+                session.commit()  # the probe secret it may have made
+            except Exception as exc:  # the create's first step announces (or fails) again
+                session.rollback()
+                log.warning("site.announce_failed", site=site.name, error=str(exc)[:300])
+
     def read_context(self, session: Session, site: Site) -> SiteContext:
         """A context for reading a site (logs, metrics): no secrets decrypted."""
         return SiteContext(

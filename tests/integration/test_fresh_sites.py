@@ -95,7 +95,7 @@ def test_a_site_is_503_until_ready_and_the_cache_starts_with_the_right_page(
     poller.start()
     time.sleep(0.2)
     operation_id = _start(local, "polled", title="Polled Bakery")
-    posted = time.monotonic()
+    answered = time.monotonic()
     final = wait_for_operation(local.client, operation_id, local.admin, timeout=120)
     time.sleep(0.5)
     stop.set()
@@ -105,11 +105,10 @@ def test_a_site_is_503_until_ready_and_the_cache_starts_with_the_right_page(
     statuses = [s[0] for s in seen]
     first_503, first_ok = statuses.index(503), statuses.index(200)
     assert first_ok - first_503 > 10  # the poller really watched the build
-    # Until the engine starts the create (a few tenths of a second after the 202) the name
-    # is unknown to nginx, as before the POST; from then on it is "being built".
+    # Before the POST the name is unknown to nginx; from the 202 on it is "being built".
     unknown = seen[:first_503]
     assert all(s[0] == 404 and "No AIPress site" in s[1] for s in unknown)
-    assert all(s[5] - posted < 2 for s in unknown)
+    assert all(s[5] < answered for s in unknown), [s[5] - answered for s in unknown]
     building = seen[first_503:first_ok]
     assert {s[0] for s in building} == {503}, sorted({s[0] for s in building})
     assert all("being built" in s[1] and "no-store" in s[4] for s in building)

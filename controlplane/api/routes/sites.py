@@ -92,6 +92,7 @@ def create_site(
         provider=platform.provider.name,
         platform_domain=platform.settings.platform_domain,
     )
+    platform.engine.announce(site.id)
     return _started(platform, site, op)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteStep
+from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.observability import SiteLogs
 from controlplane.providers.local.backups import BackupStep as LocalBackups
 from controlplane.providers.local.cron import LocalCron
@@ -37,3 +37,9 @@ class LocalProvider:
         self.logs: SiteLogs = LocalLogs(self.stack, settings)
         self.usage = LocalUsage(self.stack, settings)
         self.cron = LocalCron(self.stack, settings)
+        self._runtime = runtime
+
+    def announce(self, ctx: SiteContext) -> None:
+        """Show a site that is about to be built as "being built" (503), from the POST on."""
+        if self._runtime.building(ctx):
+            self._runtime.announce(ctx)
