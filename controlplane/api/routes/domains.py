@@ -6,6 +6,8 @@ from fastapi import APIRouter, Response
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.dnscheck import txt_check
+from controlplane.models import Operation
+from controlplane.platform import Platform
 from controlplane.schemas import DomainChange, DomainCreate, DomainRead
 from controlplane.services import domains as service
 from controlplane.services import operations as operations_service
@@ -55,8 +57,7 @@ def verify_domain(
         session, principal=principal, tenant_id=tenant_id, site=site, domain=domain,
         check=txt_check(platform.settings.dns_nameservers),
     )  # fmt: skip
-    platform.engine.submit(op.id)
-    return DomainChange(domain=claim, operation=operations_service.to_read(op))
+    return _changed(platform, claim, op)
 
 
 @router.delete("/{domain}", response_model=DomainChange)
@@ -72,6 +73,11 @@ def remove_domain(
     claim, op = service.remove_domain(
         session, principal=principal, tenant_id=tenant_id, site=site, domain=domain
     )
+    return _changed(platform, claim, op)
+
+
+def _changed(platform: Platform, claim: DomainRead, op: Operation | None) -> DomainChange:
+    """Hand the serving change (if any) to the engine; answer with the claim and it."""
     if op is None:
         return DomainChange(domain=claim, operation=None)
     platform.engine.submit(op.id)
