@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections import deque
+
+from controlplane.ratelimit import SlidingWindow
 
 
 class RateLimited(Exception):
@@ -29,24 +28,17 @@ class TooLong(Exception):
 
 
 class RateLimiter:
-    """At most `per_minute` events per key in any 60 s window."""
+    """At most `per_minute` chat messages per key in any 60 s window."""
 
     def __init__(self, per_minute: int, window: float = 60.0) -> None:
         self.per_minute = per_minute
-        self.window = window
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._window = SlidingWindow(per_minute, window)
 
     def hit(self, key: str) -> None:
         """Count one event for `key`, or raise RateLimited (and count nothing)."""
-        now = time.monotonic()
-        with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.per_minute:
-                raise RateLimited(self.per_minute, max(1, math.ceil(events[0] + self.window - now)))
-            events.append(now)
+        wait = self._window.admit(key)
+        if wait is not None:
+            raise RateLimited(self.per_minute, max(1, math.ceil(wait)))
 
 
 def check_length(message: str, limit: int) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -42,31 +39,6 @@ def record(
     session.add(event)
     log.info("audit", action=action, tenant_id=tenant_id, target=target, outcome=outcome)
     return event
-
-
-class DeniedLimiter:
-    """At most `per_minute` denied-request entries per caller in any 60 s window: a refused
-    request costs the caller nothing, so without a bound it could fill the log."""
-
-    def __init__(self, per_minute: int, window: float = 60.0) -> None:
-        self.per_minute = per_minute
-        self.window = window
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, key: str) -> bool:
-        """Count one entry for `key`; False (and nothing counted) past the limit."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._events) > 10_000:  # forget callers gone quiet
-                self._events = {k: v for k, v in self._events.items() if v[-1] > now - self.window}
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.per_minute:
-                return False
-            events.append(now)
-            return True
 
 
 def denied_entry(

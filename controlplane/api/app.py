@@ -31,6 +31,7 @@ from controlplane.cron.schedule import CronSchedule
 from controlplane.logs import configure_logging, get_logger
 from controlplane.permissions import Principal
 from controlplane.platform import Platform, build_platform
+from controlplane.ratelimit import SlidingWindow
 from controlplane.schemas import Problem
 from controlplane.settings import Settings, get_settings
 
@@ -124,13 +125,14 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
 
-    denied_limiter = audit.DeniedLimiter(settings.audit_denied_per_minute)
+    # A refused request costs the caller nothing: without a bound it could fill the log.
+    denied_limiter = SlidingWindow(settings.audit_denied_per_minute)
 
     async def on_denied(request: Request, reason: str, _message: str) -> None:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None or request.method not in MUTATING:
             return
-        if not denied_limiter.admit(principal.key):
+        if denied_limiter.admit(principal.key) is not None:
             log.warning("audit.denied_suppressed", actor=principal.sub, reason=reason)
             return
         platform: Platform = request.app.state.platform
