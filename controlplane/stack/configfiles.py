@@ -75,3 +75,26 @@ def apply_changes(changes: Changes, *, mode: int, activate: Callable[[], None]) 
             else:
                 write_file(path, old.content, old.mode)
         raise
+
+
+def apply_as_unit(
+    changes: Changes,
+    *,
+    mode: int,
+    lock: contextlib.AbstractContextManager[None],
+    reload: Callable[[], None],
+    start: Callable[[], None],
+    running: Callable[[], bool],
+) -> None:
+    """A daemon's config change as one unit under its lock: write or remove the files, test
+    and reload (`reload`); on failure every file is restored and a daemon the failed reload
+    stopped is started again on the old files, so later changes still load."""
+    with lock:
+        if all(content is None and not path.exists() for path, content in changes.items()):
+            return  # removing what is not there: nothing to test or reload
+        try:
+            apply_changes(changes, mode=mode, activate=reload)
+        except BaseException:
+            if not running():
+                start()
+            raise

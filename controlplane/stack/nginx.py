@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.stack.configfiles import Changes, apply_changes, config_lock
+from controlplane.stack.configfiles import Changes, apply_as_unit, config_lock
 from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
 from controlplane.stack.templates import render
 
@@ -154,15 +154,8 @@ class Nginx:
         If the test or the reload fails, every file is put back as it was (nginx keeps its
         previous config when a reload is refused), so later changes still load.
         """
-        with self.locked():
-            if all(content is None and not path.exists() for path, content in changes.items()):
-                return  # removing what is not there: nothing to test or reload
-            try:
-                apply_changes(changes, mode=0o644, activate=self._reload)
-            except BaseException:
-                if self.pid() is None:
-                    self._start()
-                raise
+        apply_as_unit(changes, mode=0o644, lock=self.locked(), reload=self._reload,
+                      start=self._start, running=lambda: self.pid() is not None)  # fmt: skip
 
     def install_site(self, key: str, content: str) -> None:
         """Enable a server block only if `nginx -t` accepts it; otherwise restore the old one."""

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.stack.configfiles import Changes, apply_changes, config_lock
+from controlplane.stack.configfiles import Changes, apply_as_unit, config_lock
 from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
 from controlplane.stack.templates import render
 
@@ -138,16 +138,9 @@ class PhpFpm:
         If the test or the reload fails, every file is put back as it was and the master
         keeps (or is restarted with) the previous config, so later changes still load.
         """
-        with self.locked():
-            if all(content is None and not path.exists() for path, content in changes.items()):
-                return  # removing what is not there: nothing to test or reload
-            try:
-                # Pool files carry the tenant's secrets: root-only.
-                apply_changes(changes, mode=0o600, activate=self._reload)
-            except BaseException:
-                if self.pid() is None:  # the reload itself failed: back on the old files
-                    self._start()
-                raise
+        # Pool files carry the tenant's secrets: root-only.
+        apply_as_unit(changes, mode=0o600, lock=self.locked(), reload=self._reload,
+                      start=self._start, running=lambda: self.pid() is not None)  # fmt: skip
 
     def _reload(self) -> None:
         pid = self.pid()
