@@ -21,31 +21,23 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import harness
 import sqlglot
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from controlplane.billing import sql
+from controlplane.billing.aggregate import run_aggregation
+from controlplane.billing.warehouse import DuckDBWarehouse
+from controlplane.db import make_engine, make_sessionmaker, migrate
+from controlplane.logs import configure_logging
+from controlplane.settings import Settings
 
-from controlplane.billing import sql  # noqa: E402
-from controlplane.billing.aggregate import run_aggregation  # noqa: E402
-from controlplane.billing.warehouse import DuckDBWarehouse  # noqa: E402
-from controlplane.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from controlplane.logs import configure_logging  # noqa: E402
-from controlplane.settings import Settings  # noqa: E402
-
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 TARGETS_S = {1_000_000: 0.5, 10_000_000: 5.0}
 SINCE, UNTIL = date(2026, 11, 1), date(2026, 11, 6)
 
@@ -85,66 +77,80 @@ def timed(function: Any, repeat: int = 1) -> tuple[float, Any]:
     return best, result
 
 
+def measure(rows: int, repeat: int, skip_naive_above: int, naive_sql: str) -> dict[str, Any]:
+    """One size: generate, time the native query, the full run and the naive transpiled query."""
+    params = {"tenant_label": sql.TENANT_LABEL, "site_label": sql.SITE_LABEL,
+              "since": SINCE, "until": UNTIL}  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="aipress-bench-billing-"))
+    warehouse = DuckDBWarehouse(work / "billing.duckdb")
+    started = time.perf_counter()
+    warehouse.connection.execute(GENERATE, {"rows": rows})
+    generate_s = time.perf_counter() - started
+    native_s, lines = timed(lambda: warehouse.aggregate(SINCE, UNTIL), repeat)
+    settings = Settings(provider="memory", home=work / "home")
+    db = make_engine(settings)
+    migrate(db)
+    full_s, _ = timed(lambda: run_aggregation(
+        make_sessionmaker(db), warehouse, since=SINCE, until=UNTIL, database_sizes={},
+        shared_services=("Cloud SQL",)))  # fmt: skip
+    naive_s = None
+    if rows <= skip_naive_above:
+        naive_s, naive_rows = timed(
+            lambda: warehouse.connection.execute(naive_sql, params).fetchall()
+        )
+        assert len(naive_rows) == len(lines), "the transpiled query disagrees"
+    warehouse.close()
+    db.dispose()
+    return {
+        "rows": rows, "tenants": 200, "output_lines": len(lines),
+        "generate_s": round(generate_s, 2), "native_query_s": round(native_s, 3),
+        "full_run_s": round(full_s, 3),
+        "naive_transpiled_s": round(naive_s, 3) if naive_s else None,
+        "naive_over_native": round(naive_s / native_s, 1) if naive_s else None,
+        "target_s": TARGETS_S.get(rows), "meets_target": native_s < TARGETS_S.get(rows, 1e9),
+    }  # fmt: skip
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """One table row per size."""
+    return [
+        [
+            f"{r['rows']:,}",
+            f"{r['output_lines']:,}",
+            harness.fmt(r["native_query_s"], " s", 3),
+            harness.fmt(r["full_run_s"], " s"),
+            harness.fmt(r["naive_transpiled_s"], " s"),
+            f"{r['naive_over_native']}x" if r["naive_over_native"] else "-",
+            harness.fmt(r["target_s"], " s"),
+            "yes" if r["meets_target"] else "NO",
+        ]
+        for r in results
+    ]
+
+
 def main() -> None:
     """Run the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser("billing", __doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-naive-above", type=int, default=10_000_000)
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "billing.json")
     args = parser.parse_args()
+    harness.check_counts(parser, args, positive=("repeat",))
     configure_logging("WARNING")
+    machine = harness.machine_info({"duckdb": duckdb.__version__, "sqlglot": sqlglot.__version__})
     naive_sql = sqlglot.transpile(sql.BIGQUERY.format(table="billing_export"), read="bigquery",
                                   write="duckdb")[0]  # fmt: skip
-    params = {"tenant_label": sql.TENANT_LABEL, "site_label": sql.SITE_LABEL,
-              "since": SINCE, "until": UNTIL}  # fmt: skip
-    results = []
-    for rows in args.rows:
-        work = Path(tempfile.mkdtemp(prefix="aipress-bench-billing-"))
-        warehouse = DuckDBWarehouse(work / "billing.duckdb")
-        started = time.perf_counter()
-        warehouse.connection.execute(GENERATE, {"rows": rows})
-        generate_s = time.perf_counter() - started
-        native_s, lines = timed(lambda w=warehouse: w.aggregate(SINCE, UNTIL), args.repeat)
-        settings = Settings(provider="memory", home=work / "home")
-        db = make_engine(settings)
-        migrate(db)
-        full_s, _ = timed(lambda w=warehouse, d=db: run_aggregation(
-            make_sessionmaker(d), w, since=SINCE, until=UNTIL, database_sizes={},
-            shared_services=("Cloud SQL",)))  # fmt: skip
-        naive_s = None
-        if rows <= args.skip_naive_above:
-            naive_s, naive_rows = timed(
-                lambda w=warehouse: w.connection.execute(naive_sql, params).fetchall()
-            )
-            assert len(naive_rows) == len(lines), "the transpiled query disagrees"
-        results.append({
-            "rows": rows, "tenants": 200, "output_lines": len(lines),
-            "generate_s": round(generate_s, 2), "native_query_s": round(native_s, 3),
-            "full_run_s": round(full_s, 3),
-            "naive_transpiled_s": round(naive_s, 3) if naive_s else None,
-            "naive_over_native": round(naive_s / native_s, 1) if naive_s else None,
-            "target_s": TARGETS_S.get(rows), "meets_target": native_s < TARGETS_S.get(rows, 1e9),
-        })  # fmt: skip
-        warehouse.close()
-        db.dispose()
-
-    print(f"{'rows':>11} {'lines':>7} {'native query':>13} {'full run':>9} {'naive':>9} "
-          f"{'naive/native':>13} {'target':>7}")  # fmt: skip
-    for r in results:
-        naive = f"{r['naive_transpiled_s']:.2f} s" if r["naive_transpiled_s"] else "-"
-        ratio = f"{r['naive_over_native']}x" if r["naive_over_native"] else "-"
-        target = f"{r['target_s']} s" if r["target_s"] else "-"
-        print(f"{r['rows']:>11,} {r['output_lines']:>7,} {r['native_query_s']:>11.3f} s "
-              f"{r['full_run_s']:>7.2f} s {naive:>9} {ratio:>13} {target:>7}")  # fmt: skip
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "benchmark": "billing", "at": dt.datetime.now(dt.UTC).isoformat(),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+    results = [measure(rows, args.repeat, args.skip_naive_above, naive_sql) for rows in args.rows]
+    harness.close_machine_info(machine)
+    harness.print_table(
+        f"Billing aggregation, {SINCE} to {UNTIL}, best of {args.repeat}",
+        ["rows", "lines", "native query", "full run", "naive", "naive/native", "target", "met"],
+        table_rows(results),
+    )
+    harness.write_json(args.output, {
+        "benchmark": "billing", "machine": machine, "parameters": harness.parameters(args),
         "window": [SINCE.isoformat(), UNTIL.isoformat()], "results": results,
-    }, indent=2))  # fmt: skip
-    print(f"JSON: {args.output}")
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,27 +31,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
 
-from controlplane.engine.provider import SiteContext  # noqa: E402
-from controlplane.observability import LogQuery, Severity  # noqa: E402
-from controlplane.providers.local.logs import LocalLogs  # noqa: E402
-from controlplane.settings import Settings  # noqa: E402
-from controlplane.stack.local import LocalStack  # noqa: E402
+from controlplane.engine.provider import SiteContext
+from controlplane.observability import LogQuery, Severity
+from controlplane.providers.local.logs import LocalLogs
+from controlplane.settings import Settings
+from controlplane.stack.local import LocalStack
 
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 END = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
@@ -107,14 +102,16 @@ def measure(call: Callable[[], object], repeat: int) -> dict[str, float]:
 
 def main() -> None:
     """Run the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser("logs", __doc__.splitlines()[0])
     parser.add_argument("--php-lines", type=int, default=390_000)
     parser.add_argument("--access-lines", type=int, default=100_000)
     parser.add_argument("--server-lines", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--label", default="current")
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "logs.json")
     args = parser.parse_args()
+    harness.check_counts(parser, args, positive=("repeat",), non_negative=(
+        "php_lines", "access_lines", "server_lines"))  # fmt: skip
+    machine = harness.machine_info()
 
     home = Path(tempfile.mkdtemp(prefix="aipress-bench-logs-"))
     try:
@@ -144,26 +141,27 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    print(f"logs of one site: {sizes} ({args.label}; median of {args.repeat})")
-    print(f"{'query':<12} {'CPU s/call':>11} {'MiB read/call':>14}")
-    for name, figures in results.items():
-        print(f"{name:<12} {figures['cpu_s']:>11.3f} {figures['bytes_read'] / 2**20:>14.2f}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    harness.close_machine_info(machine)
+    harness.print_table(
+        f"Logs of one site: {sizes} ({args.label}; median of {args.repeat})",
+        ["query", "CPU s/call", "MiB read/call"],
+        [
+            [name, f"{f['cpu_s']:.3f}", f"{f['bytes_read'] / 2**20:.2f}"]
+            for name, f in results.items()
+        ],
+    )
     run: dict[str, Any] = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "cpus": os.cpu_count()},
+        "machine": machine,
         "files": sizes,
         "lines": {"php": args.php_lines, "access": args.access_lines, "server": args.server_lines},
         "results": results,
-    }  # fmt: skip
+    }
     # One file holds every label's latest run (e.g. "before" from the old checkout, "after").
     report: dict[str, Any] = {"benchmark": "logs", "runs": {}}
     if args.output.exists():
         report = json.loads(args.output.read_text())
     report["runs"][args.label] = run
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    harness.write_json(args.output, report)
 
 
 if __name__ == "__main__":
