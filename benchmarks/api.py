@@ -33,16 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import itertools
 import json
-import math
-import os
-import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,11 +44,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "benchmarks" / "results"
+import harness
+
+ROOT = harness.ROOT
 LIST_P95_TARGET_MS = 25.0
 INTERNAL_PROFILED_SERVER = "--internal-profiled-server"
-APP_FACTORY = "controlplane.api.app:create_app"
+APP_FACTORY = harness.CONTROL_PLANE_APP
 
 
 # --------------------------------------------------------------------------------------
@@ -63,9 +57,8 @@ APP_FACTORY = "controlplane.api.app:create_app"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark the control-plane API (list sites, create site) on loopback.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = harness.parser(
+        "api", "Benchmark the control-plane API (list sites, create site) on loopback."
     )
     parser.add_argument("--tenants", type=int, default=50, help="tenants to seed")
     parser.add_argument("--sites-per-tenant", type=int, default=20, help="ready sites per tenant")
@@ -121,27 +114,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="cpu: per-thread CPU time (where the work is); wall: includes waits (GIL, locks, I/O)",
     )
     parser.add_argument("--profile-top", type=int, default=30, help="functions shown by --profile")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="JSON result file (default benchmarks/results/api.json; api-profiled.json with "
-        "--profile)",
-    )
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIPRESS_HOME")
     args = parser.parse_args(argv)
-    for name in ("tenants", "sites_per_tenant", "concurrency"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in (
-        "list_requests",
-        "create_requests",
-        "serial_requests",
-        "warmup_list",
-        "warmup_create",
-    ):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must not be negative")
+    harness.check_counts(
+        parser,
+        args,
+        positive=("tenants", "sites_per_tenant", "concurrency"),
+        non_negative=(
+            "list_requests", "create_requests", "serial_requests", "warmup_list", "warmup_create"
+        ),
+    )  # fmt: skip
     if args.workers < 1 or (args.profile and args.workers != 1):
         parser.error("--workers must be at least 1, and 1 with --profile")
     if args.workers > 1 and args.create_requests + args.warmup_create > 0:
@@ -150,62 +132,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "state file, so some create operations may fail; the 202 latencies remain valid",
             file=sys.stderr,
         )
-    if args.output is None:
-        args.output = RESULTS_DIR / ("api-profiled.json" if args.profile else "api.json")
+    if args.profile and args.output == harness.RESULTS_DIR / "api.json":
+        args.output = harness.RESULTS_DIR / "api-profiled.json"
     return args
 
 
-def clean_environment(home: Path) -> dict[str, str]:
-    """This process's and the server's environment: only our AIPRESS_* settings."""
-    for key in [k for k in os.environ if k.startswith("AIPRESS_")]:
-        del os.environ[key]
-    os.environ.update(
-        {
-            "AIPRESS_PROVIDER": "memory",
-            "AIPRESS_HOME": str(home),
-            "AIPRESS_LOG_LEVEL": "WARNING",
-        }
-    )
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def machine_info() -> dict[str, Any]:
+def versions() -> dict[str, str | None]:
+    """The versions of what serves the API."""
     import fastapi
     import httpx
     import pydantic
     import sqlalchemy
     import uvicorn
 
-    info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "versions": {
-            "fastapi": fastapi.__version__,
-            "pydantic": pydantic.__version__,
-            "sqlalchemy": sqlalchemy.__version__,
-            "uvicorn": uvicorn.__version__,
-            "httpx": httpx.__version__,
-        },
+    return {
+        "fastapi": fastapi.__version__,
+        "pydantic": pydantic.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "uvicorn": uvicorn.__version__,
+        "httpx": httpx.__version__,
     }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if hasattr(os, "sched_getaffinity"):
-        info["cpu_affinity"] = len(os.sched_getaffinity(0))
-    with contextlib.suppress(OSError):
-        info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
 
 
 # --------------------------------------------------------------------------------------
@@ -285,89 +231,10 @@ def issue_tokens(tenant_ids: list[str], kind: str) -> dict[str, str]:
 # Server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(
-    args: argparse.Namespace,
-    port: int,
-    env: dict[str, str],
-    log_path: Path,
-    profile_out: Path | None,
-) -> subprocess.Popen[bytes]:
-    if profile_out is None:
-        cmd = [
-            sys.executable, "-m", "uvicorn", args.app, "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-            "--log-level", "warning", "--no-access-log",
-        ]  # fmt: skip
-    else:
-        cmd = [
-            sys.executable, str(Path(__file__).resolve()), INTERNAL_PROFILED_SERVER,
-            str(port), str(profile_out), args.profile_clock, args.app,
-        ]  # fmt: skip
-    log = log_path.open("wb")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
-    import httpx
-
-    started = time.perf_counter()
-    deadline = started + timeout
-    with httpx.Client(base_url=base_url, trust_env=False, timeout=2.0) as client:
-        while time.perf_counter() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with status {proc.returncode} during start-up")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"server not ready after {timeout:.0f}s")
-
-
-def stop_server(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)  # graceful: lifespan shutdown, profile dump
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process and its live descendants (Linux /proc), else None."""
-    root = _proc_stat(pid)
-    if root is None:
-        return None
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _proc_stat(int(entry.name))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, pending = 0, [pid]
-    while pending:
-        current = pending.pop()
-        fields = root if current == pid else _proc_stat(current)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])
-        pending.extend(children.get(current, []))
-    return total / os.sysconf("SC_CLK_TCK")
+def profiled_command(port: int, out: Path, clock: str, app: str) -> list[str]:
+    """This script as a server under cProfile (see `serve_profiled`)."""
+    return [sys.executable, str(Path(__file__).resolve()), INTERNAL_PROFILED_SERVER,
+            str(port), str(out), clock, app]  # fmt: skip
 
 
 def serve_profiled(port: int, out: Path, clock: str, app: str) -> None:
@@ -450,29 +317,6 @@ class PhaseResult:
     server_cpu_ms_per_request: float | None = None
     client_cpu_ms_per_request: float | None = None
     stopped_by_time_limit: bool = False
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def summarize(latencies: list[float]) -> dict[str, float]:
-    values = sorted(x * 1000 for x in latencies)
-    if not values:
-        return {}
-    return {
-        "min": round(values[0], 3),
-        "mean": round(sum(values) / len(values), 3),
-        "p50": round(percentile(values, 50), 3),
-        "p90": round(percentile(values, 90), 3),
-        "p95": round(percentile(values, 95), 3),
-        "p99": round(percentile(values, 99), 3),
-        "max": round(values[-1], 3),
-    }
 
 
 @dataclass(frozen=True)
@@ -629,7 +473,7 @@ async def run_phase(
                         text = body[:300].decode("utf-8", "replace")
                         result.error_samples.append(f"{status}: {text}")
 
-        server_cpu0 = process_cpu_seconds(server_pid) if server_pid else None
+        server_cpu0 = harness.process_cpu_seconds(server_pid) if server_pid else None
         client_cpu0 = time.process_time()
         started = time.perf_counter()
         try:
@@ -637,7 +481,7 @@ async def run_phase(
         finally:
             result.wall_seconds = time.perf_counter() - started
             client_cpu = time.process_time() - client_cpu0
-            server_cpu1 = process_cpu_seconds(server_pid) if server_pid else None
+            server_cpu1 = harness.process_cpu_seconds(server_pid) if server_pid else None
             await asyncio.gather(*(c.close() for c in raw_connections))
 
     done = len(latencies) + result.errors
@@ -645,7 +489,7 @@ async def run_phase(
     result.requests_per_second = (
         round(done / result.wall_seconds, 1) if result.wall_seconds else 0.0
     )
-    result.latency_ms = summarize(latencies)
+    result.latency_ms = harness.stats(latencies, scale=1000)
     if done:
         result.client_cpu_ms_per_request = round(client_cpu * 1000 / done, 3)
         if server_cpu0 is not None and server_cpu1 is not None:
@@ -765,9 +609,8 @@ async def run_benchmark(
 # Output
 
 
-def print_table(phases: list[PhaseResult], title: str) -> None:
-    columns = ["phase", "conc", "ok", "err", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-               "srv cpu ms/req"]  # fmt: skip
+def table_rows(phases: list[PhaseResult]) -> list[list[str]]:
+    """One row per timed phase."""
     rows = []
     for p in phases:
         lat = p.latency_ms
@@ -778,41 +621,15 @@ def print_table(phases: list[PhaseResult], title: str) -> None:
                 str(p.completed),
                 str(p.errors),
                 f"{p.requests_per_second:.1f}",
-                f"{lat.get('p50', math.nan):.2f}",
-                f"{lat.get('p95', math.nan):.2f}",
-                f"{lat.get('p99', math.nan):.2f}",
-                f"{lat.get('max', math.nan):.2f}",
-                "-"
-                if p.server_cpu_ms_per_request is None
-                else f"{p.server_cpu_ms_per_request:.2f}",
+                *(harness.fmt(lat.get(k)) for k in ("p50", "p95", "p99", "max")),
+                harness.fmt(p.server_cpu_ms_per_request),
             ]
         )
-    try:
-        from rich.console import Console
-        from rich.table import Table
+    return rows
 
-        table = Table(title=title)
-        for i, col in enumerate(columns):
-            table.add_column(col, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
-    except ImportError:
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-        print(title)
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(columns, widths, strict=True))
-            )
-        )
-        for row in rows:
-            print(
-                "  ".join(
-                    v.ljust(w) if i == 0 else v.rjust(w)
-                    for i, (v, w) in enumerate(zip(row, widths, strict=True))
-                )
-            )
+
+COLUMNS = ["phase", "conc", "ok", "err", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+           "srv cpu ms/req"]  # fmt: skip
 
 
 def print_profile(path: Path, top: int, clock: str) -> dict[str, Any]:
@@ -884,10 +701,9 @@ def print_profile(path: Path, top: int, clock: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="aipress-bench-"))
-    env = clean_environment(home)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    env = harness.aipress_environment(provider="memory", home=str(home), log_level="WARNING")
     profile_out = args.output.with_suffix(".prof") if args.profile else None
-    info = machine_info()
+    info = harness.machine_info(versions())
     print(f"AIPRESS_HOME={home}  cpus={info['cpu_count']}  python={info['python']}")
 
     tenant_ids, seed_seconds = seed(args.tenants, args.sites_per_tenant)
@@ -895,27 +711,28 @@ def main(argv: list[str] | None = None) -> int:
     n_sites = args.tenants * args.sites_per_tenant
     print(f"seeded {args.tenants} tenants / {n_sites} sites in {seed_seconds:.2f}s")
 
-    port = args.port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    server_log = home / "server.log"
-    proc = start_server(args, port, env, server_log, profile_out)
-    try:
-        startup = wait_ready(base_url, proc, timeout=60.0)
-        print(f"server pid {proc.pid} ready on {base_url} in {startup:.2f}s")
-        phases, checks = asyncio.run(run_benchmark(args, base_url, tenant_ids, tokens, proc.pid))
-    finally:
-        stop_server(proc)
-        log_text = server_log.read_text(errors="replace") if server_log.exists() else ""
+    port = args.port or harness.free_port()
+    server = harness.Server(
+        env,
+        home / "server.log",
+        port=port,
+        app=args.app,
+        workers=args.workers,
+        command=None
+        if profile_out is None
+        else profiled_command(port, profile_out, args.profile_clock, args.app),
+    )
+    with server:
+        print(f"server pid {server.pid} ready on {server.url} in {server.startup_seconds:.2f}s")
+        phases, checks = asyncio.run(
+            run_benchmark(args, server.url, tenant_ids, tokens, server.pid)
+        )
+    log_text = server.log_tail(10**9)
+    harness.close_machine_info(info)
 
-    with contextlib.suppress(OSError):
-        info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     list_phase = next((p for p in phases if p.name == "list"), None)
     target_met = (
-        bool(
-            list_phase
-            and list_phase.latency_ms
-            and list_phase.latency_ms["p95"] <= LIST_P95_TARGET_MS
-        )
+        bool(list_phase.latency_ms and list_phase.latency_ms["p95"] <= LIST_P95_TARGET_MS)
         if list_phase
         else None
     )
@@ -926,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' (PROFILED)' if args.profile else ''}"
     )
     print()
-    print_table(phases, title)
+    harness.print_table(title, COLUMNS, table_rows(phases))
     if list_phase and list_phase.latency_ms:
         verdict = "met" if target_met else "NOT met"
         p95 = list_phase.latency_ms["p95"]
@@ -947,13 +764,13 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "controlplane-api",
         "machine": info,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "parameters": harness.parameters(args),
         "server": {
             "command": f"uvicorn {args.app} --factory --workers {args.workers}"
             + (" under cProfile" if args.profile else ""),
             "provider": "memory",
             "database": "sqlite (WAL) in a temporary AIPRESS_HOME",
-            "startup_seconds": round(startup, 3),
+            "startup_seconds": round(server.startup_seconds, 3),
         },
         "seed": {"tenants": args.tenants, "sites": n_sites, "seconds": round(seed_seconds, 3)},
         "checks": checks,
@@ -967,8 +784,7 @@ def main(argv: list[str] | None = None) -> int:
     if "Traceback" in log_text:
         result["server_log_tail"] = log_text[-4000:]
         print("\nthe server log holds a traceback; tail saved in the JSON")
-    args.output.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
-    print(f"\nwrote {args.output}")
+    harness.write_json(args.output, result)
     if args.keep_home:
         print(f"kept {home}")
     else:
