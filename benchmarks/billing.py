@@ -24,6 +24,7 @@ from __future__ import annotations
 import tempfile
 import time
 from datetime import date
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     harness.check_counts(parser, args, positive=("repeat",))
     configure_logging("WARNING")
-    machine = harness.machine_info({"duckdb": duckdb.__version__, "sqlglot": sqlglot.__version__})
+    machine = harness.machine_info({"duckdb": duckdb.__version__, "sqlglot": version("sqlglot")})
     naive_sql = sqlglot.transpile(sql.BIGQUERY.format(table="billing_export"), read="bigquery",
                                   write="duckdb")[0]  # fmt: skip
     results = [measure(rows, args.repeat, args.skip_naive_above, naive_sql) for rows in args.rows]

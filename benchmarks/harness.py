@@ -375,12 +375,13 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Row]) -> None
     """A table on stdout: the first column left-aligned, the others right-aligned."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: a "[...]" in a cell is not markup
     Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
 
 
@@ -388,12 +389,13 @@ def print_facts(title: str, rows: Iterable[tuple[str, str]]) -> None:
     """A two-column 'metric | value' table, values left-aligned (they are sentences)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left")
     table.add_column("metric", justify="left")
     table.add_column("value", justify="left", overflow="fold")
     for label, value in rows:
-        table.add_row(label, value)
+        table.add_row(Text(label), Text(value))
     Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
 
 

@@ -78,9 +78,9 @@ def write_logs(php: Path, access: Path, server: Path, args: argparse.Namespace) 
                 i += 1
     with access.open("w") as out:
         for i in range(args.access_lines):
-            when = (END - dt.timedelta(seconds=2 * (args.access_lines - i) - 1)).isoformat()
+            stamp = (END - dt.timedelta(seconds=2 * (args.access_lines - i) - 1)).isoformat()
             status = 500 if i % 3 == 0 else 200
-            out.write(f'{{"time":"{when}","method":"GET","uri":"/page/{i}","status":{status},'
+            out.write(f'{{"time":"{stamp}","method":"GET","uri":"/page/{i}","status":{status},'
                       f'"request_time":"0.012","bytes":"5120","cache":"MISS"}}\n')  # fmt: skip
     with server.open("w") as out:
         for i in range(args.server_lines):

@@ -42,15 +42,11 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import math
 import os
-import platform
 import pwd
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,13 +55,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import harness
+from harness import fmt, stats
+
 from controlplane.providers.local.dns import DEFAULT_SERVER_MARK
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-RESULTS_DIR = ROOT / "benchmarks" / "results"
-APP_FACTORY = "controlplane.api.app:create_app"
 TENANT = "provbench"
 
 # --------------------------------------------------------------------------------------
@@ -73,9 +67,8 @@ TENANT = "provbench"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark real WordPress provisioning with the local provider.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = harness.parser(
+        "provision", "Benchmark real WordPress provisioning with the local provider."
     )
     parser.add_argument("--sites", type=int, default=20, help="sites created one at a time")
     parser.add_argument("--poll-ms", type=float, default=20.0, help="homepage poll interval")
@@ -113,7 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--site-timeout", type=float, default=300.0, help="give up on one site after this long"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "provision.json")
     parser.add_argument(
         "--log-file",
         type=Path,
@@ -124,13 +116,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep sites, stack and home (for debugging)"
     )
+    parser.add_argument(
+        "--redraw", type=Path, default=None, help="only print the table of a saved JSON result"
+    )
     args = parser.parse_args(argv)
-    for name in ("concurrency", "load_concurrency", "delete_concurrency"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("sites", "concurrent_sites", "idle_sites"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must not be negative")
+    harness.check_counts(
+        parser,
+        args,
+        positive=("concurrency", "load_concurrency", "delete_concurrency"),
+        non_negative=("sites", "concurrent_sites", "idle_sites"),
+    )
     if args.sites + args.concurrent_sites > 999:
         parser.error("at most 999 sites")
     return args
@@ -138,30 +133,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------------------------
 # Small helpers
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Linear-interpolated percentile (numpy's default) of the values; nan when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def stats(values: list[float], digits: int = 3) -> dict[str, float | int]:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min": round(min(values), digits),
-        "p50": round(percentile(values, 50), digits),
-        "p95": round(percentile(values, 95), digits),
-        "max": round(max(values), digits),
-        "mean": round(sum(values) / len(values), digits),
-    }
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -176,137 +147,21 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def command_version(args: list[str]) -> str | None:
-    try:
-        out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0].strip() if text else None
-
-
-def other_stacks() -> dict[str, int]:
-    """How many mariadbd / php-fpm / nginx masters / uvicorn run on the machine (ours included)."""
-    counts: Counter[str] = Counter()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cmd.startswith("mariadbd "):
-            counts["mariadbd"] += 1
-        elif cmd.startswith("php-fpm: master"):
-            counts["php-fpm master"] += 1
-        elif cmd.startswith("nginx: master"):
-            counts["nginx master"] += 1
-        elif "uvicorn" in cmd and "python" in cmd:
-            counts["uvicorn"] += 1
-    return dict(counts)
-
-
-class CpuMeter:
-    """Machine-wide CPU busy share and load average over a phase (other runs included)."""
-
-    def __init__(self) -> None:
-        self.start = self._read()
-        self.t0 = time.perf_counter()
-
-    @staticmethod
-    def _read() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields[:8]), idle
-
-    def result(self) -> dict[str, Any]:
-        total, idle = self._read()
-        d_total, d_idle = total - self.start[0], idle - self.start[1]
-        busy = 100 * (d_total - d_idle) / d_total if d_total else math.nan
-        return {
-            "seconds": round(time.perf_counter() - self.t0, 2),
-            "machine_cpu_busy_pct": round(busy, 1),
-            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-        }
-
-
-def machine_info() -> dict[str, Any]:
+def versions() -> dict[str, str | None]:
+    """The versions of what serves the sites."""
     import httpx
 
-    info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "versions": {
-            "httpx": httpx.__version__,
-            "nginx": command_version(["nginx", "-v"]),
-            "php-fpm": command_version(["php-fpm8.2", "-v"]),
-            "mariadbd": command_version(["mariadbd", "--version"]),
-            "wrk": command_version(["wrk", "-v"]) if shutil.which("wrk") else None,
-        },
+    return {
+        "httpx": httpx.__version__,
+        "nginx": harness.command_version(["nginx", "-v"]),
+        "php-fpm": harness.command_version(["php-fpm8.2", "-v"]),
+        "mariadbd": harness.command_version(["mariadbd", "--version"]),
+        "wrk": harness.command_version(["wrk", "-v"]) if shutil.which("wrk") else None,
     }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["mem_total_mb"] = round(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    if hasattr(os, "sched_getaffinity"):
-        info["cpu_affinity"] = len(os.sched_getaffinity(0))
-    info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    info["stacks_running_at_start"] = other_stacks()
-    return info
 
 
 # --------------------------------------------------------------------------------------
 # Memory (PSS)
-
-
-def _ppid_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
-
-
-def _tree(pid: int | None, children: dict[int, list[int]]) -> list[int]:
-    if pid is None:
-        return []
-    out, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        out.append(current)
-        pending.extend(children.get(current, []))
-    return out
 
 
 def _rollup(pid: int) -> dict[str, int] | None:
@@ -325,12 +180,12 @@ def _rollup(pid: int) -> dict[str, int] | None:
 
 def stack_memory(stack: Any, api_pid: int | None) -> dict[str, Any]:
     """PSS / RSS / USS (MB) and process counts per component of the stack."""
-    children = _ppid_map()
+    children = harness.process_children()
     groups = {
-        "mariadbd": _tree(stack.mariadb.running_pid(), children),
-        "php-fpm": _tree(stack.phpfpm.pid(), children),
-        "nginx": _tree(stack.nginx.pid(), children),
-        "control plane (uvicorn)": _tree(api_pid, children),
+        "mariadbd": harness.process_tree(stack.mariadb.running_pid(), children),
+        "php-fpm": harness.process_tree(stack.phpfpm.pid(), children),
+        "nginx": harness.process_tree(stack.nginx.pid(), children),
+        "control plane (uvicorn)": harness.process_tree(api_pid, children),
     }
     out: dict[str, Any] = {"components": {}}
     total = {"pss_mb": 0.0, "rss_mb": 0.0, "uss_mb": 0.0, "processes": 0}
@@ -711,13 +566,7 @@ async def run_python_load(
         "connections": connections,
         "requests": len(latencies),
         "requests_per_second": round(len(latencies) / wall, 1) if wall else 0.0,
-        "latency_ms": {
-            "p50": round(percentile(ms, 50), 3),
-            "p90": round(percentile(ms, 90), 3),
-            "p99": round(percentile(ms, 99), 3),
-            "mean": round(sum(ms) / len(ms), 3) if ms else math.nan,
-            "max": round(max(ms), 3) if ms else math.nan,
-        },
+        "latency_ms": stats(ms),
         "x_cache": dict(x_cache),
         "status": dict(status),
         "errors": dict(errors),
@@ -727,44 +576,6 @@ async def run_python_load(
 
 # --------------------------------------------------------------------------------------
 # Control plane process
-
-
-def start_api(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    log = log_path.open("wb")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
-    import httpx
-
-    started = time.perf_counter()
-    with httpx.Client(base_url=url, trust_env=False, timeout=2.0) as client:
-        while time.perf_counter() - started < timeout:
-            if proc.poll() is not None:
-                raise RuntimeError(f"control plane exited with status {proc.returncode}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"control plane not ready after {timeout:.0f} s")
-
-
-def stop_api(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def summarize_log(path: Path) -> dict[str, Any]:
@@ -928,101 +739,78 @@ async def opcache_status(bench: Bench, stack: Any, name: str) -> dict[str, Any]:
     }
 
 
-async def run_phases(
-    args: argparse.Namespace,
-    bench: Bench,
-    stack: Any,
-    api_pid: int,
-    results: dict[str, Any],
-    workdir: Path,
-) -> None:
-    # 1. One at a time, homepage polled from the POST.
-    if args.sites:
-        print(f"[1/5] creating {args.sites} sites one at a time ...", flush=True)
-        meter = CpuMeter()
-        records = []
-        for i in range(args.sites):
-            record = await bench.create(f"s{i + 1:03d}", poll_home_from_post=True)
-            if "error" not in record:
-                site = await bench.api.get(f"/v1/tenants/{TENANT}/sites/{record['name']}")
-                record["preview_url_after"] = site.json().get("preview_url")
-            records.append(record)
-            mark = record.get("error") or (
-                f"first 200 after {record['first_200_seconds']:.2f} s, "
-                f"operation {record['operation_seconds']:.2f} s"
-            )
-            print(f"      {record['name']}: {mark}", flush=True)
-        await asyncio.sleep(0.5)  # nginx logs a request after it has answered it
-        for record in records:
-            if "error" not in record:
-                record.update(access_log_facts(stack, record["name"]))
-        summary = phase_summary(records)
-        ok = [r for r in records if "first_200_seconds" in r]
-        summary["first_200_request_seconds"] = stats(
-            [
-                float(r["first_200_request_seconds"])
-                for r in ok
-                if r.get("first_200_request_seconds") is not None
-            ]
+async def phase_sequential(args: argparse.Namespace, bench: Bench, stack: Any) -> dict[str, Any]:
+    """1. Sites one at a time, each homepage polled from before its POST."""
+    print(f"[1/5] creating {args.sites} sites one at a time ...", flush=True)
+    meter = harness.CpuMeter()
+    records = []
+    for i in range(args.sites):
+        record = await bench.create(f"s{i + 1:03d}", poll_home_from_post=True)
+        if "error" not in record:
+            site = await bench.api.get(f"/v1/tenants/{TENANT}/sites/{record['name']}")
+            record["preview_url_after"] = site.json().get("preview_url")
+        records.append(record)
+        mark = record.get("error") or (
+            f"first 200 after {record['first_200_seconds']:.2f} s, "
+            f"operation {record['operation_seconds']:.2f} s"
         )
-        summary["first_200_after_op_seen_seconds"] = stats(
-            [r["first_200_seconds"] - r["op_seen_seconds"] for r in ok]
-        )
-        summary["cached_302_hits_while_building"] = sum(
-            v
+        print(f"      {record['name']}: {mark}", flush=True)
+    await asyncio.sleep(0.5)  # nginx logs a request after it has answered it
+    for record in records:
+        if "error" not in record:
+            record.update(access_log_facts(stack, record["name"]))
+    summary = phase_summary(records)
+    ok = [r for r in records if "first_200_seconds" in r]
+    summary["first_200_request_seconds"] = stats(
+        [
+            float(r["first_200_request_seconds"])
             for r in ok
-            for k, v in (r.get("homepage_before_first_200") or {}).items()
-            if k == "302 HIT"
-        )
-        summary["preview_urls_match_host"] = all(
-            (r.get("preview_url_after") or "").startswith(f"http://{bench.host(r['name'])}/")
-            for r in ok
-        )
-        summary["cpu"] = meter.result()
-        results["sequential"] = {"summary": summary, "sites": records}
+            if r.get("first_200_request_seconds") is not None
+        ]
+    )
+    summary["first_200_after_op_seen_seconds"] = stats(
+        [r["first_200_seconds"] - r["op_seen_seconds"] for r in ok]
+    )
+    summary["cached_302_hits_while_building"] = sum(
+        v
+        for r in ok
+        for k, v in (r.get("homepage_before_first_200") or {}).items()
+        if k == "302 HIT"
+    )
+    summary["preview_urls_match_host"] = all(
+        (r.get("preview_url_after") or "").startswith(f"http://{bench.host(r['name'])}/")
+        for r in ok
+    )
+    summary["cpu"] = meter.result()
+    return {"summary": summary, "sites": records}
 
-    # 2. `concurrency` at a time.
-    if args.concurrent_sites:
-        print(
-            f"[2/5] creating {args.concurrent_sites} sites, {args.concurrency} at a time ...",
-            flush=True,
-        )
-        meter = CpuMeter()
-        names = [f"s{args.sites + i + 1:03d}" for i in range(args.concurrent_sites)]
-        records, wall = await bench.create_many(names, args.concurrency)
-        summary = phase_summary(records)
-        summary["wall_seconds"] = round(wall, 3)
-        summary["concurrency"] = args.concurrency
-        summary["sites_per_minute"] = round(summary["succeeded"] / wall * 60, 2) if wall else 0.0
-        summary["cpu"] = meter.result()
-        results["concurrent"] = {"summary": summary, "sites": records}
-        print(
-            f"      {summary['succeeded']}/{len(names)} in {wall:.1f} s = "
-            f"{summary['sites_per_minute']} sites/min",
-            flush=True,
-        )
 
-    # 3. Fill up to `idle_sites`, then memory.
-    missing = max(0, args.idle_sites - len(bench.created))
-    first_free = args.sites + args.concurrent_sites + 1
-    memory: dict[str, Any] = {}
-    if missing:
-        print(f"[3/5] creating {missing} more sites ({args.concurrency} at a time) ...", flush=True)
-        meter = CpuMeter()
-        names = [f"s{first_free + i:03d}" for i in range(missing)]
-        records, wall = await bench.create_many(names, args.concurrency)
-        summary = phase_summary(records)
-        summary["wall_seconds"] = round(wall, 3)
-        summary["concurrency"] = args.concurrency
-        summary["sites_per_minute"] = round(summary["succeeded"] / wall * 60, 2) if wall else 0.0
-        summary["cpu"] = meter.result()
-        results["fill"] = {"summary": summary, "sites": records}
-    else:
-        print("[3/5] no more sites needed for the memory measurement", flush=True)
+async def phase_batch(names: list[str], concurrency: int, bench: Bench) -> dict[str, Any]:
+    """2 and 3. Sites `concurrency` at a time: sites per minute until the last one serves."""
+    meter = harness.CpuMeter()
+    records, wall = await bench.create_many(names, concurrency)
+    summary = phase_summary(records)
+    summary["wall_seconds"] = round(wall, 3)
+    summary["concurrency"] = concurrency
+    summary["sites_per_minute"] = round(summary["succeeded"] / wall * 60, 2) if wall else 0.0
+    summary["cpu"] = meter.result()
+    print(
+        f"      {summary['succeeded']}/{len(names)} in {wall:.1f} s = "
+        f"{summary['sites_per_minute']} sites/min",
+        flush=True,
+    )
+    return {"summary": summary, "sites": records}
+
+
+async def phase_memory(
+    args: argparse.Namespace, bench: Bench, stack: Any, api_pid: int, empty: dict[str, Any]
+) -> dict[str, Any]:
+    """3. Every homepage once (uncached), then the stack's PSS: at the end, at peak, idle."""
     print(
         f"      {len(bench.created)} sites exist; touching every homepage (uncached) ...",
         flush=True,
     )
+    memory: dict[str, Any] = {}
     semaphore = asyncio.Semaphore(args.concurrency)
     touched: Counter[str] = Counter()
     touch_seconds: list[float] = []
@@ -1074,8 +862,7 @@ async def run_phases(
     memory["idle"] = stack_memory(stack, api_pid)
     print(f"      idle: {memory['idle']['total']['pss_mb']} MB PSS", flush=True)
     # Derived: what one more idle site costs, and what one warm PHP-FPM worker costs.
-    empty = results.get("memory_empty")
-    if empty and memory["sites"]:
+    if memory["sites"]:
         memory["idle_pss_mb_per_site"] = round(
             (memory["idle"]["total"]["pss_mb"] - empty["total"]["pss_mb"]) / memory["sites"], 2
         )
@@ -1086,48 +873,83 @@ async def run_phases(
         memory["pss_mb_per_warm_fpm_worker"] = round(
             (fpm_peak["pss_mb"] - fpm_idle["pss_mb"]) / workers, 2
         )
-    results["memory"] = memory
+    return memory
+
+
+async def phase_load(
+    args: argparse.Namespace, bench: Bench, stack: Any, api_pid: int, workdir: Path
+) -> dict[str, Any]:
+    """4. Requests/s of the first site's homepage, cached and uncached."""
+    name = bench.created[0]
+    wrk, how = ensure_wrk(args.loadgen, not args.no_install)
+    print(f"[4/5] load on {name} ({how}), {args.load_seconds:.0f} s x 2 ...", flush=True)
+    warm = [await bench.get_home(name) for _ in range(3)]
+    load: dict[str, Any] = {
+        "site": name,
+        "host": bench.host(name),
+        "generator": how,
+        "warmup_x_cache": [r.headers.get("x-cache") for r in warm],
+    }
+    for mode in ("cached", "uncached"):
+        meter = harness.CpuMeter()
+        if wrk:
+            load[mode] = await asyncio.to_thread(
+                run_wrk, wrk, bench.host(name), args.site_port, mode,
+                args.load_seconds, args.load_concurrency, workdir,
+            )  # fmt: skip
+        else:
+            load[mode] = await run_python_load(
+                bench, name, mode, args.load_seconds, args.load_concurrency
+            )
+        load[mode]["cpu"] = meter.result()
+        print(
+            f"      {mode}: {load[mode]['requests_per_second']} req/s, "
+            f"X-Cache {load[mode]['x_cache']}",
+            flush=True,
+        )
+    load["memory_after"] = stack_memory(stack, api_pid)
+    load["opcache_after"] = await opcache_status(bench, stack, name)
+    return load
+
+
+async def run_phases(
+    args: argparse.Namespace,
+    bench: Bench,
+    stack: Any,
+    api_pid: int,
+    results: dict[str, Any],
+    workdir: Path,
+) -> None:
+    """Phases 1 to 4, each result stored under its name as soon as it is known."""
+    if args.sites:
+        results["sequential"] = await phase_sequential(args, bench, stack)
+    if args.concurrent_sites:
+        print(
+            f"[2/5] creating {args.concurrent_sites} sites, {args.concurrency} at a time ...",
+            flush=True,
+        )
+        names = [f"s{args.sites + i + 1:03d}" for i in range(args.concurrent_sites)]
+        results["concurrent"] = await phase_batch(names, args.concurrency, bench)
+    missing = max(0, args.idle_sites - len(bench.created))
+    if missing:
+        print(f"[3/5] creating {missing} more sites ({args.concurrency} at a time) ...", flush=True)
+        first_free = args.sites + args.concurrent_sites + 1
+        names = [f"s{first_free + i:03d}" for i in range(missing)]
+        results["fill"] = await phase_batch(names, args.concurrency, bench)
+    else:
+        print("[3/5] no more sites needed for the memory measurement", flush=True)
+    results["memory"] = await phase_memory(args, bench, stack, api_pid, results["memory_empty"])
     if bench.created:
         # Read after the idle measurement: the probe itself forks a worker.
         results["opcache"] = await opcache_status(bench, stack, bench.created[0])
-
-    # 4. Load on the first site.
     if args.load_seconds > 0 and bench.created:
-        name = bench.created[0]
-        wrk, how = ensure_wrk(args.loadgen, not args.no_install)
-        print(f"[4/5] load on {name} ({how}), {args.load_seconds:.0f} s x 2 ...", flush=True)
-        warm = [await bench.get_home(name) for _ in range(3)]
-        load: dict[str, Any] = {
-            "site": name,
-            "host": bench.host(name),
-            "generator": how,
-            "warmup_x_cache": [r.headers.get("x-cache") for r in warm],
-        }
-        for mode in ("cached", "uncached"):
-            meter = CpuMeter()
-            if wrk:
-                load[mode] = await asyncio.to_thread(
-                    run_wrk, wrk, bench.host(name), args.site_port, mode,
-                    args.load_seconds, args.load_concurrency, workdir,
-                )  # fmt: skip
-            else:
-                load[mode] = await run_python_load(
-                    bench, name, mode, args.load_seconds, args.load_concurrency
-                )
-            load[mode]["cpu"] = meter.result()
-            print(
-                f"      {mode}: {load[mode]['requests_per_second']} req/s, "
-                f"X-Cache {load[mode]['x_cache']}",
-                flush=True,
-            )
-        load["memory_after"] = stack_memory(stack, api_pid)
-        load["opcache_after"] = await opcache_status(bench, stack, name)
-        results["load"] = load
+        results["load"] = await phase_load(args, bench, stack, api_pid, workdir)
     else:
         print("[4/5] load skipped", flush=True)
 
 
-async def delete_all(args: argparse.Namespace, bench: Bench, results: dict[str, Any]) -> None:
+async def phase_delete(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
+    """5. Every site deleted through the API, `--delete-concurrency` at a time."""
     response = await bench.api.get(f"/v1/tenants/{TENANT}/sites")
     response.raise_for_status()
     names = [s["name"] for s in response.json()]
@@ -1138,12 +960,12 @@ async def delete_all(args: argparse.Namespace, bench: Bench, results: dict[str, 
         async with semaphore:
             return await bench.delete(name)
 
-    meter = CpuMeter()
+    meter = harness.CpuMeter()
     started = time.perf_counter()
     records = list(await asyncio.gather(*(one(n) for n in names)))
     wall = time.perf_counter() - started
     ok = [r for r in records if "error" not in r]
-    results["delete"] = {
+    return {
         "summary": {
             "cpu": meter.result(),
             "requested": len(records),
@@ -1168,15 +990,9 @@ async def delete_all(args: argparse.Namespace, bench: Bench, results: dict[str, 
 
 
 # --------------------------------------------------------------------------------------
-# Output
+# The table, drawn from the results
 
-
-def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}{unit}"
-    return f"{value}{unit}"
+Rows = list[tuple[str, str]]
 
 
 def _cpu(summary: dict[str, Any]) -> str:
@@ -1195,10 +1011,14 @@ def _steps(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k} {fmt(v.get('p50'))}" for k, v in summary["steps_seconds"].items())
 
 
-def print_table(results: dict[str, Any]) -> None:
-    rows: list[tuple[str, str]] = []
+def _p50_p95(values: dict[str, Any]) -> str:
+    return f"{fmt(values.get('p50'), ' s')} / {fmt(values.get('p95'), ' s')}"
+
+
+def machine_rows(results: dict[str, Any]) -> Rows:
+    """The machine and the empty stack."""
     machine = results.get("machine", {})
-    rows.append(
+    rows = [
         (
             "machine",
             f"{machine.get('cpu_count')} CPU, {machine.get('mem_total_mb')} MB; "
@@ -1206,7 +1026,7 @@ def print_table(results: dict[str, Any]) -> None:
             f"at end {machine.get('loadavg_at_end')}; "
             f"stacks running at start {machine.get('stacks_running_at_start')}",
         )
-    )
+    ]
     if "stack_start_seconds" in results:
         rows.append(
             (
@@ -1221,122 +1041,118 @@ def print_table(results: dict[str, Any]) -> None:
                 fmt(results["memory_empty"]["total"]["pss_mb"], " MB", 1),
             )
         )
-    seq = results.get("sequential", {}).get("summary")
-    if seq:
-        first = seq.get("post_to_first_200_seconds", {})
-        op = seq["operation_seconds"]
-        rows.append(
-            (
-                f"create 1 at a time ({_ok(seq)}): POST -> first 200 p50 / p95",
-                f"{fmt(first.get('p50'), ' s')} / {fmt(first.get('p95'), ' s')}  "
-                f"(min {fmt(first.get('min'), ' s')}, max {fmt(first.get('max'), ' s')})"
-                + _cpu(seq),
-            )
+    return rows
+
+
+def sequential_rows(seq: dict[str, Any]) -> Rows:
+    """Phase 1: one at a time."""
+    first = seq.get("post_to_first_200_seconds", {})
+    cold = seq.get("first_200_request_seconds", {})
+    after = seq.get("first_200_after_op_seen_seconds", {})
+    return [
+        (
+            f"create 1 at a time ({_ok(seq)}): POST -> first 200 p50 / p95",
+            f"{_p50_p95(first)}  (min {fmt(first.get('min'), ' s')}, "
+            f"max {fmt(first.get('max'), ' s')})" + _cpu(seq),
+        ),
+        ("  operation duration p50 / p95", _p50_p95(seq["operation_seconds"])),
+        ("  step p50 (s)", _steps(seq)),
+        (
+            "  first 200: its own request time p50 / p95 (nginx)",
+            f"{_p50_p95(cold)}; after op seen done p50 {fmt(after.get('p50'), ' s')}; "
+            f"X-Cache {seq.get('first_200_x_cache')}; "
+            f"cached 302s served while building: {seq.get('cached_302_hits_while_building')}",
+        ),
+    ]
+
+
+def concurrent_rows(conc: dict[str, Any]) -> Rows:
+    """Phase 2: `concurrency` at a time."""
+    first = conc.get("post_to_first_200_seconds", {})
+    return [
+        (
+            f"create {conc['concurrency']} at a time ({_ok(conc)})",
+            f"{fmt(conc['sites_per_minute'], ' sites/min')} "
+            f"({fmt(conc['wall_seconds'], ' s')} wall)" + _cpu(conc),
+        ),
+        (
+            "  operation p50 / p95; POST -> 200 p50",
+            f"{_p50_p95(conc['operation_seconds'])}; {fmt(first.get('p50'), ' s')}",
+        ),
+        ("  step p50 (s)", _steps(conc)),
+    ]
+
+
+def fill_rows(fill: dict[str, Any]) -> Rows:
+    """Phase 3's creates."""
+    return [
+        (
+            f"fill, {fill['concurrency']} at a time ({_ok(fill)})",
+            f"{fmt(fill['sites_per_minute'], ' sites/min')}, operation p50 "
+            f"{fmt(fill['operation_seconds'].get('p50'), ' s')}" + _cpu(fill),
+        )
+    ]
+
+
+def memory_rows(mem: dict[str, Any]) -> Rows:
+    """Phase 3's memory."""
+    touch = mem.get("touch", {})
+    rows = [
+        (
+            "touch every homepage once (uncached)",
+            f"{touch.get('status')}, request p50 "
+            f"{fmt(touch.get('request_seconds', {}).get('p50'), ' s')}",
+        )
+    ]
+    labels = {
+        "warm": "at the end of the touch",
+        "peak": "peak during the touch",
+        "idle": f"after {mem['idle_wait_seconds']:.0f} s idle",
+    }
+    for state, label in labels.items():
+        detail = ", ".join(
+            f"{k.split(' ')[0]} {v['pss_mb']} ({v['processes']}p)"
+            for k, v in mem[state]["components"].items()
         )
         rows.append(
             (
-                "  operation duration p50 / p95",
-                f"{fmt(op.get('p50'), ' s')} / {fmt(op.get('p95'), ' s')}",
+                f"stack PSS, {mem['sites']} sites, {label}",
+                f"{mem[state]['total']['pss_mb']} MB  [{detail}]",
             )
         )
-        rows.append(("  step p50 (s)", _steps(seq)))
-        cold = seq.get("first_200_request_seconds", {})
-        after = seq.get("first_200_after_op_seen_seconds", {})
-        rows.append(
-            (
-                "  first 200: its own request time p50 / p95 (nginx)",
-                f"{fmt(cold.get('p50'), ' s')} / {fmt(cold.get('p95'), ' s')}; "
-                f"after op seen done p50 {fmt(after.get('p50'), ' s')}; "
-                f"X-Cache {seq.get('first_200_x_cache')}; "
-                f"cached 302s served while building: {seq.get('cached_302_hits_while_building')}",
-            )
+    rows.append(
+        (
+            "  derived: idle PSS per extra site; PSS per warm FPM worker",
+            f"{fmt(mem.get('idle_pss_mb_per_site'), ' MB')}; "
+            f"{fmt(mem.get('pss_mb_per_warm_fpm_worker'), ' MB')}",
         )
-    conc = results.get("concurrent", {}).get("summary")
-    if conc:
-        op = conc["operation_seconds"]
-        first = conc.get("post_to_first_200_seconds", {})
-        rows.append(
-            (
-                f"create {conc['concurrency']} at a time ({_ok(conc)})",
-                f"{fmt(conc['sites_per_minute'], ' sites/min')} "
-                f"({fmt(conc['wall_seconds'], ' s')} wall)" + _cpu(conc),
-            )
+    )
+    return rows
+
+
+def opcache_rows(label: str, oc: dict[str, Any]) -> Rows:
+    """The shared opcache, or why it could not be read."""
+    if "skipped" in oc:
+        return [(label, oc["skipped"])]
+    if "error" in oc:
+        return [(label, oc["error"])]
+    return [
+        (
+            label,
+            f"{oc['used_mb']}/{oc['memory_consumption_mb']} MB used, "
+            f"{oc['cached_scripts']} scripts of {oc['sites_with_cached_scripts']} sites, "
+            f"{oc['scripts_of_probed_site']} of the probed site; "
+            f"full {oc['cache_full']}, oom restarts {oc['oom_restarts']}",
         )
-        rows.append(
-            (
-                "  operation p50 / p95; POST -> 200 p50",
-                f"{fmt(op.get('p50'), ' s')} / {fmt(op.get('p95'), ' s')}; "
-                f"{fmt(first.get('p50'), ' s')}",
-            )
-        )
-        rows.append(("  step p50 (s)", _steps(conc)))
-    fill = results.get("fill", {}).get("summary")
-    if fill:
-        rows.append(
-            (
-                f"fill, {fill['concurrency']} at a time ({_ok(fill)})",
-                f"{fmt(fill['sites_per_minute'], ' sites/min')}, operation p50 "
-                f"{fmt(fill['operation_seconds'].get('p50'), ' s')}" + _cpu(fill),
-            )
-        )
-    mem = results.get("memory")
-    if mem:
-        touch = mem.get("touch", {})
-        rows.append(
-            (
-                "touch every homepage once (uncached)",
-                f"{touch.get('status')}, request p50 "
-                f"{fmt(touch.get('request_seconds', {}).get('p50'), ' s')}",
-            )
-        )
-        for state in ("warm", "peak", "idle"):
-            label = {
-                "warm": "at the end of the touch",
-                "peak": "peak during the touch",
-                "idle": f"after {mem['idle_wait_seconds']:.0f} s idle",
-            }[state]
-            comps = mem[state]["components"]
-            detail = ", ".join(
-                f"{k.split(' ')[0]} {v['pss_mb']} ({v['processes']}p)" for k, v in comps.items()
-            )
-            rows.append(
-                (
-                    f"stack PSS, {mem['sites']} sites, {label}",
-                    f"{mem[state]['total']['pss_mb']} MB  [{detail}]",
-                )
-            )
-    if mem:
-        rows.append(
-            (
-                "  derived: idle PSS per extra site; PSS per warm FPM worker",
-                f"{fmt(mem.get('idle_pss_mb_per_site'), ' MB')}; "
-                f"{fmt(mem.get('pss_mb_per_warm_fpm_worker'), ' MB')}",
-            )
-        )
-    for label, oc in (
-        ("opcache after the idle wait", results.get("opcache")),
-        ("opcache after the load", (results.get("load") or {}).get("opcache_after")),
-    ):
-        if oc and "skipped" in oc:
-            rows.append((label, oc["skipped"]))
-        elif oc and "error" not in oc:
-            rows.append(
-                (
-                    label,
-                    f"{oc['used_mb']}/{oc['memory_consumption_mb']} MB used, "
-                    f"{oc['cached_scripts']} scripts of {oc['sites_with_cached_scripts']} sites, "
-                    f"{oc['scripts_of_probed_site']} of the probed site; "
-                    f"full {oc['cache_full']}, oom restarts {oc['oom_restarts']}",
-                )
-            )
-        elif oc:
-            rows.append((label, oc["error"]))
-    load = results.get("load")
-    if load:
-        for mode in ("cached", "uncached"):
-            run = load.get(mode)
-            if not run:
-                continue
+    ]
+
+
+def load_rows(load: dict[str, Any]) -> Rows:
+    """Phase 4."""
+    rows: Rows = []
+    for mode in ("cached", "uncached"):
+        run = load.get(mode)
+        if run:
             rows.append(
                 (
                     f"homepage {mode}, {run['connections']} conns, {run['seconds']:.0f} s",
@@ -1346,25 +1162,31 @@ def print_table(results: dict[str, Any]) -> None:
                     f"status {run['status']}, errors {run['errors'] or 0}" + _cpu(run),
                 )
             )
-        rows.append(("  load generator", load["generator"]))
-        if "memory_after" in load:
-            rows.append(
-                (
-                    "  stack PSS right after the load",
-                    f"{load['memory_after']['total']['pss_mb']} MB",
-                )
-            )
-    dele = results.get("delete", {}).get("summary")
-    if dele:
-        op = dele["operation_seconds"]
+    rows.append(("  load generator", load["generator"]))
+    if "memory_after" in load:
         rows.append(
-            (
-                f"delete {dele['concurrency']} at a time ({_ok(dele)}) p50 / p95",
-                f"{fmt(op.get('p50'), ' s')} / {fmt(op.get('p95'), ' s')}; homepage after: "
-                f"{dele.get('homepage_after_delete')}" + _cpu(dele),
-            )
+            ("  stack PSS right after the load", f"{load['memory_after']['total']['pss_mb']} MB")
         )
-        rows.append(("  step p50 (s)", _steps(dele)))
+    if load.get("opcache_after"):
+        rows += opcache_rows("opcache after the load", load["opcache_after"])
+    return rows
+
+
+def delete_rows(dele: dict[str, Any]) -> Rows:
+    """Phase 5."""
+    return [
+        (
+            f"delete {dele['concurrency']} at a time ({_ok(dele)}) p50 / p95",
+            f"{_p50_p95(dele['operation_seconds'])}; homepage after: "
+            f"{dele.get('homepage_after_delete')}" + _cpu(dele),
+        ),
+        ("  step p50 (s)", _steps(dele)),
+    ]
+
+
+def outcome_rows(results: dict[str, Any]) -> Rows:
+    """Cleanup, the control plane's warnings and the first failures of each phase."""
+    rows: Rows = []
     cleanup = results.get("cleanup", {})
     if cleanup:
         rows.append(("cleanup", ", ".join(f"{k}: {v}" for k, v in cleanup.items())))
@@ -1376,12 +1198,33 @@ def print_table(results: dict[str, Any]) -> None:
             rows.append((f"FAILED ({section}) {failure['name']}", str(failure["error"])[:200]))
     if results.get("error"):
         rows.append(("ERROR", results["error"]))
-    width = max(len(r[0]) for r in rows)
-    print()
-    print(f"{'metric':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+    return rows
+
+
+def table(results: dict[str, Any]) -> Rows:
+    """Every row of the table, from the results alone (so a saved JSON can be drawn again)."""
+
+    def summary(name: str) -> dict[str, Any]:
+        found: dict[str, Any] = (results.get(name) or {}).get("summary") or {}
+        return found
+
+    rows = machine_rows(results)
+    for name, draw in (
+        ("sequential", sequential_rows),
+        ("concurrent", concurrent_rows),
+        ("fill", fill_rows),
+    ):
+        if summary(name):
+            rows += draw(summary(name))
+    if results.get("memory"):
+        rows += memory_rows(results["memory"])
+    if results.get("opcache"):
+        rows += opcache_rows("opcache after the idle wait", results["opcache"])
+    if results.get("load"):
+        rows += load_rows(results["load"])
+    if summary("delete"):
+        rows += delete_rows(summary("delete"))
+    return rows + outcome_rows(results)
 
 
 # --------------------------------------------------------------------------------------
@@ -1390,38 +1233,36 @@ def print_table(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.redraw:
+        harness.print_facts("Provisioning (redrawn)", table(json.loads(args.redraw.read_text())))
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("the local provider needs root (system users, MariaDB, PHP-FPM, nginx)")
     for binary in ("mariadbd", "nginx", "php-fpm8.2", "php", "useradd"):
         if not shutil.which(binary) and not Path(f"/usr/sbin/{binary}").exists():
             raise SystemExit(f"{binary} is not installed (run `make up`)")
-    api_port = args.api_port or free_port()
+    api_port = args.api_port or harness.free_port()
     for label, port in (
         ("site", args.site_port),
         ("mariadb", args.mariadb_port),
         ("api", api_port),
     ):
-        if not port_free(port):
+        if not harness.port_free(port):
             raise SystemExit(f"{label} port {port} is in use; pick another with --{label}-port")
 
     home = Path(tempfile.mkdtemp(prefix="aipress-bench-provision-", dir="/tmp"))
     home.chmod(0o755)
     workdir = Path(tempfile.mkdtemp(prefix="aipress-bench-provision-work-"))
     server_log = args.log_file or (workdir / "controlplane.log")
-    for key in [k for k in os.environ if k.startswith("AIPRESS_")]:
-        del os.environ[key]
-    os.environ.update(
-        {
-            "AIPRESS_PROVIDER": "local",
-            "AIPRESS_HOME": str(home),
-            "AIPRESS_MARIADB_PORT": str(args.mariadb_port),
-            "AIPRESS_SITE_PORT": str(args.site_port),
-            "AIPRESS_PORT": str(api_port),
-            "AIPRESS_LOG_LEVEL": "INFO" if args.log_file else "WARNING",
-            "AIPRESS_LOG_FILE": str(server_log),
-        }
+    env = harness.aipress_environment(
+        provider="local",
+        home=str(home),
+        mariadb_port=str(args.mariadb_port),
+        site_port=str(args.site_port),
+        port=str(api_port),
+        log_level="INFO" if args.log_file else "WARNING",
+        log_file=str(server_log),
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     from controlplane.auth import LocalTokenIssuer
     from controlplane.logs import configure_logging
@@ -1434,8 +1275,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack.from_settings(settings)
     results: dict[str, Any] = {
         "benchmark": "provision",
-        "machine": machine_info(),
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": harness.machine_info(versions()),
+        "parameters": harness.parameters(args),
         "settings": {
             "home": str(home),
             "site_port": args.site_port,
@@ -1456,20 +1297,19 @@ def main(argv: list[str] | None = None) -> int:
         f"home {home}, API :{api_port}, sites :{args.site_port}, MariaDB :{args.mariadb_port}",
         flush=True,
     )
-    proc: subprocess.Popen[bytes] | None = None
+    server = harness.Server(env, workdir / "uvicorn.out", port=api_port)
     exit_code = 0
     try:
         token = LocalTokenIssuer(settings).issue("bench", Role.ADMIN, email="bench@example.com")
-        proc = start_api(api_port, env, workdir / "uvicorn.out")
-        api_url = f"http://127.0.0.1:{api_port}"
-        results["api_start_seconds"] = round(wait_api(api_url, proc), 3)
+        server.start()
+        results["api_start_seconds"] = round(server.startup_seconds, 3)
         t0 = time.perf_counter()
         stack.ensure_running()
         results["stack_start_seconds"] = round(time.perf_counter() - t0, 3)
-        results["memory_empty"] = stack_memory(stack, proc.pid)
+        results["memory_empty"] = stack_memory(stack, server.pid)
 
         async def go() -> None:
-            bench = Bench(api_url, token, args.site_port, args.poll_ms / 1000, args.site_timeout)
+            bench = Bench(server.url, token, args.site_port, args.poll_ms / 1000, args.site_timeout)
             try:
                 response = await bench.api.post(
                     "/v1/tenants", json={"id": TENANT, "name": "Provisioning benchmark"}
@@ -1477,29 +1317,26 @@ def main(argv: list[str] | None = None) -> int:
                 if response.status_code != 201:
                     raise RuntimeError(f"tenant create: {response.status_code} {response.text}")
                 try:
-                    await run_phases(args, bench, stack, proc.pid, results, workdir)
+                    await run_phases(args, bench, stack, server.pid, results, workdir)
                 finally:
                     if not args.keep:
-                        await delete_all(args, bench, results)
+                        results["delete"] = await phase_delete(args, bench)
             finally:
                 await bench.close()
 
         asyncio.run(go())
     except BaseException as exc:
         results["error"] = f"{type(exc).__name__}: {exc}"
-        exit_code = 1
-        if isinstance(exc, KeyboardInterrupt):
-            exit_code = 130
+        exit_code = 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         cleanup: dict[str, Any] = {}
-        if proc is not None:
+        if server.process is not None:
             if args.keep:
-                cleanup["control plane"] = f"left running (pid {proc.pid})"
+                cleanup["control plane"] = f"left running (pid {server.pid})"
             else:
-                stop_api(proc)
-                cleanup["control plane"] = f"stopped (exit {proc.returncode})"
-        results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        results["machine"]["stacks_running_at_end"] = other_stacks()
+                server.stop()
+                cleanup["control plane"] = f"stopped (exit {server.process.returncode})"
+        harness.close_machine_info(results["machine"])
         if not args.keep:
             t0 = time.perf_counter()
             try:
@@ -1515,15 +1352,13 @@ def main(argv: list[str] | None = None) -> int:
             cleanup["home kept"] = str(home)
         results["cleanup"] = cleanup
         results["controlplane_log"] = summarize_log(server_log)
-        out_log = workdir / "uvicorn.out"
-        if out_log.exists() and out_log.stat().st_size:
-            results["controlplane_stdout_tail"] = out_log.read_text(errors="replace")[-3000:]
+        tail = server.log_tail(3000)
+        if tail:
+            results["controlplane_stdout_tail"] = tail
         if not args.keep and args.log_file is None:
             shutil.rmtree(workdir, ignore_errors=True)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print_table(results)
-        print(f"\nwritten to {args.output}")
+        harness.write_json(args.output, results)
+        harness.print_facts("Provisioning, the local provider", table(results))
     return exit_code
 
 
