@@ -13,7 +13,7 @@ from rich.table import Table
 
 from controlplane.auth import LocalTokenIssuer, load_sign_in_key, sign_in_url
 from controlplane.client import ApiError, ControlPlaneClient
-from controlplane.engine.runner import STEPS_BY_KIND
+from controlplane.kernel.vocabulary import EventType
 from controlplane.permissions import Role
 from controlplane.settings import Settings, get_settings
 
@@ -321,7 +321,7 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
 
 def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
     """Show a progress bar driven by the operation's events; return its final state."""
-    steps = STEPS_BY_KIND.get(operation["kind"], ())
+    steps = operation.get("steps", [])
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -330,15 +330,21 @@ def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, 
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task(f"{operation['kind']} {operation['site_name']}", total=len(steps))
+        subject = operation["site_name"] or f"tenant {operation['tenant_id']}"
+        task = progress.add_task(f"{operation['kind']} {subject}", total=len(steps))
         try:
             for event in client.events(operation["id"]):
                 kind = event["type"]
-                if kind == "step_started":
-                    progress.update(task, description=f"{operation['site_name']}: {event['step']}")
-                elif kind == "step_finished":
+                if kind == EventType.STEP_STARTED:
+                    progress.update(task, description=f"{subject}: {event['step']}")
+                elif kind == EventType.STEP_FINISHED:
                     progress.advance(task)
-                elif kind in ("step_failed", "rollback_started", "step_undone"):
+                elif kind in (
+                    EventType.STEP_RETRYING,
+                    EventType.STEP_FAILED,
+                    EventType.ROLLBACK_STARTED,
+                    EventType.STEP_UNDONE,
+                ):
                     progress.console.print(f"[yellow]{event['message']}[/yellow]")
         except ApiError as exc:
             err.print(f"[red]Lost the event stream ({exc}); check `aipress sites list`.[/red]")

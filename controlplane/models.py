@@ -162,6 +162,12 @@ class Operation(Base):
         lazy="selectin",
     )
 
+    @property
+    def backup(self) -> str | None:
+        """Where the backup a delete took lies, once it took it."""
+        location = (self.params or {}).get("backup")
+        return location if isinstance(location, str) else None
+
 
 class OperationStep(Base):
     """One named step of an operation and its progress."""

@@ -8,6 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from controlplane import names
+from controlplane.kernel.vocabulary import (
+    EventType,
+    OperationKind,
+    OperationStatus,
+    StepStatus,
+)
 from controlplane.permissions import Role
 
 MAX_ENV_VALUE = 32_768
@@ -141,7 +147,7 @@ class StepRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     name: str
-    status: str
+    status: StepStatus
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
@@ -153,11 +159,11 @@ class OperationRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    kind: str
+    kind: OperationKind
     tenant_id: str
     site_id: str | None
-    site_name: str
-    status: str
+    site_name: str = Field(description="The site; empty for a tenant-level kind (apply_env)")
+    status: OperationStatus
     requested_by: str
     request_id: str | None
     attempts: int
@@ -258,6 +264,31 @@ class EnvVarRead(BaseModel):
     secret: bool
     updated_at: datetime
     updated_by: str
+
+
+class EnvChangeAccepted(BaseModel):
+    """The 202 answer to a change of one env var: the operation applies it to the sites."""
+
+    variable: EnvVarRead = Field(description="The variable as saved (or as it was, if deleted)")
+    operation: OperationRead
+
+
+class EnvBulkAccepted(BaseModel):
+    """The 202 answer to a change of several env vars: one operation applies them all."""
+
+    variables: list[EnvVarRead]
+    operation: OperationRead
+
+
+class Vocabulary(BaseModel):
+    """The words operations are told in, for clients that must not retype them."""
+
+    operation_kinds: list[OperationKind]
+    operation_kind_labels: dict[OperationKind, str]
+    operation_statuses: list[OperationStatus]
+    active_operation_statuses: list[OperationStatus]
+    step_statuses: list[StepStatus]
+    event_types: list[EventType]
 
 
 class AuditRead(BaseModel):

@@ -1,91 +1,60 @@
-"""The durable provisioning engine: named steps, persisted progress, undo in reverse, resume."""
+"""The durable operation engine: walks a kind from the catalogue, one committed step at a time.
+
+Each step's start and end is committed with an event, a failing step is retried per its
+policy, and a failed operation either stops where it is or undoes its steps in reverse
+(as its kind declares). An operation that a crash interrupted is resumed by `recover`.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
-from functools import partial
+from contextlib import nullcontext
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane.credentials import DatabaseVault, tenant_env_plaintext
 from controlplane.crypto import Keyring
-from controlplane.engine.provider import Provider, SiteContext, SiteStep
+from controlplane.engine.catalogue import CATALOGUE, KindSpec, OnFailure, Scope, StepSpec
+from controlplane.engine.context import ContextBuilder, Work
+from controlplane.engine.leases import Leases
+from controlplane.engine.locks import SiteLocks
+from controlplane.engine.provider import Provider, SiteContext
+from controlplane.kernel.vocabulary import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    EventType,
+    OperationKind,
+    OperationStatus,
+    StepStatus,
+)
 from controlplane.logs import get_logger
 from controlplane.models import Operation, OperationEvent, OperationStep, Site, utcnow
 
+__all__ = ["ACTIVE_STATUSES", "FINISHED_STATUSES", "BoundaryHook", "Engine", "StepFailed"]
+
 log = get_logger("aipress.engine")
 
-CREATE_SITE = "create_site"
-DELETE_SITE = "delete_site"
-START_SITE = "start_site"
-STOP_SITE = "stop_site"
-# A verified or removed custom domain: the serving config and the names applied again.
-UPDATE_DOMAINS = "update_domains"
-CREATE_STEPS = ("database", "secrets", "storage", "runtime", "dns", "wordpress")
-# Delete is roll-forward: a backup first, then every step's `remove` in reverse order.
-DELETE_STEPS = ("backup", "wordpress", "dns", "runtime", "storage", "secrets", "database")
-STEPS_BY_KIND = {
-    CREATE_SITE: CREATE_STEPS,
-    DELETE_SITE: DELETE_STEPS,
-    START_SITE: ("runtime",),
-    STOP_SITE: ("runtime",),
-    # wordpress too: the site's own names are in its config (loopback, outbound allow-list).
-    UPDATE_DOMAINS: ("runtime", "dns", "wordpress"),
-}
-ACTIVE_STATUSES = ("pending", "running", "rolling_back")
-FINISHED_STATUSES = ("succeeded", "failed", "rolled_back")
-
+# Called with a boundary name ("before:dns", "after-call:dns"...): the crash tests kill there.
 BoundaryHook = Callable[[str], None]
-# Lease bookkeeping is not a change of the operation: keep its updated_at as it is.
-_KEEP_UPDATED_AT = {"updated_at": Operation.updated_at}
 
 
 class StepFailed(Exception):
-    """A provider step raised; carries the step name for the operation's error."""
+    """A step failed for good (retries spent); carries the step's message."""
 
 
 def add_event(
-    session: Session, operation_id: str, type_: str, message: str, step: str | None = None
+    session: Session,
+    operation_id: str,
+    type_: EventType,
+    message: str,
+    step: str | None = None,
 ) -> None:
     """Append a progress event (committed by the caller)."""
     session.add(OperationEvent(operation_id=operation_id, type=type_, step=step, message=message))
-
-
-def new_operation(
-    *,
-    kind: str,
-    tenant_id: str,
-    site: Site,
-    requested_by: str,
-    request_id: str | None,
-    params: dict[str, Any] | None = None,
-) -> Operation:
-    """A pending operation with its steps, ready to be added to a session."""
-    op = Operation(
-        kind=kind,
-        tenant_id=tenant_id,
-        site_id=site.id,
-        site_name=site.name,
-        status="pending",
-        requested_by=requested_by,
-        request_id=request_id,
-        params=params or {},
-        steps=[
-            OperationStep(position=i, name=name, status="pending")
-            for i, name in enumerate(STEPS_BY_KIND[kind])
-        ],
-    )
-    return op
 
 
 class Engine:
@@ -104,18 +73,15 @@ class Engine:
     ) -> None:
         self._sessions = sessions
         self._provider = provider
-        self._keyring = keyring
+        self._contexts = ContextBuilder(keyring)
         self._max_attempts = max_attempts
         self._hook = boundary_hook
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aipress-op")
         self._futures: dict[str, Future[None]] = {}
-        self._site_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         self._submit_lock = threading.Lock()
-        # Several control-plane processes may share one database: each operation is leased
-        # to one engine, renewed while it runs, and taken over when the lease lapses.
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._lease = timedelta(seconds=lease_seconds)
+        self.site_locks = SiteLocks()
+        self._leases = Leases(sessions, lease_seconds)
+        self.worker_id = self._leases.worker_id
         self._stopping = threading.Event()
         self._lease_thread = threading.Thread(
             target=self._lease_loop, name="aipress-lease", daemon=True
@@ -155,78 +121,22 @@ class Engine:
         Runs at start-up and then periodically: an operation whose engine died is taken over
         once its lease lapses, or at once when that engine was a dead process on this host.
         """
-        now = utcnow()
-        with self._sessions() as session:
-            self._release_dead_local_workers(session)
-            ids = list(
-                session.scalars(
-                    select(Operation.id)
-                    .where(
-                        Operation.status.in_(ACTIVE_STATUSES),
-                        or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now),
-                    )
-                    .order_by(Operation.created_at)
-                )
-            )
+        ids = self._leases.claimable()
         for op_id in ids:
             if op_id not in self._futures:
                 log.info("operation.recover", operation_id=op_id)
             self.submit(op_id)
         return ids
 
-    def _release_dead_local_workers(self, session: Session) -> None:
-        host = socket.gethostname()
-        held = session.execute(
-            select(Operation.id, Operation.worker_id).where(
-                Operation.status.in_(ACTIVE_STATUSES),
-                Operation.worker_id.like(f"{host}:%"),
-                Operation.worker_id != self.worker_id,
-            )
-        ).all()
-        for op_id, worker in held:
-            if worker and not _process_alive(int(worker.split(":")[1])):
-                session.execute(
-                    update(Operation)
-                    .where(Operation.id == op_id, Operation.worker_id == worker)
-                    .values(lease_expires_at=None, worker_id=None, **_KEEP_UPDATED_AT)
-                )
-        session.commit()
-
     def _claim(self, operation_id: str) -> bool:
         """Take the lease of an operation nobody else holds."""
-        now = utcnow()
-        with self._sessions() as session:
-            claimed = session.execute(  # type: ignore[attr-defined]
-                update(Operation)
-                .where(
-                    Operation.id == operation_id,
-                    Operation.status.in_(ACTIVE_STATUSES),
-                    or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now),
-                )
-                .values(
-                    worker_id=self.worker_id,
-                    lease_expires_at=now + self._lease,
-                    **_KEEP_UPDATED_AT,
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            session.commit()
-        return bool(claimed == 1)
+        return self._leases.claim(operation_id)
 
     def _lease_loop(self) -> None:
         """Renew the leases this engine holds and pick up operations whose engine died."""
-        while not self._stopping.wait(self._lease.total_seconds() / 3):
+        while not self._stopping.wait(self._leases.lease.total_seconds() / 3):
             try:
-                with self._sessions() as session:
-                    session.execute(
-                        update(Operation)
-                        .where(
-                            Operation.worker_id == self.worker_id,
-                            Operation.status.in_(ACTIVE_STATUSES),
-                        )
-                        .values(lease_expires_at=utcnow() + self._lease, **_KEEP_UPDATED_AT)
-                    )
-                    session.commit()
+                self._leases.renew()
                 self.recover()
             except Exception as exc:  # the loop must survive a busy or restarting database
                 log.warning("lease.renew_failed", error=type(exc).__name__)
@@ -240,7 +150,7 @@ class Engine:
     def _run_with_context(self, operation_id: str, context: dict[str, Any]) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**context)
-        if not self._claim(operation_id):
+        if not self._leases.claim(operation_id):
             return  # finished, or another engine (or thread) holds it
         try:
             self.run(operation_id)
@@ -248,147 +158,15 @@ class Engine:
             log.exception("operation.crashed", operation_id=operation_id)
             raise
         finally:
-            self._release(operation_id)
-
-    def _release(self, operation_id: str) -> None:
-        """Drop the lease; an operation still unfinished is retried by the next recovery."""
-        with self._sessions() as session:
-            session.execute(
-                update(Operation)
-                .where(Operation.id == operation_id, Operation.worker_id == self.worker_id)
-                .values(worker_id=None, lease_expires_at=None, **_KEEP_UPDATED_AT)
-            )
-            session.commit()
+            self._leases.release(operation_id)
 
     def _boundary(self, name: str) -> None:
         if self._hook is not None:
             self._hook(name)
 
-    def _site_lock(self, site_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._site_locks.setdefault(site_id, threading.Lock())
-
-    def run(self, operation_id: str) -> None:
-        """Run (or resume) one operation to its end, synchronously."""
-        with self._sessions() as session:
-            op = session.get(Operation, operation_id)
-            site_id = op.site_id if op is not None else None
-        if site_id is None:
-            self._run_locked(operation_id)
-            return
-        with self._site_lock(site_id):  # env re-application waits for the site's change
-            self._run_locked(operation_id)
-
-    def _run_locked(self, operation_id: str) -> None:
-        with self._sessions() as session:
-            op = session.get(Operation, operation_id)
-            if op is None or op.status in FINISHED_STATUSES:
-                return
-            if op.request_id:
-                structlog.contextvars.bind_contextvars(request_id=op.request_id)
-            structlog.contextvars.bind_contextvars(operation_id=op.id, site=op.site_name)
-            site = session.get(Site, op.site_id) if op.site_id else None
-            if site is None:
-                self._finish(session, op, "failed", "the site record is gone")
-                return
-            op.attempts += 1
-            resumed = op.status != "pending"
-            if op.status == "pending":
-                op.status = "running"
-                add_event(session, op.id, "operation_started", f"{op.kind} {op.site_name} started")
-            elif resumed:
-                add_event(
-                    session, op.id, "operation_resumed", f"resumed after a restart ({op.status})"
-                )
-            if (
-                op.kind == CREATE_SITE
-                and op.status == "running"
-                and op.attempts > self._max_attempts
-            ):
-                op.status = "rolling_back"
-                op.error = f"gave up after {op.attempts - 1} attempts"
-            elif op.attempts > 2 * self._max_attempts:
-                # Undo and delete roll forward: after this many crashes, stop and say so.
-                site.status = "error"
-                site.current_operation_id = None
-                self._finish(session, op, "failed", f"gave up after {op.attempts - 1} attempts")
-                return
-            session.commit()
-            ctx = self._context(session, site, op.request_id)
-            if op.kind == CREATE_SITE:
-                self._run_create(session, op, site, ctx)
-            elif op.kind == DELETE_SITE:
-                self._run_delete(session, op, site, ctx)
-            elif op.kind in (START_SITE, STOP_SITE):
-                self._run_serving(session, op, site, ctx, serving=op.kind == START_SITE)
-            elif op.kind == UPDATE_DOMAINS:
-                self._run_update_domains(session, op, site, ctx)
-            else:
-                self._finish(session, op, "failed", f"unknown operation kind {op.kind!r}")
-
-    def apply_tenant_env(
-        self, tenant_id: str, request_id: str | None = None, wait_seconds: float = 120
-    ) -> list[str]:
-        """Re-apply a tenant's env vars and secrets to its serving sites, in one reload.
-
-        Each site's lock is held while its runtime is rewritten, so a site being created or
-        deleted is handled after that change (and a deleted one is skipped).
-        """
-        with self._sessions() as session:
-            site_ids = sorted(session.scalars(select(Site.id).where(Site.tenant_id == tenant_id)))
-        held: list[threading.Lock] = []
-        try:
-            for site_id in site_ids:
-                lock = self._site_lock(site_id)
-                if not lock.acquire(timeout=wait_seconds):
-                    raise StepFailed(f"a change to a site kept it busy for {wait_seconds:.0f} s")
-                held.append(lock)
-            with self._sessions() as session:
-                sites = session.scalars(
-                    select(Site).where(Site.id.in_(site_ids), Site.status.in_(("ready", "stopped")))
-                ).all()
-                contexts = [self._context(session, site, request_id) for site in sites]
-                if contexts:
-                    self._provider.runtime.apply_env(contexts)
-        finally:
-            for lock in held:
-                lock.release()
-        log.info("env.applied", tenant_id=tenant_id, sites=len(contexts))
-        return [ctx.site_name for ctx in contexts]
-
-    def _run_serving(
-        self, session: Session, op: Operation, site: Site, ctx: SiteContext, *, serving: bool
-    ) -> None:
-        runtime = self._provider.runtime
-        action = partial(runtime.start if serving else runtime.stop, ctx)
-        try:
-            self._do_step(session, op, op.steps[0], action)
-        except StepFailed as exc:
-            site.current_operation_id = None
-            self._finish(session, op, "failed", str(exc))
-            return
-        self._save_resources(site, ctx)
-        site.status = "ready" if serving else "stopped"
-        site.current_operation_id = None
-        self._finish(session, op, "succeeded", None)
-
-    def _run_update_domains(
-        self, session: Session, op: Operation, site: Site, ctx: SiteContext
-    ) -> None:
-        """Serve the site's verified domains (and no others): its runtime, then its names."""
-        try:
-            for step in op.steps:
-                if step.status == "done":
-                    continue
-                self._do_step(session, op, step, partial(self._step_impl(step.name).ensure, ctx))
-                self._save_resources(site, ctx)
-                session.commit()
-        except StepFailed as exc:
-            site.current_operation_id = None
-            self._finish(session, op, "failed", f"{exc}; verify the domain again to retry")
-            return
-        site.current_operation_id = None
-        self._finish(session, op, "succeeded", None)
+    def read_context(self, session: Session, site: Site) -> SiteContext:
+        """A context for reading a site (logs, metrics): no secrets decrypted."""
+        return self._contexts.read(session, site)
 
     def announce(self, site_id: str) -> None:
         """Before a create is answered: a provider that can show the site as being built
@@ -407,175 +185,229 @@ class Engine:
                 session.rollback()
                 log.warning("site.announce_failed", site=site.name, error=str(exc)[:300])
 
-    def read_context(self, session: Session, site: Site) -> SiteContext:
-        """A context for reading a site (logs, metrics): no secrets decrypted."""
-        return SiteContext(
-            tenant_id=site.tenant_id,
-            site_id=site.id,
-            site_name=site.name,
-            title=site.title,
-            admin_email=site.admin_email,
-            admin_user=site.admin_user,
-            domains=site.verified_domains,  # a pending claim proves nothing: never served
-            credentials=DatabaseVault(session, self._keyring, site.id),
-            resources=dict(site.resources or {}),
-        )
+    # --- walking one operation -------------------------------------------------------------
 
-    def _context(self, session: Session, site: Site, request_id: str | None) -> SiteContext:
-        """A context for changing a site: with the tenant's env (secrets decrypted)."""
-        ctx = self.read_context(session, site)
-        ctx.tenant_env = tenant_env_plaintext(session, self._keyring, site.tenant_id)
-        ctx.request_id = request_id
-        return ctx
-
-    def _step_impl(self, name: str) -> SiteStep:
-        step: SiteStep = getattr(self._provider, name)
-        return step
-
-    def _save_resources(self, site: Site, ctx: SiteContext) -> None:
-        site.resources = dict(ctx.resources)
-
-    def _run_create(self, session: Session, op: Operation, site: Site, ctx: SiteContext) -> None:
-        if op.status == "running":
-            try:
-                for step in op.steps:
-                    if step.status == "done":
-                        continue
-                    self._do_step(
-                        session, op, step, partial(self._step_impl(step.name).ensure, ctx)
-                    )
-                    self._save_resources(site, ctx)
-                    session.commit()
-                    self._boundary(f"after:{step.name}")
-            except StepFailed as exc:
-                op.status = "rolling_back"
-                op.error = str(exc)
-                session.commit()
-            else:
-                site.status = "ready"
-                site.preview_url = self._provider.dns.preview_url(ctx)
-                site.current_operation_id = None
-                self._finish(session, op, "succeeded", None)
+    def run(self, operation_id: str) -> None:
+        """Run (or resume) one operation to its end, synchronously."""
+        with self._sessions() as session:
+            op = session.get(Operation, operation_id)
+            if op is None or op.status in FINISHED_STATUSES:
                 return
-        self._rollback_create(session, op, site, ctx)
+            if op.request_id:
+                structlog.contextvars.bind_contextvars(request_id=op.request_id)
+            structlog.contextvars.bind_contextvars(operation_id=op.id, site=op.site_name)
+            spec = _spec_of(op.kind)
+            if spec is None:
+                self._finish(session, op, OperationStatus.FAILED, f"unknown kind {op.kind!r}")
+                return
+            site = session.get(Site, op.site_id) if op.site_id else None
+            if spec.scope is Scope.SITE and site is None:
+                self._finish(session, op, OperationStatus.FAILED, "the site record is gone")
+                return
+            ctx = self._contexts.change(session, site, op.request_id) if site else None
+            work = Work(session, op, self._provider, self._contexts, site, ctx)
+            if not self._begin(work, spec):
+                return
+            if op.status == OperationStatus.RUNNING and not self._forward(work, spec):
+                return
+            self._roll_back(work, spec)
 
-    def _rollback_create(
-        self, session: Session, op: Operation, site: Site, ctx: SiteContext
-    ) -> None:
-        add_event(session, op.id, "rollback_started", f"undoing finished steps: {op.error}")
+    def _begin(self, work: Work, spec: KindSpec) -> bool:
+        """Count the attempt and say so; False when the engine gave up on the operation."""
+        session, op = work.session, work.operation
+        op.attempts += 1
+        if op.status == OperationStatus.PENDING:
+            op.status = OperationStatus.RUNNING
+            add_event(
+                session, op.id, EventType.OPERATION_STARTED, f"{op.kind} {_subject(op)} started"
+            )
+        else:
+            add_event(
+                session,
+                op.id,
+                EventType.OPERATION_RESUMED,
+                f"resumed after a restart ({op.status})",
+            )
+        gave_up = f"gave up after {op.attempts - 1} attempts"
+        if (
+            spec.on_failure is OnFailure.ROLL_BACK
+            and op.status == OperationStatus.RUNNING
+            and op.attempts > self._max_attempts
+        ):
+            op.status = OperationStatus.ROLLING_BACK
+            op.error = gave_up
+        elif op.attempts > 2 * self._max_attempts:
+            # Undo and roll-forward kinds: after this many crashes, stop and say so.
+            spec.failed(work)
+            self._finish(session, op, OperationStatus.FAILED, gave_up)
+            return False
         session.commit()
-        for step in reversed(op.steps):
-            if step.status in ("pending", "undone"):
-                continue
-            self._boundary(f"before-undo:{step.name}")
-            step.status = "undoing"
-            session.commit()
-            try:
-                self._step_impl(step.name).remove(ctx)
-            except Exception as exc:
-                message = f"undo of {step.name} failed: {_describe(exc)}"
-                step.status = "failed"
-                step.error = message
-                site.status = "error"
-                site.current_operation_id = None
-                self._save_resources(site, ctx)
-                add_event(session, op.id, "step_failed", message, step.name)
-                self._finish(session, op, "failed", f"{op.error}; {message}")
-                return
-            step.status = "undone"
-            step.finished_at = utcnow()
-            self._save_resources(site, ctx)
-            add_event(session, op.id, "step_undone", f"{step.name} undone", step.name)
-            session.commit()
-            self._boundary(f"after-undo:{step.name}")
-        op.site_id = None
-        session.delete(site)
-        self._finish(session, op, "rolled_back", op.error)
+        return True
 
-    def _run_delete(self, session: Session, op: Operation, site: Site, ctx: SiteContext) -> None:
-        site.status = "deleting"
+    def _forward(self, work: Work, spec: KindSpec) -> bool:
+        """Do every step not yet done; False when the operation ended here."""
+        session, op = work.session, work.operation
+        spec.started(work)
         session.commit()
         try:
             for step in op.steps:
-                if step.status == "done":
-                    continue
-                if step.name == "backup":
-                    action: Callable[[], None] = partial(self._backup, op, ctx)
-                else:
-                    action = partial(self._step_impl(step.name).remove, ctx)
-                self._do_step(session, op, step, action)
-                self._save_resources(site, ctx)
-                session.commit()
-                self._boundary(f"after:{step.name}")
+                if step.status != StepStatus.DONE:
+                    self._do_step(work, step, spec.step(step.name))
         except StepFailed as exc:
-            site.status = "error"
-            site.current_operation_id = None
-            self._finish(
-                session, op, "failed", f"{exc}; the site is partly deleted: delete it again"
-            )
-            return
-        op.site_id = None
-        session.delete(site)
-        self._finish(session, op, "succeeded", None)
+            if spec.on_failure is OnFailure.ROLL_BACK:
+                op.status = OperationStatus.ROLLING_BACK
+                op.error = str(exc)
+                session.commit()
+                return True
+            spec.failed(work)
+            work.save_progress()
+            self._finish(session, op, OperationStatus.FAILED, f"{exc}{spec.failure_hint}")
+            return False
+        spec.succeeded(work)
+        self._finish(session, op, OperationStatus.SUCCEEDED, None)
+        return False
 
-    def _backup(self, op: Operation, ctx: SiteContext) -> None:
-        if "backup" in op.params:
-            return
-        location = self._provider.backups.backup(ctx, label="before-delete")
-        op.params = {**op.params, "backup": location}
-
-    def _do_step(
-        self, session: Session, op: Operation, step: OperationStep, action: Callable[[], None]
-    ) -> None:
+    def _do_step(self, work: Work, step: OperationStep, spec: StepSpec) -> None:
+        session, op = work.session, work.operation
         self._boundary(f"before:{step.name}")
-        step.status = "running"
+        step.status = StepStatus.RUNNING
         step.started_at = utcnow()
         step.error = None
-        add_event(session, op.id, "step_started", f"{step.name} started", step.name)
+        add_event(session, op.id, EventType.STEP_STARTED, f"{step.name} started", step.name)
         session.commit()
         started = time.monotonic()
         try:
-            action()
+            self._attempt(work, step, spec, spec.do, "")
         except Exception as exc:
-            session.rollback()
             message = f"{step.name} failed: {_describe(exc)}"
             log.warning("step.failed", step=step.name, error=message)
-            step.status = "failed"
+            step.status = StepStatus.FAILED
             step.error = message
             step.finished_at = utcnow()
-            add_event(session, op.id, "step_failed", message, step.name)
+            add_event(session, op.id, EventType.STEP_FAILED, message, step.name)
             session.commit()
             raise StepFailed(message) from exc
+        self._boundary(f"after-call:{step.name}")
         elapsed = time.monotonic() - started
         log.info("step.finished", step=step.name, seconds=round(elapsed, 3))
-        step.status = "done"
+        step.status = StepStatus.DONE
         step.finished_at = utcnow()
+        work.save_progress()
         add_event(
-            session, op.id, "step_finished", f"{step.name} done in {elapsed:.2f} s", step.name
+            session,
+            op.id,
+            EventType.STEP_FINISHED,
+            f"{step.name} done in {elapsed:.2f} s",
+            step.name,
         )
+        session.commit()
+        self._boundary(f"after:{step.name}")
 
-    def _finish(self, session: Session, op: Operation, status: str, error: str | None) -> None:
+    def _attempt(
+        self,
+        work: Work,
+        step: OperationStep,
+        spec: StepSpec,
+        action: Callable[[Work], None],
+        verb: str,
+    ) -> None:
+        """Run `action`, retrying what is worth retrying with backoff; re-raise the last error."""
+        session, op, policy = work.session, work.operation, spec.retry
+        deadline = time.monotonic() + spec.timeout_seconds
+        site_id = op.site_id if spec.needs_site_lock else None
+        last_notice = None
+        for tried in range(1, policy.attempts + 1):
+            try:
+                with self.site_locks.hold(site_id) if site_id else nullcontext():
+                    action(work)
+                return
+            except Exception as exc:
+                session.rollback()
+                delay = policy.delay(tried)
+                if (
+                    tried == policy.attempts
+                    or not policy.worth_retrying(exc)
+                    or time.monotonic() + delay > deadline
+                ):
+                    raise
+                notice = f"{verb}{step.name}: {_describe(exc)}; trying again"
+                log.info("step.retry", step=step.name, tried=tried, error=_describe(exc)[:300])
+                if notice != last_notice:  # a long wait is one event, not one per try
+                    add_event(session, op.id, EventType.STEP_RETRYING, notice, step.name)
+                    session.commit()
+                    last_notice = notice
+                time.sleep(delay)
+
+    def _roll_back(self, work: Work, spec: KindSpec) -> None:
+        """Undo every step that ran, in reverse; the kind's `rolled_back` ends it."""
+        session, op = work.session, work.operation
+        add_event(session, op.id, EventType.ROLLBACK_STARTED, f"undoing finished steps: {op.error}")
+        session.commit()
+        for step in reversed(op.steps):
+            step_spec = spec.step(step.name)
+            if step.status in (StepStatus.PENDING, StepStatus.UNDONE) or step_spec.undo is None:
+                continue
+            self._boundary(f"before-undo:{step.name}")
+            step.status = StepStatus.UNDOING
+            session.commit()
+            try:
+                self._attempt(work, step, step_spec, step_spec.undo, "undo of ")
+            except Exception as exc:
+                message = f"undo of {step.name} failed: {_describe(exc)}"
+                step.status = StepStatus.FAILED
+                step.error = message
+                spec.failed(work)
+                work.save_progress()
+                add_event(session, op.id, EventType.STEP_FAILED, message, step.name)
+                self._finish(session, op, OperationStatus.FAILED, f"{op.error}; {message}")
+                return
+            self._boundary(f"after-undo-call:{step.name}")
+            step.status = StepStatus.UNDONE
+            step.finished_at = utcnow()
+            work.save_progress()
+            add_event(session, op.id, EventType.STEP_UNDONE, f"{step.name} undone", step.name)
+            session.commit()
+            self._boundary(f"after-undo:{step.name}")
+        spec.rolled_back(work)
+        self._finish(session, op, OperationStatus.ROLLED_BACK, op.error)
+
+    def _finish(
+        self, session: Session, op: Operation, status: OperationStatus, error: str | None
+    ) -> None:
         op.status = status
         op.error = error
         op.finished_at = utcnow()
-        message = {
-            "succeeded": f"{op.kind} {op.site_name} succeeded",
-            "rolled_back": f"{op.kind} {op.site_name} rolled back: {error}",
-            "failed": f"{op.kind} {op.site_name} failed: {error}",
+        subject = _subject(op)
+        event, message = {
+            OperationStatus.SUCCEEDED: (
+                EventType.OPERATION_SUCCEEDED,
+                f"{op.kind} {subject} succeeded",
+            ),
+            OperationStatus.ROLLED_BACK: (
+                EventType.OPERATION_ROLLED_BACK,
+                f"{op.kind} {subject} rolled back: {error}",
+            ),
+            OperationStatus.FAILED: (
+                EventType.OPERATION_FAILED,
+                f"{op.kind} {subject} failed: {error}",
+            ),
         }[status]
-        add_event(session, op.id, f"operation_{status}", message)
+        add_event(session, op.id, event, message)
         session.commit()
         log.info("operation.finished", status=status, kind=op.kind)
 
 
-def _process_alive(pid: int) -> bool:
+def _spec_of(kind: str) -> KindSpec | None:
+    """The catalogue entry of a stored kind (None for one this version does not know)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return CATALOGUE[OperationKind(kind)]
+    except ValueError:
+        return None
+
+
+def _subject(op: Operation) -> str:
+    """What the operation works on, for its messages: the site, or the tenant."""
+    return op.site_name or f"tenant {op.tenant_id}"
 
 
 def _describe(exc: BaseException) -> str:

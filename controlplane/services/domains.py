@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit, names
 from controlplane.dnscheck import DomainCheck, challenge_name, new_token
-from controlplane.engine.runner import UPDATE_DOMAINS, new_operation
+from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
+from controlplane.kernel.vocabulary import OperationKind
 from controlplane.logs import current_request_id
 from controlplane.models import (
     DOMAIN_PENDING,
@@ -108,7 +109,7 @@ def claim_domain(
 def _claim_site(session: Session, *, principal: Principal, site: Site) -> Operation:
     """Record an update_domains operation and take the site's one-change-at-a-time claim."""
     op = new_operation(
-        kind=UPDATE_DOMAINS, tenant_id=site.tenant_id, site=site,
+        kind=OperationKind.UPDATE_DOMAINS, tenant_id=site.tenant_id, site=site,
         requested_by=principal.sub, request_id=current_request_id(),
     )  # fmt: skip
     session.add(op)

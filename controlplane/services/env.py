@@ -1,4 +1,9 @@
-"""Tenant env vars and secrets for third-party integrations (secret values write-only)."""
+"""Tenant env vars and secrets for third-party integrations (secret values write-only).
+
+A change is saved at once and applied to the tenant's serving sites by an `apply_env`
+operation recorded in the same transaction: it has events, survives a crash, and waits for
+any other change on a site to finish first.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from sqlalchemy.orm import Session
 from controlplane import audit, names
 from controlplane.credentials import env_context
 from controlplane.crypto import Keyring
+from controlplane.engine.catalogue import new_operation
 from controlplane.errors import Invalid
-from controlplane.models import EnvVar, utcnow
+from controlplane.kernel.vocabulary import OperationKind
+from controlplane.logs import current_request_id
+from controlplane.models import EnvVar, Operation, utcnow
 from controlplane.permissions import Action, NotVisible, Principal
 from controlplane.schemas import MASK, EnvVarRead, EnvVarWrite
 from controlplane.services.tenants import get_visible_tenant
@@ -43,6 +51,23 @@ def get_env(session: Session, *, principal: Principal, tenant_id: str, name: str
     return var
 
 
+def _apply_operation(
+    session: Session, *, principal: Principal, tenant_id: str, change: str, variables: list[str]
+) -> Operation:
+    """The operation that applies the tenant's env to its sites (flushed: it has its id)."""
+    op = new_operation(
+        kind=OperationKind.APPLY_ENV,
+        tenant_id=tenant_id,
+        site=None,
+        requested_by=principal.sub,
+        request_id=current_request_id(),
+        params={"change": change, "variables": variables},  # names only, never values
+    )
+    session.add(op)
+    session.flush()
+    return op
+
+
 def put_env(
     session: Session,
     *,
@@ -50,15 +75,17 @@ def put_env(
     keyring: Keyring,
     tenant_id: str,
     values: dict[str, EnvVarWrite],
-) -> list[EnvVar]:
-    """Create or replace env vars; secrets are stored encrypted only."""
+) -> tuple[list[EnvVar], Operation]:
+    """Create or replace env vars (secrets stored encrypted only) and the operation that
+    applies them; nothing is saved when a name is refused."""
     get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.WRITE_ENV)
-    changed = []
-    for name, write in values.items():
+    for name in values:
         try:
             names.check_env_name(name)
         except ValueError as exc:
             raise Invalid(str(exc)) from exc
+    changed = []
+    for name, write in values.items():
         var = session.get(EnvVar, (tenant_id, name))
         if var is None:
             var = EnvVar(tenant_id=tenant_id, name=name, updated_by=principal.sub)
@@ -75,26 +102,41 @@ def put_env(
         var.updated_by = principal.sub
         var.updated_at = utcnow()
         changed.append(var)
+    op = _apply_operation(
+        session, principal=principal, tenant_id=tenant_id, change="put", variables=sorted(values)
+    )
     audit.record(
         session,
         principal=principal,
         action="env.put",
         tenant_id=tenant_id,
         target=",".join(sorted(values)),
-        detail={"secret": sorted(n for n, w in values.items() if w.secret)},
+        detail={"secret": sorted(n for n, w in values.items() if w.secret), "operation_id": op.id},
     )
     session.commit()
-    return changed
+    return changed, op
 
 
-def delete_env(session: Session, *, principal: Principal, tenant_id: str, name: str) -> None:
-    """Remove one env var; 404 if absent."""
+def delete_env(
+    session: Session, *, principal: Principal, tenant_id: str, name: str
+) -> tuple[EnvVarRead, Operation]:
+    """Remove one env var (404 if absent) and start removing it from the sites."""
     get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.WRITE_ENV)
     var = session.get(EnvVar, (tenant_id, name))
     if var is None:
         raise NotVisible(f"env var {name!r} not found in tenant {tenant_id!r}")
+    before = to_read(var)
     session.delete(var)
+    op = _apply_operation(
+        session, principal=principal, tenant_id=tenant_id, change="delete", variables=[name]
+    )
     audit.record(
-        session, principal=principal, action="env.delete", tenant_id=tenant_id, target=name
+        session,
+        principal=principal,
+        action="env.delete",
+        tenant_id=tenant_id,
+        target=name,
+        detail={"operation_id": op.id},
     )
     session.commit()
+    return before, op

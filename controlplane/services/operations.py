@@ -7,27 +7,12 @@ from sqlalchemy.orm import Session
 
 from controlplane.models import Operation, OperationEvent
 from controlplane.permissions import Action, NotVisible, Principal, authorize
-from controlplane.schemas import OperationRead, StepRead
+from controlplane.schemas import OperationRead
 
 
 def to_read(op: Operation) -> OperationRead:
     """The API view of an operation."""
-    return OperationRead(
-        id=op.id,
-        kind=op.kind,
-        tenant_id=op.tenant_id,
-        site_id=op.site_id,
-        site_name=op.site_name,
-        status=op.status,
-        requested_by=op.requested_by,
-        request_id=op.request_id,
-        attempts=op.attempts,
-        error=op.error,
-        created_at=op.created_at,
-        finished_at=op.finished_at,
-        steps=[StepRead.model_validate(s) for s in op.steps],
-        backup=(op.params or {}).get("backup"),
-    )
+    return OperationRead.model_validate(op)
 
 
 def get_operation(session: Session, *, principal: Principal, operation_id: str) -> Operation:

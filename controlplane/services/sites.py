@@ -12,14 +12,9 @@ from controlplane import audit, names
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
-from controlplane.engine.runner import (
-    CREATE_SITE,
-    DELETE_SITE,
-    START_SITE,
-    STOP_SITE,
-    new_operation,
-)
+from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
+from controlplane.kernel.vocabulary import OperationKind
 from controlplane.logs import current_request_id
 from controlplane.models import (
     DOMAIN_PENDING,
@@ -143,7 +138,7 @@ def create_site(
                         provider=provider, platform_domain=platform_domain)  # fmt: skip
     session.add(site)
     session.flush()
-    op = _record_operation(session, kind=CREATE_SITE, site=site, principal=principal)
+    op = _record_operation(session, kind=OperationKind.CREATE_SITE, site=site, principal=principal)
     site.current_operation_id = op.id
     audit.record(
         session,
@@ -204,7 +199,7 @@ def prepare_site(
 
 
 def _record_operation(
-    session: Session, *, kind: str, site: Site, principal: Principal
+    session: Session, *, kind: OperationKind, site: Site, principal: Principal
 ) -> Operation:
     """A new operation on `site`, flushed so it has its id."""
     op = new_operation(
@@ -225,7 +220,7 @@ def _start_change(
     principal: Principal,
     tenant_id: str,
     name: str,
-    kind: str,
+    kind: OperationKind,
     allowed_from: tuple[str, ...] | None = None,
     new_status: str | None = None,
 ) -> tuple[Site, Operation]:
@@ -282,7 +277,7 @@ def delete_site(
         principal=principal,
         tenant_id=tenant_id,
         name=name,
-        kind=DELETE_SITE,
+        kind=OperationKind.DELETE_SITE,
         new_status="deleting",
     )
 
@@ -296,7 +291,7 @@ def set_serving(
         principal=principal,
         tenant_id=tenant_id,
         name=name,
-        kind=START_SITE if serving else STOP_SITE,
+        kind=OperationKind.START_SITE if serving else OperationKind.STOP_SITE,
         allowed_from=("ready", "stopped"),
     )
 

@@ -255,7 +255,8 @@ def test_env_secrets_are_write_only(client: TestClient, auth: AuthHeaders) -> No
         },
         headers=owner,
     )
-    assert put.status_code == 200, put.text
+    assert put.status_code == 202, put.text
+    assert wait_for_operation(client, put.json()["operation"]["id"], owner)["status"] == "succeeded"
     listed = {v["name"]: v for v in client.get("/v1/tenants/acme/env", headers=owner).json()}
     assert listed["REGION"]["value"] == "eu"
     assert listed["STRIPE_KEY"]["value"] != "sk_live_abc" and listed["STRIPE_KEY"]["secret"]
@@ -271,7 +272,7 @@ def test_env_secrets_are_write_only(client: TestClient, auth: AuthHeaders) -> No
         assert refused.status_code == 422, name
     dollar = client.put("/v1/tenants/acme/env/X", json={"value": "$AIPRESS_KEYS"}, headers=owner)
     assert dollar.status_code == 422 and "'$'" in dollar.json()["detail"]
-    assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 204
+    assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 202
     assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 404
 
 
@@ -305,10 +306,9 @@ def test_tenant_lifecycle(client: TestClient, auth: AuthHeaders) -> None:
     assert busy.status_code == 409 and "delete them first" in busy.json()["detail"]
     gone = client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).json()["operation"]
     wait_for_operation(client, gone["id"], admin)
-    assert (
-        client.put("/v1/tenants/acme/env/REGION", json={"value": "eu"}, headers=admin).status_code
-        == 200
-    )
+    put = client.put("/v1/tenants/acme/env/REGION", json={"value": "eu"}, headers=admin)
+    assert put.status_code == 202
+    wait_for_operation(client, put.json()["operation"]["id"], admin)
     assert client.delete("/v1/tenants/acme", headers=admin).status_code == 204
     assert client.get("/v1/tenants/acme", headers=admin).status_code == 404
     assert client.get("/v1/tenants/acme/env", headers=admin).status_code == 404

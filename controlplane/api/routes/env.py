@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
-from controlplane.errors import ApplyFailed
-from controlplane.logs import current_request_id
-from controlplane.schemas import EnvBulkWrite, EnvVarRead, EnvVarWrite
+from controlplane.schemas import (
+    EnvBulkAccepted,
+    EnvBulkWrite,
+    EnvChangeAccepted,
+    EnvVarRead,
+    EnvVarWrite,
+)
 from controlplane.services import env as service
+from controlplane.services import operations as operations_service
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/env", tags=["env"])
 
@@ -22,24 +27,27 @@ def list_env(tenant_id: str, session: SessionDep, principal: CurrentPrincipal) -
     ]
 
 
-@router.put("", response_model=list[EnvVarRead])
+@router.put("", status_code=202, response_model=EnvBulkAccepted)
 def put_env_bulk(
     tenant_id: str,
     data: EnvBulkWrite,
     session: SessionDep,
     principal: CurrentPrincipal,
     platform: PlatformDep,
-) -> list[EnvVarRead]:
-    """Create or replace several env vars at once."""
-    changed = service.put_env(
+) -> EnvBulkAccepted:
+    """Create or replace several env vars at once; the operation applies them to the sites."""
+    changed, op = service.put_env(
         session,
         principal=principal,
         keyring=platform.keyring,
         tenant_id=tenant_id,
         values=data.vars,
     )
-    apply_to_sites(platform, tenant_id)
-    return [service.to_read(v) for v in changed]
+    platform.engine.submit(op.id)
+    return EnvBulkAccepted(
+        variables=[service.to_read(v) for v in changed],
+        operation=operations_service.to_read(op),
+    )
 
 
 @router.get("/{name}", response_model=EnvVarRead)
@@ -52,7 +60,7 @@ def get_env(
     )
 
 
-@router.put("/{name}", response_model=EnvVarRead)
+@router.put("/{name}", status_code=202, response_model=EnvChangeAccepted)
 def put_env(
     tenant_id: str,
     name: str,
@@ -60,38 +68,30 @@ def put_env(
     session: SessionDep,
     principal: CurrentPrincipal,
     platform: PlatformDep,
-) -> EnvVarRead:
-    """Create or replace one env var."""
-    (changed,) = service.put_env(
+) -> EnvChangeAccepted:
+    """Create or replace one env var; the operation applies it to the tenant's sites."""
+    (changed,), op = service.put_env(
         session,
         principal=principal,
         keyring=platform.keyring,
         tenant_id=tenant_id,
         values={name: data},
     )
-    apply_to_sites(platform, tenant_id)
-    return service.to_read(changed)
+    platform.engine.submit(op.id)
+    return EnvChangeAccepted(
+        variable=service.to_read(changed), operation=operations_service.to_read(op)
+    )
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=202, response_model=EnvChangeAccepted)
 def delete_env(
     tenant_id: str,
     name: str,
     session: SessionDep,
     principal: CurrentPrincipal,
     platform: PlatformDep,
-) -> Response:
-    """Remove one env var."""
-    service.delete_env(session, principal=principal, tenant_id=tenant_id, name=name)
-    apply_to_sites(platform, tenant_id)
-    return Response(status_code=204)
-
-
-def apply_to_sites(platform: PlatformDep, tenant_id: str) -> None:
-    """Push the tenant's env to its running sites; a failure says what was saved."""
-    try:
-        platform.engine.apply_tenant_env(tenant_id, current_request_id())
-    except Exception as exc:
-        raise ApplyFailed(
-            f"saved, but applying the env to the tenant's sites failed: {exc}; retry the request"
-        ) from exc
+) -> EnvChangeAccepted:
+    """Remove one env var; the operation removes it from the tenant's sites."""
+    before, op = service.delete_env(session, principal=principal, tenant_id=tenant_id, name=name)
+    platform.engine.submit(op.id)
+    return EnvChangeAccepted(variable=before, operation=operations_service.to_read(op))

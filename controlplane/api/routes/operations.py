@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
-from controlplane.engine.runner import FINISHED_STATUSES
+from controlplane.kernel.vocabulary import FINISHED_STATUSES
 from controlplane.models import Operation
 from controlplane.permissions import Action
 from controlplane.schemas import OperationRead

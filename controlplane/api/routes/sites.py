@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.engine.catalogue import CATALOGUE
 from controlplane.engine.provider import SiteContext
-from controlplane.engine.runner import CREATE_SITE, STEPS_BY_KIND
+from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Operation, Site
 from controlplane.permissions import Action
 from controlplane.platform import Platform
@@ -80,7 +81,10 @@ def create_site(
         calls = (
             plan(ctx)
             if plan
-            else [{"step": s, "api": "ensure"} for s in STEPS_BY_KIND[CREATE_SITE]]
+            else [
+                {"step": s, "api": "ensure"}
+                for s in CATALOGUE[OperationKind.CREATE_SITE].step_names
+            ]
         )
         body = SitePlan(provider=platform.provider.name, site=site.name, calls=calls)
         return JSONResponse(body.model_dump(mode="json"), status_code=200)

@@ -1,0 +1,238 @@
+"""Every operation kind as data: its ordered steps, how each is done, undone and retried.
+
+The runner walks a kind from here and knows nothing else about it. Adding a kind is a
+`KindSpec` entry plus its step functions (see the README, "Adding an operation kind").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controlplane.engine import env_steps, site_steps
+from controlplane.engine.context import Work
+from controlplane.errors import ApplyFailed
+from controlplane.kernel.vocabulary import KIND_LABELS, OperationKind, OperationStatus, StepStatus
+from controlplane.models import Operation, OperationStep, Site
+
+StepAction = Callable[[Work], None]
+
+
+class Permanent(Exception):
+    """A provider error that no retry can fix (bad config, a refused request): fail now."""
+
+
+# Errors of the code or of the input, not of the moment: retrying repeats them.
+NOT_WORTH_RETRYING: tuple[type[BaseException], ...] = (
+    Permanent,
+    ApplyFailed,
+    ValueError,
+    TypeError,
+    KeyError,
+    NotImplementedError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing step is tried in-process before the operation fails or rolls back."""
+
+    attempts: int = 3
+    backoff_seconds: float = 0.2  # before the 2nd try; doubled for each later one
+    max_backoff_seconds: float = 5.0
+    give_up_on: tuple[type[BaseException], ...] = NOT_WORTH_RETRYING
+
+    def delay(self, tried: int) -> float:
+        """Seconds to wait after the `tried`-th failed try."""
+        return float(min(self.backoff_seconds * 2 ** (tried - 1), self.max_backoff_seconds))
+
+    def worth_retrying(self, exc: BaseException) -> bool:
+        """Whether this error may go away on its own."""
+        return not isinstance(exc, self.give_up_on)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a kind. `undo` None: forward only (a failure stops the operation there)."""
+
+    name: str
+    do: StepAction
+    undo: StepAction | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # No new try starts once the step has run this long (a call in flight is not cut off:
+    # provider calls carry their own deadlines).
+    timeout_seconds: float = 900.0
+    # Hold this process's lock of the operation's site while the step runs.
+    needs_site_lock: bool = True
+
+
+class OnFailure(StrEnum):
+    """What a failed step means for the operation."""
+
+    ROLL_BACK = "roll_back"  # undo every step that ran, in reverse: all or nothing
+    STOP = "stop"  # fail where it is; running the operation again finishes it
+
+
+class Scope(StrEnum):
+    """What an operation works on."""
+
+    SITE = "site"
+    TENANT = "tenant"
+
+
+def _nothing(work: Work) -> None:
+    """No change to make at this point of the operation."""
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """An operation kind: its steps and what its start and each ending change."""
+
+    kind: OperationKind
+    steps: tuple[StepSpec, ...]
+    on_failure: OnFailure
+    scope: Scope = Scope.SITE
+    started: StepAction = _nothing
+    succeeded: StepAction = _nothing
+    # A failure (or an undo that failed, or giving up): leave the subject usable again.
+    failed: StepAction = _nothing
+    rolled_back: StepAction = _nothing
+    failure_hint: str = ""  # appended to the operation's error: what the user can do
+
+    @property
+    def label(self) -> str:
+        """The human name of the kind."""
+        return KIND_LABELS[self.kind]
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        """The step names, in order."""
+        return tuple(step.name for step in self.steps)
+
+    def step(self, name: str) -> StepSpec:
+        """The spec of one step (an operation's steps were made from this kind)."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"{self.kind} has no step {name!r}")
+
+
+CREATE_PARTS = ("database", "secrets", "storage", "runtime", "dns", "wordpress")
+
+CATALOGUE: dict[OperationKind, KindSpec] = {
+    spec.kind: spec
+    for spec in (
+        KindSpec(
+            kind=OperationKind.CREATE_SITE,
+            steps=tuple(
+                StepSpec(part, do=site_steps.ensure(part), undo=site_steps.remove(part))
+                for part in CREATE_PARTS
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            succeeded=site_steps.created,
+            failed=site_steps.broken,
+            rolled_back=site_steps.gone,
+        ),
+        # Roll-forward: a backup first, then every part removed in the reverse of creation.
+        KindSpec(
+            kind=OperationKind.DELETE_SITE,
+            steps=(
+                StepSpec("backup", do=site_steps.backup),
+                *(StepSpec(part, do=site_steps.remove(part)) for part in reversed(CREATE_PARTS)),
+            ),
+            on_failure=OnFailure.STOP,
+            started=site_steps.deleting,
+            succeeded=site_steps.gone,
+            failed=site_steps.broken,
+            failure_hint="; the site is partly deleted: delete it again",
+        ),
+        KindSpec(
+            kind=OperationKind.START_SITE,
+            steps=(StepSpec("runtime", do=site_steps.start_serving),),
+            on_failure=OnFailure.STOP,
+            succeeded=site_steps.serving("ready"),
+            failed=site_steps.released,
+        ),
+        KindSpec(
+            kind=OperationKind.STOP_SITE,
+            steps=(StepSpec("runtime", do=site_steps.stop_serving),),
+            on_failure=OnFailure.STOP,
+            succeeded=site_steps.serving("stopped"),
+            failed=site_steps.released,
+        ),
+        # wordpress too: the site's own names are in its config (loopback, outbound allow-list).
+        KindSpec(
+            kind=OperationKind.UPDATE_DOMAINS,
+            steps=tuple(
+                StepSpec(part, do=site_steps.ensure(part))
+                for part in ("runtime", "dns", "wordpress")
+            ),
+            on_failure=OnFailure.STOP,
+            succeeded=site_steps.released,
+            failed=site_steps.released,
+            failure_hint="; verify the domain again to retry",
+        ),
+        KindSpec(
+            kind=OperationKind.APPLY_ENV,
+            scope=Scope.TENANT,
+            steps=(
+                # Waits (retrying) while another change holds one of the tenant's sites.
+                StepSpec(
+                    "claim_sites",
+                    do=env_steps.claim_sites,
+                    retry=RetryPolicy(
+                        attempts=100_000,
+                        backoff_seconds=0.1,
+                        max_backoff_seconds=1.0,
+                        give_up_on=NOT_WORTH_RETRYING,
+                    ),
+                    timeout_seconds=600.0,
+                    needs_site_lock=False,
+                ),
+                # The claims above keep every other change off these sites.
+                StepSpec("runtime", do=env_steps.apply_env, needs_site_lock=False),
+            ),
+            on_failure=OnFailure.STOP,
+            succeeded=env_steps.release_sites,
+            failed=env_steps.release_sites,
+            failure_hint="; the values are saved: save one again to retry",
+        ),
+    )
+}
+
+
+def kind_spec(kind: str) -> KindSpec:
+    """The catalogue entry of a kind; KeyError for a kind nobody declared."""
+    return CATALOGUE[OperationKind(kind)]
+
+
+def new_operation(
+    *,
+    kind: OperationKind,
+    tenant_id: str,
+    site: Site | None,
+    requested_by: str,
+    request_id: str | None,
+    params: dict[str, Any] | None = None,
+) -> Operation:
+    """A pending operation with the kind's steps, ready to be added to a session."""
+    spec = CATALOGUE[kind]
+    if (site is None) != (spec.scope is Scope.TENANT):
+        raise ValueError(f"{kind} works on a {spec.scope}")
+    return Operation(
+        kind=kind,
+        tenant_id=tenant_id,
+        site_id=site.id if site is not None else None,
+        # A tenant-level operation has no site: its name is empty.
+        site_name=site.name if site is not None else "",
+        status=OperationStatus.PENDING,
+        requested_by=requested_by,
+        request_id=request_id,
+        params=params or {},
+        steps=[
+            OperationStep(position=i, name=name, status=StepStatus.PENDING)
+            for i, name in enumerate(spec.step_names)
+        ],
+    )

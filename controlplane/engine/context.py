@@ -1,0 +1,69 @@
+"""What a step works with: the SiteContext builder (it decrypts secrets) and `Work`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from controlplane.credentials import DatabaseVault, tenant_env_plaintext
+from controlplane.crypto import Keyring
+from controlplane.engine.provider import Provider, SiteContext
+from controlplane.models import Operation, Site
+
+
+class ContextBuilder:
+    """Builds the context a provider step receives for one site."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    def read(self, session: Session, site: Site) -> SiteContext:
+        """A context for reading a site (logs, metrics): no secrets decrypted."""
+        return SiteContext(
+            tenant_id=site.tenant_id,
+            site_id=site.id,
+            site_name=site.name,
+            title=site.title,
+            admin_email=site.admin_email,
+            admin_user=site.admin_user,
+            domains=site.verified_domains,  # a pending claim proves nothing: never served
+            credentials=DatabaseVault(session, self._keyring, site.id),
+            resources=dict(site.resources or {}),
+        )
+
+    def change(self, session: Session, site: Site, request_id: str | None) -> SiteContext:
+        """A context for changing a site: with the tenant's env (secrets decrypted)."""
+        ctx = self.read(session, site)
+        ctx.tenant_env = tenant_env_plaintext(session, self._keyring, site.tenant_id)
+        ctx.request_id = request_id
+        return ctx
+
+
+@dataclass
+class Work:
+    """Everything a step's `do`/`undo` and a kind's outcome hooks may touch."""
+
+    session: Session
+    operation: Operation
+    provider: Provider
+    contexts: ContextBuilder
+    site: Site | None = None
+    ctx: SiteContext | None = None
+
+    def site_context(self) -> SiteContext:
+        """The site's context; a site-scoped kind always has one."""
+        if self.ctx is None:
+            raise RuntimeError(f"{self.operation.kind} has no site to work on")
+        return self.ctx
+
+    def the_site(self) -> Site:
+        """The site row; a site-scoped kind always has one."""
+        if self.site is None:
+            raise RuntimeError(f"{self.operation.kind} has no site to work on")
+        return self.site
+
+    def save_progress(self) -> None:
+        """Keep the provider's resource ids on the site row (committed by the caller)."""
+        if self.site is not None and self.ctx is not None:
+            self.site.resources = dict(self.ctx.resources)

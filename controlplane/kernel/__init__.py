@@ -1,0 +1,1 @@
+"""The kernel: what the control plane, the chatbot and the tools share."""

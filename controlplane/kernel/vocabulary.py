@@ -1,0 +1,78 @@
+"""The words operations are described in: kinds, statuses, step statuses and event types.
+
+The string values are what the database stores and the API, the CLI, the tools and the
+widget (through `GET /v1/vocabulary`) carry; never retype them elsewhere.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OperationKind(StrEnum):
+    """What an operation does."""
+
+    CREATE_SITE = "create_site"
+    DELETE_SITE = "delete_site"
+    START_SITE = "start_site"
+    STOP_SITE = "stop_site"
+    # A verified or removed custom domain: the serving config and the names applied again.
+    UPDATE_DOMAINS = "update_domains"
+    # A tenant's env vars and secrets applied to every serving site of the tenant.
+    APPLY_ENV = "apply_env"
+
+
+class OperationStatus(StrEnum):
+    """Where an operation is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    ROLLING_BACK = "rolling_back"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+ACTIVE_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.ROLLING_BACK)
+FINISHED_STATUSES = (
+    OperationStatus.SUCCEEDED,
+    OperationStatus.FAILED,
+    OperationStatus.ROLLED_BACK,
+)
+
+
+class StepStatus(StrEnum):
+    """Where one step of an operation is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    UNDOING = "undoing"
+    UNDONE = "undone"
+
+
+class EventType(StrEnum):
+    """The progress events an operation streams, in the order they can happen."""
+
+    OPERATION_STARTED = "operation_started"
+    OPERATION_RESUMED = "operation_resumed"
+    STEP_STARTED = "step_started"
+    STEP_RETRYING = "step_retrying"
+    STEP_FINISHED = "step_finished"
+    STEP_FAILED = "step_failed"
+    ROLLBACK_STARTED = "rollback_started"
+    STEP_UNDONE = "step_undone"
+    OPERATION_SUCCEEDED = "operation_succeeded"
+    OPERATION_FAILED = "operation_failed"
+    OPERATION_ROLLED_BACK = "operation_rolled_back"
+
+
+KIND_LABELS: dict[OperationKind, str] = {
+    OperationKind.CREATE_SITE: "Create site",
+    OperationKind.DELETE_SITE: "Delete site",
+    OperationKind.START_SITE: "Start site",
+    OperationKind.STOP_SITE: "Stop site",
+    OperationKind.UPDATE_DOMAINS: "Update domains",
+    OperationKind.APPLY_ENV: "Apply env vars",
+}
