@@ -7,6 +7,7 @@ Run by tests/integration/test_crash_resume.py as a real subprocess:
         --fail ensure:wordpress
     python tests/integration/crash_worker.py delete  --home H --kill-at after:backup
     python tests/integration/crash_worker.py recover --home H --kill-at before:runtime
+    python tests/integration/crash_worker.py apply_env --home H --kill-at after-call:runtime
 
 It builds the platform on `--home` (SQLite, migrations, keys) with a MemoryProvider persisted
 to `H/memory-provider.json`, so the parent can see what the dead process left behind. The
@@ -54,7 +55,10 @@ def make_hook(home: Path, kill_at: str | None):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("create", "delete", "recover"))
+    # Any other operation kind is started by its scenario in crash_kinds.py.
+    from controlplane.kernel.vocabulary import OperationKind
+
+    parser.add_argument("mode", choices=("create", "delete", "recover", *OperationKind))
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument(
         "--kill-at", default=None, help=f"boundary name, e.g. after:dns, or {BEFORE_RUN!r}"
@@ -113,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     site_id: str | None = None
     if args.mode == "recover":
         operation_ids = platform.engine.recover()
+    elif args.mode not in ("create", "delete"):
+        from tests.integration.crash_kinds import SCENARIOS
+
+        start = SCENARIOS[OperationKind(args.mode)].start
+        site_id, op_id = start(platform, admin, args.tenant, args.site)
+        operation_ids = [op_id]
     else:
         with platform.sessions() as session:
             if session.get(Tenant, args.tenant) is None:

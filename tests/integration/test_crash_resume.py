@@ -13,7 +13,10 @@ The worker's provider persists to a JSON file in the shared home, so what the de
 left behind is visible to the restart and to the assertions.
 
 Cases: every boundary of (a) a create, (b) a create whose `wordpress` step fails (so every
-boundary of the rollback too), (c) a delete of a ready site; a kill before the engine starts;
+boundary of the rollback too), (c) a delete of a ready site, (d) every other kind in the
+engine's catalogue (start, stop, update_domains, apply_env...: the boundary lists come from
+the catalogue, the way to start each kind and its end state from crash_kinds.SCENARIOS, so a
+new kind is crash-tested once it has a scenario); a kill before the engine starts;
 a restart in a second process; and a create that dies at the same place on every start-up
 until the engine gives up (max_attempts) and rolls back. Workers take about 1 s of CPU each
 (mostly imports), so the next test's worker is started while the current one is checked.
@@ -38,16 +41,15 @@ from sqlalchemy import func, select
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import load_keyring
 from controlplane.db import make_engine, make_sessionmaker
-from controlplane.engine.runner import ACTIVE_STATUSES, CREATE_STEPS, DELETE_STEPS
+from controlplane.engine.catalogue import CATALOGUE
+from controlplane.kernel.vocabulary import ACTIVE_STATUSES, OperationKind
 from controlplane.models import Credential, Domain, Operation, OperationEvent, Site
 from controlplane.permissions import Principal, Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.schemas import SiteCreate, TenantCreate
-from controlplane.services.sites import create_site, delete_site
-from controlplane.services.tenants import create_tenant
 from controlplane.settings import Settings
 from tests.integration import crash_worker
+from tests.integration.crash_kinds import ENV_SECRET, SCENARIOS
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +62,19 @@ WORKER_TIMEOUT = 120
 FAIL_STEP = "wordpress"
 FAULT = f"ensure:{FAIL_STEP}"
 
+CREATE_STEPS = CATALOGUE[OperationKind.CREATE_SITE].step_names
+FORWARD = ("before", "after-call", "after")  # step started / provider call returned / committed
+UNDO = ("before-undo", "after-undo-call", "after-undo")
+
+
+def forward_boundaries(kind: OperationKind) -> list[str]:
+    """Every boundary a kind's run passes when nothing fails, in order (from the catalogue)."""
+    return [f"{when}:{step}" for step in CATALOGUE[kind].step_names for when in FORWARD]
+
+
 # Every boundary the engine passes, in order. test_boundary_lists_match_the_engine checks
 # these lists against a real run, so a new boundary cannot go untested.
-CREATE_BOUNDARIES = [f"{when}:{step}" for step in CREATE_STEPS for when in ("before", "after")]
+CREATE_BOUNDARIES = forward_boundaries(OperationKind.CREATE_SITE)
 # wordpress fails: forward up to before:wordpress, then undo of every step that ran
 # (wordpress included: a failed ensure may have left something behind), in reverse.
 FAILING_CREATE_BOUNDARIES = [
@@ -70,10 +82,18 @@ FAILING_CREATE_BOUNDARIES = [
     *(
         f"{when}:{step}"
         for step in reversed(CREATE_STEPS[: CREATE_STEPS.index(FAIL_STEP) + 1])
-        for when in ("before-undo", "after-undo")
+        for when in UNDO
     ),
 ]
-DELETE_BOUNDARIES = [f"{when}:{step}" for step in DELETE_STEPS for when in ("before", "after")]
+DELETE_BOUNDARIES = forward_boundaries(OperationKind.DELETE_SITE)
+# The kinds with a test of their own below; every other kind runs in the generic one.
+OWN_TESTS = (OperationKind.CREATE_SITE, OperationKind.DELETE_SITE)
+OTHER_KIND_CASES = [
+    (kind, boundary)
+    for kind in CATALOGUE
+    if kind not in OWN_TESTS
+    for boundary in forward_boundaries(kind)
+]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -312,28 +332,43 @@ def assert_all_or_nothing(home: Path, site_id: str, operation_id: str, kind: str
     return EndState("gone", summary)
 
 
-def make_ready_site(home: Path) -> str:
-    """A finished site built in this process (the starting point of the delete cases)."""
+ADMIN = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
+
+
+def prepare_site(home: Path, needs: str | None, *, seen: list[str] | None = None) -> None:
+    """Build in this process the site a kind's scenario starts from (nothing, ready, stopped).
+
+    With `seen`, the boundaries of one more run of the kind are recorded into it.
+    """
     provider = MemoryProvider(state_file=home / STATE_FILE)
     platform = build_platform(make_settings(home), provider=provider)
-    admin = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
     try:
-        with platform.sessions() as session:
-            create_tenant(
-                session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests")
+        if needs is not None:
+            site_id, op_id = SCENARIOS[OperationKind.CREATE_SITE].start(
+                platform, ADMIN, TENANT, SITE
             )
-            site, op = create_site(
-                session,
-                principal=admin,
-                tenant_id=TENANT,
-                data=SiteCreate(name=SITE, admin_email=crash_worker.ADMIN_EMAIL),
-                provider=provider.name,
+            platform.engine.run(op_id)
+            assert set(provider_state(home)[site_id]) == set(CREATE_STEPS)
+        if needs == "stopped":
+            _site_id, op_id = SCENARIOS[OperationKind.STOP_SITE].start(
+                platform, ADMIN, TENANT, SITE
             )
-        platform.engine.run(op.id)
+            platform.engine.run(op_id)
     finally:
         platform.close()
-    assert set(provider_state(home)[site.id]) == set(CREATE_STEPS)
-    return site.id
+
+
+def mode_of(kind: OperationKind) -> str:
+    """The worker's mode that starts `kind` (create and delete have their own names)."""
+    return {OperationKind.CREATE_SITE: "create", OperationKind.DELETE_SITE: "delete"}.get(
+        kind, str(kind)
+    )
+
+
+def kind_of(mode: str) -> OperationKind:
+    """The kind a worker's mode starts."""
+    named = {"create": OperationKind.CREATE_SITE, "delete": OperationKind.DELETE_SITE}
+    return named.get(mode) or OperationKind(mode)
 
 
 @dataclass(frozen=True)
@@ -382,8 +417,7 @@ class CrashPool:
         if case in self._started:
             return
         home = self._factory.mktemp("crash") / "home"
-        if case.mode == "delete":
-            make_ready_site(home)
+        prepare_site(home, SCENARIOS[kind_of(case.mode)].needs)
         proc = start_worker(self._env, home, case.mode, kill_at=case.kill_at, fail=case.fail)
         self._started[case] = (home, proc)
 
@@ -432,45 +466,33 @@ def crashed(request: pytest.FixtureRequest, crash_pool: CrashPool, case: Case) -
 # --- the boundary lists are complete ---------------------------------------------------------
 
 
-def _recorded_boundaries(home: Path, *, kind: str, fail: set[str]) -> list[str]:
+def _recorded_boundaries(home: Path, *, kind: OperationKind, fail: set[str]) -> list[str]:
+    prepare_site(home, SCENARIOS[kind].needs)
     seen: list[str] = []
     provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=fail)
     platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
-    admin = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
     try:
-        with platform.sessions() as session:
-            create_tenant(
-                session, principal=admin, data=TenantCreate(id=TENANT, name="Crash Tests")
-            )
-            _site, op = create_site(
-                session,
-                principal=admin,
-                tenant_id=TENANT,
-                data=SiteCreate(name=SITE, admin_email=crash_worker.ADMIN_EMAIL),
-                provider=provider.name,
-            )
-        platform.engine.run(op.id)
-        if kind == "delete_site":
-            seen.clear()
-            with platform.sessions() as session:
-                _site, op = delete_site(session, principal=admin, tenant_id=TENANT, name=SITE)
-            platform.engine.run(op.id)
+        _site_id, op_id = SCENARIOS[kind].start(platform, ADMIN, TENANT, SITE)
+        platform.engine.run(op_id)
     finally:
         platform.close()
     return seen
 
 
+def test_every_kind_in_the_catalogue_has_a_crash_scenario() -> None:
+    assert set(SCENARIOS) == set(CATALOGUE)
+
+
 @pytest.mark.parametrize(
     ("kind", "fail", "expected"),
     [
-        ("create_site", set(), CREATE_BOUNDARIES),
-        ("create_site", {FAULT}, FAILING_CREATE_BOUNDARIES),
-        ("delete_site", set(), DELETE_BOUNDARIES),
+        *((kind, set(), forward_boundaries(kind)) for kind in CATALOGUE),
+        (OperationKind.CREATE_SITE, {FAULT}, FAILING_CREATE_BOUNDARIES),
     ],
-    ids=["create", "create-failing", "delete"],
+    ids=[*map(str, CATALOGUE), "create_site-failing"],
 )
 def test_boundary_lists_match_the_engine(
-    tmp_path: Path, kind: str, fail: set[str], expected: list[str]
+    tmp_path: Path, kind: OperationKind, fail: set[str], expected: list[str]
 ) -> None:
     assert _recorded_boundaries(tmp_path / "home", kind=kind, fail=fail) == expected
 
@@ -569,13 +591,70 @@ def test_create_that_keeps_crashing_gives_up_and_rolls_back(
     restart(home, max_attempts=max_attempts, seen=seen)
 
     # The last start-up went straight to undo: no forward step was tried again.
-    assert not [b for b in seen if b.startswith(("before:", "after:"))], seen
+    assert not [b for b in seen if b.startswith(tuple(f"{when}:" for when in FORWARD))], seen
     assert seen == [
-        f"{when}:{step}"
-        for step in ("storage", "secrets", "database")
-        for when in ("before-undo", "after-undo")
+        f"{when}:{step}" for step in ("storage", "secrets", "database") for when in UNDO
     ]
     end = assert_all_or_nothing(home, first.site_id, first.operation_ids[0], "create_site")
     assert end.outcome == "gone", end.operation
     assert end.operation["attempts"] == max_attempts + 1, end.operation
     assert f"gave up after {max_attempts} attempts" in (end.operation["error"] or ""), end.operation
+
+
+# --- every other kind of the catalogue -------------------------------------------------------
+
+
+def assert_finished(home: Path, site_id: str, operation_id: str, kind: OperationKind) -> None:
+    """The operation ran to its end once: succeeded, every step done, the site free again in
+    the status its scenario pins, and the provider holding what the kind made."""
+    scenario = SCENARIOS[kind]
+    db = make_engine(make_settings(home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, operation_id)
+            site = session.get(Site, site_id)
+            assert op is not None and site is not None
+            events = list(
+                session.scalars(
+                    select(OperationEvent.type).where(OperationEvent.operation_id == op.id)
+                )
+            )
+            summary = {
+                "status": op.status,
+                "error": op.error,
+                "attempts": op.attempts,
+                "steps": {s.name: s.status for s in op.steps},
+                "events": events,
+                "site": {"status": site.status, "busy_with": site.current_operation_id},
+            }
+            active = list(
+                session.scalars(select(Operation.id).where(Operation.status.in_(ACTIVE_STATUSES)))
+            )
+            busy = list(
+                session.scalars(select(Site.name).where(Site.current_operation_id.is_not(None)))
+            )
+    finally:
+        db.dispose()
+    left = provider_state(home).get(site_id, {})
+    detail = f"end state:\n{json.dumps(summary, indent=1)}\nprovider: {left}"
+    assert not active and not busy, detail
+    assert summary["status"] == "succeeded", detail
+    assert set(summary["steps"].values()) == {"done"}, detail
+    assert summary["site"]["status"] == scenario.site_status, detail
+    assert set(CREATE_STEPS) <= set(left), detail
+    for key, value in scenario.provider_holds.items():
+        assert left.get(key) == value, detail
+    assert summary["attempts"] == 2 and "operation_resumed" in events, detail
+    worker_log = home / "worker.log"
+    assert ENV_SECRET not in (worker_log.read_text() if worker_log.exists() else "")
+
+
+@pytest.mark.parametrize(
+    "case", [Case(mode_of(kind), b) for kind, b in OTHER_KIND_CASES], ids=lambda c: f"{c.mode}-{c}"
+)
+def test_other_kind_killed_at_boundary_resumes_to_its_end(crashed: Crashed) -> None:
+    """start, stop, update_domains, apply_env (and any kind added later): resumed forward."""
+    recovered = restart(crashed.home)
+
+    assert recovered == crashed.run.operation_ids
+    assert_finished(crashed.home, crashed.site_id, crashed.operation_id, kind_of(crashed.case.mode))
