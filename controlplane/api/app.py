@@ -25,6 +25,7 @@ from controlplane.api.routes import (
     sites,
     tenants,
     users,
+    vocabulary,
 )
 from controlplane.billing.schedule import BillingSchedule
 from controlplane.cron.schedule import CronSchedule
@@ -178,6 +179,7 @@ def create_app(
         audit_routes.router,
         users.router,
         billing.router,
+        vocabulary.router,
     ):
         app.include_router(router)
     return app
