@@ -503,7 +503,7 @@ def wait_for_operations(timeout: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from controlplane.db import make_engine
-    from controlplane.engine.runner import ACTIVE_STATUSES
+    from controlplane.kernel.vocabulary import ACTIVE_STATUSES
     from controlplane.models import Operation
     from controlplane.settings import Settings
 

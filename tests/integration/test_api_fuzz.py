@@ -51,7 +51,7 @@ from sqlalchemy import Table, func, select
 
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
-from controlplane.engine.runner import ACTIVE_STATUSES
+from controlplane.kernel.vocabulary import ACTIVE_STATUSES
 from controlplane.models import Base, EnvVar, Operation, Site, Tenant, User
 from controlplane.permissions import Role
 from controlplane.platform import Platform, build_platform
@@ -198,6 +198,11 @@ class Fuzzer:
         )
         return response.json() if response.content else None
 
+    def put_seed_env(self, tenant: str) -> None:
+        accepted = self.api("PUT", f"/v1/tenants/{tenant}/env", json={"vars": SEED_ENV})
+        final = wait_for_operation(self.client, accepted["operation"]["id"], self.headers["admin"])
+        assert final["status"] == "succeeded", final
+
     def create_site(self, tenant: str) -> str:
         body: dict[str, Any] = {"name": SITE, "admin_email": f"owner@{tenant}.example"}
         if tenant == "acme":
@@ -212,7 +217,7 @@ class Fuzzer:
         for tenant, name in TENANTS.items():
             self.api("POST", "/v1/tenants", json={"id": tenant, "name": name})
             self.operation_ids.append(self.create_site(tenant))
-            self.api("PUT", f"/v1/tenants/{tenant}/env", json={"vars": SEED_ENV})
+            self.put_seed_env(tenant)
         self.api("PUT", f"/v1/users/{SEED_USER}", json={"role": "operator", "tenants": ["acme"]})
 
     def restore(self) -> None:
@@ -237,7 +242,7 @@ class Fuzzer:
                 accepted = self.api("POST", f"/v1/tenants/{tenant}/sites/{SITE}/start")
                 wait_for_operation(self.client, accepted["operation"]["id"], self.headers["admin"])
             if any((tenant, n, v["secret"]) not in env for n, v in SEED_ENV.items()):
-                self.api("PUT", f"/v1/tenants/{tenant}/env", json={"vars": SEED_ENV})
+                self.put_seed_env(tenant)
         if user is None:
             self.api(
                 "PUT", f"/v1/users/{SEED_USER}", json={"role": "operator", "tenants": ["acme"]}

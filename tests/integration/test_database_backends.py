@@ -87,7 +87,8 @@ def test_full_flow(backend_client: TestClient, backend_settings: Settings) -> No
     put = backend_client.put(
         "/v1/tenants/acme/env/API_KEY", json={"value": "s3cr3t", "secret": True}, headers=admin
     )
-    assert put.status_code == 200
+    assert put.status_code == 202
+    wait_for_operation(backend_client, put.json()["operation"]["id"], admin)
     dup = backend_client.post(
         "/v1/tenants/acme/sites",
         json={"name": "other", "admin_email": "a@example.com", "domain": "crumbs.example.org"},

@@ -60,9 +60,9 @@ def test_env_names_never_break_php_fpm(local: LocalEnv) -> None:  # noqa: F811
         for i, (name, accepted) in enumerate(ENV_NAMES):
             value = f"value-{i}"
             url = f"/v1/tenants/{tenant}/env/{quote(name, safe='')}"
-            answer = local.client.put(url, json={"value": value}, headers=local.admin)
+            answer = local.change_env("PUT", url, json={"value": value})
             if accepted:
-                assert answer.status_code == 200, (name, answer.text)
+                assert answer.status_code == 202, (name, answer.text)
             else:
                 assert answer.status_code in (404, 422), (name, answer.text)
                 if answer.status_code == 422:
@@ -131,14 +131,14 @@ def test_a_broken_pool_or_vhost_is_rolled_back_and_the_platform_still_reloads(
     # Everything still changes and reloads: the site serves, env reaches PHP, a new site works.
     assert local.site_get(host).status_code == 200
     probe = _probe(local, "acme", "steady", "one.php", "<?php echo getenv('AFTER_ROLLBACK');")
-    put = local.client.put(
-        "/v1/tenants/acme/env/AFTER_ROLLBACK", json={"value": "still-here"}, headers=local.admin
+    put = local.change_env(
+        "PUT", "/v1/tenants/acme/env/AFTER_ROLLBACK", json={"value": "still-here"}
     )
-    assert put.status_code == 200, put.text
+    assert put.status_code == 202, put.text
     assert local.site_get(host, probe).text == "still-here"
     local.create("after")
     assert local.site_get("after.acme.localhost").status_code == 200
-    local.client.delete("/v1/tenants/acme/env/AFTER_ROLLBACK", headers=local.admin)
+    local.change_env("DELETE", "/v1/tenants/acme/env/AFTER_ROLLBACK")
     local.delete("after")
     local.delete("steady")
 

@@ -77,6 +77,16 @@ class LocalEnv:
             self.client, response.json()["operation"]["id"], self.admin, timeout=120
         )
 
+    def change_env(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Change env vars; once accepted (202), wait until the sites have the change."""
+        response = self.client.request(method, url, headers=self.admin, **kwargs)
+        if response.status_code == 202:
+            final = wait_for_operation(
+                self.client, response.json()["operation"]["id"], self.admin, timeout=120
+            )
+            assert final["status"] == "succeeded", final
+        return response
+
     def resources(self, name: str, tenant: str = "acme") -> dict[str, Any]:
         """The provider resource ids recorded for a site."""
         with self.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
@@ -281,18 +291,16 @@ def test_env_vars_reach_php_and_follow_changes(local: LocalEnv) -> None:
                      "echo json_encode([getenv('STRIPE_KEY'), getenv('REGION')]);")  # fmt: skip
     shutil.chown(probe, user, "www-data")
     tricky = 'sk_"live"$HOME${x}\\end'
-    put = local.client.put(
+    put = local.change_env(
+        "PUT",
         "/v1/tenants/globex/env",
         json={"vars": {"STRIPE_KEY": {"value": tricky, "secret": True}, "REGION": {"value": "eu"}}},
-        headers=local.admin,
     )
-    assert put.status_code == 200, put.text
+    assert put.status_code == 202, put.text
     assert local.site_get("envy.globex.localhost", _probe_path).json() == [tricky, "eu"]
     pool = local.stack.phpfpm.pool_file(user)
     assert oct(pool.stat().st_mode & 0o777) == "0o600"  # secrets: root only
-    assert (
-        local.client.delete("/v1/tenants/globex/env/REGION", headers=local.admin).status_code == 204
-    )
+    assert local.change_env("DELETE", "/v1/tenants/globex/env/REGION").status_code == 202
     assert local.site_get("envy.globex.localhost", _probe_path).json() == [tricky, False]
     assert tricky not in LOG_FILE.read_text()
     local.delete("envy", tenant="globex")

@@ -553,7 +553,9 @@ def test_a_site_user_cannot_turn_the_platforms_own_work_against_it(isolated: Iso
     own.unlink()
     link.unlink()
     # 4. The cron runner gives PHP the env names the pool has, without their quotes.
-    assert env.api.put("/v1/tenants/acme/env/CRON_CHECK", json={"value": "v1"}).is_success
+    put = env.api.put("/v1/tenants/acme/env/CRON_CHECK", json={"value": "v1"})
+    assert put.status_code == 202, put.text
+    assert _wait(env.api, put.json()["operation"]["id"])["status"] == "succeeded"
     _, pool_env = pool_settings(pool)
     assert pool_env.get("CRON_CHECK") == "v1" and not any('"' in k for k in pool_env)
-    env.api.delete("/v1/tenants/acme/env/CRON_CHECK")
+    _wait(env.api, env.api.delete("/v1/tenants/acme/env/CRON_CHECK").json()["operation"]["id"])
