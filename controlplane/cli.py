@@ -24,12 +24,14 @@ users_app = typer.Typer(help="Users' roles and tenants (admins).")
 domains_app = typer.Typer(help="A site's custom domains: claim, prove with a TXT record, remove.")
 keys_app = typer.Typer(help="Encryption keys of stored credentials.")
 billing_app = typer.Typer(help="Per-tenant costs: aggregation, local metering, reports.")
+env_app = typer.Typer(help="A tenant's env vars and secrets, applied to its sites.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(domains_app, name="domains")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
+app.add_typer(env_app, name="env")
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -422,6 +424,68 @@ def sites_delete(
         err.print(f"[red]{final['status']}:[/red] {final['error']}")
         raise typer.Exit(1)
     console.print(f"Site [bold]{name}[/bold] deleted; backup: {final['backup']}")
+
+
+@env_app.command("list")
+def env_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """List a tenant's env vars (secret values masked)."""
+    with _client(token, url) as client:
+        rows = _call(client, "GET", f"/v1/tenants/{tenant_id}/env")
+    table = Table("name", "value", "secret", "updated", "by")
+    for row in rows:
+        secret = "yes" if row["secret"] else ""
+        table.add_row(row["name"], row["value"], secret, row["updated_at"][:19], row["updated_by"])
+    console.print(table)
+
+
+def _applied(client: ControlPlaneClient, accepted: dict[str, Any], wait: bool) -> None:
+    """Follow the apply_env operation of an env change and say how it ended."""
+    operation = accepted["operation"]
+    if not wait:
+        console.print(f"Saved; operation {operation['id']} applies it to the sites.")
+        return
+    final = _follow(client, operation)
+    if final["status"] != "succeeded":
+        err.print(f"[red]{final['status']}:[/red] {final['error']}")
+        raise typer.Exit(1)
+    console.print("Saved and applied to the tenant's sites.")
+
+
+@env_app.command("set")
+def env_set(
+    tenant_id: str,
+    name: str,
+    value: Annotated[
+        str | None, typer.Option(help="The value (asked for, hidden, when left out)")
+    ] = None,
+    secret: Annotated[bool, typer.Option("--secret", help="Store encrypted, never shown")] = False,
+    wait: Annotated[bool, typer.Option(help="Follow until the sites have it")] = True,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Create or replace an env var and apply it to the tenant's running sites."""
+    if value is None:
+        value = typer.prompt(f"Value of {name}", hide_input=secret)
+    with _client(token, url) as client:
+        accepted = _call(
+            client, "PUT", f"/v1/tenants/{tenant_id}/env/{name}",
+            json={"value": value, "secret": secret},
+        )  # fmt: skip
+        _applied(client, accepted, wait)
+
+
+@env_app.command("unset")
+def env_unset(
+    tenant_id: str,
+    name: str,
+    wait: Annotated[bool, typer.Option(help="Follow until the sites lost it")] = True,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Remove an env var from the tenant and its running sites."""
+    with _client(token, url) as client:
+        accepted = _call(client, "DELETE", f"/v1/tenants/{tenant_id}/env/{name}")
+        _applied(client, accepted, wait)
 
 
 def _print_claim(claim: dict[str, Any]) -> None:

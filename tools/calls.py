@@ -9,11 +9,23 @@ from typing import Any
 import httpx
 
 from controlplane.client import ApiError, ControlPlaneClient
+from controlplane.kernel.vocabulary import (
+    FINISHED_STATUSES,
+    EventType,
+    OperationStatus,
+    StepStatus,
+)
 from tools import args as a
 from tools.context import AgentContext, Emit
 from tools.results import ToolResult
 
-FINISHED = ("succeeded", "failed", "rolled_back")
+FINISHED = FINISHED_STATUSES
+# The events that end an operation's stream (a resumed one goes on).
+ENDING_EVENTS = (
+    EventType.OPERATION_SUCCEEDED,
+    EventType.OPERATION_FAILED,
+    EventType.OPERATION_ROLLED_BACK,
+)
 RECENT_OPERATIONS = 5
 
 
@@ -55,9 +67,7 @@ class Api:
         try:
             for event in self._client.events(operation_id):
                 emit({**event, "type": "progress", "event": event.get("type")})
-                if event.get("type", "").startswith("operation_") and event["type"] not in (
-                    "operation_started",
-                ):
+                if event.get("type") in ENDING_EVENTS:
                     break
                 if time.monotonic() > deadline:
                     break
@@ -96,7 +106,7 @@ def _site_summary(site: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation_summary(op: dict[str, Any]) -> dict[str, Any]:
-    failed = [s for s in op.get("steps", []) if s.get("status") == "failed"]
+    failed = [s for s in op.get("steps", []) if s.get("status") == StepStatus.FAILED]
     return {
         "id": op["id"],
         "kind": op["kind"],
@@ -164,7 +174,7 @@ def delete_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
         operation_id = api.call("DELETE", path)["operation"]["id"]
     operation = api.follow(operation_id, emit)
     summary = _operation_summary(operation)
-    if operation["status"] != "succeeded":
+    if operation["status"] != OperationStatus.SUCCEEDED:
         return ToolResult(
             status="running" if operation["status"] not in FINISHED else "error",
             data={"name": args.name, "tenant_id": tenant, "operation": summary},
@@ -184,7 +194,7 @@ def _finished(api: Api, tenant: str, name: str, operation: dict[str, Any]) -> To
             data={"name": name, "tenant_id": tenant, "operation": summary},
             error="still running; ask about the site again in a minute",
         )
-    if operation["status"] != "succeeded":
+    if operation["status"] != OperationStatus.SUCCEEDED:
         return ToolResult(
             status="error",
             data={"name": name, "tenant_id": tenant, "operation": summary},

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 from sqlalchemy import select
 
+from controlplane.api.app import create_app
+from controlplane.auth import LocalTokenIssuer
+from controlplane.cli import app as cli_app
 from controlplane.engine.catalogue import CATALOGUE, RetryPolicy
 from controlplane.engine.locks import SiteLocks
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.vocabulary import EventType, OperationKind, OperationStatus, StepStatus
 from controlplane.models import OperationEvent, Site
+from controlplane.permissions import Role
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
+from controlplane.settings import Settings
+from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
+from tests.live import serve
 
 EMAIL = "owner@example.com"
 
@@ -232,3 +243,34 @@ def test_the_vocabulary_is_served_to_signed_in_callers(
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert schema["OperationKind"]["enum"] == [k.value for k in OperationKind]
     assert schema["OperationRead"]["properties"]["status"]["$ref"].endswith("OperationStatus")
+
+
+def test_the_cli_sets_and_unsets_env_and_waits_for_the_sites(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        token = issuer.issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
+            make_site(admin, "globex", "shop")
+            site_id = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
+        runner = CliRunner()
+
+        def cli(*args: str, stdin: str | None = None) -> Any:
+            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
+
+        saved = cli("env", "set", "globex", "API_KEY", "--secret", stdin="k-123\n")
+        assert saved.exit_code == 0, saved.output
+        assert "applied to the tenant's sites" in saved.output and "k-123" not in saved.output
+        # The command returned only once the site had the variable.
+        assert memory_provider.site_resources(site_id)["env"] == ["API_KEY"]
+        listed = cli("env", "list", "globex")
+        assert "API_KEY" in listed.output and "k-123" not in listed.output
+        removed = cli("env", "unset", "globex", "API_KEY")
+        assert removed.exit_code == 0, removed.output
+        assert memory_provider.site_resources(site_id)["env"] == []
+        missing = cli("env", "unset", "globex", "API_KEY")
+        assert missing.exit_code == 1 and "not found" in missing.output
