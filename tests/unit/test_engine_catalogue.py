@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
