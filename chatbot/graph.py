@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from controlplane import clock
-from controlplane.permissions import Action, Role, is_allowed
+from controlplane.permissions import Role
 from prompts import load_prompt
 from tools.context import AgentContext
 from tools.registry import run_tool, toolset_for
@@ -116,11 +116,13 @@ def build_graph(
                 refused.append(_tool_message(call, found))
                 continue
             site = found.data
-            if not is_allowed(ctx.principal, Action.CHANGE_SITES, site["tenant_id"]):
+            needed = specs[call["name"]].site_action
+            if needed is None or needed not in site["allowed_actions"]:
                 # Asking to confirm what the control plane will refuse helps nobody; the
-                # control plane still decides if the call is ever made.
+                # control plane said what this caller may do, and still decides the call.
                 denied = ToolResult.failed(
-                    f"your role ({ctx.role.value}) may read sites but not delete them",
+                    f"the control plane does not allow your role ({ctx.role.value}) to "
+                    f"{needed} site {site['name']} while it is {site['status']}",
                     http_status=403,
                 )
                 refused.append(_tool_message(call, denied))

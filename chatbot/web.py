@@ -13,9 +13,16 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from controlplane.api.errors import problem
 from controlplane.auth import LocalTokenIssuer, load_sign_in_key, sign_in_key_matches
@@ -105,15 +112,29 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
             return problem(400, "the path holds a control character (such as %00); remove it")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+        outgoing = client.build_request(
+            request.method, f"/v1/{path}", params=request.query_params,
+            content=await request.body(), headers=headers,
+        )  # fmt: skip
         try:
-            upstream = await client.request(
-                request.method, f"/v1/{path}", params=request.query_params,
-                content=await request.body(), headers=headers,
-            )  # fmt: skip
+            upstream = await client.send(outgoing, stream=True)
         except httpx.HTTPError:
             return problem(502, "the control plane is unreachable; try again shortly")
         kept = {k: v for k, v in upstream.headers.items() if k.lower() in RETURNED_HEADERS}
-        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+        if upstream.headers.get("content-type", "").startswith("text/event-stream"):
+            # Server-Sent Events pass through as they come (an operation's steps, live).
+            kept["Cache-Control"] = "no-cache"
+            return StreamingResponse(
+                upstream.aiter_raw(), status_code=upstream.status_code, headers=kept,
+                background=BackgroundTask(upstream.aclose),
+            )  # fmt: skip
+        try:
+            content = await upstream.aread()
+        except httpx.HTTPError:
+            return problem(502, "the control plane broke off its answer; try again shortly")
+        finally:
+            await upstream.aclose()
+        return Response(content, status_code=upstream.status_code, headers=kept)
 
     app.include_router(router)
     app.mount("/webchat", StaticFiles(directory=WEBCHAT_DIR), name="webchat")

@@ -93,6 +93,57 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
 }
 
 
+class SiteAction(StrEnum):
+    """What a caller may do to one site, as the API lists it in `allowed_actions`."""
+
+    STOP = "stop"
+    START = "start"
+    DELETE = "delete"
+    ADMIN_LOGIN = "admin_login"
+    REVEAL_PASSWORD = "reveal_password"  # noqa: S105 (an action name, not a secret)
+    CHANGE_ENV = "change_env"
+
+
+@dataclass(frozen=True)
+class SiteActionRule:
+    """A site action's permission, the site states it is valid in (None: any), and whether
+    it claims the site (so it waits while another operation holds it)."""
+
+    action: Action
+    statuses: frozenset[str] | None
+    claims_site: bool
+
+
+_READY, _STOPPED = "ready", "stopped"
+SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
+    SiteAction.STOP: SiteActionRule(_A.CHANGE_SITES, frozenset({_READY}), claims_site=True),
+    SiteAction.START: SiteActionRule(_A.CHANGE_SITES, frozenset({_STOPPED}), claims_site=True),
+    SiteAction.DELETE: SiteActionRule(_A.CHANGE_SITES, None, claims_site=True),
+    SiteAction.ADMIN_LOGIN: SiteActionRule(_A.ADMIN_LOGIN, frozenset({_READY}), claims_site=False),
+    SiteAction.REVEAL_PASSWORD: SiteActionRule(
+        _A.REVEAL_PASSWORD, frozenset({_READY, _STOPPED}), claims_site=False
+    ),
+    # Env changes reach the sites that run (ready) or will run again (stopped).
+    SiteAction.CHANGE_ENV: SiteActionRule(
+        _A.WRITE_ENV, frozenset({_READY, _STOPPED}), claims_site=False
+    ),
+}
+
+
+class TenantAction(StrEnum):
+    """What a caller may do within a tenant, as the API lists it in the tenant's
+    `allowed_actions`."""
+
+    CREATE_SITE = "create_site"
+    CHANGE_ENV = "change_env"
+
+
+TENANT_ACTION_RULES: dict[TenantAction, Action] = {
+    TenantAction.CREATE_SITE: _A.CHANGE_SITES,
+    TenantAction.CHANGE_ENV: _A.WRITE_ENV,
+}
+
+
 class InvalidClaims(Exception):
     """A verified token whose claims do not describe a usable principal."""
 
@@ -188,6 +239,29 @@ def is_allowed(principal: Principal, action: Action, tenant_id: str | None = Non
     if tenant_id is None:
         return True  # listing: results are filtered to visible tenants
     return tenant_id in principal.tenants
+
+
+def site_actions(
+    principal: Principal, tenant_id: str, status: str, *, busy: bool
+) -> list[SiteAction]:
+    """What the principal may do now to a site of `tenant_id` that is in `status` (`busy`:
+    another operation holds it), in SiteAction order."""
+    return [
+        name
+        for name, rule in SITE_ACTION_RULES.items()
+        if is_allowed(principal, rule.action, tenant_id)
+        and (rule.statuses is None or status in rule.statuses)
+        and not (busy and rule.claims_site)
+    ]
+
+
+def tenant_actions(principal: Principal, tenant_id: str) -> list[TenantAction]:
+    """What the principal may do within `tenant_id`, in TenantAction order."""
+    return [
+        name
+        for name, action in TENANT_ACTION_RULES.items()
+        if is_allowed(principal, action, tenant_id)
+    ]
 
 
 def authorize(principal: Principal, action: Action, tenant_id: str | None = None) -> None:

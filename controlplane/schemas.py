@@ -62,6 +62,9 @@ class TenantRead(BaseModel):
     status: str
     created_at: datetime
     created_by: str
+    allowed_actions: list[str] = Field(
+        description="What this caller may do within the tenant: create_site, change_env"
+    )
 
 
 class SiteCreate(BaseModel):
@@ -131,6 +134,10 @@ class SiteRead(BaseModel):
     # Read from the site's WordPress by its wordpress step; None until then.
     wordpress_version: str | None = None
     cron: CronRunRead | None = None
+    allowed_actions: list[str] = Field(
+        description="What this caller may do to the site now (its role and the site's state): "
+        "stop, start, delete, admin_login, reveal_password, change_env"
+    )
 
 
 class SitePlan(BaseModel):

@@ -102,6 +102,7 @@ def _site_summary(site: dict[str, Any]) -> dict[str, Any]:
         "url": site["preview_url"],
         "domains": site["domains"],
         "pending_domains": site.get("pending_domains", []),
+        "allowed_actions": site["allowed_actions"],
     }
 
 

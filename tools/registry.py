@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -27,6 +27,8 @@ class ToolSpec:
     body: calls.ToolBody
     destructive: bool = False
     admin_only: bool = False
+    # The site's `allowed_actions` entry a destructive call needs (the confirm node checks it).
+    site_action: str | None = None
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-style function schema every chat model binds."""
@@ -46,7 +48,7 @@ BASE_TOOLS = (
              a.CreateSiteArgs, calls.create_site),
     ToolSpec("delete_site", "Delete a site, its database and files (a backup is taken first). "
              "The user is asked to confirm before anything happens.", a.DeleteSiteArgs,
-             calls.delete_site, destructive=True),
+             calls.delete_site, destructive=True, site_action="delete"),
     ToolSpec("query_logs", "Search a site's logs: HTTP requests, web-server and PHP errors. "
              "Filter by time window, severity, HTTP status and text.", a.QueryLogsArgs,
              calls.query_logs),
@@ -70,10 +72,7 @@ def toolset(admin: bool) -> dict[str, ToolSpec]:
     """The admin variant (every tool takes tenant_id) or the tenant-scoped one (none does)."""
     if not admin:
         return {spec.name: spec for spec in BASE_TOOLS}
-    specs = [
-        ToolSpec(s.name, s.description, a.admin_variant(s.args_model), s.body, s.destructive)
-        for s in BASE_TOOLS
-    ]
+    specs = [replace(s, args_model=a.admin_variant(s.args_model)) for s in BASE_TOOLS]
     return {spec.name: spec for spec in (*specs, *ADMIN_ONLY_TOOLS)}
 
 

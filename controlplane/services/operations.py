@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlplane.models import Operation, OperationEvent
@@ -43,3 +43,22 @@ def events_after(session: Session, *, operation_id: str, after_id: int) -> list[
             .order_by(OperationEvent.id)
         )
     )
+
+
+def latest_event_id(session: Session) -> int:
+    """The newest event id of any operation (0 when there is none)."""
+    return session.scalar(select(func.max(OperationEvent.id))) or 0
+
+
+def tenant_events_after(
+    session: Session, *, tenant_id: str, after_id: int
+) -> list[tuple[OperationEvent, Operation]]:
+    """Events of a tenant's operations with an id above `after_id`, oldest first, each with
+    its operation; the caller has checked access to the tenant."""
+    rows = session.execute(
+        select(OperationEvent, Operation)
+        .join(Operation, Operation.id == OperationEvent.operation_id)
+        .where(Operation.tenant_id == tenant_id, OperationEvent.id > after_id)
+        .order_by(OperationEvent.id)
+    )
+    return [(event, op) for event, op in rows]

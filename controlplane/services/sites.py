@@ -25,7 +25,7 @@ from controlplane.models import (
     SiteCronRun,
     new_id,
 )
-from controlplane.permissions import Action, NotVisible, Principal, authorize
+from controlplane.permissions import Action, NotVisible, Principal, authorize, site_actions
 from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
 
@@ -39,9 +39,12 @@ def wordpress_version(resources: dict[str, Any] | None) -> str | None:
     return version if isinstance(version, str) and VERSION.fullmatch(version) else None
 
 
-def to_read(site: Site) -> SiteRead:
-    """The API view of a site."""
+def to_read(site: Site, principal: Principal) -> SiteRead:
+    """The API view of a site, with what `principal` may do to it."""
     return SiteRead(
+        allowed_actions=site_actions(
+            principal, site.tenant_id, site.status, busy=site.current_operation_id is not None
+        ),
         wordpress_version=wordpress_version(site.resources),
         id=site.id,
         tenant_id=site.tenant_id,
@@ -103,6 +106,9 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
             pending_domains=domains.get((row.id, False), []),
             wordpress_version=wordpress_version(row.resources),
             cron=crons.get(row.id),
+            allowed_actions=site_actions(
+                principal, tenant_id, row.status, busy=row.current_operation_id is not None
+            ),
         )
         for row in rows
     ]

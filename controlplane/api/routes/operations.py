@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -21,6 +23,10 @@ from controlplane.services.tenants import get_visible_tenant
 router = APIRouter(tags=["operations"])
 POLL_SECONDS = 0.1
 MAX_EVENT_ID = 2**63 - 1  # BIGINT; a larger Last-Event-ID overflowed the query (a 500 mid-stream)
+TENANT_POLL_SECONDS = 0.5  # a dashboard keeps this stream open for as long as it is shown
+# Event ids are taken at insert and become visible at commit, so an operation committing a
+# moment after another can land below the cursor: the tenant stream looks back this long.
+LATE_COMMIT_SECONDS = 5.0
 
 
 @router.get("/v1/operations/{operation_id}", response_model=OperationRead)
@@ -81,6 +87,72 @@ def operation_events(
             await asyncio.sleep(POLL_SECONDS)
 
     return EventSourceResponse(stream(), ping=15)
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/operations/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+def tenant_operation_events(
+    tenant_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """Every event of the tenant's operations from now on (each names its operation, kind and
+    site), until the client leaves; resumable with Last-Event-ID."""
+    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    # Fixed before the response starts: a client that reads the sites once the stream is
+    # open misses nothing in between.
+    start_after = (
+        _resume_after(last_event_id) if last_event_id else service.latest_event_id(session)
+    )
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        cursor = start_after
+        marks: deque[tuple[float, int]] = deque([(time.monotonic(), cursor)])
+        sent: set[int] = set()
+        while True:
+            now = time.monotonic()
+            while len(marks) > 1 and marks[1][0] <= now - LATE_COMMIT_SECONDS:
+                marks.popleft()
+            low = marks[0][1]
+            events = await asyncio.to_thread(_poll_tenant, platform, tenant_id, low)
+            for event in events:
+                event_id = int(str(event.pop("id_int")))
+                if event_id in sent:
+                    continue
+                sent.add(event_id)
+                cursor = max(cursor, event_id)
+                yield {"id": str(cursor), "event": str(event["type"]), "data": json.dumps(event)}
+            marks.append((now, cursor))
+            sent = {i for i in sent if i > marks[0][1]}
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(TENANT_POLL_SECONDS)
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+def _poll_tenant(platform: PlatformDep, tenant_id: str, after: int) -> list[dict[str, object]]:
+    with platform.sessions() as session:
+        return [
+            {
+                "id_int": e.id,
+                "operation_id": op.id,
+                "kind": op.kind,
+                "site": op.site_name,
+                "status": op.status,
+                "type": e.type,
+                "step": e.step,
+                "message": e.message,
+                "at": e.at.isoformat(),
+            }
+            for e, op in service.tenant_events_after(session, tenant_id=tenant_id, after_id=after)
+        ]
 
 
 def _resume_after(last_event_id: str | None) -> int:

@@ -12,7 +12,7 @@ from controlplane.engine.catalogue import CATALOGUE
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Operation, Site
-from controlplane.permissions import Action
+from controlplane.permissions import Action, Principal
 from controlplane.platform import Platform
 from controlplane.schemas import (
     AdminCredentials,
@@ -43,10 +43,12 @@ class NoCredentials:
         return None
 
 
-def _started(platform: Platform, site: Site, op: Operation) -> SiteAccepted:
+def _started(platform: Platform, site: Site, op: Operation, principal: Principal) -> SiteAccepted:
     """Hand the operation to the engine; answer with the site and the operation."""
     platform.engine.submit(op.id)
-    return SiteAccepted(site=service.to_read(site), operation=operations_service.to_read(op))
+    return SiteAccepted(
+        site=service.to_read(site, principal), operation=operations_service.to_read(op)
+    )
 
 
 @router.post(
@@ -97,7 +99,7 @@ def create_site(
         platform_domain=platform.settings.platform_domain,
     )
     platform.engine.announce(site.id)
-    return _started(platform, site, op)
+    return _started(platform, site, op, principal)
 
 
 @router.get("", response_model=list[SiteRead])
@@ -111,9 +113,8 @@ def get_site(
     tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal
 ) -> SiteRead:
     """One site."""
-    return service.to_read(
-        service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)
-    )
+    record = service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)
+    return service.to_read(record, principal)
 
 
 @router.delete("/{site}", status_code=202, response_model=SiteAccepted)
@@ -126,7 +127,7 @@ def delete_site(
 ) -> SiteAccepted:
     """Start deleting a site (a backup is taken first)."""
     record, op = service.delete_site(session, principal=principal, tenant_id=tenant_id, name=site)
-    return _started(platform, record, op)
+    return _started(platform, record, op, principal)
 
 
 @router.post("/{site}/stop", status_code=202, response_model=SiteAccepted)
@@ -141,7 +142,7 @@ def stop_site(
     record, op = service.set_serving(
         session, principal=principal, tenant_id=tenant_id, name=site, serving=False
     )
-    return _started(platform, record, op)
+    return _started(platform, record, op, principal)
 
 
 @router.post("/{site}/start", status_code=202, response_model=SiteAccepted)
@@ -156,7 +157,7 @@ def start_site(
     record, op = service.set_serving(
         session, principal=principal, tenant_id=tenant_id, name=site, serving=True
     )
-    return _started(platform, record, op)
+    return _started(platform, record, op, principal)
 
 
 @router.get("/{site}/operations", response_model=list[OperationRead])

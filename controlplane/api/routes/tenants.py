@@ -5,11 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from controlplane.api.deps import CurrentPrincipal, SessionDep
-from controlplane.permissions import Action
+from controlplane.models import Tenant
+from controlplane.permissions import Action, Principal, tenant_actions
 from controlplane.schemas import TenantCreate, TenantRead
 from controlplane.services import tenants as service
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+
+
+def _read(tenant: Tenant, principal: Principal) -> TenantRead:
+    """The API view of a tenant, with what `principal` may do in it."""
+    fields = {k: getattr(tenant, k) for k in ("id", "name", "status", "created_at", "created_by")}
+    return TenantRead.model_validate(
+        {**fields, "allowed_actions": tenant_actions(principal, tenant.id)}
+    )
 
 
 @router.post("", status_code=201, response_model=TenantRead)
@@ -18,15 +27,13 @@ def create_tenant(
 ) -> TenantRead:
     """Create a tenant (admins)."""
     tenant = service.create_tenant(session, principal=principal, data=data)
-    return TenantRead.model_validate(tenant)
+    return _read(tenant, principal)
 
 
 @router.get("", response_model=list[TenantRead])
 def list_tenants(session: SessionDep, principal: CurrentPrincipal) -> list[TenantRead]:
     """Tenants visible to the caller."""
-    return [
-        TenantRead.model_validate(t) for t in service.list_tenants(session, principal=principal)
-    ]
+    return [_read(t, principal) for t in service.list_tenants(session, principal=principal)]
 
 
 @router.get("/{tenant_id}", response_model=TenantRead)
@@ -35,7 +42,7 @@ def get_tenant(tenant_id: str, session: SessionDep, principal: CurrentPrincipal)
     tenant = service.get_visible_tenant(
         session, principal=principal, tenant_id=tenant_id, action=Action.READ_TENANT
     )
-    return TenantRead.model_validate(tenant)
+    return _read(tenant, principal)
 
 
 @router.delete("/{tenant_id}", status_code=204)

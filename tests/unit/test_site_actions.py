@@ -1,0 +1,86 @@
+"""`allowed_actions`: what a caller may do to a site now, from the one permission module, over
+every role x own/other tenant x site status, and as the API serves it."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controlplane.permissions import Principal, Role, site_actions, tenant_actions
+from tests.conftest import AuthHeaders, wait_for_operation
+
+# Written out independently of SITE_ACTION_RULES: what a role that may change the tenant's
+# sites (admin anywhere; operator and tenant on their own tenant) may do, per site status,
+# when no other operation holds the site.
+FULL_RIGHTS = {
+    "provisioning": ["delete"],
+    "ready": ["stop", "delete", "admin_login", "reveal_password", "change_env"],
+    "stopped": ["start", "delete", "reveal_password", "change_env"],
+    "deleting": ["delete"],
+    "error": ["delete"],
+}
+# While another operation holds the site, nothing that claims it is offered.
+CLAIMS_SITE = {"stop", "start", "delete"}
+ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
+
+
+def principal(role: Role) -> Principal:
+    tenants = frozenset() if role is Role.ADMIN else frozenset({"acme"})
+    return Principal(sub=f"{role}-user", role=role, tenants=tenants)
+
+
+def expected(role: Role, relation: str, status: str, busy: bool) -> list[str]:
+    may_change = role is Role.ADMIN or (role is not Role.VIEWER and relation == "own")
+    if not may_change:
+        return []
+    return [a for a in FULL_RIGHTS[status] if not (busy and a in CLAIMS_SITE)]
+
+
+@pytest.mark.parametrize("busy", [False, True])
+@pytest.mark.parametrize("status", list(FULL_RIGHTS))
+@pytest.mark.parametrize("relation", ["own", "other"])
+@pytest.mark.parametrize("role", ROLES)
+def test_site_actions(role: Role, relation: str, status: str, busy: bool) -> None:
+    tenant = "acme" if relation == "own" else "other"
+    actions = site_actions(principal(role), tenant, status, busy=busy)
+    assert actions == expected(role, relation, status, busy)
+
+
+@pytest.mark.parametrize("relation", ["own", "other"])
+@pytest.mark.parametrize("role", ROLES)
+def test_tenant_actions(role: Role, relation: str) -> None:
+    tenant = "acme" if relation == "own" else "other"
+    may_change = role is Role.ADMIN or (role is not Role.VIEWER and relation == "own")
+    expected = ["create_site", "change_env"] if may_change else []
+    assert tenant_actions(principal(role), tenant) == expected
+
+
+def test_the_api_lists_what_the_caller_may_do_and_refuses_the_rest(
+    client: TestClient, auth: AuthHeaders
+) -> None:
+    admin = auth("admin")
+    assert client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin).is_success
+    alice, vera = auth("tenant", "acme"), auth("viewer", "acme")
+    tenant = client.get("/v1/tenants/acme", headers=alice).json()
+    assert tenant["allowed_actions"] == ["create_site", "change_env"]
+    assert client.get("/v1/tenants", headers=vera).json()[0]["allowed_actions"] == []
+    created = client.post("/v1/tenants/acme/sites", headers=alice,
+                          json={"name": "crumbs", "admin_email": "a@acme.example"})  # fmt: skip
+    assert created.status_code == 202, created.text
+    assert created.json()["site"]["allowed_actions"] == []  # the create holds the site
+    wait_for_operation(client, created.json()["operation"]["id"], admin)
+
+    site = client.get("/v1/tenants/acme/sites/crumbs", headers=alice).json()
+    assert site["allowed_actions"] == FULL_RIGHTS["ready"]
+    listed = client.get("/v1/tenants/acme/sites", headers=alice).json()
+    assert [s["allowed_actions"] for s in listed] == [FULL_RIGHTS["ready"]]
+    assert client.get("/v1/tenants/acme/sites/crumbs", headers=vera).json()["allowed_actions"] == []
+    assert client.get("/v1/tenants/acme/sites", headers=vera).json()[0]["allowed_actions"] == []
+    assert client.post("/v1/tenants/acme/sites/crumbs/stop", headers=vera).status_code == 403
+
+    stopped = client.post("/v1/tenants/acme/sites/crumbs/stop", headers=alice)
+    assert stopped.status_code == 202
+    wait_for_operation(client, stopped.json()["operation"]["id"], admin)
+    site = client.get("/v1/tenants/acme/sites/crumbs", headers=alice).json()
+    assert site["status"] == "stopped"
+    assert site["allowed_actions"] == FULL_RIGHTS["stopped"]
