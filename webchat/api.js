@@ -26,10 +26,13 @@ export function claims(token = getToken()) {
   }
 }
 
+// A refused call: its status, the problem's detail, and for a 422 the problem's `errors`
+// ([{field: "body.name", message}]) so that a form can show each next to its field.
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, problem = {}) {
     super(detail);
     this.status = status;
+    this.errors = Array.isArray(problem.errors) ? problem.errors : [];
   }
 }
 
@@ -50,7 +53,7 @@ export class Api {
     });
     if (response.status === 204) return null;
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new ApiError(response.status, data.detail || response.statusText);
+    if (!response.ok) throw new ApiError(response.status, data.detail || response.statusText, data);
     return data;
   }
 

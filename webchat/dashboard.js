@@ -1,70 +1,23 @@
-// The dashboard: sites and their deployment history, costs per day, recent errors, the
-// tenant's env vars and secrets, and for admins every tenant and the users' roles.
+// The dashboard: sites with their actions, live status and deployment history (sites.js),
+// costs per day, recent errors, the tenant's env vars and secrets, and for admins every
+// tenant and the users' roles.
 
-import { Api, getToken, openWpAdmin, signOut } from "./api.js";
+import { Api, getToken, signOut } from "./api.js";
 import { barChart, formatMoney } from "./chart.js";
 import { h } from "./dom.js";
+import { SitesPanel } from "./sites.js";
 
 const api = new Api();
 const state = { me: null, tenant: null, tab: "sites" };
 
 const body = (id) => document.querySelector(`#${id} .body`);
 const showError = (e) => { document.getElementById("error").textContent = e ? `${e.message}` : ""; };
-const badge = (status) => h("span", { class: `badge ${status}` }, status);
+const announce = (text) => { document.getElementById("live").textContent = text; };
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const tenantPath = () => `/v1/tenants/${encodeURIComponent(state.tenant)}`;
-
-async function sites() {
-  const list = await api.cp("GET", `${tenantPath()}/sites`);
-  if (!list.length) return body("sites").replaceChildren(h("p", { class: "muted" }, "No sites yet: ask the chat to create one."));
-  const rows = list.map((site) => {
-    const history = h("td", {}, h("button", { type: "button", onclick: async (e) => {
-      e.target.disabled = true;
-      const ops = await api.cp("GET", `${tenantPath()}/sites/${encodeURIComponent(site.name)}/operations`);
-      history.replaceChildren(h("ol", { class: "history", "aria-label": `Deployment history of ${site.name}` },
-        ...ops.map((op) => h("li", {}, `${op.kind} `, badge(op.status), ` ${when(op.created_at)} by ${op.requested_by}`,
-          h("div", { class: "muted" }, op.steps.map((s) => `${s.name}: ${s.status}`).join(" · ")),
-          op.error ? h("div", { class: "error" }, op.error) : null))));
-    } }, "History"));
-    const url = site.preview_url ? h("a", { href: site.preview_url, target: "_blank", rel: "noopener" }, site.preview_url) : "";
-    const wpAdmin = h("button", { type: "button", disabled: site.status !== "ready", "aria-label": `Open wp-admin of ${site.name}`, onclick: async (e) => {
-      e.target.disabled = true;
-      try {
-        await openWpAdmin(api, site.tenant_id, site.name);
-        showError(null);
-      } catch (error) {
-        showError(error);
-      } finally {
-        e.target.disabled = false;
-      }
-    } }, "Open wp-admin");
-    const cron = site.cron
-      ? h("div", { class: "muted", title: site.cron.detail }, `cron ${site.cron.status} ${when(site.cron.last_run_at)}`)
-      : null;
-    return h("tr", {}, h("td", {}, h("strong", {}, site.name), h("div", { class: "muted" }, site.title)),
-      h("td", {}, badge(site.status), cron), h("td", {}, url), domainsCell(site),
-      h("td", {}, site.wordpress_version || "—"), h("td", {}, wpAdmin), history);
-  });
-  body("sites").replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, ...["Site", "Status", "Preview URL", "Domains", "WordPress", "wp-admin", "Deployments"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...rows)));
-}
-
-// Verified domains are served; a pending one waits for its TXT record, which the button shows.
-function domainsCell(site) {
-  const pending = site.pending_domains || [];
-  const cell = h("td", {}, site.domains.join(", ") || (pending.length ? "" : "—"));
-  if (!pending.length) return cell;
-  const records = h("div", {});
-  const show = h("button", { type: "button", onclick: async () => {
-    show.disabled = true;
-    const claims = await api.cp("GET", `${tenantPath()}/sites/${encodeURIComponent(site.name)}/domains`);
-    records.replaceChildren(h("ul", { class: "domains", "aria-label": `Pending domains of ${site.name}` },
-      ...claims.filter((c) => c.status !== "verified").map((c) => h("li", {}, h("strong", {}, c.domain), " ", badge(c.status),
-        h("div", { class: "muted" }, `Create TXT ${c.verification.name} = "${c.verification.value}", then verify`),
-        c.last_error ? h("div", { class: "error" }, c.last_error) : null))));
-  } }, `${pending.length} pending: how to verify`);
-  cell.append(h("div", {}, ...pending.map((d) => h("span", { class: "muted" }, `${d} `)), show), records);
-  return cell;
-}
+const leave = () => { signOut(); location.href = "/signin"; };
+const panel = new SitesPanel(api, { container: body("sites"), announce, showError, onUnauthorized: leave });
+const sites = () => panel.show(state.tenant);
 
 async function costs() {
   const report = await api.cp("GET", `${tenantPath()}/billing?group_by=day`);
@@ -154,19 +107,30 @@ async function users() {
 
 const LOADERS = { sites, costs, errors, settings, overview, users };
 
+// One load per tab and tenant at a time: a second visit while the first still loads waits
+// for it, so a late first answer cannot redraw a form the user has started to fill.
+const loading = new Map();
+function load(tab) {
+  const key = `${tab} ${state.tenant}`;
+  if (!loading.has(key)) {
+    if (tab !== "sites" || panel.tenant !== state.tenant) body(tab).replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    loading.set(key, LOADERS[tab]().finally(() => loading.delete(key)));
+  }
+  return loading.get(key);
+}
+
 async function show(tab) {
   state.tab = tab;
   for (const button of document.querySelectorAll("[role=tab]")) {
     button.setAttribute("aria-selected", String(button.dataset.tab === tab));
     button.tabIndex = button.dataset.tab === tab ? 0 : -1; // one tab stop for the tab list
   }
-  for (const panel of document.querySelectorAll("[role=tabpanel]")) panel.hidden = panel.id !== tab;
-  body(tab).replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  for (const section of document.querySelectorAll("[role=tabpanel]")) section.hidden = section.id !== tab;
   try {
-    await LOADERS[tab]();
+    await load(tab);
     showError(null);
   } catch (error) {
-    if (error.status === 401) { signOut(); location.href = "/signin"; return; }
+    if (error.status === 401) { leave(); return; }
     showError(error);
   }
 }
