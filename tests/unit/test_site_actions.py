@@ -3,10 +3,13 @@ every role x own/other tenant x site status, and as the API serves it."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 
 from controlplane.permissions import Principal, Role, site_actions, tenant_actions
+from controlplane.providers.memory import MemoryProvider
 from tests.conftest import AuthHeaders, wait_for_operation
 
 # Written out independently of SITE_ACTION_RULES: what a role that may change the tenant's
@@ -56,7 +59,7 @@ def test_tenant_actions(role: Role, relation: str) -> None:
 
 
 def test_the_api_lists_what_the_caller_may_do_and_refuses_the_rest(
-    client: TestClient, auth: AuthHeaders
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
     admin = auth("admin")
     assert client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin).is_success
@@ -64,10 +67,17 @@ def test_the_api_lists_what_the_caller_may_do_and_refuses_the_rest(
     tenant = client.get("/v1/tenants/acme", headers=alice).json()
     assert tenant["allowed_actions"] == ["create_site", "change_env"]
     assert client.get("/v1/tenants", headers=vera).json()[0]["allowed_actions"] == []
+    memory_provider.gates["ensure:wordpress"] = building = threading.Event()
     created = client.post("/v1/tenants/acme/sites", headers=alice,
                           json={"name": "crumbs", "admin_email": "a@acme.example"})  # fmt: skip
     assert created.status_code == 202, created.text
-    assert created.json()["site"]["allowed_actions"] == []  # the create holds the site
+    # The create holds the site: even delete waits (and provisioning allows nothing else).
+    assert created.json()["site"]["allowed_actions"] == []
+    assert (
+        client.get("/v1/tenants/acme/sites/crumbs", headers=alice).json()["allowed_actions"] == []
+    )
+    assert client.get("/v1/tenants/acme/sites", headers=alice).json()[0]["allowed_actions"] == []
+    building.set()
     wait_for_operation(client, created.json()["operation"]["id"], admin)
 
     site = client.get("/v1/tenants/acme/sites/crumbs", headers=alice).json()
