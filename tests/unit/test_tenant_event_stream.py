@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from chatbot.service import create_app as create_chat_app
 from controlplane.auth import LocalTokenIssuer
+from controlplane.models import OperationEvent
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 from tests.agent_fixtures import make_site
@@ -103,3 +105,32 @@ def test_the_chat_proxy_passes_the_stream_through_as_it_comes(
         assert created.status_code == 202, created.text
         seen = _events_until(stream.iter_lines(), "operation_succeeded", "live")
     assert seen[0][1]["type"] == "operation_started"
+
+
+def test_an_event_committed_late_below_the_cursor_still_arrives(
+    live_api: str, live_app: FastAPI, admin_api: httpx.Client, issuer: LocalTokenIssuer
+) -> None:
+    alice = {"Authorization": f"Bearer {issuer.issue('alice', Role.TENANT, ['acme'])}"}
+    platform = live_app.state.platform
+    with (
+        httpx.Client(base_url=live_api, headers=alice, timeout=20) as api,
+        api.stream("GET", "/v1/tenants/acme/operations/events") as stream,
+    ):
+        lines = stream.iter_lines()
+        created = api.post("/v1/tenants/acme/sites", json={"name": "crumbs",
+                                                           "admin_email": "a@acme.example"})  # fmt: skip
+        op_id = created.json()["operation"]["id"]
+        cursor = int(_events_until(lines, "operation_succeeded", "crumbs")[-1][0])
+
+        def commit(event_id: int, message: str) -> None:
+            with platform.sessions() as session:
+                session.add(OperationEvent(id=event_id, operation_id=op_id, type="note",
+                                           message=message))  # fmt: skip
+                session.commit()
+
+        # Two writers: the one that took the higher id commits first, the other a poll later.
+        commit(cursor + 2, "first to commit")
+        assert _events_until(lines, "note", "crumbs")[-1][1]["message"] == "first to commit"
+        commit(cursor + 1, "committed late")
+        commit(cursor + 3, "next")  # without the look-back, the stream skips to this one
+        assert _events_until(lines, "note", "crumbs")[-1][1]["message"] == "committed late"
