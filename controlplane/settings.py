@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     site_cpu: str = "1"
     site_memory: str = "512Mi"
     site_max_instances: int = 3
+    # Requests per instance = Apache prefork workers; each worker may use PHP's memory limit,
+    # so concurrency x site_php_memory_limit + 128 MiB (Apache, opcache) must fit site_memory.
+    site_concurrency: int = Field(default=4, ge=1, le=80)
+    site_php_memory_limit: str = Field(default="96M", pattern=r"^[1-9][0-9]*M$")
+    # How the world reaches sites: a global external HTTPS load balancer with Certificate
+    # Manager and Cloud CDN (terraform/frontdoor.tf), or Cloud Run domain mappings (Preview,
+    # a few regions, the caller must be a verified owner of every domain: small setups only).
+    front_door: Literal["load_balancer", "domain_mappings"] = "load_balancer"
+    front_door_url_map: str = "aipress-sites"  # made by terraform/frontdoor.tf
+    front_door_certificate_map: str = "aipress-sites"
+    front_door_ipv4: str | None = None  # the load balancer's addresses (Terraform outputs)
+    front_door_ipv6: str | None = None
     backups_bucket: str | None = None  # gcp: where database dumps and uploads are copied
 
     # Billing: the export's warehouse, the aggregation window, the in-process schedule.

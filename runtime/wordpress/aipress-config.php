@@ -9,8 +9,16 @@ if (getenv('WORDPRESS_SITE_URL')) {
     define('WP_HOME', getenv('WORDPRESS_SITE_URL'));
     define('WP_SITEURL', getenv('WORDPRESS_SITE_URL'));
 }
-// No code edits from the admin screens: code comes with the image.
+// No code edits or installs from the admin screens: code comes with the image (a plugin
+// installed from wp-admin would land on one instance's in-memory disk and vanish).
 define('DISALLOW_FILE_EDIT', true);
+define('DISALLOW_FILE_MODS', true);
+// WordPress raises its own limit for wp-admin; it must not pass PHP's, which the workers'
+// count was sized against.
+if (getenv('PHP_MEMORY_LIMIT')) {
+    define('WP_MEMORY_LIMIT', getenv('PHP_MEMORY_LIMIT'));
+    define('WP_MAX_MEMORY_LIMIT', getenv('PHP_MEMORY_LIMIT'));
+}
 define('AUTOMATIC_UPDATER_DISABLED', true);
 define('WP_POST_REVISIONS', 20);
 // The theme a new site starts with (AIPRESS_DEFAULT_THEME, passed as WORDPRESS_THEME).

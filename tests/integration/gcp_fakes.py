@@ -51,16 +51,40 @@ class Fake:
                                        methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])  # fmt: skip
 
 
+RESERVED_Z = re.compile(r".*z$")  # Cloud Run's front end keeps some paths ending in "z"
+DRS_REFUSAL = (
+    "One or more users named in the policy do not belong to a permitted customer, "
+    "perhaps due to an organization policy."
+)
+
+
 class FakeCloudRun(Fake):
-    """Cloud Run Admin API v2 services: create/get/update/delete (long-running operations,
-    returned done) and IAM; also serves each service's /healthz, as the deployed site would."""
+    """Cloud Run Admin API v2 services and jobs (long-running operations, returned done), IAM
+    under a Domain Restricted Sharing organization policy, the v1 domain mappings, and each
+    service's front end and container as Google documents them:
+
+    - the front end answers reserved paths (ending in "z", /_ah/, /eventlog) itself, with a
+      404 that never reaches the container, and turns away everything when ingress is
+      internal only;
+    - the startup probe passes on any 2xx or 3xx; a service is checked by it when created,
+      and one that passed while WordPress was not installed is recorded;
+    - the container is the tenant image: WordPress answers every page with a 302 to
+      install.php until installed, and only the install job (command `aipress-install`)
+      installs it;
+    - a GCS volume needs the second-generation environment, and is root-owned unless
+      mounted with uid=33,gid=33 (www-data).
+    """
 
     def __init__(self, tenant_image: str) -> None:
         super().__init__()
         self.tenant_image = tenant_image
         self.services: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
         self.policies: dict[str, dict[str, Any]] = {}
+        self.installed: set[str] = set()  # site keys ("s-<key>" / "i-<key>") with WordPress
+        self.served_before_install: list[str] = []  # services whose probe passed uninstalled
         self.fail_create = False
+        self.fail_install: str | None = None  # the install's error, when it is to fail
         self.base_url = ""
         services = r"/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/services"
         self.on("POST", services, self.create)
@@ -70,18 +94,48 @@ class FakeCloudRun(Fake):
         self.on("GET", services + r"/(?P<id>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", services + r"/(?P<id>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", services + r"/(?P<id>[^/:]+):setIamPolicy", self.set_policy)
-        self.on("GET", r"/sites/(?P<id>[^/]+)/healthz", self.health)
-        self.on("GET", r"/sites/(?P<id>[^/]+)/", self.homepage)
+        jobs = r"/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/jobs"
+        self.on("POST", jobs, self.create_job)
+        self.on("GET", jobs + r"/(?P<id>[^/:]+)", self.get_job)
+        self.on("PATCH", jobs + r"/(?P<id>[^/:]+)", self.update_job)
+        self.on("DELETE", jobs + r"/(?P<id>[^/:]+)", self.delete_job)
+        self.on("POST", jobs + r"/(?P<id>[^/:]+):run", self.run_job)
+        self.on("GET", r"/sites/(?P<id>[^/]+)(?P<path>/.*)", self.front_end)
         self.empty_homepages: set[str] = set()  # sites whose WordPress has no theme
         self.mappings: dict[str, dict[str, Any]] = {}
+        self.failing_mappings: dict[str, str] = {}  # host -> the condition's message
         mappings = r"/apis/domains.cloudrun.com/v1/namespaces/(?P<p>[^/]+)/domainmappings"
         self.on("POST", mappings, self.map_domain)
         self.on("DELETE", mappings + r"/(?P<host>[^/]+)", self.unmap_domain)
         self.on("GET", mappings + r"/(?P<host>[^/]+)", self.get_mapping)
 
+    @staticmethod
+    def key(resource_id: str) -> str:
+        """The site key shared by a service "s-<key>" and its install job "i-<key>"."""
+        return resource_id.split("-", 1)[1]
+
     def get_mapping(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         mapping = self.mappings.get(m["host"])
-        return JSONResponse(mapping) if mapping else error(404, "NOT_FOUND", m["host"])
+        if not mapping:
+            return error(404, "NOT_FOUND", m["host"])
+        host = m["host"]
+        failure = self.failing_mappings.get(host)
+        ready = {"type": "Ready", "status": "False" if failure else "True"}
+        if failure:
+            ready.update(reason="PermissionDenied", message=failure)
+        # Apex names get A/AAAA records, subdomains a CNAME (status.resourceRecords).
+        apex = host.count(".") == 1
+        records = (
+            [
+                {"type": "A", "rrdata": "216.239.32.21"},
+                {"type": "AAAA", "rrdata": "2001:4860:4802:32::15"},
+            ]
+            if apex
+            else [{"type": "CNAME", "rrdata": "ghs.googlehosted.com."}]
+        )
+        return JSONResponse(
+            {**mapping, "status": {"conditions": [ready], "resourceRecords": records}}
+        )
 
     def map_domain(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         assert body["kind"] == "DomainMapping" and body["spec"]["certificateMode"] == "AUTOMATIC"
@@ -97,10 +151,8 @@ class FakeCloudRun(Fake):
             return error(404, "NOT_FOUND", m["host"])
         return JSONResponse({"status": "Success"})
 
-    def check(self, service: dict[str, Any]) -> None:
-        """What every site's service must look like."""
-        template = service["template"]
-        container = template["containers"][0]
+    def check_container(self, container: dict[str, Any], volumes: dict[str, Any]) -> None:
+        """What the tenant image's container must look like, in a service or a job."""
         assert container["image"] == self.tenant_image
         env = {e["name"]: e for e in container["env"]}
         for name in ("WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD",
@@ -108,27 +160,62 @@ class FakeCloudRun(Fake):
             assert "value" not in env[name], f"{name} must be a secret reference"
             assert env[name]["valueSource"]["secretKeyRef"]["version"] == "latest"
         assert env["WORDPRESS_DB_HOST"]["value"].startswith("localhost:/cloudsql/")
-        volumes = {v["name"]: v for v in template["volumes"]}
         assert volumes["cloudsql"]["cloudSqlInstance"]["instances"]
         assert volumes["uploads"]["gcs"]["bucket"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts == {"cloudsql": "/cloudsql", "uploads": "/var/www/html/wp-content/uploads"}
+
+    @staticmethod
+    def gen1_refusal(template: dict[str, Any]) -> Response | None:
+        """GCS volumes exist only in the second-generation execution environment."""
+        gcs = any("gcs" in v for v in template.get("volumes", []))
+        # The client sends enums as numbers ($alt=json;enum-encoding=int): GEN2 is 2.
+        if gcs and template.get("executionEnvironment") not in (2, "EXECUTION_ENVIRONMENT_GEN2"):
+            return error(400, "INVALID_ARGUMENT", "Cloud Storage volumes are only supported in "
+                         "the second generation execution environment.")  # fmt: skip
+        return None
+
+    def check(self, service: dict[str, Any]) -> Response | None:
+        """What every site's service must look like (or the API's refusal)."""
+        template = service["template"]
+        container = template["containers"][0]
+        self.check_container(container, {v["name"]: v for v in template["volumes"]})
         assert template["scaling"].get("minInstanceCount", 0) == 0
         assert template["scaling"]["maxInstanceCount"] >= 1
         assert container["resources"]["startupCpuBoost"] is True
+        assert "command" not in container  # the image's entrypoint serves
         for labels in (service["labels"], template["labels"]):
             assert {"aipress-tenant-id", "aipress-site"} <= set(labels)
+        return self.gen1_refusal(template)
 
-    def _operation(self, service: dict[str, Any]) -> JSONResponse:
+    def _operation(self, resource: dict[str, Any], kind: str = "Service") -> JSONResponse:
         return JSONResponse({
-            "name": f"{service['name'].rsplit('/services/', 1)[0]}/operations/op-{len(self.requests)}",
+            "name": f"{resource['name'].rsplit('/', 2)[0]}/operations/op-{len(self.requests)}",
             "done": True,
-            "response": {"@type": "type.googleapis.com/google.cloud.run.v2.Service", **service},
+            "response": {"@type": f"type.googleapis.com/google.cloud.run.v2.{kind}", **resource},
         })  # fmt: skip
+
+    def container_answer(self, service_id: str, path: str) -> int:
+        """The status the tenant image's Apache answers `path` with."""
+        installed = self.key(service_id) in self.installed
+        if path == "/aipress-probe":  # aliased to the probe script
+            return 200 if installed else 503
+        return 200 if installed else 302  # WordPress's index.php: to install.php until installed
+
+    def startup_probe(self, service_id: str, service: dict[str, Any]) -> None:
+        """Cloud Run probes a new revision's container directly (no front end): 2xx and 3xx
+        pass, so a revision that passes while WordPress is not installed starts serving."""
+        probe = service["template"]["containers"][0].get("startupProbe", {})
+        path = probe.get("httpGet", {}).get("path")
+        status = self.container_answer(service_id, path) if path else 200
+        if status < 400 and self.key(service_id) not in self.installed:
+            self.served_before_install.append(service_id)
 
     def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         service_id = request.query_params["serviceId"]
-        self.check(body)
+        refused = self.check(body)
+        if refused is not None:
+            return refused
         if self.fail_create:
             return error(400, "FAILED_PRECONDITION", "injected: revision failed to start")
         name = f"{m['parent']}/services/{service_id}"
@@ -136,6 +223,7 @@ class FakeCloudRun(Fake):
             return error(409, "ALREADY_EXISTS", f"{name} exists")
         service = {**body, "name": name, "uri": f"{self.base_url}/sites/{service_id}"}
         self.services[name] = service
+        self.startup_probe(service_id, service)
         return self._operation(service)
 
     def get(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
@@ -148,8 +236,14 @@ class FakeCloudRun(Fake):
         name = f"{m['parent']}/services/{m['id']}"
         if name not in self.services:
             return error(404, "NOT_FOUND", f"{name} not found")
-        self.check(body)
-        self.services[name] = {**self.services[name], **body, "name": name}
+        refused = self.check(body)
+        if refused is not None:
+            return refused
+        old = self.services[name]
+        # A service-level change (ingress, invoker check) makes no revision; a template does.
+        self.services[name] = {**old, **body, "name": name, "uri": old["uri"]}
+        if body["template"] != old["template"]:
+            self.startup_probe(m["id"], self.services[name])
         return self._operation(self.services[name])
 
     def delete(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
@@ -166,20 +260,91 @@ class FakeCloudRun(Fake):
         )
 
     def set_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        members = [x for b in body["policy"].get("bindings", []) for x in b.get("members", [])]
+        if "allUsers" in members or "allAuthenticatedUsers" in members:
+            # Domain Restricted Sharing (iam.allowedPolicyMemberDomains), on by default in new
+            # organisations, refuses public principals in any IAM policy.
+            return error(400, "FAILED_PRECONDITION", DRS_REFUSAL)
         self.policies[f"{m['parent']}/services/{m['id']}"] = body["policy"]
         return JSONResponse(body["policy"])
 
-    def health(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        known = any(name.endswith(f"/services/{m['id']}") for name in self.services)
-        return Response("ok" if known else "gone", status_code=200 if known else 404)
+    def check_job(self, job: dict[str, Any]) -> Response | None:
+        task = job["template"]["template"]
+        container = task["containers"][0]
+        self.check_container(container, {v["name"]: v for v in task["volumes"]})
+        assert container["command"] == ["aipress-install"]
+        assert job["template"].get("taskCount", 1) == 1
+        assert "ports" not in container and "startupProbe" not in container
+        assert {"aipress-tenant-id", "aipress-site"} <= set(job["labels"])
+        return self.gen1_refusal(task)
 
-    def homepage(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        """The homepage the tenant image's WordPress renders from the service's env."""
-        service = next(
-            (s for n, s in self.services.items() if n.endswith(f"/services/{m['id']}")), None
+    def create_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"{m['parent']}/jobs/{request.query_params['jobId']}"
+        refused = self.check_job(body)
+        if refused is not None:
+            return refused
+        if name in self.jobs:
+            return error(409, "ALREADY_EXISTS", f"{name} exists")
+        self.jobs[name] = {**body, "name": name}
+        return self._operation(self.jobs[name], "Job")
+
+    def get_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"{m['parent']}/jobs/{m['id']}"
+        job = self.jobs.get(name)
+        return JSONResponse(job) if job else error(404, "NOT_FOUND", f"{name} not found")
+
+    def update_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"{m['parent']}/jobs/{m['id']}"
+        if name not in self.jobs:
+            return error(404, "NOT_FOUND", f"{name} not found")
+        refused = self.check_job(body)
+        if refused is not None:
+            return refused
+        self.jobs[name] = {**body, "name": name}
+        return self._operation(self.jobs[name], "Job")
+
+    def delete_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        name = f"{m['parent']}/jobs/{m['id']}"
+        job = self.jobs.pop(name, None)
+        return self._operation(job, "Job") if job else error(404, "NOT_FOUND", f"{name} not found")
+
+    def run_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        """One execution of the install job, finished: it installs WordPress, or fails."""
+        name = f"{m['parent']}/jobs/{m['id']}"
+        if name not in self.jobs:
+            return error(404, "NOT_FOUND", f"{name} not found")
+        execution: dict[str, Any] = {
+            "name": f"{name}/executions/{m['id']}-{len(self.requests)}", "taskCount": 1,
+            "logUri": "https://console.cloud.google.com/logs/viewer?job",
+        }  # fmt: skip
+        if self.fail_install:
+            execution.update(failedCount=1, conditions=[
+                {"type": "Completed", "state": "CONDITION_FAILED", "message": self.fail_install}])  # fmt: skip
+        else:
+            self.installed.add(self.key(m["id"]))
+            execution.update(succeededCount=1, conditions=[
+                {"type": "Completed", "state": "CONDITION_SUCCEEDED"}])  # fmt: skip
+        return self._operation(execution, "Execution")
+
+    def _service(self, service_id: str) -> dict[str, Any] | None:
+        return next(
+            (s for n, s in self.services.items() if n.endswith(f"/services/{service_id}")), None
         )
-        if service is None:
-            return Response("gone", status_code=404)
+
+    def front_end(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        """A request to the service's run.app URL, through Google's front end."""
+        path = m["path"]
+        if RESERVED_Z.fullmatch(path) or path.startswith("/_ah/") or path == "/eventlog":
+            return Response("<html>Error 404 (Not Found)!!1</html>", status_code=404,
+                            media_type="text/html")  # fmt: skip
+        service = self._service(m["id"])
+        if service is None or not self.public_service(service):
+            return Response("Error: Page not found", status_code=404)
+        status = self.container_answer(m["id"], path)
+        if status == 302:
+            return Response("", status_code=302, headers={"Location": "/wp-admin/install.php"})
+        if path != "/":
+            return Response("ok" if status == 200 else "not installed", status_code=status)
         if service["labels"].get("aipress-site") in self.empty_homepages:
             return Response("", status_code=200, media_type="text/html")
         env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["env"]}
@@ -190,10 +355,23 @@ class FakeCloudRun(Fake):
             media_type="text/html",
         )
 
+    @staticmethod
+    def public_service(service: dict[str, Any]) -> bool:
+        """Reachable from the internet: invoker check off and ingress open to all."""
+        return bool(service.get("invokerIamDisabled")) and service.get("ingress") in (
+            None, 1, "INGRESS_TRAFFIC_ALL")  # fmt: skip
+
     def public(self, name: str) -> bool:
-        """Whether allUsers may invoke the service."""
-        policy = self.policies.get(name, {})
-        return any("allUsers" in b.get("members", []) for b in policy.get("bindings", []))
+        """Whether anyone on the internet may invoke the service."""
+        return self.public_service(self.services[name])
+
+    def www_data_can_write_uploads(self, name: str) -> bool:
+        """Cloud Storage FUSE mounts are root-owned (0755) unless uid/gid are mount options."""
+        [uploads] = [
+            v for v in self.services[name]["template"]["volumes"] if v["name"] == "uploads"
+        ]
+        options = set(uploads["gcs"].get("mountOptions", []))
+        return {"uid=33", "gid=33"} <= options
 
 
 class FakeSecretManager(Fake):

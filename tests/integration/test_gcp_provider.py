@@ -100,6 +100,8 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
         clients = GcpClients(
             run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
                                       client_options=ClientOptions(api_endpoint=run_url)),
+            jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
+                                   client_options=ClientOptions(api_endpoint=run_url)),
             secrets=secretmanager.SecretManagerServiceClient(
                 credentials=anonymous, transport="rest",
                 client_options=ClientOptions(api_endpoint=sm_url)),
@@ -151,7 +153,7 @@ def _create(cloud: Cloud, name: str) -> dict[str, Any]:
 
 def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     final = _create(cloud, "crumbs")
-    assert final["status"] == "succeeded", final
+    assert final["status"] == "succeeded", final["error"]
     site = cloud.client.get("/v1/tenants/acme/sites/crumbs", headers=cloud.admin).json()
     assert site["preview_url"] == "https://crumbs.acme.sites.example.com/"
     # Ready meant serving: the homepage had the title and the generator tag it reports.
@@ -190,8 +192,24 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert bucket.iam_configuration.uniform_bucket_level_access_enabled
     # Cloud Run: one public service (the fake validated its body), running as the tenant's
     # own service account, which was made once and given only the runtime's project roles.
+    # Public with the invoker check off: no allUsers binding (Domain Restricted Sharing).
     [service] = cloud.run.services
-    assert cloud.run.public(service)
+    assert cloud.run.public(service) and cloud.run.policies == {}
+    # WordPress was installed by the job before the service existed: its startup probe never
+    # passed on an uninstalled WordPress, and the probe path is not one Google's front end keeps.
+    assert list(cloud.run.jobs) == [service.replace("/services/s-", "/jobs/i-")]
+    assert cloud.run.served_before_install == []
+    probe = cloud.run.services[service]["template"]["containers"][0]["startupProbe"]
+    assert probe["httpGet"]["path"] == "/aipress-probe"
+    uri = cloud.run.services[service]["uri"]
+    assert requests.get(f"{uri}/aipress-probe", timeout=5).status_code == 200
+    # www-data (uid 33) can create uploads/YYYY/MM on the GCS volume.
+    assert cloud.run.www_data_can_write_uploads(service)
+    template = cloud.run.services[service]["template"]
+    assert template["maxInstanceRequestConcurrency"] == 4
+    env = {e["name"]: e.get("value") for e in template["containers"][0]["env"]}
+    assert (env["APACHE_MAX_WORKERS"], env["PHP_MEMORY_LIMIT"], env["PHP_UPLOAD_LIMIT"]) == (
+        "4", "96M", "32M")  # fmt: skip
     assert cloud.run.services[service]["template"]["serviceAccount"] == RUNTIME_SA
     assert list(cloud.iam.accounts) == [RUNTIME_SA]
     granted = {b["role"] for b in cloud.iam.project_policy["bindings"]
@@ -233,7 +251,7 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert dump.startswith("SET NAMES utf8mb4;")
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
-    assert cloud.run.mappings == {}
+    assert cloud.run.mappings == {} and cloud.run.jobs == {}
     assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
 
 
@@ -248,6 +266,18 @@ def test_a_failing_runtime_step_rolls_back_database_secrets_and_bucket(cloud: Cl
     assert cloud.run.services == {} and cloud.dns.records == {}
 
 
+def test_a_failed_install_job_rolls_the_site_back_before_any_service(cloud: Cloud) -> None:
+    cloud.run.fail_install = "Error establishing a database connection"
+    final = _create(cloud, "unborn")
+    assert final["status"] == "rolled_back", final
+    assert "install job failed (Error establishing a database connection)" in final["error"]
+    # No service was made, so nothing was ever public; the job went with the rollback.
+    assert not any(method == "POST" and path.endswith("/services")
+                   for method, path, _ in cloud.run.requests)  # fmt: skip
+    assert cloud.run.jobs == {} and cloud.run.services == {}
+    assert _databases(cloud.mariadb) == set() and cloud.secrets.secrets == {}
+
+
 def _service_id(cloud: Cloud) -> str:
     [service] = cloud.run.services
     return service.rsplit("/", 1)[1]
@@ -257,7 +287,7 @@ def test_a_site_that_renders_an_empty_page_is_not_ready_and_rolls_back(cloud: Cl
     cloud.run.empty_homepages.add("blank")
     final = _create(cloud, "blank")
     assert final["status"] == "rolled_back", final
-    assert "/healthz" not in final["error"]  # healthy, yet not serving the site
+    assert "/aipress-probe" not in final["error"]  # healthy, yet not serving the site
     assert "the site renders an empty page: no theme is installed" in final["error"]
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
@@ -268,6 +298,7 @@ def test_a_site_that_renders_an_empty_page_is_not_ready_and_rolls_back(cloud: Cl
 def test_stop_and_start_toggle_public_access(cloud: Cloud) -> None:
     assert _create(cloud, "pies")["status"] == "succeeded"
     [service] = cloud.run.services
+    uri = cloud.run.services[service]["uri"]
     for action, public in (("stop", False), ("start", True)):
         response = cloud.client.post(f"/v1/tenants/acme/sites/pies/{action}", headers=cloud.admin)
         assert (
@@ -277,6 +308,10 @@ def test_stop_and_start_toggle_public_access(cloud: Cloud) -> None:
             == "succeeded"
         )
         assert cloud.run.public(service) is public
+        # By ingress, not IAM: no request reaches the site while it is stopped.
+        assert requests.get(f"{uri}/", timeout=5).status_code == (200 if public else 404)
+    assert cloud.run.policies == {}
+    assert cloud.run.served_before_install == []
     response = cloud.client.delete("/v1/tenants/acme/sites/pies", headers=cloud.admin)
     wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
 

@@ -16,7 +16,8 @@ def test_the_base_image_is_pinned_and_the_port_is_cloud_runs() -> None:
     dockerfile = (IMAGE / "Dockerfile").read_text()
     assert re.search(r"^FROM wordpress:\d+\.\d+\.\d+-php\d+\.\d+-apache$", dockerfile, re.M)
     assert "Listen 8080" in dockerfile and "EXPOSE 8080" in dockerfile
-    for name in ("opcache.ini", "aipress-config.php", "healthz.php", "aipress-entrypoint.sh"):
+    for name in ("opcache.ini", "aipress-config.php", "aipress-probe.php", "aipress-entrypoint.sh",
+                 "aipress-install.sh", "aipress-apache.conf", "aipress-php.ini", "aipress-salts.sh"):  # fmt: skip
         assert f"COPY runtime/wordpress/{name} " in dockerfile
 
 
@@ -25,9 +26,30 @@ def test_wordpress_is_configured_for_the_platform() -> None:
     assert "define('DISALLOW_FILE_EDIT', true);" in config
     assert "HTTP_X_FORWARDED_PROTO" in config
     assert "opcache.validate_timestamps=0" in (IMAGE / "opcache.ini").read_text()
+    install = (IMAGE / "aipress-install.sh").read_text()
+    assert "--prompt=admin_password" in install and "--admin_password=" not in install
+    for script in ("aipress-entrypoint.sh", "aipress-install.sh", "aipress-salts.sh"):
+        assert subprocess.run(["bash", "-n", str(IMAGE / script)]).returncode == 0
+
+
+def test_core_is_copied_at_build_time_and_the_service_never_installs() -> None:
+    dockerfile = (IMAGE / "Dockerfile").read_text()
+    assert "cp -a /usr/src/wordpress/. /var/www/html/" in dockerfile
+    assert "cp /var/www/html/wp-config-docker.php /var/www/html/wp-config.php" in dockerfile
+    # The official entrypoint (which copies core when /var/www/html is empty) never runs.
     entrypoint = (IMAGE / "aipress-entrypoint.sh").read_text()
-    assert "--prompt=admin_password" in entrypoint and "--admin_password=" not in entrypoint
-    assert subprocess.run(["bash", "-n", str(IMAGE / "aipress-entrypoint.sh")]).returncode == 0
+    assert "docker-entrypoint.sh" not in entrypoint and "wp core install" not in entrypoint
+    assert "define('DISALLOW_FILE_MODS', true);" in (IMAGE / "aipress-config.php").read_text()
+
+
+@pytest.mark.skipif(shutil.which("php") is None, reason="php is installed by `make test`")
+def test_upload_and_memory_limits_come_from_the_env(tmp_path: Path) -> None:
+    ini = IMAGE / "aipress-php.ini"
+    code = "echo ini_get('upload_max_filesize'), ' ', ini_get('post_max_size'), ' ', ini_get('memory_limit');"
+    env = {"PHP_UPLOAD_LIMIT": "24M", "PHP_MEMORY_LIMIT": "96M", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(["php", "-n", "-c", str(ini), "-r", code], env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.stdout == "24M 24M 96M", result.stderr
 
 
 def test_cron_is_the_platforms_and_one_click_sign_in_is_installed() -> None:
@@ -41,7 +63,7 @@ def test_cron_is_the_platforms_and_one_click_sign_in_is_installed() -> None:
 def test_php_files_parse() -> None:
     for name in (
         "aipress-config.php",
-        "healthz.php",
+        "aipress-probe.php",
     ):
         result = subprocess.run(["php", "-l", str(IMAGE / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
@@ -61,6 +83,4 @@ def test_the_image_carries_the_platforms_must_use_plugins_that_apply() -> None:
     config = (IMAGE / "aipress-config.php").read_text()
     assert "define('WP_HTTP_BLOCK_EXTERNAL', true);" in config
     assert "WORDPRESS_OUTBOUND_ALLOW" in config and "WORDPRESS_THEME" in config
-    assert (
-        'wp theme activate --allow-root "$theme"' in (IMAGE / "aipress-entrypoint.sh").read_text()
-    )
+    assert 'wp theme activate --allow-root "$theme"' in (IMAGE / "aipress-install.sh").read_text()

@@ -61,6 +61,7 @@ def make_clients(settings: Settings) -> GcpClients:
     session = AuthorizedSession(google.auth.default()[0])  # type: ignore[no-untyped-call]
     return GcpClients(
         run=run_v2.ServicesClient(),
+        jobs=run_v2.JobsClient(),
         secrets=secretmanager.SecretManagerServiceClient(),
         storage=storage.Client(project=settings.gcp_project),
         cloudflare=cloudflare.Cloudflare(api_token=token.get_secret_value()) if token else None,

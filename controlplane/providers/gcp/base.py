@@ -15,6 +15,7 @@ class GcpClients:
     """The Google Cloud (and Cloudflare) clients; tests pass ones aimed at local fakes."""
 
     run: Any = None  # run_v2.ServicesClient
+    jobs: Any = None  # run_v2.JobsClient (the WordPress install job)
     secrets: Any = None  # secretmanager.SecretManagerServiceClient
     storage: Any = None  # storage.Client
     cloudflare: Any = None  # cloudflare.Cloudflare
@@ -25,6 +26,11 @@ class GcpClients:
     projects: Any = None  # resourcemanager_v3.ProjectsClient
     run_v1: Any = None  # a requests-like session for the Cloud Run v1 API (domain mappings)
     run_v1_url: str | None = None  # its base URL (tests point it at a fake)
+    # A requests-like session for the APIs called over plain REST (Compute for the load
+    # balancer, Certificate Manager), and their base URLs (tests point them at fakes).
+    rest: Any = None
+    compute_url: str = "https://compute.googleapis.com"
+    certificates_url: str = "https://certificatemanager.googleapis.com"
     sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
     extra: dict[str, Any] = field(default_factory=dict)
 

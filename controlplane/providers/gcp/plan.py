@@ -9,8 +9,9 @@ from google.cloud import run_v2
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.dns import MAPPING_TARGET
+from controlplane.providers.gcp.install_job import job_id
 from controlplane.providers.gcp.naming import labels
-from controlplane.providers.gcp.runtime import INVOKER, PUBLIC, CloudRunService
+from controlplane.providers.gcp.runtime import PROBE_PATH, CloudRunService
 from controlplane.settings import Settings
 
 
@@ -36,6 +37,8 @@ def plan_site(
     ctx.resources.setdefault("database", {"name": names.db_name, "user": names.db_user})
     ctx.resources.setdefault("storage", {"bucket": names.bucket})
     service = run_v2.Service.to_dict(runtime.service(ctx))
+    install = runtime.install
+    job = run_v2.Job.to_dict(install.job(ctx, runtime.container(ctx), runtime.volumes(ctx)))
     calls: list[dict[str, Any]] = [
         {
             "step": "database",
@@ -101,19 +104,27 @@ def plan_site(
             }
         )
     parent = f"projects/{project}/locations/{settings.gcp_location}"
+    job_name = f"{parent}/jobs/{job_id(names.service)}"
     calls += [
         {
+            "step": "runtime",
+            "api": "run.projects.locations.jobs.create",
+            "target": parent,
+            "query": {"jobId": job_id(names.service)},
+            "body": job,
+        },
+        {
+            "step": "runtime",
+            "api": "run.projects.locations.jobs.run (wait for the execution: WordPress installed)",
+            "target": job_name,
+        },
+        {
+            # Public from its first revision by `invokerIamDisabled`: no allUsers binding.
             "step": "runtime",
             "api": "run.projects.locations.services.create",
             "target": parent,
             "query": {"serviceId": names.service},
             "body": service,
-        },
-        {
-            "step": "runtime",
-            "api": "run.projects.locations.services.setIamPolicy",
-            "target": f"{parent}/services/{names.service}",
-            "body": {"role": INVOKER, "member": PUBLIC},
         },
     ]
     cloudflare = settings.dns_provider == "cloudflare"
@@ -136,6 +147,10 @@ def plan_site(
             }
         )
     calls.append(
-        {"step": "wordpress", "api": "GET <service uri>/healthz until 200", "target": names.service}
+        {
+            "step": "wordpress",
+            "api": f"GET <service uri>{PROBE_PATH} until 200",
+            "target": names.service,
+        }
     )
     return calls

@@ -2,28 +2,68 @@
 
 Secrets reach the container by reference (Secret Manager), never as values; the Cloud SQL
 socket is a `cloud_sql_instance` volume at /cloudsql; the uploads bucket is a GCS volume at
-wp-content/uploads; scale to zero; startup CPU boost; labels on the service and revisions.
-Sites are public: `allUsers` may invoke them, and stopping a site removes that binding.
+wp-content/uploads (second-generation environment, mounted uid=33,gid=33 for www-data);
+scale to zero; startup CPU boost; labels on the service and revisions.
+
+WordPress is installed by a Cloud Run job of the same image before the service exists, so no
+one can reach install.php and no two instances race to install. Sites are public with the
+invoker IAM check disabled (`invoker_iam_disabled`): an `allUsers` binding is refused under
+Domain Restricted Sharing, which new organisations enforce by default. Stopping a site sets
+its ingress to internal only: a service-level field (no new revision, no IAM change) that
+turns away every request from the internet and the external load balancer alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import run_v2
-from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.install_job import InstallJob
 from controlplane.providers.gcp.naming import labels
 from controlplane.providers.gcp.secrets import SecretManagerSecrets
 
 OPERATION_TIMEOUT = 600
 UPLOADS = "/var/www/html/wp-content/uploads"
-PUBLIC = "allUsers"
-INVOKER = "roles/run.invoker"
+# Not /healthz: Cloud Run's front end reserves some paths ending in "z" and answers them itself.
+PROBE_PATH = "/aipress-probe"
+WWW_DATA = ("uid=33", "gid=33")  # the official image's www-data owns the uploads mount
+BASE_MEMORY_MIB = 128  # Apache's parent, opcache and the shell, beside the PHP workers
+# Cloud Run refuses HTTP/1 request bodies over 32 MiB: a larger upload limit could not work.
+MAX_REQUEST_MIB = 32
+OPEN = run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
+CLOSED = run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+
+
+def mebibytes(size: str) -> int:
+    """'512Mi', '1Gi', '96M', '64M' as MiB (M and Mi alike: PHP's M is a mebibyte)."""
+    found = re.fullmatch(r"(\d+)\s*(Mi|M|Gi|G)", size.strip())
+    if not found:
+        raise ValueError(f"{size!r} is not a size like 512Mi or 1Gi")
+    number, unit = int(found[1]), found[2]
+    return number * 1024 if unit in ("Gi", "G") else number
+
+
+def upload_limit(setting: str) -> str:
+    """PHP's upload limit: the setting, capped at what Cloud Run accepts in one request."""
+    return f"{min(mebibytes(setting), MAX_REQUEST_MIB)}M"
+
+
+def check_php_fits(memory: str, concurrency: int, php_memory_limit: str) -> None:
+    """Refuse a concurrency whose PHP workers could together exceed the instance's memory."""
+    needed = concurrency * mebibytes(php_memory_limit) + BASE_MEMORY_MIB
+    if needed > mebibytes(memory):
+        raise ValueError(
+            f"AIPRESS_SITE_CONCURRENCY={concurrency} prefork workers x "
+            f"AIPRESS_SITE_PHP_MEMORY_LIMIT={php_memory_limit} + {BASE_MEMORY_MIB} MiB needs "
+            f"{needed} MiB, more than AIPRESS_SITE_MEMORY={memory}: lower the concurrency or "
+            "the PHP limit, or raise the memory"
+        )
 
 
 def tenant_secret_id(tenant_id: str, name: str) -> str:
@@ -39,6 +79,7 @@ class CloudRunService(GcpStep):
     def __init__(self, settings: Any, clients: Any, secrets: SecretManagerSecrets) -> None:
         super().__init__(settings, clients)
         self.secrets = secrets
+        self.install = InstallJob(settings, clients)
 
     def _publish_tenant_env(self, ctx: SiteContext) -> None:
         """The tenant's env vars and secrets as Secret Manager secrets the service references."""
@@ -62,16 +103,11 @@ class CloudRunService(GcpStep):
             ),
         )
 
-    def service(self, ctx: SiteContext) -> run_v2.Service:
-        """The desired service (also what `--plan` prints)."""
-        if not self.settings.tenant_image or not self.settings.cloudsql_instance:
-            raise ValueError(
-                "the gcp runtime needs AIPRESS_TENANT_IMAGE and AIPRESS_CLOUDSQL_INSTANCE"
-            )
+    def env(self, ctx: SiteContext) -> list[run_v2.EnvVar]:
+        """The container's env: plain settings, and every secret by reference."""
         names = self.names(ctx)
         database = ctx.resources.get("database") or {}
         secret_ids = ctx.resources.get("secrets") or {}
-        bucket = (ctx.resources.get("storage") or {}).get("bucket", names.bucket)
         instance = self.settings.cloudsql_instance
         env = [
             run_v2.EnvVar(name="WORDPRESS_DB_HOST", value=f"localhost:/cloudsql/{instance}"),
@@ -98,47 +134,87 @@ class CloudRunService(GcpStep):
             self._secret_env(
                 "AIPRESS_LOGIN_KEY", secret_ids.get("login_key", names.login_key_secret)
             ),
+            # Read by the image's Apache (prefork workers) and php.ini (limits).
+            run_v2.EnvVar(name="APACHE_MAX_WORKERS", value=str(self.settings.site_concurrency)),
+            run_v2.EnvVar(name="PHP_MEMORY_LIMIT", value=self.settings.site_php_memory_limit),
+            run_v2.EnvVar(name="PHP_UPLOAD_LIMIT", value=upload_limit(self.settings.upload_limit)),
         ]
-        env += [
+        return env + [
             self._secret_env(k, tenant_secret_id(ctx.tenant_id, k)) for k in sorted(ctx.tenant_env)
         ]
+
+    def volumes(self, ctx: SiteContext) -> list[run_v2.Volume]:
+        """The Cloud SQL socket and the uploads bucket (writable by www-data)."""
+        bucket = (ctx.resources.get("storage") or {}).get("bucket", self.names(ctx).bucket)
+        return [
+            run_v2.Volume(name="cloudsql", cloud_sql_instance=run_v2.CloudSqlInstance(
+                instances=[self.settings.cloudsql_instance])),
+            run_v2.Volume(name="uploads", gcs=run_v2.GCSVolumeSource(
+                bucket=bucket, mount_options=list(WWW_DATA))),
+        ]  # fmt: skip
+
+    def container(self, ctx: SiteContext) -> run_v2.Container:
+        """The tenant image with its env, limits and mounts (the service's and the job's)."""
+        if not self.settings.tenant_image or not self.settings.cloudsql_instance:
+            raise ValueError(
+                "the gcp runtime needs AIPRESS_TENANT_IMAGE and AIPRESS_CLOUDSQL_INSTANCE"
+            )
+        settings = self.settings
+        check_php_fits(settings.site_memory, settings.site_concurrency,
+                       settings.site_php_memory_limit)  # fmt: skip
+        return run_v2.Container(
+            image=settings.tenant_image,
+            env=self.env(ctx),
+            resources=run_v2.ResourceRequirements(
+                limits={"cpu": settings.site_cpu, "memory": settings.site_memory}
+            ),
+            volume_mounts=[run_v2.VolumeMount(name="cloudsql", mount_path="/cloudsql"),
+                           run_v2.VolumeMount(name="uploads", mount_path=UPLOADS)],
+        )  # fmt: skip
+
+    def service(self, ctx: SiteContext) -> run_v2.Service:
+        """The desired service (also what `--plan` prints)."""
+        container = self.container(ctx)
+        container.ports = [run_v2.ContainerPort(container_port=8080)]
+        container.resources.cpu_idle = True
+        container.resources.startup_cpu_boost = True
+        # Any 2xx or 3xx passes; the probe script answers 200 only once WordPress is installed.
+        container.startup_probe = run_v2.Probe(
+            http_get=run_v2.HTTPGetAction(path=PROBE_PATH, port=8080),
+            period_seconds=5, timeout_seconds=4, failure_threshold=24,
+        )  # fmt: skip
+        stopped = bool((ctx.resources.get("runtime") or {}).get("stopped"))
         return run_v2.Service(
             labels=labels(ctx),
-            ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
+            ingress=CLOSED if stopped else OPEN,
+            invoker_iam_disabled=True,
             template=run_v2.RevisionTemplate(
                 labels=labels(ctx),
                 service_account=self.runtime_account(ctx),
+                execution_environment=run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
+                max_instance_request_concurrency=self.settings.site_concurrency,
                 scaling=run_v2.RevisionScaling(
                     min_instance_count=0, max_instance_count=self.settings.site_max_instances
                 ),
-                volumes=[
-                    run_v2.Volume(name="cloudsql",
-                                  cloud_sql_instance=run_v2.CloudSqlInstance(instances=[instance])),
-                    run_v2.Volume(name="uploads", gcs=run_v2.GCSVolumeSource(bucket=bucket)),
-                ],
-                containers=[run_v2.Container(
-                    image=self.settings.tenant_image,
-                    ports=[run_v2.ContainerPort(container_port=8080)],
-                    env=env,
-                    resources=run_v2.ResourceRequirements(
-                        limits={"cpu": self.settings.site_cpu, "memory": self.settings.site_memory},
-                        cpu_idle=True, startup_cpu_boost=True,
-                    ),
-                    volume_mounts=[run_v2.VolumeMount(name="cloudsql", mount_path="/cloudsql"),
-                                   run_v2.VolumeMount(name="uploads", mount_path=UPLOADS)],
-                    startup_probe=run_v2.Probe(http_get=run_v2.HTTPGetAction(path="/healthz")),
-                )],
+                volumes=self.volumes(ctx),
+                containers=[container],
             ),
-        )  # fmt: skip
+        )
 
     def ensure(self, ctx: SiteContext) -> None:
-        """Create the service (or bring it to the desired state) and wait for it."""
+        """Install WordPress with the job (once), then create the public service (or bring it
+        to the desired state) and wait for it."""
         client = self.clients.run
+        self._publish_tenant_env(ctx)
+        recorded = dict(ctx.resources.get("runtime") or {})
+        if not recorded.get("installed"):
+            recorded["install_job"] = self.install.run(ctx, self.container(ctx), self.volumes(ctx))
+            recorded["installed"] = True
+            ctx.resources["runtime"] = recorded
         try:
             existing = client.get_service(name=self._name(ctx))
         except exceptions.NotFound:
             existing = None
-        self._publish_tenant_env(ctx)
         desired = self.service(ctx)
         if existing is None:
             operation = client.create_service(
@@ -148,33 +224,30 @@ class CloudRunService(GcpStep):
             desired.name = existing.name
             operation = client.update_service(service=desired)
         result: Any = operation.result(timeout=OPERATION_TIMEOUT)
-        self._set_public(result.name, True)
-        ctx.resources["runtime"] = {"service": result.name, "uri": result.uri}
+        ctx.resources["runtime"] = {**recorded, "service": result.name, "uri": result.uri}
 
     def remove(self, ctx: SiteContext) -> None:
-        """Delete the service and wait (no-op when gone)."""
+        """Delete the service and the install job, and wait (no-op when gone)."""
         with contextlib.suppress(exceptions.NotFound):
             self.clients.run.delete_service(name=self._name(ctx)).result(timeout=OPERATION_TIMEOUT)
+        self.install.remove(ctx)
         ctx.resources.pop("runtime", None)
 
-    def _set_public(self, name: str, public: bool) -> None:
-        client = self.clients.run
-        policy = client.get_iam_policy(request=iam_policy_pb2.GetIamPolicyRequest(resource=name))
-        bindings = [b for b in policy.bindings if not (b.role == INVOKER and PUBLIC in b.members)]
-        if public:
-            bindings.append(policy_pb2.Binding(role=INVOKER, members=[PUBLIC]))
-        updated = policy_pb2.Policy(bindings=bindings, etag=policy.etag)
-        client.set_iam_policy(
-            request=iam_policy_pb2.SetIamPolicyRequest(resource=name, policy=updated)
-        )
+    def _set_ingress(self, ctx: SiteContext, stopped: bool) -> None:
+        recorded = dict(ctx.resources.get("runtime") or {})
+        recorded["stopped"] = stopped
+        ctx.resources["runtime"] = recorded
+        desired = self.service(ctx)
+        desired.name = self._name(ctx)
+        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
 
     def stop(self, ctx: SiteContext) -> None:
-        """Nobody may invoke the site (403) until it is started again."""
-        self._set_public(self._name(ctx), False)
+        """Internal ingress only: the internet and the load balancer get 404 until start."""
+        self._set_ingress(ctx, stopped=True)
 
     def start(self, ctx: SiteContext) -> None:
-        """Public again."""
-        self._set_public(self._name(ctx), True)
+        """All ingress again."""
+        self._set_ingress(ctx, stopped=False)
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Roll each site to a revision with the tenant's current env references."""

@@ -1,6 +1,6 @@
-"""wordpress step: the tenant image installs WordPress on its first start (from env and
-secret env); this step is done when the service answers its health check and its homepage
-serves the site (title and WordPress's generator tag), as the local provider's is."""
+"""wordpress step: the runtime step's install job installed WordPress before the service
+existed; this step is done when the service answers its probe and its homepage serves the
+site (title and WordPress's generator tag), as the local provider's is."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import httpx
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.runtime import PROBE_PATH
 from controlplane.providers.readiness import generator_version, homepage_problem
 
 READY_TIMEOUT = 300.0
 
 
 class WordPressReady(GcpStep):
-    """Waits for `<service uri>/healthz`, then for the homepage to be the site's."""
+    """Waits for `<service uri>/aipress-probe`, then for the homepage to be the site's."""
 
     def __init__(self, settings: object, clients: object, http: httpx.Client | None = None) -> None:
         super().__init__(settings, clients)  # type: ignore[arg-type]
@@ -35,9 +36,9 @@ class WordPressReady(GcpStep):
         while time.monotonic() < deadline:
             try:
                 if not healthy:
-                    response = self.http.get(f"{base}/healthz")
+                    response = self.http.get(f"{base}{PROBE_PATH}")
                     healthy = response.status_code == 200
-                    last = "" if healthy else f"/healthz answers HTTP {response.status_code}"
+                    last = "" if healthy else f"{PROBE_PATH} answers HTTP {response.status_code}"
                 if healthy:
                     home = self.http.get(f"{base}/")
                     problem = homepage_problem(home.status_code, home.text, ctx.title)
