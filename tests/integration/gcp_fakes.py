@@ -486,7 +486,7 @@ class FakeCloudflare(Fake):
         return self.ok([r for r in self.records.values() if name in (None, r["name"])])
 
     def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        assert body["type"] == "CNAME" and body["proxied"] is False
+        assert body["type"] in ("CNAME", "A", "AAAA") and body["proxied"] is False
         record = {**body, "id": f"rec{len(self.records) + 1}"}
         self.records[record["id"]] = record
         return self.ok(record)
@@ -548,3 +548,216 @@ class FakeIam(Fake):
         assert not roles & {"roles/owner", "roles/editor"}
         self.project_policy = body["policy"]
         return JSONResponse(self.project_policy)
+
+
+class FakeFrontDoor(Fake):
+    """Compute Engine v1 (regional serverless NEGs, global backend services, the URL map the
+    platform's Terraform made) and Certificate Manager v1 (DNS authorizations, certificates,
+    the certificate map's entries), validated field by field as their REST references say:
+    a serverless NEG names a Cloud Run service and takes no port; a backend of serverless NEGs
+    takes no health check; a URL map patch must carry the current fingerprint (412 otherwise)
+    and every host rule's path matcher must exist; a managed certificate's DNS authorizations
+    must exist and cover its domain; an entry's certificate must exist and its hostname be
+    unique in the map. Operations are returned done."""
+
+    def __init__(self, project: str, region: str, url_map: str, certificate_map: str) -> None:
+        super().__init__()
+        self.project, self.region = project, region
+        self.negs: dict[str, dict[str, Any]] = {}
+        self.backends: dict[str, dict[str, Any]] = {}
+        self.url_map: dict[str, Any] = {"name": url_map, "fingerprint": "fp-0",
+                                        "defaultService": "platform-default"}  # fmt: skip
+        self.authorizations: dict[str, dict[str, Any]] = {}
+        self.certificates: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.stale_fingerprints = 0  # patches to answer 412 to, as if another site raced
+        compute = f"/compute/v1/projects/{project}"
+        negs = rf"{compute}/regions/{region}/networkEndpointGroups"
+        backends = rf"{compute}/global/backendServices"
+        self.on("POST", negs, self.create_neg)
+        self.on("GET", negs + r"/(?P<id>[^/]+)", self.getter(self.negs))
+        self.on("DELETE", negs + r"/(?P<id>[^/]+)", self.delete_neg)
+        self.on("POST", backends, self.create_backend)
+        self.on("GET", backends + r"/(?P<id>[^/]+)", self.getter(self.backends))
+        self.on("DELETE", backends + r"/(?P<id>[^/]+)", self.delete_backend)
+        self.on(
+            "GET",
+            rf"{compute}/global/urlMaps/{url_map}",
+            lambda r, m, b: JSONResponse(self.url_map),
+        )
+        self.on("PATCH", rf"{compute}/global/urlMaps/{url_map}", self.patch_url_map)
+        cm = rf"/v1/projects/{project}/locations/global"
+        self.on("POST", cm + "/dnsAuthorizations", self.create_authorization)
+        self.on("GET", cm + r"/dnsAuthorizations/(?P<id>[^/]+)", self.getter(self.authorizations))
+        self.on(
+            "DELETE", cm + r"/dnsAuthorizations/(?P<id>[^/]+)", self.deleter(self.authorizations)
+        )
+        self.on("POST", cm + "/certificates", self.create_certificate)
+        self.on("GET", cm + r"/certificates/(?P<id>[^/]+)", self.getter(self.certificates))
+        self.on("DELETE", cm + r"/certificates/(?P<id>[^/]+)", self.delete_certificate)
+        entries = cm + rf"/certificateMaps/{certificate_map}/certificateMapEntries"
+        self.on("POST", entries, self.create_entry)
+        self.on("GET", entries + r"/(?P<id>[^/]+)", self.getter(self.entries))
+        self.on("DELETE", entries + r"/(?P<id>[^/]+)", self.deleter(self.entries))
+
+    def compute_op(self, regional: bool = False) -> JSONResponse:
+        op: dict[str, Any] = {"kind": "compute#operation", "name": f"op-{len(self.requests)}",
+                              "status": "DONE"}  # fmt: skip
+        if regional:
+            op["region"] = self.region
+        return JSONResponse(op)
+
+    def cm_op(self) -> JSONResponse:
+        name = f"projects/{self.project}/locations/global/operations/op-{len(self.requests)}"
+        return JSONResponse({"name": name, "done": True, "response": {}})
+
+    @staticmethod
+    def getter(store: dict[str, dict[str, Any]]) -> Handler:
+        def get(request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+            found = store.get(m["id"])
+            return JSONResponse(found) if found else error(404, "NOT_FOUND", m["id"])
+
+        return get
+
+    def deleter(self, store: dict[str, dict[str, Any]]) -> Handler:
+        def delete(request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+            if store.pop(m["id"], None) is None:
+                return error(404, "NOT_FOUND", m["id"])
+            return self.cm_op()
+
+        return delete
+
+    def create_neg(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        if body.get("networkEndpointType") != "SERVERLESS" or not body.get("cloudRun", {}).get(
+            "service"
+        ):
+            return error(400, "INVALID_ARGUMENT", "a serverless NEG needs cloudRun.service")
+        if "defaultPort" in body or "network" in body:
+            return error(400, "INVALID_ARGUMENT", "serverless NEGs take no port or network")
+        if body["name"] in self.negs:
+            return error(409, "ALREADY_EXISTS", body["name"])
+        self.negs[body["name"]] = body
+        return self.compute_op(regional=True)
+
+    def delete_neg(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        if any(m["id"] in g["group"] for b in self.backends.values() for g in b["backends"]):
+            return error(400, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE", f"{m['id']} is in use")
+        if self.negs.pop(m["id"], None) is None:
+            return error(404, "NOT_FOUND", m["id"])
+        return self.compute_op(regional=True)
+
+    def create_backend(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        if body.get("loadBalancingScheme") != "EXTERNAL_MANAGED":
+            return error(400, "INVALID_ARGUMENT", "the global external ALB is EXTERNAL_MANAGED")
+        if body.get("healthChecks") or body.get("portName") or body.get("timeoutSec"):
+            return error(400, "INVALID_ARGUMENT", "serverless NEG backends take no health "
+                         "check, port name or timeout")  # fmt: skip
+        for backend in body["backends"]:
+            if backend["group"].rsplit("/", 1)[1] not in self.negs:
+                return error(400, "INVALID_ARGUMENT", f"{backend['group']} does not exist")
+        assert isinstance(body.get("enableCDN"), bool)
+        assert body["cdnPolicy"]["cacheMode"] in (
+            "CACHE_ALL_STATIC",
+            "USE_ORIGIN_HEADERS",
+            "FORCE_CACHE_ALL",
+        )
+        if body["name"] in self.backends:
+            return error(409, "ALREADY_EXISTS", body["name"])
+        self.backends[body["name"]] = body
+        return self.compute_op()
+
+    def delete_backend(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        if any(
+            p["defaultService"].endswith(f"/{m['id']}")
+            for p in self.url_map.get("pathMatchers", [])
+        ):
+            return error(400, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE", f"{m['id']} is in the URL map")
+        if self.backends.pop(m["id"], None) is None:
+            return error(404, "NOT_FOUND", m["id"])
+        return self.compute_op()
+
+    def patch_url_map(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        if self.stale_fingerprints:
+            self.stale_fingerprints -= 1
+            self.url_map["fingerprint"] += "x"  # someone else's change landed first
+        if body.get("fingerprint") != self.url_map["fingerprint"]:
+            return error(412, "FAILED_PRECONDITION", "Invalid fingerprint")
+        matchers = {p["name"]: p for p in body.get("pathMatchers", [])}
+        for rule in body.get("hostRules", []):
+            if rule["pathMatcher"] not in matchers:
+                return error(400, "INVALID_ARGUMENT", f"no path matcher {rule['pathMatcher']}")
+        for matcher in matchers.values():
+            if matcher["defaultService"].rsplit("/", 1)[1] not in self.backends:
+                return error(400, "INVALID_ARGUMENT", f"{matcher['defaultService']} does not exist")
+        hosts = [h for r in body.get("hostRules", []) for h in r["hosts"]]
+        if len(hosts) != len(set(hosts)):
+            return error(400, "INVALID_ARGUMENT", "a host is in two host rules")
+        self.url_map = {**self.url_map, **body, "fingerprint": f"fp-{len(self.requests)}"}
+        return self.compute_op()
+
+    def create_authorization(
+        self, request: Request, m: dict[str, str], body: dict[str, Any]
+    ) -> Response:
+        rid = request.query_params["dnsAuthorizationId"]
+        if rid in self.authorizations:
+            return error(409, "ALREADY_EXISTS", rid)
+        domain = body["domain"]
+        self.authorizations[rid] = {**body, "name": f"projects/{self.project}/locations/global/dnsAuthorizations/{rid}",
+                                    "dnsResourceRecord": {"name": f"_acme-challenge_ab12.{domain}.", "type": "CNAME",
+                                                          "data": f"{rid}.authorize.certificatemanager.goog."}}  # fmt: skip
+        return self.cm_op()
+
+    def create_certificate(
+        self, request: Request, m: dict[str, str], body: dict[str, Any]
+    ) -> Response:
+        rid = request.query_params["certificateId"]
+        managed = body["managed"]
+        if not managed.get("domains"):
+            return error(400, "INVALID_ARGUMENT", "managed.domains is required")
+        for name in managed.get("dnsAuthorizations", []):
+            authorization = self.authorizations.get(name.rsplit("/", 1)[1])
+            if authorization is None:
+                return error(400, "INVALID_ARGUMENT", f"{name} does not exist")
+            if not all(d == authorization["domain"] or d.endswith("." + authorization["domain"])
+                       for d in managed["domains"]):  # fmt: skip
+                return error(400, "INVALID_ARGUMENT", f"{name} does not cover {managed['domains']}")
+        assert "aipress-tenant-id" in body["labels"]
+        if rid in self.certificates:
+            return error(409, "ALREADY_EXISTS", rid)
+        self.certificates[rid] = {
+            **body,
+            "name": rid,
+            "managed": {**managed, "state": "PROVISIONING"},
+        }
+        return self.cm_op()
+
+    def delete_certificate(
+        self, request: Request, m: dict[str, str], body: dict[str, Any]
+    ) -> Response:
+        if any(e["certificates"][0].endswith(f"/{m['id']}") for e in self.entries.values()):
+            return error(400, "FAILED_PRECONDITION", f"{m['id']} is used by a map entry")
+        return self.deleter(self.certificates)(request, m, body)
+
+    def create_entry(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        rid = request.query_params["certificateMapEntryId"]
+        [certificate] = body["certificates"]
+        if certificate.rsplit("/", 1)[1] not in self.certificates:
+            return error(400, "INVALID_ARGUMENT", f"{certificate} does not exist")
+        if any(e["hostname"] == body["hostname"] for e in self.entries.values()):
+            return error(409, "ALREADY_EXISTS", f"{body['hostname']} has an entry")
+        if rid in self.entries:
+            return error(409, "ALREADY_EXISTS", rid)
+        self.entries[rid] = body
+        return self.cm_op()
+
+    def served_hosts(self) -> dict[str, str]:
+        """Host -> backend service, as the URL map routes them."""
+        matchers = {
+            p["name"]: p["defaultService"].rsplit("/", 1)[1]
+            for p in self.url_map.get("pathMatchers", [])
+        }
+        return {
+            h: matchers[r["pathMatcher"]]
+            for r in self.url_map.get("hostRules", [])
+            for h in r["hosts"]
+        }

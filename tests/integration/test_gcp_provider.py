@@ -36,7 +36,13 @@ from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE, wait_for_operation
 from tests.dns_server import TxtServer
-from tests.integration.gcp_fakes import FakeCloudflare, FakeCloudRun, FakeIam, FakeSecretManager
+from tests.integration.gcp_fakes import (
+    FakeCloudflare,
+    FakeCloudRun,
+    FakeFrontDoor,
+    FakeIam,
+    FakeSecretManager,
+)
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -44,6 +50,7 @@ PROJECT = "aipress-test"
 IMAGE = "us-central1-docker.pkg.dev/aipress-test/aipress/wordpress:6.6"
 RUNTIME_SA = "aipress-t-acme@aipress-test.iam.gserviceaccount.com"  # the tenant's identity
 ZONE = "zone123"
+LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"  # the load balancer's (Terraform outputs)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +75,7 @@ class Cloud:
     secrets: FakeSecretManager
     dns: FakeCloudflare
     iam: FakeIam
+    front: FakeFrontDoor
     storage: Any
     mariadb: MariaDB
     client: TestClient
@@ -88,12 +96,16 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
+def cloud(
+    gcs: str, mariadb: MariaDB, tmp_path: Any, request: pytest.FixtureRequest
+) -> Iterator[Cloud]:
     run, sm, cf, iam = FakeCloudRun(IMAGE), FakeSecretManager(), FakeCloudflare(ZONE), FakeIam()
+    front = FakeFrontDoor(PROJECT, "us-central1", "aipress-sites", "aipress-sites")
     anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
     nameserver = TxtServer()
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
-          serve(iam.app()) as iam_url, nameserver.running()):  # fmt: skip
+          serve(iam.app()) as iam_url, serve(front.app()) as front_url,
+          nameserver.running()):  # fmt: skip
         run.base_url = run_url
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs})  # fmt: skip
@@ -109,6 +121,7 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
             iam=IamServiceAccounts(requests.Session(), iam_url),
             run_v1=requests.Session(), run_v1_url=run_url,
+            rest=requests.Session(), compute_url=front_url, certificates_url=front_url,
             projects=resourcemanager_v3.ProjectsClient(
                 credentials=anonymous, transport="rest",
                 client_options=ClientOptions(api_endpoint=iam_url)),
@@ -124,6 +137,8 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
             tenant_image=IMAGE, backups_bucket=backups,
             platform_domain="sites.example.com", dns_provider="cloudflare", cloudflare_zone_id=ZONE,
             dns_nameservers=nameserver.address,
+            front_door=getattr(request, "param", "load_balancer"),
+            front_door_ipv4=LB_IPV4, front_door_ipv6=LB_IPV6,
         )  # fmt: skip
         provider = GcpProvider(settings, clients, CloudflareRecords(clients.cloudflare, ZONE))
         provider.wordpress.http.timeout = 5  # type: ignore[attr-defined]
@@ -134,7 +149,12 @@ def cloud(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Cloud]:
                 "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
             }
             client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
-            yield Cloud(run, sm, cf, iam, storage_client, mariadb, client, admin, nameserver)
+            yield Cloud(run, sm, cf, iam, front, storage_client, mariadb, client, admin, nameserver)
+
+
+def _zone(cloud: Cloud) -> set[tuple[str, str, str]]:
+    """(name, type, content) of every record in the platform's Cloudflare zone."""
+    return {(r["name"], r["type"], r["content"]) for r in cloud.dns.records.values()}
 
 
 def _databases(mariadb: MariaDB) -> set[str]:
@@ -216,23 +236,38 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
                if f"serviceAccount:{RUNTIME_SA}" in b["members"]}  # fmt: skip
     assert granted == {"roles/cloudsql.client", "roles/logging.logWriter",
                        "roles/monitoring.metricWriter"}  # fmt: skip
-    # Cloudflare: the preview name; the custom domain waits for its proof.
-    assert [r["name"] for r in cloud.dns.records.values()] == ["crumbs.acme.sites.example.com"]
-    assert list(cloud.run.mappings) == ["crumbs.acme.sites.example.com"]
+    # The front door: the service behind the load balancer (serverless NEG, a backend with
+    # Cloud CDN, a host rule in the shared URL map), a certificate proven by DNS authorization
+    # for the preview name; the platform's zone has the preview name's A/AAAA and the proof.
+    backend = "b-" + _service_id(cloud).removeprefix("s-")
+    assert cloud.front.served_hosts() == {"crumbs.acme.sites.example.com": backend}
+    assert cloud.front.backends[backend]["enableCDN"] is True
+    assert cloud.run.mappings == {}
+    preview = "crumbs.acme.sites.example.com"
+    proof = f"_acme-challenge_ab12.{preview}"
+    assert _zone(cloud) == {(preview, "A", LB_IPV4), (preview, "AAAA", LB_IPV6),
+                            (proof, "CNAME", next(iter(cloud.front.authorizations.values()))[
+                                "dnsResourceRecord"]["data"])}  # fmt: skip
+    [preview_cert] = cloud.front.certificates.values()
+    assert preview_cert["managed"]["dnsAuthorizations"]
+    # The custom domain is only claimed: no certificate, no route, until it is proven.
     assert cloud.verify("crumbs", "crumbs.acme.example")["status"] == "succeeded"
-    assert sorted(r["name"] for r in cloud.dns.records.values()) == [
-        "crumbs.acme.example", "crumbs.acme.sites.example.com"]  # fmt: skip
-    # Each name is mapped to the service, so Google serves it with a managed certificate.
-    assert {h: m["spec"]["routeName"] for h, m in cloud.run.mappings.items()} == {
-        "crumbs.acme.example": service.rsplit("/", 1)[1],
-        "crumbs.acme.sites.example.com": service.rsplit("/", 1)[1]}  # fmt: skip
-    # A removed domain loses its mapping and its record; the preview name keeps both.
+    assert cloud.front.served_hosts() == {preview: backend, "crumbs.acme.example": backend}
+    [custom] = [c for c in cloud.front.certificates.values()
+                if c["managed"]["domains"] == ["crumbs.acme.example"]]  # fmt: skip
+    assert "dnsAuthorizations" not in custom["managed"]  # load-balancer authorization
+    assert sorted(e["hostname"] for e in cloud.front.entries.values()) == [
+        "crumbs.acme.example", preview]  # fmt: skip
+    # Never written into the platform's zone: the customer points it at the load balancer.
+    assert {name for name, _, _ in _zone(cloud)} == {preview, proof}
+    # A removed domain loses its route, certificate and entry; the preview name keeps its own.
     removed = cloud.client.delete("/v1/tenants/acme/sites/crumbs/domains/crumbs.acme.example",
                                   headers=cloud.admin).json()  # fmt: skip
     assert wait_for_operation(cloud.client, removed["operation"]["id"], cloud.admin, 60)[
         "status"] == "succeeded"  # fmt: skip
-    assert [r["name"] for r in cloud.dns.records.values()] == ["crumbs.acme.sites.example.com"]
-    assert list(cloud.run.mappings) == ["crumbs.acme.sites.example.com"]
+    assert cloud.front.served_hosts() == {preview: backend}
+    assert [e["hostname"] for e in cloud.front.entries.values()] == [preview]
+    assert list(cloud.front.certificates.values()) == [preview_cert]
     readded = cloud.client.post("/v1/tenants/acme/sites/crumbs/domains",
                                 json={"domain": "crumbs.acme.example"}, headers=cloud.admin)  # fmt: skip
     assert readded.status_code == 201, readded.text
@@ -252,6 +287,9 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
     assert cloud.run.mappings == {} and cloud.run.jobs == {}
+    assert cloud.front.negs == {} and cloud.front.backends == {} and cloud.front.entries == {}
+    assert cloud.front.certificates == {} and cloud.front.authorizations == {}
+    assert cloud.front.served_hosts() == {}
     assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
 
 
@@ -336,13 +374,31 @@ def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
     for call in plan["calls"]:
         if "labels" in str(call.get("body", "")):
             assert "aipress-tenant-id" in str(call["body"])
-    # The custom domain is only claimed by a create: no record or mapping until it is proven.
-    assert [c["target"] for c in plan["calls"] if "dns_records" in c["api"]] == [
-        "plan.acme.sites.example.com"]  # fmt: skip
-    assert [c["target"] for c in plan["calls"] if "domainmappings" in c["api"]] == [
-        "plan.acme.sites.example.com"]  # fmt: skip
+    # WordPress is installed by the job, run before the service is created (and so public).
+    order = [c["api"].split(" ")[0] for c in plan["calls"]]
+    assert order.index("run.projects.locations.jobs.create") < order.index(
+        "run.projects.locations.jobs.run") < order.index("run.projects.locations.services.create")  # fmt: skip
+    assert create["body"]["invoker_iam_disabled"] is True
+    assert not any("setIamPolicy" in api and "services" in api for api in apis)
+    # The front door: the site's NEG, CDN backend and host rule, and certificates: the preview
+    # name's now, the claimed custom domain's once its proof is verified.
+    for api in ("compute.regionNetworkEndpointGroups.insert", "compute.backendServices.insert",
+                "certificatemanager.dnsAuthorizations.create"):  # fmt: skip
+        assert api in apis
+    certificates = {c["body"]["managed"]["domains"][0]: c for c in plan["calls"]
+                    if c["api"] == "certificatemanager.certificates.create"}  # fmt: skip
+    assert set(certificates) == {"plan.acme.sites.example.com", "plan.acme.example"}
+    assert "when" not in certificates["plan.acme.sites.example.com"]
+    assert certificates["plan.acme.example"]["when"] == "after the domain's TXT proof is verified"
+    entries = [c["body"]["hostname"] for c in plan["calls"]
+               if c["api"] == "certificatemanager.certificateMapEntries.create"]  # fmt: skip
+    assert sorted(entries) == ["plan.acme.example", "plan.acme.sites.example.com"]
+    # Only platform names go into the platform's zone.
+    assert {c["target"] for c in plan["calls"] if "dns_records" in c["api"]} == {
+        "plan.acme.sites.example.com", "<the authorization's CNAME for plan.acme.sites.example.com>"}  # fmt: skip
     # Nothing was called and nothing recorded.
     assert cloud.run.requests == [] and cloud.secrets.requests == [] and cloud.dns.requests == []
+    assert cloud.front.requests == []
     assert cloud.client.get("/v1/tenants/acme/sites", headers=cloud.admin).json() == []
     assert _databases(cloud.mariadb) == set()
     taken = cloud.client.post("/v1/tenants/acme/sites", params={"dry_run": "true"},
@@ -361,6 +417,7 @@ def test_tenant_names_never_share_an_account_or_a_secret() -> None:
     assert tenant_secret_id("acme", "APP_ENV_KEY") != tenant_secret_id("acme-env-app", "KEY")
 
 
+@pytest.mark.parametrize("cloud", ["domain_mappings"], indirect=True)
 def test_a_name_mapped_to_another_service_is_refused_and_left_alone(cloud: Cloud) -> None:
     cloud.run.mappings["taken.acme.example"] = {"spec": {"routeName": "someone-elses-service"}}
     response = cloud.client.post("/v1/tenants/acme/sites", headers=cloud.admin,
@@ -401,3 +458,38 @@ def test_secret_versions_are_added_only_on_change_and_old_ones_destroyed(tmp_pat
             secrets_step.put("aipress-acme--env--API_KEY", value, labels, RUNTIME_SA)
     versions = fake.versions[f"projects/{PROJECT}/secrets/aipress-acme--env--API_KEY"]
     assert versions == [None, b"v2"]  # v1 once (not twice), then destroyed when v2 came
+
+
+def _claim(cloud: Cloud, site: str, domain: str) -> dict[str, Any]:
+    response = cloud.client.post(f"/v1/tenants/acme/sites/{site}/domains",
+                                 json={"domain": domain}, headers=cloud.admin)  # fmt: skip
+    assert response.status_code == 201, response.text
+    return cloud.verify(site, domain)
+
+
+@pytest.mark.parametrize("cloud", ["domain_mappings"], indirect=True)
+def test_domain_mappings_read_their_conditions_and_keep_customers_names_out_of_the_zone(
+    cloud: Cloud,
+) -> None:
+    assert _create(cloud, "tarts")["status"] == "succeeded"
+    preview = "tarts.acme.sites.example.com"
+    assert _zone(cloud) == {(preview, "CNAME", "ghs.googlehosted.com")}
+    # An apex name needs A/AAAA records (status.resourceRecords): the customer's to make in
+    # their own zone, never written into the platform's.
+    assert _claim(cloud, "tarts", "tarts.example")["status"] == "succeeded"
+    assert "tarts.example" in cloud.run.mappings
+    assert _zone(cloud) == {(preview, "CNAME", "ghs.googlehosted.com")}
+    # A mapping Google refuses reports it in status.conditions, not in the create's answer.
+    cloud.run.failing_mappings["bad.acme.example"] = (
+        "Caller is not authorized to administer the domain bad.acme.example"
+    )
+    failed = _claim(cloud, "tarts", "bad.acme.example")
+    assert failed["status"] == "failed"
+    assert (
+        "the domain mapping of bad.acme.example failed (Ready: Caller is not authorized"
+        in failed["error"]
+    )
+    response = cloud.client.delete("/v1/tenants/acme/sites/tarts", headers=cloud.admin)
+    final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+    assert final["status"] == "succeeded", final
+    assert cloud.dns.records == {} and cloud.run.mappings == {}

@@ -78,6 +78,8 @@ def create_site(
             admin_email=site.admin_email, admin_user=site.admin_user,
             domains=site.verified_domains, credentials=NoCredentials(),
         )  # fmt: skip
+        # Claimed, not yet proven: the plan shows what their proof will add.
+        ctx.resources["claimed_domains"] = sorted(d.domain for d in site.domains)
         session.rollback()
         plan = getattr(platform.provider, "plan", None)
         calls = (

@@ -16,8 +16,10 @@ from controlplane.providers.gcp.dns import (
     CloudflareRecords,
     DnsRecords,
     DomainMappings,
+    MappedFrontDoor,
     SiteDns,
 )
+from controlplane.providers.gcp.frontdoor import FrontDoor, LoadBalancerFrontDoor
 from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.providers.gcp.logs import CloudLoggingLogs
 from controlplane.providers.gcp.plan import plan_site
@@ -74,6 +76,7 @@ def make_clients(settings: Settings) -> GcpClients:
         sql_connect=sql_connect,
         iam=IamServiceAccounts(session),
         run_v1=session,
+        rest=session,
         monitoring=monitoring_v3.MetricServiceClient(),
         projects=resourcemanager_v3.ProjectsClient(),
     )  # fmt: skip
@@ -121,11 +124,16 @@ class GcpProvider:
         self.secrets: SiteStep = secrets
         self.storage: SiteStep = GcsBucket(settings, self.clients)
         self.runtime: RuntimeStep = CloudRunService(settings, self.clients, secrets)
-        mappings = DomainMappings(
-            self.clients.run_v1, settings.gcp_project or "", settings.gcp_location,
-            self.clients.run_v1_url,
-        )  # fmt: skip
-        self.dns: DnsStep = SiteDns(settings, self.clients, records, mappings)
+        front: FrontDoor
+        if settings.front_door == "domain_mappings":
+            front = MappedFrontDoor(DomainMappings(
+                self.clients.run_v1, settings.gcp_project or "", settings.gcp_location,
+                self.clients.run_v1_url,
+            ))  # fmt: skip
+        else:
+            front = LoadBalancerFrontDoor(settings, self.clients)
+        self.front = front
+        self.dns: DnsStep = SiteDns(settings, self.clients, records, front)
         self.wordpress: SiteStep = WordPressReady(settings, self.clients)
         self.backups: BackupStep = GcsBackups(settings, self.clients)
         self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients)
@@ -136,4 +144,4 @@ class GcpProvider:
     def plan(self, ctx: SiteContext) -> list[dict[str, Any]]:
         """The calls a create would make (the dry run)."""
         assert isinstance(self.runtime, CloudRunService)
-        return plan_site(self._settings, self.runtime, ctx)
+        return plan_site(self._settings, self.runtime, self.front, ctx)

@@ -9,14 +9,64 @@ from google.cloud import run_v2
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.dns import MAPPING_TARGET
+from controlplane.providers.gcp.frontdoor import FrontDoor, LoadBalancerFrontDoor
 from controlplane.providers.gcp.install_job import job_id
 from controlplane.providers.gcp.naming import labels
 from controlplane.providers.gcp.runtime import PROBE_PATH, CloudRunService
 from controlplane.settings import Settings
 
 
+def _load_balancer_calls(
+    settings: Settings, front: LoadBalancerFrontDoor, ctx: SiteContext, service: str,
+    preview: str, where: str,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The front door's calls: the site's NEG, backend and host rule, the preview name's
+    certificate, and each claimed custom domain's, made only once it is proven."""
+    project, ids = front.project, front.ids(service)
+    compute = f"projects/{project}"
+    cm = f"projects/{project}/locations/global"
+    certmap = f"{cm}/certificateMaps/{settings.front_door_certificate_map}"
+    calls: list[dict[str, Any]] = [
+        {"step": "dns", "api": "compute.regionNetworkEndpointGroups.insert",
+         "target": f"{compute}/regions/{settings.gcp_location}", "body": front.neg_body(service)},
+        {"step": "dns", "api": "compute.backendServices.insert", "target": f"{compute}/global",
+         "body": front.backend_body(service)},
+        {"step": "dns", "api": "compute.urlMaps.patch (with its fingerprint)",
+         "target": f"{compute}/global/urlMaps/{settings.front_door_url_map}",
+         "body": {"hostRules": [{"hosts": [preview, *ctx.domains], "pathMatcher": ids["matcher"]}],
+                  "pathMatchers": [{"name": ids["matcher"], "defaultService":
+                                    f"{compute}/global/backendServices/{ids['backend']}"}]}},
+        {"step": "dns", "api": "certificatemanager.dnsAuthorizations.create",
+         "target": f"{cm}/dnsAuthorizations/{ids['authorization']}", "body": {"domain": preview}},
+        {"step": "dns", "api": where, "target": f"<the authorization's CNAME for {preview}>",
+         "body": {"type": "CNAME"}},
+        {"step": "dns", "api": where, "target": preview,
+         "body": {"type": "A", "content": settings.front_door_ipv4}},
+    ]  # fmt: skip
+    if settings.front_door_ipv6:
+        calls.append({"step": "dns", "api": where, "target": preview,
+                      "body": {"type": "AAAA", "content": settings.front_door_ipv6}})  # fmt: skip
+    claimed = [d for d in ctx.resources.get("claimed_domains") or [] if d not in ctx.domains]
+    later = "after the domain's TXT proof is verified"
+    for host, when in [(preview, None), *((d, None) for d in ctx.domains),
+                       *((d, later) for d in claimed)]:  # fmt: skip
+        rid = front.entry_id(service, host)
+        for call in (
+            {"step": "dns", "api": "certificatemanager.certificates.create",
+             "target": f"{cm}/certificates/c-{rid}",
+             "body": front.certificate_body(ctx, host, host == preview, service)},
+            {"step": "dns", "api": "certificatemanager.certificateMapEntries.create",
+             "target": f"{certmap}/certificateMapEntries/e-{rid}",
+             "body": front.entry_body(ctx, host, service)},
+        ):  # fmt: skip
+            if when:
+                call["when"] = when
+            calls.append(call)
+    return calls
+
+
 def plan_site(
-    settings: Settings, runtime: CloudRunService, ctx: SiteContext
+    settings: Settings, runtime: CloudRunService, front: FrontDoor, ctx: SiteContext
 ) -> list[dict[str, Any]]:
     """Every call of a create, in order, with its target and body."""
     names = runtime.names(ctx)
@@ -129,23 +179,20 @@ def plan_site(
     ]
     cloudflare = settings.dns_provider == "cloudflare"
     where = "Cloudflare POST /zones/{zone}/dns_records" if cloudflare else "dns.changes.create"
-    for host in [names.preview_host, *ctx.domains]:
-        calls.append(
-            {
-                "step": "dns",
-                "api": "run.namespaces.domainmappings.create (v1)",
-                "target": host,
-                "body": {"spec": {"routeName": names.service, "certificateMode": "AUTOMATIC"}},
-            }
+    if isinstance(front, LoadBalancerFrontDoor):
+        calls += _load_balancer_calls(
+            settings, front, ctx, names.service, names.preview_host, where
         )
-        calls.append(
-            {
-                "step": "dns",
-                "api": where,
-                "target": host,
-                "body": {"type": "CNAME", "content": MAPPING_TARGET},
-            }
-        )
+    else:
+        for host in [names.preview_host, *ctx.domains]:
+            calls += [
+                {"step": "dns", "api": "run.namespaces.domainmappings.create (v1)", "target": host,
+                 "body": {"spec": {"routeName": names.service, "certificateMode": "AUTOMATIC"}}},
+                {"step": "dns", "api": "run.namespaces.domainmappings.get (v1): status.conditions",
+                 "target": host},
+            ]  # fmt: skip
+        calls.append({"step": "dns", "api": where, "target": names.preview_host,
+                      "body": {"type": "CNAME", "content": MAPPING_TARGET}})  # fmt: skip
     calls.append(
         {
             "step": "wordpress",
