@@ -271,6 +271,8 @@ locals {
     AIPRESS_TENANT_IMAGE        = var.tenant_image
     AIPRESS_DNS_PROVIDER        = var.dns_provider
     AIPRESS_BACKUPS_BUCKET      = google_storage_bucket.backups.name
+    AIPRESS_FRONT_DOOR_IPV4     = google_compute_global_address.sites_ipv4.address
+    AIPRESS_FRONT_DOOR_IPV6     = google_compute_global_address.sites_ipv6.address
   }
 }
 

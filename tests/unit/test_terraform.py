@@ -22,6 +22,12 @@ LABELLED = {
     "google_cloud_run_v2_job": ("labels",),
     "google_bigquery_dataset": ("labels",),
     "google_storage_bucket": ("labels",),
+    "google_compute_global_address": ("labels",),
+    "google_compute_global_forwarding_rule": ("labels",),
+    "google_certificate_manager_dns_authorization": ("labels",),
+    "google_certificate_manager_certificate": ("labels",),
+    "google_certificate_manager_certificate_map": ("labels",),
+    "google_certificate_manager_certificate_map_entry": ("labels",),
 }
 # Resources that take no labels at all (their Google API has none).
 UNLABELLED = {
@@ -31,7 +37,8 @@ UNLABELLED = {
     "google_cloud_run_v2_job_iam_member", "google_cloud_scheduler_job",
     "google_identity_platform_config", "google_secret_manager_secret_version", "random_password",
     "google_compute_network", "google_compute_subnetwork", "google_compute_router",
-    "google_compute_router_nat",
+    "google_compute_router_nat", "google_compute_url_map", "google_compute_target_https_proxy",
+    "google_compute_target_http_proxy",
 }  # fmt: skip
 
 
@@ -213,3 +220,19 @@ def test_a_scheduled_cron_job_runs_the_platforms_cron() -> None:
     assert "google_cloud_run_v2_job.cron.name" in str(_get(schedule, ("http_target", "uri")))
     invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs_cron")]
     assert "google_service_account.scheduler.email" in str(invoker["member"])
+
+
+def test_the_front_door_leaves_host_rules_to_the_control_plane() -> None:
+    found = {(kind, name): body for kind, name, body in resources()}
+    url_map = found[("google_compute_url_map", "sites")]
+    assert "host_rule" in str(url_map["lifecycle"]) and "path_matcher" in str(url_map["lifecycle"])
+    proxy = found[("google_compute_target_https_proxy", "sites")]
+    assert "certificate_map" in proxy and "ssl_certificates" not in proxy
+    rules = [b for (k, _), b in found.items() if k == "google_compute_global_forwarding_rule"]
+    assert rules and all(_unquote(b["load_balancing_scheme"]) == "EXTERNAL_MANAGED" for b in rules)
+    wildcard = found[("google_certificate_manager_certificate", "platform_wildcard")]
+    assert "dns_authorizations" in str(wildcard["managed"])
+    # The control plane is told the addresses it points preview names at.
+    with (TERRAFORM / "main.tf").open() as handle:
+        env = str(hcl2.load(handle)["locals"])
+    assert "AIPRESS_FRONT_DOOR_IPV4" in env and "sites_ipv4" in env
