@@ -273,6 +273,12 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert readded.status_code == 201, readded.text
     assert cloud.verify("crumbs", "crumbs.acme.example")["status"] == "succeeded"
     bucket.blob("2026/11/cake.jpg").upload_from_string(b"jpeg bytes")
+    # A table of more rows than one streamed batch: every row reaches the dump.
+    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{database}`.wp_posts (id INT PRIMARY KEY, body BLOB)")
+        cur.executemany(f"INSERT INTO `{database}`.wp_posts VALUES (%s, %s)",
+                        [(i, b"\x00crumb" * 10) for i in range(1200)])  # fmt: skip
+        conn.commit()
 
     response = cloud.client.delete("/v1/tenants/acme/sites/crumbs", headers=cloud.admin)
     deleted = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
@@ -284,6 +290,8 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert set(saved) == {f"{prefix}database.sql.gz", f"{prefix}uploads/2026/11/cake.jpg"}
     dump = gzip.decompress(saved[f"{prefix}database.sql.gz"].download_as_bytes()).decode()
     assert dump.startswith("SET NAMES utf8mb4;")
+    assert dump.count("INSERT INTO `wp_posts` VALUES (") == 1200
+    assert "INSERT INTO `wp_posts` VALUES (1199, 0x0063" in dump
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
     assert cloud.run.mappings == {} and cloud.run.jobs == {}

@@ -42,6 +42,12 @@ class FakeMetrics:
             ]
             found = [self.series(monitoring.REQUESTS, {"response_code_class": c}, {"int64_value": n})
                      for c, n in (("2xx", 90), ("4xx", 7), ("5xx", 3))]  # fmt: skip
+        elif monitoring.LATENCIES in request.filter and aligner == A.Aligner.ALIGN_SUM:
+            found = [self.series(monitoring.LATENCIES, {},
+                                 {"distribution_value": {"count": 100, "mean": 250.0}})]  # fmt: skip
+        elif monitoring.SENT_BYTES in request.filter:
+            assert aligner == A.Aligner.ALIGN_SUM
+            found = [self.series(monitoring.SENT_BYTES, {}, {"int64_value": 123456})]
         elif monitoring.LATENCIES in request.filter:
             value = {A.Aligner.ALIGN_PERCENTILE_50: 120.0, A.Aligner.ALIGN_PERCENTILE_95: 850.5,
                      A.Aligner.ALIGN_PERCENTILE_99: 1900.0}[aligner]  # fmt: skip
@@ -89,5 +95,35 @@ def test_request_count_latencies_and_instances(
         1900.0,
     )
     assert figures.instances == 4
-    assert len(fake.requests) == 5
+    # Time spent serving (100 requests x 250 ms) and bytes sent, from Monitoring too.
+    assert (figures.busy_seconds, figures.bytes_sent) == (25.0, 123456)
+    assert len(fake.requests) == 7
     assert all(r.name == "projects/p" for r in fake.requests)
+
+
+class NoLogging:
+    """A Cloud Logging client that must not be called (entries.list: 60 calls a minute)."""
+
+    def list_entries(self, **_: Any) -> Any:
+        raise AssertionError("metrics read Cloud Logging")
+
+
+def test_site_metrics_with_monitoring_never_read_the_logs(
+    metric_service: tuple[FakeMetrics, monitoring_v3.MetricServiceClient], tmp_path: Any
+) -> None:
+    from controlplane.credentials import DatabaseVault
+    from controlplane.engine.provider import SiteContext
+    from controlplane.providers.gcp.base import GcpClients
+    from controlplane.providers.gcp.logs import CloudLoggingLogs
+    from controlplane.settings import Settings
+
+    _fake, client = metric_service
+    logs = CloudLoggingLogs(Settings(provider="memory", home=tmp_path, gcp_project="p"),
+                            GcpClients(monitoring=client, logging=NoLogging()))  # fmt: skip
+    ctx = SiteContext(tenant_id="acme", site_id="1", site_name="crumbs", title="t",
+                      admin_email="a@b.example", admin_user="admin", domains=[],
+                      credentials=DatabaseVault.__new__(DatabaseVault),
+                      resources={"runtime": {"service": "projects/p/locations/r/services/s-acme-crumbs-1"}})  # fmt: skip
+    until = datetime.now(UTC)
+    figures = logs.metrics(ctx, until - timedelta(hours=1), until)
+    assert figures.requests == 100 and figures.bytes_sent == 123456

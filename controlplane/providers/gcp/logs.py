@@ -113,15 +113,12 @@ class CloudLoggingLogs:
         return found[: query.limit], len(found) > query.limit
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
-        """Figures from Cloud Monitoring; without a Monitoring client, from the request log
-        (the same computation as the local provider's)."""
+        """Figures from Cloud Monitoring alone (no entries.list call); without a Monitoring
+        client, from the request log (the same computation as the local provider's)."""
         if self.clients.monitoring is None:
             return metrics_from_access(
                 ctx.site_name, self._entries(ctx, since, until), since, until
             )
         service = (ctx.resources.get("runtime") or {}).get("service", "").rsplit("/", 1)[-1]
-        figures = monitoring.metrics(self.clients.monitoring, str(self.settings.gcp_project),
-                                     service, ctx.site_name, since, until)  # fmt: skip
-        busy = metrics_from_access(ctx.site_name, self._entries(ctx, since, until), since, until)
-        return figures.model_copy(update={"bytes_sent": busy.bytes_sent,
-                                          "busy_seconds": busy.busy_seconds})  # fmt: skip
+        return monitoring.metrics(self.clients.monitoring, str(self.settings.gcp_project),
+                                  service, ctx.site_name, since, until)  # fmt: skip
