@@ -79,6 +79,7 @@ def metrics(client: Any, project: str, service: str, site: str, since: datetime,
         client_errors=counts.get("4xx", 0),
         error_rate=round(errors / requests, 4) if requests else 0.0,
         latency_ms=LatencyRead(p50=latency["p50"], p95=latency["p95"], p99=latency["p99"]),
-        bytes_sent=sent, busy_seconds=round(busy_ms / 1000, 3), cache_hit_ratio=None, status_counts=dict(sorted(counts.items())),
+        bytes_sent=sent, busy_seconds=round(busy_ms / 1000, 3), cache_hit_ratio=None,
+        status_counts=dict(sorted(counts.items())),
         instances=max(instances) if instances else 0,
     )  # fmt: skip
