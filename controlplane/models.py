@@ -328,3 +328,14 @@ class SiteCronRun(Base):
     events_run: Mapped[int | None] = mapped_column(Integer, default=None)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     runs: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ApiCallWindow(Base):
+    """Calls made to a rate-limited Google API in the current minute, shared by every
+    control-plane instance (Cloud Logging's entries.list: 60 a minute per project)."""
+
+    __tablename__ = "api_call_windows"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer)  # minutes since the epoch
+    calls: Mapped[int] = mapped_column(Integer, default=0)

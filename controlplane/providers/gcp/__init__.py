@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.db import make_engine, make_sessionmaker
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.observability import SiteLogs
 from controlplane.providers.gcp.backups import GcsBackups
@@ -21,8 +22,9 @@ from controlplane.providers.gcp.dns import (
 )
 from controlplane.providers.gcp.frontdoor import FrontDoor, LoadBalancerFrontDoor
 from controlplane.providers.gcp.identity import IamServiceAccounts
-from controlplane.providers.gcp.logs import CloudLoggingLogs
+from controlplane.providers.gcp.logs import CALLS_PER_MINUTE, CloudLoggingLogs
 from controlplane.providers.gcp.plan import plan_site
+from controlplane.providers.gcp.quota import SharedMinuteBudget
 from controlplane.providers.gcp.runtime import CloudRunService
 from controlplane.providers.gcp.secrets import SecretManagerSecrets
 from controlplane.providers.gcp.storage import GcsBucket
@@ -136,7 +138,11 @@ class GcpProvider:
         self.dns: DnsStep = SiteDns(settings, self.clients, records, front)
         self.wordpress: SiteStep = WordPressReady(settings, self.clients)
         self.backups: BackupStep = GcsBackups(settings, self.clients)
-        self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients)
+        budget = SharedMinuteBudget(
+            make_sessionmaker(make_engine(settings)),
+            f"logging.entries.list/{settings.gcp_project}", CALLS_PER_MINUTE,
+        )  # fmt: skip
+        self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients, budget)
         self.usage = GcpUsage(settings, self.clients)
         self.cron = HttpCron(settings)
         self._settings = settings

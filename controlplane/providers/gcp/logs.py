@@ -1,6 +1,7 @@
 """Logs and metrics of a Cloud Run site from Cloud Logging, behind the same API as the local
 provider's. `entries.list` allows 60 calls a minute per project: every query has a time
-bound, answers are cached for a short while, and a limiter spaces the calls."""
+bound, answers are cached for a short while, and the calls are counted against one budget
+per project that every control-plane instance shares (`quota.py`, in the database)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from controlplane.observability import (
 )
 from controlplane.providers.gcp import monitoring
 from controlplane.providers.gcp.base import GcpClients
+from controlplane.providers.gcp.quota import SharedMinuteBudget
 from controlplane.settings import Settings
 
 CALLS_PER_MINUTE = 50  # under the project-wide 60, leaving room for the console
@@ -81,10 +83,12 @@ def to_entry(raw: Any) -> LogEntry:
 class CloudLoggingLogs:
     """Reads a site's request and application logs."""
 
-    def __init__(self, settings: Settings, clients: GcpClients) -> None:
+    def __init__(self, settings: Settings, clients: GcpClients,
+                 budget: SharedMinuteBudget | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.clients = clients
-        self.limiter = RateLimiter(CALLS_PER_MINUTE)
+        # Without the control-plane database (a bare client in tests): this process's own.
+        self.limiter: SharedMinuteBudget | RateLimiter = budget or RateLimiter(CALLS_PER_MINUTE)
         self.cache: dict[tuple[str, str, str], tuple[float, list[LogEntry]]] = {}
 
     def _entries(self, ctx: SiteContext, since: datetime, until: datetime) -> list[LogEntry]:
