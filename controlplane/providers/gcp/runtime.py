@@ -242,7 +242,8 @@ class CloudRunService(GcpStep):
         self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
 
     def stop(self, ctx: SiteContext) -> None:
-        """Internal ingress only: the internet and the load balancer get 404 until start."""
+        """Internal ingress only: requests from the internet and the load balancer are turned
+        away until start."""
         self._set_ingress(ctx, stopped=True)
 
     def start(self, ctx: SiteContext) -> None:
