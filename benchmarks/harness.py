@@ -8,7 +8,6 @@ prints tables drawn from that data (`print_table`, `print_facts`) and writes the
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
@@ -32,6 +31,7 @@ CONTROL_PLANE_APP = "controlplane.api.app:create_app"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from controlplane import clock  # noqa: E402  (after the path: runs from a checkout too)
 
 # --------------------------------------------------------------------------------------
 # Arguments
@@ -145,8 +145,8 @@ def stacks_running() -> dict[str, int]:
 def machine_info(versions: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Date, CPU, memory, load and software versions: what a reader needs to compare runs."""
     info: dict[str, Any] = {
-        # The benchmark's own wall-clock date, for the record; nothing is computed from it.
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        # The benchmark's own date, for the record; nothing is computed from it.
+        "date": clock.now().isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "machine": platform.machine(),

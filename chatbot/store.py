@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy import DateTime, String, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from controlplane import clock
 
 TITLE_LENGTH = 80
 
@@ -127,7 +129,7 @@ class ThreadStore:
         self, *, owner_key: str, owner_sub: str, tenant_id: str | None, first_message: str
     ) -> str:
         """A new thread owned by `owner_key`; returns its id."""
-        now = datetime.now(UTC)
+        now = clock.now()
         thread = ChatThread(
             id=str(uuid.uuid4()),
             owner_sub=owner_sub,
@@ -154,7 +156,7 @@ class ThreadStore:
         with self._sessions.begin() as session:
             thread = session.get(ChatThread, thread_id)
             if thread is not None:
-                thread.updated_at = datetime.now(UTC)
+                thread.updated_at = clock.now()
 
     def list(self, *, owner_key: str, limit: int = 50) -> list[ChatThread]:
         """The caller's threads, latest first."""

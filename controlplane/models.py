@@ -24,10 +24,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from controlplane import clock
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def new_id() -> str:

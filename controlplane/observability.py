@@ -13,6 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from controlplane import clock
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import TooBusy
 
@@ -49,7 +50,7 @@ class Severity(IntEnum):
 
 def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     """An ISO 8601 time, or a time ago such as "15m", "2h", "1d" (relative to now)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     text = value.strip()
     match = _RELATIVE.fullmatch(text)
     if match:

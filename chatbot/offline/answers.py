@@ -92,6 +92,11 @@ def delete_site(args: dict[str, Any], data: dict[str, Any]) -> str:
     return f"Deleted **{data['name']}** (tenant {data['tenant_id']}).{kept}"
 
 
+def _during(label: str) -> str:
+    """'in the last hour', but 'yesterday (2026-11-30)': a named day takes no preposition."""
+    return f"in {label}" if label.startswith("the ") else label
+
+
 def query_logs(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
     """Log entries."""
     entries = data.get("entries") or []
@@ -102,9 +107,9 @@ def query_logs(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
     elif args.get("severity") == "warning":
         what = "warnings or worse"
     if not entries:
-        return f"No {what} on {site} in {label}."
+        return f"No {what} on {site} {_during(label)}."
     more = " (more matched; narrow the window to see them all)" if data.get("truncated") else ""
-    lines = [f"{len(entries)} {what} on {site} in {label}{more}:"]
+    lines = [f"{len(entries)} {what} on {site} {_during(label)}{more}:"]
     for entry in entries[:MAX_LOG_LINES]:
         detail = entry["message"]
         if entry.get("status") is not None and entry.get("path"):
@@ -119,10 +124,10 @@ def get_metrics(args: dict[str, Any], data: dict[str, Any], label: str) -> str:
     """Request figures with a verdict."""
     site = data["site"]
     if not data["requests"]:
-        return f"{site} served no requests in {label}, so there is nothing to measure yet."
+        return f"{site} served no requests {_during(label)}, so there is nothing to measure yet."
     latency = data["latency_ms"]
     text = (
-        f"{site} served {data['requests']} requests in {label} "
+        f"{site} served {data['requests']} requests {_during(label)} "
         f"({data['requests_per_minute']} a minute). Latency p50 {latency['p50']} ms, "
         f"p95 {latency['p95']} ms. Server errors: {data['errors']} "
         f"({data['error_rate'] * 100:.1f}%)."

@@ -275,9 +275,12 @@ def window(text: str, now: datetime) -> Window:
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if re.search(r"\byesterday\b", lowered):
         start = midnight - timedelta(days=1)
-        return Window(start.isoformat(), midnight.isoformat(), "yesterday", explicit=True)
+        label = f"yesterday ({start.date().isoformat()})"
+        return Window(start.isoformat(), midnight.isoformat(), label, explicit=True)
     if re.search(r"\b(today|this morning|since midnight)\b", lowered):
-        return Window(midnight.isoformat(), None, "today", explicit=True)
+        return Window(
+            midnight.isoformat(), None, f"today ({midnight.date().isoformat()})", explicit=True
+        )
     if re.search(r"\bthis week\b", lowered):
         start = midnight - timedelta(days=midnight.weekday())
         return Window(start.isoformat(), None, "this week", explicit=True)

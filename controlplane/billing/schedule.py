@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from controlplane import clock
 from controlplane.billing.jobs import aggregate, meter
 from controlplane.logs import get_logger
 from controlplane.platform import Platform
@@ -26,7 +27,7 @@ def next_hour(now: datetime) -> datetime:
 
 def seconds_until(moment: datetime) -> float:
     """How long to sleep until `moment`."""
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return max(0.0, (moment - clock.now()).total_seconds())
 
 
 def wait_or_stop(stop: Any, seconds: float) -> bool:
@@ -66,7 +67,7 @@ class BillingSchedule:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = datetime.now(UTC)
+            now = clock.now()
             try:
                 self.run_once(now)
             except Exception as exc:  # a failed run is logged and retried next hour

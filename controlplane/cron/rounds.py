@@ -6,12 +6,13 @@ import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from controlplane import clock
 from controlplane.cron import CronResult, CronRunner
 from controlplane.engine.provider import SiteContext
 from controlplane.logs import get_logger
@@ -88,7 +89,7 @@ def run_site(platform: Platform, runner: CronRunner, ctx: SiteContext) -> CronRe
     """Run one site's due events and record the outcome (None: skipped, no longer ready)."""
     if not still_ready(platform, ctx.site_id):
         return None
-    at = datetime.now(UTC)
+    at = clock.now()
     started = time.monotonic()
     try:
         result = runner.run_due(ctx)

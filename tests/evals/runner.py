@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from controlplane import clock
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.platform import Platform
-from tests.agent_fixtures import TENANTS, Chatter, Turn, make_site, site_names
+from tests.agent_fixtures import TENANTS, Chatter, Turn, site_names
 from tests.billing_data import export_row, insert
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -32,12 +33,45 @@ def case_files() -> list[Path]:
     return sorted(CASES_DIR.glob("*.yaml"))
 
 
-def load_case(path: Path) -> dict[str, Any]:
-    """A case file as data."""
-    case: dict[str, Any] = yaml.safe_load(path.read_text())
+CASE_KEYS = {"description", "role", "tenants", "email", "sub", "setup", "turns", "final"}
+TURN_KEYS = {"user", "resume", "tools", "reply_contains", "reply_excludes", "interrupt",
+             "tool_status"}  # fmt: skip
+# What a turn must show happened: an absence alone (no call, no phrase) passes a planner
+# that does nothing at all.
+POSITIVE_KEYS = ("tools", "reply_contains", "interrupt", "tool_status")
+
+
+def case_problems(case: dict[str, Any]) -> list[str]:
+    """Why a case cannot judge anything (unknown keys, calls without arguments, only absences)."""
+    problems = [f"unknown key {k!r}" for k in sorted(set(case) - CASE_KEYS)]
     for key in ("description", "role", "turns"):
         if key not in case:
-            raise ValueError(f"{path.name}: missing {key!r}")
+            problems.append(f"missing {key!r}")
+    for index, turn in enumerate(case.get("turns") or []):
+        where = f"turn {index + 1}"
+        problems += [f"{where}: unknown key {k!r}" for k in sorted(set(turn) - TURN_KEYS)]
+        if ("user" in turn) == ("resume" in turn):
+            problems.append(f"{where}: needs exactly one of 'user' and 'resume'")
+        for call in turn.get("tools") or []:
+            if "args" not in call:
+                problems.append(f"{where}: call {call['name']} must list its exact args")
+        if not any(turn.get(key) for key in POSITIVE_KEYS):
+            problems.append(f"{where}: checks only absences; add what must happen")
+    return problems
+
+
+def read_case(path: Path) -> dict[str, Any]:
+    """A case file as data, unchecked."""
+    case: dict[str, Any] = yaml.safe_load(path.read_text())
+    return case
+
+
+def load_case(path: Path) -> dict[str, Any]:
+    """A case file as data (ValueError if it is malformed)."""
+    case = read_case(path)
+    problems = case_problems(case)
+    if problems:
+        raise ValueError(f"{path.name}: " + "; ".join(problems))
     return case
 
 
@@ -72,22 +106,40 @@ def _fill(value: Any, values: dict[str, str]) -> Any:
     return value
 
 
+class SetupError(AssertionError):
+    """The state a case starts from could not be made: the case fails, it is not judged."""
+
+
+def _wait(api: httpx.Client, response: httpx.Response, what: str) -> None:
+    if response.status_code != 202:
+        raise SetupError(f"setup: {what} answered {response.status_code}: {response.text}")
+    op_id = response.json()["operation"]["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = api.get(f"/v1/operations/{op_id}").json()["status"]
+        if status == "succeeded":
+            return
+        if status == "failed":
+            raise SetupError(f"setup: {what} failed (operation {op_id})")
+        time.sleep(0.01)
+    raise SetupError(f"setup: {what} did not finish in 30 s")
+
+
 def setup_sites(api: httpx.Client, wanted: dict[str, list[str]]) -> None:
-    """Make the tenants' sites exactly `wanted` (others are deleted)."""
+    """Make the tenants' sites exactly `wanted` (others are deleted); SetupError if it can't."""
     for tenant in TENANTS:
         for name in site_names(api, tenant):
             if name not in wanted.get(tenant, []):
-                response = api.delete(f"/v1/tenants/{tenant}/sites/{name}")
-                assert response.status_code == 202, response.text
+                _wait(api, api.delete(f"/v1/tenants/{tenant}/sites/{name}"), f"delete {name}")
         for name in wanted.get(tenant, []):
             if name not in site_names(api, tenant):
-                make_site(api, tenant, name)
-    for _ in range(500):
-        if all(site_names(api, t) == sorted(wanted.get(t, [])) for t in TENANTS):
-            return
-        import time
-
-        time.sleep(0.01)
+                made = api.post(f"/v1/tenants/{tenant}/sites",
+                                json={"name": name, "admin_email": "o@example.com"})  # fmt: skip
+                _wait(api, made, f"create {tenant}/{name}")
+    for tenant in TENANTS:
+        got = site_names(api, tenant)
+        if got != sorted(wanted.get(tenant, [])):
+            raise SetupError(f"setup: tenant {tenant} has sites {got}, wanted {wanted.get(tenant)}")
 
 
 def seed_costs(platform: Platform, costs: list[dict[str, Any]]) -> None:
@@ -105,10 +157,12 @@ def seed_costs(platform: Platform, costs: list[dict[str, Any]]) -> None:
             service=cost.get("service", "Cloud Run"), tenant=cost.get("tenant"),
             site=cost.get("site"), credits=tuple(cost.get("credits", ())),
         ))  # fmt: skip
-    run_aggregation(platform.sessions, warehouse, since=min(days),
-                    until=max(days) + timedelta(days=1), database_sizes={},
-                    shared_services=("Cloud SQL",))  # fmt: skip
+    result = run_aggregation(platform.sessions, warehouse, since=min(days),
+                             until=max(days) + timedelta(days=1), database_sizes={},
+                             shared_services=("Cloud SQL",))  # fmt: skip
     warehouse.close()
+    if result.rows == 0:
+        raise SetupError(f"setup: the costs {costs} aggregated to no rows")
 
 
 @dataclass
@@ -120,22 +174,28 @@ class Verdict:
 
 
 def _matches(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
-    if expected["name"] != actual["name"]:
-        return False
-    return all(actual["args"].get(k) == v for k, v in (expected.get("args") or {}).items())
+    """Same tool, and exactly the same arguments (an extra argument is a different call)."""
+    return bool(expected["name"] == actual["name"] and expected["args"] == actual["args"])
 
 
-def judge_turn(index: int, spec: dict[str, Any], turn: Turn, strict: bool) -> list[str]:
-    """Failures of one turn against its expectations."""
+def calls_of(turn: Turn, resumed: bool) -> list[dict[str, Any]]:
+    """The calls a turn made: proposed by the model, or (on resume) those that then ran."""
+    if not resumed:
+        return [{"name": c["name"], "args": c["args"]} for c in turn.proposed]
+    return [
+        {"name": e["name"], "args": e["args"]} for e in turn.events if e["type"] == "tool_start"
+    ]
+
+
+def judge_turn(
+    index: int, spec: dict[str, Any], turn: Turn, strict: bool, typed: list[str]
+) -> list[str]:
+    """Failures of one turn against its expectations; `typed` is what the user has said."""
     failures = []
     where = f"turn {index + 1}"
     if "tools" in spec:
         expected = spec["tools"] or []
-        actual = (
-            turn.proposed
-            if "user" in spec
-            else [{"name": e["name"], "args": {}} for e in turn.executed]
-        )
+        actual = calls_of(turn, "resume" in spec)
         position = 0
         for want in expected:
             while position < len(actual) and not _matches(want, actual[position]):
@@ -146,8 +206,12 @@ def judge_turn(index: int, spec: dict[str, Any], turn: Turn, strict: bool) -> li
             position += 1
         if strict and len(actual) != len(expected):
             failures.append(f"{where}: expected {len(expected)} call(s), got {actual}")
+    said = " ".join(typed).lower()
     for text in spec.get("reply_contains", []):
-        if text.lower() not in turn.reply.lower():
+        if text.lower() in said:
+            # Echoing the user would satisfy it: the phrase must be one only the agent knows.
+            failures.append(f"{where}: reply_contains {text!r} is in what the user typed")
+        elif text.lower() not in turn.reply.lower():
             failures.append(f"{where}: reply lacks {text!r}: {turn.reply!r}")
     for text in spec.get("reply_excludes", []):
         if text.lower() in turn.reply.lower():
@@ -168,10 +232,15 @@ def run_case(case: dict[str, Any], chatter: Chatter, api: httpx.Client, *, stric
     """Play the turns, then check the final state."""
     values = placeholders(clock.today())
     failures: list[str] = []
+    typed: list[str] = []
     for index, raw in enumerate(case["turns"]):
         spec = _fill(raw, values)
-        turn = chatter.say(spec["user"]) if "user" in spec else chatter.resume(spec["resume"])
-        failures += judge_turn(index, spec, turn, strict)
+        if "user" in spec:
+            typed.append(spec["user"])
+            turn = chatter.say(spec["user"])
+        else:
+            turn = chatter.resume(spec["resume"])
+        failures += judge_turn(index, spec, turn, strict, typed)
     final = (case.get("final") or {}).get("sites")
     if final is not None:
         for tenant in TENANTS:

@@ -20,6 +20,7 @@ from tests.evals.runner import (
     case_files,
     is_dated,
     load_case,
+    read_case,
     run_case,
     seed_costs,
     setup_sites,
@@ -45,10 +46,16 @@ def test_there_are_enough_cases() -> None:
     assert sum(1 for c in cases if c["role"] == "admin") >= 6
 
 
-# Cases that name dates also run as if it were the first and the last day of a month.
+# Cases that name dates also run at the calendar's edges: the first minutes of a month and of
+# a year, the last minutes of a month and of a year, and either side of the end of October
+# (the month a case names by name, in it and just after it).
 CLOCKS = {
     "month-first": datetime(2027, 3, 1, 0, 30, tzinfo=UTC),
-    "month-last": datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+    "month-last": datetime(2027, 2, 28, 23, 40, tzinfo=UTC),
+    "year-first": datetime(2027, 1, 1, 0, 5, tzinfo=UTC),
+    "year-last": datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+    "october-last": datetime(2026, 10, 31, 23, 45, tzinfo=UTC),
+    "november-first": datetime(2026, 11, 1, 0, 15, tzinfo=UTC),
 }
 
 
@@ -56,7 +63,7 @@ def _runs() -> list[tuple[Path, str]]:
     runs = []
     for path in case_files():
         runs.append((path, "now"))
-        if is_dated(load_case(path)):
+        if is_dated(read_case(path)):
             runs += [(path, name) for name in CLOCKS]
     return runs
 

@@ -41,7 +41,7 @@ from firebase_admin import _token_gen
 from firebase_admin import auth as fb_auth
 from pydantic import ValidationError
 
-from controlplane import crypto
+from controlplane import clock, crypto
 from controlplane.api.app import create_app
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
@@ -330,7 +330,7 @@ def self_signed_cert(key: rsa.RSAPrivateKey) -> str:
     name = x509.Name(
         [x509.NameAttribute(NameOID.COMMON_NAME, "securetoken.system.gserviceaccount.com")]
     )
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -19,6 +19,7 @@ import pymysql
 import pytest
 from fastapi.testclient import TestClient
 
+from controlplane import clock
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
@@ -431,7 +432,6 @@ def test_logs_api_refuses_links_and_fifos_planted_by_a_site(local: LocalEnv) -> 
 def test_metering_reads_what_a_real_site_uses(local: LocalEnv) -> None:
     """Local metering on the real stack: requests and busy time from nginx's access log,
     wp-content bytes from disk, the site's database size from information_schema."""
-    from datetime import UTC, datetime
 
     from controlplane.billing.metering import meter_hour
     from controlplane.billing.warehouse import DuckDBWarehouse
@@ -445,7 +445,7 @@ def test_metering_reads_what_a_real_site_uses(local: LocalEnv) -> None:
     database = local.resources("meter")["database"]["name"]
     sizes = usage.database_bytes()
     assert sizes[database] > 100_000  # a WordPress install's tables
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hour = clock.now().replace(minute=0, second=0, microsecond=0)
     warehouse = DuckDBWarehouse(":memory:")
     meter_hour(platform, usage, warehouse, hour)
     rows = warehouse.connection.execute(

@@ -96,16 +96,35 @@ def test_unknown_tenant_is_404_even_for_admins(seeded: TestClient, auth: AuthHea
     assert seeded.get("/v1/tenants/nobody/billing", headers=auth("admin")).status_code == 404
 
 
+# The calendar's edges: the metered hour (the one before the clock's) is the last of a month,
+# of a year, of October; or the clock is in the last hour of a month or of a year.
+EDGES = {
+    "month-first": datetime(2027, 3, 1, 0, 30, tzinfo=UTC),
+    "year-first": datetime(2027, 1, 1, 0, 5, tzinfo=UTC),
+    "november-first": datetime(2026, 11, 1, 0, 20, tzinfo=UTC),
+    "october-last": datetime(2026, 10, 31, 23, 50, tzinfo=UTC),
+    "month-last": datetime(2027, 2, 28, 23, 30, tzinfo=UTC),
+    "year-last": datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+}
+
+
+@pytest.mark.parametrize("moment", EDGES.values(), ids=EDGES.keys())
 def test_metering_prices_what_the_sites_used(
-    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider, moment: datetime
 ) -> None:
+    with clock.travel(moment):
+        _meter_and_bill(client, auth, memory_provider)
+
+
+def _meter_and_bill(client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider) -> None:
     admin = auth("admin")
     client.post("/v1/tenants", json={"id": "acme", "name": "acme"}, headers=admin)
     made = client.post("/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@b.example"},
                        headers=admin).json()  # fmt: skip
     wait_for_operation(client, made["operation"]["id"], admin)
     site_id = made["site"]["id"]
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    hour = clock.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    exported = clock.now()
     memory_provider.logs.entries[site_id] = [  # type: ignore[attr-defined]
         LogEntry(time=hour + timedelta(minutes=m), source="access", severity="info", message="GET /",
                  method="GET", path="/", status=200, latency_ms=250.0, bytes=2 * 1024**2)
@@ -121,6 +140,10 @@ def test_metering_prices_what_the_sites_used(
     rows = dict(wh.connection.execute(
         "SELECT sku.id, cost FROM billing_export ORDER BY sku.id").fetchall())  # fmt: skip
     assert wh.connection.execute("SELECT count(*) FROM billing_export").fetchone() == (8,)
+    # Usage is the metered hour's; the partition is the day the clock exported it on.
+    assert wh.connection.execute(
+        "SELECT DISTINCT usage_start_time, CAST(_PARTITIONTIME AS DATE) FROM billing_export"
+    ).fetchall() == [(hour.replace(tzinfo=None), exported.date())]
     busy = 10 * 0.25
     assert rows["CR-CPU-T1"] == pytest.approx(busy * 0.000024, abs=1e-9)
     assert rows["CR-MEM-T1"] == pytest.approx(busy * 0.5 * 0.0000025, abs=1e-9)
@@ -158,11 +181,7 @@ def test_the_cloud_run_job_entry_point(tmp_path: Path) -> None:
     assert "AIPRESS_BILLING_EXPORT_TABLE must name" in (tmp_path / "job.log").read_text()
 
 
-@pytest.mark.parametrize(
-    "moment",
-    [datetime(2027, 3, 1, 0, 30, tzinfo=UTC), datetime(2026, 12, 31, 23, 30, tzinfo=UTC)],
-    ids=["first-of-month", "last-of-month"],
-)
+@pytest.mark.parametrize("moment", EDGES.values(), ids=EDGES.keys())
 def test_default_period_is_this_month_by_the_clock(
     client: TestClient, auth: AuthHeaders, moment: datetime
 ) -> None:

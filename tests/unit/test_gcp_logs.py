@@ -3,12 +3,13 @@ that checks every query carries the service and a time bound; answers are cached
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import logging
 
+from controlplane import clock
 from controlplane.credentials import DatabaseVault
 from controlplane.engine.provider import SiteContext
 from controlplane.observability import LogQuery, Severity
@@ -18,7 +19,7 @@ from controlplane.settings import Settings
 from tests.integration.gcp_fakes import FakeLogging
 from tests.live import serve
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = clock.now().replace(microsecond=0)
 
 
 def _request(seconds_ago: int, status: int, latency: str, size: int) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent import futures
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -13,6 +13,7 @@ import pytest
 from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 
+from controlplane import clock
 from controlplane.providers.gcp import monitoring
 
 A = monitoring_v3.Aggregation
@@ -25,7 +26,7 @@ class FakeMetrics:
         self.requests: list[monitoring_v3.ListTimeSeriesRequest] = []
 
     def series(self, metric: str, labels: dict[str, str], value: dict[str, Any]) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = clock.now()
         return {"metric": {"type": metric, "labels": labels},
                 "points": [{"interval": {"end_time": now}, "value": value}]}  # fmt: skip
 
@@ -83,7 +84,7 @@ def test_request_count_latencies_and_instances(
     metric_service: tuple[FakeMetrics, monitoring_v3.MetricServiceClient],
 ) -> None:
     fake, client = metric_service
-    until = datetime.now(UTC)
+    until = clock.now()
     figures = monitoring.metrics(
         client, "p", "s-acme-crumbs-1", "crumbs", until - timedelta(hours=1), until
     )

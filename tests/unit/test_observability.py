@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from controlplane import clock
 from controlplane.observability import (
     LogEntry,
     LogQuery,
@@ -105,7 +106,7 @@ def test_logs_api(client: TestClient, auth: AuthHeaders, memory_provider: Memory
     created = client.post("/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@example.com"},
                           headers=admin).json()  # fmt: skip
     wait_for_operation(client, created["operation"]["id"], admin)
-    now = datetime.now(UTC)
+    now = clock.now()
     memory_provider.logs.entries[created["site"]["id"]] = [  # type: ignore[attr-defined]
         e.model_copy(update={"time": now - (NOW - e.time)})
         for e in (_entry(1, 200, 5), _entry(2, 500, 80), _entry(200, 500, 80))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from controlplane import clock
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.errors import Invalid
 from controlplane.observability import (
@@ -52,7 +53,7 @@ ReadSlot = Depends(one_read_slot)
 
 
 def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
-    now = datetime.now(UTC)
+    now = clock.now()
     try:
         start = parse_time(since, now=now)
         end = parse_time(until, now=now) if until else now

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import pymysql.cursors
 
+from controlplane import clock
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.naming import labels
@@ -65,7 +65,7 @@ class GcsBackups(GcpStep):
         """Dump and copy; return the gs:// prefix of the backup."""
         if not self.settings.backups_bucket:
             raise ValueError("the gcp provider needs AIPRESS_BACKUPS_BUCKET for backups")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         prefix = f"{ctx.tenant_id}/{ctx.site_name}/{stamp}-{label}"
         storage = self.clients.storage
         target = storage.bucket(self.settings.backups_bucket)

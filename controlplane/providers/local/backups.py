@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
+from controlplane import clock
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import CLEAN_ENV, StackError
@@ -20,7 +20,7 @@ class BackupStep(LocalStep):
         """Dump the database and archive wp-content; return the backup's directory."""
         names = self.names(ctx)
         self.stack.ensure_running()
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = clock.now().strftime("%Y%m%dT%H%M%S%fZ")
         target = self.stack.backups_dir / ctx.tenant_id / ctx.site_name / f"{stamp}-{label}"
         target.mkdir(parents=True, mode=0o700)
         manifest: dict[str, object] = {
