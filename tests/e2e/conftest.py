@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    WebError,
+    sync_playwright,
+)
 
 from tests.conftest import ARTIFACTS
 
@@ -15,16 +27,94 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 SCREENSHOTS = ARTIFACTS / "screenshots"
+# wp-admin shows avatars from Gravatar; this machine has no outside network to fetch them.
+GRAVATAR = r"^https://(\d+|secure)\.gravatar\.com/avatar/"
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def chromium() -> Iterator[Browser]:
+    """One Chromium for the session (tests use `browser`, which watches what it opens)."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed: `make test` installs it")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         yield launched
         launched.close()
+
+
+@dataclass
+class BrowserProblems:
+    """What went wrong in the pages a test opened: console errors, uncaught errors, requests
+    that failed, and 4xx/5xx answers the test did not declare with `expect`."""
+
+    seen: list[str] = field(default_factory=list)
+    expected: list[tuple[re.Pattern[str], int]] = field(default_factory=list)
+    unreachable: list[re.Pattern[str]] = field(default_factory=list)
+
+    def expect(self, url: str, status: int) -> None:
+        """Allow answers `status` from URLs matching the regex `url` (provoked on purpose)."""
+        self.expected.append((re.compile(url), status))
+
+    def expect_unreachable(self, url: str) -> None:
+        """Allow requests to URLs matching the regex `url` to fail (hosts outside this machine)."""
+        self.unreachable.append(re.compile(url))
+
+    def attach(self, context: BrowserContext) -> None:
+        """Watch every page of `context`, popups included."""
+        context.on("console", self._console)
+        context.on("weberror", self._uncaught)
+        context.on("requestfailed", self._failed)
+        context.on("response", self._response)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # Chromium logs every 4xx/5xx load as "Failed to load resource"; `_response` and
+        # `_failed` judge those (with the expected list), so only other errors count here.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.seen.append(f"console error: {message.text} ({message.location.get('url')})")
+
+    def _uncaught(self, error: WebError) -> None:
+        self.seen.append(f"uncaught error: {error.error}")
+
+    def _failed(self, request: Request) -> None:
+        if any(p.search(request.url) for p in self.unreachable):
+            return
+        self.seen.append(f"request failed: {request.method} {request.url}: {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status < 400:
+            return
+        if any(p.search(response.url) and s == response.status for p, s in self.expected):
+            return
+        self.seen.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+
+@pytest.fixture
+def browser_problems() -> BrowserProblems:
+    """The current test's browser problems (declare provoked errors with `expect`)."""
+    return BrowserProblems()
+
+
+@pytest.fixture
+def browser(
+    chromium: Browser, browser_problems: BrowserProblems, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Browser]:
+    """The session's Chromium; every context the test opens is watched, and any problem it
+    saw that the test did not expect fails the test at teardown."""
+    opened = chromium.new_context
+
+    def new_context(**options: Any) -> BrowserContext:
+        context = opened(**options)
+        browser_problems.attach(context)
+        return context
+
+    def new_page(**_options: Any) -> Page:
+        raise AssertionError("open pages through browser.new_context() so they are watched")
+
+    monkeypatch.setattr(chromium, "new_context", new_context)
+    monkeypatch.setattr(chromium, "new_page", new_page)
+    yield chromium
+    if browser_problems.seen:
+        pytest.fail("the browser saw problems:\n" + "\n".join(browser_problems.seen))
 
 
 def watch(page: Page) -> list[str]:

@@ -43,7 +43,10 @@ def test_model_output_cannot_run_script(browser: Browser, chat_settings: Setting
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
     with serve(create_chat_app(chat_settings, model=HostileModel())) as url:
         context = browser.new_context()
-        context.add_init_script(f"sessionStorage.setItem('aipress.token', {token!r})")
+        # about:blank has no sessionStorage (reading it there throws): only the served pages.
+        context.add_init_script(
+            f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
+        )
         page = context.new_page()
         errors = watch(page)
         page.goto(f"{url}/dashboard")
