@@ -125,6 +125,6 @@ def test_site_metrics_with_monitoring_never_read_the_logs(
                       admin_email="a@b.example", admin_user="admin", domains=[],
                       credentials=DatabaseVault.__new__(DatabaseVault),
                       resources={"runtime": {"service": "projects/p/locations/r/services/s-acme-crumbs-1"}})  # fmt: skip
-    until = datetime.now(UTC)
+    until = clock.now()
     figures = logs.metrics(ctx, until - timedelta(hours=1), until)
     assert figures.requests == 100 and figures.bytes_sent == 123456
