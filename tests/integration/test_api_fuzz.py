@@ -17,7 +17,10 @@ For every answer:
     (denials are audited by design) and the memory provider's resources and calls are identical
     before and after; a GET changes nothing either, whatever its status;
   * an invalid token never gets a 2xx (nor a 403, which would mean it was accepted); a viewer never
-    changes anything; only admins manage tenants and users; tenant 'other' never reaches 'acme'.
+    changes anything; only admins manage tenants and users;
+  * every non-admin caller (operator, viewer and tenant of 'acme', tenant 'other') asking for a
+    tenant it cannot see gets exactly 404 (or a request-validation 422), and no answer of any
+    status, 409s included, holds another tenant's names, ids or domain that it did not send.
 After an accepted change the run waits for the engine and restores the seed, so background
 operations never overlap a measured request and the next caller finds the same fixtures. The app
 and its seed are shared by the whole module: one seed instead of one per operation, which with
@@ -69,6 +72,8 @@ BASE_URL = "http://testserver"
 EVENTS_PATH = "/v1/operations/{operation_id}/events"
 PUBLIC_PATHS = frozenset({"/healthz"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What the router answers before any handler runs: unparseable body, method, request validation.
+ROUTER_STATUSES = frozenset({400, 405, 422})
 IGNORED_TABLES = frozenset({"audit_events"})  # denied attempts are audited by design
 # The engine's own bookkeeping (its lease on an operation) moves in the background.
 IGNORED_COLUMNS = frozenset({("operations", "worker_id"), ("operations", "lease_expires_at")})
@@ -123,6 +128,7 @@ VALID = {
     "tenant-other": (Role.TENANT, ["other"], "owner@other.example"),
 }
 NON_ADMIN = tuple(name for name in VALID if name != "admin")
+SEES = {name: frozenset(tenants) for name, (_, tenants, _) in VALID.items() if name != "admin"}
 INVALID = ("missing", "garbage", "expired", "foreign-key")
 GARBAGE = (
     "Bearer not-a-token",
@@ -186,6 +192,11 @@ class Fuzzer:
         self.headers["missing"] = {}
         self.headers["garbage"] = {"Authorization": GARBAGE[0]}  # the fuzz run rotates GARBAGE
         self.operation_ids: list[str] = []
+        self.operation_tenant: dict[str, str] = {}
+        # tenant -> strings only that tenant's data holds (names, ids, domain): no answer to a
+        # caller who cannot see the tenant may contain one it did not send itself.
+        self.markers: dict[str, set[str]] = {t: {name} for t, name in TENANTS.items()}
+        self.markers["acme"].add(ACME_DOMAIN)
         self.state: dict[str, str] | None = None  # the last snapshot, while it is still current
         self.seed()
 
@@ -209,6 +220,8 @@ class Fuzzer:
             body["domain"] = ACME_DOMAIN
         accepted = self.api("POST", f"/v1/tenants/{tenant}/sites", json=body)
         op_id: str = accepted["operation"]["id"]
+        self.operation_tenant[op_id] = tenant
+        self.markers[tenant] |= {op_id, accepted["site"]["id"]}
         final = wait_for_operation(self.client, op_id, self.headers["admin"])
         assert final["status"] == "succeeded", final
         return op_id
@@ -347,7 +360,7 @@ class Fuzzer:
             _assert_unchanged(before, after, f"state changed on a rejected request\n{where}")
         if case.method.upper() in SAFE_METHODS:
             _assert_unchanged(before, after, f"state changed on a {case.method} request\n{where}")
-        self.assert_authorization(case, caller, status, before, after, where)
+        self.assert_authorization(case, caller, response, before, after, where)
         if status < 300 and case.method.upper() not in SAFE_METHODS:
             self.state = None
             self.restore()
@@ -356,13 +369,14 @@ class Fuzzer:
         self,
         case: schemathesis.Case,
         caller: str,
-        status: int,
+        response: schemathesis.Response,
         before: dict[str, str],
         after: dict[str, str],
         where: str,
     ) -> None:
         if case.path in PUBLIC_PATHS:
             return
+        status = response.status_code
         accepted = status < 300
         if caller in INVALID:
             assert not accepted and status != 403, f"invalid token ({caller}) was accepted\n{where}"
@@ -376,12 +390,51 @@ class Fuzzer:
         )
         if caller != "admin" and admin_only:
             assert not accepted, f"{caller} used an admin-only operation\n{where}"
-        if caller == "tenant-other" and (
-            case.path_parameters.get("tenant_id") == "acme"
-            or case.path_parameters.get("operation_id") == self.operation_ids[0]
-            or (isinstance(case.query, dict) and case.query.get("tenant_id") == "acme")
-        ):
-            assert not accepted, f"tenant 'other' reached tenant 'acme'\n{where}"
+        if caller not in SEES:
+            return
+        if self.named_tenants(case) - SEES[caller]:
+            # Exactly 404, or what a tenant that does not exist gets (the router's 400, 405 or
+            # 422, decided before any lookup): nothing tells the tenant's resources exist.
+            router = status in ROUTER_STATUSES and status == self.status_without_tenants(
+                case, caller
+            )
+            assert status == 404 or router, (
+                f"{caller} was told something of a tenant it cannot see\n{where}"
+            )
+        sent = json.dumps(
+            [case.path_parameters, case.query, case.body], default=repr, ensure_ascii=False
+        )
+        text = response.content.decode("utf-8", "replace")
+        for tenant in set(TENANTS) - SEES[caller]:
+            leaked = sorted(m for m in self.markers[tenant] if m in text and m not in sent)
+            assert not leaked, f"{caller} was told {tenant!r}'s {leaked}\n{where}"
+
+    def status_without_tenants(self, case: schemathesis.Case, caller: str) -> int:
+        """The status of the same request with every seeded tenant (and operation) it names
+        swapped for ones that never existed."""
+        params, query = case.path_parameters, case.query
+        missing = {**TENANTS, **dict.fromkeys(self.operation_tenant)}
+        case.path_parameters = {
+            k: ("0" * 32 if k == "operation_id" else "never-a-tenant") if v in missing else v
+            for k, v in params.items()
+        }
+        if isinstance(query, dict) and query.get("tenant_id") in TENANTS:
+            case.query = {**query, "tenant_id": "never-a-tenant"}
+        try:
+            before = self.snapshot()
+            response = case.call(base_url=BASE_URL, session=self.http, headers=self.headers[caller])
+            _assert_unchanged(before, self.snapshot(), "a request for no tenant changed state")
+        finally:
+            case.path_parameters, case.query = params, query
+        return response.status_code
+
+    def named_tenants(self, case: schemathesis.Case) -> set[str]:
+        """The seeded tenants whose resources the request names (path, operation, query)."""
+        named = {case.path_parameters.get("tenant_id")}
+        named.add(self.operation_tenant.get(str(case.path_parameters.get("operation_id"))))
+        if isinstance(case.query, dict):
+            named.add(case.query.get("tenant_id"))
+        return {t for t in named if t in TENANTS}
 
 
 def _describe(case: schemathesis.Case, caller: str, response: schemathesis.Response) -> str:
