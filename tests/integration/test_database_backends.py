@@ -56,7 +56,7 @@ def test_migrations_match_the_models(backend_settings: Settings) -> None:
     migrate(engine)  # a second run is a no-op
     with engine.connect() as conn:
         diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
         )
     assert diff == []
     assert set(inspect(engine).get_table_names()) >= set(Base.metadata.tables)

@@ -374,13 +374,16 @@ def test_custom_domain_is_served_once_verified(local: LocalEnv) -> None:
         local.client, verified.json()["operation"]["id"], local.admin, timeout=60
     )
     assert final["status"] == "succeeded", final
+    # Each name the site serves answers for itself: WordPress's canonical redirect only swaps
+    # www/no-www, and nginx sends no name elsewhere. A redirect here would be a change.
     response = local.site_get("shop.example.net")
-    assert response.status_code in (200, 301, 302)
+    assert response.status_code == 200, response.headers
     assert "No AIPress site" not in response.text
     removed = local.client.delete(f"{path}/shop.example.net", headers=local.admin)
     wait_for_operation(local.client, removed.json()["operation"]["id"], local.admin, timeout=60)
     assert "No AIPress site" in local.site_get("shop.example.net").text
-    assert local.site_get("shop.acme.localhost").status_code in (200, 301, 302)
+    preview = local.site_get("shop.acme.localhost")
+    assert preview.status_code == 200, preview.headers
     local.delete("shop")
 
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -13,12 +14,16 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from controlplane import db
 from controlplane.admin_login import KEY_KIND
+from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
 from controlplane.credentials import DatabaseVault
 from controlplane.models import Credential, EnvVar, Operation, Site
 from controlplane.permissions import Role
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
+from controlplane.settings import Settings
 from tests.conftest import AuthHeaders, wait_for_operation
 
 EMAIL = "owner@example.com"
@@ -362,21 +367,35 @@ def test_healthz_and_openapi(client: TestClient) -> None:
 
 
 def test_a_locked_database_answers_503(
-    client: TestClient, auth: AuthHeaders, monkeypatch: Any
+    settings: Settings, memory_provider: MemoryProvider, monkeypatch: Any
 ) -> None:
-    import sqlite3
+    """Another connection really holds the write lock: a change waits out the busy timeout
+    (shortened here from 10 s), answers 503 with Retry-After, and leaves nothing behind."""
+    real_pragmas = db._sqlite_pragmas
 
-    from sqlalchemy.exc import OperationalError
+    def short_wait(connection: sqlite3.Connection, record: Any) -> None:
+        real_pragmas(connection, record)
+        connection.execute("PRAGMA busy_timeout=300")
 
-    from controlplane.services import tenants
-
-    def locked(*_args: Any, **_kwargs: Any) -> None:
-        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
-
-    monkeypatch.setattr(tenants, "list_tenants", locked)
-    response = client.get("/v1/tenants", headers=auth("admin"))
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert "busy" in response.json()["detail"]
+    monkeypatch.setattr(db, "_sqlite_pragmas", short_wait)
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
+    with TestClient(app) as client:
+        holder = sqlite3.connect(settings.home / "controlplane.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            response = client.post("/v1/tenants", json={"id": "acme", "name": "A"}, headers=admin)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            assert "busy" in response.json()["detail"]
+        finally:
+            holder.rollback()
+            holder.close()
+        assert client.get("/v1/tenants", headers=admin).json() == []
+        created = client.post("/v1/tenants", json={"id": "acme", "name": "A"}, headers=admin)
+        assert created.status_code == 201, created.text
 
 
 def _claims(url: str) -> dict[str, Any]:

@@ -184,14 +184,25 @@ def test_without_any_database_the_shared_cost_stays_with_the_platform(
     assert _net(platform, "platform", date(2026, 11, 10), date(2026, 11, 10)) == D("1")
 
 
-@pytest.mark.parametrize(("amount", "weights"), [
-    (D("0.000001"), {"a": 1, "b": 1}), (D("-7.5"), {"a": 3, "b": 1, "c": 1}),
-    (D("100"), {"a": 1}), (D("0.999999"), {"a": 2, "b": 2, "c": 3}),
+# Shares worked out by hand in micro-units (largest remainder first; a tie goes to the later
+# key): each share is pinned, not only their sum.
+@pytest.mark.parametrize(("amount", "weights", "shares"), [
+    (D("0.000001"), {"a": 1, "b": 1}, {"a": D("0"), "b": D("0.000001")}),
+    (D("-7.5"), {"a": 3, "b": 1, "c": 1}, {"a": D("-4.5"), "b": D("-1.5"), "c": D("-1.5")}),
+    (D("100"), {"a": 1}, {"a": D("100")}),
+    (D("0.999999"), {"a": 2, "b": 2, "c": 3},
+     {"a": D("0.285714"), "b": D("0.285714"), "c": D("0.428571")}),
+    # 1/3 and 2/3 of a million micro-units: the leftover unit goes to the larger remainder
+    (D("1"), {"a": 1, "b": 2}, {"a": D("0.333333"), "b": D("0.666667")}),
+    (D("-1"), {"b": 2, "a": 1}, {"a": D("-0.333333"), "b": D("-0.666667")}),
+    (D("0.00001"), {"a": 1, "b": 1, "c": 1},
+     {"a": D("0.000003"), "b": D("0.000003"), "c": D("0.000004")}),
 ])  # fmt: skip
-def test_split_is_exact(amount: Decimal, weights: dict[str, int]) -> None:
-    parts = split(amount, weights)
-    assert sum(parts.values()) == amount
-    assert set(parts) == set(weights)
+def test_split_gives_each_share(
+    amount: Decimal, weights: dict[str, int], shares: dict[str, Decimal]
+) -> None:
+    assert split(amount, weights) == shares
+    assert sum(shares.values()) == amount  # the table itself adds up
 
 
 def test_bigquery_sql_and_the_duckdb_twin_return_the_same_rows(warehouse: DuckDBWarehouse) -> None:
