@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controlplane.crypto import write_private_file
 from controlplane.permissions import Principal, Role, claims_for, principal_from_claims
+from controlplane.secret_record import note_secret
 from controlplane.settings import Settings
 
 LOCAL_ISSUER = "aipress-local"
@@ -64,7 +65,9 @@ def load_sign_in_key(settings: Settings, *, rotate: bool = False) -> str:
     path = sign_in_key_path(settings)
     if rotate or not path.exists():
         write_private_file(path, secrets.token_urlsafe(32).encode())
-    return path.read_text().strip()
+    key = path.read_text().strip()
+    note_secret(key, "sign-in key")
+    return key
 
 
 def sign_in_key_matches(settings: Settings, presented: str | None) -> bool:
@@ -111,7 +114,9 @@ class LocalTokenIssuer:
         }
         if email:
             claims["email"] = email
-        return jwt.encode(claims, self._key, algorithm="EdDSA")
+        token = jwt.encode(claims, self._key, algorithm="EdDSA")
+        note_secret(token, "bearer token")
+        return token
 
     def verify(self, token: str) -> Principal:
         """Check signature, issuer, audience and expiry (verified tokens are cached to expiry)."""
@@ -173,6 +178,7 @@ class FirebaseTokenVerifier:
             raise InvalidToken(
                 f"Firebase ID token could not be verified: {type(exc).__name__}"
             ) from exc
+        note_secret(token, "firebase id token")
         return principal_from_claims(claims)
 
 

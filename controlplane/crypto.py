@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from controlplane.secret_record import note_secret
 from controlplane.settings import Settings
 
 FORMAT_VERSION = "v1"
@@ -29,12 +30,17 @@ class DecryptionError(Exception):
 
 def generate_password(length: int = 32) -> str:
     """A random password safe for SQL, shell and URLs."""
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+    password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+    note_secret(password, "password")
+    return password
 
 
 def new_key() -> bytes:
     """Fresh 256-bit key material."""
-    return AESGCM.generate_key(bit_length=256)
+    key = AESGCM.generate_key(bit_length=256)
+    for shown in (base64.urlsafe_b64encode(key), base64.b64encode(key), key.hex().encode()):
+        note_secret(shown.decode(), "keyring key")
+    return key
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Keyring:
 
     def encrypt(self, plaintext: str, context: str) -> str:
         """Encrypt `plaintext`, bound to `context` (e.g. the credential's owner)."""
+        note_secret(plaintext, f"sealed {context}")
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(self.keys[self.active_key_id]).encrypt(
             nonce, plaintext.encode(), context.encode()

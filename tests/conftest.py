@@ -1,12 +1,15 @@
 """Shared fixtures: settings in a temporary home, a memory-provider app, token helpers.
 
-Every log line of the run goes to one file; at the end the run fails if any password
-generated during it appears there (secrets must never reach the logs).
+Every log line of the platform goes to one file; every secret made or used in the run is
+recorded (tests/secret_scan.py says which); at the end the run fails if any recorded secret
+appears in any log the run wrote, or if the planted canary is not found.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,46 +18,64 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane import crypto
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
 from controlplane.logs import configure_logging
 from controlplane.permissions import Role
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
+from controlplane.secret_record import RECORD_ENV, note_secret
 from controlplane.settings import Settings
+from tests.secret_scan import find_leaks, log_files, read_record
 
 pytest_plugins = ["tests.agent_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 LOG_FILE = ARTIFACTS / "platform-test.log"
-GENERATED_SECRETS: list[str] = []
-
-_real_generate_password = crypto.generate_password
-
-
-def _recording_generate_password(length: int = 32) -> str:
-    value = _real_generate_password(length)
-    GENERATED_SECRETS.append(value)
-    return value
+SECRET_RECORD = ARTIFACTS / "secrets-recorded.jsonl"
+CAPTURED_OUTPUT = ARTIFACTS / "captured-output.log"
+SCAN_ROOTS: list[Path] = [ARTIFACTS]  # and pytest's temporary directory, once it is known
 
 
 def pytest_configure(config: pytest.Config) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    LOG_FILE.write_text("")
+    for path in (LOG_FILE, SECRET_RECORD, CAPTURED_OUTPUT):
+        path.write_text("")
     os.environ["AIPRESS_LOG_FILE"] = str(LOG_FILE)
+    # Subprocess workers inherit it and record their secrets too.
+    os.environ[RECORD_ENV] = str(SECRET_RECORD)
     configure_logging("DEBUG", LOG_FILE)
-    crypto.generate_password = _recording_generate_password  # type: ignore[assignment]
-    import controlplane.credentials as credentials
 
-    credentials.generate_password = _recording_generate_password  # type: ignore[assignment]
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep every test's captured stdout/stderr/log output, so the scan covers it."""
+    if report.sections:
+        with CAPTURED_OUTPUT.open("a", encoding="utf-8") as out:
+            for title, text in report.sections:
+                out.write(f"--- {report.nodeid} {title}\n{text}\n")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scan_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Add the run's temporary directory (homes, stacks, worker logs) to the scanned roots."""
+    SCAN_ROOTS.append(tmp_path_factory.getbasetemp())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    text = LOG_FILE.read_text() if LOG_FILE.exists() else ""
-    leaked = [s for s in GENERATED_SECRETS if s in text]
-    if leaked:
-        print(f"\nSECRET LEAK: {len(leaked)} generated password(s) appear in {LOG_FILE}")
+    # A canary planted in the platform log proves the scan reads the record and the logs.
+    canary = f"canary-{secrets.token_urlsafe(24)}"
+    note_secret(canary, "canary")
+    with LOG_FILE.open("a", encoding="utf-8") as log:
+        log.write(json.dumps({"event": "secret_scan.canary", "note": canary}) + "\n")
+    leaks = find_leaks(read_record(SECRET_RECORD), log_files(SCAN_ROOTS, [SECRET_RECORD]))
+    real = [leak for leak in leaks if leak.source != "canary"]
+    if len(leaks) == len(real):
+        print(f"\nSECRET SCAN IS BLIND: the canary in {LOG_FILE} was not found")
+        session.exitstatus = 1
+    if real:
+        print(f"\nSECRET LEAK: {len(real)} secret(s) found in logs:")
+        for leak in real:
+            print(f"  {leak.source} {leak.preview} in {leak.path}")
         session.exitstatus = 1
 
 

@@ -13,6 +13,7 @@ from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.identity import ensure_tenant_account
 from controlplane.providers.gcp.naming import labels
+from controlplane.secret_record import note_secret
 
 SALT_KEYS = ("AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
              "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT")  # fmt: skip
@@ -59,6 +60,8 @@ class SecretManagerSecrets(GcpStep):
         names = self.names(ctx)
         _user, password = ctx.credentials.get_or_create("database", names.db_user)
         salts = "\n".join(f"{key}={random.token_urlsafe(48)}" for key in SALT_KEYS)
+        for line in salts.splitlines():
+            note_secret(line.split("=", 1)[1], "wordpress salt")
         _admin, admin_password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
         reader = ensure_tenant_account(self.clients, self.project, ctx.tenant_id)
         self.put(names.db_password_secret, password, labels(ctx), reader)

@@ -21,6 +21,7 @@ from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
 from controlplane.providers.readiness import homepage_problem
+from controlplane.secret_record import note_secret
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import StackError, run
@@ -36,9 +37,12 @@ INSTALLER_SOURCE = (Path(__file__).parent / "wp_install.php").read_text()
 
 def salts(seed: str) -> list[tuple[str, str]]:
     """The eight WordPress salts, derived from one stored secret."""
-    return [
+    derived = [
         (n, hmac.new(seed.encode(), n.encode(), hashlib.sha256).hexdigest()) for n in SALT_NAMES
     ]
+    for _name, salt in derived:
+        note_secret(salt, "wordpress salt")
+    return derived
 
 
 class WordPressStep(LocalStep):
