@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.secret_record import RECORD_ENV, note_secret
 from controlplane.settings import Settings
-from tests.secret_scan import find_leaks, log_files, read_record
+from tests.secret_scan import Leak, find_leaks, log_files, read_record
 
 pytest_plugins = ["tests.agent_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,13 @@ LOG_FILE = ARTIFACTS / "platform-test.log"
 SECRET_RECORD = ARTIFACTS / "secrets-recorded.jsonl"
 CAPTURED_OUTPUT = ARTIFACTS / "captured-output.log"
 SCAN_ROOTS: list[Path] = [ARTIFACTS]  # and pytest's temporary directory, once it is known
+EARLY_LEAKS: list[Leak] = []  # found in directories removed before the end of the run
+
+
+def remove_after_scan(base: Path) -> None:
+    """Scan the logs under `base` (a stack's short /tmp home) for secrets, then remove it."""
+    EARLY_LEAKS.extend(find_leaks(read_record(SECRET_RECORD), log_files([base])))
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,7 +76,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     with LOG_FILE.open("a", encoding="utf-8") as log:
         log.write(json.dumps({"event": "secret_scan.canary", "note": canary}) + "\n")
     leaks = find_leaks(read_record(SECRET_RECORD), log_files(SCAN_ROOTS, [SECRET_RECORD]))
-    real = [leak for leak in leaks if leak.source != "canary"]
+    real = [leak for leak in leaks if leak.source != "canary"] + EARLY_LEAKS
     if len(leaks) == len(real):
         print(f"\nSECRET SCAN IS BLIND: the canary in {LOG_FILE} was not found")
         session.exitstatus = 1

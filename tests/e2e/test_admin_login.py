@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -29,7 +28,7 @@ from controlplane.cli import app as cli
 from controlplane.credentials import DatabaseVault
 from controlplane.permissions import Role
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE
+from tests.conftest import LOG_FILE, remove_after_scan
 from tests.e2e.conftest import GRAVATAR, BrowserProblems, screenshot
 from tests.live import serve
 
@@ -88,7 +87,7 @@ def stack() -> Iterator[Stack]:
         with serve(create_chat_app(chat_settings)) as chat_url:
             yield Stack(settings, url, chat_url, control_plane, site)
     control_plane.state.platform.provider.stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
 
 
 def _refused(browser: Browser, link: str, reason: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 from tests.billing_data import export_row, insert
-from tests.conftest import LOG_FILE
+from tests.conftest import LOG_FILE, remove_after_scan
 from tests.e2e.conftest import GRAVATAR, BrowserProblems, keep, screenshot
 from tests.live import serve
 
@@ -73,7 +72,7 @@ def stack() -> Iterator[Stack]:
         with serve(create_chat_app(chat_settings)) as chat_url:
             yield Stack(chat_settings, chat_url, control_plane)
     control_plane.state.platform.provider.stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
 
 
 def sign_in(

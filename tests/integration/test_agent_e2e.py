@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from controlplane.auth import LocalTokenIssuer
 from controlplane.models import Site
 from controlplane.permissions import Role
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE
+from tests.conftest import LOG_FILE, remove_after_scan
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -45,7 +44,7 @@ def embedded() -> Iterator[tuple[Settings, object]]:
             assert api.post("/v1/tenants", json={"id": "acme", "name": "Acme"}).is_success
         yield settings.model_copy(update={"chat_control_plane_url": url}), app
     app.state.platform.provider.stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
 
 
 def test_chat_creates_a_wordpress_site_and_deletes_it_after_confirmation(

@@ -6,7 +6,6 @@ import json
 import pwd
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from controlplane.models import Operation, Site
 from controlplane.platform import build_platform
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
-from tests.conftest import LOG_FILE
+from tests.conftest import LOG_FILE, remove_after_scan
 
 pytestmark = pytest.mark.integration
 WORKER = Path(__file__).with_name("crash_worker.py")
@@ -44,7 +43,7 @@ def crash_home() -> Iterator[Settings]:
         leftovers = session.query(Site).count()
     platform.close()
     LocalStack.from_settings(settings).stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
     assert leftovers == 0, "a test left a site behind"
 
 

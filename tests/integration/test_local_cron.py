@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE, wait_for_operation
+from tests.conftest import LOG_FILE, remove_after_scan, wait_for_operation
 from tests.dns_server import TxtServer
 from tests.integration.test_local_sites import LocalEnv
 
@@ -48,7 +47,7 @@ def local() -> Iterator[LocalEnv]:
         for site in client.get("/v1/tenants/acme/sites", headers=admin).json():
             env.delete(site["name"])
     env.stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
 
 
 def wp_php(env: LocalEnv, site: str, code: str) -> Any:

@@ -25,7 +25,7 @@ from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
-from tests.conftest import LOG_FILE, wait_for_operation
+from tests.conftest import LOG_FILE, remove_after_scan, wait_for_operation
 from tests.dns_server import TxtServer
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def local() -> Iterator[LocalEnv]:
             for site in client.get(f"/v1/tenants/{tenant}/sites", headers=admin).json():
                 env.delete(site["name"], tenant)
     env.stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
 
 
 def _title(html: str) -> str:

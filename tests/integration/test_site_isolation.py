@@ -33,7 +33,7 @@ from controlplane.settings import Settings
 from controlplane.stack.firewall import SiteFirewall
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import CLEAN_ENV
-from tests.conftest import LOG_FILE
+from tests.conftest import LOG_FILE, remove_after_scan
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def isolated() -> Iterator[Isolated]:
                 _wait(api, gone.json()["operation"]["id"])
         api.close()
     control_plane.state.platform.provider.stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    remove_after_scan(base)
 
 
 def _listening_ports() -> set[tuple[int, str]]:

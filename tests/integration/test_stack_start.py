@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ import pytest
 
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
-from tests.conftest import ROOT
+from tests.conftest import ROOT, remove_after_scan
 
 pytestmark = pytest.mark.integration
 
@@ -59,4 +58,4 @@ def test_two_concurrent_starts_on_an_empty_home_make_one_working_stack() -> None
             assert cur.fetchone() == (1,)
     finally:
         stack.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        remove_after_scan(base)
