@@ -44,6 +44,10 @@ def build_platform(
     boundary_hook: BoundaryHook | None = None,
 ) -> Platform:
     """Build the platform and bring the database schema up to date."""
+    if settings.provider == "gcp":
+        from controlplane.providers.gcp.database import prepare_platform_database
+
+        prepare_platform_database(settings)
     db = make_engine(settings)
     migrate(db)
     sessions = make_sessionmaker(db)

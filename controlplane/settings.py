@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     cloudsql_user: str | None = None
     cloudsql_password: str | None = None
     cloudsql_iam_auth: bool = True
+    # The built-in (password) user that makes tenant databases and grants the IAM users
+    # theirs: a new IAM database user holds no privilege until granted one.
+    cloudsql_admin_user: str = "aipress-admin"
+    cloudsql_admin_password: SecretStr | None = None
+    # MySQL users of the jobs' service accounts (billing, cron): read/write, no DDL.
+    cloudsql_job_users: tuple[str, ...] = ()
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -127,6 +133,14 @@ class Settings(BaseSettings):
     front_door_ipv4: str | None = None  # the load balancer's addresses (Terraform outputs)
     front_door_ipv6: str | None = None
     backups_bucket: str | None = None  # gcp: where database dumps and uploads are copied
+    # IAM is eventually consistent: how long a new account is waited for, and the first wait.
+    gcp_iam_propagation_seconds: float = Field(default=180, gt=0)
+    gcp_iam_retry_seconds: float = Field(default=1.0, gt=0)
+    # Cells: a cell is a project with its own Cloud SQL instance(s). Every tenant and site
+    # records its cell; a new tenant goes to the first listed cell with room.
+    cell: str = Field(default="cell-1", pattern=r"^[a-z][a-z0-9-]{0,19}$")
+    cells: tuple[str, ...] = ()  # cells open for new tenants (default: just `cell`)
+    cell_max_tenants: int = Field(default=1_400, ge=1)
 
     # Billing: the export's warehouse, the aggregation window, the in-process schedule.
     billing_warehouse: Literal["duckdb", "bigquery"] | None = None  # bigquery in gcp mode

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import html
+import ipaddress
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 Handler = Callable[[Request, dict[str, str], dict[str, Any]], Response]
+UNKNOWN_ROUTE = 599  # never a 404: "not found" would read as "absent" to the caller
 
 
 def error(code: int, status: str, message: str) -> JSONResponse:
@@ -23,12 +27,59 @@ def error(code: int, status: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "status": status, "message": message}}, code)
 
 
+class Refused(AssertionError):
+    """A request the real API would refuse (its body breaks the documented schema)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One documented field of a request body: its JSON type (or a nested schema), whether
+    it is required, and an optional check of its value."""
+
+    kind: type | dict[str, Field]
+    required: bool = False
+    check: Callable[[Any], bool] | None = None
+    items: type | dict[str, Field] | None = None  # the element type of a list
+
+
+def validate(body: Any, schema: dict[str, Field], where: str = "body") -> None:
+    """Check `body` field by field against `schema`: unknown fields, missing required ones,
+    wrong types and failed checks are refused (raise Refused) with the field's path."""
+    if not isinstance(body, dict):
+        raise Refused(f"{where} must be an object, got {type(body).__name__}")
+    unknown = set(body) - set(schema)
+    if unknown:
+        raise Refused(f"{where} has unknown field(s) {sorted(unknown)}")
+    for name, field in schema.items():
+        path = f"{where}.{name}"
+        if name not in body:
+            if field.required:
+                raise Refused(f"{path} is required")
+            continue
+        _check_value(body[name], field.kind, path)
+        if field.items is not None:
+            for i, item in enumerate(body[name]):
+                _check_value(item, field.items, f"{path}[{i}]")
+        if field.check is not None and not field.check(body[name]):
+            raise Refused(f"{path} has an invalid value {body[name]!r}")
+
+
+def _check_value(value: Any, kind: type | dict[str, Field], path: str) -> None:
+    if isinstance(kind, dict):
+        validate(value, kind, path)
+    elif (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise Refused(f"{path} must be {kind.__name__}, got {type(value).__name__}")
+
+
 class Fake:
-    """Dispatches requests by (method, regex) and records them."""
+    """Dispatches requests by (method, regex) and records them. A request no route knows,
+    and one a handler refuses (a failed check), answer loudly and are kept in `problems`,
+    which `assert_clean` turns into a test failure."""
 
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        self.problems: list[str] = []
 
     def on(self, method: str, pattern: str, handler: Handler) -> None:
         """Register a handler."""
@@ -42,8 +93,19 @@ class Fake:
         for method, pattern, handler in self.routes:
             match = pattern.match(path)
             if match and method == request.method:
-                return handler(request, match.groupdict(), body)
-        return error(404, "NOT_FOUND", f"fake has no route for {request.method} {path}")
+                try:
+                    return handler(request, match.groupdict(), body)
+                except AssertionError as exc:  # Refused included
+                    self.problems.append(f"{request.method} {path}: {exc}")
+                    return error(400, "INVALID_ARGUMENT", f"fake refused the request: {exc}")
+        self.problems.append(f"{request.method} {path}: no route in {type(self).__name__}")
+        return error(
+            UNKNOWN_ROUTE, "UNKNOWN_ROUTE", f"fake has no route for {request.method} {path}"
+        )
+
+    def assert_clean(self) -> None:
+        """Fail when any request was unknown or refused."""
+        assert not self.problems, f"{type(self).__name__}: {self.problems}"
 
     def app(self) -> Starlette:
         """The ASGI app."""
@@ -374,11 +436,30 @@ class FakeCloudRun(Fake):
         return {"uid=33", "gid=33"} <= options
 
 
-class FakeSecretManager(Fake):
-    """Secret Manager v1: secrets, versions, IAM."""
+SA_EMAIL = re.compile(
+    r"[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com"
+)
+HOSTNAME = re.compile(r"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+SECRET_ROLES = {"roles/secretmanager.secretAccessor"}
 
-    def __init__(self) -> None:
+
+def _members_known(policy: dict[str, Any], iam: FakeIam | None) -> str | None:
+    """The first serviceAccount member IAM does not (yet) know, as the API names it."""
+    for binding in policy.get("bindings", []):
+        for member in binding.get("members", []):
+            email = member.removeprefix("serviceAccount:")
+            if member.startswith("serviceAccount:") and iam is not None and not iam.usable(email):
+                return f"Service account {email} does not exist."
+    return None
+
+
+class FakeSecretManager(Fake):
+    """Secret Manager v1: secrets, versions, IAM. With `iam`, a policy naming a service
+    account IAM does not know yet is refused (400), as during IAM propagation."""
+
+    def __init__(self, iam: FakeIam | None = None) -> None:
         super().__init__()
+        self.iam = iam
         self.secrets: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[bytes | None]] = {}  # None: destroyed
         self.policies: dict[str, dict[str, Any]] = {}
@@ -396,6 +477,8 @@ class FakeSecretManager(Fake):
 
     def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         name = f"projects/{m['project']}/secrets/{request.query_params['secretId']}"
+        validate(body, {"replication": Field({"automatic": Field(dict)}, required=True),
+                        "labels": Field(dict)})  # fmt: skip
         if name in self.secrets:
             return error(409, "ALREADY_EXISTS", f"{name} exists")
         assert "automatic" in body["replication"]
@@ -415,6 +498,7 @@ class FakeSecretManager(Fake):
         if self.secrets.pop(name, None) is None:
             return error(404, "NOT_FOUND", name)
         self.versions.pop(name, None)
+        self.policies.pop(name, None)
         return JSONResponse({})
 
     def add_version(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
@@ -432,7 +516,15 @@ class FakeSecretManager(Fake):
         )
 
     def set_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        self.policies[f"projects/{m['project']}/secrets/{m['id']}"] = body["policy"]
+        name = f"projects/{m['project']}/secrets/{m['id']}"
+        if name not in self.secrets:
+            return error(404, "NOT_FOUND", name)
+        for binding in body["policy"].get("bindings", []):
+            assert binding["role"] in SECRET_ROLES, f"unexpected role {binding['role']}"
+        unknown = _members_known(body["policy"], self.iam)
+        if unknown:
+            return error(400, "INVALID_ARGUMENT", unknown)
+        self.policies[name] = body["policy"]
         return JSONResponse(body["policy"])
 
     def enabled(self, name: str) -> list[int]:
@@ -461,8 +553,49 @@ class FakeSecretManager(Fake):
         return JSONResponse({"name": f"{name}/versions/{m['n']}", "state": "DESTROYED"})
 
 
+# Cloudflare's "Create DNS Record" body (API v4; CNAME, A, AAAA, TXT): the documented fields
+# only. A record name may hold underscores (a certificate's DNS authorization proof does).
+CLOUDFLARE_TTL_AUTO = 1
+CLOUDFLARE_TYPES = ("CNAME", "A", "AAAA", "TXT")
+DNS_NAME = re.compile(r"([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+CLOUDFLARE_RECORD = {
+    "name": Field(str, required=True, check=lambda v: len(v) <= 255 and bool(DNS_NAME.fullmatch(v))),
+    "type": Field(str, required=True, check=lambda v: v in CLOUDFLARE_TYPES),
+    "content": Field(str, required=True),
+    "ttl": Field(int, check=lambda v: v == CLOUDFLARE_TTL_AUTO or 60 <= v <= 86_400),
+    "proxied": Field(bool),
+    "comment": Field(str, check=lambda v: len(v) <= 100),
+    "tags": Field(list, items=str),
+    "settings": Field(dict),
+}  # fmt: skip
+
+
+def _check_record_content(body: dict[str, Any]) -> None:
+    """The content each type takes: a CNAME's is a bare host name (no scheme, path, port or
+    trailing dot), an A's an IPv4 address, an AAAA's an IPv6 one, a TXT's any text."""
+    kind, content = body["type"], body["content"]
+    if kind == "CNAME":
+        ok = bool(DNS_NAME.fullmatch(content))
+    elif kind == "A":
+        ok = _is_ip(content, ipaddress.IPv4Address)
+    elif kind == "AAAA":
+        ok = _is_ip(content, ipaddress.IPv6Address)
+    else:
+        ok = 0 < len(content) <= 2048
+    if not ok:
+        raise Refused(f"body.content is not a valid {kind} content: {content!r}")
+
+
+def _is_ip(text: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
 class FakeCloudflare(Fake):
-    """Cloudflare API v4 DNS records of one zone."""
+    """Cloudflare API v4 DNS records of one zone; each body is checked field by field."""
 
     def __init__(self, zone_id: str) -> None:
         super().__init__()
@@ -479,6 +612,11 @@ class FakeCloudflare(Fake):
         return JSONResponse({"success": True, "errors": [], "messages": [], "result": result,
                              "result_info": info})  # fmt: skip
 
+    @staticmethod
+    def failed(code: int, message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"success": False, "errors": [{"code": code, "message": message}],
+                             "messages": [], "result": None}, status)  # fmt: skip
+
     def list(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         name = request.query_params.get("name.exact") or request.query_params.get("name")
         if int(request.query_params.get("page", "1")) > 1:
@@ -486,68 +624,207 @@ class FakeCloudflare(Fake):
         return self.ok([r for r in self.records.values() if name in (None, r["name"])])
 
     def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        assert body["type"] in ("CNAME", "A", "AAAA") and body["proxied"] is False
-        record = {**body, "id": f"rec{len(self.records) + 1}"}
+        validate(body, CLOUDFLARE_RECORD)
+        _check_record_content(body)
+        assert body["proxied"] is False, "TLS is Google's: the record must be DNS only"
+        same_name = [r for r in self.records.values() if r["name"] == body["name"]]
+        if any("CNAME" in (r["type"], body["type"]) for r in same_name):
+            # A CNAME cannot share its name with any other record.
+            return self.failed(81053, "An A, AAAA, or CNAME record with that host already exists.")
+        if any((r["type"], r["content"]) == (body["type"], body["content"]) for r in same_name):
+            return self.failed(81058, "An identical record already exists.")
+        record = {**body, "id": f"rec{len(self.requests)}"}
         self.records[record["id"]] = record
         return self.ok(record)
 
     def update(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        validate(body, CLOUDFLARE_RECORD)
+        _check_record_content(body)
+        if m["id"] not in self.records:
+            return self.failed(81044, "Record does not exist.", 404)
         self.records[m["id"]] = {**body, "id": m["id"]}
         return self.ok(self.records[m["id"]])
 
     def delete(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        self.records.pop(m["id"], None)
+        if self.records.pop(m["id"], None) is None:
+            return self.failed(81044, "Record does not exist.", 404)
         return self.ok({"id": m["id"]})
 
 
+# The subset of the Logging query language the provider sends: comparisons joined by AND.
+LOG_TERM = re.compile(r'(?P<field>[a-z_.]+)\s*(?P<op>>=|<=|=)\s*"(?P<value>[^"]*)"')
+LOG_FIELDS = {"resource.type", "resource.labels.service_name", "timestamp", "severity"}
+
+
+def parse_log_filter(text: str) -> list[tuple[str, str, str]]:
+    """(field, operator, value) of each AND-ed term; anything else is refused (Refused)."""
+    terms = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = LOG_TERM.fullmatch(part.strip())
+        if not match or match["field"] not in LOG_FIELDS:
+            raise Refused(f"the fake's Logging filter subset does not cover {part!r}")
+        terms.append((match["field"], match["op"], match["value"]))
+    return terms
+
+
+def _log_value(entry: dict[str, Any], field: str) -> str:
+    value: Any = entry
+    for key in field.split("."):
+        value = value.get(key, {}) if isinstance(value, dict) else {}
+    return value if isinstance(value, str) else ""
+
+
+def _log_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 class FakeLogging(Fake):
-    """Cloud Logging v2 entries:list, answering with entries a test sets."""
+    """Cloud Logging v2 entries:list over the entries a test sets, applying the filter."""
 
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[dict[str, Any]] = []
         self.on("POST", r"/v2/entries:list", self.list)
 
+    def _matches(self, entry: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
+        for field, op, value in terms:
+            if field == "timestamp":
+                have, want = _log_time(entry["timestamp"]), _log_time(value)
+                if (op == ">=" and have < want) or (op == "<=" and have > want):
+                    return False
+                if op == "=" and have != want:
+                    return False
+            elif op != "=" or _log_value(entry, field) != value:
+                return False
+        return True
+
     def list(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        text = body["filter"]
-        assert 'resource.type="cloud_run_revision"' in text and "timestamp>=" in text
-        return JSONResponse({"entries": self.entries})
+        terms = parse_log_filter(body["filter"])
+        assert {"resource.type", "timestamp"} <= {f for f, _o, _v in terms}, "unbounded query"
+        found = [e for e in self.entries if self._matches(e, terms)]
+        if body.get("orderBy") == "timestamp desc":
+            found.sort(key=lambda e: _log_time(e["timestamp"]), reverse=True)
+        return JSONResponse({"entries": found[: int(body.get("pageSize") or 1000)]})
+
+
+# IAM's "projects.serviceAccounts.create" body: accountId and the writable fields of
+# ServiceAccount (name, email, uniqueId, etag... are output only).
+ACCOUNT_ID = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+CREATE_ACCOUNT = {
+    "accountId": Field(str, required=True,
+                       check=lambda v: 6 <= len(v) <= 30 and bool(ACCOUNT_ID.fullmatch(v))),
+    "serviceAccount": Field({"displayName": Field(str, check=lambda v: len(v) <= 100),
+                             "description": Field(str, check=lambda v: len(v) <= 256)}),
+}  # fmt: skip
+POLICY_PRINCIPAL_LIMIT = 1_500  # principal occurrences in one allow policy (IAM quotas)
 
 
 class FakeIam(Fake):
-    """IAM service accounts (iam v1) and the project's IAM policy (resourcemanager v3)."""
+    """IAM service accounts (iam v1) and the project's IAM policy (resourcemanager v3), with
+    the documented behaviour: a new account is not found for its first `invisible_calls`
+    reads and refused in policies for its first `unusable_calls` writes naming it (eventual
+    consistency); a policy written with a stale etag is refused 409 ABORTED
+    (`concurrent_writes` other writers change it after a read); a policy over 1,500
+    principal occurrences is refused; and the control plane may change only the roles in
+    `grantable` (the IAM condition terraform puts on its projectIamAdmin)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grantable: set[str] | None = None, invisible_calls: int = 0,
+                 unusable_calls: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.accounts: dict[str, dict[str, Any]] = {}
-        self.project_policy: dict[str, Any] = {"etag": "BwYA", "bindings": []}
+        self.invisible: dict[str, int] = {}  # account -> reads that still answer 404
+        self.unusable: dict[str, int] = {}  # account -> policy writes still refused
+        self.invisible_calls, self.unusable_calls = invisible_calls, unusable_calls
+        self.refused = {"not_found": 0, "unusable": 0}
+        self.grantable = grantable
+        self.concurrent_writes = 0
+        self.etag_conflicts = 0
+        self.project_policy: dict[str, Any] = {"etag": "BwY0", "bindings": []}
         self.on("GET", r"/v1/projects/(?P<p>[^/]+)/serviceAccounts/(?P<email>[^/]+)", self.get)
         self.on("POST", r"/v1/projects/(?P<p>[^/]+)/serviceAccounts", self.create)
         self.on("POST", r"/v3/projects/(?P<p>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", r"/v3/projects/(?P<p>[^/:]+):setIamPolicy", self.set_policy)
 
-    def get(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        account = self.accounts.get(m["email"])
-        return JSONResponse(account) if account else error(404, "NOT_FOUND", m["email"])
+    def usable(self, email: str) -> bool:
+        """Whether a policy may name `email` yet (each refusal counts down)."""
+        if self.unusable.get(email, 0) > 0:
+            self.unusable[email] -= 1
+            self.refused["unusable"] += 1
+            return False
+        return email in self.accounts or not email.startswith("aipress-t-")
 
-    def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        account_id = body["accountId"]
-        assert 6 <= len(account_id) <= 30
-        email = f"{account_id}@{m['p']}.iam.gserviceaccount.com"
-        if email in self.accounts:
-            return error(409, "ALREADY_EXISTS", email)
-        self.accounts[email] = {**body["serviceAccount"], "email": email,
-                                "name": f"projects/{m['p']}/serviceAccounts/{email}"}  # fmt: skip
+    def get(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        email = m["email"]
+        if self.invisible.get(email, 0) > 0:
+            self.invisible[email] -= 1
+            self.refused["not_found"] += 1
+            return error(404, "NOT_FOUND", f"Unknown service account {email}")
+        if email not in self.accounts:
+            return error(404, "NOT_FOUND", f"Unknown service account {email}")
         return JSONResponse(self.accounts[email])
 
+    def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        validate(body, CREATE_ACCOUNT)
+        email = f"{body['accountId']}@{m['p']}.iam.gserviceaccount.com"
+        if email in self.accounts:
+            return error(409, "ALREADY_EXISTS", email)
+        self.accounts[email] = {**body.get("serviceAccount", {}), "email": email,
+                                "name": f"projects/{m['p']}/serviceAccounts/{email}"}  # fmt: skip
+        self.invisible[email] = self.invisible_calls
+        self.unusable[email] = self.unusable_calls
+        return JSONResponse(self.accounts[email])
+
+    def _new_etag(self) -> None:
+        # An etag is bytes (base64 in JSON): a fresh one on every change.
+        tag = base64.b64encode(f"policy-{len(self.requests)}".encode()).decode()
+        self.project_policy = {**self.project_policy, "etag": tag}
+
     def get_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        return JSONResponse(self.project_policy)
+        answer = JSONResponse(self.project_policy)
+        if self.concurrent_writes > 0:  # someone else writes between our read and write
+            self.concurrent_writes -= 1
+            self._new_etag()
+        return answer
 
     def set_policy(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        roles = {b["role"] for b in body["policy"]["bindings"]}
+        policy = body["policy"]
+        if policy.get("etag") != self.project_policy["etag"]:
+            self.etag_conflicts += 1
+            return error(409, "ABORTED", "There were concurrent policy changes. Please retry "
+                                         "the whole read-modify-write with exponential backoff.")  # fmt: skip
+        roles = {b["role"] for b in policy.get("bindings", [])}
         assert not roles & {"roles/owner", "roles/editor"}
-        self.project_policy = body["policy"]
+        if self.grantable is not None:
+            changed = _changed_roles(self.project_policy, policy)
+            refused = changed - self.grantable
+            if refused:
+                return error(403, "PERMISSION_DENIED", f"Policy update access denied for "
+                                                       f"{sorted(refused)} (IAM condition).")  # fmt: skip
+        principals = sum(len(b.get("members", [])) for b in policy.get("bindings", []))
+        if principals > POLICY_PRINCIPAL_LIMIT:
+            return error(400, "INVALID_ARGUMENT", f"The number of members in the policy "
+                                                  f"({principals}) is larger than the maximum "
+                                                  f"allowed size {POLICY_PRINCIPAL_LIMIT}.")  # fmt: skip
+        unknown = _members_known(policy, self)
+        if unknown:
+            return error(400, "INVALID_ARGUMENT", unknown)
+        self.project_policy = {**policy}
+        self._new_etag()
         return JSONResponse(self.project_policy)
+
+
+def _changed_roles(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """Roles whose members differ between two policies (modifiedGrantsByRole)."""
+
+    def members(policy: dict[str, Any]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for b in policy.get("bindings", []):
+            key = b["role"] + str(b.get("condition") or "")
+            found.setdefault(key, set()).update(b.get("members", []))
+        return found
+
+    old, new = members(before), members(after)
+    return {key.split("{", 1)[0] for key in set(old) | set(new) if old.get(key) != new.get(key)}
 
 
 class FakeFrontDoor(Fake):

@@ -8,11 +8,13 @@ runs through the engine, and a failing runtime step rolls back database, secrets
 from __future__ import annotations
 
 import gzip
+import re
 import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cloudflare
@@ -95,11 +97,52 @@ class Cloud:
         return wait_for_operation(self.client, op_id, self.admin, 60)
 
 
+def grantable_roles() -> set[str]:
+    """The roles terraform's IAM condition lets the control plane grant on the project."""
+    main = (Path(__file__).resolve().parents[2] / "terraform" / "main.tf").read_text()
+    listed = re.search(r"modifiedGrantsByRole', \[\]\)\.hasOnly\(\[([^\]]*)\]\)", main)
+    assert listed, "terraform/main.tf has no modifiedGrantsByRole condition"
+    return set(re.findall(r"roles/[A-Za-z0-9_.]+", listed.group(1)))
+
+
+def run_twice(step: Any) -> None:
+    """Make every `ensure` of the step run twice: the second run must change nothing and
+    fail on nothing (idempotence under a resumed operation)."""
+    once = step.ensure
+
+    def ensure(ctx: Any) -> None:
+        once(ctx)
+        once(ctx)
+
+    step.ensure = ensure
+
+
+ADMIN_USER, ADMIN_PASSWORD = "aipress-admin", secrets.token_urlsafe(16)
+
+
+def cloudsql_admin(mariadb: MariaDB) -> Any:
+    """A connection factory for a stand-in of Cloud SQL's built-in admin user: member of
+    cloudsqlsuperuser, which holds every privilege with GRANT OPTION except SUPER, FILE,
+    SHUTDOWN (not root, so a statement needing more fails here as it would there)."""
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS %s@'localhost' IDENTIFIED BY %s",
+                    (ADMIN_USER, ADMIN_PASSWORD))  # fmt: skip
+        cur.execute(
+            "GRANT ALL PRIVILEGES ON *.* TO %s@'localhost' WITH GRANT OPTION", (ADMIN_USER,)
+        )
+        cur.execute("REVOKE SUPER, FILE, SHUTDOWN ON *.* FROM %s@'localhost'", (ADMIN_USER,))
+    return lambda: pymysql.connect(unix_socket=str(mariadb.socket), user=ADMIN_USER,
+                                   password=ADMIN_PASSWORD, autocommit=False)  # fmt: skip
+
+
 @pytest.fixture
 def cloud(
     gcs: str, mariadb: MariaDB, tmp_path: Any, request: pytest.FixtureRequest
 ) -> Iterator[Cloud]:
-    run, sm, cf, iam = FakeCloudRun(IMAGE), FakeSecretManager(), FakeCloudflare(ZONE), FakeIam()
+    # IAM as documented: a new account is not found for 3 reads and refused in policies for
+    # 3 more writes; the control plane may change only the roles terraform's condition lists.
+    iam = FakeIam(grantable=grantable_roles(), invisible_calls=3, unusable_calls=3)
+    run, sm, cf = FakeCloudRun(IMAGE), FakeSecretManager(iam), FakeCloudflare(ZONE)
     front = FakeFrontDoor(PROJECT, "us-central1", "aipress-sites", "aipress-sites")
     anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
     nameserver = TxtServer()
@@ -125,8 +168,7 @@ def cloud(
             projects=resourcemanager_v3.ProjectsClient(
                 credentials=anonymous, transport="rest",
                 client_options=ClientOptions(api_endpoint=iam_url)),
-            sql_connect=lambda: pymysql.connect(unix_socket=str(mariadb.socket), user="root",
-                                                autocommit=False),
+            sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip
         backups = f"aipress-backups-{secrets.token_hex(4)}"
         storage_client.create_bucket(backups)
@@ -139,8 +181,11 @@ def cloud(
             dns_nameservers=nameserver.address,
             front_door=getattr(request, "param", "load_balancer"),
             front_door_ipv4=LB_IPV4, front_door_ipv6=LB_IPV6,
+            gcp_iam_retry_seconds=0.01, gcp_iam_propagation_seconds=10,
         )  # fmt: skip
         provider = GcpProvider(settings, clients, CloudflareRecords(clients.cloudflare, ZONE))
+        for step in ("database", "secrets", "storage", "runtime", "dns", "wordpress"):
+            run_twice(getattr(provider, step))
         provider.wordpress.http.timeout = 5  # type: ignore[attr-defined]
         provider.wordpress.ready_timeout = 4  # type: ignore[attr-defined]
         app = create_app(settings, platform_factory=lambda s: build_platform(s, provider=provider))
@@ -150,6 +195,8 @@ def cloud(
             }
             client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
             yield Cloud(run, sm, cf, iam, front, storage_client, mariadb, client, admin, nameserver)
+    for fake in (run, sm, cf, iam, front):  # an unknown route or a refused body fails the test
+        fake.assert_clean()
 
 
 def _zone(cloud: Cloud) -> set[tuple[str, str, str]]:
@@ -173,7 +220,7 @@ def _create(cloud: Cloud, name: str) -> dict[str, Any]:
 
 def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     final = _create(cloud, "crumbs")
-    assert final["status"] == "succeeded", final["error"]
+    assert final["status"] == "succeeded", final.get("error")
     site = cloud.client.get("/v1/tenants/acme/sites/crumbs", headers=cloud.admin).json()
     assert site["preview_url"] == "https://crumbs.acme.sites.example.com/"
     # Ready meant serving: the homepage had the title and the generator tag it reports.
@@ -234,8 +281,10 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert list(cloud.iam.accounts) == [RUNTIME_SA]
     granted = {b["role"] for b in cloud.iam.project_policy["bindings"]
                if f"serviceAccount:{RUNTIME_SA}" in b["members"]}  # fmt: skip
-    assert granted == {"roles/cloudsql.client", "roles/logging.logWriter",
-                       "roles/monitoring.metricWriter"}  # fmt: skip
+    # One project-level principal per tenant (Cloud SQL's IAM has no resource level).
+    assert granted == {"roles/cloudsql.client"}
+    # The new account was used only once IAM showed it: every refusal was retried.
+    assert cloud.iam.refused == {"not_found": 3, "unusable": 3}
     # The front door: the service behind the load balancer (serverless NEG, a backend with
     # Cloud CDN, a host rule in the shared URL map), a certificate proven by DNS authorization
     # for the preview name; the platform's zone has the preview name's A/AAAA and the proof.
@@ -247,7 +296,8 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     proof = f"_acme-challenge_ab12.{preview}"
     assert _zone(cloud) == {(preview, "A", LB_IPV4), (preview, "AAAA", LB_IPV6),
                             (proof, "CNAME", next(iter(cloud.front.authorizations.values()))[
-                                "dnsResourceRecord"]["data"])}  # fmt: skip
+                                "dnsResourceRecord"]["data"].rstrip("."))}  # fmt: skip
+    assert {r["ttl"] for r in cloud.dns.records.values()} == {300}
     [preview_cert] = cloud.front.certificates.values()
     assert preview_cert["managed"]["dnsAuthorizations"]
     # The custom domain is only claimed: no certificate, no route, until it is proven. Another
@@ -445,7 +495,7 @@ def test_a_name_mapped_to_another_service_is_refused_and_left_alone(cloud: Cloud
     assert "taken.acme.example" not in [r["name"] for r in cloud.dns.records.values()]
     response = cloud.client.delete("/v1/tenants/acme/sites/taken", headers=cloud.admin)
     final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
-    assert final["status"] == "succeeded", final
+    assert final["status"] == "succeeded", final.get("error")
     assert cloud.run.mappings == {
         "taken.acme.example": {"spec": {"routeName": "someone-elses-service"}}
     }
@@ -504,3 +554,72 @@ def test_domain_mappings_read_their_conditions_and_keep_customers_names_out_of_t
     final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
     assert final["status"] == "succeeded", final
     assert cloud.dns.records == {} and cloud.run.mappings == {}
+
+
+def test_concurrent_policy_changes_are_retried_not_lost(cloud: Cloud) -> None:
+    other = {"role": "roles/viewer", "members": ["user:someone@example.com"]}
+    cloud.iam.project_policy["bindings"].append(other)
+    cloud.iam.concurrent_writes = 2  # two writers change the policy between read and write
+    final = _create(cloud, "etags")
+    assert final["status"] == "succeeded", final.get("error")
+    assert cloud.iam.etag_conflicts == 2
+    policy = cloud.iam.project_policy
+    assert other in policy["bindings"]  # nobody's change was overwritten
+    assert any(f"serviceAccount:{RUNTIME_SA}" in b["members"] for b in policy["bindings"])
+
+
+def test_a_project_policy_at_its_principal_limit_refuses_the_next_tenant(cloud: Cloud) -> None:
+    # 1,499 principals: room for exactly one more tenant (one project-level principal each).
+    members = [f"user:u{i}@example.com" for i in range(1_499)]
+    cloud.iam.project_policy["bindings"].append({"role": "roles/viewer", "members": members})
+    assert _create(cloud, "first")["status"] == "succeeded"
+    cloud.client.post("/v1/tenants", json={"id": "globex", "name": "Globex"}, headers=cloud.admin)
+    response = cloud.client.post("/v1/tenants/globex/sites", headers=cloud.admin,
+                                 json={"name": "next", "admin_email": "o@globex.example"})  # fmt: skip
+    final = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+    assert final["status"] == "rolled_back", final
+    assert "IAM policy is full (1500 principals)" in final["error"]
+    assert not [b for b in cloud.storage.list_buckets() if "globex" in b.name]
+    assert not [s for s in cloud.secrets.secrets if "globex" in s]
+
+
+def test_the_platforms_iam_database_users_are_granted_their_database(mariadb: MariaDB) -> None:
+    """Cloud SQL makes an IAM database user with no privilege; the admin grants each its own."""
+    from controlplane.db import migrate
+    from controlplane.providers.gcp.database import grant_platform_users, mysql_iam_user
+
+    owner = mysql_iam_user("aipress-control-plane@aipress-test.iam.gserviceaccount.com")
+    job = mysql_iam_user("aipress-billing@aipress-test.iam.gserviceaccount.com")
+    assert (owner, job) == ("aipress-control-plane", "aipress-billing")
+    database, password = f"aipress_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    admin = cloudsql_admin(mariadb)
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        for user in (owner, job):  # as google_sql_user makes them: no privilege at all
+            cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
+
+    def engine_as(user: str) -> Any:
+        from sqlalchemy import create_engine
+
+        return create_engine(f"mysql+pymysql://{user}:{password}@127.0.0.1:{mariadb.port}/"
+                             f"{database}?charset=utf8mb4")  # fmt: skip
+
+    try:
+        with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+            pymysql.connect(host="127.0.0.1", port=mariadb.port, user=owner, password=password,
+                            database=database)  # fmt: skip
+        grant_platform_users(admin, database, owner, (job,))
+        grant_platform_users(admin, database, owner, (job,))  # idempotent
+        migrate(engine_as(owner))  # the whole schema, as the control plane's IAM user
+        with engine_as(job).begin() as conn:
+            conn.exec_driver_sql("INSERT INTO tenants (id, name, status, created_at, created_by) "
+                                 "VALUES ('t1', 'T', 'active', '2026-01-01', 'job')")  # fmt: skip
+            assert conn.exec_driver_sql("SELECT count(*) FROM tenants").scalar() == 1
+        with pytest.raises(Exception, match="command denied"), engine_as(job).begin() as conn:
+            conn.exec_driver_sql("DROP TABLE tenants")  # the jobs never change the schema
+        with pytest.raises(ValueError, match="Cloud SQL has no database user 'aipress-cron'"):
+            grant_platform_users(admin, database, owner, ("aipress-cron",))
+    finally:
+        with mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+            for user in (owner, job):
+                cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))

@@ -1,15 +1,21 @@
-"""A tenant's runtime account: granted the runtime's three project roles and nothing else,
-whatever the project's policy already holds."""
+"""A tenant's runtime account: granted the runtime's one project role and nothing else,
+whatever the project's policy already holds; a full policy is refused before it is sent."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from google.iam.v1 import policy_pb2
 from google.type import expr_pb2
 
-from controlplane.providers.gcp.identity import RUNTIME_ROLES, grant_project_roles
+from controlplane.errors import ApplyFailed
+from controlplane.providers.gcp.identity import (
+    POLICY_PRINCIPAL_LIMIT,
+    RUNTIME_ROLES,
+    grant_project_roles,
+)
 
 MEMBER = "serviceAccount:aipress-t-acme@p.iam.gserviceaccount.com"
 
@@ -48,10 +54,21 @@ def test_a_tenant_account_gets_the_runtime_roles_only() -> None:
     grant_project_roles(clients, "p", MEMBER)  # idempotent: nothing more to write
     assert projects.writes == 1
     held = {b.role for b in projects.policy.bindings if MEMBER in b.members}
-    assert held == set(RUNTIME_ROLES) == {
-        "roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter"}  # fmt: skip
+    assert held == set(RUNTIME_ROLES) == {"roles/cloudsql.client"}
     for binding in projects.policy.bindings:
         if binding.condition.expression:  # a conditional grant is never widened
             assert MEMBER not in binding.members
         if binding.role.startswith("roles/iam."):
             assert MEMBER not in binding.members
+
+
+def test_a_policy_at_the_principal_limit_takes_no_new_tenant() -> None:
+    members = [f"user:u{i}@example.com" for i in range(POLICY_PRINCIPAL_LIMIT - 1)]
+    projects = FakeProjects(policy_pb2.Policy(bindings=[
+        policy_pb2.Binding(role="roles/viewer", members=members)]))  # fmt: skip
+    clients = cast(Any, SimpleNamespace(projects=projects))
+    grant_project_roles(clients, "p", MEMBER)  # the 1,500th principal fits
+    assert projects.writes == 1
+    with pytest.raises(ApplyFailed, match=r"IAM policy is full \(1500 principals\): this cell"):
+        grant_project_roles(clients, "p", "serviceAccount:aipress-t-next@p.iam.gserviceaccount.com")
+    assert projects.writes == 1  # nothing sent

@@ -39,9 +39,14 @@ def test_logs_and_metrics_from_cloud_logging(tmp_path: Path) -> None:
         _request(10, 200, "0.100s", 1000), _request(20, 200, "0.300s", 2000),
         _request(30, 503, "2.500s", 50),
         {"logName": "projects/p/logs/run.googleapis.com%2Fstderr", "insertId": "e1",
-         "resource": {"type": "cloud_run_revision", "labels": {}}, "severity": "ERROR",
+         "resource": {"type": "cloud_run_revision",
+                      "labels": {"service_name": "s-acme-crumbs-1"}}, "severity": "ERROR",
          "timestamp": (NOW - timedelta(seconds=40)).isoformat().replace("+00:00", "Z"),
          "textPayload": "PHP Fatal error: Uncaught Error: Call to undefined function boom()"},
+        # Another site's error, and this site's from before the window: the filter drops both.
+        {**_request(15, 500, "0.100s", 10),
+         "resource": {"type": "cloud_run_revision", "labels": {"service_name": "s-other-1"}}},
+        _request(7200, 500, "0.100s", 10),
     ]  # fmt: skip
     with serve(fake.app()) as url:
         client = logging.Client(project="p", credentials=AnonymousCredentials(), _use_grpc=False,  # type: ignore[no-untyped-call]
@@ -68,3 +73,4 @@ def test_logs_and_metrics_from_cloud_logging(tmp_path: Path) -> None:
     assert 'resource.labels.service_name="s-acme-crumbs-1"' in queries[0]["filter"]
     assert f'timestamp>="{since.isoformat()}"' in queries[0]["filter"]
     assert queries[0]["resourceNames"] == ["projects/p"]
+    fake.assert_clean()

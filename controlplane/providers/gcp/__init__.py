@@ -11,7 +11,7 @@ from controlplane.observability import SiteLogs
 from controlplane.providers.gcp.backups import GcsBackups
 from controlplane.providers.gcp.base import GcpClients, GcpStep
 from controlplane.providers.gcp.cron import HttpCron
-from controlplane.providers.gcp.database import CloudSqlDatabase
+from controlplane.providers.gcp.database import CloudSqlDatabase, admin_connect
 from controlplane.providers.gcp.dns import (
     CloudDnsRecords,
     CloudflareRecords,
@@ -46,20 +46,6 @@ def make_clients(settings: Settings) -> GcpClients:
         secretmanager,
         storage,
     )
-    from google.cloud.sql.connector import Connector, IPTypes
-
-    connector = Connector(refresh_strategy="lazy")
-
-    instance = settings.cloudsql_instance
-    if not instance:
-        raise ValueError("the gcp provider needs AIPRESS_CLOUDSQL_INSTANCE (project:region:name)")
-
-    def sql_connect() -> Any:
-        return connector.connect(
-            instance, "pymysql", user=settings.cloudsql_user,
-            password=settings.cloudsql_password, enable_iam_auth=settings.cloudsql_iam_auth,
-            ip_type=IPTypes.PUBLIC,
-        )  # fmt: skip
 
     token = settings.cloudflare_api_token
     session = AuthorizedSession(google.auth.default()[0])  # type: ignore[no-untyped-call]
@@ -75,7 +61,7 @@ def make_clients(settings: Settings) -> GcpClients:
             else None
         ),
         logging=logging.Client(project=settings.gcp_project),  # type: ignore[no-untyped-call]
-        sql_connect=sql_connect,
+        sql_connect=admin_connect(settings),
         iam=IamServiceAccounts(session),
         run_v1=session,
         rest=session,

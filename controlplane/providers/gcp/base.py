@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.naming import GcpNames, gcp_names
 from controlplane.settings import Settings
+
+if TYPE_CHECKING:
+    from controlplane.providers.gcp.identity import Propagation
 
 
 @dataclass
@@ -48,6 +51,16 @@ class GcpStep:
         if not self.settings.gcp_project:
             raise ValueError("the gcp provider needs AIPRESS_GCP_PROJECT")
         return self.settings.gcp_project
+
+    @property
+    def propagation(self) -> Propagation:
+        """How long IAM changes are waited for and retried."""
+        from controlplane.providers.gcp.identity import Propagation
+
+        return Propagation(
+            first_wait=self.settings.gcp_iam_retry_seconds,
+            timeout=self.settings.gcp_iam_propagation_seconds,
+        )
 
     def runtime_account(self, ctx: SiteContext) -> str:
         """The service account the site runs as: its tenant's."""

@@ -1,14 +1,94 @@
 """database step: a database and a user per site inside the shared Cloud SQL instance.
 
-Made in SQL over cloud-sql-python-connector, never with the Admin API's `users.insert`,
-which would make the user a member of `cloudsqlsuperuser`: the user is granted its own
-database only.
+Made in SQL over cloud-sql-python-connector as the instance's built-in admin user, never
+with the Admin API's `users.insert`, which would make the user a member of
+`cloudsqlsuperuser`: the user is granted its own database only.
+
+The platform's own identities log in with IAM database authentication. Cloud SQL makes an
+IAM database user with no privilege at all, so the admin user grants them theirs
+(`grant_platform_users`) before the control plane migrates its database.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.settings import Settings
+
+DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+JOB_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"  # the jobs write rows, never the schema
+
+
+def mysql_iam_user(email: str) -> str:
+    """The MySQL user name of an IAM service account: Cloud SQL for MySQL's users.insert
+    takes the full e-mail, and the account logs in as the e-mail up to the @ (PostgreSQL's
+    form, the e-mail without `.gserviceaccount.com`, is not MySQL's)."""
+    return email.split("@", 1)[0]
+
+
+def admin_connect(settings: Settings) -> Callable[[], Any]:
+    """Connections to the shared instance as the built-in admin user (password auth). Only
+    the control plane holds the password: a process without it fails when it connects."""
+    connectors: list[Any] = []
+
+    def connect() -> Any:
+        from google.cloud.sql.connector import Connector, IPTypes, RefreshStrategy
+
+        password = settings.cloudsql_admin_password
+        if not settings.cloudsql_instance or password is None:
+            raise ValueError("tenant databases need AIPRESS_CLOUDSQL_INSTANCE and "
+                             "AIPRESS_CLOUDSQL_ADMIN_PASSWORD (the control plane's)")  # fmt: skip
+        if not connectors:
+            connectors.append(Connector(refresh_strategy=RefreshStrategy.LAZY))
+        return connectors[0].connect(
+            settings.cloudsql_instance, "pymysql", user=settings.cloudsql_admin_user,
+            password=password.get_secret_value(), enable_iam_auth=False, ip_type=IPTypes.PUBLIC,
+        )  # fmt: skip
+
+    return connect
+
+
+def grant_platform_users(
+    connect: Callable[[], Any], database: str, owner: str, jobs: tuple[str, ...] = ()
+) -> None:
+    """Create the control plane's database and grant it to the control plane's IAM user
+    (everything, for migrations) and to the jobs' IAM users (rows only). Idempotent."""
+    if not DATABASE_NAME.fullmatch(database):
+        raise ValueError(f"{database!r} is not a database name (letters, digits, _)")
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"CREATE DATABASE IF NOT EXISTS `{database}` "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        grant_name = database.replace("_", "\\_")
+        for user, privileges in ((owner, "ALL PRIVILEGES"), *((j, JOB_PRIVILEGES) for j in jobs)):
+            try:
+                cur.execute(f"GRANT {privileges} ON `{grant_name}`.* TO %s@'%%'", (user,))
+            except pymysql.err.MySQLError as exc:
+                if exc.args and exc.args[0] in (1133, 1410):  # no such user
+                    raise ValueError(
+                        f"Cloud SQL has no database user {user!r}: terraform's google_sql_user "
+                        "(type CLOUD_IAM_SERVICE_ACCOUNT) makes it"
+                    ) from exc
+                raise
+        conn.commit()
+
+
+def prepare_platform_database(settings: Settings) -> None:
+    """In gcp mode, before migrating: grant the IAM database users theirs (only the control
+    plane holds the admin password; the jobs find their grants made)."""
+    if settings.provider != "gcp" or settings.cloudsql_admin_password is None:
+        return
+    if not settings.cloudsql_user:
+        raise ValueError("gcp mode needs AIPRESS_CLOUDSQL_USER (the control plane's IAM user)")
+    grant_platform_users(admin_connect(settings), settings.cloudsql_database,
+                         settings.cloudsql_user, settings.cloudsql_job_users)  # fmt: skip
 
 
 class CloudSqlDatabase(GcpStep):

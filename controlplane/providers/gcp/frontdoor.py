@@ -246,8 +246,9 @@ class LoadBalancerFrontDoor(GcpStep):
         address = [("A", (self.settings.front_door_ipv4,))]
         if self.settings.front_door_ipv6:
             address.append(("AAAA", (self.settings.front_door_ipv6,)))
+        # Bare names (no trailing dot): Cloudflare takes them so; Cloud DNS adds the dot back.
         records = [Record(str(proof["name"]).rstrip("."), str(proof.get("type", "CNAME")),
-                          (str(proof["data"]),))] if proof else []  # fmt: skip
+                          (str(proof["data"]).rstrip("."),))] if proof else []  # fmt: skip
         certmap = f"{self._cm()}/certificateMaps/{self.settings.front_door_certificate_map}"
         for host in hosts:
             rid = self.entry_id(service, host)

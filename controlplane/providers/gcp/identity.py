@@ -5,21 +5,31 @@ would cap the platform near 100 sites per project, while one per tenant keeps te
 (a site can read only its own tenant's secrets and buckets) and lets a tenant's sites share
 an identity, which they may: they have one owner. The account is made on the tenant's first
 site and kept for its later ones.
+
+IAM is eventually consistent: a new account can be "not found", and policies naming it
+refused, for a minute or more after it is made. Nothing uses a new account before IAM
+shows it, and every policy write naming it is retried (bounded) until IAM accepts it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from google.api_core import exceptions
 from google.iam.v1 import policy_pb2
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpClients
 
 IAM_API = "https://iam.googleapis.com"
+# Principal occurrences one allow policy may hold (IAM quotas and limits).
+POLICY_PRINCIPAL_LIMIT = 1_500
+T = TypeVar("T")
 
 
 class IamServiceAccounts:
@@ -50,6 +60,37 @@ class IamServiceAccounts:
         return self._check(self.session.post(url, json=body))
 
 
+def _propagating(exc: BaseException) -> bool:
+    """An error IAM's eventual consistency or a concurrent writer explains: retry it."""
+    if isinstance(exc, exceptions.InvalidArgument | exceptions.BadRequest):
+        return "does not exist" in str(exc)  # a policy naming an account not yet visible
+    # 409 ABORTED: the policy changed since it was read (etag); also 412 over some APIs.
+    return isinstance(exc, exceptions.Aborted | exceptions.Conflict | exceptions.PreconditionFailed)
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """How long to wait for IAM (Google documents up to 60 s for a new account, often more
+    for policy changes) and how fast to retry within that."""
+
+    first_wait: float = 1.0
+    timeout: float = 180.0
+
+    def call(self, fn: Callable[[], T], *, retry_not_found: bool = False) -> T:
+        """Run `fn`, retrying propagation errors (and NotFound when asked) until timeout."""
+
+        def transient(exc: BaseException) -> bool:
+            return _propagating(exc) or (retry_not_found and isinstance(exc, exceptions.NotFound))
+
+        retrying = Retrying(
+            retry=retry_if_exception(transient),
+            wait=wait_exponential(multiplier=self.first_wait, max=max(self.first_wait, 15)),
+            stop=stop_after_delay(self.timeout),
+            reraise=True,
+        )
+        return retrying(fn)
+
+
 def account_id(tenant_id: str) -> str:
     """The account id (6-30 characters). Ids that would not fit whole take a hash of the
     full tenant id, so two tenants can never share an account."""
@@ -65,20 +106,18 @@ def tenant_account(project: str, tenant_id: str) -> str:
     return f"{account_id(tenant_id)}@{project}.iam.gserviceaccount.com"
 
 
-def ensure_tenant_account(clients: GcpClients, project: str, tenant_id: str) -> str:
-    """Create the tenant's account if it does not exist; return its e-mail."""
+def ensure_tenant_account(
+    clients: GcpClients, project: str, tenant_id: str, propagation: Propagation | None = None
+) -> str:
+    """Create the tenant's account if it does not exist, wait until IAM shows it, grant it
+    the runtime's project roles; return its e-mail."""
+    wait = propagation or Propagation()
     email = tenant_account(project, tenant_id)
+    name = f"projects/{project}/serviceAccounts/{email}"
     try:
-        existing = clients.iam.get_service_account(
-            request={"name": f"projects/{project}/serviceAccounts/{email}"}
-        )
-        owner = f"(aipress-tenant-id={tenant_id})"
-        if owner not in str(existing.get("description", "")):
-            raise ApplyFailed(f"service account {email} exists but is not tenant {tenant_id}'s")
+        existing = clients.iam.get_service_account(request={"name": name})
     except exceptions.NotFound:
-        with contextlib.suppress(
-            exceptions.Conflict
-        ):  # ALREADY_EXISTS (409): a concurrent first site
+        with contextlib.suppress(exceptions.Conflict):  # ALREADY_EXISTS: a concurrent first site
             clients.iam.create_service_account(
                 request={
                     "name": f"projects/{project}",
@@ -89,37 +128,55 @@ def ensure_tenant_account(clients: GcpClients, project: str, tenant_id: str) -> 
                     },
                 }
             )
-    grant_project_roles(clients, project, f"serviceAccount:{email}")
+        existing = wait.call(
+            lambda: clients.iam.get_service_account(request={"name": name}), retry_not_found=True
+        )
+    owner = f"(aipress-tenant-id={tenant_id})"
+    if owner not in str(existing.get("description", "")):
+        raise ApplyFailed(f"service account {email} exists but is not tenant {tenant_id}'s")
+    wait.call(lambda: grant_project_roles(clients, project, f"serviceAccount:{email}"))
     return email
 
 
-# What a tenant's runtime needs project-wide (Cloud SQL IAM is project-level only). The
+# What a tenant's runtime needs project-wide: only Cloud SQL's, whose IAM has no
+# instance-level bindings (the Cloud SQL volume connects as the service's identity). Logs go
+# to stdout (Cloud Run writes them: no logWriter) and metrics are Cloud Run's own (no
+# metricWriter); every other grant is on the tenant's own secret, bucket or service. The
 # control plane may grant exactly these and nothing else (an IAM condition in terraform/).
-RUNTIME_ROLES = (
-    "roles/cloudsql.client",
-    "roles/logging.logWriter",
-    "roles/monitoring.metricWriter",
-)
+RUNTIME_ROLES = ("roles/cloudsql.client",)
+
+
+def principal_count(policy: policy_pb2.Policy) -> int:
+    """Principal occurrences in the policy, as IAM counts them against its limit."""
+    return sum(len(b.members) for b in policy.bindings)
 
 
 def grant_project_roles(clients: GcpClients, project: str, member: str) -> None:
-    """Add `member` to the runtime roles in the project's policy (read-modify-write)."""
+    """Add `member` to the runtime roles in the project's policy (read-modify-write with the
+    policy's etag: a concurrent change makes the write fail 409, and the caller retries the
+    whole read-modify-write)."""
     resource = f"projects/{project}"
     # The project policy holds a conditional binding (terraform/): read and write version 3.
     policy = clients.projects.get_iam_policy(
         request={"resource": resource, "options": {"requested_policy_version": 3}}
     )
     policy.version = 3
-    changed = False
+    added = 0
     for role in RUNTIME_ROLES:
         binding = next(
             (b for b in policy.bindings if b.role == role and not b.condition.expression), None
         )
         if binding is None:
             policy.bindings.append(policy_pb2.Binding(role=role, members=[member]))
-            changed = True
+            added += 1
         elif member not in binding.members:
             binding.members.append(member)
-            changed = True
-    if changed:
-        clients.projects.set_iam_policy(request={"resource": resource, "policy": policy})
+            added += 1
+    if not added:
+        return
+    if principal_count(policy) > POLICY_PRINCIPAL_LIMIT:
+        raise ApplyFailed(
+            f"project {project}'s IAM policy is full ({POLICY_PRINCIPAL_LIMIT} principals): "
+            "this cell has no room for another tenant; place the tenant in another cell"
+        )
+    clients.projects.set_iam_policy(request={"resource": resource, "policy": policy})

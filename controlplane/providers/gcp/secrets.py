@@ -48,12 +48,16 @@ class SecretManagerSecrets(GcpStep):
             ):
                 if version.name != added.name:
                     client.destroy_secret_version(request={"name": version.name})
-        policy = client.get_iam_policy(request={"resource": self._path(secret_id)})
-        member = f"serviceAccount:{reader}"
+        # A reader made moments ago may not be visible to the policy check yet: retried.
+        self.propagation.call(lambda: self._grant_reader(path, f"serviceAccount:{reader}"))
+        return path
+
+    def _grant_reader(self, path: str, member: str) -> None:
+        client = self.clients.secrets
+        policy = client.get_iam_policy(request={"resource": path})
         if not any(b.role == ACCESSOR and member in b.members for b in policy.bindings):
             policy.bindings.add(role=ACCESSOR, members=[member])
-            client.set_iam_policy(request={"resource": self._path(secret_id), "policy": policy})
-        return self._path(secret_id)
+            client.set_iam_policy(request={"resource": path, "policy": policy})
 
     def ensure(self, ctx: SiteContext) -> None:
         """The database password (from the vault) and fresh WordPress salts."""
@@ -63,7 +67,7 @@ class SecretManagerSecrets(GcpStep):
         for line in salts.splitlines():
             note_secret(line.split("=", 1)[1], "wordpress salt")
         _admin, admin_password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
-        reader = ensure_tenant_account(self.clients, self.project, ctx.tenant_id)
+        reader = ensure_tenant_account(self.clients, self.project, ctx.tenant_id, self.propagation)
         self.put(names.db_password_secret, password, labels(ctx), reader)
         self.put(names.admin_password_secret, admin_password, labels(ctx), reader)
         self.put(names.login_key_secret, login_key(ctx.credentials), labels(ctx), reader)

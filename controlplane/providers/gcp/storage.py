@@ -3,6 +3,8 @@ the runtime's service account only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.api_core import exceptions
 
 from controlplane.engine.provider import SiteContext
@@ -34,12 +36,17 @@ class GcsBucket(GcpStep):
             bucket.labels = labels(ctx)
             bucket.iam_configuration.uniform_bucket_level_access_enabled = True
             bucket.patch()
-        policy = bucket.get_iam_policy(requested_policy_version=3)
         member = f"serviceAccount:{self.runtime_account(ctx)}"
+        # The bucket's own policy (no project-level grant); retried while IAM propagates.
+        self.propagation.call(lambda: self._grant_writer(bucket, member))
+        ctx.resources["storage"] = {"bucket": name}
+
+    @staticmethod
+    def _grant_writer(bucket: Any, member: str) -> None:
+        policy = bucket.get_iam_policy(requested_policy_version=3)
         if not any(b["role"] == WRITER and member in b["members"] for b in policy.bindings):
             policy.bindings.append({"role": WRITER, "members": {member}})
             bucket.set_iam_policy(policy)
-        ctx.resources["storage"] = {"bucket": name}
 
     def remove(self, ctx: SiteContext) -> None:
         """Delete the bucket and its objects (no-op when gone)."""
