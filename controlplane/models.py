@@ -68,6 +68,8 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(30), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # The cell (project + Cloud SQL instance) the tenant's resources live in.
+    cell: Mapped[str] = mapped_column(String(20), default="cell-1", server_default="cell-1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
 
@@ -86,6 +88,7 @@ class Site(Base):
     admin_user: Mapped[str] = mapped_column(String(60), default="admin")
     status: Mapped[str] = mapped_column(String(20), default="provisioning")
     provider: Mapped[str] = mapped_column(String(20))
+    cell: Mapped[str] = mapped_column(String(20), default="cell-1", server_default="cell-1")
     preview_url: Mapped[str | None] = mapped_column(String(300), default=None)
     # Provider resource ids (database name, pool, service name...), never secrets.
     resources: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -27,6 +27,25 @@ OUTBOUND_HOST = re.compile(
     r"(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}"
 )
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "example")
+Workload = Literal["control_plane", "job", "chatbot"]
+
+# What each gcp-mode process must have set ("a|b": either). The validator refuses to start
+# without them; terraform's static test checks that every service sets its workload's.
+GCP_REQUIRED: dict[str, tuple[str, ...]] = {
+    "control_plane": ("firebase_project_id", "encryption_keys", "cloudsql_instance|database_url"),
+    "job": ("firebase_project_id", "encryption_keys", "cloudsql_instance|database_url"),
+    "chatbot": ("firebase_project_id", "encryption_keys", "chat_database_url",
+                "chat_control_plane_url", "firebase_web_api_key", "firebase_auth_domain"),
+}  # fmt: skip
+# What the gcp provider needs (the control plane and the jobs build it), checked when built.
+GCP_PROVIDER_REQUIRED: tuple[str, ...] = (
+    "gcp_project", "tenant_image", "cloudsql_instance", "cloudsql_user", "backups_bucket",
+    "platform_domain",
+)  # fmt: skip
+GCP_DNS_REQUIRED: dict[str, tuple[str, ...]] = {
+    "clouddns": ("clouddns_zone",),
+    "cloudflare": ("cloudflare_zone_id", "cloudflare_api_token"),
+}
 
 
 class Settings(BaseSettings):
@@ -35,6 +54,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIPRESS_", extra="ignore")
 
     provider: Provider = "local"
+    workload: Workload = "control_plane"  # which process this is (gcp mode's requirements)
     home: Path = Field(default_factory=default_home)
     database_url: str | None = None
     # gcp mode: the control-plane database lives in Cloud SQL, reached via the connector.
@@ -200,9 +220,22 @@ class Settings(BaseSettings):
         lowered = self.encryption_keys.lower()
         if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
             raise ValueError("AIPRESS_ENCRYPTION_KEYS holds a placeholder value; set a real key.")
-        if not self.database_url and not self.cloudsql_instance:
-            raise ValueError("gcp mode needs AIPRESS_CLOUDSQL_INSTANCE or AIPRESS_DATABASE_URL.")
+        missing = self.missing(GCP_REQUIRED[self.workload])
+        if missing:
+            raise ValueError(f"gcp mode ({self.workload}) needs {', '.join(missing)}.")
         return self
+
+    def missing(self, required: tuple[str, ...]) -> list[str]:
+        """The environment variables of `required` ("a|b": either) that are unset."""
+        return [
+            " or ".join(f"AIPRESS_{name.upper()}" for name in entry.split("|"))
+            for entry in required
+            if not any(getattr(self, name) for name in entry.split("|"))
+        ]
+
+    def gcp_provider_missing(self) -> list[str]:
+        """What the gcp provider needs and does not have (its settings and its DNS's)."""
+        return self.missing(GCP_PROVIDER_REQUIRED + GCP_DNS_REQUIRED[self.dns_provider])
 
     @property
     def keys_dir(self) -> Path:

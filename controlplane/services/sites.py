@@ -169,7 +169,7 @@ def prepare_site(
 ) -> Site:
     """Check a new site (permission, names, conflicts) and build it, unsaved: a create
     records it, a dry run only describes it."""
-    get_visible_tenant(
+    tenant = get_visible_tenant(
         session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES
     )
     if data.domain:
@@ -195,6 +195,7 @@ def prepare_site(
         admin_user="admin",
         status="provisioning",
         provider=provider,
+        cell=tenant.cell,  # a tenant's sites live in its cell
         resources={},
     )
     if data.domain:

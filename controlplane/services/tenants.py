@@ -6,6 +6,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
+from controlplane.cells import place_tenant
 from controlplane.errors import Conflict
 from controlplane.models import EnvVar, Site, Tenant
 from controlplane.permissions import Action, NotVisible, Principal, authorize
@@ -25,8 +26,11 @@ def get_visible_tenant(
     return tenant
 
 
-def create_tenant(session: Session, *, principal: Principal, data: TenantCreate) -> Tenant:
-    """Create a tenant (admins only)."""
+def create_tenant(
+    session: Session, *, principal: Principal, data: TenantCreate,
+    cells: tuple[str, ...] = ("cell-1",), max_tenants: int = 1_400,
+) -> Tenant:  # fmt: skip
+    """Create a tenant (admins only), placed in the first of `cells` with room."""
     authorize(principal, Action.MANAGE_TENANTS)
     existing = session.get(Tenant, data.id)
     if existing is not None and existing.status == DELETED:
@@ -34,7 +38,8 @@ def create_tenant(session: Session, *, principal: Principal, data: TenantCreate)
         raise Conflict(f"tenant id {data.id!r} belonged to a deleted tenant and is not reused")
     if existing is not None:
         raise Conflict(f"tenant {data.id!r} already exists; choose another id")
-    tenant = Tenant(id=data.id, name=data.name, created_by=principal.sub)
+    cell = place_tenant(session, cells, max_tenants)
+    tenant = Tenant(id=data.id, name=data.name, created_by=principal.sub, cell=cell)
     session.add(tenant)
     audit.record(
         session, principal=principal, action="tenant.create", tenant_id=data.id, target=data.id

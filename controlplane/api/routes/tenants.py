@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from controlplane.api.deps import CurrentPrincipal, SessionDep
+from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.cells import open_cells
 from controlplane.models import Tenant
 from controlplane.permissions import Action, Principal, tenant_actions
 from controlplane.schemas import TenantCreate, TenantRead
@@ -23,10 +24,13 @@ def _read(tenant: Tenant, principal: Principal) -> TenantRead:
 
 @router.post("", status_code=201, response_model=TenantRead)
 def create_tenant(
-    data: TenantCreate, session: SessionDep, principal: CurrentPrincipal
+    data: TenantCreate, session: SessionDep, principal: CurrentPrincipal, platform: PlatformDep
 ) -> TenantRead:
-    """Create a tenant (admins)."""
-    tenant = service.create_tenant(session, principal=principal, data=data)
+    """Create a tenant (admins), in the first open cell with room."""
+    settings = platform.settings
+    tenant = service.create_tenant(session, principal=principal, data=data,
+                                   cells=open_cells(settings),
+                                   max_tenants=settings.cell_max_tenants)  # fmt: skip
     return _read(tenant, principal)
 
 

@@ -34,6 +34,9 @@ from controlplane.settings import Settings
 
 def make_clients(settings: Settings) -> GcpClients:
     """Production clients with Application Default Credentials (the service account)."""
+    missing = settings.gcp_provider_missing()
+    if missing:
+        raise ValueError(f"the gcp provider needs {', '.join(missing)}")
     import cloudflare
     import google.auth
     from google.auth.transport.requests import AuthorizedSession
