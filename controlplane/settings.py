@@ -234,8 +234,10 @@ class Settings(BaseSettings):
         ]
 
     def gcp_provider_missing(self) -> list[str]:
-        """What the gcp provider needs and does not have (its settings and its DNS's)."""
-        return self.missing(GCP_PROVIDER_REQUIRED + GCP_DNS_REQUIRED[self.dns_provider])
+        """What the gcp provider needs and does not have (its settings, and its DNS's in
+        the control plane: the jobs never change DNS)."""
+        dns = GCP_DNS_REQUIRED[self.dns_provider] if self.workload == "control_plane" else ()
+        return self.missing(GCP_PROVIDER_REQUIRED + dns)
 
     @property
     def keys_dir(self) -> Path:

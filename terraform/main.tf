@@ -5,8 +5,15 @@ locals {
     "artifactregistry.googleapis.com", "cloudscheduler.googleapis.com", "bigquery.googleapis.com",
     "iam.googleapis.com", "logging.googleapis.com", "monitoring.googleapis.com",
     "aiplatform.googleapis.com", "identitytoolkit.googleapis.com", "dns.googleapis.com",
-    "storage.googleapis.com", "compute.googleapis.com",
+    "storage.googleapis.com", "compute.googleapis.com", "apikeys.googleapis.com",
   ]
+  # MySQL users of the platform's IAM identities: Cloud SQL for MySQL names an IAM service
+  # account's database user by its e-mail up to the @ (users.insert takes the full e-mail).
+  sql_users = {
+    control_plane = split("@", google_service_account.control_plane.email)[0]
+    billing_job   = split("@", google_service_account.billing_job.email)[0]
+    cron_job      = split("@", google_service_account.cron_job.email)[0]
+  }
 }
 
 resource "google_project_service" "apis" {
@@ -46,7 +53,7 @@ resource "google_service_account" "cron_job" {
 # accounts, and grants each tenant's runtime account access to exactly its own resources.
 resource "google_project_iam_member" "control_plane" {
   for_each = toset([
-    "roles/run.admin", "roles/cloudsql.client", "roles/secretmanager.admin",
+    "roles/run.admin", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/secretmanager.admin",
     "roles/storage.admin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
     "roles/logging.viewer", "roles/monitoring.viewer", "roles/dns.admin",
   ])
@@ -55,16 +62,17 @@ resource "google_project_iam_member" "control_plane" {
   member  = "serviceAccount:${google_service_account.control_plane.email}"
 }
 
-# Each tenant's service account (made by the control plane) needs the runtime roles
-# project-wide; the control plane may grant exactly those and nothing else.
+# Each tenant's service account (made by the control plane) needs Cloud SQL's client role
+# project-wide (Cloud SQL has no instance-level IAM); every other tenant grant is on the
+# tenant's own secret, bucket or service. The control plane may grant exactly this role.
 resource "google_project_iam_member" "control_plane_grants_runtime_roles" {
   project = var.project_id
   role    = "roles/resourcemanager.projectIamAdmin"
   member  = "serviceAccount:${google_service_account.control_plane.email}"
   condition {
     title       = "only-tenant-runtime-roles"
-    description = "Grant tenant service accounts the runtime roles and nothing else."
-    expression  = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(['roles/cloudsql.client', 'roles/logging.logWriter', 'roles/monitoring.metricWriter'])"
+    description = "Grant tenant service accounts the runtime role and nothing else."
+    expression  = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(['roles/cloudsql.client'])"
   }
 }
 
@@ -76,7 +84,7 @@ resource "google_project_iam_member" "chatbot" {
 }
 
 resource "google_project_iam_member" "billing_job" {
-  for_each = toset(["roles/bigquery.jobUser", "roles/cloudsql.client", "roles/logging.logWriter"])
+  for_each = toset(["roles/bigquery.jobUser", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"])
   project  = var.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.billing_job.email}"
@@ -84,7 +92,7 @@ resource "google_project_iam_member" "billing_job" {
 
 # The cron job reads the sites from the control-plane database and calls their public URLs.
 resource "google_project_iam_member" "cron_job" {
-  for_each = toset(["roles/cloudsql.client", "roles/logging.logWriter"])
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"])
   project  = var.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.cron_job.email}"
@@ -104,6 +112,7 @@ resource "google_sql_database_instance" "shared" {
   region              = var.region
   deletion_protection = true
   settings {
+    edition           = "ENTERPRISE" # explicit: the API's default differs by version
     tier              = var.sql_tier
     availability_type = "ZONAL"
     disk_autoresize   = true
@@ -129,11 +138,45 @@ resource "google_sql_database" "control_plane" {
   instance = google_sql_database_instance.shared.name
 }
 
-resource "google_sql_user" "control_plane" {
-  # IAM database authentication: no password exists for the control plane's user.
-  name     = trimsuffix(google_service_account.control_plane.email, ".gserviceaccount.com")
+# IAM database authentication: no password exists for these users. For MySQL the Admin API
+# takes the full e-mail (the .gserviceaccount.com-less form is PostgreSQL's). A new IAM
+# database user holds no privilege: the control plane grants them at start (as the admin).
+resource "google_sql_user" "iam" {
+  for_each = {
+    control_plane = google_service_account.control_plane.email
+    billing_job   = google_service_account.billing_job.email
+    cron_job      = google_service_account.cron_job.email
+  }
+  name     = each.value
   instance = google_sql_database_instance.shared.name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# The built-in admin user: makes tenant databases and users, and grants the IAM users
+# theirs. Only the control plane can read its password.
+resource "random_password" "sql_admin" {
+  length  = 32
+  special = false
+}
+
+resource "google_sql_user" "admin" {
+  name     = "aipress-admin"
+  instance = google_sql_database_instance.shared.name
+  password = random_password.sql_admin.result
+}
+
+resource "google_secret_manager_secret" "sql_admin_password" {
+  secret_id = "aipress-sql-admin-password"
+  labels    = local.labels
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "sql_admin_password" {
+  secret      = google_secret_manager_secret.sql_admin_password.id
+  secret_data = random_password.sql_admin.result
 }
 
 # --- The chatbot's conversations (LangGraph checkpoints need PostgreSQL) ---------------------
@@ -144,7 +187,9 @@ resource "google_sql_database_instance" "chat" {
   region              = var.region
   deletion_protection = true
   settings {
-    tier        = "db-f1-micro"
+    # PostgreSQL 16 defaults to ENTERPRISE_PLUS, which has no shared-core tier.
+    edition     = "ENTERPRISE"
+    tier        = var.chat_sql_tier
     user_labels = local.labels
     backup_configuration {
       enabled = true
@@ -229,6 +274,16 @@ resource "google_secret_manager_secret" "encryption_keys" {
   depends_on = [google_project_service.apis]
 }
 
+# The first key of the keyring (kid:base64url); rotate by adding a version by hand.
+resource "random_id" "encryption_key" {
+  byte_length = 32
+}
+
+resource "google_secret_manager_secret_version" "encryption_keys" {
+  secret      = google_secret_manager_secret.encryption_keys.id
+  secret_data = "k1:${random_id.encryption_key.b64_url}"
+}
+
 resource "google_secret_manager_secret" "cloudflare_token" {
   secret_id = "aipress-cloudflare-token"
   labels    = local.labels
@@ -238,11 +293,54 @@ resource "google_secret_manager_secret" "cloudflare_token" {
   depends_on = [google_project_service.apis]
 }
 
+resource "google_secret_manager_secret_version" "cloudflare_token" {
+  count       = var.dns_provider == "cloudflare" ? 1 : 0
+  secret      = google_secret_manager_secret.cloudflare_token.id
+  secret_data = var.cloudflare_api_token
+  lifecycle {
+    precondition {
+      condition     = var.cloudflare_api_token != "" && var.cloudflare_zone_id != ""
+      error_message = "dns_provider = cloudflare needs cloudflare_api_token and cloudflare_zone_id."
+    }
+  }
+}
+
 resource "google_secret_manager_secret_iam_member" "control_plane_keys" {
-  for_each  = { keys = google_secret_manager_secret.encryption_keys.id, cloudflare = google_secret_manager_secret.cloudflare_token.id }
+  for_each = {
+    keys       = google_secret_manager_secret.encryption_keys.id
+    cloudflare = google_secret_manager_secret.cloudflare_token.id
+    sql_admin  = google_secret_manager_secret.sql_admin_password.id
+  }
   secret_id = each.value
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.control_plane.email}"
+}
+
+# --- Site names: a Cloud DNS zone for the platform domain (dns_provider = clouddns) -------
+
+resource "google_dns_managed_zone" "sites" {
+  count       = var.dns_provider == "clouddns" ? 1 : 0
+  name        = "aipress-sites"
+  dns_name    = "${var.platform_domain}."
+  description = "Preview names and customers' CNAMEs of AIPress sites (delegate it: see the name_servers output)."
+  labels      = local.labels
+  depends_on  = [google_project_service.apis]
+}
+
+# --- The browser's Firebase (Identity Platform) key: not a secret, limited to sign-in APIs --
+
+resource "google_apikeys_key" "browser" {
+  name         = "aipress-browser"
+  display_name = "AIPress dashboard sign-in"
+  restrictions {
+    api_targets {
+      service = "identitytoolkit.googleapis.com"
+    }
+    api_targets {
+      service = "securetoken.googleapis.com"
+    }
+  }
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_secret_manager_secret_iam_member" "billing_job_keys" {
@@ -260,19 +358,31 @@ resource "google_secret_manager_secret_iam_member" "cron_job_keys" {
 # --- Cloud Run: the control plane (private) and the chatbot (public) ------------------------
 
 locals {
-  control_plane_env = {
+  control_plane_env = merge({
     AIPRESS_PROVIDER            = "gcp"
+    AIPRESS_WORKLOAD            = "control_plane"
+    AIPRESS_CELL                = var.cell
     AIPRESS_GCP_PROJECT         = var.project_id
     AIPRESS_GCP_LOCATION        = var.region
     AIPRESS_FIREBASE_PROJECT_ID = var.project_id
     AIPRESS_CLOUDSQL_INSTANCE   = google_sql_database_instance.shared.connection_name
-    AIPRESS_CLOUDSQL_USER       = google_sql_user.control_plane.name
+    AIPRESS_CLOUDSQL_USER       = local.sql_users.control_plane
+    AIPRESS_CLOUDSQL_JOB_USERS  = jsonencode([local.sql_users.billing_job, local.sql_users.cron_job])
     AIPRESS_PLATFORM_DOMAIN     = var.platform_domain
     AIPRESS_TENANT_IMAGE        = var.tenant_image
     AIPRESS_DNS_PROVIDER        = var.dns_provider
     AIPRESS_BACKUPS_BUCKET      = google_storage_bucket.backups.name
     AIPRESS_FRONT_DOOR_IPV4     = google_compute_global_address.sites_ipv4.address
     AIPRESS_FRONT_DOOR_IPV6     = google_compute_global_address.sites_ipv6.address
+    }, var.dns_provider == "clouddns" ? {
+    AIPRESS_CLOUDDNS_ZONE = google_dns_managed_zone.sites[0].name
+    } : {
+    AIPRESS_CLOUDFLARE_ZONE_ID = var.cloudflare_zone_id
+  })
+  # A job connects as its own IAM database user (never as the control plane's).
+  job_env = {
+    billing = { AIPRESS_WORKLOAD = "job", AIPRESS_CLOUDSQL_USER = local.sql_users.billing_job }
+    cron    = { AIPRESS_WORKLOAD = "job", AIPRESS_CLOUDSQL_USER = local.sql_users.cron_job }
   }
 }
 
@@ -352,13 +462,41 @@ resource "google_cloud_run_v2_service" "control_plane" {
           }
         }
       }
+      env {
+        name = "AIPRESS_CLOUDSQL_ADMIN_PASSWORD"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.sql_admin_password.secret_id
+            version = "latest"
+          }
+        }
+      }
+      dynamic "env" {
+        for_each = var.dns_provider == "cloudflare" ? [google_secret_manager_secret.cloudflare_token.secret_id] : []
+        content {
+          name = "AIPRESS_CLOUDFLARE_API_TOKEN"
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
+      }
       volume_mounts {
         name       = "cloudsql"
         mount_path = "/cloudsql"
       }
     }
   }
-  depends_on = [google_project_service.apis]
+  # Cloud Run checks at deploy that each secret it reads has a version the service account
+  # may access: the versions and the accessor bindings come first.
+  depends_on = [
+    google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
+    google_secret_manager_secret_iam_member.control_plane_keys,
+    google_secret_manager_secret_version.sql_admin_password,
+    google_secret_manager_secret_version.cloudflare_token, google_sql_user.iam, google_sql_user.admin,
+  ]
 }
 
 # Only the chatbot's service account may invoke the control plane: no allUsers binding.
@@ -419,6 +557,18 @@ resource "google_cloud_run_v2_service" "chatbot" {
         value = "gcp"
       }
       env {
+        name  = "AIPRESS_WORKLOAD"
+        value = "chatbot"
+      }
+      env {
+        name  = "AIPRESS_FIREBASE_WEB_API_KEY"
+        value = google_apikeys_key.browser.key_string
+      }
+      env {
+        name  = "AIPRESS_FIREBASE_AUTH_DOMAIN"
+        value = "${var.project_id}.firebaseapp.com"
+      }
+      env {
         name  = "AIPRESS_CHAT_CONTROL_PLANE_URL"
         value = google_cloud_run_v2_service.control_plane.uri
       }
@@ -449,7 +599,18 @@ resource "google_cloud_run_v2_service" "chatbot" {
       }
     }
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis, google_secret_manager_secret_version.chat_database_url,
+    google_secret_manager_secret_iam_member.chatbot_reads_database_url,
+    google_secret_manager_secret_iam_member.chatbot_keys,
+    google_secret_manager_secret_version.encryption_keys,
+  ]
+}
+
+resource "google_secret_manager_secret_iam_member" "chatbot_keys" {
+  secret_id = google_secret_manager_secret.encryption_keys.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.chatbot.email}"
 }
 
 resource "google_cloud_run_v2_service_iam_member" "chatbot_public" {
@@ -489,7 +650,7 @@ resource "google_cloud_run_v2_job" "billing" {
         image   = var.control_plane_image
         command = ["python", "-m", "controlplane.billing"]
         dynamic "env" {
-          for_each = merge(local.control_plane_env, {
+          for_each = merge(local.control_plane_env, local.job_env.billing, {
             AIPRESS_BILLING_EXPORT_TABLE     = var.billing_export_table
             AIPRESS_BILLING_BIGQUERY_PROJECT = var.project_id
           })
@@ -514,7 +675,10 @@ resource "google_cloud_run_v2_job" "billing" {
       }
     }
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
+    google_secret_manager_secret_iam_member.billing_job_keys, google_sql_user.iam,
+  ]
 }
 
 resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_billing" {
@@ -563,7 +727,7 @@ resource "google_cloud_run_v2_job" "cron" {
         image   = var.control_plane_image
         command = ["python", "-m", "controlplane.cron"]
         dynamic "env" {
-          for_each = merge(local.control_plane_env, {
+          for_each = merge(local.control_plane_env, local.job_env.cron, {
             AIPRESS_CRON_INTERVAL_SECONDS = tostring(var.cron_interval_minutes * 60)
             AIPRESS_CRON_CONCURRENCY      = tostring(var.cron_concurrency)
           })
@@ -588,7 +752,10 @@ resource "google_cloud_run_v2_job" "cron" {
       }
     }
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
+    google_secret_manager_secret_iam_member.cron_job_keys, google_sql_user.iam,
+  ]
 }
 
 resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_cron" {

@@ -29,5 +29,11 @@ output "service_accounts" {
     control_plane = google_service_account.control_plane.email
     chatbot       = google_service_account.chatbot.email
     billing_job   = google_service_account.billing_job.email
+    cron_job      = google_service_account.cron_job.email
   }
+}
+
+output "dns_name_servers" {
+  description = "dns_provider = clouddns: delegate platform_domain to these name servers (NS records at its parent)."
+  value       = var.dns_provider == "clouddns" ? google_dns_managed_zone.sites[0].name_servers : []
 }

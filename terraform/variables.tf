@@ -42,12 +42,32 @@ variable "tenant_image" {
 }
 
 variable "sql_tier" {
-  description = "Machine tier of the shared Cloud SQL for MySQL instance."
+  description = "Machine tier of the shared Cloud SQL for MySQL instance (Enterprise edition)."
   type        = string
   default     = "db-custom-1-3840"
   validation {
-    condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|f1-micro|g1-small|n1-.+)$", var.sql_tier))
-    error_message = "sql_tier must be a Cloud SQL tier such as db-custom-1-3840."
+    condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|f1-micro|g1-small|n1-(standard|highmem)-[0-9]+)$", var.sql_tier))
+    error_message = "sql_tier must be an Enterprise-edition tier such as db-custom-1-3840 (db-perf-optimized-* tiers are Enterprise Plus)."
+  }
+}
+
+variable "chat_sql_tier" {
+  description = "Machine tier of the chatbot's Cloud SQL for PostgreSQL instance (Enterprise edition)."
+  type        = string
+  default     = "db-f1-micro"
+  validation {
+    condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|f1-micro|g1-small)$", var.chat_sql_tier))
+    error_message = "chat_sql_tier must be an Enterprise-edition tier such as db-f1-micro or db-custom-1-3840."
+  }
+}
+
+variable "cell" {
+  description = "This deployment's cell id (one project with its own Cloud SQL instance): recorded on every tenant and site."
+  type        = string
+  default     = "cell-1"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.cell))
+    error_message = "cell must be a short lowercase id such as cell-1."
   }
 }
 
@@ -97,6 +117,23 @@ variable "dns_provider" {
     condition     = contains(["cloudflare", "clouddns"], var.dns_provider)
     error_message = "dns_provider must be cloudflare or clouddns."
   }
+}
+
+variable "cloudflare_zone_id" {
+  description = "The Cloudflare zone of platform_domain (dns_provider = cloudflare)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.cloudflare_zone_id == "" || can(regex("^[0-9a-f]{32}$", var.cloudflare_zone_id))
+    error_message = "cloudflare_zone_id must be the zone's 32-character hex id."
+  }
+}
+
+variable "cloudflare_api_token" {
+  description = "A Cloudflare API token with DNS edit on that zone (dns_provider = cloudflare); stored in Secret Manager."
+  type        = string
+  default     = ""
+  sensitive   = true
 }
 
 variable "labels" {

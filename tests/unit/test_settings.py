@@ -56,3 +56,25 @@ def test_gcp_refuses_incomplete_settings(
     monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     with pytest.raises(ValueError, match=message):
         Settings(provider="gcp", **kwargs)
+
+
+def test_each_gcp_workload_refuses_to_start_without_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    base = {"provider": "gcp", "firebase_project_id": "p", "encryption_keys": KEY}
+    chat = {"chat_database_url": "postgresql://c", "chat_control_plane_url": "https://cp",
+            "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"gcp mode \(chatbot\) needs AIPRESS_FIREBASE_WEB_API_KEY"
+    ):
+        Settings(workload="chatbot", **base, **chat)  # type: ignore[arg-type]
+    ok = Settings(workload="chatbot", firebase_web_api_key="k", **base, **chat)  # type: ignore[arg-type]
+    assert ok.workload == "chatbot"  # no control-plane database needed
+    provider = {"database_url": "sqlite://", "gcp_project": "p", "tenant_image": "i",
+                "cloudsql_instance": "p:r:i", "cloudsql_user": "u", "backups_bucket": "b",
+                "platform_domain": "sites.example.com"}  # fmt: skip
+    job = Settings(workload="job", **base, **provider)  # type: ignore[arg-type]
+    assert job.gcp_provider_missing() == []  # the jobs never change DNS
+    control = Settings(**base, **provider)  # type: ignore[arg-type]
+    assert control.gcp_provider_missing() == ["AIPRESS_CLOUDDNS_ZONE"]

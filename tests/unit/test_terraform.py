@@ -28,6 +28,7 @@ LABELLED = {
     "google_certificate_manager_certificate": ("labels",),
     "google_certificate_manager_certificate_map": ("labels",),
     "google_certificate_manager_certificate_map_entry": ("labels",),
+    "google_dns_managed_zone": ("labels",),
 }
 # Resources that take no labels at all (their Google API has none).
 UNLABELLED = {
@@ -38,7 +39,7 @@ UNLABELLED = {
     "google_identity_platform_config", "google_secret_manager_secret_version", "random_password",
     "google_compute_network", "google_compute_subnetwork", "google_compute_router",
     "google_compute_router_nat", "google_compute_url_map", "google_compute_target_https_proxy",
-    "google_compute_target_http_proxy",
+    "google_compute_target_http_proxy", "random_id", "google_apikeys_key",
 }  # fmt: skip
 
 
@@ -103,12 +104,7 @@ def test_iam_admin_is_conditioned_to_the_runtime_roles() -> None:
     assert len(grants) == 1
     expression = str(grants[0]["condition"])
     assert "modifiedGrantsByRole" in expression and "hasOnly" in expression
-    for role in (
-        "roles/cloudsql.client",
-        "roles/logging.logWriter",
-        "roles/monitoring.metricWriter",
-    ):
-        assert role in expression
+    assert "roles/cloudsql.client" in expression
 
 
 def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> None:
@@ -189,17 +185,16 @@ def test_the_control_plane_may_grant_tenants_exactly_the_runtime_roles() -> None
     listed = re.search(r"hasOnly\(\[([^\]]*)\]\)", expression)
     assert listed, expression
     assert set(re.findall(r"roles/[A-Za-z0-9_.]+", listed.group(1))) == set(RUNTIME_ROLES)
-    assert set(RUNTIME_ROLES) == {
-        "roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter"}  # fmt: skip
+    assert set(RUNTIME_ROLES) == {"roles/cloudsql.client"}
     assert not set(RUNTIME_ROLES) & set(MINTING_ROLES)
 
 
 def test_the_gcp_provider_grants_tenants_nothing_that_mints() -> None:
-    """Every role the provider's code can grant: the runtime's three on the project, read
+    """Every role the provider's code can grant: Cloud SQL's client on the project, read
     of its own secrets, write of its own bucket, and the public invoker of its service."""
     allowed = {
-        "roles/cloudsql.client", "roles/logging.logWriter", "roles/monitoring.metricWriter",
-        "roles/secretmanager.secretAccessor", "roles/storage.objectAdmin", "roles/run.invoker",
+        "roles/cloudsql.client", "roles/secretmanager.secretAccessor",
+        "roles/storage.objectAdmin", "roles/run.invoker",
     }  # fmt: skip
     source = TERRAFORM.parent / "controlplane" / "providers" / "gcp"
     found = {role for path in source.glob("*.py")
@@ -236,3 +231,161 @@ def test_the_front_door_leaves_host_rules_to_the_control_plane() -> None:
     with (TERRAFORM / "main.tf").open() as handle:
         env = str(hcl2.load(handle)["locals"])
     assert "AIPRESS_FRONT_DOOR_IPV4" in env and "sites_ipv4" in env
+
+
+# --- A first `terraform apply` that works: secrets, env, Cloud SQL ---------------------------
+
+WORKLOADS = ("google_cloud_run_v2_service", "google_cloud_run_v2_job")
+
+
+def _by_key() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(kind, name): body for kind, name, body in resources()}
+
+
+def _locals() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    with (TERRAFORM / "main.tf").open() as handle:
+        for block in hcl2.load(handle).get("locals", []):
+            found.update(block)
+    return found
+
+
+def _text(body: dict[str, Any]) -> str:
+    """The workload's body with the locals it uses spelled out (one level deep, enough for
+    control_plane_env and job_env)."""
+    text = str(body)
+    for name, value in _locals().items():
+        if f"local.{name}" in text:
+            text += " " + str(value)
+    return text
+
+
+def _variable_default(name: str) -> Any:
+    with (TERRAFORM / "variables.tf").open() as handle:
+        for block in hcl2.load(handle)["variable"]:
+            for key, value in block.items():
+                if _unquote(key) == name:
+                    return _unquote(value.get("default"))
+    raise KeyError(name)
+
+
+def _workload_of(body: dict[str, Any]) -> str:
+    text = str(body)
+    if "local.job_env" in text:
+        return "job"
+    match = re.search(r"'name': '\"AIPRESS_WORKLOAD\"', 'value': '\"(\w+)\"'", text)
+    return match.group(1) if match else "control_plane"
+
+
+def test_every_secret_a_workload_reads_has_a_version_it_may_access_first() -> None:
+    found = _by_key()
+    versions = {
+        re.sub(r"\$\{google_secret_manager_secret\.(\w+)\.id\}", r"\1", str(b["secret"])): n
+        for (k, n), b in found.items() if k == "google_secret_manager_secret_version"
+    }  # fmt: skip
+    checked = 0
+    for (kind, name), body in found.items():
+        if kind not in WORKLOADS:
+            continue
+        template = _get(body, ("template",)) if kind.endswith("service") else _get(
+            body, ("template", "template"))  # fmt: skip
+        account = str(template[0]["service_account"])
+        needs = set(re.findall(r"google_secret_manager_secret\.(\w+)\.secret_id", str(body)))
+        depends = " ".join(str(d) for d in body.get("depends_on", []))
+        for secret in needs:
+            checked += 1
+            assert secret in versions, f"{kind}.{name} reads {secret}, which has no version"
+            assert f"google_secret_manager_secret_version.{versions[secret]}" in depends, (
+                f"{kind}.{name} must depend on {secret}'s version"
+            )
+            readers = [n for (k, n), b in found.items()
+                       if k == "google_secret_manager_secret_iam_member"
+                       and f"google_secret_manager_secret.{secret}.id"
+                       in str(b["secret_id"]) + str(b.get("for_each", ""))
+                       and account.strip("${}") in str(b["member"])]  # fmt: skip
+            assert readers, f"{kind}.{name}'s account cannot read {secret}"
+            assert any(f"google_secret_manager_secret_iam_member.{r}" in depends for r in readers)
+    assert checked == 7  # control plane 3, chatbot 2, each job 1
+
+
+def test_every_env_a_workload_needs_in_gcp_mode_is_set() -> None:
+    from controlplane.settings import GCP_DNS_REQUIRED, GCP_PROVIDER_REQUIRED, GCP_REQUIRED
+
+    seen = set()
+    for (kind, name), body in _by_key().items():
+        if kind not in WORKLOADS:
+            continue
+        text, workload = _text(body), _workload_of(body)
+        seen.add(workload)
+        assert "AIPRESS_PROVIDER" in text and '"gcp"' in text
+        required = GCP_REQUIRED[workload]
+        if workload != "chatbot":  # the control plane and the jobs build the gcp provider
+            required = required + GCP_PROVIDER_REQUIRED
+        if workload == "control_plane":  # only the control plane changes DNS
+            required += tuple(f for fields in GCP_DNS_REQUIRED.values() for f in fields)
+        for entry in required:
+            names = [f"AIPRESS_{field.upper()}" for field in entry.split("|")]
+            assert any(re.search(rf"\b{n}\b", text) for n in names), (
+                f"{kind}.{name} ({workload}) sets none of {names}"
+            )
+    assert seen == set(GCP_REQUIRED)
+
+
+_TIERS = {
+    "ENTERPRISE": r"db-(f1-micro|g1-small|custom-[0-9]+-[0-9]+|n1-(standard|highmem)-[0-9]+)",
+    "ENTERPRISE_PLUS": r"db-perf-optimized-N-[0-9]+",
+}
+
+
+def test_every_cloud_sql_instance_has_a_valid_edition_and_tier() -> None:
+    """The API defaults the edition by version (PostgreSQL 16: ENTERPRISE_PLUS, which has no
+    shared-core or custom tier): the edition is explicit and the tier one it offers."""
+    instances = [(n, b) for (k, n), b in _by_key().items() if k == "google_sql_database_instance"]
+    assert len(instances) == 2
+    for name, body in instances:
+        edition = _unquote(_get(body, ("settings", "edition")))
+        assert edition in _TIERS, f"{name}: set settings.edition (ENTERPRISE or ENTERPRISE_PLUS)"
+        tier = str(_get(body, ("settings", "tier")))
+        variable = re.fullmatch(r"\$\{var\.(\w+)\}", tier)
+        tier = _variable_default(variable.group(1)) if variable else _unquote(tier)
+        assert re.fullmatch(_TIERS[edition], tier), f"{name}: {tier} is not an {edition} tier"
+    with (TERRAFORM / "variables.tf").open() as handle:
+        blocks = {_unquote(k): v for b in hcl2.load(handle)["variable"] for k, v in b.items()}
+    for variable_name in ("sql_tier", "chat_sql_tier"):
+        condition = str(blocks[variable_name]["validation"][0]["condition"])
+        pattern = re.search(r'regex\("(.+?)", var', condition)
+        assert pattern, condition
+        allowed = pattern.group(1).replace("\\\\", "\\")
+        assert re.search(allowed, "db-custom-2-7680")
+        assert not re.search(allowed, "db-perf-optimized-N-8")  # an Enterprise Plus tier
+
+
+def test_the_platforms_identities_log_in_to_cloud_sql_as_iam_users() -> None:
+    found = _by_key()
+    iam_users = found[("google_sql_user", "iam")]
+    assert _unquote(iam_users["type"]) == "CLOUD_IAM_SERVICE_ACCOUNT"
+    # MySQL: the full e-mail (the trimsuffix form is PostgreSQL's).
+    assert "trimsuffix" not in str(iam_users) and "_email" not in str(iam_users["name"])
+    accounts = re.findall(r"google_service_account\.(\w+)\.email", str(iam_users["for_each"]))
+    assert set(accounts) == {"control_plane", "billing_job", "cron_job"}
+    for account in accounts:  # IAM database login needs cloudsql.instanceUser
+        # (the control plane has a second set of grants: the front door's, in frontdoor.tf)
+        grants = [b for (k, n), b in found.items() if k == "google_project_iam_member"
+                  and f"google_service_account.{account}.email" in str(b["member"])
+                  and "for_each" in b]  # fmt: skip
+        assert any("roles/cloudsql.instanceUser" in str(g["for_each"]) for g in grants), account
+    # Each job connects as its own database user, not the control plane's.
+    job_env = str(_locals()["job_env"])
+    assert "local.sql_users.billing_job" in job_env and "local.sql_users.cron_job" in job_env
+    assert 'split("@"' in str(_locals()["sql_users"])
+
+
+def test_the_default_dns_provider_gets_a_zone_and_cloudflare_its_token() -> None:
+    found = _by_key()
+    zone = found[("google_dns_managed_zone", "sites")]
+    assert "clouddns" in str(zone["count"]) and "platform_domain" in str(zone["dns_name"])
+    env = str(_locals()["control_plane_env"])
+    assert "google_dns_managed_zone.sites[0].name" in env and "var.cloudflare_zone_id" in env
+    token = found[("google_secret_manager_secret_version", "cloudflare_token")]
+    assert "var.cloudflare_api_token" in str(token["secret_data"])
+    assert "precondition" in str(token["lifecycle"])

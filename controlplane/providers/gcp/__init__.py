@@ -7,6 +7,7 @@ from typing import Any
 
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
+from controlplane.errors import ApplyFailed
 from controlplane.observability import SiteLogs
 from controlplane.providers.gcp.backups import GcsBackups
 from controlplane.providers.gcp.base import GcpClients, GcpStep
@@ -73,8 +74,22 @@ def make_clients(settings: Settings) -> GcpClients:
     )  # fmt: skip
 
 
+class NoDnsInJobs:
+    """The jobs' records: they hold no DNS credentials, so a change is refused."""
+
+    def upsert_cname(self, host: str, target: str) -> None:
+        """Refused: DNS is the control plane's."""
+        raise ApplyFailed(f"DNS changes ({host}) are the control plane's, not a job's")
+
+    def delete(self, host: str) -> None:
+        """Refused: DNS is the control plane's."""
+        raise ApplyFailed(f"DNS changes ({host}) are the control plane's, not a job's")
+
+
 def make_records(settings: Settings, clients: GcpClients) -> DnsRecords:
-    """Cloudflare or Cloud DNS, as configured."""
+    """Cloudflare or Cloud DNS, as configured (none in the jobs)."""
+    if settings.workload != "control_plane":
+        return NoDnsInJobs()
     if settings.dns_provider == "cloudflare":
         if not settings.cloudflare_zone_id or clients.cloudflare is None:
             raise ValueError("Cloudflare DNS needs AIPRESS_CLOUDFLARE_ZONE_ID and _API_TOKEN")
