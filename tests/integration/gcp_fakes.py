@@ -443,12 +443,16 @@ HOSTNAME = re.compile(r"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 SECRET_ROLES = {"roles/secretmanager.secretAccessor"}
 
 
-def _members_known(policy: dict[str, Any], iam: FakeIam | None) -> str | None:
-    """The first serviceAccount member IAM does not (yet) know, as the API names it."""
+def _members_known(policy: dict[str, Any], iam: FakeIam | None, api: str) -> str | None:
+    """The first serviceAccount member `api` does not (yet) know, as the API names it."""
     for binding in policy.get("bindings", []):
         for member in binding.get("members", []):
             email = member.removeprefix("serviceAccount:")
-            if member.startswith("serviceAccount:") and iam is not None and not iam.usable(email):
+            if (
+                member.startswith("serviceAccount:")
+                and iam is not None
+                and not iam.usable(email, api)
+            ):
                 return f"Service account {email} does not exist."
     return None
 
@@ -521,7 +525,7 @@ class FakeSecretManager(Fake):
             return error(404, "NOT_FOUND", name)
         for binding in body["policy"].get("bindings", []):
             assert binding["role"] in SECRET_ROLES, f"unexpected role {binding['role']}"
-        unknown = _members_known(body["policy"], self.iam)
+        unknown = _members_known(body["policy"], self.iam, "secretmanager")
         if unknown:
             return error(400, "INVALID_ARGUMENT", unknown)
         self.policies[name] = body["policy"]
@@ -733,7 +737,7 @@ class FakeIam(Fake):
         super().__init__()
         self.accounts: dict[str, dict[str, Any]] = {}
         self.invisible: dict[str, int] = {}  # account -> reads that still answer 404
-        self.unusable: dict[str, int] = {}  # account -> policy writes still refused
+        self.unusable: dict[tuple[str, str], int] = {}  # (account, api) -> writes refused
         self.invisible_calls, self.unusable_calls = invisible_calls, unusable_calls
         self.refused = {"not_found": 0, "unusable": 0}
         self.grantable = grantable
@@ -745,10 +749,11 @@ class FakeIam(Fake):
         self.on("POST", r"/v3/projects/(?P<p>[^/:]+):getIamPolicy", self.get_policy)
         self.on("POST", r"/v3/projects/(?P<p>[^/:]+):setIamPolicy", self.set_policy)
 
-    def usable(self, email: str) -> bool:
-        """Whether a policy may name `email` yet (each refusal counts down)."""
-        if self.unusable.get(email, 0) > 0:
-            self.unusable[email] -= 1
+    def usable(self, email: str, api: str) -> bool:
+        """Whether `api` accepts a policy naming `email` yet (each API learns of a new
+        account on its own; each refusal counts down)."""
+        if self.unusable.get((email, api), 0) > 0:
+            self.unusable[(email, api)] -= 1
             self.refused["unusable"] += 1
             return False
         return email in self.accounts or not email.startswith("aipress-t-")
@@ -771,7 +776,8 @@ class FakeIam(Fake):
         self.accounts[email] = {**body.get("serviceAccount", {}), "email": email,
                                 "name": f"projects/{m['p']}/serviceAccounts/{email}"}  # fmt: skip
         self.invisible[email] = self.invisible_calls
-        self.unusable[email] = self.unusable_calls
+        for api in ("resourcemanager", "secretmanager"):
+            self.unusable[(email, api)] = self.unusable_calls
         return JSONResponse(self.accounts[email])
 
     def _new_etag(self) -> None:
@@ -805,7 +811,7 @@ class FakeIam(Fake):
             return error(400, "INVALID_ARGUMENT", f"The number of members in the policy "
                                                   f"({principals}) is larger than the maximum "
                                                   f"allowed size {POLICY_PRINCIPAL_LIMIT}.")  # fmt: skip
-        unknown = _members_known(policy, self)
+        unknown = _members_known(policy, self, "resourcemanager")
         if unknown:
             return error(400, "INVALID_ARGUMENT", unknown)
         self.project_policy = {**policy}

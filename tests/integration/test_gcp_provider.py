@@ -140,7 +140,8 @@ def cloud(
     gcs: str, mariadb: MariaDB, tmp_path: Any, request: pytest.FixtureRequest
 ) -> Iterator[Cloud]:
     # IAM as documented: a new account is not found for 3 reads and refused in policies for
-    # 3 more writes; the control plane may change only the roles terraform's condition lists.
+    # 3 more writes (per API: the project's and Secret Manager's); the control plane may
+    # change only the roles terraform's condition lists.
     iam = FakeIam(grantable=grantable_roles(), invisible_calls=3, unusable_calls=3)
     run, sm, cf = FakeCloudRun(IMAGE), FakeSecretManager(iam), FakeCloudflare(ZONE)
     front = FakeFrontDoor(PROJECT, "us-central1", "aipress-sites", "aipress-sites")
@@ -284,7 +285,7 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     # One project-level principal per tenant (Cloud SQL's IAM has no resource level).
     assert granted == {"roles/cloudsql.client"}
     # The new account was used only once IAM showed it: every refusal was retried.
-    assert cloud.iam.refused == {"not_found": 3, "unusable": 3}
+    assert cloud.iam.refused == {"not_found": 3, "unusable": 6}  # 3 per API that checks
     # The front door: the service behind the load balancer (serverless NEG, a backend with
     # Cloud CDN, a host rule in the shared URL map), a certificate proven by DNS authorization
     # for the preview name; the platform's zone has the preview name's A/AAAA and the proof.
