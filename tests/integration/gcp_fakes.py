@@ -574,9 +574,11 @@ CLOUDFLARE_RECORD = {
 }  # fmt: skip
 
 
-def _check_record_content(body: dict[str, Any]) -> None:
-    """The content each type takes: a CNAME's is a bare host name (no scheme, path, port or
-    trailing dot), an A's an IPv4 address, an AAAA's an IPv6 one, a TXT's any text."""
+def validate_record(body: Any) -> None:
+    """A DNS record body field by field, then the content its type takes: a CNAME's is a bare
+    host name (no scheme, path, port or trailing dot), an A's an IPv4 address, an AAAA's an
+    IPv6 one, a TXT's any text."""
+    validate(body, CLOUDFLARE_RECORD)
     kind, content = body["type"], body["content"]
     if kind == "CNAME":
         ok = bool(DNS_NAME.fullmatch(content))
@@ -628,8 +630,7 @@ class FakeCloudflare(Fake):
         return self.ok([r for r in self.records.values() if name in (None, r["name"])])
 
     def create(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        validate(body, CLOUDFLARE_RECORD)
-        _check_record_content(body)
+        validate_record(body)
         assert body["proxied"] is False, "TLS is Google's: the record must be DNS only"
         same_name = [r for r in self.records.values() if r["name"] == body["name"]]
         if any("CNAME" in (r["type"], body["type"]) for r in same_name):
@@ -642,8 +643,7 @@ class FakeCloudflare(Fake):
         return self.ok(record)
 
     def update(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        validate(body, CLOUDFLARE_RECORD)
-        _check_record_content(body)
+        validate_record(body)
         if m["id"] not in self.records:
             return self.failed(81044, "Record does not exist.", 404)
         self.records[m["id"]] = {**body, "id": m["id"]}

@@ -7,7 +7,6 @@ import pytest
 import requests
 
 from tests.integration.gcp_fakes import (
-    CLOUDFLARE_RECORD,
     UNKNOWN_ROUTE,
     Fake,
     FakeCloudflare,
@@ -16,6 +15,7 @@ from tests.integration.gcp_fakes import (
     Refused,
     parse_log_filter,
     validate,
+    validate_record,
 )
 from tests.live import serve
 
@@ -50,17 +50,47 @@ def test_bodies_are_checked_field_by_field() -> None:
 def test_a_cloudflare_record_with_a_bad_content_or_ttl_is_refused() -> None:
     good = {"name": "a.example.com", "type": "CNAME", "content": "ghs.googlehosted.com",
             "ttl": 300, "proxied": False, "comment": "aipress"}  # fmt: skip
-    validate(good, CLOUDFLARE_RECORD)
+    validate_record(good)
+    # The load balancer's addresses, and a certificate's DNS authorization proof (underscores).
+    for change in ({"type": "A", "content": "203.0.113.7"},
+                   {"type": "AAAA", "content": "2001:db8::7"},
+                   {"name": "_acme-challenge_ab12.a.example.com",
+                    "content": "x1.authorize.certificatemanager.goog"}):  # fmt: skip
+        validate_record({**good, **change})
     for change in ({"content": "https://ghs.googlehosted.com/"}, {"content": "ghs."},
-                   {"ttl": 10}, {"ttl": 100_000}, {"type": "A"}):  # fmt: skip
+                   {"ttl": 10}, {"ttl": 100_000}, {"type": "A"}, {"type": "MX"},
+                   {"type": "AAAA", "content": "203.0.113.7"},
+                   {"type": "A", "content": "2001:db8::7"}):  # fmt: skip
         with pytest.raises(Refused):
-            validate({**good, **change}, CLOUDFLARE_RECORD)
+            validate_record({**good, **change})
     fake = FakeCloudflare("z")
     with serve(fake.app()) as url:
         response = requests.post(f"{url}/client/v4/zones/z/dns_records",
                                  json={**good, "ttl": 5}, timeout=5)  # fmt: skip
     assert response.status_code == 400 and fake.records == {}
     assert "body.ttl has an invalid value 5" in fake.problems[0]
+
+
+def test_a_cname_shares_its_name_with_no_record_and_a_aaaa_may_pair() -> None:
+    fake = FakeCloudflare("z")
+    base = {"ttl": 300, "proxied": False, "comment": "aipress"}
+    with serve(fake.app()) as url:
+
+        def post(name: str, kind: str, content: str) -> requests.Response:
+            return requests.post(f"{url}/client/v4/zones/z/dns_records", timeout=5,
+                                 json={**base, "name": name, "type": kind, "content": content})  # fmt: skip
+
+        assert post("a.example.com", "A", "203.0.113.7").status_code == 200
+        assert post("a.example.com", "AAAA", "2001:db8::7").status_code == 200
+        identical = post("a.example.com", "A", "203.0.113.7")
+        assert identical.status_code == 400 and identical.json()["errors"][0]["code"] == 81058
+        cname = post("a.example.com", "CNAME", "ghs.googlehosted.com")
+        assert cname.status_code == 400 and cname.json()["errors"][0]["code"] == 81053
+        assert post("b.example.com", "CNAME", "ghs.googlehosted.com").status_code == 200
+        beside = post("b.example.com", "A", "203.0.113.7")
+        assert beside.status_code == 400 and beside.json()["errors"][0]["code"] == 81053
+    assert len(fake.records) == 3
+    fake.assert_clean()
 
 
 def test_the_logging_fake_applies_the_filter_and_refuses_what_it_cannot_parse() -> None:

@@ -77,7 +77,7 @@ def make_clients(settings: Settings) -> GcpClients:
 class NoDnsInJobs:
     """The jobs' records: they hold no DNS credentials, so a change is refused."""
 
-    def upsert_cname(self, host: str, target: str) -> None:
+    def upsert(self, host: str, kind: str, values: list[str]) -> None:
         """Refused: DNS is the control plane's."""
         raise ApplyFailed(f"DNS changes ({host}) are the control plane's, not a job's")
 
