@@ -2,6 +2,12 @@
 
 It is never used to serve sites: `local` and `gcp` are the real providers. Persisting its
 state to a JSON file lets the crash tests kill a process and inspect what it left behind.
+
+Like a cloud API, its `create` makes a new resource every time it is called; a step's
+`ensure` first looks its resource up and creates only when there is none. A create while the
+site already has that resource is a duplicate (a second Cloud Run service, bucket, DNS
+record...): it is counted in `duplicates` (persisted beside the state file) so the crash
+tests can require zero of them at every boundary.
 """
 
 from __future__ import annotations
@@ -43,9 +49,14 @@ class MemoryProvider:
         # Steps that wait for a test to set the event before they act (e.g. "remove:runtime").
         self.gates: dict[str, threading.Event] = {}
         self.resources: dict[str, dict[str, Any]] = {}
+        # site id -> step -> creates made while the site already had that step's resource.
+        self.duplicates: dict[str, dict[str, int]] = {}
         self.calls: list[str] = []
         if state_file is not None and state_file.exists():
             self.resources = json.loads(state_file.read_text())
+        duplicates_file = self._duplicates_file()
+        if duplicates_file is not None and duplicates_file.exists():
+            self.duplicates = json.loads(duplicates_file.read_text())
         self.database: SiteStep = _Step(self, "database")
         self.secrets: SiteStep = _Step(self, "secrets")
         self.storage: SiteStep = _Step(self, "storage")
@@ -57,16 +68,21 @@ class MemoryProvider:
         self.usage = MemoryUsage()
         self.cron = MemoryCron(self)
 
-    def _save(self) -> None:
+    def _duplicates_file(self) -> Path | None:
         if self._state_file is None:
-            return
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.resources, sort_keys=True))
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._state_file)
+            return None
+        return self._state_file.with_name(f"{self._state_file.stem}.duplicates.json")
 
-    def _act(self, action: str, step: str, ctx: SiteContext, value: Any = True) -> None:
+    def _save(self) -> None:
+        duplicates_file = self._duplicates_file()
+        if self._state_file is None or duplicates_file is None:
+            return
+        _write_atomically(duplicates_file, self.duplicates)
+        _write_atomically(self._state_file, self.resources)
+
+    def _act(
+        self, action: str, step: str, ctx: SiteContext, value: Any = True, create: bool = False
+    ) -> None:
         key = f"{action}:{step}"
         gate = self.gates.get(key)
         if gate is not None and not gate.wait(timeout=30):
@@ -77,6 +93,9 @@ class MemoryProvider:
                 raise InjectedFault(f"injected failure at {key}")
             site = self.resources.setdefault(ctx.site_id, {})
             if action == "ensure":
+                if create and step in site:  # the API makes a second one; the first is orphaned
+                    counts = self.duplicates.setdefault(ctx.site_id, {})
+                    counts[step] = counts.get(step, 0) + 1
                 site[step] = value
                 ctx.resources[step] = f"{step}-{ctx.site_name}"
             elif action == "remove":
@@ -93,6 +112,15 @@ class MemoryProvider:
         with self._lock:
             return dict(self.resources.get(site_id, {}))
 
+    def exists(self, step: str, ctx: SiteContext) -> bool:
+        """Whether the site has this step's resource (the lookup by name an `ensure` does)."""
+        with self._lock:
+            return step in self.resources.get(ctx.site_id, {})
+
+    def ensure(self, step: str, ctx: SiteContext, value: Any) -> None:
+        """Look the resource up by its name; create it only when there is none (else update)."""
+        self._act("ensure", step, ctx, value, create=not self.exists(step, ctx))
+
 
 class _Step:
     def __init__(self, provider: MemoryProvider, name: str) -> None:
@@ -108,7 +136,7 @@ class _Step:
             user, _password = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)
             login_key(ctx.credentials)
             value = {"admin": user, "title": ctx.title}
-        self._p._act("ensure", self._name, ctx, value)
+        self._p.ensure(self._name, ctx, value)
 
     def remove(self, ctx: SiteContext) -> None:
         self._p._act("remove", self._name, ctx)
@@ -128,7 +156,7 @@ class _Runtime(_Step):
 
 class _Dns(_Step):
     def ensure(self, ctx: SiteContext) -> None:
-        self._p._act("ensure", "dns", ctx, {"domains": sorted(ctx.domains)})
+        self._p.ensure("dns", ctx, {"domains": sorted(ctx.domains)})
 
     def preview_url(self, ctx: SiteContext) -> str:
         return f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
@@ -197,3 +225,12 @@ class MemoryLogs:
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
         return metrics_from_access(ctx.site_name, self.entries.get(ctx.site_id, []), since, until)
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    """Replace a JSON file so a process killed mid-write leaves the old one or the new one."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -309,6 +309,9 @@ def assert_all_or_nothing(home: Path, site_id: str, operation_id: str, kind: str
     detail = f"half-made end state:\n{json.dumps(summary, indent=1)}\nprovider: {left}"
 
     assert not active, f"operations still active after recovery: {active}\n{detail}"
+    # A step that created its resource again on resume (a second one, the first orphaned).
+    duplicates = MemoryProvider(state_file=home / STATE_FILE).duplicates
+    assert duplicates == {}, f"duplicate creates: {duplicates}\n{detail}"
     worker_log = home / "worker.log"
     logged = worker_log.read_text() if worker_log.exists() else ""
     assert not [p for p in passwords if p in logged], "a site password reached worker.log"
