@@ -1,15 +1,21 @@
-"""A real uvicorn server in a thread, for tests that need the API over HTTP."""
+"""Live servers for tests: a real uvicorn server in a thread, and a fresh local stack's home."""
 
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from controlplane.settings import Settings
+from controlplane.stack.local import LocalStack
+from tests.conftest import LOG_FILE, remove_after_scan
 
 
 @contextmanager
@@ -35,3 +41,33 @@ def serve(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick, not a guess in a shared range)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def local_stack_home(prefix: str, **overrides: Any) -> Iterator[Settings]:
+    """Settings of a fresh local stack (own home, MariaDB and site ports); afterwards its
+    servers are stopped and its home removed, whatever the test did."""
+    base = Path(tempfile.mkdtemp(prefix=f"aipress-{prefix}-", dir="/tmp"))
+    base.chmod(0o755)  # the site users and nginx traverse it
+    values: dict[str, Any] = {
+        "provider": "local",
+        "home": base / "home",
+        "mariadb_port": free_port(),
+        "site_port": free_port(),
+        "log_file": LOG_FILE,
+        **overrides,
+    }
+    settings = Settings(**values)
+    try:
+        yield settings
+    finally:
+        LocalStack.from_settings(settings).stop()
+        remove_after_scan(base)  # its logs are scanned for secrets first

@@ -1,6 +1,7 @@
 """A control-plane process that SIGKILLs itself at a chosen step boundary (crash tests).
 
-Run by tests/integration/test_crash_resume.py as a real subprocess:
+Run by tests/integration/test_crash_resume.py (memory provider) and test_local_crash.py
+(`--provider local`: the real stack) as a real subprocess:
 
     python tests/integration/crash_worker.py create  --home H --kill-at before:runtime
     python tests/integration/crash_worker.py create  --home H --kill-at before-undo:dns \\
@@ -26,6 +27,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -53,6 +55,31 @@ def make_hook(home: Path, kill_at: str | None):  # type: ignore[no-untyped-def]
     return hook
 
 
+class FailingAfterCall:
+    """A real step whose `action` does its work and then raises, as a readiness probe that
+    times out would: the undo must clean up everything the real call made."""
+
+    def __init__(self, inner: Any, action: str, step: str) -> None:
+        self._inner = inner
+        self._action = action
+        self._step = step
+
+    def _call(self, action: str, ctx: Any) -> None:
+        from controlplane.providers.memory import InjectedFault
+
+        getattr(self._inner, action)(ctx)
+        if action == self._action:
+            raise InjectedFault(f"injected failure at {action}:{self._step}")
+
+    def ensure(self, ctx: Any) -> None:
+        """The real ensure, then the injected failure."""
+        self._call("ensure", ctx)
+
+    def remove(self, ctx: Any) -> None:
+        """The real remove, then the injected failure."""
+        self._call("remove", ctx)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # Any other operation kind is started by its scenario in crash_kinds.py.
@@ -67,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fail",
         action="append",
         default=[],
-        help="inject a provider failure, e.g. ensure:wordpress",
+        help="inject a provider failure, e.g. ensure:wordpress (local: after the real call)",
     )
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--provider", choices=("memory", "local"), default="memory")
@@ -106,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     provider: Provider
     if args.provider == "local":
-        provider = LocalProvider(settings)
+        local = LocalProvider(settings)
+        for fault in args.fail:
+            action, _, step = fault.partition(":")
+            setattr(local, step, FailingAfterCall(getattr(local, step), action, step))
+        provider = local
     else:
         provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=set(args.fail))
     platform = build_platform(

@@ -5,10 +5,7 @@ removes it, database included."""
 from __future__ import annotations
 
 import re
-import secrets
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,31 +17,20 @@ from controlplane.auth import LocalTokenIssuer
 from controlplane.models import Site
 from controlplane.permissions import Role
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE, remove_after_scan
-from tests.live import serve
+from tests.live import local_stack_home, serve
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[tuple[Settings, object]]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-agent-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local",
-        home=base / "home",
-        mariadb_port=3800 + secrets.randbelow(300),
-        site_port=19000 + secrets.randbelow(1000),
-        log_file=LOG_FILE,
-    )
-    app = create_app(settings)
-    with serve(app) as url:
-        admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as api:
-            assert api.post("/v1/tenants", json={"id": "acme", "name": "Acme"}).is_success
-        yield settings.model_copy(update={"chat_control_plane_url": url}), app
-    app.state.platform.provider.stack.stop()
-    remove_after_scan(base)
+    with local_stack_home("agent") as settings:
+        app = create_app(settings)
+        with serve(app) as url:
+            admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as api:
+                assert api.post("/v1/tenants", json={"id": "acme", "name": "Acme"}).is_success
+            yield settings.model_copy(update={"chat_control_plane_url": url}), app
 
 
 def test_chat_creates_a_wordpress_site_and_deletes_it_after_confirmation(

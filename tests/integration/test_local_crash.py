@@ -1,61 +1,175 @@
-"""SIGKILL the control plane between steps of a real site: restart ends with a site or nothing."""
+"""SIGKILL the control plane at every boundary of a real site's create, delete and rollback.
+
+Each case runs tests/integration/crash_worker.py (`--provider local`) against one shared
+real stack (MariaDB, PHP-FPM, nginx, WordPress); the worker kills itself at one boundary,
+including `after-call:` ones, where the provider has acted and nothing is committed. A
+restart in this process recovers the operation, and the end state must be the one the
+EXPECTED table pins for that boundary: the operation's status, the site row, what the
+homepage answers, and for a site that is gone, no trace of it anywhere (database and its
+user, vault rows, vhost, page cache, pool file, socket, PHP processes, system user, site
+directory, firewall set, cron state).
+
+Sites are shared to keep the run short: each resumed create hands its ready site to the
+next delete case, which would otherwise build one first.
+"""
 
 from __future__ import annotations
 
+import grp
 import json
 import pwd
 import re
-import secrets
+import signal
 import subprocess
 import sys
-import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
-from controlplane.models import Operation, Site
+from controlplane.cron.rounds import run_site, runner_of
+from controlplane.engine.provider import SiteContext
+from controlplane.engine.runner import CREATE_STEPS, DELETE_STEPS
+from controlplane.models import Credential, Operation, Site, SiteCronRun
 from controlplane.platform import build_platform
+from controlplane.providers.local.dns import DEFAULT_SERVER_MARK
+from controlplane.providers.local.naming import SiteNames, site_names
+from controlplane.providers.readiness import homepage_problem
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
-from tests.conftest import LOG_FILE, remove_after_scan
+from tests.integration import crash_worker
+from tests.live import local_stack_home
 
 pytestmark = pytest.mark.integration
-WORKER = Path(__file__).with_name("crash_worker.py")
+WORKER = Path(crash_worker.__file__).resolve()
 TENANT = "crash"
+FAULT = "ensure:wordpress"  # after the real install: the undo has everything to clean up
+
+FORWARD = ("before", "after-call", "after")
+UNDO = ("before-undo", "after-undo-call", "after-undo")
+CREATE_BOUNDARIES = [f"{when}:{step}" for step in CREATE_STEPS for when in FORWARD]
+DELETE_BOUNDARIES = [f"{when}:{step}" for step in DELETE_STEPS for when in FORWARD]
+# wordpress fails after its call: every step is undone, wordpress first.
+ROLLBACK_BOUNDARIES = [f"{when}:{step}" for step in reversed(CREATE_STEPS) for when in UNDO]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The one end state a boundary may lead to."""
+
+    outcome: str  # "ready" | "rolled_back" | "deleted"
+    operation: str  # the operation's final status
+    site: str | None  # the site row's status; None: no row
+    homepage: int  # HTTP status of http://<site>.<tenant>.localhost/
+
+
+READY = Expected("ready", "succeeded", "ready", 200)
+ROLLED_BACK = Expected("rolled_back", "rolled_back", None, 404)
+DELETED = Expected("deleted", "succeeded", None, 404)
+
+# Nothing failed in a create, so every crash resumes forward; a create that failed rolls back
+# even when the restart has no fault; a delete always finishes.
+EXPECTED: dict[str, dict[str, Expected]] = {
+    "create": {
+        "before:database": READY, "after-call:database": READY, "after:database": READY,
+        "before:secrets": READY, "after-call:secrets": READY, "after:secrets": READY,
+        "before:storage": READY, "after-call:storage": READY, "after:storage": READY,
+        "before:runtime": READY, "after-call:runtime": READY, "after:runtime": READY,
+        "before:dns": READY, "after-call:dns": READY, "after:dns": READY,
+        "before:wordpress": READY, "after-call:wordpress": READY, "after:wordpress": READY,
+    },
+    "rollback": {
+        "before-undo:wordpress": ROLLED_BACK, "after-undo-call:wordpress": ROLLED_BACK,
+        "after-undo:wordpress": ROLLED_BACK,
+        "before-undo:dns": ROLLED_BACK, "after-undo-call:dns": ROLLED_BACK,
+        "after-undo:dns": ROLLED_BACK,
+        "before-undo:runtime": ROLLED_BACK, "after-undo-call:runtime": ROLLED_BACK,
+        "after-undo:runtime": ROLLED_BACK,
+        "before-undo:storage": ROLLED_BACK, "after-undo-call:storage": ROLLED_BACK,
+        "after-undo:storage": ROLLED_BACK,
+        "before-undo:secrets": ROLLED_BACK, "after-undo-call:secrets": ROLLED_BACK,
+        "after-undo:secrets": ROLLED_BACK,
+        "before-undo:database": ROLLED_BACK, "after-undo-call:database": ROLLED_BACK,
+        "after-undo:database": ROLLED_BACK,
+    },
+    "delete": {
+        "before:backup": DELETED, "after-call:backup": DELETED, "after:backup": DELETED,
+        "before:wordpress": DELETED, "after-call:wordpress": DELETED, "after:wordpress": DELETED,
+        "before:dns": DELETED, "after-call:dns": DELETED, "after:dns": DELETED,
+        "before:runtime": DELETED, "after-call:runtime": DELETED, "after:runtime": DELETED,
+        "before:storage": DELETED, "after-call:storage": DELETED, "after:storage": DELETED,
+        "before:secrets": DELETED, "after-call:secrets": DELETED, "after:secrets": DELETED,
+        "before:database": DELETED, "after-call:database": DELETED, "after:database": DELETED,
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReadySite:
+    """A site a resumed create left ready, for a delete case to kill."""
+
+    name: str
+    site_id: str
+
+
+@dataclass
+class CrashStack:
+    """The shared stack and the ready sites handed from create cases to delete cases."""
+
+    settings: Settings
+    ready: list[ReadySite]
 
 
 @pytest.fixture(scope="module")
-def crash_home() -> Iterator[Settings]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-crash-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local",
-        home=base / "home",
-        mariadb_port=3800 + secrets.randbelow(150),
-        site_port=19000 + secrets.randbelow(900),
-        log_file=LOG_FILE,
-    )
-    yield settings
-    platform = build_platform(settings)
-    with platform.sessions() as session:
-        leftovers = session.query(Site).count()
-    platform.close()
-    LocalStack.from_settings(settings).stop()
-    remove_after_scan(base)
+def crash_stack() -> Iterator[CrashStack]:
+    with local_stack_home("crash") as settings:
+        env = CrashStack(settings, [])
+        yield env
+        for site in env.ready:
+            done = _worker(settings, "delete", site.name, "never")
+            assert done.returncode == 0, done.stderr[-2000:]
+        platform = build_platform(settings)
+        with platform.sessions() as session:
+            leftovers = session.scalar(select(func.count()).select_from(Site))
+        platform.close()
     assert leftovers == 0, "a test left a site behind"
 
 
+@dataclass
+class Died:
+    """What a worker printed before it killed itself."""
+
+    site_id: str
+    operation_id: str
+
+
 def _worker(
-    settings: Settings, mode: str, site: str, kill_at: str
+    settings: Settings, mode: str, site: str, kill_at: str, fail: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    (settings.home / crash_worker.TRAIL_FILE).unlink(missing_ok=True)
+    faults = [arg for fault in fail for arg in ("--fail", fault)]
     return subprocess.run(
         [sys.executable, str(WORKER), mode, "--home", str(settings.home), "--kill-at", kill_at,
-         "--provider", "local", "--tenant", TENANT, "--site", site,
+         "--provider", "local", "--tenant", TENANT, "--site", site, *faults,
          "--mariadb-port", str(settings.mariadb_port), "--site-port", str(settings.site_port)],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
+
+
+def _kill(
+    settings: Settings, mode: str, site: str, boundary: str, fail: tuple[str, ...] = ()
+) -> Died:
+    """Run a worker that must die by SIGKILL at `boundary` (the last boundary it passed)."""
+    run = _worker(settings, mode, site, boundary, fail)
+    assert run.returncode == -signal.SIGKILL, (run.returncode, run.stderr[-3000:])
+    trail = (settings.home / crash_worker.TRAIL_FILE).read_text().split()
+    assert trail[-1] == boundary, trail
+    info = json.loads(run.stdout.splitlines()[0])
+    return Died(info["site_id"], info["operation_ids"][0])
 
 
 def _restart(settings: Settings) -> dict[str, str]:
@@ -63,86 +177,240 @@ def _restart(settings: Settings) -> dict[str, str]:
     platform = build_platform(settings)
     try:
         for op_id in platform.engine.recover():
-            platform.engine.wait(op_id, timeout=120)
+            platform.engine.wait(op_id, timeout=180)
         with platform.sessions() as session:
             return {o.id: o.status for o in session.query(Operation)}
     finally:
         platform.close()
 
 
-def _site_row(settings: Settings, name: str) -> Site | None:
+class _NoVault:
+    """Names need no credentials."""
+
+    def get_or_create(self, kind: str, username: str) -> tuple[str, str]:
+        raise AssertionError("naming needs no credentials")
+
+    def get(self, kind: str) -> tuple[str, str] | None:
+        return None
+
+
+def _names(settings: Settings, name: str, site_id: str) -> SiteNames:
+    ctx = SiteContext(
+        tenant_id=TENANT, site_id=site_id, site_name=name, title="", admin_email="",
+        admin_user="", domains=[], credentials=_NoVault(),
+    )  # fmt: skip
+    return site_names(ctx, LocalStack.from_settings(settings).sites_dir, settings.platform_domain)
+
+
+def _site_uid(names: SiteNames) -> int | None:
+    try:
+        return pwd.getpwnam(names.system_user).pw_uid
+    except KeyError:
+        return None
+
+
+def _homepage(settings: Settings, name: str) -> httpx.Response:
+    port = settings.site_port
+    return httpx.get(
+        f"http://127.0.0.1:{port}/",
+        headers={"Host": f"{name}.{TENANT}.localhost:{port}"},
+        timeout=30,
+    )
+
+
+def _site_processes(names: SiteNames, uid: int | None) -> list[str]:
+    """php-fpm workers of the site's pool and any process of its user or under its root."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            owner = proc.stat().st_uid
+        except OSError:
+            continue  # exited meanwhile
+        if (
+            f"pool {names.system_user}" in cmdline
+            or str(names.root) in cmdline
+            or (uid is not None and owner == uid)
+        ):
+            found.append(f"{proc.name}: {cmdline.strip()}")
+    return found
+
+
+def _leftovers(settings: Settings, names: SiteNames, site_id: str, uid: int | None) -> list[str]:
+    """Every trace of the site on the machine and in the control plane (empty: none)."""
+    stack = LocalStack.from_settings(settings)
+    found: list[str] = []
+    with stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                    (names.db_name,))  # fmt: skip
+        found += [f"database {r[0]}" for r in cur.fetchall()]
+        cur.execute("SELECT User, Host FROM mysql.user WHERE User = %s", (names.db_user,))
+        found += [f"MariaDB user {r[0]}@{r[1]}" for r in cur.fetchall()]
     platform = build_platform(settings)
     try:
         with platform.sessions() as session:
-            return session.query(Site).filter_by(tenant_id=TENANT, name=name).one_or_none()
+            kinds = session.scalars(select(Credential.kind).where(Credential.site_id == site_id))
+            found += [f"vault row {kind}" for kind in kinds]
+            if session.get(SiteCronRun, site_id) is not None:
+                found.append("cron state (site_cron_runs row)")
+    finally:
+        platform.close()
+    paths = [
+        stack.nginx.site_file(names.key),
+        stack.nginx.cache_dir / names.key,
+        stack.nginx.log_dir / f"{names.key}.access.json",
+        stack.nginx.log_dir / f"{names.key}.error.log",
+        stack.phpfpm.pool_file(names.system_user),
+        stack.phpfpm.socket(names.system_user),
+        names.root,
+    ]
+    found += [str(p) for p in paths if p.exists() or p.is_symlink()]
+    found += _site_processes(names, uid)
+    if _site_uid(names) is not None:
+        found.append(f"system user {names.system_user}")
+    try:
+        grp.getgrnam(names.system_user)
+        found.append(f"group {names.system_user}")
+    except KeyError:
+        pass
+    # The fence holds exactly the stack's site users: a deleted user's uid must be out of it.
+    stray = stack.firewall.members() - stack.firewall.site_uids()
+    found += [f"firewall set member {member}" for member in sorted(stray)]
+    if uid is not None and uid in stack.firewall.members():
+        found.append(f"firewall set member {uid} (the site's)")
+    return found
+
+
+def _assert_end_state(
+    settings: Settings, name: str, died: Died, expected: Expected, uid: int | None
+) -> None:
+    statuses = _restart(settings)
+    platform = build_platform(settings)
+    try:
+        with platform.sessions() as session:
+            site = session.get(Site, died.site_id)
+            site_status = site.status if site is not None else None
+            title = site.title if site is not None else ""
+    finally:
+        platform.close()
+    homepage = _homepage(settings, name)
+    names = _names(settings, name, died.site_id)
+    seen = Expected(expected.outcome, statuses[died.operation_id], site_status,
+                    homepage.status_code)  # fmt: skip
+    assert seen == expected, homepage.text[:500]
+    if expected.outcome == "ready":
+        assert homepage_problem(homepage.status_code, homepage.text, title) is None, homepage.text
+        assert _site_uid(names) in LocalStack.from_settings(settings).firewall.members()
+    else:
+        assert DEFAULT_SERVER_MARK in homepage.text, homepage.text[:500]
+        assert _leftovers(settings, names, died.site_id, uid) == []
+
+
+def _name(prefix: str, boundary: str) -> str:
+    return prefix + re.sub(r"[^a-z0-9]", "", boundary)[:24]
+
+
+def _ready_site(env: CrashStack, name: str) -> ReadySite:
+    """A ready site: one a resumed create left, else a new one."""
+    if env.ready:
+        return env.ready.pop(0)
+    done = _worker(env.settings, "create", name, "never")
+    assert done.returncode == 0, done.stderr[-2000:]
+    site_id = json.loads(done.stdout.splitlines()[0])["site_id"]
+    platform = build_platform(env.settings)
+    try:
+        with platform.sessions() as session:
+            site = session.get(Site, site_id)
+            error = session.scalar(select(Operation.error).where(Operation.site_id == site_id))
+            assert site is not None and site.status == "ready", f"the create failed: {error}"
+    finally:
+        platform.close()
+    return ReadySite(name, site_id)
+
+
+def _run_cron(settings: Settings, site_id: str) -> None:
+    """One real cron run of the site (php-cli as its user), so it has cron state to lose."""
+    platform = build_platform(settings)
+    try:
+        with platform.sessions() as session:
+            site = session.get(Site, site_id)
+            assert site is not None
+            ctx = platform.engine.read_context(session, site)
+        runner = runner_of(platform)
+        assert runner is not None
+        result = run_site(platform, runner, ctx)
+        assert result is not None and result.ok, result
+        with platform.sessions() as session:
+            assert session.get(SiteCronRun, site_id) is not None
     finally:
         platform.close()
 
 
-def _traces(settings: Settings, name: str) -> list[str]:
-    """Anything of the site left on the machine."""
-    stack = LocalStack.from_settings(settings)
-    found = [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(f"wp-{TENANT}-{name[:6]}-")]
-    found += [p.name for p in stack.phpfpm.pool_dir.glob(f"wp-{TENANT}-{name[:6]}-*")]
-    found += [p.name for p in stack.nginx.sites_dir.glob(f"{TENANT}--{name}.conf")]
-    if (stack.sites_dir / TENANT / name).exists():
-        found.append(str(stack.sites_dir / TENANT / name))
-    with stack.mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute("SHOW DATABASES LIKE %s", (f"wp_{TENANT}_{name[:16]}_%",))
-        found += [r[0] for r in cur.fetchall()]
-        cur.execute(
-            "SELECT User FROM mysql.user WHERE User LIKE %s", (f"wp_{TENANT[:4]}_{name[:6]}_%",)
-        )
-        found += [r[0] for r in cur.fetchall()]
-    return found
-
-
-def _serves(settings: Settings, name: str) -> bool:
-    response = httpx.get(
-        f"http://127.0.0.1:{settings.site_port}/",
-        headers={"Host": f"{name}.{TENANT}.localhost:{settings.site_port}"},
-        timeout=30,
-    )
-    title = re.search(r"<title>([^<]*)</title>", response.text)
-    return response.status_code == 200 and title is not None
-
-
-CREATE_BOUNDARIES = [
-    "after:database",
-    "after:storage",
-    "before:runtime",
-    "after:runtime",
-    "before:wordpress",
-]
+def test_the_table_covers_every_boundary() -> None:
+    assert list(EXPECTED["create"]) == CREATE_BOUNDARIES
+    assert list(EXPECTED["rollback"]) == ROLLBACK_BOUNDARIES
+    assert list(EXPECTED["delete"]) == DELETE_BOUNDARIES
 
 
 @pytest.mark.parametrize("boundary", CREATE_BOUNDARIES)
-def test_create_killed_then_restarted(crash_home: Settings, boundary: str) -> None:
-    name = "c" + re.sub(r"[^a-z0-9]", "", boundary)[:20]
-    died = _worker(crash_home, "create", name, boundary)
-    assert died.returncode == -9, died.stderr[-2000:]
-    op_id = json.loads(died.stdout.splitlines()[0])["operation_ids"][0]
-    statuses = _restart(crash_home)
-    site = _site_row(crash_home, name)
-    if statuses[op_id] == "succeeded":
-        assert site is not None and site.status == "ready"
-        assert _serves(crash_home, name)
-        deleted = _worker(crash_home, "delete", name, "never")
-        assert deleted.returncode == 0, deleted.stderr[-2000:]
-    else:
-        assert statuses[op_id] == "rolled_back" and site is None
-    assert _traces(crash_home, name) == []
+def test_create_killed_then_restarted(crash_stack: CrashStack, boundary: str) -> None:
+    name = _name("c", boundary)
+    died = _kill(crash_stack.settings, "create", name, boundary)
+    _assert_end_state(crash_stack.settings, name, died, EXPECTED["create"][boundary], None)
+    crash_stack.ready.append(ReadySite(name, died.site_id))
 
 
-@pytest.mark.parametrize("boundary", ["after:backup", "after:runtime", "before:database"])
-def test_delete_killed_then_restarted(crash_home: Settings, boundary: str) -> None:
-    name = "d" + re.sub(r"[^a-z0-9]", "", boundary)[:20]
-    created = _worker(crash_home, "create", name, "never")
-    assert created.returncode == 0, created.stderr[-2000:]
-    died = _worker(crash_home, "delete", name, boundary)
-    assert died.returncode == -9, died.stderr[-2000:]
-    op_id = json.loads(died.stdout.splitlines()[0])["operation_ids"][0]
-    assert _restart(crash_home)[op_id] == "succeeded"
-    assert _site_row(crash_home, name) is None
-    assert _traces(crash_home, name) == []
-    assert list((crash_home.home / "backups" / TENANT / name).glob("*/database.sql.gz"))
+@pytest.mark.parametrize("boundary", ROLLBACK_BOUNDARIES)
+def test_failing_create_killed_while_undoing(crash_stack: CrashStack, boundary: str) -> None:
+    name = _name("r", boundary)
+    settings = crash_stack.settings
+    died = _kill(settings, "create", name, boundary, fail=(FAULT,))
+    uid = _site_uid(_names(settings, name, died.site_id))  # None once storage is undone
+    _assert_end_state(settings, name, died, EXPECTED["rollback"][boundary], uid)
+
+
+class DuplicateBackup(AssertionError):
+    """The delete took its backup twice (the first one is orphaned, not in the operation)."""
+
+
+# Killed after the backup returned, before the operation recorded where it lies: the resumed
+# delete takes a second one. Fixing it needs a backup the provider can find again by the
+# operation (an idempotency key); strict, so the fix must remove this mark.
+DUPLICATE_BACKUP = pytest.mark.xfail(
+    raises=DuplicateBackup, strict=True, reason="a kill at after-call:backup backs up twice"
+)
+
+
+@pytest.mark.parametrize(
+    "boundary",
+    [pytest.param(b, marks=DUPLICATE_BACKUP) if b == "after-call:backup" else b
+     for b in DELETE_BOUNDARIES],
+)  # fmt: skip
+def test_delete_killed_then_restarted(crash_stack: CrashStack, boundary: str) -> None:
+    settings = crash_stack.settings
+    site = _ready_site(crash_stack, _name("d", boundary))
+    _run_cron(settings, site.site_id)
+    uid = _site_uid(_names(settings, site.name, site.site_id))
+    assert uid is not None
+    started = time.time()
+    died = _kill(settings, "delete", site.name, boundary)
+    assert died.site_id == site.site_id
+    _assert_end_state(settings, site.name, died, EXPECTED["delete"][boundary], uid)
+    backups = settings.home / "backups" / TENANT / site.name
+    made = [p.parent.name for p in backups.glob("*/manifest.json") if p.stat().st_mtime >= started]
+    assert made, "a delete must take its backup first"
+    assert all((backups / name / "database.sql.gz").stat().st_size > 0 for name in made)
+    if len(made) != 1:
+        raise DuplicateBackup(f"one backup before the delete, not {made}")
+
+
+def test_create_failing_before_its_runtime_rolls_back_without_a_trace(
+    crash_stack: CrashStack,
+) -> None:
+    """Only the announced (`building`) server block was up: the database undo takes it down."""
+    settings = crash_stack.settings
+    name = "rearlystorage"
+    died = _kill(settings, "create", name, "after-undo-call:database", fail=("ensure:storage",))
+    _assert_end_state(settings, name, died, ROLLED_BACK, None)

@@ -5,9 +5,7 @@ skipped."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +18,10 @@ from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE, remove_after_scan, wait_for_operation
+from tests.conftest import wait_for_operation
 from tests.dns_server import TxtServer
 from tests.integration.test_local_sites import LocalEnv
+from tests.live import local_stack_home
 
 pytestmark = pytest.mark.integration
 INTERVAL = 10
@@ -30,13 +29,13 @@ INTERVAL = 10
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-cron-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local", home=base / "home", log_file=LOG_FILE, billing_schedule=False,
-        mariadb_port=3800 + secrets.randbelow(200), site_port=19000 + secrets.randbelow(1000),
-        cron_interval_seconds=INTERVAL, cron_concurrency=2,
-    )  # fmt: skip
+    with local_stack_home(
+        "cron", billing_schedule=False, cron_interval_seconds=INTERVAL, cron_concurrency=2
+    ) as settings:
+        yield from _local_env(settings)
+
+
+def _local_env(settings: Settings) -> Iterator[LocalEnv]:
     app = create_app(settings)
     with TestClient(app) as client:
         admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
@@ -46,8 +45,6 @@ def local() -> Iterator[LocalEnv]:
         yield env
         for site in client.get("/v1/tenants/acme/sites", headers=admin).json():
             env.delete(site["name"])
-    env.stack.stop()
-    remove_after_scan(base)
 
 
 def wp_php(env: LocalEnv, site: str, code: str) -> Any:

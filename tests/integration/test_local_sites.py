@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -25,8 +24,9 @@ from controlplane.auth import LocalTokenIssuer
 from controlplane.permissions import Role
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
-from tests.conftest import LOG_FILE, remove_after_scan, wait_for_operation
+from tests.conftest import LOG_FILE, wait_for_operation
 from tests.dns_server import TxtServer
+from tests.live import local_stack_home
 
 pytestmark = pytest.mark.integration
 EMAIL = "owner@example.com"
@@ -99,17 +99,12 @@ class LocalEnv:
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-it-", dir="/tmp"))
-    base.chmod(0o755)
     dns = TxtServer()
-    settings = Settings(
-        provider="local",
-        home=base / "home",
-        mariadb_port=3500 + secrets.randbelow(300),
-        site_port=18000 + secrets.randbelow(1000),
-        log_file=LOG_FILE,
-        dns_nameservers=dns.address,
-    )
+    with local_stack_home("it", dns_nameservers=dns.address) as settings:
+        yield from _local_env(settings, dns)
+
+
+def _local_env(settings: Settings, dns: TxtServer) -> Iterator[LocalEnv]:
     app = create_app(settings)
     with dns.running(), TestClient(app) as client:
         admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"}
@@ -120,8 +115,6 @@ def local() -> Iterator[LocalEnv]:
         for tenant in ("acme", "globex"):
             for site in client.get(f"/v1/tenants/{tenant}/sites", headers=admin).json():
                 env.delete(site["name"], tenant)
-    env.stack.stop()
-    remove_after_scan(base)
 
 
 def _title(html: str) -> str:

@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,8 +32,7 @@ from controlplane.settings import Settings
 from controlplane.stack.firewall import SiteFirewall
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import CLEAN_ENV
-from tests.conftest import LOG_FILE, remove_after_scan
-from tests.live import serve
+from tests.live import local_stack_home, serve
 
 pytestmark = pytest.mark.integration
 PROBE_TOKEN = secrets.token_hex(8)
@@ -131,12 +129,11 @@ def _resources(control_plane: Any, tenant: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def isolated() -> Iterator[Isolated]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-iso-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local", home=base / "home", log_file=LOG_FILE, billing_schedule=False,
-        mariadb_port=4600 + secrets.randbelow(300), site_port=21000 + secrets.randbelow(1000),
-    )  # fmt: skip
+    with local_stack_home("iso", billing_schedule=False) as settings:
+        yield from _isolated(settings)
+
+
+def _isolated(settings: Settings) -> Iterator[Isolated]:
     control_plane = create_app(settings)
     with serve(control_plane) as url:
         admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
@@ -159,8 +156,6 @@ def isolated() -> Iterator[Isolated]:
                 gone = api.delete(f"/v1/tenants/{tenant}/sites/{name}")
                 _wait(api, gone.json()["operation"]["id"])
         api.close()
-    control_plane.state.platform.provider.stack.stop()
-    remove_after_scan(base)
 
 
 def _listening_ports() -> set[tuple[int, str]]:

@@ -125,8 +125,10 @@ class RuntimeStep(LocalStep):
         self._write_vhost(ctx, stopped=False, building=True)
 
     def withdraw(self, ctx: SiteContext) -> None:
-        """Take down what `announce` put up (no-op when gone), with its logs."""
+        """Take down what `announce` put up (no-op when gone), with its logs and page cache
+        (nginx makes the cache directory when it loads the `building` block)."""
         self.stack.nginx.remove_site(self.names(ctx).key)
+        shutil.rmtree(self.stack.nginx.cache_dir / self.names(ctx).key, ignore_errors=True)
         for log_file in self.log_files(ctx):
             log_file.unlink(missing_ok=True)
 
