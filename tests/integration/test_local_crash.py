@@ -218,9 +218,22 @@ def _homepage(settings: Settings, name: str) -> httpx.Response:
     )
 
 
+def _unowned(uid: int | None) -> bool:
+    """Whether a deleted site user's uid is still free (other tests' stacks on this machine
+    may already have given it to a new site user)."""
+    if uid is None:
+        return False
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return True
+    return False
+
+
 def _site_processes(names: SiteNames, uid: int | None) -> list[str]:
     """php-fpm workers of the site's pool and any process of its user or under its root."""
     found = []
+    uid = uid if _unowned(uid) else None
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -278,7 +291,7 @@ def _leftovers(settings: Settings, names: SiteNames, site_id: str, uid: int | No
     # The fence holds exactly the stack's site users: a deleted user's uid must be out of it.
     stray = stack.firewall.members() - stack.firewall.site_uids()
     found += [f"firewall set member {member}" for member in sorted(stray)]
-    if uid is not None and uid in stack.firewall.members():
+    if _unowned(uid) and uid in stack.firewall.members():
         found.append(f"firewall set member {uid} (the site's)")
     return found
 
