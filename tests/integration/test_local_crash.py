@@ -55,6 +55,15 @@ CREATE_BOUNDARIES = [f"{when}:{step}" for step in CREATE_STEPS for when in FORWA
 DELETE_BOUNDARIES = [f"{when}:{step}" for step in DELETE_STEPS for when in FORWARD]
 # wordpress fails after its call: every step is undone, wordpress first.
 ROLLBACK_BOUNDARIES = [f"{when}:{step}" for step in reversed(CREATE_STEPS) for when in UNDO]
+# On the real stack (about 20 s a case on 2 cores) the undo boundaries run where a half-done
+# undo leaves real things behind: after each call that removes processes, files, users or the
+# database, and before the first undo. The memory provider's crash tests cover every one.
+ROLLBACK_ON_STACK = [
+    "before-undo:wordpress",
+    "after-undo-call:runtime",
+    "after-undo-call:storage",
+    "after-undo-call:database",
+]
 
 
 @dataclass(frozen=True)
@@ -364,6 +373,7 @@ def _run_cron(settings: Settings, site_id: str) -> None:
 def test_the_table_covers_every_boundary() -> None:
     assert list(EXPECTED["create"]) == CREATE_BOUNDARIES
     assert list(EXPECTED["rollback"]) == ROLLBACK_BOUNDARIES
+    assert set(ROLLBACK_ON_STACK) <= set(ROLLBACK_BOUNDARIES)
     assert list(EXPECTED["delete"]) == DELETE_BOUNDARIES
 
 
@@ -375,7 +385,7 @@ def test_create_killed_then_restarted(crash_stack: CrashStack, boundary: str) ->
     crash_stack.ready.append(ReadySite(name, died.site_id))
 
 
-@pytest.mark.parametrize("boundary", ROLLBACK_BOUNDARIES)
+@pytest.mark.parametrize("boundary", ROLLBACK_ON_STACK)
 def test_failing_create_killed_while_undoing(crash_stack: CrashStack, boundary: str) -> None:
     name = _name("r", boundary)
     settings = crash_stack.settings
