@@ -32,8 +32,9 @@ import pytest
 from sqlalchemy import func, select
 
 from controlplane.cron.rounds import run_site, runner_of
+from controlplane.engine.catalogue import CATALOGUE
 from controlplane.engine.provider import SiteContext
-from controlplane.engine.runner import CREATE_STEPS, DELETE_STEPS
+from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Credential, Operation, Site, SiteCronRun
 from controlplane.platform import build_platform
 from controlplane.providers.local.dns import DEFAULT_SERVER_MARK
@@ -49,6 +50,8 @@ WORKER = Path(crash_worker.__file__).resolve()
 TENANT = "crash"
 FAULT = "ensure:wordpress"  # after the real install: the undo has everything to clean up
 
+CREATE_STEPS = CATALOGUE[OperationKind.CREATE_SITE].step_names
+DELETE_STEPS = CATALOGUE[OperationKind.DELETE_SITE].step_names
 FORWARD = ("before", "after-call", "after")
 UNDO = ("before-undo", "after-undo-call", "after-undo")
 CREATE_BOUNDARIES = [f"{when}:{step}" for step in CREATE_STEPS for when in FORWARD]
