@@ -29,9 +29,9 @@ from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
 from chatbot.store import ThreadNotFound
 from chatbot.upstream import ServiceIdentity, async_client
 from chatbot.web import install_web
-from controlplane.api.errors import install_error_handlers, problem
 from controlplane.api.middleware import RequestIdMiddleware
 from controlplane.auth import InvalidToken, TokenVerifier, make_verifier
+from controlplane.kernel.problems import install_problem_handlers, problem
 from controlplane.logs import configure_logging, current_request_id, get_logger
 from controlplane.permissions import Principal
 from controlplane.settings import Settings, get_settings
@@ -141,10 +141,7 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
 
-    async def _no_audit(_request: Request, _kind: str, _detail: str) -> None:
-        return None
-
-    install_error_handlers(app, _no_audit)
+    install_problem_handlers(app)
     _install_chat_errors(app)
     install_web(app, settings)
     if settings.chat_allowed_origins:

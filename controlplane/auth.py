@@ -12,8 +12,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controlplane.crypto import write_private_file
-from controlplane.permissions import Principal, Role, claims_for, principal_from_claims
+from controlplane.kernel.files import write_private_file
+from controlplane.kernel.identity import Principal, Role, claims_for, principal_from_claims
 from controlplane.secret_record import note_secret
 from controlplane.settings import Settings
 

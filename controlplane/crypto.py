@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from controlplane.kernel.files import write_private_file
 from controlplane.secret_record import note_secret
 from controlplane.settings import Settings
 
@@ -119,16 +120,6 @@ def parse_keys(spec: str) -> dict[str, bytes]:
 def key_file(settings: Settings) -> Path:
     """Where the embedded default keeps its generated keyring."""
     return settings.keys_dir / "encryption.json"
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Atomically write a file only its owner can read (0600, in a 0700 directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def _encode_keyring_file(keys: dict[str, bytes], active: str) -> bytes:

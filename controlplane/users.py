@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from controlplane.auth import FirebaseTokenVerifier, TokenVerifier
 from controlplane.errors import BadRequest
-from controlplane.permissions import Role, claims_for
+from controlplane.kernel.identity import Role, claims_for
 from controlplane.settings import Settings
 
 

@@ -1,76 +1,22 @@
-"""Errors as application/problem+json, each with a detail that says what to fix."""
+"""The control plane's domain errors as problem+json answers (on top of the kernel's)."""
 
 from __future__ import annotations
 
-from http import HTTPStatus
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
-from starlette.exceptions import HTTPException
 
-from controlplane.auth import InvalidToken
 from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid, TooBusy
-from controlplane.logs import current_request_id, get_logger
-from controlplane.permissions import Forbidden, InvalidClaims, NotVisible
+from controlplane.kernel.problems import install_problem_handlers, problem
+from controlplane.permissions import Forbidden, NotVisible
 
-log = get_logger("aipress.api")
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
-    """A problem+json response."""
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "request_id": current_request_id(),
-    }
-    body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"WWW-Authenticate": 'Bearer realm="aipress"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+OnDenied = Callable[[Request, str, str], Awaitable[None]]
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    errors = []
-    for err in exc.errors():
-        location = ".".join(str(p) for p in err.get("loc", ()))
-        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        errors.append({"field": location, "message": message})
-    return errors
-
-
-def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
-    """Map domain exceptions to problem responses."""
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-        return problem(422, detail, errors=errors)
-
-    # Starlette's class, not FastAPI's subclass: the router's 404/405 and FastAPI's own 400
-    # ("error parsing the body") are Starlette HTTPExceptions and must be problems too.
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        detail = str(exc.detail)
-        path = request.url.path
-        if exc.status_code == 404 and path.endswith("/") and path != "/":
-            detail = f"{path} does not exist; paths take no trailing slash: {path.rstrip('/')}"
-        response = problem(exc.status_code, detail)
-        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
-        return response
-
-    @app.exception_handler(InvalidToken)
-    async def _token(_request: Request, exc: InvalidToken) -> JSONResponse:
-        return problem(401, str(exc))
-
-    @app.exception_handler(InvalidClaims)
-    async def _claims(_request: Request, exc: InvalidClaims) -> JSONResponse:
-        return problem(403, str(exc))
+def install_error_handlers(app: FastAPI, on_denied: OnDenied) -> None:
+    """Map domain exceptions to problem responses; denials are reported to `on_denied`."""
+    install_problem_handlers(app)
 
     @app.exception_handler(NotVisible)
     async def _not_visible(request: Request, exc: NotVisible) -> JSONResponse:
@@ -103,22 +49,3 @@ def install_error_handlers(app: FastAPI, on_denied: Any) -> None:
     @app.exception_handler(ApplyFailed)
     async def _apply_failed(_request: Request, exc: ApplyFailed) -> JSONResponse:
         return problem(502, str(exc))
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
-        return problem(409, "the change conflicts with an existing resource; reload and retry")
-
-    @app.exception_handler(OperationalError)
-    async def _database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
-        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-            log.warning("request.database_busy")
-            response = problem(503, "the database is busy; retry in a moment")
-            response.headers["Retry-After"] = "1"
-            return response
-        log.error("request.database_error", error_type=type(exc.orig).__name__)
-        return problem(500, "internal error; quote the request id when reporting it")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("request.unhandled", error_type=type(exc).__name__, exc_info=exc)
-        return problem(500, "internal error; quote the request id when reporting it")

@@ -1,1 +1,1 @@
-"""The kernel: what the control plane, the chatbot and the tools share."""
+"""What the control plane and the chat service share: settings, identity, auth, logs, errors."""

@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.errors import BadRequest
+from controlplane.kernel.identity import InvalidClaims, Principal, Role
 from controlplane.models import Tenant, User
-from controlplane.permissions import Action, InvalidClaims, NotVisible, Principal, Role, authorize
+from controlplane.permissions import Action, NotVisible, authorize
 from controlplane.schemas import UserWrite
 from controlplane.services.tenants import DELETED
 from controlplane.users import ClaimsWriter

@@ -17,16 +17,8 @@ from fastapi.testclient import TestClient
 
 from controlplane.api.app import create_app
 from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import (
-    Action,
-    Forbidden,
-    InvalidClaims,
-    NotVisible,
-    Principal,
-    Role,
-    authorize,
-    principal_from_claims,
-)
+from controlplane.kernel.identity import InvalidClaims, Principal, Role, principal_from_claims
+from controlplane.permissions import Action, Forbidden, NotVisible, authorize
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
