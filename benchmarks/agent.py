@@ -37,8 +37,8 @@ from websockets.sync.client import connect
 
 from chatbot.offline.planner import OfflinePlanner
 from chatbot.service import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.live import serve
 

@@ -213,8 +213,8 @@ def seed(tenants: int, sites_per_tenant: int) -> tuple[list[str], float]:
 
 def issue_tokens(tenant_ids: list[str], kind: str) -> dict[str, str]:
     """A bearer token per tenant (tenant role), or the same admin token for every tenant."""
-    from controlplane.auth import LocalTokenIssuer
-    from controlplane.permissions import Role
+    from controlplane.kernel.auth import LocalTokenIssuer
+    from controlplane.kernel.identity import Role
     from controlplane.settings import Settings
 
     issuer = LocalTokenIssuer(Settings())  # creates the signing key the server will load

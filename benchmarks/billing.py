@@ -36,7 +36,7 @@ from controlplane.billing import sql
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.db import make_engine, make_sessionmaker, migrate
-from controlplane.logs import configure_logging
+from controlplane.kernel.logs import configure_logging
 from controlplane.settings import Settings
 
 TARGETS_S = {1_000_000: 0.5, 10_000_000: 5.0}

@@ -31,7 +31,7 @@ CONTROL_PLANE_APP = "controlplane.api.app:create_app"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from controlplane import clock  # noqa: E402  (after the path: runs from a checkout too)
+from controlplane.kernel import clock  # noqa: E402  (after the path: runs from a checkout too)
 
 # --------------------------------------------------------------------------------------
 # Arguments

@@ -1264,9 +1264,9 @@ def main(argv: list[str] | None = None) -> int:
         log_file=str(server_log),
     )
 
-    from controlplane.auth import LocalTokenIssuer
-    from controlplane.logs import configure_logging
-    from controlplane.permissions import Role
+    from controlplane.kernel.auth import LocalTokenIssuer
+    from controlplane.kernel.identity import Role
+    from controlplane.kernel.logs import configure_logging
     from controlplane.settings import Settings
     from controlplane.stack.local import LocalStack
 

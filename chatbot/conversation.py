@@ -27,7 +27,7 @@ from chatbot.graph import build_graph
 from chatbot.models import make_model
 from chatbot.store import ThreadStore, open_checkpointer
 from chatbot.upstream import ServiceIdentity, identity_for, sync_client
-from controlplane.permissions import Principal
+from controlplane.kernel.identity import Principal
 from controlplane.settings import Settings
 from tools.context import AgentContext, scoped_tenant
 

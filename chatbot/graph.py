@@ -19,8 +19,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
-from controlplane import clock
-from controlplane.permissions import Role
+from controlplane.kernel import clock
+from controlplane.kernel.identity import Role
 from prompts import load_prompt
 from tools.context import AgentContext
 from tools.registry import run_tool, toolset_for

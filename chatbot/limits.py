@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from controlplane.ratelimit import SlidingWindow
+from controlplane.kernel.ratelimit import SlidingWindow
 
 
 class RateLimited(Exception):

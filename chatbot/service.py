@@ -29,11 +29,11 @@ from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
 from chatbot.store import ThreadNotFound
 from chatbot.upstream import ServiceIdentity, async_client
 from chatbot.web import install_web
-from controlplane.api.middleware import RequestIdMiddleware
-from controlplane.auth import InvalidToken, TokenVerifier, make_verifier
+from controlplane.kernel.auth import InvalidToken, TokenVerifier, make_verifier
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.logs import configure_logging, current_request_id, get_logger
 from controlplane.kernel.problems import install_problem_handlers, problem
-from controlplane.logs import configure_logging, current_request_id, get_logger
-from controlplane.permissions import Principal
+from controlplane.kernel.request_id import RequestIdMiddleware
 from controlplane.settings import Settings, get_settings
 from tools.context import AgentContext
 

@@ -21,7 +21,7 @@ from sqlalchemy import DateTime, String, create_engine, event, inspect, select, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from controlplane import clock
+from controlplane.kernel import clock
 
 TITLE_LENGTH = 80
 

@@ -24,9 +24,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from controlplane.api.errors import problem
-from controlplane.auth import LocalTokenIssuer, load_sign_in_key, sign_in_key_matches
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key, sign_in_key_matches
+from controlplane.kernel.identity import Role
+from controlplane.kernel.problems import problem
 from controlplane.settings import Settings
 
 WEBCHAT_DIR = Path(__file__).resolve().parent.parent / "webchat"

@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from controlplane.logs import current_request_id, get_logger
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.logs import current_request_id, get_logger
 from controlplane.models import AuditEvent
-from controlplane.permissions import Principal
 
 log = get_logger("aipress.audit")
 

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controlplane.auth import LocalTokenIssuer, load_sign_in_key, sign_in_url
-from controlplane.client import ApiError, ControlPlaneClient
+from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key, sign_in_url
+from controlplane.kernel.client import ApiError, ControlPlaneClient
+from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import EventType
-from controlplane.permissions import Role
 from controlplane.settings import Settings, get_settings
 
 app = typer.Typer(help="AIPress: conversational operations for multi-tenant WordPress hosting.")
@@ -615,7 +615,7 @@ def keys_rotate() -> None:
 def _quiet_settings() -> Settings:
     """Settings for a command that works in-process: its log lines go to the log file
     (the progress display is the terminal's)."""
-    from controlplane.logs import configure_logging
+    from controlplane.kernel.logs import configure_logging
 
     settings = get_settings()
     log_file = settings.log_file or settings.home / "logs" / "cli.log"

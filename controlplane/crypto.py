@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from controlplane.kernel.files import write_private_file
-from controlplane.secret_record import note_secret
+from controlplane.kernel.secret_record import note_secret
 from controlplane.settings import Settings
 
 FORMAT_VERSION = "v1"

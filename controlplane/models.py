@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from controlplane import clock
+from controlplane.kernel import clock
 
 
 def utcnow() -> datetime:

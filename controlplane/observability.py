@@ -13,9 +13,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from controlplane import clock
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import TooBusy
+from controlplane.kernel import clock
 
 MAX_LOG_LIMIT = 1000
 _RELATIVE = re.compile(r"(\d{1,12})\s*(s|m|h|d|w)")

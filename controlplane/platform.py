@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane.auth import TokenVerifier, make_verifier
 from controlplane.crypto import Keyring, load_keyring
 from controlplane.db import make_engine, make_sessionmaker, migrate
 from controlplane.engine.provider import Provider
 from controlplane.engine.runner import BoundaryHook, Engine
+from controlplane.kernel.auth import TokenVerifier, make_verifier
 from controlplane.providers import make_provider
 from controlplane.settings import Settings
 from controlplane.users import ClaimsWriter, make_claims_writer

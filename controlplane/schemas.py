@@ -7,14 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from controlplane import names
+from controlplane.kernel import names
+from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import (
     EventType,
     OperationKind,
     OperationStatus,
     StepStatus,
 )
-from controlplane.permissions import Role
 
 MAX_ENV_VALUE = 32_768
 MASK = "••••••••"

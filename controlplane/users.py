@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from controlplane.auth import FirebaseTokenVerifier, TokenVerifier
 from controlplane.errors import BadRequest
+from controlplane.kernel.auth import FirebaseTokenVerifier, TokenVerifier
 from controlplane.kernel.identity import Role, claims_for
 from controlplane.settings import Settings
 

@@ -14,8 +14,8 @@ from langchain_core.language_models import BaseChatModel
 
 from chatbot.conversation import ChatEngine
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings

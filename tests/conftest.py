@@ -20,12 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.logs import configure_logging
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
+from controlplane.kernel.logs import configure_logging
+from controlplane.kernel.secret_record import RECORD_ENV, note_secret
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.secret_record import RECORD_ENV, note_secret
 from controlplane.settings import Settings
 from tests.secret_scan import Leak, find_leaks, log_files, read_record
 

@@ -1,6 +1,6 @@
 """The end-of-run check that no log holds a secret: which secrets, which logs, and the scan.
 
-Secrets come from the record file that controlplane.secret_record fills (passwords, keyring
+Secrets come from the record file that controlplane.kernel.secret_record fills (passwords, keyring
 keys, every plaintext sealed in the vault: env secrets, salts' seeds, probe tokens; bearer
 tokens issued, Firebase ID tokens verified, sign-in keys, derived WordPress salts), also from
 subprocess workers. Logs are every file the run wrote that is a log: the platform log, captured

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from controlplane.client import ApiError, ControlPlaneClient
+from controlplane.kernel.client import ApiError, ControlPlaneClient
 from controlplane.kernel.vocabulary import (
     FINISHED_STATUSES,
     EventType,

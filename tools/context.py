@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.permissions import Principal, Role
+from controlplane.kernel.identity import Principal, Role
 
 Emit = Callable[[dict[str, Any]], None]
 

@@ -10,7 +10,7 @@ import httpx
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
-from controlplane.permissions import Role
+from controlplane.kernel.identity import Role
 from tools import args as a
 from tools import calls
 from tools.context import AgentContext, Emit

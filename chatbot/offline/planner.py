@@ -34,7 +34,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from chatbot.offline import answers
 from chatbot.offline.parse import Parsed, parse
 from chatbot.offline.parse import period as parse_period
-from controlplane import clock, names
+from controlplane.kernel import clock, names
 
 PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics")

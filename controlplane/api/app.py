@@ -14,7 +14,6 @@ from sqlalchemy import text
 
 from controlplane import audit
 from controlplane.api.errors import install_error_handlers
-from controlplane.api.middleware import RequestIdMiddleware
 from controlplane.api.routes import audit as audit_routes
 from controlplane.api.routes import (
     billing,
@@ -29,10 +28,11 @@ from controlplane.api.routes import (
 )
 from controlplane.billing.schedule import BillingSchedule
 from controlplane.cron.schedule import CronSchedule
-from controlplane.logs import configure_logging, get_logger
-from controlplane.permissions import Principal
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.logs import configure_logging, get_logger
+from controlplane.kernel.ratelimit import SlidingWindow
+from controlplane.kernel.request_id import RequestIdMiddleware
 from controlplane.platform import Platform, build_platform
-from controlplane.ratelimit import SlidingWindow
 from controlplane.schemas import Problem
 from controlplane.settings import Settings, get_settings
 

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from controlplane.auth import InvalidToken
-from controlplane.permissions import Principal
+from controlplane.kernel.auth import InvalidToken
+from controlplane.kernel.identity import Principal
 from controlplane.platform import Platform
 
 

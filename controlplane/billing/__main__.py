@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from controlplane.billing.jobs import aggregate
-from controlplane.logs import configure_logging, get_logger
+from controlplane.kernel.logs import configure_logging, get_logger
 from controlplane.platform import build_platform
 from controlplane.settings import get_settings
 

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from controlplane import clock
 from controlplane.billing.apportion import apportion
 from controlplane.billing.warehouse import Warehouse
-from controlplane.logs import get_logger
+from controlplane.kernel import clock
+from controlplane.kernel.logs import get_logger
 from controlplane.models import BillingRun, Site, TenantCost, utcnow
 
 log = get_logger("aipress.billing")

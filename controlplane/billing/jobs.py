@@ -10,11 +10,11 @@ from typing import Any
 import duckdb
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from controlplane import clock
 from controlplane.billing.aggregate import Progress, RunResult, default_window, run_aggregation
 from controlplane.billing.metering import UsageReader, meter_hour
 from controlplane.billing.warehouse import BigQueryWarehouse, DuckDBWarehouse, Warehouse
-from controlplane.logs import get_logger
+from controlplane.kernel import clock
+from controlplane.kernel.logs import get_logger
 from controlplane.platform import Platform
 from controlplane.settings import Settings
 

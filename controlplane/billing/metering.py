@@ -16,13 +16,13 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from controlplane import clock
 from controlplane.billing import prices
 from controlplane.billing.aggregate import database_name
 from controlplane.billing.prices import Price
 from controlplane.billing.sql import SITE_LABEL, TENANT_LABEL
 from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel import clock
 from controlplane.models import Site
 from controlplane.platform import Platform
 

@@ -11,9 +11,9 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane import clock
 from controlplane.billing.jobs import aggregate, meter
-from controlplane.logs import get_logger
+from controlplane.kernel import clock
+from controlplane.kernel.logs import get_logger
 from controlplane.platform import Platform
 
 log = get_logger("aipress.billing")

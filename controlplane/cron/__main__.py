@@ -11,7 +11,7 @@ import sys
 import time
 
 from controlplane.cron.rounds import round_start, run_round
-from controlplane.logs import configure_logging, get_logger
+from controlplane.kernel.logs import configure_logging, get_logger
 from controlplane.platform import build_platform
 from controlplane.settings import get_settings
 

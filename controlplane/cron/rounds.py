@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from controlplane import clock
 from controlplane.cron import CronResult, CronRunner
 from controlplane.engine.provider import SiteContext
-from controlplane.logs import get_logger
+from controlplane.kernel import clock
+from controlplane.kernel.logs import get_logger
 from controlplane.models import Site, SiteCronRun
 from controlplane.platform import Platform
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 from controlplane.cron.rounds import round_start, run_round
-from controlplane.logs import get_logger
+from controlplane.kernel.logs import get_logger
 from controlplane.platform import Platform
 
 log = get_logger("aipress.cron")

@@ -23,6 +23,7 @@ from controlplane.engine.context import ContextBuilder, Work
 from controlplane.engine.leases import Leases
 from controlplane.engine.locks import SiteLocks
 from controlplane.engine.provider import Provider, SiteContext
+from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -31,7 +32,6 @@ from controlplane.kernel.vocabulary import (
     OperationStatus,
     StepStatus,
 )
-from controlplane.logs import get_logger
 from controlplane.models import Operation, OperationEvent, OperationStep, Site, utcnow
 
 __all__ = ["ACTIVE_STATUSES", "FINISHED_STATUSES", "BoundaryHook", "Engine", "StepFailed"]

@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
-from controlplane.auth import InvalidToken
+from controlplane.kernel.auth import InvalidToken
 from controlplane.kernel.identity import InvalidClaims
-from controlplane.logs import current_request_id, get_logger
+from controlplane.kernel.logs import current_request_id, get_logger
 
 log = get_logger("aipress.api")
 PROBLEM = "application/problem+json"

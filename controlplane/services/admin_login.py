@@ -6,11 +6,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from controlplane import admin_login, audit, clock
+from controlplane import admin_login, audit
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.errors import Conflict
-from controlplane.permissions import Action, Principal
+from controlplane.kernel import clock
+from controlplane.kernel.identity import Principal
+from controlplane.permissions import Action
 from controlplane.schemas import AdminLogin
 from controlplane.services.sites import get_site
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from controlplane import audit, names
+from controlplane import audit
 from controlplane.dnscheck import DomainCheck, challenge_name, new_token
 from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
+from controlplane.kernel import names
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import OperationKind
-from controlplane.logs import current_request_id
 from controlplane.models import (
     DOMAIN_PENDING,
     DOMAIN_VERIFIED,
@@ -25,7 +27,7 @@ from controlplane.models import (
     Site,
     utcnow,
 )
-from controlplane.permissions import Action, NotVisible, Principal
+from controlplane.permissions import Action, NotVisible
 from controlplane.schemas import DnsRecord, DomainRead
 from controlplane.services.sites import get_site
 

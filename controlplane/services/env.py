@@ -10,15 +10,17 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane import audit, names
+from controlplane import audit
 from controlplane.credentials import env_context
 from controlplane.crypto import Keyring
 from controlplane.engine.catalogue import new_operation
 from controlplane.errors import Invalid
+from controlplane.kernel import names
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import OperationKind
-from controlplane.logs import current_request_id
 from controlplane.models import EnvVar, Operation, utcnow
-from controlplane.permissions import Action, NotVisible, Principal
+from controlplane.permissions import Action, NotVisible
 from controlplane.schemas import MASK, EnvVarRead, EnvVarWrite
 from controlplane.services.tenants import get_visible_tenant
 

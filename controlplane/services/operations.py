@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.kernel.identity import Principal
 from controlplane.models import Operation, OperationEvent
-from controlplane.permissions import Action, NotVisible, Principal, authorize
+from controlplane.permissions import Action, NotVisible, authorize
 from controlplane.schemas import OperationRead
 
 

@@ -8,14 +8,16 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from controlplane import audit, names
+from controlplane import audit
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
 from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
+from controlplane.kernel import names
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import OperationKind
-from controlplane.logs import current_request_id
 from controlplane.models import (
     DOMAIN_PENDING,
     DOMAIN_VERIFIED,
@@ -25,7 +27,7 @@ from controlplane.models import (
     SiteCronRun,
     new_id,
 )
-from controlplane.permissions import Action, NotVisible, Principal, authorize, site_actions
+from controlplane.permissions import Action, NotVisible, authorize, site_actions
 from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
 

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.cells import place_tenant
 from controlplane.errors import Conflict
+from controlplane.kernel.identity import Principal
 from controlplane.models import EnvVar, Site, Tenant
-from controlplane.permissions import Action, NotVisible, Principal, authorize
+from controlplane.permissions import Action, NotVisible, authorize
 from controlplane.schemas import TenantCreate
 
 DELETED = "deleted"

@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.logs import get_logger
+from controlplane.kernel.logs import get_logger
 from controlplane.stack.process import CLEAN_ENV, StackError
 
 log = get_logger("aipress.stack.firewall")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.logs import get_logger
+from controlplane.kernel.logs import get_logger
 from controlplane.settings import Settings
 from controlplane.stack.firewall import FirewallUnavailable, SiteFirewall
 from controlplane.stack.mariadb import MariaDB

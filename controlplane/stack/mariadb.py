@@ -13,7 +13,7 @@ from typing import Any
 
 import pymysql
 
-from controlplane.logs import get_logger
+from controlplane.kernel.logs import get_logger
 from controlplane.stack.process import CLEAN_ENV, StackError, read_pid, stop_pid
 
 log = get_logger("aipress.stack.mariadb")

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.service import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from chatbot.service import create_app
 from chatbot.store import ThreadNotFound, ThreadStore
 from chatbot.terminal import TerminalChat
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Principal, Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Principal, Role
 from controlplane.settings import Settings
 from tests.agent_fixtures import make_site, site_names
 from tests.live import serve
@@ -249,7 +249,7 @@ def test_local_sign_in_answers_loopback_names_only(chat_app: TestClient) -> None
 def test_local_sign_in_needs_the_machine_sign_in_key(
     chat_settings: Settings, admin_api: httpx.Client, issuer: LocalTokenIssuer
 ) -> None:
-    from controlplane.auth import load_sign_in_key, sign_in_key_path
+    from controlplane.kernel.auth import load_sign_in_key, sign_in_key_path
 
     assert admin_api.put("/v1/users/admin", json={"role": "admin", "tenants": []}).is_success
     with TestClient(create_app(chat_settings), base_url="http://127.0.0.1:8001") as client:

@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from chatbot.service import create_app
 from chatbot.upstream import ServiceIdentity, identity_for
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.live import serve
 from tools.registry import run_tool

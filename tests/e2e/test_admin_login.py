@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 from chatbot.service import create_app as create_chat_app
 from controlplane import admin_login
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.cli import app as cli
 from controlplane.credentials import DatabaseVault
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE, remove_after_scan
 from tests.e2e.conftest import GRAVATAR, BrowserProblems, screenshot

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
 from chatbot.service import create_app as create_chat_app
-from controlplane.auth import LocalTokenIssuer, load_sign_in_key
-from controlplane.permissions import Principal, Role
+from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
+from controlplane.kernel.identity import Principal, Role
 from controlplane.settings import Settings
 from tests.e2e.conftest import BrowserProblems, screenshot, watch
 from tests.live import serve

@@ -17,8 +17,8 @@ import httpx
 from playwright.sync_api import Browser, Page, expect
 
 from chatbot.service import create_app as create_chat_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests.e2e.conftest import screenshot

@@ -18,13 +18,13 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from chatbot.service import create_app as create_chat_app
-from controlplane import clock
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.jobs import aggregate, meter
 from controlplane.billing.warehouse import DuckDBWarehouse
-from controlplane.permissions import Role
+from controlplane.kernel import clock
+from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.billing_data import export_row, insert
 from tests.conftest import LOG_FILE, remove_after_scan

@@ -10,8 +10,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from playwright.sync_api import Browser, expect
 
 from chatbot.service import create_app as create_chat_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.e2e.conftest import watch
 from tests.live import serve

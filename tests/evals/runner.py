@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import yaml
 
-from controlplane import clock
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.warehouse import DuckDBWarehouse
+from controlplane.kernel import clock
 from controlplane.platform import Platform
 from tests.agent_fixtures import TENANTS, Chatter, Turn, site_names
 from tests.billing_data import export_row, insert

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from controlplane import clock
-from controlplane.auth import LocalTokenIssuer
+from controlplane.kernel import clock
+from controlplane.kernel.auth import LocalTokenIssuer
 from tests.agent_fixtures import ChatFactory, EngineFactory
 from tests.conftest import ARTIFACTS
 from tests.evals.runner import (

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Tenant
-from controlplane.permissions import Principal
 from controlplane.platform import Platform
 from controlplane.schemas import EnvVarWrite, SiteCreate, TenantCreate
 from controlplane.services.domains import claim_domain, verify_domain

@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here so `--help` stays instant and the path fix above comes first.
     from controlplane.engine.provider import Provider
-    from controlplane.logs import configure_logging
+    from controlplane.kernel.identity import Principal, Role
+    from controlplane.kernel.logs import configure_logging
     from controlplane.models import Tenant
-    from controlplane.permissions import Principal, Role
     from controlplane.platform import build_platform
     from controlplane.providers.local import LocalProvider
     from controlplane.providers.memory import MemoryProvider

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from chatbot.service import create_app as create_chat_app
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.models import Site
-from controlplane.permissions import Role
 from controlplane.settings import Settings
 from tests.live import local_stack_home, serve
 

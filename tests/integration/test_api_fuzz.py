@@ -53,10 +53,10 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import Table, func, select
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import ACTIVE_STATUSES
 from controlplane.models import Base, EnvVar, Operation, Site, Tenant, User
-from controlplane.permissions import Role
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.schemas import Problem

@@ -11,8 +11,8 @@ import pytest
 
 from chatbot.conversation import ChatEngine
 from chatbot.store import ThreadNotFound
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.agent_fixtures import make_site, site_names
 from tests.integration.postgres_server import postgres_server

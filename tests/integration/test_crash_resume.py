@@ -42,9 +42,9 @@ from controlplane.credentials import DatabaseVault
 from controlplane.crypto import load_keyring
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.engine.catalogue import CATALOGUE
+from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import ACTIVE_STATUSES, OperationKind
 from controlplane.models import Credential, Domain, Operation, OperationEvent, Site
-from controlplane.permissions import Principal, Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings

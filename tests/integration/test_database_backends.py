@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from controlplane import clock
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
 from controlplane.db import make_engine, migrate
+from controlplane.kernel import clock
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.models import AuditEvent, Base, Domain
-from controlplane.permissions import Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings

@@ -41,8 +41,9 @@ from firebase_admin import _token_gen
 from firebase_admin import auth as fb_auth
 from pydantic import ValidationError
 
-from controlplane import clock, crypto
+from controlplane import crypto
 from controlplane.api.app import create_app
+from controlplane.kernel import clock
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings

@@ -27,8 +27,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import resourcemanager_v3, run_v2, secretmanager, storage
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.platform import build_platform
 from controlplane.providers.gcp import GcpProvider
 from controlplane.providers.gcp.base import GcpClients

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.conftest import wait_for_operation
 from tests.dns_server import TxtServer

@@ -18,10 +18,10 @@ import pymysql
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane import clock
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
-from controlplane.permissions import Role
+from controlplane.kernel import clock
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from tests.conftest import LOG_FILE, wait_for_operation

@@ -25,9 +25,9 @@ import pytest
 
 from chatbot.service import create_app as create_chat_app
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.billing.warehouse import DuckDBWarehouse
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
+from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from controlplane.stack.firewall import SiteFirewall
 from controlplane.stack.local import LocalStack

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from controlplane import db
 from controlplane.admin_login import KEY_KIND
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
 from controlplane.credentials import DatabaseVault
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.models import Credential, EnvVar, Operation, Site
-from controlplane.permissions import Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings, get_settings

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane import names
+from controlplane.kernel import names
 from tests.conftest import AuthHeaders, wait_for_operation
 
 EMAIL = "owner@example.com"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane import clock
 from controlplane.billing import prices
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.metering import meter_hour
 from controlplane.billing.warehouse import DuckDBWarehouse
+from controlplane.kernel import clock
 from controlplane.observability import LogEntry
 from controlplane.platform import Platform
 from controlplane.providers.memory import MemoryProvider

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from controlplane.db import make_engine, make_sessionmaker, migrate
 from controlplane.errors import Conflict
+from controlplane.kernel.identity import Principal, Role
 from controlplane.models import Site, Tenant
-from controlplane.permissions import Principal, Role
 from controlplane.schemas import SiteCreate, TenantCreate
 from controlplane.services.sites import create_site
 from controlplane.services.tenants import create_tenant

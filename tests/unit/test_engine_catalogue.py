@@ -13,14 +13,14 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
 from controlplane.cli import app as cli_app
 from controlplane.engine.catalogue import CATALOGUE, RetryPolicy
 from controlplane.engine.locks import SiteLocks
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import EventType, OperationKind, OperationStatus, StepStatus
 from controlplane.models import OperationEvent, Site
-from controlplane.permissions import Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings

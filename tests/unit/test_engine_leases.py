@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from controlplane.kernel.identity import Principal, Role
 from controlplane.models import Operation, utcnow
-from controlplane.permissions import Principal, Role
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.schemas import SiteCreate, TenantCreate

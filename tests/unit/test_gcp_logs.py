@@ -9,9 +9,9 @@ from pathlib import Path
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import logging
 
-from controlplane import clock
 from controlplane.credentials import DatabaseVault
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel import clock
 from controlplane.observability import LogQuery, Severity
 from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.logs import CloudLoggingLogs

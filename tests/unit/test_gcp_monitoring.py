@@ -13,7 +13,7 @@ import pytest
 from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 
-from controlplane import clock
+from controlplane.kernel import clock
 from controlplane.providers.gcp import monitoring
 
 A = monitoring_v3.Aggregation

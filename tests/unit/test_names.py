@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane import names
+from controlplane.kernel import names
 
 
 @pytest.mark.parametrize("good", ["a", "crumbs", "my-bakery", "shop2", "a" * 40])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane import clock
+from controlplane.kernel import clock
 from controlplane.observability import (
     LogEntry,
     LogQuery,

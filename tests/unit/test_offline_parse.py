@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatbot.offline.parse import STOPWORDS, parse, period, window
-from controlplane import names
+from controlplane.kernel import names
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 

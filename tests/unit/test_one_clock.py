@@ -43,5 +43,7 @@ def test_only_the_clock_reads_the_wall_clock() -> None:
             if relative in ALLOWED:
                 continue
             offenders += [f"{relative}:{n}" for n in wall_clock_reads(path.read_text())]
-    assert offenders == [], "use controlplane.clock.now()/today() instead: " + ", ".join(offenders)
+    assert offenders == [], "use controlplane.kernel.clock.now()/today() instead: " + ", ".join(
+        offenders
+    )
     assert wall_clock_reads((ROOT / "controlplane/clock.py").read_text())  # it does read it

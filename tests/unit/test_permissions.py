@@ -16,7 +16,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from controlplane.api.app import create_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import InvalidClaims, Principal, Role, principal_from_claims
 from controlplane.permissions import Action, Forbidden, NotVisible, authorize
 from controlplane.platform import build_platform

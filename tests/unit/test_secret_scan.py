@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from controlplane import crypto
-from controlplane.auth import LocalTokenIssuer
-from controlplane.logs import REDACTED, configure_logging, get_logger
-from controlplane.permissions import Role
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
+from controlplane.kernel.logs import REDACTED, configure_logging, get_logger
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE, SCAN_ROOTS, SECRET_RECORD
 from tests.secret_scan import find_leaks, log_files, read_record

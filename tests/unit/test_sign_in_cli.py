@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from controlplane.auth import sign_in_key_matches
 from controlplane.cli import app
+from controlplane.kernel.auth import sign_in_key_matches
 from controlplane.settings import Settings, get_settings
 
 

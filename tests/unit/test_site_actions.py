@@ -8,7 +8,8 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane.permissions import Principal, Role, site_actions, tenant_actions
+from controlplane.kernel.identity import Principal, Role
+from controlplane.permissions import site_actions, tenant_actions
 from controlplane.providers.memory import MemoryProvider
 from tests.conftest import AuthHeaders, wait_for_operation
 

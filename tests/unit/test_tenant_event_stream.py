@@ -11,9 +11,9 @@ import httpx
 from fastapi import FastAPI
 
 from chatbot.service import create_app as create_chat_app
-from controlplane.auth import LocalTokenIssuer
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.models import OperationEvent
-from controlplane.permissions import Role
 from controlplane.settings import Settings
 from tests.agent_fixtures import make_site
 from tests.live import serve

@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from controlplane.api.deps import CurrentPrincipal, SessionDep
 from controlplane.errors import Invalid
+from controlplane.kernel.identity import Role
 from controlplane.models import AuditEvent, Tenant
-from controlplane.permissions import Action, NotVisible, Role, authorize
+from controlplane.permissions import Action, NotVisible, authorize
 from controlplane.schemas import AuditRead
 from controlplane.services.tenants import DELETED, get_visible_tenant
 

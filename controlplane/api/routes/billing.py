@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from controlplane import clock
 from controlplane.api.deps import CurrentPrincipal, SessionDep
 from controlplane.billing import read
 from controlplane.errors import Invalid
+from controlplane.kernel import clock
 from controlplane.permissions import Action, authorize
 from controlplane.services.tenants import get_visible_tenant
 

@@ -9,9 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from controlplane import clock
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.errors import Invalid
+from controlplane.kernel import clock
+from controlplane.kernel.identity import Principal
 from controlplane.observability import (
     MAX_LOG_LIMIT,
     CallerSlots,
@@ -22,7 +23,6 @@ from controlplane.observability import (
     parse_time,
     status_matcher,
 )
-from controlplane.permissions import Principal
 from controlplane.services import sites as sites_service
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites/{site}", tags=["logs and metrics"])

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.engine.catalogue import CATALOGUE
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Operation, Site
-from controlplane.permissions import Action, Principal
+from controlplane.permissions import Action
 from controlplane.platform import Platform
 from controlplane.schemas import (
     AdminCredentials,

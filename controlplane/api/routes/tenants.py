@@ -6,8 +6,9 @@ from fastapi import APIRouter, Response
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.cells import open_cells
+from controlplane.kernel.identity import Principal
 from controlplane.models import Tenant
-from controlplane.permissions import Action, Principal, tenant_actions
+from controlplane.permissions import Action, tenant_actions
 from controlplane.schemas import TenantCreate, TenantRead
 from controlplane.services import tenants as service
 

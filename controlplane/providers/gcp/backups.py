@@ -13,8 +13,8 @@ from typing import IO, Any
 
 import pymysql.cursors
 
-from controlplane import clock
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel import clock
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.naming import labels
 

@@ -10,10 +10,10 @@ from google.api_core import exceptions
 
 from controlplane.admin_login import login_key
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.identity import ensure_tenant_account
 from controlplane.providers.gcp.naming import labels
-from controlplane.secret_record import note_secret
 
 SALT_KEYS = ("AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
              "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT")  # fmt: skip

@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from controlplane import clock
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel import clock
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import CLEAN_ENV, StackError
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from controlplane.engine.provider import SiteContext, SiteStep
-from controlplane.names import ENV_NAME
+from controlplane.kernel.names import ENV_NAME
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import StackError, wait_for_path
 from controlplane.stack.templates import render

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from controlplane.engine.provider import SiteContext
-from controlplane.logs import get_logger
+from controlplane.kernel.logs import get_logger
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import StackError, run
 

@@ -15,13 +15,13 @@ import httpx
 
 from controlplane.admin_login import login_key
 from controlplane.engine.provider import SiteContext
-from controlplane.logs import get_logger
+from controlplane.kernel.logs import get_logger
+from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
 from controlplane.providers.readiness import homepage_problem
-from controlplane.secret_record import note_secret
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import StackError, run

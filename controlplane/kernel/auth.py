@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controlplane.kernel.files import write_private_file
 from controlplane.kernel.identity import Principal, Role, claims_for, principal_from_claims
-from controlplane.secret_record import note_secret
+from controlplane.kernel.secret_record import note_secret
 from controlplane.settings import Settings
 
 LOCAL_ISSUER = "aipress-local"
