@@ -1,4 +1,4 @@
-"""Dates come from the one clock (controlplane/clock.py), so `travel` moves all of them:
+"""Dates come from the one clock (controlplane/kernel/clock.py), so `travel` moves all of them:
 no other module reads the wall clock's date or time through `datetime` or `date`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("controlplane", "chatbot", "tools", "tests", "benchmarks", "scripts", "runtime")
 # The only places allowed to read the wall clock's date: the clock itself.
-ALLOWED = {"controlplane/clock.py"}
+ALLOWED = {"controlplane/kernel/clock.py"}
 READERS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}
 
 
@@ -46,4 +46,4 @@ def test_only_the_clock_reads_the_wall_clock() -> None:
     assert offenders == [], "use controlplane.kernel.clock.now()/today() instead: " + ", ".join(
         offenders
     )
-    assert wall_clock_reads((ROOT / "controlplane/clock.py").read_text())  # it does read it
+    assert wall_clock_reads((ROOT / "controlplane/kernel/clock.py").read_text())  # it does read it
