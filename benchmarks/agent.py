@@ -37,9 +37,9 @@ from websockets.sync.client import connect
 
 from chatbot.offline.planner import OfflinePlanner
 from chatbot.service import create_app
+from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from controlplane.settings import Settings
 from tests.live import serve
 
 P95_TARGET_MS = 50.0
@@ -174,7 +174,7 @@ def main() -> None:
     env = harness.aipress_environment(
         provider="memory", home=str(home), log_level="WARNING", log_file=str(home / "cp.log")
     )
-    settings = Settings(chat_rate_per_minute=10**6, log_file=home / "chat.log")
+    settings = ChatSettings(chat_rate_per_minute=10**6, log_file=home / "chat.log")
     results: dict[str, Any] = {}
     with harness.Server(env, home / "control-plane.out") as control:
         issuer = LocalTokenIssuer(settings)

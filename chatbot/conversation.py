@@ -25,10 +25,10 @@ from langgraph.types import Command, Interrupt, StreamMode
 
 from chatbot.graph import build_graph
 from chatbot.models import make_model
+from chatbot.settings import ChatSettings
 from chatbot.store import ThreadStore, open_checkpointer
 from chatbot.upstream import ServiceIdentity, identity_for, sync_client
 from controlplane.kernel.identity import Principal
-from controlplane.settings import Settings
 from tools.context import AgentContext, scoped_tenant
 
 Event = dict[str, Any]
@@ -70,7 +70,7 @@ class ChatEngine:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ChatSettings,
         model: BaseChatModel | None = None,
         identity: ServiceIdentity | None = None,
     ) -> None:

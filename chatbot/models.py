@@ -8,14 +8,14 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from chatbot.offline.planner import OfflinePlanner
-from controlplane.settings import Settings
+from chatbot.settings import ChatSettings
 
 
 class ModelUnavailable(Exception):
     """The configured model cannot be built (missing setting or credentials)."""
 
 
-def make_model(settings: Settings, *, credentials: Any = None) -> BaseChatModel:
+def make_model(settings: ChatSettings, *, credentials: Any = None) -> BaseChatModel:
     """The agent's chat model for these settings (Gemini uses Application Default
     Credentials unless `credentials` are given)."""
     name = settings.chat_model_name

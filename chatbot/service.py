@@ -26,6 +26,7 @@ from chatbot.conversation import (
     TenantMismatch,
 )
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
+from chatbot.settings import ChatSettings, get_chat_settings
 from chatbot.store import ThreadNotFound
 from chatbot.upstream import ServiceIdentity, async_client
 from chatbot.web import install_web
@@ -34,7 +35,6 @@ from controlplane.kernel.identity import Principal
 from controlplane.kernel.logs import configure_logging, current_request_id, get_logger
 from controlplane.kernel.problems import install_problem_handlers, problem
 from controlplane.kernel.request_id import RequestIdMiddleware
-from controlplane.settings import Settings, get_settings
 from tools.context import AgentContext
 
 log = get_logger("aipress.chat")
@@ -111,14 +111,14 @@ def _engine(request: Request) -> ChatEngine:
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: ChatSettings | None = None,
     *,
     model: BaseChatModel | None = None,
     verifier: TokenVerifier | None = None,
     identity: ServiceIdentity | None = None,
 ) -> FastAPI:
     """The chatbot application."""
-    settings = settings or get_settings()
+    settings = settings or get_chat_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

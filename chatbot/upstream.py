@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import httpx
 
-from controlplane.settings import Settings
+from chatbot.settings import ChatSettings
 
 HEADER = "X-Serverless-Authorization"
 REFRESH_BEFORE_SECONDS = 300
@@ -48,7 +48,9 @@ class ServiceIdentity:
             return self._token
 
 
-def identity_for(settings: Settings, source: TokenSource | None = None) -> ServiceIdentity | None:
+def identity_for(
+    settings: ChatSettings, source: TokenSource | None = None
+) -> ServiceIdentity | None:
     """The service identity in gcp mode; None in the embedded default (both on loopback)."""
     if settings.provider != "gcp":
         return None
@@ -56,7 +58,7 @@ def identity_for(settings: Settings, source: TokenSource | None = None) -> Servi
 
 
 def sync_client(
-    settings: Settings, identity: ServiceIdentity | None, timeout: float
+    settings: ChatSettings, identity: ServiceIdentity | None, timeout: float
 ) -> httpx.Client:
     """An httpx client of the control plane that adds the service identity to each request."""
 
@@ -70,7 +72,7 @@ def sync_client(
 
 
 def async_client(
-    settings: Settings, identity: ServiceIdentity | None, timeout: float
+    settings: ChatSettings, identity: ServiceIdentity | None, timeout: float
 ) -> httpx.AsyncClient:
     """The same, for the proxy."""
 

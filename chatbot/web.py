@@ -24,10 +24,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
+from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key, sign_in_key_matches
 from controlplane.kernel.identity import Role
 from controlplane.kernel.problems import problem
-from controlplane.settings import Settings
 
 WEBCHAT_DIR = Path(__file__).resolve().parent.parent / "webchat"
 FORWARDED_HEADERS = ("authorization", "content-type", "x-request-id", "accept")
@@ -63,7 +63,7 @@ def _page(name: str) -> FileResponse:
     return FileResponse(WEBCHAT_DIR / name, headers=PAGE_HEADERS, media_type="text/html")
 
 
-def install_web(app: FastAPI, settings: Settings) -> None:
+def install_web(app: FastAPI, settings: ChatSettings) -> None:
     """Add the pages, the widget, sign-in and the proxy to the chatbot app."""
     router = APIRouter(include_in_schema=False)
     local = settings.provider != "gcp"
@@ -140,7 +140,7 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     app.mount("/webchat", StaticFiles(directory=WEBCHAT_DIR), name="webchat")
 
 
-def _install_local_sign_in(router: APIRouter, settings: Settings) -> None:
+def _install_local_sign_in(router: APIRouter, settings: ChatSettings) -> None:
     """The embedded default's demo sign-in: it lists the stored users and mints their
     tokens, for callers that present the machine's sign-in key (root-only, under the keys
     directory; `aipress up` and `aipress signin-url` print the URL that carries it). Code

@@ -1,42 +1,21 @@
-"""The one settings class: every knob of the platform, read from `AIPRESS_*` variables."""
+"""The control plane's settings: the shared ones plus databases, sites, billing and cron."""
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Provider = Literal["local", "gcp", "memory"]
-ChatModel = Literal["offline", "gemini", "openai"]
-
-
-def default_home() -> Path:
-    """State directory: /var/lib/aipress for root, else $XDG_DATA_HOME/aipress."""
-    if os.geteuid() == 0:
-        return Path("/var/lib/aipress")
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "aipress"
-
+from controlplane.kernel.settings import GCP_REQUIRED, SharedSettings
 
 OUTBOUND_HOST = re.compile(
     r"(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}"
 )
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "placeholder", "example")
-Workload = Literal["control_plane", "job", "chatbot"]
-
-# What each gcp-mode process must have set ("a|b": either). The validator refuses to start
-# without them; terraform's static test checks that every service sets its workload's.
-GCP_REQUIRED: dict[str, tuple[str, ...]] = {
-    "control_plane": ("firebase_project_id", "encryption_keys", "cloudsql_instance|database_url"),
-    "job": ("firebase_project_id", "encryption_keys", "cloudsql_instance|database_url"),
-    "chatbot": ("firebase_project_id", "encryption_keys", "chat_database_url",
-                "chat_control_plane_url", "firebase_web_api_key", "firebase_auth_domain"),
-}  # fmt: skip
+Workload = Literal["control_plane", "job"]  # the chatbot's settings are ChatSettings
 # What the gcp provider needs (the control plane and the jobs build it), checked when built.
 GCP_PROVIDER_REQUIRED: tuple[str, ...] = (
     "gcp_project", "tenant_image", "cloudsql_instance", "cloudsql_user", "backups_bucket",
@@ -48,14 +27,10 @@ GCP_DNS_REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-class Settings(BaseSettings):
-    """Platform settings; with no environment at all they run the embedded default."""
+class Settings(SharedSettings):
+    """Control-plane settings; with no environment at all they run the embedded default."""
 
-    model_config = SettingsConfigDict(env_prefix="AIPRESS_", extra="ignore")
-
-    provider: Provider = "local"
     workload: Workload = "control_plane"  # which process this is (gcp mode's requirements)
-    home: Path = Field(default_factory=default_home)
     database_url: str | None = None
     # gcp mode: the control-plane database lives in Cloud SQL, reached via the connector.
     cloudsql_instance: str | None = None
@@ -70,19 +45,10 @@ class Settings(BaseSettings):
     # MySQL users of the jobs' service accounts (billing, cron): read/write, no DDL.
     cloudsql_job_users: tuple[str, ...] = ()
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    public_url: str | None = None
-
     # Encryption keys: "kid:base64key,kid2:base64key"; empty in local mode means a key file
     # generated once under `home`.
     encryption_keys: str | None = None
     active_key_id: str | None = None
-
-    # Auth. Local tokens are signed with an Ed25519 key kept under `home`.
-    token_ttl_seconds: int = 12 * 3600
-    firebase_project_id: str | None = None
-    allow_auth_emulator: bool = False
 
     platform_domain: str = "localhost"
     site_port: int = 8080
@@ -104,31 +70,6 @@ class Settings(BaseSettings):
     dns_nameservers: str = ""
     # Denied requests are audited; past this many a minute per caller they are only logged.
     audit_denied_per_minute: int = 20
-
-    log_level: str = "INFO"
-    log_file: Path | None = None
-    log_json: bool = True
-
-    # The chatbot service (agent) and its model.
-    chat_host: str = "127.0.0.1"
-    chat_port: int = 8001
-    chat_model: ChatModel | None = None  # default: gemini in gcp mode, offline otherwise
-    chat_database_url: str | None = None  # checkpoints + thread owners; SQLite under home
-    chat_control_plane_url: str | None = None  # where the tools reach the API; base_url
-    chat_rate_per_minute: int = 20
-    chat_max_message_chars: int = 4000
-    chat_operation_wait_seconds: float = 900
-    chat_allowed_origins: tuple[str, ...] = ()  # pages on other origins that embed the widget
-    firebase_web_api_key: str | None = None  # the browser's Firebase config (gcp mode)
-    firebase_auth_domain: str | None = None
-    firebase_sign_in_providers: tuple[str, ...] = ("google", "email")
-    gemini_model: str = "gemini-2.5-flash"
-    gemini_endpoint: str | None = None  # a private endpoint or gateway; Vertex AI's otherwise
-    gcp_project: str | None = None
-    gcp_location: str = "us-central1"
-    openai_base_url: str | None = None
-    openai_model: str | None = None
-    openai_api_key: SecretStr | None = None
 
     # The gcp provider: where tenant sites run.
     tenant_image: str | None = None  # the runtime/wordpress image in Artifact Registry
@@ -202,16 +143,6 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Settings:
         if self.provider != "gcp":
             return self
-        if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") and not self.allow_auth_emulator:
-            raise ValueError(
-                "FIREBASE_AUTH_EMULATOR_HOST is set: the emulator accepts unsigned tokens, "
-                "so gcp mode refuses to start. Unset it "
-                "(or set AIPRESS_ALLOW_AUTH_EMULATOR=1 in tests)."
-            )
-        if not self.firebase_project_id:
-            raise ValueError(
-                "gcp mode needs AIPRESS_FIREBASE_PROJECT_ID to verify Firebase tokens."
-            )
         if not self.encryption_keys:
             raise ValueError(
                 "gcp mode needs AIPRESS_ENCRYPTION_KEYS (from Secret Manager); "
@@ -225,24 +156,11 @@ class Settings(BaseSettings):
             raise ValueError(f"gcp mode ({self.workload}) needs {', '.join(missing)}.")
         return self
 
-    def missing(self, required: tuple[str, ...]) -> list[str]:
-        """The environment variables of `required` ("a|b": either) that are unset."""
-        return [
-            " or ".join(f"AIPRESS_{name.upper()}" for name in entry.split("|"))
-            for entry in required
-            if not any(getattr(self, name) for name in entry.split("|"))
-        ]
-
     def gcp_provider_missing(self) -> list[str]:
         """What the gcp provider needs and does not have (its settings, and its DNS's in
         the control plane: the jobs never change DNS)."""
         dns = GCP_DNS_REQUIRED[self.dns_provider] if self.workload == "control_plane" else ()
         return self.missing(GCP_PROVIDER_REQUIRED + dns)
-
-    @property
-    def keys_dir(self) -> Path:
-        """Directory of generated keys (0700)."""
-        return self.home / "keys"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -252,13 +170,6 @@ class Settings(BaseSettings):
         if self.cloudsql_instance:
             return "mysql+pymysql://"
         return f"sqlite:///{self.home / 'controlplane.db'}"
-
-    @property
-    def chat_model_name(self) -> ChatModel:
-        """The agent's model: as set, else gemini in gcp mode and the offline planner here."""
-        if self.chat_model:
-            return self.chat_model
-        return "gemini" if self.provider == "gcp" else "offline"
 
     @property
     def billing_warehouse_name(self) -> Literal["duckdb", "bigquery"]:
@@ -272,26 +183,6 @@ class Settings(BaseSettings):
         """The embedded default's export-shaped DuckDB file (in a root-only directory: every
         tenant's costs are in it, and DuckDB makes its files and WAL world-readable)."""
         return self.billing_duckdb_path or self.home / "billing" / "billing.duckdb"
-
-    @property
-    def chat_checkpoint_url(self) -> str:
-        """The chatbot's database (LangGraph checkpoints and thread owners)."""
-        return self.chat_database_url or f"sqlite:///{self.home / 'chat.db'}"
-
-    @property
-    def chat_url(self) -> str:
-        """Where the chatbot service listens."""
-        return f"http://{self.chat_host}:{self.chat_port}"
-
-    @property
-    def tools_base_url(self) -> str:
-        """The control-plane URL the agent's tools call."""
-        return self.chat_control_plane_url or self.base_url
-
-    @property
-    def base_url(self) -> str:
-        """Where the control-plane API is reachable."""
-        return self.public_url or f"http://{self.host}:{self.port}"
 
 
 @lru_cache

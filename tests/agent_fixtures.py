@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 
 from chatbot.conversation import ChatEngine
+from chatbot.settings import ChatSettings
 from controlplane.api.app import create_app
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
@@ -75,16 +76,16 @@ def site_names(api: httpx.Client, tenant: str) -> list[str]:
 
 
 @pytest.fixture
-def chat_settings(settings: Settings, live_api: str) -> Settings:
-    """Settings whose tools call the live API."""
-    return settings.model_copy(update={"chat_control_plane_url": live_api})
+def chat_settings(settings: Settings, live_api: str) -> ChatSettings:
+    """Chat settings (the same home) whose tools call the live API."""
+    return ChatSettings(**settings.shared(), chat_control_plane_url=live_api)
 
 
 EngineFactory = Callable[[BaseChatModel | None], ChatEngine]
 
 
 @pytest.fixture
-def engine_factory(chat_settings: Settings) -> Iterator[EngineFactory]:
+def engine_factory(chat_settings: ChatSettings) -> Iterator[EngineFactory]:
     """Build chat engines (closed at the end)."""
     engines: list[ChatEngine] = []
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controlplane.kernel.files import write_private_file
 from controlplane.kernel.identity import Principal, Role, claims_for, principal_from_claims
 from controlplane.kernel.secret_record import note_secret
-from controlplane.settings import Settings
+from controlplane.kernel.settings import SharedSettings
 
 LOCAL_ISSUER = "aipress-local"
 AUDIENCE = "aipress"
@@ -34,11 +34,11 @@ class TokenVerifier(Protocol):
         ...
 
 
-def _signing_key_path(settings: Settings) -> Path:
+def _signing_key_path(settings: SharedSettings) -> Path:
     return settings.keys_dir / "token-signing.pem"
 
 
-def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
+def load_signing_key(settings: SharedSettings) -> Ed25519PrivateKey:
     """The embedded default's token signing key, generated once (0600)."""
     path = _signing_key_path(settings)
     if not path.exists():
@@ -54,13 +54,13 @@ def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
     return key
 
 
-def sign_in_key_path(settings: Settings) -> Path:
+def sign_in_key_path(settings: SharedSettings) -> Path:
     """Where the embedded default keeps the browser sign-in key (root-only, next to the
     token signing key)."""
     return settings.keys_dir / "sign-in.key"
 
 
-def load_sign_in_key(settings: Settings, *, rotate: bool = False) -> str:
+def load_sign_in_key(settings: SharedSettings, *, rotate: bool = False) -> str:
     """The machine's browser sign-in key, generated once (0600); `rotate` makes a new one."""
     path = sign_in_key_path(settings)
     if rotate or not path.exists():
@@ -70,7 +70,7 @@ def load_sign_in_key(settings: Settings, *, rotate: bool = False) -> str:
     return key
 
 
-def sign_in_key_matches(settings: Settings, presented: str | None) -> bool:
+def sign_in_key_matches(settings: SharedSettings, presented: str | None) -> bool:
     """Whether `presented` is the machine's sign-in key (compared in constant time)."""
     path = sign_in_key_path(settings)
     if not presented or not path.exists():
@@ -78,7 +78,7 @@ def sign_in_key_matches(settings: Settings, presented: str | None) -> bool:
     return hmac.compare_digest(presented.encode(), path.read_text().strip().encode())
 
 
-def sign_in_url(settings: Settings, key: str) -> str:
+def sign_in_url(settings: SharedSettings, key: str) -> str:
     """The browser sign-in URL; the key rides in the fragment, which no request carries."""
     return f"{settings.chat_url}/signin#key={key}"
 
@@ -86,7 +86,7 @@ def sign_in_url(settings: Settings, key: str) -> str:
 class LocalTokenIssuer:
     """Signs and verifies the embedded default's tokens (same claims as Firebase's)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SharedSettings) -> None:
         if settings.provider == "gcp":
             raise InvalidToken("local tokens are refused in gcp mode; use Firebase ID tokens")
         self._key = load_signing_key(settings)
@@ -149,7 +149,7 @@ class LocalTokenIssuer:
 class FirebaseTokenVerifier:
     """Verifies Firebase ID tokens with firebase-admin; claims come from custom claims."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SharedSettings) -> None:
         import firebase_admin
 
         self._firebase_admin = firebase_admin
@@ -188,7 +188,7 @@ def _without_token(exc: Exception, token: str) -> str:
     return message.replace(token, "<token>") if len(token) >= 16 else message
 
 
-def make_verifier(settings: Settings) -> TokenVerifier:
+def make_verifier(settings: SharedSettings) -> TokenVerifier:
     """Firebase in gcp mode, the local issuer otherwise."""
     if settings.provider == "gcp":
         return FirebaseTokenVerifier(settings)

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from chatbot.conversation import NothingToResume
+from chatbot.settings import ChatSettings
 from chatbot.store import ThreadNotFound
-from controlplane.settings import Settings
 from tests.agent.scripted import ScriptedModel
 from tests.agent_fixtures import ChatFactory, EngineFactory, make_site, site_names
 from tests.conftest import SECRET_RECORD
@@ -147,7 +147,7 @@ def test_threads_belong_to_their_subject(chat: ChatFactory, admin_api: httpx.Cli
 
 
 def test_secrets_never_enter_messages_or_checkpoints(
-    chat: ChatFactory, admin_api: httpx.Client, chat_settings: Settings
+    chat: ChatFactory, admin_api: httpx.Client, chat_settings: ChatSettings
 ) -> None:
     alice = chat("tenant", "acme", sub="alice", email="alice@acme.example")
     created = alice.say("create a site called crumbs for alice@acme.example")

@@ -9,13 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.service import create_app
+from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from controlplane.settings import Settings
 
 
 @pytest.fixture
-def chat_app(chat_settings: Settings) -> Iterator[TestClient]:
+def chat_app(chat_settings: ChatSettings) -> Iterator[TestClient]:
     with TestClient(create_app(chat_settings)) as client:
         yield client
 

@@ -13,17 +13,17 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from chatbot.service import create_app
+from chatbot.settings import ChatSettings
 from chatbot.store import ThreadNotFound, ThreadStore
 from chatbot.terminal import TerminalChat
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Principal, Role
-from controlplane.settings import Settings
 from tests.agent_fixtures import make_site, site_names
 from tests.live import serve
 
 
 @pytest.fixture
-def chat_app(chat_settings: Settings) -> Iterator[TestClient]:
+def chat_app(chat_settings: ChatSettings) -> Iterator[TestClient]:
     settings = chat_settings.model_copy(update={"chat_rate_per_minute": 8})
     with TestClient(create_app(settings)) as client:
         yield client
@@ -89,7 +89,7 @@ def test_http_chat_confirm_and_resume(
 
 
 def test_limits_answer_413_and_429_and_touch_nobody_else(
-    chat_app: TestClient, issuer: LocalTokenIssuer, chat_settings: Settings
+    chat_app: TestClient, issuer: LocalTokenIssuer, chat_settings: ChatSettings
 ) -> None:
     alice = _bearer(issuer, "alice")
     long = "x" * (chat_settings.chat_max_message_chars + 1)
@@ -182,7 +182,7 @@ def test_websocket_refuses_a_bad_token(chat_app: TestClient) -> None:
 
 
 def test_terminal_client_streams_and_confirms(
-    chat_settings: Settings, issuer: LocalTokenIssuer, admin_api: httpx.Client
+    chat_settings: ChatSettings, issuer: LocalTokenIssuer, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
     asked: list[str] = []
@@ -247,7 +247,7 @@ def test_local_sign_in_answers_loopback_names_only(chat_app: TestClient) -> None
 
 
 def test_local_sign_in_needs_the_machine_sign_in_key(
-    chat_settings: Settings, admin_api: httpx.Client, issuer: LocalTokenIssuer
+    chat_settings: ChatSettings, admin_api: httpx.Client, issuer: LocalTokenIssuer
 ) -> None:
     from controlplane.kernel.auth import load_sign_in_key, sign_in_key_path
 
@@ -293,7 +293,7 @@ class _TwoIssuers:
 
 
 def test_same_subject_in_another_tenant_or_issuer_shares_no_thread_and_no_limit(
-    chat_settings: Settings, issuer: LocalTokenIssuer
+    chat_settings: ChatSettings, issuer: LocalTokenIssuer
 ) -> None:
     # `aipress token` once gave every token `sub: local-user`: the subject alone is no owner.
     foreign = Principal("local-user", Role.TENANT, frozenset({"acme"}), issuer="https://other")

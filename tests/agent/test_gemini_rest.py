@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chatbot.models import make_model
-from controlplane.settings import Settings
+from chatbot.settings import ChatSettings
 from tests.agent_fixtures import ChatFactory, EngineFactory, make_site
 from tests.live import serve
 
@@ -66,7 +66,7 @@ def vertex() -> Iterator[tuple[FakeVertex, str]]:
 
 def test_a_turn_on_gemini_through_the_real_client(
     vertex: tuple[FakeVertex, str],
-    chat_settings: Settings,
+    chat_settings: ChatSettings,
     engine_factory: EngineFactory,
     chat: ChatFactory,
     admin_api: httpx.Client,

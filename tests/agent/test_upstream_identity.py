@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from chatbot.service import create_app
+from chatbot.settings import ChatSettings
 from chatbot.upstream import ServiceIdentity, identity_for
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
@@ -34,7 +35,7 @@ def test_both_identities_reach_the_control_plane(settings: Settings) -> None:
 
     fake = Starlette(routes=[Route("/v1/tenants/acme/sites", sites)])
     with serve(fake) as url:
-        chat_settings = settings.model_copy(update={"chat_control_plane_url": url})
+        chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
         identity = ServiceIdentity(url, source)
         token = LocalTokenIssuer(settings).issue("alice", Role.TENANT, ["acme"])
         with TestClient(create_app(chat_settings, identity=identity)) as client:
@@ -53,4 +54,4 @@ def test_both_identities_reach_the_control_plane(settings: Settings) -> None:
 
 
 def test_the_embedded_default_sends_no_service_identity(settings: Settings) -> None:
-    assert identity_for(settings) is None
+    assert identity_for(ChatSettings(**settings.shared())) is None

@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, expect
 from typer.testing import CliRunner
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane import admin_login
 from controlplane.api.app import create_app
 from controlplane.cli import app as cli
@@ -83,7 +84,7 @@ def stack() -> Iterator[Stack]:
                 time.sleep(0.2)
             site = api.get("/v1/tenants/acme/sites/crumbs").json()
             assert site["status"] == "ready", site
-        chat_settings = settings.model_copy(update={"chat_control_plane_url": url})
+        chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
         with serve(create_chat_app(chat_settings)) as chat_url:
             yield Stack(settings, url, chat_url, control_plane, site)
     control_plane.state.platform.provider.stack.stop()

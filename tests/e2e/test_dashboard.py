@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
-from controlplane.settings import Settings
 from tests.e2e.conftest import BrowserProblems, screenshot, watch
 from tests.live import serve
 
@@ -24,7 +24,7 @@ def _seed_users(api: httpx.Client) -> None:
 
 
 def test_settings_keep_secrets_write_only_and_admins_manage_users(
-    browser: Browser, chat_settings: Settings, admin_api: httpx.Client,
+    browser: Browser, chat_settings: ChatSettings, admin_api: httpx.Client,
     browser_problems: BrowserProblems,
 ) -> None:  # fmt: skip
     browser_problems.expect(r"/auth/local/users$", 401)  # the sign-in page without the key
@@ -88,9 +88,8 @@ def test_local_sign_in_does_not_exist_in_gcp_mode(
 
     monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     home = Path(str(tmp_path))
-    settings = Settings(
+    settings = ChatSettings(
         provider="gcp", home=home, firebase_project_id="aipress-prod",
-        encryption_keys="k1:" + "A" * 43 + "=", database_url=f"sqlite:///{home / 'cp.db'}",
         chat_database_url=f"sqlite:///{home / 'chat.db'}", firebase_web_api_key="web-key",
         firebase_auth_domain="aipress-prod.firebaseapp.com", firebase_sign_in_providers=("google", "apple"),
     )  # fmt: skip
@@ -110,7 +109,7 @@ def test_local_sign_in_does_not_exist_in_gcp_mode(
 
 
 def test_the_site_list_shows_pending_domains_and_their_txt_record(
-    browser: Browser, chat_settings: Settings, admin_api: httpx.Client
+    browser: Browser, chat_settings: ChatSettings, admin_api: httpx.Client
 ) -> None:
     created = admin_api.post("/v1/tenants/acme/sites", json={
         "name": "crumbs", "admin_email": "a@acme.example", "domain": "crumbs-bakery.example.net"})  # fmt: skip

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane.api.app import create_app
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.jobs import aggregate, meter
@@ -68,7 +69,7 @@ def stack() -> Iterator[Stack]:
                 api.post("/v1/tenants", json={"id": tenant, "name": tenant.title()})
             for uid, (role, tenants, email) in USERS.items():
                 api.put(f"/v1/users/{uid}", json={"role": role, "tenants": tenants, "email": email})
-        chat_settings = settings.model_copy(update={"chat_control_plane_url": url})
+        chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
         with serve(create_chat_app(chat_settings)) as chat_url:
             yield Stack(chat_settings, chat_url, control_plane)
     control_plane.state.platform.provider.stack.stop()

@@ -10,9 +10,9 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from playwright.sync_api import Browser, expect
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from controlplane.settings import Settings
 from tests.e2e.conftest import watch
 from tests.live import serve
 
@@ -39,7 +39,7 @@ class HostileModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=PAYLOAD))])
 
 
-def test_model_output_cannot_run_script(browser: Browser, chat_settings: Settings) -> None:
+def test_model_output_cannot_run_script(browser: Browser, chat_settings: ChatSettings) -> None:
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
     with serve(create_chat_app(chat_settings, model=HostileModel())) as url:
         context = browser.new_context()

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane.api.app import create_app
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
@@ -30,7 +31,7 @@ def embedded() -> Iterator[tuple[Settings, object]]:
             admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as api:
                 assert api.post("/v1/tenants", json={"id": "acme", "name": "Acme"}).is_success
-            yield settings.model_copy(update={"chat_control_plane_url": url}), app
+            yield ChatSettings(**settings.shared(), chat_control_plane_url=url), app
 
 
 def test_chat_creates_a_wordpress_site_and_deletes_it_after_confirmation(

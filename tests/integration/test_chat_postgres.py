@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from chatbot.conversation import ChatEngine
+from chatbot.settings import ChatSettings
 from chatbot.store import ThreadNotFound
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from controlplane.settings import Settings
 from tests.agent_fixtures import make_site, site_names
 from tests.integration.postgres_server import postgres_server
 
@@ -27,7 +27,10 @@ def postgres_url() -> Iterator[str]:
 
 
 def test_threads_and_interrupts_survive_across_instances(
-    postgres_url: str, chat_settings: Settings, issuer: LocalTokenIssuer, admin_api: httpx.Client
+    postgres_url: str,
+    chat_settings: ChatSettings,
+    issuer: LocalTokenIssuer,
+    admin_api: httpx.Client,
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
     settings = chat_settings.model_copy(update={"chat_database_url": postgres_url})

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane.api.app import create_app
 from controlplane.billing.warehouse import DuckDBWarehouse
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
@@ -141,7 +142,7 @@ def _isolated(settings: Settings) -> Iterator[Isolated]:
         for tenant in ("acme", "globex"):
             api.post("/v1/tenants", json={"id": tenant, "name": tenant})
         api.put("/v1/users/admin", json={"role": "admin", "tenants": []})
-        chat_settings = settings.model_copy(update={"chat_control_plane_url": url})
+        chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
         with serve(create_chat_app(chat_settings)) as chat_url:
             for tenant, name in (("acme", "prober"), ("globex", "victim"), ("acme", "gone")):
                 assert _create(api, tenant, name)["status"] == "succeeded"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
+from chatbot.settings import ChatSettings
 from controlplane.crypto import new_key
 from controlplane.settings import Settings
 
@@ -63,14 +65,14 @@ def test_each_gcp_workload_refuses_to_start_without_what_it_needs(
 ) -> None:
     monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     base = {"provider": "gcp", "firebase_project_id": "p", "encryption_keys": KEY}
-    chat = {"chat_database_url": "postgresql://c", "chat_control_plane_url": "https://cp",
-            "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
+    chat = {"provider": "gcp", "firebase_project_id": "p", "chat_database_url": "postgresql://c",
+            "chat_control_plane_url": "https://cp", "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
     with pytest.raises(
         ValueError, match=r"gcp mode \(chatbot\) needs AIPRESS_FIREBASE_WEB_API_KEY"
     ):
-        Settings(workload="chatbot", **base, **chat)  # type: ignore[arg-type]
-    ok = Settings(workload="chatbot", firebase_web_api_key="k", **base, **chat)  # type: ignore[arg-type]
-    assert ok.workload == "chatbot"  # no control-plane database needed
+        ChatSettings(**chat)  # type: ignore[arg-type]
+    ok = ChatSettings(firebase_web_api_key="k", **chat)  # type: ignore[arg-type]
+    assert ok.chat_checkpoint_url == "postgresql://c"  # no keys or control-plane database
     provider = {"database_url": "sqlite://", "gcp_project": "p", "tenant_image": "i",
                 "cloudsql_instance": "p:r:i", "cloudsql_user": "u", "backups_bucket": "b",
                 "platform_domain": "sites.example.com"}  # fmt: skip
@@ -78,3 +80,48 @@ def test_each_gcp_workload_refuses_to_start_without_what_it_needs(
     assert job.gcp_provider_missing() == []  # the jobs never change DNS
     control = Settings(**base, **provider)  # type: ignore[arg-type]
     assert control.gcp_provider_missing() == ["AIPRESS_CLOUDDNS_ZONE"]
+
+
+def test_the_chat_service_in_gcp_mode_needs_no_control_plane_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    complete = {"chat_database_url": "postgresql://c", "chat_control_plane_url": "https://cp",
+                "firebase_web_api_key": "k", "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
+    chat = ChatSettings(provider="gcp", firebase_project_id="p", **complete)
+    assert chat.chat_model_name == "gemini"
+    with pytest.raises(ValueError, match="FIREBASE_PROJECT_ID"):
+        ChatSettings(provider="gcp", **complete)
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    with pytest.raises(ValueError, match="FIREBASE_AUTH_EMULATOR_HOST"):
+        ChatSettings(provider="gcp", firebase_project_id="p", **complete)
+
+
+def test_each_service_refuses_the_other_services_fields() -> None:
+    with pytest.raises(ValueError, match="chat_model"):
+        Settings(chat_model="gemini")
+    with pytest.raises(ValueError, match="encryption_keys"):
+        ChatSettings(encryption_keys=KEY)
+
+
+def test_both_services_read_the_same_shared_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AIPRESS_HOME", str(tmp_path))
+    monkeypatch.setenv("AIPRESS_PORT", "9100")
+    monkeypatch.setenv("AIPRESS_CHAT_PORT", "9101")
+    monkeypatch.setenv("AIPRESS_CHAT_MODEL", "openai")
+    monkeypatch.setenv("AIPRESS_SITE_PORT", "9102")
+    control, chat = Settings(), ChatSettings()
+    assert control.home == chat.home == tmp_path
+    assert control.base_url == chat.tools_base_url == "http://127.0.0.1:9100"
+    assert control.chat_url == chat.chat_url == "http://127.0.0.1:9101"
+    assert (chat.chat_model, control.site_port) == ("openai", 9102)
+    elsewhere = Settings(home=tmp_path / "elsewhere", chat_port=9200, log_level="DEBUG")
+    derived = ChatSettings(**elsewhere.shared())
+    assert (derived.home, derived.chat_port, derived.log_level) == (
+        tmp_path / "elsewhere",
+        9200,
+        "DEBUG",
+    )
+    assert derived.shared() == elsewhere.shared()

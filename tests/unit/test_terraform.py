@@ -309,7 +309,8 @@ def test_every_secret_a_workload_reads_has_a_version_it_may_access_first() -> No
 
 
 def test_every_env_a_workload_needs_in_gcp_mode_is_set() -> None:
-    from controlplane.settings import GCP_DNS_REQUIRED, GCP_PROVIDER_REQUIRED, GCP_REQUIRED
+    from controlplane.kernel.settings import GCP_REQUIRED
+    from controlplane.settings import GCP_DNS_REQUIRED, GCP_PROVIDER_REQUIRED
 
     seen = set()
     for (kind, name), body in _by_key().items():
