@@ -26,6 +26,7 @@ test: deps lint typecheck
 lint: python
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: python
 	$(VENV)/bin/mypy
