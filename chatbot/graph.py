@@ -37,7 +37,8 @@ def system_prompt(ctx: AgentContext) -> str:
     """The role's prompt, filled from the verified token."""
     principal = ctx.principal
     common = {"email": principal.email, "sub": principal.sub,
-              "today": clock.today().isoformat()}  # fmt: skip
+              "today": clock.today().isoformat(),
+              "tools": list(toolset_for(principal.role).values())}  # fmt: skip
     if principal.is_admin:
         return load_prompt("admin", **common)
     return load_prompt(

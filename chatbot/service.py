@@ -36,6 +36,7 @@ from controlplane.kernel.logs import configure_logging, current_request_id, get_
 from controlplane.kernel.problems import install_problem_handlers, problem
 from controlplane.kernel.request_id import RequestIdMiddleware
 from tools.context import AgentContext
+from tools.registry import catalogue
 
 log = get_logger("aipress.chat")
 WS_AUTH_TIMEOUT = 10.0
@@ -155,6 +156,11 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/v1/tools")
+    async def tools() -> list[dict[str, Any]]:
+        """Every tool of the agent: name, description and the widget's label (no secrets)."""
+        return catalogue()
 
     @app.post("/v1/chat", response_model=ChatReply)
     def chat(body: ChatRequest, caller: CallerDep, request: Request) -> ChatReply:

@@ -25,6 +25,7 @@ class ToolSpec:
     description: str
     args_model: type[a.ToolArgs]
     body: calls.ToolBody
+    label: str  # what the widget shows while it runs; {argument} is filled from the call
     destructive: bool = False
     admin_only: bool = False
     # The site's `allowed_actions` entry a destructive call needs (the confirm node checks it).
@@ -40,30 +41,31 @@ class ToolSpec:
 
 BASE_TOOLS = (
     ToolSpec("list_sites", "List the sites with their status and URL.", a.ListSitesArgs,
-             calls.list_sites),
+             calls.list_sites, "Listing sites"),
     ToolSpec("get_site", "Show one site: status, URL, domains and its recent operations.",
-             a.GetSiteArgs, calls.get_site),
+             a.GetSiteArgs, calls.get_site, "Looking up {name}"),
     ToolSpec("create_site", "Create a WordPress site and wait until it serves pages; returns "
              "its URL. Needs a name and the admin e-mail: ask the user for what is missing.",
-             a.CreateSiteArgs, calls.create_site),
+             a.CreateSiteArgs, calls.create_site, "Creating site {name}"),
     ToolSpec("delete_site", "Delete a site, its database and files (a backup is taken first). "
              "The user is asked to confirm before anything happens.", a.DeleteSiteArgs,
-             calls.delete_site, destructive=True, site_action="delete"),
+             calls.delete_site, "Deleting site {name}", destructive=True, site_action="delete"),
     ToolSpec("query_logs", "Search a site's logs: HTTP requests, web-server and PHP errors. "
              "Filter by time window, severity, HTTP status and text.", a.QueryLogsArgs,
-             calls.query_logs),
+             calls.query_logs, "Searching the logs of {site}"),
     ToolSpec("get_metrics", "A site's requests, error rate and latency percentiles over a "
-             "window; use it for 'is my site slow?'.", a.GetMetricsArgs, calls.get_metrics),
+             "window; use it for 'is my site slow?'.", a.GetMetricsArgs, calls.get_metrics,
+             "Measuring {site}"),
     ToolSpec("get_billing", "Net costs (cost + credits, per currency) between two dates, "
              "grouped by day, service or site, with when the data was last refreshed.",
-             a.GetBillingArgs, calls.get_billing),
+             a.GetBillingArgs, calls.get_billing, "Reading costs"),
 )  # fmt: skip
 ADMIN_ONLY_TOOLS = (
     ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,
-             calls.list_tenants, admin_only=True),
+             calls.list_tenants, "Listing tenants", admin_only=True),
     ToolSpec("billing_summary", "Every tenant's net cost between two dates, most expensive "
              "first: use it for 'which tenant cost most'.", a.BillingSummaryArgs,
-             calls.billing_summary, admin_only=True),
+             calls.billing_summary, "Ranking tenants by cost", admin_only=True),
 )  # fmt: skip
 
 
@@ -72,13 +74,22 @@ def toolset(admin: bool) -> dict[str, ToolSpec]:
     """The admin variant (every tool takes tenant_id) or the tenant-scoped one (none does)."""
     if not admin:
         return {spec.name: spec for spec in BASE_TOOLS}
-    specs = [replace(s, args_model=a.admin_variant(s.args_model)) for s in BASE_TOOLS]
+    specs = [replace(spec, args_model=a.admin_variant(spec.args_model)) for spec in BASE_TOOLS]
     return {spec.name: spec for spec in (*specs, *ADMIN_ONLY_TOOLS)}
 
 
 def toolset_for(role: Role) -> dict[str, ToolSpec]:
     """The tools of a role."""
     return toolset(role is Role.ADMIN)
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every tool once, as the widget and the prompts show it: name, description, label."""
+    return [
+        {"name": spec.name, "description": spec.description, "label": spec.label,
+         "destructive": spec.destructive, "admin_only": spec.admin_only}
+        for spec in toolset(admin=True).values()
+    ]  # fmt: skip
 
 
 def _validation_message(exc: ValidationError) -> str:

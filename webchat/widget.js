@@ -13,23 +13,28 @@ import { renderMarkdown } from "./webchat/markdown.js";
 import { h } from "./webchat/dom.js";
 
 const SCRIPT_BASE = new URL(".", import.meta.url).href.replace(/\/$/, "");
-const TOOL_LABELS = {
-  create_site: (a) => `Creating site ${a.name}`,
-  delete_site: (a) => `Deleting site ${a.name}`,
-  list_sites: () => "Listing sites",
-  get_site: (a) => `Looking up ${a.name}`,
-  query_logs: (a) => `Searching the logs of ${a.site}`,
-  get_metrics: (a) => `Measuring ${a.site}`,
-  get_billing: () => "Reading costs",
-  billing_summary: () => "Ranking tenants by cost",
-  list_tenants: () => "Listing tenants",
-};
+// The tools' labels come from the chat service's registry (GET /v1/tools), fetched once.
+let toolLabels = null;
+function loadToolLabels(base) {
+  toolLabels ??= fetch(`${base}/v1/tools`)
+    .then((response) => (response.ok ? response.json() : []))
+    .then((tools) => new Map(tools.map((tool) => [tool.name, tool.label])))
+    .catch(() => new Map());
+  return toolLabels;
+}
+
+// "Creating site {name}" with the call's arguments; the tool's name until labels arrive.
+function toolLabel(labels, name, args) {
+  const label = labels?.get(name);
+  return label ? label.replace(/\{(\w+)\}/g, (_, key) => String(args[key] ?? "")) : name;
+}
 
 class AipressChat extends HTMLElement {
   connectedCallback() {
     if (this.shadowRoot) return;
     this.base = (this.dataset.apiBase || SCRIPT_BASE).replace(/\/$/, "");
     this.api = new Api(this.base, () => this.token());
+    loadToolLabels(this.base).then((labels) => { this.toolLabels = labels; });
     this.thread = null;
     this.retry = 0;
     this.busy = false;
@@ -202,7 +207,7 @@ class AipressChat extends HTMLElement {
   }
 
   toolStart(event) {
-    const label = (TOOL_LABELS[event.name] || (() => event.name))(event.args || {});
+    const label = toolLabel(this.toolLabels, event.name, event.args || {});
     const sub = h("ul", { class: "substeps", "aria-label": "Progress" });
     const node = h("div", { class: "step running", role: "group", "aria-label": label },
       h("span", { class: "spinner", "aria-hidden": "true" }), h("span", { class: "label" }, label), sub);

@@ -1,0 +1,50 @@
+"""One source for the tool list: the registry feeds the prompts and the widget's labels."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from chatbot.graph import system_prompt
+from chatbot.service import create_app
+from chatbot.settings import ChatSettings
+from controlplane.kernel.identity import Principal, Role
+from tools.context import AgentContext
+from tools.registry import toolset, toolset_for
+
+
+def test_the_chat_service_serves_every_tool_with_its_label(chat_settings: ChatSettings) -> None:
+    with TestClient(create_app(chat_settings)) as client:
+        response = client.get("/v1/tools")  # no token: nothing in it is secret
+    assert response.status_code == 200
+    served = {tool["name"]: tool for tool in response.json()}
+    specs = toolset(admin=True)
+    assert set(served) == set(specs)
+    for name, spec in specs.items():
+        assert served[name]["description"] == spec.description
+        assert served[name]["label"] == spec.label
+        assert served[name]["destructive"] is spec.destructive
+    assert served["delete_site"]["destructive"] is True
+
+
+def test_labels_name_only_arguments_the_tool_takes() -> None:
+    for spec in toolset(admin=True).values():
+        for argument in re.findall(r"\{(\w+)\}", spec.label):
+            assert argument in spec.args_model.model_fields, (spec.name, argument)
+
+
+def _prompt(role: Role) -> str:
+    tenants = frozenset() if role is Role.ADMIN else frozenset({"acme"})
+    principal = Principal("alice", role, tenants)
+    tenant = None if role is Role.ADMIN else "acme"
+    return system_prompt(AgentContext("token", principal, "http://127.0.0.1:1", tenant))
+
+
+def test_each_prompt_lists_exactly_its_roles_tools_with_their_descriptions() -> None:
+    for role in (Role.TENANT, Role.ADMIN):
+        listed = re.findall(r"^- (\w+): (.+)$", _prompt(role), re.M)
+        specs = toolset_for(role)
+        assert [name for name, _ in listed] == list(specs)
+        assert all(description == specs[name].description for name, description in listed)
+    assert "list_tenants" not in dict(re.findall(r"^- (\w+): (.+)$", _prompt(Role.TENANT), re.M))
