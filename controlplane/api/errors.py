@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid, TooBusy
-from controlplane.kernel.problems import install_problem_handlers, problem
+from controlplane.kernel.problems import answer_as, install_problem_handlers, problem
 from controlplane.permissions import Forbidden, NotVisible
 
 OnDenied = Callable[[Request, str, str], Awaitable[None]]
@@ -18,27 +18,12 @@ def install_error_handlers(app: FastAPI, on_denied: OnDenied) -> None:
     """Map domain exceptions to problem responses; denials are reported to `on_denied`."""
     install_problem_handlers(app)
 
-    @app.exception_handler(NotVisible)
-    async def _not_visible(request: Request, exc: NotVisible) -> JSONResponse:
-        await on_denied(request, "not_visible", str(exc))
-        return problem(404, str(exc))
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
-        await on_denied(request, "forbidden", str(exc))
-        return problem(403, str(exc))
-
-    @app.exception_handler(Conflict)
-    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
-        return problem(409, str(exc))
-
-    @app.exception_handler(BadRequest)
-    async def _bad(_request: Request, exc: BadRequest) -> JSONResponse:
-        return problem(400, str(exc))
-
-    @app.exception_handler(Invalid)
-    async def _invalid_value(_request: Request, exc: Invalid) -> JSONResponse:
-        return problem(422, str(exc))
+    for error, status, reason in ((NotVisible, 404, "not_visible"), (Forbidden, 403, "forbidden")):
+        app.add_exception_handler(error, _reporting_denial(on_denied, status, reason))
+    answer_as(app, 409, Conflict)
+    answer_as(app, 400, BadRequest)
+    answer_as(app, 422, Invalid)
+    answer_as(app, 502, ApplyFailed)
 
     @app.exception_handler(TooBusy)
     async def _too_busy(_request: Request, exc: TooBusy) -> JSONResponse:
@@ -46,6 +31,12 @@ def install_error_handlers(app: FastAPI, on_denied: OnDenied) -> None:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    @app.exception_handler(ApplyFailed)
-    async def _apply_failed(_request: Request, exc: ApplyFailed) -> JSONResponse:
-        return problem(502, str(exc))
+
+def _reporting_denial(
+    on_denied: OnDenied, status: int, reason: str
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def _denied(request: Request, exc: Exception) -> JSONResponse:
+        await on_denied(request, reason, str(exc))
+        return problem(status, str(exc))
+
+    return _denied

@@ -42,6 +42,16 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def answer_as(app: FastAPI, status: int, *errors: type[Exception]) -> None:
+    """Answer each of `errors` with `status` and the exception's own message as the detail."""
+
+    async def _answer(_request: Request, exc: Exception) -> JSONResponse:
+        return problem(status, str(exc))
+
+    for error in errors:
+        app.add_exception_handler(error, _answer)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer bad requests, bad tokens, database trouble and surprises as problems."""
 
@@ -63,13 +73,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
-    @app.exception_handler(InvalidToken)
-    async def _token(_request: Request, exc: InvalidToken) -> JSONResponse:
-        return problem(401, str(exc))
-
-    @app.exception_handler(InvalidClaims)
-    async def _claims(_request: Request, exc: InvalidClaims) -> JSONResponse:
-        return problem(403, str(exc))
+    answer_as(app, 401, InvalidToken)
+    answer_as(app, 403, InvalidClaims)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
