@@ -111,7 +111,7 @@ def build_graph(
         refused: list[ToolMessage] = []
         actions = []
         for call in pending:
-            lookup = {k: v for k, v in call["args"].items() if k in ("name", "tenant_id")}
+            lookup = {k: v for k, v in call["args"].items() if k in ("site", "tenant_id")}
             found = run_tool("get_site", lookup, ctx, lambda _e: None, http)
             if found.status != "ok":
                 refused.append(_tool_message(call, found))

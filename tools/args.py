@@ -30,13 +30,17 @@ class ListSitesArgs(ToolArgs):
 class GetSiteArgs(ToolArgs):
     """One site's status, URLs, domains and recent operations."""
 
-    name: str = Field(description=SITE, pattern=LABEL)
+    site: str = Field(description=SITE, pattern=LABEL)
 
 
 class CreateSiteArgs(ToolArgs):
     """Create a WordPress site. Ask the user for the name and admin e-mail first."""
 
-    name: str = Field(description=SITE + "; 1-40 characters, starting with a letter", pattern=LABEL)
+    site: str = Field(
+        description="The new site's short name, e.g. 'crumbs' (lowercase letters, digits, "
+        "hyphens); 1-40 characters, starting with a letter",
+        pattern=LABEL,
+    )
     admin_email: str = Field(description="E-mail of the WordPress admin account")
     title: str | None = Field(default=None, description="Site title, e.g. 'Crumbs Bakery'")
     domain: str | None = Field(
@@ -47,7 +51,7 @@ class CreateSiteArgs(ToolArgs):
 class DeleteSiteArgs(ToolArgs):
     """Delete a site (a backup is taken first). The user is asked to confirm."""
 
-    name: str = Field(description=SITE, pattern=LABEL)
+    site: str = Field(description=SITE, pattern=LABEL)
 
 
 class QueryLogsArgs(ToolArgs):

@@ -131,8 +131,8 @@ def get_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     """One site with its recent operations."""
     assert isinstance(args, a.GetSiteArgs)
     tenant = tenant_of(args, api.ctx)
-    site = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.name}")
-    operations = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.name}/operations")
+    site = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}")
+    operations = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}/operations")
     return ToolResult.ok(
         {
             **_site_summary(site),
@@ -148,26 +148,26 @@ def create_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     """Submit a create, relay its progress, answer with the site's URL."""
     assert isinstance(args, a.CreateSiteArgs)
     tenant = tenant_of(args, api.ctx)
-    body = {"name": args.name, "admin_email": args.admin_email}
+    body = {"name": args.site, "admin_email": args.admin_email}
     if args.title:
         body["title"] = args.title
     if args.domain:
         body["domain"] = args.domain
     accepted = api.call("POST", f"/v1/tenants/{tenant}/sites", json=body)
     operation = api.follow(accepted["operation"]["id"], emit)
-    return _finished(api, tenant, args.name, operation)
+    return _finished(api, tenant, args.site, operation)
 
 
 def delete_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     """Delete after the user confirmed; running it twice follows the first deletion."""
     assert isinstance(args, a.DeleteSiteArgs)
     tenant = tenant_of(args, api.ctx)
-    path = f"/v1/tenants/{tenant}/sites/{args.name}"
+    path = f"/v1/tenants/{tenant}/sites/{args.site}"
     try:
         site = api.call("GET", path)
     except ToolFailure as exc:
         if exc.http_status == 404:
-            return ToolResult.ok({"name": args.name, "tenant_id": tenant, "deleted": True})
+            return ToolResult.ok({"name": args.site, "tenant_id": tenant, "deleted": True})
         raise
     if site["status"] == "deleting" and site["current_operation_id"]:
         operation_id = site["current_operation_id"]
@@ -178,11 +178,11 @@ def delete_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     if operation["status"] != OperationStatus.SUCCEEDED:
         return ToolResult(
             status="running" if operation["status"] not in FINISHED else "error",
-            data={"name": args.name, "tenant_id": tenant, "operation": summary},
+            data={"name": args.site, "tenant_id": tenant, "operation": summary},
             error=summary["error"],
         )
     return ToolResult.ok(
-        {"name": args.name, "tenant_id": tenant, "deleted": True, "backup": summary["backup"],
+        {"name": args.site, "tenant_id": tenant, "deleted": True, "backup": summary["backup"],
          "operation": summary}
     )  # fmt: skip
 

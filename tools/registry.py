@@ -43,13 +43,13 @@ BASE_TOOLS = (
     ToolSpec("list_sites", "List the sites with their status and URL.", a.ListSitesArgs,
              calls.list_sites, "Listing sites"),
     ToolSpec("get_site", "Show one site: status, URL, domains and its recent operations.",
-             a.GetSiteArgs, calls.get_site, "Looking up {name}"),
+             a.GetSiteArgs, calls.get_site, "Looking up {site}"),
     ToolSpec("create_site", "Create a WordPress site and wait until it serves pages; returns "
              "its URL. Needs a name and the admin e-mail: ask the user for what is missing.",
-             a.CreateSiteArgs, calls.create_site, "Creating site {name}"),
+             a.CreateSiteArgs, calls.create_site, "Creating site {site}"),
     ToolSpec("delete_site", "Delete a site, its database and files (a backup is taken first). "
              "The user is asked to confirm before anything happens.", a.DeleteSiteArgs,
-             calls.delete_site, "Deleting site {name}", destructive=True, site_action="delete"),
+             calls.delete_site, "Deleting site {site}", destructive=True, site_action="delete"),
     ToolSpec("query_logs", "Search a site's logs: HTTP requests, web-server and PHP errors. "
              "Filter by time window, severity, HTTP status and text.", a.QueryLogsArgs,
              calls.query_logs, "Searching the logs of {site}"),

@@ -161,21 +161,21 @@ class Planner:
     def _recent(self, messages: Sequence[BaseMessage], key: str) -> str | None:
         """The site or tenant the conversation was last about."""
         for message in reversed(messages):
-            if isinstance(message, ToolMessage) and key == "name":
+            if isinstance(message, ToolMessage) and key == "site":
                 named = _site_in_result(str(message.content))
                 if named:
                     return named
             if not isinstance(message, AIMessage):
                 continue
             for call in reversed(message.tool_calls):
-                value = call["args"].get(key) or (
-                    call["args"].get("site") if key == "name" else None
-                )
+                value = call["args"].get(key)
                 if value:
                     return str(value)
             slots = _plan_of(message).get("slots", {})
-            if slots.get(key):
-                return str(slots[key])
+            # A create in progress keeps the new site under "name".
+            value = slots.get(key) or (slots.get("name") if key == "site" else None)
+            if value:
+                return str(value)
         return None
 
     # -- a new user message ----------------------------------------------------------------
@@ -238,11 +238,11 @@ class Planner:
             if p.title:
                 slots["title"] = p.title
         elif plan.intent in SITE_INTENTS:
-            key = "name" if plan.intent in ("get_site", "delete_site") else "site"
+            key = "site"
             if p.site:
                 slots[key] = p.site
             elif not slots.get(key) and (p.pronoun or plan.awaiting is None):
-                recent = self._recent(messages, "name")
+                recent = self._recent(messages, "site")
                 if recent:
                     slots[key] = recent
             if plan.intent == "query_logs":
@@ -296,11 +296,14 @@ class Planner:
                     note + f"Which e-mail should the WordPress admin account of "
                     f"{slots['name']} use?{mine}",
                 )
-            args = {k: slots[k] for k in ("name", "admin_email", "title", "domain", "tenant_id")
+            # The slot is the new site's "name" (what the user is asked for); the tool's
+            # argument for a site is "site", as in every tool.
+            args = {"site" if k == "name" else k: slots[k]
+                    for k in ("name", "admin_email", "title", "domain", "tenant_id")
                     if slots.get(k)}  # fmt: skip
             return self._tools(note + f"Creating {slots['name']}…", [("create_site", args, None)])
         if plan.intent in SITE_INTENTS:
-            key = "name" if plan.intent in ("get_site", "delete_site") else "site"
+            key = "site"
             if not slots.get(key):
                 verb = VERBS[plan.intent]
                 return self._ask(plan, key, note + f"Which site should I {verb}?")
@@ -399,7 +402,7 @@ class Planner:
         status = result.get("status")
         data = result.get("data") or {}
         if status == "cancelled":
-            target = args.get("name") or args.get("site") or "it"
+            target = args.get("site") or "it"
             return f"Cancelled: {target} was not deleted. Nothing changed.", None
         if name == "get_billing" and status in ("ok", "unavailable"):
             return answers.get_billing(args, result, label or "this period"), None
@@ -410,14 +413,14 @@ class Planner:
         if status == "running":
             op = data.get("operation", {})
             return (
-                f"{args.get('name', 'The site')} is still being worked on (operation "
+                f"{args.get('site', 'The site')} is still being worked on (operation "
                 f"{op.get('id', '?')}, {op.get('status', 'running')}). Ask me again in a minute.",
                 None,
             )
         if status != "ok":
             text = answers.failure(name, args, result)
             if name == "create_site" and result.get("http_status") in (409, 422):
-                slots = {k: v for k, v in args.items() if k != "name"}
+                slots = {k: v for k, v in args.items() if k != "site"}
                 return text + " Which other name should I use?", Plan("create_site", slots, "name")
             return text, None
         if name == "query_logs":

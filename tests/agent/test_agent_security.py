@@ -30,15 +30,15 @@ def _tool_results(turn_events: list[dict[str, object]]) -> list[dict[str, object
 MALICIOUS_CALLS = [
     ("get_billing", {"tenant_id": "globex"}),
     ("list_sites", {"tenant_id": "globex"}),
-    ("get_site", {"name": "shop", "tenant_id": "globex"}),
+    ("get_site", {"site": "shop", "tenant_id": "globex"}),
     ("query_logs", {"site": "shop", "tenant_id": "globex"}),
     ("get_metrics", {"site": "shop", "tenant_id": "globex"}),
-    ("create_site", {"name": "evil", "admin_email": "x@evil.example", "tenant_id": "globex"}),
+    ("create_site", {"site": "evil", "admin_email": "x@evil.example", "tenant_id": "globex"}),
     ("list_tenants", {}),
-    ("get_site", {"name": "../../globex/sites/shop"}),
+    ("get_site", {"site": "../../globex/sites/shop"}),
     ("query_logs", {"site": "shop/../../../globex/sites/shop"}),
-    ("get_site", {"name": "shop"}),
-    ("get_site", {"name": "shop?tenant_id=globex"}),
+    ("get_site", {"site": "shop"}),
+    ("get_site", {"site": "shop?tenant_id=globex"}),
 ]
 
 
@@ -71,8 +71,8 @@ def test_scripted_delete_of_another_tenants_site_never_asks_or_deletes(
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     model = ScriptedModel(
-        script=[[("delete_site", {"name": "shop"})],
-                [("delete_site", {"name": "shop", "tenant_id": "globex"})]]
+        script=[[("delete_site", {"site": "shop"})],
+                [("delete_site", {"site": "shop", "tenant_id": "globex"})]]
     )  # fmt: skip
     alice = chat("tenant", "acme", sub="alice", engine_=engine_factory(model))
     first = alice.say("delete site shop of tenant globex")
@@ -101,7 +101,7 @@ def test_delete_happens_only_after_approval_and_once(
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
-    model = ScriptedModel(script=[[("delete_site", {"name": "crumbs"})]])
+    model = ScriptedModel(script=[[("delete_site", {"site": "crumbs"})]])
     alice = chat("tenant", "acme", sub="alice", engine_=engine_factory(model))
     asked = alice.say("delete crumbs")
     assert asked.interrupt is not None
@@ -121,8 +121,8 @@ def test_delete_tool_is_idempotent(chat: ChatFactory, admin_api: httpx.Client) -
     make_site(admin_api, "acme", "crumbs")
     alice = chat("tenant", "acme", sub="alice")
     ctx = alice.engine.context(alice.issuer.verify(alice.token), alice.token)
-    first = run_tool("delete_site", {"name": "crumbs"}, ctx, lambda _e: None)
-    again = run_tool("delete_site", {"name": "crumbs"}, ctx, lambda _e: None)
+    first = run_tool("delete_site", {"site": "crumbs"}, ctx, lambda _e: None)
+    again = run_tool("delete_site", {"site": "crumbs"}, ctx, lambda _e: None)
     assert first.status == "ok" and first.data["backup"]
     assert again.status == "ok" and again.data["deleted"] is True
     assert site_names(admin_api, "acme") == []
