@@ -512,7 +512,10 @@ resource "google_cloud_run_v2_service" "chatbot" {
   location            = var.region
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = false
-  labels              = local.labels
+  # Public without an allUsers binding, which Domain Restricted Sharing (on by default in
+  # new organisations) refuses; callers are still checked by their Firebase ID token.
+  invoker_iam_disabled = true
+  labels               = local.labels
   template {
     service_account = google_service_account.chatbot.email
     labels          = local.labels
@@ -611,13 +614,6 @@ resource "google_secret_manager_secret_iam_member" "chatbot_keys" {
   secret_id = google_secret_manager_secret.encryption_keys.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.chatbot.email}"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "chatbot_public" {
-  name     = google_cloud_run_v2_service.chatbot.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = "allUsers"
 }
 
 # --- Billing: the export's dataset, the aggregation job and its schedule --------------------

@@ -110,9 +110,13 @@ def test_iam_admin_is_conditioned_to_the_runtime_roles() -> None:
 def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> None:
     bindings = [(name, body) for kind, name, body in resources()
                 if kind == "google_cloud_run_v2_service_iam_member"]  # fmt: skip
-    public = {str(body["name"]) for _, body in bindings if "allUsers" in str(body["member"]) or
-              "allAuthenticatedUsers" in str(body["member"])}  # fmt: skip
-    assert public == {"${google_cloud_run_v2_service.chatbot.name}"}
+    # No allUsers/allAuthenticatedUsers anywhere: Domain Restricted Sharing refuses them.
+    members = [_unquote(b["member"]) for _, b in bindings]
+    assert not [m for m in members if m in ("allUsers", "allAuthenticatedUsers")], members
+    services = {name: body for kind, name, body in resources()
+                if kind == "google_cloud_run_v2_service"}  # fmt: skip
+    open_to_all = {n for n, b in services.items() if b.get("invoker_iam_disabled") is True}
+    assert open_to_all == {"chatbot"}
     control = [body for _, body in bindings if "control_plane" in str(body["name"])]
     assert [_unquote(b["member"]) for b in control] == [
         "serviceAccount:${google_service_account.chatbot.email}"
