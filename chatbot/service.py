@@ -35,6 +35,7 @@ from controlplane.kernel.identity import Principal
 from controlplane.kernel.logs import configure_logging, current_request_id, get_logger
 from controlplane.kernel.problems import install_problem_handlers, problem
 from controlplane.kernel.request_id import RequestIdMiddleware
+from controlplane.kernel.vocabulary import as_json as vocabulary_json
 from tools.context import AgentContext
 from tools.registry import catalogue
 
@@ -161,6 +162,11 @@ def create_app(
     async def tools() -> list[dict[str, Any]]:
         """Every tool of the agent: name, description and the widget's label (no secrets)."""
         return catalogue()
+
+    @app.get("/v1/vocabulary")
+    async def vocabulary() -> dict[str, Any]:
+        """The operation words the widget and dashboard show (the control plane's own)."""
+        return vocabulary_json()
 
     @app.post("/v1/chat", response_model=ChatReply)
     def chat(body: ChatRequest, caller: CallerDep, request: Request) -> ChatReply:

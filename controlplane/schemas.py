@@ -294,8 +294,11 @@ class Vocabulary(BaseModel):
     operation_kind_labels: dict[OperationKind, str]
     operation_statuses: list[OperationStatus]
     active_operation_statuses: list[OperationStatus]
+    finished_operation_statuses: list[OperationStatus]
     step_statuses: list[StepStatus]
     event_types: list[EventType]
+    step_event_states: dict[EventType, StepStatus]  # what a step becomes on each step event
+    announced_events: list[EventType]  # what a live region says aloud
 
 
 class AuditRead(BaseModel):

@@ -14,8 +14,16 @@ const FIELDS = [
   { key: "admin_email", label: "Admin e-mail", type: "email", placeholder: "you@example.com" },
   { key: "domain", label: "Domain", type: "text", placeholder: "www.example.com" },
 ];
-const FINISHED = new Set(["succeeded", "failed", "rolled_back"]);
-const ANNOUNCED = new Set(["operation_started", "operation_succeeded", "operation_failed", "operation_rolled_back", "step_failed"]);
+// The operation words come from the chat service's GET /v1/vocabulary, fetched once.
+let FINISHED = new Set();
+let ANNOUNCED = new Set();
+const vocabulary = fetch(new URL("v1/vocabulary", new URL("/", location.href)))
+  .then((response) => (response.ok ? response.json() : {}))
+  .then((words) => {
+    FINISHED = new Set(words.finished_operation_statuses || []);
+    ANNOUNCED = new Set(words.announced_events || []);
+  })
+  .catch(() => {});
 
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
@@ -69,6 +77,7 @@ export class SitesPanel {
   }
 
   async reload() {
+    await vocabulary; // its words are needed to draw the operations
     const tenant = this.tenant;
     const [info, list] = await Promise.all([this.api.cp("GET", this.tenantPath()), this.api.cp("GET", `${this.tenantPath()}/sites`)]);
     const busy = list.filter((s) => s.current_operation_id);

@@ -15,6 +15,14 @@ import { h } from "./webchat/dom.js";
 const SCRIPT_BASE = new URL(".", import.meta.url).href.replace(/\/$/, "");
 // The tools' labels come from the chat service's registry (GET /v1/tools), fetched once.
 let toolLabels = null;
+// So do the operation words (GET /v1/vocabulary): what a step becomes on each step event.
+let vocabulary = null;
+function loadVocabulary(base) {
+  vocabulary ??= fetch(`${base}/v1/vocabulary`)
+    .then((response) => (response.ok ? response.json() : {}))
+    .catch(() => ({}));
+  return vocabulary;
+}
 function loadToolLabels(base) {
   toolLabels ??= fetch(`${base}/v1/tools`)
     .then((response) => (response.ok ? response.json() : []))
@@ -35,6 +43,8 @@ class AipressChat extends HTMLElement {
     this.base = (this.dataset.apiBase || SCRIPT_BASE).replace(/\/$/, "");
     this.api = new Api(this.base, () => this.token());
     loadToolLabels(this.base).then((labels) => { this.toolLabels = labels; });
+    this.stepStates = {};
+    loadVocabulary(this.base).then((words) => { this.stepStates = words.step_event_states || {}; });
     this.thread = null;
     this.retry = 0;
     this.busy = false;
@@ -227,7 +237,7 @@ class AipressChat extends HTMLElement {
       node.items.set(event.step, item);
       node.sub.append(item);
     }
-    item.className = { step_started: "running", step_finished: "done", step_failed: "failed", step_undone: "undone" }[event.event] || item.className;
+    item.className = this.stepStates[event.event] || item.className;
     item.title = event.message || "";
   }
 

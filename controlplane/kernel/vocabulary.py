@@ -7,6 +7,7 @@ widget (through `GET /v1/vocabulary`) carry; never retype them elsewhere.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class OperationKind(StrEnum):
@@ -68,6 +69,23 @@ class EventType(StrEnum):
     OPERATION_ROLLED_BACK = "operation_rolled_back"
 
 
+# What a step in a progress list becomes on each step event.
+STEP_EVENT_STATES: dict[EventType, StepStatus] = {
+    EventType.STEP_STARTED: StepStatus.RUNNING,
+    EventType.STEP_RETRYING: StepStatus.RUNNING,
+    EventType.STEP_FINISHED: StepStatus.DONE,
+    EventType.STEP_FAILED: StepStatus.FAILED,
+    EventType.STEP_UNDONE: StepStatus.UNDONE,
+}
+# The events a live region says aloud: an operation's start and end, and a failed step.
+ANNOUNCED_EVENTS = (
+    EventType.OPERATION_STARTED,
+    EventType.OPERATION_SUCCEEDED,
+    EventType.OPERATION_FAILED,
+    EventType.OPERATION_ROLLED_BACK,
+    EventType.STEP_FAILED,
+)
+
 KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.CREATE_SITE: "Create site",
     OperationKind.DELETE_SITE: "Delete site",
@@ -76,3 +94,18 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.UPDATE_DOMAINS: "Update domains",
     OperationKind.APPLY_ENV: "Apply env vars",
 }
+
+
+def as_json() -> dict[str, Any]:
+    """The whole vocabulary as JSON values (`GET /v1/vocabulary` of both services)."""
+    return {
+        "operation_kinds": [k.value for k in OperationKind],
+        "operation_kind_labels": {k.value: v for k, v in KIND_LABELS.items()},
+        "operation_statuses": [s.value for s in OperationStatus],
+        "active_operation_statuses": [s.value for s in ACTIVE_STATUSES],
+        "finished_operation_statuses": [s.value for s in FINISHED_STATUSES],
+        "step_statuses": [s.value for s in StepStatus],
+        "event_types": [e.value for e in EventType],
+        "step_event_states": {e.value: s.value for e, s in STEP_EVENT_STATES.items()},
+        "announced_events": [e.value for e in ANNOUNCED_EVENTS],
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -12,6 +13,8 @@ from chatbot.settings import ChatSettings
 from controlplane.kernel.identity import Principal, Role
 from tools.context import AgentContext
 from tools.registry import toolset, toolset_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_chat_service_serves_every_tool_with_its_label(chat_settings: ChatSettings) -> None:
@@ -48,3 +51,30 @@ def test_each_prompt_lists_exactly_its_roles_tools_with_their_descriptions() -> 
         assert [name for name, _ in listed] == list(specs)
         assert all(description == specs[name].description for name, description in listed)
     assert "list_tenants" not in dict(re.findall(r"^- (\w+): (.+)$", _prompt(Role.TENANT), re.M))
+
+
+def test_the_chat_service_serves_the_control_planes_vocabulary(
+    chat_settings: ChatSettings,
+) -> None:
+    from controlplane.api.routes.vocabulary import VOCABULARY
+
+    with TestClient(create_app(chat_settings)) as client:
+        response = client.get("/v1/vocabulary")  # no token: the words are not secret
+    assert response.status_code == 200
+    words = response.json()
+    assert words == VOCABULARY.model_dump(mode="json")  # one vocabulary, two doors
+    assert words["step_event_states"] == {
+        "step_started": "running",
+        "step_retrying": "running",
+        "step_finished": "done",
+        "step_failed": "failed",
+        "step_undone": "undone",
+    }
+    assert words["finished_operation_statuses"] == ["succeeded", "failed", "rolled_back"]
+    # The widget and the dashboard read these words and keep no copy of their own.
+    for script in ("widget.js", "sites.js"):
+        source = (ROOT / "webchat" / script).read_text()
+        assert "/vocabulary" in source, script
+        assert not re.search(
+            r"\b(step_finished|step_undone|operation_succeeded|rolled_back)\b", source
+        ), script

@@ -78,6 +78,10 @@ class BrowserProblems:
     def _failed(self, request: Request) -> None:
         if any(p.search(request.url) for p in self.unreachable):
             return
+        if request.failure == "net::ERR_ABORTED":
+            # Cancelled by the page itself (it closed or navigated, or an AbortController
+            # stopped a fetch it no longer needs, such as a stream it leaves): not a failure.
+            return
         self.seen.append(f"request failed: {request.method} {request.url}: {request.failure}")
 
     def _response(self, response: Response) -> None:

@@ -92,6 +92,7 @@ def test_local_sign_in_does_not_exist_in_gcp_mode(
         provider="gcp", home=home, firebase_project_id="aipress-prod",
         chat_database_url=f"sqlite:///{home / 'chat.db'}", firebase_web_api_key="web-key",
         firebase_auth_domain="aipress-prod.firebaseapp.com", firebase_sign_in_providers=("google", "apple"),
+        chat_control_plane_url="https://control-plane.internal.example",
     )  # fmt: skip
 
     class Refuse:

@@ -17,11 +17,11 @@ import httpx
 from playwright.sync_api import Browser, Page, expect
 
 from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import Settings
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import BrowserProblems, screenshot
 from tests.live import serve
 
 CREATE_STEPS = ["database", "secrets", "storage", "runtime", "dns", "wordpress"]
@@ -55,7 +55,9 @@ class Watched:
 @contextmanager
 def dashboard(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Watched]]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(f"sessionStorage.setItem('aipress.token', {token!r})")
+    context.add_init_script(
+        f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
+    )
     page = context.new_page()
     watched = Watched()
     watched.attach(page)
@@ -68,13 +70,13 @@ def dashboard(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Wa
         context.close()
 
 
-def _token(settings: Settings, uid: str, role: Role) -> str:
+def _token(settings: ChatSettings, uid: str, role: Role) -> str:
     return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
 
 
 def test_the_dashboard_creates_stops_starts_and_deletes_a_site_live(
     browser: Browser,
-    chat_settings: Settings,
+    chat_settings: ChatSettings,
     admin_api: httpx.Client,
     memory_provider: MemoryProvider,
 ) -> None:
@@ -151,7 +153,7 @@ def test_the_dashboard_creates_stops_starts_and_deletes_a_site_live(
 
 
 def test_a_viewer_sees_no_actions_and_the_api_refuses_them(
-    browser: Browser, chat_settings: Settings, admin_api: httpx.Client
+    browser: Browser, chat_settings: ChatSettings, admin_api: httpx.Client
 ) -> None:
     made = admin_api.post(
         "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "o@acme.example"}
@@ -181,8 +183,12 @@ def test_a_viewer_sees_no_actions_and_the_api_refuses_them(
 
 
 def test_a_bad_name_shows_the_apis_message_next_to_the_field_and_makes_nothing(
-    browser: Browser, chat_settings: Settings, admin_api: httpx.Client
+    browser: Browser,
+    chat_settings: ChatSettings,
+    admin_api: httpx.Client,
+    browser_problems: BrowserProblems,
 ) -> None:
+    browser_problems.expect(r"/api/v1/tenants/acme/sites$", 422)  # provoked: the bad name
     said = admin_api.post(
         "/v1/tenants/acme/sites?dry_run=true",
         json={"name": "Bad_Name!", "admin_email": "o@acme.example"},
