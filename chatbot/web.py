@@ -111,6 +111,9 @@ def install_web(app: FastAPI, settings: ChatSettings) -> None:
         client: httpx.AsyncClient = request.app.state.proxy
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
             return problem(400, "the path holds a control character (such as %00); remove it")
+        if any(segment in (".", "..") for segment in path.split("/")):
+            # httpx resolves dot segments: /api/v1/%2e%2e/healthz would leave /v1/.
+            return problem(404, "the path holds a '.' or '..' segment; the API has none")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         outgoing = client.build_request(
             request.method, f"/v1/{path}", params=request.query_params,
