@@ -68,6 +68,7 @@ def operation_events(
     """Each step's start/finish/failure, then the final state; resumable with Last-Event-ID."""
     service.get_operation(session, principal=principal, operation_id=operation_id)
     start_after = _resume_after(last_event_id)
+    session.close()  # the stream polls with its own sessions: hold no connection meanwhile
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         after = start_after
@@ -110,6 +111,7 @@ def tenant_operation_events(
     start_after = (
         _resume_after(last_event_id) if last_event_id else service.latest_event_id(session)
     )
+    session.close()  # the stream polls with its own sessions: hold no connection meanwhile
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         cursor = start_after
