@@ -120,3 +120,29 @@ def test_chat_checkpoints_are_scanned_as_sqlite(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE checkpoints (blob BLOB)")
         conn.execute("INSERT INTO checkpoints VALUES (?)", (canary.encode(),))
     assert [leak.path for leak in find_leaks({canary: "canary"}, log_files([tmp_path]))] == [db]
+
+
+@pytest.mark.parametrize(
+    "production", [{"K_SERVICE": "aipress-control-plane"}, {"AIPRESS_PROVIDER": "gcp"}]
+)
+def test_production_never_records_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, production: dict[str, str]
+) -> None:
+    from controlplane.kernel.secret_record import RECORD_ENV, note_secret
+
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv(RECORD_ENV, str(record))
+    note_secret("recorded-in-tests-" + secrets.token_hex(8), "test")
+    assert record.exists()
+    before = record.read_text()
+    for name, value in production.items():
+        monkeypatch.setenv(name, value)
+    note_secret("never-in-production-" + secrets.token_hex(8), "test")
+    assert record.read_text() == before
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "elsewhere")
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    monkeypatch.delenv("AIPRESS_PROVIDER", raising=False)
+    monkeypatch.setenv(RECORD_ENV, str(link))
+    with pytest.raises(OSError):  # a planted link is not followed
+        note_secret("through-a-link-" + secrets.token_hex(8), "test")
