@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -129,9 +130,16 @@ def create_app(
         app.state.verifier = verifier or make_verifier(settings)
         app.state.limiter = RateLimiter(settings.chat_rate_per_minute)
         app.state.proxy = async_client(settings, app.state.engine.identity, timeout=60)
+        # Event streams stay open for as long as a page is shown: they get their own
+        # connections, so open streams never hold up anyone's ordinary calls.
+        app.state.stream_proxy = async_client(
+            settings, app.state.engine.identity, timeout=60, max_connections=500
+        )
+        app.state.open_streams = Counter()
         log.info("chat.started", model=settings.chat_model_name, port=settings.chat_port)
         yield
         await app.state.proxy.aclose()
+        await app.state.stream_proxy.aclose()
         app.state.engine.close()
 
     app = FastAPI(

@@ -72,14 +72,20 @@ def sync_client(
 
 
 def async_client(
-    settings: ChatSettings, identity: ServiceIdentity | None, timeout: float
+    settings: ChatSettings,
+    identity: ServiceIdentity | None,
+    timeout: float,
+    max_connections: int = 100,
 ) -> httpx.AsyncClient:
-    """The same, for the proxy."""
+    """The same, for the proxy. A request waits at most 5 s for a free connection."""
 
     async def add(request: httpx.Request) -> None:
         if identity is not None:
             request.headers[HEADER] = f"Bearer {identity.token()}"
 
     return httpx.AsyncClient(
-        base_url=settings.tools_base_url, event_hooks={"request": [add]}, timeout=timeout
+        base_url=settings.tools_base_url,
+        event_hooks={"request": [add]},
+        timeout=httpx.Timeout(timeout, pool=5.0),
+        limits=httpx.Limits(max_connections=max_connections),
     )

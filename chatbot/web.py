@@ -7,6 +7,9 @@ bearer token, unchanged: it holds no logic, and the control plane decides every 
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +34,8 @@ from controlplane.kernel.problems import problem
 
 WEBCHAT_DIR = Path(__file__).resolve().parent.parent / "webchat"
 FORWARDED_HEADERS = ("authorization", "content-type", "x-request-id", "accept")
+# Event streams one caller (one bearer token) may hold open through the proxy at once.
+MAX_STREAMS_PER_CALLER = 5
 RETURNED_HEADERS = ("content-type", "x-request-id", "retry-after", "www-authenticate")
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -57,6 +62,15 @@ class LocalTokenRequest(BaseModel):
         pattern=LOCAL_UID_PATTERN,
         description="a stored user id: letters, digits and . _ @ + - (not first: .)",
     )
+
+
+async def _after(finish: BackgroundTask | None, done: Callable[[], None]) -> None:
+    """A streamed answer is over: close its upstream, then say so."""
+    try:
+        if finish is not None:
+            await finish()
+    finally:
+        done()
 
 
 def _page(name: str) -> FileResponse:
@@ -108,7 +122,43 @@ def install_web(app: FastAPI, settings: ChatSettings) -> None:
 
     @router.api_route("/api/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def proxy(path: str, request: Request) -> Response:
-        client: httpx.AsyncClient = request.app.state.proxy
+        if path.endswith("/events"):
+            return await _stream_slot(request, path)
+        return await _forward(request, path, request.app.state.proxy, lambda: None)
+
+    async def _stream_slot(request: Request, path: str) -> Response:
+        open_streams: Counter[str] = request.app.state.open_streams
+        caller = hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
+        if open_streams[caller] >= MAX_STREAMS_PER_CALLER:
+            return problem(
+                429, f"at most {MAX_STREAMS_PER_CALLER} event streams at once; close one first"
+            )
+        open_streams[caller] += 1
+
+        def release() -> None:
+            open_streams[caller] -= 1
+            if open_streams[caller] <= 0:
+                del open_streams[caller]
+
+        return await _forward(request, path, request.app.state.stream_proxy, release)
+
+    async def _forward(
+        request: Request, path: str, client: httpx.AsyncClient, done: Callable[[], None]
+    ) -> Response:
+        """Send the request on; `done` runs once the answer (a stream's too) is over."""
+        try:
+            response = await _relay(request, path, client)
+        except BaseException:
+            done()
+            raise
+        if isinstance(response, StreamingResponse):
+            finish = response.background
+            response.background = BackgroundTask(_after, finish, done)
+        else:
+            done()
+        return response
+
+    async def _relay(request: Request, path: str, client: httpx.AsyncClient) -> Response:
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
             return problem(400, "the path holds a control character (such as %00); remove it")
         if any(segment in (".", "..") for segment in path.split("/")):
