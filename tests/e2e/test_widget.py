@@ -71,7 +71,7 @@ def stack() -> Iterator[Stack]:
                 api.put(f"/v1/users/{uid}", json={"role": role, "tenants": tenants, "email": email})
         chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
         with serve(create_chat_app(chat_settings)) as chat_url:
-            yield Stack(chat_settings, chat_url, control_plane)
+            yield Stack(settings, chat_url, control_plane)  # the control plane's settings
     control_plane.state.platform.provider.stack.stop()
     remove_after_scan(base)
 

@@ -56,7 +56,7 @@ def test_chat_creates_a_wordpress_site_and_deletes_it_after_confirmation(
         match = re.search(r"http://crumbs\.acme\.localhost:(\d+)/", answer)
         assert match, answer
         port = int(match.group(1))
-        assert port == settings.site_port
+        assert port == api_app.state.platform.settings.site_port  # type: ignore[attr-defined]
         page = httpx.get(
             f"http://127.0.0.1:{port}/", headers={"Host": f"crumbs.acme.localhost:{port}"},
             timeout=30,

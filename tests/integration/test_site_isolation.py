@@ -152,7 +152,7 @@ def _isolated(settings: Settings) -> Iterator[Isolated]:
             assert _wait(api, deleted.json()["operation"]["id"])["status"] == "succeeded"
             DuckDBWarehouse(settings.billing_duckdb_file).close()  # as the hourly meter would
             stack = control_plane.state.platform.provider.stack
-            yield Isolated(chat_settings, stack, api, url, chat_url, sites)
+            yield Isolated(settings, stack, api, url, chat_url, sites)
             for tenant, name in (("acme", "prober"), ("globex", "victim")):
                 gone = api.delete(f"/v1/tenants/{tenant}/sites/{name}")
                 _wait(api, gone.json()["operation"]["id"])
