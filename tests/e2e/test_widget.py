@@ -176,7 +176,7 @@ def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
     site.locator("#user_login").fill("admin")
     site.locator("#user_pass").fill(secret)
     site.locator("#wp-submit").click()
-    site.wait_for_url(re.compile(r"/wp-admin/"))
+    site.wait_for_url(re.compile(r"/wp-admin/"), timeout=90_000)  # a cold wp-admin on 2 busy cores
     expect(site.locator("#wp-admin-bar-my-account")).to_contain_text("admin")
     site.close()
 
