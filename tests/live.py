@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from tests.conftest import LOG_FILE, remove_after_scan
+
+T = TypeVar("T")
+
+
+def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a fresh event loop in its own thread (the test's thread
+    may already run one: Playwright's sync API leaves its loop there)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from chatbot.settings import ChatSettings
 from chatbot.web import MAX_STREAMS_PER_CALLER
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from tests.live import serve
+from tests.live import in_own_loop, serve
 
 EVENTS = "/api/v1/tenants/acme/operations/events"
 
@@ -52,7 +52,7 @@ def test_a_caller_holds_a_few_streams_and_others_are_not_held_up(
             return one_more, other, waited, reopened
 
     with serve(create_chat_app(chat_settings)) as chat_url:
-        one_more, other, waited, reopened = asyncio.run(scenario(chat_url))
+        one_more, other, waited, reopened = in_own_loop(scenario(chat_url))
     assert one_more == 429
     assert other == 200 and waited < 2, f"globex's call waited {waited:.1f} s"
     assert reopened == 200

@@ -14,6 +14,7 @@ import httpx
 
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
+from tests.live import in_own_loop
 
 STREAMS = int(__import__("os").environ.get("ATTACK_N", "45"))
 
@@ -56,5 +57,5 @@ def test_open_streams_do_not_hold_database_connections(
                     with contextlib.suppress(BaseException):
                         await (await task).aclose()
 
-    waited = asyncio.run(attack())
+    waited = in_own_loop(attack())
     assert waited < 5, f"globex's site list waited {waited:.1f} s behind acme's {STREAMS} streams"
