@@ -7,7 +7,7 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
@@ -27,6 +27,11 @@ TENANT_POLL_SECONDS = 0.5  # a dashboard keeps this stream open for as long as i
 # Event ids are taken at insert and become visible at commit, so an operation committing a
 # moment after another can land below the cursor: the tenant stream looks back this long.
 LATE_COMMIT_SECONDS = 5.0
+# How both event routes answer, in the OpenAPI too.
+EVENT_STREAM: dict[str, Any] = {
+    "response_class": EventSourceResponse,
+    "responses": {200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+}
 
 
 @router.get("/v1/operations/{operation_id}", response_model=OperationRead)
@@ -52,11 +57,7 @@ def tenant_operations(
     return [service.to_read(o) for o in ops]
 
 
-@router.get(
-    "/v1/operations/{operation_id}/events",
-    response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
-)
+@router.get("/v1/operations/{operation_id}/events", **EVENT_STREAM)
 def operation_events(
     operation_id: str,
     request: Request,
@@ -90,11 +91,7 @@ def operation_events(
     return EventSourceResponse(stream(), ping=15)
 
 
-@router.get(
-    "/v1/tenants/{tenant_id}/operations/events",
-    response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
-)
+@router.get("/v1/tenants/{tenant_id}/operations/events", **EVENT_STREAM)
 def tenant_operation_events(
     tenant_id: str,
     request: Request,
