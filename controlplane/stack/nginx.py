@@ -23,6 +23,15 @@ def children(pid: int) -> set[int]:
     return {int(p) for p in text.split()}
 
 
+def _retired(pid: int) -> bool:
+    """Whether an old nginx worker has stopped taking requests (or is gone)."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not title or b"shutting down" in title
+
+
 @dataclass
 class Nginx:
     """Master process, config, per-site server blocks, logs and caches under `base`."""
@@ -138,13 +147,14 @@ class Nginx:
         self.test_config()
         before = children(pid)
         os.kill(pid, signal.SIGHUP)
-        # The master starts new workers, then at once tells the old ones to close their
-        # listening sockets: new pids mean new connections reach the new config.
+        # The master starts new workers, then tells the old ones to stop: an old worker
+        # renames itself "is shutting down" once it has closed its listening sockets and its
+        # idle keep-alive connections. Only then does every new request reach the new config.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(0.02)
-            if children(pid) - before:
-                time.sleep(0.05)
+            current = children(pid)
+            if current - before and all(_retired(old) for old in before & current):
                 return
         raise StackError(f"nginx did not reload within {timeout} s; see {self.log_dir}")
 

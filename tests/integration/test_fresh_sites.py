@@ -77,7 +77,10 @@ def test_a_site_is_503_until_ready_and_the_cache_starts_with_the_right_page(
     stop = threading.Event()
 
     def poll() -> None:
-        with httpx.Client(timeout=10) as client:
+        # A fresh connection each time, as a new visitor: nginx's reload closes idle
+        # keep-alive connections, which a reused one would see as an error.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(timeout=10, limits=no_reuse) as client:
             while not stop.is_set():
                 sent = time.monotonic()  # a request in flight at the 202 was sent before it
                 try:
