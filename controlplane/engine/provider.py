@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +39,9 @@ class SiteContext:
     # The tenant's env vars and secrets in plain text: for the runtime only, never logged.
     tenant_env: dict[str, str] = field(default_factory=dict, repr=False)
     request_id: str | None = None
+    # The tenant's backup key (restic repository password, GCS encryption key source):
+    # one per tenant, kept encrypted by the control plane; filled for changes, never logged.
+    backup_password: str = field(default="", repr=False)
 
 
 class SiteStep(Protocol):
@@ -63,6 +67,11 @@ class RuntimeStep(SiteStep, Protocol):
         """Take the site offline without deleting anything."""
         ...
 
+    def maintenance(self, ctx: SiteContext, on: bool) -> None:
+        """Answer visitors 503 with Retry-After while `on` (a restore runs), or serve again.
+        The platform's probes still reach the site (to check it before it is shown)."""
+        ...
+
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Re-apply each site's tenant env vars and secrets (ctx.tenant_env), all at once."""
         ...
@@ -76,11 +85,78 @@ class DnsStep(SiteStep, Protocol):
         ...
 
 
-class BackupStep(Protocol):
-    """Copies a site's database and files somewhere safe."""
+@dataclass(frozen=True)
+class BackupRecord:
+    """What a provider wrote for one backup: enough to verify, restore and forget it."""
 
-    def backup(self, ctx: SiteContext, label: str) -> str:
-        """Take a backup and return where it lies."""
+    # Provider-specific and opaque to the engine: "restic:<snapshot id>" locally,
+    # "gs://<bucket>/<prefix>/" on gcp. Never a secret.
+    location: str
+    size_bytes: int  # the backup's whole size (the database dump plus every file)
+    added_bytes: int  # what it added to storage (smaller when the tool deduplicates)
+    # Part ("database", "files") -> sha256 of its content as written; checked after writing
+    # and again before a restore swaps anything in.
+    checksums: dict[str, str]
+
+
+class BackupInvalid(Exception):
+    """A backup failed verification (missing, corrupted, checksums differ): nothing changed."""
+
+
+class BackupStep(Protocol):
+    """Copies a site's database and files somewhere safe, and puts them back.
+
+    Every method is idempotent (the engine retries and resumes after a crash) and takes the
+    backup's id so a repeated call finds what an earlier one wrote instead of writing again.
+    A restore is staged beside the live site, swapped in, and can be swapped back.
+    """
+
+    def backup(self, ctx: SiteContext, backup_id: str) -> BackupRecord:
+        """Take the backup `backup_id` of the live site (or return the one already taken),
+        verified after writing."""
+        ...
+
+    def verify(self, ctx: SiteContext, record: BackupRecord) -> None:
+        """Raise BackupInvalid unless the backup is whole and matches its checksums."""
+        ...
+
+    def check_space(self, ctx: SiteContext, record: BackupRecord) -> None:
+        """Raise ValueError (with what to free) if staging this backup would not fit."""
+        ...
+
+    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+        """Put the backup beside the live site (side schema, side directory), checked
+        against its checksums; `rewrite_from`: the URL the backup's site had, rewritten to
+        this site's address (a site made from another site's backup)."""
+        ...
+
+    def unstage(self, ctx: SiteContext) -> None:
+        """Drop what `stage` put beside the site (no-op when nothing is there)."""
+        ...
+
+    def swap(self, ctx: SiteContext) -> None:
+        """Make the staged copy live, keeping the replaced one as the previous copy (database
+        in one atomic rename, files by directory rename)."""
+        ...
+
+    def unswap(self, ctx: SiteContext) -> None:
+        """Put the previous copy back live (no-op when no swap happened)."""
+        ...
+
+    def discard_previous(self, ctx: SiteContext) -> None:
+        """Drop the copy a finished restore replaced (no-op when gone)."""
+        ...
+
+    def forget(self, tenant_id: str, backup_password: str, records: list[BackupRecord]) -> None:
+        """Delete these backups from storage (no-op for ones already gone); works after the
+        site itself is deleted."""
+        ...
+
+    def archive(
+        self, tenant_id: str, backup_password: str, record: BackupRecord
+    ) -> Iterator[bytes]:
+        """The backup as a .tar.gz stream (database.sql + wp-content/), for its owner to
+        download; read a chunk at a time, never whole in memory."""
         ...
 
 
