@@ -60,6 +60,7 @@ class TenantRead(BaseModel):
     id: str
     name: str
     status: str
+    cell: str = Field(description="The cell (project and database instance) it lives in")
     created_at: datetime
     created_by: str
     allowed_actions: list[str] = Field(

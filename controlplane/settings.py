@@ -102,6 +102,9 @@ class Settings(SharedSettings):
     cell: str = Field(default="cell-1", pattern=r"^[a-z][a-z0-9-]{0,19}$")
     cells: tuple[str, ...] = ()  # cells open for new tenants (default: just `cell`)
     cell_max_tenants: int = Field(default=1_400, ge=1)
+    # gcp: a site is a Cloud Run service, 1,000 per project and region; the rest is headroom
+    # for the platform's own services and jobs.
+    cell_max_sites: int = Field(default=950, ge=1)
 
     # Billing: the export's warehouse, the aggregation window, the in-process schedule.
     billing_warehouse: Literal["duckdb", "bigquery"] | None = None  # bigquery in gcp mode

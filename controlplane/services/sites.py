@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from controlplane import audit
+from controlplane.cells import check_site_room
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
@@ -140,10 +141,12 @@ def create_site(
     data: SiteCreate,
     provider: str,
     platform_domain: str | None = None,
+    max_sites: int | None = None,
 ) -> tuple[Site, Operation]:
     """Record a new site and its create operation (the engine runs it after commit)."""
     site = prepare_site(session, principal=principal, tenant_id=tenant_id, data=data,
-                        provider=provider, platform_domain=platform_domain)  # fmt: skip
+                        provider=provider, platform_domain=platform_domain,
+                        max_sites=max_sites)  # fmt: skip
     session.add(site)
     session.flush()
     op = _record_operation(session, kind=OperationKind.CREATE_SITE, site=site, principal=principal)
@@ -168,9 +171,10 @@ def prepare_site(
     data: SiteCreate,
     provider: str,
     platform_domain: str | None = None,
+    max_sites: int | None = None,
 ) -> Site:
-    """Check a new site (permission, names, conflicts) and build it, unsaved: a create
-    records it, a dry run only describes it."""
+    """Check a new site (permission, names, conflicts, its cell's room) and build it,
+    unsaved: a create records it, a dry run only describes it."""
     tenant = get_visible_tenant(
         session, principal=principal, tenant_id=tenant_id, action=Action.CHANGE_SITES
     )
@@ -189,6 +193,7 @@ def prepare_site(
         raise Conflict(
             f"site {data.name!r} already exists in tenant {tenant_id!r}; choose another name"
         )
+    check_site_room(session, tenant.cell, max_sites)
     site = Site(
         tenant_id=tenant_id,
         name=data.name,

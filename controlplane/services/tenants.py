@@ -29,7 +29,7 @@ def get_visible_tenant(
 
 def create_tenant(
     session: Session, *, principal: Principal, data: TenantCreate,
-    cells: tuple[str, ...] = ("cell-1",), max_tenants: int = 1_400,
+    cells: tuple[str, ...] = ("cell-1",), max_tenants: int = 1_400, max_sites: int | None = None,
 ) -> Tenant:  # fmt: skip
     """Create a tenant (admins only), placed in the first of `cells` with room."""
     authorize(principal, Action.MANAGE_TENANTS)
@@ -39,7 +39,7 @@ def create_tenant(
         raise Conflict(f"tenant id {data.id!r} belonged to a deleted tenant and is not reused")
     if existing is not None:
         raise Conflict(f"tenant {data.id!r} already exists; choose another id")
-    cell = place_tenant(session, cells, max_tenants)
+    cell = place_tenant(session, cells, max_tenants, max_sites)
     tenant = Tenant(id=data.id, name=data.name, created_by=principal.sub, cell=cell)
     session.add(tenant)
     audit.record(

@@ -305,6 +305,7 @@ def test_tenant_lifecycle(client: TestClient, auth: AuthHeaders) -> None:
     _tenant(client, auth)
     dup = client.post("/v1/tenants", json={"id": "acme", "name": "Again"}, headers=admin)
     assert dup.status_code == 409
+    assert client.get("/v1/tenants/acme", headers=admin).json()["cell"] == "cell-1"
     op = _create(client, admin, name="crumbs")["operation"]
     wait_for_operation(client, op["id"], admin)
     busy = client.delete("/v1/tenants/acme", headers=admin)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.cells import site_cap
 from controlplane.engine.catalogue import CATALOGUE
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.identity import Principal
@@ -73,6 +74,7 @@ def create_site(
         site = service.prepare_site(
             session, principal=principal, tenant_id=tenant_id, data=data,
             provider=platform.provider.name, platform_domain=platform.settings.platform_domain,
+            max_sites=site_cap(platform.settings),
         )  # fmt: skip
         ctx = SiteContext(
             tenant_id=tenant_id, site_id=site.id, site_name=site.name, title=site.title,
@@ -100,6 +102,7 @@ def create_site(
         data=data,
         provider=platform.provider.name,
         platform_domain=platform.settings.platform_domain,
+        max_sites=site_cap(platform.settings),
     )
     platform.engine.announce(site.id)
     return _started(platform, site, op, principal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
-from controlplane.cells import open_cells
+from controlplane.cells import open_cells, site_cap
 from controlplane.kernel.identity import Principal
 from controlplane.models import Tenant
 from controlplane.permissions import Action, tenant_actions
@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
 def _read(tenant: Tenant, principal: Principal) -> TenantRead:
     """The API view of a tenant, with what `principal` may do in it."""
-    fields = {k: getattr(tenant, k) for k in ("id", "name", "status", "created_at", "created_by")}
+    fields = {
+        k: getattr(tenant, k) for k in ("id", "name", "status", "cell", "created_at", "created_by")
+    }
     return TenantRead.model_validate(
         {**fields, "allowed_actions": tenant_actions(principal, tenant.id)}
     )
@@ -31,7 +33,8 @@ def create_tenant(
     settings = platform.settings
     tenant = service.create_tenant(session, principal=principal, data=data,
                                    cells=open_cells(settings),
-                                   max_tenants=settings.cell_max_tenants)  # fmt: skip
+                                   max_tenants=settings.cell_max_tenants,
+                                   max_sites=site_cap(settings))  # fmt: skip
     return _read(tenant, principal)
 
 
