@@ -125,6 +125,9 @@ class Settings(SharedSettings):
     # One-click wp-admin: how long a sign-in link stays valid (it is also single-use).
     admin_login_ttl_seconds: int = Field(default=60, ge=5, le=300)
 
+    # Event streams end when the caller's token expires (the client reconnects with a fresh
+    # one) and ask this often whether the caller still sees the tenant.
+    event_stream_recheck_seconds: float = Field(default=30, gt=0, le=3_600)
     max_parallel_operations: int = 4
     request_threads: int = 4
     # Logs API: a site can fill its own logs, so a request's work is bounded (bytes read

@@ -32,6 +32,9 @@ class Principal:
     email: str | None = None
     # Who vouched for `sub` (the token's `iss`): a subject is unique only within its issuer.
     issuer: str = ""
+    # The token's `exp` (seconds since the epoch): what a long-lived answer, such as an event
+    # stream, must not outlive. Not part of the identity.
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def scope(self) -> str:
@@ -77,17 +80,19 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
     iss = claims.get("iss")
     issuer = iss if isinstance(iss, str) else ""
+    exp = claims.get("exp")
+    expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
     if role is Role.TENANT:
         tenant_id = claims.get("tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidClaims("a tenant token must carry a tenant_id claim")
-        return Principal(sub, role, frozenset({tenant_id}), email, issuer)
+        return Principal(sub, role, frozenset({tenant_id}), email, issuer, expires)
     if role in (Role.OPERATOR, Role.VIEWER):
         tenants = claims.get("tenants") or []
         if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
             raise InvalidClaims("the tenants claim must be a list of tenant ids")
-        return Principal(sub, role, frozenset(tenants), email, issuer)
-    return Principal(sub, role, frozenset(), email, issuer)
+        return Principal(sub, role, frozenset(tenants), email, issuer, expires)
+    return Principal(sub, role, frozenset(), email, issuer, expires)
 
 
 def claims_for(role: Role, tenants: list[str]) -> dict[str, Any]:

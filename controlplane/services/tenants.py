@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.cells import place_tenant
 from controlplane.errors import Conflict
-from controlplane.kernel.identity import Principal
-from controlplane.models import EnvVar, Site, Tenant
+from controlplane.kernel.identity import Principal, Role
+from controlplane.models import EnvVar, Site, Tenant, User
 from controlplane.permissions import Action, NotVisible, authorize
 from controlplane.schemas import TenantCreate
 
@@ -25,6 +25,19 @@ def get_visible_tenant(
     if tenant is None or tenant.status == DELETED:
         raise NotVisible(f"tenant {tenant_id!r} not found")
     return tenant
+
+
+def still_visible(session: Session, *, principal: Principal, tenant_id: str) -> bool:
+    """Whether the caller still sees the tenant now: it is not deleted and, when an admin has
+    stored the user's role, that role still grants it (a token keeps the claims it was issued
+    with until it expires; a long-lived answer asks again)."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None or tenant.status == DELETED or not principal.sees_tenant(tenant_id):
+        return False
+    user = session.get(User, principal.sub)
+    if user is None:
+        return True
+    return user.role == Role.ADMIN.value or tenant_id in user.tenants
 
 
 def create_tenant(

@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import FINISHED_STATUSES
 from controlplane.models import Operation
 from controlplane.permissions import Action
 from controlplane.schemas import OperationRead
 from controlplane.services import operations as service
-from controlplane.services.tenants import get_visible_tenant
+from controlplane.services.tenants import get_visible_tenant, still_visible
 
 router = APIRouter(tags=["operations"])
 POLL_SECONDS = 0.1
@@ -32,6 +33,34 @@ EVENT_STREAM: dict[str, Any] = {
     "response_class": EventSourceResponse,
     "responses": {200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 }
+
+
+class _Lifetime:
+    """Ends a stream once its token expires or its caller no longer sees the tenant: the
+    token was checked once, when the stream opened."""
+
+    def __init__(self, platform: PlatformDep, principal: Principal, tenant_id: str) -> None:
+        self._platform = platform
+        self._principal = principal
+        self._tenant_id = tenant_id
+        self._every = platform.settings.event_stream_recheck_seconds
+        self._next_check = time.monotonic() + self._every
+
+    async def over(self) -> ServerSentEvent | None:
+        """None while the stream may go on, else the comment that closes it."""
+        expires = self._principal.expires_at
+        if expires is not None and time.time() >= expires:
+            return ServerSentEvent(comment="token expired: reconnect with a fresh token")
+        if time.monotonic() < self._next_check:
+            return None
+        self._next_check = time.monotonic() + self._every
+        if await asyncio.to_thread(self._visible):
+            return None
+        return ServerSentEvent(comment="this tenant is no longer visible to the caller")
+
+    def _visible(self) -> bool:
+        with self._platform.sessions() as session:
+            return still_visible(session, principal=self._principal, tenant_id=self._tenant_id)
 
 
 @router.get("/v1/operations/{operation_id}", response_model=OperationRead)
@@ -67,13 +96,17 @@ def operation_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """Each step's start/finish/failure, then the final state; resumable with Last-Event-ID."""
-    service.get_operation(session, principal=principal, operation_id=operation_id)
+    op = service.get_operation(session, principal=principal, operation_id=operation_id)
+    lifetime = _Lifetime(platform, principal, op.tenant_id)
     start_after = _resume_after(last_event_id)
     session.close()  # the stream polls with its own sessions: hold no connection meanwhile
 
-    async def stream() -> AsyncIterator[dict[str, str]]:
+    async def stream() -> AsyncIterator[dict[str, str] | ServerSentEvent]:
         after = start_after
         while True:
+            if (last := await lifetime.over()) is not None:
+                yield last
+                return
             events, status = await asyncio.to_thread(_poll, platform, operation_id, after)
             for event in events:
                 after = event["id_int"]  # type: ignore[assignment]
@@ -101,8 +134,10 @@ def tenant_operation_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """Every event of the tenant's operations from now on (each names its operation, kind and
-    site), until the client leaves; resumable with Last-Event-ID."""
+    site), until the client leaves, its token expires or it loses the tenant; resumable with
+    Last-Event-ID."""
     get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    lifetime = _Lifetime(platform, principal, tenant_id)
     # Fixed before the response starts: a client that reads the sites once the stream is
     # open misses nothing in between.
     start_after = (
@@ -110,11 +145,14 @@ def tenant_operation_events(
     )
     session.close()  # the stream polls with its own sessions: hold no connection meanwhile
 
-    async def stream() -> AsyncIterator[dict[str, str]]:
+    async def stream() -> AsyncIterator[dict[str, str] | ServerSentEvent]:
         cursor = start_after
         marks: deque[tuple[float, int]] = deque([(time.monotonic(), cursor)])
         sent: set[int] = set()
         while True:
+            if (last := await lifetime.over()) is not None:
+                yield last
+                return
             now = time.monotonic()
             while len(marks) > 1 and marks[1][0] <= now - LATE_COMMIT_SECONDS:
                 marks.popleft()
