@@ -128,6 +128,10 @@ class Settings(SharedSettings):
     # Event streams end when the caller's token expires (the client reconnects with a fresh
     # one) and ask this often whether the caller still sees the tenant.
     event_stream_recheck_seconds: float = Field(default=30, gt=0, le=3_600)
+    # A tenant stream resumed with an old Last-Event-ID (or 0) replays at most this many
+    # events and none older than this: the rest is in GET /v1/tenants/{t}/operations.
+    event_replay_max_events: int = Field(default=1_000, ge=1, le=100_000)
+    event_replay_max_age_seconds: float = Field(default=86_400, gt=0)
     max_parallel_operations: int = 4
     request_threads: int = 4
     # Logs API: a site can fill its own logs, so a request's work is bounded (bytes read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -49,6 +51,25 @@ def events_after(session: Session, *, operation_id: str, after_id: int) -> list[
 def latest_event_id(session: Session) -> int:
     """The newest event id of any operation (0 when there is none)."""
     return session.scalar(select(func.max(OperationEvent.id))) or 0
+
+
+def replay_floor(session: Session, *, tenant_id: str, max_events: int, since: datetime) -> int:
+    """The event id a replay of the tenant's events starts after: the newest `max_events`
+    events at most, and none from before `since`, whichever are fewer."""
+    tenant_events = (
+        select(OperationEvent.id)
+        .join(Operation, Operation.id == OperationEvent.operation_id)
+        .where(Operation.tenant_id == tenant_id)
+    )
+    beyond_count = session.scalar(
+        tenant_events.order_by(OperationEvent.id.desc()).offset(max_events).limit(1)
+    )
+    too_old = session.scalar(
+        select(func.max(OperationEvent.id))
+        .join(Operation, Operation.id == OperationEvent.operation_id)
+        .where(Operation.tenant_id == tenant_id, OperationEvent.at < since)
+    )
+    return max(beyond_count or 0, too_old or 0)
 
 
 def tenant_events_after(

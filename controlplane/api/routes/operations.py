@@ -6,13 +6,15 @@ import asyncio
 import json
 import time
 from collections import deque
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.kernel import clock
 from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import FINISHED_STATUSES
 from controlplane.models import Operation
@@ -28,6 +30,10 @@ TENANT_POLL_SECONDS = 0.5  # a dashboard keeps this stream open for as long as i
 # Event ids are taken at insert and become visible at commit, so an operation committing a
 # moment after another can land below the cursor: the tenant stream looks back this long.
 LATE_COMMIT_SECONDS = 5.0
+REPLAY_CUT = (
+    "replay limited to the last {settings.event_replay_max_events} events and "
+    "{settings.event_replay_max_age_seconds:g} s; older ones: GET /v1/tenants/{{t}}/operations"
+)
 # How both event routes answer, in the OpenAPI too.
 EVENT_STREAM: dict[str, Any] = {
     "response_class": EventSourceResponse,
@@ -134,21 +140,35 @@ def tenant_operation_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """Every event of the tenant's operations from now on (each names its operation, kind and
-    site), until the client leaves, its token expires or it loses the tenant; resumable with
-    Last-Event-ID."""
+    site), until the client leaves, its token expires or it loses the tenant. Last-Event-ID
+    resumes after that event, replaying at most the newest `event_replay_max_events` (1,000)
+    events and none older than `event_replay_max_age_seconds` (a day), whichever are fewer."""
     get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
     lifetime = _Lifetime(platform, principal, tenant_id)
     # Fixed before the response starts: a client that reads the sites once the stream is
     # open misses nothing in between.
-    start_after = (
-        _resume_after(last_event_id) if last_event_id else service.latest_event_id(session)
-    )
+    start_after, cut = 0, False
+    if not last_event_id:
+        start_after = service.latest_event_id(session)
+    else:
+        # A resume replays a bounded tail: Last-Event-ID 0 asked for the whole history.
+        floor = service.replay_floor(
+            session,
+            tenant_id=tenant_id,
+            max_events=platform.settings.event_replay_max_events,
+            since=clock.now() - timedelta(seconds=platform.settings.event_replay_max_age_seconds),
+        )
+        start_after = _resume_after(last_event_id)
+        cut = start_after < floor
+        start_after = max(start_after, floor)
     session.close()  # the stream polls with its own sessions: hold no connection meanwhile
 
     async def stream() -> AsyncIterator[dict[str, str] | ServerSentEvent]:
         cursor = start_after
         marks: deque[tuple[float, int]] = deque([(time.monotonic(), cursor)])
         sent: set[int] = set()
+        if cut:
+            yield ServerSentEvent(comment=REPLAY_CUT.format(settings=platform.settings))
         while True:
             if (last := await lifetime.over()) is not None:
                 yield last
