@@ -32,20 +32,55 @@ RESERVED_TLDS = frozenset(
 METADATA_NAMES = frozenset(
     {"metadata.google.internal", "metadata.goog", "metadata", "instance-data.ec2.internal"}
 )
-# Names the platform sets, and names the C library, loader or shells act on (GCONV_PATH
-# or LD_* would load a tenant's own shared object into PHP, past disable_functions).
-RESERVED_ENV_PREFIXES = (
-    "AIPRESS_", "WORDPRESS_", "WP_", "DB_", "PHP_", "LD_", "GCONV", "MALLOC_", "GLIBC_",
-    "GOOGLE_", "FIREBASE_", "OPENSSL_", "SSL_", "CURL_", "BASH_", "PYTHON", "PERL", "RUBY",
+# Env names a tenant may not set, each group with the reason the refusal gives: names the
+# platform sets, names Cloud Run sets or refuses, and names Apache, PHP-FPM, PHP, the C
+# library, the loader or shells act on (GCONV_PATH or LD_* would load a tenant's own shared
+# object into PHP, past disable_functions).
+RESERVED_ENV: tuple[tuple[tuple[str, ...], frozenset[str], str], ...] = (
+    (("AIPRESS_", "WORDPRESS_", "WP_", "DB_"), frozenset(),
+     "the platform sets it (site identity, database, WordPress configuration)"),
+    (("K_", "CLOUD_RUN_", "X_GOOGLE_"), frozenset({"PORT"}),
+     "Cloud Run sets it in every container (PORT, K_SERVICE, K_REVISION, CLOUD_RUN_JOB...) "
+     "or refuses it"),
+    (("APACHE_",), frozenset(),
+     "Apache's start-up reads it (APACHE_RUN_USER, APACHE_LOG_DIR, APACHE_LOCK_DIR...): it "
+     "would change who the web server runs as and where it writes"),
+    (("PHP_", "FCGI_"), frozenset({"PHPRC"}),
+     "PHP and PHP-FPM read it (PHPRC, PHP_INI_SCAN_DIR, PHP_FCGI_CHILDREN) and the platform "
+     "sets the site's PHP limits through it"),
+    (("HTTP_", "REQUEST_", "SERVER_", "SCRIPT_", "REMOTE_"),
+     frozenset({"HTTPS", "QUERY_STRING", "AUTH_TYPE", "REDIRECT_STATUS", "CONTENT_TYPE",
+                "CONTENT_LENGTH", "PATH_INFO", "PATH_TRANSLATED", "DOCUMENT_ROOT", "DOCUMENT_URI",
+                "GATEWAY_INTERFACE", "ORIG_PATH_INFO"}),
+     "PHP shows environment and request variables together in $_SERVER: it would pass for a "
+     "request header or CGI variable (HTTP_HOST, REMOTE_ADDR, HTTPS...)"),
+    (("LD_", "GCONV", "MALLOC_", "GLIBC_", "OPENSSL_", "SSL_", "CURL_"),
+     frozenset({"LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN", "TZDIR"}),
+     "the C library, the dynamic loader or OpenSSL/curl act on it (it could load code or "
+     "files into PHP)"),
+    (("BASH_", "PYTHON", "PERL", "RUBY"), frozenset({"IFS", "ENV", "PS4", "SHELLOPTS"}),
+     "shells and interpreters the site's PHP may start act on it"),
+    (("GOOGLE_", "FIREBASE_", "GCE_METADATA_", "CLOUDSDK_"), frozenset(),
+     "Google's client libraries read it (credentials, metadata server, project)"),
+    ((), frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TMPDIR", "TZ",
+                    "LANG", "LANGUAGE"}),
+     "the process environment depends on it (search path, home, user, locale, time zone)"),
+    ((), frozenset({"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"}),
+     "it would send the site's outbound requests through a proxy"),
 )  # fmt: skip
-RESERVED_ENV_NAMES = frozenset(
-    {
-        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TMPDIR", "TZ", "TZDIR",
-        "LANG", "LANGUAGE", "LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN",
-        "IFS", "ENV", "PS4", "SHELLOPTS", "PHPRC", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-        "ALL_PROXY", "K_SERVICE", "PORT",
-    }
-)  # fmt: skip
+RESERVED_ENV_PREFIXES = tuple(p for prefixes, _, _ in RESERVED_ENV for p in prefixes)
+RESERVED_ENV_NAMES = frozenset(n for _, names, _ in RESERVED_ENV for n in names)
+
+
+def reserved_env_reason(name: str) -> str | None:
+    """Why `name` is reserved, or None if a tenant may set it."""
+    for _, exact, reason in RESERVED_ENV:
+        if name in exact:
+            return reason
+    for prefixes, _, reason in RESERVED_ENV:
+        if name.startswith(prefixes):
+            return reason
+    return None
 
 
 def check_label(value: str, *, kind: str, max_length: int) -> str:
@@ -119,9 +154,9 @@ def check_env_name(value: str) -> str:
             f"env var name must be 1-{ENV_MAX} characters of A-Z, 0-9 and '_', "
             "not starting with a digit (e.g. STRIPE_API_KEY)"
         )
-    if value in RESERVED_ENV_NAMES or value.startswith(RESERVED_ENV_PREFIXES):
+    reason = reserved_env_reason(value)
+    if reason is not None:
         raise ValueError(
-            f"env var name {value!r} is reserved for the platform "
-            f"(reserved prefixes: {', '.join(RESERVED_ENV_PREFIXES)})"
+            f"env var name {value!r} is reserved: {reason}. Choose another name, such as MY_{value}"
         )
     return value

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -279,6 +280,36 @@ def test_env_secrets_are_write_only(client: TestClient, auth: AuthHeaders) -> No
     assert dollar.status_code == 422 and "'$'" in dollar.json()["detail"]
     assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 202
     assert client.delete("/v1/tenants/acme/env/REGION", headers=owner).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("APACHE_RUN_USER", "Apache"),
+        ("APACHE_MAX_WORKERS", "Apache"),  # the platform sets it: the site's concurrency
+        ("K_REVISION", "Cloud Run"),
+        ("CLOUD_RUN_TASK_INDEX", "Cloud Run"),
+        ("PORT", "Cloud Run"),
+        ("PHP_INI_SCAN_DIR", "PHP"),
+        ("HTTP_HOST", "$_SERVER"),
+        ("REMOTE_ADDR", "$_SERVER"),
+        ("GCE_METADATA_HOST", "Google"),
+    ],
+)
+def test_env_names_cloud_run_apache_and_php_act_on_are_refused_with_why(
+    client: TestClient, auth: AuthHeaders, name: str, why: str
+) -> None:
+    _tenant(client, auth)
+    owner = auth("tenant", "acme")
+    one = client.put(f"/v1/tenants/acme/env/{name}", json={"value": "x"}, headers=owner)
+    assert one.status_code == 422, one.text
+    assert f"{name!r} is reserved" in one.json()["detail"] and why in one.json()["detail"]
+    bulk = client.put("/v1/tenants/acme/env", headers=owner,
+                      json={"vars": {"FINE": {"value": "1"}, name: {"value": "x"}}})  # fmt: skip
+    assert bulk.status_code == 422 and why in bulk.text
+    assert client.get("/v1/tenants/acme/env", headers=owner).json() == []  # nothing saved
+    assert client.put("/v1/tenants/acme/env/MY_" + name, json={"value": "x"},
+                      headers=owner).status_code == 202  # fmt: skip
 
 
 def test_users_and_roles(client: TestClient, auth: AuthHeaders) -> None:
