@@ -58,6 +58,9 @@ class Settings(SharedSettings):
     php_memory_limit: str = "256M"
     upload_limit: str = "64M"
     php_max_children: int = 5
+    # Connections one site's database user may hold at once (MAX_USER_CONNECTIONS): the
+    # database server is shared with every other site and the control plane itself.
+    site_db_max_connections: int = Field(default=40, ge=1, le=10_000)
     # The theme every new site starts with (installed by scripts/install-debs.sh from Debian).
     default_theme: str = Field(default="twentytwentythree", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     # Hosts a site's WordPress may call out to (WP_ACCESSIBLE_HOSTS; `*.example.com` allowed);

@@ -231,3 +231,41 @@ def test_logs_of_a_flooded_php_log_cost_bounded_reads(local: LocalEnv) -> None: 
     assert budget <= cost < budget + 2**20
     os.unlink(log)
     local.delete("noisy")
+
+
+def test_a_sites_database_user_holds_at_most_its_connection_limit(
+    local: LocalEnv,  # noqa: F811
+) -> None:
+    """One site's PHP (or code it runs) opening connections in a loop must leave the shared
+    server's others, the control plane's included, free: its user is capped."""
+    import pymysql
+
+    from controlplane.credentials import DatabaseVault
+
+    local.create("hog")
+    limit = local.settings.site_db_max_connections
+    platform = local.client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        site = session.query(Site).filter_by(tenant_id="acme", name="hog").one()
+        user, password = DatabaseVault(session, platform.keyring, site.id).get("database") or ("", "")  # fmt: skip
+    database = local.resources("hog")["database"]["name"]
+
+    def connect() -> pymysql.Connection:  # type: ignore[type-arg]
+        return pymysql.connect(host="127.0.0.1", port=local.settings.mariadb_port, user=user,
+                               password=password, database=database)  # fmt: skip
+
+    held = []
+    try:
+        for _ in range(limit):
+            held.append(connect())
+        with pytest.raises(pymysql.err.OperationalError) as refused:
+            held.append(connect())
+        assert refused.value.args[0] == 1226  # ER_USER_LIMIT_REACHED: max_user_connections
+        with local.stack.mariadb.connect() as conn, conn.cursor() as cur:  # others still get in
+            cur.execute("SELECT max_user_connections FROM mysql.user WHERE User = %s", (user,))
+            assert cur.fetchone() == (limit,)
+        assert local.client.get("/v1/tenants/acme/sites", headers=local.admin).status_code == 200
+    finally:
+        for conn in held:
+            conn.close()
+    local.delete("hog")

@@ -105,7 +105,12 @@ class CloudSqlDatabase(GcpStep):
             )
             # '%': Cloud Run reaches the instance through the Cloud SQL proxy socket.
             cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
-            cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (user, password))
+            # One site must not take the shared server's connections (the control plane's too).
+            cur.execute(
+                f"ALTER USER %s@'%%' IDENTIFIED BY %s "
+                f"WITH MAX_USER_CONNECTIONS {int(self.settings.site_db_max_connections)}",
+                (user, password),
+            )
             grant_name = names.db_name.replace("_", "\\_")
             cur.execute(f"GRANT ALL PRIVILEGES ON `{grant_name}`.* TO %s@'%%'", (user,))
             conn.commit()

@@ -22,7 +22,12 @@ class DatabaseStep(LocalStep):
             cur.execute(
                 "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", (user, password)
             )
-            cur.execute("ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
+            # One site must not take the shared server's connections (the control plane's too).
+            cur.execute(
+                f"ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s "
+                f"WITH MAX_USER_CONNECTIONS {int(self.settings.site_db_max_connections)}",
+                (user, password),
+            )
             # In a GRANT, "_" in a database name is a wildcard: escape it.
             grant_name = names.db_name.replace("_", "\\_")
             cur.execute(f"GRANT ALL PRIVILEGES ON `{grant_name}`.* TO %s@'127.0.0.1'", (user,))
