@@ -235,6 +235,9 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
         [(user,)] = cur.fetchall()
         cur.execute("SHOW GRANTS FOR %s@'%%'", (user,))
         grants = " ".join(row[0] for row in cur.fetchall())
+        # One site cannot take the shared instance's connections (the control plane's too).
+        cur.execute("SELECT max_user_connections FROM mysql.user WHERE User = %s", (user,))
+        assert cur.fetchone() == (40,)
     assert f"ON `{database.replace('_', chr(92) + '_')}`.*" in grants
     assert "ON *.*" not in grants.replace("GRANT USAGE ON *.*", "")
     assert "cloudsqlsuperuser" not in grants
