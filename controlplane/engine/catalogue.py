@@ -178,12 +178,13 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             kind=OperationKind.APPLY_ENV,
             scope=Scope.TENANT,
             steps=(
-                # Waits (retrying) while another change holds one of the tenant's sites.
+                # Waits while another change holds one of the tenant's sites: run again after
+                # the backoff without holding a worker, for up to the timeout.
                 StepSpec(
                     "claim_sites",
                     do=env_steps.claim_sites,
                     retry=RetryPolicy(
-                        attempts=100_000,
+                        attempts=3,
                         backoff_seconds=0.1,
                         max_backoff_seconds=1.0,
                         give_up_on=NOT_WORTH_RETRYING,

@@ -12,6 +12,11 @@ from controlplane.engine.provider import Provider, SiteContext
 from controlplane.models import Operation, Site
 
 
+class Deferred(Exception):
+    """A step cannot make progress yet (another change holds what it needs): the operation
+    gives its worker back and is run again later, until the step's timeout has passed."""
+
+
 class ContextBuilder:
     """Builds the context a provider step receives for one site."""
 

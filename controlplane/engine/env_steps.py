@@ -4,25 +4,50 @@ from __future__ import annotations
 
 from sqlalchemy import or_, select, update
 
-from controlplane.engine.context import Work
-from controlplane.models import Site
+from controlplane.engine.context import Deferred, Work
+from controlplane.kernel.vocabulary import ACTIVE_STATUSES, OperationKind, StepStatus
+from controlplane.models import Operation, OperationStep, Site
 
 # Sites whose runtime takes env vars: a stopped site gets them for when it starts again.
 SERVING = ("ready", "stopped")
 
 
-class SitesBusy(Exception):
-    """A site of the tenant is being changed by another operation (retried until it ends)."""
+class SitesBusy(Deferred):
+    """A site of the tenant is being changed by another operation (run again once it ends)."""
 
 
 def claim_sites(work: Work) -> None:
     """Take the one-change-per-site claim of every serving site of the tenant, all or none.
 
     A site busy with another change (created, deleted, stopped...) is waited for: the step
-    raises SitesBusy and its retry policy tries again, so that change finishes first and a
-    deleted site is simply no longer there.
+    raises SitesBusy and the operation is run again later without holding a worker, so that
+    change finishes first and a deleted site is simply no longer there. When a newer
+    apply_env of the tenant is queued, this one claims nothing: the values are read when
+    applied, so the newer one applies these too.
     """
     op, session = work.operation, work.session
+    # Newer and not yet applying: its runtime step will read the env, these values included
+    # (they were committed before this operation could run). The newest never merges.
+    newer = session.scalar(
+        select(Operation.id)
+        .join(OperationStep, OperationStep.operation_id == Operation.id)
+        .where(
+            OperationStep.name == "runtime",
+            OperationStep.status == StepStatus.PENDING,
+            Operation.tenant_id == op.tenant_id,
+            Operation.kind == OperationKind.APPLY_ENV,
+            Operation.status.in_(ACTIVE_STATUSES),
+            Operation.id != op.id,
+            or_(
+                Operation.created_at > op.created_at,
+                (Operation.created_at == op.created_at) & (Operation.id > op.id),
+            ),
+        )
+        .limit(1)
+    )
+    if newer is not None:
+        op.params = {**op.params, "sites": [], "merged_into": newer}
+        return
     sites = session.scalars(
         select(Site).where(Site.tenant_id == op.tenant_id).order_by(Site.name)
     ).all()

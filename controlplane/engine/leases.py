@@ -68,16 +68,20 @@ class Leases:
                 )
         session.commit()
 
-    def claim(self, operation_id: str) -> bool:
-        """Take the lease of an operation nobody else holds."""
+    def claim(self, operation_id: str, *, ours: bool = False) -> bool:
+        """Take the lease of an operation nobody else holds (`ours`: or this engine holds,
+        as it does for an operation waiting to run again)."""
         now = utcnow()
+        free = or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now)
+        if ours:
+            free = or_(free, Operation.worker_id == self.worker_id)
         with self._sessions() as session:
             claimed = session.execute(  # type: ignore[attr-defined]
                 update(Operation)
                 .where(
                     Operation.id == operation_id,
                     Operation.status.in_(ACTIVE_STATUSES),
-                    or_(Operation.worker_id.is_(None), Operation.lease_expires_at < now),
+                    free,
                 )
                 .values(
                     worker_id=self.worker_id,

@@ -11,7 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import nullcontext
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.crypto import Keyring
 from controlplane.engine.catalogue import CATALOGUE, KindSpec, OnFailure, Scope, StepSpec
-from controlplane.engine.context import ContextBuilder, Work
+from controlplane.engine.context import ContextBuilder, Deferred, Work
 from controlplane.engine.leases import Leases
 from controlplane.engine.locks import SiteLocks
 from controlplane.engine.provider import Provider, SiteContext
@@ -44,6 +46,18 @@ BoundaryHook = Callable[[str], None]
 
 class StepFailed(Exception):
     """A step failed for good (retries spent); carries the step's message."""
+
+
+# op.params key of a step that is waiting (Deferred): {"step", "since", "times", "notice"}.
+WAITING = "waiting"
+
+
+class _Requeue(Exception):
+    """The operation waits: give the worker back and run it again in `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"run again in {delay:.2f} s")
+        self.delay = delay
 
 
 def add_event(
@@ -78,6 +92,8 @@ class Engine:
         self._hook = boundary_hook
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aipress-op")
         self._futures: dict[str, Future[None]] = {}
+        # Operations waiting to be run again (a Deferred step): they hold no worker meanwhile.
+        self._timers: dict[str, threading.Timer] = {}
         self._submit_lock = threading.Lock()
         self.site_locks = SiteLocks()
         self._leases = Leases(sessions, lease_seconds)
@@ -95,25 +111,55 @@ class Engine:
 
     def submit(self, operation_id: str) -> Future[None]:
         """Run an operation in the background (once: a second submit returns the same run)."""
+        return self._submit(operation_id, structlog.contextvars.get_contextvars(), False)
+
+    def _submit(self, operation_id: str, context: dict[str, Any], requeued: bool) -> Future[None]:
         with self._submit_lock:
             running = self._futures.get(operation_id)
             if running is not None and not running.done():
                 return running
-            context = structlog.contextvars.get_contextvars()
-            future = self._pool.submit(self._run_with_context, operation_id, context)
+            future = self._pool.submit(self._run_with_context, operation_id, context, requeued)
             self._futures[operation_id] = future
         future.add_done_callback(lambda done: self._forget(operation_id, done))
         return future
+
+    def _later(self, operation_id: str, context: dict[str, Any], delay: float) -> None:
+        """Run a waiting operation again in `delay` seconds (its lease stays renewed)."""
+
+        def again() -> None:
+            running = self._futures.get(operation_id)
+            if running is not None:  # the run that asked for this may still be returning
+                futures_wait([running])
+            if self._stopping.is_set():
+                return
+            try:
+                self._submit(operation_id, context, True)
+            finally:
+                self._timers.pop(operation_id, None)
+
+        timer = threading.Timer(delay, again)
+        timer.daemon = True
+        self._timers[operation_id] = timer
+        timer.start()
 
     def _forget(self, operation_id: str, done: Future[None]) -> None:
         if self._futures.get(operation_id) is done:
             del self._futures[operation_id]
 
     def wait(self, operation_id: str, timeout: float | None = None) -> None:
-        """Block until a submitted operation ends (tests and the CLI use it)."""
-        future = self._futures.get(operation_id)
-        if future is not None:
-            future.result(timeout=timeout)
+        """Block until a submitted operation ends, waits included (tests and the CLI)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0)
+            future = self._futures.get(operation_id)
+            if future is not None:
+                future.result(timeout=left)
+            elif operation_id not in self._timers:
+                return
+            elif deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"operation {operation_id} is still waiting")
+            else:
+                time.sleep(0.02)
 
     def recover(self) -> list[str]:
         """Resume (or roll back) unfinished operations nobody holds; returns their ids.
@@ -144,21 +190,32 @@ class Engine:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work; optionally wait for running operations."""
         self._stopping.set()
+        for operation_id, timer in list(self._timers.items()):
+            timer.cancel()  # another engine (or the next start) takes the waiting ones over
+            self._leases.release(operation_id)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._lease_thread.join(timeout=5)
 
-    def _run_with_context(self, operation_id: str, context: dict[str, Any]) -> None:
+    def _run_with_context(
+        self, operation_id: str, context: dict[str, Any], requeued: bool = False
+    ) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**context)
-        if not self._leases.claim(operation_id):
+        if not self._leases.claim(operation_id, ours=requeued):
             return  # finished, or another engine (or thread) holds it
+        waits = False
         try:
-            self.run(operation_id)
+            self.run(operation_id, requeued=requeued)
+        except _Requeue as requeue:
+            waits = not self._stopping.is_set()
+            if waits:
+                self._later(operation_id, context, requeue.delay)
         except Exception:
             log.exception("operation.crashed", operation_id=operation_id)
             raise
         finally:
-            self._leases.release(operation_id)
+            if not waits:
+                self._leases.release(operation_id)
 
     def _boundary(self, name: str) -> None:
         if self._hook is not None:
@@ -187,8 +244,9 @@ class Engine:
 
     # --- walking one operation -------------------------------------------------------------
 
-    def run(self, operation_id: str) -> None:
-        """Run (or resume) one operation to its end, synchronously."""
+    def run(self, operation_id: str, *, requeued: bool = False) -> None:
+        """Run (or resume) one operation to its end, synchronously; `_Requeue` when a step
+        waits (`requeued`: this engine runs it again after such a wait)."""
         with self._sessions() as session:
             op = session.get(Operation, operation_id)
             if op is None or op.status in FINISHED_STATUSES:
@@ -206,15 +264,17 @@ class Engine:
                 return
             ctx = self._contexts.change(session, site, op.request_id) if site else None
             work = Work(session, op, self._provider, self._contexts, site, ctx)
-            if not self._begin(work, spec):
+            if not self._begin(work, spec, requeued):
                 return
             if op.status == OperationStatus.RUNNING and not self._forward(work, spec):
                 return
             self._roll_back(work, spec)
 
-    def _begin(self, work: Work, spec: KindSpec) -> bool:
+    def _begin(self, work: Work, spec: KindSpec, requeued: bool = False) -> bool:
         """Count the attempt and say so; False when the engine gave up on the operation."""
         session, op = work.session, work.operation
+        if requeued and op.status == OperationStatus.RUNNING and WAITING in op.params:
+            return True  # the same attempt, back from a wait: not a restart
         op.attempts += 1
         if op.status == OperationStatus.PENDING:
             op.status = OperationStatus.RUNNING
@@ -269,15 +329,23 @@ class Engine:
 
     def _do_step(self, work: Work, step: OperationStep, spec: StepSpec) -> None:
         session, op = work.session, work.operation
-        self._boundary(f"before:{step.name}")
-        step.status = StepStatus.RUNNING
-        step.started_at = utcnow()
-        step.error = None
-        add_event(session, op.id, EventType.STEP_STARTED, f"{step.name} started", step.name)
-        session.commit()
+        waited = op.params.get(WAITING)
+        if not (waited and waited.get("step") == step.name):
+            waited = None
+            self._boundary(f"before:{step.name}")
+            step.status = StepStatus.RUNNING
+            step.started_at = utcnow()
+            step.error = None
+            add_event(session, op.id, EventType.STEP_STARTED, f"{step.name} started", step.name)
+            session.commit()
         started = time.monotonic()
         try:
-            self._attempt(work, step, spec, spec.do, "")
+            try:
+                self._attempt(work, step, spec, spec.do, "")
+            except Deferred as exc:
+                self._wait(work, step, spec, exc, waited)  # raises _Requeue, or gives up
+        except _Requeue:
+            raise
         except Exception as exc:
             message = f"{step.name} failed: {_describe(exc)}"
             log.warning("step.failed", step=step.name, error=message)
@@ -288,6 +356,9 @@ class Engine:
             session.commit()
             raise StepFailed(message) from exc
         self._boundary(f"after-call:{step.name}")
+        if waited:
+            started = time.monotonic() - (utcnow() - _when(waited["since"])).total_seconds()
+            op.params = {k: v for k, v in op.params.items() if k != WAITING}
         elapsed = time.monotonic() - started
         log.info("step.finished", step=step.name, seconds=round(elapsed, 3))
         step.status = StepStatus.DONE
@@ -302,6 +373,36 @@ class Engine:
         )
         session.commit()
         self._boundary(f"after:{step.name}")
+
+    def _wait(
+        self,
+        work: Work,
+        step: OperationStep,
+        spec: StepSpec,
+        exc: Deferred,
+        waited: dict[str, Any] | None,
+    ) -> None:
+        """Record that the step waits and requeue the operation; past the step's timeout the
+        wait is a failure (`exc` is re-raised)."""
+        session, op = work.session, work.operation
+        now = utcnow()
+        since = _when(waited["since"]) if waited else now
+        times = int(waited["times"]) + 1 if waited else 1
+        delay = spec.retry.delay(times)
+        if (now - since).total_seconds() + delay > spec.timeout_seconds:
+            op.params = {k: v for k, v in op.params.items() if k != WAITING}
+            raise exc
+        notice = f"{step.name}: {_describe(exc)}; waiting"
+        if waited is None or waited.get("notice") != notice:  # one event per reason
+            log.info("step.waiting", step=step.name, error=_describe(exc)[:300])
+            add_event(session, op.id, EventType.STEP_RETRYING, notice, step.name)
+        op.params = {
+            **op.params,
+            WAITING: {"step": step.name, "since": since.isoformat(), "times": times,
+                      "notice": notice},
+        }  # fmt: skip
+        session.commit()
+        raise _Requeue(delay)
 
     def _attempt(
         self,
@@ -321,6 +422,9 @@ class Engine:
                 with self.site_locks.hold(site_id) if site_id else nullcontext():
                     action(work)
                 return
+            except Deferred:
+                session.rollback()
+                raise  # waits are the caller's: no worker sleeps through them
             except Exception as exc:
                 session.rollback()
                 delay = policy.delay(tried)
@@ -408,6 +512,11 @@ def _spec_of(kind: str) -> KindSpec | None:
 def _subject(op: Operation) -> str:
     """What the operation works on, for its messages: the site, or the tenant."""
     return op.site_name or f"tenant {op.tenant_id}"
+
+
+def _when(stamp: str) -> datetime:
+    """A stored ISO time, back as a datetime."""
+    return datetime.fromisoformat(stamp)
 
 
 def _describe(exc: BaseException) -> str:
