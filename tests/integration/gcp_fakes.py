@@ -469,6 +469,7 @@ class FakeSecretManager(Fake):
         self.policies: dict[str, dict[str, Any]] = {}
         secrets = r"/v1/projects/(?P<project>[^/]+)/secrets"
         self.on("POST", secrets, self.create)
+        self.on("GET", secrets, self.list)
         self.on("GET", secrets + r"/(?P<id>[^/:]+)", self.get)
         self.on("DELETE", secrets + r"/(?P<id>[^/:]+)", self.delete)
         self.on("POST", secrets + r"/(?P<id>[^/:]+):addVersion", self.add_version)
@@ -488,6 +489,22 @@ class FakeSecretManager(Fake):
         assert "automatic" in body["replication"]
         self.secrets[name] = {**body, "name": name}
         return JSONResponse(self.secrets[name])
+
+    def list(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        """secrets.list with the documented label filter (`labels.KEY=VALUE`, one term here);
+        a page of at most `pageSize` (default 25000) with a nextPageToken after it."""
+        term = request.query_params.get("filter", "")
+        match = re.fullmatch(r"labels\.([a-z][-_a-z0-9]*)=([-_a-z0-9]+)", term)
+        assert term == "" or match, f"unsupported filter {term!r}"
+        prefix = f"projects/{m['project']}/secrets/"
+        found = [s for n, s in sorted(self.secrets.items()) if n.startswith(prefix)
+                 and (match is None or s.get("labels", {}).get(match[1]) == match[2])]  # fmt: skip
+        size = int(request.query_params.get("pageSize") or 25_000)
+        start = int(request.query_params.get("pageToken") or 0)
+        page: dict[str, Any] = {"secrets": found[start : start + size], "totalSize": len(found)}
+        if start + size < len(found):
+            page["nextPageToken"] = str(start + size)
+        return JSONResponse(page)
 
     def get(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         name = f"projects/{m['project']}/secrets/{m['id']}"

@@ -627,3 +627,28 @@ def test_the_platforms_iam_database_users_are_granted_their_database(mariadb: Ma
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
             for user in (owner, job):
                 cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+
+
+def test_an_unset_env_var_leaves_no_secret_behind(cloud: Cloud) -> None:
+    """Every tenant env var travels as a Secret Manager secret; unsetting one rolled the sites
+    to revisions without it but kept the secret, value and all, for ever."""
+    assert _create(cloud, "crumbs")["status"] == "succeeded"
+    put = cloud.client.put("/v1/tenants/acme/env", headers=cloud.admin, json={"vars": {
+        "STRIPE_KEY": {"value": "sk_live_1", "secret": True}, "REGION": {"value": "eu"}}})  # fmt: skip
+    assert put.status_code == 202, put.text
+    done = wait_for_operation(cloud.client, put.json()["operation"]["id"], cloud.admin, 60)
+    assert done["status"] == "succeeded", done
+    site_secrets = {n for n in cloud.secrets.secrets if "--env--" not in n}
+    prefix = f"projects/{PROJECT}/secrets/aipress-acme--env--"
+    assert set(cloud.secrets.secrets) - site_secrets == {f"{prefix}REGION", f"{prefix}STRIPE_KEY"}
+
+    unset = cloud.client.delete("/v1/tenants/acme/env/STRIPE_KEY", headers=cloud.admin)
+    assert unset.status_code == 202, unset.text
+    done = wait_for_operation(cloud.client, unset.json()["operation"]["id"], cloud.admin, 60)
+    assert done["status"] == "succeeded", done
+    assert set(cloud.secrets.secrets) == site_secrets | {f"{prefix}REGION"}
+    assert f"{prefix}STRIPE_KEY" not in cloud.secrets.versions  # no version of the value left
+    [service] = cloud.run.services.values()
+    refs = [e["valueSource"]["secretKeyRef"]["secret"]
+            for e in service["template"]["containers"][0]["env"] if "valueSource" in e]  # fmt: skip
+    assert not [r for r in refs if r.endswith("STRIPE_KEY")]

@@ -70,7 +70,12 @@ def tenant_secret_id(tenant_id: str, name: str) -> str:
     """Secret Manager id of a tenant env var (every tenant env var travels by reference).
     Tenant ids never contain "--" and env names are [A-Z0-9_], so no two (tenant, name)
     pairs share an id."""
-    return f"aipress-{tenant_id}--env--{name}"
+    return f"{tenant_env_prefix(tenant_id)}{name}"
+
+
+def tenant_env_prefix(tenant_id: str) -> str:
+    """What every Secret Manager id of the tenant's env vars starts with."""
+    return f"aipress-{tenant_id}--env--"
 
 
 class CloudRunService(GcpStep):
@@ -251,9 +256,27 @@ class CloudRunService(GcpStep):
         self._set_ingress(ctx, stopped=False)
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
-        """Roll each site to a revision with the tenant's current env references."""
+        """Roll each site to a revision with the tenant's current env references, then
+        delete the secrets of variables no longer set (no serving revision names them)."""
         for ctx in contexts:
             self._publish_tenant_env(ctx)
             desired = self.service(ctx)
             desired.name = self._name(ctx)
             self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+        for ctx in {c.tenant_id: c for c in contexts}.values():
+            self._delete_unset_env(ctx.tenant_id, set(ctx.tenant_env))
+
+    def _delete_unset_env(self, tenant_id: str, names: set[str]) -> None:
+        """Delete the tenant's env secrets whose variable is unset: an unset secret's value
+        must not stay stored (every version goes with the secret)."""
+        prefix = tenant_env_prefix(tenant_id)
+        keep = {tenant_secret_id(tenant_id, name) for name in names}
+        listed = self.clients.secrets.list_secrets(
+            request={"parent": f"projects/{self.project}",
+                     "filter": f"labels.aipress-tenant-id={tenant_id}"}
+        )  # fmt: skip
+        for secret in listed:
+            secret_id = secret.name.rsplit("/", 1)[-1]
+            if secret_id.startswith(prefix) and secret_id not in keep:
+                with contextlib.suppress(exceptions.NotFound):
+                    self.clients.secrets.delete_secret(request={"name": secret.name})
