@@ -469,7 +469,7 @@ class FakeSecretManager(Fake):
         self.policies: dict[str, dict[str, Any]] = {}
         secrets = r"/v1/projects/(?P<project>[^/]+)/secrets"
         self.on("POST", secrets, self.create)
-        self.on("GET", secrets, self.list)
+        self.on("GET", secrets, self.list_secrets)
         self.on("GET", secrets + r"/(?P<id>[^/:]+)", self.get)
         self.on("DELETE", secrets + r"/(?P<id>[^/:]+)", self.delete)
         self.on("POST", secrets + r"/(?P<id>[^/:]+):addVersion", self.add_version)
@@ -490,7 +490,7 @@ class FakeSecretManager(Fake):
         self.secrets[name] = {**body, "name": name}
         return JSONResponse(self.secrets[name])
 
-    def list(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+    def list_secrets(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         """secrets.list with the documented label filter (`labels.KEY=VALUE`, one term here);
         a page of at most `pageSize` (default 25000) with a nextPageToken after it."""
         term = request.query_params.get("filter", "")
