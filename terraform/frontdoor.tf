@@ -48,6 +48,43 @@ resource "google_compute_url_map" "sites" {
   depends_on = [google_project_service.frontdoor_apis]
 }
 
+# Where a stopped site's names point (AIPRESS_FRONT_DOOR_STOPPED_BACKEND): one static page,
+# not cached (a started site needs no invalidation). The control plane routes a stopped site's
+# host rule here and invalidates Cloud CDN's copies of its pages. A backend bucket is read by
+# the load balancer as allUsers: under Domain Restricted Sharing this one bucket needs the
+# organisation's exception (iam.allowedPolicyMemberDomains allowing allUsers for it).
+resource "google_storage_bucket" "stopped_page" {
+  name                        = "${var.project_id}-aipress-stopped"
+  location                    = upper(var.region)
+  uniform_bucket_level_access = true
+  labels                      = local.labels
+  website {
+    main_page_suffix = "index.html"
+    not_found_page   = "index.html"
+  }
+}
+
+resource "google_storage_bucket_object" "stopped_page" {
+  bucket        = google_storage_bucket.stopped_page.name
+  name          = "index.html"
+  content_type  = "text/html; charset=utf-8"
+  cache_control = "no-store"
+  content       = "<!doctype html><title>Site stopped</title><h1>This site is stopped</h1><p>Its owner has taken it offline for now.</p>"
+}
+
+resource "google_storage_bucket_iam_member" "stopped_page_public" {
+  bucket = google_storage_bucket.stopped_page.name
+  role   = "roles/storage.objectViewer"
+  member = "allUsers"
+}
+
+resource "google_compute_backend_bucket" "stopped" {
+  name        = "aipress-stopped"
+  bucket_name = google_storage_bucket.stopped_page.name
+  enable_cdn  = false
+  depends_on  = [google_project_service.frontdoor_apis]
+}
+
 # The platform's wildcard, proven by a DNS authorization (a CNAME in the platform's zone:
 # output frontdoor_dns_authorization). Sites' names get their own certificates.
 resource "google_certificate_manager_dns_authorization" "platform" {

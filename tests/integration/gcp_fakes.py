@@ -858,13 +858,21 @@ class FakeFrontDoor(Fake):
     takes no health check; a URL map patch must carry the current fingerprint (412 otherwise)
     and every host rule's path matcher must exist; a managed certificate's DNS authorizations
     must exist and cover its domain; an entry's certificate must exist and its hostname be
-    unique in the map. Operations are returned done."""
+    unique in the map; a path matcher's service is a backend service or a backend bucket that
+    exists (Terraform made the stopped page's); a cache invalidation names a path (and a
+    host). Operations are returned done."""
 
-    def __init__(self, project: str, region: str, url_map: str, certificate_map: str) -> None:
+    def __init__(self, project: str, region: str, url_map: str, certificate_map: str,
+                 stopped_bucket: str = "aipress-stopped") -> None:  # fmt: skip
         super().__init__()
         self.project, self.region = project, region
         self.negs: dict[str, dict[str, Any]] = {}
         self.backends: dict[str, dict[str, Any]] = {}
+        self.backend_buckets: dict[str, dict[str, Any]] = {
+            stopped_bucket: {"name": stopped_bucket, "enableCdn": False}
+        }
+        # (host, path, where the URL map routed the host when the invalidation came)
+        self.invalidations: list[tuple[str | None, str, str | None]] = []
         self.url_map: dict[str, Any] = {"name": url_map, "fingerprint": "fp-0",
                                         "defaultService": "platform-default"}  # fmt: skip
         self.authorizations: dict[str, dict[str, Any]] = {}
@@ -886,6 +894,7 @@ class FakeFrontDoor(Fake):
             lambda r, m, b: JSONResponse(self.url_map),
         )
         self.on("PATCH", rf"{compute}/global/urlMaps/{url_map}", self.patch_url_map)
+        self.on("POST", rf"{compute}/global/urlMaps/{url_map}/invalidateCache", self.invalidate)
         cm = rf"/v1/projects/{project}/locations/global"
         self.on("POST", cm + "/dnsAuthorizations", self.create_authorization)
         self.on("GET", cm + r"/dnsAuthorizations/(?P<id>[^/]+)", self.getter(self.authorizations))
@@ -987,12 +996,23 @@ class FakeFrontDoor(Fake):
             if rule["pathMatcher"] not in matchers:
                 return error(400, "INVALID_ARGUMENT", f"no path matcher {rule['pathMatcher']}")
         for matcher in matchers.values():
-            if matcher["defaultService"].rsplit("/", 1)[1] not in self.backends:
+            kind, _, rid = matcher["defaultService"].rpartition("/")
+            known = self.backend_buckets if kind.endswith("/backendBuckets") else self.backends
+            if not kind.endswith(("/backendBuckets", "/backendServices")) or rid not in known:
                 return error(400, "INVALID_ARGUMENT", f"{matcher['defaultService']} does not exist")
         hosts = [h for r in body.get("hostRules", []) for h in r["hosts"]]
         if len(hosts) != len(set(hosts)):
             return error(400, "INVALID_ARGUMENT", "a host is in two host rules")
         self.url_map = {**self.url_map, **body, "fingerprint": f"fp-{len(self.requests)}"}
+        return self.compute_op()
+
+    def invalidate(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        """urlMaps.invalidateCache: a CacheInvalidationRule (path required, host optional)."""
+        validate(body, {"path": Field(str, required=True, check=lambda v: v.startswith("/")),
+                        "host": Field(str, check=lambda v: bool(HOSTNAME.fullmatch(v))),
+                        "cacheTags": Field(list, items=str)})  # fmt: skip
+        host = body.get("host")
+        self.invalidations.append((host, body["path"], self.served_hosts().get(host or "")))
         return self.compute_op()
 
     def create_authorization(

@@ -419,6 +419,39 @@ def test_stop_and_start_toggle_public_access(cloud: Cloud) -> None:
     wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
 
 
+def _act(cloud: Cloud, path: str, method: str = "POST", **body: Any) -> None:
+    response = cloud.client.request(method, f"/v1/tenants/acme/sites/{path}",
+                                    headers=cloud.admin, **body)  # fmt: skip
+    assert response.status_code in (201, 202), response.text
+    if "operation" in response.json():
+        done = wait_for_operation(cloud.client, response.json()["operation"]["id"], cloud.admin, 60)
+        assert done["status"] == "succeeded", done
+
+
+def test_a_stopped_site_is_not_served_from_the_cdn(cloud: Cloud) -> None:
+    """Cloud CDN sits in front of every site: stopping the service alone left its cached
+    pages served under its names. Stop routes the names to the stopped page and empties the
+    cache of them; start routes them back."""
+    assert _create(cloud, "pies")["status"] == "succeeded"
+    preview, domain = "pies.acme.sites.example.com", "pies.acme.example"
+    backend = "b-" + _service_id(cloud).removeprefix("s-")
+    assert cloud.verify("pies", domain)["status"] == "succeeded"
+    assert cloud.front.served_hosts() == {preview: backend, domain: backend}
+    assert cloud.front.invalidations == []
+
+    _act(cloud, "pies/stop")
+    assert cloud.front.served_hosts() == {preview: "aipress-stopped", domain: "aipress-stopped"}
+    # Each name emptied from the cache, once it no longer led to the site.
+    assert sorted(cloud.front.invalidations) == [(domain, "/*", "aipress-stopped"),
+                                                 (preview, "/*", "aipress-stopped")]  # fmt: skip
+    assert cloud.front.backend_buckets["aipress-stopped"]["enableCdn"] is False
+
+    _act(cloud, "pies/start")
+    assert cloud.front.served_hosts() == {preview: backend, domain: backend}
+    assert len(cloud.front.invalidations) == 2  # the stopped page is never cached
+    _act(cloud, "pies", method="DELETE")
+
+
 def test_a_dry_run_describes_every_call_and_makes_none(cloud: Cloud) -> None:
     response = cloud.client.post(
         "/v1/tenants/acme/sites", params={"dry_run": "true"}, headers=cloud.admin,

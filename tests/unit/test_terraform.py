@@ -40,6 +40,8 @@ UNLABELLED = {
     "google_compute_network", "google_compute_subnetwork", "google_compute_router",
     "google_compute_router_nat", "google_compute_url_map", "google_compute_target_https_proxy",
     "google_compute_target_http_proxy", "random_id", "google_apikeys_key",
+    "google_storage_bucket_object", "google_storage_bucket_iam_member",
+    "google_compute_backend_bucket",
 }  # fmt: skip
 
 

@@ -129,7 +129,8 @@ class GcpProvider:
         self.database: SiteStep = CloudSqlDatabase(settings, self.clients)
         self.secrets: SiteStep = secrets
         self.storage: SiteStep = GcsBucket(settings, self.clients)
-        self.runtime: RuntimeStep = CloudRunService(settings, self.clients, secrets)
+        runtime = CloudRunService(settings, self.clients, secrets)
+        self.runtime: RuntimeStep = runtime
         front: FrontDoor
         if settings.front_door == "domain_mappings":
             front = MappedFrontDoor(DomainMappings(
@@ -139,7 +140,9 @@ class GcpProvider:
         else:
             front = LoadBalancerFrontDoor(settings, self.clients)
         self.front = front
-        self.dns: DnsStep = SiteDns(settings, self.clients, records, front)
+        dns = SiteDns(settings, self.clients, records, front)
+        self.dns: DnsStep = dns
+        runtime.served = dns
         self.wordpress: SiteStep = WordPressReady(settings, self.clients)
         self.backups: BackupStep = GcsBackups(settings, self.clients)
         budget = SharedMinuteBudget(

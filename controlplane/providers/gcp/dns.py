@@ -214,6 +214,13 @@ class MappedFrontDoor:
         """Unmap the names; a name now mapped to another site's service is left alone."""
         return [host for host in hosts if self.mappings.remove(host, service)]
 
+    def stop(self, ctx: SiteContext, service: str, hosts: list[str]) -> None:
+        """Nothing here: a mapping serves straight from the service, with no cache in front,
+        and the service's internal ingress turns requests away."""
+
+    def start(self, ctx: SiteContext, service: str, hosts: list[str]) -> None:
+        """Nothing here (see stop)."""
+
 
 class SiteDns(GcpStep):
     """The site's names: preview and (proven) custom domains, served with TLS."""
@@ -262,6 +269,16 @@ class SiteDns(GcpStep):
             if self._platform(name) and (name in released or name not in hosts):
                 self.records.delete(name)
         ctx.resources.pop("dns", None)
+
+    def stop(self, ctx: SiteContext) -> None:
+        """The front door serves the stopped page for every name of the site."""
+        hosts = (ctx.resources.get("dns") or {}).get("hosts") or self._hosts(ctx)
+        self.front.stop(ctx, self._service(ctx), hosts)
+
+    def start(self, ctx: SiteContext) -> None:
+        """The front door serves the site's names from the site again."""
+        hosts = (ctx.resources.get("dns") or {}).get("hosts") or self._hosts(ctx)
+        self.front.start(ctx, self._service(ctx), hosts)
 
     def preview_url(self, ctx: SiteContext) -> str:
         """https://<site>.<tenant>.<platform domain>/"""

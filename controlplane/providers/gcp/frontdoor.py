@@ -50,6 +50,14 @@ class FrontDoor(Protocol):
         """Stop serving `hosts`; return the names whose records may be deleted."""
         ...
 
+    def stop(self, ctx: SiteContext, service: str, hosts: list[str]) -> None:
+        """Serve the platform's stopped page for `hosts`, none of the site's (cached) pages."""
+        ...
+
+    def start(self, ctx: SiteContext, service: str, hosts: list[str]) -> None:
+        """Serve `hosts` from the site again."""
+        ...
+
 
 def host_key(host: str) -> str:
     """A short stable id part for a host name (resource ids cannot hold dots)."""
@@ -197,11 +205,17 @@ class LoadBalancerFrontDoor(GcpStep):
         return f"{service.removeprefix('s-')}-{host_key(host)}"
 
     # the URL map
-    def _update_url_map(self, service: str, hosts: list[str]) -> None:
-        """Set the site's host rule to `hosts` (none: remove it), under the fingerprint."""
+    def _url_map(self) -> str:
+        return f"{self._global()}/urlMaps/{self.settings.front_door_url_map}"
+
+    def _update_url_map(self, service: str, hosts: list[str], stopped: bool = False) -> None:
+        """Set the site's host rule to `hosts` (none: remove it), under the fingerprint; a
+        stopped site's rule leads to the platform's stopped page instead of its backend."""
         ids = self.ids(service)
-        path = f"{self._global()}/urlMaps/{self.settings.front_door_url_map}"
+        path = self._url_map()
         backend = f"projects/{self.project}/global/backendServices/{ids['backend']}"
+        if stopped:
+            backend = f"projects/{self.project}/global/{self.settings.front_door_stopped_backend}"
         for _ in range(URL_MAP_RETRIES):
             current = self.compute.call("GET", path)
             rules = [
@@ -234,7 +248,9 @@ class LoadBalancerFrontDoor(GcpStep):
                               "(terraform output frontdoor_ipv4)")  # fmt: skip
         self._create_compute(f"{self._region()}/networkEndpointGroups", self.neg_body(service))
         self._create_compute(f"{self._global()}/backendServices", self.backend_body(service))
-        self._update_url_map(service, hosts)
+        recorded = ctx.resources.get("frontdoor") or {}
+        stopped = bool(recorded.get("stopped"))  # a stopped site's new name stays stopped
+        self._update_url_map(service, hosts, stopped)
         preview = hosts[0]
         proof_body = {"domain": preview, "labels": labels(ctx)}
         self._create_cm(f"{self._cm()}/dnsAuthorizations", "dnsAuthorizationId",
@@ -257,11 +273,33 @@ class LoadBalancerFrontDoor(GcpStep):
             self._create_cm(f"{certmap}/certificateMapEntries", "certificateMapEntryId", f"e-{rid}",
                             self.entry_body(ctx, host, service))  # fmt: skip
             records += [Record(host, kind, values) for kind, values in address]
-        for host in (ctx.resources.get("frontdoor") or {}).get("hosts") or []:
+        for host in recorded.get("hosts") or []:
             if host not in hosts:
                 self._remove_host(service, host)
-        ctx.resources["frontdoor"] = {"hosts": hosts, "backend": ids["backend"], "neg": ids["neg"]}
+        ctx.resources["frontdoor"] = {"hosts": hosts, "backend": ids["backend"], "neg": ids["neg"],
+                                      "stopped": stopped}  # fmt: skip
         return records
+
+    def stop(self, ctx: SiteContext, service: str, hosts: list[str]) -> None:
+        """Route the site's names to the stopped page, then drop Cloud CDN's copies of its
+        pages under each name: a cached page would otherwise be served until its TTL ends."""
+        recorded = dict(ctx.resources.get("frontdoor") or {})
+        hosts = list(recorded.get("hosts") or hosts)
+        self._update_url_map(service, hosts, stopped=True)
+        for host in hosts:
+            self._wait_compute(
+                self.compute.call("POST", f"{self._url_map()}/invalidateCache",
+                                  {"host": host, "path": "/*"})
+            )  # fmt: skip
+        ctx.resources["frontdoor"] = {**recorded, "hosts": hosts, "stopped": True}
+
+    def start(self, ctx: SiteContext, service: str, hosts: list[str]) -> None:
+        """Route the site's names to its own backend again (the stopped page is not cached:
+        nothing to invalidate)."""
+        recorded = dict(ctx.resources.get("frontdoor") or {})
+        hosts = list(recorded.get("hosts") or hosts)
+        self._update_url_map(service, hosts, stopped=False)
+        ctx.resources["frontdoor"] = {**recorded, "hosts": hosts, "stopped": False}
 
     def _remove_host(self, service: str, host: str) -> None:
         rid = self.entry_id(service, host)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from google.api_core import exceptions
 from google.cloud import run_v2
@@ -78,6 +78,18 @@ def tenant_env_prefix(tenant_id: str) -> str:
     return f"aipress-{tenant_id}--env--"
 
 
+class Switchable(Protocol):
+    """What serves a site's names, switched by stop and start (the dns step)."""
+
+    def stop(self, ctx: SiteContext) -> None:
+        """Serve the stopped page for the site's names."""
+        ...
+
+    def start(self, ctx: SiteContext) -> None:
+        """Serve the site's names from the site."""
+        ...
+
+
 class CloudRunService(GcpStep):
     """Creates, updates and deletes the site's Cloud Run service."""
 
@@ -85,6 +97,8 @@ class CloudRunService(GcpStep):
         super().__init__(settings, clients)
         self.secrets = secrets
         self.install = InstallJob(settings, clients)
+        # The site's names at the front door (SiteDns), which stop and start switch too.
+        self.served: Switchable | None = None
 
     def _publish_tenant_env(self, ctx: SiteContext) -> None:
         """The tenant's env vars and secrets as Secret Manager secrets the service references."""
@@ -247,13 +261,17 @@ class CloudRunService(GcpStep):
         self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
 
     def stop(self, ctx: SiteContext) -> None:
-        """Internal ingress only: requests from the internet and the load balancer are turned
-        away until start."""
+        """The front door's names to the stopped page (and out of Cloud CDN's cache), then
+        internal ingress only: requests from the internet are turned away until start."""
+        if self.served is not None:
+            self.served.stop(ctx)
         self._set_ingress(ctx, stopped=True)
 
     def start(self, ctx: SiteContext) -> None:
-        """All ingress again."""
+        """All ingress again, then the front door's names back to the site."""
         self._set_ingress(ctx, stopped=False)
+        if self.served is not None:
+            self.served.start(ctx)
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Roll each site to a revision with the tenant's current env references, then
