@@ -88,3 +88,38 @@ def test_only_one_engine_claims(platform: Platform, second: Platform) -> None:
     assert platform.engine._claim(op_id)
     assert not second.engine._claim(op_id)
     assert not platform.engine._claim(op_id)  # not even twice by the same engine
+
+
+def test_a_waiting_operation_keeps_its_lease_and_is_handed_over_at_shutdown(
+    platform: Platform, second: Platform
+) -> None:
+    """An apply_env waiting for a busy site holds no worker, but still its lease (no other
+    engine runs it meanwhile); an engine that stops hands it over at once."""
+    import time
+
+    from controlplane.schemas import EnvVarWrite
+    from controlplane.services.env import put_env
+
+    create_op = _pending_op(platform, None, timedelta(0))  # holds the site, never run here
+    with platform.sessions() as session:
+        _vars, env_op = put_env(session, principal=ADMIN, keyring=platform.keyring,
+                                tenant_id="acme", values={"REGION": EnvVarWrite(value="eu")})  # fmt: skip
+        env_id = env_op.id
+    platform.engine.submit(env_id)
+    deadline = time.monotonic() + 10
+    while True:
+        with platform.sessions() as session:
+            op = session.get(Operation, env_id)
+            assert op is not None
+            if "waiting" in op.params:
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not second.engine._claim(env_id)  # the waiting engine still holds it
+    assert env_id not in second.engine._leases.claimable()
+    platform.engine.shutdown(wait=True)
+    # Handed over: the create finishes on the second engine, then the env change.
+    assert second.engine.recover() == [create_op, env_id]
+    second.engine.wait(create_op, timeout=20)
+    second.engine.wait(env_id, timeout=20)
+    assert _status(platform, env_id) == "succeeded"
