@@ -250,7 +250,7 @@ def test_a_sites_database_user_holds_at_most_its_connection_limit(
         user, password = DatabaseVault(session, platform.keyring, site.id).get("database") or ("", "")  # fmt: skip
     database = local.resources("hog")["database"]["name"]
 
-    def connect() -> pymysql.Connection:  # type: ignore[type-arg]
+    def connect() -> pymysql.Connection:
         return pymysql.connect(host="127.0.0.1", port=local.settings.mariadb_port, user=user,
                                password=password, database=database)  # fmt: skip
 

@@ -113,7 +113,7 @@ def test_queued_env_changes_of_a_tenant_merge_into_the_newest(
     wait_for_operation(client, stop.json()["operation"]["id"], admin)
     assert wait_for_operation(client, ops[2], admin, timeout=10)["status"] == "succeeded"
     with client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
-        params = {op_id: session.get(Operation, op_id).params for op_id in ops}  # type: ignore[union-attr]
+        params = {op_id: session.get(Operation, op_id).params for op_id in ops}
         alpha = session.query(Site).filter_by(name="alpha").one()
     merged = [p.get("merged_into") for p in params.values()]
     assert merged[0] in ops[1:] and merged[1:] == [ops[2], None]  # each into a newer one

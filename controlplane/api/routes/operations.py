@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 from collections import deque
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
