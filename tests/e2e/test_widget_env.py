@@ -15,7 +15,7 @@ from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from tests.agent.scripted import ScriptedModel
 from tests.agent_fixtures import make_site
-from tests.e2e.conftest import screenshot, watch
+from tests.e2e.conftest import screenshot, signed_in_page, watch
 from tests.live import serve
 
 SECRET = "sk_live_" + "browser7Hq2mV9xK4pLw"
@@ -28,11 +28,7 @@ def test_a_secret_is_typed_into_the_confirmation_card_and_never_into_the_thread(
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
     model = ScriptedModel(script=[[("set_env", {"name": "STRIPE_KEY", "secret": True})]])
     with serve(create_chat_app(chat_settings, model=model)) as url:
-        context = browser.new_context(viewport={"width": 360, "height": 740})
-        context.add_init_script(
-            f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
-        )
-        page = context.new_page()
+        context, page = signed_in_page(browser, token, viewport={"width": 360, "height": 740})
         errors = watch(page)
         sent: list[str] = []
 

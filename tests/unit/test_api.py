@@ -45,6 +45,14 @@ def _create(client: TestClient, headers: dict[str, str], **body: Any) -> dict[st
     return result
 
 
+def _ready_crumbs(client: TestClient, auth: AuthHeaders) -> dict[str, str]:
+    """Tenant acme with its site crumbs built; the admin's headers."""
+    _tenant(client, auth)
+    admin = auth("admin")
+    wait_for_operation(client, _create(client, admin, name="crumbs")["operation"]["id"], admin)
+    return admin
+
+
 def _count(client: TestClient, model: Any) -> int:
     with client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -151,10 +159,7 @@ def test_delete_takes_a_backup_first_and_keeps_history(
 def test_failed_backup_deletes_nothing(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
-    _tenant(client, auth)
-    admin = auth("admin")
-    created = _create(client, admin, name="crumbs")
-    wait_for_operation(client, created["operation"]["id"], admin)
+    admin = _ready_crumbs(client, auth)
     memory_provider.fail_on = {"backup:backup"}
     op = client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).json()["operation"]
     final = wait_for_operation(client, op["id"], admin)
@@ -166,10 +171,7 @@ def test_failed_backup_deletes_nothing(
 def test_one_change_per_site_at_a_time(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
-    _tenant(client, auth)
-    admin = auth("admin")
-    created = _create(client, admin, name="crumbs")
-    wait_for_operation(client, created["operation"]["id"], admin)
+    admin = _ready_crumbs(client, auth)
     gate = memory_provider.gates["remove:runtime"] = threading.Event()
     first = client.delete("/v1/tenants/acme/sites/crumbs", headers=admin)
     assert first.status_code == 202
