@@ -45,12 +45,15 @@ def _create(client: TestClient, headers: dict[str, str], **body: Any) -> dict[st
     return result
 
 
-def _ready_crumbs(client: TestClient, auth: AuthHeaders) -> dict[str, str]:
-    """Tenant acme with its site crumbs built; the admin's headers."""
+def _ready_crumbs(
+    client: TestClient, auth: AuthHeaders, creator: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Tenant acme with its site crumbs built by `creator` (default an admin), whose headers
+    are returned."""
     _tenant(client, auth)
-    admin = auth("admin")
-    wait_for_operation(client, _create(client, admin, name="crumbs")["operation"]["id"], admin)
-    return admin
+    who = creator or auth("admin")
+    wait_for_operation(client, _create(client, who, name="crumbs")["operation"]["id"], who)
+    return who
 
 
 def _count(client: TestClient, model: Any) -> int:
@@ -233,10 +236,7 @@ def test_admin_email_defaults_to_the_callers(client: TestClient, auth: AuthHeade
 def test_reveal_admin_password_is_audited_and_decrypts(
     client: TestClient, auth: AuthHeaders
 ) -> None:
-    _tenant(client, auth)
-    owner = auth("tenant", "acme", sub="olga")
-    op = _create(client, owner, name="crumbs")["operation"]
-    wait_for_operation(client, op["id"], owner)
+    owner = _ready_crumbs(client, auth, auth("tenant", "acme", sub="olga"))
     creds = client.post(
         "/v1/tenants/acme/sites/crumbs/admin-credentials/reveal", headers=owner
     ).json()
@@ -412,10 +412,7 @@ def _claims(url: str) -> dict[str, Any]:
 def test_admin_login_signs_a_short_single_site_link_and_is_audited(
     client: TestClient, auth: AuthHeaders
 ) -> None:
-    _tenant(client, auth)
-    owner = auth("tenant", "acme", sub="olga")
-    op = _create(client, owner, name="crumbs")["operation"]
-    wait_for_operation(client, op["id"], owner)
+    owner = _ready_crumbs(client, auth, auth("tenant", "acme", sub="olga"))
     site = client.get("/v1/tenants/acme/sites/crumbs", headers=owner).json()
     before = int(time.time())
     first = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner)
@@ -451,10 +448,7 @@ def test_admin_login_signs_a_short_single_site_link_and_is_audited(
 
 
 def test_admin_login_needs_a_serving_site(client: TestClient, auth: AuthHeaders) -> None:
-    _tenant(client, auth)
-    owner = auth("tenant", "acme")
-    op = _create(client, owner, name="crumbs")["operation"]
-    wait_for_operation(client, op["id"], owner)
+    owner = _ready_crumbs(client, auth, auth("tenant", "acme"))
     stop = client.post("/v1/tenants/acme/sites/crumbs/stop", headers=owner).json()
     wait_for_operation(client, stop["operation"]["id"], owner)
     refused = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner)
