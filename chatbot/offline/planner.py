@@ -433,18 +433,23 @@ class Planner:
         return describe(args, data), None
 
 
-class OfflinePlanner(BaseChatModel):
+class SchemaReadingModel(BaseChatModel):
+    """A local chat model that reads the bound tools' OpenAI schemas from its call's `tools`
+    (the planner, and the tests' scripted model)."""
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tool schemas; the model reads them to know the caller's variant."""
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+
+class OfflinePlanner(SchemaReadingModel):
     """A deterministic, network-free chat model that plans tool calls from English."""
 
     @property
     def _llm_type(self) -> str:
         return "aipress-offline-planner"
-
-    def bind_tools(
-        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tool schemas; the planner reads them to know the caller's variant."""
-        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
     def _respond(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
         return Planner().respond(messages, list(kwargs.get("tools") or []))

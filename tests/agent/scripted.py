@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
 from pydantic import Field
 
+from chatbot.offline.planner import SchemaReadingModel
 
-class ScriptedModel(BaseChatModel):
+
+class ScriptedModel(SchemaReadingModel):
     """Each human turn pops the next list of tool calls; after tool results it echoes them."""
 
     script: list[list[tuple[str, dict[str, Any]]]] = Field(default_factory=list)
@@ -25,12 +24,6 @@ class ScriptedModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "scripted"
-
-    def bind_tools(
-        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Remember the schemas the graph offers."""
-        return self.bind(tools=list(tools), **kwargs)
 
     def _generate(
         self,

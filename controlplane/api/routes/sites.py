@@ -151,16 +151,14 @@ def _set_serving(call: SiteCall, *, serving: bool) -> SiteAccepted:
 
 @router.get("/{site}/operations", response_model=list[OperationRead])
 def site_operations(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    call: SiteCallDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[OperationRead]:
     """A site's deployment history, newest first (also after the site is deleted)."""
-    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    get_visible_tenant(
+        call.session, principal=call.principal, tenant_id=call.tenant_id, action=Action.READ_SITES
+    )
     ops = operations_service.list_operations(
-        session, tenant_id=tenant_id, site_name=site, limit=limit
+        call.session, tenant_id=call.tenant_id, site_name=call.site, limit=limit
     )
     return [operations_service.to_read(o) for o in ops]
 
