@@ -443,16 +443,8 @@ class SchemaReadingModel(BaseChatModel):
         """Bind tool schemas; the model reads them to know the caller's variant."""
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-
-class OfflinePlanner(SchemaReadingModel):
-    """A deterministic, network-free chat model that plans tool calls from English."""
-
-    @property
-    def _llm_type(self) -> str:
-        return "aipress-offline-planner"
-
-    def _respond(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
-        return Planner().respond(messages, list(kwargs.get("tools") or []))
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        raise NotImplementedError
 
     def _generate(
         self,
@@ -461,7 +453,19 @@ class OfflinePlanner(SchemaReadingModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._respond(messages, kwargs))])
+        reply = self._respond(messages, list(kwargs.get("tools") or []))
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+class OfflinePlanner(SchemaReadingModel):
+    """A deterministic, network-free chat model that plans tool calls from English."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "aipress-offline-planner"
+
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        return Planner().respond(messages, tools)
 
     def _stream(
         self,
@@ -470,7 +474,7 @@ class OfflinePlanner(SchemaReadingModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        message = self._respond(messages, kwargs)
+        message = self._respond(messages, list(kwargs.get("tools") or []))
         pieces = re.findall(r"\S+\s*|\s+", str(message.content))
         for piece in pieces:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))

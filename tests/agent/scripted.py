@@ -7,9 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from chatbot.offline.planner import SchemaReadingModel
@@ -25,14 +23,8 @@ class ScriptedModel(SchemaReadingModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.seen_tools.append([t["function"]["name"] for t in kwargs.get("tools", [])])
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        self.seen_tools.append([t["function"]["name"] for t in tools])
         if isinstance(messages[-1], ToolMessage):
             results = [json.loads(str(m.content)) for m in messages if isinstance(m, ToolMessage)]
             reply = AIMessage(content="results: " + json.dumps(results[-5:]))
@@ -50,4 +42,4 @@ class ScriptedModel(SchemaReadingModel):
                     for n, a in calls
                 ],
             )
-        return ChatResult(generations=[ChatGeneration(message=reply)])
+        return reply
