@@ -236,3 +236,29 @@ def test_the_secret_travels_in_the_resume_frame_or_body_only(
 
 def test_a_refusal_keeps_the_control_planes_status() -> None:
     assert _status_of(SecretRefused(403, "no")) == 403  # not every refusal is the value's fault
+
+
+def test_the_offline_planner_lists_sets_and_removes_env_vars_and_keeps_secrets_out(
+    chat: ChatFactory, admin_api: httpx.Client
+) -> None:
+    alice = chat("tenant", "acme", sub="alice")
+    asked = alice.say("set SHOP_MODE to staging")
+    assert asked.interrupt is not None
+    assert alice.resume(True).reply == "Set SHOP_MODE for tenant acme; the running sites have it."
+    pasted = alice.say(f"store STRIPE_KEY as a secret: {PASTED}")
+    assert pasted.interrupt is not None and pasted.interrupt["actions"][0]["input"] == "secret"
+    assert "I won't use the value you wrote in chat" in pasted.reply
+    assert PASTED not in json.dumps(pasted.proposed)  # the model's call carries no value
+    call_id = pasted.interrupt["actions"][0]["tool_call_id"]
+    alice.resume(True, {call_id: SECRET})
+    listed = alice.say("which env vars do my sites get?").reply
+    assert "**SHOP_MODE** (= staging)" in listed
+    assert "**STRIPE_KEY** (secret, write-only)" in listed and SECRET not in listed
+    alice.say("remove SHOP_MODE")
+    assert alice.resume(False).reply == "Cancelled: SHOP_MODE was not changed."
+    alice.say("unset SHOP_MODE")
+    assert "Removed SHOP_MODE" in alice.resume(True).reply
+    assert sorted(_env(admin_api)) == ["STRIPE_KEY"]
+    assert "What should SHOP_MODE be?" in alice.say("set SHOP_MODE").reply
+    again = alice.say("store STRIPE_KEY as a secret")  # no value typed: no warning either
+    assert again.interrupt is not None and "I won't use" not in again.reply
