@@ -11,16 +11,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 
 from chatbot.conversation import SecretRefused
 from chatbot.service import _status_of, create_app
 from chatbot.settings import ChatSettings
+from chatbot.terminal import TerminalChat
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
 from tests.agent.scripted import ScriptedModel
 from tests.agent_fixtures import ChatFactory, Chatter, EngineFactory, make_site
 from tests.conftest import SECRET_RECORD
+from tests.live import serve
 from tests.secret_scan import read_record
 
 SECRET = "sk_live_" + "Zq8wX3vT9pLmN2rK7yB4"  # built, so no one greps it out of this file
@@ -262,3 +265,28 @@ def test_the_offline_planner_lists_sets_and_removes_env_vars_and_keeps_secrets_o
     assert "What should SHOP_MODE be?" in alice.say("set SHOP_MODE").reply
     again = alice.say("store STRIPE_KEY as a secret")  # no value typed: no warning either
     assert again.interrupt is not None and "I won't use" not in again.reply
+
+
+def test_the_terminal_reads_the_secret_unechoed_and_asks_again_after_a_refusal(
+    chat_settings: ChatSettings, issuer: LocalTokenIssuer, admin_api: httpx.Client
+) -> None:
+    typed = iter(["$" + SECRET, SECRET])  # the first is refused by the control plane
+    prompts: list[str] = []
+
+    def ask_secret(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(typed)
+
+    console = Console(record=True, width=120)
+    with serve(create_app(chat_settings)) as url:
+        token = issuer.issue("alice", Role.TENANT, ["acme"])
+        session = TerminalChat(url, token, console, lambda _q: True, ask_secret)
+        try:
+            session.send("store STRIPE_KEY as a secret")
+        finally:
+            session.close()
+    assert prompts == ["Value of STRIPE_KEY (not shown): "] * 2
+    shown = console.export_text()
+    assert "must not start with '$'" in shown and "Set STRIPE_KEY for tenant acme" in shown
+    assert SECRET not in shown
+    assert _env(admin_api)["STRIPE_KEY"]["secret"] is True
