@@ -30,6 +30,7 @@ from chatbot.store import ThreadStore, open_checkpointer
 from chatbot.upstream import ServiceIdentity, identity_for, sync_client
 from controlplane.kernel.identity import Principal
 from tools.context import AgentContext, scoped_tenant
+from tools.registry import submit_secret
 
 Event = dict[str, Any]
 STREAM_MODES: list[StreamMode] = ["messages", "custom", "updates"]
@@ -49,6 +50,15 @@ class AwaitingConfirmation(Exception):
 
 class TenantMismatch(Exception):
     """A thread was continued for a tenant other than its own."""
+
+
+class SecretRefused(Exception):
+    """A confirmation card's secret was missing or the control plane refused it (`status`:
+    its answer); nothing changed and the confirmation still waits."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
 
 
 def message_json(message: BaseMessage) -> dict[str, Any]:
@@ -161,8 +171,10 @@ class ChatEngine:
         *,
         message: str | None = None,
         approve: bool | None = None,
+        secrets: dict[str, str] | None = None,
     ) -> Iterator[Event]:
-        """Run one turn (a new message, or the answer to a confirmation) and stream events."""
+        """Run one turn (a new message, or the answer to a confirmation, with the values its
+        card asked for by tool call id in `secrets`) and stream events."""
         self.threads.get(thread_id, owner_key=ctx.principal.key)
         graph_input: Any
         if message is not None:
@@ -175,8 +187,10 @@ class ChatEngine:
         else:
             if self.pending_interrupt(thread_id) is None:
                 raise NothingToResume(f"thread {thread_id} is not waiting for a confirmation")
-            graph_input = Command(resume={"approve": bool(approve)})
         with self._exclusive(thread_id):
+            if message is None:
+                started = self._submit_secrets(ctx, thread_id, secrets or {}) if approve else {}
+                graph_input = Command(resume={"approve": bool(approve), "started": started})
             yield {"type": "thread", "thread_id": thread_id}
             config = self._config(thread_id)
             pending: list[Event] = []
@@ -194,6 +208,29 @@ class ChatEngine:
             self.threads.touch(thread_id)
             yield from pending
             yield {"type": "done", "thread_id": thread_id}
+
+    def _submit_secrets(
+        self, ctx: AgentContext, thread_id: str, secrets: dict[str, str]
+    ) -> dict[str, str]:
+        """Send each secret the pending confirmation asks for straight to the control plane,
+        before the graph resumes: the value never enters the graph, its checkpoints or the
+        model. Answers the started operations by tool call id."""
+        pending = self.pending_interrupt(thread_id) or {}
+        asked = [a for a in pending.get("actions", []) if a.get("input") == "secret"]
+        missing = [a["variable"] for a in asked if not secrets.get(a["tool_call_id"])]
+        if missing:
+            raise SecretRefused(
+                422, f"type the value of {', '.join(missing)} into the confirmation card"
+            )
+        started = {}
+        for action in asked:
+            saved = submit_secret(action, secrets[action["tool_call_id"]], ctx, self.http)
+            if saved.status != "ok":
+                raise SecretRefused(
+                    saved.http_status or 502, f"{action['variable']}: {saved.error}"
+                )
+            started[action["tool_call_id"]] = str(saved.data)
+        return started
 
     def _events(self, mode: str, payload: Any) -> Iterator[Event]:
         if mode == "messages":

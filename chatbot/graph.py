@@ -1,4 +1,5 @@
-"""The agent graph: agent -> (confirm ->) tools -> agent, with an interrupt before deletes.
+"""The agent graph: agent -> (confirm ->) tools -> agent, with an interrupt before each
+destructive call (deletes, env changes).
 
 The caller's identity reaches the tools through LangGraph's runtime context (`AgentContext`),
 which is not part of the checkpointed state and never shown to the model.
@@ -7,7 +8,7 @@ which is not part of the checkpointed state and never shown to the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from langchain_core.language_models import BaseChatModel
@@ -23,14 +24,21 @@ from controlplane.kernel import clock
 from controlplane.kernel.identity import Role
 from prompts import load_prompt
 from tools.context import AgentContext
-from tools.registry import run_tool, toolset_for
+from tools.registry import confirmation, run_tool, toolset_for
 from tools.results import ToolResult
 
 HISTORY_MESSAGES = 40  # the model sees the system prompt and this many latest messages
 
 
+def _merge(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    return {**old, **new}
+
+
 class ChatState(MessagesState):
-    """The conversation (LangGraph's add_messages reducer keeps ids and order)."""
+    """The conversation (LangGraph's add_messages reducer keeps ids and order), and the
+    operations confirmation cards started, by tool call (ids only, never a value)."""
+
+    started: Annotated[dict[str, str], _merge]
 
 
 def system_prompt(ctx: AgentContext) -> str:
@@ -111,41 +119,30 @@ def build_graph(
         refused: list[ToolMessage] = []
         actions = []
         for call in pending:
-            lookup = {k: v for k, v in call["args"].items() if k in ("site", "tenant_id")}
-            found = run_tool("get_site", lookup, ctx, lambda _e: None, http)
-            if found.status != "ok":
-                refused.append(_tool_message(call, found))
-                continue
-            site = found.data
-            needed = specs[call["name"]].site_action
-            if needed is None or needed not in site["allowed_actions"]:
-                # Asking to confirm what the control plane will refuse helps nobody; the
-                # control plane said what this caller may do, and still decides the call.
-                denied = ToolResult.failed(
-                    f"the control plane does not allow your role ({ctx.role.value}) to "
-                    f"{needed} site {site['name']} while it is {site['status']}",
-                    http_status=403,
-                )
-                refused.append(_tool_message(call, denied))
-                continue
-            actions.append({
-                "tool_call_id": call["id"], "action": call["name"], "site": site["name"],
-                "tenant_id": site["tenant_id"], "url": site["url"],
-                "question": f"Delete site {site['name']} of tenant {site['tenant_id']}? Its "
-                "database, files and address are removed; a backup is taken first.",
-            })  # fmt: skip
+            asked = confirmation(call["name"], call["args"], ctx, http)
+            if asked.status == "ok":
+                actions.append({"tool_call_id": call["id"], **asked.data})
+            else:
+                refused.append(_tool_message(call, asked))
         if not actions:
             return Command(goto="agent", update={"messages": refused})
         answer = interrupt({"type": "confirm", "actions": actions})
         approved = isinstance(answer, dict) and answer.get("approve") is True
-        if approved:
-            return Command(goto="tools", update={"messages": refused})
+        # A secret's value went from the card to the control plane before the resume; the
+        # answer carries only the operations that started (ChatEngine.turn).
+        started = answer.get("started", {}) if approved else {}
+        not_done = {
+            a["tool_call_id"]: "the user cancelled" if not approved else
+            "nothing changed: the secret's value was not sent"
+            for a in actions
+            if not approved or (a.get("input") == "secret" and a["tool_call_id"] not in started)
+        }  # fmt: skip
         cancelled = [
-            _tool_message(call, ToolResult(status="cancelled", error="the user cancelled"))
+            _tool_message(call, ToolResult(status="cancelled", error=not_done[call["id"]]))
             for call in pending
-            if call["id"] in {a["tool_call_id"] for a in actions}
+            if call["id"] in not_done
         ]
-        return Command(goto="tools", update={"messages": refused + cancelled})
+        return Command(goto="tools", update={"messages": refused + cancelled, "started": started})
 
     def tools(state: ChatState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         ctx = runtime.context
@@ -154,7 +151,8 @@ def build_graph(
         for call in _unanswered(state["messages"]):
             writer({"type": "tool_start", "id": call["id"], "name": call["name"],
                     "args": call["args"]})  # fmt: skip
-            result = run_tool(call["name"], call["args"], ctx, writer, http)
+            started = state.get("started", {}).get(call["id"] or "")
+            result = run_tool(call["name"], call["args"], ctx, writer, http, started)
             writer({"type": "tool_end", "id": call["id"], "name": call["name"],
                     "status": result.status, "error": result.error,
                     "data": result.data})  # fmt: skip

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from chatbot.conversation import (
     AwaitingConfirmation,
@@ -24,6 +24,7 @@ from chatbot.conversation import (
     ChatEngine,
     Event,
     NothingToResume,
+    SecretRefused,
     TenantMismatch,
 )
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
@@ -62,6 +63,12 @@ class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     approve: bool
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="The values the confirmation asks for (its actions with input 'secret'), "
+        "by tool_call_id: sent to the control plane only, never to the model or the thread",
+    )
 
 
 class ChatReply(BaseModel):
@@ -194,7 +201,10 @@ def create_app(
         _admit(request, caller, "")
         thread = engine.threads.get(thread_id, owner_key=caller.principal.key)
         ctx = _context(engine, caller, thread.tenant_id)
-        return _collect(thread_id, engine.turn(ctx, thread_id, approve=body.approve))
+        secrets = {k: v.get_secret_value() for k, v in body.secrets.items()}
+        return _collect(
+            thread_id, engine.turn(ctx, thread_id, approve=body.approve, secrets=secrets)
+        )
 
     @app.get("/v1/chat/threads", response_model=list[ThreadRead])
     def threads(caller: CallerDep, request: Request) -> list[ThreadRead]:
@@ -219,7 +229,7 @@ def create_app(
     @app.websocket("/v1/chat/ws")
     async def chat_ws(websocket: WebSocket) -> None:
         """Frames in: {type: auth, token}, {type: message, text, thread_id?},
-        {type: resume, thread_id, approve}. Frames out: the turn's events, or
+        {type: resume, thread_id, approve, secrets?}. Frames out: the turn's events, or
         {type: error, status, detail}."""
         await websocket.accept()
         caller = await _ws_auth(websocket)
@@ -245,11 +255,14 @@ CHAT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (AwaitingConfirmation, 409),
     (TenantMismatch, 409),
     (PermissionError, 403),
+    (SecretRefused, 422),  # or the control plane's own status
 )
 CHAT_ERROR_TYPES = tuple(cls for cls, _ in CHAT_ERRORS)
 
 
 def _status_of(exc: Exception) -> int:
+    if isinstance(exc, SecretRefused):
+        return exc.status
     return next(status for cls, status in CHAT_ERRORS if isinstance(exc, cls))
 
 
@@ -342,7 +355,8 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             )
             ctx = _context(engine, caller, thread.tenant_id)
             approve = frame.get("approve") is True
-            await _relay(websocket, engine.turn(ctx, thread_id, approve=approve))
+            secrets = _secrets_field(frame)
+            await _relay(websocket, engine.turn(ctx, thread_id, approve=approve, secrets=secrets))
         elif kind == "ping":
             await websocket.send_json({"type": "pong"})
         else:
@@ -360,6 +374,16 @@ def _text_field(frame: dict[str, Any], key: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise ValueError(f"'{key}' must be a string or left out, not {type(value).__name__}")
+
+
+def _secrets_field(frame: dict[str, Any]) -> dict[str, str]:
+    """A resume frame's card values by tool call id (the error never quotes a value)."""
+    value = frame.get("secrets") or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError("'secrets' must map tool call ids to the values typed, as strings")
+    return value
 
 
 async def _ws_error(websocket: WebSocket, status: int, detail: str, **extra: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from rich.console import Console
 from websockets.sync.client import ClientConnection, connect
 
 Confirm = Callable[[str], bool]
+AskSecret = Callable[[str], str]
 
 
 def ws_url(http_url: str) -> str:
@@ -20,9 +22,17 @@ def ws_url(http_url: str) -> str:
 class TerminalChat:
     """Sends messages, prints streamed events, asks y/n on confirmations."""
 
-    def __init__(self, url: str, token: str, console: Console, confirm: Confirm) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        console: Console,
+        confirm: Confirm,
+        ask_secret: AskSecret = getpass.getpass,
+    ) -> None:
         self.console = console
         self.confirm = confirm
+        self.ask_secret = ask_secret  # a secret's value is read unechoed, never sent as chat
         self.thread_id: str | None = None
         self._ws: ClientConnection = connect(
             ws_url(url), additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
@@ -30,6 +40,20 @@ class TerminalChat:
         ready = self._recv()
         if ready.get("type") != "ready":
             raise RuntimeError(ready.get("detail", "the chat service refused the connection"))
+
+    def _answer(self, interrupt: dict[str, Any]) -> None:
+        """Ask y/n for each action, then the values a secret's card asks for."""
+        approve = all(self.confirm(action["question"]) for action in interrupt["actions"])
+        frame: dict[str, Any] = {"type": "resume", "thread_id": interrupt["thread_id"],
+                                 "approve": approve}  # fmt: skip
+        secrets = {
+            action["tool_call_id"]: self.ask_secret(f"Value of {action['variable']} (not shown): ")
+            for action in interrupt["actions"]
+            if approve and action.get("input") == "secret"
+        }
+        if secrets:
+            frame["secrets"] = secrets
+        self._ws.send(json.dumps(frame))
 
     def close(self) -> None:
         """Close the socket."""
@@ -52,12 +76,14 @@ class TerminalChat:
     def _follow(self) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         streaming = False
+        answering: dict[str, Any] | None = None
         while True:
             event = self._recv()
             events.append(event)
             kind = event["type"]
             if kind == "thread":
                 self.thread_id = event["thread_id"]
+                answering = None  # the answer was taken
             elif kind == "token":
                 if not streaming:
                     self.console.print("[bold cyan]aipress>[/bold cyan] ", end="")
@@ -75,12 +101,13 @@ class TerminalChat:
                 mark = "[green]✓[/green]" if event["status"] == "ok" else "[yellow]![/yellow]"
                 self.console.print(f"  {mark} [dim]{event['name']}: {event['status']}[/dim]")
             elif kind == "interrupt":
-                approve = all(self.confirm(action["question"]) for action in event["actions"])
-                self._ws.send(json.dumps({"type": "resume", "thread_id": event["thread_id"],
-                                          "approve": approve}))  # fmt: skip
+                answering = event
+                self._answer(event)
             elif kind == "error":
                 self.console.print(f"[red]Error {event['status']}:[/red] {event['detail']}")
-                return events
+                if answering is None or event["status"] >= 500:
+                    return events
+                self._answer(answering)  # the answer was refused: nothing changed, ask again
             elif kind == "done":
                 if streaming:
                     self.console.print()

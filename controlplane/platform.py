@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,8 +14,9 @@ from controlplane.db import make_engine, make_sessionmaker, migrate
 from controlplane.engine.provider import Provider
 from controlplane.engine.runner import BoundaryHook, Engine
 from controlplane.kernel.auth import TokenVerifier, make_verifier
+from controlplane.kernel.logs import configure_logging, get_logger
 from controlplane.providers import make_provider
-from controlplane.settings import Settings
+from controlplane.settings import Settings, get_settings
 from controlplane.users import ClaimsWriter, make_claims_writer
 
 
@@ -73,3 +76,24 @@ def build_platform(
         engine=engine,
         claims=make_claims_writer(settings, chosen_verifier),
     )
+
+
+JobWork = Callable[[Platform, Any], dict[str, Any]]
+
+
+def run_job(name: str, work: JobWork) -> int:
+    """A Cloud Run Job's main: `work(platform, log)` with the process's settings, then
+    `<name>.job_done` with what it returned (exit 0), or `<name>.job_failed` (exit 1)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_file, settings.log_json)
+    log = get_logger(f"aipress.{name}.job")
+    platform = build_platform(settings)
+    try:
+        done = work(platform, log)
+    except Exception as exc:
+        log.error(f"{name}.job_failed", error_type=type(exc).__name__, error=str(exc)[:500])
+        return 1
+    finally:
+        platform.close()
+    log.info(f"{name}.job_done", **done)
+    return 0

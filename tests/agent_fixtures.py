@@ -154,11 +154,12 @@ class Chatter:
         self.turns.append(turn)
         return turn
 
-    def resume(self, approve: bool) -> Turn:
-        """Answer the pending confirmation."""
+    def resume(self, approve: bool, secrets: dict[str, str] | None = None) -> Turn:
+        """Answer the pending confirmation (with the values its card asks for)."""
         assert self.thread_id is not None
         ctx = self.engine.context(self.issuer.verify(self.token), self.token)
-        turn = Turn(list(self.engine.turn(ctx, self.thread_id, approve=approve)))
+        events = self.engine.turn(ctx, self.thread_id, approve=approve, secrets=secrets)
+        turn = Turn(list(events))
         self.turns.append(turn)
         return turn
 

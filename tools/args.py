@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 SITE = "The site's short name, e.g. 'crumbs' (lowercase letters, digits, hyphens)"
 # Names travel in URL paths: only DNS-label characters, so no argument can add a path segment.
@@ -103,6 +103,48 @@ class BillingSummaryArgs(ToolArgs):
 
 class ListTenantsArgs(ToolArgs):
     """List every tenant of the platform (admins only)."""
+
+
+ENV_NAME = "The variable's name, e.g. 'STRIPE_API_KEY' (A-Z, 0-9 and '_')"
+ENV_PATTERN = r"^[A-Z_][A-Z0-9_]{0,63}$"
+VALUES_OF_SECRETS_STAY_OUT = (
+    "a secret's value never goes through chat: call set_env with secret=true and no value; "
+    "the user types the value into the confirmation card, which sends it to the platform"
+)
+
+
+class ListEnvArgs(ToolArgs):
+    """The tenant's env vars: names, and whether each is a write-only secret."""
+
+
+class SetEnvArgs(ToolArgs):
+    """Create or replace an env var; every running site restarts its PHP workers."""
+
+    name: str = Field(description=ENV_NAME, pattern=ENV_PATTERN)
+    secret: bool = Field(
+        default=False,
+        description="True for keys, tokens and passwords: leave value out, the user types it "
+        "into the confirmation card and it never passes through chat",
+    )
+    value: str | None = Field(
+        default=None,
+        max_length=32_768,
+        description="The value of a plain (non-secret) variable; never a secret's value",
+    )
+
+    @model_validator(mode="after")
+    def _value_only_when_plain(self) -> SetEnvArgs:
+        if self.secret and self.value is not None:
+            raise ValueError(VALUES_OF_SECRETS_STAY_OUT)
+        if not self.secret and self.value is None:
+            raise ValueError("a plain variable needs a value (for a secret set secret=true)")
+        return self
+
+
+class UnsetEnvArgs(ToolArgs):
+    """Remove an env var; every running site restarts its PHP workers."""
+
+    name: str = Field(description=ENV_NAME, pattern=ENV_PATTERN)
 
 
 TENANT_ID = "The tenant the request is about, e.g. 'acme' (admins name it; ask if unclear)"

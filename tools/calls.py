@@ -41,8 +41,13 @@ class ToolFailure(Exception):
 class Api:
     """The control plane as one caller sees it (their token, a shared connection pool)."""
 
-    def __init__(self, ctx: AgentContext, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self, ctx: AgentContext, http: httpx.Client | None = None, started: str | None = None
+    ) -> None:
         self.ctx = ctx
+        # The operation the user's confirmation card started (a secret's value goes from the
+        # card to the control plane, never through a tool call), for the tool to follow.
+        self.started = started
         self._client = ControlPlaneClient(
             ctx.control_plane_url, ctx.token, request_id=ctx.request_id, http=http
         )
@@ -292,4 +297,124 @@ def list_tenants(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     )
 
 
+def _env_path(tenant: str, name: str | None = None) -> str:
+    return f"/v1/tenants/{tenant}/env" + (f"/{name}" if name else "")
+
+
+def list_env(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """The tenant's env vars: names, secret or not, and the values of plain ones only."""
+    tenant = tenant_of(args, api.ctx)
+    variables = [
+        {"name": v["name"], "secret": v["secret"], "updated_at": v["updated_at"]}
+        | ({} if v["secret"] else {"value": v["value"]})
+        for v in api.call("GET", _env_path(tenant))
+    ]
+    return ToolResult.ok({"tenant_id": tenant, "variables": variables})
+
+
+def _env_changed(
+    api: Api, tenant: str, name: str, operation_id: str, emit: Emit, change: str
+) -> ToolResult:
+    operation = api.follow(operation_id, emit)
+    summary = _operation_summary(operation)
+    data = {"tenant_id": tenant, "variable": name, "change": change, "operation": summary}
+    if operation["status"] not in FINISHED:
+        error = "saved; still applying to the sites: ask again in a minute"
+        return ToolResult(status="running", data=data, error=error)
+    if operation["status"] != OperationStatus.SUCCEEDED:
+        error = f"saved, but applying it to the sites failed: {summary['error']}"
+        return ToolResult(status="error", data=data, error=error)
+    return ToolResult.ok(data)
+
+
+def set_env(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """After the user confirmed: save a plain value, or follow the change the card made for
+    a secret; then wait while every running site restarts its PHP workers."""
+    assert isinstance(args, a.SetEnvArgs)
+    tenant = tenant_of(args, api.ctx)
+    if args.secret:
+        if api.started is None:
+            raise ToolFailure("nothing changed: a secret's value is typed into the "
+                              "confirmation card, and none was sent")  # fmt: skip
+        operation_id = api.started
+    else:
+        body = {"value": args.value, "secret": False}
+        operation_id = api.call("PUT", _env_path(tenant, args.name), json=body)["operation"]["id"]
+    return _env_changed(api, tenant, args.name, operation_id, emit, "set")
+
+
+def unset_env(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """After the user confirmed: remove the variable from the tenant and its sites."""
+    assert isinstance(args, a.UnsetEnvArgs)
+    tenant = tenant_of(args, api.ctx)
+    operation_id = api.call("DELETE", _env_path(tenant, args.name))["operation"]["id"]
+    return _env_changed(api, tenant, args.name, operation_id, emit, "unset")
+
+
+def submit_secret(api: Api, tenant: str, name: str, value: str) -> str:
+    """Save a secret typed into a confirmation card (never seen by the model); the id of the
+    operation that applies it."""
+    accepted = api.call("PUT", _env_path(tenant, name), json={"value": value, "secret": True})
+    return str(accepted["operation"]["id"])
+
+
+# -- confirmations: what a destructive call would do, asked before it runs -------------------
+
+
+def _refused(what: str, api: Api) -> ToolFailure:
+    # Asking to confirm what the control plane will refuse helps nobody; the control plane
+    # said what this caller may do, and still decides the call.
+    return ToolFailure(
+        f"the control plane does not allow your role ({api.ctx.role.value}) to {what}",
+        http_status=403,
+    )
+
+
+def confirm_delete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+    """The question before a delete, if the site's allowed_actions has it."""
+    assert isinstance(args, a.DeleteSiteArgs)
+    tenant = tenant_of(args, api.ctx)
+    site = _site_summary(api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}"))
+    if "delete" not in site["allowed_actions"]:
+        raise _refused(f"delete site {site['name']} while it is {site['status']}", api)
+    return {"site": site["name"], "tenant_id": tenant, "url": site["url"],
+            "question": f"Delete site {site['name']} of tenant {tenant}? Its database, files "
+            "and address are removed; a backup is taken first."}  # fmt: skip
+
+
+def _env_change_target(api: Api, args: a.SetEnvArgs | a.UnsetEnvArgs) -> tuple[str, str]:
+    """The tenant, if the caller may change its env, and which of its sites restart."""
+    tenant = tenant_of(args, api.ctx)
+    if "change_env" not in api.call("GET", f"/v1/tenants/{tenant}")["allowed_actions"]:
+        raise _refused(f"change the env vars of tenant {tenant}", api)
+    running = sorted(s["name"] for s in api.call("GET", f"/v1/tenants/{tenant}/sites")
+                     if s["status"] == "ready")  # fmt: skip
+    if not running:
+        return tenant, f"No site of {tenant} is running; sites read it when they start."
+    return tenant, (f"Every running site of {tenant} ({', '.join(running)}) restarts its PHP "
+                    "workers to read it.")  # fmt: skip
+
+
+def confirm_set_env(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+    """The question before setting a variable; a secret's asks for the value on the card."""
+    assert isinstance(args, a.SetEnvArgs)
+    tenant, effect = _env_change_target(api, args)
+    what = f"secret {args.name}" if args.secret else f"{args.name} = {args.value}"
+    action = {"tenant_id": tenant, "variable": args.name, "secret": args.secret,
+              "question": f"Set {what} for tenant {tenant}? {effect}"}  # fmt: skip
+    if args.secret:
+        action["input"] = "secret"  # the card asks for the value in a password field
+    return action
+
+
+def confirm_unset_env(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+    """The question before removing a variable (which must exist)."""
+    assert isinstance(args, a.UnsetEnvArgs)
+    tenant, effect = _env_change_target(api, args)
+    api.call("GET", _env_path(tenant, args.name))  # 404 names the missing variable
+    return {"tenant_id": tenant, "variable": args.name,
+            "question": f"Remove {args.name} from tenant {tenant}? {effect}"}  # fmt: skip
+
+
 ToolBody = Callable[[Api, a.ToolArgs, Emit], ToolResult]
+ConfirmBody = Callable[[Api, a.ToolArgs], dict[str, Any]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -26,10 +27,15 @@ class ToolSpec:
     args_model: type[a.ToolArgs]
     body: calls.ToolBody
     label: str  # what the widget shows while it runs; {argument} is filled from the call
-    destructive: bool = False
     admin_only: bool = False
-    # The site's `allowed_actions` entry a destructive call needs (the confirm node checks it).
-    site_action: str | None = None
+    # A destructive tool's question for the user, asked (by the confirm node) only when the
+    # control plane's allowed_actions permit the call.
+    confirm: calls.ConfirmBody | None = None
+
+    @property
+    def destructive(self) -> bool:
+        """Whether the user confirms each call first."""
+        return self.confirm is not None
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-style function schema every chat model binds."""
@@ -49,7 +55,7 @@ BASE_TOOLS = (
              a.CreateSiteArgs, calls.create_site, "Creating site {site}"),
     ToolSpec("delete_site", "Delete a site, its database and files (a backup is taken first). "
              "The user is asked to confirm before anything happens.", a.DeleteSiteArgs,
-             calls.delete_site, "Deleting site {site}", destructive=True, site_action="delete"),
+             calls.delete_site, "Deleting site {site}", confirm=calls.confirm_delete_site),
     ToolSpec("query_logs", "Search a site's logs: HTTP requests, web-server and PHP errors. "
              "Filter by time window, severity, HTTP status and text.", a.QueryLogsArgs,
              calls.query_logs, "Searching the logs of {site}"),
@@ -59,6 +65,17 @@ BASE_TOOLS = (
     ToolSpec("get_billing", "Net costs (cost + credits, per currency) between two dates, "
              "grouped by day, service or site, with when the data was last refreshed.",
              a.GetBillingArgs, calls.get_billing, "Reading costs"),
+    ToolSpec("list_env", "List the env vars sites get: names, whether each is a write-only "
+             "secret, and the values of plain ones (never a secret's).", a.ListEnvArgs,
+             calls.list_env, "Listing env vars"),
+    ToolSpec("set_env", "Create or replace an env var of every site (each running site "
+             "restarts its PHP workers). For a secret (API keys, tokens, passwords) set "
+             "secret=true and give no value: the user types it into the confirmation card, "
+             "never into chat. The user confirms first.", a.SetEnvArgs, calls.set_env,
+             "Setting {name}", confirm=calls.confirm_set_env),
+    ToolSpec("unset_env", "Remove an env var from every site (each running site restarts "
+             "its PHP workers). The user confirms first.", a.UnsetEnvArgs, calls.unset_env,
+             "Removing {name}", confirm=calls.confirm_unset_env),
 )  # fmt: skip
 ADMIN_ONLY_TOOLS = (
     ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,
@@ -103,14 +120,15 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid arguments: " + "; ".join(parts)
 
 
-def run_tool(
+def _call(
     name: str,
     raw_args: dict[str, Any],
     ctx: AgentContext,
-    emit: Emit,
-    http: httpx.Client | None = None,
+    http: httpx.Client | None,
+    work: Callable[[ToolSpec, calls.Api, a.ToolArgs], ToolResult],
+    started: str | None = None,
 ) -> ToolResult:
-    """Validate and run one tool call for the caller in `ctx`; never raises."""
+    """Find the caller's tool, validate the arguments, do `work`; failures become results."""
     spec = toolset_for(ctx.role).get(name)
     if spec is None:
         return ToolResult.failed(f"there is no tool named {name!r} for your role")
@@ -118,10 +136,51 @@ def run_tool(
         parsed = spec.args_model.model_validate(raw_args)
     except ValidationError as exc:
         return ToolResult.failed(_validation_message(exc))
-    api = calls.Api(ctx, http)
+    api = calls.Api(ctx, http, started)
     try:
-        return spec.body(api, parsed, emit)
+        return work(spec, api, parsed)
     except calls.ToolFailure as exc:
         return ToolResult.failed(str(exc), http_status=exc.http_status, request=exc.request or None)
     finally:
         api.close()
+
+
+def run_tool(
+    name: str,
+    raw_args: dict[str, Any],
+    ctx: AgentContext,
+    emit: Emit,
+    http: httpx.Client | None = None,
+    started: str | None = None,
+) -> ToolResult:
+    """Validate and run one tool call for the caller in `ctx` (`started`: the operation its
+    confirmation card began); never raises."""
+    return _call(name, raw_args, ctx, http, lambda s, api, args: s.body(api, args, emit), started)
+
+
+def confirmation(
+    name: str, raw_args: dict[str, Any], ctx: AgentContext, http: httpx.Client | None = None
+) -> ToolResult:
+    """What to ask before a destructive call (data: the question and what it is about), or
+    why it will not be asked (bad arguments, or the control plane does not allow it)."""
+
+    def ask(spec: ToolSpec, api: calls.Api, args: a.ToolArgs) -> ToolResult:
+        assert spec.confirm is not None
+        return ToolResult.ok({"action": name, **spec.confirm(api, args)})
+
+    return _call(name, raw_args, ctx, http, ask)
+
+
+def submit_secret(
+    action: dict[str, Any], value: str, ctx: AgentContext, http: httpx.Client | None = None
+) -> ToolResult:
+    """Save the secret a confirmation card asked for (`action`: the card's); data is the
+    operation's id. The value goes to the control plane only."""
+    api = calls.Api(ctx, http)
+    try:
+        operation_id = calls.submit_secret(api, action["tenant_id"], action["variable"], value)
+    except calls.ToolFailure as exc:
+        return ToolResult.failed(str(exc), http_status=exc.http_status)
+    finally:
+        api.close()
+    return ToolResult.ok(operation_id)

@@ -170,6 +170,7 @@ class AipressChat extends HTMLElement {
         this.wasOffline = true;
         break;
       case "thread":
+        this.answering = null; // the answer was taken: the turn runs
         this.thread = event.thread_id;
         sessionStorage.setItem(this.threadKey, this.thread);
         this.current = null;
@@ -195,6 +196,7 @@ class AipressChat extends HTMLElement {
         break;
       case "error":
         this.bubble("error").textContent = `${event.detail}`;
+        if (this.answering) { this.answering(); this.answering = null; }
         if (event.status === 401) this.setStatus("signed out", "offline");
         this.setBusy(false);
         break;
@@ -305,23 +307,54 @@ class AipressChat extends HTMLElement {
   }
 
   confirmCard(interrupt) {
-    const questions = interrupt.actions.map((a) => h("p", {}, a.question));
+    // A secret's value is typed here, in a password field: the resume frame carries it to
+    // the chat service, which sends it to the control plane before the agent resumes. It is
+    // never part of a message, so neither the model nor the thread's history holds it.
+    const fields = new Map();
+    const questions = interrupt.actions.map((a) => {
+      const question = h("p", {}, a.question);
+      if (a.input !== "secret") return question;
+      const id = `secret-${a.tool_call_id}`;
+      const field = h("input", { id, type: "password", autocomplete: "new-password", spellcheck: "false", required: "" });
+      fields.set(a.tool_call_id, field);
+      return h("div", {}, question, h("label", { for: id }, `Value of ${a.variable}`), field);
+    });
     const card = h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirmation needed" }, ...questions);
+    const note = h("p", { class: "answer", role: "status" });
     this.awaitingAnswer = true;
     this.input.disabled = true; // the thread waits for this answer before anything else
+    const controls = () => card.querySelectorAll("button, input");
     const answer = (approve) => {
+      const secrets = {};
+      if (approve) {
+        for (const [id, field] of fields) {
+          if (!field.value) { note.textContent = "Type the value first."; field.focus(); return; }
+          secrets[id] = field.value;
+        }
+      }
       this.awaitingAnswer = false;
       this.input.disabled = false;
-      for (const button of card.querySelectorAll("button")) button.disabled = true;
-      card.append(h("p", { class: "answer" }, approve ? "Confirmed." : "Cancelled."));
+      for (const control of controls()) control.disabled = true;
+      note.textContent = approve ? "Confirmed." : "Cancelled.";
       this.setBusy(true);
-      this.ws.send(JSON.stringify({ type: "resume", thread_id: interrupt.thread_id, approve }));
+      // Answered here; if the control plane refuses a value, the error frame reopens the card.
+      this.answering = () => {
+        this.awaitingAnswer = true;
+        this.input.disabled = true;
+        for (const control of controls()) control.disabled = false;
+        note.textContent = "Nothing changed: correct the value and confirm again, or cancel.";
+        (fields.values().next().value || cancel).focus();
+      };
+      const frame = { type: "resume", thread_id: interrupt.thread_id, approve };
+      if (approve && fields.size) frame.secrets = secrets;
+      this.ws.send(JSON.stringify(frame));
+      for (const field of fields.values()) field.value = "";
     };
     const confirm = h("button", { type: "button", class: "danger", onclick: () => answer(true) }, "Confirm");
     const cancel = h("button", { type: "button", onclick: () => answer(false) }, "Cancel");
-    card.append(h("div", { class: "buttons" }, confirm, cancel));
+    card.append(h("div", { class: "buttons" }, confirm, cancel), note);
     this.log.append(card);
-    cancel.focus();
+    (fields.values().next().value || cancel).focus();
   }
 }
 

@@ -225,3 +225,25 @@ def list_tenants(args: dict[str, Any], data: dict[str, Any]) -> str:
     return "Tenants:\n" + "\n".join(
         f"- **{t['id']}** — {t['name']} ({t['status']})" for t in tenants
     )
+
+
+def list_env(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A tenant's env vars (a secret by name only)."""
+    variables = data["variables"]
+    if not variables:
+        return f"Tenant {data['tenant_id']} has no env vars."
+    lines = [f"Env vars of tenant {data['tenant_id']}:"]
+    for var in variables:
+        shown = "secret, write-only" if var["secret"] else f"= {var['value']}"
+        lines.append(f"- **{var['name']}** ({shown})")
+    return "\n".join(lines)
+
+
+def set_env(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A variable saved and applied."""
+    return f"Set {data['variable']} for tenant {data['tenant_id']}; the running sites have it."
+
+
+def unset_env(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A variable removed."""
+    return f"Removed {data['variable']} from tenant {data['tenant_id']} and its sites."

@@ -6,6 +6,7 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from controlplane.kernel import clock, names
 
@@ -375,6 +376,33 @@ def title_of(text: str) -> str | None:
         return match.group(1).strip()
     match = re.search(r"\btitled?\s*(?::|is)?\s+([A-Z][\w' -]{0,60}?)(?:[.,;!?]|$)", text)
     return match.group(1).strip() if match else None
+
+
+ENV_VAR = r"(?P<name>[A-Z_][A-Z0-9_]{1,63})"  # as typed: upper case, so no ordinary word
+ENV_WORDS = r"(env(ironment)?\s*(vars?|variables?|settings)|\benv\b)"
+ENV_LIST = re.compile(r"\b(list|show|what|which|see)\b.*" + ENV_WORDS, re.I)
+ENV_UNSET = re.compile(r"\b(?i:(unset|remove|delete|drop|clear)\s+(the\s+)?(env(ironment)?\s+"
+                       r"var(iable)?\s+)?)" + ENV_VAR + r"\b")  # fmt: skip
+ENV_SET = re.compile(r"\b(?i:(set|store|save|add|put|change)\s+(the\s+|my\s+|a\s+)?(secret\s+|"
+                     r"env(ironment)?\s+var(iable)?\s+)?)" + ENV_VAR + r"\b"
+                     r"(\s+(to|=|as)\s+(?P<value>[^\s'\"]+|'[^']*'|\"[^\"]*\"))?")  # fmt: skip
+SECRET_WORDS = re.compile(r"\b(secrets?|secretly|api[ -]?keys?|tokens?|passwords?)\b", re.I)
+
+
+def env_request(text: str) -> tuple[str, dict[str, Any]] | None:
+    """An env var request: the tool and its arguments. A secret never carries its value
+    (the confirmation card asks for it), even one typed into the message."""
+    if match := ENV_UNSET.search(text):
+        return "unset_env", {"name": match.group("name")}
+    if match := ENV_SET.search(text):
+        name, value = match.group("name"), match.group("value")
+        if SECRET_WORDS.search(text.replace(name, " ")):
+            typed = bool(re.search(r"(\bto\s+|[:=]\s*)\S", text))  # a value came along
+            return "set_env", {"name": name, "secret": True, "typed": typed}
+        return "set_env", {"name": name, "value": value.strip("'\"") if value else None}
+    if ENV_LIST.search(text):
+        return "list_env", {}
+    return None
 
 
 def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None) -> Parsed:

@@ -32,12 +32,13 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from chatbot.offline import answers
-from chatbot.offline.parse import Parsed, parse
+from chatbot.offline.parse import Parsed, env_request, parse
 from chatbot.offline.parse import period as parse_period
 from controlplane.kernel import clock, names
 
 PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics")
+ENV_INTENTS = ("list_env", "set_env", "unset_env")
 TENANTLESS = ("list_tenants", "billing_summary")  # admin intents about the whole platform
 SUMMARY = re.compile(
     r"\b(which|what|top|most|least|rank\w*|all|every|each|per)\s+(\w+\s+)?tenants?\b|"
@@ -49,8 +50,9 @@ VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check th
          "get_metrics": "measure"}  # fmt: skip
 HELP = (
     "I can create a WordPress site, show your sites and their status, search a site's logs "
-    '("errors on crumbs in the last hour"), tell you whether a site is slow, report costs '
-    "and delete a site after you confirm. What would you like to do?"
+    '("errors on crumbs in the last hour"), tell you whether a site is slow, report costs, '
+    'set or remove env vars and secrets ("store STRIPE_KEY as a secret"), and delete a site; '
+    "deletes and env changes wait for your confirmation. What would you like to do?"
 )
 NO_CREDENTIALS_IN_CHAT = (
     "I never show passwords, tokens or secret values in chat. A site's admin password is "
@@ -183,6 +185,9 @@ class Planner:
     def _plan(self, text: str, messages: Sequence[BaseMessage], s: Situation) -> AIMessage:
         pending = self._pending(messages)
         p = parse(text, now=s.now, awaiting=pending.awaiting if pending else None)
+        env = env_request(text)  # before "secret": "store STRIPE_KEY as a secret" is one
+        if env is not None:
+            return self._env(Plan(*env), p, messages, s)
         if p.intent == "secret":
             return AIMessage(content=NO_CREDENTIALS_IN_CHAT)
         if not s.admin and p.tenant and p.tenant != s.tenant:
@@ -212,6 +217,22 @@ class Planner:
             return AIMessage(content="OK. Anything else I can do?")
         else:
             return AIMessage(content=note + HELP)
+        self._fill(plan, p, messages, s)
+        return self._next_step(plan, p, s, note)
+
+    def _env(
+        self, plan: Plan, p: Parsed, messages: Sequence[BaseMessage], s: Situation
+    ) -> AIMessage:
+        slots = plan.slots
+        if plan.intent == "set_env" and not slots.get("secret") and slots.get("value") is None:
+            return AIMessage(
+                content=f"What should {slots['name']} be? Say 'set {slots['name']} to <value>', "
+                f"or 'store {slots['name']} as a secret' to type it into a confirmation card."
+            )
+        note = ""
+        if slots.pop("typed", False):
+            note = ("I won't use the value you wrote in chat: type it into the card below. "
+                    "It has been in this conversation, so consider rotating it. ")  # fmt: skip
         self._fill(plan, p, messages, s)
         return self._next_step(plan, p, s, note)
 
@@ -317,6 +338,8 @@ class Planner:
             if plan.intent == "get_metrics":
                 args["since"] = slots.get("since", "1h")
             return self._tools(note, [(plan.intent, args, label)])
+        if plan.intent in ENV_INTENTS:
+            return self._tools(note, [(plan.intent, slots, None)])
         if plan.intent == "get_billing":
             base = {"from_date": slots["from_date"], "to_date": slots["to_date"],
                     "group_by": slots["group_by"]}  # fmt: skip
@@ -401,6 +424,8 @@ class Planner:
     ) -> tuple[str, Plan | None]:
         status = result.get("status")
         data = result.get("data") or {}
+        if status == "cancelled" and name in ENV_INTENTS:
+            return f"Cancelled: {args.get('name', 'the variable')} was not changed.", None
         if status == "cancelled":
             target = args.get("site") or "it"
             return f"Cancelled: {target} was not deleted. Nothing changed.", None
@@ -433,21 +458,18 @@ class Planner:
         return describe(args, data), None
 
 
-class OfflinePlanner(BaseChatModel):
-    """A deterministic, network-free chat model that plans tool calls from English."""
-
-    @property
-    def _llm_type(self) -> str:
-        return "aipress-offline-planner"
+class SchemaReadingModel(BaseChatModel):
+    """A local chat model that reads the bound tools' OpenAI schemas from its call's `tools`
+    (the planner, and the tests' scripted model)."""
 
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tool schemas; the planner reads them to know the caller's variant."""
+        """Bind tool schemas; the model reads them to know the caller's variant."""
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def _respond(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
-        return Planner().respond(messages, list(kwargs.get("tools") or []))
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        raise NotImplementedError
 
     def _generate(
         self,
@@ -456,7 +478,19 @@ class OfflinePlanner(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._respond(messages, kwargs))])
+        reply = self._respond(messages, list(kwargs.get("tools") or []))
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+class OfflinePlanner(SchemaReadingModel):
+    """A deterministic, network-free chat model that plans tool calls from English."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "aipress-offline-planner"
+
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        return Planner().respond(messages, tools)
 
     def _stream(
         self,
@@ -465,7 +499,7 @@ class OfflinePlanner(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        message = self._respond(messages, kwargs)
+        message = self._respond(messages, list(kwargs.get("tools") or []))
         pieces = re.findall(r"\S+\s*|\s+", str(message.content))
         for piece in pieces:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))

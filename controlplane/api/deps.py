@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -48,3 +49,29 @@ async def get_principal(request: Request, platform: PlatformDep) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+@dataclass(frozen=True)
+class SiteCall:
+    """What a route about one site works with: the tenant and site of its path, the request's
+    session, the verified caller and the platform."""
+
+    tenant_id: str
+    site: str
+    session: Session
+    principal: Principal
+    platform: Platform
+
+
+async def site_call(
+    tenant_id: str,
+    site: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> SiteCall:
+    """The parts of a per-site request, gathered once."""
+    return SiteCall(tenant_id, site, session, principal, platform)
+
+
+SiteCallDep = Annotated[SiteCall, Depends(site_call)]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from controlplane.stack.process import read_pid, stop_pid
 
 # What to do to each file: its new content, or None to remove it.
 Changes = Mapping[Path, str | None]
@@ -98,3 +101,54 @@ def apply_as_unit(
             if not running():
                 start()
             raise
+
+
+class ConfiguredMaster:
+    """A master process (nginx, PHP-FPM) under `base` whose config files change as one unit:
+    one lock over the files, the config test, start and reload (threads and processes)."""
+
+    base: Path
+    file_mode = 0o600  # of the files `apply` writes
+
+    @property
+    def pidfile(self) -> Path:
+        """The master's pidfile."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _reload(self) -> None:
+        raise NotImplementedError
+
+    def pid(self) -> int | None:
+        """The master's pid if it runs."""
+        return read_pid(self.pidfile)
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The one lock over the config files, the test, start and reload."""
+        return config_lock(self.base / "config.lock")
+
+    def start(self) -> None:
+        """Start the master (no-op if it runs)."""
+        with self.locked():
+            self._start()
+
+    def reload(self) -> None:
+        """Graceful reload; returns once the new config serves."""
+        with self.locked():
+            self._reload()
+
+    def apply(self, changes: Changes) -> None:
+        """Write (content) or remove (None) config files, test, reload: as one unit.
+
+        If the test or the reload fails, every file is put back as it was and the master
+        keeps (or is restarted with) the previous config, so later changes still load.
+        """
+        apply_as_unit(changes, mode=self.file_mode, lock=self.locked(), reload=self._reload,
+                      start=self._start, running=lambda: self.pid() is not None)  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the master and its workers."""
+        with self.locked():
+            stop_pid(self.pidfile, signal.SIGQUIT)

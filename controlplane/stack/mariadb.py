@@ -14,7 +14,7 @@ from typing import Any
 import pymysql
 
 from controlplane.kernel.logs import get_logger
-from controlplane.stack.process import CLEAN_ENV, StackError, read_pid, stop_pid
+from controlplane.stack.process import CLEAN_ENV, StackError, Under, read_pid, stop_pid
 
 log = get_logger("aipress.stack.mariadb")
 
@@ -27,25 +27,10 @@ class MariaDB:
     port: int = 3307
     run_as: str = "mysql"
 
-    @property
-    def datadir(self) -> Path:
-        """Data files."""
-        return self.base / "data"
-
-    @property
-    def socket(self) -> Path:
-        """Unix socket clients use."""
-        return self.base / "mariadb.sock"
-
-    @property
-    def pidfile(self) -> Path:
-        """The server's pid."""
-        return self.base / "mariadb.pid"
-
-    @property
-    def error_log(self) -> Path:
-        """Server log."""
-        return self.base / "mariadb.err"
+    datadir = Under("data")  # data files
+    socket = Under("mariadb.sock")  # the Unix socket clients use
+    pidfile = Under("mariadb.pid")  # the server's pid
+    error_log = Under("mariadb.err")  # server log
 
     def _owned(self, path: Path) -> None:
         if os.geteuid() == 0:

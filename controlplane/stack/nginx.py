@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.stack.configfiles import Changes, apply_as_unit, config_lock
-from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
+from controlplane.stack.configfiles import ConfiguredMaster
+from controlplane.stack.process import StackError, Under, run, wait_for_path
 from controlplane.stack.templates import render
 
 
@@ -33,37 +32,20 @@ def _retired(pid: int) -> bool:
 
 
 @dataclass
-class Nginx:
-    """Master process, config, per-site server blocks, logs and caches under `base`."""
+class Nginx(ConfiguredMaster):
+    """Master process, config, per-site server blocks, logs and caches under `base`; a
+    reload returns once workers with the new config are accepting."""
 
     base: Path
     port: int = 8080
     listen: str = "127.0.0.1"
+    file_mode = 0o644  # server blocks (nginx keeps its previous config when a reload fails)
 
-    @property
-    def conf(self) -> Path:
-        """Main config."""
-        return self.base / "nginx.conf"
-
-    @property
-    def sites_dir(self) -> Path:
-        """One .conf per site."""
-        return self.base / "sites"
-
-    @property
-    def log_dir(self) -> Path:
-        """Access and error logs (root-owned: sites cannot rewrite them)."""
-        return self.base / "logs"
-
-    @property
-    def cache_dir(self) -> Path:
-        """FastCGI page caches."""
-        return self.base / "cache"
-
-    @property
-    def pidfile(self) -> Path:
-        """Master pid."""
-        return self.base / "nginx.pid"
+    conf = Under("nginx.conf")  # main config
+    sites_dir = Under("sites")  # one .conf per site
+    log_dir = Under("logs")  # access and error logs (root-owned: sites cannot rewrite them)
+    cache_dir = Under("cache")  # FastCGI page caches
+    pidfile = Under("nginx.pid")  # master pid
 
     def site_file(self, key: str) -> Path:
         """The server block of a site."""
@@ -108,22 +90,9 @@ class Nginx:
         return ["nginx", "-p", str(self.base), "-e", str(self.log_dir / "nginx-error.log"),
                 "-c", str(self.conf), *args]  # fmt: skip
 
-    def pid(self) -> int | None:
-        """The master's pid if it runs."""
-        return read_pid(self.pidfile)
-
     def test_config(self) -> None:
         """`nginx -t`."""
         run(self._cmd("-t", "-q"), what="nginx -t")
-
-    def locked(self) -> contextlib.AbstractContextManager[None]:
-        """The one lock over server blocks, `nginx -t`, start and reload (threads and processes)."""
-        return config_lock(self.base / "config.lock")
-
-    def start(self) -> None:
-        """Start nginx (no-op if it runs)."""
-        with self.locked():
-            self._start()
 
     def _start(self) -> None:
         self.write_master()
@@ -133,11 +102,6 @@ class Nginx:
         run(self._cmd(), what="starting nginx")
         if not wait_for_path(self.pidfile, 10):
             raise StackError(f"nginx did not start; see {self.log_dir / 'nginx-error.log'}")
-
-    def reload(self, timeout: float = 10) -> None:
-        """Graceful reload; returns once workers with the new config are accepting."""
-        with self.locked():
-            self._reload(timeout)
 
     def _reload(self, timeout: float = 10) -> None:
         pid = self.pid()
@@ -158,15 +122,6 @@ class Nginx:
                 return
         raise StackError(f"nginx did not reload within {timeout} s; see {self.log_dir}")
 
-    def apply(self, changes: Changes) -> None:
-        """Write (content) or remove (None) server blocks, `nginx -t`, reload: as one unit.
-
-        If the test or the reload fails, every file is put back as it was (nginx keeps its
-        previous config when a reload is refused), so later changes still load.
-        """
-        apply_as_unit(changes, mode=0o644, lock=self.locked(), reload=self._reload,
-                      start=self._start, running=lambda: self.pid() is not None)  # fmt: skip
-
     def install_site(self, key: str, content: str) -> None:
         """Enable a server block only if `nginx -t` accepts it; otherwise restore the old one."""
         self.apply({self.site_file(key): content})
@@ -174,11 +129,6 @@ class Nginx:
     def remove_site(self, key: str) -> None:
         """Disable a server block (no-op when absent)."""
         self.apply({self.site_file(key): None})
-
-    def stop(self) -> None:
-        """Stop nginx."""
-        with self.locked():
-            stop_pid(self.pidfile, signal.SIGQUIT)
 
     def render_site(self, **values: object) -> str:
         """A server block from the site template."""

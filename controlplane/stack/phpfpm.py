@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -10,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.stack.configfiles import Changes, apply_as_unit, config_lock
-from controlplane.stack.process import StackError, read_pid, run, stop_pid, wait_for_path
+from controlplane.stack.configfiles import ConfiguredMaster
+from controlplane.stack.process import StackError, Under, run, wait_for_path
 from controlplane.stack.templates import render
 
 PHP_FPM = "php-fpm8.2"
@@ -43,30 +42,17 @@ def php_fpm_binary() -> str:
 
 
 @dataclass
-class PhpFpm:
-    """Master process, config and pools under `base`."""
+class PhpFpm(ConfiguredMaster):
+    """Master process, config and pools under `base`; a reload (USR2) starts new pools, stops
+    removed ones and keeps the others serving."""
 
     base: Path
+    file_mode = 0o600  # pool files carry the tenant's secrets: root-only
 
-    @property
-    def conf(self) -> Path:
-        """Master config."""
-        return self.base / "php-fpm.conf"
-
-    @property
-    def pool_dir(self) -> Path:
-        """One .conf per site pool."""
-        return self.base / "pool.d"
-
-    @property
-    def socket_dir(self) -> Path:
-        """Pool sockets."""
-        return self.base / "sockets"
-
-    @property
-    def pidfile(self) -> Path:
-        """Master pid."""
-        return self.base / "php-fpm.pid"
+    conf = Under("php-fpm.conf")  # master config
+    pool_dir = Under("pool.d")  # one .conf per site pool
+    socket_dir = Under("sockets")  # pool sockets
+    pidfile = Under("php-fpm.pid")  # master pid
 
     def socket(self, pool: str) -> Path:
         """The socket of a pool."""
@@ -97,22 +83,9 @@ class PhpFpm:
         )
         self.conf.chmod(0o600)
 
-    def pid(self) -> int | None:
-        """The master's pid if it runs."""
-        return read_pid(self.pidfile)
-
     def test_config(self) -> None:
         """`php-fpm -t`: refuse a broken config before it is loaded."""
         run([php_fpm_binary(), "--fpm-config", str(self.conf), "-t"], what="php-fpm config test")
-
-    def locked(self) -> contextlib.AbstractContextManager[None]:
-        """The one lock over pool files, `php-fpm -t`, start and reload (threads and processes)."""
-        return config_lock(self.base / "config.lock")
-
-    def start(self) -> None:
-        """Start the master (no-op if it runs)."""
-        with self.locked():
-            self._start()
 
     def _start(self) -> None:
         self.write_master()
@@ -126,21 +99,6 @@ class PhpFpm:
             self.socket("aipress-idle"), 10
         ):
             raise StackError(f"php-fpm did not start; see {self.base / 'php-fpm.log'}")
-
-    def reload(self) -> None:
-        """Graceful reload (USR2): new pools start, removed pools stop, others keep serving."""
-        with self.locked():
-            self._reload()
-
-    def apply(self, changes: Changes) -> None:
-        """Write (content) or remove (None) pool files, `php-fpm -t`, reload: as one unit.
-
-        If the test or the reload fails, every file is put back as it was and the master
-        keeps (or is restarted with) the previous config, so later changes still load.
-        """
-        # Pool files carry the tenant's secrets: root-only.
-        apply_as_unit(changes, mode=0o600, lock=self.locked(), reload=self._reload,
-                      start=self._start, running=lambda: self.pid() is not None)  # fmt: skip
 
     def _reload(self) -> None:
         pid = self.pid()
@@ -157,8 +115,3 @@ class PhpFpm:
             if new_pid is not None and new_pid != pid:
                 return
         raise StackError(f"php-fpm did not come back after reload; see {self.base / 'php-fpm.log'}")
-
-    def stop(self) -> None:
-        """Stop the master and every pool."""
-        with self.locked():
-            stop_pid(self.pidfile, signal.SIGQUIT)

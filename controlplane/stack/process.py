@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Protocol, overload
 
 # Daemons and tools started by the control plane get this environment, never ours: php-fpm
 # hands its own environment to pools (an env value of "$NAME" reads it), and ours holds keys.
@@ -17,6 +18,25 @@ CLEAN_ENV = {
 
 class StackError(Exception):
     """A local service could not be installed, started or stopped."""
+
+
+class _HasBase(Protocol):
+    @property
+    def base(self) -> Path: ...
+
+
+class Under:
+    """A path below a service's `base` directory: `conf = Under("nginx.conf")`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Under: ...
+    @overload
+    def __get__(self, obj: _HasBase, owner: type | None = None) -> Path: ...
+    def __get__(self, obj: _HasBase | None, owner: type | None = None) -> Path | Under:
+        return self if obj is None else obj.base / self.name
 
 
 def read_pid(pidfile: Path) -> int | None:

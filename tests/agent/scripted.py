@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
 from pydantic import Field
 
+from chatbot.offline.planner import SchemaReadingModel
 
-class ScriptedModel(BaseChatModel):
+
+class ScriptedModel(SchemaReadingModel):
     """Each human turn pops the next list of tool calls; after tool results it echoes them."""
 
     script: list[list[tuple[str, dict[str, Any]]]] = Field(default_factory=list)
@@ -26,20 +23,8 @@ class ScriptedModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def bind_tools(
-        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Remember the schemas the graph offers."""
-        return self.bind(tools=list(tools), **kwargs)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.seen_tools.append([t["function"]["name"] for t in kwargs.get("tools", [])])
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        self.seen_tools.append([t["function"]["name"] for t in tools])
         if isinstance(messages[-1], ToolMessage):
             results = [json.loads(str(m.content)) for m in messages if isinstance(m, ToolMessage)]
             reply = AIMessage(content="results: " + json.dumps(results[-5:]))
@@ -57,4 +42,4 @@ class ScriptedModel(BaseChatModel):
                     for n, a in calls
                 ],
             )
-        return ChatResult(generations=[ChatGeneration(message=reply)])
+        return reply

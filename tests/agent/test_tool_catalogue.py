@@ -29,6 +29,11 @@ def test_the_chat_service_serves_every_tool_with_its_label(chat_settings: ChatSe
         assert served[name]["label"] == spec.label
         assert served[name]["destructive"] is spec.destructive
     assert served["delete_site"]["destructive"] is True
+    # Env changes restart every running site's PHP workers: the user confirms them too.
+    assert [n for n in ("list_env", "set_env", "unset_env") if served[n]["destructive"]] == [
+        "set_env",
+        "unset_env",
+    ]
 
 
 def test_labels_name_only_arguments_the_tool_takes() -> None:

@@ -128,6 +128,17 @@ def watch(page: Page) -> list[str]:
     return errors
 
 
+def signed_in_page(browser: Browser, token: str, **options: Any) -> tuple[BrowserContext, Page]:
+    """A new context whose served pages hold `token` as the sign-in page leaves it, and its
+    first page."""
+    context = browser.new_context(**options)
+    # about:blank has no sessionStorage (reading it there throws): only the served pages.
+    context.add_init_script(
+        f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
+    )
+    return context, context.new_page()
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Save a screenshot under test-artifacts/screenshots."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

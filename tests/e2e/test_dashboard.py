@@ -12,7 +12,7 @@ from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
-from tests.e2e.conftest import BrowserProblems, screenshot, watch
+from tests.e2e.conftest import BrowserProblems, screenshot, signed_in_page, watch
 from tests.live import serve
 
 SECRET_VALUE = "sk_live_do_not_show_4242"
@@ -118,12 +118,7 @@ def test_the_site_list_shows_pending_domains_and_their_txt_record(
     claim = admin_api.get("/v1/tenants/acme/sites/crumbs/domains").json()[0]
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
     with serve(create_chat_app(chat_settings)) as url:
-        context = browser.new_context()
-        # about:blank has no sessionStorage (reading it there throws): only the served pages.
-        context.add_init_script(
-            f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
-        )
-        page = context.new_page()
+        context, page = signed_in_page(browser, token)
         errors = watch(page)
         page.goto(f"{url}/dashboard")
         sites = page.locator("#sites")

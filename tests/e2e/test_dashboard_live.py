@@ -21,7 +21,7 @@ from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
-from tests.e2e.conftest import BrowserProblems, screenshot
+from tests.e2e.conftest import BrowserProblems, screenshot, signed_in_page
 from tests.live import serve
 
 CREATE_STEPS = ["database", "secrets", "storage", "runtime", "dns", "wordpress"]
@@ -54,11 +54,7 @@ class Watched:
 
 @contextmanager
 def dashboard(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Watched]]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(
-        f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
-    )
-    page = context.new_page()
+    context, page = signed_in_page(browser, token, viewport={"width": 1280, "height": 900})
     watched = Watched()
     watched.attach(page)
     page.goto(f"{url}/dashboard")

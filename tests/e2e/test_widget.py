@@ -231,6 +231,7 @@ def test_a_tenant_builds_inspects_and_deletes_a_site_in_the_browser(
     phone.set_viewport_size({"width": 360, "height": 740})
     phone.reload()
     expect(phone.locator("aipress-chat .msg.user").first).to_be_visible()  # the thread, restored
+    expect(phone.locator("#sites")).to_contain_text("crumbs")  # the README shows the list
     keep(screenshot(phone, "alice-dashboard-phone"), "dashboard-phone.png")
     phone.locator("aipress-chat").evaluate("chat => chat.ws.close()")
     expect(phone.locator("aipress-chat .status")).to_have_text(re.compile("reconnecting"))

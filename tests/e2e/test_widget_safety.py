@@ -13,7 +13,7 @@ from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from tests.e2e.conftest import watch
+from tests.e2e.conftest import signed_in_page, watch
 from tests.live import serve
 
 PAYLOAD = (
@@ -42,12 +42,7 @@ class HostileModel(BaseChatModel):
 def test_model_output_cannot_run_script(browser: Browser, chat_settings: ChatSettings) -> None:
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
     with serve(create_chat_app(chat_settings, model=HostileModel())) as url:
-        context = browser.new_context()
-        # about:blank has no sessionStorage (reading it there throws): only the served pages.
-        context.add_init_script(
-            f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
-        )
-        page = context.new_page()
+        context, page = signed_in_page(browser, token)
         errors = watch(page)
         page.goto(f"{url}/dashboard")
         box = page.locator("aipress-chat textarea")

@@ -46,6 +46,17 @@ def _create(client: TestClient, headers: dict[str, str], **body: Any) -> dict[st
     return result
 
 
+def _ready_crumbs(
+    client: TestClient, auth: AuthHeaders, creator: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Tenant acme with its site crumbs built by `creator` (default an admin), whose headers
+    are returned."""
+    _tenant(client, auth)
+    who = creator or auth("admin")
+    wait_for_operation(client, _create(client, who, name="crumbs")["operation"]["id"], who)
+    return who
+
+
 def _count(client: TestClient, model: Any) -> int:
     with client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -152,10 +163,7 @@ def test_delete_takes_a_backup_first_and_keeps_history(
 def test_failed_backup_deletes_nothing(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
-    _tenant(client, auth)
-    admin = auth("admin")
-    created = _create(client, admin, name="crumbs")
-    wait_for_operation(client, created["operation"]["id"], admin)
+    admin = _ready_crumbs(client, auth)
     memory_provider.fail_on = {"backup:backup"}
     op = client.delete("/v1/tenants/acme/sites/crumbs", headers=admin).json()["operation"]
     final = wait_for_operation(client, op["id"], admin)
@@ -167,10 +175,7 @@ def test_failed_backup_deletes_nothing(
 def test_one_change_per_site_at_a_time(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
-    _tenant(client, auth)
-    admin = auth("admin")
-    created = _create(client, admin, name="crumbs")
-    wait_for_operation(client, created["operation"]["id"], admin)
+    admin = _ready_crumbs(client, auth)
     gate = memory_provider.gates["remove:runtime"] = threading.Event()
     first = client.delete("/v1/tenants/acme/sites/crumbs", headers=admin)
     assert first.status_code == 202
@@ -232,10 +237,7 @@ def test_admin_email_defaults_to_the_callers(client: TestClient, auth: AuthHeade
 def test_reveal_admin_password_is_audited_and_decrypts(
     client: TestClient, auth: AuthHeaders
 ) -> None:
-    _tenant(client, auth)
-    owner = auth("tenant", "acme", sub="olga")
-    op = _create(client, owner, name="crumbs")["operation"]
-    wait_for_operation(client, op["id"], owner)
+    owner = _ready_crumbs(client, auth, auth("tenant", "acme", sub="olga"))
     creds = client.post(
         "/v1/tenants/acme/sites/crumbs/admin-credentials/reveal", headers=owner
     ).json()
@@ -442,10 +444,7 @@ def _claims(url: str) -> dict[str, Any]:
 def test_admin_login_signs_a_short_single_site_link_and_is_audited(
     client: TestClient, auth: AuthHeaders
 ) -> None:
-    _tenant(client, auth)
-    owner = auth("tenant", "acme", sub="olga")
-    op = _create(client, owner, name="crumbs")["operation"]
-    wait_for_operation(client, op["id"], owner)
+    owner = _ready_crumbs(client, auth, auth("tenant", "acme", sub="olga"))
     site = client.get("/v1/tenants/acme/sites/crumbs", headers=owner).json()
     before = int(time.time())
     first = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner)
@@ -481,10 +480,7 @@ def test_admin_login_signs_a_short_single_site_link_and_is_audited(
 
 
 def test_admin_login_needs_a_serving_site(client: TestClient, auth: AuthHeaders) -> None:
-    _tenant(client, auth)
-    owner = auth("tenant", "acme")
-    op = _create(client, owner, name="crumbs")["operation"]
-    wait_for_operation(client, op["id"], owner)
+    owner = _ready_crumbs(client, auth, auth("tenant", "acme"))
     stop = client.post("/v1/tenants/acme/sites/crumbs/stop", headers=owner).json()
     wait_for_operation(client, stop["operation"]["id"], owner)
     refused = client.post("/v1/tenants/acme/sites/crumbs/admin-login", headers=owner)

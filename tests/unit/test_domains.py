@@ -60,6 +60,14 @@ def _site(client: TestClient, auth: AuthHeaders, tenant: str, name: str, **body:
     return created.json()
 
 
+def _claimed_shop(api: TestClient, auth: AuthHeaders) -> tuple[Any, dict[str, str], str]:
+    """Site shop of globex with a claim on SHOP: the site, its owner's headers, the token."""
+    site = _site(api, auth, "globex", "shop")["site"]
+    owner = auth("tenant", "globex")
+    claim = api.post("/v1/tenants/globex/sites/shop/domains", json={"domain": SHOP}, headers=owner)
+    return site, owner, claim.json()["verification"]["value"]
+
+
 def _served(memory: MemoryProvider, site_id: str) -> list[str]:
     return list(memory.site_resources(site_id)["dns"]["domains"])
 
@@ -101,10 +109,7 @@ def test_a_claim_names_its_txt_record_and_serves_nothing(
 def test_a_failed_verification_attaches_nothing_and_says_what_to_create(
     api: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider, dns_server: TxtServer
 ) -> None:
-    site = _site(api, auth, "globex", "shop")["site"]
-    owner = auth("tenant", "globex")
-    token = api.post("/v1/tenants/globex/sites/shop/domains", json={"domain": SHOP},
-                     headers=owner).json()["verification"]["value"]  # fmt: skip
+    site, owner, token = _claimed_shop(api, auth)
     missing = api.post(f"/v1/tenants/globex/sites/shop/domains/{SHOP}/verify", headers=owner)
     assert missing.status_code == 400
     assert "does not exist" in missing.json()["detail"]
@@ -130,10 +135,7 @@ def test_a_failed_verification_attaches_nothing_and_says_what_to_create(
 def test_verified_domains_are_served_and_removed(
     api: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider, dns_server: TxtServer
 ) -> None:
-    site = _site(api, auth, "globex", "shop")["site"]
-    owner = auth("tenant", "globex")
-    token = api.post("/v1/tenants/globex/sites/shop/domains", json={"domain": SHOP},
-                     headers=owner).json()["verification"]["value"]  # fmt: skip
+    site, owner, token = _claimed_shop(api, auth)
     dns_server.records[f"_aipress-challenge.{SHOP}"] = ["v=other", token]
     verified = api.post(f"/v1/tenants/globex/sites/shop/domains/{SHOP}/verify", headers=owner)
     assert verified.status_code == 202, verified.text

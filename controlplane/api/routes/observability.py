@@ -9,7 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.api.deps import CurrentPrincipal, SiteCall, SiteCallDep
+from controlplane.engine.provider import SiteContext
 from controlplane.errors import Invalid
 from controlplane.kernel import clock
 from controlplane.kernel.identity import Principal
@@ -66,11 +67,7 @@ def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
 
 @router.get("/logs", response_model=LogsRead, dependencies=[ReadSlot])
 def site_logs(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
+    call: SiteCallDep,
     since: SinceQ = "1h",
     until: UntilQ = None,
     severity: Annotated[str | None, Query(description="Minimum: info, warning, error...")] = None,
@@ -80,8 +77,7 @@ def site_logs(
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_LIMIT)] = 100,
 ) -> LogsRead:
     """A site's logs (requests, web-server errors, PHP errors), newest first."""
-    record = sites_service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)
-    start, end = _window(since, until)
+    ctx, start, end = _read(call, since, until)
     try:
         level = Severity.parse(severity) if severity else None
         if status:
@@ -91,23 +87,21 @@ def site_logs(
     query = LogQuery(
         since=start, until=end, severity=level, status=status, path=path, text=q, limit=limit
     )
-    ctx = platform.engine.read_context(session, record)
-    entries, truncated = platform.provider.logs.read_logs(ctx, query)
-    return LogsRead(site=site, since=start, until=end, entries=entries, truncated=truncated)
+    entries, truncated = call.platform.provider.logs.read_logs(ctx, query)
+    return LogsRead(site=call.site, since=start, until=end, entries=entries, truncated=truncated)
 
 
 @router.get("/metrics", response_model=MetricsRead, dependencies=[ReadSlot])
-def site_metrics(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
-    since: SinceQ = "1h",
-    until: UntilQ = None,
-) -> MetricsRead:
+def site_metrics(call: SiteCallDep, since: SinceQ = "1h", until: UntilQ = None) -> MetricsRead:
     """Requests, error rate, latency percentiles and bytes over a window."""
-    record = sites_service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)
+    ctx, start, end = _read(call, since, until)
+    return call.platform.provider.logs.metrics(ctx, start, end)
+
+
+def _read(call: SiteCall, since: str, until: str | None) -> tuple[SiteContext, datetime, datetime]:
+    """The visible site's read context and the window (a bad site or window: nothing read)."""
+    record = sites_service.get_site(
+        call.session, principal=call.principal, tenant_id=call.tenant_id, name=call.site
+    )
     start, end = _window(since, until)
-    ctx = platform.engine.read_context(session, record)
-    return platform.provider.logs.metrics(ctx, start, end)
+    return call.platform.engine.read_context(call.session, record), start, end

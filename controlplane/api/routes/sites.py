@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep, SiteCall, SiteCallDep
 from controlplane.cells import site_cap
 from controlplane.engine.catalogue import CATALOGUE
 from controlplane.engine.provider import SiteContext
@@ -115,97 +115,71 @@ def list_sites(tenant_id: str, session: SessionDep, principal: CurrentPrincipal)
 
 
 @router.get("/{site}", response_model=SiteRead)
-def get_site(
-    tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal
-) -> SiteRead:
+def get_site(call: SiteCallDep) -> SiteRead:
     """One site."""
-    record = service.get_site(session, principal=principal, tenant_id=tenant_id, name=site)
-    return service.to_read(record, principal)
+    record = service.get_site(
+        call.session, principal=call.principal, tenant_id=call.tenant_id, name=call.site
+    )
+    return service.to_read(record, call.principal)
 
 
 @router.delete("/{site}", status_code=202, response_model=SiteAccepted)
-def delete_site(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
-) -> SiteAccepted:
+def delete_site(call: SiteCallDep) -> SiteAccepted:
     """Start deleting a site (a backup is taken first)."""
-    record, op = service.delete_site(session, principal=principal, tenant_id=tenant_id, name=site)
-    return _started(platform, record, op, principal)
+    record, op = service.delete_site(
+        call.session, principal=call.principal, tenant_id=call.tenant_id, name=call.site
+    )
+    return _started(call.platform, record, op, call.principal)
 
 
 @router.post("/{site}/stop", status_code=202, response_model=SiteAccepted)
-def stop_site(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
-) -> SiteAccepted:
+def stop_site(call: SiteCallDep) -> SiteAccepted:
     """Take a site offline (it answers 503); nothing is deleted."""
-    record, op = service.set_serving(
-        session, principal=principal, tenant_id=tenant_id, name=site, serving=False
-    )
-    return _started(platform, record, op, principal)
+    return _set_serving(call, serving=False)
 
 
 @router.post("/{site}/start", status_code=202, response_model=SiteAccepted)
-def start_site(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
-) -> SiteAccepted:
+def start_site(call: SiteCallDep) -> SiteAccepted:
     """Serve a stopped site again."""
+    return _set_serving(call, serving=True)
+
+
+def _set_serving(call: SiteCall, *, serving: bool) -> SiteAccepted:
     record, op = service.set_serving(
-        session, principal=principal, tenant_id=tenant_id, name=site, serving=True
-    )
-    return _started(platform, record, op, principal)
+        call.session, principal=call.principal, tenant_id=call.tenant_id, name=call.site,
+        serving=serving,
+    )  # fmt: skip
+    return _started(call.platform, record, op, call.principal)
 
 
 @router.get("/{site}/operations", response_model=list[OperationRead])
 def site_operations(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    call: SiteCallDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[OperationRead]:
     """A site's deployment history, newest first (also after the site is deleted)."""
-    get_visible_tenant(session, principal=principal, tenant_id=tenant_id, action=Action.READ_SITES)
+    get_visible_tenant(
+        call.session, principal=call.principal, tenant_id=call.tenant_id, action=Action.READ_SITES
+    )
     ops = operations_service.list_operations(
-        session, tenant_id=tenant_id, site_name=site, limit=limit
+        call.session, tenant_id=call.tenant_id, site_name=call.site, limit=limit
     )
     return [operations_service.to_read(o) for o in ops]
 
 
 @router.post("/{site}/admin-credentials/reveal", response_model=AdminCredentials)
-def reveal_admin_credentials(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
-) -> AdminCredentials:
+def reveal_admin_credentials(call: SiteCallDep) -> AdminCredentials:
     """The WordPress admin login (audited; for the widget's reveal action, never the model)."""
     return service.reveal_admin_credentials(
-        session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, name=site
-    )
+        call.session, principal=call.principal, keyring=call.platform.keyring,
+        tenant_id=call.tenant_id, name=call.site,
+    )  # fmt: skip
 
 
 @router.post("/{site}/admin-login", response_model=AdminLogin)
-def admin_login(
-    tenant_id: str,
-    site: str,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    platform: PlatformDep,
-) -> AdminLogin:
+def admin_login(call: SiteCallDep) -> AdminLogin:
     """A one-click wp-admin link, valid 60 s and usable once (audited; never for the model)."""
     return admin_login_service.create_admin_login(
-        session, principal=principal, keyring=platform.keyring, tenant_id=tenant_id, name=site,
-        ttl_seconds=platform.settings.admin_login_ttl_seconds,
+        call.session, principal=call.principal, keyring=call.platform.keyring,
+        tenant_id=call.tenant_id, name=call.site,
+        ttl_seconds=call.platform.settings.admin_login_ttl_seconds,
     )  # fmt: skip

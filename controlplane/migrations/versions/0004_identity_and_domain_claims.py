@@ -1,25 +1,18 @@
-"""audit actors keyed on (issuer, subject, tenant scope); custom domains as claims
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-01 10:10:00
+"""audit actors keyed on (issuer, subject, tenant scope); custom domains as claims (2026-12-01)
 
 Domains attached before this revision were never verified: they become pending claims with
 fresh tokens (their sites stop answering to them until their owners prove control).
 """
 
 import secrets
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 import controlplane.models
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

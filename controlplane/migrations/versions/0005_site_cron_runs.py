@@ -1,21 +1,12 @@
-"""site cron runs
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-01 10:10:00.000000
-"""
-
-from collections.abc import Sequence
+"""site cron runs (2026-12-01)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import controlplane.models
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""api call windows (a rate limit shared by control-plane instances)
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-01 14:00:00.000000
-"""
-
-from collections.abc import Sequence
+"""api call windows (a rate limit shared by control-plane instances) (2026-12-01)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:

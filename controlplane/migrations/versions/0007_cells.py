@@ -1,19 +1,10 @@
-"""cells: the cell of every tenant and site
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-01 13:50:00.000000
-"""
-
-from collections.abc import Sequence
+"""cells: the cell of every tenant and site (2026-12-01)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:
