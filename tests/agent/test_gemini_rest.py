@@ -92,7 +92,8 @@ def test_a_turn_on_gemini_through_the_real_client(
     assert "tenant acme" in system and "alice" in system
     declared = {f["name"]: f for t in first["tools"] for f in t["functionDeclarations"]}
     assert set(declared) == {"list_sites", "get_site", "create_site", "delete_site",
-                             "query_logs", "get_metrics", "get_billing"}  # fmt: skip
+                             "query_logs", "get_metrics", "get_billing",
+                             "list_env", "set_env", "unset_env"}  # fmt: skip
     for function in declared.values():  # the tenant variant offers no tenant argument
         assert "tenant_id" not in (function.get("parameters") or {}).get("properties", {})
     assert alice.token not in json.dumps(fake.requests)  # the user's token never reaches Gemini
