@@ -9,6 +9,7 @@ packages=(
   mariadb-server mariadb-client
   php-fpm php-mysql php-curl php-gd php-xml php-mbstring php-zip php-intl php-imagick
   nginx wordpress wordpress-theme-twentytwentythree
+  restic  # backups: deduplicated, encrypted, one repository per tenant (providers/local/backups.py)
   nftables  # site users reach only their own nginx port and MariaDB (controlplane/stack/firewall.py)
   python3-venv
 )

@@ -1,0 +1,1 @@
+"""Backups of sites: the restic wrapper, the retention policy and the scheduled job."""
