@@ -1,70 +1,791 @@
-"""Backups: mariadb-dump of the database and a tarball of wp-content, with a manifest."""
+"""Backups with restic: one encrypted repository per tenant, restored beside the live site.
+
+Layout (all under the stack's backups directory, root-only 0700, never the site's):
+`<tenant>/repo` (the restic repository, password = the tenant's backup key, given to restic
+in its environment only) and `<tenant>/cache`. A backup is two snapshots with the tag
+`aipress-backup=<id>`: `/database.sql` (a streamed `mariadb-dump --single-transaction
+--quick`) and `/wp-content` (the files). Each is tagged `aipress-pending=<id>` while written
+and gets its final tags (id, sha256, size) only once both are read back and match, so a
+killed run leaves nothing that looks complete; the next run forgets it and starts again.
+
+Checksums: `database` is the sha256 of the dump as streamed into restic; `files` the sha256
+of a manifest (path, type, mode bits, size, content sha256, link target of every entry of
+wp-content) computed from what restic stored. Both are checked again before a swap.
+
+A restore is staged beside the site (schema `<db>__restore`, directory
+`<root>/wp-content.restore`, outside the document root), swapped in with one `RENAME TABLE`
+and two directory renames, the replaced copy kept as `<db>__previous` and
+`<root>/wp-content.previous` until `discard_previous`.
+"""
 
 from __future__ import annotations
 
+import grp
+import hashlib
+import io
 import json
 import os
+import pwd
+import queue
+import re
+import shutil
+import stat
 import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import IO
 
-from controlplane.engine.provider import SiteContext
-from controlplane.kernel import clock
+from pymysql.cursors import Cursor
+
+from controlplane.backups.restic import Restic, ResticError, Snapshot
+from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
+from controlplane.kernel.logs import get_logger
+from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
-from controlplane.stack.process import CLEAN_ENV, StackError
+from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
+from controlplane.stack.phpfpm import OPCACHE_FLAGS
+from controlplane.stack.process import CLEAN_ENV, StackError, run
+from controlplane.stack.templates import php_string
+
+log = get_logger("aipress.local.backups")
+SEARCH_REPLACE_SOURCE = (Path(__file__).parent / "search_replace.php").read_text()
+TAG_ID, TAG_PENDING, TAG_PART = "aipress-backup", "aipress-pending", "aipress-part"
+TAG_SHA, TAG_SIZE, TAG_ADDED, TAG_SITE = (
+    "aipress-sha256",
+    "aipress-size",
+    "aipress-added",
+    "aipress-site",
+)
+DATABASE, FILES = "database", "files"
+DUMP_NAME, CONTENT = "database.sql", "wp-content"
+CHUNK = 1 << 20
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# Staging a dump takes more room than the dump (InnoDB pages, indexes): the space check asks
+# for this much per byte of dump and of files, plus a fixed margin for logs and temp files.
+DATABASE_FACTOR, FILES_FACTOR, SPACE_MARGIN = 2.0, 1.1, 64 << 20
+
+
+def _opcache_settle_seconds() -> float:
+    """How long PHP-FPM's opcache may still serve a script from before a swap: it checks a
+    file's timestamp at most every `opcache.revalidate_freq` seconds."""
+    for flag in OPCACHE_FLAGS:
+        if flag.startswith("opcache.revalidate_freq="):
+            return float(flag.partition("=")[2]) + 0.2
+    return 2.2
+
+
+def _ident(name: str) -> str:
+    """A backtick-quoted SQL identifier (table names come from the tenant's database)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The two snapshots of one backup."""
+
+    database: Snapshot
+    files: Snapshot
+
+    @property
+    def location(self) -> str:
+        """`restic:<database snapshot>+<files snapshot>`."""
+        return f"restic:{self.database.id}+{self.files.id}"
+
+
+def parse_location(location: str) -> tuple[str, str]:
+    """The (database, files) snapshot ids of a `restic:` location."""
+    kind, _, ids = location.partition(":")
+    database, _, files = ids.partition("+")
+    if kind != "restic" or not database or not files:
+        raise BackupInvalid(f"not a local restic backup location: {location!r}")
+    return database, files
+
+
+def _drain(stream: IO[bytes]) -> Callable[[], bytes]:
+    """Read `stream` to its end in a thread; the returned function waits and gives it."""
+    sink: list[bytes] = []
+    thread = threading.Thread(target=lambda: sink.append(stream.read()), daemon=True)
+    thread.start()
+
+    def result() -> bytes:
+        thread.join()
+        return b"".join(sink)
+
+    return result
+
+
+# ---------------------------------------------------------------------------- checksums
+
+
+def _manifest_line(rel: str, kind: str, mode: int, size: int, digest: str, link: str) -> str:
+    return json.dumps([rel, kind, mode, size, digest, link])
+
+
+def _sha256_stream(stream: IO[bytes]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _manifest_digest(lines: list[str]) -> str:
+    digest = hashlib.sha256()
+    for line in sorted(lines):
+        digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def tar_manifest(stream: IO[bytes]) -> tuple[str, int]:
+    """(manifest sha256, bytes of file content) of a `restic dump` tar of wp-content."""
+    lines, total = [], 0
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for member in archive:
+            name = member.name.removeprefix("./")
+            if name == CONTENT:
+                continue
+            rel = name.removeprefix(f"{CONTENT}/").rstrip("/")
+            if member.isreg():
+                source = archive.extractfile(member)
+                assert source is not None
+                digest, size = _sha256_stream(source)
+                total += size
+                lines.append(_manifest_line(rel, "f", member.mode & 0o7777, size, digest, ""))
+            elif member.isdir():
+                lines.append(_manifest_line(rel, "d", member.mode & 0o7777, 0, "", ""))
+            elif member.issym():
+                lines.append(_manifest_line(rel, "l", 0, 0, "", member.linkname))
+            else:
+                lines.append(_manifest_line(rel, "o", member.mode & 0o7777, 0, "", ""))
+    return _manifest_digest(lines), total
+
+
+def tree_manifest(root: Path) -> tuple[str, int]:
+    """The same manifest of a directory on disk (links are not followed)."""
+    lines, total = [], 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode):
+                with path.open("rb") as handle:
+                    digest, size = _sha256_stream(handle)
+                total += size
+                lines.append(_manifest_line(rel, "f", info.st_mode & 0o7777, size, digest, ""))
+            elif stat.S_ISDIR(info.st_mode):
+                lines.append(_manifest_line(rel, "d", info.st_mode & 0o7777, 0, "", ""))
+            elif stat.S_ISLNK(info.st_mode):
+                lines.append(_manifest_line(rel, "l", 0, 0, "", os.readlink(path)))
+            else:
+                lines.append(_manifest_line(rel, "o", info.st_mode & 0o7777, 0, "", ""))
+    return _manifest_digest(lines), total
+
+
+# ---------------------------------------------------------------------------- the step
 
 
 class BackupStep(LocalStep):
-    """Writes backups/<tenant>/<site>/<timestamp>-<label>/ (root-only)."""
+    """The local BackupStep: restic repositories under the stack's backups directory."""
 
-    def backup(self, ctx: SiteContext, label: str) -> str:
-        """Dump the database and archive wp-content; return the backup's directory."""
+    # -------------------------------------------------------------- repository
+
+    def _tenant_dir(self, tenant_id: str) -> Path:
+        if not SAFE_NAME.fullmatch(tenant_id):
+            raise ValueError(f"not a tenant id: {tenant_id!r}")
+        base = self.stack.backups_dir
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        base.chmod(0o700)
+        tenant_dir = base / tenant_id
+        tenant_dir.mkdir(exist_ok=True, mode=0o700)
+        tenant_dir.chmod(0o700)
+        return tenant_dir
+
+    def repository(self, tenant_id: str, password: str) -> Restic:
+        """The tenant's restic repository (not created here)."""
+        if not password:
+            raise StackError("the tenant's backup key is missing (SiteContext.backup_password)")
+        note_secret(password, "backup password")
+        tenant_dir = self._tenant_dir(tenant_id)
+        return Restic(tenant_dir / "repo", password, tenant_dir / "cache")
+
+    def _parts(self, repo: Restic, record: BackupRecord) -> Parts:
+        """The record's two snapshots, or BackupInvalid when either is gone."""
+        database_id, files_id = parse_location(record.location)
+        if not repo.exists():
+            raise BackupInvalid("the tenant has no backup repository")
+        try:
+            found = {s.id: s for s in repo.snapshots()}
+        except ResticError as exc:
+            raise BackupInvalid(f"the backup repository cannot be read: {exc}") from exc
+        if database_id not in found or files_id not in found:
+            raise BackupInvalid(f"backup {record.location} is not in the repository")
+        return Parts(found[database_id], found[files_id])
+
+    @staticmethod
+    def _complete(repo: Restic, backup_id: str) -> Parts | None:
+        """The backup's two snapshots if it was taken (and verified) in full."""
+        by_part: dict[str, Snapshot] = {}
+        for snap in repo.snapshots([f"{TAG_ID}={backup_id}"]):
+            part = snap.tag_value(TAG_PART)
+            if part and snap.tag_value(TAG_SHA):
+                by_part.setdefault(part, snap)
+        if DATABASE in by_part and FILES in by_part:
+            return Parts(by_part[DATABASE], by_part[FILES])
+        return None
+
+    @staticmethod
+    def _record(parts: Parts) -> BackupRecord:
+        def number(snap: Snapshot, key: str) -> int:
+            return int(snap.tag_value(key) or 0)
+
+        return BackupRecord(
+            location=parts.location,
+            size_bytes=number(parts.database, TAG_SIZE) + number(parts.files, TAG_SIZE),
+            added_bytes=number(parts.database, TAG_ADDED) + number(parts.files, TAG_ADDED),
+            checksums={
+                DATABASE: parts.database.tag_value(TAG_SHA) or "",
+                FILES: parts.files.tag_value(TAG_SHA) or "",
+            },
+        )
+
+    # -------------------------------------------------------------- backup
+
+    def backup(self, ctx: SiteContext, backup_id: str) -> BackupRecord:
+        """Snapshot the database (streamed dump) and wp-content, read both back, then tag
+        them as backup `backup_id`; a backup already taken under that id is returned."""
+        if not SAFE_NAME.fullmatch(backup_id):
+            raise ValueError(f"not a backup id: {backup_id!r}")
         names = self.names(ctx)
         self.stack.ensure_running()
-        stamp = clock.now().strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.stack.backups_dir / ctx.tenant_id / ctx.site_name / f"{stamp}-{label}"
-        target.mkdir(parents=True, mode=0o700)
-        manifest: dict[str, object] = {
-            "tenant": ctx.tenant_id,
-            "site": ctx.site_name,
-            "label": label,
-            "created_at": stamp,
-            "database": names.db_name,
-            "files": [],
-        }
-        if self._database_exists(names.db_name):
-            self._dump(names.db_name, target / "database.sql.gz")
-            manifest["files"].append("database.sql.gz")  # type: ignore[attr-defined]
-        content = names.root / "htdocs" / "wp-content"
-        if content.is_dir():
-            archive = subprocess.run(
-                ["tar", "--warning=no-file-changed", "--warning=no-file-removed", "-czf",
-                 str(target / "wp-content.tar.gz"), "-C", str(content.parent), "wp-content"],
-                capture_output=True, text=True, env=CLEAN_ENV,
+        repo = self.repository(ctx.tenant_id, ctx.backup_password)
+        repo.init_if_missing()
+        done = self._complete(repo, backup_id)
+        if done is not None:
+            return self._record(done)
+        # An interrupted attempt's snapshots (pending, or only one part finished): gone.
+        leftovers = repo.snapshots([f"{TAG_PENDING}={backup_id}"]) + repo.snapshots(
+            [f"{TAG_ID}={backup_id}"]
+        )
+        repo.forget([s.id for s in leftovers], prune=False)
+        pending = [f"{TAG_PENDING}={backup_id}", f"{TAG_SITE}={ctx.site_id}"]
+
+        streamed = hashlib.sha256()
+        database = repo.backup_stdin(
+            self._dump_chunks(names.db_name, streamed),
+            DUMP_NAME,
+            [*pending, f"{TAG_PART}={DATABASE}"],
+        )
+        content = names.root / "htdocs" / CONTENT
+        source = content if content.is_dir() else self._empty_content(ctx.tenant_id)
+        files = repo.backup_dir(source, [*pending, f"{TAG_PART}={FILES}"])
+
+        # Checked after writing: read back from the repository, as a restore would.
+        try:
+            repo.check()
+            with repo.dump(database.snapshot_id, f"/{DUMP_NAME}") as stream:
+                stored, db_size = _sha256_stream(stream)
+            with repo.dump(files.snapshot_id, f"/{CONTENT}") as stream:
+                files_sha, files_size = tar_manifest(stream)
+        except ResticError as exc:
+            raise BackupInvalid(f"the backup just written cannot be read back: {exc}") from exc
+        if stored != streamed.hexdigest():
+            raise BackupInvalid("the database read back from the backup differs from the dump")
+        # Files first, database last: a backup is complete only once the database has its
+        # final tags, and `_complete` asks for both.
+        for summary, digest, size in (
+            (files, files_sha, files_size),
+            (database, stored, db_size),
+        ):
+            repo.tag(
+                [summary.snapshot_id],
+                add=[f"{TAG_ID}={backup_id}", f"{TAG_SHA}={digest}", f"{TAG_SIZE}={size}",
+                     f"{TAG_ADDED}={summary.data_added}"],
+                remove=[f"{TAG_PENDING}={backup_id}"],
             )  # fmt: skip
-            # 1 is GNU tar's "a file changed while it was read": a live site writes (cron,
-            # caches); the archive is complete and holds what each file held when read.
-            if archive.returncode not in (0, 1):
-                raise StackError(f"archiving wp-content failed: {archive.stderr[-1000:]}")
-            manifest["files"].append("wp-content.tar.gz")  # type: ignore[attr-defined]
-        (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        return str(target)
+        done = self._complete(repo, backup_id)
+        if done is None:
+            raise StackError(f"backup {backup_id} was written but its snapshots are not found")
+        record = self._record(done)
+        log.info("backup.taken", site=ctx.site_id, backup=backup_id, size=record.size_bytes,
+                 added=record.added_bytes)  # fmt: skip
+        return record
+
+    def _empty_content(self, tenant_id: str) -> Path:
+        """An empty wp-content (root-only) for a site whose files are already gone."""
+        empty = self._tenant_dir(tenant_id) / "empty" / CONTENT
+        empty.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return empty
 
     def _database_exists(self, name: str) -> bool:
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
             cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
             return cur.fetchone() is not None
 
-    def _dump(self, database: str, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            dump = subprocess.Popen(
-                ["mariadb-dump", f"--socket={self.stack.mariadb.socket}", "--user=root",
-                 "--single-transaction", "--routines", "--triggers", database],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=CLEAN_ENV,
+    def _dump_chunks(self, database: str, digest: hashlib._Hash) -> Iterator[bytes]:
+        """The database's dump a chunk at a time (constant memory), hashed as it goes; an
+        empty dump when the database does not exist (a half-built site's delete)."""
+        if not self._database_exists(database):
+            return
+        proc = subprocess.Popen(
+            ["mariadb-dump", f"--socket={self.stack.mariadb.socket}", "--user=root",
+             "--single-transaction", "--quick", "--routines", "--triggers",
+             # No date: an unchanged database dumps to the same bytes (restic dedups them).
+             "--skip-dump-date", "--skip-comments", "--", database],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV, cwd="/",
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        errors = _drain(proc.stderr)
+        finished = False
+        try:
+            while chunk := proc.stdout.read(CHUNK):
+                digest.update(chunk)
+                yield chunk
+            finished = True
+        finally:
+            if not finished:
+                proc.kill()
+            proc.stdout.close()
+            returncode = proc.wait()
+        if returncode != 0:
+            message = errors().decode(errors="replace").strip()[-1000:]
+            raise StackError(f"mariadb-dump of {database} failed (exit {returncode}): {message}")
+
+    # -------------------------------------------------------------- verify, space
+
+    def verify(self, ctx: SiteContext, record: BackupRecord) -> None:
+        """Read the whole backup back (restic authenticates every blob) and compare it with
+        its checksums; BackupInvalid when anything is missing, unreadable or different."""
+        repo = self.repository(ctx.tenant_id, ctx.backup_password)
+        parts = self._parts(repo, record)
+        try:
+            repo.check()
+            with repo.dump(parts.database.id, f"/{DUMP_NAME}") as stream:
+                database, _ = _sha256_stream(stream)
+            with repo.dump(parts.files.id, f"/{CONTENT}") as stream:
+                files, _ = tar_manifest(stream)
+        except (ResticError, tarfile.TarError) as exc:
+            raise BackupInvalid(f"backup {record.location} cannot be read: {exc}") from exc
+        self._compare(record, DATABASE, database)
+        self._compare(record, FILES, files)
+
+    @staticmethod
+    def _compare(record: BackupRecord, part: str, digest: str) -> None:
+        expected = record.checksums.get(part)
+        if not expected:
+            raise BackupInvalid(f"backup {record.location} records no checksum of its {part}")
+        if digest != expected:
+            raise BackupInvalid(f"the {part} of backup {record.location} differs from its checksum")
+
+    def check_space(self, ctx: SiteContext, record: BackupRecord) -> None:
+        """ValueError unless the staged database and files fit, with a margin, on their disks."""
+        repo = self.repository(ctx.tenant_id, ctx.backup_password)
+        parts = self._parts(repo, record)
+        database = int(parts.database.tag_value(TAG_SIZE) or record.size_bytes)
+        files = int(parts.files.tag_value(TAG_SIZE) or record.size_bytes)
+        needs: dict[int, tuple[Path, float]] = {}
+        for path, size in (
+            (self.stack.mariadb.datadir, database * DATABASE_FACTOR),
+            (self.names(ctx).root, files * FILES_FACTOR),
+        ):
+            device = path.stat().st_dev
+            _, before = needs.get(device, (path, 0.0))
+            needs[device] = (path, before + size)
+        for path, need in needs.values():
+            need += SPACE_MARGIN
+            free = shutil.disk_usage(path).free
+            if free < need:
+                raise ValueError(
+                    f"restoring this backup needs {_human(need)} free on the disk of {path}, "
+                    f"{_human(free)} is free: free {_human(need - free)} (old backups, "
+                    "deleted sites' files) and try again"
+                )
+
+    # -------------------------------------------------------------- stage
+
+    def _schemas(self, ctx: SiteContext) -> tuple[str, str, str]:
+        live = self.names(ctx).db_name
+        return live, f"{live}__restore", f"{live}__previous"
+
+    def _dirs(self, ctx: SiteContext) -> tuple[Path, Path, Path, Path]:
+        """Live wp-content, and (outside the document root) restore, previous, partial."""
+        root = self.names(ctx).root
+        return (
+            root / "htdocs" / CONTENT,
+            root / f"{CONTENT}.restore",
+            root / f"{CONTENT}.previous",
+            root / f".{CONTENT}.restore.partial",
+        )
+
+    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+        """Restore the dump into `<db>__restore` and the files into wp-content.restore, each
+        checked against its checksum (what was staged before is replaced)."""
+        names = self.names(ctx)
+        self.stack.ensure_running()
+        repo = self.repository(ctx.tenant_id, ctx.backup_password)
+        parts = self._parts(repo, record)
+        self.unstage(ctx)
+        _live, restore, _previous = self._schemas(ctx)
+        try:
+            self._stage_database(repo, parts, record, restore)
+            self._stage_files(ctx, repo, parts, record)
+            if rewrite_from:
+                self._rewrite(
+                    ctx, restore, rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
+                )
+        except BaseException:
+            self.unstage(ctx)
+            raise
+        log.info("backup.staged", site=ctx.site_id, backup=record.location, db=names.db_name)
+
+    def _stage_database(
+        self, repo: Restic, parts: Parts, record: BackupRecord, schema: str
+    ) -> None:
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                f"CREATE DATABASE {_ident(schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        # --sandbox: the dump is the tenant's data; no client command may touch the disk.
+        client = subprocess.Popen(
+            ["mariadb", "--sandbox", "--batch", f"--socket={self.stack.mariadb.socket}",
+             "--user=root", f"--database={schema}"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=CLEAN_ENV, cwd="/",
+        )  # fmt: skip
+        assert client.stdin is not None and client.stderr is not None
+        errors = _drain(client.stderr)
+        digest = hashlib.sha256()
+        try:
+            with repo.dump(parts.database.id, f"/{DUMP_NAME}") as stream:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+                    client.stdin.write(chunk)
+            client.stdin.close()
+        except ResticError as exc:
+            client.kill()
+            client.wait()
+            raise BackupInvalid(
+                f"the database of backup {record.location} cannot be read: {exc}"
+            ) from exc
+        except BaseException:
+            client.kill()
+            client.wait()
+            raise
+        if client.wait() != 0:
+            message = errors().decode(errors="replace").strip()[-1000:]
+            raise StackError(f"importing the backup's database failed: {message}")
+        self._compare(record, DATABASE, digest.hexdigest())
+
+    def _stage_files(
+        self, ctx: SiteContext, repo: Restic, parts: Parts, record: BackupRecord
+    ) -> None:
+        names = self.names(ctx)
+        _live, restore, _previous, partial = self._dirs(ctx)
+        partial.mkdir(mode=0o700)  # root's: the site's user cannot reach in while it fills
+        try:
+            repo.restore(parts.files.id, partial)
+        except ResticError as exc:
+            raise BackupInvalid(
+                f"the files of backup {record.location} cannot be read: {exc}"
+            ) from exc
+        restored = partial / CONTENT
+        if not restored.is_dir():
+            raise BackupInvalid(f"backup {record.location} holds no wp-content")
+        digest, _ = tree_manifest(restored)
+        self._compare(record, FILES, digest)
+        self._own(restored, names.system_user)
+        restored.rename(restore)
+        partial.rmdir()
+
+    @staticmethod
+    def _own(tree: Path, user: str) -> None:
+        """Give the restored files to the site's user, as its own files were (group
+        www-data, what wp-content's setgid bit gives); root's files (the hard-linked default
+        theme) stay root's. Mode bits are put back after the chown, which clears set-id."""
+        uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam("www-data").gr_gid
+        paths = [tree]
+        for dirpath, dirnames, filenames in os.walk(tree):
+            paths += [Path(dirpath) / name for name in dirnames + filenames]
+        for path in paths:
+            info = path.lstat()
+            if info.st_uid in (0, uid):
+                continue
+            os.chown(path, uid, gid, follow_symlinks=False)
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(path, stat.S_IMODE(info.st_mode))
+
+    def _rewrite(self, ctx: SiteContext, schema: str, old: str, new: str) -> None:
+        """Replace the backup's site URL with this site's in the staged schema: the PHP
+        search-replace script, run as the site's user with its pool's settings."""
+        names = self.names(ctx)
+        db_user, db_password = ctx.credentials.get_or_create("database", names.db_user)
+        pool_file = self.stack.phpfpm.pool_file(names.system_user)
+        if not pool_file.exists():
+            raise StackError("the site has no PHP-FPM pool: its runtime step runs first")
+        flags, _env = pool_settings(pool_file)
+        payload = json.dumps(
+            {"host": "127.0.0.1", "port": self.stack.mariadb.port, "user": db_user,
+             "password": db_password, "database": schema, "from": old, "to": new}
+        )  # fmt: skip
+        script = SEARCH_REPLACE_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        grant = schema.replace("_", "\\_")
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"GRANT ALL PRIVILEGES ON {_ident(grant)}.* TO %s@'127.0.0.1'", (db_user,))
+        try:
+            output = run(
+                ["runuser", "-u", names.system_user, "--", "php", *flags, *CLI_LOCKDOWN,
+                 "-d", "memory_limit=256M", "-d", "max_execution_time=0", "--"],
+                what="rewriting the site's address in the restored database",
+                timeout=3600,
+                input_text=script,
             )  # fmt: skip
-            gzip = subprocess.run(["gzip", "-c"], stdin=dump.stdout, stdout=out, check=False)
-            _, err = dump.communicate()
-            if dump.returncode != 0 or gzip.returncode != 0:
-                raise StackError(f"mariadb-dump of {database} failed: {err.decode()[-1000:]}")
+        finally:
+            self._revoke(schema, db_user)
+        try:
+            summary = json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise StackError(f"the search-replace printed no summary: {output[-300:]}") from exc
+        log.info(
+            "backup.rewritten",
+            site=ctx.site_id,
+            **{k: summary.get(k) for k in ("tables", "rows", "unparsed")},
+        )
+
+    def _revoke(self, schema: str, db_user: str) -> None:
+        grant = schema.replace("_", "\\_")
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM mysql.db WHERE Db = %s AND User = %s", (grant, db_user))
+            if cur.fetchone() is not None:
+                cur.execute(
+                    f"REVOKE ALL PRIVILEGES ON {_ident(grant)}.* FROM %s@'127.0.0.1'", (db_user,)
+                )
+
+    def unstage(self, ctx: SiteContext) -> None:
+        """Drop the staged schema and directory (no-op when gone)."""
+        names = self.names(ctx)
+        _live, restore, _previous = self._schemas(ctx)
+        self.stack.ensure_running()
+        self._revoke(restore, names.db_user)
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {_ident(restore)}")
+        _content, restore_dir, _previous_dir, partial = self._dirs(ctx)
+        for path in (partial, restore_dir):
+            if path.is_symlink():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+
+    # -------------------------------------------------------------- swap
+
+    @staticmethod
+    def _tables(cur: Cursor, schema: str) -> list[str]:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME",
+            (schema,),
+        )
+        return [str(row[0]) for row in cur.fetchall()]
+
+    def swap(self, ctx: SiteContext) -> None:
+        """Live -> previous, staged -> live: the database in one RENAME TABLE, then the files
+        (a re-run after a crash in between finishes what is left)."""
+        live, restore, previous = self._schemas(ctx)
+        content, restore_dir, previous_dir, _partial = self._dirs(ctx)
+        self.stack.ensure_running()
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            staged = self._tables(cur, restore)
+            if staged:
+                if self._tables(cur, previous):
+                    raise StackError(
+                        f"{previous} still holds the copy an earlier restore replaced: "
+                        "discard it before swapping again"
+                    )
+                cur.execute(
+                    f"CREATE DATABASE IF NOT EXISTS {_ident(previous)} "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(previous)}.{_ident(t)}"
+                         for t in self._tables(cur, live)]  # fmt: skip
+                moves += [f"{_ident(restore)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
+                          for t in staged]  # fmt: skip
+                cur.execute("RENAME TABLE " + ", ".join(moves))
+        if restore_dir.is_dir():
+            if content.exists():
+                if previous_dir.exists():
+                    raise StackError(
+                        f"{previous_dir} is still there: discard it before swapping again"
+                    )
+                content.rename(previous_dir)
+            restore_dir.rename(content)
+            time.sleep(_opcache_settle_seconds())  # no request runs the replaced code after
+        self.purge_page_cache(ctx)
+        log.info("backup.swapped", site=ctx.site_id)
+
+    def unswap(self, ctx: SiteContext) -> None:
+        """Previous -> live again, the restored copy back to staged (no-op without a swap)."""
+        live, restore, previous = self._schemas(ctx)
+        content, restore_dir, previous_dir, _partial = self._dirs(ctx)
+        self.stack.ensure_running()
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            kept = self._tables(cur, previous)
+            if kept:
+                if self._tables(cur, restore):
+                    raise StackError(f"{restore} is not empty: cannot put the previous copy back")
+                cur.execute(
+                    f"CREATE DATABASE IF NOT EXISTS {_ident(restore)} "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(restore)}.{_ident(t)}"
+                         for t in self._tables(cur, live)]  # fmt: skip
+                moves += [f"{_ident(previous)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
+                          for t in kept]  # fmt: skip
+                cur.execute("RENAME TABLE " + ", ".join(moves))
+            cur.execute(f"DROP DATABASE IF EXISTS {_ident(previous)}")  # empty by now
+        if previous_dir.is_dir():
+            if content.exists():
+                if restore_dir.exists():
+                    raise StackError(f"{restore_dir} is in the way of putting wp-content back")
+                content.rename(restore_dir)
+            previous_dir.rename(content)
+            time.sleep(_opcache_settle_seconds())
+        self.purge_page_cache(ctx)
+        log.info("backup.unswapped", site=ctx.site_id)
+
+    def discard_previous(self, ctx: SiteContext) -> None:
+        """Drop the copy a finished restore replaced (no-op when gone)."""
+        _live, _restore, previous = self._schemas(ctx)
+        _content, _restore_dir, previous_dir, _partial = self._dirs(ctx)
+        self.stack.ensure_running()
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {_ident(previous)}")
+        if previous_dir.is_symlink():
+            previous_dir.unlink()
+        elif previous_dir.exists():
+            shutil.rmtree(previous_dir)
+
+    # -------------------------------------------------------------- forget, archive
+
+    def forget(self, tenant_id: str, backup_password: str, records: list[BackupRecord]) -> None:
+        """Forget the records' snapshots and prune what only they used."""
+        repo = self.repository(tenant_id, backup_password)
+        if not repo.exists():
+            return
+        ids: list[str] = []
+        for record in records:
+            ids += parse_location(record.location)
+        repo.forget(ids, prune=True)
+
+    def archive(
+        self, tenant_id: str, backup_password: str, record: BackupRecord
+    ) -> Iterator[bytes]:
+        """database.sql + wp-content/ as a .tar.gz stream, built while restic reads it."""
+        repo = self.repository(tenant_id, backup_password)
+        parts = self._parts(repo, record)
+        return _archive_stream(repo, parts)
+
+
+class _Stopped(Exception):
+    """The archive's reader went away."""
+
+
+class _QueueWriter(io.RawIOBase):
+    """A write-only file whose bytes go, in chunks, to a bounded queue."""
+
+    def __init__(
+        self, out: queue.Queue[bytes | BaseException | None], stop: threading.Event
+    ) -> None:
+        super().__init__()
+        self._out, self._stop, self._buffer = out, stop, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._buffer += data
+        if len(self._buffer) >= CHUNK:
+            self.flush_chunk()
+        return len(data)
+
+    def flush_chunk(self) -> None:
+        """Hand what is buffered to the reader (waits while the queue is full)."""
+        if not self._buffer:
+            return
+        chunk, self._buffer = bytes(self._buffer), bytearray()
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                self._out.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+def _snapshot_time(text: str) -> datetime:
+    """restic's RFC 3339 time (nanoseconds) as a datetime (microseconds)."""
+    match = re.fullmatch(r"(.+?:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if match is None:
+        return datetime.fromisoformat(text)
+    base, fraction, zone = match.groups()
+    micro = f".{fraction[:6]}" if fraction else ""
+    return datetime.fromisoformat(base + micro + ("+00:00" if zone == "Z" else zone))
+
+
+def _archive_stream(repo: Restic, parts: Parts) -> Iterator[bytes]:
+    out: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+    writer = _QueueWriter(out, stop)
+    when = _snapshot_time(parts.database.time)
+
+    def produce() -> None:
+        try:
+            with tarfile.open(fileobj=writer, mode="w|gz") as archive:
+                info = tarfile.TarInfo(DUMP_NAME)
+                info.size = int(parts.database.tag_value(TAG_SIZE) or 0)
+                info.mode, info.mtime = 0o600, int(when.timestamp())
+                with repo.dump(parts.database.id, f"/{DUMP_NAME}") as stream:
+                    archive.addfile(info, stream)
+                top = tarfile.TarInfo(CONTENT)
+                top.type, top.mode, top.mtime = tarfile.DIRTYPE, 0o755, int(when.timestamp())
+                archive.addfile(top)
+                with (
+                    repo.dump(parts.files.id, f"/{CONTENT}") as stream,
+                    tarfile.open(fileobj=stream, mode="r|") as source,
+                ):
+                    for member in source:
+                        archive.addfile(
+                            member, source.extractfile(member) if member.isreg() else None
+                        )
+            writer.flush_chunk()
+            out.put(None)
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the reader, raised there
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="backup-archive")
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -60,7 +60,9 @@ class RuntimeStep(LocalStep):
 
     def _write_vhost(self, ctx: SiteContext, stopped: bool, building: bool = False) -> None:
         self._prepare_logs(ctx)
-        content = self._render_vhost(ctx, stopped=stopped, building=building)
+        content = self._render_vhost(
+            ctx, stopped=stopped, building=building, maintenance=self.in_maintenance(ctx)
+        )
         path = self.stack.nginx.site_file(self.names(ctx).key)
         if path.exists() and path.read_text() == content:
             return  # unchanged: no reload
@@ -81,7 +83,9 @@ class RuntimeStep(LocalStep):
         key, log_dir = self.names(ctx).key, self.stack.nginx.log_dir
         return log_dir / f"{key}.access.json", log_dir / f"{key}.error.log"
 
-    def _render_vhost(self, ctx: SiteContext, stopped: bool, building: bool) -> str:
+    def _render_vhost(
+        self, ctx: SiteContext, stopped: bool, building: bool, maintenance: bool = False
+    ) -> str:
         names = self.names(ctx)
         nginx = self.stack.nginx
         access_log, error_log = self.log_files(ctx)
@@ -99,8 +103,24 @@ class RuntimeStep(LocalStep):
             upload_limit=self.settings.upload_limit.lower(),
             stopped=stopped,
             building=building,
-            probe_token=self.probe_token(ctx) if building else "",
+            maintenance=maintenance and not building,
+            probe_token=self.probe_token(ctx) if building or maintenance else "",
         )
+
+    @staticmethod
+    def in_maintenance(ctx: SiteContext) -> bool:
+        """Whether the site answers visitors with the maintenance page (a restore runs)."""
+        return bool((ctx.resources.get("runtime") or {}).get("maintenance", False))
+
+    def maintenance(self, ctx: SiteContext, on: bool) -> None:
+        """Answer visitors 503 (Retry-After, never cached) while a restore runs; the
+        platform's probe (its per-site header) still reaches PHP. Idempotent."""
+        runtime = ctx.resources.setdefault("runtime", {})
+        runtime["maintenance"] = on
+        self._write_vhost(
+            ctx, stopped=bool(runtime.get("stopped", False)), building=self.building(ctx)
+        )
+        self.purge_page_cache(ctx)  # no page from before (or during) the restore is served
 
     def building(self, ctx: SiteContext) -> bool:
         """Whether the site is still being built (its readiness probe has not passed)."""
@@ -153,6 +173,7 @@ class RuntimeStep(LocalStep):
             "vhost": names.key,
             "stopped": stopped,
             "building": building,
+            "maintenance": self.in_maintenance(ctx),
         }
 
     def remove(self, ctx: SiteContext) -> None:
