@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -344,6 +345,36 @@ def test_the_sites_php_cannot_read_the_repository(local: LocalEnv, crumbs: dict[
     finally:
         probe.unlink()
     assert oct(local.stack.backups_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def _command_lines() -> list[bytes]:
+    lines = []
+    for proc in Path("/proc").iterdir():
+        try:
+            lines.append((proc / "cmdline").read_bytes())
+        except OSError:
+            continue
+    return lines
+
+
+def test_the_backup_password_is_on_no_command_line(local: LocalEnv, crumbs: dict[str, Any]) -> None:
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.extend(line for line in _command_lines() if b"restic" in line)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with bound(local, "crumbs") as site:
+            site.backups.backup(site.ctx, "7" * 32)
+    finally:
+        done.set()
+        watcher.join()
+    assert any(b"backup" in line for line in seen)  # the watcher saw restic run
+    assert not [line for line in seen if PASSWORD.encode() in line]
 
 
 def test_the_backup_password_is_in_no_log(local: LocalEnv, crumbs: dict[str, Any]) -> None:
