@@ -26,6 +26,9 @@ BASE_ENV = {
     "LANG": "C.UTF-8",
 }
 LOCKED = "repository is already locked"
+# How long a command waits for another restic's lock (a tenant's other sites back up into
+# the same repository; `check`, `tag`, `forget` and `prune` need it alone).
+LOCK_WAIT_SECONDS = 600
 
 
 class ResticError(Exception):
@@ -149,7 +152,7 @@ class Restic:
     @retry(
         retry=retry_if_exception_type(RepositoryLocked),
         wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(120),
+        stop=stop_after_delay(LOCK_WAIT_SECONDS),
         reraise=True,
     )
     def _run_retrying(self, args: list[str], *, what: str, timeout: float = 3600) -> str:
@@ -196,7 +199,7 @@ class Restic:
         @retry(
             retry=retry_if_exception_type(RepositoryLocked),
             wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(120),
+            stop=stop_after_delay(LOCK_WAIT_SECONDS),
             reraise=True,
         )
         def attempt() -> BackupSummary:

@@ -293,9 +293,10 @@ class BackupStep(LocalStep):
         source = content if content.is_dir() else self._empty_content(ctx.tenant_id)
         files = repo.backup_dir(source, [*pending, f"{TAG_PART}={FILES}"])
 
-        # Checked after writing: read back from the repository, as a restore would.
+        # Checked after writing: read back from the repository, as a restore would (restic
+        # authenticates every blob it reads). No `restic check` here: it locks the whole
+        # repository, and the tenant's other sites may be backing up; `verify` runs it.
         try:
-            repo.check()
             with repo.dump(database.snapshot_id, f"/{DUMP_NAME}") as stream:
                 stored, db_size = _sha256_stream(stream)
             with repo.dump(files.snapshot_id, f"/{CONTENT}") as stream:

@@ -1,0 +1,78 @@
+"""The restic wrapper against the real restic: stale locks, interrupted streams, errors."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controlplane.backups.restic import Restic, ResticError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Restic:
+    restic = Restic(tmp_path / "repo", "pw-" + secrets.token_urlsafe(16), tmp_path / "cache")
+    restic.init_if_missing()
+    restic.init_if_missing()  # a second call finds it
+    return restic
+
+
+def test_a_stale_lock_is_removed_and_the_command_retried(repo: Restic) -> None:
+    repo.backup_stdin([b"one"], "a.txt", ["t=1"])
+    # An exclusive lock left by a restic killed while it held it (a SIGKILLed worker).
+    holder = subprocess.Popen(
+        repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not any((repo.repository / "locks").iterdir()):
+        assert time.monotonic() < deadline, "restic check took no lock"
+        time.sleep(0.01)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert any((repo.repository / "locks").iterdir())
+    snapshot = repo.snapshots(["t=1"])[0]
+    repo.tag([snapshot.id], add=["t=2"])  # needs the lock: waits, unlocks the stale one
+    assert [s.tags for s in repo.snapshots(["t=2"])] == [["t=1", "t=2"]]
+
+
+def test_a_stream_that_fails_saves_no_snapshot(repo: Restic) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"partial dump"
+        raise RuntimeError("mariadb-dump failed")
+
+    with pytest.raises(RuntimeError, match="mariadb-dump failed"):
+        repo.backup_stdin(chunks(), "database.sql", ["part=database"])
+    assert repo.snapshots() == []
+
+
+def test_backup_dump_stats_and_forget(repo: Restic, tmp_path: Path) -> None:
+    content = tmp_path / "wp-content"
+    (content / "uploads").mkdir(parents=True)
+    (content / "uploads" / "a.bin").write_bytes(b"x" * 5000)
+    summary = repo.backup_dir(content, ["part=files"])
+    assert summary.total_bytes_processed == 5000 and summary.data_added > 0
+    snap = repo.snapshots(["part=files"])[0]
+    assert snap.id.startswith(summary.snapshot_id) and snap.tag_value("part") == "files"
+    assert repo.stats([snap.id]).total_size == 5000
+    with repo.dump(snap.id, "/wp-content/uploads/a.bin") as stream:
+        assert stream.read() == b"x" * 5000
+    repo.check(read_data_subset="100%")
+    repo.forget([snap.id, "0" * 64])  # an id not there is skipped
+    assert repo.snapshots() == []
+
+
+def test_a_wrong_password_is_a_clear_error(repo: Restic, tmp_path: Path) -> None:
+    wrong = Restic(repo.repository, "not-the-password", tmp_path / "cache2")
+    with pytest.raises(ResticError, match="wrong password") as caught:
+        wrong.snapshots()
+    assert "not-the-password" not in str(caught.value)
+    assert "not-the-password" not in repr(wrong)
