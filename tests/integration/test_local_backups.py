@@ -259,6 +259,35 @@ def test_backup_break_restore_and_put_the_broken_state_back(
     assert not (root / "wp-content.restore").exists()
 
 
+def test_a_swap_cut_between_the_database_and_the_files_is_finished_by_a_rerun(
+    local: LocalEnv, crumbs: dict[str, Any]
+) -> None:
+    root = Path(crumbs["storage"]["root"])
+    content = root / "htdocs" / "wp-content"
+    db = crumbs["database"]["name"]
+    with bound(local, "crumbs") as site:
+        record = site.backups.backup(site.ctx, "b" * 32)
+        marker = _write_as_site(local, "crumbs", "uploads/after-backup.txt", b"later")
+        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.swap(site.ctx)
+        # As if killed after the RENAME TABLE, before the directory renames.
+        content.rename(root / "wp-content.restore")
+        (root / "wp-content.previous").rename(content)
+        assert marker.exists()
+        site.backups.swap(site.ctx)
+        assert not marker.exists() and (root / "wp-content.previous" / "uploads").is_dir()
+        assert _schemas(local, db) == sorted([db, f"{db}__previous", f"{db}__restore"])
+        # And an unswap cut the same way (database back, files not yet).
+        site.backups.unswap(site.ctx)
+        content.rename(root / "wp-content.previous")
+        (root / "wp-content.restore").rename(content)
+        site.backups.unswap(site.ctx)
+        assert marker.exists()
+        site.backups.unstage(site.ctx)
+        marker.unlink()
+    assert _schemas(local, db) == [db] and _homepage(local, "crumbs").status_code == 200
+
+
 def test_the_same_backup_id_takes_one_backup(local: LocalEnv, crumbs: dict[str, Any]) -> None:
     with bound(local, "crumbs") as site:
         first = site.backups.backup(site.ctx, "c" * 32)
