@@ -63,7 +63,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def apache() -> Iterator[tuple[str, Path]]:
+def apache(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
     # Not pytest's tmp_path: Apache's workers run as nobody and must traverse every parent.
     tmp_path = Path(tempfile.mkdtemp(prefix="aipress-apache-"))
     docroot, share = tmp_path / "html", tmp_path / "share"
@@ -92,6 +92,7 @@ Group nogroup
 LoadModule mpm_prefork_module {MODULES}/mod_mpm_prefork.so
 LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule alias_module {MODULES}/mod_alias.so
+LoadModule headers_module {MODULES}/mod_headers.so
 LoadModule rewrite_module {MODULES}/mod_rewrite.so
 LoadModule dir_module {MODULES}/mod_dir.so
 LoadModule mime_module {MODULES}/mod_mime.so
@@ -113,7 +114,7 @@ DirectoryIndex index.php
 </FilesMatch>
 Include {tmp_path}/aipress.conf
 """)
-    env = {**os.environ, "APACHE_MAX_WORKERS": "3"}
+    env = {**os.environ, "APACHE_MAX_WORKERS": "3", **getattr(request, "param", {})}
     check = subprocess.run(["apache2", "-t", "-f", str(tmp_path / "httpd.conf")], env=env,
                            capture_output=True, text=True)  # fmt: skip
     assert check.returncode == 0, check.stderr
@@ -154,3 +155,50 @@ def test_the_probe_is_the_probe_script_and_never_a_redirect(apache: tuple[str, P
     assert after.headers["cache-control"] == "no-store"
     (docroot / "db-down").touch()
     assert httpx.get(base + PROBE_PATH).status_code == 503
+
+
+MAINTENANCE = {"AIPRESS_MAINTENANCE": "on", "AIPRESS_PROBE_TOKEN": "t0ken-of-the-site"}
+
+
+@pytest.mark.parametrize("apache", [MAINTENANCE], indirect=True)
+def test_maintenance_answers_503_but_lets_the_platforms_probes_through(
+    apache: tuple[str, Path],
+) -> None:
+    base, docroot = apache
+    (docroot / "installed").touch()
+    (docroot / "style.css").write_text("body {}")
+    for path in ("/", "/style.css", "/wp-login.php", "/wp-content/uploads/2026/11/a.jpg"):
+        for headers in ({}, {"X-AIPress-Probe": "wrong"}, {"X-AIPress-Probe": ""}):
+            answer = httpx.get(base + path, headers=headers)
+            assert answer.status_code == 503, (path, headers)
+            assert answer.headers["retry-after"] == "30"
+            assert answer.headers["cache-control"] == "no-store"
+            assert "This site is being restored" in answer.text
+    # Cloud Run's startup probe (its own path) and the platform's probe (the token) pass.
+    assert httpx.get(base + PROBE_PATH).status_code == 200
+    probe = {"X-AIPress-Probe": MAINTENANCE["AIPRESS_PROBE_TOKEN"]}
+    assert httpx.get(base + "/", headers=probe).status_code == 302  # WordPress's own answer
+    assert httpx.get(base + "/style.css", headers=probe).text == "body {}"
+
+
+@pytest.mark.parametrize("apache", [{"AIPRESS_MAINTENANCE": "on"}], indirect=True)
+def test_maintenance_without_a_token_lets_no_request_through(apache: tuple[str, Path]) -> None:
+    base, _docroot = apache
+    assert httpx.get(base + "/", headers={"X-AIPress-Probe": ""}).status_code == 503
+
+
+def test_out_of_maintenance_the_site_serves_and_restore_copies_never_do(
+    apache: tuple[str, Path],
+) -> None:
+    base, docroot = apache
+    (docroot / "style.css").write_text("body {}")
+    answer = httpx.get(base + "/style.css")
+    assert (answer.status_code, "retry-after" in answer.headers) == (200, False)
+    staged = docroot / "wp-content" / "uploads" / ".aipress-previous"
+    staged.mkdir(parents=True)
+    (staged / "a.jpg").write_text("old")
+    (docroot / "wp-content" / "uploads" / "b.jpg").write_text("live")
+    for path in (staged, staged.parent, staged.parents[1]):
+        path.chmod(0o755)
+    assert httpx.get(base + "/wp-content/uploads/b.jpg").text == "live"
+    assert httpx.get(base + "/wp-content/uploads/.aipress-previous/a.jpg").status_code == 403
