@@ -140,6 +140,8 @@ class FakeCloudRun(Fake):
     def __init__(self, tenant_image: str) -> None:
         super().__init__()
         self.tenant_image = tenant_image
+        self.secrets: FakeSecretManager | None = None  # resolves secret env (maintenance)
+        self.project = "aipress-test"
         self.services: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.policies: dict[str, dict[str, Any]] = {}
@@ -248,7 +250,13 @@ class FakeCloudRun(Fake):
         assert "command" not in container  # the image's entrypoint serves
         for labels in (service["labels"], template["labels"]):
             assert {"aipress-tenant-id", "aipress-site"} <= set(labels)
-        return self.gen1_refusal(template)
+        env = {e["name"]: e for e in container["env"]}
+        if "AIPRESS_MAINTENANCE" in env:
+            assert env["AIPRESS_MAINTENANCE"]["value"] == "on"
+            probe = env["AIPRESS_PROBE_TOKEN"]
+            assert "value" not in probe, "the probe token must be a secret reference"
+            assert probe["valueSource"]["secretKeyRef"]["version"] == "latest"
+        return self.gen1_refusal(template) or self.check_secret_access(template)
 
     def _operation(self, resource: dict[str, Any], kind: str = "Service") -> JSONResponse:
         return JSONResponse({
@@ -402,6 +410,15 @@ class FakeCloudRun(Fake):
         service = self._service(m["id"])
         if service is None or not self.public_service(service):
             return Response("Error: Page not found", status_code=404)
+        env = {e["name"]: e for e in service["template"]["containers"][0]["env"]}
+        if env.get("AIPRESS_MAINTENANCE", {}).get("value") == "on" and path != "/aipress-probe":
+            # The image's Apache in maintenance (tests/integration/test_tenant_image_apache.py
+            # runs that configuration): 503 unless the request carries the probe token.
+            token = self.secret_value(env.get("AIPRESS_PROBE_TOKEN"))
+            if not token or request.headers.get("x-aipress-probe", "").encode() != token:
+                return Response("<h1>This site is being restored</h1>", status_code=503,
+                                headers={"Retry-After": "30", "Cache-Control": "no-store"},
+                                media_type="text/html")  # fmt: skip
         status = self.container_answer(m["id"], path)
         if status == 302:
             return Response("", status_code=302, headers={"Location": "/wp-admin/install.php"})
@@ -416,6 +433,40 @@ class FakeCloudRun(Fake):
             '<meta name="generator" content="WordPress 6.8.3" /></head><body></body></html>',
             media_type="text/html",
         )
+
+    def secret_value(self, env: dict[str, Any] | None) -> bytes | None:
+        """The latest version of the secret an env var references (as the container sees it)."""
+        if not env or self.secrets is None:
+            return None
+        ref = env["valueSource"]["secretKeyRef"]
+        name = (
+            ref["secret"]
+            if "/" in ref["secret"]
+            else f"projects/{self.project}/secrets/{ref['secret']}"
+        )
+        versions = [v for v in self.secrets.versions.get(name, []) if v is not None]
+        return versions[-1] if versions else None
+
+    def check_secret_access(self, template: dict[str, Any]) -> Response | None:
+        """Cloud Run checks at deploy that the revision's service account may read each
+        secret it references: a missing secret or binding fails the deploy."""
+        if self.secrets is None:
+            return None
+        account = f"serviceAccount:{template.get('serviceAccount')}"
+        for env in template["containers"][0]["env"]:
+            ref = env.get("valueSource", {}).get("secretKeyRef")
+            if not ref or env["name"] != "AIPRESS_PROBE_TOKEN":
+                continue
+            secret = ref["secret"]
+            name = secret if "/" in secret else f"projects/{self.project}/secrets/{secret}"
+            if name not in self.secrets.secrets:
+                return error(400, "FAILED_PRECONDITION", f"Secret {name} was not found")
+            bindings = self.secrets.policies.get(name, {}).get("bindings", [])
+            if not any(b["role"] == "roles/secretmanager.secretAccessor"
+                       and account in b["members"] for b in bindings):  # fmt: skip
+                return error(400, "FAILED_PRECONDITION", f"Permission denied on secret {name} "
+                             f"for Revision service account {account}")  # fmt: skip
+        return None
 
     @staticmethod
     def public_service(service: dict[str, Any]) -> bool:
@@ -1081,3 +1132,177 @@ class FakeFrontDoor(Fake):
             for r in self.url_map.get("hostRules", [])
             for h in r["hosts"]
         }
+
+
+CSEK_HEADERS = ("x-goog-encryption-algorithm", "x-goog-encryption-key",
+                "x-goog-encryption-key-sha256")  # fmt: skip
+SOURCE_CSEK_HEADERS = tuple(h.replace("x-goog-", "x-goog-copy-source-") for h in CSEK_HEADERS)
+BAD_KEY = ("Missing an encryption key, or it is not base64 encoded, or it does not meet the "
+           "required length of the encryption algorithm.")  # fmt: skip
+NEEDS_KEY = "The target object is encrypted by a customer-supplied encryption key."
+WRONG_KEY = "The provided encryption key is incorrect."
+_OBJECT = re.compile(r"/(?:download/)?storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+?)"
+                     r"(?:/(?P<verb>rewriteTo|copyTo)/b/(?P<db>[^/]+)/o/(?P<do>.+))?")  # fmt: skip
+_UPLOAD = re.compile(r"/upload/storage/v1/b/(?P<b>[^/]+)/o")
+_LIST = re.compile(r"/storage/v1/b/(?P<b>[^/]+)/o")
+
+
+class FakeGcsKeys:
+    """Customer-supplied encryption keys, as Cloud Storage documents them, in front of
+    gcp-storage-emulator (which ignores the headers): a proxy that keeps, per object, the
+    SHA-256 of the key it was written with. A key's three headers must agree (AES256, 32
+    bytes, its hash); reading the data of a CSEK object, or rewriting it, needs its key (400
+    without, 400 with another); metadata and listings without the key carry no crc32c or
+    md5Hash; a rewrite re-encrypts with the destination's key (or none); listing and
+    deleting need no key. Requests refused for a bad key header are kept in `problems`."""
+
+    def __init__(self, emulator: str) -> None:
+        self.emulator = emulator
+        self.keys: dict[tuple[str, str], str] = {}  # (bucket, object) -> key sha256 (b64)
+        self.sessions: dict[str, str | None] = {}  # resumable upload id -> key sha256
+        self.requests: list[tuple[str, str]] = []
+        self.problems: list[str] = []
+        self.client: Any = None
+
+    @staticmethod
+    def key_hash(headers: Any, names: tuple[str, str, str]) -> str | None:
+        """The key's hash from one set of CSEK headers; Refused when they do not agree."""
+        algorithm, key, digest = (headers.get(n) for n in names)
+        if algorithm is None and key is None and digest is None:
+            return None
+        try:
+            raw = base64.b64decode(key or "", validate=True)
+        except ValueError:
+            raw = b""
+        import hashlib
+
+        if algorithm != "AES256" or len(raw) != 32:
+            raise Refused(BAD_KEY)
+        if base64.b64encode(hashlib.sha256(raw).digest()).decode() != digest:
+            raise Refused("The provided encryption key does not match the SHA256 hash.")
+        return digest
+
+    def _readable(self, bucket: str, name: str, given: str | None) -> Response | None:
+        stored = self.keys.get((bucket, name))
+        if stored is None:
+            return None
+        if given is None:
+            return error(400, "BAD_REQUEST", NEEDS_KEY)
+        if given != stored:
+            return error(400, "BAD_REQUEST", WRONG_KEY)
+        return None
+
+    def _hide(self, resource: dict[str, Any], given: str | None) -> dict[str, Any]:
+        stored = self.keys.get((resource.get("bucket", ""), resource.get("name", "")))
+        if stored is None:
+            return resource
+        resource = {**resource, "customerEncryption": {"encryptionAlgorithm": "AES256",
+                                                       "keySha256": stored}}  # fmt: skip
+        if given != stored:
+            resource.pop("crc32c", None)
+            resource.pop("md5Hash", None)
+        return resource
+
+    async def dispatch(self, request: Request) -> Response:
+        from urllib.parse import unquote, unquote_plus
+
+        import httpx
+
+        path, query = request.url.path, request.url.query
+        self.requests.append((request.method, path))
+        try:
+            given = self.key_hash(request.headers, CSEK_HEADERS)  # type: ignore[arg-type]
+            source_key = self.key_hash(request.headers, SOURCE_CSEK_HEADERS)  # type: ignore[arg-type]
+        except Refused as exc:
+            self.problems.append(f"{request.method} {path}: {exc}")
+            return error(400, "BAD_REQUEST", str(exc))
+        params = request.query_params
+        found = _OBJECT.fullmatch(path)
+        write: tuple[str, str] | None = None
+        if found and request.method in ("GET", "POST"):
+            bucket, name = found["b"], unquote(found["o"])
+            key = source_key if found["verb"] else given
+            media = params.get("alt") == "media" or path.startswith("/download/")
+            if found["verb"] == "copyTo" and (bucket, name) in self.keys:
+                return error(400, "BAD_REQUEST", "Use rewrite to copy an object encrypted "
+                             "with a customer-supplied encryption key.")  # fmt: skip
+            if media or found["verb"] or given is not None:
+                refused = self._readable(bucket, name, key)
+                if refused is not None and (media or found["verb"] or given is not None):
+                    return refused
+            if found["verb"] == "rewriteTo":
+                write = (found["db"], unquote(found["do"]))
+        upload = _UPLOAD.fullmatch(path)
+        body = await request.body()
+        if upload and "upload_id" not in params:
+            name = params.get("name") or ""
+            if not name and body and params.get("uploadType") == "resumable":
+                name = json.loads(body).get("name", "")
+            if not name and params.get("uploadType") == "multipart":
+                found_name = re.search(rb'"name"\s*:\s*"([^"]+)"', body)
+                name = found_name.group(1).decode() if found_name else ""
+            write = (upload["b"], name)
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("content-length", "transfer-encoding")}  # fmt: skip
+        if self.client is None:  # one pool (a client per request would load CA certs each time)
+            self.client = httpx.AsyncClient(timeout=60)
+        answer = await self.client.request(request.method, f"{self.emulator}{path}",
+                                           params=query, content=body, headers=headers)  # fmt: skip
+        content = answer.content
+        out_headers = {k: v for k, v in answer.headers.items()
+                       if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                            "content-encoding", "date", "server")}  # fmt: skip
+        if upload and params.get("uploadType") == "resumable" and "upload_id" not in params:
+            location = answer.headers.get("location", "")
+            upload_id = re.search(r"upload_id=([^&]+)", location)
+            if upload_id:
+                self.sessions[unquote_plus(upload_id.group(1))] = given
+            write = None
+        if upload and "upload_id" in params and answer.status_code in (200, 201):
+            resource = json.loads(content)
+            self._record((resource["bucket"], resource["name"]),
+                         self.sessions.get(params["upload_id"]))  # fmt: skip
+        elif write is not None and answer.status_code in (200, 201):
+            self._record(write, given)
+        media = params.get("alt") == "media" or path.startswith("/download/")
+        kind = answer.headers.get("content-type", "").startswith("application/json")
+        if kind and content and not media:  # a resource, not an object's own bytes
+            data = json.loads(content)
+            if data.get("kind") == "storage#object":
+                data = self._hide(data, given)
+            elif data.get("kind") == "storage#rewriteResponse":
+                data["resource"] = self._hide(data["resource"], given)
+            elif data.get("kind") == "storage#objects":
+                data["items"] = [self._hide(i, None) for i in data.get("items", [])]
+            content = json.dumps(data).encode()
+        return Response(content, status_code=answer.status_code, headers=out_headers)
+
+    def _record(self, target: tuple[str, str], key: str | None) -> None:
+        if key is None:
+            self.keys.pop(target, None)
+        else:
+            self.keys[target] = key
+
+    def assert_clean(self) -> None:
+        """Fail when a request carried key headers that do not agree."""
+        assert not self.problems, f"FakeGcsKeys: {self.problems}"
+
+    def app(self) -> Starlette:
+        """The ASGI app."""
+        return Starlette(routes=[Route("/{path:path}", self.dispatch,
+                                       methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])  # fmt: skip
+
+
+class FakeSqlAdmin(Fake):
+    """Cloud SQL Admin API v1 `instances.get`: the instance's settings (its data disk's size in
+    GB, as a string: an int64 in JSON; storage auto-resize and its limit)."""
+
+    def __init__(self, project: str, instance: str, disk_gb: int) -> None:
+        super().__init__()
+        self.settings: dict[str, Any] = {"dataDiskSizeGb": str(disk_gb), "tier": "db-custom-1-3840",
+                                         "storageAutoResize": False}  # fmt: skip
+        self.on("GET", rf"/v1/projects/{project}/instances/{instance}", self.get)
+
+    def get(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
+        return JSONResponse({"kind": "sql#instance", "name": m.get("i", ""), "state": "RUNNABLE",
+                             "databaseVersion": "MYSQL_8_0", "settings": self.settings})  # fmt: skip

@@ -34,6 +34,7 @@ class GcpClients:
     rest: Any = None
     compute_url: str = "https://compute.googleapis.com"
     certificates_url: str = "https://certificatemanager.googleapis.com"
+    sqladmin_url: str = "https://sqladmin.googleapis.com"  # the instance's disk (backups)
     sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
     extra: dict[str, Any] = field(default_factory=dict)
 

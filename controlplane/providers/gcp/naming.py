@@ -32,6 +32,7 @@ class GcpNames:
     salts_secret: str
     admin_password_secret: str
     login_key_secret: str  # the one-click wp-admin signing key
+    probe_token_secret: str  # lets the platform's probes past maintenance mode
     preview_host: str
 
 
@@ -50,5 +51,6 @@ def gcp_names(ctx: SiteContext, project: str, platform_domain: str) -> GcpNames:
         salts_secret=f"aipress-{key}-wp-salts",
         admin_password_secret=f"aipress-{key}-wp-admin-password",
         login_key_secret=f"aipress-{key}-wp-login-key",
+        probe_token_secret=f"aipress-{key}-probe-token",
         preview_host=f"{ctx.site_name}.{ctx.tenant_id}.{platform_domain}",
     )

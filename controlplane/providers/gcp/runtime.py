@@ -11,6 +11,12 @@ invoker IAM check disabled (`invoker_iam_disabled`): an `allUsers` binding is re
 Domain Restricted Sharing, which new organisations enforce by default. Stopping a site sets
 its ingress to internal only: a service-level field (no new revision, no IAM change) that
 turns away every request from the internet and the external load balancer alike.
+
+Maintenance (a restore runs) is a new revision with `AIPRESS_MAINTENANCE=on` and the site's
+probe token (a Secret Manager reference): the image's Apache answers every request 503 with
+`Retry-After` and `no-store` except the startup probe's path and requests carrying the token
+in `X-AIPress-Probe` (the restore's readiness check). Not ingress: internal-only ingress
+answers a bare 404 from Google's front end, with no Retry-After, and shuts out the probe too.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ WWW_DATA = ("uid=33", "gid=33")  # the official image's www-data owns the upload
 BASE_MEMORY_MIB = 128  # Apache's parent, opcache and the shell, beside the PHP workers
 # Cloud Run refuses HTTP/1 request bodies over 32 MiB: a larger upload limit could not work.
 MAX_REQUEST_MIB = 32
+MAINTENANCE_ENV, PROBE_TOKEN_ENV = "AIPRESS_MAINTENANCE", "AIPRESS_PROBE_TOKEN"
 OPEN = run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
 CLOSED = run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
 
@@ -64,6 +71,17 @@ def check_php_fits(memory: str, concurrency: int, php_memory_limit: str) -> None
             f"{needed} MiB, more than AIPRESS_SITE_MEMORY={memory}: lower the concurrency or "
             "the PHP limit, or raise the memory"
         )
+
+
+def probe_token(ctx: SiteContext) -> str:
+    """The per-site secret that lets the platform's probes past maintenance mode."""
+    return ctx.credentials.get_or_create("build_probe", "aipress")[1]
+
+
+def probe_headers(ctx: SiteContext) -> dict[str, str]:
+    """Headers of a platform probe (admitted while the site is in maintenance)."""
+    maintenance = (ctx.resources.get("runtime") or {}).get("maintenance")
+    return {"X-AIPress-Probe": probe_token(ctx)} if maintenance else {}
 
 
 def tenant_secret_id(tenant_id: str, name: str) -> str:
@@ -158,6 +176,13 @@ class CloudRunService(GcpStep):
             run_v2.EnvVar(name="PHP_MEMORY_LIMIT", value=self.settings.site_php_memory_limit),
             run_v2.EnvVar(name="PHP_UPLOAD_LIMIT", value=upload_limit(self.settings.upload_limit)),
         ]
+        runtime = ctx.resources.get("runtime") or {}
+        if runtime.get("maintenance"):
+            env += [
+                run_v2.EnvVar(name=MAINTENANCE_ENV, value="on"),
+                self._secret_env(PROBE_TOKEN_ENV, secret_ids.get(
+                    "probe_token", names.probe_token_secret)),
+            ]  # fmt: skip
         return env + [
             self._secret_env(k, tenant_secret_id(ctx.tenant_id, k)) for k in sorted(ctx.tenant_env)
         ]
@@ -272,6 +297,22 @@ class CloudRunService(GcpStep):
         self._set_ingress(ctx, stopped=False)
         if self.served is not None:
             self.served.start(ctx)
+
+    def maintenance(self, ctx: SiteContext, on: bool) -> None:
+        """Roll the service to a revision in (or out of) maintenance mode and wait for it;
+        the probe token is published first (Cloud Run checks secret access at deploy)."""
+        recorded = dict(ctx.resources.get("runtime") or {})
+        if on:
+            token = probe_token(ctx)
+            secret = self.names(ctx).probe_token_secret
+            self.secrets.put(secret, token, labels(ctx), self.runtime_account(ctx))
+            ctx.resources["secrets"] = {**(ctx.resources.get("secrets") or {}),
+                                        "probe_token": secret}  # fmt: skip
+        recorded["maintenance"] = on
+        ctx.resources["runtime"] = recorded
+        desired = self.service(ctx)
+        desired.name = self._name(ctx)
+        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Roll each site to a revision with the tenant's current env references, then

@@ -104,7 +104,8 @@ class SecretManagerSecrets(GcpStep):
         for secret_id in (recorded.get("db_password", names.db_password_secret),
                           recorded.get("salts", names.salts_secret),
                           recorded.get("admin_password", names.admin_password_secret),
-                          recorded.get("login_key", names.login_key_secret)):  # fmt: skip
+                          recorded.get("login_key", names.login_key_secret),
+                          recorded.get("probe_token", names.probe_token_secret)):  # fmt: skip
             with contextlib.suppress(exceptions.NotFound):
                 self.clients.secrets.delete_secret(request={"name": self._path(secret_id)})
         ctx.resources.pop("secrets", None)

@@ -11,7 +11,7 @@ import httpx
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
-from controlplane.providers.gcp.runtime import PROBE_PATH
+from controlplane.providers.gcp.runtime import PROBE_PATH, probe_headers
 from controlplane.providers.readiness import generator_version, homepage_problem
 
 READY_TIMEOUT = 300.0
@@ -31,16 +31,17 @@ class WordPressReady(GcpStep):
         if not uri:
             raise ApplyFailed("the runtime step recorded no service URL")
         base = uri.rstrip("/")
+        headers = probe_headers(ctx)  # a restore checks the site while visitors get a 503
         deadline = time.monotonic() + self.ready_timeout
         delay, last, healthy = 0.5, "no answer", False
         while time.monotonic() < deadline:
             try:
                 if not healthy:
-                    response = self.http.get(f"{base}{PROBE_PATH}")
+                    response = self.http.get(f"{base}{PROBE_PATH}", headers=headers)
                     healthy = response.status_code == 200
                     last = "" if healthy else f"{PROBE_PATH} answers HTTP {response.status_code}"
                 if healthy:
-                    home = self.http.get(f"{base}/")
+                    home = self.http.get(f"{base}/", headers=headers)
                     problem = homepage_problem(home.status_code, home.text, ctx.title)
                     if problem is None:
                         ctx.resources["wordpress"] = {
