@@ -13,6 +13,7 @@ locals {
     control_plane = split("@", google_service_account.control_plane.email)[0]
     billing_job   = split("@", google_service_account.billing_job.email)[0]
     cron_job      = split("@", google_service_account.cron_job.email)[0]
+    backups_job   = split("@", google_service_account.backups_job.email)[0]
   }
 }
 
@@ -41,7 +42,12 @@ resource "google_service_account" "billing_job" {
 
 resource "google_service_account" "scheduler" {
   account_id   = "aipress-scheduler"
-  display_name = "AIPress Cloud Scheduler (starts the billing and cron jobs)"
+  display_name = "AIPress Cloud Scheduler (starts the billing, cron and backups jobs)"
+}
+
+resource "google_service_account" "backups_job" {
+  account_id   = "aipress-backups"
+  display_name = "AIPress backups job (scheduled backups of every site, then retention)"
 }
 
 resource "google_service_account" "cron_job" {
@@ -98,6 +104,23 @@ resource "google_project_iam_member" "cron_job" {
   member   = "serviceAccount:${google_service_account.cron_job.email}"
 }
 
+# The backups job reads the sites and writes Backup rows in the control-plane database (its
+# own IAM database user), dumps tenant databases as the instance's admin user (cloudsql.client
+# also holds instances.get: the disk size a restore is checked against), and copies uploads:
+# it reads every site's bucket and writes only the backups bucket.
+resource "google_project_iam_member" "backups_job" {
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter", "roles/storage.objectViewer"])
+  project  = var.project_id
+  role     = each.value
+  member   = "serviceAccount:${google_service_account.backups_job.email}"
+}
+
+resource "google_storage_bucket_iam_member" "backups_job_writes_backups" {
+  bucket = google_storage_bucket.backups.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.backups_job.email}"
+}
+
 resource "google_bigquery_dataset_iam_member" "billing_job_reads_export" {
   dataset_id = google_bigquery_dataset.billing_export.dataset_id
   role       = "roles/bigquery.dataViewer"
@@ -146,6 +169,7 @@ resource "google_sql_user" "iam" {
     control_plane = google_service_account.control_plane.email
     billing_job   = google_service_account.billing_job.email
     cron_job      = google_service_account.cron_job.email
+    backups_job   = google_service_account.backups_job.email
   }
   name     = each.value
   instance = google_sql_database_instance.shared.name
@@ -238,7 +262,10 @@ resource "google_secret_manager_secret_iam_member" "chatbot_reads_database_url" 
   member    = "serviceAccount:${google_service_account.chatbot.email}"
 }
 
-# --- Backups of deleted sites (database dumps and uploads), kept 30 days --------------------
+# --- Backups (database dumps and uploads, each object under its tenant's own CSEK) ---------
+# Objects are deleted by the control plane's retention (keep 7 daily, 4 weekly, 3 monthly;
+# pre-* backups 30 days; deleted sites' after AIPRESS_DELETED_SITE_RETENTION_DAYS); the
+# lifecycle rule is the backstop for anything older than the longest policy (3 monthly).
 
 resource "google_storage_bucket" "backups" {
   name                        = "${var.project_id}-aipress-backups"
@@ -247,7 +274,7 @@ resource "google_storage_bucket" "backups" {
   labels                      = local.labels
   lifecycle_rule {
     condition {
-      age = 30
+      age = 120
     }
     action {
       type = "Delete"
@@ -349,6 +376,16 @@ resource "google_secret_manager_secret_iam_member" "billing_job_keys" {
   member    = "serviceAccount:${google_service_account.billing_job.email}"
 }
 
+resource "google_secret_manager_secret_iam_member" "backups_job_keys" {
+  for_each = {
+    keys      = google_secret_manager_secret.encryption_keys.id
+    sql_admin = google_secret_manager_secret.sql_admin_password.id
+  }
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.backups_job.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "cron_job_keys" {
   secret_id = google_secret_manager_secret.encryption_keys.id
   role      = "roles/secretmanager.secretAccessor"
@@ -367,7 +404,7 @@ locals {
     AIPRESS_FIREBASE_PROJECT_ID = var.project_id
     AIPRESS_CLOUDSQL_INSTANCE   = google_sql_database_instance.shared.connection_name
     AIPRESS_CLOUDSQL_USER       = local.sql_users.control_plane
-    AIPRESS_CLOUDSQL_JOB_USERS  = jsonencode([local.sql_users.billing_job, local.sql_users.cron_job])
+    AIPRESS_CLOUDSQL_JOB_USERS  = jsonencode([local.sql_users.billing_job, local.sql_users.cron_job, local.sql_users.backups_job])
     AIPRESS_PLATFORM_DOMAIN     = var.platform_domain
     AIPRESS_TENANT_IMAGE        = var.tenant_image
     AIPRESS_DNS_PROVIDER        = var.dns_provider
@@ -383,6 +420,7 @@ locals {
   job_env = {
     billing = { AIPRESS_WORKLOAD = "job", AIPRESS_CLOUDSQL_USER = local.sql_users.billing_job }
     cron    = { AIPRESS_WORKLOAD = "job", AIPRESS_CLOUDSQL_USER = local.sql_users.cron_job }
+    backups = { AIPRESS_WORKLOAD = "job", AIPRESS_CLOUDSQL_USER = local.sql_users.backups_job }
   }
 }
 
@@ -769,6 +807,93 @@ resource "google_cloud_scheduler_job" "cron" {
   http_target {
     http_method = "POST"
     uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.cron.name}:run"
+    oauth_token {
+      service_account_email = google_service_account.scheduler.email
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+# --- Backups: every hour the job backs up the sites whose policy makes one due, then applies
+# retention (python -m controlplane.backups). Each site's dump streams through the job.
+
+resource "google_cloud_run_v2_job" "backups" {
+  name                = "aipress-backups"
+  location            = var.region
+  deletion_protection = false
+  labels              = local.labels
+  template {
+    labels = local.labels
+    template {
+      service_account = google_service_account.backups_job.email
+      max_retries     = 1 # a backup is idempotent by its id: a retry finishes it
+      timeout         = "3300s"
+      volumes {
+        name = "cloudsql"
+        cloud_sql_instance {
+          instances = [google_sql_database_instance.shared.connection_name]
+        }
+      }
+      containers {
+        image   = var.control_plane_image
+        command = ["python", "-m", "controlplane.backups"]
+        resources {
+          limits = { cpu = "1", memory = "1Gi" }
+        }
+        dynamic "env" {
+          for_each = merge(local.control_plane_env, local.job_env.backups)
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+        env {
+          name = "AIPRESS_ENCRYPTION_KEYS"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.encryption_keys.secret_id
+              version = "latest"
+            }
+          }
+        }
+        env {
+          name = "AIPRESS_CLOUDSQL_ADMIN_PASSWORD"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.sql_admin_password.secret_id
+              version = "latest"
+            }
+          }
+        }
+        volume_mounts {
+          name       = "cloudsql"
+          mount_path = "/cloudsql"
+        }
+      }
+    }
+  }
+  depends_on = [
+    google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
+    google_secret_manager_secret_version.sql_admin_password,
+    google_secret_manager_secret_iam_member.backups_job_keys, google_sql_user.iam,
+  ]
+}
+
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_backups" {
+  name     = google_cloud_run_v2_job.backups.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+resource "google_cloud_scheduler_job" "backups" {
+  name      = "aipress-backups-hourly"
+  region    = var.region
+  schedule  = var.backups_schedule
+  time_zone = "Etc/UTC"
+  http_target {
+    http_method = "POST"
+    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.backups.name}:run"
     oauth_token {
       service_account_email = google_service_account.scheduler.email
     }

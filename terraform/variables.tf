@@ -103,6 +103,12 @@ variable "billing_schedule" {
   default     = "30 4 * * *"
 }
 
+variable "backups_schedule" {
+  description = "Cron schedule (UTC) of the backups job (hourly: each site's own policy picks its time)."
+  type        = string
+  default     = "7 * * * *"
+}
+
 variable "gemini_model" {
   description = "The Gemini model of the agent."
   type        = string

@@ -223,6 +223,30 @@ def test_a_scheduled_cron_job_runs_the_platforms_cron() -> None:
     assert "google_service_account.scheduler.email" in str(invoker["member"])
 
 
+def test_an_hourly_backups_job_runs_the_platforms_backups_with_only_what_it_needs() -> None:
+    found = {(kind, name): body for kind, name, body in resources()}
+    job = found[("google_cloud_run_v2_job", "backups")]
+    [container] = _get(job, ("template", "template", "containers"))
+    assert [_unquote(c) for c in container["command"]] == ["python", "-m", "controlplane.backups"]
+    assert "local.job_env.backups" in str(container["dynamic"])
+    assert "backups_job" in str(_get(job, ("template", "template", "service_account")))
+    schedule = found[("google_cloud_scheduler_job", "backups")]
+    assert "google_cloud_run_v2_job.backups.name" in str(_get(schedule, ("http_target", "uri")))
+    invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs_backups")]
+    assert "google_service_account.scheduler.email" in str(invoker["member"])
+    with (TERRAFORM / "variables.tf").open() as handle:
+        blocks = {_unquote(k): v for b in hcl2.load(handle)["variable"] for k, v in b.items()}
+    minute, hour, *_rest = _unquote(blocks["backups_schedule"]["default"]).split()
+    assert minute.isdigit() and hour == "*"  # hourly: each site's policy picks its own time
+    # It writes only the backups bucket (a bucket-level grant) and reads the sites' buckets;
+    # it holds no admin role of any service.
+    roles = str(found[("google_project_iam_member", "backups_job")]["for_each"])
+    assert "admin" not in roles.lower() and "roles/storage.objectViewer" in roles
+    writer = found[("google_storage_bucket_iam_member", "backups_job_writes_backups")]
+    assert "google_storage_bucket.backups.name" in str(writer["bucket"])
+    assert _unquote(writer["role"]) == "roles/storage.objectAdmin"
+
+
 def test_the_front_door_leaves_host_rules_to_the_control_plane() -> None:
     found = {(kind, name): body for kind, name, body in resources()}
     url_map = found[("google_compute_url_map", "sites")]
@@ -311,7 +335,7 @@ def test_every_secret_a_workload_reads_has_a_version_it_may_access_first() -> No
                        and account.strip("${}") in str(b["member"])]  # fmt: skip
             assert readers, f"{kind}.{name}'s account cannot read {secret}"
             assert any(f"google_secret_manager_secret_iam_member.{r}" in depends for r in readers)
-    assert checked == 7  # control plane 3, chatbot 2, each job 1
+    assert checked == 9  # control plane 3, chatbot 2, billing and cron 1 each, backups 2
 
 
 def test_every_env_a_workload_needs_in_gcp_mode_is_set() -> None:
@@ -374,7 +398,7 @@ def test_the_platforms_identities_log_in_to_cloud_sql_as_iam_users() -> None:
     # MySQL: the full e-mail (the trimsuffix form is PostgreSQL's).
     assert "trimsuffix" not in str(iam_users) and "_email" not in str(iam_users["name"])
     accounts = re.findall(r"google_service_account\.(\w+)\.email", str(iam_users["for_each"]))
-    assert set(accounts) == {"control_plane", "billing_job", "cron_job"}
+    assert set(accounts) == {"control_plane", "billing_job", "cron_job", "backups_job"}
     for account in accounts:  # IAM database login needs cloudsql.instanceUser
         # (the control plane has a second set of grants: the front door's, in frontdoor.tf)
         grants = [b for (k, n), b in found.items() if k == "google_project_iam_member"
@@ -384,6 +408,7 @@ def test_the_platforms_identities_log_in_to_cloud_sql_as_iam_users() -> None:
     # Each job connects as its own database user, not the control plane's.
     job_env = str(_locals()["job_env"])
     assert "local.sql_users.billing_job" in job_env and "local.sql_users.cron_job" in job_env
+    assert "local.sql_users.backups_job" in job_env
     assert 'split("@"' in str(_locals()["sql_users"])
 
 

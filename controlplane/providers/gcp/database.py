@@ -34,7 +34,8 @@ def mysql_iam_user(email: str) -> str:
 
 def admin_connect(settings: Settings) -> Callable[[], Any]:
     """Connections to the shared instance as the built-in admin user (password auth). Only
-    the control plane holds the password: a process without it fails when it connects."""
+    the control plane and the backups job (it dumps tenant databases) hold the password: a
+    process without it fails when it connects."""
     connectors: list[Any] = []
 
     def connect() -> Any:
