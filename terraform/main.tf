@@ -263,23 +263,16 @@ resource "google_secret_manager_secret_iam_member" "chatbot_reads_database_url" 
 }
 
 # --- Backups (database dumps and uploads, each object under its tenant's own CSEK) ---------
-# Objects are deleted by the control plane's retention (keep 7 daily, 4 weekly, 3 monthly;
-# pre-* backups 30 days; deleted sites' after AIPRESS_DELETED_SITE_RETENTION_DAYS); the
-# lifecycle rule is the backstop for anything older than the longest policy (3 monthly).
+# No lifecycle rule: what is kept is the control plane's retention (7 daily, 4 weekly, 3
+# monthly scheduled backups; pre-* backups 30 days; deleted sites' after
+# AIPRESS_DELETED_SITE_RETENTION_DAYS; manual ones until their owner deletes them), which an
+# age rule cannot tell apart (a backup's objects carry no kind).
 
 resource "google_storage_bucket" "backups" {
   name                        = "${var.project_id}-aipress-backups"
   location                    = upper(var.region)
   uniform_bucket_level_access = true
   labels                      = local.labels
-  lifecycle_rule {
-    condition {
-      age = 120
-    }
-    action {
-      type = "Delete"
-    }
-  }
 }
 
 # --- Images, platform secrets ---------------------------------------------------------------
