@@ -1,12 +1,14 @@
 """Serialized-safe search-replace of a site's URL in its database, in Python.
 
-WordPress keeps PHP-serialized values in its tables (options, post and user meta, widgets):
-`s:21:"https://old.example/x"` must become `s:21+delta:"..."` or PHP refuses the whole value.
-This rewrites every string token of a serialized value, nested ones included (a serialized
-value stored as a string inside another), and recomputes its byte length; every other token
-(numbers, booleans, class names) is copied as it was, so nothing is ever unserialized into
-an object. A value that is not serialized is replaced as plain text. Like WP-CLI's
-search-replace, it does not touch JSON-escaped (`https:\\/\\/old`) copies of the URL.
+The same rules as the local provider's PHP script (controlplane/providers/local/
+search_replace.php), for the gcp control plane, which has no PHP: WordPress keeps
+PHP-serialized values in its tables (options, post and user meta, widgets), and
+`s:21:"https://old.example/x"` must get its new byte length or PHP refuses the whole value.
+Every string value of a serialized value is rewritten, nested serialized strings too (up to
+8 deep), and its length recomputed; array keys, numbers, booleans and class names are kept
+as they were, and nothing is ever unserialized into an object. A value that looks serialized
+but does not parse is left as it is (a plain replace would corrupt it); any other value is
+replaced as plain text. JSON-escaped copies (`https:\\/\\/old`) are not touched.
 """
 
 from __future__ import annotations
@@ -19,53 +21,66 @@ import pymysql.cursors
 
 TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
 BATCH_ROWS = 500
-_NUMBER = re.compile(rb"(-?[0-9.eE+INFNA-]+);")
+MAX_DEPTH = 8
+_SCALAR = re.compile(rb"(?:b:[01]|i:-?[0-9]+|d:(?:-?[0-9.]+(?:E[+-]?[0-9]+)?|-?INF|NAN));")
 
 
 class NotSerialized(ValueError):
     """The value is not one whole PHP-serialized value."""
 
 
-def _token(data: bytes, at: int, old: bytes, new: bytes, out: list[bytes]) -> int:
-    """Copy (rewriting strings) the serialized value starting at `at`; return where it ends."""
-    kind = data[at : at + 2]
-    if kind == b"N;":
+def looks_serialized(value: bytes) -> bool:
+    """What PHP would try to unserialize (the local script's test, byte for byte)."""
+    value = value.strip()
+    if value == b"N;":
+        return True
+    if len(value) < 4 or value[1:2] != b":":
+        return False
+    return value[:1] in b"aOsbidE" and value[-1:] in (b";", b"}")
+
+
+def _count(data: bytes, at: int) -> tuple[int, int]:
+    colon = data.index(b":", at)
+    return int(data[at:colon]), colon + 1
+
+
+def _value(data: bytes, at: int, old: bytes, new: bytes, depth: int, out: list[bytes]) -> int:
+    """Copy (strings rewritten) the serialized value at `at` into `out`; return its end."""
+    if data.startswith(b"N;", at):
         out.append(b"N;")
         return at + 2
-    if kind in (b"b:", b"i:", b"d:"):
-        found = _NUMBER.match(data, at + 2)
-        if not found:
-            raise NotSerialized(f"bad number at {at}")
-        out.append(data[at : found.end()])
-        return found.end()
+    scalar = _SCALAR.match(data, at)
+    if scalar:
+        out.append(scalar.group())
+        return scalar.end()
+    kind = data[at : at + 2]
     if kind == b"s:":
-        colon = data.index(b":", at + 2)
-        length = int(data[at + 2 : colon])
-        start = colon + 2
-        if (
-            data[colon + 1 : colon + 2] != b'"'
-            or data[start + length : start + length + 2] != b'";'
-        ):
+        length, start = _count(data, at + 2)
+        start += 1
+        if data[start - 1 : start] != b'"' or data[start + length : start + length + 2] != b'";':
             raise NotSerialized(f"bad string at {at}")
-        text = replace_in_value(data[start : start + length], old, new)
+        text = _rewrite(data[start : start + length], old, new, depth)
+        if text is None:
+            raise NotSerialized(f"a nested value at {at} does not parse")
         out.append(b's:%d:"%s";' % (len(text), text))
         return start + length + 2
     if kind in (b"a:", b"O:"):
         head = at + 2
         if kind == b"O:":  # O:<len>:"<class>":<count>:{...}
-            colon = data.index(b":", head)
-            head = colon + 2 + int(data[head:colon]) + 2
-            out.append(data[at:head])
-        else:
-            out.append(b"a:")
-        colon = data.index(b":", head)
-        count = int(data[head:colon])
-        if data[colon + 1 : colon + 2] != b"{":
+            length, name = _count(data, head)
+            head = name + 1 + length + 2
+        count, brace = _count(data, head)
+        if data[brace : brace + 1] != b"{":
             raise NotSerialized(f"bad array at {at}")
-        out.append(data[head : colon + 2])
-        at = colon + 2
-        for _ in range(count * 2):
-            at = _token(data, at, old, new, out)
+        out.append(data[at : brace + 1])
+        at = brace + 1
+        for _ in range(count):
+            key: list[bytes] = []
+            at = _value(data, at, b"", b"", depth, key)  # keys are kept as they are
+            if key[0][:2] not in (b"i:", b"s:"):
+                raise NotSerialized(f"bad key at {at}")
+            out.extend(key)
+            at = _value(data, at, old, new, depth, out)
         if data[at : at + 1] != b"}":
             raise NotSerialized(f"unterminated array at {at}")
         out.append(b"}")
@@ -73,19 +88,26 @@ def _token(data: bytes, at: int, old: bytes, new: bytes, out: list[bytes]) -> in
     raise NotSerialized(f"unknown token {kind!r} at {at}")
 
 
-def replace_in_value(value: bytes, old: bytes, new: bytes) -> bytes:
-    """`value` with `old` replaced by `new`, keeping PHP-serialized values valid."""
-    if old not in value:
+def _rewrite(value: bytes, old: bytes, new: bytes, depth: int) -> bytes | None:
+    if not old or old not in value:
         return value
-    if value[:2] in (b"a:", b"O:", b"s:"):
-        out: list[bytes] = []
-        try:
-            end = _token(value, 0, old, new, out)
-        except (NotSerialized, ValueError, IndexError):
-            return value.replace(old, new)
-        if end == len(value):
-            return b"".join(out)
-    return value.replace(old, new)
+    if not looks_serialized(value):
+        return value.replace(old, new)
+    if depth >= MAX_DEPTH:
+        return None
+    out: list[bytes] = []
+    try:
+        end = _value(value, 0, old, new, depth + 1, out)
+    except (NotSerialized, ValueError, IndexError):
+        return None
+    return b"".join(out) if end == len(value) else None
+
+
+def replace_in_value(value: bytes, old: bytes, new: bytes) -> bytes:
+    """`value` with `old` replaced by `new`, keeping PHP-serialized values valid; a value
+    that looks serialized and does not parse comes back unchanged."""
+    rewritten = _rewrite(value, old, new, 0)
+    return value if rewritten is None else rewritten
 
 
 def _quote(name: str) -> str:
