@@ -1180,7 +1180,7 @@ class FakeGcsKeys:
             raise Refused(BAD_KEY)
         if base64.b64encode(hashlib.sha256(raw).digest()).decode() != digest:
             raise Refused("The provided encryption key does not match the SHA256 hash.")
-        return digest
+        return str(digest)
 
     def _readable(self, bucket: str, name: str, given: str | None) -> Response | None:
         stored = self.keys.get((bucket, name))
@@ -1211,7 +1211,7 @@ class FakeGcsKeys:
         path, query = request.url.path, request.url.query
         self.requests.append((request.method, path))
         try:
-            given = self.key_hash(request.headers, CSEK_HEADERS)  # type: ignore[arg-type]
+            given = self.key_hash(request.headers, CSEK_HEADERS)
             source_key = self.key_hash(request.headers, SOURCE_CSEK_HEADERS)  # type: ignore[arg-type]
         except Refused as exc:
             self.problems.append(f"{request.method} {path}: {exc}")

@@ -275,6 +275,16 @@ def test_a_corrupted_or_incomplete_backup_fails_verification(gcp: Gcp) -> None:
                           {**record.checksums, "database": "0" * 64})  # fmt: skip
     with pytest.raises(BackupInvalid, match="dump's checksum differs"):
         gcp.backups.verify(gcp.ctx, forged)
+    # A dump holding a statement no dump makes is refused before it runs (the import runs
+    # as the instance's admin), and the side database is dropped.
+    dump = gcp.storage.bucket(gcp.bucket).blob(where + "database.sql.gz", encryption_key=key)
+    dump.upload_from_string(gzip.compress(b"SET NAMES utf8mb4;\nDROP DATABASE mysql;\n"))
+    gcp.backups.unstage(gcp.ctx)  # what the failed stage above left (the engine's undo)
+    with pytest.raises(BackupInvalid, match="a statement no dump makes"):
+        gcp.backups._import(gcp_backups.Where.parse(record.location), key,
+                            {"sha256": "0" * 64}, gcp.db + "__restore")  # fmt: skip
+    assert "mysql" in {r[0] for r in gcp.query("SHOW DATABASES")}
+    assert gcp.db + "__restore" not in {r[0] for r in gcp.query("SHOW DATABASES")}
     gcp.storage.bucket(gcp.bucket).blob(where + "manifest.json").delete()
     with pytest.raises(BackupInvalid, match="no manifest"):
         gcp.backups.verify(gcp.ctx, record)
