@@ -349,6 +349,10 @@ def test_a_swap_killed_between_object_moves_is_finished_or_undone(
         _crash_after(patch, moves)
         with pytest.raises(Crash):
             gcp.backups.swap(gcp.ctx)
+    # Nothing may drop the copies a half-done swap still needs.
+    for step in (gcp.backups.unstage, gcp.backups.discard_previous):
+        with pytest.raises(RuntimeError, match="a swap of this site is under way"):
+            step(gcp.ctx)
     # Undone from wherever it stopped: exactly the site as it was.
     gcp.backups.unswap(gcp.ctx)
     assert _state(gcp) == broken

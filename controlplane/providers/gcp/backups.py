@@ -362,12 +362,16 @@ class GcsBackups(GcpStep):
         for item in self._names(bucket):
             if item.name.startswith(RESERVED):
                 continue
-            source = self._bucket(bucket).blob(item.name, generation=item.generation)
             target = self._blob(where.bucket, f"{where.prefix}{FILES}{item.name}", key)
-            try:
-                self._rewrite(source, target)
+            try:  # the generation listed: its crc32c is the one the copy must have
+                self._rewrite(self._bucket(bucket).blob(item.name, generation=item.generation),
+                              target)  # fmt: skip
             except exceptions.NotFound:
-                continue  # deleted (or replaced) since it was listed: not in this backup
+                item = self._bucket(bucket).get_blob(item.name)  # replaced since listed?
+                if item is None:
+                    continue  # deleted since it was listed: not in this backup
+                self._rewrite(self._bucket(bucket).blob(item.name, generation=item.generation),
+                              target)  # fmt: skip
             sha256, crc = hashlib.sha256(), Crc32c()
             for chunk in self._read(target):
                 sha256.update(chunk)
@@ -509,8 +513,14 @@ class GcsBackups(GcpStep):
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(side)}")
                 raise BackupInvalid(f"{where.location}{DUMP} is corrupted (sha256 differs)")
 
+    def _no_swap_under_way(self, bucket: str) -> None:
+        if self._marker(bucket) is not None:
+            raise RuntimeError("a swap of this site is under way: finish it (swap) or undo it "
+                               "(unswap) first")  # fmt: skip
+
     def unstage(self, ctx: SiteContext) -> None:
         """Drop `<db>__restore` and the staged objects (no-op when there are none)."""
+        self._no_swap_under_way(self._site_bucket(ctx))
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(self._database(ctx) + RESTORE_SUFFIX)}")
         bucket = self._site_bucket(ctx)
@@ -611,6 +621,7 @@ class GcsBackups(GcpStep):
 
     def discard_previous(self, ctx: SiteContext) -> None:
         """Drop `<db>__previous` and the objects under `.aipress-previous/` (no-op when gone)."""
+        self._no_swap_under_way(self._site_bucket(ctx))
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(self._database(ctx) + PREVIOUS_SUFFIX)}")
         for blob in self._names(self._site_bucket(ctx), PREVIOUS):
