@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controlplane.crypto import Keyring, generate_password
-from controlplane.models import Credential, EnvVar, utcnow
+from controlplane.models import Credential, EnvVar, TenantBackupKey, utcnow
 
 
 def credential_context(site_id: str, kind: str) -> str:
@@ -17,6 +18,32 @@ def credential_context(site_id: str, kind: str) -> str:
 def env_context(tenant_id: str, name: str) -> str:
     """Associated data that binds a secret env value to its tenant and name."""
     return f"env:{tenant_id}:{name}"
+
+
+def backup_key_context(tenant_id: str) -> str:
+    """Associated data that binds a tenant's backup key to that tenant."""
+    return f"backup:{tenant_id}"
+
+
+def tenant_backup_password(session: Session, keyring: Keyring, tenant_id: str) -> str:
+    """The tenant's backup key, made (and committed) on first use; one per tenant."""
+    for _attempt in range(2):
+        row = session.get(TenantBackupKey, tenant_id)
+        if row is not None:
+            return keyring.decrypt(row.ciphertext, backup_key_context(tenant_id))
+        password = generate_password(48)
+        ciphertext = keyring.encrypt(password, backup_key_context(tenant_id))
+        session.add(
+            TenantBackupKey(
+                tenant_id=tenant_id, ciphertext=ciphertext, key_id=keyring.active_key_id
+            )
+        )
+        try:
+            session.commit()
+            return password
+        except IntegrityError:  # another process made it first: use that one
+            session.rollback()
+    raise RuntimeError(f"the backup key of tenant {tenant_id!r} could not be read or made")
 
 
 class DatabaseVault:
@@ -82,6 +109,11 @@ def reencrypt_all(session: Session, keyring: Keyring) -> int:
             context = credential_context(cred.site_id, cred.kind)
             cred.ciphertext = keyring.reencrypt(cred.ciphertext, context)
             cred.key_id = keyring.active_key_id
+            changed += 1
+    for key in session.scalars(select(TenantBackupKey)):
+        if key.key_id != keyring.active_key_id:
+            key.ciphertext = keyring.reencrypt(key.ciphertext, backup_key_context(key.tenant_id))
+            key.key_id = keyring.active_key_id
             changed += 1
     for var in session.scalars(select(EnvVar).where(EnvVar.secret.is_(True))):
         if var.ciphertext is not None and var.key_id != keyring.active_key_id:

@@ -169,9 +169,10 @@ class Operation(Base):
 
     @property
     def backup(self) -> str | None:
-        """Where the backup a delete took lies, once it took it."""
-        location = (self.params or {}).get("backup")
-        return location if isinstance(location, str) else None
+        """The id of the backup the operation is about: the one a backup or a delete takes,
+        the one a restore (or a create from a backup) puts back."""
+        backup_id = (self.params or {}).get("backup")
+        return backup_id if isinstance(backup_id, str) else None
 
 
 class OperationStep(Base):
@@ -344,3 +345,69 @@ class ApiCallWindow(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     window: Mapped[int] = mapped_column(Integer)  # minutes since the epoch
     calls: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Backup(Base):
+    """One backup of a site's database and files. The row outlives its site (the undelete
+    and the owner's download need it); `location` says where the provider wrote it."""
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        Index("ix_backups_tenant_site", "tenant_id", "site_name"),
+        Index("ix_backups_site_id", "site_id"),
+        Index("ix_backups_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(30))
+    # No foreign key: the site row goes when the site is deleted, its backups stay.
+    site_id: Mapped[str] = mapped_column(String(32))
+    site_name: Mapped[str] = mapped_column(String(40))
+    site_title: Mapped[str] = mapped_column(String(200), default="")
+    # The address the site had when backed up: a site made from this backup rewrites it.
+    site_url: Mapped[str | None] = mapped_column(String(300), default=None)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    operation_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    location: Mapped[str | None] = mapped_column(String(500), default=None)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    added_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    checksums: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the site was deleted: the deleted-site retention counts from here.
+    site_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    forgotten_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BackupPolicy(Base):
+    """A site's backup schedule and retention, once its owner changed the defaults."""
+
+    __tablename__ = "backup_policies"
+
+    site_id: Mapped[str] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(default=True)
+    hour: Mapped[int] = mapped_column(Integer)  # UTC hour of the daily backup, 0-23
+    keep_daily: Mapped[int] = mapped_column(Integer, default=7)
+    keep_weekly: Mapped[int] = mapped_column(Integer, default=4)
+    keep_monthly: Mapped[int] = mapped_column(Integer, default=3)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class TenantBackupKey(Base):
+    """A tenant's backup key (its restic repository password), encrypted with the Keyring."""
+
+    __tablename__ = "tenant_backup_keys"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    ciphertext: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -24,6 +24,9 @@ class Action(StrEnum):
     REVEAL_PASSWORD = "reveal_password"  # noqa: S105 (an action name, not a secret)
     ADMIN_LOGIN = "admin_login"
     READ_AUDIT = "read_audit"
+    BACKUP_SITES = "backup_sites"  # take backups, change the backup policy
+    RESTORE_SITES = "restore_sites"  # restore in place, create a site from a backup
+    DOWNLOAD_BACKUPS = "download_backups"  # the owner's copy of a backup
 
 
 class Scope(StrEnum):
@@ -80,6 +83,10 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
         Role.VIEWER: _S.ASSIGNED,
         Role.TENANT: _S.OWN,
     },
+    _A.BACKUP_SITES: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
+    _A.RESTORE_SITES: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
+    # A backup holds every secret of the site (its database): the owner's, and admins'.
+    _A.DOWNLOAD_BACKUPS: {Role.ADMIN: _S.ALL, Role.TENANT: _S.OWN},
 }
 
 
@@ -92,6 +99,9 @@ class SiteAction(StrEnum):
     ADMIN_LOGIN = "admin_login"
     REVEAL_PASSWORD = "reveal_password"  # noqa: S105 (an action name, not a secret)
     CHANGE_ENV = "change_env"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    DOWNLOAD_BACKUP = "download_backup"
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,11 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
     SiteAction.CHANGE_ENV: SiteActionRule(
         _A.WRITE_ENV, frozenset({_READY, _STOPPED}), claims_site=False
     ),
+    SiteAction.BACKUP: SiteActionRule(
+        _A.BACKUP_SITES, frozenset({_READY, _STOPPED}), claims_site=True
+    ),
+    SiteAction.RESTORE: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
+    SiteAction.DOWNLOAD_BACKUP: SiteActionRule(_A.DOWNLOAD_BACKUPS, None, claims_site=False),
 }
 
 

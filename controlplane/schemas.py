@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt, field_validator
 
 from controlplane.kernel import names
 from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import (
+    BackupKind,
+    BackupStatus,
     EventType,
     OperationKind,
     OperationStatus,
@@ -68,6 +70,15 @@ class TenantRead(BaseModel):
     )
 
 
+class FromBackup(BaseModel):
+    """The backup a new site is made from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site: str = Field(min_length=1, max_length=40, description="The backed-up site's name")
+    backup: str = Field(pattern=r"^[0-9a-f]{32}$", description="The backup's id")
+
+
 class SiteCreate(BaseModel):
     """A new WordPress site."""
 
@@ -81,6 +92,11 @@ class SiteCreate(BaseModel):
     domain: str | None = Field(
         default=None,
         description="Optional custom domain: starts a pending claim, served once verified",
+    )
+    from_backup: FromBackup | None = Field(
+        default=None,
+        description="Make the site from this backup (of a live or a deleted site: the "
+        "undelete); its URLs are rewritten to the new site's address",
     )
 
     @field_validator("name")
@@ -300,6 +316,8 @@ class Vocabulary(BaseModel):
     event_types: list[EventType]
     step_event_states: dict[EventType, StepStatus]  # what a step becomes on each step event
     announced_events: list[EventType]  # what a live region says aloud
+    backup_kinds: list[BackupKind]
+    backup_statuses: list[BackupStatus]
 
 
 class AuditRead(BaseModel):
@@ -369,4 +387,73 @@ class AdminLogin(BaseModel):
     """A one-click wp-admin link: valid until `expires_at`, usable once (never for the model)."""
 
     url: str
+    expires_at: datetime
+
+
+class BackupRead(BaseModel):
+    """A backup of a site (of a deleted one too, until it is pruned)."""
+
+    id: str
+    tenant_id: str
+    site_id: str
+    site_name: str
+    kind: BackupKind
+    status: BackupStatus
+    created_at: datetime
+    finished_at: datetime | None
+    verified_at: datetime | None = Field(description="When its checksums were last checked")
+    size_bytes: int | None = Field(description="The whole backup: database dump and files")
+    added_bytes: int | None = Field(description="What it added to storage (deduplicated)")
+    error: str | None
+    operation_id: str | None = Field(description="The operation that takes it")
+    site_deleted_at: datetime | None = Field(description="When its site was deleted")
+    kept_until: datetime | None = Field(
+        description="When it is pruned (a deleted site's, or a pre-change one); None: kept "
+        "until the policy (scheduled) or the user (manual) removes it"
+    )
+
+
+class BackupAccepted(BaseModel):
+    """A backup started: its row (pending until written) and the operation writing it."""
+
+    backup: BackupRead
+    operation: OperationRead
+
+
+class RestoreAccepted(BaseModel):
+    """A restore started: the backup put back, the backup of the live site taken first."""
+
+    site: SiteRead
+    backup: BackupRead
+    pre_restore_backup: BackupRead
+    operation: OperationRead
+
+
+class BackupPolicyRead(BaseModel):
+    """A site's backup schedule and retention (the defaults until changed)."""
+
+    enabled: bool
+    hour: int = Field(description="UTC hour of the daily backup")
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    customized: bool = Field(description="False: the platform's defaults")
+
+
+class BackupPolicyWrite(BaseModel):
+    """A change to a site's backup policy; fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: StrictBool | None = None
+    hour: StrictInt | None = Field(default=None, ge=0, le=23, description="UTC hour, 0-23")
+    keep_daily: StrictInt | None = Field(default=None, ge=0, le=100)
+    keep_weekly: StrictInt | None = Field(default=None, ge=0, le=100)
+    keep_monthly: StrictInt | None = Field(default=None, ge=0, le=100)
+
+
+class BackupDownloadLink(BaseModel):
+    """A link that downloads one backup as .tar.gz until `expires_at` (for its owner)."""
+
+    url: str = Field(description="Path on the control plane's API (the chat service forwards it)")
     expires_at: datetime

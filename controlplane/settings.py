@@ -130,6 +130,14 @@ class Settings(SharedSettings):
     cron_interval_seconds: float = Field(default=300, ge=1, le=86_400)
     cron_concurrency: int = Field(default=4, ge=1, le=64)
     cron_timeout_seconds: float = Field(default=120, gt=0)
+    # Backups: the daily schedule (a thread of the control plane locally; Cloud Scheduler
+    # starts `python -m controlplane.backups` in gcp mode), how long the backups of a
+    # deleted site (the undelete) and the pre-change ones are kept, the download link's life.
+    backup_schedule: bool = True
+    backup_schedule_interval_seconds: float = Field(default=300, ge=1, le=86_400)
+    deleted_site_retention_days: float = Field(default=30, ge=0)
+    pre_change_backup_retention_days: float = Field(default=30, ge=0)
+    backup_download_ttl_seconds: int = Field(default=900, ge=30, le=3_600)
     # One-click wp-admin: how long a sign-in link stays valid (it is also single-use).
     admin_login_ttl_seconds: int = Field(default=60, ge=5, le=300)
 

@@ -16,6 +16,7 @@ from controlplane import audit
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.routes import audit as audit_routes
 from controlplane.api.routes import (
+    backups,
     billing,
     domains,
     env,
@@ -26,6 +27,7 @@ from controlplane.api.routes import (
     users,
     vocabulary,
 )
+from controlplane.backups.schedule import BackupSchedule
 from controlplane.billing.schedule import BillingSchedule
 from controlplane.cron.schedule import CronSchedule
 from controlplane.kernel.identity import Principal
@@ -107,9 +109,15 @@ def create_app(
         if settings.provider == "local" and settings.cron_schedule:
             cron = CronSchedule(platform)
             cron.start()
+        backup_schedule = None
+        if settings.provider == "local" and settings.backup_schedule:
+            backup_schedule = BackupSchedule(platform)
+            backup_schedule.start()
         try:
             yield
         finally:
+            if backup_schedule is not None:
+                await asyncio.to_thread(backup_schedule.stop)
             if cron is not None:
                 await asyncio.to_thread(cron.stop)
             if schedule is not None:
@@ -179,6 +187,7 @@ def create_app(
         audit_routes.router,
         users.router,
         billing.router,
+        backups.router,
         vocabulary.router,
     ):
         app.include_router(router)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controlplane.engine import env_steps, site_steps
+from controlplane.engine import backup_steps, env_steps, site_steps
 from controlplane.engine.context import Work
+from controlplane.engine.provider import BackupInvalid
 from controlplane.errors import ApplyFailed
 from controlplane.kernel.vocabulary import KIND_LABELS, OperationKind, OperationStatus, StepStatus
 from controlplane.models import Operation, OperationStep, Site
@@ -28,6 +29,7 @@ class Permanent(Exception):
 NOT_WORTH_RETRYING: tuple[type[BaseException], ...] = (
     Permanent,
     ApplyFailed,
+    BackupInvalid,
     ValueError,
     TypeError,
     KeyError,
@@ -66,6 +68,9 @@ class StepSpec:
     timeout_seconds: float = 900.0
     # Hold this process's lock of the operation's site while the step runs.
     needs_site_lock: bool = True
+    # A step only some operations of the kind have: those whose params carry this key
+    # (a create from a backup has `from_backup`); fixed when the operation is recorded.
+    only_if: str | None = None
 
 
 class OnFailure(StrEnum):
@@ -108,8 +113,14 @@ class KindSpec:
 
     @property
     def step_names(self) -> tuple[str, ...]:
-        """The step names, in order."""
-        return tuple(step.name for step in self.steps)
+        """The names of the steps every operation of the kind has, in order."""
+        return tuple(step.name for step in self.steps if step.only_if is None)
+
+    def steps_for(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The step names of an operation with these params, in order."""
+        return tuple(
+            step.name for step in self.steps if step.only_if is None or step.only_if in params
+        )
 
     def step(self, name: str) -> StepSpec:
         """The spec of one step (an operation's steps were made from this kind)."""
@@ -126,9 +137,20 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
     for spec in (
         KindSpec(
             kind=OperationKind.CREATE_SITE,
-            steps=tuple(
-                StepSpec(part, do=site_steps.ensure(part), undo=site_steps.remove(part))
-                for part in CREATE_PARTS
+            steps=(
+                *(
+                    StepSpec(part, do=site_steps.ensure(part), undo=site_steps.remove(part))
+                    for part in CREATE_PARTS
+                ),
+                # A site made from a backup (another site's, or a deleted one's: the
+                # undelete): the backup staged, its URLs rewritten, swapped in.
+                StepSpec(
+                    "restore",
+                    do=backup_steps.restore_into_new_site,
+                    undo=backup_steps.unstage,
+                    only_if="from_backup",
+                    timeout_seconds=3600.0,
+                ),
             ),
             on_failure=OnFailure.ROLL_BACK,
             succeeded=site_steps.created,
@@ -139,7 +161,7 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
         KindSpec(
             kind=OperationKind.DELETE_SITE,
             steps=(
-                StepSpec("backup", do=site_steps.backup),
+                StepSpec("backup", do=backup_steps.pre_delete, timeout_seconds=3600.0),
                 *(StepSpec(part, do=site_steps.remove(part)) for part in reversed(CREATE_PARTS)),
             ),
             on_failure=OnFailure.STOP,
@@ -200,6 +222,47 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             failed=env_steps.release_sites,
             failure_hint="; the values are saved: save one again to retry",
         ),
+        # The backup row is made with the operation (its id is the provider's idempotency
+        # key); retention runs after each backup and forgets only scheduled ones.
+        KindSpec(
+            kind=OperationKind.BACKUP_SITE,
+            steps=(
+                StepSpec("backup", do=backup_steps.take("backup"), timeout_seconds=3600.0),
+                StepSpec("retention", do=backup_steps.apply_retention),
+            ),
+            on_failure=OnFailure.STOP,
+            succeeded=site_steps.released,
+            failed=backup_steps.backup_failed,
+            failure_hint="; nothing on the site changed: back it up again to retry",
+        ),
+        # All or nothing: any failure (a bad backup, a site that does not come up) puts
+        # the replaced copy back and turns maintenance off.
+        KindSpec(
+            kind=OperationKind.RESTORE_SITE,
+            steps=(
+                StepSpec("pre_restore", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
+                StepSpec("check", do=backup_steps.check),
+                StepSpec(
+                    "maintenance",
+                    do=backup_steps.maintenance(True),
+                    undo=backup_steps.maintenance(False),
+                ),
+                StepSpec(
+                    "stage",
+                    do=backup_steps.stage,
+                    undo=backup_steps.unstage,
+                    timeout_seconds=3600.0,
+                ),
+                StepSpec("swap", do=backup_steps.swap, undo=backup_steps.unswap),
+                StepSpec("probe", do=backup_steps.probe),
+                StepSpec("finish", do=backup_steps.finish),
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            started=backup_steps.restoring,
+            succeeded=backup_steps.restored,
+            failed=site_steps.broken,
+            rolled_back=backup_steps.not_restored,
+        ),
     )
 }
 
@@ -234,6 +297,6 @@ def new_operation(
         params=params or {},
         steps=[
             OperationStep(position=i, name=name, status=StepStatus.PENDING)
-            for i, name in enumerate(spec.step_names)
+            for i, name in enumerate(spec.steps_for(params or {}))
         ],
     )

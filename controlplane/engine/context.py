@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from controlplane.credentials import DatabaseVault, tenant_env_plaintext
+from controlplane.credentials import DatabaseVault, tenant_backup_password, tenant_env_plaintext
 from controlplane.crypto import Keyring
 from controlplane.engine.provider import Provider, SiteContext
 from controlplane.models import Operation, Site
@@ -42,7 +42,12 @@ class ContextBuilder:
         ctx = self.read(session, site)
         ctx.tenant_env = tenant_env_plaintext(session, self._keyring, site.tenant_id)
         ctx.request_id = request_id
+        ctx.backup_password = self.backup_password(session, site.tenant_id)
         return ctx
+
+    def backup_password(self, session: Session, tenant_id: str) -> str:
+        """The tenant's backup key (made on first use), for forgetting and archiving."""
+        return tenant_backup_password(session, self._keyring, tenant_id)
 
 
 @dataclass

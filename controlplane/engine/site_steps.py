@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import update
+
 from controlplane.engine.context import Work
 from controlplane.engine.provider import Provider, SiteStep
+from controlplane.models import Backup, utcnow
 
 # Step name -> the provider part it drives (named, not looked up with getattr).
 PARTS: dict[str, Callable[[Provider], SiteStep]] = {
@@ -38,15 +41,6 @@ def remove(part: str) -> Callable[[Work], None]:
     return do
 
 
-def backup(work: Work) -> None:
-    """Take the before-delete backup once; where it lies is kept on the operation."""
-    op = work.operation
-    if "backup" in op.params:
-        return
-    location = work.provider.backups.backup(work.site_context(), label="before-delete")
-    op.params = {**op.params, "backup": location}
-
-
 def start_serving(work: Work) -> None:
     """Serve the site again."""
     work.provider.runtime.start(work.site_context())
@@ -71,8 +65,15 @@ def created(work: Work) -> None:
 
 
 def gone(work: Work) -> None:
-    """Every part is removed: the site row goes (the operation keeps its history)."""
+    """Every part is removed: the site row goes (the operation keeps its history, its backups
+    stay, counted as a deleted site's from now)."""
     site = work.the_site()
+    work.session.execute(
+        update(Backup)
+        .where(Backup.site_id == site.id, Backup.site_deleted_at.is_(None))
+        .values(site_deleted_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
     work.operation.site_id = None
     work.session.delete(site)
 

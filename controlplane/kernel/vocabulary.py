@@ -21,6 +21,29 @@ class OperationKind(StrEnum):
     UPDATE_DOMAINS = "update_domains"
     # A tenant's env vars and secrets applied to every serving site of the tenant.
     APPLY_ENV = "apply_env"
+    BACKUP_SITE = "backup_site"
+    # A backup put back in place of the live site (a pre-restore backup taken first).
+    RESTORE_SITE = "restore_site"
+
+
+class BackupKind(StrEnum):
+    """Why a backup was taken."""
+
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    PRE_DELETE = "pre-delete"
+    PRE_RESTORE = "pre-restore"
+    PRE_UPDATE = "pre-update"
+    PRE_PROMOTE = "pre-promote"
+
+
+class BackupStatus(StrEnum):
+    """Where a backup is in its life."""
+
+    PENDING = "pending"  # recorded; its operation has not written it yet
+    SUCCEEDED = "succeeded"  # written and verified: it can be restored
+    FAILED = "failed"
+    FORGOTTEN = "forgotten"  # removed from storage (retention or pruning); the row stays
 
 
 class OperationStatus(StrEnum):
@@ -93,6 +116,8 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.STOP_SITE: "Stop site",
     OperationKind.UPDATE_DOMAINS: "Update domains",
     OperationKind.APPLY_ENV: "Apply env vars",
+    OperationKind.BACKUP_SITE: "Back up site",
+    OperationKind.RESTORE_SITE: "Restore site",
 }
 
 
@@ -108,4 +133,6 @@ def as_json() -> dict[str, Any]:
         "event_types": [e.value for e in EventType],
         "step_event_states": {e.value: s.value for e, s in STEP_EVENT_STATES.items()},
         "announced_events": [e.value for e in ANNOUNCED_EVENTS],
+        "backup_kinds": [k.value for k in BackupKind],
+        "backup_statuses": [s.value for s in BackupStatus],
     }

@@ -3,6 +3,10 @@
 It is never used to serve sites: `local` and `gcp` are the real providers. Persisting its
 state to a JSON file lets the crash tests kill a process and inspect what it left behind.
 
+Backups (`backups`) keep a copy of each site's content (a database text and a files text the
+wordpress step writes and a test may change) per tenant, keyed by backup id, with the
+staged, swapped-out and maintenance state of a restore beside it (`<state>.backups.json`).
+
 Like a cloud API, its `create` makes a new resource every time it is called; a step's
 `ensure` first looks its resource up and creates only when there is none. A create while the
 site already has that resource is a duplicate (a second Cloud Run service, bucket, DNS
@@ -12,17 +16,30 @@ tests can require zero of them at every boundary.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import io
 import json
 import os
+import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from controlplane.admin_login import login_key
 from controlplane.cron import CronResult
-from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
+from controlplane.engine.provider import (
+    BackupInvalid,
+    BackupRecord,
+    BackupStep,
+    DnsStep,
+    RuntimeStep,
+    SiteContext,
+    SiteStep,
+)
 from controlplane.observability import (
     LogEntry,
     LogQuery,
@@ -52,11 +69,19 @@ class MemoryProvider:
         # site id -> step -> creates made while the site already had that step's resource.
         self.duplicates: dict[str, dict[str, int]] = {}
         self.calls: list[str] = []
+        # Bytes a restore may stage (None: no limit); check_space refuses a bigger backup.
+        self.free_bytes: int | None = None
+        # store: tenant -> backup id -> {"site_id", "content", "password"}; live, staged,
+        # previous: site id -> {"database": text, "files": text}; maintenance: site ids.
+        self.backup_state: dict[str, Any] = _empty_backup_state()
         if state_file is not None and state_file.exists():
             self.resources = json.loads(state_file.read_text())
         duplicates_file = self._duplicates_file()
         if duplicates_file is not None and duplicates_file.exists():
             self.duplicates = json.loads(duplicates_file.read_text())
+        backups_file = self._backups_file()
+        if backups_file is not None and backups_file.exists():
+            self.backup_state = {**_empty_backup_state(), **json.loads(backups_file.read_text())}
         self.database: SiteStep = _Step(self, "database")
         self.secrets: SiteStep = _Step(self, "secrets")
         self.storage: SiteStep = _Step(self, "storage")
@@ -73,12 +98,56 @@ class MemoryProvider:
             return None
         return self._state_file.with_name(f"{self._state_file.stem}.duplicates.json")
 
+    def _backups_file(self) -> Path | None:
+        if self._state_file is None:
+            return None
+        return self._state_file.with_name(f"{self._state_file.stem}.backups.json")
+
     def _save(self) -> None:
         duplicates_file = self._duplicates_file()
-        if self._state_file is None or duplicates_file is None:
+        backups_file = self._backups_file()
+        if self._state_file is None or duplicates_file is None or backups_file is None:
             return
         _write_atomically(duplicates_file, self.duplicates)
+        _write_atomically(backups_file, self.backup_state)
         _write_atomically(self._state_file, self.resources)
+
+    def _enter(self, key: str, subject: str) -> None:
+        """A call's gate, record and injected fault (the caller holds the lock after)."""
+        gate = self.gates.get(key)
+        if gate is not None and not gate.wait(timeout=30):
+            raise InjectedFault(f"gate {key} was never opened")
+        self.calls.append(f"{key}:{subject}")
+        if key in self.fail_on:
+            raise InjectedFault(f"injected failure at {key}")
+
+    def content(self, site_id: str, where: str = "live") -> dict[str, str]:
+        """A site's content ("live", "staged" or "previous"); empty when there is none."""
+        with self._lock:
+            return dict(self.backup_state[where].get(site_id, {}))
+
+    def write_content(self, site_id: str, part: str, text: str) -> None:
+        """Change a live site's database or files text (what a user's edit would do)."""
+        with self._lock:
+            self.backup_state["live"].setdefault(site_id, {})[part] = text
+            self._save()
+
+    def in_maintenance(self, site_id: str) -> bool:
+        """Whether the site answers visitors with the maintenance page."""
+        with self._lock:
+            return site_id in self.backup_state["maintenance"]
+
+    def stored_backups(self, tenant_id: str) -> dict[str, dict[str, Any]]:
+        """The backups kept for a tenant, by id."""
+        with self._lock:
+            return copy.deepcopy(self.backup_state["store"].get(tenant_id, {}))
+
+    def corrupt(self, tenant_id: str, backup_id: str) -> None:
+        """Change a stored backup's bytes (a bit flip in storage): verification must fail."""
+        with self._lock:
+            entry = self.backup_state["store"][tenant_id][backup_id]
+            entry["content"]["database"] = entry["content"].get("database", "") + "\x00"
+            self._save()
 
     def _act(
         self, action: str, step: str, ctx: SiteContext, value: Any = True, create: bool = False
@@ -105,6 +174,28 @@ class MemoryProvider:
                     self.resources.pop(ctx.site_id, None)
             else:
                 site[step] = value
+            self._save()
+
+    def _first_content(self, ctx: SiteContext) -> None:
+        """A freshly installed site's content: its title and address are in the database."""
+        with self._lock:
+            live = self.backup_state["live"].setdefault(ctx.site_id, {})
+            url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
+            live.setdefault("database", f"blogname={ctx.title}; home={url}")
+            live.setdefault("files", f"wp-content of {ctx.site_name}")
+            self._save()
+
+    def _drop_content(self, site_id: str, part: str) -> None:
+        """A removed database or storage takes its live, staged and previous copies along."""
+        with self._lock:
+            for where in ("live", "staged", "previous"):
+                parts = self.backup_state[where].get(site_id)
+                if parts is not None:
+                    parts.pop(part, None)
+                    if not parts:
+                        del self.backup_state[where][site_id]
+            if part == "files" and site_id in self.backup_state["maintenance"]:
+                self.backup_state["maintenance"].remove(site_id)
             self._save()
 
     def site_resources(self, site_id: str) -> dict[str, Any]:
@@ -137,9 +228,14 @@ class _Step:
             login_key(ctx.credentials)
             value = {"admin": user, "title": ctx.title}
         self._p.ensure(self._name, ctx, value)
+        if self._name == "wordpress":
+            self._p._first_content(ctx)
 
     def remove(self, ctx: SiteContext) -> None:
         self._p._act("remove", self._name, ctx)
+        part = {"database": "database", "storage": "files"}.get(self._name)
+        if part is not None:
+            self._p._drop_content(ctx.site_id, part)
 
 
 class _Runtime(_Step):
@@ -148,6 +244,16 @@ class _Runtime(_Step):
 
     def stop(self, ctx: SiteContext) -> None:
         self._p._act("set", "runtime", ctx, "stopped")
+
+    def maintenance(self, ctx: SiteContext, on: bool) -> None:
+        with self._p._lock:
+            self._p._enter("maintenance:runtime", ctx.site_name)
+            held = self._p.backup_state["maintenance"]
+            if on and ctx.site_id not in held:
+                held.append(ctx.site_id)
+            elif not on and ctx.site_id in held:
+                held.remove(ctx.site_id)
+            self._p._save()
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         for ctx in contexts:
@@ -162,17 +268,161 @@ class _Dns(_Step):
         return f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
 
 
+def _empty_backup_state() -> dict[str, Any]:
+    return {"store": {}, "live": {}, "staged": {}, "previous": {}, "maintenance": []}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _backup_id(record: BackupRecord) -> str:
+    """The id in a memory location, `memory:<tenant>/<backup id>`."""
+    return record.location.rsplit("/", 1)[-1]
+
+
 class _Backups:
+    """Backups kept in the provider's state, one store per tenant guarded by its key."""
+
     def __init__(self, provider: MemoryProvider) -> None:
         self._p = provider
 
-    def backup(self, ctx: SiteContext, label: str) -> str:
-        key = "backup:backup"
+    def _store(self, tenant_id: str, password: str) -> dict[str, Any]:
+        """The tenant's store; a key other than the one it was first written with is refused
+        (like a restic repository's password)."""
+        if not password:
+            raise BackupInvalid("no backup key was given")
+        stores = self._p.backup_state["store"]
+        store: dict[str, Any] = stores.setdefault(tenant_id, {})
+        for entry in store.values():
+            if entry["password"] != _sha256(password):
+                raise BackupInvalid(f"wrong backup key for tenant {tenant_id}")
+            break
+        return store
+
+    def _entry(self, tenant_id: str, password: str, record: BackupRecord) -> dict[str, Any]:
+        entry: dict[str, Any] | None = self._store(tenant_id, password).get(_backup_id(record))
+        if entry is None:
+            raise BackupInvalid(f"backup {record.location} is not in storage")
+        got = {part: _sha256(text) for part, text in entry["content"].items()}
+        if got != record.checksums:
+            raise BackupInvalid(f"backup {record.location} does not match its checksums")
+        return entry
+
+    def backup(self, ctx: SiteContext, backup_id: str) -> BackupRecord:
         with self._p._lock:
-            self._p.calls.append(f"{key}:{ctx.site_name}")
-            if key in self._p.fail_on:
-                raise InjectedFault(f"injected failure at {key}")
-        return f"memory://backups/{ctx.tenant_id}/{ctx.site_name}/{label}"
+            self._p._enter("backup:backup", ctx.site_name)
+            store = self._store(ctx.tenant_id, ctx.backup_password)
+            location = f"memory:{ctx.tenant_id}/{backup_id}"
+            entry = store.get(backup_id)
+            if entry is None:
+                content = dict(self._p.backup_state["live"].get(ctx.site_id, {}))
+                known = {
+                    _sha256(text) for other in store.values() for text in other["content"].values()
+                }
+                added = sum(len(t) for t in content.values() if _sha256(t) not in known)
+                entry = {
+                    "site_id": ctx.site_id,
+                    "content": content,
+                    "password": _sha256(ctx.backup_password),
+                    "added_bytes": added,
+                }
+                store[backup_id] = entry
+                self._p._save()
+            checksums = {part: _sha256(text) for part, text in entry["content"].items()}
+            record = BackupRecord(
+                location=location,
+                size_bytes=sum(len(t) for t in entry["content"].values()),
+                added_bytes=int(entry["added_bytes"]),
+                checksums=checksums,
+            )
+            self._entry(ctx.tenant_id, ctx.backup_password, record)  # verified after writing
+            return record
+
+    def verify(self, ctx: SiteContext, record: BackupRecord) -> None:
+        with self._p._lock:
+            self._p._enter("verify:backup", ctx.site_name)
+            self._entry(ctx.tenant_id, ctx.backup_password, record)
+
+    def check_space(self, ctx: SiteContext, record: BackupRecord) -> None:
+        with self._p._lock:
+            self._p._enter("check_space:backup", ctx.site_name)
+            free = self._p.free_bytes
+            if free is not None and record.size_bytes > free:
+                raise ValueError(
+                    f"restoring needs {record.size_bytes} bytes and {free} are free: "
+                    "free some space first"
+                )
+
+    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+        with self._p._lock:
+            self._p._enter("stage:backup", ctx.site_name)
+            content = dict(self._entry(ctx.tenant_id, ctx.backup_password, record)["content"])
+            if rewrite_from:
+                url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
+                content = {part: text.replace(rewrite_from, url) for part, text in content.items()}
+            self._p.backup_state["staged"][ctx.site_id] = content
+            self._p._save()
+
+    def unstage(self, ctx: SiteContext) -> None:
+        with self._p._lock:
+            self._p._enter("unstage:backup", ctx.site_name)
+            self._p.backup_state["staged"].pop(ctx.site_id, None)
+            self._p._save()
+
+    def swap(self, ctx: SiteContext) -> None:
+        with self._p._lock:
+            self._p._enter("swap:backup", ctx.site_name)
+            state = self._p.backup_state
+            staged = state["staged"].pop(ctx.site_id, None)
+            if staged is not None:  # else swapped already
+                state["previous"][ctx.site_id] = state["live"].get(ctx.site_id, {})
+                state["live"][ctx.site_id] = staged
+                self._p._save()
+
+    def unswap(self, ctx: SiteContext) -> None:
+        with self._p._lock:
+            self._p._enter("unswap:backup", ctx.site_name)
+            state = self._p.backup_state
+            previous = state["previous"].pop(ctx.site_id, None)
+            if previous is not None:  # else never swapped, or put back already
+                state["staged"][ctx.site_id] = state["live"].get(ctx.site_id, {})
+                state["live"][ctx.site_id] = previous
+                self._p._save()
+
+    def discard_previous(self, ctx: SiteContext) -> None:
+        with self._p._lock:
+            self._p._enter("discard_previous:backup", ctx.site_name)
+            self._p.backup_state["previous"].pop(ctx.site_id, None)
+            self._p._save()
+
+    def forget(self, tenant_id: str, backup_password: str, records: list[BackupRecord]) -> None:
+        with self._p._lock:
+            self._p._enter("forget:backup", tenant_id)
+            store = self._store(tenant_id, backup_password)
+            for record in records:
+                store.pop(_backup_id(record), None)
+            self._p._save()
+
+    def archive(
+        self, tenant_id: str, backup_password: str, record: BackupRecord
+    ) -> Iterator[bytes]:
+        with self._p._lock:
+            self._p._enter("archive:backup", tenant_id)
+            content = dict(self._entry(tenant_id, backup_password, record)["content"])
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name, text in (
+                ("database.sql", content.get("database", "")),
+                ("wp-content/content.txt", content.get("files", "")),
+            ):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        data = buffer.getvalue()
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
 
 
 class MemoryCron:

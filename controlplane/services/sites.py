@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -13,15 +14,17 @@ from controlplane.cells import check_site_room
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
+from controlplane.engine.backup_steps import new_backup
 from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.kernel import names
 from controlplane.kernel.identity import Principal
 from controlplane.kernel.logs import current_request_id
-from controlplane.kernel.vocabulary import OperationKind
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
 from controlplane.models import (
     DOMAIN_PENDING,
     DOMAIN_VERIFIED,
+    Backup,
     Domain,
     Operation,
     Site,
@@ -143,24 +146,61 @@ def create_site(
     platform_domain: str | None = None,
     max_sites: int | None = None,
 ) -> tuple[Site, Operation]:
-    """Record a new site and its create operation (the engine runs it after commit)."""
+    """Record a new site and its create operation (the engine runs it after commit); with
+    `from_backup`, the site is made from that backup (another site's, or a deleted one's)."""
+    source = (
+        source_backup(session, principal=principal, tenant_id=tenant_id,
+                      site=data.from_backup.site, backup_id=data.from_backup.backup)
+        if data.from_backup is not None
+        else None
+    )  # fmt: skip
     site = prepare_site(session, principal=principal, tenant_id=tenant_id, data=data,
                         provider=provider, platform_domain=platform_domain,
                         max_sites=max_sites)  # fmt: skip
+    if source is not None and data.title is None:
+        site.title = source.site_title or site.title  # the restored database has that title
     session.add(site)
     session.flush()
-    op = _record_operation(session, kind=OperationKind.CREATE_SITE, site=site, principal=principal)
+    params = {"from_backup": source.id, "backup": source.id} if source is not None else None
+    op = _record_operation(
+        session, kind=OperationKind.CREATE_SITE, site=site, principal=principal, params=params
+    )
     site.current_operation_id = op.id
+    detail: dict[str, Any] = {"operation_id": op.id, "domain": data.domain}
+    if source is not None:
+        detail["from_backup"] = {"site": source.site_name, "backup": source.id}
     audit.record(
         session,
         principal=principal,
         action="site.create",
         tenant_id=tenant_id,
         target=data.name,
-        detail={"operation_id": op.id, "domain": data.domain},
+        detail=detail,
     )
     session.commit()
     return site, op
+
+
+def source_backup(
+    session: Session, *, principal: Principal, tenant_id: str, site: str, backup_id: str
+) -> Backup:
+    """The backup a new site is made from: the tenant's own, of the named (live or deleted)
+    site, and written (404 for anything else of the tenant's or another's, 409 if unusable)."""
+    get_visible_tenant(
+        session, principal=principal, tenant_id=tenant_id, action=Action.RESTORE_SITES
+    )
+    backup = session.scalar(
+        select(Backup).where(
+            Backup.id == backup_id, Backup.tenant_id == tenant_id, Backup.site_name == site
+        )
+    )
+    if backup is None or backup.status == BackupStatus.FORGOTTEN:
+        raise NotVisible(f"backup {backup_id!r} of site {site!r} not found in tenant {tenant_id!r}")
+    if backup.status != BackupStatus.SUCCEEDED:
+        raise Conflict(
+            f"backup {backup_id!r} is {backup.status}; only a succeeded backup can be restored"
+        )
+    return backup
 
 
 def prepare_site(
@@ -213,7 +253,12 @@ def prepare_site(
 
 
 def _record_operation(
-    session: Session, *, kind: OperationKind, site: Site, principal: Principal
+    session: Session,
+    *,
+    kind: OperationKind,
+    site: Site,
+    principal: Principal,
+    params: dict[str, Any] | None = None,
 ) -> Operation:
     """A new operation on `site`, flushed so it has its id."""
     op = new_operation(
@@ -222,13 +267,19 @@ def _record_operation(
         site=site,
         requested_by=principal.sub,
         request_id=current_request_id(),
+        params=params,
     )
     session.add(op)
     session.flush()
     return op
 
 
-def _start_change(
+# Called with the site and its new (flushed) operation before the claim: adds the rows the
+# operation works with (its backups) to the same transaction and sets their ids as params.
+Prepare = Callable[[Site, Operation], None]
+
+
+def start_change(
     session: Session,
     *,
     principal: Principal,
@@ -237,17 +288,19 @@ def _start_change(
     kind: OperationKind,
     allowed_from: tuple[str, ...] | None = None,
     new_status: str | None = None,
+    action: Action = Action.CHANGE_SITES,
+    prepare: Prepare | None = None,
 ) -> tuple[Site, Operation]:
     """Record an operation on an existing site and claim the site for it (409 if busy)."""
-    site = get_site(
-        session, principal=principal, tenant_id=tenant_id, name=name, action=Action.CHANGE_SITES
-    )
+    site = get_site(session, principal=principal, tenant_id=tenant_id, name=name, action=action)
     if allowed_from is not None and site.status not in allowed_from:
         raise Conflict(
             f"site {name!r} is {site.status}; {kind.replace('_', ' ')} needs it to be "
             f"{' or '.join(allowed_from)}"
         )
     op = _record_operation(session, kind=kind, site=site, principal=principal)
+    if prepare is not None:
+        prepare(site, op)
     values: dict[str, str] = {"current_operation_id": op.id}
     if new_status:
         values["status"] = new_status
@@ -286,13 +339,21 @@ def delete_site(
     session: Session, *, principal: Principal, tenant_id: str, name: str
 ) -> tuple[Site, Operation]:
     """Start deleting a site (a backup first); 409 while another change runs on it."""
-    return _start_change(
+
+    def pre_delete_backup(site: Site, op: Operation) -> None:
+        backup = new_backup(site, kind=BackupKind.PRE_DELETE, requested_by=principal.sub)
+        backup.operation_id = op.id
+        session.add(backup)
+        op.params = {**op.params, "backup": backup.id}
+
+    return start_change(
         session,
         principal=principal,
         tenant_id=tenant_id,
         name=name,
         kind=OperationKind.DELETE_SITE,
         new_status="deleting",
+        prepare=pre_delete_backup,
     )
 
 
@@ -300,7 +361,7 @@ def set_serving(
     session: Session, *, principal: Principal, tenant_id: str, name: str, serving: bool
 ) -> tuple[Site, Operation]:
     """Start (serve again) or stop (answer 503, delete nothing) a site."""
-    return _start_change(
+    return start_change(
         session,
         principal=principal,
         tenant_id=tenant_id,
