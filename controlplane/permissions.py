@@ -131,7 +131,9 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
         _A.BACKUP_SITES, frozenset({_READY, _STOPPED}), claims_site=True
     ),
     SiteAction.RESTORE: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
-    SiteAction.DOWNLOAD_BACKUP: SiteActionRule(_A.DOWNLOAD_BACKUPS, None, claims_site=False),
+    SiteAction.DOWNLOAD_BACKUP: SiteActionRule(
+        _A.DOWNLOAD_BACKUPS, frozenset({_READY, _STOPPED}), claims_site=False
+    ),
 }
 
 

@@ -150,7 +150,12 @@ def test_delete_takes_a_backup_first_and_keeps_history(
     assert response.json()["site"]["status"] == "deleting"
     final = wait_for_operation(client, response.json()["operation"]["id"], owner)
     assert final["status"] == "succeeded"
-    assert final["backup"] == "memory://backups/acme/crumbs/before-delete"
+    # The pre-delete backup, kept for the undelete (listed among the deleted sites' backups).
+    kept = client.get("/v1/tenants/acme/backups?deleted=true", headers=owner).json()
+    assert [(b["id"], b["kind"], b["status"]) for b in kept] == [
+        (final["backup"], "pre-delete", "succeeded")
+    ]
+    assert set(memory_provider.stored_backups("acme")) == {final["backup"]}
     first_calls = [c for c in memory_provider.calls if not c.startswith("ensure")]
     assert first_calls[0] == "backup:backup:crumbs"
     assert memory_provider.resources == {}

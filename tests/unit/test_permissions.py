@@ -42,6 +42,9 @@ EXPECTED_OWN = {
     Action.REVEAL_PASSWORD: "YYNY",
     Action.ADMIN_LOGIN: "YYNY",
     Action.READ_AUDIT: "YYYY",
+    Action.BACKUP_SITES: "YYNY",
+    Action.RESTORE_SITES: "YYNY",
+    Action.DOWNLOAD_BACKUPS: "YNNY",
 }
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
 TENANT_SCOPED = set(Action) - {Action.MANAGE_USERS, Action.LIST_TENANTS, Action.READ_COST_SUMMARY}
@@ -121,6 +124,8 @@ EXEMPT_ROUTES = frozenset(
         "GET /docs",
         "GET /docs/oauth2-redirect",
         "GET /redoc",
+        # The signed link is the credential (tested in test_backups_api.py).
+        "GET /v1/backup-downloads/{token}",
     }
 )
 
@@ -189,6 +194,15 @@ ROWS: dict[str, Row] = {
         "YNNN", 200, {"role": "viewer", "tenants": [OWN]}, tenant_scoped=False
     ),
     "GET /v1/tenants/{tenant_id}/billing": Row("YYYY", 200, query="group_by=day"),
+    f"POST {SITE_PATH}/backups": Row("YYNY", 202),
+    f"GET {SITE_PATH}/backups": Row("YYYY", 200),
+    f"GET {SITE_PATH}/backups/{{backup_id}}": Row("YYYY", 200),
+    f"POST {SITE_PATH}/backups/{{backup_id}}/restore": Row("YYNY", 202),
+    # A backup holds every secret of the site: its owner's and admins' only.
+    f"POST {SITE_PATH}/backups/{{backup_id}}/download-link": Row("YNNY", 200),
+    "GET /v1/tenants/{tenant_id}/backups": Row("YYYY", 200, query="deleted=true"),
+    f"GET {SITE_PATH}/backup-policy": Row("YYYY", 200),
+    f"PUT {SITE_PATH}/backup-policy": Row("YYNY", 200, {"hour": 3, "keep_daily": 5}),
     "GET /v1/billing/summary": Row("YNNN", 200, tenant_scoped=False),
 }
 
@@ -220,6 +234,7 @@ class Seeded:
 
     home: Path
     operations: dict[tuple[str, str], str]  # (tenant, site) -> id of the site's create operation
+    backups: dict[tuple[str, str], str]  # (tenant, site) -> id of a backup of the site
     markers: dict[str, set[str]]  # tenant -> strings only that tenant's data contains
 
 
@@ -273,6 +288,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, dns_server: TxtServer) -> S
     settings = _fixture_settings(home, dns_server)
     admin = {"Authorization": f"Bearer {LocalTokenIssuer(settings).issue('seed', Role.ADMIN)}"}
     operations: dict[tuple[str, str], str] = {}
+    backups: dict[tuple[str, str], str] = {}
     markers: dict[str, set[str]] = {}
     with _running(settings) as client:
         for tenant in (OWN, OTHER):
@@ -304,10 +320,18 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, dns_server: TxtServer) -> S
             for op_id in [op for (t, _), op in operations.items() if t == tenant] + env_ops:
                 final = wait_for_operation(client, op_id, admin)
                 assert final["status"] == "succeeded", final
+        for (tenant, site) in list(operations):
+            taken = _checked(
+                client.post(f"/v1/tenants/{tenant}/sites/{site}/backups", headers=admin), 202
+            )
+            backups[(tenant, site)] = taken["backup"]["id"]
+            markers[tenant] |= {taken["backup"]["id"], taken["operation"]["id"]}
+            final = wait_for_operation(client, taken["operation"]["id"], admin)
+            assert final["status"] == "succeeded", final
         for role in ROLES:
             user = {"role": "viewer", "tenants": [OWN]}
             _checked(client.put(f"/v1/users/user-{role}", json=user, headers=admin), 200)
-    return Seeded(home=home, operations=operations, markers=markers)
+    return Seeded(home=home, operations=operations, backups=backups, markers=markers)
 
 
 def _cells(route: str) -> list[tuple[Role, str]]:
@@ -332,6 +356,7 @@ def _request(route: str, row: Row, role: Role, tenant: str, seeded: Seeded) -> t
         "name": f"KEY_{role.upper()}",
         "uid": f"user-{role}",
         "operation_id": seeded.operations[(tenant, site)],
+        "backup_id": seeded.backups[(tenant, site)],
         "role": role.value,
         "ROLE": role.value.upper(),
     }

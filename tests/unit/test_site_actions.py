@@ -18,13 +18,24 @@ from tests.conftest import AuthHeaders, wait_for_operation
 # when no other operation holds the site.
 FULL_RIGHTS = {
     "provisioning": ["delete"],
-    "ready": ["stop", "delete", "admin_login", "reveal_password", "change_env"],
-    "stopped": ["start", "delete", "reveal_password", "change_env"],
+    "ready": [
+        "stop",
+        "delete",
+        "admin_login",
+        "reveal_password",
+        "change_env",
+        "backup",
+        "restore",
+        "download_backup",
+    ],
+    "stopped": ["start", "delete", "reveal_password", "change_env", "backup", "download_backup"],
     "deleting": ["delete"],
     "error": ["delete"],
 }
 # While another operation holds the site, nothing that claims it is offered.
-CLAIMS_SITE = {"stop", "start", "delete"}
+CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore"}
+# A backup holds the site's every secret: its download is the owner's (and admins').
+OWNER_ONLY = {"download_backup"}
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
 
 
@@ -37,7 +48,11 @@ def expected(role: Role, relation: str, status: str, busy: bool) -> list[str]:
     may_change = role is Role.ADMIN or (role is not Role.VIEWER and relation == "own")
     if not may_change:
         return []
-    return [a for a in FULL_RIGHTS[status] if not (busy and a in CLAIMS_SITE)]
+    return [
+        a
+        for a in FULL_RIGHTS[status]
+        if not (busy and a in CLAIMS_SITE) and not (role is Role.OPERATOR and a in OWNER_ONLY)
+    ]
 
 
 @pytest.mark.parametrize("busy", [False, True])
