@@ -8,15 +8,22 @@ catalogue's step list.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from controlplane.db import make_engine, make_sessionmaker
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.vocabulary import OperationKind
-from controlplane.models import Tenant
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
+from controlplane.models import Backup, Operation, Tenant
 from controlplane.platform import Platform
 from controlplane.schemas import EnvVarWrite, SiteCreate, TenantCreate
+from controlplane.settings import Settings
+from controlplane.services.backups import start_backup, start_restore
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
 from controlplane.services.sites import create_site, delete_site, get_site, set_serving
@@ -101,17 +108,94 @@ def start_apply_env(
         return site.id, op.id
 
 
+# The site's content when its backup is taken, and what it is changed to afterwards: a
+# restore must end with exactly one of them live, never a mix.
+BACKED_UP = "database as backed up"
+CHANGED = "database changed after the backup"
+
+
+def start_backup_site(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """A manual backup of a ready site."""
+    with platform.sessions() as session:
+        backup, op = start_backup(session, principal=admin, tenant_id=tenant, site=name)
+        return backup.site_id, op.id
+
+
+def start_restore_site(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """A restore of the site's (one) manual backup, taken before its database changed."""
+    with platform.sessions() as session:
+        backup_id = session.scalar(
+            select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
+        )
+        assert backup_id is not None, "the scenario's site has no backup"
+        site, _backup, _pre, op = start_restore(
+            session, principal=admin, tenant_id=tenant, site=name, backup_id=backup_id
+        )
+        return site.id, op.id
+
+
+def _state(home: Path) -> dict[str, Any]:
+    path = home / "memory-provider.backups.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _backups(home: Path, operation_id: str) -> tuple[list[Backup], Operation]:
+    db = make_engine(Settings(provider="memory", home=home))
+    try:
+        with make_sessionmaker(db)() as session:
+            rows = list(session.scalars(select(Backup).order_by(Backup.created_at)))
+            op = session.get(Operation, operation_id)
+            assert op is not None
+            session.expunge_all()
+            return rows, op
+    finally:
+        db.dispose()
+
+
+def backed_up_once(home: Path, site_id: str, operation_id: str) -> None:
+    """The backup is written once (a resumed try found the first), verified, on its row."""
+    rows, op = _backups(home, operation_id)
+    taken = [b for b in rows if b.id == op.params["backup"]]
+    assert len(taken) == 1 and taken[0].status == BackupStatus.SUCCEEDED, rows
+    assert taken[0].verified_at is not None and taken[0].checksums, taken[0].__dict__
+    stored = _state(home)["store"]["crash"]
+    assert set(stored) == {b.id for b in rows}, (stored.keys(), [b.id for b in rows])
+
+
+def restored_exactly(home: Path, site_id: str, operation_id: str) -> None:
+    """The site holds exactly the backup's content, out of maintenance, nothing staged or
+    kept aside, and the pre-restore backup (of the changed site) was written once."""
+    state = _state(home)
+    assert state["live"][site_id]["database"] == BACKED_UP, state["live"]
+    assert site_id not in state["maintenance"], state
+    assert site_id not in state["staged"] and site_id not in state["previous"], state
+    rows, op = _backups(home, operation_id)
+    pre = [b for b in rows if b.id == op.params["pre_backup"]]
+    assert len(pre) == 1 and pre[0].kind == BackupKind.PRE_RESTORE, rows
+    assert pre[0].status == BackupStatus.SUCCEEDED, pre[0].__dict__
+    stored = state["store"]["crash"]
+    assert set(stored) == {b.id for b in rows}, (stored.keys(), [b.id for b in rows])
+    assert stored[pre[0].id]["content"]["database"] == CHANGED
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One kind's crash scenario: its start, the site it needs, the state it ends in."""
 
     start: Starter
-    # What the site must be before the operation starts: None (nothing), "ready", "stopped".
+    # What the site must be before the operation starts: None (nothing), "ready", "stopped",
+    # "backed_up" (ready, with a manual backup of BACKED_UP, then changed to CHANGED).
     needs: str | None
     # The site's status once the operation is resumed to its end; None: the site is gone.
     site_status: str | None
     # What the provider must hold for the site at the end, beyond the six parts.
     provider_holds: dict[str, Any]
+    # Any further check of the end state: (home, site id, operation id); raises if wrong.
+    check: Callable[[Path, str, str], None] | None = None
 
 
 SCENARIOS: dict[OperationKind, Scenario] = {
@@ -127,4 +211,11 @@ SCENARIOS: dict[OperationKind, Scenario] = {
         start_update_domains, "ready", "ready", {"dns": {"domains": [DOMAIN]}}
     ),
     OperationKind.APPLY_ENV: Scenario(start_apply_env, "ready", "ready", {"env": [ENV_NAME]}),
+    OperationKind.BACKUP_SITE: Scenario(
+        start_backup_site, "ready", "ready", {}, check=backed_up_once
+    ),
+    # "backed_up": ready, backed up with BACKED_UP, then changed to CHANGED.
+    OperationKind.RESTORE_SITE: Scenario(
+        start_restore_site, "backed_up", "ready", {}, check=restored_exactly
+    ),
 }

@@ -49,7 +49,7 @@ from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests.integration import crash_worker
-from tests.integration.crash_kinds import ENV_SECRET, SCENARIOS
+from tests.integration.crash_kinds import BACKED_UP, CHANGED, ENV_SECRET, SCENARIOS
 
 pytestmark = pytest.mark.integration
 
@@ -357,6 +357,13 @@ def prepare_site(home: Path, needs: str | None, *, seen: list[str] | None = None
                 platform, ADMIN, TENANT, SITE
             )
             platform.engine.run(op_id)
+        if needs == "backed_up":
+            provider.write_content(site_id, "database", BACKED_UP)
+            _site_id, op_id = SCENARIOS[OperationKind.BACKUP_SITE].start(
+                platform, ADMIN, TENANT, SITE
+            )
+            platform.engine.run(op_id)
+            provider.write_content(site_id, "database", CHANGED)
     finally:
         platform.close()
 
@@ -540,6 +547,9 @@ def test_delete_killed_at_boundary_finishes_the_delete(crashed: Crashed) -> None
     end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "delete_site")
     assert end.outcome == "gone", end.operation
     assert end.operation["params"].get("backup"), "a delete must take its backup first"
+    # Taken once, whichever boundary the kill hit (its id is fixed when the delete is asked).
+    stored = MemoryProvider(state_file=crashed.home / STATE_FILE).stored_backups(TENANT)
+    assert set(stored) == {end.operation["params"]["backup"]}, stored
     assert end.operation["attempts"] == 2, end.operation
 
 
@@ -648,6 +658,8 @@ def assert_finished(home: Path, site_id: str, operation_id: str, kind: Operation
     for key, value in scenario.provider_holds.items():
         assert left.get(key) == value, detail
     assert summary["attempts"] == 2 and "operation_resumed" in events, detail
+    if scenario.check is not None:
+        scenario.check(home, site_id, operation_id)
     worker_log = home / "worker.log"
     assert ENV_SECRET not in (worker_log.read_text() if worker_log.exists() else "")
 
