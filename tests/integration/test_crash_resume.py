@@ -673,3 +673,60 @@ def test_other_kind_killed_at_boundary_resumes_to_its_end(crashed: Crashed) -> N
 
     assert recovered == crashed.run.operation_ids
     assert_finished(crashed.home, crashed.site_id, crashed.operation_id, kind_of(crashed.case.mode))
+
+
+# --- a restore whose probe fails: killed at every boundary, rolled back ----------------------
+
+RESTORE_STEPS = CATALOGUE[OperationKind.RESTORE_SITE].step_names
+PROBE_FAULT = "ensure:wordpress"  # the restored copy does not come up
+FAILING_RESTORE_BOUNDARIES = [
+    *forward_boundaries(OperationKind.RESTORE_SITE)[
+        : forward_boundaries(OperationKind.RESTORE_SITE).index("before:probe") + 1
+    ],
+    *(
+        f"{when}:{step}"
+        for step in reversed(RESTORE_STEPS[: RESTORE_STEPS.index("probe")])
+        if CATALOGUE[OperationKind.RESTORE_SITE].step(step).undo is not None
+        for when in UNDO
+    ),
+]
+
+
+def test_failing_restore_boundaries_match_the_engine(tmp_path: Path) -> None:
+    seen = _recorded_boundaries(
+        tmp_path / "home", kind=OperationKind.RESTORE_SITE, fail={PROBE_FAULT}
+    )
+    assert seen == FAILING_RESTORE_BOUNDARIES
+    assert FAILING_RESTORE_BOUNDARIES[-3:] == [
+        "before-undo:maintenance", "after-undo-call:maintenance", "after-undo:maintenance"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case", [Case("restore_site", b, (PROBE_FAULT,)) for b in FAILING_RESTORE_BOUNDARIES], ids=str
+)
+def test_failing_restore_killed_at_boundary_puts_the_site_back(crashed: Crashed) -> None:
+    """Never a mix: the changed site exactly as it was, served, nothing left aside."""
+    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
+    recovered = restart(crashed.home, fail=[] if in_rollback else [PROBE_FAULT])
+
+    assert recovered == crashed.run.operation_ids
+    db = make_engine(make_settings(crashed.home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, crashed.operation_id)
+            site = session.get(Site, crashed.site_id)
+            assert op is not None and site is not None
+            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
+                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
+            assert op.status == "rolled_back", summary
+            assert "probe failed" in (op.error or ""), summary
+            assert site.status == "ready" and site.current_operation_id is None, summary
+    finally:
+        db.dispose()
+    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    assert state["live"][crashed.site_id]["database"] == CHANGED, state
+    assert crashed.site_id not in state["maintenance"], state
+    assert crashed.site_id not in state["staged"], state
+    assert crashed.site_id not in state["previous"], state
+    assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
