@@ -141,8 +141,10 @@ def backup_failed(work: Work) -> None:
     """A backup that could not be written: its row says why, the site is free again."""
     backup = _row(work, "backup")
     if backup.status == BackupStatus.PENDING:
+        # The hook runs before the operation records its error: the failed step has it.
+        failed = [s.error for s in work.operation.steps if s.error]
         backup.status = BackupStatus.FAILED
-        backup.error = work.operation.error or "the backup operation failed"
+        backup.error = failed[-1] if failed else work.operation.error or "the backup failed"
         backup.finished_at = utcnow()
     work.the_site().current_operation_id = None
 
