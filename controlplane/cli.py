@@ -25,6 +25,7 @@ domains_app = typer.Typer(help="A site's custom domains: claim, prove with a TXT
 keys_app = typer.Typer(help="Encryption keys of stored credentials.")
 billing_app = typer.Typer(help="Per-tenant costs: aggregation, local metering, reports.")
 env_app = typer.Typer(help="A tenant's env vars and secrets, applied to its sites.")
+backups_app = typer.Typer(help="Sites' backups: list, back up now, restore, the policy.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(domains_app, name="domains")
@@ -32,6 +33,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.add_typer(env_app, name="env")
+app.add_typer(backups_app, name="backups")
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -424,6 +426,141 @@ def sites_delete(
         err.print(f"[red]{final['status']}:[/red] {final['error']}")
         raise typer.Exit(1)
     console.print(f"Site [bold]{name}[/bold] deleted; backup: {final['backup']}")
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} B"
+
+
+@backups_app.command("list")
+def backups_list(
+    tenant_id: str,
+    site: Annotated[str | None, typer.Argument(help="The site; leave out for --deleted")] = None,
+    deleted: Annotated[
+        bool, typer.Option("--deleted", help="The tenant's deleted sites' backups (undelete)")
+    ] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """List a site's backups, or the backups of a tenant's deleted sites."""
+    if site is None and not deleted:
+        err.print("[red]Name a site, or pass --deleted for the deleted sites' backups.[/red]")
+        raise typer.Exit(2)
+    path = (
+        f"/v1/tenants/{tenant_id}/sites/{site}/backups"
+        if site is not None
+        else f"/v1/tenants/{tenant_id}/backups"
+    )
+    with _client(token, url) as client:
+        rows = _call(client, "GET", path, params={"deleted": "true"} if site is None else None)
+    if not rows:
+        console.print("No backups.")
+        return
+    # One line each, never wrapped or shortened: the id is what `restore` takes.
+    console.print("id                               site        kind        status     "
+                  "created (UTC)        size      added     kept until")  # fmt: skip
+    for row in rows:
+        console.print(
+            f"{row['id']} {row['site_name']:<11} {row['kind']:<11} {row['status']:<10} "
+            f"{row['created_at'][:19].replace('T', ' ')}  {_size(row['size_bytes']):>8}  "
+            f"{_size(row['added_bytes']):>8}  {(row['kept_until'] or '-')[:10]}"
+        )
+
+
+@backups_app.command("create")
+def backups_create(
+    tenant_id: str,
+    site: str,
+    wait: Annotated[bool, typer.Option(help="Follow progress until done")] = True,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Back a site up now and follow its progress."""
+    with _client(token, url) as client:
+        accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/backups")
+        backup_id = accepted["backup"]["id"]
+        if not wait:
+            console.print(f"Backup {backup_id} started (operation {accepted['operation']['id']}).")
+            return
+        final = _follow(client, accepted["operation"])
+        if final["status"] != "succeeded":
+            err.print(f"[red]{final['status']}:[/red] {final['error']}")
+            raise typer.Exit(1)
+        backup = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/backups/{backup_id}")
+    console.print(
+        f"Backup [bold]{backup_id}[/bold] of {site}: {_size(backup['size_bytes'])} "
+        f"({_size(backup['added_bytes'])} new), verified {backup['verified_at'][:19]}"
+    )
+
+
+@backups_app.command("restore")
+def backups_restore(
+    tenant_id: str,
+    site: str,
+    backup_id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Restore a backup in place of the live site (a backup of the live site is taken first)."""
+    with _client(token, url) as client:
+        backup = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/backups/{backup_id}")
+        question = (
+            f"Replace the database and files of {site} with the backup of "
+            f"{backup['created_at'][:19]} UTC ({backup['kind']})?"
+        )
+        if not yes and not typer.confirm(question):
+            raise typer.Exit(1)
+        path = f"/v1/tenants/{tenant_id}/sites/{site}/backups/{backup_id}/restore"
+        accepted = _call(client, "POST", path)
+        final = _follow(client, accepted["operation"])
+    if final["status"] != "succeeded":
+        err.print(f"[red]{final['status']}:[/red] {final['error']}")
+        raise typer.Exit(1)
+    console.print(
+        f"Site [bold]{site}[/bold] restored from {backup_id}; the site as it was is kept as "
+        f"backup {accepted['pre_restore_backup']['id']}."
+    )
+
+
+@backups_app.command("policy")
+def backups_policy(
+    tenant_id: str,
+    site: str,
+    hour: Annotated[int | None, typer.Option(help="UTC hour of the daily backup, 0-23")] = None,
+    keep_daily: Annotated[int | None, typer.Option(help="Daily backups kept")] = None,
+    keep_weekly: Annotated[int | None, typer.Option(help="Weekly backups kept")] = None,
+    keep_monthly: Annotated[int | None, typer.Option(help="Monthly backups kept")] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Scheduled backups on or off")
+    ] = None,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Show a site's backup policy, or change it with the options given."""
+    changes = {
+        k: v
+        for k, v in {"hour": hour, "keep_daily": keep_daily, "keep_weekly": keep_weekly,
+                     "keep_monthly": keep_monthly, "enabled": enabled}.items()
+        if v is not None
+    }  # fmt: skip
+    path = f"/v1/tenants/{tenant_id}/sites/{site}/backup-policy"
+    with _client(token, url) as client:
+        policy = _call(client, "PUT", path, json=changes) if changes else _call(client, "GET", path)
+    state = "on" if policy["enabled"] else "off"
+    origin = "" if policy["customized"] else " (the defaults)"
+    console.print(
+        f"Backups of {site}: {state}, daily at {policy['hour']:02d}:00 UTC; keep "
+        f"{policy['keep_daily']} daily, {policy['keep_weekly']} weekly, "
+        f"{policy['keep_monthly']} monthly{origin}"
+    )
 
 
 @env_app.command("list")

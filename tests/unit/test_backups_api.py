@@ -7,15 +7,25 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from controlplane.api.app import create_app
+from controlplane.cli import app as cli_app
 from controlplane.kernel import clock
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
+from controlplane.settings import Settings
+from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
+from tests.live import serve
 
 EMAIL = "owner@example.com"
 SITES = "/v1/tenants/acme/sites"
@@ -334,8 +344,6 @@ def test_the_owner_downloads_a_backup_by_an_expiring_link(
         dump = tar.extractfile("database.sql")
         assert dump is not None and dump.read() == b"CREATE TABLE wp_posts;"
     assert names == ["database.sql", "wp-content/content.txt"]
-    from datetime import datetime
-
     left = datetime.fromisoformat(expires) - issued
     assert timedelta(minutes=14) < left <= timedelta(minutes=15)
     payload, signature = url.rsplit("/", 1)[1].split(".")
@@ -344,3 +352,46 @@ def test_the_owner_downloads_a_backup_by_an_expiring_link(
     with clock.travel(issued + timedelta(minutes=15, seconds=1)):
         expired = client.get(url)
     assert expired.status_code == 404 and "expired" in expired.json()["detail"]
+
+
+def test_the_cli_backs_up_restores_and_sets_the_policy(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        token = issuer.issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
+            make_site(admin, "globex", "shop")
+            site_id = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
+        runner = CliRunner()
+
+        def cli(*args: str, stdin: str | None = None) -> Any:
+            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
+
+        memory_provider.write_content(site_id, "database", "good")
+        made = cli("backups", "create", "globex", "shop")
+        assert made.exit_code == 0, made.output
+        backup_id = made.output.split("Backup ", 1)[1].split(" ", 1)[0]
+        assert len(backup_id) == 32 and "verified" in made.output
+        listed = cli("backups", "list", "globex", "shop")
+        assert backup_id in listed.output and "manual" in listed.output
+        memory_provider.write_content(site_id, "database", "broken")
+        refused = cli("backups", "restore", "globex", "shop", backup_id, stdin="n\n")
+        assert refused.exit_code == 1 and "Replace the database and files of shop" in refused.output
+        assert memory_provider.content(site_id)["database"] == "broken"
+        restored = cli("backups", "restore", "globex", "shop", backup_id, "--yes")
+        assert restored.exit_code == 0, restored.output
+        assert "restored from" in restored.output
+        assert memory_provider.content(site_id)["database"] == "good"
+        shown = cli("backups", "policy", "globex", "shop")
+        assert "on, daily at" in shown.output and "(the defaults)" in shown.output
+        changed = cli("backups", "policy", "globex", "shop", "--hour", "4", "--disable")
+        assert changed.exit_code == 0, changed.output
+        assert "off, daily at 04:00 UTC" in changed.output
+        bad = cli("backups", "policy", "globex", "shop", "--hour", "24")
+        assert bad.exit_code == 1 and "hour" in bad.output
+        none = cli("backups", "list", "globex", "--deleted")
+        assert none.exit_code == 0 and backup_id not in none.output
