@@ -22,12 +22,12 @@ from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKi
 from controlplane.models import Backup, Operation, Tenant
 from controlplane.platform import Platform
 from controlplane.schemas import EnvVarWrite, SiteCreate, TenantCreate
-from controlplane.settings import Settings
 from controlplane.services.backups import start_backup, start_restore
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
 from controlplane.services.sites import create_site, delete_site, get_site, set_serving
 from controlplane.services.tenants import create_tenant
+from controlplane.settings import Settings
 
 ADMIN_EMAIL = "admin@crash-tests.org"
 DOMAIN = "victim.crash-tests.org"

@@ -320,7 +320,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, dns_server: TxtServer) -> S
             for op_id in [op for (t, _), op in operations.items() if t == tenant] + env_ops:
                 final = wait_for_operation(client, op_id, admin)
                 assert final["status"] == "succeeded", final
-        for (tenant, site) in list(operations):
+        for tenant, site in list(operations):
             taken = _checked(
                 client.post(f"/v1/tenants/{tenant}/sites/{site}/backups", headers=admin), 202
             )
