@@ -138,6 +138,38 @@ def start_restore_site(
         return site.id, op.id
 
 
+COPY = "copy"  # the site a create from the victim's backup makes
+
+
+def start_create_from_backup(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """A new site COPY made from the manual backup of `name` (its last step: restore)."""
+    with platform.sessions() as session:
+        backup_id = session.scalar(
+            select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
+        )
+        assert backup_id is not None, "the scenario's site has no backup"
+        site, op = create_site(
+            session,
+            principal=admin,
+            tenant_id=tenant,
+            data=SiteCreate.model_validate(
+                {
+                    "name": COPY,
+                    "admin_email": ADMIN_EMAIL,
+                    "from_backup": {"site": name, "backup": backup_id},
+                }
+            ),
+            provider=platform.provider.name,
+        )
+        return site.id, op.id
+
+
+# Worker modes that start something other than a kind's plain scenario.
+EXTRA_STARTERS: dict[str, Starter] = {"create_from_backup": start_create_from_backup}
+
+
 def _state(home: Path) -> dict[str, Any]:
     path = home / "memory-provider.backups.json"
     return json.loads(path.read_text()) if path.exists() else {}

@@ -84,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # Any other operation kind is started by its scenario in crash_kinds.py.
     from controlplane.kernel.vocabulary import OperationKind
+    from tests.integration.crash_kinds import EXTRA_STARTERS
 
-    parser.add_argument("mode", choices=("create", "delete", "recover", *OperationKind))
+    parser.add_argument(
+        "mode", choices=("create", "delete", "recover", *OperationKind, *EXTRA_STARTERS)
+    )
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument(
         "--kill-at", default=None, help=f"boundary name, e.g. after:dns, or {BEFORE_RUN!r}"
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode not in ("create", "delete"):
         from tests.integration.crash_kinds import SCENARIOS
 
-        start = SCENARIOS[OperationKind(args.mode)].start
+        start = EXTRA_STARTERS.get(args.mode) or SCENARIOS[OperationKind(args.mode)].start
         site_id, op_id = start(platform, admin, args.tenant, args.site)
         operation_ids = [op_id]
     else:

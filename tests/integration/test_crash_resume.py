@@ -49,7 +49,14 @@ from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests.integration import crash_worker
-from tests.integration.crash_kinds import BACKED_UP, CHANGED, ENV_SECRET, SCENARIOS
+from tests.integration.crash_kinds import (
+    BACKED_UP,
+    CHANGED,
+    COPY,
+    ENV_SECRET,
+    SCENARIOS,
+    start_create_from_backup,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -377,8 +384,19 @@ def mode_of(kind: OperationKind) -> str:
 
 def kind_of(mode: str) -> OperationKind:
     """The kind a worker's mode starts."""
-    named = {"create": OperationKind.CREATE_SITE, "delete": OperationKind.DELETE_SITE}
+    named = {
+        "create": OperationKind.CREATE_SITE,
+        "delete": OperationKind.DELETE_SITE,
+        "create_from_backup": OperationKind.CREATE_SITE,
+    }
     return named.get(mode) or OperationKind(mode)
+
+
+def needs_of(mode: str) -> str | None:
+    """What the site must be before the worker's operation starts."""
+    if mode == "create_from_backup":
+        return "backed_up"  # the site whose backup the new one is made from
+    return SCENARIOS[kind_of(mode)].needs
 
 
 @dataclass(frozen=True)
@@ -427,7 +445,7 @@ class CrashPool:
         if case in self._started:
             return
         home = self._factory.mktemp("crash") / "home"
-        prepare_site(home, SCENARIOS[kind_of(case.mode)].needs)
+        prepare_site(home, needs_of(case.mode))
         proc = start_worker(self._env, home, case.mode, kill_at=case.kill_at, fail=case.fail)
         self._started[case] = (home, proc)
 
@@ -730,3 +748,55 @@ def test_failing_restore_killed_at_boundary_puts_the_site_back(crashed: Crashed)
     assert crashed.site_id not in state["staged"], state
     assert crashed.site_id not in state["previous"], state
     assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
+
+
+# --- a create from a backup (the undelete's shape): killed at every boundary, resumed -------
+
+FROM_BACKUP_STEPS = CATALOGUE[OperationKind.CREATE_SITE].steps_for({"from_backup": "x"})
+FROM_BACKUP_BOUNDARIES = [f"{when}:{step}" for step in FROM_BACKUP_STEPS for when in FORWARD]
+
+
+def test_a_create_from_a_backup_has_a_last_restore_step(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    prepare_site(home, "backed_up")
+    seen: list[str] = []
+    provider = MemoryProvider(state_file=home / STATE_FILE)
+    platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
+    try:
+        _site_id, op_id = start_create_from_backup(platform, ADMIN, TENANT, SITE)
+        platform.engine.run(op_id)
+    finally:
+        platform.close()
+    assert (*CREATE_STEPS, "restore") == FROM_BACKUP_STEPS
+    assert seen == FROM_BACKUP_BOUNDARIES
+
+
+@pytest.mark.parametrize(
+    "case", [Case("create_from_backup", b) for b in FROM_BACKUP_BOUNDARIES], ids=str
+)
+def test_create_from_backup_killed_at_boundary_resumes_to_the_backup(crashed: Crashed) -> None:
+    recovered = restart(crashed.home)
+
+    assert recovered == crashed.run.operation_ids
+    db = make_engine(make_settings(crashed.home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, crashed.operation_id)
+            site = session.get(Site, crashed.site_id)
+            assert op is not None and site is not None and site.name == COPY
+            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
+                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
+            assert op.status == "succeeded" and op.attempts == 2, summary
+            assert site.status == "ready" and site.current_operation_id is None, summary
+    finally:
+        db.dispose()
+    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    assert state["live"][crashed.site_id]["database"] == BACKED_UP, state
+    assert crashed.site_id not in state["staged"], state
+    assert crashed.site_id not in state["previous"], state
+    left = provider_state(crashed.home)
+    assert set(left[crashed.site_id]) == set(CREATE_STEPS), left
+    assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
+    # The site the backup came from is untouched.
+    victim = [sid for sid in state["live"] if sid != crashed.site_id]
+    assert [state["live"][sid]["database"] for sid in victim] == [CHANGED], state
