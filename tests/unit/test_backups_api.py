@@ -395,3 +395,20 @@ def test_the_cli_backs_up_restores_and_sets_the_policy(
         assert bad.exit_code == 1 and "hour" in bad.output
         none = cli("backups", "list", "globex", "--deleted")
         assert none.exit_code == 0 and backup_id not in none.output
+
+
+def test_a_restore_that_would_not_fit_is_refused_before_anything_changes(
+    client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider
+) -> None:
+    site = _site_id(client, owner)
+    backup = _backup(client, owner)
+    memory_provider.write_content(site, "database", "the live site")
+    memory_provider.free_bytes = backup["size_bytes"] - 1
+    op = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
+    final = wait_for_operation(client, op["operation"]["id"], owner)
+    assert final["status"] == "rolled_back" and "free some space first" in final["error"], final
+    assert not [c for c in memory_provider.calls if c.startswith(("maintenance", "stage"))]
+    assert memory_provider.content(site)["database"] == "the live site"
+    memory_provider.free_bytes = backup["size_bytes"]  # exactly enough
+    again = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
+    assert wait_for_operation(client, again["operation"]["id"], owner)["status"] == "succeeded"
