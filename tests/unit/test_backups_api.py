@@ -412,3 +412,21 @@ def test_a_restore_that_would_not_fit_is_refused_before_anything_changes(
     memory_provider.free_bytes = backup["size_bytes"]  # exactly enough
     again = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
     assert wait_for_operation(client, again["operation"]["id"], owner)["status"] == "succeeded"
+
+
+def test_a_dry_run_from_a_backup_checks_it_and_lists_the_restore(
+    client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider
+) -> None:
+    backup = _backup(client, owner)
+    body = {"name": "copy", "admin_email": EMAIL,
+            "from_backup": {"site": "crumbs", "backup": backup["id"]}}  # fmt: skip
+    plan = client.post(f"{SITES}?dry_run=true", json=body, headers=owner)
+    assert plan.status_code == 200, plan.text
+    assert [c["step"] for c in plan.json()["calls"]][-1] == "restore"
+    missing = {**body, "from_backup": {"site": "crumbs", "backup": "0" * 32}}
+    assert client.post(f"{SITES}?dry_run=true", json=missing, headers=owner).status_code == 404
+    bad = {**body, "from_backup": {"site": "crumbs", "backup": "not-an-id"}}
+    refused = client.post(SITES, json=bad, headers=owner)
+    assert refused.status_code == 422 and "backup" in refused.text
+    assert client.get(f"{SITES}/copy", headers=owner).status_code == 404
+    assert client.get("/openapi.json").status_code == 200

@@ -71,6 +71,11 @@ def create_site(
 ) -> SiteAccepted | JSONResponse:
     """Start creating a site; follow the operation for progress."""
     if dry_run:
+        if data.from_backup is not None:  # refused now as the create would refuse it
+            service.source_backup(
+                session, principal=principal, tenant_id=tenant_id,
+                site=data.from_backup.site, backup_id=data.from_backup.backup,
+            )  # fmt: skip
         site = service.prepare_site(
             session, principal=principal, tenant_id=tenant_id, data=data,
             provider=platform.provider.name, platform_domain=platform.settings.platform_domain,
@@ -90,7 +95,9 @@ def create_site(
             if plan
             else [
                 {"step": s, "api": "ensure"}
-                for s in CATALOGUE[OperationKind.CREATE_SITE].step_names
+                for s in CATALOGUE[OperationKind.CREATE_SITE].steps_for(
+                    {"from_backup": data.from_backup.backup} if data.from_backup else {}
+                )
             ]
         )
         body = SitePlan(provider=platform.provider.name, site=site.name, calls=calls)
