@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlplane.backups.policy import effective_policy
+from controlplane.backups.policy import default_hour
 from controlplane.credentials import tenant_backup_password
 from controlplane.engine.backup_steps import record_of
 from controlplane.errors import Conflict
@@ -22,7 +22,7 @@ from controlplane.kernel import clock
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus
-from controlplane.models import Backup, Site
+from controlplane.models import Backup, BackupPolicy, Site
 from controlplane.permissions import NotVisible
 from controlplane.platform import Platform
 from controlplane.services.backups import PRE_CHANGE, start_backup
@@ -40,8 +40,18 @@ class RoundResult:
     pruned: list[str] = field(default_factory=list)  # backup ids forgotten
 
 
-def due_sites(session: Session, now: datetime) -> list[Site]:
-    """Ready sites whose scheduled backup of `now`'s UTC day is due and not yet taken."""
+@dataclass(frozen=True)
+class DueSite:
+    """A site whose scheduled backup is due."""
+
+    site_id: str
+    tenant_id: str
+    name: str
+
+
+def due_sites(session: Session, now: datetime) -> list[DueSite]:
+    """Ready sites whose scheduled backup of `now`'s UTC day is due and not yet taken (read
+    as plain rows: a round looks at every site of the platform)."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     done = set(
         session.scalars(
@@ -52,11 +62,19 @@ def due_sites(session: Session, now: datetime) -> list[Site]:
             )
         )
     )
+    saved = {
+        site_id: (enabled, hour)
+        for site_id, enabled, hour in session.execute(
+            select(BackupPolicy.site_id, BackupPolicy.enabled, BackupPolicy.hour)
+        )
+    }
     due = []
-    for site in session.scalars(select(Site).where(Site.status == "ready").order_by(Site.id)):
-        policy = effective_policy(session, site.id)
-        if policy.enabled and now.hour >= policy.hour and site.id not in done:
-            due.append(site)
+    for site_id, tenant_id, name in session.execute(
+        select(Site.id, Site.tenant_id, Site.name).where(Site.status == "ready").order_by(Site.id)
+    ):
+        enabled, hour = saved.get(site_id) or (True, default_hour(site_id))
+        if enabled and now.hour >= hour and site_id not in done:
+            due.append(DueSite(site_id, tenant_id, name))
     return due
 
 
