@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select, update
 
 from controlplane.backups.policy import default_hour
-from controlplane.backups.retention import plan
 from controlplane.backups.rounds import RoundResult, run_round
 from controlplane.kernel import clock
 from controlplane.kernel.identity import Principal, Role
@@ -152,17 +151,6 @@ def test_retention_keeps_what_the_policy_says_over_100_days(
     assert set(stored) == {b.id for b in scheduled if b.status == BackupStatus.SUCCEEDED} | {
         manual
     }  # the manual backup is the user's to remove
-
-
-def test_retention_plan_counts_each_rule_independently() -> None:
-    at = datetime(2031, 5, 31, 12, tzinfo=UTC)
-    backups = [(f"b{i}", at - timedelta(days=i)) for i in range(40)]
-    keep, forget = plan(backups, keep_daily=2, keep_weekly=0, keep_monthly=2)
-    assert keep == {"b0", "b1", "b31"}  # 31 May, 30 May; April's newest is 30 Apr (b31)
-    assert forget == {f"b{i}" for i in range(40)} - keep
-    assert plan(backups, 0, 0, 0) == (set(), {b for b, _ in backups})
-    with pytest.raises(ValueError, match="keep_weekly"):
-        plan(backups, 1, -1, 1)
 
 
 def test_deleted_sites_backups_are_pruned_after_the_retention_setting(
