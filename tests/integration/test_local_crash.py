@@ -38,6 +38,8 @@ from controlplane.engine.provider import SiteContext
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Backup, Credential, Operation, Site, SiteCronRun
 from controlplane.platform import build_platform
+from controlplane.providers.local.backups import TAG_ID
+from controlplane.providers.local.backups import BackupStep as LocalBackups
 from controlplane.providers.local.dns import DEFAULT_SERVER_MARK
 from controlplane.providers.local.naming import SiteNames, site_names
 from controlplane.providers.readiness import homepage_problem
@@ -402,20 +404,9 @@ class DuplicateBackup(AssertionError):
     """The delete took its backup twice (the first one is orphaned, not in the operation)."""
 
 
-# Killed after the backup returned, before the operation recorded where it lies: the resumed
-# delete took a second one. The engine now fixes the backup's id when the delete is asked and
-# the provider finds a backup by its id (restic tag): once the local store implementing that
-# is merged and this case passes on the real stack, remove this mark (strict: it must go).
-DUPLICATE_BACKUP = pytest.mark.xfail(
-    raises=DuplicateBackup, strict=True, reason="a kill at after-call:backup backs up twice"
-)
-
-
-@pytest.mark.parametrize(
-    "boundary",
-    [pytest.param(b, marks=DUPLICATE_BACKUP) if b == "after-call:backup" else b
-     for b in DELETE_BOUNDARIES],
-)  # fmt: skip
+# A kill at after-call:backup once made the resumed delete back up again: the backup's id is
+# now fixed when the delete is asked, and the store finds a backup by it (a restic tag).
+@pytest.mark.parametrize("boundary", DELETE_BOUNDARIES)
 def test_delete_killed_then_restarted(crash_stack: CrashStack, boundary: str) -> None:
     settings = crash_stack.settings
     site = _ready_site(crash_stack, _name("d", boundary))
@@ -432,13 +423,19 @@ def test_delete_killed_then_restarted(crash_stack: CrashStack, boundary: str) ->
             assert made, "a delete must take its backup first"
             assert all(b.kind == "pre-delete" and b.status == "succeeded" for b in made), made
             password = tenant_backup_password(session, platform.keyring, TENANT)
+            store = platform.provider.backups
+            assert isinstance(store, LocalBackups)
+            snapshots = []
             for backup in made:  # readable with the tenant's key, and not empty
-                archive = platform.provider.backups.archive(TENANT, password, record_of(backup))
+                archive = store.archive(TENANT, password, record_of(backup))
                 assert next(archive, b""), backup.id
+                tagged = store.repository(TENANT, password).snapshots([f"{TAG_ID}={backup.id}"])
+                snapshots += [s.id for s in tagged]
     finally:
         platform.close()
-    if len(made) != 1:
-        raise DuplicateBackup(f"one backup before the delete, not {[b.id for b in made]}")
+    # One backup: one row, and in the repository its two snapshots (database, files) only.
+    if len(made) != 1 or len(snapshots) != 2:
+        raise DuplicateBackup(f"one backup before the delete, not {made} in {snapshots}")
 
 
 def test_create_failing_before_its_runtime_rolls_back_without_a_trace(
