@@ -195,7 +195,11 @@ class OperationRead(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     steps: list[StepRead]
-    backup: str | None = None
+    backup: str | None = Field(
+        default=None,
+        description="The id of the backup the operation takes (backup, delete) or puts back "
+        "(restore, create from a backup)",
+    )
 
 
 class DomainCreate(BaseModel):
