@@ -33,6 +33,7 @@ from typing import Any
 
 import harness
 import httpx
+from langchain_core.messages import AIMessage, BaseMessage
 from websockets.sync.client import connect
 
 from chatbot.offline.planner import OfflinePlanner
@@ -61,10 +62,10 @@ class ModelClock:
 class TimedPlanner(OfflinePlanner):
     """The offline planner, timing itself."""
 
-    def _respond(self, messages: Any, kwargs: dict[str, Any]) -> Any:
+    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
         started = time.perf_counter()
         try:
-            return super()._respond(messages, kwargs)
+            return super()._respond(messages, tools)
         finally:
             with ModelClock.lock:
                 ModelClock.total += time.perf_counter() - started
