@@ -143,11 +143,14 @@ class TenantAction(StrEnum):
 
     CREATE_SITE = "create_site"
     CHANGE_ENV = "change_env"
+    # A new site made from a backup (of a deleted site: the undelete).
+    RESTORE_SITE = "restore_site"
 
 
 TENANT_ACTION_RULES: dict[TenantAction, Action] = {
     TenantAction.CREATE_SITE: _A.CHANGE_SITES,
     TenantAction.CHANGE_ENV: _A.WRITE_ENV,
+    TenantAction.RESTORE_SITE: _A.RESTORE_SITES,
 }
 
 

@@ -66,7 +66,8 @@ class TenantRead(BaseModel):
     created_at: datetime
     created_by: str
     allowed_actions: list[str] = Field(
-        description="What this caller may do within the tenant: create_site, change_env"
+        description="What this caller may do within the tenant: create_site, change_env, "
+        "restore_site (a new site from a backup)"
     )
 
 

@@ -147,6 +147,57 @@ class UnsetEnvArgs(ToolArgs):
     name: str = Field(description=ENV_NAME, pattern=ENV_PATTERN)
 
 
+BACKUP_ID = "The backup's id, as list_backups shows it (32 hex characters)"
+BACKUP_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class BackupSiteArgs(ToolArgs):
+    """Back a site up now: its database and wp-content."""
+
+    site: str = Field(description=SITE, pattern=LABEL)
+
+
+class ListBackupsArgs(ToolArgs):
+    """Backups newest first: a site's, every site's, or (deleted=true) deleted sites'."""
+
+    site: str | None = Field(
+        default=None,
+        description=SITE + "; leave out for every site of the tenant",
+        pattern=LABEL,
+    )
+    deleted: bool = Field(
+        default=False,
+        description="True for the backups of deleted sites (kept for a while, for bringing "
+        "a site back); with site, only that deleted site's",
+    )
+
+
+class RestoreSiteArgs(ToolArgs):
+    """Put one of a site's backups back in place of the live site. The user confirms."""
+
+    site: str = Field(description=SITE, pattern=LABEL)
+    backup: str = Field(description=BACKUP_ID, pattern=BACKUP_PATTERN)
+
+
+class UndeleteSiteArgs(ToolArgs):
+    """Bring a deleted site back from its backup, as a new site. The user confirms."""
+
+    site: str = Field(description="The deleted site's name, e.g. 'crumbs'", pattern=LABEL)
+    new_name: str | None = Field(
+        default=None,
+        description="The new site's name if not the deleted site's (when that name is taken)",
+        pattern=LABEL,
+    )
+    backup: str | None = Field(
+        default=None,
+        description=BACKUP_ID + "; leave out for the backup taken when the site was deleted",
+        pattern=BACKUP_PATTERN,
+    )
+    admin_email: str | None = Field(
+        default=None, description="E-mail of the WordPress admin; default the user's"
+    )
+
+
 TENANT_ID = "The tenant the request is about, e.g. 'acme' (admins name it; ask if unclear)"
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from controlplane.kernel.identity import Role
 from tools import args as a
-from tools import calls
+from tools import backups, calls
 from tools.context import AgentContext, Emit
 from tools.results import ToolResult
 
@@ -76,6 +76,21 @@ BASE_TOOLS = (
     ToolSpec("unset_env", "Remove an env var from every site (each running site restarts "
              "its PHP workers). The user confirms first.", a.UnsetEnvArgs, calls.unset_env,
              "Removing {name}", confirm=calls.confirm_unset_env),
+    ToolSpec("backup_site", "Back a site up now (its database and wp-content) and wait until "
+             "the backup is written and verified.", a.BackupSiteArgs, backups.backup_site,
+             "Backing up {site}"),
+    ToolSpec("list_backups", "List backups newest first (id, kind, when taken, size, status, "
+             "verified): a site's, every site's, or with deleted=true the backups of deleted "
+             "sites that can be brought back.", a.ListBackupsArgs, backups.list_backups,
+             "Listing backups"),
+    ToolSpec("restore_site", "Put one of a site's backups (its id from list_backups) back in "
+             "place: the site's database and wp-content are replaced, after a backup of the "
+             "site as it is now. The user confirms first.", a.RestoreSiteArgs,
+             backups.restore_site, "Restoring {site}", confirm=backups.confirm_restore_site),
+    ToolSpec("undelete_site", "Bring a deleted site back by its name, as a new site made "
+             "from the backup taken when it was deleted ('bring back the site I deleted "
+             "yesterday'). The user confirms first.", a.UndeleteSiteArgs,
+             backups.undelete_site, "Bringing back {site}", confirm=backups.confirm_undelete_site),
 )  # fmt: skip
 ADMIN_ONLY_TOOLS = (
     ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,

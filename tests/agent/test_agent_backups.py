@@ -1,0 +1,223 @@
+"""The agent's backup tools against the control plane (memory provider): backup_site and
+list_backups run at once, restore_site and undelete_site wait for a confirmation that names
+the backup's time in words, a viewer is never asked, and undelete by name brings back the
+newest deletion of that name."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from controlplane.kernel import clock
+from controlplane.providers.memory import MemoryProvider
+from tests.agent.scripted import ScriptedModel
+from tests.agent_fixtures import ChatFactory, Chatter, EngineFactory, make_site
+from tools.backups import ago, size_in_words
+
+# Fixed moments, so the words do not depend on today's date.
+MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+TUESDAY_9 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+SITES = "/v1/tenants/acme/sites"
+
+
+def _wait(api: httpx.Client, response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    op_id = response.json()["operation"]["id"]
+    for _ in range(1000):
+        operation: dict[str, Any] = api.get(f"/v1/operations/{op_id}").json()
+        if operation["status"] in ("succeeded", "failed", "rolled_back"):
+            assert operation["status"] == "succeeded", operation
+            return response.json()
+        time.sleep(0.01)
+    raise AssertionError(f"operation {op_id} did not finish")
+
+
+def _site_id(api: httpx.Client, name: str) -> str:
+    return str(api.get(f"{SITES}/{name}").json()["id"])
+
+
+def _scripted(engine_factory: EngineFactory, chat: ChatFactory, *calls: Any, **who: Any) -> Chatter:
+    model = ScriptedModel(script=[[call] for call in calls])
+    role, sub = who.pop("role", "tenant"), who.pop("sub", "alice")
+    return chat(role, "acme", sub=sub, email=f"{sub}@acme.example", engine_=engine_factory(model))
+
+
+def _operations(api: httpx.Client, kind: str) -> list[dict[str, Any]]:
+    return [op for op in api.get("/v1/tenants/acme/operations").json() if op["kind"] == kind]
+
+
+def test_words_for_times_and_sizes() -> None:
+    assert ago(datetime(2026, 12, 1, 8, 59, 30, tzinfo=UTC), TUESDAY_9) == "just now"
+    assert ago(datetime(2026, 12, 1, 8, 59, tzinfo=UTC), TUESDAY_9) == "1 minute ago"
+    assert ago(datetime(2026, 12, 1, 6, 30, tzinfo=UTC), TUESDAY_9) == "2 hours ago"
+    assert ago(datetime(2026, 11, 30, 23, 0, tzinfo=UTC), TUESDAY_9) == "yesterday"
+    assert ago(datetime(2026, 11, 27, 9, 0, tzinfo=UTC), TUESDAY_9) == "4 days ago"
+    assert [size_in_words(n) for n in (None, 0, 1023, 1024, 5 * 1024**2 + 1)] == [
+        None, "0 B", "1023 B", "1.0 KiB", "5.0 MiB"]  # fmt: skip
+
+
+def test_backup_site_takes_a_manual_backup_and_list_backups_shows_it(
+    engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    alice = _scripted(
+        engine_factory, chat, ("backup_site", {"site": "crumbs"}),
+        ("list_backups", {"site": "crumbs"}),
+    )  # fmt: skip
+    taken = alice.say("back up crumbs")
+    assert taken.interrupt is None  # nothing is replaced: no confirmation
+    (result,) = taken.executed
+    assert result["status"] == "ok", result
+    backup = result["data"]["backup"]
+    assert (backup["kind"], backup["status"], backup["verified"]) == ("manual", "succeeded", True)
+    assert backup["taken"].endswith("(just now)")
+    steps = {e.get("step") for e in taken.events if e["type"] == "progress"}
+    assert {"backup", "retention"} <= steps  # the operation's progress was relayed
+    stored = admin_api.get(f"{SITES}/crumbs/backups").json()
+    assert [b["id"] for b in stored] == [backup["id"]]
+    listed = alice.say("which backups does crumbs have?")
+    (shown,) = listed.executed[0]["data"]["backups"]
+    assert shown["id"] == backup["id"] and shown["size"] == size_in_words(stored[0]["size_bytes"])
+
+
+def test_restore_asks_naming_the_backups_time_then_restores_after_a_backup_of_now(
+    engine_factory: EngineFactory,
+    chat: ChatFactory,
+    admin_api: httpx.Client,
+    memory_provider: MemoryProvider,
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    site_id = _site_id(admin_api, "crumbs")
+    memory_provider.write_content(site_id, "database", "the good posts")
+    with clock.travel(MONDAY_10):
+        backup = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["backup"]
+    memory_provider.write_content(site_id, "database", "a broken database")
+    call = ("restore_site", {"site": "crumbs", "backup": backup["id"]})
+    with clock.travel(TUESDAY_9):
+        alice = _scripted(engine_factory, chat, call, call)
+        asked = alice.say("put crumbs back to yesterday's backup")
+        assert asked.executed == []
+        (action,) = asked.interrupt["actions"] if asked.interrupt else [None]
+        assert action is not None
+        assert action["backup_time"] == "Monday 30 November 2026 at 10:00 UTC (yesterday)"
+        assert action["question"] == (
+            "Restore site crumbs of tenant acme to its manual backup of Monday 30 November "
+            "2026 at 10:00 UTC (yesterday)? The site's database and wp-content are replaced "
+            "with the backup's: every change since then is lost. A backup of the site as it "
+            "is now is taken first, and visitors see a maintenance page while it runs."
+        )
+        cancelled = alice.resume(False)
+        assert [r["status"] for r in cancelled.executed] == []
+        assert _operations(admin_api, "restore_site") == []
+        assert memory_provider.content(site_id)["database"] == "a broken database"
+
+        alice.say("restore it after all")
+        done = alice.resume(True)
+    (result,) = done.executed
+    assert result["status"] == "ok", result
+    assert memory_provider.content(site_id)["database"] == "the good posts"
+    assert not memory_provider.in_maintenance(site_id)
+    kinds = {b["id"]: b["kind"] for b in admin_api.get(f"{SITES}/crumbs/backups").json()}
+    assert kinds[result["data"]["pre_restore_backup"]] == "pre-restore"
+    (restore,) = _operations(admin_api, "restore_site")
+    assert restore["status"] == "succeeded"
+    assert {"pre_restore", "swap", "probe"} <= {
+        e.get("step") for e in done.events if e["type"] == "progress"
+    }
+
+
+def test_a_viewer_is_refused_a_restore_and_a_backup_without_being_asked(
+    engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    backup = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["backup"]
+    vera = _scripted(
+        engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": backup["id"]}),
+        ("backup_site", {"site": "crumbs"}), ("list_backups", {"site": "crumbs"}),
+        role="viewer", sub="vera",
+    )  # fmt: skip
+    refused = vera.say("restore crumbs")
+    assert refused.interrupt is None and [r["status"] for r in refused.executed] == []
+    assert "does not allow your role (viewer) to restore site crumbs while it is ready" in (
+        refused.reply
+    )
+    not_taken = vera.say("back up crumbs")
+    assert [r["status"] for r in not_taken.executed] == ["error"]
+    assert not_taken.executed[0]["error"] == "role 'viewer' may not backup sites"
+    assert _operations(admin_api, "restore_site") == []
+    assert len(admin_api.get(f"{SITES}/crumbs/backups").json()) == 1
+    listed = vera.say("list crumbs's backups")  # reading is allowed
+    assert [b["id"] for b in listed.executed[0]["data"]["backups"]] == [backup["id"]]
+
+
+def test_a_restore_of_a_wrong_backup_is_not_asked(
+    engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    alice = _scripted(engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": "0" * 32}))
+    turn = alice.say("restore crumbs")
+    assert turn.interrupt is None
+    assert f"backup '{'0' * 32}' of site 'crumbs' not found in tenant 'acme'" in turn.reply
+
+
+def _delete(api: httpx.Client, name: str) -> None:
+    _wait(api, api.delete(f"{SITES}/{name}"))
+
+
+def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
+    engine_factory: EngineFactory,
+    chat: ChatFactory,
+    admin_api: httpx.Client,
+    memory_provider: MemoryProvider,
+) -> None:
+    # crumbs was deleted twice (its second life last), and bakery after both.
+    with clock.travel(datetime(2026, 11, 20, 10, 0, tzinfo=UTC)):
+        make_site(admin_api, "acme", "crumbs")
+        memory_provider.write_content(_site_id(admin_api, "crumbs"), "database", "first life")
+        _delete(admin_api, "crumbs")
+    with clock.travel(MONDAY_10):
+        make_site(admin_api, "acme", "crumbs")
+        memory_provider.write_content(_site_id(admin_api, "crumbs"), "database", "second life")
+        _delete(admin_api, "crumbs")
+    with clock.travel(datetime(2026, 11, 30, 18, 0, tzinfo=UTC)):
+        make_site(admin_api, "acme", "bakery")
+        memory_provider.write_content(_site_id(admin_api, "bakery"), "database", "bread")
+        _delete(admin_api, "bakery")
+    deleted = admin_api.get("/v1/tenants/acme/backups", params={"deleted": "true"}).json()
+    assert sorted(b["site_name"] for b in deleted) == ["bakery", "crumbs", "crumbs"]
+    second = next(b for b in deleted if b["site_name"] == "crumbs" and
+                  b["created_at"].startswith("2026-11-30"))  # fmt: skip
+
+    call = ("undelete_site", {"site": "crumbs"})
+    with clock.travel(TUESDAY_9):
+        alice = _scripted(engine_factory, chat, ("list_backups", {"deleted": True}), call, call)
+        listed = alice.say("which deleted sites can come back?")
+        shown = listed.executed[0]["data"]["backups"]
+        assert [(b["site"], b["kind"]) for b in shown] == [
+            ("bakery", "pre-delete"), ("crumbs", "pre-delete"), ("crumbs", "pre-delete")]
+        assert shown[1]["site_deleted"].endswith("(yesterday)")
+        asked = alice.say("bring back the crumbs site I deleted yesterday")
+        assert asked.interrupt is not None and asked.executed == []
+        (action,) = asked.interrupt["actions"]
+        assert action["backup"] == second["id"]
+        assert action["question"] == (
+            "Bring back deleted site crumbs of tenant acme as a new site named crumbs, from "
+            "the backup taken when it was deleted, Monday 30 November 2026 at 10:00 UTC "
+            "(yesterday)? Its database and wp-content come back as they were then, with its "
+            "addresses changed to the new site's."
+        )
+        assert admin_api.get(f"{SITES}/crumbs").status_code == 404  # nothing before the answer
+        done = alice.resume(True)
+        (result,) = done.executed
+        assert result["status"] == "ok", result
+        assert result["data"]["status"] == "ready"
+        assert memory_provider.content(_site_id(admin_api, "crumbs"))["database"] == "second life"
+
+        again = alice.say("bring back crumbs")  # the name is taken now
+    assert again.interrupt is None
+    assert "a site named crumbs exists in tenant acme: give the deleted site a new_name" in (
+        again.reply
+    )
