@@ -36,7 +36,8 @@ WEBCHAT_DIR = Path(__file__).resolve().parent.parent / "webchat"
 FORWARDED_HEADERS = ("authorization", "content-type", "x-request-id", "accept")
 # Event streams one caller (one bearer token) may hold open through the proxy at once.
 MAX_STREAMS_PER_CALLER = 5
-RETURNED_HEADERS = ("content-type", "x-request-id", "retry-after", "www-authenticate")
+RETURNED_HEADERS = ("content-type", "x-request-id", "retry-after", "www-authenticate",
+                    "content-disposition", "cache-control")  # fmt: skip
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self' https://www.gstatic.com; "
@@ -174,9 +175,12 @@ def install_web(app: FastAPI, settings: ChatSettings) -> None:
         except httpx.HTTPError:
             return problem(502, "the control plane is unreachable; try again shortly")
         kept = {k: v for k, v in upstream.headers.items() if k.lower() in RETURNED_HEADERS}
-        if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-            # Server-Sent Events pass through as they come (an operation's steps, live).
+        streamed = upstream.headers.get("content-type", "").startswith("text/event-stream")
+        if streamed:
             kept["Cache-Control"] = "no-cache"
+        if streamed or upstream.headers.get("content-disposition", "").startswith("attachment"):
+            # Server-Sent Events pass through as they come (an operation's steps, live), and
+            # so does a download (a backup can be larger than this service's memory).
             return StreamingResponse(
                 upstream.aiter_raw(), status_code=upstream.status_code, headers=kept,
                 background=BackgroundTask(upstream.aclose),

@@ -1,8 +1,9 @@
 // The dashboard: sites with their actions, live status and deployment history (sites.js),
-// costs per day, recent errors, the tenant's env vars and secrets, and for admins every
+// each site's backups and the deleted sites that can come back (backups.js), costs per day, recent errors, the tenant's env vars and secrets, and for admins every
 // tenant and the users' roles.
 
 import { Api, getToken, signOut } from "./api.js";
+import { BackupsPanel } from "./backups.js";
 import { barChart, formatMoney } from "./chart.js";
 import { h } from "./dom.js";
 import { SitesPanel } from "./sites.js";
@@ -18,6 +19,8 @@ const tenantPath = () => `/v1/tenants/${encodeURIComponent(state.tenant)}`;
 const leave = () => { signOut(); location.href = "/signin"; };
 const panel = new SitesPanel(api, { container: body("sites"), announce, showError, onUnauthorized: leave });
 const sites = () => panel.show(state.tenant);
+const backupsPanel = new BackupsPanel(api, { container: body("backups"), announce, showError, onUnauthorized: leave });
+const backups = () => backupsPanel.show(state.tenant);
 
 async function costs() {
   const report = await api.cp("GET", `${tenantPath()}/billing?group_by=day`);
@@ -105,7 +108,7 @@ async function users() {
   body("users").replaceChildren(h("table", {}, h("tbody", {}, ...list.map((u) => h("tr", {}, h("td", {}, u.uid), h("td", {}, u.role), h("td", {}, u.tenants.join(", ") || "—"), h("td", {}, u.email || ""))))), form);
 }
 
-const LOADERS = { sites, costs, errors, settings, overview, users };
+const LOADERS = { sites, backups, costs, errors, settings, overview, users };
 
 // One load per tab and tenant at a time: a second visit while the first still loads waits
 // for it, so a late first answer cannot redraw a form the user has started to fill.
@@ -113,7 +116,8 @@ const loading = new Map();
 function load(tab) {
   const key = `${tab} ${state.tenant}`;
   if (!loading.has(key)) {
-    if (tab !== "sites" || panel.tenant !== state.tenant) body(tab).replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    const live = { sites: panel, backups: backupsPanel }[tab]; // these redraw in place
+    if (!live || live.tenant !== state.tenant) body(tab).replaceChildren(h("p", { class: "muted" }, "Loading…"));
     loading.set(key, LOADERS[tab]().finally(() => loading.delete(key)));
   }
   return loading.get(key);

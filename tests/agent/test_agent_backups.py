@@ -157,7 +157,9 @@ def test_a_restore_of_a_wrong_backup_is_not_asked(
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
-    alice = _scripted(engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": "0" * 32}))
+    alice = _scripted(
+        engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": "0" * 32})
+    )
     turn = alice.say("restore crumbs")
     assert turn.interrupt is None
     assert f"backup '{'0' * 32}' of site 'crumbs' not found in tenant 'acme'" in turn.reply
@@ -197,7 +199,10 @@ def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
         listed = alice.say("which deleted sites can come back?")
         shown = listed.executed[0]["data"]["backups"]
         assert [(b["site"], b["kind"]) for b in shown] == [
-            ("bakery", "pre-delete"), ("crumbs", "pre-delete"), ("crumbs", "pre-delete")]
+            ("bakery", "pre-delete"),
+            ("crumbs", "pre-delete"),
+            ("crumbs", "pre-delete"),
+        ]
         assert shown[1]["site_deleted"].endswith("(yesterday)")
         asked = alice.say("bring back the crumbs site I deleted yesterday")
         assert asked.interrupt is not None and asked.executed == []
