@@ -78,6 +78,7 @@ def backup_summary(backup: dict[str, Any], now: datetime | None = None) -> dict[
         summary["error"] = backup["error"]
     if backup.get("site_deleted_at"):
         summary["site_deleted"] = time_in_words(backup["site_deleted_at"], now)
+        summary["site_deleted_at"] = backup["site_deleted_at"]
     if backup.get("kept_until"):
         summary["kept_until"] = backup["kept_until"]
     return summary

@@ -247,3 +247,44 @@ def set_env(args: dict[str, Any], data: dict[str, Any]) -> str:
 def unset_env(args: dict[str, Any], data: dict[str, Any]) -> str:
     """A variable removed."""
     return f"Removed {data['variable']} from tenant {data['tenant_id']} and its sites."
+
+
+def _backup_line(backup: dict[str, Any]) -> str:
+    verified = ", verified" if backup["verified"] else ""
+    deleted = f" (site deleted {backup['site_deleted']})" if backup.get("site_deleted") else ""
+    size = f", {backup['size']}" if backup.get("size") else ""
+    return (f"- {backup['site']}: {backup['kind']} backup of {backup['taken']}{size}, "
+            f"{backup['status']}{verified}{deleted}")  # fmt: skip
+
+
+def backup_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A backup written."""
+    backup = data["backup"]
+    return (f"Backed up **{data['site']}**: a {backup['kind']} backup of {backup['size']}, "
+            f"taken {backup['taken']}, written and verified.")  # fmt: skip
+
+
+def list_backups(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """Backups, newest first."""
+    backups = data["backups"]
+    whose = (
+        "of deleted sites" if data.get("deleted_sites") else f"of {data.get('site', 'your sites')}"
+    )
+    if not backups:
+        return f"There are no backups {whose}."
+    more = f"\n({data['omitted']} older ones not shown.)" if data.get("omitted") else ""
+    return f"Backups {whose}, newest first:\n" + "\n".join(map(_backup_line, backups)) + more
+
+
+def restore_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A restore finished."""
+    restored = data["restored"]
+    return (f"Restored **{data['site']}** to its {restored['kind']} backup of "
+            f"{restored['taken']}. The site as it was just before is kept as a pre-restore "
+            "backup.")  # fmt: skip
+
+
+def undelete_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A deleted site made again from its backup."""
+    return (f"Brought back **{data['name']}** from its backup: {data['url']} (status "
+            f"{data['status']}).")  # fmt: skip

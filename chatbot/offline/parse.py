@@ -37,7 +37,8 @@ STOPWORDS = frozenset(
     set setup start launch need want would like get show list tell give check see look
     have has had do does did can could should will so just also too very really ok okay yes
     no not mine email e-mail address domain custom use same login account admin
-    administrator root superuser cancel stop keep sure go ahead""".split()  # noqa: SIM905
+    administrator root superuser cancel stop keep sure go ahead back backup backups restore
+    bring deleted undelete recover latest newest""".split()  # noqa: SIM905
 )
 MONTH_WORDS = frozenset(MONTHS)
 
@@ -47,6 +48,15 @@ INTENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("billing", re.compile(
         r"\b(spen[dt]|spending|costs?|costing|bill|billing|billed|charges?|charged|invoices?|"
         r"paid|pay|owe|expenses?|price)\b", re.I)),
+    # Before delete and create: "bring back the site I deleted", "restore my site".
+    ("undelete_site", re.compile(
+        r"\bundelete\b|\bbring\s+(?:\S+\s+){0,4}?back\b|"
+        r"\b(restore|recover|revive)\b.*\bdeleted\b|\bdeleted\b.*\b(back|restore|recover)\b",
+        re.I)),
+    ("restore_site", re.compile(r"\b(restore|roll\s*back|revert)\b|\bput\b.*\bback\b", re.I)),
+    ("list_backups", re.compile(
+        r"\b(list|show|which|what|any|how\s+many)\b.*\bbackups?\b|^\s*backups\b", re.I)),
+    ("backup_site", re.compile(r"\bback\s+(?:\S+\s+)?up\b|\bbackup\b", re.I)),
     ("delete_site", re.compile(
         r"\b(delete|remove|destroy|tear\s+down|take\s+down|get\s+rid\s+of|drop|wipe|erase|"
         r"decommission|kill)\b", re.I)),
@@ -187,6 +197,8 @@ SITE_PATTERNS = (
     re.compile(r"\b(?:site|website|blog)\s+(?:named\s+|called\s+)?(" + WORD + ")", re.I),
     re.compile(r"\b(" + WORD + r")\s+(?:site|website|blog)\b", re.I),
     re.compile(r"\b(?:delete|remove|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:back\s+up|backup|restore|undelete|recover|bring\s+back)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:back|bring)\s+(" + WORD + r")\s+(?:up|back)\b", re.I),
     re.compile(r"\bis\s+(" + WORD + r")\s+(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
     re.compile(r"\b(?:did|does|has|is|was)\s+(" + WORD + r")\s+(?:get|have|receive|serve|see|handle|load|run)\b", re.I),
     re.compile(r"\b(?:on|for|of|from|about|with|at|into|in)\s+(" + WORD + ")", re.I),

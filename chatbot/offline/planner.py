@@ -37,8 +37,11 @@ from chatbot.offline.parse import period as parse_period
 from controlplane.kernel import clock, names
 
 PLAN_KEY = "aipress_plan"
-SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics")
+SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics", "backup_site",
+                "list_backups", "restore_site")  # fmt: skip
 ENV_INTENTS = ("list_env", "set_env", "unset_env")
+BACKUP_ID = re.compile(r"\b[0-9a-f]{32}\b")
+QUESTION = re.compile(r"\b(which|what|list|show|any|how\s+many)\b", re.I)
 TENANTLESS = ("list_tenants", "billing_summary")  # admin intents about the whole platform
 SUMMARY = re.compile(
     r"\b(which|what|top|most|least|rank\w*|all|every|each|per)\s+(\w+\s+)?tenants?\b|"
@@ -47,12 +50,15 @@ SUMMARY = re.compile(
     re.I,
 )
 VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
-         "get_metrics": "measure"}  # fmt: skip
+         "get_metrics": "measure", "backup_site": "back up",
+         "list_backups": "list the backups of", "restore_site": "restore"}  # fmt: skip
+NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back"}
 HELP = (
     "I can create a WordPress site, show your sites and their status, search a site's logs "
     '("errors on crumbs in the last hour"), tell you whether a site is slow, report costs, '
-    'set or remove env vars and secrets ("store STRIPE_KEY as a secret"), and delete a site; '
-    "deletes and env changes wait for your confirmation. What would you like to do?"
+    'set or remove env vars and secrets ("store STRIPE_KEY as a secret"), back a site up or '
+    "restore a backup, and delete a site (or bring a deleted one back); deletes, restores and "
+    "env changes wait for your confirmation. What would you like to do?"
 )
 NO_CREDENTIALS_IN_CHAT = (
     "I never show passwords, tokens or secret values in chat. A site's admin password is "
@@ -110,6 +116,15 @@ def _situation(messages: Sequence[BaseMessage], tools: list[dict[str, Any]]) -> 
         tools=names_,
         now=now,
     )
+
+
+def _day_named(text: str, today: date) -> str | None:
+    """The ISO day 'today' or 'yesterday' names, if the text says one."""
+    if re.search(r"\byesterday\b", text, re.I):
+        return (today - timedelta(days=1)).isoformat()
+    if re.search(r"\btoday\b", text, re.I):
+        return today.isoformat()
+    return None
 
 
 def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -271,8 +286,17 @@ class Planner:
                     slots.update(since=p.window.since, until=p.window.until, label=p.window.label)
                 if p.severity or p.status or "severity" not in slots:
                     slots.update(severity=p.severity, status=p.status)
+            if plan.intent == "restore_site":
+                found = BACKUP_ID.search(p.text)
+                slots["backup"] = found.group(0) if found else slots.get("backup")
+                slots["day"] = _day_named(p.text, s.today) or slots.get("day")
             if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
                 slots.update(since=p.window.since, label=p.window.label)
+        elif plan.intent == "undelete_site":
+            if p.site:
+                slots["site"] = p.site
+            slots["day"] = _day_named(p.text, s.today) or slots.get("day")
+            slots["question"] = bool(QUESTION.search(p.text)) and not p.site
         elif plan.intent in ("get_billing", "billing_summary"):
             period = p.period
             if p.compare and re.search(r"\bthis month\b", p.text, re.I):
@@ -337,9 +361,22 @@ class Planner:
                              if slots.get(k)})  # fmt: skip
             if plan.intent == "get_metrics":
                 args["since"] = slots.get("since", "1h")
+            if plan.intent == "restore_site" and slots.get("backup"):
+                args["backup"] = slots["backup"]
+            elif plan.intent == "restore_site":
+                # Which backup: the newest (of the day named) that list_backups shows.
+                return self._tools(
+                    note, [("list_backups", args, f"restore:{slots.get('day') or ''}")]
+                )
             return self._tools(note, [(plan.intent, args, label)])
         if plan.intent in ENV_INTENTS:
             return self._tools(note, [(plan.intent, slots, None)])
+        if plan.intent == "undelete_site":
+            base = {"tenant_id": slots["tenant_id"]} if s.admin else {}
+            if slots.get("site"):
+                return self._tools(note, [("undelete_site", {**base, "site": slots["site"]}, None)])
+            then = None if slots.get("question") else f"undelete:{slots.get('day') or ''}"
+            return self._tools(note, [("list_backups", {**base, "deleted": True}, then)])
         if plan.intent == "get_billing":
             base = {"from_date": slots["from_date"], "to_date": slots["to_date"],
                     "group_by": slots["group_by"]}  # fmt: skip
@@ -415,9 +452,45 @@ class Planner:
             if sentence:
                 parts.append(sentence)
         content = "\n\n".join(parts)
+        if len(results) == 1 and results[0].name == "list_backups":
+            then = labels.get(results[0].tool_call_id) or ""
+            call = dict(calls.get(results[0].tool_call_id) or {"args": {}})
+            chained = self._after_list(then, call["args"], str(results[0].content), s)
+            if chained is not None:
+                return chained
         if follow_up is not None:
             return self._ask(follow_up, follow_up.awaiting or "name", content)
         return AIMessage(content=content)
+
+    def _after_list(
+        self, then: str, args: dict[str, Any], content: str, s: Situation
+    ) -> AIMessage | None:
+        """The call a listing was made for: the restore of the newest backup (of the day
+        named), or bringing back the one deleted site (deleted that day)."""
+        what, _, day = then.partition(":")
+        result = json.loads(content)
+        if what not in ("restore", "undelete") or result.get("status") != "ok":
+            return None
+        backups = [b for b in result["data"]["backups"] if b["status"] == "succeeded"]
+        tenant = {"tenant_id": args["tenant_id"]} if "tenant_id" in args else {}
+        if what == "restore":
+            chosen = [b for b in backups if not day or b["created_at"].startswith(day)]
+            if not chosen:
+                when = f" from {day}" if day else ""
+                return AIMessage(content=f"{args.get('site')} has no backup{when} to restore.")
+            restore = {**tenant, "site": args["site"], "backup": chosen[0]["id"]}
+            return self._tools("", [("restore_site", restore, None)])
+        deleted = sorted(
+            {b["site"] for b in backups if (b.get("site_deleted_at") or "").startswith(day)}
+        )
+        if len(deleted) == 1:
+            return self._tools("", [("undelete_site", {**tenant, "site": deleted[0]}, None)])
+        if not deleted:
+            return AIMessage(
+                content="No deleted site with a kept backup matches; nothing to bring back."
+            )
+        plan = Plan("undelete_site", dict(tenant), "site")
+        return self._ask(plan, "site", f"Which one should I bring back: {', '.join(deleted)}?")
 
     def _describe(
         self, name: str, args: dict[str, Any], result: dict[str, Any], label: str | None
@@ -428,7 +501,10 @@ class Planner:
             return f"Cancelled: {args.get('name', 'the variable')} was not changed.", None
         if status == "cancelled":
             target = args.get("site") or "it"
-            return f"Cancelled: {target} was not deleted. Nothing changed.", None
+            return (
+                f"Cancelled: {target} was not {NOT_DONE.get(name, 'deleted')}. Nothing changed.",
+                None,
+            )
         if name == "get_billing" and status in ("ok", "unavailable"):
             return answers.get_billing(args, result, label or "this period"), None
         if name == "billing_summary" and status == "unavailable":

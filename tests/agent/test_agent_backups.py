@@ -226,3 +226,26 @@ def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
     assert "a site named crumbs exists in tenant acme: give the deleted site a new_name" in (
         again.reply
     )
+
+
+def test_the_offline_planner_restores_the_backup_of_the_day_named(
+    chat: ChatFactory, admin_api: httpx.Client, memory_provider: MemoryProvider
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    site_id = _site_id(admin_api, "crumbs")
+    memory_provider.write_content(site_id, "database", "monday's posts")
+    with clock.travel(MONDAY_10):
+        monday = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["backup"]
+    memory_provider.write_content(site_id, "database", "tuesday's posts")
+    with clock.travel(TUESDAY_9):
+        _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
+        alice = chat("tenant", "acme", sub="alice", email="alice@acme.example")
+        asked = alice.say("restore crumbs to yesterday's backup")
+        assert [c["name"] for c in asked.proposed] == ["list_backups", "restore_site"]
+        assert asked.interrupt is not None
+        (action,) = asked.interrupt["actions"]
+        assert action["backup"] == monday["id"]  # not Tuesday's, the newer one
+        memory_provider.write_content(site_id, "database", "broken")
+        done = alice.resume(True)
+    assert "Restored **crumbs** to its manual backup of Monday 30 November 2026" in done.reply
+    assert memory_provider.content(site_id)["database"] == "monday's posts"

@@ -41,9 +41,10 @@ def test_settings_keep_secrets_write_only_and_admins_manage_users(
         expect(page).to_have_url(f"{url}/signin")  # the key leaves the address bar
         page.get_by_role("listitem").filter(has_text="alice").click()
         page.wait_for_url("**/dashboard")
-        # Keyboard only: into the tab list, arrows to Settings (Sites, Costs, Errors, Settings).
+        # Keyboard only: into the tab list, arrows to Settings (Sites, Backups, Costs, Errors,
+        # Settings).
         page.get_by_role("tab", name="Sites").focus()
-        for _ in range(3):
+        for _ in range(4):
             page.keyboard.press("ArrowRight")
         expect(page.get_by_role("tab", name="Settings")).to_be_focused()
         expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")

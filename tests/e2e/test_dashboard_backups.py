@@ -227,3 +227,46 @@ def test_a_viewer_sees_no_backup_actions_and_an_operator_no_download(
         assert refused.status_code == 403, (path, refused.text)
     assert len(_backups(admin_api)) == 1
     assert admin_api.get(f"{SITES}/crumbs/backup-policy").json()["customized"] is False
+
+
+def test_a_restore_asked_in_the_chat_dock_is_confirmed_on_its_card_and_shows_live(
+    browser: Browser,
+    chat_settings: ChatSettings,
+    admin_api: httpx.Client,
+    memory_provider: MemoryProvider,
+) -> None:
+    make_site(admin_api, "acme", "crumbs")
+    site_id = admin_api.get(f"{SITES}/crumbs").json()["id"]
+    memory_provider.write_content(site_id, "database", "the good posts")
+    _finish(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
+    (backup,) = _backups(admin_api)
+    memory_provider.write_content(site_id, "database", "a broken database")
+    at = datetime.fromisoformat(backup["created_at"])
+    with (
+        serve(create_chat_app(chat_settings)) as url,
+        backups_tab(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, panel),
+    ):
+        rows = panel.get_by_role("table", name="Backups of crumbs").locator("tbody tr")
+        expect(rows).to_have_count(1)
+        box = page.locator("aipress-chat textarea")
+        box.fill("restore crumbs to today's backup")
+        box.press("Enter")
+        card = page.get_by_role("alertdialog", name="Confirmation needed")
+        expect(card).to_contain_text(
+            f"Restore site crumbs of tenant acme to its manual backup of {at:%A} {at.day} "
+            f"{at:%B %Y at %H:%M} UTC ("
+        )
+        expect(card).to_contain_text("The site's database and wp-content are replaced")
+        expect(card.get_by_role("button", name="Cancel")).to_be_focused()
+        assert memory_provider.content(site_id)["database"] == "a broken database"
+        card.get_by_role("button", name="Confirm").click()
+        step = page.get_by_role("group", name="Restoring crumbs")
+        expect(step.locator(".spinner")).to_have_text("✓", timeout=30_000)
+        expect(step.get_by_role("list", name="Progress").locator("li")).to_have_count(
+            len(RESTORE_STEPS)
+        )
+        # The Backups tab follows the chat's restore: the backup of the site as it was.
+        expect(rows).to_have_count(2)
+        expect(rows.first.locator("td").nth(1)).to_have_text("pre-restore")
+        screenshot(page, "widget-confirm-restore")
+    assert memory_provider.content(site_id)["database"] == "the good posts"

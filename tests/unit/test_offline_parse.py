@@ -29,6 +29,13 @@ NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
         ("show me the admin password of crumbs", "secret", "crumbs"),
         ("crumbs logs", "query_logs", "crumbs"),
         ("make a blog named 'ann-blog'", "create_site", "ann-blog"),
+        ("back up crumbs", "backup_site", "crumbs"),
+        ("please back crumbs up", "backup_site", "crumbs"),
+        ("which backups does crumbs have?", "list_backups", "crumbs"),
+        ("restore crumbs to yesterday's backup", "restore_site", "crumbs"),
+        ("bring back the site I deleted yesterday", "undelete_site", None),
+        ("bring back crumbs", "undelete_site", "crumbs"),
+        ("restore the site I deleted", "undelete_site", None),
     ],
 )
 def test_intent_and_site(text: str, intent: str, site: str | None) -> None:
