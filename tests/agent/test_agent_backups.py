@@ -25,12 +25,13 @@ SITES = "/v1/tenants/acme/sites"
 
 def _wait(api: httpx.Client, response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 202, response.text
-    op_id = response.json()["operation"]["id"]
+    accepted: dict[str, Any] = response.json()
+    op_id = accepted["operation"]["id"]
     for _ in range(1000):
         operation: dict[str, Any] = api.get(f"/v1/operations/{op_id}").json()
         if operation["status"] in ("succeeded", "failed", "rolled_back"):
             assert operation["status"] == "succeeded", operation
-            return response.json()
+            return accepted
         time.sleep(0.01)
     raise AssertionError(f"operation {op_id} did not finish")
 
