@@ -130,7 +130,7 @@ def test_restore_asks_naming_the_backups_time_then_restores_after_a_backup_of_no
     }
 
 
-def test_a_viewer_is_refused_a_restore_and_a_backup_without_being_asked(
+def test_a_viewer_is_refused_a_restore_a_backup_and_an_undelete_without_being_asked(
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
@@ -138,7 +138,7 @@ def test_a_viewer_is_refused_a_restore_and_a_backup_without_being_asked(
     vera = _scripted(
         engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": backup["id"]}),
         ("backup_site", {"site": "crumbs"}), ("list_backups", {"site": "crumbs"}),
-        role="viewer", sub="vera",
+        ("undelete_site", {"site": "bakery"}), role="viewer", sub="vera",
     )  # fmt: skip
     refused = vera.say("restore crumbs")
     assert refused.interrupt is None and [r["status"] for r in refused.executed] == []
@@ -152,6 +152,11 @@ def test_a_viewer_is_refused_a_restore_and_a_backup_without_being_asked(
     assert len(admin_api.get(f"{SITES}/crumbs/backups").json()) == 1
     listed = vera.say("list crumbs's backups")  # reading is allowed
     assert [b["id"] for b in listed.executed[0]["data"]["backups"]] == [backup["id"]]
+    undelete = vera.say("bring back bakery")
+    assert undelete.interrupt is None and undelete.executed == []
+    assert "does not allow your role (viewer) to bring back deleted sites of tenant acme" in (
+        undelete.reply
+    )
 
 
 def test_a_restore_of_a_wrong_backup_is_not_asked(
