@@ -204,7 +204,17 @@ export class BackupsPanel {
     this.announce(`Downloading the backup of ${backupTime(backup.created_at)}.`);
   }
 
+  // Kept across redraws while the site, its policy and the caller's rights stay the same, so
+  // that an event arriving while the user edits the form does not wipe what they typed.
   policySection() {
+    const key = JSON.stringify([this.site, this.policy, this.current.allowed_actions.includes("backup")]);
+    if (this.policyNode && this.policyKey === key) return this.policyNode;
+    this.policyKey = key;
+    this.policyNode = this.drawPolicy();
+    return this.policyNode;
+  }
+
+  drawPolicy() {
     const p = this.policy;
     const heading = h("h3", { id: "backup-policy-heading" }, "Schedule and retention");
     const summary = p.enabled
@@ -227,6 +237,8 @@ export class BackupsPanel {
         this.policy = await this.api.cp("PUT", `${this.sitePath()}/backup-policy`, body);
         this.announce(`Backup policy of ${this.site} saved.`);
         this.render();
+        const save = this.container.querySelector("[data-key=policy-save]");
+        if (save) save.focus();
       } catch (failure) {
         if (failure.status === 401) { this.onUnauthorized(); return; }
         error.textContent = failure.errors.length ? failure.errors.map((x) => `${x.field.replace(/^body\./, "")}: ${x.message}`).join("; ") : failure.message;
