@@ -20,6 +20,7 @@ and two directory renames, the replaced copy kept as `<db>__previous` and
 
 from __future__ import annotations
 
+import errno
 import grp
 import hashlib
 import io
@@ -195,6 +196,63 @@ def tree_manifest(root: Path) -> tuple[str, int]:
     return _manifest_digest(lines), total
 
 
+# ---------------------------------------------------------------------------- mirror
+
+
+def mirror_tree(source: Path, target: Path) -> None:
+    """Make `target` a copy of the directory `source` that no link leads out of: walked by
+    file descriptor (a directory turned into a link mid-walk is not entered), regular files
+    hard-linked (copied across filesystems), links recreated as links, other kinds left out.
+    An empty `target` when `source` is missing or is not a directory."""
+    target.mkdir(mode=0o700)
+    if source.is_symlink() or not source.is_dir():
+        return
+    dir_times: list[tuple[Path, int, int]] = []
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(source, follow_symlinks=False):
+        into = target / os.path.relpath(dirpath, source)
+        top = os.fstat(dirfd)
+        if into != target:
+            into.mkdir(mode=0o700)
+        os.chown(into, top.st_uid, top.st_gid)
+        os.chmod(into, stat.S_IMODE(top.st_mode))
+        dir_times.append((into, top.st_atime_ns, top.st_mtime_ns))
+        entered: list[str] = []
+        for name in dirnames + filenames:
+            try:
+                info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    entered.append(name)
+                elif stat.S_ISREG(info.st_mode):
+                    _mirror_file(dirfd, name, into / name, info)
+                elif stat.S_ISLNK(info.st_mode):
+                    os.symlink(os.readlink(name, dir_fd=dirfd), into / name)
+                    os.chown(into / name, info.st_uid, info.st_gid, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # the live site removed it meanwhile
+        dirnames[:] = entered  # only what was a directory when looked at is walked into
+    for path, atime, mtime in reversed(dir_times):
+        os.utime(path, ns=(atime, mtime))
+
+
+def _mirror_file(dirfd: int, name: str, dest: Path, info: os.stat_result) -> None:
+    try:
+        # No AT_SYMLINK_FOLLOW: if the name became a link, the link is linked, not its target.
+        os.link(name, dest, src_dir_fd=dirfd, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+            return
+        with dest.open("xb") as out:
+            shutil.copyfileobj(source, out, CHUNK)
+    os.chown(dest, info.st_uid, info.st_gid)
+    os.chmod(dest, stat.S_IMODE(info.st_mode))
+    os.utime(dest, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
 # ---------------------------------------------------------------------------- the step
 
 
@@ -289,9 +347,18 @@ class BackupStep(LocalStep):
             DUMP_NAME,
             [*pending, f"{TAG_PART}={DATABASE}"],
         )
-        content = names.root / "htdocs" / CONTENT
-        source = content if content.is_dir() else self._empty_content(ctx.tenant_id)
-        files = repo.backup_dir(source, [*pending, f"{TAG_PART}={FILES}"])
+        # restic (root) walks by path, so a tenant who flips a directory of wp-content into a
+        # link while it runs gets root-only files into its backup: restic reads a root-only
+        # mirror instead, built by fd without following a link (files hard-linked).
+        stage = self._tenant_dir(ctx.tenant_id) / "stage" / ctx.site_id
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir(parents=True, mode=0o700)
+        try:
+            mirror_tree(names.root / "htdocs" / CONTENT, stage / CONTENT)
+            files = repo.backup_dir(stage / CONTENT, [*pending, f"{TAG_PART}={FILES}"])
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
         # Checked after writing: read back from the repository, as a restore would (restic
         # authenticates every blob it reads). No `restic check` here: it locks the whole
@@ -324,12 +391,6 @@ class BackupStep(LocalStep):
         log.info("backup.taken", site=ctx.site_id, backup=backup_id, size=record.size_bytes,
                  added=record.added_bytes)  # fmt: skip
         return record
-
-    def _empty_content(self, tenant_id: str) -> Path:
-        """An empty wp-content (root-only) for a site whose files are already gone."""
-        empty = self._tenant_dir(tenant_id) / "empty" / CONTENT
-        empty.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return empty
 
     def _database_exists(self, name: str) -> bool:
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
@@ -515,7 +576,8 @@ class BackupStep(LocalStep):
     def _own(tree: Path, user: str) -> None:
         """Give the restored files to the site's user, as its own files were (group
         www-data, what wp-content's setgid bit gives); root's files (the hard-linked default
-        theme) stay root's. Mode bits are put back after the chown, which clears set-id."""
+        theme) stay root's. Mode bits are put back after the chown, set-uid and set-gid
+        of files left off."""
         uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam("www-data").gr_gid
         paths = [tree]
         for dirpath, dirnames, filenames in os.walk(tree):
@@ -526,7 +588,12 @@ class BackupStep(LocalStep):
                 continue
             os.chown(path, uid, gid, follow_symlinks=False)
             if not stat.S_ISLNK(info.st_mode):
-                os.chmod(path, stat.S_IMODE(info.st_mode))
+                mode = stat.S_IMODE(info.st_mode)
+                if not stat.S_ISDIR(info.st_mode):
+                    # A set-gid file given group www-data would let the site's code run as
+                    # that group (other sites' files); set-uid gives it nothing it needs.
+                    mode &= ~(stat.S_ISUID | stat.S_ISGID)
+                os.chmod(path, mode)
 
     def _rewrite(self, ctx: SiteContext, schema: str, old: str, new: str) -> None:
         """Replace the backup's site URL with this site's in the staged schema: the PHP
