@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.providers.local import backups
 from controlplane.providers.local.backups import BackupStep, mirror_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -72,7 +71,7 @@ def test_a_directory_turned_into_a_link_mid_walk_is_not_entered(
             (source / "a").symlink_to(secret)
         return result
 
-    monkeypatch.setattr(backups.os, "stat", stat_then_flip)
+    monkeypatch.setattr(os, "stat", stat_then_flip)
     target = tmp_path / "stage" / "wp-content"
     target.parent.mkdir()
     mirror_tree(source, target)
