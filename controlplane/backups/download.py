@@ -29,11 +29,14 @@ def _key(keyring: Keyring, key_id: str) -> bytes:
     return hmac.new(secret, PURPOSE, hashlib.sha256).digest()
 
 
-def sign(keyring: Keyring, *, tenant_id: str, backup_id: str, expires_at: datetime) -> str:
-    """A token for downloading `backup_id` of `tenant_id` until `expires_at`."""
+def sign(
+    keyring: Keyring, *, tenant_id: str, backup_id: str, user: str, expires_at: datetime
+) -> str:
+    """A token for `user` downloading `backup_id` of `tenant_id` until `expires_at`."""
     claims = {
         "b": backup_id,
         "t": tenant_id,
+        "u": user,
         "exp": int(expires_at.timestamp()),
         "k": keyring.active_key_id,
     }
@@ -43,13 +46,14 @@ def sign(keyring: Keyring, *, tenant_id: str, backup_id: str, expires_at: dateti
     return f"{payload}.{mac.hexdigest()}"
 
 
-def verify(keyring: Keyring, token: str, *, now: datetime) -> tuple[str, str]:
-    """(tenant id, backup id) of a valid token; BadLink otherwise."""
+def verify(keyring: Keyring, token: str, *, now: datetime) -> tuple[str, str, str]:
+    """(tenant id, backup id, user) of a valid token; BadLink otherwise."""
     payload, _, signature = token.partition(".")
     try:
         text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         claims = json.loads(text)
         key_id, tenant_id, backup_id = str(claims["k"]), str(claims["t"]), str(claims["b"])
+        user = str(claims["u"])
         expires = int(claims["exp"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise BadLink("the link is malformed") from exc
@@ -58,4 +62,4 @@ def verify(keyring: Keyring, token: str, *, now: datetime) -> tuple[str, str]:
         raise BadLink("the link's signature does not match")
     if now.timestamp() >= expires:
         raise BadLink("the link has expired: ask for a new one")
-    return tenant_id, backup_id
+    return tenant_id, backup_id, user

@@ -14,10 +14,10 @@ from controlplane.crypto import Keyring
 from controlplane.engine.backup_steps import new_backup
 from controlplane.errors import Conflict
 from controlplane.kernel import clock
-from controlplane.kernel.identity import Principal
+from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
-from controlplane.models import Backup, BackupPolicy, Operation, Site
-from controlplane.permissions import Action, NotVisible
+from controlplane.models import Backup, BackupPolicy, Operation, Site, Tenant, User
+from controlplane.permissions import Action, NotVisible, is_allowed
 from controlplane.schemas import (
     BackupDownloadLink,
     BackupPolicyRead,
@@ -25,7 +25,7 @@ from controlplane.schemas import (
     BackupRead,
 )
 from controlplane.services.sites import get_site, start_change
-from controlplane.services.tenants import get_visible_tenant
+from controlplane.services.tenants import DELETED, get_visible_tenant
 from controlplane.settings import Settings
 
 PRE_CHANGE = (
@@ -275,7 +275,8 @@ def create_download_link(
     if backup.status != BackupStatus.SUCCEEDED:
         raise Conflict(f"backup {backup_id!r} is {backup.status}; only a succeeded one downloads")
     expires = (now or clock.now()).replace(microsecond=0) + timedelta(seconds=ttl_seconds)
-    token = download.sign(keyring, tenant_id=tenant_id, backup_id=backup.id, expires_at=expires)
+    token = download.sign(keyring, tenant_id=tenant_id, backup_id=backup.id,
+                          user=principal.sub, expires_at=expires)  # fmt: skip
     audit.record(
         session,
         principal=principal,
@@ -291,11 +292,28 @@ def create_download_link(
 def open_download(
     session: Session, *, keyring: Keyring, token: str, now: datetime | None = None
 ) -> Backup:
-    """The backup a valid link names; NotVisible (404) for a bad, expired or stale link."""
+    """The backup a valid link names; NotVisible (404) for a bad, expired or stale link, or
+    one whose user may no longer download the tenant's backups (the tenant deleted, or an
+    admin changed the user's role or tenants since the link was made)."""
     try:
-        tenant_id, backup_id = download.verify(keyring, token, now=now or clock.now())
+        tenant_id, backup_id, uid = download.verify(keyring, token, now=now or clock.now())
     except download.BadLink as exc:
         raise NotVisible(f"download link not valid: {exc}") from exc
+    tenant = session.get(Tenant, tenant_id)
+    user = session.get(User, uid)
+    if (
+        tenant is None
+        or tenant.status == DELETED
+        or (
+            user is not None
+            and not is_allowed(
+                Principal(uid, Role(user.role), tenants=frozenset(user.tenants)),
+                Action.DOWNLOAD_BACKUPS,
+                tenant_id,
+            )
+        )
+    ):
+        raise NotVisible("download link not valid: its user may no longer download it")
     backup = session.get(Backup, backup_id)
     if backup is None or backup.tenant_id != tenant_id or backup.status != BackupStatus.SUCCEEDED:
         raise NotVisible("download link not valid: the backup is gone")

@@ -354,6 +354,29 @@ def test_the_owner_downloads_a_backup_by_an_expiring_link(
     assert expired.status_code == 404 and "expired" in expired.json()["detail"]
 
 
+def test_a_download_link_dies_with_its_users_access(
+    client: TestClient, auth: AuthHeaders, owner: dict[str, str]
+) -> None:
+    _tenant(client, auth, "other")
+    backup = _backup(client, owner)
+    path = f"{SITES}/crumbs/backups/{backup['id']}/download-link"
+    url = client.post(path, headers=owner).json()["url"]
+    kept = client.post(path, headers=owner).json()["url"]
+    assert client.get(url).status_code == 200
+    # An admin moves the user off the tenant: links made before stop at once, not at expiry.
+    moved = client.put(
+        "/v1/users/tenant-user", json={"role": "tenant", "tenants": ["other"]},
+        headers=auth("admin"),
+    )  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    gone = client.get(url)
+    assert gone.status_code == 404 and "may no longer download" in gone.json()["detail"]
+    # Given the tenant back, the same link works again until it expires.
+    client.put("/v1/users/tenant-user", json={"role": "tenant", "tenants": ["acme"]},
+               headers=auth("admin"))  # fmt: skip
+    assert client.get(kept).status_code == 200
+
+
 def test_the_cli_backs_up_restores_and_sets_the_policy(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
