@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -148,7 +149,10 @@ def screenshot(page: Page, name: str) -> Path:
 
 
 def keep(path: Path, docs_name: str) -> None:
-    """Copy a screenshot to docs/screenshots (the README shows them)."""
+    """Copy a screenshot to docs/screenshots (the README shows them) when asked to with
+    AIPRESS_UPDATE_SCREENSHOTS=1: a test run leaves the working tree as it was."""
+    if os.environ.get("AIPRESS_UPDATE_SCREENSHOTS") != "1":
+        return
     target = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / docs_name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
