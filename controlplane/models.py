@@ -378,6 +378,10 @@ class Backup(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last trial restore beside the site (verify_backup), whatever its outcome: the
+    # round's sample takes the backups tried longest ago; the error says why one failed.
+    sample_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    verification_error: Mapped[str | None] = mapped_column(Text, default=None)
     # When the site was deleted: the deleted-site retention counts from here.
     site_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     forgotten_at: Mapped[datetime | None] = mapped_column(default=None)

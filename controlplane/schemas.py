@@ -407,6 +407,12 @@ class BackupRead(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     verified_at: datetime | None = Field(description="When its checksums were last checked")
+    sample_checked_at: datetime | None = Field(
+        default=None, description="When it was last restored beside its site and compared"
+    )
+    verification_error: str | None = Field(
+        default=None, description="Why its last trial restore failed; None: it passed"
+    )
     size_bytes: int | None = Field(description="The whole backup: database dump and files")
     added_bytes: int | None = Field(description="What it added to storage (deduplicated)")
     error: str | None

@@ -138,6 +138,8 @@ class Settings(SharedSettings):
     deleted_site_retention_days: float = Field(default=30, ge=0)
     pre_change_backup_retention_days: float = Field(default=30, ge=0)
     backup_download_ttl_seconds: int = Field(default=900, ge=30, le=3_600)
+    # Each round restores this many sites' newest backups beside them and compares them.
+    backup_verify_per_round: int = Field(default=2, ge=0, le=100)
     # One-click wp-admin: how long a sign-in link stays valid (it is also single-use).
     admin_login_ttl_seconds: int = Field(default=60, ge=5, le=300)
 

@@ -1,15 +1,20 @@
-"""One backup round: start the scheduled backup of every site whose hour has come today, then
-prune what is kept no longer (deleted sites' backups, old pre-change ones).
+"""One backup round: start the scheduled backup of every site whose hour has come today, start
+the trial restore of a sample of backups, then prune what is kept no longer (deleted sites'
+backups, old pre-change ones).
 
 A site is due once per UTC day: when its policy is on, its hour has passed and it has no
 scheduled backup dated today yet. A site busy with another change is tried again next round.
 Retention of scheduled backups runs as the last step of each backup operation.
+
+The sample: up to `backup_verify_per_round` ready sites no change holds, whose newest
+succeeded backup was never tried (or tried longest ago); each is restored beside its site
+and compared (the verify_backup kind), the live site untouched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +30,7 @@ from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from controlplane.models import Backup, BackupPolicy, Site
 from controlplane.permissions import NotVisible
 from controlplane.platform import Platform
-from controlplane.services.backups import PRE_CHANGE, start_backup
+from controlplane.services.backups import PRE_CHANGE, start_backup, start_verify
 
 log = get_logger("aipress.backups")
 SCHEDULER = Principal("backup-scheduler", Role.ADMIN)
@@ -38,6 +43,8 @@ class RoundResult:
     started: dict[str, str] = field(default_factory=dict)  # site name -> operation id
     busy: list[str] = field(default_factory=list)  # due, but another change held the site
     pruned: list[str] = field(default_factory=list)  # backup ids forgotten
+    # site name -> (backup id, operation id) of the trial restores started
+    verifying: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,59 @@ def start_due(platform: Platform, now: datetime) -> RoundResult:
     return result
 
 
+@dataclass(frozen=True)
+class SampleBackup:
+    """A site's newest backup, picked for a trial restore."""
+
+    tenant_id: str
+    site_name: str
+    backup_id: str
+
+
+def verify_sample(session: Session, limit: int) -> list[SampleBackup]:
+    """The newest succeeded backup of each ready, free site, those never tried first, then
+    those tried longest ago (ties by site id): at most `limit`."""
+    newest: dict[str, tuple[str, datetime | None]] = {}
+    for site_id, backup_id, checked in session.execute(
+        select(Backup.site_id, Backup.id, Backup.sample_checked_at)
+        .join(Site, Site.id == Backup.site_id)
+        .where(
+            Backup.status == BackupStatus.SUCCEEDED,
+            Backup.site_deleted_at.is_(None),
+            Site.status == "ready",
+            Site.current_operation_id.is_(None),
+        )
+        .order_by(Backup.site_id, Backup.created_at.desc(), Backup.id)
+    ):
+        newest.setdefault(site_id, (backup_id, checked))
+    never = datetime.min.replace(tzinfo=UTC)
+    order = sorted(newest.items(), key=lambda item: (item[1][1] or never, item[0]))[:limit]
+    names = {
+        site_id: (tenant_id, name)
+        for site_id, tenant_id, name in session.execute(
+            select(Site.id, Site.tenant_id, Site.name).where(Site.id.in_([s for s, _ in order]))
+        )
+    }
+    return [SampleBackup(*names[site_id], backup_id) for site_id, (backup_id, _) in order]
+
+
+def start_verifications(platform: Platform, result: RoundResult) -> None:
+    """Start the trial restore of this round's sample (a site taken since is skipped)."""
+    with platform.sessions() as session:
+        sample = verify_sample(session, platform.settings.backup_verify_per_round)
+    for picked in sample:
+        with platform.sessions() as session:
+            try:
+                _backup, op = start_verify(
+                    session, principal=SCHEDULER, tenant_id=picked.tenant_id,
+                    site=picked.site_name, backup_id=picked.backup_id,
+                )  # fmt: skip
+            except (Conflict, NotVisible):
+                continue
+        platform.engine.submit(op.id)
+        result.verifying[picked.site_name] = (picked.backup_id, op.id)
+
+
 def prune(platform: Platform, now: datetime) -> list[str]:
     """Forget deleted sites' backups past `deleted_site_retention_days` and pre-change ones
     past `pre_change_backup_retention_days`: removed from storage, their rows marked."""
@@ -153,7 +213,8 @@ def run_round(platform: Platform, now: datetime | None = None) -> RoundResult:
     """Start the due scheduled backups, then prune; `now` defaults to the platform clock."""
     at = now or clock.now()
     result = start_due(platform, at)
+    start_verifications(platform, result)
     result.pruned = prune(platform, at)
     log.info("backup.round", started=len(result.started), busy=len(result.busy),
-             pruned=len(result.pruned))  # fmt: skip
+             verifying=len(result.verifying), pruned=len(result.pruned))  # fmt: skip
     return result

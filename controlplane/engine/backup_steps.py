@@ -1,5 +1,5 @@
-"""The steps of backing up and restoring a site: backup_site, restore_site, the delete's
-backup and the last step of a create from a backup.
+"""The steps of backing up, restoring and verifying a site's backups: backup_site,
+restore_site, verify_backup, the delete's backup and the last step of a create from a backup.
 
 Every Backup row is made when its operation is recorded, so its id is fixed before any step
 runs: the provider's `backup(ctx, id)` finds what an earlier (killed) try wrote instead of
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from controlplane.backups import retention
 from controlplane.backups.policy import effective_policy
 from controlplane.engine.context import Work
-from controlplane.engine.provider import BackupRecord
+from controlplane.engine.provider import BackupInvalid, BackupRecord
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from controlplane.models import Backup, Site, new_id, utcnow
@@ -244,3 +244,53 @@ def restore_into_new_site(work: Work) -> None:
     work.provider.wordpress.ensure(ctx)
     work.provider.backups.discard_previous(ctx)
     work.provider.backups.unstage(ctx)
+
+
+# ----------------------------------------------------------------- verify_backup (a sample)
+
+
+def trial_stage(work: Work) -> None:
+    """The backup restored beside its site (side schema, side directory; nothing visitors
+    see changes), checked against its checksums. A backup that does not match is marked as
+    failing verification here (committed: the runner rolls the step's session back)."""
+    backup = _row(work, "backup")
+    record = record_of(backup)
+    ctx = work.site_context()
+    work.provider.backups.check_space(ctx, record)
+    try:
+        work.provider.backups.stage(ctx, record, None)
+    except BackupInvalid as exc:
+        backup.verification_error = str(exc)[:2000]
+        backup.sample_checked_at = utcnow()
+        work.session.commit()
+        raise
+
+
+def compare(work: Work) -> None:
+    """The staged copy matched the backup's record: mark the backup verified.
+
+    The providers record checksums only (of the dump and of the files), not table lists or
+    row counts, so the comparison is the checksum check `stage` made of what it staged."""
+    backup = _row(work, "backup")
+    now = utcnow()
+    backup.verified_at = now
+    backup.sample_checked_at = now
+    backup.verification_error = None
+    log.info("backup.verified", site=backup.site_name, backup_id=backup.id)
+
+
+def _verify_ended(work: Work) -> None:
+    """A verification that did not pass: the site is free again (it was never touched), and
+    a warning says whether the backup failed or the check could not run."""
+    backup = _row(work, "backup")
+    work.the_site().current_operation_id = None
+    if backup.verification_error:
+        log.warning("backup.verification_failed", site=backup.site_name, backup_id=backup.id,
+                    error=backup.verification_error[:300])  # fmt: skip
+    else:
+        log.warning("backup.verification_not_run", site=backup.site_name, backup_id=backup.id,
+                    error=(work.operation.error or "")[:300])  # fmt: skip
+
+
+verify_rolled_back = _verify_ended
+verify_failed = _verify_ended

@@ -263,6 +263,25 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             failed=site_steps.broken,
             rolled_back=backup_steps.not_restored,
         ),
+        # A trial restore beside the live site (never swapped in): the backup round's
+        # sample. Holds the site's claim, so no restore stages beside it at the same time.
+        KindSpec(
+            kind=OperationKind.VERIFY_BACKUP,
+            steps=(
+                StepSpec(
+                    "stage",
+                    do=backup_steps.trial_stage,
+                    undo=backup_steps.unstage,
+                    timeout_seconds=3600.0,
+                ),
+                StepSpec("compare", do=backup_steps.compare),
+                StepSpec("unstage", do=backup_steps.unstage),
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            succeeded=site_steps.released,
+            failed=backup_steps.verify_failed,
+            rolled_back=backup_steps.verify_rolled_back,
+        ),
     )
 }
 

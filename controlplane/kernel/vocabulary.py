@@ -24,6 +24,8 @@ class OperationKind(StrEnum):
     BACKUP_SITE = "backup_site"
     # A backup put back in place of the live site (a pre-restore backup taken first).
     RESTORE_SITE = "restore_site"
+    # A backup restored beside its site (never over it) and checked: the scheduled sample.
+    VERIFY_BACKUP = "verify_backup"
 
 
 class BackupKind(StrEnum):
@@ -118,6 +120,7 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.APPLY_ENV: "Apply env vars",
     OperationKind.BACKUP_SITE: "Back up site",
     OperationKind.RESTORE_SITE: "Restore site",
+    OperationKind.VERIFY_BACKUP: "Verify backup",
 }
 
 

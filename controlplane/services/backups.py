@@ -58,6 +58,8 @@ def to_read(backup: Backup, settings: Settings) -> BackupRead:
         created_at=backup.created_at,
         finished_at=backup.finished_at,
         verified_at=backup.verified_at,
+        sample_checked_at=backup.sample_checked_at,
+        verification_error=backup.verification_error,
         size_bytes=backup.size_bytes,
         added_bytes=backup.added_bytes,
         error=backup.error,
@@ -197,6 +199,42 @@ def start_restore(
     pre = session.get(Backup, made[0].id)
     assert restored is not None and pre is not None  # committed with the operation
     return claimed, restored, pre, op
+
+
+def start_verify(
+    session: Session, *, principal: Principal, tenant_id: str, site: str, backup_id: str
+) -> tuple[Backup, Operation]:
+    """Start restoring a backup beside its (ready) site and comparing it; the live site is
+    never touched, and the site is claimed so no restore stages at the same time."""
+    backup = get_backup(
+        session, principal=principal, tenant_id=tenant_id, site=site, backup_id=backup_id,
+        action=Action.BACKUP_SITES,
+    )  # fmt: skip
+    target = get_site(
+        session, principal=principal, tenant_id=tenant_id, name=site, action=Action.BACKUP_SITES
+    )
+    if backup.site_id != target.id or backup.status != BackupStatus.SUCCEEDED:
+        raise Conflict(
+            f"backup {backup_id!r} is {backup.status} and of site id {backup.site_id}; only a "
+            f"succeeded backup of the live site {site!r} can be verified"
+        )
+
+    def record(_claimed: Site, op: Operation) -> None:
+        op.params = {**op.params, "backup": backup_id}
+
+    _site, op = start_change(
+        session,
+        principal=principal,
+        tenant_id=tenant_id,
+        name=site,
+        kind=OperationKind.VERIFY_BACKUP,
+        allowed_from=("ready",),
+        action=Action.BACKUP_SITES,
+        prepare=record,
+    )
+    verified = session.get(Backup, backup_id)
+    assert verified is not None
+    return verified, op
 
 
 def policy_read(session: Session, site: Site) -> BackupPolicyRead:
