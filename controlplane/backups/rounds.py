@@ -27,7 +27,7 @@ from controlplane.kernel import clock
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus
-from controlplane.models import Backup, BackupPolicy, Site
+from controlplane.models import Backup, BackupPolicy, Operation, Site
 from controlplane.permissions import NotVisible
 from controlplane.platform import Platform
 from controlplane.services.backups import PRE_CHANGE, start_backup, start_verify
@@ -116,9 +116,11 @@ class SampleBackup:
     backup_id: str
 
 
-def verify_sample(session: Session, limit: int) -> list[SampleBackup]:
-    """The newest succeeded backup of each ready, free site, those never tried first, then
-    those tried longest ago (ties by site id): at most `limit`."""
+def verify_sample(
+    session: Session, limit: int, skip: frozenset[str] = frozenset()
+) -> list[SampleBackup]:
+    """The newest succeeded backup of each ready, free site (but those in `skip`), those
+    never tried first, then those tried longest ago (ties by site id): at most `limit`."""
     newest: dict[str, tuple[str, datetime | None]] = {}
     for site_id, backup_id, checked in session.execute(
         select(Backup.site_id, Backup.id, Backup.sample_checked_at)
@@ -131,7 +133,8 @@ def verify_sample(session: Session, limit: int) -> list[SampleBackup]:
         )
         .order_by(Backup.site_id, Backup.created_at.desc(), Backup.id)
     ):
-        newest.setdefault(site_id, (backup_id, checked))
+        if site_id not in skip:
+            newest.setdefault(site_id, (backup_id, checked))
     never = datetime.min.replace(tzinfo=UTC)
     order = sorted(newest.items(), key=lambda item: (item[1][1] or never, item[0]))[:limit]
     names = {
@@ -144,9 +147,17 @@ def verify_sample(session: Session, limit: int) -> list[SampleBackup]:
 
 
 def start_verifications(platform: Platform, result: RoundResult) -> None:
-    """Start the trial restore of this round's sample (a site taken since is skipped)."""
+    """Start the trial restore of this round's sample: not of a site whose backup this round
+    started (whether that backup already ended must not change the sample)."""
     with platform.sessions() as session:
-        sample = verify_sample(session, platform.settings.backup_verify_per_round)
+        backed_up = frozenset(
+            site_id
+            for site_id in session.scalars(
+                select(Operation.site_id).where(Operation.id.in_(list(result.started.values())))
+            )
+            if site_id is not None
+        )
+        sample = verify_sample(session, platform.settings.backup_verify_per_round, skip=backed_up)
     for picked in sample:
         with platform.sessions() as session:
             try:

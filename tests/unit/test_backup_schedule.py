@@ -64,10 +64,10 @@ def _site(platform: Platform, name: str, **policy: object) -> str:
 
 
 def _round(platform: Platform, at: datetime) -> RoundResult:
-    """One round at `at`, waiting for the backups it started."""
+    """One round at `at`, waiting for the backups and trial restores it started."""
     with clock.travel(at):
         result = run_round(platform)
-        for op_id in result.started.values():
+        for op_id in [*result.started.values(), *(op for _b, op in result.verifying.values())]:
             platform.engine.wait(op_id, timeout=20)
     return result
 
