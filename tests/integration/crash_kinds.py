@@ -22,7 +22,7 @@ from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKi
 from controlplane.models import Backup, Operation, Tenant
 from controlplane.platform import Platform
 from controlplane.schemas import EnvVarWrite, SiteCreate, TenantCreate
-from controlplane.services.backups import start_backup, start_restore
+from controlplane.services.backups import start_backup, start_restore, start_verify
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
 from controlplane.services.sites import create_site, delete_site, get_site, set_serving
@@ -138,6 +138,21 @@ def start_restore_site(
         return site.id, op.id
 
 
+def start_verify_backup(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """A trial restore of the site's manual backup beside it (the site changed since)."""
+    with platform.sessions() as session:
+        backup_id = session.scalar(
+            select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
+        )
+        assert backup_id is not None, "the scenario's site has no backup"
+        backup, op = start_verify(
+            session, principal=admin, tenant_id=tenant, site=name, backup_id=backup_id
+        )
+        return backup.site_id, op.id
+
+
 COPY = "copy"  # the site a create from the victim's backup makes
 
 
@@ -214,6 +229,20 @@ def restored_exactly(home: Path, site_id: str, operation_id: str) -> None:
     assert stored[pre[0].id]["content"]["database"] == CHANGED
 
 
+def verified_beside(home: Path, site_id: str, operation_id: str) -> None:
+    """The backup passed its trial restore; the live site kept its changed content, out of
+    maintenance, with nothing staged or kept aside, and no backup was taken."""
+    state = _state(home)
+    assert state["live"][site_id]["database"] == CHANGED, state["live"]
+    assert site_id not in state["maintenance"], state
+    assert site_id not in state["staged"] and site_id not in state["previous"], state
+    rows, op = _backups(home, operation_id)
+    (checked,) = [b for b in rows if b.id == op.params["backup"]]
+    assert checked.sample_checked_at is not None and checked.verification_error is None
+    assert checked.verified_at == checked.sample_checked_at, checked.__dict__
+    assert set(state["store"]["crash"]) == {b.id for b in rows} == {checked.id}
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One kind's crash scenario: its start, the site it needs, the state it ends in."""
@@ -249,5 +278,8 @@ SCENARIOS: dict[OperationKind, Scenario] = {
     # "backed_up": ready, backed up with BACKED_UP, then changed to CHANGED.
     OperationKind.RESTORE_SITE: Scenario(
         start_restore_site, "backed_up", "ready", {}, check=restored_exactly
+    ),
+    OperationKind.VERIFY_BACKUP: Scenario(
+        start_verify_backup, "backed_up", "ready", {}, check=verified_beside
     ),
 }
