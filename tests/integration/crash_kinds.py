@@ -182,7 +182,11 @@ def start_create_from_backup(
 
 
 # Worker modes that start something other than a kind's plain scenario.
-EXTRA_STARTERS: dict[str, Starter] = {"create_from_backup": start_create_from_backup}
+EXTRA_STARTERS: dict[str, Starter] = {
+    "create_from_backup": start_create_from_backup,
+    # The same trial restore of a backup corrupted in storage: it must fail verification.
+    "verify_corrupted": start_verify_backup,
+}
 
 
 def _state(home: Path) -> dict[str, Any]:

@@ -44,8 +44,8 @@ from controlplane.db import make_engine, make_sessionmaker
 from controlplane.engine.catalogue import CATALOGUE
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import ACTIVE_STATUSES, OperationKind
-from controlplane.models import Credential, Domain, Operation, OperationEvent, Site
-from controlplane.platform import build_platform
+from controlplane.models import Backup, Credential, Domain, Operation, OperationEvent, Site
+from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests.integration import crash_worker
@@ -54,6 +54,7 @@ from tests.integration.crash_kinds import (
     CHANGED,
     COPY,
     ENV_SECRET,
+    EXTRA_STARTERS,
     SCENARIOS,
     start_create_from_backup,
 )
@@ -345,6 +346,14 @@ def assert_all_or_nothing(home: Path, site_id: str, operation_id: str, kind: str
 ADMIN = Principal("crash-admin", Role.ADMIN, email=crash_worker.ADMIN_EMAIL)
 
 
+def prepare_backed_up(platform: Platform, provider: MemoryProvider, site_id: str) -> None:
+    """The site backed up with BACKED_UP, then changed to CHANGED."""
+    provider.write_content(site_id, "database", BACKED_UP)
+    _site_id, op_id = SCENARIOS[OperationKind.BACKUP_SITE].start(platform, ADMIN, TENANT, SITE)
+    platform.engine.run(op_id)
+    provider.write_content(site_id, "database", CHANGED)
+
+
 def prepare_site(home: Path, needs: str | None, *, seen: list[str] | None = None) -> None:
     """Build in this process the site a kind's scenario starts from (nothing, ready, stopped).
 
@@ -365,12 +374,12 @@ def prepare_site(home: Path, needs: str | None, *, seen: list[str] | None = None
             )
             platform.engine.run(op_id)
         if needs == "backed_up":
-            provider.write_content(site_id, "database", BACKED_UP)
-            _site_id, op_id = SCENARIOS[OperationKind.BACKUP_SITE].start(
-                platform, ADMIN, TENANT, SITE
-            )
-            platform.engine.run(op_id)
-            provider.write_content(site_id, "database", CHANGED)
+            prepare_backed_up(platform, provider, site_id)
+        if needs == "corrupted":  # backed up as above, then its stored bytes changed
+            prepare_backed_up(platform, provider, site_id)
+            with platform.sessions() as session:
+                (backup_id,) = session.scalars(select(Backup.id))
+            provider.corrupt(TENANT, backup_id)
     finally:
         platform.close()
 
@@ -388,6 +397,7 @@ def kind_of(mode: str) -> OperationKind:
         "create": OperationKind.CREATE_SITE,
         "delete": OperationKind.DELETE_SITE,
         "create_from_backup": OperationKind.CREATE_SITE,
+        "verify_corrupted": OperationKind.VERIFY_BACKUP,
     }
     return named.get(mode) or OperationKind(mode)
 
@@ -396,6 +406,8 @@ def needs_of(mode: str) -> str | None:
     """What the site must be before the worker's operation starts."""
     if mode == "create_from_backup":
         return "backed_up"  # the site whose backup the new one is made from
+    if mode == "verify_corrupted":
+        return "corrupted"
     return SCENARIOS[kind_of(mode)].needs
 
 
@@ -748,6 +760,61 @@ def test_failing_restore_killed_at_boundary_puts_the_site_back(crashed: Crashed)
     assert crashed.site_id not in state["staged"], state
     assert crashed.site_id not in state["previous"], state
     assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
+
+
+# --- a trial restore of a corrupted backup: killed at every boundary, rolled back ------------
+
+FAILING_VERIFY_BOUNDARIES = [
+    "before:stage",
+    *(f"{when}:stage" for when in UNDO),
+]
+
+
+def test_failing_verify_boundaries_match_the_engine(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    prepare_site(home, "corrupted")
+    seen: list[str] = []
+    provider = MemoryProvider(state_file=home / STATE_FILE)
+    platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
+    try:
+        _site_id, op_id = EXTRA_STARTERS["verify_corrupted"](platform, ADMIN, TENANT, SITE)
+        platform.engine.run(op_id)
+    finally:
+        platform.close()
+    assert seen == FAILING_VERIFY_BOUNDARIES
+
+
+@pytest.mark.parametrize(
+    "case", [Case("verify_corrupted", b) for b in FAILING_VERIFY_BOUNDARIES], ids=str
+)
+def test_failing_verify_killed_at_boundary_marks_the_backup_and_touches_nothing(
+    crashed: Crashed,
+) -> None:
+    """The backup is marked as failing verification; the live site exactly as it was."""
+    recovered = restart(crashed.home)
+
+    assert recovered == crashed.run.operation_ids
+    db = make_engine(make_settings(crashed.home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, crashed.operation_id)
+            site = session.get(Site, crashed.site_id)
+            assert op is not None and site is not None
+            backup = session.get(Backup, op.params["backup"])
+            assert backup is not None
+            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
+                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
+            assert op.status == "rolled_back", summary
+            assert "does not match its checksums" in (backup.verification_error or ""), summary
+            assert backup.sample_checked_at is not None, summary
+            assert site.status == "ready" and site.current_operation_id is None, summary
+    finally:
+        db.dispose()
+    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    assert state["live"][crashed.site_id]["database"] == CHANGED, state
+    assert crashed.site_id not in state["maintenance"], state
+    assert crashed.site_id not in state["staged"], state
+    assert crashed.site_id not in state["previous"], state
 
 
 # --- a create from a backup (the undelete's shape): killed at every boundary, resumed -------
