@@ -1,7 +1,7 @@
 """Backups through the control plane on the real local stack (MariaDB, PHP-FPM, nginx,
 WordPress): back up, break the site (a dropped table, a deleted upload, a fatal plugin),
-restore in place; and the undelete: a deleted site made again from its backup under a new
-name, its address rewritten."""
+restore in place; the undelete: a deleted site made again from its backup under a new
+name, its address rewritten; and a trial restore beside the site (verify_backup)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from controlplane.backups.rounds import SCHEDULER
+from controlplane.models import Backup
+from controlplane.services.backups import start_verify
 from tests.conftest import wait_for_operation
 from tests.dns_server import TxtServer
 from tests.integration.test_local_backups import _host, _php, _write_as_site
@@ -95,3 +98,52 @@ def test_undelete_under_a_new_name_rewrites_the_address(local: LocalEnv) -> None
     content = _php(local, "shop-again", "foreach (get_posts() as $p) echo $p->post_content;")
     assert f"see {new['preview_url']}about/" in content
     assert old["preview_url"] not in content
+
+
+def _verify(local: LocalEnv, name: str, backup_id: str) -> dict[str, Any]:
+    """A trial restore of the backup beside the site, as the backup round starts one."""
+    platform = local.client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        _backup, op = start_verify(
+            session, principal=SCHEDULER, tenant_id="acme", site=name, backup_id=backup_id
+        )
+        op_id = op.id
+    platform.engine.submit(op_id)
+    return wait_for_operation(local.client, op_id, local.admin, timeout=300)
+
+
+def test_a_trial_restore_checks_a_backup_beside_the_site_and_leaves_it_as_it_is(
+    local: LocalEnv,
+) -> None:
+    local.create("deli", title="Deli Checked")
+    taken = _run(local, local.client.post(f"{SITES}/deli/backups", headers=local.admin))
+    backup_id = taken["backup"]["id"]
+    later = "A post written after the backup"
+    _php(local, "deli", f"wp_insert_post(['post_title' => '{later}', 'post_status' => 'publish']);")
+
+    good = _verify(local, "deli", backup_id)
+
+    assert good["status"] == "succeeded", good
+    row = local.client.get(f"{SITES}/deli/backups/{backup_id}", headers=local.admin).json()
+    assert row["sample_checked_at"] and row["verification_error"] is None, row
+    assert row["verified_at"] == row["sample_checked_at"], row
+    assert later in _post_titles(local, "deli")  # the live site was never replaced
+    home = local.site_get(_host("deli"))
+    assert home.status_code == 200 and "Deli Checked" in home.text
+
+    # A record that no longer matches what storage holds (as a corrupted dump would not).
+    platform = local.client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        backup = session.get(Backup, backup_id)
+        assert backup is not None
+        backup.checksums = {**backup.checksums, "database": "0" * 64}
+        session.commit()
+    bad = _verify(local, "deli", backup_id)
+
+    assert bad["status"] == "rolled_back", bad
+    row = local.client.get(f"{SITES}/deli/backups/{backup_id}", headers=local.admin).json()
+    assert row["verification_error"], row
+    assert later in _post_titles(local, "deli")
+    home = local.site_get(_host("deli"))
+    assert home.status_code == 200 and "Deli Checked" in home.text
+    assert local.client.get(f"{SITES}/deli", headers=local.admin).json()["status"] == "ready"
