@@ -17,7 +17,7 @@ from controlplane.backups.policy import effective_policy
 from controlplane.engine.context import Work
 from controlplane.engine.provider import BackupInvalid, BackupRecord
 from controlplane.kernel.logs import get_logger
-from controlplane.kernel.vocabulary import BackupKind, BackupStatus
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus, StepStatus
 from controlplane.models import Backup, Site, new_id, utcnow
 
 log = get_logger("aipress.backups")
@@ -284,9 +284,15 @@ def _verify_ended(work: Work) -> None:
     a warning says whether the backup failed or the check could not run."""
     backup = _row(work, "backup")
     work.the_site().current_operation_id = None
+    compared = any(
+        s.name == "compare" and s.status == StepStatus.DONE for s in work.operation.steps
+    )
     if backup.verification_error:
         log.warning("backup.verification_failed", site=backup.site_name, backup_id=backup.id,
                     error=backup.verification_error[:300])  # fmt: skip
+    elif compared:  # it passed; only dropping the staged copy failed
+        log.warning("backup.verification_cleanup_failed", site=backup.site_name,
+                    backup_id=backup.id, error=(work.operation.error or "")[:300])  # fmt: skip
     else:
         log.warning("backup.verification_not_run", site=backup.site_name, backup_id=backup.id,
                     error=(work.operation.error or "")[:300])  # fmt: skip
