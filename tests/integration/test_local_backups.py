@@ -10,9 +10,11 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +52,9 @@ add_action('wp_footer', function () { echo '<!-- aipress test plugin -->'; });
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
     dns = TxtServer()
-    with local_stack_home("bk", dns_nameservers=dns.address) as settings:
+    # No platform cron: its runs write to the site's database at any time, and these tests
+    # compare the database before and after.
+    with local_stack_home("bk", dns_nameservers=dns.address, cron_schedule=False) as settings:
         env_iter = _local_env(settings, dns)
         env = next(env_iter)
         yield env
@@ -174,8 +178,9 @@ def _schemas(local: LocalEnv, db: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def crumbs(local: LocalEnv) -> dict[str, Any]:
-    """A site with a post, an upload and an active plugin."""
+def crumbs_built(local: LocalEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A site with a post, an upload and an active plugin, and a copy of its database and
+    wp-content as built (root-only) that every test starts from."""
     local.create("crumbs", title=TITLE)
     _php(
         local, "crumbs", f"wp_insert_post(['post_title' => '{POST}', 'post_status' => 'publish']);"
@@ -192,12 +197,67 @@ def crumbs(local: LocalEnv) -> dict[str, Any]:
     )  # fmt: skip
     photo = secrets.token_bytes(50_000)
     _write_as_site(local, "crumbs", "uploads/2026/12/photo.png", photo)
-    return {"photo": photo, **local.resources("crumbs")}
+    res = local.resources("crumbs")
+    content = Path(res["storage"]["root"]) / "htdocs" / "wp-content"
+    # Older than opcache's file_update_protection (2 s): PHP-FPM caches the plugin at once.
+    an_hour_ago = time.time() - 3600
+    os.utime(content / "plugins" / PLUGIN, (an_hour_ago, an_hour_ago))
+    kept = tmp_path_factory.mktemp("crumbs-built")
+    kept.chmod(0o700)
+    subprocess.run(["cp", "-a", str(content), str(kept / "wp-content")], check=True)
+    db = res["database"]["name"]
+    dump = subprocess.run(
+        ["mariadb-dump", f"--socket={local.stack.mariadb.socket}", "--user=root",
+         "--skip-dump-date", "--", db],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    built = {"photo": photo, "dump": dump, "content": kept / "wp-content", **res}
+    built["db_state"], built["files_state"] = _db_state(local, db), _files_state(content)
+    return built
 
 
-def _homepage(local: LocalEnv, name: str, headers: dict[str, str] | None = None) -> Any:
-    # A query string: past the page cache, so what is served is what PHP renders now.
-    return local.site_get(_host(name), "/?fresh=1", headers=headers)
+@pytest.fixture
+def crumbs(local: LocalEnv, crumbs_built: dict[str, Any]) -> dict[str, Any]:
+    """The site as built, whatever an earlier test left: out of maintenance, nothing staged or
+    kept, its database and wp-content as built, its page cache empty, no cached script."""
+    root = Path(crumbs_built["storage"]["root"])
+    content = root / "htdocs" / "wp-content"
+    db = crumbs_built["database"]["name"]
+    with bound(local, "crumbs") as site:
+        if site.runtime.in_maintenance(site.ctx):
+            site.runtime.maintenance(site.ctx, False)
+        site.runtime.purge_page_cache(site.ctx)
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        for side in (f"{db}__restore", f"{db}__previous"):
+            cur.execute(f"DROP DATABASE IF EXISTS `{side}`")
+        if _db_state(local, db) != crumbs_built["db_state"]:
+            cur.execute(f"DROP DATABASE `{db}`")
+            cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            subprocess.run(
+                ["mariadb", f"--socket={local.stack.mariadb.socket}", "--user=root", db],
+                input=crumbs_built["dump"], check=True,
+            )  # fmt: skip
+    for side in ("wp-content.restore", "wp-content.previous", ".wp-content.restore.partial"):
+        shutil.rmtree(root / side, ignore_errors=True)
+    if _files_state(content) != crumbs_built["files_state"]:
+        shutil.rmtree(content, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(crumbs_built["content"]), str(content)], check=True)
+    local.stack.phpfpm.reload()  # an earlier test's scripts are not served from the cache
+    assert _db_state(local, db) == crumbs_built["db_state"]
+    assert _files_state(content) == crumbs_built["files_state"]
+    return crumbs_built
+
+
+def _homepage(
+    local: LocalEnv, name: str, headers: dict[str, str] | None = None, *, fresh: bool = False
+) -> Any:
+    """The homepage as a visitor gets it (page cache included); `fresh`: past the cache, what
+    PHP renders now."""
+    return local.site_get(_host(name), "/?fresh=1" if fresh else "/", headers=headers)
+
+
+def _backup_id() -> str:
+    return secrets.token_hex(16)
 
 
 def test_backup_break_restore_and_put_the_broken_state_back(
@@ -208,7 +268,7 @@ def test_backup_break_restore_and_put_the_broken_state_back(
     db = crumbs["database"]["name"]
     good_files = _files_state(content)
     with bound(local, "crumbs") as site:
-        record = site.backups.backup(site.ctx, "b" * 32)
+        record = site.backups.backup(site.ctx, _backup_id())
     assert record.location.startswith("restic:") and set(record.checksums) == {"database", "files"}
     assert record.size_bytes > 50_000 and record.added_bytes > 0
 
@@ -217,7 +277,7 @@ def test_backup_break_restore_and_put_the_broken_state_back(
         cur.execute(f"DROP TABLE `{db}`.`wp_postmeta`")
     (content / "uploads" / "2026" / "12" / "photo.png").unlink()
     (content / "plugins" / PLUGIN).write_text("<?php undefined_function_for_this_test();\n")
-    assert _homepage(local, "crumbs").status_code == 500
+    assert _homepage(local, "crumbs", fresh=True).status_code == 500
     broken_db, broken_files = _db_state(local, db), _files_state(content)
 
     with bound(local, "crumbs") as site:
@@ -266,7 +326,7 @@ def test_a_swap_cut_between_the_database_and_the_files_is_finished_by_a_rerun(
     content = root / "htdocs" / "wp-content"
     db = crumbs["database"]["name"]
     with bound(local, "crumbs") as site:
-        record = site.backups.backup(site.ctx, "b" * 32)
+        record = site.backups.backup(site.ctx, _backup_id())
         marker = _write_as_site(local, "crumbs", "uploads/after-backup.txt", b"later")
         site.backups.stage(site.ctx, record, rewrite_from=None)
         site.backups.swap(site.ctx)
@@ -313,7 +373,7 @@ def test_archive_streams_the_database_and_wp_content(
     local: LocalEnv, crumbs: dict[str, Any]
 ) -> None:
     with bound(local, "crumbs") as site:
-        record = site.backups.backup(site.ctx, "b" * 32)
+        record = site.backups.backup(site.ctx, _backup_id())
         chunks = list(site.backups.archive("acme", PASSWORD, record))
     with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r:gz") as archive:
         names = archive.getnames()
@@ -329,7 +389,7 @@ def test_a_site_made_from_another_sites_backup_gets_its_own_address(
 ) -> None:
     local.create("copy", title="Placeholder")
     with bound(local, "crumbs") as source:
-        record = source.backups.backup(source.ctx, "f" * 32)
+        record = source.backups.backup(source.ctx, _backup_id())
         old_url = source.backups.preview_url(source.ctx)
     with bound(local, "copy") as site:
         site.backups.stage(site.ctx, record, rewrite_from=old_url)
@@ -436,7 +496,7 @@ def test_a_record_with_a_wrong_checksum_fails_verification(
     local: LocalEnv, crumbs: dict[str, Any]
 ) -> None:
     with bound(local, "crumbs") as site:
-        record = site.backups.backup(site.ctx, "b" * 32)
+        record = site.backups.backup(site.ctx, _backup_id())
         wrong = BackupRecord(
             record.location, record.size_bytes, record.added_bytes,
             {**record.checksums, "database": "0" * 64},
@@ -458,6 +518,7 @@ def test_a_corrupted_backup_fails_verify_and_stage_and_the_site_is_untouched(
         key=lambda p: p.stat().st_size,
     )
     pack = new_packs[-1]  # the largest new pack holds the new file's data
+    mode, intact = pack.stat().st_mode, pack.read_bytes()
     pack.chmod(0o600)
     with pack.open("r+b") as handle:
         handle.seek(pack.stat().st_size // 2)
@@ -465,12 +526,68 @@ def test_a_corrupted_backup_fails_verify_and_stage_and_the_site_is_untouched(
     db = crumbs["database"]["name"]
     content = Path(crumbs["storage"]["root"]) / "htdocs" / "wp-content"
     live_db, live_files = _db_state(local, db), _files_state(content)
-    with bound(local, "crumbs") as site:
-        with pytest.raises(BackupInvalid):
-            site.backups.verify(site.ctx, record)
-        with pytest.raises(BackupInvalid):
-            site.backups.stage(site.ctx, record, rewrite_from=None)
-        site.backups.swap(site.ctx)  # nothing staged: nothing swapped
+    try:
+        with bound(local, "crumbs") as site:
+            with pytest.raises(BackupInvalid):
+                site.backups.verify(site.ctx, record)
+            with pytest.raises(BackupInvalid):
+                site.backups.stage(site.ctx, record, rewrite_from=None)
+            site.backups.swap(site.ctx)  # nothing staged: nothing swapped
+    finally:
+        pack.write_bytes(intact)  # the repository the next test backs up into is whole
+        pack.chmod(stat.S_IMODE(mode))
     assert _db_state(local, db) == live_db and _files_state(content) == live_files
     assert _schemas(local, db) == [db]
     assert _homepage(local, "crumbs").status_code == 200
+
+
+def test_a_swapped_in_script_is_served_at_once_even_with_the_mtime_of_the_cached_one(
+    local: LocalEnv, crumbs: dict[str, Any]
+) -> None:
+    plugin = Path(crumbs["storage"]["root"]) / "htdocs" / "wp-content" / "plugins" / PLUGIN
+    with bound(local, "crumbs") as site:
+        record = site.backups.backup(site.ctx, _backup_id())
+    # A broken plugin with the backed-up one's mtime: opcache's timestamp check (whole
+    # seconds) cannot tell the two apart, however long one waits.
+    mtime = plugin.stat().st_mtime
+    plugin.write_text("<?php undefined_function_for_this_test();\n")
+    os.utime(plugin, (mtime, mtime))
+    local.stack.phpfpm.reload()  # the broken plugin is what gets cached next
+    assert _homepage(local, "crumbs", fresh=True).status_code == 500
+    assert _homepage(local, "crumbs", fresh=True).status_code == 500  # served from opcache
+    with bound(local, "crumbs") as site:
+        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.swap(site.ctx)
+        home = _homepage(local, "crumbs")  # at once, no wait, as a visitor gets it
+        assert home.status_code == 200 and "aipress test plugin" in home.text
+        site.backups.unswap(site.ctx)
+        assert _homepage(local, "crumbs").status_code == 500
+        site.backups.swap(site.ctx)
+        assert _homepage(local, "crumbs").status_code == 200
+        site.backups.discard_previous(site.ctx)
+        site.backups.unstage(site.ctx)
+
+
+def test_removing_a_site_after_an_interrupted_restore_leaves_no_side_copy(
+    local: LocalEnv, crumbs: dict[str, Any]
+) -> None:
+    local.create("gone", title="Gone")
+    res = local.resources("gone")
+    db, root = res["database"]["name"], Path(res["storage"]["root"])
+    with bound(local, "gone") as site:
+        record = site.backups.backup(site.ctx, _backup_id())
+        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.swap(site.ctx)  # the replaced copy kept: <db>__previous, wp-content.previous
+        site.backups.stage(site.ctx, record, rewrite_from=None)  # and one staged again
+    assert _schemas(local, db) == sorted([db, f"{db}__previous", f"{db}__restore"])
+    assert (root / "wp-content.previous").is_dir() and (root / "wp-content.restore").is_dir()
+    platform = local.client.app.state.platform  # type: ignore[attr-defined]
+    provider: LocalProvider = platform.provider
+    with platform.sessions() as session:
+        site_row = session.query(Site).filter_by(tenant_id="acme", name="gone").one()
+        ctx = ContextBuilder(platform.keyring).change(session, site_row, None)
+        for step in (provider.wordpress, provider.dns, provider.runtime, provider.storage,
+                     provider.secrets, provider.database):  # fmt: skip
+            step.remove(ctx)
+    assert _schemas(local, db) == []
+    assert not root.exists()

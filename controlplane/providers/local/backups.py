@@ -14,8 +14,9 @@ wp-content) computed from what restic stored. Both are checked again before a sw
 
 A restore is staged beside the site (schema `<db>__restore`, directory
 `<root>/wp-content.restore`, outside the document root), swapped in with one `RENAME TABLE`
-and two directory renames, the replaced copy kept as `<db>__previous` and
-`<root>/wp-content.previous` until `discard_previous`.
+and two directory renames (then a graceful PHP-FPM reload: no cached script of the replaced
+copy runs after), the replaced copy kept as `<db>__previous` and `<root>/wp-content.previous`
+until `discard_previous`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import stat
 import subprocess
 import tarfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +49,6 @@ from controlplane.kernel.logs import get_logger
 from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
-from controlplane.stack.phpfpm import OPCACHE_FLAGS
 from controlplane.stack.process import CLEAN_ENV, StackError, run
 from controlplane.stack.templates import php_string
 
@@ -69,15 +68,6 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 # Staging a dump takes more room than the dump (InnoDB pages, indexes): the space check asks
 # for this much per byte of dump and of files, plus a fixed margin for logs and temp files.
 DATABASE_FACTOR, FILES_FACTOR, SPACE_MARGIN = 2.0, 1.1, 64 << 20
-
-
-def _opcache_settle_seconds() -> float:
-    """How long PHP-FPM's opcache may still serve a script from before a swap: it checks a
-    file's timestamp at most every `opcache.revalidate_freq` seconds."""
-    for flag in OPCACHE_FLAGS:
-        if flag.startswith("opcache.revalidate_freq="):
-            return float(flag.partition("=")[2]) + 0.2
-    return 2.2
 
 
 def _ident(name: str) -> str:
@@ -479,8 +469,8 @@ class BackupStep(LocalStep):
     # -------------------------------------------------------------- stage
 
     def _schemas(self, ctx: SiteContext) -> tuple[str, str, str]:
-        live = self.names(ctx).db_name
-        return live, f"{live}__restore", f"{live}__previous"
+        names = self.names(ctx)
+        return names.db_name, names.restore_db, names.previous_db
 
     def _dirs(self, ctx: SiteContext) -> tuple[Path, Path, Path, Path]:
         """Live wp-content, and (outside the document root) restore, previous, partial."""
@@ -698,9 +688,18 @@ class BackupStep(LocalStep):
                     )
                 content.rename(previous_dir)
             restore_dir.rename(content)
-            time.sleep(_opcache_settle_seconds())  # no request runs the replaced code after
+            self._drop_cached_scripts()
         self.purge_page_cache(ctx)
         log.info("backup.swapped", site=ctx.site_id)
+
+    def _drop_cached_scripts(self) -> None:
+        """A graceful PHP-FPM reload, which starts with an empty opcache: the swapped-in
+        scripts have the paths of the ones they replace, and opcache would go on serving those
+        for up to `revalidate_freq` + 1 s (it stats a file at most once per whole-second
+        window), or for good when a restored file's mtime equals the cached one's (it compares
+        whole seconds, and restic restores the backup's mtimes). It costs every site what a
+        pool change already costs it: a short stall and a cold first request."""
+        self.stack.phpfpm.reload()
 
     def unswap(self, ctx: SiteContext) -> None:
         """Previous -> live again, the restored copy back to staged (no-op without a swap)."""
@@ -728,7 +727,7 @@ class BackupStep(LocalStep):
                     raise StackError(f"{restore_dir} is in the way of putting wp-content back")
                 content.rename(restore_dir)
             previous_dir.rename(content)
-            time.sleep(_opcache_settle_seconds())
+            self._drop_cached_scripts()
         self.purge_page_cache(ctx)
         log.info("backup.unswapped", site=ctx.site_id)
 

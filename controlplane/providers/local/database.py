@@ -39,11 +39,13 @@ class DatabaseStep(LocalStep):
         }
 
     def remove(self, ctx: SiteContext) -> None:
-        """Drop the database and its user (no-op when gone)."""
+        """Drop the database, a restore's side schemas (staged, replaced) and the user (no-op
+        when gone)."""
         names = self.names(ctx)
         self.stack.ensure_running()
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{names.db_name}`")
+            for schema in (names.db_name, names.restore_db, names.previous_db):
+                cur.execute(f"DROP DATABASE IF EXISTS `{schema}`")
             cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (names.db_user,))
         ctx.resources.pop("database", None)
 

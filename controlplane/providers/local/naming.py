@@ -23,6 +23,16 @@ class SiteNames:
     root: Path
     preview_host: str
 
+    @property
+    def restore_db(self) -> str:
+        """The schema a restore is staged in."""
+        return f"{self.db_name}__restore"
+
+    @property
+    def previous_db(self) -> str:
+        """The schema a swapped-in restore keeps the replaced database in."""
+        return f"{self.db_name}__previous"
+
 
 def site_names(ctx: SiteContext, sites_dir: Path, platform_domain: str) -> SiteNames:
     """Derive the names of a site's resources."""
