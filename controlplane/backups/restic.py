@@ -29,6 +29,7 @@ LOCKED = "repository is already locked"
 # How long a command waits for another restic's lock (a tenant's other sites back up into
 # the same repository; `check`, `tag`, `forget` and `prune` need it alone).
 LOCK_WAIT_SECONDS = 600
+CHUNK = 1 << 16  # bytes read at a time when draining a stream
 
 
 class ResticError(Exception):
@@ -299,6 +300,10 @@ class Restic:
         try:
             yield proc.stdout
             finished = True
+            # A tar reader stops at the end-of-archive blocks; restic may still be writing
+            # the record's padding and would die of SIGPIPE if the pipe closed first.
+            while proc.stdout.read(CHUNK):
+                pass
         finally:
             if not finished:
                 proc.kill()

@@ -76,3 +76,15 @@ def test_a_wrong_password_is_a_clear_error(repo: Restic, tmp_path: Path) -> None
         wrong.snapshots()
     assert "not-the-password" not in str(caught.value)
     assert "not-the-password" not in repr(wrong)
+
+
+def test_a_dump_read_only_to_its_tar_end_is_not_cut(repo: Restic, tmp_path: Path) -> None:
+    # A tar reader stops at the end-of-archive block; whatever restic still has to write must
+    # not meet a closed pipe (SIGPIPE: exit -13). 1 MB of a file after the first 512 bytes
+    # keeps restic writing well past the pipe's buffer when the reader stops early.
+    content = tmp_path / "wp-content"
+    content.mkdir()
+    (content / "big.bin").write_bytes(secrets.token_bytes(1 << 20))
+    summary = repo.backup_dir(content, ["part=files"])
+    with repo.dump(summary.snapshot_id, "/wp-content") as stream:
+        assert len(stream.read(512)) == 512  # the reader is done: the block ends normally
