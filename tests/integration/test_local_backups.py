@@ -348,6 +348,92 @@ def test_a_swap_cut_between_the_database_and_the_files_is_finished_by_a_rerun(
     assert _schemas(local, db) == [db] and _homepage(local, "crumbs").status_code == 200
 
 
+def _views_of(local: LocalEnv, db: str) -> dict[str, str]:
+    """The schema's views and their definers."""
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME, DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s",
+            (db,),
+        )
+        return {str(name): str(definer) for name, definer in cur.fetchall()}
+
+
+def _view_rows(local: LocalEnv, name: str) -> Any:
+    """What the site's views answer, read by the site's own PHP (its database user)."""
+    return json.loads(
+        _php(
+            local,
+            name,
+            "global $wpdb; echo json_encode(['titles' => $wpdb->get_col("
+            "\"SELECT post_title FROM aipress_titles ORDER BY post_title\"), 'count' => "
+            "$wpdb->get_var('SELECT n FROM aipress_count'), 'error' => $wpdb->last_error]);",
+        )
+    )
+
+
+def test_a_database_with_views_is_restored_with_its_views(local: LocalEnv) -> None:
+    local.create("vista", title="Vista")
+    db, user = (
+        local.resources("vista")["database"]["name"],
+        local.resources("vista")["database"]["user"],
+    )
+    # Made by the site's own code; aipress_count is built on aipress_titles and sorts first.
+    _php(
+        local, "vista",
+        f"wp_insert_post(['post_title' => '{POST}', 'post_status' => 'publish']);"
+        "global $wpdb; $wpdb->query(\"CREATE VIEW aipress_titles AS SELECT post_title FROM "
+        "{$wpdb->posts} WHERE post_status = 'publish'\");"
+        "$wpdb->query('CREATE VIEW aipress_count AS SELECT COUNT(*) AS n FROM aipress_titles');",
+    )  # fmt: skip
+    good = _view_rows(local, "vista")
+    assert POST in good["titles"] and int(good["count"]) >= 1 and not good["error"]
+    with bound(local, "vista") as site:
+        record = site.backups.backup(site.ctx, "v" * 32)
+    # Break it: the posts gone, a view answering something else.
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DELETE FROM `{db}`.`wp_posts`")
+    _php(
+        local, "vista",
+        "global $wpdb; $wpdb->query(\"CREATE OR REPLACE VIEW aipress_titles AS "
+        "SELECT 'broken' AS post_title\");",
+    )  # fmt: skip
+    broken = _view_rows(local, "vista")
+    assert broken["titles"] == ["broken"] and broken["count"] == "1"
+
+    with bound(local, "vista") as site:
+        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.swap(site.ctx)
+        assert _view_rows(local, "vista") == good
+        # The definer is the site's database user (root's rights are never lent to a view).
+        assert set(_views_of(local, db).values()) == {f"{user}@127.0.0.1"}
+        assert set(_views_of(local, f"{db}__previous")) == {"aipress_count", "aipress_titles"}
+        site.backups.unswap(site.ctx)
+        assert _view_rows(local, "vista") == broken
+        # A swap killed right after its RENAME TABLE: the re-run brings the views over.
+        with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE "
+                "TABLE_SCHEMA IN (%s, %s) AND TABLE_TYPE = 'BASE TABLE'",
+                (db, f"{db}__restore"),
+            )
+            rows = cur.fetchall()
+            cur.execute(f"CREATE DATABASE `{db}__previous`")
+            moves = [f"`{s}`.`{t}` TO `{db}__previous`.`{t}`" for s, t in rows if s == db]
+            moves += [f"`{s}`.`{t}` TO `{db}`.`{t}`" for s, t in rows if s != db]
+            cur.execute("RENAME TABLE " + ", ".join(moves))
+        site.backups.swap(site.ctx)
+        assert _view_rows(local, "vista") == good
+        site.backups.swap(site.ctx)  # and once more: nothing changes
+        assert _view_rows(local, "vista") == good
+        site.backups.discard_previous(site.ctx)
+        site.backups.unstage(site.ctx)
+    assert _schemas(local, db) == [db] and set(_views_of(local, db)) == {
+        "aipress_count",
+        "aipress_titles",
+    }
+    assert _view_rows(local, "vista") == good
+
+
 def test_the_same_backup_id_takes_one_backup(local: LocalEnv, crumbs: dict[str, Any]) -> None:
     with bound(local, "crumbs") as site:
         first = site.backups.backup(site.ctx, "c" * 32)

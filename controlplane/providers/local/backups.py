@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from pymysql import MySQLError
 from pymysql.cursors import Cursor
 
 from controlplane.backups.restic import Restic, ResticError, Snapshot
@@ -650,12 +651,86 @@ class BackupStep(LocalStep):
 
     @staticmethod
     def _tables(cur: Cursor, schema: str) -> list[str]:
+        """The schema's tables, views left out (RENAME TABLE cannot move a view across
+        schemas: `_move_views` recreates them)."""
         cur.execute(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-            "ORDER BY TABLE_NAME",
+            "AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
             (schema,),
         )
         return [str(row[0]) for row in cur.fetchall()]
+
+    @staticmethod
+    def _views(cur: Cursor, schema: str) -> list[tuple[str, str, str, str]]:
+        cur.execute(
+            "SELECT TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, SECURITY_TYPE "
+            "FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+            (schema,),
+        )
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in cur.fetchall()]
+
+    def _move_views(
+        self, cur: Cursor, ctx: SiteContext, source: str, target: str, *, replace: bool
+    ) -> None:
+        """Recreate the views of `source` in `target`, references to `source` re-pointed to
+        `target`, then drop them from `source`; one `target` already has is kept unless
+        `replace` (so a re-run after a crash does not overwrite what it moved)."""
+        views = self._views(cur, source)
+        if not views:
+            return
+        cur.execute(
+            f"CREATE DATABASE IF NOT EXISTS {_ident(target)} "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        there = {name for name, *_ in self._views(cur, target)}
+        names = self.names(ctx)
+        # The tenant's user is the definer whatever the dump said: a view never runs with
+        # root's rights. The definition is tenant data: sent as is, no %-formatting.
+        definer = f"{_ident(names.db_user)}@'127.0.0.1'"
+        # A view built on another is checked with its definer's rights: lent on the parked
+        # copy (the tenant's own data) while the views are made.
+        lent = target != names.db_name
+        if lent:
+            grant = _ident(target.replace("_", "\\_"))
+            cur.execute(f"GRANT ALL PRIVILEGES ON {grant}.* TO {definer}")
+        try:
+            self._create_views(cur, target, source, definer, views, there, replace)
+        finally:
+            if lent:
+                self._revoke(target, names.db_user)
+        for name, *_ in views:
+            cur.execute(f"DROP VIEW IF EXISTS {_ident(source)}.{_ident(name)}")
+
+    @staticmethod
+    def _create_views(
+        cur: Cursor,
+        target: str,
+        source: str,
+        definer: str,
+        views: list[tuple[str, str, str, str]],
+        there: set[str],
+        replace: bool,
+    ) -> None:
+        pending = [v for v in views if replace or v[0] not in there]
+        while pending:  # a view built on another view waits for it: passes until none left
+            failed: list[tuple[str, str, str, str]] = []
+            error: MySQLError | None = None
+            for view in pending:
+                name, definition, check, security = view
+                body = definition.replace(f"{_ident(source)}.", f"{_ident(target)}.")
+                option = f" WITH {check} CHECK OPTION" if check in ("CASCADED", "LOCAL") else ""
+                invoker = "INVOKER" if security == "INVOKER" else "DEFINER"
+                try:
+                    cur.execute(
+                        f"CREATE OR REPLACE DEFINER = {definer} SQL SECURITY {invoker} "
+                        f"VIEW {_ident(target)}.{_ident(name)} AS {body}{option}"
+                    )
+                except MySQLError as exc:
+                    failed.append(view)
+                    error = exc
+            if len(failed) == len(pending):
+                raise StackError(f"the view {failed[0][0]} cannot be made in {target}: {error}")
+            pending = failed
 
     def swap(self, ctx: SiteContext) -> None:
         """Live -> previous, staged -> live: the database in one RENAME TABLE, then the files
@@ -680,6 +755,10 @@ class BackupStep(LocalStep):
                 moves += [f"{_ident(restore)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
                           for t in staged]  # fmt: skip
                 cur.execute("RENAME TABLE " + ", ".join(moves))
+            # Views follow the tables (also on a re-run cut short after the RENAME).
+            if staged or self._views(cur, restore):
+                self._move_views(cur, ctx, live, previous, replace=False)
+                self._move_views(cur, ctx, restore, live, replace=True)
         if restore_dir.is_dir():
             if content.exists():
                 if previous_dir.exists():
@@ -720,6 +799,9 @@ class BackupStep(LocalStep):
                 moves += [f"{_ident(previous)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
                           for t in kept]  # fmt: skip
                 cur.execute("RENAME TABLE " + ", ".join(moves))
+            if kept or self._views(cur, previous):
+                self._move_views(cur, ctx, live, restore, replace=False)
+                self._move_views(cur, ctx, previous, live, replace=True)
             cur.execute(f"DROP DATABASE IF EXISTS {_ident(previous)}")  # empty by now
         if previous_dir.is_dir():
             if content.exists():
