@@ -14,9 +14,12 @@ wp-content) computed from what restic stored. Both are checked again before a sw
 
 A restore is staged beside the site (schema `<db>__restore`, directory
 `<root>/wp-content.restore`, outside the document root), swapped in with one `RENAME TABLE`
-and two directory renames (then a graceful PHP-FPM reload: no cached script of the replaced
-copy runs after), the replaced copy kept as `<db>__previous` and `<root>/wp-content.previous`
-until `discard_previous`.
+of the tables (views, which it cannot move across schemas, are recreated after it with the
+site's database user as definer) and two directory renames (then a graceful PHP-FPM reload:
+no cached script of the replaced copy runs after), the replaced copy kept as
+`<db>__previous` and `<root>/wp-content.previous` until `discard_previous`. Not handled yet:
+stored routines are not carried over, and a table with a trigger makes the swap fail
+(RENAME TABLE refuses to move it: ERROR 1435).
 """
 
 from __future__ import annotations
