@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -544,8 +545,9 @@ class SchemaReadingModel(BaseChatModel):
         """Bind tool schemas; the model reads them to know the caller's variant."""
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
+    @abstractmethod
     def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-        raise NotImplementedError
+        """The reply to `messages`, given the bound tools' schemas."""
 
     def _generate(
         self,

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import signal
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,7 @@ def apply_as_unit(
             raise
 
 
-class ConfiguredMaster:
+class ConfiguredMaster(ABC):
     """A master process (nginx, PHP-FPM) under `base` whose config files change as one unit:
     one lock over the files, the config test, start and reload (threads and processes)."""
 
@@ -111,15 +112,17 @@ class ConfiguredMaster:
     file_mode = 0o600  # of the files `apply` writes
 
     @property
+    @abstractmethod
     def pidfile(self) -> Path:
         """The master's pidfile."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _start(self) -> None:
-        raise NotImplementedError
+        """Start the master with the current files."""
 
+    @abstractmethod
     def _reload(self) -> None:
-        raise NotImplementedError
+        """Make the running master load the current files."""
 
     def pid(self) -> int | None:
         """The master's pid if it runs."""

@@ -473,7 +473,7 @@ def test_archive_streams_the_database_and_wp_content(
 def test_a_site_made_from_another_sites_backup_gets_its_own_address(
     local: LocalEnv, crumbs: dict[str, Any]
 ) -> None:
-    local.create("copy", title="Placeholder")
+    local.create("copy", title="Second Bakery")
     with bound(local, "crumbs") as source:
         record = source.backups.backup(source.ctx, _backup_id())
         old_url = source.backups.preview_url(source.ctx)
