@@ -155,8 +155,12 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
             step.ensure(ctx)
         assert isinstance(provider.backups, GcsBackups)
         yield Gcp(provider, provider.backups, keys, run, sql, storage_client, mariadb, ctx, bucket)
+        db = str(ctx.resources["database"]["name"])
         provider.database.remove(ctx)
         provider.storage.remove(ctx)
+        with mariadb.connect() as conn, conn.cursor() as cur:  # side schemas go with the site
+            cur.execute("SHOW DATABASES LIKE %s", (db.replace("_", "\\_") + "%",))
+            assert cur.fetchall() == ()
     for fake in (run, sm, iam, keys, sql):
         fake.assert_clean()
 

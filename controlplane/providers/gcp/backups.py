@@ -43,6 +43,7 @@ from google.api_core import exceptions
 from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
 from controlplane.kernel import clock
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX
 from controlplane.providers.url_rewrite import rewrite_database
 
 MANIFEST = "manifest.json"
@@ -54,7 +55,6 @@ RESERVED = ".aipress-"
 STAGED = ".aipress-restore/"
 PREVIOUS = ".aipress-previous/"
 SWAP_MARKER = ".aipress-swap.json"
-RESTORE_SUFFIX, PREVIOUS_SUFFIX = "__restore", "__previous"
 BATCH_ROWS = 500
 STATEMENT_BYTES = 1 << 20  # one INSERT of many rows, far below max_allowed_packet (64 MiB)
 READ_CHUNK = 1 << 20

@@ -23,6 +23,8 @@ from controlplane.settings import Settings
 
 DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 JOB_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"  # the jobs write rows, never the schema
+# A restore's side schemas beside the site's database: staged, and the one it replaced.
+RESTORE_SUFFIX, PREVIOUS_SUFFIX = "__restore", "__previous"
 
 
 def mysql_iam_user(email: str) -> str:
@@ -122,11 +124,13 @@ class CloudSqlDatabase(GcpStep):
         }
 
     def remove(self, ctx: SiteContext) -> None:
-        """Drop the database and its user (no-op when gone)."""
+        """Drop the database, a restore's side schemas and the user (no-op when gone)."""
         names = self.names(ctx)
         database = ctx.resources.get("database") or {}
+        name = database.get("name", names.db_name)
         with self.clients.sql_connect() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{database.get('name', names.db_name)}`")
+            for schema in (name, name + RESTORE_SUFFIX, name + PREVIOUS_SUFFIX):
+                cur.execute(f"DROP DATABASE IF EXISTS `{schema}`")
             cur.execute("DROP USER IF EXISTS %s@'%%'", (database.get("user", names.db_user),))
             conn.commit()
         ctx.resources.pop("database", None)
