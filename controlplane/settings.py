@@ -19,7 +19,7 @@ Workload = Literal["control_plane", "job"]  # the chatbot's settings are ChatSet
 # What the gcp provider needs (the control plane and the jobs build it), checked when built.
 GCP_PROVIDER_REQUIRED: tuple[str, ...] = (
     "gcp_project", "tenant_image", "cloudsql_instance", "cloudsql_user", "backups_bucket",
-    "platform_domain",
+    "platform_domain", "cloudsql_private_ip", "sites_subnetwork",
 )  # fmt: skip
 GCP_DNS_REQUIRED: dict[str, tuple[str, ...]] = {
     "clouddns": ("clouddns_zone",),
@@ -44,6 +44,15 @@ class Settings(SharedSettings):
     cloudsql_admin_password: SecretStr | None = None
     # MySQL users of the jobs' service accounts (billing, cron): read/write, no DDL.
     cloudsql_job_users: tuple[str, ...] = ()
+    # Tenant sites reach Cloud SQL on its private IP, with their database user's password,
+    # from the sites' own VPC subnet (Direct VPC egress, private ranges only, with the network
+    # tag whose firewall rules let through port 3306 to Cloud SQL and nothing else): no
+    # tenant identity holds a project-level role.
+    cloudsql_private_ip: str | None = None
+    sites_subnetwork: str | None = None  # projects/<p>/regions/<r>/subnetworks/<name>
+    sites_network_tag: str = Field(
+        default="aipress-site", pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+    )
 
     # Encryption keys: "kid:base64key,kid2:base64key"; empty in local mode means a key file
     # generated once under `home`.

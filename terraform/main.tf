@@ -6,6 +6,7 @@ locals {
     "iam.googleapis.com", "logging.googleapis.com", "monitoring.googleapis.com",
     "aiplatform.googleapis.com", "identitytoolkit.googleapis.com", "dns.googleapis.com",
     "storage.googleapis.com", "compute.googleapis.com", "apikeys.googleapis.com",
+    "servicenetworking.googleapis.com",
   ]
   # MySQL users of the platform's IAM identities: Cloud SQL for MySQL names an IAM service
   # account's database user by its e-mail up to the @ (users.insert takes the full e-mail).
@@ -62,24 +63,11 @@ resource "google_project_iam_member" "control_plane" {
     "roles/run.admin", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/secretmanager.admin",
     "roles/storage.admin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
     "roles/logging.viewer", "roles/monitoring.viewer", "roles/dns.admin",
+    "roles/compute.networkViewer", # deploys sites with Direct VPC egress into the sites' subnet
   ])
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${google_service_account.control_plane.email}"
-}
-
-# Each tenant's service account (made by the control plane) needs Cloud SQL's client role
-# project-wide (Cloud SQL has no instance-level IAM); every other tenant grant is on the
-# tenant's own secret, bucket or service. The control plane may grant exactly this role.
-resource "google_project_iam_member" "control_plane_grants_runtime_roles" {
-  project = var.project_id
-  role    = "roles/resourcemanager.projectIamAdmin"
-  member  = "serviceAccount:${google_service_account.control_plane.email}"
-  condition {
-    title       = "only-tenant-runtime-roles"
-    description = "Grant tenant service accounts the runtime role and nothing else."
-    expression  = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(['roles/cloudsql.client'])"
-  }
 }
 
 resource "google_project_iam_member" "chatbot" {
@@ -144,16 +132,19 @@ resource "google_sql_database_instance" "shared" {
       enabled            = true
       binary_log_enabled = true
     }
+    # Public IP for the platform's own identities (the connector, IAM login); a private IP
+    # in the sites' network for tenant sites (password login, no IAM role of theirs).
     ip_configuration {
-      ipv4_enabled = true
-      ssl_mode     = "ENCRYPTED_ONLY"
+      ipv4_enabled    = true
+      private_network = google_compute_network.sites.id
+      ssl_mode        = "ENCRYPTED_ONLY"
     }
     database_flags {
       name  = "cloudsql_iam_authentication"
       value = "on"
     }
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_service_networking_connection.sites]
 }
 
 resource "google_sql_database" "control_plane" {
@@ -218,9 +209,12 @@ resource "google_sql_database_instance" "chat" {
     backup_configuration {
       enabled = true
     }
+    # Public IP for the platform's own identities (the connector, IAM login); a private IP
+    # in the sites' network for tenant sites (password login, no IAM role of theirs).
     ip_configuration {
-      ipv4_enabled = true
-      ssl_mode     = "ENCRYPTED_ONLY"
+      ipv4_enabled    = true
+      private_network = google_compute_network.sites.id
+      ssl_mode        = "ENCRYPTED_ONLY"
     }
   }
   depends_on = [google_project_service.apis]
@@ -398,6 +392,9 @@ locals {
     AIPRESS_CLOUDSQL_INSTANCE   = google_sql_database_instance.shared.connection_name
     AIPRESS_CLOUDSQL_USER       = local.sql_users.control_plane
     AIPRESS_CLOUDSQL_JOB_USERS  = jsonencode([local.sql_users.billing_job, local.sql_users.cron_job, local.sql_users.backups_job])
+    AIPRESS_CLOUDSQL_PRIVATE_IP = google_sql_database_instance.shared.private_ip_address
+    AIPRESS_SITES_SUBNETWORK    = google_compute_subnetwork.sites.id
+    AIPRESS_SITES_NETWORK_TAG   = local.sites_tag
     AIPRESS_PLATFORM_DOMAIN     = var.platform_domain
     AIPRESS_TENANT_IMAGE        = var.tenant_image
     AIPRESS_DNS_PROVIDER        = var.dns_provider
@@ -420,8 +417,9 @@ locals {
 # --- The platform network: the only route to the control plane ------------------------------
 # The control plane takes internal traffic only; the chatbot reaches it through this VPC
 # (Direct VPC egress, all traffic), with Private Google Access for Google's APIs. Tenant
-# services get no VPC access: from a tenant's site the control plane has no route at all,
-# and IAM (only the chatbot may invoke it) would refuse it even if it had one.
+# services are never on this network (theirs is `sites`, below): from a tenant's site the
+# control plane has no route at all, and IAM (only the chatbot may invoke it) would refuse
+# it even if it had one.
 resource "google_compute_network" "platform" {
   name                    = "aipress-platform"
   auto_create_subnetworks = false
@@ -450,6 +448,70 @@ resource "google_compute_router_nat" "platform" {
   region                             = var.region
   nat_ip_allocate_option             = "AUTO_ONLY"
   source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
+}
+
+# --- The sites' network: tenant sites to Cloud SQL's private IP, and nowhere else private --
+# Its own VPC, never peered with the platform's: from a site the control plane has no route.
+# Sites use Direct VPC egress for private ranges only (the internet is reached directly);
+# the firewall lets their tag reach port 3306 of Cloud SQL's peered range and denies every
+# other private destination. Cloud Run takes IPs in blocks of 16 per revision as it scales:
+# a /16 holds 4,096 such blocks (see the README's cell design).
+locals {
+  sites_tag = "aipress-site"
+}
+
+resource "google_compute_network" "sites" {
+  name                    = "aipress-sites"
+  auto_create_subnetworks = false
+  depends_on              = [google_project_service.apis]
+}
+
+resource "google_compute_subnetwork" "sites" {
+  name          = "aipress-sites-${var.region}"
+  region        = var.region
+  network       = google_compute_network.sites.id
+  ip_cidr_range = "10.64.0.0/16"
+}
+
+# Private services access: Cloud SQL's private IP comes from this range, over VPC peering.
+resource "google_compute_global_address" "sites_sql" {
+  name          = "aipress-sites-sql"
+  purpose       = "VPC_PEERING"
+  address_type  = "INTERNAL"
+  prefix_length = 20
+  network       = google_compute_network.sites.id
+  labels        = local.labels
+}
+
+resource "google_service_networking_connection" "sites" {
+  network                 = google_compute_network.sites.id
+  service                 = "servicenetworking.googleapis.com"
+  reserved_peering_ranges = [google_compute_global_address.sites_sql.name]
+}
+
+resource "google_compute_firewall" "sites_to_sql" {
+  name               = "aipress-sites-to-sql"
+  network            = google_compute_network.sites.id
+  direction          = "EGRESS"
+  priority           = 900
+  target_tags        = [local.sites_tag]
+  destination_ranges = ["${google_compute_global_address.sites_sql.address}/${google_compute_global_address.sites_sql.prefix_length}"]
+  allow {
+    protocol = "tcp"
+    ports    = ["3306"]
+  }
+}
+
+resource "google_compute_firewall" "sites_deny_private" {
+  name               = "aipress-sites-deny-private"
+  network            = google_compute_network.sites.id
+  direction          = "EGRESS"
+  priority           = 1000
+  target_tags        = [local.sites_tag]
+  destination_ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+  deny {
+    protocol = "all"
+  }
 }
 
 resource "google_cloud_run_v2_service" "control_plane" {

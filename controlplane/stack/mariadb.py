@@ -26,6 +26,7 @@ class MariaDB:
     base: Path
     port: int = 3307
     run_as: str = "mysql"
+    options: tuple[str, ...] = ()  # more server options (e.g. TLS: --ssl-cert, --ssl-key)
 
     datadir = Under("data")  # data files
     socket = Under("mariadb.sock")  # the Unix socket clients use
@@ -98,6 +99,7 @@ class MariaDB:
                 "--max-connections=300",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_unicode_ci",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,6 +1,12 @@
 <?php
 // AIPress settings appended to wp-config.php (WORDPRESS_CONFIG_EXTRA).
 
+// Cloud SQL (its private IP) takes encrypted connections only. Its server certificate names
+// the instance, not the address WordPress dials, so only the encryption is asked for here;
+// the route to it is the platform's own VPC peering.
+if (getenv('WORDPRESS_DB_TLS') === 'on') {
+    define('MYSQL_CLIENT_FLAGS', MYSQLI_CLIENT_SSL | MYSQLI_CLIENT_SSL_DONT_VERIFY_SERVER_CERT);
+}
 // Cloud Run terminates TLS: trust the proxy's scheme so WordPress builds https:// URLs.
 if (($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') === 'https') {
     $_SERVER['HTTPS'] = 'on';

@@ -120,6 +120,12 @@ DRS_REFUSAL = (
 )
 
 
+# The platform's sites network (terraform/): a subnet, its firewall tag, Cloud SQL's address.
+SITES_SUBNET = "projects/aipress-test/regions/us-central1/subnetworks/aipress-sites-us-central1"
+SITES_TAG = "aipress-site"
+SQL_PRIVATE_IP = "10.20.0.3"
+
+
 class FakeCloudRun(Fake):
     """Cloud Run Admin API v2 services and jobs (long-running operations, returned done), IAM
     under a Domain Restricted Sharing organization policy, the v1 domain mappings, and each
@@ -134,7 +140,8 @@ class FakeCloudRun(Fake):
       install.php until installed, and only the install job (command `aipress-install`)
       installs it;
     - a GCS volume needs the second-generation environment, and is root-owned unless
-      mounted with uid=33,gid=33 (www-data).
+      mounted with uid=33,gid=33 (www-data);
+    - Direct VPC egress names a subnetwork that must exist.
     """
 
     def __init__(self, tenant_image: str) -> None:
@@ -149,6 +156,7 @@ class FakeCloudRun(Fake):
         self.served_before_install: list[str] = []  # services whose probe passed uninstalled
         self.fail_create = False
         self.fail_install: str | None = None  # the install's error, when it is to fail
+        self.subnetworks = {SITES_SUBNET}  # the project's VPC subnetworks
         self.base_url = ""
         services = r"/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/services"
         self.on("POST", services, self.create)
@@ -223,11 +231,25 @@ class FakeCloudRun(Fake):
                      "AIPRESS_LOGIN_KEY"):  # fmt: skip
             assert "value" not in env[name], f"{name} must be a secret reference"
             assert env[name]["valueSource"]["secretKeyRef"]["version"] == "latest"
-        assert env["WORDPRESS_DB_HOST"]["value"].startswith("localhost:/cloudsql/")
-        assert volumes["cloudsql"]["cloudSqlInstance"]["instances"]
-        assert volumes["uploads"]["gcs"]["bucket"]
+        # Cloud SQL's private IP over TLS with the site's password: no Cloud SQL volume, which
+        # would need the tenant's identity to hold cloudsql.client on the whole project.
+        assert env["WORDPRESS_DB_HOST"]["value"] == f"{SQL_PRIVATE_IP}:3306"
+        assert env["WORDPRESS_DB_TLS"]["value"] == "on"
+        assert set(volumes) == {"uploads"} and volumes["uploads"]["gcs"]["bucket"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-        assert mounts == {"cloudsql": "/cloudsql", "uploads": "/var/www/html/wp-content/uploads"}
+        assert mounts == {"uploads": "/var/www/html/wp-content/uploads"}
+
+    def vpc_refusal(self, template: dict[str, Any]) -> Response | None:
+        """Direct VPC egress: one interface on a subnetwork that exists (else the API refuses
+        the deploy), the sites' firewall tag, private ranges only (the internet direct)."""
+        access = template.get("vpcAccess") or {}
+        [interface] = access.get("networkInterfaces") or [{}]
+        subnet = interface.get("subnetwork", "")
+        if subnet not in self.subnetworks:
+            return error(400, "INVALID_ARGUMENT", f"Subnetwork '{subnet}' does not exist.")
+        assert interface.get("tags") == [SITES_TAG], interface
+        assert access.get("egress") in (2, "PRIVATE_RANGES_ONLY"), access
+        return None
 
     @staticmethod
     def gen1_refusal(template: dict[str, Any]) -> Response | None:
@@ -256,7 +278,8 @@ class FakeCloudRun(Fake):
             probe = env["AIPRESS_PROBE_TOKEN"]
             assert "value" not in probe, "the probe token must be a secret reference"
             assert probe["valueSource"]["secretKeyRef"]["version"] == "latest"
-        return self.gen1_refusal(template) or self.check_secret_access(template)
+        return (self.gen1_refusal(template) or self.vpc_refusal(template)
+                or self.check_secret_access(template))  # fmt: skip
 
     def _operation(self, resource: dict[str, Any], kind: str = "Service") -> JSONResponse:
         return JSONResponse({
@@ -346,7 +369,7 @@ class FakeCloudRun(Fake):
         assert job["template"].get("taskCount", 1) == 1
         assert "ports" not in container and "startupProbe" not in container
         assert {"aipress-tenant-id", "aipress-site"} <= set(job["labels"])
-        return self.gen1_refusal(task)
+        return self.gen1_refusal(task) or self.vpc_refusal(task)
 
     def create_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
         name = f"{m['parent']}/jobs/{request.query_params['jobId']}"

@@ -20,7 +20,7 @@ import pytest
 import requests
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import resourcemanager_v3, run_v2, secretmanager, storage
+from google.cloud import run_v2, secretmanager, storage
 
 from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
 from controlplane.providers.gcp import GcpProvider
@@ -33,6 +33,8 @@ from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE
 from tests.integration.gcp_fakes import (
+    SITES_SUBNET,
+    SQL_PRIVATE_IP,
     FakeCloudRun,
     FakeGcsKeys,
     FakeIam,
@@ -132,9 +134,6 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
                 client_options=ClientOptions(api_endpoint=sm_url)),
             storage=storage_client,
             iam=IamServiceAccounts(requests.Session(), iam_url),
-            projects=resourcemanager_v3.ProjectsClient(
-                credentials=anonymous, transport="rest",
-                client_options=ClientOptions(api_endpoint=iam_url)),
             rest=requests.Session(), sqladmin_url=sql_url,
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip
@@ -143,7 +142,7 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,
             database_url=f"sqlite:///{tmp_path / 'cp.db'}", gcp_location="us-central1",
-            cloudsql_instance=f"{PROJECT}:us-central1:{INSTANCE}", tenant_image=IMAGE,
+            cloudsql_instance=f"{PROJECT}:us-central1:{INSTANCE}", tenant_image=IMAGE, cloudsql_private_ip=SQL_PRIVATE_IP, sites_subnetwork=SITES_SUBNET,
             backups_bucket=bucket, platform_domain="sites.example.com",
             dns_provider="cloudflare", cloudflare_zone_id=ZONE,
             gcp_iam_retry_seconds=0.01, gcp_iam_propagation_seconds=10,

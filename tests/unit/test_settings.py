@@ -75,7 +75,13 @@ def test_each_gcp_workload_refuses_to_start_without_what_it_needs(
     assert ok.chat_checkpoint_url == "postgresql://c"  # no keys or control-plane database
     provider = {"database_url": "sqlite://", "gcp_project": "p", "tenant_image": "i",
                 "cloudsql_instance": "p:r:i", "cloudsql_user": "u", "backups_bucket": "b",
-                "platform_domain": "sites.example.com"}  # fmt: skip
+                "platform_domain": "sites.example.com", "cloudsql_private_ip": "10.20.0.3",
+                "sites_subnetwork": "projects/p/regions/r/subnetworks/s"}  # fmt: skip
+    without_network = {k: v for k, v in provider.items() if k != "sites_subnetwork"}
+    assert Settings(**base, **without_network).gcp_provider_missing() == [  # type: ignore[arg-type]
+        "AIPRESS_SITES_SUBNETWORK",
+        "AIPRESS_CLOUDDNS_ZONE",
+    ]
     job = Settings(workload="job", **base, **provider)  # type: ignore[arg-type]
     assert job.gcp_provider_missing() == []  # the jobs never change DNS
     control = Settings(**base, **provider)  # type: ignore[arg-type]

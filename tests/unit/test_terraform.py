@@ -41,7 +41,8 @@ UNLABELLED = {
     "google_compute_router_nat", "google_compute_url_map", "google_compute_target_https_proxy",
     "google_compute_target_http_proxy", "random_id", "google_apikeys_key",
     "google_storage_bucket_object", "google_storage_bucket_iam_member",
-    "google_compute_backend_bucket",
+    "google_compute_backend_bucket", "google_service_networking_connection",
+    "google_compute_firewall",
 }  # fmt: skip
 
 
@@ -100,13 +101,13 @@ def test_no_service_account_is_made_owner_or_editor() -> None:
             assert forbidden not in text, f"{kind}.{name} grants {forbidden}"
 
 
-def test_iam_admin_is_conditioned_to_the_runtime_roles() -> None:
-    grants = [body for kind, _name, body in resources()
-              if kind == "google_project_iam_member" and "projectIamAdmin" in str(body["role"])]  # fmt: skip
-    assert len(grants) == 1
-    expression = str(grants[0]["condition"])
-    assert "modifiedGrantsByRole" in expression and "hasOnly" in expression
-    assert "roles/cloudsql.client" in expression
+def test_no_one_may_change_the_project_policy() -> None:
+    """Tenants hold no project-level role, so nothing needs to write the project's policy
+    (which would also cap a project at 1,500 principals)."""
+    granted = [role for kind, _name, body in resources() if kind == "google_project_iam_member"
+               for role in _roles_of(body)]  # fmt: skip
+    assert granted and "roles/resourcemanager.projectIamAdmin" not in granted
+    assert "roles/iam.securityAdmin" not in granted
 
 
 def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> None:
@@ -126,16 +127,42 @@ def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> Non
 
 
 def test_only_the_chatbot_has_a_route_to_the_control_plane() -> None:
-    """Internal ingress, reached through the platform VPC; tenants' services have no VPC."""
+    """Internal ingress, reached through the platform VPC; tenants' services are on the
+    sites' own network, which is not peered with it."""
     services = {name: body for kind, name, body in resources()
                 if kind == "google_cloud_run_v2_service"}  # fmt: skip
     assert _unquote(services["control_plane"]["ingress"]) == "INGRESS_TRAFFIC_INTERNAL_ONLY"
     access = _get(services["chatbot"], ("template", "vpc_access"))
     assert _unquote(_get(access, ("egress",))) == "ALL_TRAFFIC"
-    [subnet] = [b for k, _n, b in resources() if k == "google_compute_subnetwork"]
-    assert subnet["private_ip_google_access"] is True
+    subnets = {n: b for k, n, b in resources() if k == "google_compute_subnetwork"}
+    assert subnets["platform"]["private_ip_google_access"] is True
+    assert "google_compute_network.sites.id" in str(subnets["sites"]["network"])
+    assert not [n for k, n, _ in resources() if k == "google_compute_network_peering"]
     runtime = (TERRAFORM.parent / "controlplane/providers/gcp/runtime.py").read_text()
-    assert "vpc_access" not in runtime and "VpcAccess" not in runtime
+    assert "platform" not in re.findall(r"subnetwork=self\.settings\.(\w+)", runtime)
+
+
+def test_sites_reach_cloud_sql_privately_and_nothing_else_private() -> None:
+    """Cloud SQL has a private IP in the sites' network; the firewall lets the sites' tag
+    reach port 3306 of that range only and denies every other private destination."""
+    [sql] = [b for k, n, b in resources() if k == "google_sql_database_instance" and n == "shared"]
+    private_network = _get(sql, ("settings", "ip_configuration", "private_network"))
+    assert "google_compute_network.sites.id" in str(private_network)
+    ssl_mode = _get(sql, ("settings", "ip_configuration", "ssl_mode"))
+    assert _unquote(ssl_mode) == "ENCRYPTED_ONLY"
+    walls = {n: b for k, n, b in resources() if k == "google_compute_firewall"}
+    allow, deny = walls["sites_to_sql"], walls["sites_deny_private"]
+    assert allow["priority"] < deny["priority"]
+    assert _unquote(allow["direction"]) == _unquote(deny["direction"]) == "EGRESS"
+    assert "sites_sql" in str(allow["destination_ranges"])
+    assert "3306" in str(allow["allow"]) and "tcp" in str(allow["allow"])
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= {
+        _unquote(r) for r in deny["destination_ranges"]
+    }
+    assert str(allow["target_tags"]) == str(deny["target_tags"])
+    env = str(_locals()["control_plane_env"])
+    assert re.search(r"AIPRESS_CLOUDSQL_PRIVATE_IP[^,]*private_ip_address", env), env
+    assert re.search(r"AIPRESS_SITES_SUBNETWORK[^,]*google_compute_subnetwork\.sites\.id", env)
 
 
 def test_variables_are_validated() -> None:
@@ -182,26 +209,14 @@ def test_only_the_control_plane_can_act_as_or_mint_for_service_accounts() -> Non
                 assert _unquote(body["member"]) == CONTROL_PLANE, f"{kind}.{name} grants {role}"
 
 
-def test_the_control_plane_may_grant_tenants_exactly_the_runtime_roles() -> None:
-    from controlplane.providers.gcp.identity import RUNTIME_ROLES
-
-    [grant] = [body for kind, _name, body in resources()
-               if kind == "google_project_iam_member" and "projectIamAdmin" in str(body["role"])]  # fmt: skip
-    expression = str(grant["condition"])
-    listed = re.search(r"hasOnly\(\[([^\]]*)\]\)", expression)
-    assert listed, expression
-    assert set(re.findall(r"roles/[A-Za-z0-9_.]+", listed.group(1))) == set(RUNTIME_ROLES)
-    assert set(RUNTIME_ROLES) == {"roles/cloudsql.client"}
-    assert not set(RUNTIME_ROLES) & set(MINTING_ROLES)
-
-
 def test_the_gcp_provider_grants_tenants_nothing_that_mints() -> None:
-    """Every role the provider's code can grant: Cloud SQL's client on the project, read
-    of its own secrets, write of its own bucket, and the public invoker of its service."""
+    """Every role the provider's code can grant: read of its own secrets, write of its own
+    bucket, and the invoker of its service; nothing on the project."""
     allowed = {
-        "roles/cloudsql.client", "roles/secretmanager.secretAccessor",
-        "roles/storage.objectAdmin", "roles/run.invoker",
-    }  # fmt: skip
+        "roles/secretmanager.secretAccessor",
+        "roles/storage.objectAdmin",
+        "roles/run.invoker",
+    }
     source = TERRAFORM.parent / "controlplane" / "providers" / "gcp"
     found = {role for path in source.glob("*.py")
              for role in re.findall(r"roles/[A-Za-z0-9_.]+", path.read_text())}  # fmt: skip

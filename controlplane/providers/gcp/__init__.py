@@ -45,7 +45,6 @@ def make_clients(settings: Settings) -> GcpClients:
         dns,
         logging,
         monitoring_v3,
-        resourcemanager_v3,
         run_v2,
         secretmanager,
         storage,
@@ -70,7 +69,6 @@ def make_clients(settings: Settings) -> GcpClients:
         run_v1=session,
         rest=session,
         monitoring=monitoring_v3.MetricServiceClient(),
-        projects=resourcemanager_v3.ProjectsClient(),
     )  # fmt: skip
 
 

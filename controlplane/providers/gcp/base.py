@@ -26,7 +26,6 @@ class GcpClients:
     logging: Any = None  # logging.Client
     iam: Any = None  # IAM service accounts (identity.IamServiceAccounts)
     monitoring: Any = None  # monitoring_v3.MetricServiceClient
-    projects: Any = None  # resourcemanager_v3.ProjectsClient
     run_v1: Any = None  # a requests-like session for the Cloud Run v1 API (domain mappings)
     run_v1_url: str | None = None  # its base URL (tests point it at a fake)
     # A requests-like session for the APIs called over plain REST (Compute for the load

@@ -20,15 +20,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from google.api_core import exceptions
-from google.iam.v1 import policy_pb2
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpClients
 
 IAM_API = "https://iam.googleapis.com"
-# Principal occurrences one allow policy may hold (IAM quotas and limits).
-POLICY_PRINCIPAL_LIMIT = 1_500
 T = TypeVar("T")
 
 
@@ -109,8 +106,9 @@ def tenant_account(project: str, tenant_id: str) -> str:
 def ensure_tenant_account(
     clients: GcpClients, project: str, tenant_id: str, propagation: Propagation | None = None
 ) -> str:
-    """Create the tenant's account if it does not exist, wait until IAM shows it, grant it
-    the runtime's project roles; return its e-mail."""
+    """Create the tenant's account if it does not exist and wait until IAM shows it; return
+    its e-mail. It holds no project-level role: every grant is on the tenant's own secrets,
+    bucket and services (the database is reached by password over the sites' VPC)."""
     wait = propagation or Propagation()
     email = tenant_account(project, tenant_id)
     name = f"projects/{project}/serviceAccounts/{email}"
@@ -134,49 +132,4 @@ def ensure_tenant_account(
     owner = f"(aipress-tenant-id={tenant_id})"
     if owner not in str(existing.get("description", "")):
         raise ApplyFailed(f"service account {email} exists but is not tenant {tenant_id}'s")
-    wait.call(lambda: grant_project_roles(clients, project, f"serviceAccount:{email}"))
     return email
-
-
-# What a tenant's runtime needs project-wide: only Cloud SQL's, whose IAM has no
-# instance-level bindings (the Cloud SQL volume connects as the service's identity). Logs go
-# to stdout (Cloud Run writes them: no logWriter) and metrics are Cloud Run's own (no
-# metricWriter); every other grant is on the tenant's own secret, bucket or service. The
-# control plane may grant exactly these and nothing else (an IAM condition in terraform/).
-RUNTIME_ROLES = ("roles/cloudsql.client",)
-
-
-def principal_count(policy: policy_pb2.Policy) -> int:
-    """Principal occurrences in the policy, as IAM counts them against its limit."""
-    return sum(len(b.members) for b in policy.bindings)
-
-
-def grant_project_roles(clients: GcpClients, project: str, member: str) -> None:
-    """Add `member` to the runtime roles in the project's policy (read-modify-write with the
-    policy's etag: a concurrent change makes the write fail 409, and the caller retries the
-    whole read-modify-write)."""
-    resource = f"projects/{project}"
-    # The project policy holds a conditional binding (terraform/): read and write version 3.
-    policy = clients.projects.get_iam_policy(
-        request={"resource": resource, "options": {"requested_policy_version": 3}}
-    )
-    policy.version = 3
-    added = 0
-    for role in RUNTIME_ROLES:
-        binding = next(
-            (b for b in policy.bindings if b.role == role and not b.condition.expression), None
-        )
-        if binding is None:
-            policy.bindings.append(policy_pb2.Binding(role=role, members=[member]))
-            added += 1
-        elif member not in binding.members:
-            binding.members.append(member)
-            added += 1
-    if not added:
-        return
-    if principal_count(policy) > POLICY_PRINCIPAL_LIMIT:
-        raise ApplyFailed(
-            f"project {project}'s IAM policy is full ({POLICY_PRINCIPAL_LIMIT} principals): "
-            "this cell has no room for another tenant; place the tenant in another cell"
-        )
-    clients.projects.set_iam_policy(request={"resource": resource, "policy": policy})

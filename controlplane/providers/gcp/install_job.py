@@ -36,16 +36,20 @@ class InstallJob(GcpStep):
         return f"{parent}/jobs/{job_id(self.names(ctx).service)}"
 
     def job(
-        self, ctx: SiteContext, container: run_v2.Container, volumes: list[run_v2.Volume]
+        self,
+        ctx: SiteContext,
+        container: run_v2.Container,
+        volumes: list[run_v2.Volume],
+        vpc_access: run_v2.VpcAccess,
     ) -> run_v2.Job:
-        """One task, retried once, with the service's container, env and volumes."""
+        """One task, retried once, with the service's container, env, volumes and network."""
         container.command = [INSTALL_COMMAND]
         return run_v2.Job(
             labels=labels(ctx),
             template=run_v2.ExecutionTemplate(
                 labels=labels(ctx), task_count=1, parallelism=1,
                 template=run_v2.TaskTemplate(
-                    containers=[container], volumes=volumes, max_retries=1,
+                    containers=[container], volumes=volumes, vpc_access=vpc_access, max_retries=1,
                     timeout=duration_pb2.Duration(seconds=JOB_TIMEOUT),
                     service_account=self.runtime_account(ctx),
                     execution_environment=run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
@@ -54,12 +58,16 @@ class InstallJob(GcpStep):
         )  # fmt: skip
 
     def run(
-        self, ctx: SiteContext, container: run_v2.Container, volumes: list[run_v2.Volume]
+        self,
+        ctx: SiteContext,
+        container: run_v2.Container,
+        volumes: list[run_v2.Volume],
+        vpc_access: run_v2.VpcAccess,
     ) -> str:
         """Install WordPress; return the job's name. Fails saying what the execution said."""
         client = self.clients.jobs
         name = self.name(ctx)
-        desired = self.job(ctx, container, volumes)
+        desired = self.job(ctx, container, volumes, vpc_access)
         try:
             client.get_job(name=name)
         except exceptions.NotFound:

@@ -88,7 +88,9 @@ def plan_site(
     ctx.resources.setdefault("storage", {"bucket": names.bucket})
     service = run_v2.Service.to_dict(runtime.service(ctx))
     install = runtime.install
-    job = run_v2.Job.to_dict(install.job(ctx, runtime.container(ctx), runtime.volumes(ctx)))
+    job = run_v2.Job.to_dict(
+        install.job(ctx, runtime.container(ctx), runtime.volumes(ctx), runtime.vpc_access())
+    )
     calls: list[dict[str, Any]] = [
         {
             "step": "database",

@@ -1,9 +1,16 @@
 """runtime step: a Cloud Run v2 service per site running the tenant image.
 
-Secrets reach the container by reference (Secret Manager), never as values; the Cloud SQL
-socket is a `cloud_sql_instance` volume at /cloudsql; the uploads bucket is a GCS volume at
-wp-content/uploads (second-generation environment, mounted uid=33,gid=33 for www-data);
-scale to zero; startup CPU boost; labels on the service and revisions.
+Secrets reach the container by reference (Secret Manager), never as values; the uploads
+bucket is a GCS volume at wp-content/uploads (second-generation environment, mounted
+uid=33,gid=33 for www-data); scale to zero; startup CPU boost; labels on the service and
+revisions.
+
+The database is Cloud SQL's private IP, reached over TLS with the site's own database user
+and password through Direct VPC egress into the sites' subnet (private ranges only: the
+internet is reached directly). The sites' firewall lets their network tag reach port 3306
+of Cloud SQL's range and nothing else private. Not the Cloud SQL volume: it connects as the
+service's identity, which would need Cloud SQL's client role on the whole project for every
+tenant (Cloud SQL has no instance-level IAM), one policy entry per tenant.
 
 WordPress is installed by a Cloud Run job of the same image before the service exists, so no
 one can reach install.php and no two instances race to install. Sites are public with the
@@ -145,9 +152,12 @@ class CloudRunService(GcpStep):
         names = self.names(ctx)
         database = ctx.resources.get("database") or {}
         secret_ids = ctx.resources.get("secrets") or {}
-        instance = self.settings.cloudsql_instance
         env = [
-            run_v2.EnvVar(name="WORDPRESS_DB_HOST", value=f"localhost:/cloudsql/{instance}"),
+            run_v2.EnvVar(
+                name="WORDPRESS_DB_HOST", value=f"{self.settings.cloudsql_private_ip}:3306"
+            ),
+            # Cloud SQL takes encrypted connections only (terraform's ssl_mode).
+            run_v2.EnvVar(name="WORDPRESS_DB_TLS", value="on"),
             run_v2.EnvVar(name="WORDPRESS_DB_NAME", value=database.get("name", names.db_name)),
             run_v2.EnvVar(name="WORDPRESS_DB_USER", value=database.get("user", names.db_user)),
             self._secret_env(
@@ -188,22 +198,29 @@ class CloudRunService(GcpStep):
         ]
 
     def volumes(self, ctx: SiteContext) -> list[run_v2.Volume]:
-        """The Cloud SQL socket and the uploads bucket (writable by www-data)."""
+        """The uploads bucket (writable by www-data)."""
         bucket = (ctx.resources.get("storage") or {}).get("bucket", self.names(ctx).bucket)
         return [
-            run_v2.Volume(name="cloudsql", cloud_sql_instance=run_v2.CloudSqlInstance(
-                instances=[self.settings.cloudsql_instance])),
             run_v2.Volume(name="uploads", gcs=run_v2.GCSVolumeSource(
                 bucket=bucket, mount_options=list(WWW_DATA))),
         ]  # fmt: skip
 
+    def vpc_access(self) -> run_v2.VpcAccess:
+        """Direct VPC egress into the sites' subnet, for Cloud SQL's private IP only."""
+        return run_v2.VpcAccess(
+            network_interfaces=[run_v2.VpcAccess.NetworkInterface(
+                subnetwork=self.settings.sites_subnetwork,
+                tags=[self.settings.sites_network_tag])],
+            egress=run_v2.VpcAccess.VpcEgress.PRIVATE_RANGES_ONLY,
+        )  # fmt: skip
+
     def container(self, ctx: SiteContext) -> run_v2.Container:
         """The tenant image with its env, limits and mounts (the service's and the job's)."""
-        if not self.settings.tenant_image or not self.settings.cloudsql_instance:
-            raise ValueError(
-                "the gcp runtime needs AIPRESS_TENANT_IMAGE and AIPRESS_CLOUDSQL_INSTANCE"
-            )
         settings = self.settings
+        needed = ("tenant_image", "cloudsql_private_ip", "sites_subnetwork")
+        missing = settings.missing(needed)
+        if missing:
+            raise ValueError(f"the gcp runtime needs {', '.join(missing)}")
         check_php_fits(settings.site_memory, settings.site_concurrency,
                        settings.site_php_memory_limit)  # fmt: skip
         return run_v2.Container(
@@ -212,9 +229,8 @@ class CloudRunService(GcpStep):
             resources=run_v2.ResourceRequirements(
                 limits={"cpu": settings.site_cpu, "memory": settings.site_memory}
             ),
-            volume_mounts=[run_v2.VolumeMount(name="cloudsql", mount_path="/cloudsql"),
-                           run_v2.VolumeMount(name="uploads", mount_path=UPLOADS)],
-        )  # fmt: skip
+            volume_mounts=[run_v2.VolumeMount(name="uploads", mount_path=UPLOADS)],
+        )
 
     def service(self, ctx: SiteContext) -> run_v2.Service:
         """The desired service (also what `--plan` prints)."""
@@ -241,6 +257,7 @@ class CloudRunService(GcpStep):
                     min_instance_count=0, max_instance_count=self.settings.site_max_instances
                 ),
                 volumes=self.volumes(ctx),
+                vpc_access=self.vpc_access(),
                 containers=[container],
             ),
         )
@@ -252,7 +269,9 @@ class CloudRunService(GcpStep):
         self._publish_tenant_env(ctx)
         recorded = dict(ctx.resources.get("runtime") or {})
         if not recorded.get("installed"):
-            recorded["install_job"] = self.install.run(ctx, self.container(ctx), self.volumes(ctx))
+            recorded["install_job"] = self.install.run(
+                ctx, self.container(ctx), self.volumes(ctx), self.vpc_access()
+            )
             recorded["installed"] = True
             ctx.resources["runtime"] = recorded
         try:
