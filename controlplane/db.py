@@ -25,26 +25,6 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
-def _cloudsql_creator(settings: Settings) -> Any:
-    # Imported lazily: the connector pulls in Google auth, which the embedded default never needs.
-    from google.cloud.sql.connector import Connector, RefreshStrategy
-
-    connector = Connector(refresh_strategy=RefreshStrategy.LAZY)
-    instance = settings.cloudsql_instance or ""
-
-    def connect() -> Any:
-        return connector.connect(
-            instance,
-            "pymysql",
-            user=settings.cloudsql_user,
-            password=settings.cloudsql_password,
-            db=settings.cloudsql_database,
-            enable_iam_auth=settings.cloudsql_iam_auth,
-        )
-
-    return connect
-
-
 def make_engine(settings: Settings) -> Engine:
     """An engine for SQLite (embedded), MySQL/MariaDB, PostgreSQL or Cloud SQL (connector)."""
     url = settings.sqlalchemy_url
@@ -69,8 +49,12 @@ def make_engine(settings: Settings) -> Engine:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
     if settings.cloudsql_instance and not settings.database_url:
+        # Imported here: the gcp package pulls in Google's clients, which the embedded
+        # default never needs.
+        from controlplane.providers.gcp.database import own_connect
+
         return create_engine(
-            url, creator=_cloudsql_creator(settings), pool_pre_ping=True, pool_recycle=1800
+            url, creator=own_connect(settings), pool_pre_ping=True, pool_recycle=1800
         )
     return create_engine(url, pool_pre_ping=True, pool_recycle=1800, pool_size=10)
 

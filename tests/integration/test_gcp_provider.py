@@ -27,7 +27,7 @@ from controlplane.api.app import create_app
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.platform import build_platform
-from controlplane.providers.gcp import GcpProvider
+from controlplane.providers.gcp import GcpProvider, GcpUsage
 from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.dns import CloudflareRecords
 from controlplane.providers.gcp.identity import IamServiceAccounts
@@ -600,6 +600,7 @@ def test_the_platforms_iam_database_users_are_granted_their_database(mariadb: Ma
     job = mysql_iam_user("aipress-billing@aipress-test.iam.gserviceaccount.com")
     assert (owner, job) == ("aipress-control-plane", "aipress-billing")
     database, password = f"aipress_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    tenant_db = f"wp_acme_sizes_{secrets.token_hex(3)}"
     admin = cloudsql_admin(mariadb)
     with mariadb.connect() as conn, conn.cursor() as cur:
         for user in (owner, job):  # as google_sql_user makes them: no privilege at all
@@ -624,11 +625,26 @@ def test_the_platforms_iam_database_users_are_granted_their_database(mariadb: Ma
             assert conn.exec_driver_sql("SELECT count(*) FROM tenants").scalar() == 1
         with pytest.raises(Exception, match="command denied"), engine_as(job).begin() as conn:
             conn.exec_driver_sql("DROP TABLE tenants")  # the jobs never change the schema
+
+        # Billing sizes every tenant database from InnoDB's statistics, reading no row of it.
+        with mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{tenant_db}`")
+            cur.execute(f"CREATE TABLE `{tenant_db}`.wp_posts (id INT PRIMARY KEY, body TEXT)")
+            cur.execute(f"INSERT INTO `{tenant_db}`.wp_posts VALUES (1, 'private')")
+            cur.execute(f"ANALYZE TABLE `{tenant_db}`.wp_posts")
+        usage = GcpUsage(Settings(provider="memory"), GcpClients(own_connect=lambda: pymysql.connect(
+            host="127.0.0.1", port=mariadb.port, user=job, password=password)))  # fmt: skip
+        sizes = usage.database_bytes()
+        assert sizes[tenant_db] >= 16_384 and sizes[database] > 0  # at least a page each
+        with pytest.raises(pymysql.err.OperationalError, match="denied"):
+            pymysql.connect(host="127.0.0.1", port=mariadb.port, user=job, password=password,
+                            database=tenant_db)  # fmt: skip
         with pytest.raises(ValueError, match="Cloud SQL has no database user 'aipress-cron'"):
             grant_platform_users(admin, database, owner, ("aipress-cron",))
     finally:
         with mariadb.connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+            cur.execute(f"DROP DATABASE IF EXISTS `{tenant_db}`")
             for user in (owner, job):
                 cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
 

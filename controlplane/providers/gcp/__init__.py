@@ -12,7 +12,12 @@ from controlplane.observability import SiteLogs
 from controlplane.providers.gcp.backups import GcsBackups
 from controlplane.providers.gcp.base import GcpClients, GcpStep
 from controlplane.providers.gcp.cron import HttpCron
-from controlplane.providers.gcp.database import CloudSqlDatabase, admin_connect
+from controlplane.providers.gcp.database import (
+    TABLE_STATS,
+    CloudSqlDatabase,
+    admin_connect,
+    own_connect,
+)
 from controlplane.providers.gcp.dns import (
     CloudDnsRecords,
     CloudflareRecords,
@@ -65,6 +70,7 @@ def make_clients(settings: Settings) -> GcpClients:
         ),
         logging=logging.Client(project=settings.gcp_project),  # type: ignore[no-untyped-call]
         sql_connect=admin_connect(settings),
+        own_connect=own_connect(settings),
         iam=IamServiceAccounts(session),
         run_v1=session,
         rest=session,
@@ -105,11 +111,13 @@ class GcpUsage(GcpStep):
         return 0
 
     def database_bytes(self) -> dict[str, int]:
-        """Data + index bytes per database, from information_schema."""
-        with self.clients.sql_connect() as conn, conn.cursor() as cur:
+        """Data + index bytes per database, from InnoDB's table statistics, read as this
+        process's own database user (information_schema would show the billing job only
+        the tables it may read, and it may read no tenant's)."""
+        with self.clients.own_connect() as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT table_schema, SUM(data_length + index_length) "
-                "FROM information_schema.tables GROUP BY table_schema"
+                "SELECT database_name, SUM(clustered_index_size + sum_of_other_index_sizes) "
+                f"* @@innodb_page_size FROM {TABLE_STATS} GROUP BY database_name"
             )
             return {str(schema): int(size or 0) for schema, size in cur.fetchall()}
 

@@ -35,6 +35,7 @@ class GcpClients:
     certificates_url: str = "https://certificatemanager.googleapis.com"
     sqladmin_url: str = "https://sqladmin.googleapis.com"  # the instance's disk (backups)
     sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
+    own_connect: Any = None  # () -> one as this process's own IAM database user
     extra: dict[str, Any] = field(default_factory=dict)
 
 

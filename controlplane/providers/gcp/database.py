@@ -23,6 +23,9 @@ from controlplane.settings import Settings
 
 DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 JOB_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"  # the jobs write rows, never the schema
+# InnoDB's persistent statistics: every table's size in pages and nothing of its rows. The
+# billing job apportions the instance's cost by them, seeing no tenant's data.
+TABLE_STATS = "`mysql`.`innodb_table_stats`"
 # A restore's side schemas beside the site's database: staged, and the one it replaced.
 RESTORE_SUFFIX, PREVIOUS_SUFFIX = "__restore", "__previous"
 
@@ -57,11 +60,31 @@ def admin_connect(settings: Settings) -> Callable[[], Any]:
     return connect
 
 
+def own_connect(settings: Settings) -> Callable[[], Any]:
+    """Connections to the platform's database as this process's own IAM database user (the
+    control plane's or a job's), through cloud-sql-python-connector."""
+    connectors: list[Any] = []
+
+    def connect() -> Any:
+        from google.cloud.sql.connector import Connector, RefreshStrategy
+
+        if not connectors:
+            connectors.append(Connector(refresh_strategy=RefreshStrategy.LAZY))
+        return connectors[0].connect(
+            settings.cloudsql_instance or "", "pymysql", user=settings.cloudsql_user,
+            password=settings.cloudsql_password, db=settings.cloudsql_database,
+            enable_iam_auth=settings.cloudsql_iam_auth,
+        )  # fmt: skip
+
+    return connect
+
+
 def grant_platform_users(
     connect: Callable[[], Any], database: str, owner: str, jobs: tuple[str, ...] = ()
 ) -> None:
     """Create the control plane's database and grant it to the control plane's IAM user
-    (everything, for migrations) and to the jobs' IAM users (rows only). Idempotent."""
+    (everything, for migrations) and to the jobs' IAM users (rows only, and the table
+    statistics billing reads sizes from). Idempotent."""
     if not DATABASE_NAME.fullmatch(database):
         raise ValueError(f"{database!r} is not a database name (letters, digits, _)")
     with connect() as conn, conn.cursor() as cur:
@@ -70,9 +93,12 @@ def grant_platform_users(
             "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
         )
         grant_name = database.replace("_", "\\_")
-        for user, privileges in ((owner, "ALL PRIVILEGES"), *((j, JOB_PRIVILEGES) for j in jobs)):
+        grants = [(f"{privileges} ON `{grant_name}`.*", user) for user, privileges in
+                  ((owner, "ALL PRIVILEGES"), *((j, JOB_PRIVILEGES) for j in jobs))]  # fmt: skip
+        grants += [(f"SELECT ON {TABLE_STATS}", job) for job in jobs]
+        for what, user in grants:
             try:
-                cur.execute(f"GRANT {privileges} ON `{grant_name}`.* TO %s@'%%'", (user,))
+                cur.execute(f"GRANT {what} TO %s@'%%'", (user,))
             except pymysql.err.MySQLError as exc:
                 if exc.args and exc.args[0] in (1133, 1410):  # no such user
                     raise ValueError(
