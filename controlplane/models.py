@@ -174,6 +174,12 @@ class Operation(Base):
         backup_id = (self.params or {}).get("backup")
         return backup_id if isinstance(backup_id, str) else None
 
+    @property
+    def merged_into(self) -> str | None:
+        """The newer operation that took over this one's work (a queued env change)."""
+        newer = (self.params or {}).get("merged_into")
+        return newer if isinstance(newer, str) else None
+
 
 class OperationStep(Base):
     """One named step of an operation and its progress."""

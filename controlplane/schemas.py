@@ -201,6 +201,11 @@ class OperationRead(BaseModel):
         description="The id of the backup the operation takes (backup, delete) or puts back "
         "(restore, create from a backup)",
     )
+    merged_into: str | None = Field(
+        default=None,
+        description="The newer operation that applied this one's change with its own (an env "
+        "change queued behind another); this one succeeded without work of its own",
+    )
 
 
 class DomainCreate(BaseModel):

@@ -108,6 +108,7 @@ def test_queued_env_changes_of_a_tenant_merge_into_the_newest(
         for op_id in ops[:2]:
             done = wait_for_operation(client, op_id, admin, timeout=10)
             assert done["status"] == "succeeded", done
+            assert done["merged_into"] in ops[1:], done  # the API says which one took over
     finally:
         gate.set()
     wait_for_operation(client, stop.json()["operation"]["id"], admin)
