@@ -14,6 +14,9 @@ from controlplane.engine.provider import RewriteReport
 SCRIPT = Path(__file__).parent / "local" / "search_replace.php"
 IMAGE_SCRIPT = "/usr/local/share/aipress/search-replace.php"  # its path in the tenant image
 INPUT_ENV = "AIPRESS_SEARCH_REPLACE"  # the environment variable holding the input JSON
+# Where a run whose output nobody reads (a Cloud Run job's goes to Cloud Logging) leaves its
+# report: a table of the rewritten schema, read and dropped by the caller.
+REPORT_TABLE = "aipress_search_replace_report"
 
 
 def script_source() -> str:
@@ -22,10 +25,10 @@ def script_source() -> str:
 
 
 def job_input(database: str, old: str, new: str, *, dry_run: bool = False) -> str:
-    """The input JSON without connection members (they come from the environment)."""
-    return json.dumps(
-        {"database": database, "from": old.rstrip("/"), "to": new.rstrip("/"), "dry_run": dry_run}
-    )
+    """The input JSON of a job: no connection members (they come from the image's env), the
+    report written to REPORT_TABLE."""
+    return json.dumps({"database": database, "from": old.rstrip("/"), "to": new.rstrip("/"),
+                       "dry_run": dry_run, "report_table": REPORT_TABLE})  # fmt: skip
 
 
 def parse_report(output: str) -> RewriteReport:

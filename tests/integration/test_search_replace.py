@@ -144,7 +144,9 @@ def _unserializes(values: list[bytes]) -> list[bool]:
 
 
 def _snapshot(db: Db) -> list[tuple[Any, ...]]:
-    return [tuple(db.query(f"CHECKSUM TABLE {t}")[0]) for t in ("wp_options", "wp_postmeta", "wp_posts")]
+    return [
+        tuple(db.query(f"CHECKSUM TABLE {t}")[0]) for t in ("wp_options", "wp_postmeta", "wp_posts")
+    ]
 
 
 def test_every_value_of_the_corpus_is_what_php_serializes_with_the_new_address(db: Db) -> None:

@@ -54,8 +54,7 @@ from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
 from controlplane.providers.search_replace import INPUT_ENV, parse_report, script_source
-from controlplane.stack.process import CLEAN_ENV, StackError, run
-from controlplane.stack.templates import php_string
+from controlplane.stack.process import CLEAN_ENV, StackError
 
 log = get_logger("aipress.local.backups")
 TAG_ID, TAG_PENDING, TAG_PART = "aipress-backup", "aipress-pending", "aipress-part"
@@ -624,7 +623,9 @@ class BackupStep(LocalStep):
             self._revoke(schema, db_user)
         if done.returncode != 0:
             said = (done.stderr or done.stdout).strip()[-2000:]
-            raise StackError(f"rewriting the site's address failed (exit {done.returncode}): {said}")
+            raise StackError(
+                f"rewriting the site's address failed (exit {done.returncode}): {said}"
+            )
         report = parse_report(done.stdout)
         log.info("backup.rewritten", site=ctx.site_id, rows=report.rows, cells=report.cells,
                  tables=len(report.tables), unparsed=report.unparsed)  # fmt: skip

@@ -7,13 +7,16 @@
  * /usr/local/share/aipress/search-replace.php and a Cloud Run job of that image runs it.
  *
  * Input: the environment variable AIPRESS_SEARCH_REPLACE, JSON
- *   {"database", "from", "to", "dry_run"?, "host"?, "port"?, "user"?, "password"?}
+ *   {"database", "from", "to", "dry_run"?, "report_table"?, "host"?, "port"?, "user"?,
+ *    "password"?}
  * where a missing connection member falls back to the tenant image's WORDPRESS_DB_HOST
  * ("host", "host:port" or "host:/socket/path"), WORDPRESS_DB_USER and WORDPRESS_DB_PASSWORD.
  * Output, the last line on stdout: JSON
  *   {"tables": {table: {column: cells changed}}, "rows", "cells", "dry_run", "unparsed",
  *    "skipped": [tables without a primary key]}
- * A dry run reads and counts the same and writes nothing.
+ * With "report_table" the report is also written, as the one row of that table (made in the
+ * database; `report` LONGTEXT), for a run whose stdout nobody reads (a Cloud Run job's).
+ * A dry run reads and counts the same and writes nothing (but that report).
  *
  * What is rewritten, for "from" = scheme://host[:port][/path] (host boundary kept: a from of
  * old.example leaves old.example.net and old.example-cdn.com alone):
@@ -203,6 +206,12 @@ function aipress_connect(array $in): mysqli
     return $db;
 }
 
+function aipress_json(array $report): string
+{
+    $report['tables'] = (object) $report['tables']; // {} when nothing changed, not []
+    return json_encode($report, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE);
+}
+
 function aipress_main(array $in): array
 {
     $rewriter = new AipressRewriter((string) $in['from'], (string) $in['to']);
@@ -230,8 +239,9 @@ function aipress_main(array $in): array
         }
     }
 
+    $report_table = isset($in['report_table']) ? (string) $in['report_table'] : null;
     foreach ($tables as $table => [$keys, $texts]) {
-        if (!$texts) {
+        if (!$texts || (string) $table === $report_table) {
             continue;
         }
         if (!$keys) {
@@ -291,6 +301,14 @@ function aipress_main(array $in): array
         }
     }
     $report['unparsed'] = $rewriter->unparsed;
+    if ($report_table !== null) {
+        $write->query('CREATE TABLE IF NOT EXISTS ' . aipress_ident($report_table)
+            . ' (id INT PRIMARY KEY, report LONGTEXT NOT NULL)');
+        $stmt = $write->prepare('REPLACE INTO ' . aipress_ident($report_table) . ' VALUES (1, ?)');
+        $json = aipress_json($report);
+        $stmt->bind_param('s', $json);
+        $stmt->execute();
+    }
     return $report;
 }
 
@@ -311,5 +329,4 @@ try {
 } catch (InvalidArgumentException $exc) {
     aipress_fail($exc->getMessage());
 }
-$report['tables'] = (object) $report['tables']; // {} when nothing changed, not []
-echo json_encode($report, JSON_UNESCAPED_SLASHES), "\n";
+echo aipress_json($report), "\n";
