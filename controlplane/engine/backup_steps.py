@@ -9,13 +9,14 @@ taking a second backup.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 
 from sqlalchemy import select
 
 from controlplane.backups import retention
 from controlplane.backups.policy import effective_policy
 from controlplane.engine.context import Work
-from controlplane.engine.provider import BackupInvalid, BackupRecord
+from controlplane.engine.provider import BackupInvalid, BackupRecord, RewriteReport
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, StepStatus
 from controlplane.models import Backup, Site, new_id, utcnow
@@ -225,6 +226,15 @@ def not_restored(work: Work) -> None:
     restored(work)
 
 
+def record_rewrite(work: Work, report: RewriteReport | None) -> None:
+    """What a search-replace changed, on the operation (`params["rewrite"]`: per table and
+    column how many values, never a value) and in the step's "done" event."""
+    if report is None:
+        return
+    work.operation.params = {**work.operation.params, "rewrite": asdict(report)}
+    work.detail = report.summary()
+
+
 def restore_into_new_site(work: Work) -> None:
     """A new site's last create step: the backup staged with the source site's address
     rewritten to this one, swapped in, then the platform's config and probe (wordpress)."""
@@ -236,11 +246,13 @@ def restore_into_new_site(work: Work) -> None:
         work.provider.backups.check_space(ctx, record)
         url = work.provider.dns.preview_url(ctx)
         rewrite_from = backup.site_url if backup.site_url and backup.site_url != url else None
-        work.provider.backups.stage(ctx, record, rewrite_from)
+        record_rewrite(work, work.provider.backups.stage(ctx, record, rewrite_from))
         work.provider.backups.swap(ctx)
         # Committed now: a resumed try must not stage again over the swapped-in copy.
         op.params = {**op.params, "swapped": True}
         work.session.commit()
+    elif op.params.get("rewrite"):  # a resumed try: the rewrite happened in an earlier one
+        record_rewrite(work, RewriteReport(**op.params["rewrite"]))
     work.provider.wordpress.ensure(ctx)
     work.provider.backups.discard_previous(ctx)
     work.provider.backups.unstage(ctx)

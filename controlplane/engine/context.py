@@ -60,6 +60,9 @@ class Work:
     contexts: ContextBuilder
     site: Site | None = None
     ctx: SiteContext | None = None
+    # A short sentence the running step adds to its "done" event ("rewrote 42 values in 6
+    # tables"); reset before each step.
+    detail: str | None = None
 
     def site_context(self) -> SiteContext:
         """The site's context; a site-scoped kind always has one."""

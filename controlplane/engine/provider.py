@@ -99,6 +99,27 @@ class BackupRecord:
     checksums: dict[str, str]
 
 
+@dataclass(frozen=True)
+class RewriteReport:
+    """What a search-replace of a site's address changed (counts only, never values)."""
+
+    tables: dict[str, dict[str, int]]  # table -> column -> cells changed
+    rows: int
+    cells: int
+    dry_run: bool = False
+    unparsed: int = 0  # values that looked serialized and did not parse: left as they were
+
+    def summary(self) -> str:
+        """One sentence a person reads: "rewrote 42 values in 6 tables"."""
+        verb = "would rewrite" if self.dry_run else "rewrote"
+        values = "value" if self.cells == 1 else "values"
+        tables = "table" if len(self.tables) == 1 else "tables"
+        said = f"{verb} {self.cells} {values} in {len(self.tables)} {tables}"
+        if self.unparsed:
+            said += f" ({self.unparsed} unreadable serialized left as they were)"
+        return said
+
+
 class BackupInvalid(Exception):
     """A backup failed verification (missing, corrupted, checksums differ): nothing changed."""
 
@@ -124,10 +145,13 @@ class BackupStep(Protocol):
         """Raise ValueError (with what to free) if staging this backup would not fit."""
         ...
 
-    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+    def stage(
+        self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None
+    ) -> RewriteReport | None:
         """Put the backup beside the live site (side schema, side directory), checked
         against its checksums; `rewrite_from`: the URL the backup's site had, rewritten to
-        this site's address (a site made from another site's backup)."""
+        this site's address (a site made from another site's backup), with what the
+        rewrite changed returned (None when nothing was rewritten)."""
         ...
 
     def unstage(self, ctx: SiteContext) -> None:

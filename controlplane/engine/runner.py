@@ -339,6 +339,7 @@ class Engine:
             add_event(session, op.id, EventType.STEP_STARTED, f"{step.name} started", step.name)
             session.commit()
         started = time.monotonic()
+        work.detail = None
         try:
             try:
                 self._attempt(work, step, spec, spec.do, "")
@@ -368,7 +369,7 @@ class Engine:
             session,
             op.id,
             EventType.STEP_FINISHED,
-            f"{step.name} done in {elapsed:.2f} s",
+            f"{step.name} done in {elapsed:.2f} s" + (f": {work.detail}" if work.detail else ""),
             step.name,
         )
         session.commit()

@@ -7,10 +7,13 @@ import base64
 import html
 import ipaddress
 import json
+import os
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,6 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 Handler = Callable[[Request, dict[str, str], dict[str, Any]], Response]
+INSTALL_COMMAND = ["aipress-install"]
+# The search-replace job's command, and the file the image's Dockerfile copies to that path.
+SEARCH_REPLACE_COMMAND = ["php", "/usr/local/share/aipress/search-replace.php"]
+SEARCH_REPLACE_SOURCE = (
+    Path(__file__).resolve().parents[2] / "controlplane/providers/local/search_replace.php"
+)
 UNKNOWN_ROUTE = 599  # never a 404: "not found" would read as "absent" to the caller
 
 
@@ -139,6 +148,10 @@ class FakeCloudRun(Fake):
     - the container is the tenant image: WordPress answers every page with a 302 to
       install.php until installed, and only the install job (command `aipress-install`)
       installs it;
+    - the search-replace job (command `php /usr/local/share/aipress/search-replace.php`)
+      really runs that script with php on this machine, with the job's env (secrets
+      resolved), against `database` (the MariaDB standing in for Cloud SQL: the image's
+      /cloudsql socket becomes its TCP address);
     - a GCS volume needs the second-generation environment, and is root-owned unless
       mounted with uid=33,gid=33 (www-data);
     - Direct VPC egress names a subnetwork that must exist.
@@ -157,6 +170,8 @@ class FakeCloudRun(Fake):
         self.fail_create = False
         self.fail_install: str | None = None  # the install's error, when it is to fail
         self.subnetworks = {SITES_SUBNET}  # the project's VPC subnetworks
+        self.database: tuple[str, int] | None = None  # (host, port) standing in for Cloud SQL
+        self.rewrites: list[dict[str, Any]] = []  # the input of every search-replace run
         self.base_url = ""
         services = r"/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/services"
         self.on("POST", services, self.create)
@@ -365,7 +380,14 @@ class FakeCloudRun(Fake):
         task = job["template"]["template"]
         container = task["containers"][0]
         self.check_container(container, {v["name"]: v for v in task["volumes"]})
-        assert container["command"] == ["aipress-install"]
+        assert container["command"] in (INSTALL_COMMAND, SEARCH_REPLACE_COMMAND)
+        if container["command"] == SEARCH_REPLACE_COMMAND:
+            # The input names the schema and the addresses only: the connection and the
+            # password come from the image's env (the password a secret reference).
+            env = {e["name"]: e for e in container["env"]}
+            payload = json.loads(env["AIPRESS_SEARCH_REPLACE"]["value"])
+            assert set(payload) == {"database", "from", "to", "dry_run", "report_table"}
+            assert int(task.get("maxRetries", 0)) == 0, "a retry would rewrite a rewritten schema"
         assert job["template"].get("taskCount", 1) == 1
         assert "ports" not in container and "startupProbe" not in container
         assert {"aipress-tenant-id", "aipress-site"} <= set(job["labels"])
@@ -402,7 +424,8 @@ class FakeCloudRun(Fake):
         return self._operation(job, "Job") if job else error(404, "NOT_FOUND", f"{name} not found")
 
     def run_job(self, request: Request, m: dict[str, str], body: dict[str, Any]) -> Response:
-        """One execution of the install job, finished: it installs WordPress, or fails."""
+        """One execution of a job, finished: the install job installs WordPress, the
+        search-replace job runs its script; or it fails."""
         name = f"{m['parent']}/jobs/{m['id']}"
         if name not in self.jobs:
             return error(404, "NOT_FOUND", f"{name} not found")
@@ -410,14 +433,40 @@ class FakeCloudRun(Fake):
             "name": f"{name}/executions/{m['id']}-{len(self.requests)}", "taskCount": 1,
             "logUri": "https://console.cloud.google.com/logs/viewer?job",
         }  # fmt: skip
-        if self.fail_install:
+        container = self.jobs[name]["template"]["template"]["containers"][0]
+        failed = (self.search_replace(container) if container["command"] == SEARCH_REPLACE_COMMAND
+                  else self.fail_install)  # fmt: skip
+        if failed:
             execution.update(failedCount=1, conditions=[
-                {"type": "Completed", "state": "CONDITION_FAILED", "message": self.fail_install}])  # fmt: skip
+                {"type": "Completed", "state": "CONDITION_FAILED", "message": failed}])  # fmt: skip
         else:
-            self.installed.add(self.key(m["id"]))
+            if container["command"] == INSTALL_COMMAND:
+                self.installed.add(self.key(m["id"]))
             execution.update(succeededCount=1, conditions=[
                 {"type": "Completed", "state": "CONDITION_SUCCEEDED"}])  # fmt: skip
         return self._operation(execution, "Execution")
+
+    def search_replace(self, container: dict[str, Any]) -> str | None:
+        """Run the job's script as the container would; its error, or None when it worked."""
+        assert self.database is not None, "set FakeCloudRun.database to run search-replace jobs"
+        env: dict[str, str] = {"PATH": os.environ["PATH"]}
+        for var in container["env"]:
+            value = var.get("value")
+            if value is None:
+                secret = self.secret_value(var)
+                assert secret is not None, f"{var['name']}: its secret has no version"
+                value = secret.decode()
+            env[var["name"]] = value
+        host, port = self.database
+        assert env["WORDPRESS_DB_HOST"] == f"{SQL_PRIVATE_IP}:3306"
+        env["WORDPRESS_DB_HOST"] = f"{host}:{port}"  # the test's MariaDB, which takes no TLS
+        env.pop("WORDPRESS_DB_TLS")
+        self.rewrites.append(json.loads(env["AIPRESS_SEARCH_REPLACE"]))
+        done = subprocess.run(["php", str(SEARCH_REPLACE_SOURCE)], env=env, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+        if done.returncode != 0:
+            return f"Task failed with exit code {done.returncode}: {done.stderr.strip()[-300:]}"
+        return None
 
     def _service(self, service_id: str) -> dict[str, Any] | None:
         return next(

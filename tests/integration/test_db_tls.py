@@ -106,3 +106,33 @@ def test_without_tls_the_server_refuses_the_site(tls_mariadb: tuple[MariaDB, str
     server, password = tls_mariadb
     answer = _connect(server, password)  # the same password that connects over TLS
     assert "error" in answer and "cipher" not in answer, answer
+
+
+SEARCH_REPLACE = (
+    Path(__file__).parents[2] / "controlplane" / "providers" / "local" / "search_replace.php"
+)
+
+
+def test_the_search_replace_job_connects_encrypted_too(tls_mariadb: tuple[MariaDB, str]) -> None:
+    """The gcp search-replace job runs the script with the image's env against the private IP."""
+    server, password = tls_mariadb
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS tls_site")
+        cur.execute("CREATE TABLE IF NOT EXISTS tls_site.wp_options "
+                    "(option_id INT PRIMARY KEY, option_value TEXT)")  # fmt: skip
+        cur.execute("REPLACE INTO tls_site.wp_options VALUES (1, 'https://old.example/x')")
+        cur.execute("GRANT ALL ON tls_site.* TO 'site'@'127.0.0.1'")
+    job = {"database": "tls_site", "from": "https://old.example", "to": "https://new.example"}
+    env = {"PATH": os.environ["PATH"], "AIPRESS_SEARCH_REPLACE": json.dumps(job),
+           "WORDPRESS_DB_HOST": f"127.0.0.1:{server.port}", "WORDPRESS_DB_USER": "site",
+           "WORDPRESS_DB_PASSWORD": password}  # fmt: skip
+    plain = subprocess.run(["php", str(SEARCH_REPLACE)], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)  # fmt: skip
+    assert plain.returncode != 0  # refused: the server takes encrypted connections only
+    done = subprocess.run(["php", str(SEARCH_REPLACE)], env={**env, "WORDPRESS_DB_TLS": "on"},
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["cells"] == 1
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT option_value FROM tls_site.wp_options")
+        assert cur.fetchall() == (("https://new.example/x",),)

@@ -116,6 +116,7 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
     iam = FakeIam()
     run, sm = FakeCloudRun(IMAGE), FakeSecretManager(iam)
     run.secrets, run.project = sm, PROJECT
+    run.database = ("127.0.0.1", mariadb.port)
     keys, sql = FakeGcsKeys(gcs), FakeSqlAdmin(PROJECT, INSTANCE, disk_gb=10)
     anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url,
@@ -373,9 +374,21 @@ def test_a_swap_killed_between_object_moves_is_finished_or_undone(
 def test_a_site_made_from_another_sites_backup_gets_its_own_address(gcp: Gcp) -> None:
     _fill(gcp)
     record = gcp.backups.backup(gcp.ctx, _backup_id())
-    gcp.backups.stage(gcp.ctx, record, "https://old.example/")
+    report = gcp.backups.stage(gcp.ctx, record, "https://old.example/")
     side = gcp.db + "__restore"
     new = f"https://{gcp.ctx.site_name}.acme.sites.example.com"
+    # Through the search-replace job: the tenant image's script, run as the site's database
+    # user, which holds the side schema for the run only; the job and its report go after.
+    assert [r["database"] for r in gcp.run.rewrites] == [side]
+    assert gcp.run.rewrites[0]["from"] == "https://old.example" and gcp.run.rewrites[0]["to"] == new
+    assert gcp.run.jobs == {}
+    assert report is not None and report.summary() == "rewrote 1502 values in 2 tables"
+    assert report.tables == {"wp_options": {"option_value": 2}, "wp_posts": {"post_content": 1500}}
+    assert gcp.query("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                     "AND table_name LIKE 'aipress%%'", (side,)) == []  # fmt: skip
+    user = gcp.ctx.resources["database"]["user"]
+    grants = " ".join(g for (g,) in gcp.query("SHOW GRANTS FOR %s@'%%'", (user,)))
+    assert "__restore" not in grants.replace("\\", ""), grants
     options = dict(gcp.query(f"SELECT option_name, option_value FROM `{side}`.wp_options"))
     assert options["siteurl"] == new
     url = f"{new}/shop"

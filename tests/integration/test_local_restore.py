@@ -5,13 +5,16 @@ name, its address rewritten; and a trial restore beside the site (verify_backup)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controlplane.backups.rounds import SCHEDULER
-from controlplane.models import Backup
+from controlplane.models import Backup, Operation, OperationEvent
 from controlplane.services.backups import start_verify
 from tests.conftest import wait_for_operation
 from tests.dns_server import TxtServer
@@ -90,7 +93,22 @@ def test_undelete_under_a_new_name_rewrites_the_address(local: LocalEnv) -> None
 
     body = {"name": "shop-again", "admin_email": "owner@example.com",
             "from_backup": {"site": "shop", "backup": final["backup"]}}  # fmt: skip
-    _run(local, local.client.post(SITES, json=body, headers=local.admin))
+    made = _run(local, local.client.post(SITES, json=body, headers=local.admin))
+
+    # What the rewrite changed is on the operation: counts per table and column (the post,
+    # home and siteurl at least), and one sentence in the restore step's "done" event.
+    platform = local.client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        op = session.get(Operation, made["operation"]["id"])
+        rewrite = op.params["rewrite"]
+        done = [e.message for e in op_events(session, op.id) if e.step == "restore"
+                and e.type == "step_finished"]  # fmt: skip
+    assert rewrite["tables"]["wp_posts"]["post_content"] >= 1
+    assert rewrite["tables"]["wp_options"]["option_value"] >= 2
+    assert rewrite["cells"] == sum(n for cols in rewrite["tables"].values() for n in cols.values())
+    assert len(done) == 1 and re.fullmatch(
+        rf"restore done in [0-9.]+ s: rewrote {rewrite['cells']} values in "
+        rf"{len(rewrite['tables'])} tables", done[0]), done  # fmt: skip
 
     new = local.client.get(f"{SITES}/shop-again", headers=local.admin).json()
     home = local.site_get(_host("shop-again"))
@@ -98,6 +116,12 @@ def test_undelete_under_a_new_name_rewrites_the_address(local: LocalEnv) -> None
     content = _php(local, "shop-again", "foreach (get_posts() as $p) echo $p->post_content;")
     assert f"see {new['preview_url']}about/" in content
     assert old["preview_url"] not in content
+
+
+def op_events(session: Session, operation_id: str) -> list[OperationEvent]:
+    """The operation's events, in order."""
+    query = select(OperationEvent).where(OperationEvent.operation_id == operation_id)
+    return list(session.scalars(query.order_by(OperationEvent.id)))
 
 
 def _verify(local: LocalEnv, name: str, backup_id: str) -> dict[str, Any]:

@@ -59,6 +59,19 @@ def test_cron_is_the_platforms_and_one_click_sign_in_is_installed() -> None:
     assert "mu_plugins/aipress-login.php" in (IMAGE / "Dockerfile").read_text()
 
 
+def test_the_image_holds_the_one_search_replace_script_where_the_job_runs_it() -> None:
+    # Copied from the local provider's file itself (no second copy to drift), to the path
+    # the gcp search-replace job's command names.
+    from controlplane.providers.search_replace import IMAGE_SCRIPT, SCRIPT
+
+    dockerfile = (IMAGE / "Dockerfile").read_text()
+    source = SCRIPT.relative_to(IMAGE.parents[1])
+    assert re.search(
+        rf"^COPY {re.escape(str(source))} {re.escape(IMAGE_SCRIPT)}$", dockerfile, re.M
+    )
+    assert not list(IMAGE.rglob("*search*replace*"))
+
+
 @pytest.mark.skipif(shutil.which("php") is None, reason="php is installed by `make test`")
 def test_php_files_parse() -> None:
     for name in (

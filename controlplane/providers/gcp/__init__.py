@@ -150,7 +150,7 @@ class GcpProvider:
         self.dns: DnsStep = dns
         runtime.served = dns
         self.wordpress: SiteStep = WordPressReady(settings, self.clients)
-        self.backups: BackupStep = GcsBackups(settings, self.clients)
+        self.backups: BackupStep = GcsBackups(settings, self.clients, runtime)
         budget = SharedMinuteBudget(
             make_sessionmaker(make_engine(settings)),
             f"logging.entries.list/{settings.gcp_project}", CALLS_PER_MINUTE,

@@ -40,11 +40,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.api_core import exceptions
 
-from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
+from controlplane.engine.provider import BackupInvalid, BackupRecord, RewriteReport, SiteContext
 from controlplane.kernel import clock
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX
-from controlplane.providers.url_rewrite import rewrite_database
+from controlplane.providers.gcp.runtime import CloudRunService
+from controlplane.providers.gcp.search_replace_job import SearchReplaceJob
 
 MANIFEST = "manifest.json"
 DUMP = "database.sql.gz"
@@ -219,6 +220,11 @@ class Where:
 
 class GcsBackups(GcpStep):
     """Every BackupStep method against Cloud SQL (over the connector) and GCS."""
+
+    def __init__(self, settings: Any, clients: Any, runtime: CloudRunService) -> None:
+        super().__init__(settings, clients)
+        self.runtime = runtime  # its container: what the search-replace job runs
+        self.search_replace = SearchReplaceJob(settings, clients)
 
     # -- objects ------------------------------------------------------------------------
     def _bucket(self, name: str) -> Any:
@@ -460,25 +466,33 @@ class GcsBackups(GcpStep):
                     "AND table_type = 'BASE TABLE' ORDER BY table_name", (database,))  # fmt: skip
         return [str(row[0]) for row in cur.fetchall()]
 
-    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+    def stage(
+        self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None
+    ) -> RewriteReport | None:
         """Stream the dump into `<db>__restore` (checking its sha256 on the way) and copy the
-        files into the bucket's `.aipress-restore/` (checking each crc32c); from scratch."""
+        files into the bucket's `.aipress-restore/` (checking each crc32c); from scratch.
+        With `rewrite_from`, that address is rewritten to this site's by the search-replace
+        job (the tenant image's PHP, as the site's database user); its report returned."""
         where, manifest = self._checked_manifest(ctx, record)
         key = backup_key(ctx.tenant_id, ctx.backup_password)
         self.unstage(ctx)
         side = self._database(ctx) + RESTORE_SUFFIX
+        report = None
         if manifest["database"]:
             self._import(where, key, manifest["database"], side)
             if rewrite_from:
-                new = self.names(ctx).preview_host
-                rewrite_database(self._connect, side, rewrite_from.rstrip("/"),
-                                 f"https://{new}")  # fmt: skip
+                report = self.search_replace.run(
+                    ctx, self.runtime.container(ctx), self.runtime.volumes(ctx),
+                    self.runtime.vpc_access(), self._connect,
+                    side, rewrite_from, f"https://{self.names(ctx).preview_host}",
+                )  # fmt: skip
         bucket = self._site_bucket(ctx)
         for entry in manifest["files"]:
             source = self._blob(where.bucket, f"{where.prefix}{FILES}{entry['name']}", key)
             target = self._rewrite(source, self._blob(bucket, STAGED + entry["name"]))
             if target.crc32c != entry["crc32c"]:
                 raise BackupInvalid(f"the staged copy of {entry['name']} differs from the backup")
+        return report
 
     def _import(self, where: Where, key: bytes, dumped: dict[str, Any], side: str) -> None:
         digest = hashlib.sha256()

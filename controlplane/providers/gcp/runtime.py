@@ -39,6 +39,7 @@ from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.install_job import InstallJob
 from controlplane.providers.gcp.naming import labels
+from controlplane.providers.gcp.search_replace_job import SearchReplaceJob
 from controlplane.providers.gcp.secrets import SecretManagerSecrets
 
 OPERATION_TIMEOUT = 600
@@ -294,6 +295,7 @@ class CloudRunService(GcpStep):
         with contextlib.suppress(exceptions.NotFound):
             self.clients.run.delete_service(name=self._name(ctx)).result(timeout=OPERATION_TIMEOUT)
         self.install.remove(ctx)
+        SearchReplaceJob(self.settings, self.clients).remove(ctx)  # left by a cut-off run
         ctx.resources.pop("runtime", None)
 
     def _set_ingress(self, ctx: SiteContext, stopped: bool) -> None:

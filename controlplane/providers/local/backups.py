@@ -48,16 +48,15 @@ from pymysql import MySQLError
 from pymysql.cursors import Cursor
 
 from controlplane.backups.restic import Restic, ResticError, Snapshot
-from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
+from controlplane.engine.provider import BackupInvalid, BackupRecord, RewriteReport, SiteContext
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
-from controlplane.stack.process import CLEAN_ENV, StackError, run
-from controlplane.stack.templates import php_string
+from controlplane.providers.search_replace import INPUT_ENV, parse_report, script_source
+from controlplane.stack.process import CLEAN_ENV, StackError
 
 log = get_logger("aipress.local.backups")
-SEARCH_REPLACE_SOURCE = (Path(__file__).parent / "search_replace.php").read_text()
 TAG_ID, TAG_PENDING, TAG_PART = "aipress-backup", "aipress-pending", "aipress-part"
 TAG_SHA, TAG_SIZE, TAG_ADDED, TAG_SITE = (
     "aipress-sha256",
@@ -486,26 +485,31 @@ class BackupStep(LocalStep):
             root / f".{CONTENT}.restore.partial",
         )
 
-    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+    def stage(
+        self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None
+    ) -> RewriteReport | None:
         """Restore the dump into `<db>__restore` and the files into wp-content.restore, each
-        checked against its checksum (what was staged before is replaced)."""
+        checked against its checksum (what was staged before is replaced); with
+        `rewrite_from`, that address rewritten to this site's (its report returned)."""
         names = self.names(ctx)
         self.stack.ensure_running()
         repo = self.repository(ctx.tenant_id, ctx.backup_password)
         parts = self._parts(repo, record)
         self.unstage(ctx)
         _live, restore, _previous = self._schemas(ctx)
+        report = None
         try:
             self._stage_database(repo, parts, record, restore)
             self._stage_files(ctx, repo, parts, record)
             if rewrite_from:
-                self._rewrite(
+                report = self._rewrite(
                     ctx, restore, rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
                 )
         except BaseException:
             self.unstage(ctx)
             raise
         log.info("backup.staged", site=ctx.site_id, backup=record.location, db=names.db_name)
+        return report
 
     def _stage_database(
         self, repo: Restic, parts: Parts, record: BackupRecord, schema: str
@@ -589,9 +593,10 @@ class BackupStep(LocalStep):
                     mode &= ~(stat.S_ISUID | stat.S_ISGID)
                 os.chmod(path, mode)
 
-    def _rewrite(self, ctx: SiteContext, schema: str, old: str, new: str) -> None:
-        """Replace the backup's site URL with this site's in the staged schema: the PHP
-        search-replace script, run as the site's user with its pool's settings."""
+    def _rewrite(self, ctx: SiteContext, schema: str, old: str, new: str) -> RewriteReport:
+        """Replace the backup's site URL with this site's in the staged schema: the
+        search-replace script, run as the site's user with its pool's settings (its input,
+        the database password too, in the environment: never on a command line)."""
         names = self.names(ctx)
         db_user, db_password = ctx.credentials.get_or_create("database", names.db_user)
         pool_file = self.stack.phpfpm.pool_file(names.system_user)
@@ -602,29 +607,29 @@ class BackupStep(LocalStep):
             {"host": "127.0.0.1", "port": self.stack.mariadb.port, "user": db_user,
              "password": db_password, "database": schema, "from": old, "to": new}
         )  # fmt: skip
-        script = SEARCH_REPLACE_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
         grant = schema.replace("_", "\\_")
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
             cur.execute(f"GRANT ALL PRIVILEGES ON {_ident(grant)}.* TO %s@'127.0.0.1'", (db_user,))
         try:
-            output = run(
+            done = subprocess.run(
                 ["runuser", "-u", names.system_user, "--", "php", *flags, *CLI_LOCKDOWN,
                  "-d", "memory_limit=256M", "-d", "max_execution_time=0", "--"],
-                what="rewriting the site's address in the restored database",
-                timeout=3600,
-                input_text=script,
+                input=script_source(), capture_output=True, text=True, timeout=3600,
+                check=False, env={**CLEAN_ENV, INPUT_ENV: payload}, cwd="/",
             )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise StackError("rewriting the site's address timed out after 3600 s") from exc
         finally:
             self._revoke(schema, db_user)
-        try:
-            summary = json.loads(output.strip().splitlines()[-1])
-        except (ValueError, IndexError) as exc:
-            raise StackError(f"the search-replace printed no summary: {output[-300:]}") from exc
-        log.info(
-            "backup.rewritten",
-            site=ctx.site_id,
-            **{k: summary.get(k) for k in ("tables", "rows", "unparsed")},
-        )
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip()[-2000:]
+            raise StackError(
+                f"rewriting the site's address failed (exit {done.returncode}): {said}"
+            )
+        report = parse_report(done.stdout)
+        log.info("backup.rewritten", site=ctx.site_id, rows=report.rows, cells=report.cells,
+                 tables=len(report.tables), unparsed=report.unparsed)  # fmt: skip
+        return report
 
     def _revoke(self, schema: str, db_user: str) -> None:
         grant = schema.replace("_", "\\_")
