@@ -152,6 +152,10 @@ class SiteRead(BaseModel):
     # Read from the site's WordPress by its wordpress step; None until then.
     wordpress_version: str | None = None
     cron: CronRunRead | None = None
+    role: str = Field(default="production", description="production, or staging (a clone)")
+    parent: str | None = Field(
+        default=None, description="The name of the production site a staging site copies"
+    )
     allowed_actions: list[str] = Field(
         description="What this caller may do to the site now (its role and the site's state): "
         "stop, start, delete, admin_login, reveal_password, change_env"
