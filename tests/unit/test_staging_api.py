@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 from controlplane.api.app import create_app
 from controlplane.cli import app as cli_app
 from controlplane.kernel.auth import LocalTokenIssuer
-from controlplane.kernel.identity import Role
+from controlplane.kernel.identity import Principal, Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
+from controlplane.schemas import PromoteRequest
+from controlplane.services.staging import start_promote
 from controlplane.settings import Settings
 from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
@@ -381,3 +383,31 @@ def test_the_cli_clones_shows_drift_promotes_and_rolls_back(
         back = cli("sites", "rollback", "globex", "shop", "--yes")
         assert back.exit_code == 0 and "rolled back" in back.output, back.output
         assert memory_provider.content(prod)["table:wp_comments"] == "one\ntwo\nthree\n"
+
+
+def test_a_change_on_production_after_the_promotion_was_asked_stops_it(
+    client: TestClient,
+    owner: dict[str, str],
+    memory_provider: MemoryProvider,
+    staged: tuple[str, str],
+) -> None:
+    prod, staging = staged
+    memory_provider.write_content(staging, "table:wp_comments", "first\nfrom staging\n")
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    admin = Principal("root", Role.ADMIN)
+    with platform.sessions() as session:  # asked (no drift yet), not yet run
+        _site, _pre, op = start_promote(
+            session, principal=admin, tenant_id="acme", site="crumbs-dev",
+            data=PromoteRequest(), now=lambda s, site: memory_provider.backups.fingerprint(
+                platform.engine.read_context(s, site)),
+        )  # fmt: skip
+        op_id = op.id
+    # A visitor comments before the maintenance page is up.
+    memory_provider.write_content(prod, "table:wp_comments", "first\nlate visitor\n")
+    before = memory_provider.content(prod)
+    platform.engine.run(op_id)
+    final = client.get(f"/v1/operations/{op_id}", headers=owner).json()
+    assert final["status"] == "rolled_back", final
+    assert "changed where the promotion writes (wp_comments" in final["error"], final
+    assert memory_provider.content(prod) == before
+    assert not memory_provider.in_maintenance(prod)
