@@ -44,7 +44,15 @@ from controlplane.db import make_engine, make_sessionmaker
 from controlplane.engine.catalogue import CATALOGUE
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import ACTIVE_STATUSES, OperationKind
-from controlplane.models import Backup, Credential, Domain, Operation, OperationEvent, Site
+from controlplane.models import (
+    Backup,
+    Credential,
+    Domain,
+    Operation,
+    OperationEvent,
+    Site,
+    SiteFingerprint,
+)
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
@@ -930,3 +938,54 @@ def test_failing_promote_killed_at_boundary_puts_production_back(crashed: Crashe
     assert crashed.site_id not in state["staged"], state
     assert crashed.site_id not in state["previous"], state
     assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
+
+
+# --- a clone whose new site does not come up: killed at every boundary, nothing left ------
+
+CLONE_STEPS = CATALOGUE[OperationKind.CLONE_SITE].step_names
+FAILING_CLONE_BOUNDARIES = [
+    *forward_boundaries(OperationKind.CLONE_SITE)[
+        : forward_boundaries(OperationKind.CLONE_SITE).index(f"before:{FAIL_STEP}") + 1
+    ],
+    *(
+        f"{when}:{step}"
+        for step in reversed(CLONE_STEPS[: CLONE_STEPS.index(FAIL_STEP) + 1])
+        for when in UNDO
+    ),
+]
+
+
+def test_failing_clone_boundaries_match_the_engine(tmp_path: Path) -> None:
+    seen = _recorded_boundaries(tmp_path / "home", kind=OperationKind.CLONE_SITE, fail={FAULT})
+    assert seen == FAILING_CLONE_BOUNDARIES
+    assert seen[-3:] == [
+        "before-undo:parent_backup", "after-undo-call:parent_backup", "after-undo:parent_backup"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case", [Case("clone_site", b, (FAULT,)) for b in FAILING_CLONE_BOUNDARIES], ids=str
+)
+def test_failing_clone_killed_at_boundary_leaves_nothing(crashed: Crashed) -> None:
+    """No staging site, no backup of the parent kept, no fingerprint; the parent as it was."""
+    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
+    recovered = restart(crashed.home, fail=[] if in_rollback else [FAULT])
+
+    assert recovered == crashed.run.operation_ids
+    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "create_site")
+    assert end.outcome == "gone", end.operation
+    db = make_engine(make_settings(crashed.home))
+    try:
+        with make_sessionmaker(db)() as session:
+            kept = [b.status for b in session.scalars(select(Backup))]
+            assert set(kept) <= {"forgotten", "failed"}, kept
+            assert session.scalar(select(func.count()).select_from(SiteFingerprint)) == 0
+            parent = session.scalar(select(Site).where(Site.name == SITE))
+            assert parent is not None and parent.status == "ready"
+            assert parent.current_operation_id is None
+            parent_id = parent.id
+    finally:
+        db.dispose()
+    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    assert state["store"].get("crash", {}) == {}, state["store"]
+    assert set(provider_state(crashed.home)[parent_id]) == set(CREATE_STEPS)
