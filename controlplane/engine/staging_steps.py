@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.drift import compare
 from controlplane.engine import backup_steps
 from controlplane.engine.context import Work
+from controlplane.engine.drift import compare
 from controlplane.engine.provider import (
     BASIC_AUTH,
     CopyScope,

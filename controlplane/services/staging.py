@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
-from controlplane.drift import Drift, compare
 from controlplane.engine.backup_steps import new_backup
+from controlplane.engine.drift import Drift, compare
 from controlplane.engine.provider import BASIC_AUTH, CopyScope, Fingerprint
 from controlplane.engine.staging_steps import fingerprint_of, scope_params
 from controlplane.errors import BadRequest, Conflict, DriftConflict

@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from controlplane.drift import compare
+from controlplane.engine.drift import compare
 from controlplane.engine.provider import ALL, CopyScope, Fingerprint, TablePrint
 from controlplane.providers.local.backups import file_hashes
 from controlplane.providers.local.runtime import htpasswd_line, htpasswd_matches
