@@ -113,7 +113,9 @@ def _local_env(settings: Settings, dns: TxtServer) -> Iterator[LocalEnv]:
         env = LocalEnv(settings, client, app.state.platform.provider.stack, admin, dns)
         yield env
         for tenant in ("acme", "globex"):
-            for site in client.get(f"/v1/tenants/{tenant}/sites", headers=admin).json():
+            listed = client.get(f"/v1/tenants/{tenant}/sites", headers=admin).json()
+            # Staging copies first: a site with copies is not deleted.
+            for site in sorted(listed, key=lambda s: s.get("role") != "staging"):
                 env.delete(site["name"], tenant)
 
 
