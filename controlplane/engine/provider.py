@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from controlplane.observability import SiteLogs
 
 
+# The vault kind of a staging site's HTTP login: a runtime that finds one keeps visitors out
+# until they give it (the platform's probes pass).
+BASIC_AUTH = "basic_auth"
+
+
 class CredentialVault(Protocol):
     """Encrypted credentials of one site; passwords are generated once and reused on retry."""
 
@@ -42,6 +47,9 @@ class SiteContext:
     # The tenant's backup key (restic repository password, GCS encryption key source):
     # one per tenant, kept encrypted by the control plane; filled for changes, never logged.
     backup_password: str = field(default="", repr=False)
+    # Whether search engines are asked to index the site (WordPress's `blog_public`): a
+    # staging site is not public.
+    public: bool = True
 
 
 class SiteStep(Protocol):
