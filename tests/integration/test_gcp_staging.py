@@ -222,53 +222,65 @@ def _service(cloud: Cloud, db: str) -> dict[str, Any]:
     return service
 
 
-def test_a_staging_copy_is_a_second_site_made_from_the_parents_backup(cloud: Cloud) -> None:
-    """Clone on gcp: a backup of the parent, and a create from it (its own database, user,
-    bucket and Cloud Run service, with the platform's image and the tenant's env)."""
+def _sql(cloud: Cloud, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
+    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        rows = list(cur.fetchall())
+        conn.commit()
+        return rows
+
+
+def test_clone_drift_promote_and_rollback_through_the_engine(cloud: Cloud) -> None:
+    """Clone on gcp: a backup of the parent and a second site made from it (its own
+    database, user, bucket and Cloud Run service, with the platform's image and the tenant's
+    env, not indexed); drift from the gcp fingerprint; a promotion of wp_posts only."""
     env = {"vars": {"REGION": {"value": "eu"}, "STRIPE_KEY": {"value": "sk_1", "secret": True}}}
     assert _finished(cloud, cloud.client.put("/v1/tenants/acme/env", headers=cloud.admin,
                                              json=env))["status"] == "succeeded"  # fmt: skip
     assert _create(cloud, "crumbs")["status"] == "succeeded"
     [parent_db] = _databases(cloud.mariadb)
     old = "https://crumbs.acme.sites.example.com"
-    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{parent_db}`.wp_options (option_id INT PRIMARY KEY, "
-                    "option_name VARCHAR(191), option_value LONGTEXT)")  # fmt: skip
-        cur.execute(f"INSERT INTO `{parent_db}`.wp_options VALUES (1, 'siteurl', %s), "
-                    "(2, 'home', %s), (3, 'blog_public', '1')", (old, old))  # fmt: skip
-        cur.execute(f"CREATE TABLE `{parent_db}`.wp_posts (ID BIGINT PRIMARY KEY, "
-                    "post_content LONGTEXT)")  # fmt: skip
-        cur.execute(f"INSERT INTO `{parent_db}`.wp_posts VALUES (1, %s)",
-                    (f'<a href="{old}/about/">About</a>',))  # fmt: skip
-        conn.commit()
+    _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_options (option_id INT PRIMARY KEY, "
+                "option_name VARCHAR(191), option_value LONGTEXT)")  # fmt: skip
+    _sql(cloud, f"INSERT INTO `{parent_db}`.wp_options VALUES (1, 'siteurl', %s), "
+                "(2, 'home', %s), (3, 'blog_public', '1')", (old, old))  # fmt: skip
+    _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_posts (ID BIGINT PRIMARY KEY, "
+                "post_content LONGTEXT)")  # fmt: skip
+    _sql(cloud, f"INSERT INTO `{parent_db}`.wp_posts VALUES (1, %s)",
+         (f'<a href="{old}/about/">About</a>',))  # fmt: skip
+    _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_comments (comment_ID BIGINT PRIMARY KEY, "
+                "comment_content TEXT)")  # fmt: skip
     [parent_bucket] = [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
     parent_bucket.blob("2026/11/cake.jpg").upload_from_string(b"jpeg bytes")
-    started = cloud.client.post("/v1/tenants/acme/sites/crumbs/backups", headers=cloud.admin)
-    assert _finished(cloud, started)["status"] == "succeeded"
-    backup = started.json()["backup"]["id"]
+    clone = "/v1/tenants/acme/sites/crumbs/clone"
 
-    made = cloud.client.post("/v1/tenants/acme/sites", headers=cloud.admin, json={
-        "name": "crumbs-staging", "admin_email": "owner@acme.example",
-        "from_backup": {"site": "crumbs", "backup": backup}})  # fmt: skip
+    # An HTTP login is the local provider's only: refused, and nothing is made.
+    refused = cloud.client.post(clone, headers=cloud.admin,
+                                json={"name": "crumbs-staging", "basic_auth": True})  # fmt: skip
+    assert refused.status_code == 400
+    assert "basic auth for staging sites is local-only for now" in refused.text
+    assert [s["name"] for s in cloud.client.get("/v1/tenants/acme/sites",
+                                                headers=cloud.admin).json()] == ["crumbs"]  # fmt: skip
+
+    made = cloud.client.post(clone, headers=cloud.admin, json={"name": "crumbs-staging"})
+    assert (made.json()["site"]["role"], made.json()["site"]["parent"]) == ("staging", "crumbs")
     final = _finished(cloud, made)
     assert final["status"] == "succeeded", final.get("error")
     [staging_db] = _databases(cloud.mariadb) - {parent_db}  # no side schema left either
     new = "https://crumbs-staging.acme.sites.example.com"
-    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT option_name, option_value FROM `{staging_db}`.wp_options")
-        assert dict(cur.fetchall())["siteurl"] == new
-        cur.execute(f"SELECT post_content FROM `{staging_db}`.wp_posts")
-        assert cur.fetchall() == ((f'<a href="{new}/about/">About</a>',),)
-        cur.execute(f"SELECT option_value FROM `{parent_db}`.wp_options WHERE option_id = 1")
-        assert cur.fetchone() == (old,)  # the parent is untouched
-        cur.execute("SELECT db, user FROM mysql.db WHERE db IN (%s, %s)",
-                    (parent_db.replace("_", "\\_"), staging_db.replace("_", "\\_")))  # fmt: skip
-        users = dict(cur.fetchall())
+    options = dict(_sql(cloud, f"SELECT option_name, option_value FROM `{staging_db}`.wp_options"))
+    assert (options["siteurl"], options["blog_public"]) == (new, "0")  # not indexed
+    assert _sql(cloud, f"SELECT post_content FROM `{staging_db}`.wp_posts") == [
+        (f'<a href="{new}/about/">About</a>',)]  # fmt: skip
+    assert dict(_sql(cloud, f"SELECT option_name, option_value FROM `{parent_db}`.wp_options"))[
+        "blog_public"] == "1"  # fmt: skip
+    users = dict(_sql(cloud, "SELECT db, user FROM mysql.db WHERE db IN (%s, %s)",
+                      (parent_db.replace("_", "\\_"), staging_db.replace("_", "\\_"))))  # fmt: skip
     assert len(set(users.values())) == 2  # its own database user
     [staging_bucket] = [b for b in cloud.storage.list_buckets()
                         if "crumbs" in b.name and b.name != parent_bucket.name]  # fmt: skip
-    assert staging_bucket.blob("2026/11/cake.jpg").download_as_bytes() == b"jpeg bytes"
     assert [b.name for b in cloud.storage.list_blobs(staging_bucket.name)] == ["2026/11/cake.jpg"]
+    assert staging_bucket.blob("2026/11/cake.jpg").download_as_bytes() == b"jpeg bytes"
     # Its own service: the same image as the parent's, the tenant's env by reference.
     parent, staging = _service(cloud, parent_db), _service(cloud, staging_db)
     assert parent is not staging
@@ -284,6 +296,33 @@ def test_a_staging_copy_is_a_second_site_made_from_the_parents_backup(cloud: Clo
     assert plain["WORDPRESS_DB_NAME"] == staging_db and plain["WORDPRESS_SITE_URL"] == new
     volumes = {v["name"]: v for v in staging["template"]["volumes"]}
     assert volumes["uploads"]["gcs"]["bucket"] == staging_bucket.name
+
+    # Drift, from the gcp fingerprint: nothing yet, then a comment on production.
+    drift = "/v1/tenants/acme/sites/crumbs-staging/drift"
+    assert cloud.client.get(drift, headers=cloud.admin).json()["changed"] is False
+    _sql(cloud, f"INSERT INTO `{parent_db}`.wp_comments VALUES (1, 'a visitor')")
+    report = cloud.client.get(drift, headers=cloud.admin).json()
+    assert report["changed"] is True
+    assert [t["table"] for t in report["tables"] if t["changed"]] == ["wp_comments"]
+    # Staging edits its post; promoting everything would overwrite the comment: refused.
+    _sql(cloud, f"UPDATE `{staging_db}`.wp_posts SET post_content = %s",
+         (f'<a href="{new}/menu/">Menu</a>',))  # fmt: skip
+    promote = "/v1/tenants/acme/sites/crumbs-staging/promote"
+    assert cloud.client.post(promote, headers=cloud.admin, json={}).status_code == 409
+    promoted = cloud.client.post(promote, headers=cloud.admin, json={"tables": ["wp_posts"],
+                                                                      "scope": "database"})  # fmt: skip
+    final = _finished(cloud, promoted)
+    assert final["status"] == "succeeded", final.get("error")
+    assert _sql(cloud, f"SELECT post_content FROM `{parent_db}`.wp_posts") == [
+        (f'<a href="{old}/menu/">Menu</a>',)]  # staging's edit, at production's address  # fmt: skip
+    assert _sql(cloud, f"SELECT * FROM `{parent_db}`.wp_comments") == [(1, "a visitor")]
+    assert dict(_sql(cloud, f"SELECT option_name, option_value FROM `{parent_db}`.wp_options"))[
+        "blog_public"] == "1"  # fmt: skip
+    assert _databases(cloud.mariadb) == {parent_db, staging_db}  # no side schema left
+    rollback = cloud.client.post("/v1/tenants/acme/sites/crumbs/rollback", headers=cloud.admin)
+    assert _finished(cloud, rollback)["status"] == "succeeded"
+    assert _sql(cloud, f"SELECT post_content FROM `{parent_db}`.wp_posts") == [
+        (f'<a href="{old}/about/">About</a>',)]  # fmt: skip
     for site in ("crumbs-staging", "crumbs"):
         assert _finished(cloud, cloud.client.delete(f"/v1/tenants/acme/sites/{site}",
                                                     headers=cloud.admin))["status"] == "succeeded"  # fmt: skip
