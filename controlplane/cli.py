@@ -308,13 +308,14 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
     """List a tenant's sites."""
     with _client(token, url) as client:
         rows = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites")
-    table = Table("name", "status", "url", "domains", "created", "last cron run")
+    table = Table("name", "status", "role", "url", "domains", "created", "last cron run")
     for row in rows:
         pending = [f"{d} (pending)" for d in row.get("pending_domains", [])]
         cron = row.get("cron")
         table.add_row(
             row["name"],
             row["status"],
+            f"staging of {row['parent']}" if row.get("parent") else row.get("role", "production"),
             row["preview_url"] or "-",
             ", ".join(row["domains"] + pending) or "-",
             row["created_at"][:19],
@@ -426,6 +427,116 @@ def sites_delete(
         err.print(f"[red]{final['status']}:[/red] {final['error']}")
         raise typer.Exit(1)
     console.print(f"Site [bold]{name}[/bold] deleted; backup: {final['backup']}")
+
+
+def _finished(final: dict[str, Any]) -> None:
+    """Exit 1 saying how an operation ended unless it succeeded."""
+    if final["status"] != "succeeded":
+        err.print(f"[red]{final['status']}:[/red] {final['error']}")
+        raise typer.Exit(1)
+
+
+@sites_app.command("clone")
+def sites_clone(
+    tenant_id: str,
+    site: str,
+    name: Annotated[str, typer.Argument(help="The new staging site's name")],
+    basic_auth: Annotated[
+        bool, typer.Option("--basic-auth", help="Visitors must log in (revealed on demand)")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Follow progress until done")] = True,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Make a staging copy of a site (a new site, its URLs rewritten, not indexed)."""
+    with _client(token, url) as client:
+        body = {"name": name, "basic_auth": basic_auth}
+        accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/clone", json=body)
+        if not wait:
+            console.print(f"Clone {name} started (operation {accepted['operation']['id']}).")
+            return
+        _finished(_follow(client, accepted["operation"]))
+        staging = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{name}")
+    console.print(
+        f"Staging site [bold]{name}[/bold] of {site} is ready at {staging['preview_url']}"
+        + (f" (log in: `aipress sites basic-auth {tenant_id} {name}`)" if basic_auth else "")
+    )
+
+
+@sites_app.command("basic-auth")
+def sites_basic_auth(tenant_id: str, site: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """Show a staging site's HTTP login (audited)."""
+    with _client(token, url) as client:
+        path = f"/v1/tenants/{tenant_id}/sites/{site}/basic-auth/reveal"
+        login = _call(client, "POST", path)
+    console.print(f"username: {login['username']}\npassword: {login['password']}")
+
+
+def _print_drift(drift: dict[str, Any]) -> None:
+    if not drift["changed"]:
+        console.print(f"{drift['parent']} has not changed since {drift['since'][:19]} UTC.")
+        return
+    console.print(f"Since {drift['since'][:19]} UTC, on {drift['parent']}:")
+    for sentence in drift["summary"]:
+        console.print(f"  - {sentence}")
+
+
+@sites_app.command("drift")
+def sites_drift(tenant_id: str, site: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """What changed on a staging site's production site since the clone."""
+    with _client(token, url) as client:
+        drift = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/drift")
+    _print_drift(drift)
+
+
+@sites_app.command("promote")
+def sites_promote(
+    tenant_id: str,
+    site: Annotated[str, typer.Argument(help="The staging site to promote")],
+    scope: Annotated[str, typer.Option(help="all, database or files")] = "all",
+    tables: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite what changed on production")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Put a staging site's copy into its production site (a backup of production first)."""
+    with _client(token, url) as client:
+        drift = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/drift")
+        _print_drift(drift)
+        what = ", ".join(tables) if tables else scope
+        question = f"Replace {what} of {drift['parent']} with {site}'s?"
+        if not yes and not typer.confirm(question):
+            raise typer.Exit(1)
+        body = {"scope": scope, "tables": tables or None, "force": force}
+        accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/promote", json=body)
+        _finished(_follow(client, accepted["operation"]))
+    console.print(
+        f"{site} promoted into [bold]{drift['parent']}[/bold]; roll back with "
+        f"`aipress sites rollback {tenant_id} {drift['parent']}` (backup "
+        f"{accepted['pre_promote_backup']['id']})."
+    )
+
+
+@sites_app.command("rollback")
+def sites_rollback(
+    tenant_id: str,
+    site: Annotated[str, typer.Argument(help="The production site")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Put a production site back as it was before its last promotion."""
+    if not yes and not typer.confirm(f"Put {site} back as it was before its last promotion?"):
+        raise typer.Exit(1)
+    with _client(token, url) as client:
+        accepted = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/rollback")
+        _finished(_follow(client, accepted["operation"]))
+    console.print(f"Site [bold]{site}[/bold] rolled back to backup {accepted['backup']['id']}.")
 
 
 def _size(value: int | None) -> str:

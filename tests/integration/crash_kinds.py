@@ -19,13 +19,14 @@ from sqlalchemy import select
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
-from controlplane.models import Backup, Operation, Tenant
+from controlplane.models import Backup, Operation, Site, SiteFingerprint, Tenant
 from controlplane.platform import Platform
-from controlplane.schemas import EnvVarWrite, SiteCreate, TenantCreate
+from controlplane.schemas import CloneRequest, EnvVarWrite, PromoteRequest, SiteCreate, TenantCreate
 from controlplane.services.backups import start_backup, start_restore, start_verify
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
 from controlplane.services.sites import create_site, delete_site, get_site, set_serving
+from controlplane.services.staging import start_clone, start_promote
 from controlplane.services.tenants import create_tenant
 from controlplane.settings import Settings
 
@@ -181,6 +182,44 @@ def start_create_from_backup(
         return site.id, op.id
 
 
+STAGING = "victim-dev"  # the staging copy a clone makes of the victim
+# What the staging copy's database is changed to before a promotion: production must end
+# with exactly this (its address rewritten) or exactly what it had, never a mix.
+STAGED_EDIT = "blogname=edited on staging; home=http://victim-dev.crash.memory.invalid/"
+PROMOTED = "blogname=edited on staging; home=http://victim.crash.memory.invalid/"
+
+
+def start_clone_site(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """A staging copy STAGING of the ready site `name` (the operation runs on the copy)."""
+    with platform.sessions() as session:
+        site, op = start_clone(
+            session, principal=admin, tenant_id=tenant, site=name,
+            data=CloneRequest(name=STAGING, basic_auth=True), provider=platform.provider.name,
+        )  # fmt: skip
+        return site.id, op.id
+
+
+def _fingerprint_now(platform: Platform) -> Callable[[Any, Site], Any]:
+    def now(session: Any, site: Site) -> Any:
+        return platform.provider.backups.fingerprint(platform.engine.read_context(session, site))
+
+    return now
+
+
+def start_promote_site(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """The staging copy (edited since the clone) promoted whole into `name`."""
+    with platform.sessions() as session:
+        site, _pre, op = start_promote(
+            session, principal=admin, tenant_id=tenant, site=STAGING,
+            data=PromoteRequest(), now=_fingerprint_now(platform),
+        )  # fmt: skip
+        return site.id, op.id
+
+
 # Worker modes that start something other than a kind's plain scenario.
 EXTRA_STARTERS: dict[str, Starter] = {
     "create_from_backup": start_create_from_backup,
@@ -247,6 +286,46 @@ def verified_beside(home: Path, site_id: str, operation_id: str) -> None:
     assert set(state["store"]["crash"]) == {b.id for b in rows} == {checked.id}
 
 
+def cloned_exactly(home: Path, site_id: str, operation_id: str) -> None:
+    """The copy holds the parent's content at its own address, nothing staged or kept aside;
+    it is the parent's staging site with a fingerprint; the parent's backup written once."""
+    state = _state(home)
+    rows, op = _backups(home, operation_id)
+    (parent_backup,) = [b for b in rows if b.id == op.params["from_backup"]]
+    assert parent_backup.kind == BackupKind.PRE_CLONE, parent_backup.__dict__
+    assert parent_backup.status == BackupStatus.SUCCEEDED, parent_backup.__dict__
+    parent_id = op.params["parent"]
+    parent_db = state["live"][parent_id]["database"]
+    assert state["live"][site_id]["database"] == parent_db.replace(
+        "://victim.crash.", f"://{STAGING}.crash."
+    ), state["live"]
+    assert site_id not in state["staged"] and site_id not in state["previous"], state
+    assert set(state["store"]["crash"]) == {b.id for b in rows}
+    db = make_engine(Settings(provider="memory", home=home))
+    try:
+        with make_sessionmaker(db)() as session:
+            site = session.get(Site, site_id)
+            assert site is not None and site.role == "staging" and site.parent_id == parent_id
+            fingerprint = session.get(SiteFingerprint, site_id)
+            assert fingerprint is not None and fingerprint.tables, "no fingerprint recorded"
+    finally:
+        db.dispose()
+
+
+def promoted_exactly(home: Path, site_id: str, operation_id: str) -> None:
+    """Production holds the staging copy at its own address, out of maintenance, nothing
+    staged or kept aside; the pre-promote backup (of the old content) was written once."""
+    state = _state(home)
+    assert state["live"][site_id]["database"] == PROMOTED, state["live"]
+    assert site_id not in state["maintenance"], state
+    assert site_id not in state["staged"] and site_id not in state["previous"], state
+    rows, op = _backups(home, operation_id)
+    (pre,) = [b for b in rows if b.id == op.params["pre_backup"]]
+    assert pre.kind == BackupKind.PRE_PROMOTE and pre.status == BackupStatus.SUCCEEDED
+    assert state["store"]["crash"][pre.id]["content"]["database"] != PROMOTED
+    assert set(state["store"]["crash"]) == {b.id for b in rows}
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One kind's crash scenario: its start, the site it needs, the state it ends in."""
@@ -285,5 +364,13 @@ SCENARIOS: dict[OperationKind, Scenario] = {
     ),
     OperationKind.VERIFY_BACKUP: Scenario(
         start_verify_backup, "backed_up", "ready", {}, check=verified_beside
+    ),
+    # The new staging site is the operation's site: it ends ready beside its parent.
+    OperationKind.CLONE_SITE: Scenario(
+        start_clone_site, "ready", "ready", {}, check=cloned_exactly
+    ),
+    # "staged": ready, cloned to STAGING, the copy edited to STAGED_EDIT.
+    OperationKind.PROMOTE_SITE: Scenario(
+        start_promote_site, "staged", "ready", {}, check=promoted_exactly
     ),
 }

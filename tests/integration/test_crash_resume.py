@@ -56,6 +56,7 @@ from tests.integration.crash_kinds import (
     ENV_SECRET,
     EXTRA_STARTERS,
     SCENARIOS,
+    STAGED_EDIT,
     start_create_from_backup,
 )
 
@@ -375,6 +376,12 @@ def prepare_site(home: Path, needs: str | None, *, seen: list[str] | None = None
             platform.engine.run(op_id)
         if needs == "backed_up":
             prepare_backed_up(platform, provider, site_id)
+        if needs == "staged":  # cloned, then the copy edited
+            staging_id, op_id = SCENARIOS[OperationKind.CLONE_SITE].start(
+                platform, ADMIN, TENANT, SITE
+            )
+            platform.engine.run(op_id)
+            provider.write_content(staging_id, "database", STAGED_EDIT)
         if needs == "corrupted":  # backed up as above, then its stored bytes changed
             prepare_backed_up(platform, provider, site_id)
             with platform.sessions() as session:
@@ -867,3 +874,59 @@ def test_create_from_backup_killed_at_boundary_resumes_to_the_backup(crashed: Cr
     # The site the backup came from is untouched.
     victim = [sid for sid in state["live"] if sid != crashed.site_id]
     assert [state["live"][sid]["database"] for sid in victim] == [CHANGED], state
+
+
+# --- a promotion whose probe fails: killed at every boundary, production put back ----------
+
+PROMOTE_STEPS = CATALOGUE[OperationKind.PROMOTE_SITE].step_names
+FAILING_PROMOTE_BOUNDARIES = [
+    *forward_boundaries(OperationKind.PROMOTE_SITE)[
+        : forward_boundaries(OperationKind.PROMOTE_SITE).index("before:probe") + 1
+    ],
+    *(
+        f"{when}:{step}"
+        for step in reversed(PROMOTE_STEPS[: PROMOTE_STEPS.index("probe")])
+        if CATALOGUE[OperationKind.PROMOTE_SITE].step(step).undo is not None
+        for when in UNDO
+    ),
+]
+
+
+def test_failing_promote_boundaries_match_the_engine(tmp_path: Path) -> None:
+    seen = _recorded_boundaries(
+        tmp_path / "home", kind=OperationKind.PROMOTE_SITE, fail={PROBE_FAULT}
+    )
+    assert seen == FAILING_PROMOTE_BOUNDARIES
+    assert "before-undo:swap" in seen and seen[-1] == "after-undo:maintenance"
+
+
+@pytest.mark.parametrize(
+    "case", [Case("promote_site", b, (PROBE_FAULT,)) for b in FAILING_PROMOTE_BOUNDARIES], ids=str
+)
+def test_failing_promote_killed_at_boundary_puts_production_back(crashed: Crashed) -> None:
+    """Never a mix: production exactly as it was, served, nothing left aside."""
+    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
+    recovered = restart(crashed.home, fail=[] if in_rollback else [PROBE_FAULT])
+
+    assert recovered == crashed.run.operation_ids
+    db = make_engine(make_settings(crashed.home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, crashed.operation_id)
+            site = session.get(Site, crashed.site_id)
+            assert op is not None and site is not None
+            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
+                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
+            assert op.status == "rolled_back", summary
+            assert "probe failed" in (op.error or ""), summary
+            assert site.status == "ready" and site.current_operation_id is None, summary
+    finally:
+        db.dispose()
+    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    live = state["live"][crashed.site_id]["database"]
+    assert live.startswith("blogname=") and "edited on staging" not in live, state
+    assert STAGED_EDIT not in live
+    assert crashed.site_id not in state["maintenance"], state
+    assert crashed.site_id not in state["staged"], state
+    assert crashed.site_id not in state["previous"], state
+    assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}

@@ -6,11 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from controlplane.api.app import create_app
+from controlplane.cli import app as cli_app
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
+from controlplane.settings import Settings
+from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
+from tests.live import serve
 
 EMAIL = "owner@example.com"
 SITES = "/v1/tenants/acme/sites"
@@ -326,3 +336,48 @@ def test_every_role_on_clone_drift_promote_rollback(
     assert promote.status_code == (202 if may_change else 403), promote.text
     # After a promotion there is a pre-promote backup to roll back to.
     assert rollback.status_code == (202 if may_change else 403), rollback.text
+
+
+def test_the_cli_clones_shows_drift_promotes_and_rolls_back(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        token = issuer.issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
+            make_site(admin, "globex", "shop")
+            prod = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
+        runner = CliRunner()
+
+        def cli(*args: str, stdin: str | None = None) -> Any:
+            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
+
+        memory_provider.write_content(prod, "table:wp_comments", "one\n")
+        made = cli("sites", "clone", "globex", "shop", "shop-dev", "--basic-auth")
+        assert made.exit_code == 0, made.output
+        assert "Staging site shop-dev of shop is ready" in made.output
+        listed = cli("sites", "list", "globex")
+        assert "staging" in listed.output  # (the table wraps "staging of shop")
+        login = cli("sites", "basic-auth", "globex", "shop-dev")
+        assert login.exit_code == 0 and "username: staging" in login.output
+        none = cli("sites", "drift", "globex", "shop-dev")
+        assert none.exit_code == 0 and "shop has not changed since" in none.output
+        memory_provider.write_content(prod, "table:wp_comments", "one\ntwo\nthree\n")
+        drift = cli("sites", "drift", "globex", "shop-dev")
+        assert "- 2 new comments" in drift.output, drift.output
+        refused = cli("sites", "promote", "globex", "shop-dev", "--yes")
+        assert refused.exit_code == 1 and "Error 409" in refused.output
+        assert "wp_comments" in refused.output
+        declined = cli("sites", "promote", "globex", "shop-dev", "--force", stdin="n\n")
+        assert declined.exit_code == 1 and "Replace all of shop with shop-dev's?" in declined.output
+        assert memory_provider.content(prod)["table:wp_comments"] == "one\ntwo\nthree\n"
+        forced = cli("sites", "promote", "globex", "shop-dev", "--force", "--yes")
+        assert forced.exit_code == 0, forced.output
+        assert "shop-dev promoted into shop" in forced.output
+        assert memory_provider.content(prod)["table:wp_comments"] == "one\n"
+        back = cli("sites", "rollback", "globex", "shop", "--yes")
+        assert back.exit_code == 0 and "rolled back" in back.output, back.output
+        assert memory_provider.content(prod)["table:wp_comments"] == "one\ntwo\nthree\n"
