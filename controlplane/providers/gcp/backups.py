@@ -18,6 +18,9 @@ table is ever whole in the control plane's memory (1 GiB on Cloud Run).
 Restore: `stage` streams the dump back into the side database `<db>__restore` and copies the
 files into `.aipress-restore/` in the site's bucket; `swap` moves the live tables to
 `<db>__previous` and the restored ones live in one `RENAME TABLE`, then moves objects.
+A scope (`CopyScope`, a staging site's promotion) narrows both: only its tables are loaded
+(the others' statements are read for the checksum and skipped) and renamed, and objects move
+only when it has the files; the swap marker records it, so a re-run finishes the same swap.
 """
 
 from __future__ import annotations
