@@ -64,6 +64,11 @@ def start_clone(
     parent = get_site(
         session, principal=principal, tenant_id=tenant_id, name=site, action=Action.CHANGE_SITES
     )
+    if data.basic_auth and provider == "gcp":  # the tenant image's Apache has no login yet
+        raise BadRequest(
+            "basic auth for staging sites is local-only for now: clone without basic_auth "
+            "(the staging site asks search engines not to index it)"
+        )
     if parent.role != SiteRole.PRODUCTION:
         raise Conflict(f"site {site!r} is a staging site; clone its production site instead")
     if parent.status != "ready":

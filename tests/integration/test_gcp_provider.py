@@ -44,6 +44,7 @@ from tests.integration.gcp_fakes import (
     FakeGcsKeys,
     FakeIam,
     FakeSecretManager,
+    FakeSqlAdmin,
 )
 from tests.live import serve
 
@@ -141,9 +142,11 @@ def cloud(
     nameserver = TxtServer()
     run.secrets, run.project = sm, PROJECT
     keys = FakeGcsKeys(gcs)  # customer-supplied keys as Cloud Storage enforces them
+    sql = FakeSqlAdmin(PROJECT, "aipress-shared", disk_gb=10)  # the instance's disk (restores)
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
           serve(iam.app()) as iam_url, serve(front.app()) as front_url,
-          serve(keys.app()) as gcs_url, nameserver.running()):  # fmt: skip
+          serve(keys.app()) as gcs_url, serve(sql.app()) as sql_url,
+          nameserver.running()):  # fmt: skip
         run.base_url = run_url
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs_url})  # fmt: skip
@@ -160,6 +163,7 @@ def cloud(
             iam=IamServiceAccounts(requests.Session(), iam_url),
             run_v1=requests.Session(), run_v1_url=run_url,
             rest=requests.Session(), compute_url=front_url, certificates_url=front_url,
+            sqladmin_url=sql_url,
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip
         backups = f"aipress-backups-{secrets.token_hex(4)}"
@@ -187,7 +191,7 @@ def cloud(
             }
             client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
             yield Cloud(run, sm, cf, iam, front, storage_client, mariadb, client, admin, nameserver)
-    for fake in (run, sm, cf, iam, front, keys):  # an unknown route or a refused body fails
+    for fake in (run, sm, cf, iam, front, keys, sql):  # an unknown route or a refused body fails
         fake.assert_clean()
 
 

@@ -18,6 +18,9 @@ table is ever whole in the control plane's memory (1 GiB on Cloud Run).
 Restore: `stage` streams the dump back into the side database `<db>__restore` and copies the
 files into `.aipress-restore/` in the site's bucket; `swap` moves the live tables to
 `<db>__previous` and the restored ones live in one `RENAME TABLE`, then moves objects.
+A scope (`CopyScope`, a staging site's promotion) narrows both: only its tables are loaded
+(the others' statements are read for the checksum and skipped) and renamed, and objects move
+only when it has the files; the swap marker records it, so a re-run finishes the same swap.
 """
 
 from __future__ import annotations
@@ -40,19 +43,26 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.api_core import exceptions
 
-from controlplane.engine.provider import BackupInvalid, BackupRecord, RewriteReport, SiteContext
+from controlplane.engine.provider import (
+    ALL,
+    BackupInvalid,
+    BackupRecord,
+    CopyScope,
+    Fingerprint,
+    RewriteReport,
+    SiteContext,
+)
 from controlplane.kernel import clock
 from controlplane.providers.gcp.base import GcpStep
-from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX
+from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX, quote
+from controlplane.providers.gcp.fingerprint import fingerprint
 from controlplane.providers.gcp.runtime import CloudRunService
 from controlplane.providers.gcp.search_replace_job import SearchReplaceJob
+from controlplane.providers.gcp.storage import RESERVED
 
 MANIFEST = "manifest.json"
 DUMP = "database.sql.gz"
 FILES = "files/"
-# Prefixes in the site's own bucket (the uploads volume): names WordPress never makes (it
-# trims leading dots from upload names), and the tenant image's Apache refuses to serve them.
-RESERVED = ".aipress-"
 STAGED = ".aipress-restore/"
 PREVIOUS = ".aipress-previous/"
 SWAP_MARKER = ".aipress-swap.json"
@@ -72,11 +82,6 @@ def backup_key(tenant_id: str, backup_password: str) -> bytes:
         raise ValueError("the tenant's backup key is missing (SiteContext.backup_password)")
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=tenant_id.encode())
     return hkdf.derive(backup_password.encode())
-
-
-def quote(name: str) -> str:
-    """A MySQL identifier, quoted (a hostile plugin may name a table anything)."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _literal(conn: Any, value: Any) -> str:
@@ -146,6 +151,15 @@ _ALLOWED = re.compile(
     r"|(DROP TABLE IF EXISTS|CREATE TABLE|INSERT INTO) `(?:[^`]|``)+`[\s(;].*",
     re.S,
 )
+
+
+_TABLE = re.compile(r"(?:DROP TABLE IF EXISTS|CREATE TABLE|INSERT INTO) `((?:[^`]|``)+)`")
+
+
+def statement_table(statement: str) -> str | None:
+    """The table a dump's statement is about (None for a SET)."""
+    found = _TABLE.match(statement)
+    return found[1].replace("``", "`") if found else None
 
 
 def split_statements(chunks: Iterable[str]) -> Iterator[str]:
@@ -467,25 +481,34 @@ class GcsBackups(GcpStep):
         return [str(row[0]) for row in cur.fetchall()]
 
     def stage(
-        self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None
+        self,
+        ctx: SiteContext,
+        record: BackupRecord,
+        rewrite_from: str | None,
+        scope: CopyScope = ALL,
     ) -> RewriteReport | None:
-        """Stream the dump into `<db>__restore` (checking its sha256 on the way) and copy the
-        files into the bucket's `.aipress-restore/` (checking each crc32c); from scratch.
-        With `rewrite_from`, that address is rewritten to this site's by the search-replace
-        job (the tenant image's PHP, as the site's database user); its report returned."""
+        """Stream the dump into `<db>__restore` (checking its sha256 on the way; only the
+        tables in `scope`) and copy the files into the bucket's `.aipress-restore/` (checking
+        each crc32c; only when `scope.files`); from scratch. With `rewrite_from`, that
+        address is rewritten to this site's by the search-replace job (the tenant image's
+        PHP, as the site's database user); its report returned."""
         where, manifest = self._checked_manifest(ctx, record)
         key = backup_key(ctx.tenant_id, ctx.backup_password)
         self.unstage(ctx)
         side = self._database(ctx) + RESTORE_SUFFIX
         report = None
-        if manifest["database"]:
-            self._import(where, key, manifest["database"], side)
+        if manifest["database"] and scope.tables != ():
+            self._import(where, key, manifest["database"], side, scope)
             if rewrite_from:
                 report = self.search_replace.run(
                     ctx, self.runtime.container(ctx), self.runtime.volumes(ctx),
                     self.runtime.vpc_access(), self._connect,
                     side, rewrite_from, f"https://{self.names(ctx).preview_host}",
                 )  # fmt: skip
+        elif scope.tables:
+            raise ValueError(f"the copy has no table {scope.tables[0]} (it has no database)")
+        if not scope.files:
+            return report
         bucket = self._site_bucket(ctx)
         for entry in manifest["files"]:
             source = self._blob(where.bucket, f"{where.prefix}{FILES}{entry['name']}", key)
@@ -494,8 +517,12 @@ class GcsBackups(GcpStep):
                 raise BackupInvalid(f"the staged copy of {entry['name']} differs from the backup")
         return report
 
-    def _import(self, where: Where, key: bytes, dumped: dict[str, Any], side: str) -> None:
+    def _import(
+        self, where: Where, key: bytes, dumped: dict[str, Any], side: str, scope: CopyScope = ALL
+    ) -> None:
+        """Run the dump's statements into `side`, skipping those of tables out of `scope`."""
         digest = hashlib.sha256()
+        loaded: set[str] = set()
 
         def compressed() -> Iterator[bytes]:
             for chunk in self._read(self._blob(where.bucket, where.prefix + DUMP, key)):
@@ -518,14 +545,21 @@ class GcsBackups(GcpStep):
                     if not _ALLOWED.fullmatch(statement):
                         raise BackupInvalid(f"the dump holds a statement no dump makes: "
                                             f"{statement[:60]!r}")  # fmt: skip
+                    table = statement_table(statement)
+                    if table is not None:
+                        if not scope.covers(table):
+                            continue  # read (its bytes are in the checksum), not loaded
+                        loaded.add(table)
                     cur.execute(statement)
                 conn.commit()
+                if digest.hexdigest() != dumped["sha256"]:
+                    raise BackupInvalid(f"{where.location}{DUMP} is corrupted (sha256 differs)")
+                missing = [t for t in scope.tables or () if t not in loaded]
+                if missing:
+                    raise ValueError(f"the copy has no table {missing[0]}")
             except BaseException:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(side)}")
                 raise
-            if digest.hexdigest() != dumped["sha256"]:
-                cur.execute(f"DROP DATABASE IF EXISTS {quote(side)}")
-                raise BackupInvalid(f"{where.location}{DUMP} is corrupted (sha256 differs)")
 
     def _no_swap_under_way(self, bucket: str) -> None:
         if self._marker(bucket) is not None:
@@ -548,9 +582,26 @@ class GcsBackups(GcpStep):
         except exceptions.NotFound:
             return None
 
-    def _set_marker(self, bucket: str, op: str, phase: int) -> None:
-        marker = json.dumps({"op": op, "phase": phase}).encode()
-        self._blob(bucket, SWAP_MARKER).upload_from_string(marker, content_type="application/json")
+    def _set_marker(self, bucket: str, op: str, phase: int, scope: CopyScope) -> None:
+        tables = None if scope.tables is None else sorted(scope.tables)
+        marker = json.dumps({"op": op, "phase": phase, "tables": tables, "files": scope.files})
+        blob = self._blob(bucket, SWAP_MARKER)
+        blob.upload_from_string(marker.encode(), content_type="application/json")
+
+    @staticmethod
+    def _marked_scope(marker: dict[str, Any], asked: CopyScope) -> CopyScope:
+        """The scope a half-done swap was started with, which must be the one asked for (a
+        marker written before scopes existed is a whole swap)."""
+        tables = marker.get("tables")
+        marked = CopyScope(
+            None if tables is None else tuple(tables), bool(marker.get("files", True))
+        )
+        same_tables = (marked.tables is None) == (asked.tables is None) and set(
+            marked.tables or ()) == set(asked.tables or ())  # fmt: skip
+        if not same_tables or marked.files != asked.files:
+            raise RuntimeError(f"a swap of this site is under way with another scope ({marked}): "
+                               "finish or undo it with that scope")  # fmt: skip
+        return marked
 
     def _move_all(self, bucket: str, source_prefix: str, target_prefix: str) -> None:
         """Move every object under `source_prefix` ("" = the live uploads) to `target_prefix`."""
@@ -560,78 +611,119 @@ class GcsBackups(GcpStep):
                 continue
             self._move(bucket, name, target_prefix + name[len(source_prefix) :])
 
-    def _rename(self, live: str, moves: list[tuple[str, str]]) -> None:
-        """One RENAME TABLE for every (from database, to database) pair's tables."""
+    def _rename(
+        self, live: str, moves: list[tuple[str, str]], only: tuple[str, ...] | None = None
+    ) -> None:
+        """One RENAME TABLE for every (from database, to database) pair's tables (those in
+        `only` when it is set)."""
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(live + PREVIOUS_SUFFIX)} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
             pairs = [f"{quote(a)}.{quote(t)} TO {quote(b)}.{quote(t)}"
-                     for a, b in moves for t in self._tables(cur, a)]  # fmt: skip
+                     for a, b in moves for t in self._tables(cur, a)
+                     if only is None or t in only]  # fmt: skip
             if pairs:
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
 
-    def _db_swapped(self, live: str) -> bool:
+    def _db_swapped(self, live: str, scope: CopyScope = ALL) -> bool:
+        """Whether the swap's RENAME TABLE ran (and was not undone). Whole: `__previous`
+        holds tables and `__restore` none. Scoped: `__previous` exists (made just before the
+        rename) and `__restore` holds none of the scope's tables (it held all of them)."""
         with self._connect() as conn, conn.cursor() as cur:
-            return bool(self._tables(cur, live + PREVIOUS_SUFFIX)) and not self._tables(
-                cur, live + RESTORE_SUFFIX
-            )
+            staged = self._tables(cur, live + RESTORE_SUFFIX)
+            if scope.tables is None:
+                return bool(self._tables(cur, live + PREVIOUS_SUFFIX)) and not staged
+            cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                        (live + PREVIOUS_SUFFIX,))  # fmt: skip
+            return cur.fetchone() is not None and not set(staged) & set(scope.tables)
 
-    def swap(self, ctx: SiteContext) -> None:
-        """Make the staged copy live: the tables in one RENAME TABLE (atomic), then the
-        objects. Not atomic in GCS: objects are moved one by one (copy, then delete), so a
-        crash leaves some uploads moved. A marker object records the phase (1: live uploads
-        moving to `.aipress-previous/`, 2: staged ones moving live); the engine's re-run of
-        this idempotent step reads it and finishes the moves (and `unswap` undoes them from
-        any phase), so once the operation ends the site is never a mix."""
+    def _check_staged(self, live: str, scope: CopyScope) -> None:
+        with self._connect() as conn, conn.cursor() as cur:
+            staged = self._tables(cur, live + RESTORE_SUFFIX)
+        if not staged:
+            raise RuntimeError("nothing is staged: stage a backup before swapping")
+        missing = [t for t in scope.tables or () if t not in staged]
+        if missing:
+            raise RuntimeError(f"the staged copy has no table {missing[0]}: stage again with "
+                               "the swap's scope")  # fmt: skip
+
+    def swap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
+        """Make the staged copy live: the tables (those in `scope`) in one RENAME TABLE
+        (atomic), then the objects (when `scope.files`). Not atomic in GCS: objects are moved
+        one by one (copy, then delete), so a crash leaves some uploads moved. A marker object
+        records the scope and the phase (1: live uploads moving to `.aipress-previous/`, 2:
+        staged ones moving live); the engine's re-run of this idempotent step reads it and
+        finishes the moves for that scope (and `unswap` undoes them from any phase), so once
+        the operation ends the site is never a mix."""
         live, bucket = self._database(ctx), self._site_bucket(ctx)
         marker = self._marker(bucket)
         if marker and marker["op"] != "swap":
             raise RuntimeError("an unswap of this site is under way: run unswap to its end")
         if marker is None:
-            if self._db_swapped(live) and not self._names(bucket, STAGED):
-                return  # swapped already
-            with self._connect() as conn, conn.cursor() as cur:
-                if not self._tables(cur, live + RESTORE_SUFFIX):
-                    raise RuntimeError("nothing is staged: stage a backup before swapping")
-            self._set_marker(bucket, "swap", 1)
+            tables_done = scope.tables == () or self._db_swapped(live, scope)
+            if tables_done and not (scope.files and self._names(bucket, STAGED)):
+                return  # swapped already (or nothing of this scope was staged)
+            if scope.tables != ():
+                self._check_staged(live, scope)
+            self._set_marker(bucket, "swap", 1, scope)
             marker = {"op": "swap", "phase": 1}
+        else:
+            scope = self._marked_scope(marker, scope)
         if marker["phase"] == 1:
-            if not self._db_swapped(live):
+            if scope.tables != () and not self._db_swapped(live, scope):
                 self._rename(live, [(live, live + PREVIOUS_SUFFIX),
-                                    (live + RESTORE_SUFFIX, live)])  # fmt: skip
-            self._move_all(bucket, "", PREVIOUS)
-            self._set_marker(bucket, "swap", 2)
-        self._move_all(bucket, STAGED, "")
+                                    (live + RESTORE_SUFFIX, live)], scope.tables)  # fmt: skip
+            if scope.files:
+                self._move_all(bucket, "", PREVIOUS)
+            self._set_marker(bucket, "swap", 2, scope)
+        if scope.files:
+            self._move_all(bucket, STAGED, "")
         self._blob(bucket, SWAP_MARKER).delete()
 
-    def unswap(self, ctx: SiteContext) -> None:
-        """Put the previous copy back live (tables in one RENAME TABLE, objects moved back),
-        from a finished or a crashed swap; a no-op when nothing was swapped."""
+    def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
+        """Put the previous copy back live (the tables of `scope` in one RENAME TABLE, the
+        objects moved back when `scope.files`), from a finished or a crashed swap (with the
+        scope its marker recorded); a no-op when nothing was swapped."""
         live, bucket = self._database(ctx), self._site_bucket(ctx)
         marker = self._marker(bucket)
         if marker is None:
-            if not self._db_swapped(live) and not self._names(bucket, PREVIOUS):
+            tables_swapped = scope.tables != () and self._db_swapped(live, scope)
+            if not tables_swapped and not (scope.files and self._names(bucket, PREVIOUS)):
                 return
             marker = {"op": "swap", "phase": 2}
+        else:
+            scope = self._marked_scope(marker, scope)
         if marker["op"] == "swap":
             # In phase 1 no staged object went live yet: the live ones are the site's own.
             phase = 1 if marker["phase"] == 2 else 2
-            self._set_marker(bucket, "unswap", phase)
+            self._set_marker(bucket, "unswap", phase, scope)
             marker = {"op": "unswap", "phase": phase}
-        if marker["phase"] == 1:
-            self._move_all(bucket, "", STAGED)
-            self._set_marker(bucket, "unswap", 2)
-        self._move_all(bucket, PREVIOUS, "")
+        if scope.files:
+            if marker["phase"] == 1:
+                self._move_all(bucket, "", STAGED)
+                self._set_marker(bucket, "unswap", 2, scope)
+            self._move_all(bucket, PREVIOUS, "")
+        if scope.tables is None:
+            with self._connect() as conn, conn.cursor() as cur:
+                swapped = bool(self._tables(cur, live + PREVIOUS_SUFFIX))
+        else:
+            swapped = scope.tables != () and self._db_swapped(live, scope)
         with self._connect() as conn, conn.cursor() as cur:
-            previous = bool(self._tables(cur, live + PREVIOUS_SUFFIX))
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(live + RESTORE_SUFFIX)} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
-        if previous:
-            self._rename(live, [(live, live + RESTORE_SUFFIX), (live + PREVIOUS_SUFFIX, live)])
+        if swapped:
+            self._rename(live, [(live, live + RESTORE_SUFFIX), (live + PREVIOUS_SUFFIX, live)],
+                         scope.tables)  # fmt: skip
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(live + PREVIOUS_SUFFIX)}")  # empty now
         with contextlib.suppress(exceptions.NotFound):
             self._blob(bucket, SWAP_MARKER).delete()
+
+    def fingerprint(self, ctx: SiteContext) -> Fingerprint:
+        """Per table of the live database its exact row count and CHECKSUM TABLE, per upload
+        its MD5 (or CRC32C) as GCS lists it; the platform's `.aipress-` objects left out."""
+        return fingerprint(self._connect, self._database(ctx),
+                           self._names(self._site_bucket(ctx)))  # fmt: skip
 
     def discard_previous(self, ctx: SiteContext) -> None:
         """Drop `<db>__previous` and the objects under `.aipress-previous/` (no-op when gone)."""

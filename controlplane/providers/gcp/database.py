@@ -30,6 +30,11 @@ TABLE_STATS = "`mysql`.`innodb_table_stats`"
 RESTORE_SUFFIX, PREVIOUS_SUFFIX = "__restore", "__previous"
 
 
+def quote(name: str) -> str:
+    """A MySQL identifier, quoted (a hostile plugin may name a table anything)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def mysql_iam_user(email: str) -> str:
     """The MySQL user name of an IAM service account: Cloud SQL for MySQL's users.insert
     takes the full e-mail, and the account logs in as the e-mail up to the @ (PostgreSQL's

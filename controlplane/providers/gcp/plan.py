@@ -198,6 +198,15 @@ def plan_site(
     calls.append(
         {
             "step": "wordpress",
+            "api": "Cloud SQL (SQL via cloud-sql-python-connector)",
+            "target": names.db_name,
+            "sql": [f"UPDATE `{names.db_name}`.<prefix>options SET option_value = "
+                    f"'{'1' if ctx.public else '0'}' WHERE option_name = 'blog_public'"],
+        }
+    )  # fmt: skip
+    calls.append(
+        {
+            "step": "wordpress",
             "api": f"GET <service uri>{PROBE_PATH} until 200",
             "target": names.service,
         }

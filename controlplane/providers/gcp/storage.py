@@ -12,6 +12,10 @@ from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.naming import labels
 
 WRITER = "roles/storage.objectAdmin"
+# Prefixes in the site's own bucket (the uploads volume) that are the platform's (a restore's
+# working copies, the swap marker): names WordPress never makes (it trims leading dots from
+# upload names), and the tenant image's Apache refuses to serve them.
+RESERVED = ".aipress-"
 
 
 class GcsBucket(GcpStep):

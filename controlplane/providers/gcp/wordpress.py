@@ -1,6 +1,9 @@
 """wordpress step: the runtime step's install job installed WordPress before the service
 existed; this step is done when the service answers its probe and its homepage serves the
-site (title and WordPress's generator tag), as the local provider's is."""
+site (title and WordPress's generator tag), as the local provider's is. It also sets
+`blog_public` as the site's role wants (a staging site asks search engines not to index it),
+in SQL over the admin connection: it runs again after a restore, clone or promotion swapped
+another copy's options in."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import httpx
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.gcp.database import quote
 from controlplane.providers.gcp.runtime import PROBE_PATH, probe_headers
 from controlplane.providers.readiness import generator_version, homepage_problem
 
@@ -25,8 +29,24 @@ class WordPressReady(GcpStep):
         self.http = http or httpx.Client(timeout=10, follow_redirects=False)
         self.ready_timeout = READY_TIMEOUT
 
+    def set_public(self, ctx: SiteContext) -> None:
+        """`blog_public` '1' for a public site, '0' for a staging one, in every options table
+        of the site's database (WordPress's `<prefix>options`)."""
+        database = (ctx.resources.get("database") or {}).get("name") or self.names(ctx).db_name
+        with self.clients.sql_connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.columns WHERE table_schema = "
+                        "%s AND column_name = 'option_name' AND table_name LIKE %s",
+                        (database, "%options"))  # fmt: skip
+            value = "1" if ctx.public else "0"
+            for (table,) in list(cur.fetchall()):
+                cur.execute(f"UPDATE {quote(database)}.{quote(str(table))} SET option_value = %s "
+                            "WHERE option_name = 'blog_public'", (value,))  # fmt: skip
+            conn.commit()
+
     def ensure(self, ctx: SiteContext) -> None:
-        """Poll with backoff until both answer, or fail saying what the site does instead."""
+        """Set `blog_public`, then poll with backoff until the probe and the homepage answer,
+        or fail saying what the site does instead."""
+        self.set_public(ctx)
         uri = (ctx.resources.get("runtime") or {}).get("uri")
         if not uri:
             raise ApplyFailed("the runtime step recorded no service URL")
