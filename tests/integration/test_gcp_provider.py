@@ -148,6 +148,7 @@ def cloud(
           serve(keys.app()) as gcs_url, serve(sql.app()) as sql_url,
           nameserver.running()):  # fmt: skip
         run.base_url = run_url
+        run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs_url})  # fmt: skip
         clients = GcpClients(
