@@ -102,6 +102,7 @@ class SiteAction(StrEnum):
     BACKUP = "backup"
     RESTORE = "restore"
     DOWNLOAD_BACKUP = "download_backup"
+    IMPORT = "import"
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
     SiteAction.DOWNLOAD_BACKUP: SiteActionRule(
         _A.DOWNLOAD_BACKUPS, frozenset({_READY, _STOPPED}), claims_site=False
     ),
+    # An import replaces the site's content, as a restore does.
+    SiteAction.IMPORT: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
 }
 
 

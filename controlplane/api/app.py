@@ -20,6 +20,7 @@ from controlplane.api.routes import (
     billing,
     domains,
     env,
+    imports,
     observability,
     operations,
     sites,
@@ -188,6 +189,7 @@ def create_app(
         users.router,
         billing.router,
         backups.router,
+        imports.router,
         vocabulary.router,
     ):
         app.include_router(router)

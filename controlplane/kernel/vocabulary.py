@@ -26,6 +26,8 @@ class OperationKind(StrEnum):
     RESTORE_SITE = "restore_site"
     # A backup restored beside its site (never over it) and checked: the scheduled sample.
     VERIFY_BACKUP = "verify_backup"
+    # A site made elsewhere (an uploaded dump and wp-content) put in place of the live site.
+    IMPORT_SITE = "import_site"
 
 
 class BackupKind(StrEnum):
@@ -37,6 +39,7 @@ class BackupKind(StrEnum):
     PRE_RESTORE = "pre-restore"
     PRE_UPDATE = "pre-update"
     PRE_PROMOTE = "pre-promote"
+    PRE_IMPORT = "pre-import"
 
 
 class BackupStatus(StrEnum):
@@ -121,6 +124,7 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.BACKUP_SITE: "Back up site",
     OperationKind.RESTORE_SITE: "Restore site",
     OperationKind.VERIFY_BACKUP: "Verify backup",
+    OperationKind.IMPORT_SITE: "Import site",
 }
 
 

@@ -33,6 +33,7 @@ PRE_CHANGE = (
     BackupKind.PRE_RESTORE,
     BackupKind.PRE_UPDATE,
     BackupKind.PRE_PROMOTE,
+    BackupKind.PRE_IMPORT,
 )
 
 

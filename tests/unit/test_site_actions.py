@@ -27,13 +27,14 @@ FULL_RIGHTS = {
         "backup",
         "restore",
         "download_backup",
+        "import",
     ],
     "stopped": ["start", "delete", "reveal_password", "change_env", "backup", "download_backup"],
     "deleting": ["delete"],
     "error": ["delete"],
 }
 # While another operation holds the site, nothing that claims it is offered.
-CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore"}
+CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "import"}
 # A backup holds the site's every secret: its download is the owner's (and admins').
 OWNER_ONLY = {"download_backup"}
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
