@@ -282,7 +282,7 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
                     undo=backup_steps.unstage,
                     timeout_seconds=3600.0,
                 ),
-                StepSpec("swap", do=backup_steps.swap, undo=backup_steps.unswap),
+                StepSpec("swap", do=import_steps.swap, undo=import_steps.unswap),
                 StepSpec("probe", do=backup_steps.probe),
                 StepSpec("finish", do=import_steps.finish),
             ),

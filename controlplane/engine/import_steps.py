@@ -53,8 +53,33 @@ def source_of(work: Work) -> ImportSource:
 
 
 def stage(work: Work) -> None:
-    """The uploaded site put beside the live one (side schema, side directory)."""
-    work.provider.backups.stage_import(work.site_context(), source_of(work))
+    """The uploaded site put beside the live one (side schema, side directory); its title
+    kept for the swap."""
+    title = work.provider.backups.stage_import(work.site_context(), source_of(work))
+    op = work.operation
+    before = op.params.get("title_before", work.the_site().title)
+    op.params = {**op.params, "imported_title": title, "title_before": before}
+
+
+def _retitle(work: Work, key: str) -> None:
+    """The site's title (row and context) set to the operation's `key` title: the probe
+    looks for the title of whichever copy is live."""
+    title = work.operation.params.get(key)
+    if isinstance(title, str) and title:
+        work.the_site().title = title
+        work.site_context().title = title
+
+
+def swap(work: Work) -> None:
+    """The imported copy goes live, and the site takes its title."""
+    backup_steps.swap(work)
+    _retitle(work, "imported_title")
+
+
+def unswap(work: Work) -> None:
+    """The replaced copy goes live again, with its title."""
+    backup_steps.unswap(work)
+    _retitle(work, "title_before")
 
 
 def finish(work: Work) -> None:

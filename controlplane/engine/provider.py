@@ -147,11 +147,11 @@ class BackupStep(Protocol):
         this site's address (a site made from another site's backup)."""
         ...
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
         """Put an uploaded site beside the live site as `stage` puts a backup (its tables
         renamed to the site's prefix, its address rewritten to this site's, the platform's
         admin made an administrator when `reset_admin`); without content, the live files
-        stay (only the database is swapped)."""
+        stay (only the database is swapped). Returns the imported site's title (blogname)."""
         ...
 
     def unstage(self, ctx: SiteContext) -> None:

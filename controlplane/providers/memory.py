@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import threading
 import time
@@ -367,7 +368,7 @@ class _Backups:
             self._p.backup_state["staged"][ctx.site_id] = content
             self._p._save()
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
         """The dump's text as the database (its old address rewritten), the names in the
         content archive as the files (the live files kept without one)."""
         raw = source.dump.read_bytes()
@@ -389,6 +390,8 @@ class _Backups:
             staged = {"database": database, "files": files or live.get("files", "")}
             self._p.backup_state["staged"][ctx.site_id] = staged
             self._p._save()
+        found = re.search(r"'blogname','([^']*)'", database)
+        return found.group(1) if found else ""
 
     def unstage(self, ctx: SiteContext) -> None:
         with self._p._lock:

@@ -152,7 +152,7 @@ def test_a_site_from_elsewhere_serves_at_its_new_address(local: LocalEnv) -> Non
     assert answer.status_code == 202, answer.text
     final = wait_for_operation(local.client, answer.json()["operation"]["id"], local.admin,
                                timeout=300)  # fmt: skip
-    assert final["status"] == "succeeded", final
+    assert final["status"] == "succeeded", (final["error"], final["steps"])
 
     new_url = target["preview_url"].rstrip("/")
     home = local.site_get(_host("moved"))
@@ -170,6 +170,9 @@ def test_a_site_from_elsewhere_serves_at_its_new_address(local: LocalEnv) -> Non
                                  "user_can(get_user_by('login', 'admin'), 'manage_options') "
                                  "? 'admin' : 'not-admin';")  # fmt: skip
     assert roles.startswith("administrator,") and roles.endswith("|admin"), roles
+    renamed = _php(local, "moved", "global $wpdb; echo $wpdb->get_var(\"SELECT COUNT(*) FROM "
+                                   "$wpdb->usermeta WHERE meta_key LIKE 'blog\\\\_%'\");")  # fmt: skip
+    assert renamed == "0", renamed
     tables = _php(local, "moved", "global $wpdb; echo implode(',', $wpdb->get_col('SHOW TABLES'));")
     assert "wp_options" in tables and "blog_" not in tables, tables
     # Nothing beside the site is left: schemas, the import's database user, the upload.

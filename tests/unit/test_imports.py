@@ -109,6 +109,7 @@ def test_an_archive_is_imported_at_the_sites_address(
     assert _leftovers(settings) == []  # the upload is gone
     site = client.get(f"{SITES}/crumbs", headers=owner).json()
     assert site["status"] == "ready" and "import" in site["allowed_actions"]
+    assert site["title"] == TITLE  # the probe looked for the imported site's title
 
 
 def test_a_dump_alone_keeps_the_files_and_reset_makes_the_platform_admin(

@@ -460,7 +460,7 @@ class GcsBackups(GcpStep):
                     "AND table_type = 'BASE TABLE' ORDER BY table_name", (database,))  # fmt: skip
         return [str(row[0]) for row in cur.fetchall()]
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
         """Not built on gcp yet (the upload would go to a bucket, the dump through Cloud SQL
         import): refused before anything changes."""
         raise NotImplementedError("importing a site is not available on the gcp provider yet")

@@ -573,7 +573,7 @@ class BackupStep(LocalStep):
         self._stage(ctx, load, (fill, check), what=f"backup {record.location}")
         log.info("backup.staged", site=ctx.site_id, backup=record.location)
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
         """An uploaded site staged as a backup is: its dump loaded (by a database user that
         may touch nothing but the side schema: the dump is the uploader's SQL), its tables
         and prefix-bearing keys renamed to the site's prefix, the platform's admin made an
@@ -581,10 +581,12 @@ class BackupStep(LocalStep):
         tarfile's `data` filter again), owned by the site's user."""
         self.stack.ensure_running()
         names = self.names(ctx)
+        titles: list[str] = []
 
         def load(schema: str) -> None:
             self._load_sql(schema, _file_chunks(source.dump), as_user=self._import_user(ctx))
             self._reprefix(schema, source.table_prefix, SITE_TABLE_PREFIX)
+            titles.append(self._blogname(schema))
             if source.reset_admin:
                 self._make_admin(schema, ctx.admin_user, ctx.admin_email)
             self._rewrite(
@@ -601,6 +603,17 @@ class BackupStep(LocalStep):
         finally:
             self._drop_import_user(ctx)
         log.info("backup.import_staged", site=ctx.site_id, files=source.content is not None)
+        return titles[0]
+
+    def _blogname(self, schema: str) -> str:
+        options = _ident(f"{SITE_TABLE_PREFIX}options")
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                f"SELECT option_value FROM {_ident(schema)}.{options} WHERE option_name = %s",
+                ("blogname",),
+            )
+            row = cur.fetchone()
+        return str(row[0]) if row is not None else ""
 
     def _stage(
         self,
