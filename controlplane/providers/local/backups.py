@@ -40,7 +40,7 @@ import stat
 import subprocess
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -669,11 +669,18 @@ class BackupStep(LocalStep):
                 client.stdin.write(chunk)
             client.stdin.close()
         except BrokenPipeError:
-            pass  # the client stopped on an error: its exit status and message tell which
+            # The client stopped reading before the dump's end (an error, or a `quit` in
+            # the dump): refused whatever its exit status.
+            client.wait()
+            message = errors().decode(errors="replace").strip()[-1000:]
+            raise StackError(f"loading the database stopped before its end: {message}") from None
         except BaseException:
             client.kill()
             client.wait()
             raise
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()  # a dump's reader (restic) ends now, not when collected
         if client.wait() != 0:
             message = errors().decode(errors="replace").strip()[-1000:]
             raise StackError(f"loading the database failed: {message}")
