@@ -125,7 +125,7 @@ def check_tar(path: Path, *, limit: int, dump_to: Path | None) -> None:
     if not is_gzip(path):
         raise ImportRefused(f"{what} is not a .tar.gz (no gzip header)")
     raw, stream = _gunzip(path, limit, what)
-    found_dump = False
+    found_dump = found_content = False
     try:
         with raw, stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
@@ -133,6 +133,7 @@ def check_tar(path: Path, *, limit: int, dump_to: Path | None) -> None:
                 if problem is not None:
                     raise ImportRefused(f"{what} is refused: {problem}")
                 clean = member.name.removeprefix("./")
+                found_content = found_content or clean.split("/", 1)[0] == CONTENT
                 if dump_to is not None and clean in DUMP_MEMBERS:
                     if found_dump:
                         raise ImportRefused(f"{what} holds more than one database dump")
@@ -142,6 +143,11 @@ def check_tar(path: Path, *, limit: int, dump_to: Path | None) -> None:
         raise ImportRefused(f"{what} cannot be read as a .tar.gz: {exc}") from exc
     if dump_to is not None and not found_dump:
         raise ImportRefused(f"{what} holds no database.sql or database.sql.gz at its top")
+    if not found_content:
+        raise ImportRefused(
+            f"{what} holds no wp-content/ at its top (tar czf site.tar.gz wp-content ...); "
+            "to import the database alone, send it as dump"
+        )
 
 
 def _write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:

@@ -102,10 +102,12 @@ def _archive(dump: bytes, wp_content: Path | None, extra: dict[str, bytes] | Non
     return buffer.getvalue()
 
 
-def _import(local: LocalEnv, site: str, archive: bytes, old_url: str, admin: str) -> Any:
+def _import(
+    local: LocalEnv, site: str, archive: bytes, old_url: str, admin: str, field: str = "archive"
+) -> Any:
     return local.client.post(
         f"{SITES}/{site}/import",
-        files={"archive": ("site.tar.gz", archive)},
+        files={field: ("upload.bin", archive)},
         data={"old_url": old_url, "admin": admin},
         headers=local.admin,
     )
@@ -190,7 +192,7 @@ def test_a_dump_that_reaches_for_another_database_fails_and_changes_nothing(
     local.create("reacher", title="Reacher Before")
     dump = _dump_with_prefix(local, local.resources("reacher")["database"]["name"], "x_")
     hostile = dump + f"DROP TABLE {_ident(victim)}.`wp_posts`;\n".encode()
-    answer = _import(local, "reacher", _archive(hostile, None), "http://old.example", "keep")
+    answer = _import(local, "reacher", hostile, "http://old.example", "keep", field="dump")
     assert answer.status_code == 202, answer.text
     final = wait_for_operation(local.client, answer.json()["operation"]["id"], local.admin,
                                timeout=300)  # fmt: skip

@@ -174,6 +174,8 @@ REFUSED: list[tuple[str, dict[str, Any], dict[str, str], int, str]] = [
      {}, 422, "outside wp-content"),
     ("no dump", {"archive": lambda: tar_gz([Member("wp-content/a.txt")])},
      {}, 422, "no database.sql"),
+    ("no wp-content", {"archive": lambda: tar_gz([Member("database.sql", data=DUMP.encode())])},
+     {}, 422, "no wp-content/"),
     ("not gzip", {"archive": lambda: b"PK\x03\x04 a zip"}, {}, 422, "not a .tar.gz"),
     ("gzip bomb", {"archive": lambda: bomb(2 * MAX_UNPACKED)}, {}, 422, "unpacks to more than"),
     ("dump bomb", {"dump": lambda: gzip.compress(DUMP.encode() + bytes(2 * MAX_UNPACKED))},
@@ -361,3 +363,13 @@ def test_the_cli_uploads_and_follows_the_import(
         assert done.exit_code == 0, done.output
         assert "imported; the site as it was is kept as backup" in done.output
         assert TITLE in memory_provider.content(site_id)["database"]
+
+
+def test_a_provider_that_cannot_import_answers_400_before_the_upload(
+    client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider, settings: Settings
+) -> None:
+    memory_provider.name = "gcp"  # type: ignore[misc]
+    answer = _post(client, owner, {"archive": good_archive()})
+    assert answer.status_code == 400, answer.text
+    assert "not available on the gcp provider" in answer.json()["detail"]
+    assert _leftovers(settings) == []

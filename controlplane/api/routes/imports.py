@@ -60,8 +60,9 @@ async def import_site(
     upload is checked before anything is recorded. Follow the operation for progress."""
     settings = platform.settings
     await run_in_threadpool(
-        service.check_may_import, session, principal=principal, tenant_id=tenant_id, site=site
-    )
+        service.check_may_import, session, principal=principal, tenant_id=tenant_id, site=site,
+        provider=platform.provider.name,
+    )  # fmt: skip
     incoming = uploads.new_incoming(settings.home)
     try:
         form = await uploads.receive(
