@@ -49,9 +49,11 @@ from controlplane.engine.provider import (
     BackupRecord,
     CopyScope,
     Fingerprint,
+    ImportSource,
     RewriteReport,
     SiteContext,
 )
+from controlplane.errors import ApplyFailed
 from controlplane.kernel import clock
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX, quote
@@ -479,6 +481,12 @@ class GcsBackups(GcpStep):
         cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
                     "AND table_type = 'BASE TABLE' ORDER BY table_name", (database,))  # fmt: skip
         return [str(row[0]) for row in cur.fetchall()]
+
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+        """Imports take uploads on the control plane's own disk, which the gcp control plane
+        does not keep: the API refuses them on gcp before reading the upload, and so does
+        this, changing nothing."""
+        raise ApplyFailed("importing a site is available on the local provider only")
 
     def stage(
         self,
