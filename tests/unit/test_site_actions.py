@@ -40,9 +40,10 @@ FULL_RIGHTS = {
 STAGING_RIGHTS = {
     "provisioning": ["delete"],
     "ready": [
-        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback")),
+        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback", "import")),
         "drift",
         "promote",
+        "import",
     ],
     "stopped": [*FULL_RIGHTS["stopped"], "drift"],
     "deleting": ["delete"],
