@@ -226,24 +226,27 @@ def _drift_words(
 ) -> tuple[str, list[str]]:
     """How production changed, each change marked copied over or not; and the changes the
     promotion would overwrite."""
+    changed = [t for t in drift.get("tables") or [] if t["changed"]]
+    # A sentence per change; a meta table the API left unsaid goes with its main table's
+    # sentence ("3 new comments" covers wp_commentmeta), else it is named.
+    sentences: dict[str, list[str]] = {}
+    by_words: dict[str, str] = {}
+    for table in sorted(changed, key=lambda t: t.get("summary") is None):
+        sentence = table.get("summary") or by_words.get(table_words(table["table"]))
+        sentence = sentence or f"{table['table']} changed"
+        sentences.setdefault(sentence, []).append(table["table"])
+        by_words.setdefault(table_words(table["table"]), sentence)
     parts: list[str] = []
     overwritten: list[str] = []
-    said: set[str] = set()
-    for table in drift.get("tables") or []:
-        if not table["changed"]:
-            continue
-        sentence = table.get("summary") or f"{table['table']} changed"
-        if sentence in said:  # wp_comments and wp_commentmeta can share a sentence
-            continue
-        said.add(sentence)
-        writes = _writes(scope, tables, table["table"])
-        parts.append(f"{sentence} ({'overwritten' if writes else 'not copied'})")
-        if writes:
-            overwritten.append(f"{sentence} ({table['table']})")
+    for sentence, names in sentences.items():
+        written = [n for n in names if _writes(scope, tables, n)]
+        parts.append(f"{sentence} ({'overwritten' if written else 'not copied'})")
+        if written:
+            overwritten.append(f"{sentence} ({', '.join(written)})")
     files = drift.get("files") or {}
-    file_sentences = [s for s in drift.get("summary") or [] if s not in said]
     if any(files.get(k) for k in ("added", "changed", "removed")):
         writes = scope != "database"
+        file_sentences = [s for s in drift.get("summary") or [] if s not in sentences]
         for sentence in file_sentences or ["files changed in wp-content"]:
             parts.append(f"{sentence} ({'overwritten' if writes else 'not copied'})")
             if writes:

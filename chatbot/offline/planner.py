@@ -54,9 +54,12 @@ SUMMARY = re.compile(
 VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
          "get_metrics": "measure", "backup_site": "back up",
          "list_backups": "list the backups of", "restore_site": "restore"}  # fmt: skip
-NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back",
-            "promote_site": "promoted", "rollback_site": "rolled back",
-            "import_site": "imported into"}  # fmt: skip
+NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back"}
+CANCELLED = {
+    "promote_site": "Cancelled: nothing was promoted; production is as it was.",
+    "rollback_site": "Cancelled: production was not rolled back. Nothing changed.",
+    "import_site": "Cancelled: nothing was imported into {site}. Nothing changed.",
+}
 HELP = (
     "I can create a WordPress site, show your sites and their status, search a site's logs "
     '("errors on crumbs in the last hour"), tell you whether a site is slow, report costs, '
@@ -603,6 +606,8 @@ class Planner:
         data = result.get("data") or {}
         if status == "cancelled" and name in ENV_INTENTS:
             return f"Cancelled: {args.get('name', 'the variable')} was not changed.", None
+        if status == "cancelled" and name in CANCELLED:
+            return CANCELLED[name].format(site=args.get("site") or "the site"), None
         if status == "cancelled":
             target = args.get("site") or "it"
             return (
