@@ -23,3 +23,11 @@ class TooBusy(Exception):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DriftConflict(Conflict):
+    """Production changed where a promotion would write: 409 with the drift report."""
+
+    def __init__(self, message: str, drift: dict[str, object]) -> None:
+        super().__init__(message)
+        self.drift = drift

@@ -93,6 +93,9 @@ class Site(Base):
     # Provider resource ids (database name, pool, service name...), never secrets.
     resources: Mapped[dict[str, Any]] = mapped_column(default=dict)
     current_operation_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # SiteRole: "production", or "staging" for a clone of `parent_id` to promote later.
+    role: Mapped[str] = mapped_column(String(20), default="production", server_default="production")
+    parent_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -415,3 +418,19 @@ class TenantBackupKey(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     key_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SiteFingerprint(Base):
+    """The parent's content when a staging site was cloned from it (or last promoted into
+    it): what the staging site's drift compares the parent against now."""
+
+    __tablename__ = "site_fingerprints"
+
+    site_id: Mapped[str] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent_id: Mapped[str] = mapped_column(String(32))
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Table name -> {"rows": int, "checksum": int}; file path -> content hash.
+    tables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)

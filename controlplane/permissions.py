@@ -102,19 +102,26 @@ class SiteAction(StrEnum):
     BACKUP = "backup"
     RESTORE = "restore"
     DOWNLOAD_BACKUP = "download_backup"
+    CLONE = "clone"  # a staging copy of the site
+    DRIFT = "drift"  # what changed on production since the staging copy was made
+    PROMOTE = "promote"  # the staging copy into production
+    ROLLBACK = "rollback"  # production back to before its last promotion
 
 
 @dataclass(frozen=True)
 class SiteActionRule:
-    """A site action's permission, the site states it is valid in (None: any), and whether
-    it claims the site (so it waits while another operation holds it)."""
+    """A site action's permission, the site states it is valid in (None: any), whether it
+    claims the site (so it waits while another operation holds it), and the site roles
+    (SiteRole values) it applies to (None: any)."""
 
     action: Action
     statuses: frozenset[str] | None
     claims_site: bool
+    roles: frozenset[str] | None = None
 
 
 _READY, _STOPPED = "ready", "stopped"
+_PRODUCTION, _STAGING = "production", "staging"  # SiteRole values
 SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
     SiteAction.STOP: SiteActionRule(_A.CHANGE_SITES, frozenset({_READY}), claims_site=True),
     SiteAction.START: SiteActionRule(_A.CHANGE_SITES, frozenset({_STOPPED}), claims_site=True),
@@ -133,6 +140,23 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
     SiteAction.RESTORE: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
     SiteAction.DOWNLOAD_BACKUP: SiteActionRule(
         _A.DOWNLOAD_BACKUPS, frozenset({_READY, _STOPPED}), claims_site=False
+    ),
+    # A clone is a new site: the parent is read (backed up), never claimed.
+    SiteAction.CLONE: SiteActionRule(
+        _A.CHANGE_SITES, frozenset({_READY}), claims_site=False, roles=frozenset({_PRODUCTION})
+    ),
+    SiteAction.DRIFT: SiteActionRule(
+        _A.READ_SITES,
+        frozenset({_READY, _STOPPED}),
+        claims_site=False,
+        roles=frozenset({_STAGING}),
+    ),
+    # Promote is asked of the staging site and runs on (claims) its production parent.
+    SiteAction.PROMOTE: SiteActionRule(
+        _A.RESTORE_SITES, frozenset({_READY}), claims_site=False, roles=frozenset({_STAGING})
+    ),
+    SiteAction.ROLLBACK: SiteActionRule(
+        _A.RESTORE_SITES, frozenset({_READY}), claims_site=True, roles=frozenset({_PRODUCTION})
     ),
 }
 
@@ -180,15 +204,16 @@ def is_allowed(principal: Principal, action: Action, tenant_id: str | None = Non
 
 
 def site_actions(
-    principal: Principal, tenant_id: str, status: str, *, busy: bool
+    principal: Principal, tenant_id: str, status: str, *, busy: bool, role: str = _PRODUCTION
 ) -> list[SiteAction]:
     """What the principal may do now to a site of `tenant_id` that is in `status` (`busy`:
-    another operation holds it), in SiteAction order."""
+    another operation holds it) and has `role`, in SiteAction order."""
     return [
         name
         for name, rule in SITE_ACTION_RULES.items()
         if is_allowed(principal, rule.action, tenant_id)
         and (rule.statuses is None or status in rule.statuses)
+        and (rule.roles is None or role in rule.roles)
         and not (busy and rule.claims_site)
     ]
 

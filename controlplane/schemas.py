@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt, field_validator
 
@@ -152,6 +153,10 @@ class SiteRead(BaseModel):
     # Read from the site's WordPress by its wordpress step; None until then.
     wordpress_version: str | None = None
     cron: CronRunRead | None = None
+    role: str = Field(default="production", description="production, or staging (a clone)")
+    parent: str | None = Field(
+        default=None, description="The name of the production site a staging site copies"
+    )
     allowed_actions: list[str] = Field(
         description="What this caller may do to the site now (its role and the site's state): "
         "stop, start, delete, admin_login, reveal_password, change_env"
@@ -468,3 +473,105 @@ class BackupDownloadLink(BaseModel):
 
     url: str = Field(description="Path on the control plane's API (the chat service forwards it)")
     expires_at: datetime
+
+
+TABLE_NAME = re.compile(r"[A-Za-z0-9_$]{1,64}")
+
+
+class CloneRequest(BaseModel):
+    """A staging copy of a site: the new site's name, and whether visitors must log in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="DNS-label name of the new staging site (1-40 characters)")
+    basic_auth: StrictBool = Field(
+        default=False, description="Keep visitors out with an HTTP login (revealed on demand)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return names.check_site_name(value)
+
+
+class CloneAccepted(BaseModel):
+    """A clone started: the new staging site and the operation making it."""
+
+    site: SiteRead
+    operation: OperationRead
+
+
+class TableDriftRead(BaseModel):
+    """One table of production then (at the clone) and now."""
+
+    table: str
+    rows_then: int
+    rows_now: int
+    changed: bool
+    summary: str | None
+
+
+class FileDriftRead(BaseModel):
+    """Production's files (under wp-content) added, changed and removed since the clone."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+
+class DriftRead(BaseModel):
+    """What changed on production since its staging copy was made (or last promoted)."""
+
+    site: str
+    parent: str
+    since: datetime
+    changed: bool
+    tables: list[TableDriftRead]
+    files: FileDriftRead
+    summary: list[str] = Field(description='Sentences a person reads: "3 new comments"')
+
+
+class PromoteRequest(BaseModel):
+    """What of the staging copy goes into production: everything, the database, or the
+    files; `tables` narrows the database to those tables; `force` promotes over drift."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["all", "database", "files"] = "all"
+    tables: list[str] | None = Field(
+        default=None, description="Only these tables of the database (e.g. wp_posts)"
+    )
+    force: StrictBool = False
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("name at least one table, or leave tables out for every table")
+        for table in value:
+            if not TABLE_NAME.fullmatch(table):
+                raise ValueError(f"{table!r} is not a table name (letters, digits, _ and $)")
+        return sorted(set(value))
+
+
+class PromoteAccepted(BaseModel):
+    """A promotion started on the production site, and the backup of it taken first."""
+
+    operation: OperationRead
+    pre_promote_backup: BackupRead
+
+
+class RollbackAccepted(BaseModel):
+    """A rollback started: a restore of the newest pre-promote backup."""
+
+    operation: OperationRead
+    backup: BackupRead
+
+
+class BasicAuthCredentials(BaseModel):
+    """The HTTP login that keeps visitors off a staging site."""
+
+    username: str
+    password: str

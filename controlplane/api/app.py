@@ -23,6 +23,7 @@ from controlplane.api.routes import (
     observability,
     operations,
     sites,
+    staging,
     tenants,
     users,
     vocabulary,
@@ -188,6 +189,7 @@ def create_app(
         users.router,
         billing.router,
         backups.router,
+        staging.router,
         vocabulary.router,
     ):
         app.include_router(router)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid, TooBusy
+from controlplane.errors import ApplyFailed, BadRequest, Conflict, DriftConflict, Invalid, TooBusy
 from controlplane.kernel.problems import answer_as, install_problem_handlers, problem
 from controlplane.permissions import Forbidden, NotVisible
 
@@ -24,6 +24,10 @@ def install_error_handlers(app: FastAPI, on_denied: OnDenied) -> None:
     answer_as(app, 400, BadRequest)
     answer_as(app, 422, Invalid)
     answer_as(app, 502, ApplyFailed)
+
+    @app.exception_handler(DriftConflict)
+    async def _drifted(_request: Request, exc: DriftConflict) -> JSONResponse:
+        return problem(409, str(exc), drift=exc.drift)
 
     @app.exception_handler(TooBusy)
     async def _too_busy(_request: Request, exc: TooBusy) -> JSONResponse:

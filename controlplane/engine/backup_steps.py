@@ -15,7 +15,7 @@ from sqlalchemy import select
 from controlplane.backups import retention
 from controlplane.backups.policy import effective_policy
 from controlplane.engine.context import Work
-from controlplane.engine.provider import BackupInvalid, BackupRecord
+from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, StepStatus
 from controlplane.models import Backup, Site, new_id, utcnow
@@ -52,7 +52,8 @@ def record_of(backup: Backup) -> BackupRecord:
     )
 
 
-def _row(work: Work, key: str) -> Backup:
+def backup_row(work: Work, key: str) -> Backup:
+    """The backup whose id the operation keeps under `key`."""
     backup_id = work.operation.params.get(key)
     backup = work.session.get(Backup, backup_id) if isinstance(backup_id, str) else None
     if backup is None:
@@ -60,14 +61,17 @@ def _row(work: Work, key: str) -> Backup:
     return backup
 
 
-def _write(work: Work, backup: Backup) -> None:
-    """Take the backup (or find the one a killed try took) and record it on its row."""
+def write_backup(
+    work: Work, backup: Backup, site: Site | None = None, ctx: SiteContext | None = None
+) -> None:
+    """Take the backup (or find the one a killed try took) and record it on its row; of the
+    operation's site, or of `site` (with its `ctx`: a clone backs its parent up)."""
     if backup.status == BackupStatus.SUCCEEDED:
         return
-    site = work.the_site()
+    site = site if site is not None else work.the_site()
     backup.site_url = site.preview_url or backup.site_url
     backup.site_title = site.title
-    record = work.provider.backups.backup(work.site_context(), backup.id)
+    record = work.provider.backups.backup(ctx or work.site_context(), backup.id)
     now = utcnow()
     backup.status = BackupStatus.SUCCEEDED
     backup.location = record.location
@@ -85,7 +89,7 @@ def take(key: str) -> Callable[[Work], None]:
     """A step that takes the backup whose id the operation keeps under `key`."""
 
     def do(work: Work) -> None:
-        _write(work, _row(work, key))
+        write_backup(work, backup_row(work, key))
 
     return do
 
@@ -104,7 +108,7 @@ def pre_delete(work: Work) -> None:
         work.session.add(backup)
         op.params = {**op.params, "backup": backup.id}
         work.session.commit()
-    _write(work, _row(work, "backup"))
+    write_backup(work, backup_row(work, "backup"))
 
 
 def apply_retention(work: Work) -> None:
@@ -139,7 +143,7 @@ def apply_retention(work: Work) -> None:
 
 def backup_failed(work: Work) -> None:
     """A backup that could not be written: its row says why, the site is free again."""
-    backup = _row(work, "backup")
+    backup = backup_row(work, "backup")
     if backup.status == BackupStatus.PENDING:
         # The hook runs before the operation records its error: the failed step has it.
         failed = [s.error for s in work.operation.steps if s.error]
@@ -152,7 +156,7 @@ def backup_failed(work: Work) -> None:
 def check(work: Work) -> None:
     """Before anything changes: the backup is whole and matches its checksums, and there is
     room to stage it beside the live site."""
-    record = record_of(_row(work, "backup"))
+    record = record_of(backup_row(work, "backup"))
     ctx = work.site_context()
     work.provider.backups.verify(ctx, record)
     work.provider.backups.check_space(ctx, record)
@@ -169,7 +173,7 @@ def maintenance(on: bool) -> Callable[[Work], None]:
 
 def stage(work: Work) -> None:
     """The backup put beside the live site (side schema, side directory), checked."""
-    record = record_of(_row(work, "backup"))
+    record = record_of(backup_row(work, "backup"))
     work.provider.backups.stage(work.site_context(), record, None)
 
 
@@ -217,7 +221,7 @@ def restored(work: Work) -> None:
 
 def not_restored(work: Work) -> None:
     """A restore was undone: the site is as it was, ready and free again."""
-    pre = _row(work, "pre_backup")
+    pre = backup_row(work, "pre_backup")
     if pre.status == BackupStatus.PENDING:
         pre.status = BackupStatus.FAILED
         pre.error = "the restore ended before its pre-restore backup was written"
@@ -229,7 +233,7 @@ def restore_into_new_site(work: Work) -> None:
     """A new site's last create step: the backup staged with the source site's address
     rewritten to this one, swapped in, then the platform's config and probe (wordpress)."""
     op, ctx = work.operation, work.site_context()
-    backup = _row(work, "from_backup")
+    backup = backup_row(work, "from_backup")
     record = record_of(backup)
     if not op.params.get("swapped"):
         work.provider.backups.verify(ctx, record)
@@ -253,7 +257,7 @@ def trial_stage(work: Work) -> None:
     """The backup restored beside its site (side schema, side directory; nothing visitors
     see changes), checked against its checksums. A backup that does not match is marked as
     failing verification here (committed: the runner rolls the step's session back)."""
-    backup = _row(work, "backup")
+    backup = backup_row(work, "backup")
     record = record_of(backup)
     ctx = work.site_context()
     work.provider.backups.check_space(ctx, record)
@@ -271,7 +275,7 @@ def compare(work: Work) -> None:
 
     The providers record checksums only (of the dump and of the files), not table lists or
     row counts, so the comparison is the checksum check `stage` made of what it staged."""
-    backup = _row(work, "backup")
+    backup = backup_row(work, "backup")
     now = utcnow()
     backup.verified_at = now
     backup.sample_checked_at = now
@@ -282,7 +286,7 @@ def compare(work: Work) -> None:
 def _verify_ended(work: Work) -> None:
     """A verification that did not pass: the site is free again (it was never touched), and
     a warning says whether the backup failed or the check could not run."""
-    backup = _row(work, "backup")
+    backup = backup_row(work, "backup")
     work.the_site().current_operation_id = None
     compared = any(
         s.name == "compare" and s.status == StepStatus.DONE for s in work.operation.steps

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controlplane.engine import backup_steps, env_steps, site_steps
+from controlplane.engine import backup_steps, env_steps, site_steps, staging_steps
 from controlplane.engine.context import Work
 from controlplane.engine.provider import BackupInvalid
 from controlplane.errors import ApplyFailed
@@ -281,6 +281,64 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             succeeded=site_steps.released,
             failed=backup_steps.verify_failed,
             rolled_back=backup_steps.verify_rolled_back,
+        ),
+        # A staging copy of a site, made on the new (staging) site: the parent's fingerprint
+        # and backup, every part built, the backup restored with its URLs rewritten. All or
+        # nothing: an undone clone leaves no site, no backup of the parent, no fingerprint.
+        KindSpec(
+            kind=OperationKind.CLONE_SITE,
+            steps=(
+                StepSpec(
+                    "parent_backup",
+                    do=staging_steps.back_up_parent,
+                    undo=staging_steps.forget_parent_backup,
+                    timeout_seconds=3600.0,
+                ),
+                *(
+                    StepSpec(part, do=site_steps.ensure(part), undo=site_steps.remove(part))
+                    for part in CREATE_PARTS
+                ),
+                StepSpec(
+                    "restore",
+                    do=backup_steps.restore_into_new_site,
+                    undo=backup_steps.unstage,
+                    timeout_seconds=3600.0,
+                ),
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            succeeded=site_steps.created,
+            failed=site_steps.broken,
+            rolled_back=site_steps.gone,
+        ),
+        # A staging site's copy put into its production parent, as a restore is (all or
+        # nothing), within its scope; production's drift record starts again at the end.
+        KindSpec(
+            kind=OperationKind.PROMOTE_SITE,
+            steps=(
+                StepSpec("pre_promote", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
+                StepSpec("copy", do=staging_steps.back_up_staging, timeout_seconds=3600.0),
+                StepSpec("check", do=backup_steps.check),
+                StepSpec(
+                    "maintenance",
+                    do=backup_steps.maintenance(True),
+                    undo=backup_steps.maintenance(False),
+                ),
+                StepSpec(
+                    "stage",
+                    do=staging_steps.stage_copy,
+                    undo=backup_steps.unstage,
+                    timeout_seconds=3600.0,
+                ),
+                StepSpec("swap", do=staging_steps.swap_copy, undo=staging_steps.unswap_copy),
+                StepSpec("probe", do=staging_steps.probe_promoted),
+                StepSpec("finish", do=backup_steps.finish),
+                StepSpec("fingerprint", do=staging_steps.refingerprint),
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            started=staging_steps.promoting,
+            succeeded=staging_steps.promoted,
+            failed=site_steps.broken,
+            rolled_back=staging_steps.not_promoted,
         ),
     )
 }

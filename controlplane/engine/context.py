@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from controlplane.credentials import DatabaseVault, tenant_backup_password, tenant_env_plaintext
 from controlplane.crypto import Keyring
 from controlplane.engine.provider import Provider, SiteContext
+from controlplane.kernel.vocabulary import SiteRole
 from controlplane.models import Operation, Site
 
 
@@ -35,6 +36,7 @@ class ContextBuilder:
             domains=site.verified_domains,  # a pending claim proves nothing: never served
             credentials=DatabaseVault(session, self._keyring, site.id),
             resources=dict(site.resources or {}),
+            public=site.role != SiteRole.STAGING,
         )
 
     def change(self, session: Session, site: Site, request_id: str | None) -> SiteContext:

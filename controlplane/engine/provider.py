@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from controlplane.observability import SiteLogs
 
 
+# The vault kind of a staging site's HTTP login: a runtime that finds one keeps visitors out
+# until they give it (the platform's probes pass).
+BASIC_AUTH = "basic_auth"
+
+
 class CredentialVault(Protocol):
     """Encrypted credentials of one site; passwords are generated once and reused on retry."""
 
@@ -42,6 +47,9 @@ class SiteContext:
     # The tenant's backup key (restic repository password, GCS encryption key source):
     # one per tenant, kept encrypted by the control plane; filled for changes, never logged.
     backup_password: str = field(default="", repr=False)
+    # Whether search engines are asked to index the site (WordPress's `blog_public`): a
+    # staging site is not public.
+    public: bool = True
 
 
 class SiteStep(Protocol):
@@ -99,6 +107,40 @@ class BackupRecord:
     checksums: dict[str, str]
 
 
+@dataclass(frozen=True)
+class TablePrint:
+    """One table's content at one moment."""
+
+    rows: int  # exact row count
+    checksum: int  # CHECKSUM TABLE (MariaDB/MySQL both have it); 0 for an empty table
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A site's content at one moment: what drift compares against."""
+
+    # Full table name as in the site's database ("wp_posts").
+    tables: dict[str, TablePrint]
+    # Path under wp-content (local) or object name in the site's uploads bucket (gcp) ->
+    # content hash (sha256 hex locally; the object's md5Hash/crc32c on gcp).
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CopyScope:
+    """What a restore/promotion/import copies: every table or some, files or not."""
+
+    tables: tuple[str, ...] | None = None  # None: every table of the copy
+    files: bool = True
+
+    def covers(self, table: str) -> bool:
+        """Whether `table` is copied under this scope."""
+        return self.tables is None or table in self.tables
+
+
+ALL = CopyScope()
+
+
 class BackupInvalid(Exception):
     """A backup failed verification (missing, corrupted, checksums differ): nothing changed."""
 
@@ -124,23 +166,39 @@ class BackupStep(Protocol):
         """Raise ValueError (with what to free) if staging this backup would not fit."""
         ...
 
-    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+    def stage(
+        self,
+        ctx: SiteContext,
+        record: BackupRecord,
+        rewrite_from: str | None,
+        scope: CopyScope = ALL,
+    ) -> None:
         """Put the backup beside the live site (side schema, side directory), checked
         against its checksums; `rewrite_from`: the URL the backup's site had, rewritten to
-        this site's address (a site made from another site's backup)."""
+        this site's address (a site made from another site's backup). Only the tables in
+        `scope` are staged (ValueError "the copy has no table X" for one the copy lacks),
+        the files only when `scope.files`."""
         ...
 
     def unstage(self, ctx: SiteContext) -> None:
         """Drop what `stage` put beside the site (no-op when nothing is there)."""
         ...
 
-    def swap(self, ctx: SiteContext) -> None:
+    def swap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
         """Make the staged copy live, keeping the replaced one as the previous copy (database
-        in one atomic rename, files by directory rename)."""
+        in one atomic rename, files by directory rename). With `scope.tables` set exactly
+        those tables move and every other live table stays; with `scope.files` False the
+        files are not touched."""
         ...
 
-    def unswap(self, ctx: SiteContext) -> None:
-        """Put the previous copy back live (no-op when no swap happened)."""
+    def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
+        """Put the previous copy back live (no-op when no swap happened); `scope` as the
+        swap's."""
+        ...
+
+    def fingerprint(self, ctx: SiteContext) -> Fingerprint:
+        """The live site's content now: per table exact row count and checksum, per file
+        its content hash."""
         ...
 
     def discard_previous(self, ctx: SiteContext) -> None:

@@ -26,6 +26,19 @@ class OperationKind(StrEnum):
     RESTORE_SITE = "restore_site"
     # A backup restored beside its site (never over it) and checked: the scheduled sample.
     VERIFY_BACKUP = "verify_backup"
+    # A new staging site made from a backup of its parent, URLs rewritten.
+    CLONE_SITE = "clone_site"
+    # A staging site's copy swapped into its production parent (a pre-promote backup first).
+    PROMOTE_SITE = "promote_site"
+    # A dump and wp-content from elsewhere swapped into a site (a pre-import backup first).
+    IMPORT_SITE = "import_site"
+
+
+class SiteRole(StrEnum):
+    """What a site is for: serving visitors, or a copy to work on before promoting it."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
 
 
 class BackupKind(StrEnum):
@@ -37,6 +50,9 @@ class BackupKind(StrEnum):
     PRE_RESTORE = "pre-restore"
     PRE_UPDATE = "pre-update"
     PRE_PROMOTE = "pre-promote"
+    PRE_IMPORT = "pre-import"
+    # The parent's backup a staging clone is made from.
+    PRE_CLONE = "pre-clone"
 
 
 class BackupStatus(StrEnum):
@@ -121,6 +137,8 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.BACKUP_SITE: "Back up site",
     OperationKind.RESTORE_SITE: "Restore site",
     OperationKind.VERIFY_BACKUP: "Verify backup",
+    OperationKind.CLONE_SITE: "Clone site",
+    OperationKind.PROMOTE_SITE: "Promote staging",
 }
 
 
@@ -138,4 +156,5 @@ def as_json() -> dict[str, Any]:
         "announced_events": [e.value for e in ANNOUNCED_EVENTS],
         "backup_kinds": [k.value for k in BackupKind],
         "backup_statuses": [s.value for s in BackupStatus],
+        "site_roles": [r.value for r in SiteRole],
     }

@@ -6,6 +6,9 @@ state to a JSON file lets the crash tests kill a process and inspect what it lef
 Backups (`backups`) keep a copy of each site's content (a database text and a files text the
 wordpress step writes and a test may change) per tenant, keyed by backup id, with the
 staged, swapped-out and maintenance state of a restore beside it (`<state>.backups.json`).
+The content's parts stand for tables and files: `database` is the table `wp_options` (the
+title and address live there), `table:<name>` any other table a test writes (one row a
+line), `files` the whole of wp-content (one file, `content.txt`).
 
 Like a cloud API, its `create` makes a new resource every time it is called; a step's
 `ensure` first looks its resource up and creates only when there is none. A create while the
@@ -24,6 +27,7 @@ import os
 import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -32,13 +36,17 @@ from typing import Any
 from controlplane.admin_login import login_key
 from controlplane.cron import CronResult
 from controlplane.engine.provider import (
+    ALL,
     BackupInvalid,
     BackupRecord,
     BackupStep,
+    CopyScope,
     DnsStep,
+    Fingerprint,
     RuntimeStep,
     SiteContext,
     SiteStep,
+    TablePrint,
 )
 from controlplane.observability import (
     LogEntry,
@@ -276,6 +284,31 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+OPTIONS_TABLE, TABLE_PART, FILES_PART = "wp_options", "table:", "files"
+
+
+def table_of(part: str) -> str | None:
+    """The table a content part stands for (None: the files)."""
+    if part == FILES_PART:
+        return None
+    return OPTIONS_TABLE if part == "database" else part.removeprefix(TABLE_PART)
+
+
+def part_of(table: str) -> str:
+    """The content part that holds `table`."""
+    return "database" if table == OPTIONS_TABLE else f"{TABLE_PART}{table}"
+
+
+def _in_scope(part: str, scope: CopyScope) -> bool:
+    table = table_of(part)
+    return scope.files if table is None else scope.covers(table)
+
+
+def _table_print(text: str) -> TablePrint:
+    rows = len([line for line in text.splitlines() if line])
+    return TablePrint(rows=rows, checksum=zlib.crc32(text.encode()) if rows else 0)
+
+
 def _backup_id(record: BackupRecord) -> str:
     """The id in a memory location, `memory:<tenant>/<backup id>`."""
     return record.location.rsplit("/", 1)[-1]
@@ -354,10 +387,20 @@ class _Backups:
                     "free some space first"
                 )
 
-    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+    def stage(
+        self,
+        ctx: SiteContext,
+        record: BackupRecord,
+        rewrite_from: str | None,
+        scope: CopyScope = ALL,
+    ) -> None:
         with self._p._lock:
             self._p._enter("stage:backup", ctx.site_name)
             content = dict(self._entry(ctx.tenant_id, ctx.backup_password, record)["content"])
+            for table in scope.tables or ():
+                if part_of(table) not in content:
+                    raise ValueError(f"the copy has no table {table}")
+            content = {part: text for part, text in content.items() if _in_scope(part, scope)}
             if rewrite_from:
                 url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
                 content = {part: text.replace(rewrite_from, url) for part, text in content.items()}
@@ -370,25 +413,53 @@ class _Backups:
             self._p.backup_state["staged"].pop(ctx.site_id, None)
             self._p._save()
 
-    def swap(self, ctx: SiteContext) -> None:
+    def swap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
         with self._p._lock:
             self._p._enter("swap:backup", ctx.site_name)
             state = self._p.backup_state
             staged = state["staged"].pop(ctx.site_id, None)
             if staged is not None:  # else swapped already
-                state["previous"][ctx.site_id] = state["live"].get(ctx.site_id, {})
-                state["live"][ctx.site_id] = staged
+                live = state["live"].get(ctx.site_id, {})
+                if scope == ALL:
+                    state["previous"][ctx.site_id] = live
+                    state["live"][ctx.site_id] = staged
+                else:  # only the scope's parts move; every other part stays live
+                    moved = {p: t for p, t in live.items() if _in_scope(p, scope)}
+                    state["previous"][ctx.site_id] = moved
+                    kept = {p: t for p, t in live.items() if not _in_scope(p, scope)}
+                    state["live"][ctx.site_id] = {**kept, **staged}
                 self._p._save()
 
-    def unswap(self, ctx: SiteContext) -> None:
+    def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
         with self._p._lock:
             self._p._enter("unswap:backup", ctx.site_name)
             state = self._p.backup_state
             previous = state["previous"].pop(ctx.site_id, None)
             if previous is not None:  # else never swapped, or put back already
-                state["staged"][ctx.site_id] = state["live"].get(ctx.site_id, {})
-                state["live"][ctx.site_id] = previous
+                live = state["live"].get(ctx.site_id, {})
+                if scope == ALL:
+                    state["staged"][ctx.site_id] = live
+                    state["live"][ctx.site_id] = previous
+                else:
+                    back = {p: t for p, t in live.items() if _in_scope(p, scope)}
+                    state["staged"][ctx.site_id] = back
+                    kept = {p: t for p, t in live.items() if not _in_scope(p, scope)}
+                    state["live"][ctx.site_id] = {**kept, **previous}
                 self._p._save()
+
+    def fingerprint(self, ctx: SiteContext) -> Fingerprint:
+        with self._p._lock:
+            self._p._enter("fingerprint:backup", ctx.site_name)
+            live = dict(self._p.backup_state["live"].get(ctx.site_id, {}))
+        tables: dict[str, TablePrint] = {}
+        files: dict[str, str] = {}
+        for part, text in live.items():
+            table = table_of(part)
+            if table is None:
+                files["content.txt"] = _sha256(text)
+            else:
+                tables[table] = _table_print(text)
+        return Fingerprint(tables=tables, files=files)
 
     def discard_previous(self, ctx: SiteContext) -> None:
         with self._p._lock:

@@ -33,6 +33,8 @@ PRE_CHANGE = (
     BackupKind.PRE_RESTORE,
     BackupKind.PRE_UPDATE,
     BackupKind.PRE_PROMOTE,
+    BackupKind.PRE_IMPORT,
+    BackupKind.PRE_CLONE,
 )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from controlplane import audit
 from controlplane.cells import check_site_room
@@ -45,12 +45,26 @@ def wordpress_version(resources: dict[str, Any] | None) -> str | None:
     return version if isinstance(version, str) and VERSION.fullmatch(version) else None
 
 
+def parent_name(site: Site) -> str | None:
+    """The name of the production site a staging site copies (None for any other)."""
+    session = object_session(site)
+    if site.parent_id is None or session is None:
+        return None
+    return session.scalar(select(Site.name).where(Site.id == site.parent_id))
+
+
 def to_read(site: Site, principal: Principal) -> SiteRead:
     """The API view of a site, with what `principal` may do to it."""
     return SiteRead(
         allowed_actions=site_actions(
-            principal, site.tenant_id, site.status, busy=site.current_operation_id is not None
+            principal,
+            site.tenant_id,
+            site.status,
+            busy=site.current_operation_id is not None,
+            role=site.role,
         ),
+        role=site.role,
+        parent=parent_name(site),
         wordpress_version=wordpress_version(site.resources),
         id=site.id,
         tenant_id=site.tenant_id,
@@ -72,7 +86,7 @@ def to_read(site: Site, principal: Principal) -> SiteRead:
 SITE_READ_COLUMNS = (
     Site.id, Site.tenant_id, Site.name, Site.title, Site.status, Site.preview_url,
     Site.admin_email, Site.admin_user, Site.current_operation_id, Site.created_at,
-    Site.updated_at,
+    Site.updated_at, Site.role,
 )  # fmt: skip
 
 
@@ -80,7 +94,7 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
     """A tenant's sites, by name (read as plain rows: the list is the API's hottest path)."""
     authorize(principal, Action.READ_SITES, tenant_id)
     rows = session.execute(
-        select(*SITE_READ_COLUMNS, Site.resources)
+        select(*SITE_READ_COLUMNS, Site.resources, Site.parent_id)
         .where(Site.tenant_id == tenant_id)
         .order_by(Site.name)
     ).all()
@@ -105,15 +119,21 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
             .where(Site.tenant_id == tenant_id)
         )
     }
+    names_by_id = {row.id: row.name for row in rows}
     return [
         SiteRead(
-            **{k: v for k, v in row._mapping.items() if k != "resources"},
+            **{k: v for k, v in row._mapping.items() if k not in ("resources", "parent_id")},
+            parent=names_by_id.get(row.parent_id) if row.parent_id else None,
             domains=domains.get((row.id, True), []),
             pending_domains=domains.get((row.id, False), []),
             wordpress_version=wordpress_version(row.resources),
             cron=crons.get(row.id),
             allowed_actions=site_actions(
-                principal, tenant_id, row.status, busy=row.current_operation_id is not None
+                principal,
+                tenant_id,
+                row.status,
+                busy=row.current_operation_id is not None,
+                role=row.role,
             ),
         )
         for row in rows
@@ -338,7 +358,16 @@ def start_change(
 def delete_site(
     session: Session, *, principal: Principal, tenant_id: str, name: str
 ) -> tuple[Site, Operation]:
-    """Start deleting a site (a backup first); 409 while another change runs on it."""
+    """Start deleting a site (a backup first); 409 while another change runs on it, or
+    while staging copies of it exist (deleted first: a promotion needs its parent)."""
+    target = get_site(
+        session, principal=principal, tenant_id=tenant_id, name=name, action=Action.CHANGE_SITES
+    )
+    children = sorted(session.scalars(select(Site.name).where(Site.parent_id == target.id)))
+    if children:
+        raise Conflict(
+            f"site {name!r} has staging copies ({', '.join(children)}); delete them first"
+        )
 
     def pre_delete_backup(site: Site, op: Operation) -> None:
         backup = new_backup(site, kind=BackupKind.PRE_DELETE, requested_by=principal.sub)

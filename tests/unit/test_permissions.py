@@ -204,6 +204,13 @@ ROWS: dict[str, Row] = {
     f"GET {SITE_PATH}/backup-policy": Row("YYYY", 200),
     f"PUT {SITE_PATH}/backup-policy": Row("YYNY", 200, {"hour": 3, "keep_daily": 5}),
     "GET /v1/billing/summary": Row("YNNN", 200, tenant_scoped=False),
+    f"POST {SITE_PATH}/clone": Row("YYNY", 202, {"name": "c-{role}"}),
+    # The seeded sites are production sites: allowed, then refused for what they are (the
+    # staging side, with real staging sites, is in test_staging_api.py).
+    f"GET {SITE_PATH}/drift": Row("YYYY", 409),
+    f"POST {SITE_PATH}/promote": Row("YYNY", 409),
+    f"POST {SITE_PATH}/rollback": Row("YYNY", 409),  # nothing to roll back
+    f"POST {SITE_PATH}/basic-auth/reveal": Row("YYNY", 409),  # no HTTP login
 }
 
 

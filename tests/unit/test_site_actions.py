@@ -27,13 +27,29 @@ FULL_RIGHTS = {
         "backup",
         "restore",
         "download_backup",
+        "clone",
+        "rollback",
     ],
     "stopped": ["start", "delete", "reveal_password", "change_env", "backup", "download_backup"],
     "deleting": ["delete"],
     "error": ["delete"],
 }
-# While another operation holds the site, nothing that claims it is offered.
-CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore"}
+# A staging site: no clone of it, no rollback (its parent is rolled back); its drift (a read)
+# and its promotion instead.
+STAGING_RIGHTS = {
+    "provisioning": ["delete"],
+    "ready": [
+        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback")),
+        "drift",
+        "promote",
+    ],
+    "stopped": [*FULL_RIGHTS["stopped"], "drift"],
+    "deleting": ["delete"],
+    "error": ["delete"],
+}
+# While another operation holds the site, nothing that claims it is offered (a promotion
+# claims the staging site's parent, not the staging site).
+CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "rollback"}
 # A backup holds the site's every secret: its download is the owner's (and admins').
 OWNER_ONLY = {"download_backup"}
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
@@ -63,6 +79,25 @@ def test_site_actions(role: Role, relation: str, status: str, busy: bool) -> Non
     tenant = "acme" if relation == "own" else "other"
     actions = site_actions(principal(role), tenant, status, busy=busy)
     assert actions == expected(role, relation, status, busy)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+@pytest.mark.parametrize("status", list(STAGING_RIGHTS))
+@pytest.mark.parametrize("relation", ["own", "other"])
+@pytest.mark.parametrize("role", ROLES)
+def test_staging_site_actions(role: Role, relation: str, status: str, busy: bool) -> None:
+    tenant = "acme" if relation == "own" else "other"
+    actions = site_actions(principal(role), tenant, status, busy=busy, role="staging")
+    may_read = role is Role.ADMIN or relation == "own"
+    may_change = role is Role.ADMIN or (role is not Role.VIEWER and relation == "own")
+    want = [
+        a
+        for a in STAGING_RIGHTS[status]
+        if (may_change or (may_read and a == "drift"))
+        and not (busy and a in CLAIMS_SITE)
+        and not (role is Role.OPERATOR and a in OWNER_ONLY)
+    ]
+    assert actions == want
 
 
 @pytest.mark.parametrize("relation", ["own", "other"])

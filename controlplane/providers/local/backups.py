@@ -48,7 +48,15 @@ from pymysql import MySQLError
 from pymysql.cursors import Cursor
 
 from controlplane.backups.restic import Restic, ResticError, Snapshot
-from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
+from controlplane.engine.provider import (
+    ALL,
+    BackupInvalid,
+    BackupRecord,
+    CopyScope,
+    Fingerprint,
+    SiteContext,
+    TablePrint,
+)
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
@@ -245,6 +253,35 @@ def _mirror_file(dirfd: int, name: str, dest: Path, info: os.stat_result) -> Non
     os.chown(dest, info.st_uid, info.st_gid)
     os.chmod(dest, stat.S_IMODE(info.st_mode))
     os.utime(dest, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+# ---------------------------------------------------------------------------- fingerprint
+
+# wp-content's directories of regenerated files: a change there is no drift.
+UNHASHED_DIRS = frozenset({"cache", "upgrade", "et-cache", "w3tc-config"})
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """Path under `root` -> sha256 of every regular file, walked by descriptor without
+    following a link (a link is neither entered nor read); {} when `root` is missing."""
+    hashes: dict[str, str] = {}
+    if root.is_symlink() or not root.is_dir():
+        return hashes
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in UNHASHED_DIRS]
+        for name in filenames:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+            except OSError:
+                continue  # a link (ELOOP), a fifo's peer gone, or removed meanwhile
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    continue
+                digest, _size = _sha256_stream(handle)
+            hashes[os.path.normpath(os.path.join(rel_dir, name))] = digest
+    return hashes
 
 
 # ---------------------------------------------------------------------------- the step
@@ -486,9 +523,16 @@ class BackupStep(LocalStep):
             root / f".{CONTENT}.restore.partial",
         )
 
-    def stage(self, ctx: SiteContext, record: BackupRecord, rewrite_from: str | None) -> None:
+    def stage(
+        self,
+        ctx: SiteContext,
+        record: BackupRecord,
+        rewrite_from: str | None,
+        scope: CopyScope = ALL,
+    ) -> None:
         """Restore the dump into `<db>__restore` and the files into wp-content.restore, each
-        checked against its checksum (what was staged before is replaced)."""
+        checked against its checksum (what was staged before is replaced); with a scope,
+        only its tables stay staged, and the files only when it has them."""
         names = self.names(ctx)
         self.stack.ensure_running()
         repo = self.repository(ctx.tenant_id, ctx.backup_password)
@@ -497,7 +541,10 @@ class BackupStep(LocalStep):
         _live, restore, _previous = self._schemas(ctx)
         try:
             self._stage_database(repo, parts, record, restore)
-            self._stage_files(ctx, repo, parts, record)
+            if scope.tables is not None:
+                self._keep_tables(restore, scope.tables)
+            if scope.files:
+                self._stage_files(ctx, repo, parts, record)
             if rewrite_from:
                 self._rewrite(
                     ctx, restore, rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
@@ -505,7 +552,21 @@ class BackupStep(LocalStep):
         except BaseException:
             self.unstage(ctx)
             raise
-        log.info("backup.staged", site=ctx.site_id, backup=record.location, db=names.db_name)
+        log.info("backup.staged", site=ctx.site_id, backup=record.location, db=names.db_name,
+                 tables=list(scope.tables or ()), files=scope.files)  # fmt: skip
+
+    def _keep_tables(self, schema: str, tables: tuple[str, ...]) -> None:
+        """Drop every staged table and view but `tables`; ValueError for one the copy lacks."""
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            staged = self._tables(cur, schema)
+            missing = sorted(set(tables) - set(staged))
+            if missing:
+                raise ValueError(f"the copy has no table {', '.join(missing)}")
+            for name, *_ in self._views(cur, schema):
+                cur.execute(f"DROP VIEW IF EXISTS {_ident(schema)}.{_ident(name)}")
+            for table in staged:
+                if table not in tables:
+                    cur.execute(f"DROP TABLE {_ident(schema)}.{_ident(table)}")
 
     def _stage_database(
         self, repo: Restic, parts: Parts, record: BackupRecord, schema: str
@@ -735,9 +796,10 @@ class BackupStep(LocalStep):
                 raise StackError(f"the view {failed[0][0]} cannot be made in {target}: {error}")
             pending = failed
 
-    def swap(self, ctx: SiteContext) -> None:
+    def swap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
         """Live -> previous, staged -> live: the database in one RENAME TABLE, then the files
-        (a re-run after a crash in between finishes what is left)."""
+        (a re-run after a crash in between finishes what is left). With `scope.tables`
+        only those tables move (views stay); with `scope.files` False the files stay."""
         live, restore, previous = self._schemas(ctx)
         content, restore_dir, previous_dir, _partial = self._dirs(ctx)
         self.stack.ensure_running()
@@ -754,15 +816,15 @@ class BackupStep(LocalStep):
                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
                 )
                 moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(previous)}.{_ident(t)}"
-                         for t in self._tables(cur, live)]  # fmt: skip
+                         for t in self._tables(cur, live) if scope.covers(t)]  # fmt: skip
                 moves += [f"{_ident(restore)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
                           for t in staged]  # fmt: skip
                 cur.execute("RENAME TABLE " + ", ".join(moves))
             # Views follow the tables (also on a re-run cut short after the RENAME).
-            if staged or self._views(cur, restore):
+            if scope.tables is None and (staged or self._views(cur, restore)):
                 self._move_views(cur, ctx, live, previous, replace=False)
                 self._move_views(cur, ctx, restore, live, replace=True)
-        if restore_dir.is_dir():
+        if scope.files and restore_dir.is_dir():
             if content.exists():
                 if previous_dir.exists():
                     raise StackError(
@@ -783,8 +845,9 @@ class BackupStep(LocalStep):
         pool change already costs it: a short stall and a cold first request."""
         self.stack.phpfpm.reload()
 
-    def unswap(self, ctx: SiteContext) -> None:
-        """Previous -> live again, the restored copy back to staged (no-op without a swap)."""
+    def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
+        """Previous -> live again, the restored copy back to staged (no-op without a swap);
+        `scope` as the swap's."""
         live, restore, previous = self._schemas(ctx)
         content, restore_dir, previous_dir, _partial = self._dirs(ctx)
         self.stack.ensure_running()
@@ -798,15 +861,15 @@ class BackupStep(LocalStep):
                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
                 )
                 moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(restore)}.{_ident(t)}"
-                         for t in self._tables(cur, live)]  # fmt: skip
+                         for t in self._tables(cur, live) if scope.covers(t)]  # fmt: skip
                 moves += [f"{_ident(previous)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
                           for t in kept]  # fmt: skip
                 cur.execute("RENAME TABLE " + ", ".join(moves))
-            if kept or self._views(cur, previous):
+            if scope.tables is None and (kept or self._views(cur, previous)):
                 self._move_views(cur, ctx, live, restore, replace=False)
                 self._move_views(cur, ctx, previous, live, replace=True)
             cur.execute(f"DROP DATABASE IF EXISTS {_ident(previous)}")  # empty by now
-        if previous_dir.is_dir():
+        if scope.files and previous_dir.is_dir():
             if content.exists():
                 if restore_dir.exists():
                     raise StackError(f"{restore_dir} is in the way of putting wp-content back")
@@ -815,6 +878,27 @@ class BackupStep(LocalStep):
             self._drop_cached_scripts()
         self.purge_page_cache(ctx)
         log.info("backup.unswapped", site=ctx.site_id)
+
+    # -------------------------------------------------------------- fingerprint
+
+    def fingerprint(self, ctx: SiteContext) -> Fingerprint:
+        """Per table of the live schema its exact row count and CHECKSUM TABLE; per file of
+        wp-content (cache directories left out) its sha256, read as root without following
+        a link (the tree is the tenant's)."""
+        live, _restore, _previous = self._schemas(ctx)
+        content, *_ = self._dirs(ctx)
+        self.stack.ensure_running()
+        tables: dict[str, TablePrint] = {}
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            for table in self._tables(cur, live):
+                name = f"{_ident(live)}.{_ident(table)}"
+                cur.execute(f"SELECT COUNT(*) FROM {name}")
+                (rows,) = cur.fetchone() or (0,)
+                cur.execute(f"CHECKSUM TABLE {name}")
+                found = cur.fetchone()
+                checksum = int(found[1]) if found is not None and found[1] is not None else 0
+                tables[table] = TablePrint(rows=int(rows), checksum=checksum)
+        return Fingerprint(tables=tables, files=file_hashes(content))
 
     def discard_previous(self, ctx: SiteContext) -> None:
         """Drop the copy a finished restore replaced (no-op when gone)."""

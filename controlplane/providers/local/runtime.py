@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import base64
 import grp
+import hashlib
+import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 
-from controlplane.engine.provider import SiteContext, SiteStep
+from controlplane.engine.provider import BASIC_AUTH, SiteContext, SiteStep
 from controlplane.kernel.names import ENV_NAME
 from controlplane.providers.local.base import LocalStep
 from controlplane.stack.process import StackError, wait_for_path
 from controlplane.stack.templates import render
+
+
+def htpasswd_line(username: str, password: str, salt: bytes | None = None) -> str:
+    """One htpasswd line nginx reads: the password as salted SHA-1 (`{SSHA}`; the password
+    is random and long, the file readable by nginx only)."""
+    salt = salt if salt is not None else secrets.token_bytes(8)
+    digest = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324 (nginx's {SSHA})
+    return f"{username}:{{SSHA}}{base64.b64encode(digest + salt).decode()}\n"
+
+
+def htpasswd_matches(line: str, username: str, password: str) -> bool:
+    """Whether an htpasswd line is this login's (its salt reused to check the digest)."""
+    name, _, hashed = line.strip().partition(":")
+    if name != username or not hashed.startswith("{SSHA}"):
+        return False
+    try:
+        salt = base64.b64decode(hashed.removeprefix("{SSHA}"))[20:]
+    except ValueError:
+        return False
+    return htpasswd_line(username, password, salt).strip() == line.strip()
 
 
 def ini_quote(value: str) -> str:
@@ -90,6 +114,7 @@ class RuntimeStep(LocalStep):
         nginx = self.stack.nginx
         access_log, error_log = self.log_files(ctx)
         zone = "c_" + re.sub(r"[^a-z0-9_]", "_", names.key)
+        auth_file = self._basic_auth_file(ctx)
         return nginx.render_site(
             site=ctx.site_name,
             tenant=ctx.tenant_id,
@@ -104,8 +129,34 @@ class RuntimeStep(LocalStep):
             stopped=stopped,
             building=building,
             maintenance=maintenance and not building,
-            probe_token=self.probe_token(ctx) if building or maintenance else "",
+            probe_token=self.probe_token(ctx) if building or maintenance or auth_file else "",
+            auth_file=auth_file or "",
         )
+
+    def _basic_auth_file(self, ctx: SiteContext) -> Path | None:
+        """The site's htpasswd file when its vault holds a basic-auth login (a staging site
+        kept from visitors), written 0640 root:www-data (nginx's workers read it, the sites'
+        users do not); None, and any old file removed, when it has none."""
+        auth_dir = self.stack.nginx.base / "auth"
+        path = auth_dir / f"{self.names(ctx).key}.htpasswd"
+        login = ctx.credentials.get(BASIC_AUTH)
+        if login is None:
+            path.unlink(missing_ok=True)
+            return None
+        www = grp.getgrnam("www-data").gr_gid
+        auth_dir.mkdir(mode=0o710, parents=True, exist_ok=True)
+        os.chown(auth_dir, 0, www)
+        auth_dir.chmod(0o710)
+        if not (path.exists() and htpasswd_matches(path.read_text(), *login)):
+            line = htpasswd_line(*login)
+            tmp = path.with_suffix(".tmp")
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+            with os.fdopen(fd, "w") as handle:
+                os.fchown(handle.fileno(), 0, www)
+                handle.write(line)
+            os.replace(tmp, path)
+        return path
 
     @staticmethod
     def in_maintenance(ctx: SiteContext) -> bool:
@@ -187,6 +238,7 @@ class RuntimeStep(LocalStep):
         shutil.rmtree(nginx.cache_dir / names.key, ignore_errors=True)
         for log_file in self.log_files(ctx):  # nginx no longer writes them (reloaded above)
             log_file.unlink(missing_ok=True)
+        (nginx.base / "auth" / f"{names.key}.htpasswd").unlink(missing_ok=True)
         ctx.resources.pop("runtime", None)
 
     def stop(self, ctx: SiteContext) -> None:

@@ -99,6 +99,7 @@ class WordPressStep(LocalStep):
                 "admin_email": ctx.admin_email,
                 "admin_password": admin_password,
                 "theme": self.settings.default_theme,
+                "public": ctx.public,
             }
         )
         # The script and its input travel on stdin: nothing is written where the site's user

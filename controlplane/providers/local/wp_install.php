@@ -2,7 +2,7 @@
 /*
  * AIPress: installs WordPress non-interactively (no wp-cli on the machine).
  * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
- * {"url","title","admin_user","admin_email","admin_password","theme"}) put in place of the
+ * {"url","title","admin_user","admin_email","admin_password","theme","public"}) put in place of the
  * marker below by the control plane. Prints a JSON result: what it did, the active theme and
  * whether it exists, and the WordPress version read from the site's own core.
  * Re-running it on an installed site only resets the admin password (and activates the
@@ -23,8 +23,12 @@ function wp_new_blog_notification($blog_title, $blog_url, $user_id, $password) {
 require $htdocs . '/wp-load.php';
 require_once ABSPATH . 'wp-admin/includes/upgrade.php';
 
-// Activates the platform's default theme when the active one is missing; returns the result.
+// Activates the platform's default theme when the active one is missing, asks search
+// engines to index the site or not (a staging site is not public); returns the result.
 function aipress_result(array $in, array $extra): string {
+    if (array_key_exists('public', $in)) {
+        update_option('blog_public', $in['public'] ? '1' : '0');
+    }
     $wanted = wp_get_theme($in['theme']);
     if (!wp_get_theme()->exists() && $wanted->exists()) {
         switch_theme($wanted->get_stylesheet());

@@ -1,0 +1,45 @@
+"""staging: a site's role and parent, the parent's fingerprint at clone time
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01 20:10:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import controlplane.models
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("sites") as batch:
+        batch.add_column(
+            sa.Column("role", sa.String(length=20), nullable=False, server_default="production")
+        )
+        batch.add_column(sa.Column("parent_id", sa.String(length=32), nullable=True))
+        batch.create_index("ix_sites_parent_id", ["parent_id"])
+    op.create_table(
+        "site_fingerprints",
+        sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("parent_id", sa.String(length=32), nullable=False),
+        sa.Column("taken_at", controlplane.models.UTCDateTime(), nullable=False),
+        sa.Column("tables", sa.JSON(), nullable=False),
+        sa.Column("files", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("site_id"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("site_fingerprints")
+    with op.batch_alter_table("sites") as batch:
+        batch.drop_index("ix_sites_parent_id")
+        batch.drop_column("parent_id")
+        batch.drop_column("role")
