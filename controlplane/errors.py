@@ -13,6 +13,10 @@ class Invalid(Exception):
     """A value in the request breaks a rule (name, format...): 422."""
 
 
+class TooLarge(Exception):
+    """The request's body is bigger than the limit for it: 413."""
+
+
 class ApplyFailed(Exception):
     """The change was saved but could not be pushed to the running sites: 502."""
 

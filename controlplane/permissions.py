@@ -106,6 +106,7 @@ class SiteAction(StrEnum):
     DRIFT = "drift"  # what changed on production since the staging copy was made
     PROMOTE = "promote"  # the staging copy into production
     ROLLBACK = "rollback"  # production back to before its last promotion
+    IMPORT = "import"
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
     SiteAction.ROLLBACK: SiteActionRule(
         _A.RESTORE_SITES, frozenset({_READY}), claims_site=True, roles=frozenset({_PRODUCTION})
     ),
+    # An import replaces the site's content, as a restore does.
+    SiteAction.IMPORT: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
 }
 
 

@@ -436,6 +436,13 @@ class BackupAccepted(BaseModel):
     operation: OperationRead
 
 
+class ImportAccepted(BaseModel):
+    """An import started: its operation, and the backup of the live site it takes first."""
+
+    operation: OperationRead
+    pre_import_backup: BackupRead
+
+
 class RestoreAccepted(BaseModel):
     """A restore started: the backup put back, the backup of the live site taken first."""
 

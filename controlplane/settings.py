@@ -137,6 +137,10 @@ class Settings(SharedSettings):
     backup_schedule_interval_seconds: float = Field(default=300, ge=1, le=86_400)
     deleted_site_retention_days: float = Field(default=30, ge=0)
     pre_change_backup_retention_days: float = Field(default=30, ge=0)
+    # An import's upload (its files' bytes), and what its archives and dump may unpack to
+    # (each counted as it is decompressed: a gzip bomb stops there).
+    import_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    import_max_unpacked_bytes: int = Field(default=8 * 1024**3, ge=1)
     backup_download_ttl_seconds: int = Field(default=900, ge=30, le=3_600)
     # Each round restores this many sites' newest backups beside them and compares them.
     backup_verify_per_round: int = Field(default=2, ge=0, le=100)

@@ -20,6 +20,7 @@ from controlplane.api.routes import (
     billing,
     domains,
     env,
+    imports,
     observability,
     operations,
     sites,
@@ -190,6 +191,7 @@ def create_app(
         billing.router,
         backups.router,
         staging.router,
+        imports.router,
         vocabulary.router,
     ):
         app.include_router(router)

@@ -7,7 +7,15 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from controlplane.errors import ApplyFailed, BadRequest, Conflict, DriftConflict, Invalid, TooBusy
+from controlplane.errors import (
+    ApplyFailed,
+    BadRequest,
+    Conflict,
+    DriftConflict,
+    Invalid,
+    TooBusy,
+    TooLarge,
+)
 from controlplane.kernel.problems import answer_as, install_problem_handlers, problem
 from controlplane.permissions import Forbidden, NotVisible
 
@@ -23,6 +31,7 @@ def install_error_handlers(app: FastAPI, on_denied: OnDenied) -> None:
     answer_as(app, 409, Conflict)
     answer_as(app, 400, BadRequest)
     answer_as(app, 422, Invalid)
+    answer_as(app, 413, TooLarge)
     answer_as(app, 502, ApplyFailed)
 
     @app.exception_handler(DriftConflict)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controlplane.engine import backup_steps, env_steps, site_steps, staging_steps
+from controlplane.engine import backup_steps, env_steps, import_steps, site_steps, staging_steps
 from controlplane.engine.context import Work
 from controlplane.engine.provider import BackupInvalid
 from controlplane.errors import ApplyFailed
@@ -262,6 +262,35 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             succeeded=backup_steps.restored,
             failed=site_steps.broken,
             rolled_back=backup_steps.not_restored,
+        ),
+        # A restore whose copy was uploaded: the upload checked first (before the backup, so
+        # a refused upload costs nothing), then all or nothing as a restore; the upload's
+        # directory goes however it ends.
+        KindSpec(
+            kind=OperationKind.IMPORT_SITE,
+            steps=(
+                StepSpec("check", do=import_steps.check, timeout_seconds=3600.0),
+                StepSpec("pre_import", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
+                StepSpec(
+                    "maintenance",
+                    do=backup_steps.maintenance(True),
+                    undo=backup_steps.maintenance(False),
+                ),
+                StepSpec(
+                    "stage",
+                    do=import_steps.stage,
+                    undo=backup_steps.unstage,
+                    timeout_seconds=3600.0,
+                ),
+                StepSpec("swap", do=backup_steps.swap, undo=backup_steps.unswap),
+                StepSpec("probe", do=backup_steps.probe),
+                StepSpec("finish", do=import_steps.finish),
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            started=backup_steps.restoring,
+            succeeded=import_steps.imported,
+            failed=import_steps.import_failed,
+            rolled_back=import_steps.not_imported,
         ),
         # A trial restore beside the live site (never swapped in): the backup round's
         # sample. Holds the site's claim, so no restore stages beside it at the same time.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -141,6 +142,22 @@ class CopyScope:
 ALL = CopyScope()
 
 
+# Every site's tables are named with this prefix (wp-config.php's $table_prefix).
+SITE_TABLE_PREFIX = "wp_"
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """A site made elsewhere, uploaded and checked (controlplane.imports.checks): its dump
+    and wp-content archive on the control plane's disk, and what the import changes."""
+
+    dump: Path  # a .sql dump, or a gzip of one
+    content: Path | None  # a .tar.gz whose wp-content/ members are the files; None: keep them
+    table_prefix: str  # the dump's WordPress table prefix, renamed to the site's on loading
+    rewrite_from: str  # the site's old address, rewritten to this site's
+    reset_admin: bool  # make the platform's admin user an administrator of the imported site
+
+
 class BackupInvalid(Exception):
     """A backup failed verification (missing, corrupted, checksums differ): nothing changed."""
 
@@ -178,6 +195,13 @@ class BackupStep(Protocol):
         this site's address (a site made from another site's backup). Only the tables in
         `scope` are staged (ValueError "the copy has no table X" for one the copy lacks),
         the files only when `scope.files`."""
+        ...
+
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+        """Put an uploaded site beside the live site as `stage` puts a backup (its tables
+        renamed to the site's prefix, its address rewritten to this site's, the platform's
+        admin made an administrator when `reset_admin`); without content, the live files
+        stay (only the database is swapped)."""
         ...
 
     def unstage(self, ctx: SiteContext) -> None:

@@ -139,6 +139,7 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.VERIFY_BACKUP: "Verify backup",
     OperationKind.CLONE_SITE: "Clone site",
     OperationKind.PROMOTE_SITE: "Promote staging",
+    OperationKind.IMPORT_SITE: "Import site",
 }
 
 

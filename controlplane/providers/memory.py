@@ -20,6 +20,7 @@ tests can require zero of them at every boundary.
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import io
 import json
@@ -37,12 +38,14 @@ from controlplane.admin_login import login_key
 from controlplane.cron import CronResult
 from controlplane.engine.provider import (
     ALL,
+    SITE_TABLE_PREFIX,
     BackupInvalid,
     BackupRecord,
     BackupStep,
     CopyScope,
     DnsStep,
     Fingerprint,
+    ImportSource,
     RuntimeStep,
     SiteContext,
     SiteStep,
@@ -405,6 +408,29 @@ class _Backups:
                 url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
                 content = {part: text.replace(rewrite_from, url) for part, text in content.items()}
             self._p.backup_state["staged"][ctx.site_id] = content
+            self._p._save()
+
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+        """The dump's text as the database (its old address rewritten), the names in the
+        content archive as the files (the live files kept without one)."""
+        raw = source.dump.read_bytes()
+        database = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+        url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
+        database = database.replace(source.rewrite_from.rstrip("/"), url.rstrip("/"))
+        if source.table_prefix != SITE_TABLE_PREFIX:
+            database = database.replace(source.table_prefix, SITE_TABLE_PREFIX)
+        if source.reset_admin:
+            database += f"; administrator={ctx.admin_user}"
+        files: str | None = None
+        if source.content is not None:
+            with tarfile.open(source.content, mode="r:gz") as tar:
+                names = sorted(m.name for m in tar if m.name.startswith("wp-content/"))
+            files = "files: " + ", ".join(names)
+        with self._p._lock:
+            self._p._enter("stage_import:backup", ctx.site_name)
+            live = self._p.backup_state["live"].get(ctx.site_id, {})
+            staged = {"database": database, "files": files or live.get("files", "")}
+            self._p.backup_state["staged"][ctx.site_id] = staged
             self._p._save()
 
     def unstage(self, ctx: SiteContext) -> None:

@@ -24,6 +24,7 @@ from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE, wait_for_operation
 from tests.dns_server import TxtServer
+from tests.import_fixtures import OLD_URL, good_archive
 from tests.live import serve
 
 # The design table (DESIGN.md), written out independently of MATRIX: Y allowed, N refused.
@@ -143,6 +144,8 @@ class Row:
     tenant_scoped: bool = True
     # An endless SSE stream: served over real HTTP and read only up to its status line.
     stream: bool = False
+    # A multipart upload (a good site archive and its old address) instead of a JSON body.
+    form: bool = False
 
 
 # The expected answers, written out by hand from DESIGN.md (not computed from MATRIX). Each
@@ -203,6 +206,8 @@ ROWS: dict[str, Row] = {
     "GET /v1/tenants/{tenant_id}/backups": Row("YYYY", 200, query="deleted=true"),
     f"GET {SITE_PATH}/backup-policy": Row("YYYY", 200),
     f"PUT {SITE_PATH}/backup-policy": Row("YYNY", 200, {"hour": 3, "keep_daily": 5}),
+    # An import replaces the site's content: RESTORE_SITES, as a restore.
+    f"POST {SITE_PATH}/import": Row("YYNY", 202, form=True),
     "GET /v1/billing/summary": Row("YNNN", 200, tenant_scoped=False),
     f"POST {SITE_PATH}/clone": Row("YYNY", 202, {"name": "c-{role}"}),
     # The seeded sites are production sites: allowed, then refused for what they are (the
@@ -394,8 +399,12 @@ def test_api_matrix(route: str, seeded: Seeded, tmp_path: Path, dns_server: TxtS
         for role, relation in _cells(route):
             tenant = OWN if relation == "own" else OTHER
             method, url, body = _request(route, row, role, tenant, seeded)
+            payload: dict[str, Any] = {"json": body}
+            if row.form:
+                payload = {"files": {"archive": ("site.tar.gz", good_archive())},
+                        "data": {"old_url": OLD_URL}}  # fmt: skip
             response = _answer(
-                client, row, method, url, json=body, headers=_caller_headers(settings, role)
+                client, row, method, url, **payload, headers=_caller_headers(settings, role)
             )
             cell = f"{role.value}/{relation}: {method} {url}"
             expected = _expected(row, role, relation)

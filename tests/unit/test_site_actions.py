@@ -29,6 +29,7 @@ FULL_RIGHTS = {
         "download_backup",
         "clone",
         "rollback",
+        "import",
     ],
     "stopped": ["start", "delete", "reveal_password", "change_env", "backup", "download_backup"],
     "deleting": ["delete"],
@@ -39,9 +40,10 @@ FULL_RIGHTS = {
 STAGING_RIGHTS = {
     "provisioning": ["delete"],
     "ready": [
-        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback")),
+        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback", "import")),
         "drift",
         "promote",
+        "import",
     ],
     "stopped": [*FULL_RIGHTS["stopped"], "drift"],
     "deleting": ["delete"],
@@ -49,7 +51,7 @@ STAGING_RIGHTS = {
 }
 # While another operation holds the site, nothing that claims it is offered (a promotion
 # claims the staging site's parent, not the staging site).
-CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "rollback"}
+CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "rollback", "import"}
 # A backup holds the site's every secret: its download is the owner's (and admins').
 OWNER_ONLY = {"download_backup"}
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import grp
+import gzip
 import hashlib
 import io
 import json
@@ -33,6 +34,7 @@ import os
 import pwd
 import queue
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -50,10 +52,12 @@ from pymysql.cursors import Cursor
 from controlplane.backups.restic import Restic, ResticError, Snapshot
 from controlplane.engine.provider import (
     ALL,
+    SITE_TABLE_PREFIX,
     BackupInvalid,
     BackupRecord,
     CopyScope,
     Fingerprint,
+    ImportSource,
     SiteContext,
     TablePrint,
 )
@@ -282,6 +286,55 @@ def file_hashes(root: Path) -> dict[str, str]:
                 digest, _size = _sha256_stream(handle)
             hashes[os.path.normpath(os.path.join(rel_dir, name))] = digest
     return hashes
+
+
+# ---------------------------------------------------------------------------- staging sources
+
+
+def _restic_chunks(repo: Restic, snapshot_id: str, record: BackupRecord) -> Iterator[bytes]:
+    """A backup's dump as restic reads it; BackupInvalid when it cannot."""
+    try:
+        with repo.dump(snapshot_id, f"/{DUMP_NAME}") as stream:
+            while chunk := stream.read(CHUNK):
+                yield chunk
+    except ResticError as exc:
+        raise BackupInvalid(
+            f"the database of backup {record.location} cannot be read: {exc}"
+        ) from exc
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    """An uploaded dump's SQL, decompressed when it is a gzip (checked: within the limit)."""
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if not gzipped:
+            while chunk := raw.read(CHUNK):
+                yield chunk
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            while chunk := stream.read(CHUNK):
+                yield chunk
+
+
+def _unpack_content(archive: Path, into: Path, user: str) -> None:
+    """The archive's wp-content/ members unpacked into `into` (the dump member left out),
+    with tarfile's `data` filter (no link out, no device, no set-uid) and the site's user
+    as owner (group www-data)."""
+    uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam("www-data").gr_gid
+
+    def owned(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+        safe = tarfile.data_filter(member, path)
+        return safe.replace(uid=uid, gid=gid, uname="", gname="", deep=False)
+
+    with tarfile.open(archive, mode="r|gz") as tar:
+        members = (m for m in tar if m.name.removeprefix("./").split("/", 1)[0] == CONTENT)
+        # Every member was checked before the operation began; the filter checks again.
+        tar.extractall(into, members=members, filter=owned)  # noqa: S202
+
+
+def _nothing_to_check(_restored: Path) -> None:
+    """An import's files were checked before the operation began."""
 
 
 # ---------------------------------------------------------------------------- the step
@@ -533,27 +586,91 @@ class BackupStep(LocalStep):
         """Restore the dump into `<db>__restore` and the files into wp-content.restore, each
         checked against its checksum (what was staged before is replaced); with a scope,
         only its tables stay staged, and the files only when it has them."""
-        names = self.names(ctx)
         self.stack.ensure_running()
         repo = self.repository(ctx.tenant_id, ctx.backup_password)
         parts = self._parts(repo, record)
+
+        def load(schema: str) -> None:
+            digest = self._load_sql(schema, _restic_chunks(repo, parts.database.id, record))
+            self._compare(record, DATABASE, digest)
+            if scope.tables is not None:
+                self._keep_tables(schema, scope.tables)
+            if rewrite_from:
+                self._rewrite(
+                    ctx, schema, rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
+                )
+
+        def fill(partial: Path) -> None:
+            try:
+                repo.restore(parts.files.id, partial)
+            except ResticError as exc:
+                raise BackupInvalid(
+                    f"the files of backup {record.location} cannot be read: {exc}"
+                ) from exc
+
+        def check(restored: Path) -> None:
+            digest, _ = tree_manifest(restored)
+            self._compare(record, FILES, digest)
+
+        files = (fill, check) if scope.files else None
+        self._stage(ctx, load, files, what=f"backup {record.location}")
+        log.info("backup.staged", site=ctx.site_id, backup=record.location,
+                 tables=list(scope.tables or ()), files=scope.files)  # fmt: skip
+
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> None:
+        """An uploaded site staged as a backup is: its dump loaded (by a database user that
+        may touch nothing but the side schema: the dump is the uploader's SQL), its tables
+        and prefix-bearing keys renamed to the site's prefix, the platform's admin made an
+        administrator if asked, its address rewritten; its files unpacked (checked already;
+        tarfile's `data` filter again), owned by the site's user."""
+        self.stack.ensure_running()
+        names = self.names(ctx)
+
+        def load(schema: str) -> None:
+            self._load_sql(schema, _file_chunks(source.dump), as_user=self._import_user(ctx))
+            self._reprefix(schema, source.table_prefix, SITE_TABLE_PREFIX)
+            if source.reset_admin:
+                self._make_admin(schema, ctx.admin_user, ctx.admin_email)
+            self._rewrite(
+                ctx, schema, source.rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
+            )
+
+        def fill(partial: Path) -> None:
+            assert source.content is not None
+            _unpack_content(source.content, partial, names.system_user)
+
+        files = None if source.content is None else (fill, _nothing_to_check)
+        try:
+            self._stage(ctx, load, files, what="the import")
+        finally:
+            self._drop_import_user(ctx)
+        log.info("backup.import_staged", site=ctx.site_id, files=source.content is not None)
+
+    def _stage(
+        self,
+        ctx: SiteContext,
+        load: Callable[[str], None],
+        files: tuple[Callable[[Path], None], Callable[[Path], None]] | None,
+        *,
+        what: str,
+    ) -> None:
+        """The one staging path of restores and imports: what was staged is dropped, the
+        side schema made and `load`ed, then (`files`: fill the partial directory, check what
+        came out) wp-content.restore; any failure drops it all again."""
         self.unstage(ctx)
         _live, restore, _previous = self._schemas(ctx)
         try:
-            self._stage_database(repo, parts, record, restore)
-            if scope.tables is not None:
-                self._keep_tables(restore, scope.tables)
-            if scope.files:
-                self._stage_files(ctx, repo, parts, record)
-            if rewrite_from:
-                self._rewrite(
-                    ctx, restore, rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
+            with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+                cur.execute(
+                    f"CREATE DATABASE {_ident(restore)} "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
                 )
+            load(restore)
+            if files is not None:
+                self._stage_files(ctx, *files, what=what)
         except BaseException:
             self.unstage(ctx)
             raise
-        log.info("backup.staged", site=ctx.site_id, backup=record.location, db=names.db_name,
-                 tables=list(scope.tables or ()), files=scope.files)  # fmt: skip
 
     def _keep_tables(self, schema: str, tables: tuple[str, ...]) -> None:
         """Drop every staged table and view but `tables`; ValueError for one the copy lacks."""
@@ -568,61 +685,134 @@ class BackupStep(LocalStep):
                 if table not in tables:
                     cur.execute(f"DROP TABLE {_ident(schema)}.{_ident(table)}")
 
-    def _stage_database(
-        self, repo: Restic, parts: Parts, record: BackupRecord, schema: str
-    ) -> None:
-        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(
-                f"CREATE DATABASE {_ident(schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
+    def _load_sql(
+        self, schema: str, chunks: Iterator[bytes], *, as_user: tuple[str, str] | None = None
+    ) -> str:
+        """Pipe a dump into `schema` with the mariadb client (as root, or `as_user` over TCP);
+        the sha256 of what was piped."""
         # --sandbox: the dump is the tenant's data; no client command may touch the disk.
+        args = ["mariadb", "--sandbox", "--batch", "--local-infile=0"]
+        env = dict(CLEAN_ENV)
+        if as_user is None:
+            args += [f"--socket={self.stack.mariadb.socket}", "--user=root"]
+        else:
+            args += ["--protocol=TCP", "--host=127.0.0.1", f"--port={self.stack.mariadb.port}",
+                     f"--user={as_user[0]}"]  # fmt: skip
+            env["MYSQL_PWD"] = as_user[1]  # the environment: never in argv
         client = subprocess.Popen(
-            ["mariadb", "--sandbox", "--batch", f"--socket={self.stack.mariadb.socket}",
-             "--user=root", f"--database={schema}"],
+            [*args, f"--database={schema}"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=CLEAN_ENV, cwd="/",
+            env=env, cwd="/",
         )  # fmt: skip
         assert client.stdin is not None and client.stderr is not None
         errors = _drain(client.stderr)
         digest = hashlib.sha256()
         try:
-            with repo.dump(parts.database.id, f"/{DUMP_NAME}") as stream:
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
-                    client.stdin.write(chunk)
+            for chunk in chunks:
+                digest.update(chunk)
+                client.stdin.write(chunk)
             client.stdin.close()
-        except ResticError as exc:
-            client.kill()
-            client.wait()
-            raise BackupInvalid(
-                f"the database of backup {record.location} cannot be read: {exc}"
-            ) from exc
+        except BrokenPipeError:
+            pass  # the client stopped on an error: its exit status and message tell which
         except BaseException:
             client.kill()
             client.wait()
             raise
         if client.wait() != 0:
             message = errors().decode(errors="replace").strip()[-1000:]
-            raise StackError(f"importing the backup's database failed: {message}")
-        self._compare(record, DATABASE, digest.hexdigest())
+            raise StackError(f"loading the database failed: {message}")
+        return digest.hexdigest()
+
+    def _import_user_name(self, ctx: SiteContext) -> str:
+        return f"imp_{ctx.site_id[:24]}"
+
+    def _import_user(self, ctx: SiteContext) -> tuple[str, str]:
+        """A database user for one import, with every right on the side schema and no
+        other: the uploaded SQL cannot reach the live site, another site or the server."""
+        user, password = self._import_user_name(ctx), secrets.token_urlsafe(24)
+        note_secret(password, "import database password")
+        _live, restore, _previous = self._schemas(ctx)
+        grant = _ident(restore.replace("_", "\\_"))
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (user,))
+            cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
+            cur.execute(f"GRANT ALL PRIVILEGES ON {grant}.* TO %s@'127.0.0.1'", (user,))
+        return user, password
+
+    def _drop_import_user(self, ctx: SiteContext) -> None:
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (self._import_user_name(ctx),))
+
+    def _reprefix(self, schema: str, old: str, new: str) -> None:
+        """Tables `<old>x` -> `<new>x` (one RENAME TABLE), and the keys WordPress names with
+        its prefix: the `<prefix>user_roles` option and every `<prefix>`-keyed usermeta
+        (capabilities, user_level, dashboard settings)."""
+        if old == new:
+            return
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            tables = [t for t in self._tables(cur, schema) if t.startswith(old)]
+            db = _ident(schema)
+            moves = [f"{db}.{_ident(t)} TO {db}.{_ident(new + t[len(old) :])}" for t in tables]
+            if moves:
+                cur.execute("RENAME TABLE " + ", ".join(moves))
+            options, usermeta = f"{new}options", f"{new}usermeta"
+            cur.execute(
+                f"UPDATE {_ident(schema)}.{_ident(options)} SET option_name = %s "
+                "WHERE option_name = %s",
+                (f"{new}user_roles", f"{old}user_roles"),
+            )
+            like = old.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+            cur.execute(
+                f"UPDATE {_ident(schema)}.{_ident(usermeta)} "
+                "SET meta_key = CONCAT(%s, SUBSTRING(meta_key, %s)) WHERE meta_key LIKE %s",
+                (new, len(old) + 1, like),
+            )
+
+    def _make_admin(self, schema: str, login: str, email: str) -> None:
+        """The platform's admin user in the staged users table, an administrator (added when
+        missing; the probe's install step then sets the password the vault holds)."""
+        users, usermeta = (_ident(f"{SITE_TABLE_PREFIX}{t}") for t in ("users", "usermeta"))
+        db = _ident(schema)
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT ID FROM {db}.{users} WHERE user_login = %s", (login,))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(
+                    f"INSERT INTO {db}.{users} (user_login, user_pass, user_nicename, "
+                    "user_email, user_registered, display_name) "
+                    "VALUES (%s, '', %s, %s, UTC_TIMESTAMP(), %s)",
+                    (login, login, email, login),
+                )
+                user_id = int(cur.lastrowid)
+            else:
+                user_id = int(row[0])
+            keys = (f"{SITE_TABLE_PREFIX}capabilities", f"{SITE_TABLE_PREFIX}user_level")
+            cur.execute(
+                f"DELETE FROM {db}.{usermeta} WHERE user_id = %s AND meta_key IN (%s, %s)",
+                (user_id, *keys),
+            )
+            cur.execute(
+                f"INSERT INTO {db}.{usermeta} (user_id, meta_key, meta_value) "
+                "VALUES (%s, %s, %s), (%s, %s, %s)",
+                (user_id, keys[0], 'a:1:{s:13:"administrator";b:1;}', user_id, keys[1], "10"),
+            )
 
     def _stage_files(
-        self, ctx: SiteContext, repo: Restic, parts: Parts, record: BackupRecord
+        self,
+        ctx: SiteContext,
+        fill: Callable[[Path], None],
+        check: Callable[[Path], None],
+        *,
+        what: str,
     ) -> None:
         names = self.names(ctx)
         _live, restore, _previous, partial = self._dirs(ctx)
         partial.mkdir(mode=0o700)  # root's: the site's user cannot reach in while it fills
-        try:
-            repo.restore(parts.files.id, partial)
-        except ResticError as exc:
-            raise BackupInvalid(
-                f"the files of backup {record.location} cannot be read: {exc}"
-            ) from exc
+        fill(partial)
         restored = partial / CONTENT
         if not restored.is_dir():
-            raise BackupInvalid(f"backup {record.location} holds no wp-content")
-        digest, _ = tree_manifest(restored)
-        self._compare(record, FILES, digest)
+            raise BackupInvalid(f"{what} holds no wp-content")
+        check(restored)
         self._own(restored, names.system_user)
         restored.rename(restore)
         partial.rmdir()
@@ -702,6 +892,7 @@ class BackupStep(LocalStep):
         _live, restore, _previous = self._schemas(ctx)
         self.stack.ensure_running()
         self._revoke(restore, names.db_user)
+        self._drop_import_user(ctx)  # an import killed while it loaded leaves it
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {_ident(restore)}")
         _content, restore_dir, _previous_dir, partial = self._dirs(ctx)

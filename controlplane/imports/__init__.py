@@ -1,0 +1,1 @@
+"""Importing a site made elsewhere: the upload on disk, its checks, what the import needs."""
