@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key, sign_in_url
@@ -527,6 +538,95 @@ def backups_restore(
     console.print(
         f"Site [bold]{site}[/bold] restored from {backup_id}; the site as it was is kept as "
         f"backup {accepted['pre_restore_backup']['id']}."
+    )
+
+
+class _Counted:
+    """A file an upload reads: each read advances the upload's progress bar."""
+
+    def __init__(self, path: Path, progress: Progress, task: TaskID) -> None:
+        self._file = path.open("rb")
+        self._progress, self._task = progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._progress.advance(self._task, len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@sites_app.command("import")
+def sites_import(
+    tenant_id: str,
+    site: str,
+    old_url: Annotated[str, typer.Option("--old-url", help="The site's old address")],
+    archive: Annotated[
+        Path | None, typer.Option(help="One .tar.gz: database.sql[.gz] and wp-content/")
+    ] = None,
+    dump: Annotated[Path | None, typer.Option(help="A .sql or .sql.gz dump")] = None,
+    content: Annotated[
+        Path | None, typer.Option(help="wp-content as a .tar.gz (with --dump)")
+    ] = None,
+    admin: Annotated[
+        str, typer.Option(help="keep: the imported users stay; reset: the platform's admin too")
+    ] = "keep",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Replace a site with one made elsewhere (a backup of the live site is taken first)."""
+    files = {"archive": archive, "dump": dump, "content": content}
+    chosen = {name: path for name, path in files.items() if path is not None}
+    if (archive is None) == (dump is None) or (content is not None and dump is None):
+        err.print("[red]Give --archive, or --dump (and optionally --content).[/red]")
+        raise typer.Exit(2)
+    missing = [str(p) for p in chosen.values() if not p.is_file()]
+    if missing:
+        err.print(f"[red]No such file:[/red] {', '.join(missing)}")
+        raise typer.Exit(2)
+    question = (
+        f"Replace the database and files of {site} with the site uploaded from "
+        f"{', '.join(str(p) for p in chosen.values())} (old address {old_url})?"
+    )
+    if not yes and not typer.confirm(question):
+        raise typer.Exit(1)
+    total = sum(p.stat().st_size for p in chosen.values())
+    with _client(token, url) as client:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), console=err,
+        ) as progress:  # fmt: skip
+            task = progress.add_task(f"uploading to {site}", total=total)
+            opened = {name: _Counted(path, progress, task) for name, path in chosen.items()}
+            try:
+                accepted = _call(
+                    client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/import",
+                    files={name: (chosen[name].name, f) for name, f in opened.items()},
+                    data={"old_url": old_url, "admin": admin},
+                    # The upload takes its time, and the answer waits for the checks.
+                    timeout=httpx.Timeout(60.0, write=None, read=None),
+                )  # fmt: skip
+            finally:
+                for handle in opened.values():
+                    handle.close()
+        final = _follow(client, accepted["operation"])
+    if final["status"] != "succeeded":
+        err.print(f"[red]{final['status']}:[/red] {final['error']}")
+        raise typer.Exit(1)
+    console.print(
+        f"Site [bold]{site}[/bold] imported; the site as it was is kept as backup "
+        f"{accepted['pre_import_backup']['id']}."
     )
 
 

@@ -17,17 +17,22 @@ from typing import Any
 from sqlalchemy import select
 
 from controlplane.db import make_engine, make_sessionmaker
+from controlplane.imports.checks import ARCHIVE
+from controlplane.imports.uploads import new_incoming
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind, OperationStatus
 from controlplane.models import Backup, Operation, Tenant
 from controlplane.platform import Platform
 from controlplane.schemas import EnvVarWrite, SiteCreate, TenantCreate
 from controlplane.services.backups import start_backup, start_restore, start_verify
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
+from controlplane.services.imports import start_import
 from controlplane.services.sites import create_site, delete_site, get_site, set_serving
 from controlplane.services.tenants import create_tenant
 from controlplane.settings import Settings
+from tests.import_fixtures import OLD_URL, good_archive
+from tests.import_fixtures import TITLE as IMPORTED_TITLE
 
 ADMIN_EMAIL = "admin@crash-tests.org"
 DOMAIN = "victim.crash-tests.org"
@@ -181,6 +186,42 @@ def start_create_from_backup(
         return site.id, op.id
 
 
+def start_import_site(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """An import of a good archive (another prefix and address) into the ready site, as the
+    API records it once the upload is written and checked."""
+    incoming = new_incoming(platform.settings.home)
+    (incoming / ARCHIVE).write_bytes(good_archive())
+    with platform.sessions() as session:
+        site, _pre, op = start_import(
+            session, principal=admin, settings=platform.settings, tenant_id=tenant, site=name,
+            incoming=incoming, old_url=OLD_URL, admin="keep",
+        )  # fmt: skip
+        return site.id, op.id
+
+
+def imported_or_not(home: Path, site_id: str, operation_id: str) -> None:
+    """The site holds all of the import (database and files) or none of it, out of
+    maintenance, nothing staged or kept aside; the upload's directory is gone either way."""
+    state = _state(home)
+    live = state["live"][site_id]
+    rows, op = _backups(home, operation_id)
+    if op.status == OperationStatus.SUCCEEDED:
+        assert IMPORTED_TITLE in live["database"] and OLD_URL not in live["database"], live
+        assert "wp-content/uploads/2024/cat.png" in live["files"], live
+        (pre,) = [b for b in rows if b.id == op.params["pre_backup"]]
+        assert pre.kind == BackupKind.PRE_IMPORT and pre.status == BackupStatus.SUCCEEDED
+        assert set(state["store"]["crash"]) == {pre.id}, state["store"]
+    else:
+        assert op.status == OperationStatus.ROLLED_BACK, op.status
+        assert IMPORTED_TITLE not in live["database"] and "cat.png" not in live["files"], live
+    assert site_id not in state["maintenance"], state
+    assert site_id not in state["staged"] and site_id not in state["previous"], state
+    imports = home / "imports"
+    assert not imports.exists() or list(imports.iterdir()) == [], list(imports.iterdir())
+
+
 # Worker modes that start something other than a kind's plain scenario.
 EXTRA_STARTERS: dict[str, Starter] = {
     "create_from_backup": start_create_from_backup,
@@ -285,5 +326,8 @@ SCENARIOS: dict[OperationKind, Scenario] = {
     ),
     OperationKind.VERIFY_BACKUP: Scenario(
         start_verify_backup, "backed_up", "ready", {}, check=verified_beside
+    ),
+    OperationKind.IMPORT_SITE: Scenario(
+        start_import_site, "ready", "ready", {}, check=imported_or_not
     ),
 }
