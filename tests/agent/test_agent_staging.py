@@ -20,6 +20,7 @@ from controlplane.kernel import clock
 from controlplane.providers.memory import MemoryProvider
 from tests.agent.scripted import ScriptedModel
 from tests.agent_fixtures import ChatFactory, Chatter, EngineFactory, make_site
+from tests.import_fixtures import DUMP
 from tools.staging import _drift_words, scope_in_words, table_words, tables_in_words
 
 SITES = "/v1/tenants/acme/sites"
@@ -259,7 +260,7 @@ def test_import_asks_for_a_file_the_widget_uploads_and_the_model_learns_only_the
     backup = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["operation"]["id"]
     with pytest.raises(UploadRefused, match=f"operation {backup} is not an import into crumbs"):
         alice.resume(True, uploads={action["tool_call_id"]: backup})
-    dump = b"CREATE TABLE wp_options (x int); -- MARKER-OF-THE-FILE\n"
+    dump = (DUMP + "-- MARKER-OF-THE-FILE\n").encode()
     accepted = _upload(
         admin_api, alice.token, action, {"dump": ("old.sql", dump, "application/sql")}
     )
@@ -267,6 +268,7 @@ def test_import_asks_for_a_file_the_widget_uploads_and_the_model_learns_only_the
     operation = accepted.json()["operation"]["id"]
     done = alice.resume(True, uploads={action["tool_call_id"]: operation})
     (result,) = done.executed
+    assert result["status"] == "ok", result
     assert result["data"]["operation"]["id"] == operation
     assert result["data"]["operation"]["kind"] == "import_site"
     assert "MARKER-OF-THE-FILE" not in json.dumps([e for e in done.events])

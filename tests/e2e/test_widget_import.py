@@ -6,9 +6,7 @@ file. A file the control plane refuses leaves the card open and nothing started.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import httpx
 from playwright.sync_api import Browser, expect
@@ -19,6 +17,7 @@ from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from tests.agent_fixtures import make_site
 from tests.e2e.conftest import BrowserProblems, screenshot, signed_in_page
+from tests.import_fixtures import DUMP, good_archive
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
@@ -26,18 +25,8 @@ MARKER = "MARKER-INSIDE-THE-EXPORT"
 
 
 def _export() -> bytes:
-    """A small export: database.sql and wp-content/, one .tar.gz."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, text in (
-            ("database.sql", f"-- {MARKER}\nCREATE TABLE old_options (option_name text);\n"),
-            ("wp-content/uploads/hello.txt", "hello"),
-        ):
-            data = text.encode()
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            archive.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
+    """A small site export (database.sql and wp-content/, one .tar.gz) with a marker."""
+    return good_archive(DUMP + f"-- {MARKER}\n")
 
 
 def _imports(api: httpx.Client) -> list[dict[str, object]]:
@@ -98,4 +87,4 @@ def test_the_widget_uploads_the_export_from_the_card_and_the_chat_learns_only_th
     assert operation["site_name"] == "crumbs"
     told = json.dumps(history)
     assert operation["id"] in told  # the tool followed the operation the upload started
-    assert MARKER not in told and "old-site.tar.gz" not in told and "hello" not in told
+    assert MARKER not in told and "old-site.tar.gz" not in told
