@@ -45,6 +45,11 @@ def sites_tab(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Lo
         context.close()
 
 
+def _status(row: Locator) -> Locator:
+    """A row's status badge (a staging site's name carries a badge too)."""
+    return row.locator("td").nth(1).locator(".badge").first
+
+
 def _token(settings: ChatSettings, uid: str, role: Role) -> str:
     return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
 
@@ -88,7 +93,7 @@ def test_clone_drift_promote_refused_then_pages_only_and_roll_back(
 
         # Drawn under its parent (tea, made before it, comes after), badged, once ready.
         staging = panel.locator("tr[data-site=preview]")
-        expect(staging.locator(".badge").first).to_have_text("ready", timeout=20_000)
+        expect(_status(staging)).to_have_text("ready", timeout=20_000)
         expect(rows).to_have_count(3)
         assert [r.get_attribute("data-site") for r in rows.all()] == ["shop", "preview", "tea"]
         expect(staging.locator(".badge.staging")).to_have_text("staging of shop")
@@ -151,7 +156,7 @@ def test_a_viewer_reads_the_drift_and_sees_no_staging_action(
         sites_tab(browser, url, viewer) as (_page, panel),
     ):
         staging = panel.locator("tr[data-site=shop-staging]")
-        expect(staging.locator(".badge").first).to_have_text("ready", timeout=20_000)
+        expect(_status(staging)).to_have_text("ready", timeout=20_000)
         memory_provider.write_content(shop, "table:wp_comments", "a\nb")
         staging.get_by_role("button", name="Drift of shop since shop-staging was cloned").click()
         expect(staging.get_by_role("region", name="Drift of shop").locator("li")).to_have_text(
