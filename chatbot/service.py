@@ -355,14 +355,13 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             await _relay(websocket, engine.turn(ctx, thread_id, message=text))
         elif kind == "resume":
             thread_id = str(frame.get("thread_id") or "")
+            secrets, uploads = _secrets_field(frame), _uploads_field(frame)  # the frame first
             limiter.hit(caller.principal.key)
             thread = await run_in_threadpool(
                 engine.threads.get, thread_id, owner_key=caller.principal.key
             )
             ctx = _context(engine, caller, thread.tenant_id)
             approve = frame.get("approve") is True
-            secrets = _secrets_field(frame)
-            uploads = _uploads_field(frame)
             turn = engine.turn(ctx, thread_id, approve=approve, secrets=secrets, uploads=uploads)
             await _relay(websocket, turn)
         elif kind == "ping":
