@@ -30,7 +30,7 @@ from chatbot.store import ThreadStore, open_checkpointer
 from chatbot.upstream import ServiceIdentity, identity_for, sync_client
 from controlplane.kernel.identity import Principal
 from tools.context import AgentContext, scoped_tenant
-from tools.registry import submit_secret
+from tools.registry import import_started, submit_secret
 
 Event = dict[str, Any]
 STREAM_MODES: list[StreamMode] = ["messages", "custom", "updates"]
@@ -59,6 +59,11 @@ class SecretRefused(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class UploadRefused(SecretRefused):
+    """A confirmation card's upload does not match what it asked for (`status`: why);
+    nothing resumes and the confirmation still waits."""
 
 
 def message_json(message: BaseMessage) -> dict[str, Any]:
@@ -172,9 +177,11 @@ class ChatEngine:
         message: str | None = None,
         approve: bool | None = None,
         secrets: dict[str, str] | None = None,
+        uploads: dict[str, str] | None = None,
     ) -> Iterator[Event]:
         """Run one turn (a new message, or the answer to a confirmation, with the values its
-        card asked for by tool call id in `secrets`) and stream events."""
+        card asked for by tool call id in `secrets` and the operations its file uploads
+        started in `uploads`) and stream events."""
         self.threads.get(thread_id, owner_key=ctx.principal.key)
         graph_input: Any
         if message is not None:
@@ -189,7 +196,11 @@ class ChatEngine:
                 raise NothingToResume(f"thread {thread_id} is not waiting for a confirmation")
         with self._exclusive(thread_id):
             if message is None:
-                started = self._submit_secrets(ctx, thread_id, secrets or {}) if approve else {}
+                started = (
+                    {**self._submit_secrets(ctx, thread_id, secrets or {}),
+                     **self._check_uploads(ctx, thread_id, uploads or {})}
+                    if approve else {}
+                )  # fmt: skip
                 graph_input = Command(resume={"approve": bool(approve), "started": started})
             yield {"type": "thread", "thread_id": thread_id}
             config = self._config(thread_id)
@@ -230,6 +241,26 @@ class ChatEngine:
                     saved.http_status or 502, f"{action['variable']}: {saved.error}"
                 )
             started[action["tool_call_id"]] = str(saved.data)
+        return started
+
+    def _check_uploads(
+        self, ctx: AgentContext, thread_id: str, uploads: dict[str, str]
+    ) -> dict[str, str]:
+        """The operations the card's uploads started, by tool call id: each must answer an
+        action that asked for a file, and be that site's import as the caller sees it."""
+        pending = self.pending_interrupt(thread_id) or {}
+        asked = {
+            a["tool_call_id"]: a for a in pending.get("actions", []) if a.get("input") == "file"
+        }
+        started = {}
+        for call_id, operation_id in uploads.items():
+            action = asked.get(call_id)
+            if action is None:
+                raise UploadRefused(422, f"no file was asked for by tool call {call_id}")
+            found = import_started(action, operation_id, ctx, self.http)
+            if found.status != "ok":
+                raise UploadRefused(found.http_status or 502, str(found.error))
+            started[call_id] = operation_id
         return started
 
     def _events(self, mode: str, payload: Any) -> Iterator[Event]:

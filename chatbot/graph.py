@@ -27,7 +27,12 @@ from tools.context import AgentContext
 from tools.registry import confirmation, run_tool, toolset_for
 from tools.results import ToolResult
 
-HISTORY_MESSAGES = 40  # the model sees the system prompt and this many latest messages
+HISTORY_MESSAGES = 40
+# What a card that asks for something (its action's `input`) answers when it was not sent.
+NOT_SENT = {
+    "secret": "nothing changed: the secret's value was not sent",
+    "file": "nothing changed: no file was uploaded",
+}  # the model sees the system prompt and this many latest messages
 
 
 def _merge(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
@@ -128,14 +133,14 @@ def build_graph(
             return Command(goto="agent", update={"messages": refused})
         answer = interrupt({"type": "confirm", "actions": actions})
         approved = isinstance(answer, dict) and answer.get("approve") is True
-        # A secret's value went from the card to the control plane before the resume; the
-        # answer carries only the operations that started (ChatEngine.turn).
+        # A secret's value went from the card to the control plane before the resume, and an
+        # import's file from the widget to the import endpoint; the answer carries only the
+        # operations that started (ChatEngine.turn).
         started = answer.get("started", {}) if approved else {}
         not_done = {
-            a["tool_call_id"]: "the user cancelled" if not approved else
-            "nothing changed: the secret's value was not sent"
+            a["tool_call_id"]: "the user cancelled" if not approved else NOT_SENT[a["input"]]
             for a in actions
-            if not approved or (a.get("input") == "secret" and a["tool_call_id"] not in started)
+            if not approved or (a.get("input") in NOT_SENT and a["tool_call_id"] not in started)
         }  # fmt: skip
         cancelled = [
             _tool_message(call, ToolResult(status="cancelled", error=not_done[call["id"]]))

@@ -69,6 +69,12 @@ class ResumeRequest(BaseModel):
         description="The values the confirmation asks for (its actions with input 'secret'), "
         "by tool_call_id: sent to the control plane only, never to the model or the thread",
     )
+    uploads: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="The import operations the card's uploads started (its actions with "
+        "input 'file'), by tool_call_id; the file went to the import endpoint, not here",
+    )
 
 
 class ChatReply(BaseModel):
@@ -202,9 +208,9 @@ def create_app(
         thread = engine.threads.get(thread_id, owner_key=caller.principal.key)
         ctx = _context(engine, caller, thread.tenant_id)
         secrets = {k: v.get_secret_value() for k, v in body.secrets.items()}
-        return _collect(
-            thread_id, engine.turn(ctx, thread_id, approve=body.approve, secrets=secrets)
-        )
+        turn = engine.turn(ctx, thread_id, approve=body.approve, secrets=secrets,
+                           uploads=body.uploads)  # fmt: skip
+        return _collect(thread_id, turn)
 
     @app.get("/v1/chat/threads", response_model=list[ThreadRead])
     def threads(caller: CallerDep, request: Request) -> list[ThreadRead]:
@@ -229,7 +235,7 @@ def create_app(
     @app.websocket("/v1/chat/ws")
     async def chat_ws(websocket: WebSocket) -> None:
         """Frames in: {type: auth, token}, {type: message, text, thread_id?},
-        {type: resume, thread_id, approve, secrets?}. Frames out: the turn's events, or
+        {type: resume, thread_id, approve, secrets?, uploads?}. Frames out: the turn's events, or
         {type: error, status, detail}."""
         await websocket.accept()
         caller = await _ws_auth(websocket)
@@ -349,14 +355,15 @@ async def _ws_frame(websocket: WebSocket, caller: Caller, frame: Any) -> None:
             await _relay(websocket, engine.turn(ctx, thread_id, message=text))
         elif kind == "resume":
             thread_id = str(frame.get("thread_id") or "")
+            secrets, uploads = _secrets_field(frame), _uploads_field(frame)  # the frame first
             limiter.hit(caller.principal.key)
             thread = await run_in_threadpool(
                 engine.threads.get, thread_id, owner_key=caller.principal.key
             )
             ctx = _context(engine, caller, thread.tenant_id)
             approve = frame.get("approve") is True
-            secrets = _secrets_field(frame)
-            await _relay(websocket, engine.turn(ctx, thread_id, approve=approve, secrets=secrets))
+            turn = engine.turn(ctx, thread_id, approve=approve, secrets=secrets, uploads=uploads)
+            await _relay(websocket, turn)
         elif kind == "ping":
             await websocket.send_json({"type": "pong"})
         else:
@@ -383,6 +390,18 @@ def _secrets_field(frame: dict[str, Any]) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ValueError("'secrets' must map tool call ids to the values typed, as strings")
+    return value
+
+
+def _uploads_field(frame: dict[str, Any]) -> dict[str, str]:
+    """A resume frame's started imports: operation ids by tool call id."""
+    value = frame.get("uploads") or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(
+            "'uploads' must map tool call ids to the operation ids the uploads started"
+        )
     return value
 
 

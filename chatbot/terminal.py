@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from websockets.sync.client import ClientConnection, connect
 
 Confirm = Callable[[str], bool]
 AskSecret = Callable[[str], str]
+AskPath = Callable[[str], str]
 
 
 def ws_url(http_url: str) -> str:
@@ -29,10 +33,13 @@ class TerminalChat:
         console: Console,
         confirm: Confirm,
         ask_secret: AskSecret = getpass.getpass,
+        ask_path: AskPath = input,
     ) -> None:
         self.console = console
         self.confirm = confirm
         self.ask_secret = ask_secret  # a secret's value is read unechoed, never sent as chat
+        self.ask_path = ask_path  # an import's export file, uploaded from here, never as chat
+        self.url, self.token = url.rstrip("/"), token
         self.thread_id: str | None = None
         self._ws: ClientConnection = connect(
             ws_url(url), additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10
@@ -53,7 +60,39 @@ class TerminalChat:
         }
         if secrets:
             frame["secrets"] = secrets
+        uploads = {}
+        for action in interrupt["actions"]:
+            if approve and action.get("input") == "file":
+                operation = self._upload(action)
+                if operation is None:
+                    frame["approve"] = False
+                    break
+                uploads[action["tool_call_id"]] = operation
+        if uploads and frame["approve"]:
+            frame["uploads"] = uploads
         self._ws.send(json.dumps(frame))
+
+    def _upload(self, action: dict[str, Any]) -> str | None:
+        """Upload the export the card asks for (through the chat service's proxy, with this
+        token); the import's operation id, or None (said why) if there is none."""
+        named = self.ask_path("Export to import (.tar.gz, or .sql / .sql.gz): ").strip()
+        path = Path(named).expanduser()
+        if not path.is_file():
+            self.console.print(f"[red]No file {named!r}: nothing was imported.[/red]")
+            return None
+        field = "dump" if re.search(r"\.sql(\.gz)?$", path.name, re.I) else "archive"
+        with path.open("rb") as export:
+            response = httpx.post(
+                f"{self.url}/api{action['upload']['path']}", data=action["upload"]["fields"],
+                files={field: (path.name, export)}, timeout=httpx.Timeout(60, write=None),
+                headers={"Authorization": f"Bearer {self.token}"},
+            )  # fmt: skip
+        if response.status_code != 202:
+            detail = response.json().get("detail", response.text) if response.content else ""
+            self.console.print(f"[red]The import was refused ({response.status_code}): "
+                               f"{detail}[/red]", markup=False)  # fmt: skip
+            return None
+        return str(response.json()["operation"]["id"])
 
     def close(self) -> None:
         """Close the socket."""

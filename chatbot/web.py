@@ -166,9 +166,15 @@ def install_web(app: FastAPI, settings: ChatSettings) -> None:
             # httpx resolves dot segments: /api/v1/%2e%2e/healthz would leave /v1/.
             return problem(404, "the path holds a '.' or '..' segment; the API has none")
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+        # A body passes through as it arrives (a site import can be gigabytes), with its
+        # length, so the control plane judges its size limit before reading it.
+        length = request.headers.get("content-length")
+        has_body = (length is not None and length != "0") or "transfer-encoding" in request.headers
+        if length is not None:
+            headers["content-length"] = length
         outgoing = client.build_request(
             request.method, f"/v1/{path}", params=request.query_params,
-            content=await request.body(), headers=headers,
+            content=request.stream() if has_body else b"", headers=headers,
         )  # fmt: skip
         try:
             upstream = await client.send(outgoing, stream=True)

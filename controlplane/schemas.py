@@ -16,6 +16,7 @@ from controlplane.kernel.vocabulary import (
     EventType,
     OperationKind,
     OperationStatus,
+    SiteRole,
     StepStatus,
 )
 
@@ -333,6 +334,7 @@ class Vocabulary(BaseModel):
     announced_events: list[EventType]  # what a live region says aloud
     backup_kinds: list[BackupKind]
     backup_statuses: list[BackupStatus]
+    site_roles: list[SiteRole] = Field(description="What a site is for: production or staging")
 
 
 class AuditRead(BaseModel):

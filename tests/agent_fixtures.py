@@ -154,11 +154,19 @@ class Chatter:
         self.turns.append(turn)
         return turn
 
-    def resume(self, approve: bool, secrets: dict[str, str] | None = None) -> Turn:
-        """Answer the pending confirmation (with the values its card asks for)."""
+    def resume(
+        self,
+        approve: bool,
+        secrets: dict[str, str] | None = None,
+        uploads: dict[str, str] | None = None,
+    ) -> Turn:
+        """Answer the pending confirmation (with the values its card asks for, and the
+        operations its uploads started)."""
         assert self.thread_id is not None
         ctx = self.engine.context(self.issuer.verify(self.token), self.token)
-        events = self.engine.turn(ctx, self.thread_id, approve=approve, secrets=secrets)
+        events = self.engine.turn(
+            ctx, self.thread_id, approve=approve, secrets=secrets, uploads=uploads
+        )
         turn = Turn(list(events))
         self.turns.append(turn)
         return turn

@@ -7,10 +7,18 @@ arguments, so a smuggled `tenant_id` is an error, not a silent widening of scope
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
 
 SITE = "The site's short name, e.g. 'crumbs' (lowercase letters, digits, hyphens)"
 # Names travel in URL paths: only DNS-label characters, so no argument can add a path segment.
@@ -149,6 +157,7 @@ class UnsetEnvArgs(ToolArgs):
 
 BACKUP_ID = "The backup's id, as list_backups shows it (32 hex characters)"
 BACKUP_PATTERN = r"^[0-9a-f]{32}$"
+OPERATION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class BackupSiteArgs(ToolArgs):
@@ -195,6 +204,94 @@ class UndeleteSiteArgs(ToolArgs):
     )
     admin_email: str | None = Field(
         default=None, description="E-mail of the WordPress admin; default the user's"
+    )
+
+
+STAGING_SITE = (
+    "The staging site's name, or its production site's (the one staging copy of it is "
+    "meant); leave out when the tenant has exactly one staging site"
+)
+# Table names travel in a JSON body, never a path; MariaDB's unquoted identifier characters.
+TABLE_PATTERN = r"^[A-Za-z0-9_$]{1,64}$"
+Table = Annotated[str, StringConstraints(pattern=TABLE_PATTERN)]
+
+
+class CloneSiteArgs(ToolArgs):
+    """Copy a site into a new staging site (its own database and files, URLs rewritten)."""
+
+    site: str = Field(description="The production site to copy, e.g. 'shop'", pattern=LABEL)
+    name: str = Field(
+        description="The new staging site's name, e.g. 'shop-staging' (lowercase letters, "
+        "digits, hyphens)",
+        pattern=LABEL,
+    )
+    basic_auth: bool = Field(
+        default=False,
+        description="True to put the staging site behind HTTP basic auth (the credentials "
+        "stay in the vault; the dashboard reveals them)",
+    )
+
+
+class GetDriftArgs(ToolArgs):
+    """What changed on production since its staging copy was cloned."""
+
+    site: str | None = Field(default=None, description=STAGING_SITE, pattern=LABEL)
+
+
+class PromoteSiteArgs(ToolArgs):
+    """Copy a staging site onto its production site. The user confirms."""
+
+    site: str | None = Field(default=None, description=STAGING_SITE, pattern=LABEL)
+    scope: Literal["all", "database", "files"] = Field(
+        default="all",
+        description="What is copied: 'all' (database and wp-content), 'database' (every "
+        "table, or the ones in tables) or 'files' (wp-content only)",
+    )
+    tables: list[Table] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="With scope 'database': only these tables, e.g. ['wp_posts', "
+        "'wp_postmeta'] for posts and pages (get_drift names the site's tables)",
+    )
+    force: bool = Field(
+        default=False,
+        description="True to overwrite what changed on production since the clone; only "
+        "after the user said so, having seen get_drift's report",
+    )
+
+    @model_validator(mode="after")
+    def _tables_only_for_the_database(self) -> PromoteSiteArgs:
+        if self.tables is not None and self.scope != "database":
+            raise ValueError("tables narrows scope 'database': set scope='database' with them")
+        return self
+
+
+class RollbackSiteArgs(ToolArgs):
+    """Put a production site back as it was before its last promotion. The user confirms."""
+
+    site: str | None = Field(
+        default=None,
+        description="The production site's name (a staging site's name means its "
+        "production site); leave out when the tenant has exactly one staging site",
+        pattern=LABEL,
+    )
+
+
+class ImportSiteArgs(ToolArgs):
+    """Import a WordPress site from elsewhere into an existing site. The user uploads the
+    export in the confirmation card; its content never passes through chat."""
+
+    site: str = Field(description="The site to import into, e.g. 'crumbs'", pattern=LABEL)
+    old_url: str = Field(
+        description="The imported site's old address, e.g. 'https://old.example.com' (ask "
+        "the user): its URLs are rewritten to the site's",
+        pattern=r"^https?://[^\s/?#]+(:\d+)?(/[^\s?#]*)?$",
+        max_length=500,
+    )
+    admin: Literal["keep", "reset"] = Field(
+        default="keep",
+        description="'keep' the imported admin user, or 'reset' it to this site's admin",
     )
 
 

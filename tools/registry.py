@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from controlplane.kernel.identity import Role
 from tools import args as a
-from tools import backups, calls
+from tools import backups, calls, staging
 from tools.context import AgentContext, Emit
 from tools.results import ToolResult
 
@@ -91,6 +91,29 @@ BASE_TOOLS = (
              "from the backup taken when it was deleted ('bring back the site I deleted "
              "yesterday'). The user confirms first.", a.UndeleteSiteArgs,
              backups.undelete_site, "Bringing back {site}", confirm=backups.confirm_undelete_site),
+    ToolSpec("clone_site", "Copy a site into a new staging site (its own database, files "
+             "and address, URLs rewritten, hidden from search engines, optionally behind "
+             "HTTP basic auth) and wait until it serves.", a.CloneSiteArgs, staging.clone_site,
+             "Cloning {site} to {name}"),
+    ToolSpec("get_drift", "What changed on a staging site's production site since the clone "
+             "(new posts, comments, orders, users; files), in sentences and counts, with the "
+             "site's tables: ask it before promoting.", a.GetDriftArgs, staging.get_drift,
+             "Comparing production with its staging copy"),
+    ToolSpec("promote_site", "Copy a staging site onto its production site: everything, the "
+             "database (or only some tables, e.g. wp_posts and wp_postmeta for posts and "
+             "pages) or wp-content. Refused when production changed where it would write, "
+             "unless force. A backup of production is taken first. The user confirms, "
+             "seeing the drift and the scope.", a.PromoteSiteArgs, staging.promote_site,
+             "Promoting staging to production", confirm=staging.confirm_promote_site),
+    ToolSpec("rollback_site", "Put a production site back as it was before its last "
+             "promotion (from the pre-promote backup). The user confirms first.",
+             a.RollbackSiteArgs, staging.rollback_site, "Rolling back the promotion",
+             confirm=staging.confirm_rollback_site),
+    ToolSpec("import_site", "Import a WordPress site from elsewhere into an existing site: "
+             "ask the user for its old address; the user picks the export file (a .tar.gz, "
+             "or a .sql dump) in the confirmation card, which uploads it; you never see "
+             "the file. URLs are rewritten to the site's.", a.ImportSiteArgs,
+             staging.import_site, "Importing into {site}", confirm=staging.confirm_import_site),
 )  # fmt: skip
 ADMIN_ONLY_TOOLS = (
     ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,
@@ -199,3 +222,17 @@ def submit_secret(
     finally:
         api.close()
     return ToolResult.ok(operation_id)
+
+
+def import_started(
+    action: dict[str, Any], operation_id: str, ctx: AgentContext, http: httpx.Client | None = None
+) -> ToolResult:
+    """Whether `operation_id` is the import the card's upload started: that site's
+    import_site operation, as the caller's own token reads it."""
+    api = calls.Api(ctx, http)
+    try:
+        return staging.check_import(api, action, operation_id)
+    except calls.ToolFailure as exc:
+        return ToolResult.failed(str(exc), http_status=exc.http_status)
+    finally:
+        api.close()

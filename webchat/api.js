@@ -33,6 +33,7 @@ export class ApiError extends Error {
     super(detail);
     this.status = status;
     this.errors = Array.isArray(problem.errors) ? problem.errors : [];
+    this.problem = problem; // its other members (a refused promotion's `drift`)
   }
 }
 
@@ -60,6 +61,25 @@ export class Api {
   // The control plane, through the chatbot's thin proxy.
   cp(method, path, body) {
     return this.call(method, `/api${path}`, body);
+  }
+
+  // A multipart POST to the control plane (a site import), with the caller's token; fetch
+  // cannot report an upload's progress, XMLHttpRequest can: onProgress(sent, total).
+  upload(path, form, onProgress) {
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      request.open("POST", `${this.base}/api${path}`);
+      request.setRequestHeader("Authorization", `Bearer ${this.token() || ""}`);
+      request.upload.onprogress = (event) => { if (event.lengthComputable) onProgress(event.loaded, event.total); };
+      request.onload = () => {
+        let data = {};
+        try { data = JSON.parse(request.responseText || "{}"); } catch { data = {}; }
+        if (request.status >= 200 && request.status < 300) resolve(data);
+        else reject(new ApiError(request.status, data.detail || request.statusText || "the upload was refused", data));
+      };
+      request.onerror = () => reject(new ApiError(0, "the upload broke off: check the connection and try again"));
+      request.send(form);
+    });
   }
 }
 

@@ -6,6 +6,7 @@
 import { openWpAdmin } from "./api.js";
 import { h } from "./dom.js";
 import { follow } from "./events.js";
+import { StagingActions, parentsFirst } from "./staging.js";
 
 const COLUMNS = ["Site", "Status", "Preview URL", "Domains", "WordPress", "Actions", "Deployments"];
 const FIELDS = [
@@ -58,7 +59,8 @@ export class SitesPanel {
     if (this.controller) this.controller.abort();
     this.controller = new AbortController();
     Object.assign(this, { tenant, sites: new Map(), rows: new Map(), ops: new Map(), latestOp: new Map(),
-      history: new Map(), claims: new Map(), touched: new Set(), refreshing: false, dirty: false, list: null, form: null });
+      history: new Map(), claims: new Map(), touched: new Set(), refreshing: false, dirty: false, list: null, form: null,
+      staging: new StagingActions(this) });
     let first = true;
     this.opened = new Promise((resolve) => {
       follow(this.api, `${this.tenantPath()}/operations/events`, {
@@ -137,7 +139,7 @@ export class SitesPanel {
   render() {
     if (!this.form && this.allowed.includes("create_site")) this.form = this.newSiteForm();
     if (this.form && !this.allowed.includes("create_site")) this.form = null;
-    this.rows = new Map([...this.sites.values()].map((site) => [site.name, this.row(site)]));
+    this.rows = new Map(parentsFirst([...this.sites.values()]).map((site) => [site.name, this.row(site)]));
     this.list = this.sites.size
       ? h("table", {}, h("thead", {}, h("tr", {}, ...COLUMNS.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...this.rows.values()))
       : h("p", { class: "muted" }, this.form ? "No sites yet: create one below, or ask the chat." : "No sites yet: ask the chat to create one.");
@@ -166,10 +168,11 @@ export class SitesPanel {
     const cron = site.cron
       ? h("div", { class: "muted", title: site.cron.detail }, `cron ${site.cron.status} ${when(site.cron.last_run_at)}`)
       : null;
-    return h("tr", { "data-site": site.name },
-      h("td", {}, h("strong", { tabindex: "-1", "data-key": "name" }, site.name), h("div", { class: "muted" }, site.title)),
+    const staging = site.role === "staging";
+    return h("tr", { "data-site": site.name, class: staging ? "staging" : false },
+      h("td", {}, h("strong", { tabindex: "-1", "data-key": "name" }, site.name), " ", this.staging.badge(site), h("div", { class: "muted" }, site.title)),
       h("td", {}, badge(site.status), cron, this.steps(site)), h("td", {}, url), this.domainsCell(site),
-      h("td", {}, site.wordpress_version || "—"), h("td", { class: "actions" }, ...this.actionButtons(site)), this.historyCell(site));
+      h("td", {}, site.wordpress_version || "—"), h("td", { class: "actions" }, ...this.actionButtons(site), this.staging.driftPanel(site)), this.historyCell(site));
   }
 
   // The latest operation this page saw (or the one running now), step by step.
@@ -214,6 +217,7 @@ export class SitesPanel {
         const again = target.isConnected ? target : row && row.querySelector("[data-key=delete]");
         if (again) { again.disabled = false; again.focus(); }
       }, { class: "danger" }),
+      ...this.staging.buttons(site, button),
     ].filter(Boolean);
   }
 
@@ -221,6 +225,13 @@ export class SitesPanel {
   // take it from there.
   async change(method, path) {
     this.accept(await this.api.cp(method, path));
+  }
+
+  // An operation a 202 started on a site the list has (a promotion runs on production).
+  started(name, operation) {
+    this.ops.set(name, operation);
+    this.latestOp.set(name, operation.id);
+    this.updateRow(name);
   }
 
   // A 202's site and operation, shown at once.

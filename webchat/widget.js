@@ -252,6 +252,7 @@ class AipressChat extends HTMLElement {
     if (!ok && event.error) node.append(h("div", { class: "detail" }, event.error));
     const data = event.data || {};
     if (ok && event.name === "create_site" && data.url) node.append(this.siteCard(data));
+    if (ok && event.name === "clone_site" && data.url) node.append(this.stagingCard(data));
     if (ok && event.name === "get_billing") node.append(this.costChart(data));
     if (ok && event.name === "billing_summary") node.append(this.summaryChart(data));
   }
@@ -289,6 +290,30 @@ class AipressChat extends HTMLElement {
     return h("div", { class: "card" }, h("div", {}, "Open ", link), wpAdmin, " ", reveal, out);
   }
 
+  // A new staging site: its address, and its basic-auth credentials on request (from the
+  // vault, shown here only, never in chat).
+  stagingCard(site) {
+    const link = h("a", { href: site.url, target: "_blank", rel: "noopener noreferrer" }, site.url);
+    const card = h("div", { class: "card" }, h("div", {}, `Staging copy of ${site.production}: `, link));
+    if (!site.basic_auth) return card;
+    const out = h("div", { class: "secret", "aria-live": "polite" });
+    const reveal = h("button", { type: "button", class: "reveal" }, "Reveal basic-auth login");
+    reveal.addEventListener("click", async () => {
+      reveal.disabled = true;
+      try {
+        const path = `/v1/tenants/${encodeURIComponent(site.tenant_id)}/sites/${encodeURIComponent(site.name)}/basic-auth/reveal`;
+        const credentials = await this.api.cp("POST", path);
+        out.replaceChildren(`User ${credentials.username}: `, h("code", { class: "password" }, credentials.password));
+        reveal.remove();
+      } catch (error) {
+        out.textContent = `Could not reveal: ${error.message}`;
+        reveal.disabled = false;
+      }
+    });
+    card.append(reveal, out);
+    return card;
+  }
+
   costChart(report) {
     const totals = report.totals || [];
     if (!totals.length) return h("div", { class: "card" }, "No costs in this period.");
@@ -306,13 +331,48 @@ class AipressChat extends HTMLElement {
     return h("figure", { class: "card chart" }, barChart(points, { currency, title: "Costs by tenant" }));
   }
 
+  // An import's files: one archive, or a dump with an optional wp-content archive. The
+  // widget uploads them itself, straight to the import endpoint (the card's upload path),
+  // with the user's token; the chat only learns the operation that started.
+  fileFields(action) {
+    const id = `import-${action.tool_call_id}`;
+    const main = h("input", { id, type: "file", accept: ".tar.gz,.tgz,.sql,.sql.gz,.gz", required: "" });
+    const content = h("input", { id: `${id}-content`, type: "file", accept: ".tar.gz,.tgz,.gz" });
+    const progress = h("progress", { max: "100", value: "0", hidden: "", "aria-label": `Upload to ${action.site}` });
+    const node = h("div", { class: "upload" },
+      h("label", { for: main.id }, "Export: a .tar.gz with database.sql and wp-content/, or a .sql / .sql.gz dump"), main,
+      h("label", { for: content.id }, "wp-content .tar.gz (with a dump only, optional)"), content, progress);
+    return { node, main, content, progress, action };
+  }
+
+  async uploadImport(upload, note) {
+    const file = upload.main.files[0];
+    const form = new FormData();
+    for (const [key, value] of Object.entries(upload.action.upload.fields)) form.append(key, value);
+    const dump = /\.sql(\.gz)?$/i.test(file.name);
+    form.append(dump ? "dump" : "archive", file, file.name);
+    if (dump && upload.content.files[0]) form.append("content", upload.content.files[0], upload.content.files[0].name);
+    upload.progress.hidden = false;
+    const accepted = await this.api.upload(upload.action.upload.path, form, (sent, total) => {
+      upload.progress.value = Math.round((100 * sent) / total);
+      note.textContent = `Uploading… ${upload.progress.value}%`;
+    });
+    return accepted.operation.id;
+  }
+
   confirmCard(interrupt) {
     // A secret's value is typed here, in a password field: the resume frame carries it to
     // the chat service, which sends it to the control plane before the agent resumes. It is
     // never part of a message, so neither the model nor the thread's history holds it.
     const fields = new Map();
+    const uploads = new Map();
     const questions = interrupt.actions.map((a) => {
       const question = h("p", {}, a.question);
+      if (a.input === "file") {
+        const upload = this.fileFields(a);
+        uploads.set(a.tool_call_id, upload);
+        return h("div", {}, question, upload.node);
+      }
       if (a.input !== "secret") return question;
       const id = `secret-${a.tool_call_id}`;
       const field = h("input", { id, type: "password", autocomplete: "new-password", spellcheck: "false", required: "" });
@@ -324,18 +384,36 @@ class AipressChat extends HTMLElement {
     this.awaitingAnswer = true;
     this.input.disabled = true; // the thread waits for this answer before anything else
     const controls = () => card.querySelectorAll("button, input");
-    const answer = (approve) => {
+    const answer = async (approve) => {
       const secrets = {};
+      const started = {};
       if (approve) {
         for (const [id, field] of fields) {
           if (!field.value) { note.textContent = "Type the value first."; field.focus(); return; }
           secrets[id] = field.value;
         }
+        for (const upload of uploads.values()) {
+          if (!upload.main.files.length) { note.textContent = "Choose the export file first."; upload.main.focus(); return; }
+        }
+      }
+      for (const control of controls()) control.disabled = true;
+      if (approve) {
+        for (const [id, upload] of uploads) {
+          try {
+            started[id] = await this.uploadImport(upload, note);
+          } catch (error) {
+            // Refused (too large, not an export, not allowed): nothing started; the card stays.
+            for (const control of controls()) control.disabled = false;
+            upload.progress.hidden = true;
+            note.textContent = `Nothing changed: ${error.message}`;
+            upload.main.focus();
+            return;
+          }
+        }
       }
       this.awaitingAnswer = false;
       this.input.disabled = false;
-      for (const control of controls()) control.disabled = true;
-      note.textContent = approve ? "Confirmed." : "Cancelled.";
+      note.textContent = approve ? (uploads.size ? "Uploaded; importing." : "Confirmed.") : "Cancelled.";
       this.setBusy(true);
       // Answered here; if the control plane refuses a value, the error frame reopens the card.
       this.answering = () => {
@@ -347,6 +425,7 @@ class AipressChat extends HTMLElement {
       };
       const frame = { type: "resume", thread_id: interrupt.thread_id, approve };
       if (approve && fields.size) frame.secrets = secrets;
+      if (approve && uploads.size) frame.uploads = started;
       this.ws.send(JSON.stringify(frame));
       for (const field of fields.values()) field.value = "";
     };

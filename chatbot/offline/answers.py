@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tools.staging import table_words
+
+__all__ = ["table_words"]  # the planner reads "only pages" with the tools' own words
+
 SLOW_P95_MS = 1000
 MAX_LOG_LINES = 8
 MAX_BILLING_LINES = 12
@@ -288,3 +292,49 @@ def undelete_site(args: dict[str, Any], data: dict[str, Any]) -> str:
     """A deleted site made again from its backup."""
     return (f"Brought back **{data['name']}** from its backup: {data['url']} (status "
             f"{data['status']}).")  # fmt: skip
+
+
+def clone_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A staging site cloned."""
+    auth = (" It is behind HTTP basic auth: the dashboard reveals the user and password."
+            if data.get("basic_auth") else "")  # fmt: skip
+    return (f"Cloned **{data['production']}** to the staging site **{data['name']}**: "
+            f"{data.get('url') or '(no address yet)'}. Search engines are told to stay away, "
+            "and what changes on production from now on shows in its drift report."
+            + auth)  # fmt: skip
+
+
+def get_drift(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """What changed on production since the clone."""
+    head = f"Since **{data['site']}** was cloned from **{data['production']}** ({data['cloned']})"
+    if not data["changed"]:
+        return head + ", production has not changed: promoting overwrites nothing new."
+    lines = [head + ", production changed:"]
+    lines += [f"- {sentence}" for sentence in data["summary"]]
+    tables = sorted({t["table"] for t in data["tables_changed"]})
+    if tables:
+        lines.append(f"Promoting the whole database would overwrite {', '.join(tables)}; "
+                     "a promotion of other tables only (say 'only pages') keeps them.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def promote_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A promotion finished."""
+    return (f"Promoted **{data['site']}** to **{data['production']}**: it {data['scope']}. "
+            "The production site as it was just before is kept as a pre-promote backup; say "
+            "'roll back the promotion' to put it back.")  # fmt: skip
+
+
+def rollback_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A promotion rolled back."""
+    restored = data.get("restored") or {}
+    when = f" of {restored['taken']}" if restored.get("taken") else ""
+    return (f"Rolled back **{data['site']}** to its pre-promote backup{when}: it is as it was "
+            "before the promotion.")  # fmt: skip
+
+
+def import_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """An import finished."""
+    return (f"Imported the site from {data['old_url']} into **{data['site']}**; its addresses "
+            "now point at the new site. The site as it was before is kept as a pre-import "
+            "backup.")  # fmt: skip

@@ -48,6 +48,20 @@ INTENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("billing", re.compile(
         r"\b(spen[dt]|spending|costs?|costing|bill|billing|billed|charges?|charged|invoices?|"
         r"paid|pay|owe|expenses?|price)\b", re.I)),
+    # Staging before restore, delete and create: "roll back the promotion", "make a staging
+    # copy of shop", "what changed on production since the clone?".
+    ("rollback_site", re.compile(
+        r"\b(roll\s*back|revert|undo)\b.*\b(promot\w*|push\w*|deploy\w*|go(ing)?\s+live|"
+        r"staging)\b", re.I)),
+    ("get_drift", re.compile(
+        r"\bdrift\b|\bchanged?\b.*\bsince\b.*\b(clon\w*|staging|cop(y|ied))\b|"
+        r"\bchanged?\s+on\s+(production|prod|live)\b", re.I)),
+    ("promote_site", re.compile(
+        r"\b(promote|push|deploy|publish|copy|sync)\b.*\bstaging\b.*\b(live|production|prod)\b|"
+        r"\bpromot(e|ion)\b|\bstaging\b.*\bgo(es)?\s+live\b|\bpush\b.*\blive\b", re.I)),
+    ("clone_site", re.compile(
+        r"\b(clone|duplicate)\b|\bstaging\s+(copy|site|version|clone)\b", re.I)),
+    ("import_site", re.compile(r"\b(import|migrate)\b", re.I)),
     # Before delete and create: "bring back the site I deleted", "restore my site".
     ("undelete_site", re.compile(
         r"\bundelete\b|\bbring\s+(?:\S+\s+){0,4}?back\b|"
@@ -456,3 +470,85 @@ def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None
         greeting=bool(GREETING.search(text)),
     )
     return parsed
+
+
+# -- staging, promotion and import ----------------------------------------------------------
+
+# Words a staging request uses that are never the site meant ("on production", "of staging").
+STAGING_WORDS = frozenset(
+    """staging production prod live promotion promote push copy clone import export pages
+    posts comments orders users database files uploads media content settings only just
+    everything force overwrite""".split()  # noqa: SIM905
+)
+CLONE = re.compile(
+    r"\b(?:clone|copy|duplicate)\s+(?:the\s+|my\s+)?(?:site\s+)?(?P<source>" + WORD + r")"
+    r"(?:\s+(?:site|website))?\s+(?:to|into|as)\s+(?:a\s+|the\s+)?(?:new\s+)?(?:staging\s+)?"
+    r"(?:site\s+)?(?:called\s+|named\s+)?(?P<target>" + WORD + ")",
+    re.I,
+)
+CLONE_SOURCE = re.compile(
+    r"\b(?:clone|duplicate|staging\s+(?:copy|site|version|clone)\s+(?:of|for))\s+(?:the\s+|my\s+)?"
+    r"(?:site\s+)?(?P<source>" + WORD + ")",
+    re.I,
+)
+STAGING_NAME = re.compile(r"\b([a-z0-9][a-z0-9-]*-staging|staging-[a-z0-9-]+)\b", re.I)
+URL = re.compile(r"\bhttps?://[^\s/?#'\"]+(?::\d+)?(?:/[^\s?#'\"]*)?", re.I)
+# What "only pages" and the like leave in a promotion: the table words of tools/staging.py.
+TABLE_GROUPS = (
+    ("posts and pages", re.compile(r"\b(pages?|posts?|content)\b", re.I)),
+    ("comments", re.compile(r"\bcomments?\b", re.I)),
+    ("users", re.compile(r"\busers?\b", re.I)),
+    ("settings", re.compile(r"\b(settings|options)\b", re.I)),
+    ("categories and tags", re.compile(r"\b(categor(y|ies)|tags?|terms?)\b", re.I)),
+    ("orders", re.compile(r"\borders?\b", re.I)),
+)
+
+
+@dataclass
+class StagingRequest:
+    """What a clone, drift, promote, rollback or import request says besides its intent."""
+
+    source: str | None = None  # the site cloned
+    target: str | None = None  # the new staging site's name
+    site: str | None = None  # a staging (or production) site named
+    basic_auth: bool = False
+    scope: str = "all"
+    groups: list[str] = field(default_factory=list)  # table words ("posts and pages")
+    force: bool = False
+    old_url: str | None = None
+    admin: str | None = None
+
+
+def _a_site(word: str | None) -> str | None:
+    value = candidate(word, avoid=set(STAGING_WORDS))
+    return value if value and _valid_site(value) else None
+
+
+def staging_request(text: str) -> StagingRequest:
+    """Read the parts of a staging request: 'clone shop to shop-staging with basic auth',
+    'push staging live, only pages', 'import from https://old.example.com'."""
+    found = StagingRequest()
+    if match := CLONE.search(text):
+        found.source, found.target = _a_site(match["source"]), _a_site(match["target"])
+    elif match := CLONE_SOURCE.search(text):
+        found.source = _a_site(match["source"])
+    if match := STAGING_NAME.search(text):
+        found.site = _a_site(match.group(1))
+    found.basic_auth = bool(re.search(r"\bbasic[- ]?auth\b|\bpassword[- ]protect", text, re.I))
+    restricted = re.search(r"\b(only|just|nothing\s+but)\b", text, re.I)
+    if restricted:
+        tail = text[restricted.start() :]
+        if re.search(r"\b(files|uploads|media|wp-content|themes?|plugins?)\b", tail, re.I):
+            found.scope = "files"
+        else:
+            found.groups = [words for words, pattern in TABLE_GROUPS if pattern.search(tail)]
+            if found.groups or re.search(r"\bdatabase\b", tail, re.I):
+                found.scope = "database"
+    found.force = bool(re.search(r"\b(force|overwrite|anyway|regardless)\b", text, re.I))
+    if match := URL.search(text):
+        found.old_url = match.group(0).rstrip(".,;:!)")
+    if re.search(r"\breset\b.*\badmin\b|\badmin\b.*\breset\b", text, re.I):
+        found.admin = "reset"
+    elif re.search(r"\bkeep\b.*\badmin\b|\badmin\b.*\bkeep\b", text, re.I):
+        found.admin = "keep"
+    return found

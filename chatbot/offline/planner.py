@@ -33,7 +33,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from chatbot.offline import answers
-from chatbot.offline.parse import Parsed, env_request, parse
+from chatbot.offline.parse import STAGING_WORDS, Parsed, env_request, parse, staging_request
 from chatbot.offline.parse import period as parse_period
 from controlplane.kernel import clock, names
 
@@ -41,6 +41,7 @@ PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics", "backup_site",
                 "list_backups", "restore_site")  # fmt: skip
 ENV_INTENTS = ("list_env", "set_env", "unset_env")
+STAGING_INTENTS = ("clone_site", "get_drift", "promote_site", "rollback_site", "import_site")
 BACKUP_ID = re.compile(r"\b[0-9a-f]{32}\b")
 QUESTION = re.compile(r"\b(which|what|list|show|any|how\s+many)\b", re.I)
 TENANTLESS = ("list_tenants", "billing_summary")  # admin intents about the whole platform
@@ -54,12 +55,20 @@ VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check th
          "get_metrics": "measure", "backup_site": "back up",
          "list_backups": "list the backups of", "restore_site": "restore"}  # fmt: skip
 NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back"}
+CANCELLED = {
+    "promote_site": "Cancelled: nothing was promoted; production is as it was.",
+    "rollback_site": "Cancelled: production was not rolled back. Nothing changed.",
+    "import_site": "Cancelled: nothing was imported into {site}. Nothing changed.",
+}
 HELP = (
     "I can create a WordPress site, show your sites and their status, search a site's logs "
     '("errors on crumbs in the last hour"), tell you whether a site is slow, report costs, '
     'set or remove env vars and secrets ("store STRIPE_KEY as a secret"), back a site up or '
-    "restore a backup, and delete a site (or bring a deleted one back); deletes, restores and "
-    "env changes wait for your confirmation. What would you like to do?"
+    "restore a backup, delete a site (or bring a deleted one back), clone a site to staging "
+    '("clone shop to shop-staging"), tell you what changed on production since, push staging '
+    'live ("only pages"), roll a promotion back, and import a site from elsewhere; deletes, '
+    "restores, promotions, imports and env changes wait for your confirmation. What would you "
+    "like to do?"
 )
 NO_CREDENTIALS_IN_CHAT = (
     "I never show passwords, tokens or secret values in chat. A site's admin password is "
@@ -293,6 +302,8 @@ class Planner:
                 slots["day"] = _day_named(p.text, s.today) or slots.get("day")
             if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
                 slots.update(since=p.window.since, label=p.window.label)
+        elif plan.intent in STAGING_INTENTS:
+            self._fill_staging(plan, p, messages)
         elif plan.intent == "undelete_site":
             if p.site:
                 slots["site"] = p.site
@@ -310,6 +321,94 @@ class Planner:
                 )
             slots["group_by"] = p.group_by or slots.get("group_by") or "service"
             slots["compare"] = p.compare or slots.get("compare", False)
+
+    def _fill_staging(self, plan: Plan, p: Parsed, messages: Sequence[BaseMessage]) -> None:
+        slots = plan.slots
+        found = staging_request(p.text)
+        named = p.site if p.site not in STAGING_WORDS else None
+        if plan.intent == "clone_site":
+            source = found.source or (named if named != found.target else None)
+            if source:
+                slots["site"] = source
+            elif not slots.get("site") and p.pronoun:
+                slots["site"] = self._recent(messages, "site")
+            if plan.awaiting == "site" and not source and named:
+                slots["site"] = named
+            if found.target:
+                slots["name"] = found.target
+            slots["basic_auth"] = found.basic_auth or slots.get("basic_auth", False)
+        elif plan.intent == "import_site":
+            if named and named != found.site:
+                slots["site"] = named
+            elif not slots.get("site") and p.pronoun:
+                slots["site"] = self._recent(messages, "site")
+            if found.old_url:
+                slots["old_url"] = found.old_url
+            elif plan.awaiting == "old_url" and p.domain:
+                slots["old_url"] = f"https://{p.domain}"
+            slots["admin"] = found.admin or slots.get("admin") or "keep"
+        else:
+            site = found.site or named
+            if site:
+                slots["site"] = site
+            if plan.intent == "promote_site":
+                slots.update(scope=found.scope, groups=found.groups, force=found.force)
+
+    def _staging_step(self, plan: Plan, s: Situation, note: str) -> AIMessage:
+        """The next call of a clone, drift, promote, rollback or import request."""
+        slots = plan.slots
+        base = {"tenant_id": slots["tenant_id"]} if s.admin else {}
+        if plan.intent == "clone_site":
+            if not slots.get("site"):
+                return self._ask(plan, "site", note + "Which site should I clone to staging?")
+            name = slots.get("name") or f"{slots['site']}-staging"
+            args = {**base, "site": slots["site"], "name": name}
+            if slots.get("basic_auth"):
+                args["basic_auth"] = True
+            return self._tools(note + f"Cloning {slots['site']} to {name}…",
+                               [("clone_site", args, None)])  # fmt: skip
+        if plan.intent == "import_site":
+            if not slots.get("site"):
+                return self._ask(plan, "site", note + "Which of your sites should the import "
+                                 "go into? Its database and files are replaced.")  # fmt: skip
+            if not slots.get("old_url"):
+                return self._ask(plan, "old_url", note + "What was the site's old address "
+                                 "(e.g. https://old.example.com)? Its links are rewritten to "
+                                 f"{slots['site']}'s.")  # fmt: skip
+            args = {**base, "site": slots["site"], "old_url": slots["old_url"],
+                    "admin": slots.get("admin") or "keep"}  # fmt: skip
+            return self._tools(note, [("import_site", args, None)])
+        args = {**base, **({"site": slots["site"]} if slots.get("site") else {})}
+        if (
+            plan.intent != "promote_site"
+            or slots.get("scope") != "database"
+            or not slots.get("groups")
+        ):
+            if plan.intent == "promote_site":
+                args.update(scope=slots.get("scope", "all"))
+                if slots.get("force"):
+                    args["force"] = True
+            return self._tools(note, [(plan.intent, args, None)])
+        # Which tables "only pages" means: the site's own, as get_drift names them.
+        then = "promote:" + json.dumps({"groups": slots["groups"], "force": slots["force"]})
+        return self._tools(note, [("get_drift", args, then)])
+
+    def _promote_after_drift(self, then: str, args: dict[str, Any], content: str) -> AIMessage:
+        """The promotion a drift report was read for, of the tables the words named."""
+        wanted = json.loads(then.removeprefix("promote:"))
+        result = json.loads(content)
+        if result.get("status") != "ok":
+            return AIMessage(content=answers.failure("get_drift", args, result))
+        tables = [t for t in result["data"]["tables"] if answers.table_words(t) in wanted["groups"]]
+        if not tables:
+            what = " and ".join(wanted["groups"])
+            return AIMessage(
+                content=f"{result['data']['site']} has no tables of {what} to promote."
+            )
+        promote = {**args, "site": result["data"]["site"], "scope": "database", "tables": tables}
+        if wanted["force"]:
+            promote["force"] = True
+        return self._tools("", [("promote_site", promote, None)])
 
     def _ask(self, plan: Plan, awaiting: str, question: str) -> AIMessage:
         plan.awaiting = awaiting
@@ -372,6 +471,8 @@ class Planner:
             return self._tools(note, [(plan.intent, args, label)])
         if plan.intent in ENV_INTENTS:
             return self._tools(note, [(plan.intent, slots, None)])
+        if plan.intent in STAGING_INTENTS:
+            return self._staging_step(plan, s, note)
         if plan.intent == "undelete_site":
             base = {"tenant_id": slots["tenant_id"]} if s.admin else {}
             if slots.get("site"):
@@ -453,6 +554,11 @@ class Planner:
             if sentence:
                 parts.append(sentence)
         content = "\n\n".join(parts)
+        if len(results) == 1 and results[0].name == "get_drift":
+            then = labels.get(results[0].tool_call_id) or ""
+            if then.startswith("promote:"):
+                call = dict(calls.get(results[0].tool_call_id) or {"args": {}})
+                return self._promote_after_drift(then, call["args"], str(results[0].content))
         if len(results) == 1 and results[0].name == "list_backups":
             then = labels.get(results[0].tool_call_id) or ""
             call = dict(calls.get(results[0].tool_call_id) or {"args": {}})
@@ -500,6 +606,8 @@ class Planner:
         data = result.get("data") or {}
         if status == "cancelled" and name in ENV_INTENTS:
             return f"Cancelled: {args.get('name', 'the variable')} was not changed.", None
+        if status == "cancelled" and name in CANCELLED:
+            return CANCELLED[name].format(site=args.get("site") or "the site"), None
         if status == "cancelled":
             target = args.get("site") or "it"
             return (

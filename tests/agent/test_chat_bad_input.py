@@ -63,3 +63,18 @@ def test_a_trailing_slash_is_not_redirected_to_the_host_header(chat_app: TestCli
 def test_chat_service_still_serves_its_pages(chat_app: TestClient) -> None:
     assert chat_app.get("/dashboard").status_code == 200
     assert httpx.codes.is_success(chat_app.get("/webchat/markdown.js").status_code)
+
+
+@pytest.mark.parametrize("value", [["op"], {"call_1": 7}, "op", 3])
+def test_a_resume_frame_with_bad_uploads_answers_422_and_keeps_the_socket(
+    chat_app: TestClient, issuer: LocalTokenIssuer, value: object
+) -> None:
+    with chat_app.websocket_connect("/v1/chat/ws") as ws:
+        ws.send_json({"type": "auth", "token": _token(issuer)})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "resume", "thread_id": "t", "approve": True, "uploads": value})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["status"] == 422, error
+        assert "'uploads' must map tool call ids to the operation ids" in error["detail"]
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}

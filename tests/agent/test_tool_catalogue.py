@@ -29,6 +29,14 @@ def test_the_chat_service_serves_every_tool_with_its_label(chat_settings: ChatSe
         assert served[name]["label"] == spec.label
         assert served[name]["destructive"] is spec.destructive
     assert served["delete_site"]["destructive"] is True
+    # What replaces a site's content is confirmed; a clone or a drift report changes none.
+    staging = ("clone_site", "get_drift", "promote_site", "rollback_site", "import_site")
+    assert [n for n in staging if served[n]["destructive"]] == [
+        "promote_site",
+        "rollback_site",
+        "import_site",
+    ]
+    assert not any(served[n]["admin_only"] for n in staging)  # every tenant role has them
     # Env changes restart every running site's PHP workers: the user confirms them too.
     assert [n for n in ("list_env", "set_env", "unset_env") if served[n]["destructive"]] == [
         "set_env",
