@@ -240,8 +240,8 @@ def test_clone_drift_promote_and_rollback_through_the_engine(cloud: Cloud) -> No
     assert _create(cloud, "crumbs")["status"] == "succeeded"
     [parent_db] = _databases(cloud.mariadb)
     old = "https://crumbs.acme.sites.example.com"
-    _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_options (option_id INT PRIMARY KEY, "
-                "option_name VARCHAR(191), option_value LONGTEXT)")  # fmt: skip
+    _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_options (option_id INT AUTO_INCREMENT "
+                "PRIMARY KEY, option_name VARCHAR(191) UNIQUE, option_value LONGTEXT)")  # fmt: skip
     _sql(cloud, f"INSERT INTO `{parent_db}`.wp_options VALUES (1, 'siteurl', %s), "
                 "(2, 'home', %s), (3, 'blog_public', '1')", (old, old))  # fmt: skip
     _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_posts (ID BIGINT PRIMARY KEY, "
@@ -326,3 +326,28 @@ def test_clone_drift_promote_and_rollback_through_the_engine(cloud: Cloud) -> No
     for site in ("crumbs-staging", "crumbs"):
         assert _finished(cloud, cloud.client.delete(f"/v1/tenants/acme/sites/{site}",
                                                     headers=cloud.admin))["status"] == "succeeded"  # fmt: skip
+
+
+def test_an_owners_discourage_search_engines_stays_and_staging_is_hidden(gcp: Gcp) -> None:
+    """The platform turns indexing off on staging and back on only where it turned it off
+    (options promoted from staging), never over the owner's own choice."""
+    gcp.query(f"CREATE TABLE `{gcp.db}`.wp_options (option_id BIGINT AUTO_INCREMENT PRIMARY "
+              "KEY, option_name VARCHAR(191) UNIQUE, option_value LONGTEXT)")  # fmt: skip
+    gcp.query(f"INSERT INTO `{gcp.db}`.wp_options (option_name, option_value) "
+              "VALUES ('blog_public', '0')")  # fmt: skip
+
+    def options() -> dict[str, str]:
+        rows = gcp.query(f"SELECT option_name, option_value FROM `{gcp.db}`.wp_options")
+        return {str(k): str(v) for k, v in rows}
+
+    wordpress = gcp.provider.wordpress
+    gcp.ctx.public = True
+    wordpress.set_public(gcp.ctx)  # type: ignore[attr-defined]
+    assert options() == {"blog_public": "0"}  # the owner's choice
+    gcp.ctx.public = False
+    wordpress.set_public(gcp.ctx)  # type: ignore[attr-defined]
+    wordpress.set_public(gcp.ctx)  # type: ignore[attr-defined]
+    assert options() == {"blog_public": "0", "aipress_hidden_by_platform": "1"}
+    gcp.ctx.public = True  # these options promoted into production
+    wordpress.set_public(gcp.ctx)  # type: ignore[attr-defined]
+    assert options() == {"blog_public": "1"}

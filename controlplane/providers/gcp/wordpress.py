@@ -21,6 +21,10 @@ from controlplane.providers.readiness import generator_version, homepage_problem
 READY_TIMEOUT = 300.0
 
 
+# The option that says the platform, not the owner, turned search engines away (staging).
+HIDDEN_MARK = "aipress_hidden_by_platform"
+
+
 class WordPressReady(GcpStep):
     """Waits for `<service uri>/aipress-probe`, then for the homepage to be the site's."""
 
@@ -30,17 +34,28 @@ class WordPressReady(GcpStep):
         self.ready_timeout = READY_TIMEOUT
 
     def set_public(self, ctx: SiteContext) -> None:
-        """`blog_public` '1' for a public site, '0' for a staging one, in every options table
-        of the site's database (WordPress's `<prefix>options`)."""
+        """`blog_public` '0' for a staging site, marked as the platform's doing; back to '1'
+        on a public site only where that mark is (options promoted from staging), so an
+        owner's own "discourage search engines" stays. In every options table of the site's
+        database (WordPress's `<prefix>options`)."""
         database = (ctx.resources.get("database") or {}).get("name") or self.names(ctx).db_name
         with self.clients.sql_connect() as conn, conn.cursor() as cur:
             cur.execute("SELECT table_name FROM information_schema.columns WHERE table_schema = "
                         "%s AND column_name = 'option_name' AND table_name LIKE %s",
                         (database, "%options"))  # fmt: skip
-            value = "1" if ctx.public else "0"
-            for (table,) in list(cur.fetchall()):
-                cur.execute(f"UPDATE {quote(database)}.{quote(str(table))} SET option_value = %s "
-                            "WHERE option_name = 'blog_public'", (value,))  # fmt: skip
+            for (name,) in list(cur.fetchall()):
+                table = f"{quote(database)}.{quote(str(name))}"
+                if not ctx.public:
+                    cur.execute(f"UPDATE {table} SET option_value = '0' "
+                                "WHERE option_name = 'blog_public'")  # fmt: skip
+                    cur.execute(f"INSERT INTO {table} (option_name, option_value) "
+                                f"VALUES ('{HIDDEN_MARK}', '1') "
+                                "ON DUPLICATE KEY UPDATE option_value = '1'")  # fmt: skip
+                    continue
+                cur.execute(f"DELETE FROM {table} WHERE option_name = '{HIDDEN_MARK}'")
+                if cur.rowcount:
+                    cur.execute(f"UPDATE {table} SET option_value = '1' "
+                                "WHERE option_name = 'blog_public'")  # fmt: skip
             conn.commit()
 
     def ensure(self, ctx: SiteContext) -> None:

@@ -24,10 +24,18 @@ require $htdocs . '/wp-load.php';
 require_once ABSPATH . 'wp-admin/includes/upgrade.php';
 
 // Activates the platform's default theme when the active one is missing, asks search
-// engines to index the site or not (a staging site is not public); returns the result.
+// engines not to index a staging site (marking that the platform did); returns the result.
+// A public site gets indexing back only where that mark says the platform turned it off
+// (options promoted from staging): an owner's own "discourage search engines" stays.
 function aipress_result(array $in, array $extra): string {
     if (array_key_exists('public', $in)) {
-        update_option('blog_public', $in['public'] ? '1' : '0');
+        if (!$in['public']) {
+            update_option('blog_public', '0');
+            update_option('aipress_hidden_by_platform', '1');
+        } elseif (get_option('aipress_hidden_by_platform')) {
+            update_option('blog_public', '1');
+            delete_option('aipress_hidden_by_platform');
+        }
     }
     $wanted = wp_get_theme($in['theme']);
     if (!wp_get_theme()->exists() && $wanted->exists()) {
