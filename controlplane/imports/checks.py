@@ -217,9 +217,22 @@ def table_prefix(tables: list[str]) -> str:
     return prefix
 
 
+# What an upload may unpack to beyond its own size: real dumps and sites compress 5-20x, so
+# a small upload cannot make the control plane write gigabytes before a check refuses it.
+UNPACK_RATIO = 50
+UNPACK_FLOOR = 256 * 1024 * 1024
+
+
+def unpack_limit(directory: Path, limit: int) -> int:
+    """The bytes the upload in `directory` may unpack to: `limit`, or less for a small one."""
+    uploaded = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    return min(limit, max(UNPACK_FLOOR, UNPACK_RATIO * uploaded))
+
+
 def check_upload(directory: Path, *, limit: int) -> CheckedUpload:
     """Every check of the upload in `directory` (see the module docstring); ImportRefused
     says what is wrong. Changes nothing but writing an archive's dump to `dump`."""
+    limit = unpack_limit(directory, limit)
     archive = directory / ARCHIVE
     dump = directory / DUMP
     content: Path | None

@@ -4,11 +4,13 @@ whole in memory."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -16,8 +18,8 @@ from typing import IO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from controlplane.errors import Invalid, TooLarge
-from controlplane.imports.checks import ARCHIVE, CONTENT_TAR, DUMP
+from controlplane.errors import Invalid, TooBusy, TooLarge
+from controlplane.imports.checks import ARCHIVE, CONTENT_TAR, DUMP, UNPACK_FLOOR, UNPACK_RATIO
 
 # Form field -> the file it is written to in the upload directory.
 FILE_FIELDS = {"archive": ARCHIVE, "dump": DUMP, "content": CONTENT_TAR}
@@ -26,6 +28,7 @@ MAX_TEXT = 4096
 # Multipart framing (boundaries, part headers, the text fields) beyond the files' bytes.
 FRAMING_ALLOWANCE = 64 * 1024
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+SPACE_MARGIN = 512 * 1024 * 1024  # left free for the databases and logs beside the imports
 
 
 def imports_root(home: Path) -> Path:
@@ -41,6 +44,38 @@ def upload_dir(home: Path, operation_id: str) -> Path:
     if not SAFE_ID.fullmatch(operation_id):
         raise ValueError(f"not an operation id: {operation_id!r}")
     return imports_root(home) / operation_id
+
+
+@contextlib.contextmanager
+def tenant_slot(home: Path, tenant_id: str) -> Iterator[None]:
+    """Hold the tenant's one upload slot (an exclusive lock on a file, released however the
+    request ends): a tenant cannot have the control plane unpack several uploads at once."""
+    if not SAFE_ID.fullmatch(tenant_id):
+        raise Invalid(f"{tenant_id!r} is not a tenant id")
+    slots = home / "import-slots"  # beside imports/, which holds uploads only
+    slots.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(slots / tenant_id, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TooBusy(f"another import of tenant {tenant_id} is being uploaded or checked; "
+                          "send this one when it is done", retry_after=30) from None  # fmt: skip
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def check_space(home: Path, declared: int | None, settings_limit: int, unpacked: int) -> None:
+    """TooBusy unless the platform's disk has room for the upload and what it may unpack to
+    (with a margin for everything else on it), before a byte is read."""
+    upload = declared if declared is not None else settings_limit
+    needed = upload + min(unpacked, max(UNPACK_FLOOR, UNPACK_RATIO * upload)) + SPACE_MARGIN
+    free = shutil.disk_usage(imports_root(home)).free
+    if free < needed:
+        raise TooBusy(f"the platform has {free >> 20} MiB of disk free and this import may "
+                      f"need {needed >> 20} MiB; try again later or send a smaller export",
+                      retry_after=300)  # fmt: skip
 
 
 def new_incoming(home: Path) -> Path:

@@ -373,3 +373,34 @@ def test_a_provider_that_cannot_import_answers_400_before_the_upload(
     assert answer.status_code == 400, answer.text
     assert "not available on the gcp provider" in answer.json()["detail"]
     assert _leftovers(settings) == []
+
+
+def test_a_small_upload_may_not_unpack_to_gigabytes(
+    client: TestClient, owner: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unpack limit shrinks with the upload: a tiny archive of zeros stops at 50x itself."""
+    from controlplane.imports import checks
+
+    monkeypatch.setattr(checks, "UNPACK_FLOOR", 64 * 1024)
+    archive = bomb(MAX_UNPACKED // 2)  # within the absolute limit, ~1000x its own size
+    assert checks.UNPACK_RATIO * len(archive) < MAX_UNPACKED // 2
+    answer = _post(client, owner, {"archive": archive})
+    assert answer.status_code == 422 and "unpacks to more than" in answer.json()["detail"]
+    assert _leftovers(settings) == []
+
+
+def test_one_upload_at_a_time_per_tenant_and_only_with_room_on_disk(
+    client: TestClient, owner: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.imports import uploads
+
+    with uploads.tenant_slot(settings.home, "acme"):  # another request of acme's is checking
+        busy = _post(client, owner, {"archive": good_archive()})
+    assert busy.status_code == 429 and "another import of tenant acme" in busy.json()["detail"]
+    full = type("Usage", (), {"free": 100 << 20})()
+    monkeypatch.setattr(uploads.shutil, "disk_usage", lambda _path: full)
+    short = _post(client, owner, {"archive": good_archive()})
+    assert short.status_code == 429 and "MiB of disk free" in short.json()["detail"], short.text
+    assert _leftovers(settings) == []
+    monkeypatch.undo()
+    assert _post(client, owner, {"archive": good_archive()}).status_code == 202

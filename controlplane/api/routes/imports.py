@@ -63,24 +63,30 @@ async def import_site(
         service.check_may_import, session, principal=principal, tenant_id=tenant_id, site=site,
         provider=platform.provider.name,
     )  # fmt: skip
-    incoming = uploads.new_incoming(settings.home)
-    try:
-        form = await uploads.receive(
-            request.headers.get("content-type"),
-            request.headers.get("content-length"),
-            request.stream(),
-            incoming,
-            limit=settings.import_max_bytes,
-        )
-        old_url, admin = service.form_values(form)
-        await run_in_threadpool(service.check_incoming, incoming, settings)
-        start = functools.partial(
-            service.start_import, session, principal=principal, settings=settings,
-            tenant_id=tenant_id, site=site, incoming=incoming, old_url=old_url, admin=admin,
-        )  # fmt: skip
-        _site, pre, op = await run_in_threadpool(start)
-    finally:
-        uploads.discard(incoming)  # moved to the operation's directory when it was recorded
+    length = request.headers.get("content-length")
+    with uploads.tenant_slot(settings.home, tenant_id):
+        declared = int(length) if length and length.isdigit() else None
+        if declared is None or declared <= settings.import_max_bytes:  # else receive's 413
+            uploads.check_space(settings.home, declared, settings.import_max_bytes,
+                                settings.import_max_unpacked_bytes)  # fmt: skip
+        incoming = uploads.new_incoming(settings.home)
+        try:
+            form = await uploads.receive(
+                request.headers.get("content-type"),
+                length,
+                request.stream(),
+                incoming,
+                limit=settings.import_max_bytes,
+            )
+            old_url, admin = service.form_values(form)
+            await run_in_threadpool(service.check_incoming, incoming, settings)
+            start = functools.partial(
+                service.start_import, session, principal=principal, settings=settings,
+                tenant_id=tenant_id, site=site, incoming=incoming, old_url=old_url, admin=admin,
+            )  # fmt: skip
+            _site, pre, op = await run_in_threadpool(start)
+        finally:
+            uploads.discard(incoming)  # moved to the operation's directory when recorded
     platform.engine.submit(op.id)
     return ImportAccepted(
         operation=operations_service.to_read(op),
