@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from controlplane.engine.drift import compare
@@ -102,3 +103,19 @@ def test_the_htpasswd_line_is_salted_sha1_that_nginx_reads() -> None:
     assert not htpasswd_matches(htpasswd_line("staging", "pw"), "staging", "other")
     assert not htpasswd_matches(htpasswd_line("staging", "pw"), "someone", "pw")
     assert htpasswd_line("staging", "pw") != htpasswd_line("staging", "pw")  # fresh salts
+
+
+def test_a_huge_sparse_file_is_compared_by_size_and_time_not_read(tmp_path: Path) -> None:
+    """A site's PHP can make a 1 TiB file of no blocks: drift must not read it (it runs in
+    the API request), yet still see it change."""
+    big = tmp_path / "uploads" / "big.bin"
+    big.parent.mkdir()
+    with big.open("wb") as handle:
+        handle.truncate(1 << 40)
+    os.utime(big, ns=(1_000_000_000, 2_000_000_000))
+    started = time.monotonic()
+    first = file_hashes(tmp_path)
+    assert time.monotonic() - started < 5
+    assert first == {"uploads/big.bin": f"size:{1 << 40}:mtime:2000000000"}
+    os.utime(big, ns=(1_000_000_000, 3_000_000_000))
+    assert file_hashes(tmp_path) != first

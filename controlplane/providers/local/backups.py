@@ -263,11 +263,15 @@ def _mirror_file(dirfd: int, name: str, dest: Path, info: os.stat_result) -> Non
 
 # wp-content's directories of regenerated files: a change there is no drift.
 UNHASHED_DIRS = frozenset({"cache", "upgrade", "et-cache", "w3tc-config"})
+# Files above this, and sparse ones (a site's PHP can make a 1 TiB file of no blocks), are
+# compared by size and modification time instead of read: drift runs in the API request.
+HASHED_MAX_BYTES = 64 * 1024 * 1024
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    """Path under `root` -> sha256 of every regular file, walked by descriptor without
-    following a link (a link is neither entered nor read); {} when `root` is missing."""
+    """Path under `root` -> sha256 of every regular file (`size:mtime` for big or sparse
+    ones), walked by descriptor without following a link (a link is neither entered nor
+    read); {} when `root` is missing."""
     hashes: dict[str, str] = {}
     if root.is_symlink() or not root.is_dir():
         return hashes
@@ -281,9 +285,13 @@ def file_hashes(root: Path) -> dict[str, str]:
             except OSError:
                 continue  # a link (ELOOP), a fifo's peer gone, or removed meanwhile
             with os.fdopen(fd, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
                     continue
-                digest, _size = _sha256_stream(handle)
+                if info.st_size > HASHED_MAX_BYTES or info.st_blocks * 512 < info.st_size:
+                    digest = f"size:{info.st_size}:mtime:{info.st_mtime_ns}"
+                else:
+                    digest, _size = _sha256_stream(handle)
             hashes[os.path.normpath(os.path.join(rel_dir, name))] = digest
     return hashes
 
