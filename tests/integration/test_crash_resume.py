@@ -28,7 +28,6 @@ checked.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import signal
@@ -177,38 +176,6 @@ def start_worker(
     )
 
 
-def _text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-class ForkedWorker:
-    """crash_worker.py's main in a process forked from a server that imported the platform
-    once: a real process of its own, killed by SIGKILL the same way, without the ~1.5 s of
-    imports each new interpreter pays. Answers like the Popen that finish_worker expects."""
-
-    def __init__(self, server: multiprocessing.context.ForkServerContext, env: dict[str, str],
-                 home: Path, argv: list[str]) -> None:  # fmt: skip
-        self._out = home.parent / "worker.stdout"
-        self._err = home.parent / "worker.stderr"
-        self._proc = server.Process(
-            target=crash_worker.run_forked, args=(argv, env, str(self._out), str(self._err))
-        )
-        self._proc.start()
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.exitcode
-
-    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
-        self._proc.join(timeout)
-        if self._proc.exitcode is None:
-            raise subprocess.TimeoutExpired("crash_worker.run_forked", timeout or 0)
-        return _text(self._out), _text(self._err)
-
-    def kill(self) -> None:
-        self._proc.kill()
-
-
 def worker_argv(
     home: Path, mode: str, *, kill_at: str | None, fail: Iterable[str] = (), max_attempts: int = 3
 ) -> list[str]:
@@ -221,7 +188,7 @@ def worker_argv(
     return args
 
 
-def finish_worker(proc: subprocess.Popen[str] | ForkedWorker) -> WorkerRun:
+def finish_worker(proc: subprocess.Popen[str] | crash_worker.ForkedWorker) -> WorkerRun:
     """Wait for a worker and parse the JSON line it printed before running."""
     try:
         stdout, stderr = proc.communicate(timeout=WORKER_TIMEOUT)
@@ -493,10 +460,9 @@ class CrashPool:
     def __init__(self, env: dict[str, str], factory: pytest.TempPathFactory) -> None:
         self._env = env
         self._factory = factory
-        self._started: dict[Case, tuple[Path, ForkedWorker]] = {}
+        self._started: dict[Case, tuple[Path, crash_worker.ForkedWorker]] = {}
         self._templates: dict[str | None, Path] = {}
-        self._server = multiprocessing.get_context("forkserver")
-        self._server.set_forkserver_preload(list(crash_worker.PRELOAD))
+        self._server = crash_worker.fork_server()
 
     def _prepare(self, home: Path, needs: str | None) -> None:
         """The home prepare_site(home, needs) would build, copied from its template."""
@@ -512,7 +478,7 @@ class CrashPool:
         home = self._factory.mktemp("crash") / "home"
         self._prepare(home, needs_of(case.mode))
         argv = worker_argv(home, case.mode, kill_at=case.kill_at, fail=case.fail)
-        self._started[case] = (home, ForkedWorker(self._server, self._env, home, argv))
+        self._started[case] = (home, crash_worker.ForkedWorker(self._server, self._env, home, argv))
 
     def finish(self, case: Case) -> tuple[Path, WorkerRun]:
         self.start(case)
@@ -695,6 +661,34 @@ def test_create_that_keeps_crashing_gives_up_and_rolls_back(
     assert end.outcome == "gone", end.operation
     assert end.operation["attempts"] == max_attempts + 1, end.operation
     assert f"gave up after {max_attempts} attempts" in (end.operation["error"] or ""), end.operation
+
+
+def test_a_worker_slower_than_its_lease_loop_runs_its_operation_once(
+    tmp_path: Path, worker_env: dict[str, str]
+) -> None:
+    """The lease loop (every lease/3 s) recovers what nobody holds: the worker's own run
+    must hold its lease, or a slow worker runs the operation twice, side by side."""
+    home = tmp_path / "home"
+    argv = [*worker_argv(home, "create", kill_at=None), "--lease-seconds", "0.03"]
+    done = subprocess.run(
+        [sys.executable, str(WORKER), *argv], env=worker_env, cwd=str(WORKER.parents[2]),
+        capture_output=True, text=True, timeout=WORKER_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    trail = [
+        line.split(" ", 1)[1]
+        for line in (home / crash_worker.TRAIL_FILE).read_text().split("\n")
+        if line
+    ]
+    assert trail == CREATE_BOUNDARIES, trail
+    op_id = json.loads(done.stdout.splitlines()[0])["operation_ids"][0]
+    db = make_engine(make_settings(home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, op_id)
+            assert op is not None and (op.status, op.attempts) == ("succeeded", 1), op.__dict__
+    finally:
+        db.dispose()
 
 
 # --- every other kind of the catalogue -------------------------------------------------------
