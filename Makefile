@@ -21,7 +21,7 @@ status: python
 	$(VENV)/bin/aipress status
 
 test: deps lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 lint: python
 	$(VENV)/bin/ruff check .

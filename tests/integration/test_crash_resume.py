@@ -18,14 +18,18 @@ engine's catalogue (start, stop, update_domains, apply_env...: the boundary list
 the catalogue, the way to start each kind and its end state from crash_kinds.SCENARIOS, so a
 new kind is crash-tested once it has a scenario); a kill before the engine starts;
 a restart in a second process; and a create that dies at the same place on every start-up
-until the engine gives up (max_attempts) and rolls back. Workers take about 1 s of CPU each
-(mostly imports), so the next test's worker is started while the current one is checked.
+until the engine gives up (max_attempts) and rolls back. The per-boundary workers are forked
+from a server that imported the platform once (a new interpreter spends ~1.5 s of CPU on
+imports; the two tests of whole restarts still start one), each on a copy of a home built
+once per starting state, and the next test's worker is started while the current one is
+checked.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,16 +172,8 @@ def start_worker(
     args = [
         sys.executable,
         str(WORKER),
-        mode,
-        "--home",
-        str(home),
-        "--max-attempts",
-        str(max_attempts),
+        *worker_argv(home, mode, kill_at=kill_at, fail=fail, max_attempts=max_attempts),
     ]
-    if kill_at is not None:
-        args += ["--kill-at", kill_at]
-    for fault in fail:
-        args += ["--fail", fault]
     return subprocess.Popen(
         args,
         env=env,
@@ -189,7 +185,19 @@ def start_worker(
     )
 
 
-def finish_worker(proc: subprocess.Popen[str]) -> WorkerRun:
+def worker_argv(
+    home: Path, mode: str, *, kill_at: str | None, fail: Iterable[str] = (), max_attempts: int = 3
+) -> list[str]:
+    """crash_worker.py's arguments for one run."""
+    args = [mode, "--home", str(home), "--max-attempts", str(max_attempts)]
+    if kill_at is not None:
+        args += ["--kill-at", kill_at]
+    for fault in fail:
+        args += ["--fail", fault]
+    return args
+
+
+def finish_worker(proc: subprocess.Popen[str] | crash_worker.ForkedWorker) -> WorkerRun:
     """Wait for a worker and parse the JSON line it printed before running."""
     try:
         stdout, stderr = proc.communicate(timeout=WORKER_TIMEOUT)
@@ -460,21 +468,32 @@ class CrashPool:
     """Starts the next test's crash worker while the current test restarts and checks.
 
     Each worker is its own process on its own home, so keeping two in flight changes only the
-    wall time (a worker is ~1 s of CPU, mostly imports, and the check ~0.3 s in this process).
+    wall time. Workers are forked from a server that imported the platform once, and each
+    home is a copy of a template built once per starting state (a fresh copy every case).
     """
 
     def __init__(self, env: dict[str, str], factory: pytest.TempPathFactory) -> None:
         self._env = env
         self._factory = factory
-        self._started: dict[Case, tuple[Path, subprocess.Popen[str]]] = {}
+        self._started: dict[Case, tuple[Path, crash_worker.ForkedWorker]] = {}
+        self._templates: dict[str | None, Path] = {}
+        self._server = crash_worker.fork_server()
+
+    def _prepare(self, home: Path, needs: str | None) -> None:
+        """The home prepare_site(home, needs) would build, copied from its template."""
+        if needs not in self._templates:
+            template = self._factory.mktemp("template") / "home"
+            prepare_site(template, needs)
+            self._templates[needs] = template
+        shutil.copytree(self._templates[needs], home)
 
     def start(self, case: Case) -> None:
         if case in self._started:
             return
         home = self._factory.mktemp("crash") / "home"
-        prepare_site(home, needs_of(case.mode))
-        proc = start_worker(self._env, home, case.mode, kill_at=case.kill_at, fail=case.fail)
-        self._started[case] = (home, proc)
+        self._prepare(home, needs_of(case.mode))
+        argv = worker_argv(home, case.mode, kill_at=case.kill_at, fail=case.fail)
+        self._started[case] = (home, crash_worker.ForkedWorker(self._server, self._env, home, argv))
 
     def finish(self, case: Case) -> tuple[Path, WorkerRun]:
         self.start(case)
@@ -657,6 +676,34 @@ def test_create_that_keeps_crashing_gives_up_and_rolls_back(
     assert end.outcome == "gone", end.operation
     assert end.operation["attempts"] == max_attempts + 1, end.operation
     assert f"gave up after {max_attempts} attempts" in (end.operation["error"] or ""), end.operation
+
+
+def test_a_worker_slower_than_its_lease_loop_runs_its_operation_once(
+    tmp_path: Path, worker_env: dict[str, str]
+) -> None:
+    """The lease loop (every lease/3 s) recovers what nobody holds: the worker's own run
+    must hold its lease, or a slow worker runs the operation twice, side by side."""
+    home = tmp_path / "home"
+    argv = [*worker_argv(home, "create", kill_at=None), "--lease-seconds", "0.03"]
+    done = subprocess.run(
+        [sys.executable, str(WORKER), *argv], env=worker_env, cwd=str(WORKER.parents[2]),
+        capture_output=True, text=True, timeout=WORKER_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    trail = [
+        line.split(" ", 1)[1]
+        for line in (home / crash_worker.TRAIL_FILE).read_text().split("\n")
+        if line
+    ]
+    assert trail == CREATE_BOUNDARIES, trail
+    op_id = json.loads(done.stdout.splitlines()[0])["operation_ids"][0]
+    db = make_engine(make_settings(home))
+    try:
+        with make_sessionmaker(db)() as session:
+            op = session.get(Operation, op_id)
+            assert op is not None and (op.status, op.attempts) == ("succeeded", 1), op.__dict__
+    finally:
+        db.dispose()
 
 
 # --- every other kind of the catalogue -------------------------------------------------------

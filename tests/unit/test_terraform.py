@@ -3,11 +3,13 @@ a private control plane, and `terraform fmt` (when the binary is on the machine)
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import hcl2
 import pytest
@@ -46,6 +48,16 @@ UNLABELLED = {
 }  # fmt: skip
 
 
+@functools.cache
+def _parse(text: str) -> dict[str, Any]:
+    return hcl2.loads(text)
+
+
+def _load(handle: TextIO) -> dict[str, Any]:
+    """hcl2.load, parsed once per file content (python-hcl2 is slow), a fresh copy each call."""
+    return copy.deepcopy(_parse(handle.read()))
+
+
 def _unquote(value: Any) -> Any:
     return value.strip('"') if isinstance(value, str) else value
 
@@ -55,7 +67,7 @@ def resources() -> list[tuple[str, str, dict[str, Any]]]:
     found = []
     for path in sorted(TERRAFORM.glob("*.tf")):
         with path.open() as handle:
-            parsed = hcl2.load(handle)
+            parsed = _load(handle)
         for block in parsed.get("resource", []):
             for kind, named in block.items():
                 for name, body in named.items():
@@ -86,7 +98,7 @@ def test_every_resource_that_takes_labels_has_them() -> None:
 
 def test_labels_carry_the_tenant_key() -> None:
     with (TERRAFORM / "main.tf").open() as handle:
-        parsed = hcl2.load(handle)
+        parsed = _load(handle)
     merged = str(parsed["locals"][0]["labels"])
     assert "aipress-tenant-id" in merged and "platform" in merged
 
@@ -168,7 +180,7 @@ def test_sites_reach_cloud_sql_privately_and_nothing_else_private() -> None:
 def test_variables_are_validated() -> None:
     with (TERRAFORM / "variables.tf").open() as handle:
         variables = {
-            _unquote(k): v for block in hcl2.load(handle)["variable"] for k, v in block.items()
+            _unquote(k): v for block in _load(handle)["variable"] for k, v in block.items()
         }
     for name in ("project_id", "region", "platform_domain", "sql_tier", "dns_provider"):
         assert "validation" in variables[name], f"variable {name} has no validation"
@@ -250,7 +262,7 @@ def test_an_hourly_backups_job_runs_the_platforms_backups_with_only_what_it_need
     invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs_backups")]
     assert "google_service_account.scheduler.email" in str(invoker["member"])
     with (TERRAFORM / "variables.tf").open() as handle:
-        blocks = {_unquote(k): v for b in hcl2.load(handle)["variable"] for k, v in b.items()}
+        blocks = {_unquote(k): v for b in _load(handle)["variable"] for k, v in b.items()}
     minute, hour, *_rest = _unquote(blocks["backups_schedule"]["default"]).split()
     assert minute.isdigit() and hour == "*"  # hourly: each site's policy picks its own time
     # It writes only the backups bucket (a bucket-level grant) and reads the sites' buckets;
@@ -274,7 +286,7 @@ def test_the_front_door_leaves_host_rules_to_the_control_plane() -> None:
     assert "dns_authorizations" in str(wildcard["managed"])
     # The control plane is told the addresses it points preview names at.
     with (TERRAFORM / "main.tf").open() as handle:
-        env = str(hcl2.load(handle)["locals"])
+        env = str(_load(handle)["locals"])
     assert "AIPRESS_FRONT_DOOR_IPV4" in env and "sites_ipv4" in env
 
 
@@ -290,7 +302,7 @@ def _by_key() -> dict[tuple[str, str], dict[str, Any]]:
 def _locals() -> dict[str, Any]:
     found: dict[str, Any] = {}
     with (TERRAFORM / "main.tf").open() as handle:
-        for block in hcl2.load(handle).get("locals", []):
+        for block in _load(handle).get("locals", []):
             found.update(block)
     return found
 
@@ -307,7 +319,7 @@ def _text(body: dict[str, Any]) -> str:
 
 def _variable_default(name: str) -> Any:
     with (TERRAFORM / "variables.tf").open() as handle:
-        for block in hcl2.load(handle)["variable"]:
+        for block in _load(handle)["variable"]:
             for key, value in block.items():
                 if _unquote(key) == name:
                     return _unquote(value.get("default"))
@@ -396,7 +408,7 @@ def test_every_cloud_sql_instance_has_a_valid_edition_and_tier() -> None:
         tier = _variable_default(variable.group(1)) if variable else _unquote(tier)
         assert re.fullmatch(_TIERS[edition], tier), f"{name}: {tier} is not an {edition} tier"
     with (TERRAFORM / "variables.tf").open() as handle:
-        blocks = {_unquote(k): v for b in hcl2.load(handle)["variable"] for k, v in b.items()}
+        blocks = {_unquote(k): v for b in _load(handle)["variable"] for k, v in b.items()}
     for variable_name in ("sql_tier", "chat_sql_tier"):
         condition = str(blocks[variable_name]["validation"][0]["condition"])
         pattern = re.search(r'regex\("(.+?)", var', condition)
