@@ -148,7 +148,7 @@ def _origin(local: LocalEnv) -> tuple[dict[str, Any], bytes, Path]:
 def test_a_site_from_elsewhere_serves_at_its_new_address(local: LocalEnv) -> None:
     origin, dump, wp_content = _origin(local)
     old_url = origin["preview_url"].rstrip("/")
-    target = local.create("moved", title="Placeholder")
+    target = local.create("moved", title="Before the import")
     schemas_before = _schemas(local)
 
     answer = _import(local, "moved", _archive(dump, wp_content), old_url, "reset")
