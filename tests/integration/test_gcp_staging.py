@@ -237,8 +237,9 @@ def test_clone_drift_promote_and_rollback_through_the_engine(cloud: Cloud) -> No
     env = {"vars": {"REGION": {"value": "eu"}, "STRIPE_KEY": {"value": "sk_1", "secret": True}}}
     assert _finished(cloud, cloud.client.put("/v1/tenants/acme/env", headers=cloud.admin,
                                              json=env))["status"] == "succeeded"  # fmt: skip
+    others = _databases(cloud.mariadb)  # other tests' sites on the shared instance
     assert _create(cloud, "crumbs")["status"] == "succeeded"
-    [parent_db] = _databases(cloud.mariadb)
+    [parent_db] = _databases(cloud.mariadb) - others
     old = "https://crumbs.acme.sites.example.com"
     _sql(cloud, f"CREATE TABLE `{parent_db}`.wp_options (option_id INT AUTO_INCREMENT "
                 "PRIMARY KEY, option_name VARCHAR(191) UNIQUE, option_value LONGTEXT)")  # fmt: skip
@@ -266,7 +267,7 @@ def test_clone_drift_promote_and_rollback_through_the_engine(cloud: Cloud) -> No
     assert (made.json()["site"]["role"], made.json()["site"]["parent"]) == ("staging", "crumbs")
     final = _finished(cloud, made)
     assert final["status"] == "succeeded", final.get("error")
-    [staging_db] = _databases(cloud.mariadb) - {parent_db}  # no side schema left either
+    [staging_db] = _databases(cloud.mariadb) - others - {parent_db}  # no side schema left
     new = "https://crumbs-staging.acme.sites.example.com"
     options = dict(_sql(cloud, f"SELECT option_name, option_value FROM `{staging_db}`.wp_options"))
     assert (options["siteurl"], options["blog_public"]) == (new, "0")  # not indexed
@@ -318,7 +319,7 @@ def test_clone_drift_promote_and_rollback_through_the_engine(cloud: Cloud) -> No
     assert _sql(cloud, f"SELECT * FROM `{parent_db}`.wp_comments") == [(1, "a visitor")]
     assert dict(_sql(cloud, f"SELECT option_name, option_value FROM `{parent_db}`.wp_options"))[
         "blog_public"] == "1"  # fmt: skip
-    assert _databases(cloud.mariadb) == {parent_db, staging_db}  # no side schema left
+    assert _databases(cloud.mariadb) - others == {parent_db, staging_db}  # no side schema
     rollback = cloud.client.post("/v1/tenants/acme/sites/crumbs/rollback", headers=cloud.admin)
     assert _finished(cloud, rollback)["status"] == "succeeded"
     assert _sql(cloud, f"SELECT post_content FROM `{parent_db}`.wp_posts") == [
