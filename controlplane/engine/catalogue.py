@@ -131,6 +131,11 @@ class KindSpec:
 
 
 CREATE_PARTS = ("database", "secrets", "storage", "runtime", "dns", "wordpress")
+# Visitors get the maintenance page while a copy replaces the live site (restore, import,
+# promotion); undone by turning it off.
+MAINTENANCE = StepSpec(
+    "maintenance", do=backup_steps.maintenance(True), undo=backup_steps.maintenance(False)
+)
 
 CATALOGUE: dict[OperationKind, KindSpec] = {
     spec.kind: spec
@@ -242,11 +247,7 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             steps=(
                 StepSpec("pre_restore", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
                 StepSpec("check", do=backup_steps.check),
-                StepSpec(
-                    "maintenance",
-                    do=backup_steps.maintenance(True),
-                    undo=backup_steps.maintenance(False),
-                ),
+                MAINTENANCE,
                 StepSpec(
                     "stage",
                     do=backup_steps.stage,
@@ -271,11 +272,7 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             steps=(
                 StepSpec("check", do=import_steps.check, timeout_seconds=3600.0),
                 StepSpec("pre_import", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
-                StepSpec(
-                    "maintenance",
-                    do=backup_steps.maintenance(True),
-                    undo=backup_steps.maintenance(False),
-                ),
+                MAINTENANCE,
                 StepSpec(
                     "stage",
                     do=import_steps.stage,
@@ -347,11 +344,7 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
                 StepSpec("pre_promote", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
                 StepSpec("copy", do=staging_steps.back_up_staging, timeout_seconds=3600.0),
                 StepSpec("check", do=backup_steps.check),
-                StepSpec(
-                    "maintenance",
-                    do=backup_steps.maintenance(True),
-                    undo=backup_steps.maintenance(False),
-                ),
+                MAINTENANCE,
                 StepSpec(
                     "stage",
                     do=staging_steps.stage_copy,

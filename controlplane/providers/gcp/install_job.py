@@ -8,12 +8,10 @@ import contextlib
 
 from google.api_core import exceptions
 from google.cloud import run_v2
-from google.protobuf import duration_pb2
 
 from controlplane.engine.provider import SiteContext
-from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
-from controlplane.providers.gcp.naming import labels
+from controlplane.providers.gcp.jobs import run_to_end, tenant_job
 
 INSTALL_COMMAND = "aipress-install"
 JOB_TIMEOUT = 900
@@ -44,18 +42,8 @@ class InstallJob(GcpStep):
     ) -> run_v2.Job:
         """One task, retried once, with the service's container, env, volumes and network."""
         container.command = [INSTALL_COMMAND]
-        return run_v2.Job(
-            labels=labels(ctx),
-            template=run_v2.ExecutionTemplate(
-                labels=labels(ctx), task_count=1, parallelism=1,
-                template=run_v2.TaskTemplate(
-                    containers=[container], volumes=volumes, vpc_access=vpc_access, max_retries=1,
-                    timeout=duration_pb2.Duration(seconds=JOB_TIMEOUT),
-                    service_account=self.runtime_account(ctx),
-                    execution_environment=run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
-                ),
-            ),
-        )  # fmt: skip
+        return tenant_job(ctx, container, volumes, vpc_access, account=self.runtime_account(ctx),
+                          retries=1, timeout=JOB_TIMEOUT)  # fmt: skip
 
     def run(
         self,
@@ -65,26 +53,9 @@ class InstallJob(GcpStep):
         vpc_access: run_v2.VpcAccess,
     ) -> str:
         """Install WordPress; return the job's name. Fails saying what the execution said."""
-        client = self.clients.jobs
         name = self.name(ctx)
-        desired = self.job(ctx, container, volumes, vpc_access)
-        try:
-            client.get_job(name=name)
-        except exceptions.NotFound:
-            parent, _, jid = name.rpartition("/jobs/")
-            client.create_job(parent=parent, job=desired, job_id=jid).result(timeout=JOB_TIMEOUT)
-        else:
-            desired.name = name
-            client.update_job(job=desired).result(timeout=JOB_TIMEOUT)
-        try:
-            execution = client.run_job(name=name).result(timeout=JOB_TIMEOUT)
-        except exceptions.GoogleAPICallError as exc:
-            raise ApplyFailed(f"the WordPress install job failed: {exc.message}") from exc
-        if execution.succeeded_count < 1:
-            said = "; ".join(c.message for c in execution.conditions if c.message) or "no detail"
-            raise ApplyFailed(
-                f"the WordPress install job failed ({said}); its logs: {execution.log_uri}"
-            )
+        run_to_end(self.clients.jobs, name, self.job(ctx, container, volumes, vpc_access),
+                   what="the WordPress install job", timeout=JOB_TIMEOUT)  # fmt: skip
         return name
 
     def remove(self, ctx: SiteContext) -> None:

@@ -19,12 +19,12 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import run_v2
-from google.protobuf import duration_pb2
 
 from controlplane.engine.provider import RewriteReport, SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
-from controlplane.providers.gcp.naming import labels
+from controlplane.providers.gcp.database import quote
+from controlplane.providers.gcp.jobs import run_to_end, tenant_job
 from controlplane.providers.search_replace import (
     IMAGE_SCRIPT,
     INPUT_ENV,
@@ -39,11 +39,6 @@ JOB_TIMEOUT = 3600
 def job_id(service_id: str) -> str:
     """The job's id beside the service's ("s-..." becomes "r-...")."""
     return f"r-{service_id.removeprefix('s-')}"
-
-
-def quote(name: str) -> str:
-    """A MySQL identifier, quoted."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 class SearchReplaceJob(GcpStep):
@@ -62,18 +57,8 @@ class SearchReplaceJob(GcpStep):
         stages again instead), with the service's container, env, volumes and network."""
         container.command = ["php", IMAGE_SCRIPT]
         container.env.append(run_v2.EnvVar(name=INPUT_ENV, value=payload))
-        return run_v2.Job(
-            labels=labels(ctx),
-            template=run_v2.ExecutionTemplate(
-                labels=labels(ctx), task_count=1, parallelism=1,
-                template=run_v2.TaskTemplate(
-                    containers=[container], volumes=volumes, vpc_access=vpc_access, max_retries=0,
-                    timeout=duration_pb2.Duration(seconds=JOB_TIMEOUT),
-                    service_account=self.runtime_account(ctx),
-                    execution_environment=run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
-                ),
-            ),
-        )  # fmt: skip
+        return tenant_job(ctx, container, volumes, vpc_access, account=self.runtime_account(ctx),
+                          retries=0, timeout=JOB_TIMEOUT)  # fmt: skip
 
     def run(
         self, ctx: SiteContext, container: run_v2.Container, volumes: list[run_v2.Volume],
@@ -98,26 +83,11 @@ class SearchReplaceJob(GcpStep):
                 conn.commit()
 
     def _execute(self, ctx: SiteContext, desired: run_v2.Job) -> None:
-        client, name = self.clients.jobs, self.name(ctx)
         try:
-            client.get_job(name=name)
-        except exceptions.NotFound:
-            parent, _, jid = name.rpartition("/jobs/")
-            client.create_job(parent=parent, job=desired, job_id=jid).result(timeout=JOB_TIMEOUT)
-        else:
-            desired.name = name
-            client.update_job(job=desired).result(timeout=JOB_TIMEOUT)
-        try:
-            execution = client.run_job(name=name).result(timeout=JOB_TIMEOUT)
-        except exceptions.GoogleAPICallError as exc:
-            raise ApplyFailed(f"the search-replace job failed: {exc.message}") from exc
+            run_to_end(self.clients.jobs, self.name(ctx), desired,
+                       what="the search-replace job", timeout=JOB_TIMEOUT)  # fmt: skip
         finally:
             self.remove(ctx)
-        if execution.succeeded_count < 1:
-            said = "; ".join(c.message for c in execution.conditions if c.message) or "no detail"
-            raise ApplyFailed(
-                f"the search-replace job failed ({said}); its logs: {execution.log_uri}"
-            )
 
     @staticmethod
     def _report(connect: Callable[[], Any], schema: str) -> RewriteReport:
