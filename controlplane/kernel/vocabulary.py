@@ -41,6 +41,14 @@ class SiteRole(StrEnum):
     STAGING = "staging"
 
 
+class PackageKind(StrEnum):
+    """What a catalogue package or an installed thing is."""
+
+    PLUGIN = "plugin"
+    THEME = "theme"
+    CORE = "core"
+
+
 class BackupKind(StrEnum):
     """Why a backup was taken."""
 
@@ -158,4 +166,5 @@ def as_json() -> dict[str, Any]:
         "backup_kinds": [k.value for k in BackupKind],
         "backup_statuses": [s.value for s in BackupStatus],
         "site_roles": [r.value for r in SiteRole],
+        "package_kinds": [k.value for k in PackageKind],
     }
