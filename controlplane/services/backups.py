@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -124,6 +126,78 @@ def get_backup(
     return backup
 
 
+def live_backup(
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    site: str,
+    backup_id: str,
+    action: Action,
+    what: str,
+) -> Backup:
+    """A succeeded backup of the live site `site`, to be `what` (restored); 404 if not
+    visible, 409 for a deleted namesake's backup or one that did not succeed."""
+    backup = get_backup(session, principal=principal, tenant_id=tenant_id, site=site,
+                        backup_id=backup_id, action=action)  # fmt: skip
+    target = get_site(session, principal=principal, tenant_id=tenant_id, name=site, action=action)
+    if backup.site_id != target.id:
+        raise Conflict(
+            f"backup {backup_id!r} is of an earlier site named {site!r} (deleted); only a "
+            f"backup of the live site can be {what} (create a new site from it instead)"
+        )
+    if backup.status != BackupStatus.SUCCEEDED:
+        raise Conflict(
+            f"backup {backup_id!r} is {backup.status}; only a succeeded backup can be {what}"
+        )
+    return backup
+
+
+# (the claimed site, its operation, the backup the operation takes) -> params to add; may
+# record more rows in the same transaction.
+BackupParams = Callable[[Site, Operation, Backup], dict[str, Any]]
+
+
+def start_with_backup(
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    site: str,
+    kind: OperationKind,
+    backup_kind: BackupKind,
+    params: BackupParams,
+    action: Action,
+    allowed_from: tuple[str, ...] = ("ready",),
+    new_status: str | None = None,
+) -> tuple[Site, Backup, Operation]:
+    """Record an operation on a site with the backup row it takes, and claim the site for
+    it (409 if busy); both are committed together or not at all."""
+    made: list[Backup] = []
+
+    def record(claimed: Site, op: Operation) -> None:
+        backup = new_backup(claimed, kind=backup_kind, requested_by=principal.sub)
+        backup.operation_id = op.id
+        session.add(backup)
+        op.params = {**op.params, **params(claimed, op, backup)}
+        made.append(backup)
+
+    claimed, op = start_change(
+        session,
+        principal=principal,
+        tenant_id=tenant_id,
+        name=site,
+        kind=kind,
+        allowed_from=allowed_from,
+        new_status=new_status,
+        action=action,
+        prepare=record,
+    )
+    backup = session.get(Backup, made[0].id)
+    assert backup is not None  # committed with the operation
+    return claimed, backup, op
+
+
 def start_backup(
     session: Session,
     *,
@@ -133,27 +207,12 @@ def start_backup(
     kind: BackupKind = BackupKind.MANUAL,
 ) -> tuple[Backup, Operation]:
     """Record a backup and the operation that takes it; 409 while another change runs."""
-    made: list[Backup] = []
-
-    def record(target: Site, op: Operation) -> None:
-        backup = new_backup(target, kind=kind, requested_by=principal.sub)
-        backup.operation_id = op.id
-        session.add(backup)
-        op.params = {**op.params, "backup": backup.id, "kind": kind.value}
-        made.append(backup)
-
-    _site, op = start_change(
-        session,
-        principal=principal,
-        tenant_id=tenant_id,
-        name=site,
-        kind=OperationKind.BACKUP_SITE,
+    _site, backup, op = start_with_backup(
+        session, principal=principal, tenant_id=tenant_id, site=site,
+        kind=OperationKind.BACKUP_SITE, backup_kind=kind, action=Action.BACKUP_SITES,
+        params=lambda _site, _op, backup: {"backup": backup.id, "kind": kind.value},
         allowed_from=("ready", "stopped"),
-        action=Action.BACKUP_SITES,
-        prepare=record,
-    )
-    backup = session.get(Backup, made[0].id)
-    assert backup is not None  # committed with the operation
+    )  # fmt: skip
     return backup, op
 
 
@@ -161,45 +220,16 @@ def start_restore(
     session: Session, *, principal: Principal, tenant_id: str, site: str, backup_id: str
 ) -> tuple[Site, Backup, Backup, Operation]:
     """Start putting a backup of the site back in place (a pre-restore backup first)."""
-    backup = get_backup(
-        session, principal=principal, tenant_id=tenant_id, site=site, backup_id=backup_id,
-        action=Action.RESTORE_SITES,
+    live_backup(session, principal=principal, tenant_id=tenant_id, site=site,
+                backup_id=backup_id, action=Action.RESTORE_SITES, what="restored")  # fmt: skip
+    claimed, pre, op = start_with_backup(
+        session, principal=principal, tenant_id=tenant_id, site=site,
+        kind=OperationKind.RESTORE_SITE, backup_kind=BackupKind.PRE_RESTORE,
+        params=lambda _site, _op, pre: {"backup": backup_id, "pre_backup": pre.id},
+        action=Action.RESTORE_SITES, new_status="restoring",
     )  # fmt: skip
-    target = get_site(
-        session, principal=principal, tenant_id=tenant_id, name=site, action=Action.RESTORE_SITES
-    )
-    if backup.site_id != target.id:
-        raise Conflict(
-            f"backup {backup_id!r} is of an earlier site named {site!r} (deleted); create a "
-            "new site from it instead"
-        )
-    if backup.status != BackupStatus.SUCCEEDED:
-        raise Conflict(
-            f"backup {backup_id!r} is {backup.status}; only a succeeded backup can be restored"
-        )
-    made: list[Backup] = []
-
-    def record(claimed: Site, op: Operation) -> None:
-        pre = new_backup(claimed, kind=BackupKind.PRE_RESTORE, requested_by=principal.sub)
-        pre.operation_id = op.id
-        session.add(pre)
-        op.params = {**op.params, "backup": backup_id, "pre_backup": pre.id}
-        made.append(pre)
-
-    claimed, op = start_change(
-        session,
-        principal=principal,
-        tenant_id=tenant_id,
-        name=site,
-        kind=OperationKind.RESTORE_SITE,
-        allowed_from=("ready",),
-        new_status="restoring",
-        action=Action.RESTORE_SITES,
-        prepare=record,
-    )
     restored = session.get(Backup, backup_id)
-    pre = session.get(Backup, made[0].id)
-    assert restored is not None and pre is not None  # committed with the operation
+    assert restored is not None  # committed with the operation
     return claimed, restored, pre, op
 
 
@@ -208,18 +238,8 @@ def start_verify(
 ) -> tuple[Backup, Operation]:
     """Start restoring a backup beside its (ready) site and comparing it; the live site is
     never touched, and the site is claimed so no restore stages at the same time."""
-    backup = get_backup(
-        session, principal=principal, tenant_id=tenant_id, site=site, backup_id=backup_id,
-        action=Action.BACKUP_SITES,
-    )  # fmt: skip
-    target = get_site(
-        session, principal=principal, tenant_id=tenant_id, name=site, action=Action.BACKUP_SITES
-    )
-    if backup.site_id != target.id or backup.status != BackupStatus.SUCCEEDED:
-        raise Conflict(
-            f"backup {backup_id!r} is {backup.status} and of site id {backup.site_id}; only a "
-            f"succeeded backup of the live site {site!r} can be verified"
-        )
+    live_backup(session, principal=principal, tenant_id=tenant_id, site=site,
+                backup_id=backup_id, action=Action.BACKUP_SITES, what="verified")  # fmt: skip
 
     def record(_claimed: Site, op: Operation) -> None:
         op.params = {**op.params, "backup": backup_id}

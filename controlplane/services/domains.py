@@ -29,6 +29,7 @@ from controlplane.models import (
 )
 from controlplane.permissions import Action, NotVisible
 from controlplane.schemas import DnsRecord, DomainRead
+from controlplane.services.site_checks import require_ready
 from controlplane.services.sites import get_site
 
 MAX_CLAIMS_PER_SITE = 20
@@ -128,16 +129,6 @@ def _claim_site(session: Session, *, principal: Principal, site: Site) -> Operat
     return op
 
 
-def _ready(site: Site, what: str) -> None:
-    if site.status != "ready":
-        raise Conflict(f"site {site.name!r} is {site.status}; {what} needs it ready")
-    if site.current_operation_id is not None:
-        raise Conflict(
-            f"site {site.name!r} is busy with operation {site.current_operation_id}; "
-            "retry when it is done"
-        )
-
-
 def verify_domain(
     session: Session,
     *,
@@ -153,7 +144,7 @@ def verify_domain(
         session, principal=principal, tenant_id=tenant_id, name=site, action=Action.CHANGE_SITES
     )
     claim = _claim_of(record, domain.strip().lower().rstrip("."))
-    _ready(record, "serving a domain")
+    require_ready(record, "serving a domain")
     if claim.status != DOMAIN_VERIFIED:
         error = check(claim.domain, claim.token)
         claim.checked_at = utcnow()
@@ -197,7 +188,7 @@ def remove_domain(
     before = to_read(claim)
     op = None
     if claim.status == DOMAIN_VERIFIED:
-        _ready(record, "removing a served domain")
+        require_ready(record, "removing a served domain")
         op = _claim_site(session, principal=principal, site=record)
     record.domains.remove(claim)
     detail = {"domain": claim.domain, "was": claim.status}

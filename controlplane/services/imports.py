@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from controlplane.engine.backup_steps import new_backup
-from controlplane.errors import BadRequest, Conflict, Invalid
+from controlplane.errors import BadRequest, Invalid
 from controlplane.imports import uploads
 from controlplane.imports.checks import ImportRefused, check_upload
 from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import BackupKind, OperationKind
 from controlplane.models import Backup, Operation, Site
 from controlplane.permissions import Action
-from controlplane.services.sites import get_site, start_change
+from controlplane.services.backups import start_with_backup
+from controlplane.services.site_checks import require_ready
+from controlplane.services.sites import get_site
 from controlplane.settings import Settings
 
 ADMIN_CHOICES = ("keep", "reset")
@@ -34,13 +36,7 @@ def check_may_import(
     )
     if provider not in IMPORT_PROVIDERS:
         raise BadRequest(f"importing a site is not available on the {provider} provider yet")
-    if target.status != "ready":
-        raise Conflict(f"site {site!r} is {target.status}; an import needs it to be ready")
-    if target.current_operation_id is not None:
-        raise Conflict(
-            f"site {site!r} is busy with operation {target.current_operation_id}; "
-            "wait for it to finish"
-        )
+    require_ready(target, "an import")
     return target
 
 
@@ -87,42 +83,24 @@ def start_import(
 ) -> tuple[Site, Backup, Operation]:
     """Record the import of the upload in `incoming` (moved to the operation's directory)
     with its pre-import backup, and claim the site (409 if busy); nothing stays on failure."""
-    made: list[Backup] = []
     moved: list[Path] = []
 
-    def record(claimed: Site, op: Operation) -> None:
-        pre = new_backup(claimed, kind=BackupKind.PRE_IMPORT, requested_by=principal.sub)
-        pre.operation_id = op.id
-        session.add(pre)
+    def params(_claimed: Site, op: Operation, pre: Backup) -> dict[str, Any]:
         target = uploads.upload_dir(settings.home, op.id)
         incoming.rename(target)
         moved.append(target)
-        op.params = {
-            **op.params,
-            "pre_backup": pre.id,
-            "upload_dir": str(target),
-            "old_url": old_url,
-            "admin": admin,
-            "max_unpacked_bytes": settings.import_max_unpacked_bytes,
-        }
-        made.append(pre)
+        return {"pre_backup": pre.id, "upload_dir": str(target), "old_url": old_url,
+                "admin": admin,
+                "max_unpacked_bytes": settings.import_max_unpacked_bytes}  # fmt: skip
 
     try:
-        claimed, op = start_change(
-            session,
-            principal=principal,
-            tenant_id=tenant_id,
-            name=site,
-            kind=OperationKind.IMPORT_SITE,
-            allowed_from=("ready",),
-            new_status="restoring",
-            action=Action.RESTORE_SITES,
-            prepare=record,
-        )
+        claimed, pre, op = start_with_backup(
+            session, principal=principal, tenant_id=tenant_id, site=site,
+            kind=OperationKind.IMPORT_SITE, backup_kind=BackupKind.PRE_IMPORT, params=params,
+            action=Action.RESTORE_SITES, new_status="restoring",
+        )  # fmt: skip
     except BaseException:
         for path in moved:
             uploads.discard(path)
         raise
-    pre = session.get(Backup, made[0].id)
-    assert pre is not None  # committed with the operation
     return claimed, pre, op

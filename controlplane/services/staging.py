@@ -31,7 +31,8 @@ from controlplane.schemas import (
     TableDriftRead,
 )
 from controlplane.services import backups as backups_service
-from controlplane.services.sites import _record_operation, get_site, prepare_site, start_change
+from controlplane.services.site_checks import require_ready
+from controlplane.services.sites import _record_operation, get_site, prepare_site
 
 # (session, site) -> the site's content now (the provider's fingerprint of it).
 FingerprintNow = Callable[[Session, Site], Fingerprint]
@@ -71,12 +72,7 @@ def start_clone(
         )
     if parent.role != SiteRole.PRODUCTION:
         raise Conflict(f"site {site!r} is a staging site; clone its production site instead")
-    if parent.status != "ready":
-        raise Conflict(f"site {site!r} is {parent.status}; a clone needs it to be ready")
-    if parent.current_operation_id is not None:
-        raise Conflict(
-            f"site {site!r} is busy with operation {parent.current_operation_id}; wait for it"
-        )
+    require_ready(parent, "a clone")
     create = SiteCreate(name=data.name, title=parent.title, admin_email=parent.admin_email)
     staging = prepare_site(session, principal=principal, tenant_id=tenant_id, data=create,
                            provider=provider, platform_domain=platform_domain,
@@ -191,32 +187,20 @@ def start_promote(
             f"({', '.join(conflicts)}): narrow the scope, or force it to overwrite",
             drift_read(session, staging, parent, drift).model_dump(mode="json"),
         )
-    made: list[Backup] = []
 
-    def record(claimed: Site, op: Operation) -> None:
-        pre = new_backup(claimed, kind=BackupKind.PRE_PROMOTE, requested_by=principal.sub)
+    def params(_claimed: Site, op: Operation, pre: Backup) -> dict[str, Any]:
         copy = new_backup(staging, kind=BackupKind.PRE_PROMOTE, requested_by=principal.sub)
-        for row in (pre, copy):
-            row.operation_id = op.id
-            session.add(row)
-        op.params = {**op.params, "staging": staging.id, "backup": copy.id,
-                     "pre_backup": pre.id, "scope": scope_params(scope),
-                     "force": data.force, "conflicts": conflicts}  # fmt: skip
-        made.append(pre)
+        copy.operation_id = op.id
+        session.add(copy)
+        return {"staging": staging.id, "backup": copy.id, "pre_backup": pre.id,
+                "scope": scope_params(scope), "force": data.force,
+                "conflicts": conflicts}  # fmt: skip
 
-    target, op = start_change(
-        session,
-        principal=principal,
-        tenant_id=tenant_id,
-        name=parent.name,
-        kind=OperationKind.PROMOTE_SITE,
-        allowed_from=("ready",),
-        new_status="promoting",
-        action=Action.RESTORE_SITES,
-        prepare=record,
-    )
-    pre = session.get(Backup, made[0].id)
-    assert pre is not None  # committed with the operation
+    target, pre, op = backups_service.start_with_backup(
+        session, principal=principal, tenant_id=tenant_id, site=parent.name,
+        kind=OperationKind.PROMOTE_SITE, backup_kind=BackupKind.PRE_PROMOTE, params=params,
+        action=Action.RESTORE_SITES, new_status="promoting",
+    )  # fmt: skip
     return target, pre, op
 
 
