@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 
 from controlplane.kernel import names
 from controlplane.kernel.identity import Role
@@ -22,6 +31,11 @@ from controlplane.kernel.vocabulary import (
 
 MAX_ENV_VALUE = 32_768
 MASK = "••••••••"
+
+# Names checked where they are declared: a ValueError of the check is the 422's message.
+TenantId = Annotated[str, AfterValidator(names.check_tenant_id)]
+SiteName = Annotated[str, AfterValidator(names.check_site_name)]
+DomainName = Annotated[str, AfterValidator(lambda value: names.check_domain(value))]
 
 
 class Problem(BaseModel):
@@ -40,13 +54,8 @@ class TenantCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="DNS-label id, e.g. 'acme' (lowercase, 1-30 characters)")
+    id: TenantId = Field(description="DNS-label id, e.g. 'acme' (lowercase, 1-30 characters)")
     name: str = Field(min_length=1, max_length=200, description="Display name")
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        return names.check_tenant_id(value)
 
     @field_validator("name")
     @classmethod
@@ -87,12 +96,12 @@ class SiteCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="DNS-label site name, e.g. 'crumbs' (1-40 characters)")
+    name: SiteName = Field(description="DNS-label site name, e.g. 'crumbs' (1-40 characters)")
     title: str | None = Field(default=None, max_length=200, description="Site title")
     admin_email: EmailStr | None = Field(
         default=None, description="WordPress admin e-mail; defaults to the caller's e-mail"
     )
-    domain: str | None = Field(
+    domain: DomainName | None = Field(
         default=None,
         description="Optional custom domain: starts a pending claim, served once verified",
     )
@@ -101,16 +110,6 @@ class SiteCreate(BaseModel):
         description="Make the site from this backup (of a live or a deleted site: the "
         "undelete); its URLs are rewritten to the new site's address",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return names.check_site_name(value)
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str | None) -> str | None:
-        return names.check_domain(value) if value is not None else None
 
     @field_validator("title")
     @classmethod
@@ -219,12 +218,7 @@ class DomainCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    domain: str = Field(description="Fully qualified name you own, e.g. 'shop.example.com'")
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str) -> str:
-        return names.check_domain(value)
+    domain: DomainName = Field(description="Fully qualified name you own, e.g. 'shop.example.com'")
 
 
 class DnsRecord(BaseModel):
@@ -497,15 +491,10 @@ class CloneRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="DNS-label name of the new staging site (1-40 characters)")
+    name: SiteName = Field(description="DNS-label name of the new staging site (1-40 characters)")
     basic_auth: StrictBool = Field(
         default=False, description="Keep visitors out with an HTTP login (revealed on demand)"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return names.check_site_name(value)
 
 
 class CloneAccepted(BaseModel):

@@ -6,16 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.kernel import clock
-from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationStatus
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from tools import args as a
 from tools.calls import (
-    FINISHED,
     Api,
     ToolFailure,
     _finished,
-    _operation_summary,
     _refused,
     _site_summary,
+    finished_result,
     tenant_of,
 )
 from tools.context import Emit
@@ -96,16 +95,9 @@ def backup_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     accepted = api.call("POST", f"{path}/backups")
     operation = api.follow(accepted["operation"]["id"], emit)
     backup = api.call("GET", f"{path}/backups/{accepted['backup']['id']}")
-    summary = _operation_summary(operation)
-    data = {"site": args.site, "tenant_id": tenant, "backup": backup_summary(backup),
-            "operation": summary}  # fmt: skip
-    if operation["status"] not in FINISHED:
-        return ToolResult(status="running", data=data,
-                          error="still backing up; ask about its backups in a minute")  # fmt: skip
-    if operation["status"] != OperationStatus.SUCCEEDED:
-        error = f"backing up {args.site} failed (nothing on the site changed): "
-        return ToolResult(status="error", data=data, error=error + str(summary["error"]))
-    return ToolResult.ok(data)
+    data = {"site": args.site, "tenant_id": tenant, "backup": backup_summary(backup)}
+    failed = f"backing up {args.site} failed (nothing on the site changed)"
+    return finished_result(data, operation, "backing up", failed, ask_about="its backups")
 
 
 def list_backups(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
@@ -177,16 +169,10 @@ def restore_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
         pre_restore = accepted["pre_restore_backup"]["id"]
     operation = api.follow(operation_id, emit)
     backup = api.call("GET", f"{path}/backups/{args.backup}")
-    summary = _operation_summary(operation)
     data = {"site": args.site, "tenant_id": tenant, "restored": backup_summary(backup),
-            "pre_restore_backup": pre_restore, "operation": summary}  # fmt: skip
-    if operation["status"] not in FINISHED:
-        return ToolResult(status="running", data=data,
-                          error="still restoring; ask about the site in a minute")  # fmt: skip
-    if operation["status"] != OperationStatus.SUCCEEDED:
-        error = f"restoring {args.site} failed and the site was put back as it was: "
-        return ToolResult(status="error", data=data, error=error + str(summary["error"]))
-    return ToolResult.ok(data)
+            "pre_restore_backup": pre_restore}  # fmt: skip
+    failed = f"restoring {args.site} failed and the site was put back as it was"
+    return finished_result(data, operation, "restoring", failed)
 
 
 # -- bring a deleted site back ---------------------------------------------------------------

@@ -125,6 +125,26 @@ def _operation_summary(op: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def finished_result(
+    data: dict[str, Any],
+    operation: dict[str, Any],
+    doing: str,
+    failed: str,
+    *,
+    ask_about: str = "the site",
+) -> ToolResult:
+    """The tool's answer once it stopped following `operation`: still `doing` (ask about
+    `ask_about` later), `failed` with the operation's error, or done; `data` goes along."""
+    summary = _operation_summary(operation)
+    data = {**data, "operation": summary}
+    if operation["status"] not in FINISHED:
+        return ToolResult(status="running", data=data,
+                          error=f"still {doing}; ask about {ask_about} in a minute")  # fmt: skip
+    if operation["status"] != OperationStatus.SUCCEEDED:
+        return ToolResult(status="error", data=data, error=f"{failed}: {summary['error']}")
+    return ToolResult.ok(data)
+
+
 def list_sites(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     """Every site of the tenant."""
     tenant = tenant_of(args, api.ctx)

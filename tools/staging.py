@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationStatus
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from tools import args as a
 from tools.backups import backup_summary, time_in_words
 from tools.calls import (
-    FINISHED,
     Api,
     ToolFailure,
-    _operation_summary,
     _refused,
     _site_summary,
+    finished_result,
     tenant_of,
 )
 from tools.context import Emit
@@ -145,19 +144,6 @@ def drift_summary(drift: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _finished_result(
-    data: dict[str, Any], operation: dict[str, Any], doing: str, failed: str
-) -> ToolResult:
-    summary = _operation_summary(operation)
-    data = {**data, "operation": summary}
-    if operation["status"] not in FINISHED:
-        return ToolResult(status="running", data=data,
-                          error=f"still {doing}; ask about the site in a minute")  # fmt: skip
-    if operation["status"] != OperationStatus.SUCCEEDED:
-        return ToolResult(status="error", data=data, error=f"{failed}: {summary['error']}")
-    return ToolResult.ok(data)
-
-
 def _running(api: Api, site: dict[str, Any], kind: str) -> str | None:
     """The site's operation of `kind` still running (to follow it, not start another)."""
     operation_id = site.get("current_operation_id")
@@ -188,7 +174,7 @@ def clone_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     operation = api.follow(operation_id, emit)
     data: dict[str, Any] = {"site": args.name, "production": args.site, "tenant_id": tenant}
     failed = f"cloning {args.site} to {args.name} failed and was undone"
-    result = _finished_result(data, operation, "cloning", failed)
+    result = finished_result(data, operation, "cloning", failed)
     if result.status != "ok":
         return result
     staging = api.call("GET", _site_path(tenant, args.name))
@@ -305,7 +291,7 @@ def promote_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     data = {"site": staging["name"], "production": production["name"], "tenant_id": tenant,
             "scope": scope_in_words(args.scope, args.tables),
             "pre_promote_backup": pre_promote}  # fmt: skip
-    return _finished_result(data, operation, "promoting",
+    return finished_result(data, operation, "promoting",
                             f"promoting {staging['name']} failed and {production['name']} was "
                             "put back as it was")  # fmt: skip
 
@@ -357,7 +343,7 @@ def rollback_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     operation = api.follow(operation_id, emit)
     data = {"site": site["name"], "tenant_id": tenant, "restored": restored}
     failed = f"rolling back {site['name']} failed and it was put back as it was"
-    return _finished_result(data, operation, "rolling back", failed)
+    return finished_result(data, operation, "rolling back", failed)
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -400,7 +386,7 @@ def import_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     operation = api.follow(api.started, emit)
     data = {"site": args.site, "tenant_id": tenant, "old_url": args.old_url}
     failed = f"importing into {args.site} failed and the site was left as it was"
-    return _finished_result(data, operation, "importing", failed)
+    return finished_result(data, operation, "importing", failed)
 
 
 def check_import(api: Api, action: dict[str, Any], operation_id: str) -> ToolResult:

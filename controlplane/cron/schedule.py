@@ -9,35 +9,25 @@ import time
 from controlplane.cron.rounds import round_start, run_round
 from controlplane.kernel.logs import get_logger
 from controlplane.platform import Platform
+from controlplane.schedule import Schedule
 
 log = get_logger("aipress.cron")
 
 
-class CronSchedule:
-    """A background thread; `stop()` ends it (a run in progress finishes first)."""
+class CronSchedule(Schedule):
+    """Begins with the current interval (sites whose turn has passed run at once); `stop()`
+    waits for the runs in progress."""
 
     def __init__(self, platform: Platform) -> None:
+        super().__init__("cron", log, join_seconds=platform.settings.cron_timeout_seconds + 10)
         self.platform = platform
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cron-schedule", daemon=True)
 
-    def start(self) -> None:
-        """Begin with the current interval (sites whose turn has passed run at once)."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and wait for the runs in progress."""
-        self._stop.set()
-        self._thread.join(timeout=self.platform.settings.cron_timeout_seconds + 10)
-
-    def _run(self) -> None:
+    def run_round(self, now: float, stop: threading.Event) -> None:
+        """Run the sites whose turn in the interval that holds `now` has come."""
         interval = self.platform.settings.cron_interval_seconds
-        while not self._stop.is_set():
-            started = round_start(time.time(), interval)
-            try:
-                run_round(self.platform, started=started, stop=self._stop)
-            except Exception as exc:  # a failed round is logged; the next one runs anyway
-                log.error("cron.round_failed", error_type=type(exc).__name__,
-                          error=str(exc)[:500])  # fmt: skip
-            if self._stop.wait(max(0.0, started + interval - time.time())):
-                return
+        run_round(self.platform, started=round_start(now, interval), stop=stop)
+
+    def seconds_to_next(self, now: float) -> float:
+        """Until the next interval begins."""
+        interval = self.platform.settings.cron_interval_seconds
+        return max(0.0, round_start(now, interval) + interval - time.time())

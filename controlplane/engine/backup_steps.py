@@ -55,8 +55,7 @@ def record_of(backup: Backup) -> BackupRecord:
 
 def backup_row(work: Work, key: str) -> Backup:
     """The backup whose id the operation keeps under `key`."""
-    backup_id = work.operation.params.get(key)
-    backup = work.session.get(Backup, backup_id) if isinstance(backup_id, str) else None
+    backup = work.param_row(Backup, key)
     if backup is None:
         raise KeyError(f"operation {work.operation.id} names no backup as {key!r}")
     return backup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -10,7 +11,9 @@ from controlplane.credentials import DatabaseVault, tenant_backup_password, tena
 from controlplane.crypto import Keyring
 from controlplane.engine.provider import Provider, SiteContext
 from controlplane.kernel.vocabulary import SiteRole
-from controlplane.models import Operation, Site
+from controlplane.models import Base, Operation, Site
+
+Row = TypeVar("Row", bound=Base)
 
 
 class Deferred(Exception):
@@ -77,6 +80,11 @@ class Work:
         if self.site is None:
             raise RuntimeError(f"{self.operation.kind} has no site to work on")
         return self.site
+
+    def param_row(self, model: type[Row], key: str) -> Row | None:
+        """The `model` row whose id the operation's params keep under `key`, if it exists."""
+        row_id = self.operation.params.get(key)
+        return self.session.get(model, row_id) if isinstance(row_id, str) else None
 
     def save_progress(self) -> None:
         """Keep the provider's resource ids on the site row (committed by the caller)."""

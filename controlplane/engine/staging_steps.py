@@ -76,8 +76,7 @@ def record_fingerprint(work: Work, staging: Site, parent: Site, ctx: SiteContext
 
 
 def _site(work: Work, key: str) -> Site:
-    site_id = work.operation.params.get(key)
-    site = work.session.get(Site, site_id) if isinstance(site_id, str) else None
+    site = work.param_row(Site, key)
     if site is None:
         raise ValueError(f"the {key} site of operation {work.operation.id} is gone")
     return site

@@ -443,38 +443,28 @@ class _Backups:
             self._p._save()
 
     def swap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
-        with self._p._lock:
-            self._p._enter("swap:backup", ctx.site_name)
-            state = self._p.backup_state
-            staged = state["staged"].pop(ctx.site_id, None)
-            if staged is not None:  # else swapped already
-                live = state["live"].get(ctx.site_id, {})
-                if scope == ALL:
-                    state["previous"][ctx.site_id] = live
-                    state["live"][ctx.site_id] = staged
-                else:  # only the scope's parts move; every other part stays live
-                    moved = {p: t for p, t in live.items() if _in_scope(p, scope)}
-                    state["previous"][ctx.site_id] = moved
-                    kept = {p: t for p, t in live.items() if not _in_scope(p, scope)}
-                    state["live"][ctx.site_id] = {**kept, **staged}
-                self._p._save()
+        self._exchange(ctx, scope, "swap", incoming="staged", outgoing="previous")
 
     def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
+        self._exchange(ctx, scope, "unswap", incoming="previous", outgoing="staged")
+
+    def _exchange(
+        self, ctx: SiteContext, scope: CopyScope, step: str, *, incoming: str, outgoing: str
+    ) -> None:
+        """The `incoming` copy goes live and the live parts in `scope` go to `outgoing`; every
+        other part stays live. Nothing without an `incoming` copy (done already, or the
+        unswap of a swap that never happened)."""
         with self._p._lock:
-            self._p._enter("unswap:backup", ctx.site_name)
+            self._p._enter(f"{step}:backup", ctx.site_name)
             state = self._p.backup_state
-            previous = state["previous"].pop(ctx.site_id, None)
-            if previous is not None:  # else never swapped, or put back already
-                live = state["live"].get(ctx.site_id, {})
-                if scope == ALL:
-                    state["staged"][ctx.site_id] = live
-                    state["live"][ctx.site_id] = previous
-                else:
-                    back = {p: t for p, t in live.items() if _in_scope(p, scope)}
-                    state["staged"][ctx.site_id] = back
-                    kept = {p: t for p, t in live.items() if not _in_scope(p, scope)}
-                    state["live"][ctx.site_id] = {**kept, **previous}
-                self._p._save()
+            arriving = state[incoming].pop(ctx.site_id, None)
+            if arriving is None:
+                return
+            live = state["live"].get(ctx.site_id, {})
+            state[outgoing][ctx.site_id] = {p: t for p, t in live.items() if _in_scope(p, scope)}
+            kept = {p: t for p, t in live.items() if not _in_scope(p, scope)}
+            state["live"][ctx.site_id] = {**kept, **arriving}
+            self._p._save()
 
     def fingerprint(self, ctx: SiteContext) -> Fingerprint:
         with self._p._lock:

@@ -19,6 +19,7 @@ import pymysql
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
+from controlplane.providers.site_database import create_site_database, drop_site_database
 from controlplane.settings import Settings
 
 DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -133,20 +134,15 @@ class CloudSqlDatabase(GcpStep):
         names = self.names(ctx)
         user, password = ctx.credentials.get_or_create("database", names.db_user)
         with self.clients.sql_connect() as conn, conn.cursor() as cur:
-            cur.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{names.db_name}` "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
             # '%': Cloud Run reaches the instance through the Cloud SQL proxy socket.
-            cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
-            # One site must not take the shared server's connections (the control plane's too).
-            cur.execute(
-                f"ALTER USER %s@'%%' IDENTIFIED BY %s "
-                f"WITH MAX_USER_CONNECTIONS {int(self.settings.site_db_max_connections)}",
-                (user, password),
+            create_site_database(
+                cur,
+                database=names.db_name,
+                user=user,
+                password=password,
+                host="%",
+                max_connections=self.settings.site_db_max_connections,
             )
-            grant_name = names.db_name.replace("_", "\\_")
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{grant_name}`.* TO %s@'%%'", (user,))
             conn.commit()
         ctx.resources["database"] = {
             "name": names.db_name,
@@ -160,8 +156,8 @@ class CloudSqlDatabase(GcpStep):
         database = ctx.resources.get("database") or {}
         name = database.get("name", names.db_name)
         with self.clients.sql_connect() as conn, conn.cursor() as cur:
-            for schema in (name, name + RESTORE_SUFFIX, name + PREVIOUS_SUFFIX):
-                cur.execute(f"DROP DATABASE IF EXISTS `{schema}`")
-            cur.execute("DROP USER IF EXISTS %s@'%%'", (database.get("user", names.db_user),))
+            schemas = (name, name + RESTORE_SUFFIX, name + PREVIOUS_SUFFIX)
+            user = database.get("user", names.db_user)
+            drop_site_database(cur, schemas=schemas, user=user, host="%")
             conn.commit()
         ctx.resources.pop("database", None)

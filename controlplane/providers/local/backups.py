@@ -1023,41 +1023,63 @@ class BackupStep(LocalStep):
         """Live -> previous, staged -> live: the database in one RENAME TABLE, then the files
         (a re-run after a crash in between finishes what is left). With `scope.tables`
         only those tables move (views stay); with `scope.files` False the files stay."""
+        self._exchange(ctx, scope, undo=False)
+        log.info("backup.swapped", site=ctx.site_id)
+
+    def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
+        """Previous -> live again, the restored copy back to staged (no-op without a swap);
+        `scope` as the swap's."""
+        self._exchange(ctx, scope, undo=True)
+        log.info("backup.unswapped", site=ctx.site_id)
+
+    def _exchange(self, ctx: SiteContext, scope: CopyScope, *, undo: bool) -> None:
+        """The swap (staged -> live -> previous) or, `undo`, its reverse (previous -> live ->
+        staged): the tables `scope` covers in one RENAME TABLE, the views, then wp-content."""
         live, restore, previous = self._schemas(ctx)
         content, restore_dir, previous_dir, _partial = self._dirs(ctx)
+        # What takes the live copy's place, and where the live copy goes.
+        incoming, outgoing = (previous, restore) if undo else (restore, previous)
+        incoming_dir, outgoing_dir = (
+            (previous_dir, restore_dir) if undo else (restore_dir, previous_dir)
+        )
         self.stack.ensure_running()
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            staged = self._tables(cur, restore)
-            if staged:
-                if self._tables(cur, previous):
+            arriving = self._tables(cur, incoming)
+            if arriving:
+                if self._tables(cur, outgoing):
                     raise StackError(
-                        f"{previous} still holds the copy an earlier restore replaced: "
+                        f"{outgoing} is not empty: cannot put the previous copy back"
+                        if undo
+                        else f"{outgoing} still holds the copy an earlier restore replaced: "
                         "discard it before swapping again"
                     )
                 cur.execute(
-                    f"CREATE DATABASE IF NOT EXISTS {_ident(previous)} "
+                    f"CREATE DATABASE IF NOT EXISTS {_ident(outgoing)} "
                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
                 )
-                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(previous)}.{_ident(t)}"
+                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(outgoing)}.{_ident(t)}"
                          for t in self._tables(cur, live) if scope.covers(t)]  # fmt: skip
-                moves += [f"{_ident(restore)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
-                          for t in staged]  # fmt: skip
+                moves += [f"{_ident(incoming)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
+                          for t in arriving]  # fmt: skip
                 cur.execute("RENAME TABLE " + ", ".join(moves))
             # Views follow the tables (also on a re-run cut short after the RENAME).
-            if scope.tables is None and (staged or self._views(cur, restore)):
-                self._move_views(cur, ctx, live, previous, replace=False)
-                self._move_views(cur, ctx, restore, live, replace=True)
-        if scope.files and restore_dir.is_dir():
+            if scope.tables is None and (arriving or self._views(cur, incoming)):
+                self._move_views(cur, ctx, live, outgoing, replace=False)
+                self._move_views(cur, ctx, incoming, live, replace=True)
+            if undo:
+                cur.execute(f"DROP DATABASE IF EXISTS {_ident(previous)}")  # empty by now
+        if scope.files and incoming_dir.is_dir():
             if content.exists():
-                if previous_dir.exists():
+                if outgoing_dir.exists():
                     raise StackError(
-                        f"{previous_dir} is still there: discard it before swapping again"
+                        f"{outgoing_dir} is in the way of putting wp-content back"
+                        if undo
+                        else f"{outgoing_dir} is still there: discard it before swapping again"
                     )
-                content.rename(previous_dir)
-            restore_dir.rename(content)
+                content.rename(outgoing_dir)
+            incoming_dir.rename(content)
             self._drop_cached_scripts()
         self.purge_page_cache(ctx)
-        log.info("backup.swapped", site=ctx.site_id)
 
     def _drop_cached_scripts(self) -> None:
         """A graceful PHP-FPM reload, which starts with an empty opcache: the swapped-in
@@ -1067,40 +1089,6 @@ class BackupStep(LocalStep):
         whole seconds, and restic restores the backup's mtimes). It costs every site what a
         pool change already costs it: a short stall and a cold first request."""
         self.stack.phpfpm.reload()
-
-    def unswap(self, ctx: SiteContext, scope: CopyScope = ALL) -> None:
-        """Previous -> live again, the restored copy back to staged (no-op without a swap);
-        `scope` as the swap's."""
-        live, restore, previous = self._schemas(ctx)
-        content, restore_dir, previous_dir, _partial = self._dirs(ctx)
-        self.stack.ensure_running()
-        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            kept = self._tables(cur, previous)
-            if kept:
-                if self._tables(cur, restore):
-                    raise StackError(f"{restore} is not empty: cannot put the previous copy back")
-                cur.execute(
-                    f"CREATE DATABASE IF NOT EXISTS {_ident(restore)} "
-                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
-                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(restore)}.{_ident(t)}"
-                         for t in self._tables(cur, live) if scope.covers(t)]  # fmt: skip
-                moves += [f"{_ident(previous)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
-                          for t in kept]  # fmt: skip
-                cur.execute("RENAME TABLE " + ", ".join(moves))
-            if scope.tables is None and (kept or self._views(cur, previous)):
-                self._move_views(cur, ctx, live, restore, replace=False)
-                self._move_views(cur, ctx, previous, live, replace=True)
-            cur.execute(f"DROP DATABASE IF EXISTS {_ident(previous)}")  # empty by now
-        if scope.files and previous_dir.is_dir():
-            if content.exists():
-                if restore_dir.exists():
-                    raise StackError(f"{restore_dir} is in the way of putting wp-content back")
-                content.rename(restore_dir)
-            previous_dir.rename(content)
-            self._drop_cached_scripts()
-        self.purge_page_cache(ctx)
-        log.info("backup.unswapped", site=ctx.site_id)
 
     # -------------------------------------------------------------- fingerprint
 

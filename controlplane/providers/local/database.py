@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
+from controlplane.providers.site_database import create_site_database, drop_site_database
+
+# The sites reach the server over loopback.
+HOST = "127.0.0.1"
 
 
 class DatabaseStep(LocalStep):
@@ -15,26 +19,18 @@ class DatabaseStep(LocalStep):
         user, password = ctx.credentials.get_or_create("database", names.db_user)
         self.stack.ensure_running()
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{names.db_name}` "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            create_site_database(
+                cur,
+                database=names.db_name,
+                user=user,
+                password=password,
+                host=HOST,
+                max_connections=self.settings.site_db_max_connections,
             )
-            cur.execute(
-                "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", (user, password)
-            )
-            # One site must not take the shared server's connections (the control plane's too).
-            cur.execute(
-                f"ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s "
-                f"WITH MAX_USER_CONNECTIONS {int(self.settings.site_db_max_connections)}",
-                (user, password),
-            )
-            # In a GRANT, "_" in a database name is a wildcard: escape it.
-            grant_name = names.db_name.replace("_", "\\_")
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{grant_name}`.* TO %s@'127.0.0.1'", (user,))
         ctx.resources["database"] = {
             "name": names.db_name,
             "user": user,
-            "host": "127.0.0.1",
+            "host": HOST,
             "port": self.stack.mariadb.port,
         }
 
@@ -44,9 +40,8 @@ class DatabaseStep(LocalStep):
         names = self.names(ctx)
         self.stack.ensure_running()
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            for schema in (names.db_name, names.restore_db, names.previous_db):
-                cur.execute(f"DROP DATABASE IF EXISTS `{schema}`")
-            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (names.db_user,))
+            schemas = (names.db_name, names.restore_db, names.previous_db)
+            drop_site_database(cur, schemas=schemas, user=names.db_user, host=HOST)
         ctx.resources.pop("database", None)
 
 
