@@ -42,60 +42,58 @@ STOPWORDS = frozenset(
 )
 MONTH_WORDS = frozenset(MONTHS)
 
-INTENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("secret", re.compile(
-        r"\b(passwords?|passwd|credentials?|secrets?|api[ -]?keys?|tokens?)\b", re.I)),
-    ("billing", re.compile(
+# Each intent's pattern (case ignored), tried in this order: the first that matches wins.
+INTENTS: tuple[tuple[str, str], ...] = (
+    ("secret", r"\b(passwords?|passwd|credentials?|secrets?|api[ -]?keys?|tokens?)\b"),
+    ("billing",
         r"\b(spen[dt]|spending|costs?|costing|bill|billing|billed|charges?|charged|invoices?|"
-        r"paid|pay|owe|expenses?|price)\b", re.I)),
+        r"paid|pay|owe|expenses?|price)\b"),
     # Staging before restore, delete and create: "roll back the promotion", "make a staging
     # copy of shop", "what changed on production since the clone?".
-    ("rollback_site", re.compile(
+    ("rollback_site",
         r"\b(roll\s*back|revert|undo)\b.*\b(promot\w*|push\w*|deploy\w*|go(ing)?\s+live|"
-        r"staging)\b", re.I)),
-    ("get_drift", re.compile(
+        r"staging)\b"),
+    ("get_drift",
         r"\bdrift\b|\bchanged?\b.*\bsince\b.*\b(clon\w*|staging|cop(y|ied))\b|"
-        r"\bchanged?\s+on\s+(production|prod|live)\b", re.I)),
-    ("promote_site", re.compile(
+        r"\bchanged?\s+on\s+(production|prod|live)\b"),
+    ("promote_site",
         r"\b(promote|push|deploy|publish|copy|sync)\b.*\bstaging\b.*\b(live|production|prod)\b|"
-        r"\bpromot(e|ion)\b|\bstaging\b.*\bgo(es)?\s+live\b|\bpush\b.*\blive\b", re.I)),
-    ("clone_site", re.compile(
-        r"\b(clone|duplicate)\b|\bstaging\s+(copy|site|version|clone)\b", re.I)),
-    ("import_site", re.compile(r"\b(import|migrate)\b", re.I)),
+        r"\bpromot(e|ion)\b|\bstaging\b.*\bgo(es)?\s+live\b|\bpush\b.*\blive\b"),
+    ("clone_site", r"\b(clone|duplicate)\b|\bstaging\s+(copy|site|version|clone)\b"),
+    ("import_site", r"\b(import|migrate)\b"),
     # Before delete and create: "bring back the site I deleted", "restore my site".
-    ("undelete_site", re.compile(
+    ("undelete_site",
         r"\bundelete\b|\bbring\s+(?:\S+\s+){0,4}?back\b|"
-        r"\b(restore|recover|revive)\b.*\bdeleted\b|\bdeleted\b.*\b(back|restore|recover)\b",
-        re.I)),
-    ("restore_site", re.compile(r"\b(restore|roll\s*back|revert)\b|\bput\b.*\bback\b", re.I)),
-    ("list_backups", re.compile(
-        r"\b(list|show|which|what|any|how\s+many)\b.*\bbackups?\b|^\s*backups\b", re.I)),
-    ("backup_site", re.compile(r"\bback\s+(?:\S+\s+)?up\b|\bbackup\b", re.I)),
-    ("delete_site", re.compile(
+        r"\b(restore|recover|revive)\b.*\bdeleted\b|\bdeleted\b.*\b(back|restore|recover)\b"),
+    ("restore_site", r"\b(restore|roll\s*back|revert)\b|\bput\b.*\bback\b"),
+    ("list_backups", r"\b(list|show|which|what|any|how\s+many)\b.*\bbackups?\b|^\s*backups\b"),
+    ("backup_site", r"\bback\s+(?:\S+\s+)?up\b|\bbackup\b"),
+    ("delete_site",
         r"\b(delete|remove|destroy|tear\s+down|take\s+down|get\s+rid\s+of|drop|wipe|erase|"
-        r"decommission|kill)\b", re.I)),
-    ("create_site", re.compile(
+        r"decommission|kill)\b"),
+    ("create_site",
         r"\b(create|make|build|launch|spin\s+up|set\s+up|setup|start|new|add|need|want|"
         r"give\s+me|like)\b.*\b(site|website|blog|wordpress|shop|store)\b|"
-        r"^\s*(create|make|build|launch)\s+" + WORD, re.I)),
-    ("get_metrics", re.compile(
+        r"^\s*(create|make|build|launch)\s+" + WORD),
+    ("get_metrics",
         r"\b(slow|slowly|fast|speed|latency|performance|perform|traffic|requests|"
-        r"response\s+times?|load\s+times?|visits|visitors|metrics|busy|sluggish|lagging)\b",
-        re.I)),
-    ("query_logs", re.compile(
+        r"response\s+times?|load\s+times?|visits|visitors|metrics|busy|sluggish|lagging)\b"),
+    ("query_logs",
         r"\b(logs?|errors?|warnings?|exceptions?|fatal|critical|[45]xx|[45]\d\d\s*s?|broken|"
         r"failing|fail(ed|ures?)?|crash(ed|es|ing)?|down|problems?|issues?|wrong|"
-        r"not\s+found|access\s+log)\b", re.I)),
-    ("list_tenants", re.compile(r"\btenants\b|\bcustomers\b", re.I)),
-    ("list_sites", re.compile(
+        r"not\s+found|access\s+log)\b"),
+    ("list_tenants", r"\btenants\b|\bcustomers\b"),
+    ("list_sites",
         r"\b(list|show|what|which|all|how\s+many|do\s+i\s+have|my)\b.*\bsites\b|"
         r"\b(list|show)\s+(me\s+)?(all|every|each)\s+(of\s+)?(my\s+|the\s+)?sites?\b|"
-        r"^\s*sites\??\s*$", re.I)),
-    ("get_site", re.compile(
+        r"^\s*sites\??\s*$"),
+    ("get_site",
         r"\b(status|url|link|address|details?|info|information|how\s+is|how's|tell\s+me\s+"
-        r"about|running|up|online|working|operations|history|deployments?|where\s+is)\b",
-        re.I)),
+        r"about|running|up|online|working|operations|history|deployments?|where\s+is)\b"),
 )  # fmt: skip
+INTENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (intent, re.compile(pattern, re.I)) for intent, pattern in INTENTS
+)
 GREETING = re.compile(
     r"^\s*(hi|hello|hey|help|what can you do|good (morning|afternoon|evening))\b", re.I
 )

@@ -183,16 +183,9 @@ def start_with_backup(
         made.append(backup)
 
     claimed, op = start_change(
-        session,
-        principal=principal,
-        tenant_id=tenant_id,
-        name=site,
-        kind=kind,
-        allowed_from=allowed_from,
-        new_status=new_status,
-        action=action,
-        prepare=record,
-    )
+        session, principal=principal, tenant_id=tenant_id, name=site, kind=kind,
+        allowed_from=allowed_from, new_status=new_status, action=action, prepare=record,
+    )  # fmt: skip
     backup = session.get(Backup, made[0].id)
     assert backup is not None  # committed with the operation
     return claimed, backup, op
@@ -261,15 +254,7 @@ def start_verify(
 
 def policy_read(session: Session, site: Site) -> BackupPolicyRead:
     """The site's policy as the API shows it."""
-    policy = effective_policy(session, site.id)
-    return BackupPolicyRead(
-        enabled=policy.enabled,
-        hour=policy.hour,
-        keep_daily=policy.keep_daily,
-        keep_weekly=policy.keep_weekly,
-        keep_monthly=policy.keep_monthly,
-        customized=policy.customized,
-    )
+    return BackupPolicyRead.model_validate(effective_policy(session, site.id), from_attributes=True)
 
 
 def get_policy(
