@@ -29,14 +29,13 @@ import argparse
 import os
 import secrets
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import harness
+import local_platform
 from harness import fmt
 
 TENANT = "bkbench"
@@ -111,17 +110,7 @@ class TreeSampler:
 
 def _fill(stack: Any, resources: dict[str, Any], args: argparse.Namespace) -> None:
     """Random uploads as the site's user; a table of `rows` rows."""
-    root = Path(resources["storage"]["root"])
-    user = resources["storage"]["user"]
-    uploads = root / "htdocs" / "wp-content" / "uploads" / "bench"
-    subprocess.run(["runuser", "-u", user, "--", "mkdir", "-p", str(uploads)], check=True)
-    count = max(1, args.uploads_mb // args.file_mb)
-    for n in range(count):
-        path = uploads / f"file-{n:04d}.bin"
-        with path.open("wb") as out:
-            for _ in range(args.file_mb):
-                out.write(os.urandom(1 << 20))
-        shutil.chown(path, user, "www-data")
+    local_platform.fill_uploads(resources, args.uploads_mb, args.file_mb)
     db = resources["database"]["name"]
     with stack.mariadb.connect(database=db) as conn, conn.cursor() as cur:
         cur.execute(
@@ -140,66 +129,24 @@ def _fill(stack: Any, resources: dict[str, Any], args: argparse.Namespace) -> No
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from fastapi.testclient import TestClient
-
-    from controlplane.api.app import create_app
     from controlplane.engine.context import ContextBuilder
-    from controlplane.kernel.auth import LocalTokenIssuer
-    from controlplane.kernel.identity import Role
     from controlplane.models import Site
-    from controlplane.settings import Settings
-    from controlplane.stack.local import LocalStack
 
-    base = Path(tempfile.mkdtemp(prefix="aipress-bench-backups-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local", home=base / "home", mariadb_port=harness.free_port(),
-        site_port=harness.free_port(), log_file=base / "platform.log", log_level="WARNING",
-    )  # fmt: skip
     results: dict[str, Any] = {"parameters": harness.parameters(args)}
-    app = create_app(settings)
-    try:
-        with TestClient(app) as client:
-            admin = {
-                "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
-            }
-            client.post("/v1/tenants", json={"id": TENANT, "name": TENANT}, headers=admin)
-            created = client.post(
-                f"/v1/tenants/{TENANT}/sites",
-                json={"name": SITE, "admin_email": "owner@example.com", "title": "Big site"},
-                headers=admin,
-            )
-            assert created.status_code == 202, created.text
-            op_id = created.json()["operation"]["id"]
-            deadline = time.monotonic() + 300
-            while True:
-                op = client.get(f"/v1/operations/{op_id}", headers=admin).json()
-                if op["status"] in ("succeeded", "failed", "rolled_back"):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the site was not created within 300 s")
-                time.sleep(0.2)
-            if op["status"] != "succeeded":
-                raise RuntimeError(f"creating the site failed: {op.get('error')}")
-            platform = app.state.platform
-            provider = platform.provider
-            with platform.sessions() as session:
-                site = session.query(Site).filter_by(tenant_id=TENANT, name=SITE).one()
-                ctx = ContextBuilder(platform.keyring).change(session, site, None)
-                ctx.backup_password = PASSWORD
-                t0 = time.perf_counter()
-                _fill(provider.stack, ctx.resources, args)
-                results["fill_seconds"] = round(time.perf_counter() - t0, 1)
-                results["measure"] = _measure(provider, ctx, args)
-                for step in (provider.wordpress, provider.dns, provider.runtime,
-                             provider.storage, provider.secrets, provider.database):  # fmt: skip
-                    step.remove(ctx)
-                session.delete(site)
-                session.commit()
-    finally:
-        LocalStack.from_settings(settings).stop()
-        if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
+    with local_platform.local_platform("backups", TENANT, keep=args.keep) as bench:
+        body = {"name": SITE, "admin_email": "owner@example.com", "title": "Big site"}
+        bench.operation("POST", bench.sites, body, timeout=300)
+        platform = bench.platform
+        provider = platform.provider
+        with platform.sessions() as session:
+            site = session.query(Site).filter_by(tenant_id=TENANT, name=SITE).one()
+            ctx = ContextBuilder(platform.keyring).change(session, site, None)
+            ctx.backup_password = PASSWORD
+            t0 = time.perf_counter()
+            _fill(provider.stack, ctx.resources, args)
+            results["fill_seconds"] = round(time.perf_counter() - t0, 1)
+            results["measure"] = _measure(provider, ctx, args)
+        bench.remove_sites(SITE)
     return results
 
 
@@ -272,17 +219,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the local stack makes system users and runs daemons")
-    info = harness.machine_info(
-        {"restic": harness.command_version(["restic", "version"]),
-         "mariadb-dump": harness.command_version(["mariadb-dump", "--version"])}
-    )  # fmt: skip
-    results = run(args)
-    harness.close_machine_info(info)
-    results["machine"] = info
-    print_results(results)
-    harness.write_json(args.output, results)
+    local_platform.run_and_report(args, lambda: run(args), print_results)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -397,6 +397,28 @@ def print_facts(title: str, rows: Iterable[tuple[str, str]]) -> None:
     for label, value in rows:
         table.add_row(Text(label), Text(value))
     Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+
+
+def require_root(why: str) -> None:
+    """Exit with `why` unless this process runs as root."""
+    if os.geteuid() != 0:
+        raise SystemExit(why)
+
+
+def run_and_report(
+    output: Path,
+    versions: dict[str, list[str]],
+    run: Callable[[], dict[str, Any]],
+    print_results: Callable[[dict[str, Any]], None],
+) -> None:
+    """Run the measurement between the machine's facts at start and end (with the versions
+    of the named programs), print its tables and write it all as JSON to `output`."""
+    info = machine_info({name: command_version(command) for name, command in versions.items()})
+    results = run()
+    close_machine_info(info)
+    results["machine"] = info
+    print_results(results)
+    write_json(output, results)
 
 
 def write_json(path: Path, results: dict[str, Any]) -> None:

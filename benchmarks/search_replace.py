@@ -181,15 +181,8 @@ def print_results(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    info = harness.machine_info(
-        {"php": harness.command_version(["php", "-v"]),
-         "mariadbd": harness.command_version(["mariadbd", "--version"])}
-    )  # fmt: skip
-    results = run(args)
-    harness.close_machine_info(info)
-    results["machine"] = info
-    print_results(results)
-    harness.write_json(args.output, results)
+    versions = {"php": ["php", "-v"], "mariadbd": ["mariadbd", "--version"]}
+    harness.run_and_report(args.output, versions, lambda: run(args), print_results)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 // reload (the Sites panel, which follows the same events, announces them). As there, a
 // button exists only if the API listed the action.
 
+import { coalesced } from "./coalesce.js";
+import { actionButton, confirmDialog } from "./controls.js";
 import { h } from "./dom.js";
 import { follow } from "./events.js";
 
@@ -40,8 +42,11 @@ export class BackupsPanel {
     this.tenant = null;
     this.site = null;
     this.controller = null;
-    this.refreshing = false;
-    this.dirty = false;
+    // One reload at a time; events that arrive meanwhile make one more.
+    this.refresh = coalesced(() => this.reload(), (error) => {
+      if (error.status === 401) this.onUnauthorized();
+      else this.showError(error);
+    });
   }
 
   tenantPath() { return `/v1/tenants/${enc(this.tenant)}`; }
@@ -79,23 +84,6 @@ export class BackupsPanel {
   onEvent(event) {
     if (event.site === this.site) this.opId = event.operation_id;
     if (!this.container.closest("[hidden]")) this.refresh(); // else show() reads it all again
-  }
-
-  // One reload at a time; events that arrive meanwhile make one more.
-  async refresh() {
-    if (this.refreshing) { this.dirty = true; return; }
-    this.refreshing = true;
-    try {
-      do {
-        this.dirty = false;
-        await this.reload();
-      } while (this.dirty);
-    } catch (error) {
-      if (error.status === 401) this.onUnauthorized();
-      else this.showError(error);
-    } finally {
-      this.refreshing = false;
-    }
   }
 
   // Everything the panel shows, read back whole: the view is the control plane's state.
@@ -277,19 +265,7 @@ export class BackupsPanel {
   }
 
   button(key, text, label, run, extra = {}) {
-    return h("button", { type: "button", "data-key": key, "aria-label": label, ...extra, onclick: async (e) => {
-      const target = e.currentTarget;
-      target.disabled = true;
-      try {
-        await run();
-        this.showError(null);
-      } catch (error) {
-        if (error.status === 401) this.onUnauthorized();
-        else this.showError(error);
-      } finally {
-        target.disabled = false;
-      }
-    } }, text);
+    return actionButton(this, key, text, label, run, extra);
   }
 
   // A modal that names the backup's time and what is replaced; Cancel has the focus.
@@ -297,7 +273,7 @@ export class BackupsPanel {
     const taken = backupTime(backup.created_at);
     return this.dialog(`Restore ${this.site} to the backup of ${taken}?`,
       `The database and wp-content of site ${this.site} are replaced with this ${backup.kind} backup's: every change since ${taken} is lost. A backup of the site as it is now is taken first; visitors see a maintenance page while it runs.`,
-      `Restore ${this.site}`).then((answer) => answer !== null);
+      `Restore ${this.site}`);
   }
 
   // The new site's name (the deleted one's unless changed), or null if cancelled.
@@ -305,24 +281,11 @@ export class BackupsPanel {
     const name = h("input", { name: "name", value: backup.site_name, required: true, autocomplete: "off" });
     return this.dialog(`Restore ${backup.site_name} as a new site?`,
       `A new site is made from the ${backup.kind} backup of ${backupTime(backup.created_at)}: its database and wp-content as they were then, with its addresses changed to the new site's.`,
-      "Restore as new site", h("label", {}, "New site's name ", name)).then((answer) => (answer === null ? null : name.value.trim()));
+      "Restore as new site", h("label", {}, "New site's name ", name)).then((ok) => (ok ? name.value.trim() : null));
   }
 
-  dialog(titleText, text, confirmText, field = null) {
-    return new Promise((resolve) => {
-      const title = h("h3", { id: "confirm-backup-title" }, titleText);
-      const description = h("p", { id: "confirm-backup-text" }, text);
-      const dialog = h("dialog", { class: "confirm", "aria-labelledby": title.id, "aria-describedby": description.id }, title, description, field);
-      const confirm = h("button", { type: "button", class: "danger", onclick: () => dialog.close("confirm") }, confirmText);
-      const cancel = h("button", { type: "button", onclick: () => dialog.close("cancel") }, "Cancel");
-      dialog.append(h("div", { class: "buttons" }, confirm, cancel));
-      dialog.addEventListener("close", () => {
-        resolve(dialog.returnValue === "confirm" ? "confirm" : null);
-        dialog.remove();
-      });
-      document.body.append(dialog);
-      dialog.showModal();
-      cancel.focus();
-    });
+  // A modal with the question (and a field); true if confirmed. Cancel has the focus.
+  dialog(title, text, confirmText, field = null) {
+    return confirmDialog({ id: "confirm-backup", title, text, confirmText, fields: field ? [field] : [] });
   }
 }

@@ -4,6 +4,8 @@
 // reload. The browser keeps no policy: a button exists only if the API listed the action.
 
 import { openWpAdmin } from "./api.js";
+import { coalesced } from "./coalesce.js";
+import { actionButton, confirmDialog } from "./controls.js";
 import { h } from "./dom.js";
 import { follow } from "./events.js";
 import { StagingActions, parentsFirst } from "./staging.js";
@@ -59,8 +61,12 @@ export class SitesPanel {
     if (this.controller) this.controller.abort();
     this.controller = new AbortController();
     Object.assign(this, { tenant, sites: new Map(), rows: new Map(), ops: new Map(), latestOp: new Map(),
-      history: new Map(), claims: new Map(), touched: new Set(), refreshing: false, dirty: false, list: null, form: null,
+      history: new Map(), claims: new Map(), touched: new Set(), list: null, form: null,
       staging: new StagingActions(this) });
+    // One refresh at a time; events that arrive meanwhile make one more. The list (never a
+    // 404, unlike a deleted site) and the touched sites' operations are read back whole, so
+    // the view is the control plane's state, not a replay of events.
+    this.refresh = coalesced(() => this.refreshOnce(), (error) => this.showError(error));
     let first = true;
     this.opened = new Promise((resolve) => {
       follow(this.api, `${this.tenantPath()}/operations/events`, {
@@ -96,24 +102,6 @@ export class SitesPanel {
     this.touched.add(event.site);
     if (ANNOUNCED.has(event.type)) this.announce(event.message);
     this.refresh();
-  }
-
-  // One refresh at a time; events that arrive meanwhile make one more. The list (never a
-  // 404, unlike a deleted site) and the touched sites' operations are read back whole, so
-  // the view is the control plane's state, not a replay of events.
-  async refresh() {
-    if (this.refreshing) { this.dirty = true; return; }
-    this.refreshing = true;
-    try {
-      do {
-        this.dirty = false;
-        await this.refreshOnce();
-      } while (this.dirty);
-    } catch (error) {
-      this.showError(error);
-    } finally {
-      this.refreshing = false;
-    }
   }
 
   async refreshOnce() {
@@ -188,19 +176,7 @@ export class SitesPanel {
   actionButtons(site) {
     const allowed = new Set(site.allowed_actions);
     const button = (action, text, label, run, extra = {}) => (allowed.has(action)
-      ? h("button", { type: "button", "data-key": action, "aria-label": label, ...extra, onclick: async (e) => {
-        const target = e.currentTarget;
-        target.disabled = true;
-        try {
-          await run(target);
-          this.showError(null);
-        } catch (error) {
-          if (error.status === 401) this.onUnauthorized();
-          else this.showError(error);
-        } finally {
-          target.disabled = false;
-        }
-      } }, text)
+      ? actionButton(this, action, text, label, run, extra)
       : null);
     const path = `${this.tenantPath()}/sites/${enc(site.name)}`;
     return [
@@ -245,21 +221,9 @@ export class SitesPanel {
 
   // A modal that names the site and tenant; Cancel has the focus, Escape cancels.
   confirmDelete(site) {
-    return new Promise((resolve) => {
-      const title = h("h3", { id: "confirm-delete-title" }, `Delete site ${site.name}?`);
-      const text = h("p", { id: "confirm-delete-text" }, `Site ${site.name} of tenant ${site.tenant_id}: its database, files and address are removed; a backup is taken first.`);
-      const dialog = h("dialog", { class: "confirm", "aria-labelledby": title.id, "aria-describedby": text.id }, title, text);
-      const confirm = h("button", { type: "button", class: "danger", onclick: () => dialog.close("delete") }, `Delete ${site.name}`);
-      const cancel = h("button", { type: "button", onclick: () => dialog.close("cancel") }, "Cancel");
-      dialog.append(h("div", { class: "buttons" }, confirm, cancel));
-      dialog.addEventListener("close", () => {
-        resolve(dialog.returnValue === "delete");
-        dialog.remove();
-
-      });
-      document.body.append(dialog);
-      dialog.showModal();
-      cancel.focus();
+    return confirmDialog({
+      id: "confirm-delete", title: `Delete site ${site.name}?`, confirmText: `Delete ${site.name}`,
+      text: `Site ${site.name} of tenant ${site.tenant_id}: its database, files and address are removed; a backup is taken first.`,
     });
   }
 

@@ -5,6 +5,7 @@
 // would write), and "Roll back" on the parent. As elsewhere, a button exists only if the API
 // listed the action in the site's allowed_actions.
 
+import { confirmDialog } from "./controls.js";
 import { h } from "./dom.js";
 
 const enc = encodeURIComponent;
@@ -151,21 +152,7 @@ export class StagingActions {
   }
 
   // A modal with the question and its fields; true if confirmed. Cancel has the focus.
-  dialog(titleText, text, confirmText, fields = []) {
-    return new Promise((resolve) => {
-      const title = h("h3", { id: "confirm-staging-title" }, titleText);
-      const description = h("p", { id: "confirm-staging-text" }, text);
-      const dialog = h("dialog", { class: "confirm staging", "aria-labelledby": title.id, "aria-describedby": description.id }, title, description, ...fields);
-      const confirm = h("button", { type: "button", class: "danger", onclick: () => dialog.close("confirm") }, confirmText);
-      const cancel = h("button", { type: "button", onclick: () => dialog.close("cancel") }, "Cancel");
-      dialog.append(h("div", { class: "buttons" }, confirm, cancel));
-      dialog.addEventListener("close", () => {
-        resolve(dialog.returnValue === "confirm");
-        dialog.remove();
-      });
-      document.body.append(dialog);
-      dialog.showModal();
-      cancel.focus();
-    });
+  dialog(title, text, confirmText, fields = []) {
+    return confirmDialog({ id: "confirm-staging", className: "confirm staging", title, text, confirmText, fields });
   }
 }

@@ -179,21 +179,12 @@ class AipressChat extends HTMLElement {
         if (!this.current) this.current = this.bubble("assistant streaming");
         this.current.append(event.text);
         break;
-      case "message":
-        this.finishMessage(event.message);
-        break;
-      case "tool_start":
-        this.toolStart(event);
-        break;
-      case "progress":
-        this.progress(event);
-        break;
-      case "tool_end":
-        this.toolEnd(event);
-        break;
-      case "interrupt":
-        this.confirmCard(event);
-        break;
+      // The events that one method each draws.
+      case "message": this.finishMessage(event.message); break;
+      case "tool_start": this.toolStart(event); break;
+      case "progress": this.progress(event); break;
+      case "tool_end": this.toolEnd(event); break;
+      case "interrupt": this.confirmCard(event); break;
       case "error":
         this.bubble("error").textContent = `${event.detail}`;
         if (this.answering) { this.answering(); this.answering = null; }

@@ -93,3 +93,34 @@ def test_the_provision_table_is_drawn_from_saved_results(tmp_path: Path) -> None
     assert rows["delete 1 at a time (2/2 ok) p50 / p95"].startswith("1.50 s / 2.00 s")
     assert rows["ERROR"] == "boom"
     assert not any(label.startswith("create 4") for label in rows)  # no concurrent phase ran
+
+
+def test_a_run_is_reported_between_the_machines_facts_and_written_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness = _load("harness")
+    printed: list[dict[str, object]] = []
+    output = tmp_path / "out" / "bench.json"
+    harness.run_and_report(
+        output, {"python": [sys.executable, "--version"]}, lambda: {"seconds": 1.5}, printed.append
+    )
+    written = json.loads(output.read_text())
+    assert written["seconds"] == 1.5
+    machine = written["machine"]
+    assert machine["versions"]["python"].startswith("Python 3")
+    assert "loadavg_at_start" in machine and "loadavg_at_end" in machine  # closed after the run
+    assert printed == [written]  # the tables are drawn from what is written
+    assert str(output) in capsys.readouterr().out
+
+
+def test_an_operations_steps_are_timed_from_their_start_and_end() -> None:
+    local_platform = _load("local_platform")
+    op = {
+        "steps": [
+            {"name": "database", "started_at": "2026-01-01T00:00:00+00:00",
+             "finished_at": "2026-01-01T00:00:01.500+00:00"},
+            {"name": "wordpress", "started_at": "2026-01-01T00:00:01+00:00", "finished_at": None},
+            {"name": "dns", "started_at": None, "finished_at": None},
+        ]
+    }  # fmt: skip
+    assert local_platform.step_seconds(op) == {"database": 1.5}

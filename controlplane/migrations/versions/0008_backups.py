@@ -1,21 +1,12 @@
-"""backups: backup rows, per-site backup policies, per-tenant backup keys
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-01 16:45:00.000000
-"""
-
-from collections.abc import Sequence
+"""backups: backup rows, per-site backup policies, per-tenant backup keys (2026-12-01)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import controlplane.models
 
-revision: str = "0008"
-down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:

@@ -1,21 +1,12 @@
-"""backup verification: when a backup was last restored beside its site, and why it failed
-
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-12-01 17:55:00.000000
-"""
-
-from collections.abc import Sequence
+"""backup verification: a backup's last restore beside its site, and its error (2026-12-01)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import controlplane.models
 
-revision: str = "0009"
-down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0009"
+down_revision = "0008"
 
 
 def upgrade() -> None:

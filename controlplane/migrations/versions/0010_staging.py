@@ -1,21 +1,12 @@
-"""staging: a site's role and parent, the parent's fingerprint at clone time
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-01 20:10:00.000000
-"""
-
-from collections.abc import Sequence
+"""staging: a site's role and parent, the parent's fingerprint at clone time (2026-12-01)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import controlplane.models
 
-revision: str = "0010"
-down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0010"
+down_revision = "0009"
 
 
 def upgrade() -> None:
