@@ -10,22 +10,15 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from controlplane.api.app import create_app
-from controlplane.cli import app as cli_app
 from controlplane.kernel import clock
 from controlplane.kernel.auth import LocalTokenIssuer
-from controlplane.kernel.identity import Role
-from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
-from tests.agent_fixtures import make_site
+from tests.cli_harness import served_cli
 from tests.conftest import AuthHeaders, wait_for_operation
-from tests.live import serve
 
 EMAIL = "owner@example.com"
 SITES = "/v1/tenants/acme/sites"
@@ -380,19 +373,8 @@ def test_a_download_link_dies_with_its_users_access(
 def test_the_cli_backs_up_restores_and_sets_the_policy(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
-    app = create_app(
-        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
-    )
-    with serve(app) as url:
-        token = issuer.issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
-            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
-            make_site(admin, "globex", "shop")
-            site_id = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
-        runner = CliRunner()
-
-        def cli(*args: str, stdin: str | None = None) -> Any:
-            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
+    with served_cli(settings, memory_provider, issuer) as cli:
+        site_id = cli.site_id
 
         memory_provider.write_content(site_id, "database", "good")
         made = cli("backups", "create", "globex", "shop")
