@@ -20,10 +20,9 @@ import pytest
 from controlplane.providers.local.backups import _ident
 from tests.conftest import wait_for_operation
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
 
 pytestmark = pytest.mark.integration
-SITES = "/v1/tenants/acme/sites"
 TITLE = "Old Origin Bakery"
 POST = "A post that moved house"
 UPLOAD = "uploads/2026/12/bread.txt"

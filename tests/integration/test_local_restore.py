@@ -18,12 +18,11 @@ from controlplane.models import Backup, Operation, OperationEvent
 from controlplane.services.backups import start_verify
 from tests.conftest import wait_for_operation
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
 
 pytestmark = pytest.mark.integration
 POST = "A post that must come back"
 UPLOAD = "uploads/2026/12/cake.txt"
-SITES = "/v1/tenants/acme/sites"
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from tests.dns_server import TxtServer
 from tests.live import local_stack_home
 
 pytestmark = pytest.mark.integration
+SITES = "/v1/tenants/acme/sites"  # the tenant the LocalEnv tests make their sites in
 EMAIL = "owner@example.com"
 
 

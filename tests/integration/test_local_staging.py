@@ -11,10 +11,9 @@ import httpx
 import pytest
 
 from tests.integration.test_local_backups import _host, _php
-from tests.integration.test_local_sites import LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
 
 pytestmark = pytest.mark.integration
-SITES = "/v1/tenants/acme/sites"
 ORIGINAL = "Our original story"
 EDITED = "Our story, rewritten on staging"
 COMMENT = "A visitor's comment on production"
