@@ -242,7 +242,6 @@ def test_the_cli_sets_and_unsets_env_and_waits_for_the_sites(
 ) -> None:
     with served_cli(settings, memory_provider, issuer) as cli:
         site_id = cli.site_id
-
         saved = cli("env", "set", "globex", "API_KEY", "--secret", stdin="k-123\n")
         assert saved.exit_code == 0, saved.output
         assert "applied to the tenant's sites" in saved.output and "k-123" not in saved.output

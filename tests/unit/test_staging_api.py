@@ -339,7 +339,6 @@ def test_the_cli_clones_shows_drift_promotes_and_rolls_back(
 ) -> None:
     with served_cli(settings, memory_provider, issuer) as cli:
         prod = cli.site_id
-
         memory_provider.write_content(prod, "table:wp_comments", "one\n")
         made = cli("sites", "clone", "globex", "shop", "shop-dev", "--basic-auth")
         assert made.exit_code == 0, made.output
