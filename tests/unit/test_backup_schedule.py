@@ -14,20 +14,17 @@ from sqlalchemy import select, update
 from controlplane.backups.policy import default_hour
 from controlplane.backups.rounds import RoundResult, run_round
 from controlplane.kernel import clock
-from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from controlplane.models import Backup, Site
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.schemas import BackupPolicyWrite, SiteCreate, TenantCreate
-from controlplane.services.backups import put_policy, start_backup, start_restore
-from controlplane.services.sites import create_site, delete_site
+from controlplane.schemas import TenantCreate
+from controlplane.services.backups import start_backup, start_restore
+from controlplane.services.sites import delete_site
 from controlplane.services.tenants import create_tenant
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE
-
-ADMIN = Principal("test-admin", Role.ADMIN, email="admin@example.com")
-TENANT = "acme"
+from tests.platform_sites import ADMIN, TENANT, ready_site
 
 
 @pytest.fixture
@@ -46,21 +43,6 @@ def platform(tmp_path: Path, provider: MemoryProvider) -> Iterator[Platform]:
         create_tenant(session, principal=ADMIN, data=TenantCreate(id=TENANT, name="Acme"))
     yield built
     built.close()
-
-
-def _site(platform: Platform, name: str, **policy: object) -> str:
-    with platform.sessions() as session:
-        site, op = create_site(
-            session, principal=ADMIN, tenant_id=TENANT,
-            data=SiteCreate(name=name, admin_email="a@example.com"), provider="memory",
-        )  # fmt: skip
-        site_id = site.id
-    platform.engine.run(op.id)
-    if policy:
-        with platform.sessions() as session:
-            put_policy(session, principal=ADMIN, tenant_id=TENANT, site=name,
-                       data=BackupPolicyWrite.model_validate(policy))  # fmt: skip
-    return site_id
 
 
 def _round(platform: Platform, at: datetime) -> RoundResult:
@@ -84,9 +66,9 @@ DAY = datetime(2031, 3, 10, tzinfo=UTC)
 
 
 def test_each_site_is_backed_up_once_a_day_at_its_hour(platform: Platform) -> None:
-    _site(platform, "early", hour=3)
-    _site(platform, "late", hour=20)
-    _site(platform, "off", hour=0, enabled=False)
+    ready_site(platform, "early", hour=3)
+    ready_site(platform, "late", hour=20)
+    ready_site(platform, "off", hour=0, enabled=False)
 
     assert _round(platform, DAY.replace(hour=2, minute=59)).started == {}
     assert set(_round(platform, DAY.replace(hour=3)).started) == {"early"}
@@ -104,7 +86,7 @@ def test_each_site_is_backed_up_once_a_day_at_its_hour(platform: Platform) -> No
 
 
 def test_a_busy_site_is_backed_up_by_a_later_round(platform: Platform) -> None:
-    site_id = _site(platform, "busy", hour=1)
+    site_id = ready_site(platform, "busy", hour=1)
     with platform.sessions() as session:
         session.execute(update(Site).where(Site.id == site_id).values(current_operation_id="x"))
         session.commit()
@@ -127,7 +109,7 @@ def test_the_default_hour_is_spread_by_site_id() -> None:
 def test_retention_keeps_what_the_policy_says_over_100_days(
     platform: Platform, provider: MemoryProvider
 ) -> None:
-    _site(platform, "kept", hour=5)  # the defaults: keep 7 daily, 4 weekly, 3 monthly
+    ready_site(platform, "kept", hour=5)  # the defaults: keep 7 daily, 4 weekly, 3 monthly
     start = datetime(2031, 1, 1, 5, 30, tzinfo=UTC)  # a Wednesday
     with clock.travel(start - timedelta(hours=1)), platform.sessions() as session:
         _backup, op = start_backup(session, principal=ADMIN, tenant_id=TENANT, site="kept")
@@ -156,7 +138,7 @@ def test_retention_keeps_what_the_policy_says_over_100_days(
 def test_deleted_sites_backups_are_pruned_after_the_retention_setting(
     platform: Platform, provider: MemoryProvider
 ) -> None:
-    _site(platform, "gone", hour=23)
+    ready_site(platform, "gone", hour=23)
     deleted_at = DAY.replace(hour=1)
     with clock.travel(deleted_at), platform.sessions() as session:
         _site_row, op = delete_site(session, principal=ADMIN, tenant_id=TENANT, name="gone")
@@ -177,7 +159,7 @@ def test_deleted_sites_backups_are_pruned_after_the_retention_setting(
 def test_old_pre_restore_backups_are_pruned_and_others_stay(
     platform: Platform, provider: MemoryProvider
 ) -> None:
-    _site(platform, "live", hour=23)
+    ready_site(platform, "live", hour=23)
     with clock.travel(DAY):
         with platform.sessions() as session:
             manual, op = start_backup(session, principal=ADMIN, tenant_id=TENANT, site="live")

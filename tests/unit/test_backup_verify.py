@@ -12,20 +12,17 @@ from sqlalchemy import select, update
 
 from controlplane.backups.rounds import RoundResult, run_round
 from controlplane.kernel import clock
-from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Backup, Operation, Site
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.schemas import BackupPolicyWrite, SiteCreate, TenantCreate
+from controlplane.schemas import BackupPolicyWrite, TenantCreate
 from controlplane.services.backups import put_policy, start_backup, start_verify, to_read
-from controlplane.services.sites import create_site
 from controlplane.services.tenants import create_tenant
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE
+from tests.platform_sites import ADMIN, TENANT, ready_site
 
-ADMIN = Principal("test-admin", Role.ADMIN, email="admin@example.com")
-TENANT = "acme"
 DAY = datetime(2031, 5, 20, tzinfo=UTC)
 
 
@@ -47,17 +44,7 @@ def platform(tmp_path: Path, provider: MemoryProvider) -> Iterator[Platform]:
 
 def _site(platform: Platform, name: str) -> str:
     """A ready site whose scheduled backups are off (the sample tests pick its manual ones)."""
-    with platform.sessions() as session:
-        site, op = create_site(
-            session, principal=ADMIN, tenant_id=TENANT,
-            data=SiteCreate(name=name, admin_email="a@example.com"), provider="memory",
-        )  # fmt: skip
-        site_id = site.id
-    platform.engine.run(op.id)
-    with platform.sessions() as session:
-        put_policy(session, principal=ADMIN, tenant_id=TENANT, site=name,
-                   data=BackupPolicyWrite(enabled=False))  # fmt: skip
-    return site_id
+    return ready_site(platform, name, enabled=False)
 
 
 def _backup(platform: Platform, name: str, at: datetime) -> str:
