@@ -1,4 +1,4 @@
-"""Sites made through the services on a built platform (no HTTP), as the admin of tenant acme."""
+"""The platform of tenant acme, its sites made through the services (no HTTP), backup rounds."""
 
 from __future__ import annotations
 
