@@ -382,22 +382,21 @@ def test_the_cli_backs_up_restores_and_sets_the_policy(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
     with served_cli(settings, memory_provider, issuer) as cli:
-        site_id = cli.site_id
-        memory_provider.write_content(site_id, "database", "good")
+        memory_provider.write_content(cli.site_id, "database", "good")
         made = cli("backups", "create", "globex", "shop")
         assert made.exit_code == 0, made.output
         backup_id = made.output.split("Backup ", 1)[1].split(" ", 1)[0]
         assert len(backup_id) == 32 and "verified" in made.output
         listed = cli("backups", "list", "globex", "shop")
         assert backup_id in listed.output and "manual" in listed.output
-        memory_provider.write_content(site_id, "database", "broken")
+        memory_provider.write_content(cli.site_id, "database", "broken")
         refused = cli("backups", "restore", "globex", "shop", backup_id, stdin="n\n")
         assert refused.exit_code == 1 and "Replace the database and files of shop" in refused.output
-        assert memory_provider.content(site_id)["database"] == "broken"
+        assert memory_provider.content(cli.site_id)["database"] == "broken"
         restored = cli("backups", "restore", "globex", "shop", backup_id, "--yes")
         assert restored.exit_code == 0, restored.output
         assert "restored from" in restored.output
-        assert memory_provider.content(site_id)["database"] == "good"
+        assert memory_provider.content(cli.site_id)["database"] == "good"
         shown = cli("backups", "policy", "globex", "shop")
         assert "on, daily at" in shown.output and "(the defaults)" in shown.output
         changed = cli("backups", "policy", "globex", "shop", "--hour", "4", "--disable")
