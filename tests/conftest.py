@@ -156,3 +156,15 @@ def wait_for_operation(
             return body
         time.sleep(0.02)
     raise AssertionError(f"operation {operation_id} did not finish in {timeout} s")
+
+
+def ready_crumbs(client: TestClient, admin: dict[str, str]) -> str:
+    """Tenant acme with a ready site crumbs, made as `admin`; returns the site's id."""
+    client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
+    made = client.post(
+        "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@example.com"},
+        headers=admin,
+    ).json()  # fmt: skip
+    wait_for_operation(client, made["operation"]["id"], admin)
+    site_id: str = made["site"]["id"]
+    return site_id

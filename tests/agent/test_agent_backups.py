@@ -5,7 +5,6 @@ newest deletion of that name."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,41 +12,27 @@ import httpx
 
 from controlplane.kernel import clock
 from controlplane.providers.memory import MemoryProvider
-from tests.agent.scripted import ScriptedModel
-from tests.agent_fixtures import ChatFactory, Chatter, EngineFactory, make_site
+from tests.agent.acme_api import SITES, operations_of, scripted_chat, site_id_of, wait_succeeded
+from tests.agent_fixtures import ChatFactory, EngineFactory, make_site
 from tools.backups import ago, size_in_words
 
 # Fixed moments, so the words do not depend on today's date.
 MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 TUESDAY_9 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-SITES = "/v1/tenants/acme/sites"
 
 
-def _wait(api: httpx.Client, response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    op_id = accepted["operation"]["id"]
-    for _ in range(1000):
-        operation: dict[str, Any] = api.get(f"/v1/operations/{op_id}").json()
-        if operation["status"] in ("succeeded", "failed", "rolled_back"):
-            assert operation["status"] == "succeeded", operation
-            return accepted
-        time.sleep(0.01)
-    raise AssertionError(f"operation {op_id} did not finish")
+def _site_with(api: httpx.Client, provider: MemoryProvider, name: str, database: str) -> str:
+    """Acme's new ready site `name`, its database holding `database`; its id."""
+    make_site(api, "acme", name)
+    site_id = site_id_of(api, name)
+    provider.write_content(site_id, "database", database)
+    return site_id
 
 
-def _site_id(api: httpx.Client, name: str) -> str:
-    return str(api.get(f"{SITES}/{name}").json()["id"])
-
-
-def _scripted(engine_factory: EngineFactory, chat: ChatFactory, *calls: Any, **who: Any) -> Chatter:
-    model = ScriptedModel(script=[[call] for call in calls])
-    role, sub = who.pop("role", "tenant"), who.pop("sub", "alice")
-    return chat(role, "acme", sub=sub, email=f"{sub}@acme.example", engine_=engine_factory(model))
-
-
-def _operations(api: httpx.Client, kind: str) -> list[dict[str, Any]]:
-    return [op for op in api.get("/v1/tenants/acme/operations").json() if op["kind"] == kind]
+def _backup(api: httpx.Client) -> dict[str, Any]:
+    """A manual backup of crumbs, taken and succeeded."""
+    backup: dict[str, Any] = wait_succeeded(api, api.post(f"{SITES}/crumbs/backups"))["backup"]
+    return backup
 
 
 def test_words_for_times_and_sizes() -> None:
@@ -64,7 +49,7 @@ def test_backup_site_takes_a_manual_backup_and_list_backups_shows_it(
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
-    alice = _scripted(
+    alice = scripted_chat(
         engine_factory, chat, ("backup_site", {"site": "crumbs"}),
         ("list_backups", {"site": "crumbs"}),
     )  # fmt: skip
@@ -90,15 +75,13 @@ def test_restore_asks_naming_the_backups_time_then_restores_after_a_backup_of_no
     admin_api: httpx.Client,
     memory_provider: MemoryProvider,
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    site_id = _site_id(admin_api, "crumbs")
-    memory_provider.write_content(site_id, "database", "the good posts")
+    site_id = _site_with(admin_api, memory_provider, "crumbs", "the good posts")
     with clock.travel(MONDAY_10):
-        backup = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["backup"]
+        backup = _backup(admin_api)
     memory_provider.write_content(site_id, "database", "a broken database")
     call = ("restore_site", {"site": "crumbs", "backup": backup["id"]})
     with clock.travel(TUESDAY_9):
-        alice = _scripted(engine_factory, chat, call, call)
+        alice = scripted_chat(engine_factory, chat, call, call)
         asked = alice.say("put crumbs back to yesterday's backup")
         assert asked.executed == []
         (action,) = asked.interrupt["actions"] if asked.interrupt else [None]
@@ -112,7 +95,7 @@ def test_restore_asks_naming_the_backups_time_then_restores_after_a_backup_of_no
         )
         cancelled = alice.resume(False)
         assert [r["status"] for r in cancelled.executed] == []
-        assert _operations(admin_api, "restore_site") == []
+        assert operations_of(admin_api, "restore_site") == []
         assert memory_provider.content(site_id)["database"] == "a broken database"
 
         alice.say("restore it after all")
@@ -123,7 +106,7 @@ def test_restore_asks_naming_the_backups_time_then_restores_after_a_backup_of_no
     assert not memory_provider.in_maintenance(site_id)
     kinds = {b["id"]: b["kind"] for b in admin_api.get(f"{SITES}/crumbs/backups").json()}
     assert kinds[result["data"]["pre_restore_backup"]] == "pre-restore"
-    (restore,) = _operations(admin_api, "restore_site")
+    (restore,) = operations_of(admin_api, "restore_site")
     assert restore["status"] == "succeeded"
     assert {"pre_restore", "swap", "probe"} <= {
         e.get("step") for e in done.events if e["type"] == "progress"
@@ -134,8 +117,8 @@ def test_a_viewer_is_refused_a_restore_a_backup_and_an_undelete_without_being_as
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
-    backup = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["backup"]
-    vera = _scripted(
+    backup = _backup(admin_api)
+    vera = scripted_chat(
         engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": backup["id"]}),
         ("backup_site", {"site": "crumbs"}), ("list_backups", {"site": "crumbs"}),
         ("undelete_site", {"site": "bakery"}), role="viewer", sub="vera",
@@ -148,7 +131,7 @@ def test_a_viewer_is_refused_a_restore_a_backup_and_an_undelete_without_being_as
     not_taken = vera.say("back up crumbs")
     assert [r["status"] for r in not_taken.executed] == ["error"]
     assert not_taken.executed[0]["error"] == "role 'viewer' may not backup sites"
-    assert _operations(admin_api, "restore_site") == []
+    assert operations_of(admin_api, "restore_site") == []
     assert len(admin_api.get(f"{SITES}/crumbs/backups").json()) == 1
     listed = vera.say("list crumbs's backups")  # reading is allowed
     assert [b["id"] for b in listed.executed[0]["data"]["backups"]] == [backup["id"]]
@@ -163,7 +146,7 @@ def test_a_restore_of_a_wrong_backup_is_not_asked(
     engine_factory: EngineFactory, chat: ChatFactory, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
-    alice = _scripted(
+    alice = scripted_chat(
         engine_factory, chat, ("restore_site", {"site": "crumbs", "backup": "0" * 32})
     )
     turn = alice.say("restore crumbs")
@@ -172,7 +155,7 @@ def test_a_restore_of_a_wrong_backup_is_not_asked(
 
 
 def _delete(api: httpx.Client, name: str) -> None:
-    _wait(api, api.delete(f"{SITES}/{name}"))
+    wait_succeeded(api, api.delete(f"{SITES}/{name}"))
 
 
 def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
@@ -183,16 +166,13 @@ def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
 ) -> None:
     # crumbs was deleted twice (its second life last), and bakery after both.
     with clock.travel(datetime(2026, 11, 20, 10, 0, tzinfo=UTC)):
-        make_site(admin_api, "acme", "crumbs")
-        memory_provider.write_content(_site_id(admin_api, "crumbs"), "database", "first life")
+        _site_with(admin_api, memory_provider, "crumbs", "first life")
         _delete(admin_api, "crumbs")
     with clock.travel(MONDAY_10):
-        make_site(admin_api, "acme", "crumbs")
-        memory_provider.write_content(_site_id(admin_api, "crumbs"), "database", "second life")
+        _site_with(admin_api, memory_provider, "crumbs", "second life")
         _delete(admin_api, "crumbs")
     with clock.travel(datetime(2026, 11, 30, 18, 0, tzinfo=UTC)):
-        make_site(admin_api, "acme", "bakery")
-        memory_provider.write_content(_site_id(admin_api, "bakery"), "database", "bread")
+        _site_with(admin_api, memory_provider, "bakery", "bread")
         _delete(admin_api, "bakery")
     deleted = admin_api.get("/v1/tenants/acme/backups", params={"deleted": "true"}).json()
     assert sorted(b["site_name"] for b in deleted) == ["bakery", "crumbs", "crumbs"]
@@ -201,7 +181,7 @@ def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
 
     call = ("undelete_site", {"site": "crumbs"})
     with clock.travel(TUESDAY_9):
-        alice = _scripted(engine_factory, chat, ("list_backups", {"deleted": True}), call, call)
+        alice = scripted_chat(engine_factory, chat, ("list_backups", {"deleted": True}), call, call)
         listed = alice.say("which deleted sites can come back?")
         shown = listed.executed[0]["data"]["backups"]
         assert [(b["site"], b["kind"]) for b in shown] == [
@@ -225,7 +205,7 @@ def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
         (result,) = done.executed
         assert result["status"] == "ok", result
         assert result["data"]["status"] == "ready"
-        assert memory_provider.content(_site_id(admin_api, "crumbs"))["database"] == "second life"
+        assert memory_provider.content(site_id_of(admin_api, "crumbs"))["database"] == "second life"
 
         again = alice.say("bring back crumbs")  # the name is taken now
     assert again.interrupt is None
@@ -237,14 +217,12 @@ def test_undelete_by_name_brings_back_the_newest_deletion_of_that_name(
 def test_the_offline_planner_restores_the_backup_of_the_day_named(
     chat: ChatFactory, admin_api: httpx.Client, memory_provider: MemoryProvider
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    site_id = _site_id(admin_api, "crumbs")
-    memory_provider.write_content(site_id, "database", "monday's posts")
+    site_id = _site_with(admin_api, memory_provider, "crumbs", "monday's posts")
     with clock.travel(MONDAY_10):
-        monday = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["backup"]
+        monday = _backup(admin_api)
     memory_provider.write_content(site_id, "database", "tuesday's posts")
     with clock.travel(TUESDAY_9):
-        _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
+        wait_succeeded(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
         alice = chat("tenant", "acme", sub="alice", email="alice@acme.example")
         asked = alice.say("restore crumbs to yesterday's backup")
         assert [c["name"] for c in asked.proposed] == ["list_backups", "restore_site"]

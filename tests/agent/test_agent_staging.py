@@ -8,7 +8,6 @@ planner reaches each of them from plain English."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +17,11 @@ import pytest
 from chatbot.conversation import UploadRefused
 from controlplane.kernel import clock
 from controlplane.providers.memory import MemoryProvider
-from tests.agent.scripted import ScriptedModel
-from tests.agent_fixtures import ChatFactory, Chatter, EngineFactory, make_site
+from tests.agent.acme_api import SITES, operations_of, scripted_chat, site_id_of, wait_succeeded
+from tests.agent_fixtures import ChatFactory, EngineFactory, make_site
 from tests.import_fixtures import DUMP
 from tools.staging import _drift_words, scope_in_words, table_words, tables_in_words
 
-SITES = "/v1/tenants/acme/sites"
 MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 TUESDAY_9 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PAGES = ["wp_posts", "wp_postmeta"]
@@ -76,44 +74,17 @@ def test_the_words_of_tables_scopes_and_drift() -> None:
 # -- against the control plane ---------------------------------------------------------------
 
 
-def _wait(api: httpx.Client, response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 202, response.text
-    accepted: dict[str, Any] = response.json()
-    op_id = accepted["operation"]["id"]
-    for _ in range(1000):
-        operation: dict[str, Any] = api.get(f"/v1/operations/{op_id}").json()
-        if operation["status"] in ("succeeded", "failed", "rolled_back"):
-            assert operation["status"] == "succeeded", operation
-            return accepted
-        time.sleep(0.01)
-    raise AssertionError(f"operation {op_id} did not finish")
-
-
-def _site_id(api: httpx.Client, name: str) -> str:
-    return str(api.get(f"{SITES}/{name}").json()["id"])
-
-
-def _scripted(engine_factory: EngineFactory, chat: ChatFactory, *calls: Any, **who: Any) -> Chatter:
-    model = ScriptedModel(script=[[call] for call in calls])
-    role, sub = who.pop("role", "tenant"), who.pop("sub", "alice")
-    return chat(role, "acme", sub=sub, email=f"{sub}@acme.example", engine_=engine_factory(model))
-
-
-def _operations(api: httpx.Client, kind: str) -> list[dict[str, Any]]:
-    return [op for op in api.get("/v1/tenants/acme/operations").json() if op["kind"] == kind]
-
-
 def _shop_with_staging(api: httpx.Client, memory: MemoryProvider) -> tuple[str, str]:
     """Production shop (pages, no comments) cloned to shop-staging on Monday at 10:00; the
     ids of both."""
     make_site(api, "acme", "shop")
-    shop = _site_id(api, "shop")
+    shop = site_id_of(api, "shop")
     memory.write_content(shop, "table:wp_posts", "home\nabout")
     memory.write_content(shop, "table:wp_postmeta", "home:layout")
     memory.write_content(shop, "table:wp_comments", "")
     with clock.travel(MONDAY_10):
-        _wait(api, api.post(f"{SITES}/shop/clone", json={"name": "shop-staging"}))
-    return shop, _site_id(api, "shop-staging")
+        wait_succeeded(api, api.post(f"{SITES}/shop/clone", json={"name": "shop-staging"}))
+    return shop, site_id_of(api, "shop-staging")
 
 
 def test_clone_then_drift_tell_the_model_sentences_and_counts_never_file_contents(
@@ -123,10 +94,10 @@ def test_clone_then_drift_tell_the_model_sentences_and_counts_never_file_content
     memory_provider: MemoryProvider,
 ) -> None:
     make_site(admin_api, "acme", "shop")
-    shop = _site_id(admin_api, "shop")
+    shop = site_id_of(admin_api, "shop")
     memory_provider.write_content(shop, "table:wp_comments", "")
     memory_provider.write_content(shop, "files", "logo-v1")
-    alice = _scripted(engine_factory, chat,
+    alice = scripted_chat(engine_factory, chat,
                       ("clone_site", {"site": "shop", "name": "shop-staging"}),
                       ("get_drift", {}), ("get_drift", {"site": "shop"}))  # fmt: skip
     cloned = alice.say("clone shop to shop-staging")
@@ -167,12 +138,12 @@ def test_promote_names_scope_and_drift_refuses_overwriting_then_promotes_pages_a
     pages = ("promote_site", {"scope": "database", "tables": PAGES})
     rollback = ("rollback_site", {})
     with clock.travel(TUESDAY_9):
-        alice = _scripted(engine_factory, chat, everything, pages, rollback)
+        alice = scripted_chat(engine_factory, chat, everything, pages, rollback)
         refused = alice.say("push staging live")
         assert refused.interrupt is None and refused.executed == []  # never asked
         assert ("production site shop changed since the clone where this promotion would "
                 "write: 3 new comments (wp_comments)") in refused.reply  # fmt: skip
-        assert _operations(admin_api, "promote_site") == []
+        assert operations_of(admin_api, "promote_site") == []
 
         asked = alice.say("only the pages then")
         assert asked.interrupt is not None and asked.executed == []
@@ -210,7 +181,7 @@ def test_a_viewer_is_refused_promote_rollback_and_import_without_being_asked(
     memory_provider: MemoryProvider,
 ) -> None:
     _shop_with_staging(admin_api, memory_provider)
-    vera = _scripted(engine_factory, chat, ("promote_site", {}), ("rollback_site", {"site": "shop"}),
+    vera = scripted_chat(engine_factory, chat, ("promote_site", {}), ("rollback_site", {"site": "shop"}),
                      ("import_site", {"site": "shop", "old_url": "https://old.example.com"}),
                      ("clone_site", {"site": "shop", "name": "shop-two"}), ("get_drift", {}),
                      role="viewer", sub="vera")  # fmt: skip
@@ -242,7 +213,7 @@ def test_import_asks_for_a_file_the_widget_uploads_and_the_model_learns_only_the
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
     call = ("import_site", {"site": "crumbs", "old_url": "https://old.example.com"})
-    alice = _scripted(engine_factory, chat, call, call)
+    alice = scripted_chat(engine_factory, chat, call, call)
     asked = alice.say("import my old site into crumbs")
     (action,) = asked.interrupt["actions"] if asked.interrupt else [None]
     assert action is not None and action["input"] == "file"
@@ -252,12 +223,12 @@ def test_import_asks_for_a_file_the_widget_uploads_and_the_model_learns_only_the
     not_sent = alice.resume(True)  # confirmed, but nothing was uploaded
     assert [(r["status"], r["error"]) for r in not_sent.executed] == []
     assert "no file was uploaded" in not_sent.reply
-    assert _operations(admin_api, "import_site") == []
+    assert operations_of(admin_api, "import_site") == []
 
     asked = alice.say("import it after all")
     (action,) = asked.interrupt["actions"] if asked.interrupt else [None]
     assert action is not None
-    backup = _wait(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["operation"]["id"]
+    backup = wait_succeeded(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))["operation"]["id"]
     with pytest.raises(UploadRefused, match=f"operation {backup} is not an import into crumbs"):
         alice.resume(True, uploads={action["tool_call_id"]: backup})
     dump = (DUMP + "-- MARKER-OF-THE-FILE\n").encode()
@@ -282,7 +253,7 @@ def test_the_offline_planner_clones_reads_drift_promotes_pages_and_rolls_back(
     chat: ChatFactory, admin_api: httpx.Client, memory_provider: MemoryProvider
 ) -> None:
     make_site(admin_api, "acme", "shop")
-    shop = _site_id(admin_api, "shop")
+    shop = site_id_of(admin_api, "shop")
     memory_provider.write_content(shop, "table:wp_posts", "home")
     memory_provider.write_content(shop, "table:wp_postmeta", "home:layout")
     memory_provider.write_content(shop, "table:wp_comments", "")
@@ -290,7 +261,7 @@ def test_the_offline_planner_clones_reads_drift_promotes_pages_and_rolls_back(
     cloned = alice.say("clone shop to shop-staging")
     assert [c["args"] for c in cloned.proposed] == [{"site": "shop", "name": "shop-staging"}]
     assert "Cloned **shop** to the staging site **shop-staging**" in cloned.reply
-    staging = _site_id(admin_api, "shop-staging")
+    staging = site_id_of(admin_api, "shop-staging")
 
     memory_provider.write_content(shop, "table:wp_comments", "first!")
     memory_provider.write_content(staging, "table:wp_posts", "home, redesigned")
@@ -334,4 +305,4 @@ def test_the_offline_planner_asks_what_an_import_needs_then_shows_the_card(
                          "admin": "keep"})]  # fmt: skip
     assert card.interrupt is not None and card.interrupt["actions"][0]["input"] == "file"
     cancelled = alice.resume(False)
-    assert "Cancelled" in cancelled.reply and _operations(admin_api, "import_site") == []
+    assert "Cancelled" in cancelled.reply and operations_of(admin_api, "import_site") == []

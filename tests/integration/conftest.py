@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.stack.mariadb import MariaDB
+from tests.integration.scratch_database import scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +31,5 @@ def mariadb() -> Iterator[MariaDB]:
 @pytest.fixture
 def mariadb_url(mariadb: MariaDB) -> Iterator[str]:
     """A fresh database and a user granted only that database; dropped afterwards."""
-    name = "cp_" + secrets.token_hex(4)
-    password = secrets.token_urlsafe(16)
-    with mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        cur.execute(f"CREATE USER '{name}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-        cur.execute(f"GRANT ALL ON `{name}`.* TO '{name}'@'127.0.0.1'")
-    yield f"mysql+pymysql://{name}:{password}@127.0.0.1:{mariadb.port}/{name}?charset=utf8mb4"
-    with mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cur.execute(f"DROP USER IF EXISTS '{name}'@'127.0.0.1'")
+    with scratch_database(mariadb, "cp") as (name, password):
+        yield f"mysql+pymysql://{name}:{password}@127.0.0.1:{mariadb.port}/{name}?charset=utf8mb4"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controlplane.db import make_engine, make_sessionmaker
 from controlplane.imports.checks import ARCHIVE
@@ -120,6 +121,15 @@ BACKED_UP = "database as backed up"
 CHANGED = "database changed after the backup"
 
 
+def manual_backup_id(session: Session, name: str) -> str:
+    """The id of the (one) manual backup of the site `name`."""
+    backup_id = session.scalar(
+        select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
+    )
+    assert backup_id is not None, "the scenario's site has no backup"
+    return backup_id
+
+
 def start_backup_site(
     platform: Platform, admin: Principal, tenant: str, name: str
 ) -> tuple[str, str]:
@@ -134,10 +144,7 @@ def start_restore_site(
 ) -> tuple[str, str]:
     """A restore of the site's (one) manual backup, taken before its database changed."""
     with platform.sessions() as session:
-        backup_id = session.scalar(
-            select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
-        )
-        assert backup_id is not None, "the scenario's site has no backup"
+        backup_id = manual_backup_id(session, name)
         site, _backup, _pre, op = start_restore(
             session, principal=admin, tenant_id=tenant, site=name, backup_id=backup_id
         )
@@ -149,10 +156,7 @@ def start_verify_backup(
 ) -> tuple[str, str]:
     """A trial restore of the site's manual backup beside it (the site changed since)."""
     with platform.sessions() as session:
-        backup_id = session.scalar(
-            select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
-        )
-        assert backup_id is not None, "the scenario's site has no backup"
+        backup_id = manual_backup_id(session, name)
         backup, op = start_verify(
             session, principal=admin, tenant_id=tenant, site=name, backup_id=backup_id
         )
@@ -167,10 +171,7 @@ def start_create_from_backup(
 ) -> tuple[str, str]:
     """A new site COPY made from the manual backup of `name` (its last step: restore)."""
     with platform.sessions() as session:
-        backup_id = session.scalar(
-            select(Backup.id).where(Backup.site_name == name, Backup.kind == BackupKind.MANUAL)
-        )
-        assert backup_id is not None, "the scenario's site has no backup"
+        backup_id = manual_backup_id(session, name)
         site, op = create_site(
             session,
             principal=admin,

@@ -35,12 +35,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from controlplane.credentials import DatabaseVault
 from controlplane.crypto import load_keyring
@@ -69,6 +71,7 @@ from tests.integration.crash_kinds import (
     EXTRA_STARTERS,
     SCENARIOS,
     STAGED_EDIT,
+    Starter,
     start_create_from_backup,
 )
 
@@ -93,19 +96,33 @@ def forward_boundaries(kind: OperationKind) -> list[str]:
     return [f"{when}:{step}" for step in CATALOGUE[kind].step_names for when in FORWARD]
 
 
+def undo_of(step: str) -> list[str]:
+    """The boundaries of one step's undo, in order."""
+    return [f"{when}:{step}" for when in UNDO]
+
+
+def failing_boundaries(kind: OperationKind, failed: str) -> list[str]:
+    """Every boundary of a run of `kind` whose step `failed` fails: forward up to its start,
+    then the undo of every step that ran and has one (the failed one too: a failed ensure may
+    have left something behind), in reverse."""
+    spec = CATALOGUE[kind]
+    forward = forward_boundaries(kind)
+    ran = spec.step_names[: spec.step_names.index(failed) + 1]
+    return [
+        *forward[: forward.index(f"before:{failed}") + 1],
+        *(
+            f"{when}:{step}"
+            for step in reversed(ran)
+            if spec.step(step).undo is not None
+            for when in UNDO
+        ),
+    ]
+
+
 # Every boundary the engine passes, in order. test_boundary_lists_match_the_engine checks
 # these lists against a real run, so a new boundary cannot go untested.
 CREATE_BOUNDARIES = forward_boundaries(OperationKind.CREATE_SITE)
-# wordpress fails: forward up to before:wordpress, then undo of every step that ran
-# (wordpress included: a failed ensure may have left something behind), in reverse.
-FAILING_CREATE_BOUNDARIES = [
-    *CREATE_BOUNDARIES[: CREATE_BOUNDARIES.index(f"before:{FAIL_STEP}") + 1],
-    *(
-        f"{when}:{step}"
-        for step in reversed(CREATE_STEPS[: CREATE_STEPS.index(FAIL_STEP) + 1])
-        for when in UNDO
-    ),
-]
+FAILING_CREATE_BOUNDARIES = failing_boundaries(OperationKind.CREATE_SITE, FAIL_STEP)
 DELETE_BOUNDARIES = forward_boundaries(OperationKind.DELETE_SITE)
 # The kinds with a test of their own below; every other kind runs in the generic one.
 OWN_TESTS = (OperationKind.CREATE_SITE, OperationKind.DELETE_SITE)
@@ -159,23 +176,10 @@ class WorkerRun:
         )
 
 
-def start_worker(
-    env: dict[str, str],
-    home: Path,
-    mode: str,
-    *,
-    kill_at: str | None,
-    fail: Iterable[str] = (),
-    max_attempts: int = 3,
-) -> subprocess.Popen[str]:
-    """Start crash_worker.py as a real subprocess (sys.executable)."""
-    args = [
-        sys.executable,
-        str(WORKER),
-        *worker_argv(home, mode, kill_at=kill_at, fail=fail, max_attempts=max_attempts),
-    ]
+def start_worker(env: dict[str, str], argv: list[str]) -> subprocess.Popen[str]:
+    """Start crash_worker.py with `argv` as a real subprocess (sys.executable)."""
     return subprocess.Popen(
-        args,
+        [sys.executable, str(WORKER), *argv],
         env=env,
         cwd=str(WORKER.parents[2]),
         stdin=subprocess.DEVNULL,
@@ -226,7 +230,9 @@ def run_worker(
 ) -> WorkerRun:
     """Run one worker to its end (or its death)."""
     return finish_worker(
-        start_worker(env, home, mode, kill_at=kill_at, fail=fail, max_attempts=max_attempts)
+        start_worker(
+            env, worker_argv(home, mode, kill_at=kill_at, fail=fail, max_attempts=max_attempts)
+        )
     )
 
 
@@ -279,6 +285,35 @@ def provider_state(home: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+@contextmanager
+def home_session(home: Path) -> Iterator[Session]:
+    """A session on the database the platform of `home` keeps (its engine disposed after)."""
+    db = make_engine(make_settings(home))
+    try:
+        with make_sessionmaker(db)() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def op_summary(op: Operation) -> dict[str, Any]:
+    """An operation's status, error, attempts and step statuses (for assertion messages)."""
+    steps = {s.name: s.status for s in op.steps}
+    return {"status": op.status, "error": op.error, "attempts": op.attempts, "steps": steps}
+
+
+def backups_state(home: Path) -> dict[str, Any]:
+    """What the memory provider's backup step holds, read from its file in `home`."""
+    state: dict[str, Any] = json.loads((home / "memory-provider.backups.json").read_text())
+    return state
+
+
+def assert_nothing_aside(state: dict[str, Any], site_id: str) -> None:
+    """The site is not in maintenance, and no copy of it is staged or kept as the previous."""
+    for place in ("maintenance", "staged", "previous"):
+        assert site_id not in state[place], state
+
+
 @dataclass
 class EndState:
     outcome: str  # "ready" or "gone"
@@ -287,49 +322,42 @@ class EndState:
 
 def assert_all_or_nothing(home: Path, site_id: str, operation_id: str, kind: str) -> EndState:
     """The site is fully made or fully gone, and nothing is left running; never half-made."""
-    db = make_engine(make_settings(home))
-    try:
-        with make_sessionmaker(db)() as session:
-            site = session.get(Site, site_id)
-            op = session.get(Operation, operation_id)
-            assert op is not None, f"operation {operation_id} vanished"
-            steps = {s.name: s.status for s in op.steps}
-            events = list(
-                session.scalars(
-                    select(OperationEvent.type)
-                    .where(OperationEvent.operation_id == op.id)
-                    .order_by(OperationEvent.id)
-                )
+    with home_session(home) as session:
+        site = session.get(Site, site_id)
+        op = session.get(Operation, operation_id)
+        assert op is not None, f"operation {operation_id} vanished"
+        steps = {s.name: s.status for s in op.steps}
+        events = list(
+            session.scalars(
+                select(OperationEvent.type)
+                .where(OperationEvent.operation_id == op.id)
+                .order_by(OperationEvent.id)
             )
-            credentials = set(
-                session.scalars(select(Credential.kind).where(Credential.site_id == site_id))
-            )
-            vault = DatabaseVault(session, load_keyring(make_settings(home)), site_id)
-            passwords = [stored[1] for kind in credentials if (stored := vault.get(kind))]
-            domains = session.scalar(
-                select(func.count()).select_from(Domain).where(Domain.site_id == site_id)
-            )
-            active = list(
-                session.scalars(select(Operation.id).where(Operation.status.in_(ACTIVE_STATUSES)))
-            )
-            summary = {
-                "status": op.status,
-                "error": op.error,
-                "attempts": op.attempts,
-                "steps": steps,
-                "events": events,
-                "params": dict(op.params or {}),
-                "site": None
-                if site is None
-                else {
-                    "status": site.status,
-                    "resources": dict(site.resources or {}),
-                    "current_operation_id": site.current_operation_id,
-                    "preview_url": site.preview_url,
-                },
-            }
-    finally:
-        db.dispose()
+        )
+        credentials = set(
+            session.scalars(select(Credential.kind).where(Credential.site_id == site_id))
+        )
+        vault = DatabaseVault(session, load_keyring(make_settings(home)), site_id)
+        passwords = [stored[1] for kind in credentials if (stored := vault.get(kind))]
+        domains = session.scalar(
+            select(func.count()).select_from(Domain).where(Domain.site_id == site_id)
+        )
+        active = list(
+            session.scalars(select(Operation.id).where(Operation.status.in_(ACTIVE_STATUSES)))
+        )
+        summary = {
+            **op_summary(op),
+            "events": events,
+            "params": dict(op.params or {}),
+            "site": None
+            if site is None
+            else {
+                "status": site.status,
+                "resources": dict(site.resources or {}),
+                "current_operation_id": site.current_operation_id,
+                "preview_url": site.preview_url,
+            },
+        }
     left = provider_state(home).get(site_id, {})
     detail = f"half-made end state:\n{json.dumps(summary, indent=1)}\nprovider: {left}"
 
@@ -537,20 +565,38 @@ def crashed(request: pytest.FixtureRequest, crash_pool: CrashPool, case: Case) -
     return Crashed(case, home, run)
 
 
+def recover(crashed: Crashed, fail: Iterable[str] = ()) -> None:
+    """Restart on the crashed home: recovery must pick up exactly the worker's operation."""
+    recovered = restart(crashed.home, fail=fail)
+    assert recovered == crashed.run.operation_ids
+
+
+def end_state(crashed: Crashed, kind: str) -> EndState:
+    """assert_all_or_nothing on the crashed worker's site and operation."""
+    return assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, kind)
+
+
 # --- the boundary lists are complete ---------------------------------------------------------
 
 
-def _recorded_boundaries(home: Path, *, kind: OperationKind, fail: set[str]) -> list[str]:
-    prepare_site(home, SCENARIOS[kind].needs)
+def _recorded_run(
+    home: Path, needs: str | None, start: Starter, fail: set[str] | None = None
+) -> list[str]:
+    """The boundaries one run passes: the site as `needs` says, then `start` run to its end."""
+    prepare_site(home, needs)
     seen: list[str] = []
-    provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=fail)
+    provider = MemoryProvider(state_file=home / STATE_FILE, fail_on=fail or set())
     platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
     try:
-        _site_id, op_id = SCENARIOS[kind].start(platform, ADMIN, TENANT, SITE)
+        _site_id, op_id = start(platform, ADMIN, TENANT, SITE)
         platform.engine.run(op_id)
     finally:
         platform.close()
     return seen
+
+
+def _recorded_boundaries(home: Path, *, kind: OperationKind, fail: set[str]) -> list[str]:
+    return _recorded_run(home, SCENARIOS[kind].needs, SCENARIOS[kind].start, fail)
 
 
 def test_every_kind_in_the_catalogue_has_a_crash_scenario() -> None:
@@ -576,10 +622,8 @@ def test_boundary_lists_match_the_engine(
 
 @pytest.mark.parametrize("case", [Case("create", b) for b in CREATE_BOUNDARIES], ids=str)
 def test_create_killed_at_boundary_resumes_to_ready(crashed: Crashed) -> None:
-    recovered = restart(crashed.home)
-
-    assert recovered == crashed.run.operation_ids
-    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "create_site")
+    recover(crashed)
+    end = end_state(crashed, "create_site")
     # Nothing failed, so a crash must be resumed forward, never rolled back.
     assert end.outcome == "ready", end.operation
     assert end.operation["attempts"] == 2, end.operation
@@ -594,10 +638,8 @@ def test_failing_create_killed_at_boundary_rolls_back_to_nothing(crashed: Crashe
     # image...). Killed while undoing: the restart has no fault at all, and the create must
     # still roll back (a rolling-back operation never turns round and resumes forward).
     in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo:"))
-    recovered = restart(crashed.home, fail=[] if in_rollback else [FAULT])
-
-    assert recovered == crashed.run.operation_ids
-    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "create_site")
+    recover(crashed, fail=[] if in_rollback else [FAULT])
+    end = end_state(crashed, "create_site")
     assert end.outcome == "gone", end.operation
     assert f"{FAIL_STEP} failed" in (end.operation["error"] or ""), end.operation
     assert end.operation["attempts"] == 2, end.operation
@@ -605,10 +647,8 @@ def test_failing_create_killed_at_boundary_rolls_back_to_nothing(crashed: Crashe
 
 @pytest.mark.parametrize("case", [Case("delete", b) for b in DELETE_BOUNDARIES], ids=str)
 def test_delete_killed_at_boundary_finishes_the_delete(crashed: Crashed) -> None:
-    recovered = restart(crashed.home)
-
-    assert recovered == crashed.run.operation_ids
-    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "delete_site")
+    recover(crashed)
+    end = end_state(crashed, "delete_site")
     assert end.outcome == "gone", end.operation
     assert end.operation["params"].get("backup"), "a delete must take its backup first"
     # Taken once, whichever boundary the kill hit (its id is fixed when the delete is asked).
@@ -624,11 +664,9 @@ def test_delete_killed_at_boundary_finishes_the_delete(crashed: Crashed) -> None
 )
 def test_killed_before_the_engine_starts(crashed: Crashed) -> None:
     """Records committed, operation still 'pending': recover() must pick it up too."""
-    recovered = restart(crashed.home)
-
-    assert recovered == crashed.run.operation_ids
+    recover(crashed)
     kind = f"{crashed.case.mode}_site"
-    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, kind)
+    end = end_state(crashed, kind)
     assert end.outcome == ("ready" if kind == "create_site" else "gone"), end.operation
     assert end.operation["attempts"] == 1, end.operation
 
@@ -669,9 +707,7 @@ def test_create_that_keeps_crashing_gives_up_and_rolls_back(
 
     # The last start-up went straight to undo: no forward step was tried again.
     assert not [b for b in seen if b.startswith(tuple(f"{when}:" for when in FORWARD))], seen
-    assert seen == [
-        f"{when}:{step}" for step in ("storage", "secrets", "database") for when in UNDO
-    ]
+    assert seen == [*undo_of("storage"), *undo_of("secrets"), *undo_of("database")]
     end = assert_all_or_nothing(home, first.site_id, first.operation_ids[0], "create_site")
     assert end.outcome == "gone", end.operation
     assert end.operation["attempts"] == max_attempts + 1, end.operation
@@ -697,13 +733,9 @@ def test_a_worker_slower_than_its_lease_loop_runs_its_operation_once(
     ]
     assert trail == CREATE_BOUNDARIES, trail
     op_id = json.loads(done.stdout.splitlines()[0])["operation_ids"][0]
-    db = make_engine(make_settings(home))
-    try:
-        with make_sessionmaker(db)() as session:
-            op = session.get(Operation, op_id)
-            assert op is not None and (op.status, op.attempts) == ("succeeded", 1), op.__dict__
-    finally:
-        db.dispose()
+    with home_session(home) as session:
+        op = session.get(Operation, op_id)
+        assert op is not None and (op.status, op.attempts) == ("succeeded", 1), op.__dict__
 
 
 # --- every other kind of the catalogue -------------------------------------------------------
@@ -713,33 +745,24 @@ def assert_finished(home: Path, site_id: str, operation_id: str, kind: Operation
     """The operation ran to its end once: succeeded, every step done, the site free again in
     the status its scenario pins, and the provider holding what the kind made."""
     scenario = SCENARIOS[kind]
-    db = make_engine(make_settings(home))
-    try:
-        with make_sessionmaker(db)() as session:
-            op = session.get(Operation, operation_id)
-            site = session.get(Site, site_id)
-            assert op is not None and site is not None
-            events = list(
-                session.scalars(
-                    select(OperationEvent.type).where(OperationEvent.operation_id == op.id)
-                )
-            )
-            summary = {
-                "status": op.status,
-                "error": op.error,
-                "attempts": op.attempts,
-                "steps": {s.name: s.status for s in op.steps},
-                "events": events,
-                "site": {"status": site.status, "busy_with": site.current_operation_id},
-            }
-            active = list(
-                session.scalars(select(Operation.id).where(Operation.status.in_(ACTIVE_STATUSES)))
-            )
-            busy = list(
-                session.scalars(select(Site.name).where(Site.current_operation_id.is_not(None)))
-            )
-    finally:
-        db.dispose()
+    with home_session(home) as session:
+        op = session.get(Operation, operation_id)
+        site = session.get(Site, site_id)
+        assert op is not None and site is not None
+        events = list(
+            session.scalars(select(OperationEvent.type).where(OperationEvent.operation_id == op.id))
+        )
+        summary = {
+            **op_summary(op),
+            "events": events,
+            "site": {"status": site.status, "busy_with": site.current_operation_id},
+        }
+        active = list(
+            session.scalars(select(Operation.id).where(Operation.status.in_(ACTIVE_STATUSES)))
+        )
+        busy = list(
+            session.scalars(select(Site.name).where(Site.current_operation_id.is_not(None)))
+        )
     left = provider_state(home).get(site_id, {})
     detail = f"end state:\n{json.dumps(summary, indent=1)}\nprovider: {left}"
     assert not active and not busy, detail
@@ -761,27 +784,39 @@ def assert_finished(home: Path, site_id: str, operation_id: str, kind: Operation
 )
 def test_other_kind_killed_at_boundary_resumes_to_its_end(crashed: Crashed) -> None:
     """start, stop, update_domains, apply_env (and any kind added later): resumed forward."""
-    recovered = restart(crashed.home)
-
-    assert recovered == crashed.run.operation_ids
+    recover(crashed)
     assert_finished(crashed.home, crashed.site_id, crashed.operation_id, kind_of(crashed.case.mode))
 
 
 # --- a restore whose probe fails: killed at every boundary, rolled back ----------------------
 
-RESTORE_STEPS = CATALOGUE[OperationKind.RESTORE_SITE].step_names
 PROBE_FAULT = "ensure:wordpress"  # the restored copy does not come up
-FAILING_RESTORE_BOUNDARIES = [
-    *forward_boundaries(OperationKind.RESTORE_SITE)[
-        : forward_boundaries(OperationKind.RESTORE_SITE).index("before:probe") + 1
-    ],
-    *(
-        f"{when}:{step}"
-        for step in reversed(RESTORE_STEPS[: RESTORE_STEPS.index("probe")])
-        if CATALOGUE[OperationKind.RESTORE_SITE].step(step).undo is not None
-        for when in UNDO
-    ),
-]
+FAILING_RESTORE_BOUNDARIES = failing_boundaries(OperationKind.RESTORE_SITE, "probe")
+
+
+def restart_with_fault(crashed: Crashed, fault: str) -> None:
+    """Restart and recover the crashed operation: with `fault` still there, unless the kill
+    came while undoing (the rollback must then finish with no fault at all)."""
+    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
+    recover(crashed, fail=[] if in_rollback else [fault])
+
+
+def restart_and_assert_put_back(crashed: Crashed) -> dict[str, Any]:
+    """Restart a run whose probe fails: rolled back, the site served and free, nothing left
+    aside or made twice. Returns the provider's backup state to check the live content."""
+    restart_with_fault(crashed, PROBE_FAULT)
+    with home_session(crashed.home) as session:
+        op = session.get(Operation, crashed.operation_id)
+        site = session.get(Site, crashed.site_id)
+        assert op is not None and site is not None
+        summary = op_summary(op)
+        assert op.status == "rolled_back", summary
+        assert "probe failed" in (op.error or ""), summary
+        assert site.status == "ready" and site.current_operation_id is None, summary
+    state = backups_state(crashed.home)
+    assert_nothing_aside(state, crashed.site_id)
+    assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
+    return state
 
 
 def test_failing_restore_boundaries_match_the_engine(tmp_path: Path) -> None:
@@ -789,9 +824,7 @@ def test_failing_restore_boundaries_match_the_engine(tmp_path: Path) -> None:
         tmp_path / "home", kind=OperationKind.RESTORE_SITE, fail={PROBE_FAULT}
     )
     assert seen == FAILING_RESTORE_BOUNDARIES
-    assert FAILING_RESTORE_BOUNDARIES[-3:] == [
-        "before-undo:maintenance", "after-undo-call:maintenance", "after-undo:maintenance"
-    ]  # fmt: skip
+    assert FAILING_RESTORE_BOUNDARIES[-3:] == undo_of("maintenance")
 
 
 @pytest.mark.parametrize(
@@ -799,50 +832,17 @@ def test_failing_restore_boundaries_match_the_engine(tmp_path: Path) -> None:
 )
 def test_failing_restore_killed_at_boundary_puts_the_site_back(crashed: Crashed) -> None:
     """Never a mix: the changed site exactly as it was, served, nothing left aside."""
-    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
-    recovered = restart(crashed.home, fail=[] if in_rollback else [PROBE_FAULT])
-
-    assert recovered == crashed.run.operation_ids
-    db = make_engine(make_settings(crashed.home))
-    try:
-        with make_sessionmaker(db)() as session:
-            op = session.get(Operation, crashed.operation_id)
-            site = session.get(Site, crashed.site_id)
-            assert op is not None and site is not None
-            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
-                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
-            assert op.status == "rolled_back", summary
-            assert "probe failed" in (op.error or ""), summary
-            assert site.status == "ready" and site.current_operation_id is None, summary
-    finally:
-        db.dispose()
-    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    state = restart_and_assert_put_back(crashed)
     assert state["live"][crashed.site_id]["database"] == CHANGED, state
-    assert crashed.site_id not in state["maintenance"], state
-    assert crashed.site_id not in state["staged"], state
-    assert crashed.site_id not in state["previous"], state
-    assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
 
 
 # --- a trial restore of a corrupted backup: killed at every boundary, rolled back ------------
 
-FAILING_VERIFY_BOUNDARIES = [
-    "before:stage",
-    *(f"{when}:stage" for when in UNDO),
-]
+FAILING_VERIFY_BOUNDARIES = ["before:stage", *undo_of("stage")]
 
 
 def test_failing_verify_boundaries_match_the_engine(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    prepare_site(home, "corrupted")
-    seen: list[str] = []
-    provider = MemoryProvider(state_file=home / STATE_FILE)
-    platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
-    try:
-        _site_id, op_id = EXTRA_STARTERS["verify_corrupted"](platform, ADMIN, TENANT, SITE)
-        platform.engine.run(op_id)
-    finally:
-        platform.close()
+    seen = _recorded_run(tmp_path / "home", "corrupted", EXTRA_STARTERS["verify_corrupted"])
     assert seen == FAILING_VERIFY_BOUNDARIES
 
 
@@ -853,30 +853,21 @@ def test_failing_verify_killed_at_boundary_marks_the_backup_and_touches_nothing(
     crashed: Crashed,
 ) -> None:
     """The backup is marked as failing verification; the live site exactly as it was."""
-    recovered = restart(crashed.home)
-
-    assert recovered == crashed.run.operation_ids
-    db = make_engine(make_settings(crashed.home))
-    try:
-        with make_sessionmaker(db)() as session:
-            op = session.get(Operation, crashed.operation_id)
-            site = session.get(Site, crashed.site_id)
-            assert op is not None and site is not None
-            backup = session.get(Backup, op.params["backup"])
-            assert backup is not None
-            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
-                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
-            assert op.status == "rolled_back", summary
-            assert "does not match its checksums" in (backup.verification_error or ""), summary
-            assert backup.sample_checked_at is not None, summary
-            assert site.status == "ready" and site.current_operation_id is None, summary
-    finally:
-        db.dispose()
-    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    recover(crashed)
+    with home_session(crashed.home) as session:
+        op = session.get(Operation, crashed.operation_id)
+        site = session.get(Site, crashed.site_id)
+        assert op is not None and site is not None
+        backup = session.get(Backup, op.params["backup"])
+        assert backup is not None
+        summary = op_summary(op)
+        assert op.status == "rolled_back", summary
+        assert "does not match its checksums" in (backup.verification_error or ""), summary
+        assert backup.sample_checked_at is not None, summary
+        assert site.status == "ready" and site.current_operation_id is None, summary
+    state = backups_state(crashed.home)
     assert state["live"][crashed.site_id]["database"] == CHANGED, state
-    assert crashed.site_id not in state["maintenance"], state
-    assert crashed.site_id not in state["staged"], state
-    assert crashed.site_id not in state["previous"], state
+    assert_nothing_aside(state, crashed.site_id)
 
 
 # --- a create from a backup (the undelete's shape): killed at every boundary, resumed -------
@@ -886,16 +877,7 @@ FROM_BACKUP_BOUNDARIES = [f"{when}:{step}" for step in FROM_BACKUP_STEPS for whe
 
 
 def test_a_create_from_a_backup_has_a_last_restore_step(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    prepare_site(home, "backed_up")
-    seen: list[str] = []
-    provider = MemoryProvider(state_file=home / STATE_FILE)
-    platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
-    try:
-        _site_id, op_id = start_create_from_backup(platform, ADMIN, TENANT, SITE)
-        platform.engine.run(op_id)
-    finally:
-        platform.close()
+    seen = _recorded_run(tmp_path / "home", "backed_up", start_create_from_backup)
     assert (*CREATE_STEPS, "restore") == FROM_BACKUP_STEPS
     assert seen == FROM_BACKUP_BOUNDARIES
 
@@ -904,22 +886,15 @@ def test_a_create_from_a_backup_has_a_last_restore_step(tmp_path: Path) -> None:
     "case", [Case("create_from_backup", b) for b in FROM_BACKUP_BOUNDARIES], ids=str
 )
 def test_create_from_backup_killed_at_boundary_resumes_to_the_backup(crashed: Crashed) -> None:
-    recovered = restart(crashed.home)
-
-    assert recovered == crashed.run.operation_ids
-    db = make_engine(make_settings(crashed.home))
-    try:
-        with make_sessionmaker(db)() as session:
-            op = session.get(Operation, crashed.operation_id)
-            site = session.get(Site, crashed.site_id)
-            assert op is not None and site is not None and site.name == COPY
-            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
-                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
-            assert op.status == "succeeded" and op.attempts == 2, summary
-            assert site.status == "ready" and site.current_operation_id is None, summary
-    finally:
-        db.dispose()
-    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    recover(crashed)
+    with home_session(crashed.home) as session:
+        op = session.get(Operation, crashed.operation_id)
+        site = session.get(Site, crashed.site_id)
+        assert op is not None and site is not None and site.name == COPY
+        summary = op_summary(op)
+        assert op.status == "succeeded" and op.attempts == 2, summary
+        assert site.status == "ready" and site.current_operation_id is None, summary
+    state = backups_state(crashed.home)
     assert state["live"][crashed.site_id]["database"] == BACKED_UP, state
     assert crashed.site_id not in state["staged"], state
     assert crashed.site_id not in state["previous"], state
@@ -933,18 +908,7 @@ def test_create_from_backup_killed_at_boundary_resumes_to_the_backup(crashed: Cr
 
 # --- a promotion whose probe fails: killed at every boundary, production put back ----------
 
-PROMOTE_STEPS = CATALOGUE[OperationKind.PROMOTE_SITE].step_names
-FAILING_PROMOTE_BOUNDARIES = [
-    *forward_boundaries(OperationKind.PROMOTE_SITE)[
-        : forward_boundaries(OperationKind.PROMOTE_SITE).index("before:probe") + 1
-    ],
-    *(
-        f"{when}:{step}"
-        for step in reversed(PROMOTE_STEPS[: PROMOTE_STEPS.index("probe")])
-        if CATALOGUE[OperationKind.PROMOTE_SITE].step(step).undo is not None
-        for when in UNDO
-    ),
-]
+FAILING_PROMOTE_BOUNDARIES = failing_boundaries(OperationKind.PROMOTE_SITE, "probe")
 
 
 def test_failing_promote_boundaries_match_the_engine(tmp_path: Path) -> None:
@@ -960,54 +924,21 @@ def test_failing_promote_boundaries_match_the_engine(tmp_path: Path) -> None:
 )
 def test_failing_promote_killed_at_boundary_puts_production_back(crashed: Crashed) -> None:
     """Never a mix: production exactly as it was, served, nothing left aside."""
-    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
-    recovered = restart(crashed.home, fail=[] if in_rollback else [PROBE_FAULT])
-
-    assert recovered == crashed.run.operation_ids
-    db = make_engine(make_settings(crashed.home))
-    try:
-        with make_sessionmaker(db)() as session:
-            op = session.get(Operation, crashed.operation_id)
-            site = session.get(Site, crashed.site_id)
-            assert op is not None and site is not None
-            summary = {"status": op.status, "error": op.error, "attempts": op.attempts,
-                       "steps": {s.name: s.status for s in op.steps}}  # fmt: skip
-            assert op.status == "rolled_back", summary
-            assert "probe failed" in (op.error or ""), summary
-            assert site.status == "ready" and site.current_operation_id is None, summary
-    finally:
-        db.dispose()
-    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    state = restart_and_assert_put_back(crashed)
     live = state["live"][crashed.site_id]["database"]
     assert live.startswith("blogname=") and "edited on staging" not in live, state
     assert STAGED_EDIT not in live
-    assert crashed.site_id not in state["maintenance"], state
-    assert crashed.site_id not in state["staged"], state
-    assert crashed.site_id not in state["previous"], state
-    assert MemoryProvider(state_file=crashed.home / STATE_FILE).duplicates == {}
 
 
 # --- a clone whose new site does not come up: killed at every boundary, nothing left ------
 
-CLONE_STEPS = CATALOGUE[OperationKind.CLONE_SITE].step_names
-FAILING_CLONE_BOUNDARIES = [
-    *forward_boundaries(OperationKind.CLONE_SITE)[
-        : forward_boundaries(OperationKind.CLONE_SITE).index(f"before:{FAIL_STEP}") + 1
-    ],
-    *(
-        f"{when}:{step}"
-        for step in reversed(CLONE_STEPS[: CLONE_STEPS.index(FAIL_STEP) + 1])
-        for when in UNDO
-    ),
-]
+FAILING_CLONE_BOUNDARIES = failing_boundaries(OperationKind.CLONE_SITE, FAIL_STEP)
 
 
 def test_failing_clone_boundaries_match_the_engine(tmp_path: Path) -> None:
     seen = _recorded_boundaries(tmp_path / "home", kind=OperationKind.CLONE_SITE, fail={FAULT})
     assert seen == FAILING_CLONE_BOUNDARIES
-    assert seen[-3:] == [
-        "before-undo:parent_backup", "after-undo-call:parent_backup", "after-undo:parent_backup"
-    ]  # fmt: skip
+    assert seen[-3:] == undo_of("parent_backup")
 
 
 @pytest.mark.parametrize(
@@ -1015,24 +946,17 @@ def test_failing_clone_boundaries_match_the_engine(tmp_path: Path) -> None:
 )
 def test_failing_clone_killed_at_boundary_leaves_nothing(crashed: Crashed) -> None:
     """No staging site, no backup of the parent kept, no fingerprint; the parent as it was."""
-    in_rollback = crashed.case.kill_at.startswith(("before-undo:", "after-undo"))
-    recovered = restart(crashed.home, fail=[] if in_rollback else [FAULT])
-
-    assert recovered == crashed.run.operation_ids
-    end = assert_all_or_nothing(crashed.home, crashed.site_id, crashed.operation_id, "create_site")
+    restart_with_fault(crashed, FAULT)
+    end = end_state(crashed, "create_site")
     assert end.outcome == "gone", end.operation
-    db = make_engine(make_settings(crashed.home))
-    try:
-        with make_sessionmaker(db)() as session:
-            kept = [b.status for b in session.scalars(select(Backup))]
-            assert set(kept) <= {"forgotten", "failed"}, kept
-            assert session.scalar(select(func.count()).select_from(SiteFingerprint)) == 0
-            parent = session.scalar(select(Site).where(Site.name == SITE))
-            assert parent is not None and parent.status == "ready"
-            assert parent.current_operation_id is None
-            parent_id = parent.id
-    finally:
-        db.dispose()
-    state = json.loads((crashed.home / "memory-provider.backups.json").read_text())
+    with home_session(crashed.home) as session:
+        kept = [b.status for b in session.scalars(select(Backup))]
+        assert set(kept) <= {"forgotten", "failed"}, kept
+        assert session.scalar(select(func.count()).select_from(SiteFingerprint)) == 0
+        parent = session.scalar(select(Site).where(Site.name == SITE))
+        assert parent is not None and parent.status == "ready"
+        assert parent.current_operation_id is None
+        parent_id = parent.id
+    state = backups_state(crashed.home)
     assert state["store"].get("crash", {}) == {}, state["store"]
     assert set(provider_state(crashed.home)[parent_id]) == set(CREATE_STEPS)

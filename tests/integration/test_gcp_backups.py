@@ -18,9 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2, secretmanager, storage
 
 from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
 from controlplane.providers.gcp import GcpProvider
@@ -32,6 +29,7 @@ from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE
+from tests.integration.gcp_clients import run_and_secret_clients, storage_with_bucket
 from tests.integration.gcp_fakes import (
     SITES_SUBNET,
     SQL_PRIVATE_IP,
@@ -118,28 +116,18 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
     run.secrets, run.project = sm, PROJECT
     run.database = ("127.0.0.1", mariadb.port)
     keys, sql = FakeGcsKeys(gcs), FakeSqlAdmin(PROJECT, INSTANCE, disk_gb=10)
-    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url,
           serve(iam.app()) as iam_url, serve(keys.app()) as gcs_url,
           serve(sql.app()) as sql_url):  # fmt: skip
         run.base_url = run_url
-        storage_client = storage.Client(project=PROJECT, credentials=anonymous,
-                                        client_options={"api_endpoint": gcs_url})  # fmt: skip
+        storage_client, bucket = storage_with_bucket(PROJECT, gcs_url)
         clients = GcpClients(
-            run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
-                                      client_options=ClientOptions(api_endpoint=run_url)),
-            jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
-                                   client_options=ClientOptions(api_endpoint=run_url)),
-            secrets=secretmanager.SecretManagerServiceClient(
-                credentials=anonymous, transport="rest",
-                client_options=ClientOptions(api_endpoint=sm_url)),
+            **run_and_secret_clients(run_url, sm_url),
             storage=storage_client,
             iam=IamServiceAccounts(requests.Session(), iam_url),
             rest=requests.Session(), sqladmin_url=sql_url,
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip
-        bucket = f"aipress-backups-{secrets.token_hex(4)}"
-        storage_client.create_bucket(bucket)
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,
             database_url=f"sqlite:///{tmp_path / 'cp.db'}", gcp_location="us-central1",

@@ -21,7 +21,7 @@ import requests
 from fastapi.testclient import TestClient
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2, secretmanager, storage
+from google.cloud import secretmanager
 
 from controlplane.api.app import create_app
 from controlplane.kernel.auth import LocalTokenIssuer
@@ -35,6 +35,7 @@ from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE, wait_for_operation
 from tests.dns_server import TxtServer
+from tests.integration.gcp_clients import run_and_secret_clients, storage_with_bucket
 from tests.integration.gcp_fakes import (
     SITES_SUBNET,
     SQL_PRIVATE_IP,
@@ -138,7 +139,6 @@ def cloud(
     iam = FakeIam(grantable=set(), invisible_calls=3, unusable_calls=3)
     run, sm, cf = FakeCloudRun(IMAGE), FakeSecretManager(iam), FakeCloudflare(ZONE)
     front = FakeFrontDoor(PROJECT, "us-central1", "aipress-sites", "aipress-sites")
-    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
     nameserver = TxtServer()
     run.secrets, run.project = sm, PROJECT
     keys = FakeGcsKeys(gcs)  # customer-supplied keys as Cloud Storage enforces them
@@ -149,16 +149,9 @@ def cloud(
           nameserver.running()):  # fmt: skip
         run.base_url = run_url
         run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
-        storage_client = storage.Client(project=PROJECT, credentials=anonymous,
-                                        client_options={"api_endpoint": gcs_url})  # fmt: skip
+        storage_client, backups = storage_with_bucket(PROJECT, gcs_url)
         clients = GcpClients(
-            run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
-                                      client_options=ClientOptions(api_endpoint=run_url)),
-            jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
-                                   client_options=ClientOptions(api_endpoint=run_url)),
-            secrets=secretmanager.SecretManagerServiceClient(
-                credentials=anonymous, transport="rest",
-                client_options=ClientOptions(api_endpoint=sm_url)),
+            **run_and_secret_clients(run_url, sm_url),
             storage=storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
             iam=IamServiceAccounts(requests.Session(), iam_url),
@@ -167,8 +160,6 @@ def cloud(
             sqladmin_url=sql_url,
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip
-        backups = f"aipress-backups-{secrets.token_hex(4)}"
-        storage_client.create_bucket(backups)
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,
             database_url=f"sqlite:///{tmp_path / 'cp.db'}",

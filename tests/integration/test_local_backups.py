@@ -256,6 +256,12 @@ def _homepage(
     return local.site_get(_host(name), "/?fresh=1" if fresh else "/", headers=headers)
 
 
+def _places(site: dict[str, Any]) -> tuple[Path, Path, str]:
+    """A site's storage root, its wp-content directory and its database's name."""
+    root = Path(site["storage"]["root"])
+    return root, root / "htdocs" / "wp-content", site["database"]["name"]
+
+
 def _backup_id() -> str:
     return secrets.token_hex(16)
 
@@ -263,9 +269,7 @@ def _backup_id() -> str:
 def test_backup_break_restore_and_put_the_broken_state_back(
     local: LocalEnv, crumbs: dict[str, Any]
 ) -> None:
-    root = Path(crumbs["storage"]["root"])
-    content = root / "htdocs" / "wp-content"
-    db = crumbs["database"]["name"]
+    root, content, db = _places(crumbs)
     good_files = _files_state(content)
     with bound(local, "crumbs") as site:
         record = site.backups.backup(site.ctx, _backup_id())
@@ -322,9 +326,7 @@ def test_backup_break_restore_and_put_the_broken_state_back(
 def test_a_swap_cut_between_the_database_and_the_files_is_finished_by_a_rerun(
     local: LocalEnv, crumbs: dict[str, Any]
 ) -> None:
-    root = Path(crumbs["storage"]["root"])
-    content = root / "htdocs" / "wp-content"
-    db = crumbs["database"]["name"]
+    root, content, db = _places(crumbs)
     with bound(local, "crumbs") as site:
         record = site.backups.backup(site.ctx, _backup_id())
         marker = _write_as_site(local, "crumbs", "uploads/after-backup.txt", b"later")

@@ -19,13 +19,10 @@ import pytest
 
 from controlplane.providers.local.backups import _ident
 from tests.conftest import wait_for_operation
-from tests.dns_server import TxtServer
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import LocalEnv, _local_env
-from tests.live import local_stack_home
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
 
 pytestmark = pytest.mark.integration
-SITES = "/v1/tenants/acme/sites"
 TITLE = "Old Origin Bakery"
 POST = "A post that moved house"
 UPLOAD = "uploads/2026/12/bread.txt"
@@ -33,9 +30,7 @@ UPLOAD = "uploads/2026/12/bread.txt"
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
-    dns = TxtServer()
-    with local_stack_home("im", dns_nameservers=dns.address) as settings:
-        yield from _local_env(settings, dns)
+    yield from local_env_on("im")
 
 
 def _dump_with_prefix(local: LocalEnv, database: str, prefix: str) -> bytes:

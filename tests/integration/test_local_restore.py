@@ -17,30 +17,17 @@ from controlplane.backups.rounds import SCHEDULER
 from controlplane.models import Backup, Operation, OperationEvent
 from controlplane.services.backups import start_verify
 from tests.conftest import wait_for_operation
-from tests.dns_server import TxtServer
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import LocalEnv, _local_env
-from tests.live import local_stack_home
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
 
 pytestmark = pytest.mark.integration
 POST = "A post that must come back"
 UPLOAD = "uploads/2026/12/cake.txt"
-SITES = "/v1/tenants/acme/sites"
 
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
-    dns = TxtServer()
-    with local_stack_home("rs", dns_nameservers=dns.address) as settings:
-        yield from _local_env(settings, dns)
-
-
-def _run(local: LocalEnv, response: Any) -> dict[str, Any]:
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    final = wait_for_operation(local.client, body["operation"]["id"], local.admin, timeout=300)
-    assert final["status"] == "succeeded", final
-    return body
+    yield from local_env_on("rs")
 
 
 def _post_titles(local: LocalEnv, name: str) -> list[str]:
@@ -57,7 +44,7 @@ def test_restore_in_place_brings_back_post_upload_and_a_working_homepage(
         local, "bakery", f"wp_insert_post(['post_title' => '{POST}', 'post_status' => 'publish']);"
     )
     upload = _write_as_site(local, "bakery", UPLOAD, b"a cake")
-    taken = _run(local, local.client.post(f"{SITES}/bakery/backups", headers=local.admin))
+    taken = local.run(local.client.post(f"{SITES}/bakery/backups", headers=local.admin))
 
     # Break it three ways.
     _php(local, "bakery", 'global $wpdb; $wpdb->query("DROP TABLE {$wpdb->posts}");')
@@ -67,7 +54,7 @@ def test_restore_in_place_brings_back_post_upload_and_a_working_homepage(
     assert local.site_get(_host("bakery"), "/wp-login.php").status_code == 500
 
     path = f"{SITES}/bakery/backups/{taken['backup']['id']}/restore"
-    restored = _run(local, local.client.post(path, headers=local.admin))
+    restored = local.run(local.client.post(path, headers=local.admin))
 
     home = local.site_get(_host("bakery"))
     assert home.status_code == 200 and "Bakery Restored" in home.text
@@ -93,7 +80,7 @@ def test_undelete_under_a_new_name_rewrites_the_address(local: LocalEnv) -> None
 
     body = {"name": "shop-again", "admin_email": "owner@example.com",
             "from_backup": {"site": "shop", "backup": final["backup"]}}  # fmt: skip
-    made = _run(local, local.client.post(SITES, json=body, headers=local.admin))
+    made = local.run(local.client.post(SITES, json=body, headers=local.admin))
 
     # What the rewrite changed is on the operation: counts per table and column (the post,
     # home and siteurl at least), and one sentence in the restore step's "done" event.
@@ -140,7 +127,7 @@ def test_a_trial_restore_checks_a_backup_beside_the_site_and_leaves_it_as_it_is(
     local: LocalEnv,
 ) -> None:
     local.create("deli", title="Deli Checked")
-    taken = _run(local, local.client.post(f"{SITES}/deli/backups", headers=local.admin))
+    taken = local.run(local.client.post(f"{SITES}/deli/backups", headers=local.admin))
     backup_id = taken["backup"]["id"]
     later = "A post written after the backup"
     _php(local, "deli", f"wp_insert_post(['post_title' => '{later}', 'post_status' => 'publish']);")

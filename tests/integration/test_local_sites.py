@@ -29,6 +29,7 @@ from tests.dns_server import TxtServer
 from tests.live import local_stack_home
 
 pytestmark = pytest.mark.integration
+SITES = "/v1/tenants/acme/sites"  # the tenant the LocalEnv tests make their sites in
 EMAIL = "owner@example.com"
 
 
@@ -52,6 +53,14 @@ class LocalEnv:
             headers={"Host": f"{host}:{port}", **(headers or {})},
             timeout=30,
         )
+
+    def run(self, response: httpx.Response, timeout: float = 300) -> dict[str, Any]:
+        """The 202 body of `response`, once its operation has succeeded (it must)."""
+        assert response.status_code == 202, response.text
+        body: dict[str, Any] = response.json()
+        final = wait_for_operation(self.client, body["operation"]["id"], self.admin, timeout)
+        assert final["status"] == "succeeded", final
+        return body
 
     def create(self, name: str, tenant: str = "acme", **body: Any) -> dict[str, Any]:
         """Create a site and wait for it; return the site."""
@@ -99,8 +108,14 @@ class LocalEnv:
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
+    yield from local_env_on("it")
+
+
+def local_env_on(prefix: str, **overrides: Any) -> Iterator[LocalEnv]:
+    """A LocalEnv on a fresh local stack home (local_stack_home's prefix and overrides) with
+    its own nameserver; the sites it made are deleted afterwards."""
     dns = TxtServer()
-    with local_stack_home("it", dns_nameservers=dns.address) as settings:
+    with local_stack_home(prefix, dns_nameservers=dns.address, **overrides) as settings:
         yield from _local_env(settings, dns)
 
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import wait_for_operation
-from tests.dns_server import TxtServer
 from tests.integration.test_local_backups import _host, _php
-from tests.integration.test_local_sites import LocalEnv, _local_env
-from tests.live import local_stack_home
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
 
 pytestmark = pytest.mark.integration
-SITES = "/v1/tenants/acme/sites"
 ORIGINAL = "Our original story"
 EDITED = "Our story, rewritten on staging"
 COMMENT = "A visitor's comment on production"
@@ -26,17 +21,7 @@ COMMENT = "A visitor's comment on production"
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalEnv]:
-    dns = TxtServer()
-    with local_stack_home("st", dns_nameservers=dns.address) as settings:
-        yield from _local_env(settings, dns)
-
-
-def _run(local: LocalEnv, response: Any) -> dict[str, Any]:
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    final = wait_for_operation(local.client, body["operation"]["id"], local.admin, timeout=600)
-    assert final["status"] == "succeeded", final
-    return body
+    yield from local_env_on("st")
 
 
 def _page(local: LocalEnv, name: str) -> str:
@@ -50,10 +35,10 @@ def test_clone_edit_drift_scoped_promote_and_rollback(local: LocalEnv) -> None:
                           "'post_title' => 'About', 'post_status' => 'publish', "
                           f"'post_content' => '{ORIGINAL}: see {prod_url}menu/']);")  # fmt: skip
 
-    cloned = _run(local, local.client.post(
+    cloned = local.run(local.client.post(
         f"{SITES}/bakery/clone", json={"name": "bakery-dev", "basic_auth": True},
         headers=local.admin,
-    ))  # fmt: skip
+    ), timeout=600)  # fmt: skip
     assert cloned["site"]["role"] == "staging" and cloned["site"]["parent"] == "bakery"
     staging = local.client.get(f"{SITES}/bakery-dev", headers=local.admin).json()
     assert staging["status"] == "ready" and staging["parent"] == "bakery"
@@ -90,10 +75,10 @@ def test_clone_edit_drift_scoped_promote_and_rollback(local: LocalEnv) -> None:
     assert "1 new comment" in refused.json()["drift"]["summary"]
     assert ORIGINAL in _page(local, "bakery")
 
-    promoted = _run(local, local.client.post(
+    promoted = local.run(local.client.post(
         f"{SITES}/bakery-dev/promote",
         json={"scope": "database", "tables": ["wp_posts", "wp_postmeta"]}, headers=local.admin,
-    ))  # fmt: skip
+    ), timeout=600)  # fmt: skip
     assert promoted["pre_promote_backup"]["kind"] == "pre-promote"
     page = _page(local, "bakery")
     assert page == f"{EDITED}: see {prod_url}menu/", page  # staging's URL rewritten back
@@ -109,7 +94,7 @@ def test_clone_edit_drift_scoped_promote_and_rollback(local: LocalEnv) -> None:
     after = local.client.get(f"{SITES}/bakery-dev/drift", headers=local.admin).json()
     assert not any(t["changed"] for t in after["tables"] if t["table"] == "wp_posts"), after
 
-    _run(local, local.client.post(f"{SITES}/bakery/rollback", headers=local.admin))
+    local.run(local.client.post(f"{SITES}/bakery/rollback", headers=local.admin), timeout=600)
     assert ORIGINAL in _page(local, "bakery")
     served = local.site_get(_host("bakery"), "/about/")
     assert served.status_code == 200 and ORIGINAL in served.text

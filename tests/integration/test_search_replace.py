@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 
 from controlplane.providers.search_replace import INPUT_ENV, parse_report, script_source
 from controlplane.stack.mariadb import MariaDB
+from tests.integration.scratch_database import scratch_database
 
 pytestmark = pytest.mark.integration
 OLD, NEW = "http://old.example", "https://nouveau.example.org"
@@ -91,23 +91,16 @@ class Db:
 
 @pytest.fixture
 def db(mariadb: MariaDB) -> Iterator[Db]:
-    name = "sr_" + secrets.token_hex(4)
-    password = secrets.token_urlsafe(16)
-    with mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        cur.execute(f"CREATE USER '{name}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-        cur.execute(f"GRANT ALL ON `{name}`.* TO '{name}'@'127.0.0.1'")
-    database = Db(mariadb, name, name, password)
-    database.query("CREATE TABLE wp_options (option_id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                   "option_name VARCHAR(191), option_value LONGTEXT)")  # fmt: skip
-    database.query("CREATE TABLE wp_postmeta (meta_id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                   "meta_key VARCHAR(255), meta_value LONGTEXT)")  # fmt: skip
-    database.query("CREATE TABLE wp_posts (ID BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                   "post_name VARCHAR(200), post_content LONGTEXT, guid VARCHAR(255))")  # fmt: skip
-    yield database
-    with mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cur.execute(f"DROP USER IF EXISTS '{name}'@'127.0.0.1'")
+    """A database of its own with the three tables the script rewrites."""
+    with scratch_database(mariadb, "sr") as (name, password):
+        database = Db(mariadb, name, name, password)
+        database.query("CREATE TABLE wp_options (option_id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                       "option_name VARCHAR(191), option_value LONGTEXT)")  # fmt: skip
+        database.query("CREATE TABLE wp_postmeta (meta_id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                       "meta_key VARCHAR(255), meta_value LONGTEXT)")  # fmt: skip
+        database.query("CREATE TABLE wp_posts (ID BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                       "post_name VARCHAR(200), post_content LONGTEXT, guid VARCHAR(255))")  # fmt: skip
+        yield database
 
 
 def _php(code: str) -> str:

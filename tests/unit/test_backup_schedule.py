@@ -12,22 +12,16 @@ import pytest
 from sqlalchemy import select, update
 
 from controlplane.backups.policy import default_hour
-from controlplane.backups.rounds import RoundResult, run_round
 from controlplane.kernel import clock
-from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from controlplane.models import Backup, Site
-from controlplane.platform import Platform, build_platform
+from controlplane.platform import Platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.schemas import BackupPolicyWrite, SiteCreate, TenantCreate
-from controlplane.services.backups import put_policy, start_backup, start_restore
-from controlplane.services.sites import create_site, delete_site
-from controlplane.services.tenants import create_tenant
+from controlplane.services.backups import start_backup, start_restore
+from controlplane.services.sites import delete_site
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE
-
-ADMIN = Principal("test-admin", Role.ADMIN, email="admin@example.com")
-TENANT = "acme"
+from tests.platform_sites import ADMIN, TENANT, backup_round, platform_of_acme, ready_site
 
 
 @pytest.fixture
@@ -41,35 +35,7 @@ def platform(tmp_path: Path, provider: MemoryProvider) -> Iterator[Platform]:
         provider="memory", home=tmp_path / "home", log_file=LOG_FILE, max_parallel_operations=2,
         deleted_site_retention_days=2, pre_change_backup_retention_days=3,
     )  # fmt: skip
-    built = build_platform(settings, provider=provider)
-    with built.sessions() as session:
-        create_tenant(session, principal=ADMIN, data=TenantCreate(id=TENANT, name="Acme"))
-    yield built
-    built.close()
-
-
-def _site(platform: Platform, name: str, **policy: object) -> str:
-    with platform.sessions() as session:
-        site, op = create_site(
-            session, principal=ADMIN, tenant_id=TENANT,
-            data=SiteCreate(name=name, admin_email="a@example.com"), provider="memory",
-        )  # fmt: skip
-        site_id = site.id
-    platform.engine.run(op.id)
-    if policy:
-        with platform.sessions() as session:
-            put_policy(session, principal=ADMIN, tenant_id=TENANT, site=name,
-                       data=BackupPolicyWrite.model_validate(policy))  # fmt: skip
-    return site_id
-
-
-def _round(platform: Platform, at: datetime) -> RoundResult:
-    """One round at `at`, waiting for the backups and trial restores it started."""
-    with clock.travel(at):
-        result = run_round(platform)
-        for op_id in [*result.started.values(), *(op for _b, op in result.verifying.values())]:
-            platform.engine.wait(op_id, timeout=20)
-    return result
+    yield from platform_of_acme(settings, provider)
 
 
 def _rows(platform: Platform, name: str, kind: BackupKind | None = None) -> list[Backup]:
@@ -84,17 +50,17 @@ DAY = datetime(2031, 3, 10, tzinfo=UTC)
 
 
 def test_each_site_is_backed_up_once_a_day_at_its_hour(platform: Platform) -> None:
-    _site(platform, "early", hour=3)
-    _site(platform, "late", hour=20)
-    _site(platform, "off", hour=0, enabled=False)
+    ready_site(platform, "early", hour=3)
+    ready_site(platform, "late", hour=20)
+    ready_site(platform, "off", hour=0, enabled=False)
 
-    assert _round(platform, DAY.replace(hour=2, minute=59)).started == {}
-    assert set(_round(platform, DAY.replace(hour=3)).started) == {"early"}
-    assert _round(platform, DAY.replace(hour=3, minute=5)).started == {}  # once per day
-    assert _round(platform, DAY.replace(hour=19, minute=59)).started == {}
-    assert set(_round(platform, DAY.replace(hour=23, minute=59)).started) == {"late"}
+    assert backup_round(platform, DAY.replace(hour=2, minute=59)).started == {}
+    assert set(backup_round(platform, DAY.replace(hour=3)).started) == {"early"}
+    assert backup_round(platform, DAY.replace(hour=3, minute=5)).started == {}  # once per day
+    assert backup_round(platform, DAY.replace(hour=19, minute=59)).started == {}
+    assert set(backup_round(platform, DAY.replace(hour=23, minute=59)).started) == {"late"}
     next_day = DAY + timedelta(days=1)
-    assert set(_round(platform, next_day.replace(hour=21)).started) == {"early", "late"}
+    assert set(backup_round(platform, next_day.replace(hour=21)).started) == {"early", "late"}
 
     assert len(_rows(platform, "early", BackupKind.SCHEDULED)) == 2
     assert len(_rows(platform, "late", BackupKind.SCHEDULED)) == 2
@@ -104,16 +70,16 @@ def test_each_site_is_backed_up_once_a_day_at_its_hour(platform: Platform) -> No
 
 
 def test_a_busy_site_is_backed_up_by_a_later_round(platform: Platform) -> None:
-    site_id = _site(platform, "busy", hour=1)
+    site_id = ready_site(platform, "busy", hour=1)
     with platform.sessions() as session:
         session.execute(update(Site).where(Site.id == site_id).values(current_operation_id="x"))
         session.commit()
-    held = _round(platform, DAY.replace(hour=2))
+    held = backup_round(platform, DAY.replace(hour=2))
     assert held.started == {} and held.busy == ["busy"]
     with platform.sessions() as session:
         session.execute(update(Site).where(Site.id == site_id).values(current_operation_id=None))
         session.commit()
-    assert set(_round(platform, DAY.replace(hour=2, minute=5)).started) == {"busy"}
+    assert set(backup_round(platform, DAY.replace(hour=2, minute=5)).started) == {"busy"}
     assert len(_rows(platform, "busy")) == 1  # the refused claim left no row
 
 
@@ -127,14 +93,14 @@ def test_the_default_hour_is_spread_by_site_id() -> None:
 def test_retention_keeps_what_the_policy_says_over_100_days(
     platform: Platform, provider: MemoryProvider
 ) -> None:
-    _site(platform, "kept", hour=5)  # the defaults: keep 7 daily, 4 weekly, 3 monthly
+    ready_site(platform, "kept", hour=5)  # the defaults: keep 7 daily, 4 weekly, 3 monthly
     start = datetime(2031, 1, 1, 5, 30, tzinfo=UTC)  # a Wednesday
     with clock.travel(start - timedelta(hours=1)), platform.sessions() as session:
         _backup, op = start_backup(session, principal=ADMIN, tenant_id=TENANT, site="kept")
         manual = _backup.id
     platform.engine.run(op.id)
     for day in range(100):
-        assert set(_round(platform, start + timedelta(days=day)).started) == {"kept"}
+        assert set(backup_round(platform, start + timedelta(days=day)).started) == {"kept"}
 
     scheduled = _rows(platform, "kept", BackupKind.SCHEDULED)
     assert len(scheduled) == 100
@@ -156,7 +122,7 @@ def test_retention_keeps_what_the_policy_says_over_100_days(
 def test_deleted_sites_backups_are_pruned_after_the_retention_setting(
     platform: Platform, provider: MemoryProvider
 ) -> None:
-    _site(platform, "gone", hour=23)
+    ready_site(platform, "gone", hour=23)
     deleted_at = DAY.replace(hour=1)
     with clock.travel(deleted_at), platform.sessions() as session:
         _site_row, op = delete_site(session, principal=ADMIN, tenant_id=TENANT, name="gone")
@@ -166,18 +132,20 @@ def test_deleted_sites_backups_are_pruned_after_the_retention_setting(
     assert set(provider.stored_backups(TENANT)) == {pre_delete.id}
 
     # deleted_site_retention_days=2: kept through day 2, pruned once it has passed.
-    assert _round(platform, deleted_at + timedelta(days=2, seconds=-5)).pruned == []
-    assert _round(platform, deleted_at + timedelta(days=2, seconds=5)).pruned == [pre_delete.id]
+    assert backup_round(platform, deleted_at + timedelta(days=2, seconds=-5)).pruned == []
+    assert backup_round(platform, deleted_at + timedelta(days=2, seconds=5)).pruned == [
+        pre_delete.id
+    ]
     (row,) = _rows(platform, "gone")
     assert row.status == BackupStatus.FORGOTTEN and row.forgotten_at is not None
     assert provider.stored_backups(TENANT) == {}
-    assert _round(platform, deleted_at + timedelta(days=3)).pruned == []  # once
+    assert backup_round(platform, deleted_at + timedelta(days=3)).pruned == []  # once
 
 
 def test_old_pre_restore_backups_are_pruned_and_others_stay(
     platform: Platform, provider: MemoryProvider
 ) -> None:
-    _site(platform, "live", hour=23)
+    ready_site(platform, "live", hour=23)
     with clock.travel(DAY):
         with platform.sessions() as session:
             manual, op = start_backup(session, principal=ADMIN, tenant_id=TENANT, site="live")
@@ -189,7 +157,7 @@ def test_old_pre_restore_backups_are_pruned_and_others_stay(
             )
             pre_id = pre.id
         platform.engine.run(restore.id)
-    assert _round(platform, DAY + timedelta(days=2, hours=1)).pruned == []
-    assert _round(platform, DAY + timedelta(days=3, hours=1)).pruned == [pre_id]
+    assert backup_round(platform, DAY + timedelta(days=2, hours=1)).pruned == []
+    assert backup_round(platform, DAY + timedelta(days=3, hours=1)).pruned == [pre_id]
     assert set(provider.stored_backups(TENANT)) >= {manual_id}
     assert pre_id not in provider.stored_backups(TENANT)

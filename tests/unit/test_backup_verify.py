@@ -10,22 +10,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from controlplane.backups.rounds import RoundResult, run_round
 from controlplane.kernel import clock
-from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import Backup, Operation, Site
-from controlplane.platform import Platform, build_platform
+from controlplane.platform import Platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.schemas import BackupPolicyWrite, SiteCreate, TenantCreate
+from controlplane.schemas import BackupPolicyWrite
 from controlplane.services.backups import put_policy, start_backup, start_verify, to_read
-from controlplane.services.sites import create_site
-from controlplane.services.tenants import create_tenant
 from controlplane.settings import Settings
 from tests.conftest import LOG_FILE
+from tests.platform_sites import ADMIN, TENANT, backup_round, platform_of_acme, ready_site
 
-ADMIN = Principal("test-admin", Role.ADMIN, email="admin@example.com")
-TENANT = "acme"
 DAY = datetime(2031, 5, 20, tzinfo=UTC)
 
 
@@ -38,26 +33,12 @@ def provider() -> MemoryProvider:
 def platform(tmp_path: Path, provider: MemoryProvider) -> Iterator[Platform]:
     settings = Settings(provider="memory", home=tmp_path / "home", log_file=LOG_FILE,
                         max_parallel_operations=2)  # fmt: skip
-    built = build_platform(settings, provider=provider)
-    with built.sessions() as session:
-        create_tenant(session, principal=ADMIN, data=TenantCreate(id=TENANT, name="Acme"))
-    yield built
-    built.close()
+    yield from platform_of_acme(settings, provider)
 
 
 def _site(platform: Platform, name: str) -> str:
     """A ready site whose scheduled backups are off (the sample tests pick its manual ones)."""
-    with platform.sessions() as session:
-        site, op = create_site(
-            session, principal=ADMIN, tenant_id=TENANT,
-            data=SiteCreate(name=name, admin_email="a@example.com"), provider="memory",
-        )  # fmt: skip
-        site_id = site.id
-    platform.engine.run(op.id)
-    with platform.sessions() as session:
-        put_policy(session, principal=ADMIN, tenant_id=TENANT, site=name,
-                   data=BackupPolicyWrite(enabled=False))  # fmt: skip
-    return site_id
+    return ready_site(platform, name, enabled=False)
 
 
 def _backup(platform: Platform, name: str, at: datetime) -> str:
@@ -170,14 +151,6 @@ def test_a_verification_that_cannot_run_does_not_mark_the_backup(
     assert _free(platform, site_id) == ("ready", None)
 
 
-def _round(platform: Platform, at: datetime) -> RoundResult:
-    with clock.travel(at):
-        result = run_round(platform)
-        for op_id in [*result.started.values(), *(op for _b, op in result.verifying.values())]:
-            platform.engine.wait(op_id, timeout=20)
-    return result
-
-
 def test_the_round_verifies_the_newest_backups_tried_longest_ago(
     platform: Platform, provider: MemoryProvider
 ) -> None:
@@ -187,15 +160,15 @@ def test_the_round_verifies_the_newest_backups_tried_longest_ago(
     older = _backup(platform, "ann", DAY.replace(hour=0))  # created earlier: not the newest
     by_id = sorted(ids, key=ids.__getitem__)
 
-    first = _round(platform, DAY.replace(hour=10))
+    first = backup_round(platform, DAY.replace(hour=10))
     assert list(first.verifying) == by_id[:2]  # never tried: by site id
     assert {s: b for s, (b, _op) in first.verifying.items()} == {s: newest[s] for s in by_id[:2]}
     assert older not in {b for b, _op in first.verifying.values()}
     assert first.started == {}
-    second = _round(platform, DAY.replace(hour=11))
+    second = backup_round(platform, DAY.replace(hour=11))
     assert list(second.verifying) == by_id[2:]
     # All tried: the ones tried longest ago come round again.
-    assert list(_round(platform, DAY.replace(hour=12)).verifying) == by_id[:2]
+    assert list(backup_round(platform, DAY.replace(hour=12)).verifying) == by_id[:2]
     for name in ids:
         assert _row(platform, newest[name]).verification_error is None
         assert _row(platform, newest[name]).sample_checked_at is not None
@@ -207,7 +180,7 @@ def test_the_round_verifies_the_newest_backups_tried_longest_ago(
         session.execute(update(Site).where(Site.id == ids[_stopped]).values(status="stopped"))
         session.commit()
     fresh = _backup(platform, by_id[1], DAY.replace(hour=13))
-    picked = _round(platform, DAY.replace(hour=14)).verifying
+    picked = backup_round(platform, DAY.replace(hour=14)).verifying
     assert list(picked) == [by_id[1], by_id[0]] and picked[by_id[1]][0] == fresh
     with platform.sessions() as session:
         kinds = set(
@@ -229,6 +202,6 @@ def test_a_site_backed_up_by_the_round_is_not_also_verified_by_it(
     with platform.sessions() as session:
         put_policy(session, principal=ADMIN, tenant_id=TENANT, site="due",
                    data=BackupPolicyWrite(enabled=True, hour=3))  # fmt: skip
-    result = _round(platform, DAY.replace(hour=4))
+    result = backup_round(platform, DAY.replace(hour=4))
     assert list(result.started) == ["due"] and result.verifying == {}
-    assert list(_round(platform, DAY.replace(hour=5)).verifying) == ["due"]
+    assert list(backup_round(platform, DAY.replace(hour=5)).verifying) == ["due"]

@@ -10,25 +10,27 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from controlplane.api.app import create_app
-from controlplane.cli import app as cli_app
 from controlplane.kernel import clock
 from controlplane.kernel.auth import LocalTokenIssuer
-from controlplane.kernel.identity import Role
-from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
-from tests.agent_fixtures import make_site
+from tests.cli_harness import served_cli
 from tests.conftest import AuthHeaders, wait_for_operation
-from tests.live import serve
 
 EMAIL = "owner@example.com"
 SITES = "/v1/tenants/acme/sites"
+
+
+def _from_backup(name: str, backup_id: str) -> dict[str, Any]:
+    """The body of a create of site `name` from crumbs's backup `backup_id`."""
+    return {
+        "name": name,
+        "admin_email": EMAIL,
+        "from_backup": {"site": "crumbs", "backup": backup_id},
+    }
 
 
 def _tenant(client: TestClient, auth: AuthHeaders, tenant: str = "acme") -> None:
@@ -137,15 +139,28 @@ def _site_id(client: TestClient, headers: dict[str, str], name: str = "crumbs") 
     return site_id
 
 
+def _backed_up_then_changed(
+    client: TestClient, owner: dict[str, str], provider: MemoryProvider, database: str
+) -> tuple[str, dict[str, Any]]:
+    """crumbs backed up, then its database changed to `database`: (its id, the backup)."""
+    site = _site_id(client, owner)
+    backup = _backup(client, owner)
+    provider.write_content(site, "database", database)
+    return site, backup
+
+
+def _restored(client: TestClient, owner: dict[str, str], backup_id: str) -> dict[str, Any]:
+    """A restore of crumbs from `backup_id`, asked and waited for: its final operation."""
+    answer = client.post(f"{SITES}/crumbs/backups/{backup_id}/restore", headers=owner)
+    return wait_for_operation(client, answer.json()["operation"]["id"], owner)
+
+
 def test_a_restore_whose_site_does_not_come_up_is_undone(
     client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider
 ) -> None:
-    site = _site_id(client, owner)
-    backup = _backup(client, owner)
-    memory_provider.write_content(site, "database", "the changed site")
+    site, backup = _backed_up_then_changed(client, owner, memory_provider, "the changed site")
     memory_provider.fail_on = {"ensure:wordpress"}  # the probe of the restored copy
-    op = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
-    final = wait_for_operation(client, op["operation"]["id"], owner)
+    final = _restored(client, owner, backup["id"])
     assert final["status"] == "rolled_back" and "probe failed" in final["error"], final
     states = {s["name"]: s["status"] for s in final["steps"]}
     assert states["swap"] == states["stage"] == states["maintenance"] == "undone", states
@@ -158,12 +173,9 @@ def test_a_restore_whose_site_does_not_come_up_is_undone(
 def test_a_corrupted_backup_fails_verification_and_touches_nothing(
     client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider
 ) -> None:
-    site = _site_id(client, owner)
-    backup = _backup(client, owner)
-    memory_provider.write_content(site, "database", "the live site")
+    site, backup = _backed_up_then_changed(client, owner, memory_provider, "the live site")
     memory_provider.corrupt("acme", backup["id"])
-    op = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
-    final = wait_for_operation(client, op["operation"]["id"], owner)
+    final = _restored(client, owner, backup["id"])
     assert final["status"] == "rolled_back", final
     assert "does not match its checksums" in final["error"]
     # Failed at once (not retried) in `check`, before maintenance or staging.
@@ -186,12 +198,7 @@ def test_only_a_succeeded_backup_can_be_restored(
     assert restore.status_code == 409, restore.text
     assert restore.headers["content-type"] == "application/problem+json"
     assert "only a succeeded backup can be restored" in restore.json()["detail"]
-    create = client.post(
-        SITES,
-        json={"name": "copy", "admin_email": EMAIL,
-              "from_backup": {"site": "crumbs", "backup": failed["id"]}},
-        headers=owner,
-    )  # fmt: skip
+    create = client.post(SITES, json=_from_backup("copy", failed["id"]), headers=owner)
     assert create.status_code == 409, create.text
     assert "only a succeeded backup can be restored" in create.json()["detail"]
     assert client.get(f"{SITES}/copy", headers=owner).status_code == 404
@@ -229,8 +236,7 @@ def test_another_tenants_backups_are_404(
         ("GET", f"{SITES}/crumbs/backups/{their_backup['id']}", None),
         ("POST", f"{SITES}/crumbs/backups/{their_backup['id']}/restore", None),
         ("POST", f"{SITES}/crumbs/backups/{their_backup['id']}/download-link", None),
-        ("POST", SITES, {"name": "stolen", "admin_email": EMAIL,
-                         "from_backup": {"site": "crumbs", "backup": their_backup["id"]}}),
+        ("POST", SITES, _from_backup("stolen", their_backup["id"])),
         ("GET", f"/v1/tenants/globex/sites/crumbs/backups/{their_backup['id']}", None),
         ("GET", "/v1/tenants/globex/sites/crumbs/backups", None),
         ("GET", "/v1/tenants/globex/backups?deleted=true", None),
@@ -300,12 +306,7 @@ def test_undelete_makes_a_site_from_a_deleted_sites_backup(
     # A deleted site's backups are still readable by its name.
     assert client.get(f"{SITES}/crumbs/backups", headers=owner).json()[0]["id"] == final["backup"]
 
-    answer = client.post(
-        SITES,
-        json={"name": "crumbs-again", "admin_email": EMAIL,
-              "from_backup": {"site": "crumbs", "backup": final["backup"]}},
-        headers=owner,
-    )  # fmt: skip
+    answer = client.post(SITES, json=_from_backup("crumbs-again", final["backup"]), headers=owner)
     assert answer.status_code == 202, answer.text
     op = answer.json()["operation"]
     assert [s["name"] for s in op["steps"]][-2:] == ["wordpress", "restore"]
@@ -380,35 +381,22 @@ def test_a_download_link_dies_with_its_users_access(
 def test_the_cli_backs_up_restores_and_sets_the_policy(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
-    app = create_app(
-        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
-    )
-    with serve(app) as url:
-        token = issuer.issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
-            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
-            make_site(admin, "globex", "shop")
-            site_id = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
-        runner = CliRunner()
-
-        def cli(*args: str, stdin: str | None = None) -> Any:
-            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
-
-        memory_provider.write_content(site_id, "database", "good")
+    with served_cli(settings, memory_provider, issuer) as cli:
+        memory_provider.write_content(cli.site_id, "database", "good")
         made = cli("backups", "create", "globex", "shop")
         assert made.exit_code == 0, made.output
         backup_id = made.output.split("Backup ", 1)[1].split(" ", 1)[0]
         assert len(backup_id) == 32 and "verified" in made.output
         listed = cli("backups", "list", "globex", "shop")
         assert backup_id in listed.output and "manual" in listed.output
-        memory_provider.write_content(site_id, "database", "broken")
+        memory_provider.write_content(cli.site_id, "database", "broken")
         refused = cli("backups", "restore", "globex", "shop", backup_id, stdin="n\n")
         assert refused.exit_code == 1 and "Replace the database and files of shop" in refused.output
-        assert memory_provider.content(site_id)["database"] == "broken"
+        assert memory_provider.content(cli.site_id)["database"] == "broken"
         restored = cli("backups", "restore", "globex", "shop", backup_id, "--yes")
         assert restored.exit_code == 0, restored.output
         assert "restored from" in restored.output
-        assert memory_provider.content(site_id)["database"] == "good"
+        assert memory_provider.content(cli.site_id)["database"] == "good"
         shown = cli("backups", "policy", "globex", "shop")
         assert "on, daily at" in shown.output and "(the defaults)" in shown.output
         changed = cli("backups", "policy", "globex", "shop", "--hour", "4", "--disable")
@@ -423,26 +411,21 @@ def test_the_cli_backs_up_restores_and_sets_the_policy(
 def test_a_restore_that_would_not_fit_is_refused_before_anything_changes(
     client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider
 ) -> None:
-    site = _site_id(client, owner)
-    backup = _backup(client, owner)
-    memory_provider.write_content(site, "database", "the live site")
+    site, backup = _backed_up_then_changed(client, owner, memory_provider, "the live site")
     memory_provider.free_bytes = backup["size_bytes"] - 1
-    op = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
-    final = wait_for_operation(client, op["operation"]["id"], owner)
+    final = _restored(client, owner, backup["id"])
     assert final["status"] == "rolled_back" and "free some space first" in final["error"], final
     assert not [c for c in memory_provider.calls if c.startswith(("maintenance", "stage"))]
     assert memory_provider.content(site)["database"] == "the live site"
     memory_provider.free_bytes = backup["size_bytes"]  # exactly enough
-    again = client.post(f"{SITES}/crumbs/backups/{backup['id']}/restore", headers=owner).json()
-    assert wait_for_operation(client, again["operation"]["id"], owner)["status"] == "succeeded"
+    assert _restored(client, owner, backup["id"])["status"] == "succeeded"
 
 
 def test_a_dry_run_from_a_backup_checks_it_and_lists_the_restore(
     client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider
 ) -> None:
     backup = _backup(client, owner)
-    body = {"name": "copy", "admin_email": EMAIL,
-            "from_backup": {"site": "crumbs", "backup": backup["id"]}}  # fmt: skip
+    body = _from_backup("copy", backup["id"])
     plan = client.post(f"{SITES}?dry_run=true", json=body, headers=owner)
     assert plan.status_code == 200, plan.text
     assert [c["step"] for c in plan.json()["calls"]][-1] == "restore"

@@ -20,7 +20,7 @@ from controlplane.observability import LogEntry
 from controlplane.platform import Platform
 from controlplane.providers.memory import MemoryProvider
 from tests.billing_data import export_row, insert
-from tests.conftest import AuthHeaders, wait_for_operation
+from tests.conftest import AuthHeaders, ready_crumbs
 
 
 def _seed_costs(platform: Platform) -> None:
@@ -118,11 +118,7 @@ def test_metering_prices_what_the_sites_used(
 
 def _meter_and_bill(client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider) -> None:
     admin = auth("admin")
-    client.post("/v1/tenants", json={"id": "acme", "name": "acme"}, headers=admin)
-    made = client.post("/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@b.example"},
-                       headers=admin).json()  # fmt: skip
-    wait_for_operation(client, made["operation"]["id"], admin)
-    site_id = made["site"]["id"]
+    site_id = ready_crumbs(client, admin)
     hour = clock.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     exported = clock.now()
     memory_provider.logs.entries[site_id] = [  # type: ignore[attr-defined]

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from controlplane.api.app import create_app
-from controlplane.cli import app as cli_app
 from controlplane.engine.catalogue import CATALOGUE, RetryPolicy
 from controlplane.engine.locks import SiteLocks
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.auth import LocalTokenIssuer
-from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import EventType, OperationKind, OperationStatus, StepStatus
 from controlplane.models import OperationEvent, Site
-from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
-from tests.agent_fixtures import make_site
+from tests.cli_harness import served_cli
 from tests.conftest import AuthHeaders, wait_for_operation
-from tests.live import serve
 
 EMAIL = "owner@example.com"
 
@@ -248,20 +240,8 @@ def test_the_vocabulary_is_served_to_signed_in_callers(
 def test_the_cli_sets_and_unsets_env_and_waits_for_the_sites(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
-    app = create_app(
-        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
-    )
-    with serve(app) as url:
-        token = issuer.issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
-            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
-            make_site(admin, "globex", "shop")
-            site_id = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
-        runner = CliRunner()
-
-        def cli(*args: str, stdin: str | None = None) -> Any:
-            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
-
+    with served_cli(settings, memory_provider, issuer) as cli:
+        site_id = cli.site_id
         saved = cli("env", "set", "globex", "API_KEY", "--secret", stdin="k-123\n")
         assert saved.exit_code == 0, saved.output
         assert "applied to the tenant's sites" in saved.output and "k-123" not in saved.output

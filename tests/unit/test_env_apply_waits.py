@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -43,6 +46,18 @@ def _setup(client: TestClient, auth: AuthHeaders) -> dict[str, str]:
     return admin
 
 
+@contextmanager
+def _alpha_stop_held(
+    client: TestClient, provider: MemoryProvider, admin: dict[str, str]
+) -> Iterator[httpx.Response]:
+    """alpha's stop, asked and held at its runtime call (a worker busy) until the block ends."""
+    gate = provider.gates["set:runtime"] = threading.Event()
+    try:
+        yield client.post("/v1/tenants/acme/sites/alpha/stop", headers=admin)
+    finally:
+        gate.set()
+
+
 def _waiting(client: TestClient, op_id: str) -> None:
     """Until the operation has said it waits for the busy site."""
     deadline = time.monotonic() + 10
@@ -63,9 +78,7 @@ def test_a_waiting_env_change_holds_no_worker(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
     admin = _setup(client, auth)
-    gate = memory_provider.gates["set:runtime"] = threading.Event()
-    try:
-        stop = client.post("/v1/tenants/acme/sites/alpha/stop", headers=admin)  # worker 1
+    with _alpha_stop_held(client, memory_provider, admin) as stop:  # worker 1
         env = client.put("/v1/tenants/acme/env/REGION", json={"value": "eu"}, headers=admin)
         env_op = env.json()["operation"]["id"]
         _waiting(client, env_op)
@@ -74,8 +87,6 @@ def test_a_waiting_env_change_holds_no_worker(
         assert other["status"] == "succeeded", other
         waiting = client.get(f"/v1/operations/{env_op}", headers=admin).json()
         assert waiting["status"] == "running" and waiting["attempts"] == 1
-    finally:
-        gate.set()
     assert (
         wait_for_operation(client, stop.json()["operation"]["id"], admin)["status"] == "succeeded"
     )
@@ -96,9 +107,7 @@ def test_queued_env_changes_of_a_tenant_merge_into_the_newest(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
     admin = _setup(client, auth)
-    gate = memory_provider.gates["set:runtime"] = threading.Event()
-    try:
-        stop = client.post("/v1/tenants/acme/sites/alpha/stop", headers=admin)
+    with _alpha_stop_held(client, memory_provider, admin) as stop:
         ops = []
         for name in ("ONE", "TWO", "THREE"):
             put = client.put(f"/v1/tenants/acme/env/{name}", json={"value": "1"}, headers=admin)
@@ -109,8 +118,6 @@ def test_queued_env_changes_of_a_tenant_merge_into_the_newest(
             done = wait_for_operation(client, op_id, admin, timeout=10)
             assert done["status"] == "succeeded", done
             assert done["merged_into"] in ops[1:], done  # the API says which one took over
-    finally:
-        gate.set()
     wait_for_operation(client, stop.json()["operation"]["id"], admin)
     assert wait_for_operation(client, ops[2], admin, timeout=10)["status"] == "succeeded"
     with client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]

@@ -10,20 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from click.testing import Result
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from controlplane.api.app import create_app
-from controlplane.cli import app as cli_app
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Principal, Role
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.services.imports import start_import
 from controlplane.settings import Settings
-from tests.agent_fixtures import make_site
+from tests.cli_harness import served_cli
 from tests.conftest import LOG_FILE, AuthHeaders, wait_for_operation
 from tests.import_fixtures import (
     DUMP,
@@ -37,7 +34,6 @@ from tests.import_fixtures import (
     tar_gz,
     with_content,
 )
-from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
 URL = "http://crumbs.acme.memory.invalid/"
@@ -327,26 +323,15 @@ def test_what_only_the_check_step_finds_rolls_the_import_back(
 def test_the_cli_uploads_and_follows_the_import(
     tmp_path: Path, settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
-    app = create_app(
-        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
-    )
     archive = tmp_path / "site.tar.gz"
     archive.write_bytes(good_archive())
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(with_content(Member("wp-content/uploads/x.php"))())
-    with serve(app) as url:
-        token = issuer.issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
-            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
-            make_site(admin, "globex", "shop")
-            site_id = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
-        runner = CliRunner()
+    with served_cli(settings, memory_provider, issuer) as served:
+        site_id = served.site_id
 
-        def cli(*args: str, stdin: str | None = None) -> Any:
-            return runner.invoke(
-                cli_app, ["sites", "import", "globex", "shop", *args, "--url", url,
-                          "--token", token], input=stdin,
-            )  # fmt: skip
+        def cli(*args: str, stdin: str | None = None) -> Result:
+            return served("sites", "import", "globex", "shop", *args, stdin=stdin)
 
         before = memory_provider.content(site_id)
         both = cli("--archive", str(archive), "--dump", str(archive), "--old-url", OLD_URL)

@@ -18,7 +18,7 @@ from controlplane.observability import (
 )
 from controlplane.providers.local.logs import parse_access, parse_nginx_errors, parse_php_errors
 from controlplane.providers.memory import MemoryProvider
-from tests.conftest import AuthHeaders, wait_for_operation
+from tests.conftest import AuthHeaders, ready_crumbs
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -102,12 +102,9 @@ def test_parse_time() -> None:
 
 def test_logs_api(client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider) -> None:
     admin = auth("admin")
-    client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin)
-    created = client.post("/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@example.com"},
-                          headers=admin).json()  # fmt: skip
-    wait_for_operation(client, created["operation"]["id"], admin)
+    site_id = ready_crumbs(client, admin)
     now = clock.now()
-    memory_provider.logs.entries[created["site"]["id"]] = [  # type: ignore[attr-defined]
+    memory_provider.logs.entries[site_id] = [  # type: ignore[attr-defined]
         e.model_copy(update={"time": now - (NOW - e.time)})
         for e in (_entry(1, 200, 5), _entry(2, 500, 80), _entry(200, 500, 80))
     ]

@@ -4,6 +4,7 @@ every role x own/other tenant x site status, and as the API serves it."""
 from __future__ import annotations
 
 import threading
+from itertools import product
 
 import pytest
 from fastapi.testclient import TestClient
@@ -55,6 +56,9 @@ CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "rollback", "impo
 # A backup holds the site's every secret: its download is the owner's (and admins').
 OWNER_ONLY = {"download_backup"}
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
+# Every caller a site's actions are computed for: each role, of its own tenant or another,
+# with the site idle or busy with an operation.
+CALLERS = list(product(ROLES, ["own", "other"], [False, True]))
 
 
 def principal(role: Role) -> Principal:
@@ -73,20 +77,16 @@ def expected(role: Role, relation: str, status: str, busy: bool) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("busy", [False, True])
 @pytest.mark.parametrize("status", list(FULL_RIGHTS))
-@pytest.mark.parametrize("relation", ["own", "other"])
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("role", "relation", "busy"), CALLERS)
 def test_site_actions(role: Role, relation: str, status: str, busy: bool) -> None:
     tenant = "acme" if relation == "own" else "other"
     actions = site_actions(principal(role), tenant, status, busy=busy)
     assert actions == expected(role, relation, status, busy)
 
 
-@pytest.mark.parametrize("busy", [False, True])
 @pytest.mark.parametrize("status", list(STAGING_RIGHTS))
-@pytest.mark.parametrize("relation", ["own", "other"])
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("role", "relation", "busy"), CALLERS)
 def test_staging_site_actions(role: Role, relation: str, status: str, busy: bool) -> None:
     tenant = "acme" if relation == "own" else "other"
     actions = site_actions(principal(role), tenant, status, busy=busy, role="staging")

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from controlplane.api.app import create_app
-from controlplane.cli import app as cli_app
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Principal, Role
-from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.schemas import PromoteRequest
 from controlplane.services.staging import start_promote
 from controlplane.settings import Settings
-from tests.agent_fixtures import make_site
+from tests.cli_harness import served_cli
 from tests.conftest import AuthHeaders, wait_for_operation
-from tests.live import serve
 
 EMAIL = "owner@example.com"
 SITES = "/v1/tenants/acme/sites"
@@ -343,20 +337,8 @@ def test_every_role_on_clone_drift_promote_rollback(
 def test_the_cli_clones_shows_drift_promotes_and_rolls_back(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
 ) -> None:
-    app = create_app(
-        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
-    )
-    with serve(app) as url:
-        token = issuer.issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
-            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
-            make_site(admin, "globex", "shop")
-            prod = admin.get("/v1/tenants/globex/sites/shop").json()["id"]
-        runner = CliRunner()
-
-        def cli(*args: str, stdin: str | None = None) -> Any:
-            return runner.invoke(cli_app, [*args, "--url", url, "--token", token], input=stdin)
-
+    with served_cli(settings, memory_provider, issuer) as cli:
+        prod = cli.site_id
         memory_provider.write_content(prod, "table:wp_comments", "one\n")
         made = cli("sites", "clone", "globex", "shop", "shop-dev", "--basic-auth")
         assert made.exit_code == 0, made.output

@@ -1,0 +1,34 @@
+"""Google API clients pointed at the fakes (tests/integration/gcp_fakes.py), anonymous."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2, secretmanager, storage
+
+
+def run_and_secret_clients(run_url: str, secrets_url: str) -> dict[str, Any]:
+    """GcpClients' `run`, `jobs` and `secrets` on the fake Cloud Run and Secret Manager."""
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    run, secrets = ClientOptions(api_endpoint=run_url), ClientOptions(api_endpoint=secrets_url)
+    return {
+        "run": run_v2.ServicesClient(credentials=anonymous, transport="rest", client_options=run),
+        "jobs": run_v2.JobsClient(credentials=anonymous, transport="rest", client_options=run),
+        "secrets": secretmanager.SecretManagerServiceClient(
+            credentials=anonymous, transport="rest", client_options=secrets
+        ),
+    }
+
+
+def storage_with_bucket(project: str, gcs_url: str) -> tuple[storage.Client, str]:
+    """A Cloud Storage client on the fake at `gcs_url`, and a fresh backups bucket made in it."""
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    client = storage.Client(
+        project=project, credentials=anonymous, client_options={"api_endpoint": gcs_url}
+    )
+    bucket = f"aipress-backups-{secrets.token_hex(4)}"
+    client.create_bucket(bucket)
+    return client, bucket
