@@ -18,6 +18,7 @@ from controlplane.api.routes import audit as audit_routes
 from controlplane.api.routes import (
     backups,
     billing,
+    bulk,
     domains,
     env,
     imports,
@@ -193,6 +194,7 @@ def create_app(
         staging.router,
         imports.router,
         vocabulary.router,
+        bulk.router,
     ):
         app.include_router(router)
     return app

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controlplane.engine import backup_steps, env_steps, import_steps, site_steps, staging_steps
+from controlplane.engine import (
+    backup_steps,
+    bulk_steps,
+    env_steps,
+    import_steps,
+    site_steps,
+    staging_steps,
+)
 from controlplane.engine.context import Work
 from controlplane.engine.provider import BackupInvalid
 from controlplane.errors import ApplyFailed
@@ -48,7 +55,8 @@ class RetryPolicy:
 
     def delay(self, tried: int) -> float:
         """Seconds to wait after the `tried`-th failed try."""
-        return float(min(self.backoff_seconds * 2 ** (tried - 1), self.max_backoff_seconds))
+        # The exponent is capped: a long wait (a bulk's) counts past what a float holds.
+        return float(min(self.backoff_seconds * 2 ** min(tried - 1, 30), self.max_backoff_seconds))
 
     def worth_retrying(self, exc: BaseException) -> bool:
         """Whether this error may go away on its own."""
@@ -361,6 +369,23 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             succeeded=staging_steps.promoted,
             failed=site_steps.broken,
             rolled_back=staging_steps.not_promoted,
+        ),
+        # One child operation per site, a few at a time; the parent waits for them without
+        # holding a worker, and a child's failure is counted, never fatal.
+        KindSpec(
+            kind=OperationKind.BULK,
+            scope=Scope.TENANT,
+            steps=(
+                StepSpec(
+                    bulk_steps.STEP,
+                    do=bulk_steps.run_children,
+                    retry=RetryPolicy(attempts=3, backoff_seconds=0.05, max_backoff_seconds=0.5),
+                    timeout_seconds=86400.0,
+                    needs_site_lock=False,
+                ),
+            ),
+            on_failure=OnFailure.STOP,
+            failure_hint="; the children that started ran to their end",
         ),
     )
 }

@@ -32,6 +32,17 @@ class OperationKind(StrEnum):
     PROMOTE_SITE = "promote_site"
     # A dump and wp-content from elsewhere swapped into a site (a pre-import backup first).
     IMPORT_SITE = "import_site"
+    # One child operation per site of a tenant (backup, stop, start, update), a few at a time.
+    BULK = "bulk"
+
+
+class BulkAction(StrEnum):
+    """What a bulk operation does to each of its sites."""
+
+    UPDATE = "update"
+    BACKUP = "backup"
+    STOP = "stop"
+    START = "start"
 
 
 class SiteRole(StrEnum):
@@ -81,6 +92,9 @@ class OperationStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    # Never started, or stopped before its end: a bulk's children not started when it was
+    # cancelled, and the bulk itself.
+    CANCELLED = "cancelled"
 
 
 ACTIVE_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.ROLLING_BACK)
@@ -88,6 +102,7 @@ FINISHED_STATUSES = (
     OperationStatus.SUCCEEDED,
     OperationStatus.FAILED,
     OperationStatus.ROLLED_BACK,
+    OperationStatus.CANCELLED,
 )
 
 
@@ -113,9 +128,13 @@ class EventType(StrEnum):
     STEP_FAILED = "step_failed"
     ROLLBACK_STARTED = "rollback_started"
     STEP_UNDONE = "step_undone"
+    # A bulk's: one of its children ended ("3 of 10 done, 1 failed"); a cancel was asked for.
+    CHILD_FINISHED = "child_finished"
+    CANCEL_REQUESTED = "cancel_requested"
     OPERATION_SUCCEEDED = "operation_succeeded"
     OPERATION_FAILED = "operation_failed"
     OPERATION_ROLLED_BACK = "operation_rolled_back"
+    OPERATION_CANCELLED = "operation_cancelled"
 
 
 # What a step in a progress list becomes on each step event.
@@ -132,6 +151,7 @@ ANNOUNCED_EVENTS = (
     EventType.OPERATION_SUCCEEDED,
     EventType.OPERATION_FAILED,
     EventType.OPERATION_ROLLED_BACK,
+    EventType.OPERATION_CANCELLED,
     EventType.STEP_FAILED,
 )
 
@@ -148,6 +168,7 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.CLONE_SITE: "Clone site",
     OperationKind.PROMOTE_SITE: "Promote staging",
     OperationKind.IMPORT_SITE: "Import site",
+    OperationKind.BULK: "Bulk operation",
 }
 
 
@@ -167,4 +188,5 @@ def as_json() -> dict[str, Any]:
         "backup_statuses": [s.value for s in BackupStatus],
         "site_roles": [r.value for r in SiteRole],
         "package_kinds": [k.value for k in PackageKind],
+        "bulk_actions": [a.value for a in BulkAction],
     }

@@ -131,8 +131,10 @@ def start_backup(
     tenant_id: str,
     site: str,
     kind: BackupKind = BackupKind.MANUAL,
+    parent_id: str | None = None,
 ) -> tuple[Backup, Operation]:
-    """Record a backup and the operation that takes it; 409 while another change runs."""
+    """Record a backup and the operation that takes it (a child of the bulk `parent_id`);
+    409 while another change runs."""
     made: list[Backup] = []
 
     def record(target: Site, op: Operation) -> None:
@@ -151,6 +153,7 @@ def start_backup(
         allowed_from=("ready", "stopped"),
         action=Action.BACKUP_SITES,
         prepare=record,
+        parent_id=parent_id,
     )
     backup = session.get(Backup, made[0].id)
     assert backup is not None  # committed with the operation
