@@ -8,15 +8,24 @@ import time
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from controlplane.api.app import create_app
+from controlplane.cli import app as cli_app
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import EventType, OperationKind
 from controlplane.models import Operation, OperationEvent
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
+from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
+from tests.live import serve
 
 EMAIL = "owner@example.com"
 
@@ -312,3 +321,45 @@ def test_who_may_cancel_a_bulk(
         gate.set()
     for parent_id in parents.values():
         assert wait_for_operation(client, parent_id, admin)["status"] == "cancelled"
+
+
+def test_the_cli_runs_a_bulk_with_progress_and_cancels_one(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    memory_provider.fail_on = {"backup:backup:beta"}
+    with serve(app) as url:
+        token = issuer.issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
+            for name in ("alpha", "beta", "gamma"):
+                make_site(admin, "globex", name)
+        runner = CliRunner()
+
+        def cli(*args: str) -> Any:
+            return runner.invoke(cli_app, [*args, "--url", url, "--token", token])
+
+        ran = cli("bulk", "backup", "--all", "--tenant", "globex", "--concurrency", "2")
+        assert ran.exit_code == 1, ran.output  # one site failed
+        assert "globex: succeeded, 3 of 3 done, 1 failed" in ran.output, ran.output
+        assert "1 of 3 failed: beta: backup failed" in ran.output, ran.output
+        memory_provider.fail_on = set()
+        across = cli("bulk", "stop", "globex/alpha", "globex/gamma")
+        assert across.exit_code == 0, across.output
+        assert "globex: succeeded, 2 of 2 done, 0 failed" in across.output
+        neither = cli("bulk", "start", "--tenant", "globex")
+        assert neither.exit_code == 2 and "Name the sites, or pass --all" in neither.output
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            sites = {s["name"]: s["status"] for s in admin.get("/v1/tenants/globex/sites").json()}
+            assert sites == {"alpha": "stopped", "beta": "ready", "gamma": "stopped"}
+            gate = memory_provider.gates["backup:backup"] = threading.Event()
+            try:
+                started = admin.post("/v1/tenants/globex/bulk", json={
+                    "action": "backup", "sites": "all", "concurrency": 1}).json()  # fmt: skip
+                cancelled = cli("operations", "cancel", started["operation"]["id"])
+            finally:
+                gate.set()
+        assert cancelled.exit_code == 0, cancelled.output
+        assert "2 cancelled, 1 still running" in cancelled.output, cancelled.output
