@@ -337,17 +337,22 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
     console.print(table)
 
 
-def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
-    """Show a progress bar driven by the operation's events; return its final state."""
-    steps = operation.get("steps", [])
-    with Progress(
+def _progress_bar() -> Progress:
+    """The bar an operation's progress is drawn with: what runs, done/total, time taken."""
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         console=console,
-    ) as progress:
+    )
+
+
+def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
+    """Show a progress bar driven by the operation's events; return its final state."""
+    steps = operation.get("steps", [])
+    with _progress_bar() as progress:
         subject = operation["site_name"] or f"tenant {operation['tenant_id']}"
         task = progress.add_task(f"{operation['kind']} {subject}", total=len(steps))
         try:
@@ -1035,14 +1040,7 @@ def billing_meter(
 def _follow_bulk(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
     """A progress bar of a bulk's children, driven by its events; its final state."""
     total = (operation.get("progress") or {}).get("total") or 0
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task(f"{operation['tenant_id']}: starting", total=total)
         try:
             for event in client.events(operation["id"]):
