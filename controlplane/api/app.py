@@ -24,6 +24,7 @@ from controlplane.api.routes import (
     imports,
     observability,
     operations,
+    packages,
     sites,
     staging,
     tenants,
@@ -193,6 +194,7 @@ def create_app(
         backups.router,
         staging.router,
         imports.router,
+        packages.router,
         vocabulary.router,
         bulk.router,
     ):

@@ -37,6 +37,7 @@ CHILD_KINDS: dict[BulkAction, OperationKind] = {
     BulkAction.BACKUP: OperationKind.BACKUP_SITE,
     BulkAction.STOP: OperationKind.STOP_SITE,
     BulkAction.START: OperationKind.START_SITE,
+    BulkAction.UPDATE: OperationKind.UPDATE_SITE,
 }
 FAILED = (OperationStatus.FAILED, OperationStatus.ROLLED_BACK)
 # What keeps one site's child from being recorded (busy, gone, in the wrong state): that
@@ -208,10 +209,30 @@ def _start_child(work: Work, name: str) -> None:
             set_serving(session, principal=principal, tenant_id=tenant, name=name,
                         serving=action is BulkAction.START, parent_id=op.id)  # fmt: skip
         else:
-            raise BadRequest(f"bulk {action} is not supported")
+            _start_update(work, principal, name)
     except REFUSALS as exc:
         session.rollback()
         _ended_child(work, name, OperationStatus.FAILED, str(exc))
+
+
+def _start_update(work: Work, principal: Principal, name: str) -> None:
+    """The update child of one site, planned against what the site has now (read from it)."""
+    from controlplane.schemas import UpdateRequest
+    from controlplane.services.updates import start_update
+
+    op, session = work.operation, work.session
+    site = session.scalar(select(Site).where(Site.tenant_id == op.tenant_id, Site.name == name))
+    if site is None:
+        raise NotVisible(f"site {name!r} not found in tenant {op.tenant_id!r}")
+    if site.status != "ready":
+        raise Conflict(f"site {name!r} is {site.status}; an update needs it to be ready")
+    try:
+        installed = work.provider.packages.installed(work.contexts.read(session, site))
+    except Exception as exc:  # the site cannot say what it has: this child fails, not the bulk
+        raise Conflict(f"the packages of site {name!r} cannot be read: {str(exc)[:300]}") from exc
+    start_update(session, principal=principal, tenant_id=op.tenant_id, site=name,
+                 request=UpdateRequest.model_validate(op.params.get("update") or {}),
+                 parent_id=op.id, installed=installed)  # fmt: skip
 
 
 def _ended_child(work: Work, name: str, status: OperationStatus, reason: str) -> None:

@@ -31,7 +31,7 @@ from controlplane.permissions import (
     bulk_permission,
     site_actions,
 )
-from controlplane.schemas import AdminBulkRequest, BulkRequest
+from controlplane.schemas import AdminBulkRequest, BulkRequest, UpdateRequest
 from controlplane.services.operations import get_operation
 from controlplane.services.tenants import DELETED, get_visible_tenant
 
@@ -124,10 +124,16 @@ def _record_parent(
     return op
 
 
-def _update_of(action: BulkAction, update: dict[str, Any] | None) -> dict[str, Any] | None:
-    if update is not None and action is not BulkAction.UPDATE:
+def _update_of(action: BulkAction, update: UpdateRequest | None) -> dict[str, Any] | None:
+    """What each child of a bulk update puts in place, as its params keep it."""
+    if update is None:
+        return None
+    if action is not BulkAction.UPDATE:
         raise BadRequest(f'"update" is for action update only; drop it for {action}')
-    return update
+    if update.dry_run:
+        raise BadRequest("a bulk runs the update; for a plan, ask each site with "
+                         "POST .../sites/{site}/updates and dry_run true")  # fmt: skip
+    return update.model_dump(mode="json", exclude_none=True)
 
 
 def start_bulk(

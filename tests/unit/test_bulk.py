@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +17,15 @@ from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
 from controlplane.cli import app as cli_app
+from controlplane.engine.packages import PackageArchive
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
-from controlplane.kernel.vocabulary import EventType, OperationKind
-from controlplane.models import Operation, OperationEvent
+from controlplane.kernel.vocabulary import EventType, OperationKind, PackageKind
+from controlplane.models import Operation, OperationEvent, Site
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import Settings
+from controlplane.settings import Settings, get_settings
+from tests import package_zips as zips
 from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
 from tests.live import serve
@@ -363,3 +366,64 @@ def test_the_cli_runs_a_bulk_with_progress_and_cancels_one(
                 gate.set()
         assert cancelled.exit_code == 0, cancelled.output
         assert "2 cancelled, 1 still running" in cancelled.output, cancelled.output
+
+
+@pytest.fixture
+def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A probe window of 1.5 s (the default 20 s would make the rollback slow)."""
+    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _give(client: TestClient, provider: MemoryProvider, site: str, slug: str) -> None:
+    """The site has plugin `slug` 1.0, active."""
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        row = session.scalar(select(Site).where(Site.name == site))
+        ctx = platform.engine.read_context(session, row)
+    archive = PackageArchive(PackageKind.PLUGIN, slug, "1.0", "0" * 64, 1, "memory")
+    provider.packages.install(ctx, [archive], key="setup", activate=True)
+    provider.packages.discard_previous(ctx, key="setup")
+
+
+def test_bulk_update_of_ten_sites_one_rolled_back_updates_the_other_nine(
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider, fast_probe: None
+) -> None:
+    admin = auth("admin")
+    _tenant(client, admin, "acme", *SITES)
+    for name in SITES:
+        _give(client, memory_provider, name, "demo")
+    _give(client, memory_provider, "site-07", "extra")  # only site-07 has it
+    for slug in ("demo", "extra"):
+        added = client.post("/v1/catalogue?kind=plugin", headers=admin,
+                            files={"file": ("p.zip", zips.plugin_zip("1.1", slug))})  # fmt: skip
+        assert added.status_code == 201, added.text
+    memory_provider.packages.broken.add("plugin:extra:1.1")  # a PHP fatal once loaded
+
+    accepted = _bulk(client, admin, "acme", action="update", sites="all", concurrency=4,
+                     update={})  # everything that has an update  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    parent = wait_for_operation(client, accepted.json()["operation"]["id"], admin, timeout=90)
+
+    assert parent["status"] == "succeeded", parent
+    assert parent["progress"] == {"total": 10, "done": 10, "failed": 1, "cancelled": 0,
+                                  "running": 0}  # fmt: skip
+    assert parent["error"] == (
+        "1 of 10 failed: site-07: update rolled back: php_fatal: PHP Fatal error in plugin "
+        "extra 1.1"
+    ), parent["error"]
+    children = _children(client, parent)
+    assert {n: c.status for n, c in children.items()} == {
+        n: "rolled_back" if n == "site-07" else "succeeded" for n in SITES
+    }
+    for name in SITES:
+        listing = client.get(f"/v1/tenants/acme/sites/{name}/packages", headers=admin).json()
+        versions = {p["slug"]: p["version"] for p in listing["plugins"]}
+        assert versions == ({"demo": "1.0", "extra": "1.0"} if name == "site-07"
+                            else {"demo": "1.1"}), (name, versions)  # fmt: skip
+    spans = [(c.created_at, c.finished_at) for c in children.values() if c.finished_at]
+    assert _most_at_once(spans) <= 4
+    dry = _bulk(client, admin, "acme", action="update", sites="all", update={"dry_run": True})
+    assert dry.status_code == 400 and "dry_run" in dry.text
