@@ -3,7 +3,6 @@ provider: planning, the update, the automatic rollback, dry runs and bad request
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages.archives import ArchiveRefused, ArchiveTooLarge, inspect_archive
 from controlplane.packages.versions import ascending, compare
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import get_settings
 from tests import package_zips as zips
 from tests.conftest import AuthHeaders, wait_for_operation
 
@@ -82,15 +80,6 @@ def test_a_theme_zip_is_not_a_core_zip(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the API
-
-
-@pytest.fixture
-def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A probe window of 1.5 s (the default 20 s would make a rollback test slow)."""
-    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture
