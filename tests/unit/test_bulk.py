@@ -360,6 +360,11 @@ def test_the_cli_runs_a_bulk_with_progress_and_cancels_one(
             try:
                 started = admin.post("/v1/tenants/globex/bulk", json={
                     "action": "backup", "sites": "all", "concurrency": 1}).json()  # fmt: skip
+                path = f"/v1/operations/{started['operation']['id']}"
+                deadline = time.monotonic() + 10
+                while not admin.get(path).json()["children"]:  # the first child is held
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
                 cancelled = cli("operations", "cancel", started["operation"]["id"])
             finally:
                 gate.set()
