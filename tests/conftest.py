@@ -24,9 +24,10 @@ from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.kernel.logs import configure_logging
 from controlplane.kernel.secret_record import RECORD_ENV, note_secret
+from controlplane.kernel.vocabulary import FINISHED_STATUSES
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import Settings
+from controlplane.settings import Settings, get_settings
 from tests.secret_scan import Leak, find_leaks, log_files, read_record
 
 pytest_plugins = ["tests.agent_fixtures"]
@@ -100,6 +101,15 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An update's health probe window of 1.5 s (the default 20 s makes a rollback slow)."""
+    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def memory_provider() -> MemoryProvider:
     """A fresh in-memory provider (tests may set fail_on)."""
     return MemoryProvider()
@@ -152,7 +162,7 @@ def wait_for_operation(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(f"/v1/operations/{operation_id}", headers=headers).json()
-        if body["status"] in ("succeeded", "failed", "rolled_back"):
+        if body["status"] in FINISHED_STATUSES:
             return body
         time.sleep(0.02)
     raise AssertionError(f"operation {operation_id} did not finish in {timeout} s")

@@ -15,11 +15,10 @@ from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
 from controlplane.engine.backup_steps import new_backup
-from controlplane.engine.catalogue import new_operation
+from controlplane.engine.bulk_steps import adopt
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.kernel import names
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
 from controlplane.models import (
     DOMAIN_PENDING,
@@ -34,6 +33,7 @@ from controlplane.models import (
 from controlplane.packages.listing import updates_available
 from controlplane.permissions import Action, NotVisible, authorize, site_actions
 from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
+from controlplane.services.operations import record_operation
 from controlplane.services.tenants import get_visible_tenant
 
 VERSION = re.compile(r"\d+\.\d+(\.\d+)?([-.][0-9A-Za-z.-]+)?")
@@ -284,17 +284,10 @@ def _record_operation(
     params: dict[str, Any] | None = None,
 ) -> Operation:
     """A new operation on `site`, flushed so it has its id."""
-    op = new_operation(
-        kind=kind,
-        tenant_id=site.tenant_id,
-        site=site,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
+    return record_operation(
+        session, kind=kind, tenant_id=site.tenant_id, principal=principal, site=site,
         params=params,
-    )
-    session.add(op)
-    session.flush()
-    return op
+    )  # fmt: skip
 
 
 # Called with the site and its new (flushed) operation before the claim: adds the rows the
@@ -313,8 +306,10 @@ def start_change(
     new_status: str | None = None,
     action: Action = Action.CHANGE_SITES,
     prepare: Prepare | None = None,
+    parent_id: str | None = None,
 ) -> tuple[Site, Operation]:
-    """Record an operation on an existing site and claim the site for it (409 if busy)."""
+    """Record an operation on an existing site and claim the site for it (409 if busy);
+    with `parent_id`, as a child of that bulk operation (recorded in it, same commit)."""
     site = get_site(session, principal=principal, tenant_id=tenant_id, name=name, action=action)
     if allowed_from is not None and site.status not in allowed_from:
         raise Conflict(
@@ -322,6 +317,8 @@ def start_change(
             f"{' or '.join(allowed_from)}"
         )
     op = _record_operation(session, kind=kind, site=site, principal=principal)
+    if parent_id is not None:
+        adopt(session, parent_id, op)
     if prepare is not None:
         prepare(site, op)
     values: dict[str, str] = {"current_operation_id": op.id}
@@ -351,7 +348,7 @@ def start_change(
         action=f"site.{kind.removesuffix('_site')}",
         tenant_id=tenant_id,
         target=name,
-        detail={"operation_id": op.id},
+        detail={"operation_id": op.id, **({"parent": parent_id} if parent_id else {})},
     )
     session.commit()
     session.refresh(site)
@@ -390,7 +387,13 @@ def delete_site(
 
 
 def set_serving(
-    session: Session, *, principal: Principal, tenant_id: str, name: str, serving: bool
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    name: str,
+    serving: bool,
+    parent_id: str | None = None,
 ) -> tuple[Site, Operation]:
     """Start (serve again) or stop (answer 503, delete nothing) a site."""
     return start_change(
@@ -400,6 +403,7 @@ def set_serving(
         name=name,
         kind=OperationKind.START_SITE if serving else OperationKind.STOP_SITE,
         allowed_from=("ready", "stopped"),
+        parent_id=parent_id,
     )
 
 
