@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.db import make_engine, make_sessionmaker
+from controlplane.engine.packages import PackagesStep
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.errors import ApplyFailed
 from controlplane.observability import SiteLogs
@@ -29,6 +30,7 @@ from controlplane.providers.gcp.dns import (
 from controlplane.providers.gcp.frontdoor import FrontDoor, LoadBalancerFrontDoor
 from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.providers.gcp.logs import CALLS_PER_MINUTE, CloudLoggingLogs
+from controlplane.providers.gcp.packages import GcpPackages
 from controlplane.providers.gcp.plan import plan_site
 from controlplane.providers.gcp.quota import SharedMinuteBudget
 from controlplane.providers.gcp.runtime import CloudRunService
@@ -156,6 +158,7 @@ class GcpProvider:
             f"logging.entries.list/{settings.gcp_project}", CALLS_PER_MINUTE,
         )  # fmt: skip
         self.logs: SiteLogs = CloudLoggingLogs(settings, self.clients, budget)
+        self.packages: PackagesStep = GcpPackages(settings, self.clients, runtime, self.logs)
         self.usage = GcpUsage(settings, self.clients)
         self.cron = HttpCron(settings)
         self._settings = settings
