@@ -346,3 +346,30 @@ def _theme_archive(site: Site) -> PackageArchive:
 def _core_version() -> str:
     text = (CORE / "wp-includes" / "version.php").read_text()
     return text.split("$wp_version = '", 1)[1].split("'", 1)[0]
+
+
+def test_the_catalogue_store_writes_each_version_once(gcs: str, tmp_path: Path) -> None:
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    client = storage.Client(project=PROJECT, credentials=anonymous,
+                            client_options={"api_endpoint": gcs})  # fmt: skip
+    bucket = f"aipress-catalogue-{secrets.token_hex(4)}"
+    client.create_bucket(bucket)
+    store = GcsCatalogueStore(client, bucket)
+    first, other = tmp_path / "a.zip", tmp_path / "b.zip"
+    first.write_bytes(b"PK first")
+    other.write_bytes(b"PK other")
+    location = store.put("plugin/demo/1.0", first)
+    assert location == f"gs://{bucket}/catalogue/plugin/demo/1.0.zip"
+    assert store.put("plugin/demo/1.0", first) == location  # the same bytes again: fine
+    with pytest.raises(ValueError, match="already holds a different zip"):
+        store.put("plugin/demo/1.0", other)
+    assert client.bucket(bucket).blob("catalogue/plugin/demo/1.0.zip").download_as_bytes() == (
+        b"PK first")  # fmt: skip
+    for bad in ("plugin/../x/1.0", "widget/demo/1.0", "plugin/demo"):
+        with pytest.raises(ValueError, match="is not <kind>/<slug>/<version>"):
+            store.put(bad, first)
+    with pytest.raises(ValueError, match="not in the catalogue's bucket"):
+        store.remove("gs://another/catalogue/plugin/demo/1.0.zip")
+    store.remove(location)
+    store.remove(location)  # gone: no-op
+    assert not list(client.list_blobs(bucket))

@@ -64,16 +64,25 @@ class GcsCatalogueStore:
         """Upload the zip (a repeat with the same bytes is a no-op); its gs:// location."""
         name = object_name(entry_key)
         blob = self.client.bucket(self.bucket).blob(name)
-        try:
-            blob.upload_from_filename(str(zip_path), content_type="application/zip",
-                                      if_generation_match=0)  # fmt: skip
-        except exceptions.PreconditionFailed:
-            blob.reload()
-            if blob.md5_hash != _md5(zip_path):
-                raise ValueError(
-                    f"the catalogue already holds a different zip for {entry_key}"
-                ) from None
+        if not self._holds_same(blob, zip_path, entry_key):
+            try:  # only if still absent: a concurrent put of another zip is not overwritten
+                blob.upload_from_filename(str(zip_path), content_type="application/zip",
+                                          if_generation_match=0)  # fmt: skip
+            except exceptions.PreconditionFailed:
+                self._holds_same(blob, zip_path, entry_key)
         return f"gs://{self.bucket}/{name}"
+
+    @staticmethod
+    def _holds_same(blob: Any, zip_path: Path, entry_key: str) -> bool:
+        """True when the object exists with these bytes, False when it is absent;
+        ValueError when it holds another zip."""
+        try:
+            blob.reload()
+        except exceptions.NotFound:
+            return False
+        if blob.md5_hash != _md5(zip_path):
+            raise ValueError(f"the catalogue already holds a different zip for {entry_key}")
+        return True
 
     def remove(self, location: str) -> None:
         """Delete the zip at `location` (no-op when gone)."""
