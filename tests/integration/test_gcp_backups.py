@@ -18,17 +18,14 @@ from typing import Any
 
 import pytest
 import requests
-from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2, secretmanager, storage
+from google.cloud import storage
 
 from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
 from controlplane.providers.gcp import GcpProvider
 from controlplane.providers.gcp import backups as gcp_backups
 from controlplane.providers.gcp.backups import GcsBackups, backup_key
-from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.dns import CloudflareRecords
-from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE
@@ -41,7 +38,14 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
     FakeSqlAdmin,
 )
-from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, gcs
+from tests.integration.test_gcp_provider import (
+    IMAGE,
+    PROJECT,
+    ZONE,
+    cloudsql_admin,
+    gcs,
+    rest_clients,
+)
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -125,16 +129,8 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
         run.base_url = run_url
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs_url})  # fmt: skip
-        clients = GcpClients(
-            run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
-                                      client_options=ClientOptions(api_endpoint=run_url)),
-            jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
-                                   client_options=ClientOptions(api_endpoint=run_url)),
-            secrets=secretmanager.SecretManagerServiceClient(
-                credentials=anonymous, transport="rest",
-                client_options=ClientOptions(api_endpoint=sm_url)),
-            storage=storage_client,
-            iam=IamServiceAccounts(requests.Session(), iam_url),
+        clients = rest_clients(
+            run_url, sm_url, iam_url, storage_client,
             rest=requests.Session(), sqladmin_url=sql_url,
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip

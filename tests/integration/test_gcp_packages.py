@@ -14,26 +14,23 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import logging, run_v2, secretmanager, storage
+from google.cloud import logging, storage
 
 from controlplane.engine.packages import CORE_SLUG, InstalledPackage, PackageArchive
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.providers.gcp import GcpProvider
-from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.catalogue import GcsCatalogueStore
 from controlplane.providers.gcp.dns import CloudflareRecords
-from controlplane.providers.gcp.identity import IamServiceAccounts, tenant_account
+from controlplane.providers.gcp.identity import tenant_account
 from controlplane.providers.gcp.logs import CloudLoggingLogs
 from controlplane.providers.gcp.packages import GcpPackages
 from controlplane.settings import Settings
@@ -49,7 +46,14 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
 )
 from tests.integration.test_gcp_backups import Vault
-from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, gcs
+from tests.integration.test_gcp_provider import (
+    IMAGE,
+    PROJECT,
+    ZONE,
+    cloudsql_admin,
+    gcs,
+    rest_clients,
+)
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -145,18 +149,10 @@ def site(gcs: str, mariadb: MariaDB, tmp_path: Path, wordpress_root: Path) -> It
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs})  # fmt: skip
         run.storage, run.wordpress_root = storage_client, wordpress_root
-        clients = GcpClients(
-            run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
-                                      client_options=ClientOptions(api_endpoint=run_url)),
-            jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
-                                   client_options=ClientOptions(api_endpoint=run_url)),
-            secrets=secretmanager.SecretManagerServiceClient(
-                credentials=anonymous, transport="rest",
-                client_options=ClientOptions(api_endpoint=sm_url)),
-            storage=storage_client,
+        clients = rest_clients(
+            run_url, sm_url, iam_url, storage_client,
             logging=logging.Client(project=PROJECT, credentials=anonymous, _use_grpc=False,  # type: ignore[no-untyped-call]
                                    client_options={"api_endpoint": logs_url}),
-            iam=IamServiceAccounts(requests.Session(), iam_url),
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip
         catalogue = f"aipress-catalogue-{secrets.token_hex(4)}"
@@ -272,8 +268,7 @@ def test_a_checksum_mismatch_is_refused_before_anything_changes(site: Site) -> N
     assert site.objects() == before
     assert site.plugins()["demo"].version == "1.0"
     with pytest.raises(ValueError, match="64 hex"):
-        site.packages.install(site.ctx, [site.archive("1.1", sha256="abc")], key="op3",
-                              activate=False)  # fmt: skip
+        site.packages.install(site.ctx, [replace(wrong, sha256="abc")], key="op3", activate=False)
 
 
 def test_the_jobs_requests_carry_their_input_in_overrides_and_no_secret(site: Site) -> None:

@@ -128,6 +128,24 @@ def cloudsql_admin(mariadb: MariaDB) -> Any:
                                    password=ADMIN_PASSWORD, autocommit=False)  # fmt: skip
 
 
+def rest_clients(run_url: str, sm_url: str, iam_url: str, storage_client: Any,
+                 **more: Any) -> GcpClients:  # fmt: skip
+    """The real client libraries over REST, aimed at the fakes (and `more` of them)."""
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return GcpClients(
+        run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
+                                  client_options=ClientOptions(api_endpoint=run_url)),
+        jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
+                               client_options=ClientOptions(api_endpoint=run_url)),
+        secrets=secretmanager.SecretManagerServiceClient(
+            credentials=anonymous, transport="rest",
+            client_options=ClientOptions(api_endpoint=sm_url)),
+        storage=storage_client,
+        iam=IamServiceAccounts(requests.Session(), iam_url),
+        **more,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def cloud(
     gcs: str, mariadb: MariaDB, tmp_path: Any, request: pytest.FixtureRequest
@@ -151,17 +169,9 @@ def cloud(
         run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
         storage_client = storage.Client(project=PROJECT, credentials=anonymous,
                                         client_options={"api_endpoint": gcs_url})  # fmt: skip
-        clients = GcpClients(
-            run=run_v2.ServicesClient(credentials=anonymous, transport="rest",
-                                      client_options=ClientOptions(api_endpoint=run_url)),
-            jobs=run_v2.JobsClient(credentials=anonymous, transport="rest",
-                                   client_options=ClientOptions(api_endpoint=run_url)),
-            secrets=secretmanager.SecretManagerServiceClient(
-                credentials=anonymous, transport="rest",
-                client_options=ClientOptions(api_endpoint=sm_url)),
-            storage=storage_client,
+        clients = rest_clients(
+            run_url, sm_url, iam_url, storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
-            iam=IamServiceAccounts(requests.Session(), iam_url),
             run_v1=requests.Session(), run_v1_url=run_url,
             rest=requests.Session(), compute_url=front_url, certificates_url=front_url,
             sqladmin_url=sql_url,

@@ -338,13 +338,17 @@ class CloudRunService(GcpStep):
         with contextlib.suppress(exceptions.NotFound):
             self.clients.jobs.delete_job(name=name).result(timeout=OPERATION_TIMEOUT)
 
+    def _redeploy(self, ctx: SiteContext) -> None:
+        """Bring the service to the desired state of `ctx` and wait for it."""
+        desired = self.service(ctx)
+        desired.name = self._name(ctx)
+        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+
     def _set_ingress(self, ctx: SiteContext, stopped: bool) -> None:
         recorded = dict(ctx.resources.get("runtime") or {})
         recorded["stopped"] = stopped
         ctx.resources["runtime"] = recorded
-        desired = self.service(ctx)
-        desired.name = self._name(ctx)
-        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+        self._redeploy(ctx)
 
     def stop(self, ctx: SiteContext) -> None:
         """The front door's names to the stopped page (and out of Cloud CDN's cache), then
@@ -371,9 +375,7 @@ class CloudRunService(GcpStep):
                                         "probe_token": secret}  # fmt: skip
         recorded["maintenance"] = on
         ctx.resources["runtime"] = recorded
-        desired = self.service(ctx)
-        desired.name = self._name(ctx)
-        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+        self._redeploy(ctx)
 
     def roll_code(self, ctx: SiteContext, stamp: str) -> None:
         """Roll the service to a new revision after its code changed (opcache keeps what an
@@ -381,18 +383,14 @@ class CloudRunService(GcpStep):
         recorded = dict(ctx.resources.get("runtime") or {})
         recorded["code"] = stamp
         ctx.resources["runtime"] = recorded
-        desired = self.service(ctx)
-        desired.name = self._name(ctx)
-        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+        self._redeploy(ctx)
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Roll each site to a revision with the tenant's current env references, then
         delete the secrets of variables no longer set (no serving revision names them)."""
         for ctx in contexts:
             self._publish_tenant_env(ctx)
-            desired = self.service(ctx)
-            desired.name = self._name(ctx)
-            self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+            self._redeploy(ctx)
         for ctx in {c.tenant_id: c for c in contexts}.values():
             self._delete_unset_env(ctx.tenant_id, set(ctx.tenant_env))
 
