@@ -111,6 +111,9 @@ class Settings(SharedSettings):
     front_door_ipv4: str | None = None  # the load balancer's addresses (Terraform outputs)
     front_door_ipv6: str | None = None
     backups_bucket: str | None = None  # gcp: where database dumps and uploads are copied
+    # gcp: the platform catalogue's zips (gs://<bucket>/catalogue/<kind>/<slug>/<version>.zip),
+    # written by the control plane, read by the tenants' packages jobs (terraform/).
+    catalogue_bucket: str | None = None
     # IAM is eventually consistent: how long a new account is waited for, and the first wait.
     gcp_iam_propagation_seconds: float = Field(default=180, gt=0)
     gcp_iam_retry_seconds: float = Field(default=1.0, gt=0)

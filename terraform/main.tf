@@ -269,6 +269,25 @@ resource "google_storage_bucket" "backups" {
   labels                      = local.labels
 }
 
+# The platform catalogue: plugin, theme and core zips under catalogue/<kind>/<slug>/<version>.zip.
+# Written by the control plane alone (this binding; its project-wide storage.admin also covers
+# it); read by the tenants' packages jobs, each tenant's account granted objectViewer on this
+# bucket's own policy by the control plane (accounts are made per tenant, after terraform).
+# Never public, never writable by a tenant.
+resource "google_storage_bucket" "catalogue" {
+  name                        = "${var.project_id}-aipress-catalogue"
+  location                    = upper(var.region)
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  labels                      = local.labels
+}
+
+resource "google_storage_bucket_iam_member" "control_plane_writes_catalogue" {
+  bucket = google_storage_bucket.catalogue.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.control_plane.email}"
+}
+
 # --- Images, platform secrets ---------------------------------------------------------------
 
 resource "google_artifact_registry_repository" "images" {
@@ -399,6 +418,7 @@ locals {
     AIPRESS_TENANT_IMAGE        = var.tenant_image
     AIPRESS_DNS_PROVIDER        = var.dns_provider
     AIPRESS_BACKUPS_BUCKET      = google_storage_bucket.backups.name
+    AIPRESS_CATALOGUE_BUCKET    = google_storage_bucket.catalogue.name
     AIPRESS_FRONT_DOOR_IPV4     = google_compute_global_address.sites_ipv4.address
     AIPRESS_FRONT_DOOR_IPV6     = google_compute_global_address.sites_ipv6.address
     }, var.dns_provider == "clouddns" ? {

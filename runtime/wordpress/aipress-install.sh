@@ -7,6 +7,14 @@ set -euo pipefail
 # shellcheck source=aipress-salts.sh
 source /usr/local/share/aipress/aipress-salts.sh
 cd /var/www/html
+# Plugins and themes live in the site's bucket (mounted over wp-content/plugins and
+# wp-content/themes): seeded once from the image's, also for a site made before they moved.
+for dir in plugins themes; do
+  if [ ! -e "wp-content/$dir/.aipress-seeded" ]; then
+    cp -r "/usr/src/wordpress/wp-content/$dir/." "wp-content/$dir/"
+    touch "wp-content/$dir/.aipress-seeded"
+  fi
+done
 if wp core is-installed --allow-root 2>/dev/null; then
   echo "WordPress is already installed"
   exit 0

@@ -5,9 +5,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import requests
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2, secretmanager, storage
+
+from controlplane.providers.gcp.base import GcpClients
+from controlplane.providers.gcp.identity import IamServiceAccounts
 
 
 def run_and_secret_clients(run_url: str, secrets_url: str) -> dict[str, Any]:
@@ -32,3 +36,15 @@ def storage_with_bucket(project: str, gcs_url: str) -> tuple[storage.Client, str
     bucket = f"aipress-backups-{secrets.token_hex(4)}"
     client.create_bucket(bucket)
     return client, bucket
+
+
+def rest_clients(
+    run_url: str, sm_url: str, iam_url: str, storage_client: storage.Client, **more: Any
+) -> GcpClients:
+    """The real client libraries over REST, aimed at the fakes (and `more` of them)."""
+    return GcpClients(
+        **run_and_secret_clients(run_url, sm_url),
+        storage=storage_client,
+        iam=IamServiceAccounts(requests.Session(), iam_url),
+        **more,
+    )

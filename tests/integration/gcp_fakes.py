@@ -9,7 +9,9 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +30,13 @@ SEARCH_REPLACE_COMMAND = ["php", "/usr/local/share/aipress/search-replace.php"]
 SEARCH_REPLACE_SOURCE = (
     Path(__file__).resolve().parents[2] / "controlplane/providers/local/search_replace.php"
 )
+# The packages job's command, and the file the Dockerfile copies to that path.
+PACKAGES_COMMAND = ["php", "/usr/local/share/aipress/packages.php"]
+PACKAGES_SOURCE = Path(__file__).resolve().parents[2] / "runtime/wordpress/aipress-packages.php"
+# The site's code in its bucket (runtime.CODE_VOLUMES), and where the catalogue is mounted.
+CODE_MOUNTS = {"plugins": ".aipress-code/plugins", "themes": ".aipress-code/themes"}
+WP_ROOT = "/var/www/html"
+CATALOGUE_MOUNT = "/var/aipress/catalogue"
 UNKNOWN_ROUTE = 599  # never a 404: "not found" would read as "absent" to the caller
 
 
@@ -152,6 +161,13 @@ class FakeCloudRun(Fake):
       really runs that script with php on this machine, with the job's env (secrets
       resolved), against `database` (the MariaDB standing in for Cloud SQL: the image's
       /cloudsql socket becomes its TCP address);
+    - the packages job (command `php /usr/local/share/aipress/packages.php`) really runs
+      runtime/wordpress/aipress-packages.php with php against `database` and the WordPress
+      tree `wordpress_root`, its GCS volumes a directory standing for each bucket: the
+      objects are copied there from the GCS emulator (`storage`) before the run and what the
+      run changed through a writable mount is written back after it; its input comes in the
+      run's overrides (one env var, no args), and nothing it writes may pass a read-only
+      mount;
     - a GCS volume needs the second-generation environment, and is root-owned unless
       mounted with uid=33,gid=33 (www-data);
     - Direct VPC egress names a subnetwork that must exist.
@@ -172,6 +188,9 @@ class FakeCloudRun(Fake):
         self.subnetworks = {SITES_SUBNET}  # the project's VPC subnetworks
         self.database: tuple[str, int] | None = None  # (host, port) standing in for Cloud SQL
         self.rewrites: list[dict[str, Any]] = []  # the input of every search-replace run
+        self.wordpress_root: Path | None = None  # the tree packages jobs run WordPress from
+        self.storage: Any = None  # a storage client on the GCS emulator (the jobs' buckets)
+        self.package_runs: list[dict[str, Any]] = []  # the input of every packages run
         self.base_url = ""
         services = r"/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/services"
         self.on("POST", services, self.create)
@@ -240,7 +259,8 @@ class FakeCloudRun(Fake):
 
     def check_container(self, container: dict[str, Any], volumes: dict[str, Any]) -> None:
         """What the tenant image's container must look like, in a service or a job."""
-        assert container["image"] == self.tenant_image
+        # The platform's tenant image, or a tag of it carrying another core version.
+        assert container["image"].rsplit(":", 1)[0] == self.tenant_image.rsplit(":", 1)[0]
         env = {e["name"]: e for e in container["env"]}
         for name in ("WORDPRESS_DB_PASSWORD", "WORDPRESS_SALTS", "WORDPRESS_ADMIN_PASSWORD",
                      "AIPRESS_LOGIN_KEY"):  # fmt: skip
@@ -250,9 +270,19 @@ class FakeCloudRun(Fake):
         # would need the tenant's identity to hold cloudsql.client on the whole project.
         assert env["WORDPRESS_DB_HOST"]["value"] == f"{SQL_PRIVATE_IP}:3306"
         assert env["WORDPRESS_DB_TLS"]["value"] == "on"
-        assert set(volumes) == {"uploads"} and volumes["uploads"]["gcs"]["bucket"]
+        assert {"uploads", *CODE_MOUNTS} <= set(volumes) <= {"uploads", *CODE_MOUNTS, "catalogue"}
+        bucket = volumes["uploads"]["gcs"]["bucket"]
+        assert bucket and not volumes["uploads"]["gcs"].get("readOnly")
+        for name, prefix in CODE_MOUNTS.items():  # the site's own bucket, nothing else
+            assert volumes[name]["gcs"]["bucket"] == bucket
+            assert f"only-dir={prefix}" in volumes[name]["gcs"]["mountOptions"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-        assert mounts == {"uploads": "/var/www/html/wp-content/uploads"}
+        assert mounts["uploads"] == f"{WP_ROOT}/wp-content/uploads"
+        assert all(mounts[n] == f"{WP_ROOT}/wp-content/{n}" for n in CODE_MOUNTS), mounts
+        if "catalogue" in volumes:  # the platform's catalogue: read-only, its prefix only
+            assert volumes["catalogue"]["gcs"].get("readOnly") is True
+            assert "only-dir=catalogue" in volumes["catalogue"]["gcs"]["mountOptions"]
+            assert mounts["catalogue"] == CATALOGUE_MOUNT
 
     def vpc_refusal(self, template: dict[str, Any]) -> Response | None:
         """Direct VPC egress: one interface on a subnetwork that exists (else the API refuses
@@ -285,6 +315,9 @@ class FakeCloudRun(Fake):
         assert template["scaling"]["maxInstanceCount"] >= 1
         assert container["resources"]["startupCpuBoost"] is True
         assert "command" not in container  # the image's entrypoint serves
+        # The service never writes its code: only the tenant's jobs mount it writable.
+        assert all(v["gcs"].get("readOnly") for v in template["volumes"] if v["name"] != "uploads")
+        assert "catalogue" not in {v["name"] for v in template["volumes"]}
         for labels in (service["labels"], template["labels"]):
             assert {"aipress-tenant-id", "aipress-site"} <= set(labels)
         env = {e["name"]: e for e in container["env"]}
@@ -380,7 +413,12 @@ class FakeCloudRun(Fake):
         task = job["template"]["template"]
         container = task["containers"][0]
         self.check_container(container, {v["name"]: v for v in task["volumes"]})
-        assert container["command"] in (INSTALL_COMMAND, SEARCH_REPLACE_COMMAND)
+        assert container["command"] in (INSTALL_COMMAND, SEARCH_REPLACE_COMMAND, PACKAGES_COMMAND)
+        if container["command"] == PACKAGES_COMMAND:
+            # Each run's input comes in its overrides, never in the job's definition.
+            assert "AIPRESS_PACKAGES" not in {e["name"] for e in container["env"]}
+            assert "args" not in container
+            assert int(task.get("maxRetries", 0)) == 0
         if container["command"] == SEARCH_REPLACE_COMMAND:
             # The input names the schema and the addresses only: the connection and the
             # password come from the image's env (the password a secret reference).
@@ -433,9 +471,14 @@ class FakeCloudRun(Fake):
             "name": f"{name}/executions/{m['id']}-{len(self.requests)}", "taskCount": 1,
             "logUri": "https://console.cloud.google.com/logs/viewer?job",
         }  # fmt: skip
-        container = self.jobs[name]["template"]["template"]["containers"][0]
-        failed = (self.search_replace(container) if container["command"] == SEARCH_REPLACE_COMMAND
-                  else self.fail_install)  # fmt: skip
+        task = self.jobs[name]["template"]["template"]
+        container = task["containers"][0]
+        if container["command"] == SEARCH_REPLACE_COMMAND:
+            failed = self.search_replace(container)
+        elif container["command"] == PACKAGES_COMMAND:
+            failed = self.packages(task, body.get("overrides") or {})
+        else:
+            failed = self.fail_install
         if failed:
             execution.update(failedCount=1, conditions=[
                 {"type": "Completed", "state": "CONDITION_FAILED", "message": failed}])  # fmt: skip
@@ -446,11 +489,11 @@ class FakeCloudRun(Fake):
                 {"type": "Completed", "state": "CONDITION_SUCCEEDED"}])  # fmt: skip
         return self._operation(execution, "Execution")
 
-    def search_replace(self, container: dict[str, Any]) -> str | None:
-        """Run the job's script as the container would; its error, or None when it worked."""
-        assert self.database is not None, "set FakeCloudRun.database to run search-replace jobs"
+    def container_env(self, env_vars: list[dict[str, Any]]) -> dict[str, str]:
+        """The env a job's container sees (secrets resolved), its database the test's."""
+        assert self.database is not None, "set FakeCloudRun.database to run the script jobs"
         env: dict[str, str] = {"PATH": os.environ["PATH"]}
-        for var in container["env"]:
+        for var in env_vars:
             value = var.get("value")
             if value is None:
                 secret = self.secret_value(var)
@@ -461,6 +504,49 @@ class FakeCloudRun(Fake):
         assert env["WORDPRESS_DB_HOST"] == f"{SQL_PRIVATE_IP}:3306"
         env["WORDPRESS_DB_HOST"] = f"{host}:{port}"  # the test's MariaDB, which takes no TLS
         env.pop("WORDPRESS_DB_TLS")
+        return env
+
+    def packages(self, task: dict[str, Any], overrides: dict[str, Any]) -> str | None:
+        """Run the packages script as the container would, its volumes directories copied
+        from (and written back to) the emulator's buckets; its error, or None."""
+        assert self.wordpress_root is not None and self.storage is not None
+        [override] = overrides["containerOverrides"]
+        assert set(override) <= {"env"}, "a run's input is its env: no args, no other change"
+        assert [e["name"] for e in override["env"]] == ["AIPRESS_PACKAGES"]
+        assert "valueSource" not in override["env"][0]
+        payload = override["env"][0]["value"]
+        self.package_runs.append(json.loads(payload))
+        container = task["containers"][0]
+        env = self.container_env([*container["env"], *override["env"]])
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        with tempfile.TemporaryDirectory() as scratch:
+            buckets = BucketDirs(self.storage, Path(scratch))
+            for volume in task["volumes"]:
+                gcs = volume["gcs"]
+                only = next((o.removeprefix("only-dir=") for o in gcs.get("mountOptions", [])
+                             if o.startswith("only-dir=")), "")  # fmt: skip
+                where = buckets.mount(gcs["bucket"], only, writable=not gcs.get("readOnly"))
+                path = mounts[volume["name"]]
+                if path == CATALOGUE_MOUNT:
+                    env["AIPRESS_CATALOGUE_DIR"] = str(where)
+                    continue
+                link = self.wordpress_root / Path(path).relative_to(WP_ROOT)
+                if link.is_symlink() or link.is_file():
+                    link.unlink()
+                elif link.is_dir():
+                    shutil.rmtree(link)
+                link.symlink_to(where, target_is_directory=True)
+            env["AIPRESS_WP_ROOT"] = str(self.wordpress_root)  # the image's /var/www/html
+            done = subprocess.run(["php", str(PACKAGES_SOURCE)], env=env, capture_output=True,
+                                  text=True, timeout=300, check=False)  # fmt: skip
+            buckets.write_back()
+        if done.returncode != 0:
+            return f"Task failed with exit code {done.returncode}: {done.stderr.strip()[-300:]}"
+        return None
+
+    def search_replace(self, container: dict[str, Any]) -> str | None:
+        """Run the job's script as the container would; its error, or None when it worked."""
+        env = self.container_env(container["env"])
         self.rewrites.append(json.loads(env["AIPRESS_SEARCH_REPLACE"]))
         done = subprocess.run(["php", str(SEARCH_REPLACE_SOURCE)], env=env, capture_output=True,
                               text=True, timeout=300, check=False)  # fmt: skip
@@ -494,6 +580,8 @@ class FakeCloudRun(Fake):
         status = self.container_answer(m["id"], path)
         if status == 302:
             return Response("", status_code=302, headers={"Location": "/wp-admin/install.php"})
+        if path.startswith("/wp-json/") and status == 200:
+            return JSONResponse({"name": "WordPress", "namespaces": ["wp/v2"]})
         if path != "/":
             return Response("ok" if status == 200 else "not installed", status_code=status)
         if service["labels"].get("aipress-site") in self.empty_homepages:
@@ -557,6 +645,55 @@ class FakeCloudRun(Fake):
         ]
         options = set(uploads["gcs"].get("mountOptions", []))
         return {"uid=33", "gid=33"} <= options
+
+
+class BucketDirs:
+    """Directories standing for buckets mounted by Cloud Storage FUSE in one job run: the
+    objects are copied in from the emulator, and after the run what changed under a
+    writable mount goes back (a change under a read-only one fails the test)."""
+
+    def __init__(self, storage: Any, scratch: Path) -> None:
+        self.storage = storage
+        self.scratch = scratch
+        self.before: dict[str, dict[str, bytes]] = {}  # bucket -> object -> content
+        self.writable: dict[str, list[str]] = {}  # bucket -> prefixes mounted writable
+
+    def mount(self, bucket: str, only_dir: str, *, writable: bool) -> Path:
+        """The directory the mount shows (created, and filled on the bucket's first mount)."""
+        root = self.scratch / bucket
+        if bucket not in self.before:
+            self.before[bucket] = {}
+            for blob in self.storage.list_blobs(bucket):
+                if blob.name.endswith("/"):
+                    continue
+                data = blob.download_as_bytes()
+                self.before[bucket][blob.name] = data
+                target = root / blob.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        if writable:
+            self.writable.setdefault(bucket, []).append(only_dir)
+        where = root / only_dir
+        where.mkdir(parents=True, exist_ok=True)
+        return where
+
+    def write_back(self) -> None:
+        """Upload new and changed files, delete removed ones, as the mounts would have."""
+        for bucket, before in self.before.items():
+            root = self.scratch / bucket
+            after = {str(p.relative_to(root)): p.read_bytes()
+                     for p in root.rglob("*") if p.is_file() and not p.is_symlink()}  # fmt: skip
+            changed = {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
+            prefixes = self.writable.get(bucket, [])
+            outside = [n for n in changed
+                       if not any(not p or n.startswith(f"{p}/") for p in prefixes)]  # fmt: skip
+            assert not outside, f"written through a read-only mount of {bucket}: {outside}"
+            handle = self.storage.bucket(bucket)
+            for name in sorted(changed):
+                if name in after:
+                    handle.blob(name).upload_from_string(after[name])
+                else:
+                    handle.blob(name).delete()
 
 
 SA_EMAIL = re.compile(

@@ -23,13 +23,11 @@ from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContex
 from controlplane.providers.gcp import GcpProvider
 from controlplane.providers.gcp import backups as gcp_backups
 from controlplane.providers.gcp.backups import GcsBackups, backup_key
-from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.dns import CloudflareRecords
-from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE
-from tests.integration.gcp_clients import run_and_secret_clients, storage_with_bucket
+from tests.integration.gcp_clients import rest_clients, storage_with_bucket
 from tests.integration.gcp_fakes import (
     SITES_SUBNET,
     SQL_PRIVATE_IP,
@@ -39,7 +37,13 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
     FakeSqlAdmin,
 )
-from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, gcs
+from tests.integration.test_gcp_provider import (
+    IMAGE,
+    PROJECT,
+    ZONE,
+    cloudsql_admin,
+    gcs,
+)
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -121,10 +125,8 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
           serve(sql.app()) as sql_url):  # fmt: skip
         run.base_url = run_url
         storage_client, bucket = storage_with_bucket(PROJECT, gcs_url)
-        clients = GcpClients(
-            **run_and_secret_clients(run_url, sm_url),
-            storage=storage_client,
-            iam=IamServiceAccounts(requests.Session(), iam_url),
+        clients = rest_clients(
+            run_url, sm_url, iam_url, storage_client,
             rest=requests.Session(), sqladmin_url=sql_url,
             sql_connect=cloudsql_admin(mariadb),
         )  # fmt: skip

@@ -30,12 +30,11 @@ from controlplane.platform import build_platform
 from controlplane.providers.gcp import GcpProvider, GcpUsage
 from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.dns import CloudflareRecords
-from controlplane.providers.gcp.identity import IamServiceAccounts
 from controlplane.settings import Settings
 from controlplane.stack.mariadb import MariaDB
 from tests.conftest import LOG_FILE, wait_for_operation
 from tests.dns_server import TxtServer
-from tests.integration.gcp_clients import run_and_secret_clients, storage_with_bucket
+from tests.integration.gcp_clients import rest_clients, storage_with_bucket
 from tests.integration.gcp_fakes import (
     SITES_SUBNET,
     SQL_PRIVATE_IP,
@@ -150,11 +149,9 @@ def cloud(
         run.base_url = run_url
         run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
         storage_client, backups = storage_with_bucket(PROJECT, gcs_url)
-        clients = GcpClients(
-            **run_and_secret_clients(run_url, sm_url),
-            storage=storage_client,
+        clients = rest_clients(
+            run_url, sm_url, iam_url, storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
-            iam=IamServiceAccounts(requests.Session(), iam_url),
             run_v1=requests.Session(), run_v1_url=run_url,
             rest=requests.Session(), compute_url=front_url, certificates_url=front_url,
             sqladmin_url=sql_url,

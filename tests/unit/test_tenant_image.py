@@ -77,6 +77,7 @@ def test_php_files_parse() -> None:
     for name in (
         "aipress-config.php",
         "aipress-probe.php",
+        "aipress-packages.php",
     ):
         result = subprocess.run(["php", "-l", str(IMAGE / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
@@ -97,3 +98,16 @@ def test_the_image_carries_the_platforms_must_use_plugins_that_apply() -> None:
     assert "define('WP_HTTP_BLOCK_EXTERNAL', true);" in config
     assert "WORDPRESS_OUTBOUND_ALLOW" in config and "WORDPRESS_THEME" in config
     assert 'wp theme activate --allow-root "$theme"' in (IMAGE / "aipress-install.sh").read_text()
+
+
+def test_the_image_holds_the_packages_script_where_the_job_runs_it() -> None:
+    from controlplane.providers.gcp.packages import PACKAGES_SCRIPT
+
+    dockerfile = (IMAGE / "Dockerfile").read_text()
+    assert re.search(
+        rf"^COPY runtime/wordpress/aipress-packages.php {re.escape(PACKAGES_SCRIPT)}$",
+        dockerfile, re.M,
+    )  # fmt: skip
+    # The install job seeds the site's code volumes from the image's plugins and themes.
+    install = (IMAGE / "aipress-install.sh").read_text()
+    assert 'cp -r "/usr/src/wordpress/wp-content/$dir/." "wp-content/$dir/"' in install

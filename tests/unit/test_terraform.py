@@ -223,10 +223,12 @@ def test_only_the_control_plane_can_act_as_or_mint_for_service_accounts() -> Non
 
 def test_the_gcp_provider_grants_tenants_nothing_that_mints() -> None:
     """Every role the provider's code can grant: read of its own secrets, write of its own
-    bucket, and the invoker of its service; nothing on the project."""
+    bucket, read of the platform catalogue (packages.py), and the invoker of its service;
+    nothing on the project."""
     allowed = {
         "roles/secretmanager.secretAccessor",
         "roles/storage.objectAdmin",
+        "roles/storage.objectViewer",
         "roles/run.invoker",
     }
     source = TERRAFORM.parent / "controlplane" / "providers" / "gcp"

@@ -40,9 +40,13 @@ def tenant_job(
     )  # fmt: skip
 
 
-def run_to_end(client: Any, name: str, desired: run_v2.Job, *, what: str, timeout: int) -> None:
-    """Create the job `name` (or update it to `desired`), run it and wait; ApplyFailed
-    saying what the execution said (`what`: "the WordPress install job")."""
+def run_to_end(
+    client: Any, name: str, desired: run_v2.Job, *, what: str, timeout: int,
+    overrides: run_v2.RunJobRequest.Overrides | None = None,
+) -> None:  # fmt: skip
+    """Create the job `name` (or update it to `desired`), run it (with `overrides`: this
+    execution's env) and wait; ApplyFailed saying what the execution said (`what`: "the
+    WordPress install job")."""
     try:
         client.get_job(name=name)
     except exceptions.NotFound:
@@ -52,7 +56,8 @@ def run_to_end(client: Any, name: str, desired: run_v2.Job, *, what: str, timeou
         desired.name = name
         client.update_job(job=desired).result(timeout=timeout)
     try:
-        execution = client.run_job(name=name).result(timeout=timeout)
+        request = run_v2.RunJobRequest(name=name, overrides=overrides)
+        execution = client.run_job(request=request).result(timeout=timeout)
     except exceptions.GoogleAPICallError as exc:
         raise ApplyFailed(f"{what} failed: {exc.message}") from exc
     if execution.succeeded_count < 1:

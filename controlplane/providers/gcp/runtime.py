@@ -19,6 +19,13 @@ Domain Restricted Sharing, which new organisations enforce by default. Stopping 
 its ingress to internal only: a service-level field (no new revision, no IAM change) that
 turns away every request from the internet and the external load balancer alike.
 
+Plugins and themes live in the site's bucket too (`.aipress-code/plugins`, `.aipress-code/
+themes`), mounted read-only over wp-content/plugins and wp-content/themes (gcsfuse's
+`only-dir`); the tenant's jobs mount them writable (the install job seeds them from the
+image, the packages job updates them). Core stays in the image: a core update is a revision
+on the image tag carrying that version (`resources.runtime.image`). opcache never revalidates
+files, so a change of code is followed by a new revision (`AIPRESS_CODE`, see roll_code).
+
 Maintenance (a restore runs) is a new revision with `AIPRESS_MAINTENANCE=on` and the site's
 probe token (a Secret Manager reference): the image's Apache answers every request 503 with
 `Retry-After` and `no-store` except the startup probe's path and requests carrying the token
@@ -44,6 +51,12 @@ from controlplane.providers.gcp.secrets import SecretManagerSecrets
 
 OPERATION_TIMEOUT = 600
 UPLOADS = "/var/www/html/wp-content/uploads"
+# The site's code in its own bucket: volume name -> (bucket prefix, mount path).
+CODE_VOLUMES = {
+    "plugins": (".aipress-code/plugins", "/var/www/html/wp-content/plugins"),
+    "themes": (".aipress-code/themes", "/var/www/html/wp-content/themes"),
+}
+CODE_ENV = "AIPRESS_CODE"  # changed with the code, so new instances load it (opcache)
 # Not /healthz: Cloud Run's front end reserves some paths ending in "z" and answers them itself.
 PROBE_PATH = "/aipress-probe"
 WWW_DATA = ("uid=33", "gid=33")  # the official image's www-data owns the uploads mount
@@ -188,6 +201,8 @@ class CloudRunService(GcpStep):
             run_v2.EnvVar(name="PHP_UPLOAD_LIMIT", value=upload_limit(self.settings.upload_limit)),
         ]
         runtime = ctx.resources.get("runtime") or {}
+        if runtime.get("code"):
+            env.append(run_v2.EnvVar(name=CODE_ENV, value=str(runtime["code"])))
         if runtime.get("maintenance"):
             env += [
                 run_v2.EnvVar(name=MAINTENANCE_ENV, value="on"),
@@ -198,13 +213,24 @@ class CloudRunService(GcpStep):
             self._secret_env(k, tenant_secret_id(ctx.tenant_id, k)) for k in sorted(ctx.tenant_env)
         ]
 
-    def volumes(self, ctx: SiteContext) -> list[run_v2.Volume]:
-        """The uploads bucket (writable by www-data)."""
+    def volumes(self, ctx: SiteContext, *, code_writable: bool = False) -> list[run_v2.Volume]:
+        """The uploads bucket (writable by www-data), and its code prefixes (read-only but
+        in the tenant's jobs, `code_writable`)."""
         bucket = (ctx.resources.get("storage") or {}).get("bucket", self.names(ctx).bucket)
         return [
             run_v2.Volume(name="uploads", gcs=run_v2.GCSVolumeSource(
                 bucket=bucket, mount_options=list(WWW_DATA))),
+            *(run_v2.Volume(name=name, gcs=run_v2.GCSVolumeSource(
+                bucket=bucket, read_only=not code_writable,
+                mount_options=[*WWW_DATA, f"only-dir={prefix}"]))
+              for name, (prefix, _path) in CODE_VOLUMES.items()),
         ]  # fmt: skip
+
+    def image(self, ctx: SiteContext) -> str:
+        """The tenant image the site runs: the tag of its core version once one was
+        installed, else the platform's."""
+        recorded = (ctx.resources.get("runtime") or {}).get("image")
+        return str(recorded or self.settings.tenant_image)
 
     def vpc_access(self) -> run_v2.VpcAccess:
         """Direct VPC egress into the sites' subnet, for Cloud SQL's private IP only."""
@@ -225,13 +251,17 @@ class CloudRunService(GcpStep):
         check_php_fits(settings.site_memory, settings.site_concurrency,
                        settings.site_php_memory_limit)  # fmt: skip
         return run_v2.Container(
-            image=settings.tenant_image,
+            image=self.image(ctx),
             env=self.env(ctx),
             resources=run_v2.ResourceRequirements(
                 limits={"cpu": settings.site_cpu, "memory": settings.site_memory}
             ),
-            volume_mounts=[run_v2.VolumeMount(name="uploads", mount_path=UPLOADS)],
-        )
+            volume_mounts=[
+                run_v2.VolumeMount(name="uploads", mount_path=UPLOADS),
+                *(run_v2.VolumeMount(name=name, mount_path=path)
+                  for name, (_prefix, path) in CODE_VOLUMES.items()),
+            ],
+        )  # fmt: skip
 
     def service(self, ctx: SiteContext) -> run_v2.Service:
         """The desired service (also what `--plan` prints)."""
@@ -269,11 +299,13 @@ class CloudRunService(GcpStep):
         client = self.clients.run
         self._publish_tenant_env(ctx)
         recorded = dict(ctx.resources.get("runtime") or {})
-        if not recorded.get("installed"):
+        # Also for a site made before its code moved to the bucket: the job seeds it from
+        # the image (and installs nothing again).
+        if not recorded.get("installed") or not recorded.get("code_seeded"):
             recorded["install_job"] = self.install.run(
-                ctx, self.container(ctx), self.volumes(ctx), self.vpc_access()
+                ctx, self.container(ctx), self.volumes(ctx, code_writable=True), self.vpc_access()
             )
-            recorded["installed"] = True
+            recorded["installed"] = recorded["code_seeded"] = True
             ctx.resources["runtime"] = recorded
         try:
             existing = client.get_service(name=self._name(ctx))
@@ -296,15 +328,27 @@ class CloudRunService(GcpStep):
             self.clients.run.delete_service(name=self._name(ctx)).result(timeout=OPERATION_TIMEOUT)
         self.install.remove(ctx)
         SearchReplaceJob(self.settings, self.clients).remove(ctx)  # left by a cut-off run
+        from controlplane.providers.gcp.packages import job_id  # it builds on this module
+
+        self._remove_job(f"{self._parent()}/jobs/{job_id(self.names(ctx).service)}")
         ctx.resources.pop("runtime", None)
+
+    def _remove_job(self, name: str) -> None:
+        """Delete a job a cut-off run left (no-op when gone)."""
+        with contextlib.suppress(exceptions.NotFound):
+            self.clients.jobs.delete_job(name=name).result(timeout=OPERATION_TIMEOUT)
+
+    def _redeploy(self, ctx: SiteContext) -> None:
+        """Bring the service to the desired state of `ctx` and wait for it."""
+        desired = self.service(ctx)
+        desired.name = self._name(ctx)
+        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
 
     def _set_ingress(self, ctx: SiteContext, stopped: bool) -> None:
         recorded = dict(ctx.resources.get("runtime") or {})
         recorded["stopped"] = stopped
         ctx.resources["runtime"] = recorded
-        desired = self.service(ctx)
-        desired.name = self._name(ctx)
-        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+        self._redeploy(ctx)
 
     def stop(self, ctx: SiteContext) -> None:
         """The front door's names to the stopped page (and out of Cloud CDN's cache), then
@@ -331,18 +375,22 @@ class CloudRunService(GcpStep):
                                         "probe_token": secret}  # fmt: skip
         recorded["maintenance"] = on
         ctx.resources["runtime"] = recorded
-        desired = self.service(ctx)
-        desired.name = self._name(ctx)
-        self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+        self._redeploy(ctx)
+
+    def roll_code(self, ctx: SiteContext, stamp: str) -> None:
+        """Roll the service to a new revision after its code changed (opcache keeps what an
+        instance loaded): `stamp` names the change (a repeat deploys the same template)."""
+        recorded = dict(ctx.resources.get("runtime") or {})
+        recorded["code"] = stamp
+        ctx.resources["runtime"] = recorded
+        self._redeploy(ctx)
 
     def apply_env(self, contexts: list[SiteContext]) -> None:
         """Roll each site to a revision with the tenant's current env references, then
         delete the secrets of variables no longer set (no serving revision names them)."""
         for ctx in contexts:
             self._publish_tenant_env(ctx)
-            desired = self.service(ctx)
-            desired.name = self._name(ctx)
-            self.clients.run.update_service(service=desired).result(timeout=OPERATION_TIMEOUT)
+            self._redeploy(ctx)
         for ctx in {c.tenant_id: c for c in contexts}.values():
             self._delete_unset_env(ctx.tenant_id, set(ctx.tenant_env))
 
