@@ -57,5 +57,17 @@ class LocalCatalogueStore:
 
 
 def catalogue_store(settings: Settings) -> CatalogueStore:
-    """The store the platform's provider reads from."""
+    """The store the platform's provider reads from: the catalogue bucket on gcp (its
+    tenant jobs mount it read-only), a directory under the state dir otherwise."""
+    if settings.provider == "gcp":
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        from controlplane.providers.gcp.catalogue import GcsCatalogueStore
+
+        if not settings.catalogue_bucket:
+            raise ValueError(
+                "the gcp provider keeps its catalogue in a bucket: set AIPRESS_CATALOGUE_BUCKET"
+            )
+        client = storage.Client(project=settings.gcp_project)
+        return GcsCatalogueStore(client, settings.catalogue_bucket)
     return LocalCatalogueStore(settings.home / "catalogue")
