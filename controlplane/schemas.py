@@ -403,6 +403,7 @@ class Vocabulary(BaseModel):
     backup_statuses: list[BackupStatus]
     site_roles: list[SiteRole] = Field(description="What a site is for: production or staging")
     bulk_actions: list[BulkAction] = Field(description="What a bulk operation does to each site")
+    package_kinds: list[PackageKind] = Field(description="What a catalogue package is")
 
 
 class AuditRead(BaseModel):
