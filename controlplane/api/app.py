@@ -18,6 +18,7 @@ from controlplane.api.routes import audit as audit_routes
 from controlplane.api.routes import (
     backups,
     billing,
+    bundles,
     domains,
     env,
     imports,
@@ -192,6 +193,7 @@ def create_app(
         backups.router,
         staging.router,
         imports.router,
+        bundles.router,
         vocabulary.router,
     ):
         app.include_router(router)

@@ -1,0 +1,74 @@
+"""The create's `bundle` step: the tenant's bundle installed and activated on the new site,
+then the site checked. A failure fails the create (which rolls back: the site's removal
+takes the bundle with it)."""
+
+from __future__ import annotations
+
+import time
+
+from controlplane.engine.context import Work
+from controlplane.engine.packages import HealthResult, PackageArchive, PackagesStep
+from controlplane.engine.provider import SiteContext
+from controlplane.errors import ApplyFailed
+from controlplane.kernel.vocabulary import PackageKind
+from controlplane.packages import catalogue
+
+# The lists of a create's params["bundle"] and the kind of package each holds.
+KINDS: dict[str, PackageKind] = {"plugins": PackageKind.PLUGIN, "themes": PackageKind.THEME}
+# A new site either works at once or it does not: a few tries ride out a slow first request.
+PROBE_TRIES = 3
+PROBE_PAUSE_SECONDS = 1.0
+
+
+def _label(entry: dict[str, str]) -> str:
+    return f"{entry['slug']} {entry['version']}"
+
+
+def _probe(packages: PackagesStep, ctx: SiteContext, mark: str) -> HealthResult:
+    """The site's health after the install, tried again while a check other than a PHP
+    fatal fails (a fatal does not go away)."""
+    result = packages.health(ctx, mark)
+    for _ in range(PROBE_TRIES - 1):
+        if result.ok or result.failed_check == "php_fatal":
+            break
+        time.sleep(PROBE_PAUSE_SECONDS)
+        result = packages.health(ctx, mark)
+    return result
+
+
+def _culprit(bundle: dict[str, list[dict[str, str]]], detail: str) -> str:
+    """The bundle's plugins or theme a failed probe's detail points at (its directory shows
+    in a fatal's path), or the whole bundle when it names none of them."""
+    found, everything = [], []
+    for field, kind in KINDS.items():
+        for entry in bundle.get(field, []):
+            label = f"{kind} {_label(entry)}"
+            everything.append(label)
+            if f"{field}/{entry['slug']}/" in detail:
+                found.append(label)
+    return ", ".join(found or everything)
+
+
+def install(work: Work) -> None:
+    """Install and activate the bundle recorded in the create's params, then check the site."""
+    bundle = work.operation.params["bundle"]
+    ctx = work.site_context()
+    archives: list[PackageArchive] = [
+        catalogue.archive(work.session, kind, entry["slug"], entry["version"])
+        for field, kind in KINDS.items()
+        for entry in bundle.get(field, [])
+    ]
+    packages = work.provider.packages
+    mark = packages.log_mark(ctx)
+    everything = ", ".join(_label(e) for field in KINDS for e in bundle.get(field, []))
+    try:
+        packages.install(ctx, archives, key=work.operation.id, activate=True)
+    except ApplyFailed as exc:
+        raise ApplyFailed(f"the bundle ({everything}) could not be installed: {exc}") from exc
+    result = _probe(packages, ctx, mark)
+    if not result.ok:
+        raise ApplyFailed(
+            f"bundle {_culprit(bundle, result.detail)} broke the site: "
+            f"{result.failed_check}: {result.detail}"
+        )
+    work.detail = f"installed and activated {everything}"
