@@ -9,7 +9,7 @@ import time
 from controlplane.engine.context import Work
 from controlplane.engine.packages import HealthResult, PackageArchive, PackagesStep
 from controlplane.engine.provider import SiteContext
-from controlplane.errors import ApplyFailed
+from controlplane.errors import ApplyFailed, BadRequest
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages import catalogue
 
@@ -53,11 +53,14 @@ def install(work: Work) -> None:
     """Install and activate the bundle recorded in the create's params, then check the site."""
     bundle = work.operation.params["bundle"]
     ctx = work.site_context()
-    archives: list[PackageArchive] = [
-        catalogue.archive(work.session, kind, entry["slug"], entry["version"])
-        for field, kind in KINDS.items()
-        for entry in bundle.get(field, [])
-    ]
+    try:
+        archives: list[PackageArchive] = [
+            catalogue.archive_of(catalogue.resolve(work.session, kind, e["slug"], e["version"]))
+            for field, kind in KINDS.items()
+            for e in bundle.get(field, [])
+        ]
+    except BadRequest as exc:  # the catalogue lost a version since the create was recorded
+        raise ApplyFailed(f"the bundle cannot be installed: {exc}") from exc
     packages = work.provider.packages
     mark = packages.log_mark(ctx)
     everything = ", ".join(_label(e) for field in KINDS for e in bundle.get(field, []))

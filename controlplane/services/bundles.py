@@ -60,7 +60,7 @@ def _check_in_catalogue(session: Session, data: BundleWrite) -> None:
     """400 naming the first slug or version of `data` the catalogue does not hold."""
     for field, kind in KINDS.items():
         for target in getattr(data, field):
-            catalogue.resolve_version(session, kind, target.slug, target.version)
+            catalogue.resolve(session, kind, target.slug, target.version)
 
 
 def _store(
@@ -137,10 +137,8 @@ def resolved_for_create(session: Session, tenant_id: str) -> dict[str, Any] | No
         resolved[field] = []
         for target in getattr(bundle, field):
             try:
-                version = catalogue.resolve_version(
-                    session, kind, target["slug"], target["version"]
-                )
+                entry = catalogue.resolve(session, kind, target["slug"], target["version"])
             except BadRequest as exc:
                 raise BadRequest(f"the tenant's bundle cannot be installed: {exc}") from exc
-            resolved[field].append({"slug": target["slug"], "version": version})
+            resolved[field].append({"slug": entry.slug, "version": entry.version})
     return resolved

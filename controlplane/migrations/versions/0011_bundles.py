@@ -1,7 +1,7 @@
 """bundles: the plugins and themes every new site of a tenant (or of the platform) gets
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 23:55:00.000000
 """
 
@@ -12,8 +12,9 @@ from alembic import op
 
 import controlplane.models
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+# Chained after 0011_updates (merged in); the lead re-chains at merge.
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
