@@ -22,7 +22,7 @@ from tests.dns_server import TxtServer
 from tests.integration.test_local_crash import _leftovers, _NoVault, _site_uid
 from tests.integration.test_local_sites import EMAIL, LocalEnv, _local_env
 from tests.live import local_stack_home
-from tests.package_zips import demo_plugin_zip
+from tests.package_zips import DEMO, plugin_zip, write
 
 pytestmark = pytest.mark.integration
 TENANT = "acme"
@@ -36,7 +36,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnv]:
     with local_stack_home("bd", dns_nameservers=dns.address) as settings:
         for env in _local_env(settings, dns):
             for version in ("1.1", "1.2"):
-                added = _add_to_catalogue(env, demo_plugin_zip(zips, version))
+                added = _add_to_catalogue(env, write(zips / f"{DEMO}-{version}.zip", plugin_zip(version)))
                 assert added.status_code == 201, added.text
             yield env
 

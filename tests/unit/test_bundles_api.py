@@ -1,0 +1,168 @@
+"""Bundles through the API with the memory provider: who may read and set them (every role,
+own and other tenant), what the catalogue lacks refused with nothing changed, a tenant
+inheriting the platform default, and what a create records and installs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from controlplane.kernel.identity import Principal, Role
+from controlplane.kernel.vocabulary import PackageKind
+from controlplane.models import AuditEvent
+from controlplane.packages.catalogue import add_package
+from controlplane.packages.store import catalogue_store
+from controlplane.settings import Settings
+from tests.conftest import AuthHeaders
+from tests.package_zips import DEMO, plugin_zip, theme_zip, write
+
+BUNDLE = "/v1/tenants/acme/bundle"
+DEMO_11 = {"plugins": [{"slug": DEMO, "version": "1.1"}], "themes": []}
+
+
+def _platform(client: TestClient) -> Any:
+    return client.app.state.platform  # type: ignore[attr-defined]
+
+
+def _catalogue(client: TestClient, settings: Settings, tmp_path: Path) -> None:
+    """demo 1.0 and 1.1, and demo-theme 2.0, in the catalogue."""
+    admin = Principal(sub="seed", role=Role.ADMIN, tenants=frozenset())
+    zips = [(PackageKind.PLUGIN, f"demo-{v}.zip", plugin_zip(v)) for v in ("1.0", "1.1")]
+    zips.append((PackageKind.THEME, "theme.zip", theme_zip("2.0")))
+    with _platform(client).sessions() as session:
+        for kind, name, data in zips:
+            add_package(session, principal=admin, store=catalogue_store(settings), kind=kind,
+                        zip_path=write(tmp_path / name, data), max_bytes=10**7)  # fmt: skip
+
+
+@pytest.fixture
+def acme(client: TestClient, auth: AuthHeaders, settings: Settings, tmp_path: Path) -> TestClient:
+    """Tenants acme and globex, and a catalogue to make bundles of."""
+    for tenant in ("acme", "globex"):
+        made = client.post(
+            "/v1/tenants", json={"id": tenant, "name": tenant.title()}, headers=auth("admin")
+        )
+        assert made.status_code == 201, made.text
+    _catalogue(client, settings, tmp_path)
+    return client
+
+
+ROLES = ("admin", "operator", "viewer", "tenant")
+# Written out from the design table: read as READ_SITES (every role), write as CHANGE_SITES
+# (not viewers); another tenant's bundle is not even seen (404) but by admins.
+EXPECTED = {
+    ("GET", "own"): (200, 200, 200, 200),
+    ("PUT", "own"): (200, 200, 403, 200),
+    ("GET", "other"): (200, 404, 404, 404),
+    ("PUT", "other"): (200, 404, 404, 404),
+}
+
+
+@pytest.mark.parametrize(("method", "relation"), sorted(EXPECTED))
+def test_who_may_read_and_set_a_tenant_bundle(
+    acme: TestClient, auth: AuthHeaders, method: str, relation: str
+) -> None:
+    tenant = "acme" if relation == "own" else "globex"
+    answers = []
+    for role in ROLES:
+        headers = auth(role) if role == "admin" else auth(role, "acme")
+        url = f"/v1/tenants/{tenant}/bundle"
+        response = acme.request(method, url, json=DEMO_11 if method == "PUT" else None,
+                                headers=headers)  # fmt: skip
+        answers.append(response.status_code)
+        if response.status_code == 200:
+            assert response.json()["tenant_id"] == tenant, response.json()
+    assert tuple(answers) == EXPECTED[(method, relation)]
+    # A refused PUT stored nothing: globex still has no bundle of its own.
+    if method == "PUT" and relation == "other":
+        globex = acme.get("/v1/tenants/globex/bundle", headers=auth("admin")).json()
+        assert globex["plugins"] == DEMO_11["plugins"]  # the admin's, the one allowed
+    audit_count = _audits(acme)
+    assert audit_count == (answers.count(200) if method == "PUT" else 0)
+
+
+def _audits(client: TestClient) -> int:
+    with _platform(client).sessions() as session:
+        return len(list(session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "bundle.put")
+        )))  # fmt: skip
+
+
+def test_only_admins_set_the_platform_default_and_everyone_reads_it(
+    acme: TestClient, auth: AuthHeaders
+) -> None:
+    for role in ("operator", "viewer", "tenant"):
+        refused = acme.put("/v1/bundle", json=DEMO_11, headers=auth(role, "acme"))
+        assert refused.status_code == 403, refused.text
+    assert acme.get("/v1/bundle", headers=auth("admin")).json()["plugins"] == []
+    assert acme.put("/v1/bundle", json=DEMO_11, headers=auth("admin")).status_code == 200
+    for role in ROLES:
+        read = acme.get("/v1/bundle", headers=auth(role, "acme")).json()
+        assert read["tenant_id"] is None and read["plugins"] == DEMO_11["plugins"], read
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "named"),
+    [
+        ({"plugins": [{"slug": "nosuch", "version": "1.0"}]}, 400, "'nosuch'"),
+        ({"plugins": [{"slug": DEMO, "version": "9.9"}]}, 400, "version 9.9"),
+        ({"plugins": [{"slug": "nosuch"}]}, 400, "'nosuch'"),  # latest of nothing
+        ({"themes": [{"slug": DEMO, "version": "1.1"}]}, 400, "theme 'demo'"),  # a plugin
+        ({"plugins": [{"slug": DEMO}, {"slug": DEMO, "version": "1.0"}]}, 422, "twice"),
+        ({"themes": [{"slug": "demo-theme"}, {"slug": "other"}]}, 422, "at most 1"),
+        ({"plugins": [{"slug": "../etc", "version": "1.0"}]}, 422, "slug"),
+        ({"plugins": [], "extra": 1}, 422, "extra"),
+    ],
+)
+def test_a_bundle_the_catalogue_cannot_supply_is_refused_and_changes_nothing(
+    acme: TestClient, auth: AuthHeaders, body: dict[str, Any], status: int, named: str
+) -> None:
+    before = acme.put(BUNDLE, json=DEMO_11, headers=auth("tenant", "acme"))
+    assert before.status_code == 200, before.text
+
+    refused = acme.put(BUNDLE, json=body, headers=auth("tenant", "acme"))
+
+    assert refused.status_code == status, refused.text
+    assert named in refused.text, refused.text
+    after = acme.get(BUNDLE, headers=auth("tenant", "acme")).json()
+    assert after == before.json()
+    assert _audits(acme) == 1
+
+
+def test_latest_is_kept_as_asked_and_a_theme_is_checked_as_a_theme(
+    acme: TestClient, auth: AuthHeaders
+) -> None:
+    body = {"plugins": [{"slug": DEMO}], "themes": [{"slug": "demo-theme", "version": "2.0"}]}
+    saved = acme.put(BUNDLE, json=body, headers=auth("operator", "acme"))
+    assert saved.status_code == 200, saved.text
+    read = saved.json()
+    assert read["plugins"] == [{"slug": DEMO, "version": "latest"}]
+    assert read["themes"] == [{"slug": "demo-theme", "version": "2.0"}]
+    assert read["inherited"] is False and read["updated_by"] == "operator-user"
+
+
+def test_a_tenant_without_its_own_bundle_inherits_the_platform_default(
+    acme: TestClient, auth: AuthHeaders
+) -> None:
+    tenant = auth("tenant", "acme")
+    empty = acme.get(BUNDLE, headers=tenant).json()
+    assert empty == {"tenant_id": "acme", "plugins": [], "themes": [], "inherited": True,
+                     "updated_by": None, "updated_at": None}  # fmt: skip
+    default = {"plugins": [{"slug": DEMO, "version": "1.0"}], "themes": []}
+    assert acme.put("/v1/bundle", json=default, headers=auth("admin")).status_code == 200
+
+    inherited = acme.get(BUNDLE, headers=tenant).json()
+    assert inherited["inherited"] is True and inherited["plugins"] == default["plugins"]
+
+    own = acme.put(BUNDLE, json={"plugins": []}, headers=tenant).json()
+    assert own["inherited"] is False and own["plugins"] == []  # its own: nothing at all
+    assert acme.get("/v1/bundle", headers=tenant).json()["plugins"] == default["plugins"]
+    globex = acme.get("/v1/tenants/globex/bundle", headers=auth("admin")).json()
+    assert globex["inherited"] is True and globex["plugins"] == default["plugins"]
+
+    back = acme.delete(BUNDLE, headers=tenant).json()
+    assert back["inherited"] is True and back["plugins"] == default["plugins"]
