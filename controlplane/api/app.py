@@ -24,6 +24,7 @@ from controlplane.api.routes import (
     imports,
     observability,
     operations,
+    packages,
     sites,
     staging,
     tenants,
@@ -194,6 +195,7 @@ def create_app(
         staging.router,
         imports.router,
         bundles.router,
+        packages.router,
         vocabulary.router,
     ):
         app.include_router(router)
