@@ -44,7 +44,8 @@ def _culprit(bundle: dict[str, list[dict[str, str]]], detail: str) -> str:
         for entry in bundle.get(field, []):
             label = f"{kind} {_label(entry)}"
             everything.append(label)
-            if f"{field}/{entry['slug']}/" in detail:
+            # A fatal's file path (wp-content/plugins/demo/...) or a provider's own words.
+            if f"{field}/{entry['slug']}/" in detail or f"{kind} {entry['slug']} " in detail:
                 found.append(label)
     return ", ".join(found or everything)
 
@@ -63,12 +64,16 @@ def install(work: Work) -> None:
         raise ApplyFailed(f"the bundle cannot be installed: {exc}") from exc
     packages = work.provider.packages
     mark = packages.log_mark(ctx)
-    everything = ", ".join(_label(e) for field in KINDS for e in bundle.get(field, []))
+    everything = ", ".join(
+        f"{kind} {_label(e)}" for field, kind in KINDS.items() for e in bundle.get(field, [])
+    )
     try:
         packages.install(ctx, archives, key=work.operation.id, activate=True)
     except ApplyFailed as exc:
         raise ApplyFailed(f"the bundle ({everything}) could not be installed: {exc}") from exc
     result = _probe(packages, ctx, mark)
+    # A new site had nothing to put back: whatever the install set aside goes either way.
+    packages.discard_previous(ctx, key=work.operation.id)
     if not result.ok:
         raise ApplyFailed(
             f"bundle {_culprit(bundle, result.detail)} broke the site: "

@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from controlplane.engine.provider import SiteContext
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import PackageKind
-from controlplane.models import AuditEvent
+from controlplane.models import AuditEvent, CataloguePackage, Operation
 from controlplane.packages.catalogue import add_package
 from controlplane.packages.store import catalogue_store
+from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
-from tests.conftest import AuthHeaders
+from tests.conftest import AuthHeaders, wait_for_operation
 from tests.package_zips import DEMO, plugin_zip, theme_zip, write
 
 BUNDLE = "/v1/tenants/acme/bundle"
@@ -166,3 +168,112 @@ def test_a_tenant_without_its_own_bundle_inherits_the_platform_default(
 
     back = acme.delete(BUNDLE, headers=tenant).json()
     assert back["inherited"] is True and back["plugins"] == default["plugins"]
+
+
+# --- the create: the bundle recorded with its versions, installed, and all or nothing ------
+
+
+def _create(client: TestClient, headers: dict[str, str], name: str, **extra: Any) -> Any:
+    body = {"name": name, "admin_email": "owner@example.com", **extra}
+    accepted = client.post("/v1/tenants/acme/sites", json=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    return wait_for_operation(client, accepted.json()["operation"]["id"], headers)
+
+
+class _NoVault:
+    """Reading what a memory site has needs no credentials."""
+
+    def get_or_create(self, kind: str, username: str) -> tuple[str, str]:
+        raise AssertionError("no credentials needed")
+
+    def get(self, kind: str) -> tuple[str, str] | None:
+        return None
+
+
+def _params(client: TestClient, operation_id: str) -> dict[str, Any]:
+    with _platform(client).sessions() as session:
+        op = session.get(Operation, operation_id)
+        assert op is not None
+        return dict(op.params)
+
+
+def test_a_create_installs_the_bundle_with_its_versions_resolved_and_records_them(
+    acme: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
+) -> None:
+    body = {"plugins": [{"slug": DEMO}], "themes": [{"slug": "demo-theme", "version": "2.0"}]}
+    assert acme.put(BUNDLE, json=body, headers=auth("tenant", "acme")).status_code == 200
+
+    final = _create(acme, auth("tenant", "acme"), "bundled")
+
+    assert final["status"] == "succeeded", final
+    steps = [s["name"] for s in final["steps"]]
+    assert steps[steps.index("wordpress") + 1] == "bundle", steps
+    resolved = {"plugins": [{"slug": DEMO, "version": "1.1"}],  # "latest" when it was made
+                "themes": [{"slug": "demo-theme", "version": "2.0"}]}  # fmt: skip
+    assert _params(acme, final["id"])["bundle"] == resolved
+    ctx = SiteContext(tenant_id="acme", site_id=final["site_id"], site_name="bundled", title="",
+                      admin_email="", admin_user="", domains=[], credentials=_NoVault())  # fmt: skip
+    have = {(p.kind, p.slug): (p.version, p.active)
+            for p in memory_provider.packages.installed(ctx)}  # fmt: skip
+    assert have[(PackageKind.PLUGIN, DEMO)] == ("1.1", True), have
+    assert have[(PackageKind.THEME, "demo-theme")] == ("2.0", True), have
+    assert memory_provider.package_state.aside() == {}  # nothing kept aside on a new site
+    with _platform(acme).sessions() as session:
+        (created,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "site.create"))
+        assert created.detail["bundle"] == resolved
+
+
+def test_a_bundle_plugin_that_breaks_the_site_rolls_the_create_back_naming_it(
+    acme: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
+) -> None:
+    default = {"plugins": [{"slug": DEMO, "version": "1.0"}]}
+    assert acme.put("/v1/bundle", json=default, headers=auth("admin")).status_code == 200
+    memory_provider.package_state.broken.add(f"plugin:{DEMO}:1.0")
+
+    final = _create(acme, auth("tenant", "acme"), "broken")  # inherits the default
+
+    assert final["status"] == "rolled_back", final
+    assert "bundle plugin demo 1.0 broke the site: php_fatal" in final["error"], final["error"]
+    assert acme.get("/v1/tenants/acme/sites/broken", headers=auth("admin")).status_code == 404
+    assert final["site_id"] not in memory_provider.resources, memory_provider.resources
+    assert memory_provider.package_state.aside() == {}
+
+
+def test_a_tenant_with_no_bundle_gets_no_bundle_step(acme: TestClient, auth: AuthHeaders) -> None:
+    final = _create(acme, auth("tenant", "acme"), "plain")
+
+    assert final["status"] == "succeeded", final
+    assert "bundle" not in [s["name"] for s in final["steps"]]
+    assert "bundle" not in _params(acme, final["id"])
+
+
+def test_a_site_made_from_a_backup_gets_no_bundle(acme: TestClient, auth: AuthHeaders) -> None:
+    admin = auth("admin")
+    assert _create(acme, admin, "crumbs")["status"] == "succeeded"
+    taken = acme.post("/v1/tenants/acme/sites/crumbs/backups", headers=admin).json()
+    assert wait_for_operation(acme, taken["operation"]["id"], admin)["status"] == "succeeded"
+    assert acme.put(BUNDLE, json=DEMO_11, headers=admin).status_code == 200
+
+    final = _create(acme, admin, "crumbs-copy",
+                    from_backup={"site": "crumbs", "backup": taken["backup"]["id"]})  # fmt: skip
+
+    assert final["status"] == "succeeded", final
+    assert "bundle" not in [s["name"] for s in final["steps"]], final["steps"]
+    assert "bundle" not in _params(acme, final["id"])
+
+
+def test_a_bundle_the_catalogue_no_longer_holds_refuses_the_create(
+    acme: TestClient, auth: AuthHeaders
+) -> None:
+    assert acme.put(BUNDLE, json=DEMO_11, headers=auth("admin")).status_code == 200
+    with _platform(acme).sessions() as session:
+        session.execute(delete(CataloguePackage).where(CataloguePackage.version == "1.1"))
+        session.commit()
+
+    refused = acme.post("/v1/tenants/acme/sites",
+                        json={"name": "late", "admin_email": "o@example.com"},
+                        headers=auth("admin"))  # fmt: skip
+
+    assert refused.status_code == 400, refused.text
+    assert "bundle" in refused.text and "version 1.1" in refused.text, refused.text
+    assert acme.get("/v1/tenants/acme/sites/late", headers=auth("admin")).status_code == 404
