@@ -69,8 +69,16 @@ def install(work: Work) -> None:
     )
     try:
         packages.install(ctx, archives, key=work.operation.id, activate=True)
-    except ApplyFailed as exc:
-        raise ApplyFailed(f"the bundle ({everything}) could not be installed: {exc}") from exc
+    except Exception as exc:
+        # A plugin that fatals as it is activated takes the activation down with it: the
+        # fatal it logged says which. Without one the failure may pass: tried again.
+        broken = packages.health(ctx, mark)
+        if broken.ok:
+            raise
+        raise ApplyFailed(
+            f"bundle {_culprit(bundle, broken.detail)} could not be activated: "
+            f"{broken.failed_check}: {broken.detail}"
+        ) from exc
     result = _probe(packages, ctx, mark)
     # A new site had nothing to put back: whatever the install set aside goes either way.
     packages.discard_previous(ctx, key=work.operation.id)

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
+from controlplane.engine.bundle_steps import _culprit
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import PackageKind
@@ -277,3 +278,13 @@ def test_a_bundle_the_catalogue_no_longer_holds_refuses_the_create(
     assert refused.status_code == 400, refused.text
     assert "bundle" in refused.text and "version 1.1" in refused.text, refused.text
     assert acme.get("/v1/tenants/acme/sites/late", headers=auth("admin")).status_code == 404
+
+
+def test_a_failed_probe_names_the_bundle_package_it_points_at_or_the_whole_bundle() -> None:
+    bundle = {"plugins": [{"slug": "demo", "version": "1.2"}, {"slug": "shop", "version": "3.0"}],
+              "themes": [{"slug": "demo-theme", "version": "2.0"}]}  # fmt: skip
+    fatal = "PHP Fatal error: Uncaught Error in /srv/wp-content/plugins/shop/shop.php:3"
+    assert _culprit(bundle, fatal) == "plugin shop 3.0"
+    assert _culprit(bundle, "the homepage answers HTTP 500") == (
+        "plugin demo 1.2, plugin shop 3.0, theme demo-theme 2.0"
+    )
