@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sqlalchemy import select
 
 from controlplane.engine.context import ContextBuilder
@@ -36,7 +35,9 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnv]:
     with local_stack_home("bd", dns_nameservers=dns.address) as settings:
         for env in _local_env(settings, dns):
             for version in ("1.1", "1.2"):
-                added = _add_to_catalogue(env, write(zips / f"{DEMO}-{version}.zip", plugin_zip(version)))
+                added = _add_to_catalogue(
+                    env, write(zips / f"{DEMO}-{version}.zip", plugin_zip(version))
+                )
                 assert added.status_code == 201, added.text
             yield env
 
