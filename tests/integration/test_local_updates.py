@@ -109,7 +109,7 @@ def test_an_update_is_served_and_a_broken_one_rolls_back_by_itself(
     assert failed["status"] == "rolled_back", failed
     assert failed["error"].startswith("update rolled back: homepage: the homepage answers HTTP 5")
     assert "PHP Fatal error" in failed["error"], failed["error"]
-    probe = [s for s in failed["steps"] if s["name"] == "probe"][0]
+    probe = next(s for s in failed["steps"] if s["name"] == "probe")
     assert probe["status"] == "failed"
     assert _footer(local) == "demo 1.1"  # visitors get 200 and the version it had
     demo = _packages(local)

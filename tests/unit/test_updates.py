@@ -7,18 +7,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from controlplane.api.app import create_app
+from controlplane.cli import app as cli_app
 from controlplane.engine.packages import CORE_SLUG, InstalledPackage, PackageArchive
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages.archives import ArchiveRefused, ArchiveTooLarge, inspect_archive
 from controlplane.packages.versions import ascending, compare
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import get_settings
+from controlplane.settings import Settings, get_settings
 from tests import package_zips as zips
+from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
+from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
 PLUGIN = PackageKind.PLUGIN
@@ -318,3 +327,36 @@ def test_planning_everything_picks_each_newest_version(
     with platform.sessions() as session:
         planned = plan_update(session, installed, UpdateRequest())
     assert [(c.slug, c.from_version, c.to_version) for c, _ in planned] == [("demo", "1.0", "1.10")]
+
+
+def test_the_cli_adds_lists_and_updates(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer, tmp_path: Path
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        token = issuer.issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
+            make_site(admin, "globex", "shop")
+        runner = CliRunner()
+
+        def cli(*args: str) -> Any:
+            return runner.invoke(cli_app, [*args, "--url", url, "--token", token])
+
+        for version in ("1.0", "1.1"):
+            added = cli("catalogue", "add", str(_zip(tmp_path, zips.plugin_zip(version), version)))
+            assert added.exit_code == 0 and f"demo {version}" in added.output, added.output
+        refused = cli("catalogue", "add", str(_zip(tmp_path, zips.zip_slip())))
+        assert refused.exit_code == 1 and "zip-slip" in refused.output
+        listed = cli("catalogue", "list")
+        assert "1.0" in listed.output and "1.1" in listed.output
+        planned = cli("update", "globex", "shop", "--plugin", "demo@1.0", "--dry-run")
+        assert planned.exit_code == 0, planned.output
+        assert "plugin demo: - -> 1.0" in planned.output and "nothing changed" in planned.output
+        done = cli("update", "globex", "shop", "--plugin", "demo")
+        assert done.exit_code == 0 and "updated" in done.output, done.output
+        shown = cli("packages", "globex", "shop")
+        assert shown.exit_code == 0 and "demo" in shown.output and "1.1" in shown.output
+        assert "0 update(s) available" in shown.output
