@@ -7,31 +7,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 from sqlalchemy import delete, select
 
+from controlplane.api.app import create_app
+from controlplane.cli import app as cli_app
 from controlplane.engine.bundle_steps import _culprit
 from controlplane.engine.provider import SiteContext
+from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.models import AuditEvent, CataloguePackage, Operation
 from controlplane.packages.catalogue import add_package
 from controlplane.packages.store import catalogue_store
+from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests.conftest import AuthHeaders, wait_for_operation
+from tests.live import serve
 from tests.package_zips import DEMO, plugin_zip, theme_zip, write
 
 BUNDLE = "/v1/tenants/acme/bundle"
 DEMO_11 = {"plugins": [{"slug": DEMO, "version": "1.1"}], "themes": []}
 
 
-def _platform(client: TestClient) -> Any:
-    return client.app.state.platform  # type: ignore[attr-defined]
+def _platform(client: Any) -> Any:
+    """The platform of a TestClient or of an app."""
+    app = getattr(client, "app", client)
+    return app.state.platform
 
 
-def _catalogue(client: TestClient, settings: Settings, tmp_path: Path) -> None:
+def _catalogue(client: Any, settings: Settings, tmp_path: Path) -> None:
     """demo 1.0 and 1.1, and demo-theme 2.0, in the catalogue."""
     admin = Principal(sub="seed", role=Role.ADMIN, tenants=frozenset())
     zips = [(PackageKind.PLUGIN, f"demo-{v}.zip", plugin_zip(v)) for v in ("1.0", "1.1")]
@@ -288,3 +297,33 @@ def test_a_failed_probe_names_the_bundle_package_it_points_at_or_the_whole_bundl
     assert _culprit(bundle, "the homepage answers HTTP 500") == (
         "plugin demo 1.2, plugin shop 3.0, theme demo-theme 2.0"
     )
+
+
+def test_the_cli_sets_and_shows_a_tenant_bundle_and_the_platform_default(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer, tmp_path: Path
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        token = issuer.issue("root", Role.ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            assert admin.post("/v1/tenants", json={"id": "acme", "name": "Acme"}).status_code == 201
+        _catalogue(app, settings, tmp_path)
+        runner = CliRunner()
+
+        def cli(*args: str) -> Any:
+            return runner.invoke(cli_app, ["bundle", *args, "--url", url, "--token", token])
+
+        default = cli("set", "--platform", "--plugin", "demo@1.0")
+        assert default.exit_code == 0, default.output
+        inherited = cli("show", "--tenant", "acme")
+        assert "inherited" in inherited.output and "1.0" in inherited.output, inherited.output
+        own = cli("set", "--tenant", "acme", "--plugin", "demo", "--theme", "demo-theme@2.0")
+        assert own.exit_code == 0, own.output
+        shown = cli("show", "--tenant", "acme").output
+        assert "latest" in shown and "demo-theme" in shown and "inherited" not in shown, shown
+        refused = cli("set", "--tenant", "acme", "--plugin", "demo@9.9")
+        assert refused.exit_code == 1 and "9.9" in refused.output, refused.output
+        assert cli("set", "--plugin", "demo").exit_code == 2  # neither --tenant nor --platform
+        assert "1.0" in cli("show").output  # the platform default kept
