@@ -8,17 +8,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from controlplane import audit
+from controlplane.engine.bundle_steps import KINDS
 from controlplane.errors import BadRequest
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.vocabulary import PackageKind
 from controlplane.models import PLATFORM_BUNDLE, Bundle, utcnow
 from controlplane.packages import catalogue
 from controlplane.permissions import Action, authorize
 from controlplane.schemas import BundleRead, BundleWrite, PackageTarget
 from controlplane.services.tenants import get_visible_tenant
-
-# A bundle's lists, as the API and the create operation's params name them.
-KINDS: dict[str, PackageKind] = {"plugins": PackageKind.PLUGIN, "themes": PackageKind.THEME}
 
 
 def _read(bundle: Bundle | None, *, tenant_id: str | None, inherited: bool) -> BundleRead:

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 from sqlalchemy import delete, select
+from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
 from controlplane.cli import app as cli_app
