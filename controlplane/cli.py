@@ -39,6 +39,7 @@ env_app = typer.Typer(help="A tenant's env vars and secrets, applied to its site
 backups_app = typer.Typer(help="Sites' backups: list, back up now, restore, the policy.")
 catalogue_app = typer.Typer(help="The platform catalogue: the package zips sites install.")
 operations_app = typer.Typer(help="Operations: cancel a bulk.")
+bundle_app = typer.Typer(help="The plugins and themes new sites get (a tenant's, the default).")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(domains_app, name="domains")
@@ -49,6 +50,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(backups_app, name="backups")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(operations_app, name="operations")
+app.add_typer(bundle_app, name="bundle")
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -1236,3 +1238,65 @@ def billing_show(
             f"(cost {cost:.4f}, credits {credits:.4f})"
         )
     console.print(f"[dim]Refreshed {body['refreshed_at'] or 'never'} from {body['source']}[/dim]")
+
+
+TenantOpt = Annotated[
+    str | None, typer.Option("--tenant", help="The tenant's bundle (else the platform default)")
+]
+
+
+def _bundle_path(tenant: str | None) -> str:
+    return f"/v1/tenants/{tenant}/bundle" if tenant else "/v1/bundle"
+
+
+def _print_bundle(body: dict[str, Any]) -> None:
+    owner = f"tenant {body['tenant_id']}" if body["tenant_id"] else "the platform default"
+    note = " (inherited: the platform default)" if body["inherited"] else ""
+    table = Table("kind", "slug", "version", title=f"Bundle of {owner}{note}")
+    for kind in ("plugins", "themes"):
+        for target in body[kind]:
+            table.add_row(kind.removesuffix("s"), target["slug"], target["version"])
+    console.print(table)
+    if body.get("updated_by"):
+        console.print(f"[dim]Set by {body['updated_by']} at {body['updated_at'][:19]}[/dim]")
+
+
+@bundle_app.command("show")
+def bundle_show(tenant: TenantOpt = None, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """A tenant's bundle (or the default it inherits), or the platform default."""
+    with _client(token, url) as client:
+        _print_bundle(_call(client, "GET", _bundle_path(tenant)))
+
+
+@bundle_app.command("set")
+def bundle_set(
+    plugin: Annotated[
+        list[str] | None, typer.Option("--plugin", help="slug or slug@version (repeatable)")
+    ] = None,
+    theme: Annotated[str | None, typer.Option("--theme", help="slug or slug@version")] = None,
+    tenant: TenantOpt = None,
+    platform: Annotated[
+        bool, typer.Option("--platform", help="Set the platform default (admins)")
+    ] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Replace a bundle: what new sites get installed and activated (checked against the
+    catalogue; sites that exist keep what they have)."""
+    if platform == (tenant is not None):
+        err.print("Give either --tenant T or --platform.")
+        raise typer.Exit(2)
+    body = {"plugins": _targets(plugin or []), "themes": _targets([theme] if theme else [])}
+    with _client(token, url) as client:
+        _print_bundle(_call(client, "PUT", _bundle_path(tenant), json=body))
+
+
+@bundle_app.command("clear")
+def bundle_clear(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant")],
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Drop a tenant's own bundle: its new sites get the platform default again."""
+    with _client(token, url) as client:
+        _print_bundle(_call(client, "DELETE", _bundle_path(tenant)))

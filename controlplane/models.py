@@ -472,3 +472,25 @@ class CataloguePackage(Base):
     location: Mapped[str] = mapped_column(String(500))
     added_by: Mapped[str] = mapped_column(String(128))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The scope of the platform's default bundle (no tenant id is "*": ids are DNS labels).
+PLATFORM_BUNDLE = "*"
+
+
+class Bundle(Base):
+    """The plugins and themes every new site gets: a tenant's, or the platform default (no
+    tenant) that tenants without their own inherit."""
+
+    __tablename__ = "bundles"
+
+    # The tenant id, or PLATFORM_BUNDLE: one row per scope, so at most one platform default.
+    scope: Mapped[str] = mapped_column(String(30), primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), unique=True, default=None
+    )
+    # [{"slug": ..., "version": ...}], version a catalogue version or "latest".
+    plugins: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    themes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))

@@ -738,3 +738,39 @@ class UpdatePlan(BaseModel):
 
     changes: list[PackageChange]
     dry_run: bool = True
+
+
+def _one_each(targets: list[PackageTarget]) -> list[PackageTarget]:
+    """Each slug once: a bundle cannot install two versions of one package."""
+    seen: set[str] = set()
+    for target in targets:
+        if target.slug in seen:
+            raise ValueError(f"{target.slug!r} is listed twice; keep one version of it")
+        seen.add(target.slug)
+    return targets
+
+
+class BundleWrite(BaseModel):
+    """The plugins and themes every new site gets, installed and activated by its create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugins: list[PackageTarget] = Field(default_factory=list, max_length=50)
+    themes: list[PackageTarget] = Field(
+        default_factory=list,
+        max_length=1,
+        description="At most one: the theme new sites switch to",
+    )
+
+    _plugins_once = field_validator("plugins")(_one_each)
+
+
+class BundleRead(BaseModel):
+    """A tenant's bundle (or the platform default, tenant_id None)."""
+
+    tenant_id: str | None
+    plugins: list[PackageTarget]
+    themes: list[PackageTarget]
+    inherited: bool = Field(description="The tenant has none of its own: the platform default")
+    updated_by: str | None = None
+    updated_at: datetime | None = None

@@ -14,6 +14,7 @@ from typing import Any
 from controlplane.engine import (
     backup_steps,
     bulk_steps,
+    bundle_steps,
     env_steps,
     import_steps,
     site_steps,
@@ -156,6 +157,9 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
                     StepSpec(part, do=site_steps.ensure(part), undo=site_steps.remove(part))
                     for part in CREATE_PARTS
                 ),
+                # A new site of a tenant with a bundle: its plugins and theme installed and
+                # activated. No undo: removing the site (the wordpress step's undo) takes them.
+                StepSpec("bundle", do=bundle_steps.install, only_if="bundle"),
                 # A site made from a backup (another site's, or a deleted one's: the
                 # undelete): the backup staged, its URLs rewritten, swapped in.
                 StepSpec(

@@ -33,6 +33,7 @@ from controlplane.models import (
 from controlplane.packages.listing import updates_available
 from controlplane.permissions import Action, NotVisible, authorize, site_actions
 from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
+from controlplane.services import bundles
 from controlplane.services.operations import record_operation
 from controlplane.services.tenants import get_visible_tenant
 
@@ -180,11 +181,16 @@ def create_site(
     site = prepare_site(session, principal=principal, tenant_id=tenant_id, data=data,
                         provider=provider, platform_domain=platform_domain,
                         max_sites=max_sites)  # fmt: skip
+    params: dict[str, Any] = {}
+    if source is not None:
+        params = {"from_backup": source.id, "backup": source.id}
+    elif (bundle := bundles.resolved_for_create(session, tenant_id)) is not None:
+        # A site made from a backup carries its own plugins; a new one gets the bundle.
+        params = {"bundle": bundle}
     if source is not None and data.title is None:
         site.title = source.site_title or site.title  # the restored database has that title
     session.add(site)
     session.flush()
-    params = {"from_backup": source.id, "backup": source.id} if source is not None else None
     op = _record_operation(
         session, kind=OperationKind.CREATE_SITE, site=site, principal=principal, params=params
     )
@@ -192,6 +198,8 @@ def create_site(
     detail: dict[str, Any] = {"operation_id": op.id, "domain": data.domain}
     if source is not None:
         detail["from_backup"] = {"site": source.site_name, "backup": source.id}
+    if "bundle" in params:
+        detail["bundle"] = params["bundle"]
     audit.record(
         session,
         principal=principal,

@@ -219,6 +219,12 @@ ROWS: dict[str, Row] = {
     f"POST {SITE_PATH}/promote": Row("YYNY", 409),
     f"POST {SITE_PATH}/rollback": Row("YYNY", 409),  # nothing to roll back
     f"POST {SITE_PATH}/basic-auth/reveal": Row("YYNY", 409),  # no HTTP login
+    # A bundle is read as the sites are, changed as they are; the platform default by admins.
+    "GET /v1/tenants/{tenant_id}/bundle": Row("YYYY", 200),
+    "PUT /v1/tenants/{tenant_id}/bundle": Row("YYNY", 200, {"plugins": [], "themes": []}),
+    "DELETE /v1/tenants/{tenant_id}/bundle": Row("YYNY", 200),
+    "GET /v1/bundle": Row("YYYY", 200, tenant_scoped=False),
+    "PUT /v1/bundle": Row("YNNN", 200, {"plugins": [], "themes": []}, tenant_scoped=False),
     # The catalogue: read by every signed-in role, filled by admins.
     "GET /v1/catalogue": Row("YYYY", 200, tenant_scoped=False),
     "POST /v1/catalogue": Row("YNNN", 201, query="kind=plugin", tenant_scoped=False, package=True),
