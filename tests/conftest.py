@@ -3,6 +3,9 @@
 Every log line of the platform goes to one file; every secret made or used in the run is
 recorded (tests/secret_scan.py says which); at the end the run fails if any recorded secret
 appears in any log the run wrote, or if the planted canary is not found.
+
+Under pytest-xdist each worker process has its own log and record file (suffixed with its id,
+e.g. `-gw0`), and the controller runs the scan once, over every worker's records and logs.
 """
 
 from __future__ import annotations
@@ -33,22 +36,44 @@ from tests.secret_scan import Leak, find_leaks, log_files, read_record
 pytest_plugins = ["tests.agent_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-LOG_FILE = ARTIFACTS / "platform-test.log"
-SECRET_RECORD = ARTIFACTS / "secrets-recorded.jsonl"
+# Set by pytest-xdist in its worker processes ("gw0", "gw1"...); unset in a plain run.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_SUFFIX = f"-{WORKER}" if WORKER else ""
+LOG_FILE = ARTIFACTS / f"platform-test{_SUFFIX}.log"
+SECRET_RECORD = ARTIFACTS / f"secrets-recorded{_SUFFIX}.jsonl"
 CAPTURED_OUTPUT = ARTIFACTS / "captured-output.log"
 SCAN_ROOTS: list[Path] = [ARTIFACTS]  # and pytest's temporary directory, once it is known
 EARLY_LEAKS: list[Leak] = []  # found in directories removed before the end of the run
 
 
+def record_files() -> list[Path]:
+    """This run's secret record files: the one of this process and those of xdist workers."""
+    return sorted(ARTIFACTS.glob("secrets-recorded*.jsonl"))
+
+
+def recorded_secrets() -> dict[str, str]:
+    """Every secret recorded so far by any process of the run (value -> source)."""
+    merged: dict[str, str] = {}
+    for record in record_files():
+        merged.update(read_record(record))
+    return merged
+
+
 def remove_after_scan(base: Path) -> None:
     """Scan the logs under `base` (a stack's short /tmp home) for secrets, then remove it."""
-    EARLY_LEAKS.extend(find_leaks(read_record(SECRET_RECORD), log_files([base])))
+    EARLY_LEAKS.extend(find_leaks(recorded_secrets(), log_files([base])))
     shutil.rmtree(base, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    for path in (LOG_FILE, SECRET_RECORD, CAPTURED_OUTPUT):
+    if not WORKER:
+        # The controller (or a plain run) starts the run's artifacts afresh; a worker then
+        # starts only its own files.
+        for stale in [*ARTIFACTS.glob("platform-test*.log"), *record_files()]:
+            stale.unlink()
+        CAPTURED_OUTPUT.write_text("")
+    for path in (LOG_FILE, SECRET_RECORD):
         path.write_text("")
     os.environ["AIPRESS_LOG_FILE"] = str(LOG_FILE)
     # Subprocess workers inherit it and record their secrets too.
@@ -57,8 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep every test's captured stdout/stderr/log output, so the scan covers it."""
-    if report.sections:
+    """Keep every test's captured stdout/stderr/log output, so the scan covers it (xdist hands
+    each worker's reports to the controller, which writes them)."""
+    if report.sections and not WORKER:
         with CAPTURED_OUTPUT.open("a", encoding="utf-8") as out:
             for title, text in report.sections:
                 out.write(f"--- {report.nodeid} {title}\n{text}\n")
@@ -71,12 +97,21 @@ def _scan_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if WORKER:
+        # The controller scans once all workers are done: hand it what only this worker knows.
+        workeroutput = session.config.workeroutput  # type: ignore[attr-defined]
+        workeroutput["scan_roots"] = [str(root) for root in SCAN_ROOTS]
+        workeroutput["early_leaks"] = [
+            {"source": leak.source, "preview": leak.preview, "path": str(leak.path)}
+            for leak in EARLY_LEAKS
+        ]
+        return
     # A canary planted in the platform log proves the scan reads the record and the logs.
     canary = f"canary-{secrets.token_urlsafe(24)}"
     note_secret(canary, "canary")
     with LOG_FILE.open("a", encoding="utf-8") as log:
         log.write(json.dumps({"event": "secret_scan.canary", "note": canary}) + "\n")
-    leaks = find_leaks(read_record(SECRET_RECORD), log_files(SCAN_ROOTS, [SECRET_RECORD]))
+    leaks = find_leaks(recorded_secrets(), log_files(SCAN_ROOTS, record_files()))
     real = [leak for leak in leaks if leak.source != "canary"] + EARLY_LEAKS
     if len(leaks) == len(real):
         print(f"\nSECRET SCAN IS BLIND: the canary in {LOG_FILE} was not found")
@@ -86,6 +121,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for leak in real:
             print(f"  {leak.source} {leak.preview} in {leak.path}")
         session.exitstatus = 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """An xdist worker ended: take over its temporary directory and early leaks for the scan."""
+    output = getattr(node, "workeroutput", {})
+    SCAN_ROOTS.extend(Path(root) for root in output.get("scan_roots", []))
+    EARLY_LEAKS.extend(
+        Leak(leak["source"], leak["preview"], Path(leak["path"]))
+        for leak in output.get("early_leaks", [])
+    )
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from controlplane.providers.local import LocalProvider
 from controlplane.providers.local.backups import BackupStep as LocalBackups
 from controlplane.providers.local.backups import parse_location
 from controlplane.providers.local.runtime import RuntimeStep as LocalRuntime
-from tests.conftest import LOG_FILE, SECRET_RECORD
+from tests.conftest import LOG_FILE, record_files
 from tests.dns_server import TxtServer
 from tests.integration.test_local_sites import LocalEnv, _local_env
 from tests.live import local_stack_home
@@ -564,7 +564,7 @@ def test_the_backup_password_is_in_no_log(local: LocalEnv, crumbs: dict[str, Any
         site.backups.stage(site.ctx, record, rewrite_from=None)
         site.backups.unstage(site.ctx)
         site.backups.forget("acme", PASSWORD, [record])
-    logs = log_files([local.settings.home, LOG_FILE.parent], exclude=[SECRET_RECORD])
+    logs = log_files([local.settings.home, LOG_FILE.parent], exclude=record_files())
     assert logs, "no logs found to scan"
     assert find_leaks({PASSWORD: "backup password"}, logs) == []
 

@@ -18,7 +18,7 @@ from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.kernel.logs import REDACTED, configure_logging, get_logger
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE, SCAN_ROOTS, SECRET_RECORD
+from tests.conftest import LOG_FILE, SCAN_ROOTS, SECRET_RECORD, record_files
 from tests.secret_scan import find_leaks, log_files, read_record
 
 # Where the run's logs live, relative to a home: the scan must find a canary in each.
@@ -42,7 +42,7 @@ def test_a_canary_in_any_log_of_the_run_is_found(tmp_path: Path, place: str) -> 
     log.write_bytes(b"\x00binary\x01 prefix " + canary.encode() + b" suffix\n")
     # The scan's own discovery over the run's real roots (this test's tmp_path is under one).
     assert any(tmp_path.is_relative_to(root) for root in SCAN_ROOTS)
-    logs = log_files(SCAN_ROOTS, [SECRET_RECORD])
+    logs = log_files(SCAN_ROOTS, record_files())
     assert log in logs
     leaks = find_leaks({canary: "canary"}, logs)
     assert [(leak.source, leak.path) for leak in leaks] == [("canary", log)]
