@@ -37,6 +37,7 @@ keys_app = typer.Typer(help="Encryption keys of stored credentials.")
 billing_app = typer.Typer(help="Per-tenant costs: aggregation, local metering, reports.")
 env_app = typer.Typer(help="A tenant's env vars and secrets, applied to its sites.")
 backups_app = typer.Typer(help="Sites' backups: list, back up now, restore, the policy.")
+catalogue_app = typer.Typer(help="The platform catalogue: the package zips sites install.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(domains_app, name="domains")
@@ -45,6 +46,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.add_typer(env_app, name="env")
 app.add_typer(backups_app, name="backups")
+app.add_typer(catalogue_app, name="catalogue")
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -739,6 +741,98 @@ def sites_import(
         f"Site [bold]{site}[/bold] imported; the site as it was is kept as backup "
         f"{accepted['pre_import_backup']['id']}."
     )
+
+
+@catalogue_app.command("add")
+def catalogue_add(
+    file: Annotated[Path, typer.Argument(help="The package's zip (one top directory)")],
+    kind: Annotated[str, typer.Option(help="plugin, theme or core")] = "plugin",
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Check a package zip and add it to the catalogue (admins)."""
+    if not file.is_file():
+        err.print(f"[red]No such file:[/red] {file}")
+        raise typer.Exit(2)
+    with _client(token, url) as client, file.open("rb") as handle:
+        entry = _call(client, "POST", "/v1/catalogue", params={"kind": kind},
+                      files={"file": (file.name, handle)},
+                      timeout=httpx.Timeout(60.0, write=None, read=None))  # fmt: skip
+    console.print(
+        f"Added {entry['kind']} [bold]{entry['slug']} {entry['version']}[/bold] "
+        f"({entry['name']}, {_size(entry['size_bytes'])}, sha256 {entry['sha256'][:12]})"
+    )
+
+
+@catalogue_app.command("list")
+def catalogue_list(token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """Every package version the platform holds."""
+    with _client(token, url) as client:
+        rows = _call(client, "GET", "/v1/catalogue")
+    table = Table("kind", "slug", "version", "name", "size", "sha256", "added")
+    for row in rows:
+        size, sha, added = _size(row["size_bytes"]), row["sha256"][:12], row["added_at"][:19]
+        table.add_row(row["kind"], row["slug"], row["version"], row["name"], size, sha, added)
+    console.print(table)
+
+
+@app.command()
+def packages(tenant_id: str, site: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """What a site has (read from the site) and the catalogue's newer versions."""
+    with _client(token, url) as client:
+        listing = _call(client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/packages")
+    table = Table("kind", "slug", "name", "version", "active", "update to")
+    for row in [listing["core"], *listing["plugins"], *listing["themes"]]:
+        table.add_row(row["kind"], row["slug"], row["name"], row["version"],
+                      "yes" if row["active"] else "-",
+                      f"[green]{row['latest']}[/green]" if row["latest"] else "-")  # fmt: skip
+    console.print(table)
+    console.print(f"{listing['updates_available']} update(s) available.")
+
+
+def _targets(values: list[str]) -> list[dict[str, str]]:
+    """`slug` or `slug@version` as the API's targets."""
+    found = []
+    for value in values:
+        slug, _, version = value.partition("@")
+        found.append({"slug": slug, "version": version or "latest"})
+    return found
+
+
+@app.command()
+def update(
+    tenant_id: str,
+    site: str,
+    plugin: Annotated[
+        list[str] | None, typer.Option("--plugin", help="slug or slug@version (repeatable)")
+    ] = None,
+    theme: Annotated[
+        list[str] | None, typer.Option("--theme", help="slug or slug@version (repeatable)")
+    ] = None,
+    core: Annotated[str | None, typer.Option("--core", help="a version, or latest")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would change")] = False,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Update a site's core, plugins or themes from the catalogue (none named: everything
+    that has an update); a backup first, rolled back by itself if the site breaks."""
+    body: dict[str, Any] = {"dry_run": dry_run, "core": core}
+    if plugin:
+        body["plugins"] = _targets(plugin)
+    if theme:
+        body["themes"] = _targets(theme)
+    with _client(token, url) as client:
+        answer = _call(client, "POST", f"/v1/tenants/{tenant_id}/sites/{site}/updates", json=body,
+                       timeout=httpx.Timeout(60.0, read=120.0))  # fmt: skip
+        for change in answer["changes"]:
+            console.print(f"{change['kind']} {change['slug']}: {change['from_version'] or '-'} "
+                          f"-> [bold]{change['to_version']}[/bold]")  # fmt: skip
+        if dry_run:
+            console.print("Dry run: nothing changed.")
+            return
+        final = _follow(client, answer["operation"])
+    _finished(final)
+    console.print(f"Site [bold]{site}[/bold] updated.")
 
 
 @backups_app.command("policy")

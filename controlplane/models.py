@@ -440,3 +440,22 @@ class SiteFingerprint(Base):
     # Table name -> {"rows": int, "checksum": int}; file path -> content hash.
     tables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CataloguePackage(Base):
+    """One version of a plugin, theme or WordPress core the platform holds as a checked zip:
+    the only things sites install."""
+
+    __tablename__ = "catalogue_packages"
+    __table_args__ = (UniqueConstraint("kind", "slug", "version", name="uq_catalogue_version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(10))
+    slug: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    location: Mapped[str] = mapped_column(String(500))
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)

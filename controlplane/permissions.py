@@ -107,6 +107,7 @@ class SiteAction(StrEnum):
     PROMOTE = "promote"  # the staging copy into production
     ROLLBACK = "rollback"  # production back to before its last promotion
     IMPORT = "import"
+    UPDATE = "update"  # catalogue versions of core, plugins or themes
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
     ),
     # An import replaces the site's content, as a restore does.
     SiteAction.IMPORT: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
+    SiteAction.UPDATE: SiteActionRule(_A.CHANGE_SITES, frozenset({_READY}), claims_site=True),
 }
 
 

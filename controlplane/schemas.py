@@ -25,6 +25,7 @@ from controlplane.kernel.vocabulary import (
     EventType,
     OperationKind,
     OperationStatus,
+    PackageKind,
     SiteRole,
     StepStatus,
 )
@@ -152,6 +153,11 @@ class SiteRead(BaseModel):
     updated_at: datetime
     # Read from the site's WordPress by its wordpress step; None until then.
     wordpress_version: str | None = None
+    updates_available: int | None = Field(
+        default=None,
+        description="Catalogue versions newer than what the site has, as its last package "
+        "listing counted them; None until its packages were first read",
+    )
     cron: CronRunRead | None = None
     role: str = Field(default="production", description="production, or staging (a clone)")
     parent: str | None = Field(
@@ -578,3 +584,88 @@ class BasicAuthCredentials(BaseModel):
 
     username: str
     password: str
+
+
+# ----------------------------------------------------------------- catalogue and updates
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+VERSION_PATTERN = r"^[0-9][0-9A-Za-z.+_-]{0,39}$"
+
+
+class CatalogueEntryRead(BaseModel):
+    """One package version the platform holds (a checked zip)."""
+
+    kind: PackageKind
+    slug: str
+    version: str
+    name: str
+    sha256: str
+    size_bytes: int
+    added_at: datetime
+
+
+class PackageRead(BaseModel):
+    """One thing a site has, and the catalogue's newer versions of it."""
+
+    kind: PackageKind
+    slug: str
+    name: str
+    version: str
+    active: bool
+    available: list[str] = Field(description="Catalogue versions newer than installed, ascending")
+    latest: str | None = Field(description="The newest of `available`; None when up to date")
+
+
+class SitePackagesRead(BaseModel):
+    """What a site has (read from the site itself) and what it could update to."""
+
+    core: PackageRead
+    plugins: list[PackageRead]
+    themes: list[PackageRead]
+    updates_available: int
+
+
+class PackageTarget(BaseModel):
+    """A plugin or theme and the version wanted ("latest": the catalogue's newest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=SLUG_PATTERN)
+    version: str = Field(default="latest", pattern=r"^(latest|[0-9][0-9A-Za-z.+_-]{0,39})$")
+
+
+class UpdateRequest(BaseModel):
+    """What to update; all three empty or left out: everything that has an update."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    core: str | None = Field(
+        default=None, pattern=r"^(latest|[0-9][0-9A-Za-z.+_-]{0,39})$",
+        description="A core version, or latest",
+    )  # fmt: skip
+    plugins: list[PackageTarget] | None = Field(default=None, max_length=100)
+    themes: list[PackageTarget] | None = Field(default=None, max_length=100)
+    dry_run: StrictBool = False
+
+
+class PackageChange(BaseModel):
+    """One package an update changes (from_version None: added)."""
+
+    kind: PackageKind
+    slug: str
+    from_version: str | None
+    to_version: str
+
+
+class UpdateAccepted(BaseModel):
+    """An update started: follow the operation."""
+
+    operation: OperationRead
+    changes: list[PackageChange]
+
+
+class UpdatePlan(BaseModel):
+    """A dry run: what an update would change (nothing recorded)."""
+
+    changes: list[PackageChange]
+    dry_run: bool = True

@@ -150,6 +150,10 @@ class Settings(SharedSettings):
     # (each counted as it is decompressed: a gzip bomb stops there).
     import_max_bytes: int = Field(default=2 * 1024**3, ge=1)
     import_max_unpacked_bytes: int = Field(default=8 * 1024**3, ge=1)
+    # The biggest package zip the catalogue takes (WordPress core is about 25 MB).
+    catalogue_max_bytes: int = Field(default=100 * 1024**2, ge=1)
+    # How long an update's health probe keeps trying before it rolls the update back.
+    update_probe_seconds: float = Field(default=20, ge=0, le=600)
     backup_download_ttl_seconds: int = Field(default=900, ge=30, le=3_600)
     # Each round restores this many sites' newest backups beside them and compares them.
     backup_verify_per_round: int = Field(default=2, ge=0, le=100)

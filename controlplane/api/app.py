@@ -23,6 +23,7 @@ from controlplane.api.routes import (
     imports,
     observability,
     operations,
+    packages,
     sites,
     staging,
     tenants,
@@ -192,6 +193,7 @@ def create_app(
         backups.router,
         staging.router,
         imports.router,
+        packages.router,
         vocabulary.router,
     ):
         app.include_router(router)

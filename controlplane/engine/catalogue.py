@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controlplane.engine import backup_steps, env_steps, import_steps, site_steps, staging_steps
+from controlplane.engine import (
+    backup_steps,
+    env_steps,
+    import_steps,
+    site_steps,
+    staging_steps,
+    update_steps,
+)
 from controlplane.engine.context import Work
 from controlplane.engine.provider import BackupInvalid
 from controlplane.errors import ApplyFailed
@@ -361,6 +368,40 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             succeeded=staging_steps.promoted,
             failed=site_steps.broken,
             rolled_back=staging_steps.not_promoted,
+        ),
+        # All or nothing behind the maintenance page: a site that fails its health probe
+        # after the update gets what it had back (files, and the database if core changed);
+        # maintenance ends on every path (an undone maintenance_off turns it on again while
+        # the files go back, the maintenance step's undo turns it off).
+        KindSpec(
+            kind=OperationKind.UPDATE_SITE,
+            steps=(
+                StepSpec("pre_update", do=backup_steps.take("pre_backup"), timeout_seconds=3600.0),
+                StepSpec(
+                    "maintenance",
+                    do=update_steps.maintenance_on,
+                    undo=update_steps.maintenance_off,
+                ),
+                StepSpec("install", do=update_steps.install, undo=update_steps.uninstall),
+                StepSpec(
+                    "upgrade_db",
+                    do=update_steps.upgrade_database,
+                    undo=update_steps.restore_database,
+                    timeout_seconds=3600.0,
+                ),
+                StepSpec(
+                    "maintenance_off",
+                    do=update_steps.maintenance_off,
+                    undo=update_steps.maintenance_on,
+                ),
+                # One try: the probe retries inside its window and then decides.
+                StepSpec("probe", do=update_steps.probe, retry=RetryPolicy(attempts=1)),
+                StepSpec("finish", do=update_steps.finish),
+            ),
+            on_failure=OnFailure.ROLL_BACK,
+            succeeded=update_steps.updated,
+            failed=update_steps.update_failed,
+            rolled_back=update_steps.not_updated,
         ),
     )
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from controlplane.engine.packages import PackagesStep
     from controlplane.observability import SiteLogs
 
 
@@ -276,3 +277,4 @@ class Provider(Protocol):
     wordpress: SiteStep
     backups: BackupStep
     logs: SiteLogs
+    packages: PackagesStep

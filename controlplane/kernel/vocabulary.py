@@ -32,6 +32,9 @@ class OperationKind(StrEnum):
     PROMOTE_SITE = "promote_site"
     # A dump and wp-content from elsewhere swapped into a site (a pre-import backup first).
     IMPORT_SITE = "import_site"
+    # Catalogue versions of core, plugins or themes put in place (a pre-update backup first,
+    # rolled back by itself when the site fails its health probe after).
+    UPDATE_SITE = "update_site"
 
 
 class SiteRole(StrEnum):
@@ -148,6 +151,7 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.CLONE_SITE: "Clone site",
     OperationKind.PROMOTE_SITE: "Promote staging",
     OperationKind.IMPORT_SITE: "Import site",
+    OperationKind.UPDATE_SITE: "Update site",
 }
 
 

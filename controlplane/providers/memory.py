@@ -37,6 +37,13 @@ from typing import Any
 
 from controlplane.admin_login import login_key
 from controlplane.cron import CronResult
+from controlplane.engine.packages import (
+    CORE_SLUG,
+    HealthResult,
+    InstalledPackage,
+    PackageArchive,
+    PackagesStep,
+)
 from controlplane.engine.provider import (
     ALL,
     SITE_TABLE_PREFIX,
@@ -52,6 +59,7 @@ from controlplane.engine.provider import (
     SiteStep,
     TablePrint,
 )
+from controlplane.kernel.vocabulary import PackageKind
 from controlplane.observability import (
     LogEntry,
     LogQuery,
@@ -101,6 +109,9 @@ class MemoryProvider:
         self.dns: DnsStep = _Dns(self, "dns")
         self.wordpress: SiteStep = _Step(self, "wordpress")
         self.backups: BackupStep = _Backups(self)
+        # The same object twice: `packages` as the engine sees it, `package_state` for tests.
+        self.package_state = MemoryPackages(self)
+        self.packages: PackagesStep = self.package_state
         self.logs: SiteLogs = MemoryLogs()
         self.usage = MemoryUsage()
         self.cron = MemoryCron(self)
@@ -208,6 +219,8 @@ class MemoryProvider:
                         del self.backup_state[where][site_id]
             if part == "files" and site_id in self.backup_state["maintenance"]:
                 self.backup_state["maintenance"].remove(site_id)
+            if part == "files":
+                self.backup_state["packages"].pop(site_id, None)
             self._save()
 
     def site_resources(self, site_id: str) -> dict[str, Any]:
@@ -281,7 +294,9 @@ class _Dns(_Step):
 
 
 def _empty_backup_state() -> dict[str, Any]:
-    return {"store": {}, "live": {}, "staged": {}, "previous": {}, "maintenance": []}
+    # packages: site id -> what it has; packages_aside: key -> site id -> what it had.
+    return {"store": {}, "live": {}, "staged": {}, "previous": {}, "maintenance": [],
+            "packages": {}, "packages_aside": {}}  # fmt: skip
 
 
 def _sha256(text: str) -> str:
@@ -513,6 +528,116 @@ class _Backups:
         data = buffer.getvalue()
         for start in range(0, len(data), 64 * 1024):
             yield data[start : start + 64 * 1024]
+
+
+MEMORY_CORE_VERSION = "6.7.1"
+MEMORY_THEME = "twentytwentyfour"
+
+
+class MemoryPackages:
+    """Each site's core, plugins and themes as data. A test makes a version fail the health
+    probe (`broken.add("plugin:demo:1.2")`: a PHP fatal), or a call fail (`fail_on`
+    "install:packages", "restore_previous:packages", ...)."""
+
+    def __init__(self, provider: MemoryProvider) -> None:
+        self._p = provider
+        self.broken: set[str] = set()
+
+    def _site(self, ctx: SiteContext) -> dict[str, Any]:
+        """The site's package state (the lock held), made on first use as a fresh install."""
+        sites: dict[str, dict[str, Any]] = self._p.backup_state["packages"]
+        return sites.setdefault(ctx.site_id, {
+            "core": MEMORY_CORE_VERSION, "db_version": MEMORY_CORE_VERSION, "plugin": {},
+            "theme": {MEMORY_THEME: {"version": "1.0", "name": "Twenty Twenty-Four"}},
+            "stylesheet": MEMORY_THEME,
+        })  # fmt: skip
+
+    def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
+        with self._p._lock:
+            self._p._enter("installed:packages", ctx.site_name)
+            site = copy.deepcopy(self._site(ctx))
+        found = [InstalledPackage(PackageKind.CORE, CORE_SLUG, site["core"], True, "WordPress")]
+        for slug, item in sorted(site["plugin"].items()):
+            found.append(InstalledPackage(PackageKind.PLUGIN, slug, item["version"],
+                                          bool(item.get("active")), item["name"]))  # fmt: skip
+        for slug, item in sorted(site["theme"].items()):
+            found.append(InstalledPackage(PackageKind.THEME, slug, item["version"],
+                                          slug == site["stylesheet"], item["name"]))  # fmt: skip
+        return found
+
+    def install(
+        self, ctx: SiteContext, archives: list[PackageArchive], *, key: str, activate: bool
+    ) -> None:
+        with self._p._lock:
+            self._p._enter("install:packages", ctx.site_name)
+            site = self._site(ctx)
+            aside = self._p.backup_state["packages_aside"].setdefault(key, {})
+            aside.setdefault(ctx.site_id, copy.deepcopy(site))  # a repeat keeps the first
+            for archive in archives:
+                if archive.kind is PackageKind.CORE:
+                    site["core"] = archive.version
+                    continue
+                kind = str(archive.kind)
+                before = site[kind].get(archive.slug, {})
+                site[kind][archive.slug] = {
+                    "version": archive.version,
+                    "name": before.get("name", archive.slug.title()),
+                    "active": bool(before.get("active")) or (activate and kind == "plugin"),
+                }
+                if activate and archive.kind is PackageKind.THEME:
+                    site["stylesheet"] = archive.slug
+            self._p._save()
+
+    def restore_previous(self, ctx: SiteContext, *, key: str) -> None:
+        with self._p._lock:
+            self._p._enter("restore_previous:packages", ctx.site_name)
+            aside = self._p.backup_state["packages_aside"].get(key, {})
+            before = aside.pop(ctx.site_id, None)
+            if before is not None:
+                self._p.backup_state["packages"][ctx.site_id] = before
+            if not aside:
+                self._p.backup_state["packages_aside"].pop(key, None)
+            self._p._save()
+
+    def discard_previous(self, ctx: SiteContext, *, key: str) -> None:
+        with self._p._lock:
+            self._p._enter("discard_previous:packages", ctx.site_name)
+            aside = self._p.backup_state["packages_aside"].get(key, {})
+            aside.pop(ctx.site_id, None)
+            if not aside:
+                self._p.backup_state["packages_aside"].pop(key, None)
+            self._p._save()
+
+    def upgrade_database(self, ctx: SiteContext) -> None:
+        with self._p._lock:
+            self._p._enter("upgrade_database:packages", ctx.site_name)
+            site = self._site(ctx)
+            site["db_version"] = site["core"]
+            self._p._save()
+
+    def log_mark(self, ctx: SiteContext) -> str:
+        with self._p._lock:
+            self._p._enter("log_mark:packages", ctx.site_name)
+            return "0"
+
+    def health(self, ctx: SiteContext, since_mark: str) -> HealthResult:
+        with self._p._lock:
+            self._p._enter("health:packages", ctx.site_name)
+            site = copy.deepcopy(self._site(ctx))
+        for kind in ("plugin", "theme"):
+            for slug, item in sorted(site[kind].items()):
+                if f"{kind}:{slug}:{item['version']}" in self.broken:
+                    return HealthResult(
+                        "php_fatal", f"PHP Fatal error in {kind} {slug} {item['version']}"
+                    )
+        if f"core:{CORE_SLUG}:{site['core']}" in self.broken:
+            return HealthResult("homepage", f"the homepage answers HTTP 500 on {site['core']}")
+        return HealthResult(None, "homepage, login, REST API answer; no new PHP fatal")
+
+    def aside(self) -> dict[str, Any]:
+        """What installs set aside, by key then site (tests)."""
+        with self._p._lock:
+            return copy.deepcopy(self._p.backup_state["packages_aside"])
 
 
 class MemoryCron:

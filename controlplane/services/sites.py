@@ -31,6 +31,7 @@ from controlplane.models import (
     SiteCronRun,
     new_id,
 )
+from controlplane.packages.listing import updates_available
 from controlplane.permissions import Action, NotVisible, authorize, site_actions
 from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
 from controlplane.services.tenants import get_visible_tenant
@@ -66,6 +67,7 @@ def to_read(site: Site, principal: Principal) -> SiteRead:
         role=site.role,
         parent=parent_name(site),
         wordpress_version=wordpress_version(site.resources),
+        updates_available=updates_available(site.resources),
         id=site.id,
         tenant_id=site.tenant_id,
         name=site.name,
@@ -127,6 +129,7 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
             domains=domains.get((row.id, True), []),
             pending_domains=domains.get((row.id, False), []),
             wordpress_version=wordpress_version(row.resources),
+            updates_available=updates_available(row.resources),
             cron=crons.get(row.id),
             allowed_actions=site_actions(
                 principal,

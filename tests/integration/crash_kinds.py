@@ -17,13 +17,27 @@ from typing import Any
 from sqlalchemy import select
 
 from controlplane.db import make_engine, make_sessionmaker
+from controlplane.engine.packages import PackageArchive
 from controlplane.imports.checks import ARCHIVE
 from controlplane.imports.uploads import new_incoming
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind, OperationStatus
-from controlplane.models import Backup, Operation, Site, SiteFingerprint, Tenant
+from controlplane.kernel.vocabulary import (
+    BackupKind,
+    BackupStatus,
+    OperationKind,
+    OperationStatus,
+    PackageKind,
+)
+from controlplane.models import Backup, CataloguePackage, Operation, Site, SiteFingerprint, Tenant
 from controlplane.platform import Platform
-from controlplane.schemas import CloneRequest, EnvVarWrite, PromoteRequest, SiteCreate, TenantCreate
+from controlplane.schemas import (
+    CloneRequest,
+    EnvVarWrite,
+    PromoteRequest,
+    SiteCreate,
+    TenantCreate,
+    UpdateRequest,
+)
 from controlplane.services.backups import start_backup, start_restore, start_verify
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
@@ -31,6 +45,7 @@ from controlplane.services.imports import start_import
 from controlplane.services.sites import create_site, delete_site, get_site, set_serving
 from controlplane.services.staging import start_clone, start_promote
 from controlplane.services.tenants import create_tenant
+from controlplane.services.updates import start_update
 from controlplane.settings import Settings
 from tests.import_fixtures import OLD_URL, good_archive
 from tests.import_fixtures import TITLE as IMPORTED_TITLE
@@ -261,6 +276,45 @@ def imported_or_not(home: Path, site_id: str, operation_id: str) -> None:
     assert not imports.exists() or list(imports.iterdir()) == [], list(imports.iterdir())
 
 
+UPDATED_FROM, UPDATED_TO = "1.0", "1.1"  # the demo plugin's versions before and after
+
+
+def start_update_site(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """The ready site has demo 1.0 (active); the catalogue holds 1.1: update everything."""
+    archive = PackageArchive(PackageKind.PLUGIN, "demo", UPDATED_FROM, "0" * 64, 1, "memory")
+    with platform.sessions() as session:
+        site = get_site(session, principal=admin, tenant_id=tenant, name=name)
+        ctx = platform.engine.read_context(session, site)
+        platform.provider.packages.install(ctx, [archive], key="setup", activate=True)
+        platform.provider.packages.discard_previous(ctx, key="setup")
+        session.add(CataloguePackage(
+            kind="plugin", slug="demo", version=UPDATED_TO, name="Demo", sha256="1" * 64,
+            size_bytes=1, location="memory", added_by=admin.sub,
+        ))  # fmt: skip
+        session.commit()
+        op, _changes = start_update(
+            session, principal=admin, tenant_id=tenant, site=name, request=UpdateRequest(),
+            installed=platform.provider.packages.installed(ctx),
+        )  # fmt: skip
+        return site.id, op.id
+
+
+def updated_once(home: Path, site_id: str, operation_id: str) -> None:
+    """The site has demo 1.1, out of maintenance, nothing kept aside; the pre-update backup
+    was written once."""
+    state = _state(home)
+    assert state["packages"][site_id]["plugin"]["demo"]["version"] == UPDATED_TO, state
+    assert state["packages"][site_id]["plugin"]["demo"]["active"], state
+    assert site_id not in state["maintenance"], state
+    assert state["packages_aside"] == {}, state
+    rows, op = _backups(home, operation_id)
+    (pre,) = [b for b in rows if b.id == op.params["pre_backup"]]
+    assert pre.kind == BackupKind.PRE_UPDATE and pre.status == BackupStatus.SUCCEEDED
+    assert set(state["store"]["crash"]) == {b.id for b in rows}
+
+
 # Worker modes that start something other than a kind's plain scenario.
 EXTRA_STARTERS: dict[str, Starter] = {
     "create_from_backup": start_create_from_backup,
@@ -416,5 +470,8 @@ SCENARIOS: dict[OperationKind, Scenario] = {
     ),
     OperationKind.IMPORT_SITE: Scenario(
         start_import_site, "ready", "ready", {}, check=imported_or_not
+    ),
+    OperationKind.UPDATE_SITE: Scenario(
+        start_update_site, "ready", "ready", {}, check=updated_once
     ),
 }

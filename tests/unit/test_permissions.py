@@ -26,6 +26,7 @@ from tests.conftest import LOG_FILE, wait_for_operation
 from tests.dns_server import TxtServer
 from tests.import_fixtures import OLD_URL, good_archive
 from tests.live import serve
+from tests.package_zips import plugin_zip
 
 # The design table (DESIGN.md), written out independently of MATRIX: Y allowed, N refused.
 # Columns: admin, operator, viewer, tenant. "own" = an assigned/own tenant.
@@ -146,6 +147,8 @@ class Row:
     stream: bool = False
     # A multipart upload (a good site archive and its old address) instead of a JSON body.
     form: bool = False
+    # A multipart upload of a package zip (the catalogue's `file`).
+    package: bool = False
 
 
 # The expected answers, written out by hand from DESIGN.md (not computed from MATRIX). Each
@@ -216,6 +219,12 @@ ROWS: dict[str, Row] = {
     f"POST {SITE_PATH}/promote": Row("YYNY", 409),
     f"POST {SITE_PATH}/rollback": Row("YYNY", 409),  # nothing to roll back
     f"POST {SITE_PATH}/basic-auth/reveal": Row("YYNY", 409),  # no HTTP login
+    # The catalogue: read by every signed-in role, filled by admins.
+    "GET /v1/catalogue": Row("YYYY", 200, tenant_scoped=False),
+    "POST /v1/catalogue": Row("YNNN", 201, query="kind=plugin", tenant_scoped=False, package=True),
+    f"GET {SITE_PATH}/packages": Row("YYYY", 200),
+    # allowed, then refused: the (empty) catalogue has no update for the site
+    f"POST {SITE_PATH}/updates": Row("YYNY", 409, {}),
 }
 
 
@@ -403,6 +412,8 @@ def test_api_matrix(route: str, seeded: Seeded, tmp_path: Path, dns_server: TxtS
             if row.form:
                 payload = {"files": {"archive": ("site.tar.gz", good_archive())},
                         "data": {"old_url": OLD_URL}}  # fmt: skip
+            if row.package:
+                payload = {"files": {"file": ("demo.zip", plugin_zip("1.0"))}}
             response = _answer(
                 client, row, method, url, **payload, headers=_caller_headers(settings, role)
             )

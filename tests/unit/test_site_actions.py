@@ -30,6 +30,7 @@ FULL_RIGHTS = {
         "clone",
         "rollback",
         "import",
+        "update",
     ],
     "stopped": ["start", "delete", "reveal_password", "change_env", "backup", "download_backup"],
     "deleting": ["delete"],
@@ -40,10 +41,11 @@ FULL_RIGHTS = {
 STAGING_RIGHTS = {
     "provisioning": ["delete"],
     "ready": [
-        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback", "import")),
+        *(a for a in FULL_RIGHTS["ready"] if a not in ("clone", "rollback", "import", "update")),
         "drift",
         "promote",
         "import",
+        "update",
     ],
     "stopped": [*FULL_RIGHTS["stopped"], "drift"],
     "deleting": ["delete"],
@@ -51,7 +53,7 @@ STAGING_RIGHTS = {
 }
 # While another operation holds the site, nothing that claims it is offered (a promotion
 # claims the staging site's parent, not the staging site).
-CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "rollback", "import"}
+CLAIMS_SITE = {"stop", "start", "delete", "backup", "restore", "rollback", "import", "update"}
 # A backup holds the site's every secret: its download is the owner's (and admins').
 OWNER_ONLY = {"download_backup"}
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]

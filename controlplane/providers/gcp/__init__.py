@@ -6,6 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.db import make_engine, make_sessionmaker
+from controlplane.engine.packages import (
+    HealthResult,
+    InstalledPackage,
+    PackageArchive,
+    PackagesStep,
+)
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.errors import ApplyFailed
 from controlplane.observability import SiteLogs
@@ -122,6 +128,37 @@ class GcpUsage(GcpStep):
             return {str(schema): int(size or 0) for schema, size in cur.fetchall()}
 
 
+class _PackagesNotYet:
+    """Until the gcppkg branch's Cloud Run job lands (the lead replaces this at merge): every
+    call says so instead of pretending."""
+
+    def _no(self) -> ApplyFailed:
+        return ApplyFailed("updates on gcp land with the gcppkg branch")
+
+    def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
+        raise self._no()
+
+    def install(
+        self, ctx: SiteContext, archives: list[PackageArchive], *, key: str, activate: bool
+    ) -> None:
+        raise self._no()
+
+    def restore_previous(self, ctx: SiteContext, *, key: str) -> None:
+        raise self._no()
+
+    def discard_previous(self, ctx: SiteContext, *, key: str) -> None:
+        raise self._no()
+
+    def upgrade_database(self, ctx: SiteContext) -> None:
+        raise self._no()
+
+    def log_mark(self, ctx: SiteContext) -> str:
+        raise self._no()
+
+    def health(self, ctx: SiteContext, since_mark: str) -> HealthResult:
+        raise self._no()
+
+
 class GcpProvider:
     """Every provisioning step against Google Cloud."""
 
@@ -151,6 +188,7 @@ class GcpProvider:
         runtime.served = dns
         self.wordpress: SiteStep = WordPressReady(settings, self.clients)
         self.backups: BackupStep = GcsBackups(settings, self.clients, runtime)
+        self.packages: PackagesStep = _PackagesNotYet()
         budget = SharedMinuteBudget(
             make_sessionmaker(make_engine(settings)),
             f"logging.entries.list/{settings.gcp_project}", CALLS_PER_MINUTE,

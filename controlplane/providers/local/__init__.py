@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controlplane.engine.packages import PackagesStep
 from controlplane.engine.provider import BackupStep, DnsStep, RuntimeStep, SiteContext, SiteStep
 from controlplane.observability import SiteLogs
 from controlplane.providers.local.backups import BackupStep as LocalBackups
@@ -9,6 +10,7 @@ from controlplane.providers.local.cron import LocalCron
 from controlplane.providers.local.database import DatabaseStep, SecretsStep
 from controlplane.providers.local.dns import DnsStep as LocalDns
 from controlplane.providers.local.logs import LocalLogs
+from controlplane.providers.local.packages import LocalPackages
 from controlplane.providers.local.runtime import AnnouncedStep
 from controlplane.providers.local.runtime import RuntimeStep as LocalRuntime
 from controlplane.providers.local.storage import StorageStep
@@ -35,6 +37,7 @@ class LocalProvider:
         self.wordpress: SiteStep = WordPressStep(self.stack, settings, runtime)
         self.backups: BackupStep = LocalBackups(self.stack, settings)
         self.logs: SiteLogs = LocalLogs(self.stack, settings)
+        self.packages: PackagesStep = LocalPackages(self.stack, settings)
         self.usage = LocalUsage(self.stack, settings)
         self.cron = LocalCron(self.stack, settings)
         self._runtime = runtime

@@ -9,6 +9,7 @@ from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.naming import SiteNames, site_names
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
+from controlplane.stack.process import StackError
 
 
 class LocalStep:
@@ -43,6 +44,16 @@ class LocalStep:
     def probe_headers(self, ctx: SiteContext) -> dict[str, str]:
         """Headers of a platform probe of the site (the `building` server block admits it)."""
         return {"X-AIPress-Probe": self.probe_token(ctx)}
+
+    def site_php_flags(self, ctx: SiteContext) -> list[str]:
+        """The site's pool limits for php-cli: a re-run loads the tenant's own plugins."""
+        from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings  # imports us
+
+        pool_file = self.stack.phpfpm.pool_file(self.names(ctx).system_user)
+        if not pool_file.exists():
+            raise StackError("the site has no PHP-FPM pool yet: its runtime step runs first")
+        flags, _env = pool_settings(pool_file)
+        return [*flags, *CLI_LOCKDOWN]
 
     def purge_page_cache(self, ctx: SiteContext) -> None:
         """Empty the site's nginx page cache."""

@@ -18,7 +18,6 @@ from controlplane.engine.provider import SiteContext
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
-from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
 from controlplane.providers.readiness import homepage_problem
@@ -106,7 +105,7 @@ class WordPressStep(LocalStep):
         # could swap in a link, and the password never appears in argv.
         script = INSTALLER_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
         output = run(
-            ["runuser", "-u", names.system_user, "--", "php", *self._site_php_flags(ctx),
+            ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
              "-d", "memory_limit=256M", "-d", "max_execution_time=300",
              "--", str(names.root / "htdocs")],
             what="WordPress install",
@@ -167,14 +166,6 @@ class WordPressStep(LocalStep):
             httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{host}:{port}"}, timeout=30)
         except httpx.HTTPError as exc:
             log.warning("wordpress.warm_failed", error=type(exc).__name__)
-
-    def _site_php_flags(self, ctx: SiteContext) -> list[str]:
-        """The site's pool limits for php-cli: a re-run loads the tenant's own plugins."""
-        pool_file = self.stack.phpfpm.pool_file(self.names(ctx).system_user)
-        if not pool_file.exists():
-            raise StackError("the site has no PHP-FPM pool yet: its runtime step runs first")
-        flags, _env = pool_settings(pool_file)
-        return [*flags, *CLI_LOCKDOWN]
 
     def remove(self, ctx: SiteContext) -> None:
         """WordPress lives in the database and the site files; their steps remove it."""

@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Time to update one plugin on one site of the `local` provider, through the API.
+
+Needs root (site system users, MariaDB, PHP-FPM, nginx, restic). What it does, in order:
+
+0. Makes a fresh, world-traversable AIPRESS_HOME under /tmp, builds the control plane in this
+   process and creates one site through the API.
+1. Adds the tests' `demo` plugin to the catalogue in `--updates` + 1 working versions and
+   the broken 1.2 (`POST /v1/catalogue`), and installs the first version, active.
+2. `--updates` times: `POST .../updates` to the next version, until the operation succeeds:
+   the wall time from the POST to the end, and each step's time (pre-update backup,
+   maintenance, install, database upgrade, probe...).
+3. Once: the update to the broken 1.2, which fails its probe (retried for
+   `--probe-seconds`) and rolls back by itself: the time to the rolled-back end.
+4. Takes the site down, stops the stack, removes the home.
+
+Prints tables and writes JSON (machine info included) to `--output`.
+
+Example:
+    sudo .venv/bin/python benchmarks/updates.py
+    sudo .venv/bin/python benchmarks/updates.py --updates 3 --probe-seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness import fmt
+
+TENANT = "upbench"
+SITE = "shop"
+STEPS = ("pre_update", "maintenance", "install", "upgrade_db", "maintenance_off", "probe",
+         "finish")  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = harness.parser("updates", "Benchmark one plugin's update on one local site.")
+    parser.add_argument("--updates", type=int, default=5, help="updates to time")
+    parser.add_argument("--probe-seconds", type=float, default=20.0,
+                        help="AIPRESS_UPDATE_PROBE_SECONDS of the broken update")  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the home (for debugging)")
+    args = parser.parse_args(argv)
+    harness.check_counts(parser, args, positive=("updates",))
+    return args
+
+
+def versions(count: int) -> list[str]:
+    """Working versions 1.0, 1.1, 1.3, 1.4, ... (1.2 is the broken one)."""
+    found = ["1.0", "1.1"]
+    minor = 3
+    while len(found) < count + 1:
+        found.append(f"1.{minor}")
+        minor += 1
+    return found[: count + 1]
+
+
+def _wait(client: Any, headers: dict[str, str], op_id: str, timeout: float = 600) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op = client.get(f"/v1/operations/{op_id}", headers=headers).json()
+        if op["status"] in ("succeeded", "failed", "rolled_back"):
+            return op
+        time.sleep(0.05)
+    raise RuntimeError(f"operation {op_id} did not end within {timeout} s")
+
+
+def _step_seconds(op: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for step in op["steps"]:
+        if step["started_at"] and step["finished_at"]:
+            took = datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(
+                step["started_at"]
+            )
+            out[step["name"]] = took.total_seconds()
+    return out
+
+
+def _update(client: Any, admin: dict[str, str], version: str) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    answer = client.post(f"/v1/tenants/{TENANT}/sites/{SITE}/updates", headers=admin,
+                         json={"plugins": [{"slug": "demo", "version": version}]})  # fmt: skip
+    if answer.status_code != 202:
+        raise RuntimeError(f"the update was refused: {answer.text}")
+    op = _wait(client, admin, answer.json()["operation"]["id"])
+    return time.perf_counter() - started, op
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from controlplane.api.app import create_app
+    from controlplane.kernel.auth import LocalTokenIssuer
+    from controlplane.kernel.identity import Principal, Role
+    from controlplane.kernel.vocabulary import PackageKind
+    from controlplane.packages import catalogue
+    from controlplane.services.sites import get_site
+    from controlplane.settings import Settings, get_settings
+    from controlplane.stack.local import LocalStack
+    from tests.package_zips import BROKEN, plugin_zip
+
+    base = Path(tempfile.mkdtemp(prefix="aipress-bench-updates-", dir="/tmp"))
+    base.chmod(0o755)
+    settings = Settings(
+        provider="local", home=base / "home", mariadb_port=harness.free_port(),
+        site_port=harness.free_port(), log_file=base / "platform.log", log_level="WARNING",
+    )  # fmt: skip
+    os.environ["AIPRESS_UPDATE_PROBE_SECONDS"] = str(args.probe_seconds)
+    get_settings.cache_clear()
+    results: dict[str, Any] = {"parameters": harness.parameters(args)}
+    app = create_app(settings)
+    try:
+        with TestClient(app) as client:
+            admin = {
+                "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
+            }
+            client.post("/v1/tenants", json={"id": TENANT, "name": TENANT}, headers=admin)
+            created = client.post(
+                f"/v1/tenants/{TENANT}/sites",
+                json={"name": SITE, "admin_email": "owner@example.com", "title": "Shop"},
+                headers=admin,
+            )
+            if created.status_code != 202:
+                raise RuntimeError(f"creating the site was refused: {created.text}")
+            if _wait(client, admin, created.json()["operation"]["id"])["status"] != "succeeded":
+                raise RuntimeError("creating the site failed")
+            wanted = versions(args.updates)
+            for version in [*wanted, BROKEN]:
+                added = client.post("/v1/catalogue?kind=plugin", headers=admin,
+                                    files={"file": ("demo.zip", plugin_zip(version))})  # fmt: skip
+                if added.status_code != 201:
+                    raise RuntimeError(f"adding demo {version} was refused: {added.text}")
+            platform = app.state.platform
+            with platform.sessions() as session:
+                site = get_site(session, principal=Principal("bench", Role.ADMIN),
+                                tenant_id=TENANT, name=SITE)  # fmt: skip
+                entry = catalogue.find(session, PackageKind.PLUGIN, "demo", wanted[0])
+                assert entry is not None
+                ctx = platform.engine.read_context(session, site)
+            platform.provider.packages.install(ctx, [catalogue.archive_of(entry)], key="bench",
+                                               activate=True)  # fmt: skip
+            platform.provider.packages.discard_previous(ctx, key="bench")
+
+            runs = []
+            for version in wanted[1:]:
+                wall, op = _update(client, admin, version)
+                if op["status"] != "succeeded":
+                    raise RuntimeError(f"the update to {version} ended {op['status']}: "
+                                       f"{op['error']}")  # fmt: skip
+                runs.append({"to": version, "wall_seconds": wall, "steps": _step_seconds(op)})
+            results["updates"] = runs
+            results["update_wall"] = harness.stats([r["wall_seconds"] for r in runs])
+            results["step_median"] = {
+                name: harness.stats([r["steps"].get(name, 0.0) for r in runs])["p50"]
+                for name in STEPS
+            }
+            wall, op = _update(client, admin, BROKEN)
+            results["rollback"] = {"status": op["status"], "error": op["error"],
+                                   "wall_seconds": round(wall, 2)}  # fmt: skip
+            client.delete(f"/v1/tenants/{TENANT}/sites/{SITE}", headers=admin)
+            deleting = client.get(f"/v1/tenants/{TENANT}/sites/{SITE}/operations",
+                                  headers=admin).json()  # fmt: skip
+            if deleting and deleting[0]["kind"] == "delete_site":
+                _wait(client, admin, deleting[0]["id"])
+    finally:
+        os.environ.pop("AIPRESS_UPDATE_PROBE_SECONDS", None)
+        get_settings.cache_clear()
+        LocalStack.from_settings(settings).stop()
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def print_results(results: dict[str, Any]) -> None:
+    wall = results["update_wall"]
+    rollback = results["rollback"]
+    harness.print_facts(
+        f"One plugin on one local site, {len(results['updates'])} updates",
+        [
+            ("POST .../updates to succeeded, p50 / max",
+             f"{fmt(wall['p50'], ' s')} / {fmt(wall['max'], ' s')}"),
+            *((f"  step {name} (p50)", fmt(seconds, " s"))
+              for name, seconds in results["step_median"].items()),
+            (f"broken update to rolled back (probe window "
+             f"{results['parameters']['probe_seconds']:.0f} s)",
+             f"{fmt(rollback['wall_seconds'], ' s')}: {rollback['status']}"),
+        ],
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the local stack makes system users and runs daemons")
+    info = harness.machine_info({"restic": harness.command_version(["restic", "version"])})
+    results = run(args)
+    harness.close_machine_info(info)
+    results["machine"] = info
+    print_results(results)
+    harness.write_json(args.output, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The platform catalogue (/v1/catalogue), a site's packages and its updates."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Response, UploadFile
+from sqlalchemy.orm import Session
+
+from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from controlplane.engine.packages import InstalledPackage
+from controlplane.errors import ApplyFailed, BadRequest, Conflict, TooLarge
+from controlplane.kernel.identity import Principal
+from controlplane.kernel.vocabulary import PackageKind
+from controlplane.models import Site
+from controlplane.packages import catalogue
+from controlplane.packages.archives import ArchiveRefused, ArchiveTooLarge
+from controlplane.packages.store import catalogue_store
+from controlplane.permissions import Action, authorize
+from controlplane.platform import Platform
+from controlplane.schemas import (
+    CatalogueEntryRead,
+    SitePackagesRead,
+    UpdateAccepted,
+    UpdatePlan,
+    UpdateRequest,
+)
+from controlplane.services import operations as operations_service
+from controlplane.services import updates as service
+from controlplane.services.sites import get_site
+
+router = APIRouter(tags=["packages"])
+SITE = "/v1/tenants/{tenant_id}/sites/{site}"
+CHUNK = 1024 * 1024
+
+
+@router.get("/v1/catalogue", response_model=list[CatalogueEntryRead])
+def list_catalogue(session: SessionDep, principal: CurrentPrincipal) -> list[CatalogueEntryRead]:
+    """Every package version the platform holds, by kind and slug, oldest version first."""
+    return [catalogue.to_read(e) for e in catalogue.list_entries(session, principal=principal)]
+
+
+def _receive(upload: UploadFile, directory: Path, limit: int) -> Path:
+    """The uploaded zip copied to a root-only file; 413 past `limit` bytes."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f".upload-{secrets.token_hex(8)}.zip"
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := upload.file.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                path.unlink(missing_ok=True)
+                raise TooLarge(
+                    f"the zip is larger than {limit} bytes (AIPRESS_CATALOGUE_MAX_BYTES)"
+                )
+            out.write(chunk)
+    return path
+
+
+@router.post("/v1/catalogue", status_code=201, response_model=CatalogueEntryRead)
+def add_to_catalogue(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+    file: Annotated[UploadFile, File(description="the package's zip (one top directory)")],
+    kind: Annotated[PackageKind, Query(description="plugin, theme or core")] = PackageKind.PLUGIN,
+) -> CatalogueEntryRead:
+    """Check a zip and keep it (admins): 400 for a zip the platform would not install (what
+    is wrong in `detail`), 413 for one too big, 409 for a version already there."""
+    authorize(principal, Action.MANAGE_TENANTS)
+    limit = platform.settings.catalogue_max_bytes
+    path = _receive(file, platform.settings.home / "catalogue-incoming", limit)
+    try:
+        entry = catalogue.add_package(
+            session, principal=principal, store=catalogue_store(platform.settings), kind=kind,
+            zip_path=path, max_bytes=limit,
+        )  # fmt: skip
+    except ArchiveTooLarge as exc:
+        raise TooLarge(str(exc)) from exc
+    except ArchiveRefused as exc:
+        raise BadRequest(f"the zip is refused: {exc}") from exc
+    finally:
+        path.unlink(missing_ok=True)
+    return catalogue.to_read(entry)
+
+
+def _read_installed(
+    session: Session, platform: Platform, principal: Principal, tenant_id: str, site: str,
+    action: Action,
+) -> tuple[Site, list[InstalledPackage]]:  # fmt: skip
+    """The site (the caller may do `action` to it) and what it has, read from the site."""
+    target = get_site(session, principal=principal, tenant_id=tenant_id, name=site, action=action)
+    if target.status not in ("ready", "stopped"):
+        raise Conflict(f"site {site!r} is {target.status}; its packages are read once it is ready")
+    try:
+        installed = platform.provider.packages.installed(
+            platform.engine.read_context(session, target)
+        )
+    except ApplyFailed:
+        raise
+    except Exception as exc:
+        raise ApplyFailed(
+            f"the packages of site {site!r} cannot be read: {str(exc)[:300]}"
+        ) from exc
+    return target, installed
+
+
+@router.get(f"{SITE}/packages", response_model=SitePackagesRead)
+def list_packages(
+    tenant_id: str, site: str, session: SessionDep, principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> SitePackagesRead:  # fmt: skip
+    """Core, plugins and themes the site has (read from it) and the catalogue's newer versions."""
+    target, installed = _read_installed(session, platform, principal, tenant_id, site,
+                                        Action.READ_SITES)  # fmt: skip
+    return service.record_listing(session, target, installed)
+
+
+@router.post(
+    f"{SITE}/updates",
+    status_code=202,
+    response_model=UpdateAccepted | UpdatePlan,
+    responses={200: {"model": UpdatePlan, "description": "dry_run: what would change"}},
+)
+def update_site(
+    tenant_id: str, site: str, body: UpdateRequest, response: Response, session: SessionDep,
+    principal: CurrentPrincipal, platform: PlatformDep,
+) -> UpdateAccepted | UpdatePlan:  # fmt: skip
+    """Put catalogue versions in place (none named: everything with an update); a backup
+    first, maintenance meanwhile, a health probe after that rolls back by itself. `dry_run`:
+    200 with what would change, nothing recorded."""
+    target, installed = _read_installed(session, platform, principal, tenant_id, site,
+                                        Action.CHANGE_SITES)  # fmt: skip
+    if target.current_operation_id and not body.dry_run:
+        raise Conflict(
+            f"site {site!r} is busy with operation {target.current_operation_id}; wait for it"
+        )
+    if body.dry_run:
+        response.status_code = 200
+        changes = service.dry_run(session, principal=principal, tenant_id=tenant_id, site=site,
+                                  request=body, installed=installed)  # fmt: skip
+        return UpdatePlan(changes=changes)
+    op, changes = service.start_update(session, principal=principal, tenant_id=tenant_id,
+                                       site=site, request=body, installed=installed)  # fmt: skip
+    platform.engine.submit(op.id)
+    return UpdateAccepted(operation=operations_service.to_read(op), changes=changes)

@@ -1,0 +1,1 @@
+"""The platform catalogue of installable packages: archive checks, storage, versions."""

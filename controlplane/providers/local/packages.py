@@ -1,0 +1,454 @@
+"""packages step: a site's core, plugins and themes on one machine.
+
+A catalogue zip (its checksum and contents checked again) is unpacked as root into the
+operation's work directory, `<site root>/.packages/<key>/` (root's, 0700: the site's user
+cannot reach into it), and swapped in by rename; what it replaces is moved into the same
+work directory (`previous/`), so putting it back is a rename too. Plugins and themes are the
+site user's (in its wp-content, which it can change: every rename there goes through
+directory descriptors opened without following links). Core is root's: its top-level files
+and directories in htdocs (wp-admin, wp-includes, *.php; never wp-content or wp-config.php)
+are replaced by ones hard-linked from one shared unpack of the core zip per version (under
+the state directory), as the Debian core is linked at create: a version costs its disk once.
+
+WordPress-side work (what is installed, activation, the database upgrade) is PHP run as the
+site's user (`packages.php` on stdin, as wp_install.php) with WP_INSTALLING, so no plugin
+code runs: a plugin that fatals on load cannot stop a rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import stat
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from controlplane.engine.packages import CORE_SLUG, HealthResult, InstalledPackage, PackageArchive
+from controlplane.engine.provider import SiteContext
+from controlplane.kernel.logs import get_logger
+from controlplane.kernel.vocabulary import PackageKind
+from controlplane.packages.archives import ArchiveRefused, inspect_archive
+from controlplane.providers.local.base import LocalStep
+from controlplane.providers.local.storage import chown_tree
+from controlplane.providers.readiness import homepage_problem
+from controlplane.stack.process import StackError, run
+from controlplane.stack.templates import php_string
+
+log = get_logger("aipress.local.packages")
+SCRIPT_SOURCE = (Path(__file__).parent / "packages.php").read_text()
+KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+WORK_DIR = ".packages"
+# Never moved into htdocs from a core zip: the site's config, its content, and WordPress's
+# own maintenance flag (the platform's maintenance is nginx's, never `.maintenance`).
+CORE_KEEP = frozenset({"wp-content", "wp-config.php", ".htaccess", ".maintenance"})
+FATAL = re.compile(r"PHP (?:Fatal|Parse) error:.*")
+LOG_READ_LIMIT = 1024 * 1024
+# PHP-FPM's opcache.revalidate_freq (stack/phpfpm.py): for this long after a swap a worker
+# may still run the code it compiled from the files that were there before.
+OPCACHE_REVALIDATE_SECONDS = 2.0
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    """Whether `name` is in the directory (a link counts; never followed)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _subdir(parent_fd: int, name: str) -> int:
+    """A descriptor of `parent/name`; StackError when it is a link or not a directory."""
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        raise StackError(f"{name} is not a directory of the site ({exc.strerror})") from exc
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _set_modes(tree: Path, dirs: int, files: int) -> None:
+    """Modes of a freshly unpacked tree (plain files and directories only: checked zips)."""
+    tree.chmod(dirs)
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in dirnames:
+            (Path(dirpath) / name).chmod(dirs)
+        for name in filenames:
+            (Path(dirpath) / name).chmod(files)
+
+
+class _Work:
+    """One install's work directory: the manifest, new copies, what they replaced."""
+
+    def __init__(self, root: Path, key: str) -> None:
+        if not KEY.fullmatch(key):
+            raise ValueError(f"not an install key: {key!r}")
+        self.base = root / WORK_DIR
+        self.path = self.base / key
+        self.manifest_file = self.path / "manifest.json"
+
+    def make(self) -> None:
+        for path in (self.base, self.path, self.path / "new", self.path / "previous",
+                     self.path / "trash"):  # fmt: skip
+            path.mkdir(mode=0o700, exist_ok=True)
+            if path.is_symlink():
+                raise StackError(f"{path} is a link")
+            os.chown(path, 0, 0)
+            path.chmod(0o700)
+
+    def manifest(self) -> list[dict[str, Any]]:
+        if not self.manifest_file.exists():
+            return []
+        items: list[dict[str, Any]] = json.loads(self.manifest_file.read_text())["items"]
+        return items
+
+    def save(self, items: list[dict[str, Any]]) -> None:
+        """Written beside and renamed, synced: a killed install finds a whole manifest."""
+        tmp = self.manifest_file.with_suffix(".tmp")
+        with tmp.open("w") as handle:
+            json.dump({"items": items}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.manifest_file)
+
+    def bucket(self, where: str, kind: str) -> Path:
+        path = self.path / where / kind
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+
+class LocalPackages(LocalStep):
+    """Reads, installs and puts back a site's packages (see the module's docstring)."""
+
+    # ------------------------------------------------------------------ WordPress side
+
+    def _php(self, ctx: SiteContext, request: dict[str, Any]) -> dict[str, Any]:
+        names = self.names(ctx)
+        payload = json.dumps({**request, "url": self.preview_url(ctx).rstrip("/")})
+        script = SCRIPT_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        output = run(
+            ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
+             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
+             "--", str(names.root / "htdocs")],
+            what=f"packages {request['action']}", input_text=script, timeout=300,
+        )  # fmt: skip
+        try:
+            result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise StackError(f"packages {request['action']} printed no result") from exc
+        return result
+
+    def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
+        """Core, plugins and themes as the site's own WordPress reads them."""
+        found = self._php(ctx, {"action": "installed"})
+        items = [InstalledPackage(PackageKind.CORE, CORE_SLUG, str(found["core"]), True,
+                                  "WordPress")]  # fmt: skip
+        for kind, key in ((PackageKind.PLUGIN, "plugins"), (PackageKind.THEME, "themes")):
+            for item in sorted(found.get(key) or [], key=lambda i: str(i["slug"])):
+                items.append(InstalledPackage(kind, str(item["slug"]), str(item["version"]),
+                                              bool(item["active"]), str(item["name"])))  # fmt: skip
+        return items
+
+    def upgrade_database(self, ctx: SiteContext) -> None:
+        """wp_upgrade() with the site's new core."""
+        self._php(ctx, {"action": "upgrade"})
+
+    # ------------------------------------------------------------------ files
+
+    def _checked_zip(self, archive: PackageArchive) -> Path:
+        """The catalogue's zip, its checksum and contents checked again before unpacking."""
+        path = Path(archive.location)
+        if not path.is_file():
+            raise StackError(f"the catalogue's zip of {archive.slug} {archive.version} is gone")
+        if _sha256(path) != archive.sha256:
+            raise StackError(
+                f"the catalogue's zip of {archive.slug} {archive.version} does not match its "
+                "checksum: add it to the catalogue again"
+            )
+        try:
+            info = inspect_archive(path, archive.kind, max_bytes=self.settings.catalogue_max_bytes)
+        except ArchiveRefused as exc:
+            raise StackError(f"the catalogue's zip of {archive.slug} is refused: {exc}") from exc
+        if (info.slug, info.version) != (archive.slug, archive.version):
+            raise StackError(f"the zip holds {info.slug} {info.version}, not {archive.slug} "
+                             f"{archive.version}")  # fmt: skip
+        return path
+
+    def _core_unpack(self, archive: PackageArchive, zip_path: Path) -> Path:
+        """One root-owned unpack of a core zip per checksum, shared by every site."""
+        shared = self.settings.home / "packages-unpacked" / f"core-{archive.sha256[:32]}"
+        if (shared / "wordpress").is_dir():
+            return shared / "wordpress"
+        shared.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        partial = shared.with_name(f".{shared.name}.{secrets.token_hex(4)}")
+        with zipfile.ZipFile(zip_path) as source:
+            source.extractall(partial)
+        _set_modes(partial / "wordpress", 0o755, 0o644)
+        partial.chmod(0o755)
+        try:
+            partial.rename(shared)
+        except OSError:  # another site unpacked the same version meanwhile
+            shutil.rmtree(partial, ignore_errors=True)
+        return shared / "wordpress"
+
+    def _stage(self, ctx: SiteContext, work: _Work, archive: PackageArchive) -> Path:
+        """The new copy, unpacked in the work directory with its final owner and modes."""
+        zip_path = self._checked_zip(archive)
+        new = work.bucket("new", archive.kind)
+        if archive.kind is PackageKind.CORE:
+            target = new / "wordpress"
+            shutil.rmtree(target, ignore_errors=True)
+            shared = self._core_unpack(archive, zip_path)
+            try:  # -l: hard links to the shared unpack (root's, read-only for the site)
+                run(["cp", "-rl", str(shared), str(target)], what="linking WordPress core")
+            except StackError:
+                shutil.rmtree(target, ignore_errors=True)
+                run(["cp", "-r", str(shared), str(target)], what="copying WordPress core")
+            return target
+        target = new / archive.slug
+        shutil.rmtree(target, ignore_errors=True)
+        with zipfile.ZipFile(zip_path) as source:
+            source.extractall(new)  # members checked: all under <slug>/, files and dirs only
+        # Like wp-content: the site's user owns it, nginx (group www-data) reads it.
+        _set_modes(target, 0o2750, 0o640)
+        chown_tree(target, self.names(ctx).system_user, "www-data")
+        return target
+
+    def _live_dir(self, htdocs_fd: int, kind: str) -> int:
+        """A descriptor of where a kind lives: htdocs for core, else wp-content/<kind>s."""
+        if kind == PackageKind.CORE:
+            return os.dup(htdocs_fd)
+        content = _subdir(htdocs_fd, "wp-content")
+        try:
+            return _subdir(content, f"{kind}s")
+        finally:
+            os.close(content)
+
+    def _open_htdocs(self, ctx: SiteContext) -> int:
+        htdocs = self.names(ctx).root / "htdocs"
+        fd = os.open(htdocs, DIR_FLAGS)
+        if os.fstat(fd).st_uid != 0:
+            os.close(fd)
+            raise StackError(f"{htdocs} is not root's")
+        return fd
+
+    def _items(self, archive: PackageArchive, staged: Path) -> list[str]:
+        """The names one archive puts in its live directory."""
+        if archive.kind is PackageKind.CORE:
+            return sorted(p.name for p in staged.iterdir() if p.name not in CORE_KEEP)
+        return [archive.slug]
+
+    def install(
+        self, ctx: SiteContext, archives: list[PackageArchive], *, key: str, activate: bool
+    ) -> None:
+        """Each version unpacked beside and swapped in by rename; whatever it replaces is
+        kept in the work directory first (a repeat finds the manifest and goes on)."""
+        names = self.names(ctx)
+        work = _Work(names.root, key)
+        work.make()
+        items = work.manifest()
+        htdocs_fd = self._open_htdocs(ctx)
+        try:
+            for archive in archives:
+                done = {(i["kind"], i["archive"]) for i in items if i["done"]}
+                if (archive.kind.value, f"{archive.slug}@{archive.version}") in done:
+                    continue
+                staged = self._stage(ctx, work, archive)
+                source_dir = staged if archive.kind is PackageKind.CORE else staged.parent
+                live_fd = self._live_dir(htdocs_fd, archive.kind)
+                try:
+                    for name in self._items(archive, staged):
+                        items = self._swap_in(work, items, archive, name, source_dir, live_fd)
+                finally:
+                    os.close(live_fd)
+                for item in items:
+                    if item["kind"] == archive.kind and item["archive"] == (
+                        f"{archive.slug}@{archive.version}"
+                    ):
+                        item["done"] = True
+                work.save(items)
+            (names.root / "htdocs" / ".maintenance").unlink(missing_ok=True)
+        finally:
+            os.close(htdocs_fd)
+        if activate:
+            plugins = [a.slug for a in archives if a.kind is PackageKind.PLUGIN]
+            themes = [a.slug for a in archives if a.kind is PackageKind.THEME]
+            self._php(ctx, {"action": "activate", "plugins": plugins,
+                            "theme": themes[-1] if themes else None})  # fmt: skip
+        self._settle(ctx)
+
+    def _swap_in(
+        self, work: _Work, items: list[dict[str, Any]], archive: PackageArchive, name: str,
+        source_dir: Path, live_fd: int,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """One name swapped in: the live one kept aside (recorded before it moves), the new
+        one renamed into place."""
+        kind = archive.kind.value
+        item = next((i for i in items if i["kind"] == kind and i["name"] == name), None)
+        if item is None:
+            item = {"kind": kind, "name": name, "archive": f"{archive.slug}@{archive.version}",
+                    "had_previous": _exists(name, live_fd), "done": False}  # fmt: skip
+            items = [*items, item]
+            work.save(items)
+        previous_fd = os.open(work.bucket("previous", kind), DIR_FLAGS)
+        source_fd = os.open(source_dir, DIR_FLAGS)
+        try:
+            if item["had_previous"] and not _exists(name, previous_fd):
+                os.rename(name, name, src_dir_fd=live_fd, dst_dir_fd=previous_fd)
+            elif _exists(name, live_fd):  # what an earlier, killed try moved in
+                self._to_trash(work, live_fd, name)
+            if _exists(name, source_fd):
+                os.rename(name, name, src_dir_fd=source_fd, dst_dir_fd=live_fd)
+        finally:
+            os.close(previous_fd)
+            os.close(source_fd)
+        return items
+
+    def _to_trash(self, work: _Work, dir_fd: int, name: str) -> None:
+        trash_fd = os.open(work.path / "trash", DIR_FLAGS)
+        try:
+            os.rename(name, f"{name}.{secrets.token_hex(6)}", src_dir_fd=dir_fd,
+                      dst_dir_fd=trash_fd)  # fmt: skip
+        finally:
+            os.close(trash_fd)
+
+    def restore_previous(self, ctx: SiteContext, *, key: str) -> None:
+        """Every name the install swapped gets its previous copy back (renamed back from the
+        work directory); names it added go. No-op without a work directory."""
+        names = self.names(ctx)
+        work = _Work(names.root, key)
+        if not work.path.is_dir():
+            return
+        htdocs_fd = self._open_htdocs(ctx)
+        try:
+            for item in reversed(work.manifest()):
+                live_fd = self._live_dir(htdocs_fd, item["kind"])
+                previous_fd = os.open(work.bucket("previous", item["kind"]), DIR_FLAGS)
+                try:
+                    name = item["name"]
+                    if _exists(name, previous_fd):
+                        if _exists(name, live_fd):
+                            self._to_trash(work, live_fd, name)
+                        os.rename(name, name, src_dir_fd=previous_fd, dst_dir_fd=live_fd)
+                    elif not item["had_previous"] and _exists(name, live_fd):
+                        self._to_trash(work, live_fd, name)
+                finally:
+                    os.close(previous_fd)
+                    os.close(live_fd)
+            (names.root / "htdocs" / ".maintenance").unlink(missing_ok=True)
+        finally:
+            os.close(htdocs_fd)
+        shutil.rmtree(work.path)
+        self._settle(ctx)
+
+    def _settle(self, ctx: SiteContext) -> None:
+        """After a swap: PHP's workers have seen the new files, no page from before is cached."""
+        time.sleep(OPCACHE_REVALIDATE_SECONDS + 0.2)
+        self.purge_page_cache(ctx)
+
+    def discard_previous(self, ctx: SiteContext, *, key: str) -> None:
+        """Drop the work directory (what the install replaced, and any leftovers)."""
+        work = _Work(self.names(ctx).root, key)
+        if work.path.is_dir():
+            shutil.rmtree(work.path)
+
+    # ------------------------------------------------------------------ health
+
+    def _php_log(self, ctx: SiteContext) -> Path:
+        return self.names(ctx).root / "logs" / "php-error.log"
+
+    def _open_log(self, ctx: SiteContext) -> int | None:
+        """The PHP error log, opened without following links, only if it is the site's
+        own plain file (the site's user could put a link to anything there)."""
+        try:
+            fd = os.open(self._php_log(ctx), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        info = os.fstat(fd)
+        owner = self.names(ctx).system_user
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            uid = -1
+        if not stat.S_ISREG(info.st_mode) or info.st_uid not in (uid, 0):
+            os.close(fd)
+            return None
+        return fd
+
+    def log_mark(self, ctx: SiteContext) -> str:
+        """`<inode>:<size>` of the PHP error log ("0:0" when there is none)."""
+        fd = self._open_log(ctx)
+        if fd is None:
+            return "0:0"
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return f"{info.st_ino}:{info.st_size}"
+
+    def _new_fatal(self, ctx: SiteContext, since_mark: str) -> str | None:
+        """The first PHP fatal error logged since the mark (its first line), or None."""
+        fd = self._open_log(ctx)
+        if fd is None:
+            return None
+        try:
+            inode, _, size = since_mark.partition(":")
+            info = os.fstat(fd)
+            start = int(size) if inode == str(info.st_ino) and int(size) <= info.st_size else 0
+            os.lseek(fd, start, os.SEEK_SET)
+            text = os.read(fd, LOG_READ_LIMIT).decode("utf-8", errors="replace")
+        finally:
+            os.close(fd)
+        found = FATAL.search(text)
+        return found.group(0)[:300] if found else None
+
+    def health(self, ctx: SiteContext, since_mark: str) -> HealthResult:
+        """Homepage (the title; a query string keeps the page cache out), wp-login.php,
+        /wp-json/, then the PHP error log; the first check that fails is the answer."""
+        port = self.settings.site_port
+        headers = {"Host": f"{self.names(ctx).preview_host}:{port}", **self.probe_headers(ctx)}
+        base = f"http://127.0.0.1:{port}"
+        fatal = self._new_fatal(ctx, since_mark)
+        with httpx.Client(timeout=15, follow_redirects=False, headers=headers) as client:
+            try:
+                home = client.get(f"{base}/", params={"aipress-health": str(time.time_ns())})
+                problem = homepage_problem(home.status_code, home.text, ctx.title)
+                if problem:
+                    fatal = self._new_fatal(ctx, since_mark) or fatal
+                    return HealthResult("homepage", problem + (f" ({fatal})" if fatal else ""))
+                login = client.get(f"{base}/wp-login.php")
+                if login.status_code != 200:
+                    return HealthResult("login", f"wp-login.php answers HTTP {login.status_code}")
+                rest = client.get(f"{base}/wp-json/")
+                if rest.status_code != 200 or not isinstance(_json(rest), dict):
+                    kind = "" if _json(rest) is not None else ", not JSON"
+                    return HealthResult("rest", f"/wp-json/ answers HTTP {rest.status_code}{kind}")
+            except httpx.HTTPError as exc:
+                return HealthResult("homepage", f"nginx did not answer ({type(exc).__name__})")
+        fatal = self._new_fatal(ctx, since_mark)
+        if fatal:
+            return HealthResult("php_fatal", fatal)
+        return HealthResult(None, "homepage, wp-login.php and /wp-json/ answer; no new PHP fatal")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
