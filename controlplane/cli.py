@@ -25,7 +25,7 @@ from rich.table import Table
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key, sign_in_url
 from controlplane.kernel.client import ApiError, ControlPlaneClient
 from controlplane.kernel.identity import Role
-from controlplane.kernel.vocabulary import EventType
+from controlplane.kernel.vocabulary import BulkAction, EventType
 from controlplane.settings import Settings, get_settings
 
 app = typer.Typer(help="AIPress: conversational operations for multi-tenant WordPress hosting.")
@@ -38,6 +38,7 @@ billing_app = typer.Typer(help="Per-tenant costs: aggregation, local metering, r
 env_app = typer.Typer(help="A tenant's env vars and secrets, applied to its sites.")
 backups_app = typer.Typer(help="Sites' backups: list, back up now, restore, the policy.")
 catalogue_app = typer.Typer(help="The platform catalogue: the package zips sites install.")
+operations_app = typer.Typer(help="Operations: cancel a bulk.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(sites_app, name="sites")
 app.add_typer(domains_app, name="domains")
@@ -47,6 +48,7 @@ app.add_typer(billing_app, name="billing")
 app.add_typer(env_app, name="env")
 app.add_typer(backups_app, name="backups")
 app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(operations_app, name="operations")
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -337,17 +339,22 @@ def sites_list(tenant_id: str, token: TokenOpt = None, url: UrlOpt = None) -> No
     console.print(table)
 
 
-def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
-    """Show a progress bar driven by the operation's events; return its final state."""
-    steps = operation.get("steps", [])
-    with Progress(
+def _progress_bar() -> Progress:
+    """The bar an operation's progress is drawn with: what runs, done/total, time taken."""
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         console=console,
-    ) as progress:
+    )
+
+
+def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
+    """Show a progress bar driven by the operation's events; return its final state."""
+    steps = operation.get("steps", [])
+    with _progress_bar() as progress:
         subject = operation["site_name"] or f"tenant {operation['tenant_id']}"
         task = progress.add_task(f"{operation['kind']} {subject}", total=len(steps))
         try:
@@ -1122,6 +1129,95 @@ def billing_meter(
     finally:
         platform.close()
     console.print(f"Metered {hours} hour(s): {rows} export rows written.")
+
+
+def _follow_bulk(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
+    """A progress bar of a bulk's children, driven by its events; its final state."""
+    total = (operation.get("progress") or {}).get("total") or 0
+    with _progress_bar() as progress:
+        task = progress.add_task(f"{operation['tenant_id']}: starting", total=total)
+        try:
+            for event in client.events(operation["id"]):
+                if event["type"] == EventType.CHILD_FINISHED:
+                    described = f"{operation['tenant_id']}: {event['message']}"
+                    progress.update(task, advance=1, description=described)
+                elif event["type"] in (EventType.CANCEL_REQUESTED, EventType.STEP_FAILED):
+                    progress.console.print(f"[yellow]{event['message']}[/yellow]")
+        except ApiError as exc:
+            err.print(f"[red]Lost the event stream ({exc}); check `aipress operations`.[/red]")
+    result: dict[str, Any] = client.request("GET", f"/v1/operations/{operation['id']}")
+    return result
+
+
+@app.command("bulk")
+def bulk(
+    action: Annotated[BulkAction, typer.Argument(help="What to do to each site")],
+    sites: Annotated[
+        list[str] | None,
+        typer.Argument(help="Site names (with --tenant), else TENANT/SITE; or --all"),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every site the action applies to now")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=8, help="Sites at once")] = 2,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="The tenant; without it, across tenants")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress until done")] = True,
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """One action on many sites: one child operation per site, a few at a time."""
+    names = list(sites or [])
+    if every == bool(names):
+        err.print("[red]Name the sites, or pass --all (not both).[/red]")
+        raise typer.Exit(2)
+    body: dict[str, Any] = {"action": action.value, "concurrency": concurrency}
+    with _client(token, url) as client:
+        if tenant is not None:
+            body["sites"] = "all" if every else names
+            accepted = _call(client, "POST", f"/v1/tenants/{tenant}/bulk", json=body)
+            parents = [accepted["operation"]]
+        else:
+            if not every and not all("/" in name for name in names):
+                err.print("[red]Without --tenant, name each site as TENANT/SITE.[/red]")
+                raise typer.Exit(2)
+            body["sites"] = "all" if every else [
+                {"tenant_id": name.split("/", 1)[0], "site": name.split("/", 1)[1]}
+                for name in names
+            ]  # fmt: skip
+            parents = _call(client, "POST", "/v1/bulk", json=body)["operations"]
+        for parent in parents:
+            console.print(f"Bulk {action.value} of {parent['tenant_id']}: operation {parent['id']}"
+                          f" (cancel: aipress operations cancel {parent['id']})")  # fmt: skip
+        if not wait:
+            return
+        ends = [_follow_bulk(client, parent) for parent in parents]
+    failed = False
+    for end in ends:
+        counts = end.get("progress") or {}
+        line = (f"{end['tenant_id']}: {end['status']}, {counts.get('done', 0)} of "
+                f"{counts.get('total', 0)} done, {counts.get('failed', 0)} failed")  # fmt: skip
+        if counts.get("cancelled"):
+            line += f", {counts['cancelled']} cancelled"
+        console.print(line)
+        if end["error"]:
+            err.print(f"[red]{end['error']}[/red]")
+        failed = failed or end["status"] != "succeeded" or bool(counts.get("failed"))
+    if failed:
+        raise typer.Exit(1)
+
+
+@operations_app.command("cancel")
+def operations_cancel(operation_id: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
+    """Cancel a bulk: its sites not started are left as they are; running ones finish."""
+    with _client(token, url) as client:
+        op = _call(client, "POST", f"/v1/operations/{operation_id}/cancel")
+    counts = op.get("progress") or {}
+    console.print(
+        f"Bulk {operation_id}: {counts.get('cancelled', 0)} cancelled, "
+        f"{counts.get('running', 0)} still running."
+    )
 
 
 @billing_app.command("show")

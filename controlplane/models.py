@@ -183,6 +183,19 @@ class Operation(Base):
         newer = (self.params or {}).get("merged_into")
         return newer if isinstance(newer, str) else None
 
+    @property
+    def children(self) -> dict[str, str] | None:
+        """A bulk's children started so far: site name -> operation id."""
+        if self.kind != "bulk":
+            return None
+        return dict((self.params or {}).get("children") or {})
+
+    @property
+    def progress(self) -> dict[str, int] | None:
+        """A bulk's counts: total, done, failed, cancelled, running."""
+        counts = (self.params or {}).get("progress") if self.kind == "bulk" else None
+        return dict(counts) if isinstance(counts, dict) else None
+
 
 class OperationStep(Base):
     """One named step of an operation and its progress."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controlplane.kernel.identity import Principal, Role
+from controlplane.kernel.vocabulary import BulkAction
 
 
 class Action(StrEnum):
@@ -174,13 +175,30 @@ class TenantAction(StrEnum):
     CHANGE_ENV = "change_env"
     # A new site made from a backup (of a deleted site: the undelete).
     RESTORE_SITE = "restore_site"
+    # One action (backup, stop, start, update) on many of the tenant's sites at once.
+    BULK = "bulk"
 
 
 TENANT_ACTION_RULES: dict[TenantAction, Action] = {
     TenantAction.CREATE_SITE: _A.CHANGE_SITES,
     TenantAction.CHANGE_ENV: _A.WRITE_ENV,
     TenantAction.RESTORE_SITE: _A.RESTORE_SITES,
+    TenantAction.BULK: _A.CHANGE_SITES,
 }
+
+# A bulk action (BulkAction values) and the site action each of its children is: its
+# permission (asked of the bulk, and of its cancel) and the sites "all" means.
+BULK_ACTIONS: dict[BulkAction, SiteAction] = {
+    BulkAction.BACKUP: SiteAction.BACKUP,
+    BulkAction.STOP: SiteAction.STOP,
+    BulkAction.START: SiteAction.START,
+    BulkAction.UPDATE: SiteAction.UPDATE,
+}
+
+
+def bulk_permission(action: BulkAction) -> Action:
+    """The permission a bulk of `action` (and cancelling it) needs on its tenant."""
+    return SITE_ACTION_RULES[BULK_ACTIONS[action]].action
 
 
 class NotVisible(Exception):

@@ -22,6 +22,7 @@ from controlplane.kernel.identity import Role
 from controlplane.kernel.vocabulary import (
     BackupKind,
     BackupStatus,
+    BulkAction,
     EventType,
     OperationKind,
     OperationStatus,
@@ -189,6 +190,16 @@ class StepRead(BaseModel):
     error: str | None
 
 
+class BulkProgress(BaseModel):
+    """How far a bulk operation is: `done` counts every child that ended, whatever its end."""
+
+    total: int
+    done: int
+    failed: int = Field(description="Children that failed or were rolled back")
+    cancelled: int
+    running: int
+
+
 class OperationRead(BaseModel):
     """A durable operation and its steps."""
 
@@ -217,6 +228,62 @@ class OperationRead(BaseModel):
         description="The newer operation that applied this one's change with its own (an env "
         "change queued behind another); this one succeeded without work of its own",
     )
+    children: dict[str, str] | None = Field(
+        default=None, description="A bulk's children: site name -> operation id (those started)"
+    )
+    progress: BulkProgress | None = Field(default=None, description="A bulk's counts")
+
+
+class BulkRequest(BaseModel):
+    """One action on many of a tenant's sites: one child operation per site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction
+    sites: list[str] | Literal["all"] = Field(
+        description='Site names, or "all": every site of the tenant the action applies to now'
+    )
+    concurrency: int = Field(default=2, ge=1, le=8, description="Children running at once")
+    update: UpdateRequest | None = Field(
+        default=None, description="action update: what to update (none: everything)"
+    )
+
+
+class BulkAccepted(BaseModel):
+    """A recorded bulk operation and the sites it works on, in order."""
+
+    operation: OperationRead
+    sites: list[str]
+
+
+class BulkSite(BaseModel):
+    """One site of an admin's bulk across tenants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    site: str
+
+
+class AdminBulkRequest(BaseModel):
+    """An admin's bulk across tenants: one parent operation per tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction
+    sites: list[BulkSite] | Literal["all"] = Field(
+        description='Sites by tenant, or "all": every site of every tenant the action applies to'
+    )
+    concurrency: int = Field(
+        default=2, ge=1, le=8, description="Children running at once, per tenant"
+    )
+    update: UpdateRequest | None = None
+
+
+class AdminBulkAccepted(BaseModel):
+    """The parent operation of each tenant, by tenant id."""
+
+    operations: list[OperationRead]
 
 
 class DomainCreate(BaseModel):
@@ -335,6 +402,7 @@ class Vocabulary(BaseModel):
     backup_kinds: list[BackupKind]
     backup_statuses: list[BackupStatus]
     site_roles: list[SiteRole] = Field(description="What a site is for: production or staging")
+    bulk_actions: list[BulkAction] = Field(description="What a bulk operation does to each site")
 
 
 class AuditRead(BaseModel):

@@ -24,6 +24,7 @@ from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.kernel.logs import configure_logging
 from controlplane.kernel.secret_record import RECORD_ENV, note_secret
+from controlplane.kernel.vocabulary import FINISHED_STATUSES
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
@@ -152,7 +153,7 @@ def wait_for_operation(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(f"/v1/operations/{operation_id}", headers=headers).json()
-        if body["status"] in ("succeeded", "failed", "rolled_back"):
+        if body["status"] in FINISHED_STATUSES:
             return body
         time.sleep(0.02)
     raise AssertionError(f"operation {operation_id} did not finish in {timeout} s")

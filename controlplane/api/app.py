@@ -18,6 +18,7 @@ from controlplane.api.routes import audit as audit_routes
 from controlplane.api.routes import (
     backups,
     billing,
+    bulk,
     domains,
     env,
     imports,
@@ -195,6 +196,7 @@ def create_app(
         imports.router,
         packages.router,
         vocabulary.router,
+        bulk.router,
     ):
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ Commands that meet another restic's lock are retried (tenacity), stale locks rem
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -181,12 +182,18 @@ class Restic:
         return (self.repository / "config").is_file()
 
     def init_if_missing(self) -> None:
-        """Create the repository (root-only directories) unless it exists."""
+        """Create the repository (root-only directories) unless it exists. Two first backups
+        of a tenant's sites at once (a bulk) make it once: two `restic init`s of one directory
+        leave a config that no key opens, so the second waits on a lock file and finds it."""
         if self.exists():
             return
         self.repository.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._run(["init"], what="init")
+        lock_path = self.repository.parent / f".{self.repository.name}.init-lock"
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not self.exists():
+                self._run(["init"], what="init")
 
     def backup_dir(self, directory: Path, tags: Iterable[str]) -> BackupSummary:
         """Back up `directory` (stored as /<its name>) with `tags`."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from controlplane.engine import (
     backup_steps,
+    bulk_steps,
     env_steps,
     import_steps,
     site_steps,
@@ -55,7 +56,8 @@ class RetryPolicy:
 
     def delay(self, tried: int) -> float:
         """Seconds to wait after the `tried`-th failed try."""
-        return float(min(self.backoff_seconds * 2 ** (tried - 1), self.max_backoff_seconds))
+        # The exponent is capped: a long wait (a bulk's) counts past what a float holds.
+        return float(min(self.backoff_seconds * 2 ** min(tried - 1, 30), self.max_backoff_seconds))
 
     def worth_retrying(self, exc: BaseException) -> bool:
         """Whether this error may go away on its own."""
@@ -402,6 +404,23 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
             succeeded=update_steps.updated,
             failed=update_steps.update_failed,
             rolled_back=update_steps.not_updated,
+        ),
+        # One child operation per site, a few at a time; the parent waits for them without
+        # holding a worker, and a child's failure is counted, never fatal.
+        KindSpec(
+            kind=OperationKind.BULK,
+            scope=Scope.TENANT,
+            steps=(
+                StepSpec(
+                    bulk_steps.STEP,
+                    do=bulk_steps.run_children,
+                    retry=RetryPolicy(attempts=3, backoff_seconds=0.05, max_backoff_seconds=0.5),
+                    timeout_seconds=86400.0,
+                    needs_site_lock=False,
+                ),
+            ),
+            on_failure=OnFailure.STOP,
+            failure_hint="; the children that started ran to their end",
         ),
     )
 }

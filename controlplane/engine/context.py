@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,6 +20,11 @@ Row = TypeVar("Row", bound=Base)
 class Deferred(Exception):
     """A step cannot make progress yet (another change holds what it needs): the operation
     gives its worker back and is run again later, until the step's timeout has passed."""
+
+
+class Cancelled(Exception):
+    """The operation was asked to stop and has nothing left running: it ends `cancelled`
+    (the message says how far it got)."""
 
 
 class ContextBuilder:
@@ -68,6 +74,8 @@ class Work:
     # A short sentence the running step adds to its "done" event ("rewrote 42 values in 6
     # tables"); reset before each step.
     detail: str | None = None
+    # Hands another (committed) operation to the engine: a bulk starts its children.
+    submit: Callable[[str], object] | None = None
 
     def site_context(self) -> SiteContext:
         """The site's context; a site-scoped kind always has one."""

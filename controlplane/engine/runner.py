@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controlplane.crypto import Keyring
 from controlplane.engine.catalogue import CATALOGUE, KindSpec, OnFailure, Scope, StepSpec
-from controlplane.engine.context import ContextBuilder, Deferred, Work
+from controlplane.engine.context import Cancelled, ContextBuilder, Deferred, Work
 from controlplane.engine.leases import Leases
 from controlplane.engine.locks import SiteLocks
 from controlplane.engine.provider import Provider, SiteContext
@@ -50,6 +50,9 @@ class StepFailed(Exception):
 
 # op.params key of a step that is waiting (Deferred): {"step", "since", "times", "notice"}.
 WAITING = "waiting"
+# op.params key of what a kind says about a success that was not complete (a bulk: which of
+# its sites failed); kept as the operation's error.
+NOTE = "note"
 
 
 class _Requeue(Exception):
@@ -263,7 +266,7 @@ class Engine:
                 self._finish(session, op, OperationStatus.FAILED, "the site record is gone")
                 return
             ctx = self._contexts.change(session, site, op.request_id) if site else None
-            work = Work(session, op, self._provider, self._contexts, site, ctx)
+            work = Work(session, op, self._provider, self._contexts, site, ctx, submit=self.submit)
             if not self._begin(work, spec, requeued):
                 return
             if op.status == OperationStatus.RUNNING and not self._forward(work, spec):
@@ -313,6 +316,10 @@ class Engine:
             for step in op.steps:
                 if step.status != StepStatus.DONE:
                     self._do_step(work, step, spec.step(step.name))
+        except Cancelled as exc:
+            spec.failed(work)
+            self._finish(session, op, OperationStatus.CANCELLED, str(exc))
+            return False
         except StepFailed as exc:
             if spec.on_failure is OnFailure.ROLL_BACK:
                 op.status = OperationStatus.ROLLING_BACK
@@ -324,7 +331,10 @@ class Engine:
             self._finish(session, op, OperationStatus.FAILED, f"{exc}{spec.failure_hint}")
             return False
         spec.succeeded(work)
-        self._finish(session, op, OperationStatus.SUCCEEDED, None)
+        note = op.params.get(NOTE)
+        self._finish(
+            session, op, OperationStatus.SUCCEEDED, note if isinstance(note, str) else None
+        )
         return False
 
     def _do_step(self, work: Work, step: OperationStep, spec: StepSpec) -> None:
@@ -346,6 +356,15 @@ class Engine:
             except Deferred as exc:
                 self._wait(work, step, spec, exc, waited)  # raises _Requeue, or gives up
         except _Requeue:
+            raise
+        except Cancelled as exc:
+            # Asked to stop, with nothing of it left running: the step ends here.
+            op.params = {k: v for k, v in op.params.items() if k != WAITING}
+            step.status = StepStatus.DONE
+            step.finished_at = utcnow()
+            add_event(session, op.id, EventType.STEP_FINISHED, f"{step.name} stopped: {exc}",
+                      step.name)  # fmt: skip
+            session.commit()
             raise
         except Exception as exc:
             message = f"{step.name} failed: {_describe(exc)}"
@@ -423,7 +442,7 @@ class Engine:
                 with self.site_locks.hold(site_id) if site_id else nullcontext():
                     action(work)
                 return
-            except Deferred:
+            except (Deferred, Cancelled):
                 session.rollback()
                 raise  # waits are the caller's: no worker sleeps through them
             except Exception as exc:
@@ -486,7 +505,11 @@ class Engine:
         event, message = {
             OperationStatus.SUCCEEDED: (
                 EventType.OPERATION_SUCCEEDED,
-                f"{op.kind} {subject} succeeded",
+                f"{op.kind} {subject} succeeded" + (f": {error}" if error else ""),
+            ),
+            OperationStatus.CANCELLED: (
+                EventType.OPERATION_CANCELLED,
+                f"{op.kind} {subject} cancelled: {error}",
             ),
             OperationStatus.ROLLED_BACK: (
                 EventType.OPERATION_ROLLED_BACK,

@@ -35,6 +35,17 @@ class OperationKind(StrEnum):
     # Catalogue versions of core, plugins or themes put in place (a pre-update backup first,
     # rolled back by itself when the site fails its health probe after).
     UPDATE_SITE = "update_site"
+    # One child operation per site of a tenant (backup, stop, start, update), a few at a time.
+    BULK = "bulk"
+
+
+class BulkAction(StrEnum):
+    """What a bulk operation does to each of its sites."""
+
+    UPDATE = "update"
+    BACKUP = "backup"
+    STOP = "stop"
+    START = "start"
 
 
 class SiteRole(StrEnum):
@@ -84,6 +95,9 @@ class OperationStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    # Never started, or stopped before its end: a bulk's children not started when it was
+    # cancelled, and the bulk itself.
+    CANCELLED = "cancelled"
 
 
 ACTIVE_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.ROLLING_BACK)
@@ -91,6 +105,7 @@ FINISHED_STATUSES = (
     OperationStatus.SUCCEEDED,
     OperationStatus.FAILED,
     OperationStatus.ROLLED_BACK,
+    OperationStatus.CANCELLED,
 )
 
 
@@ -116,9 +131,13 @@ class EventType(StrEnum):
     STEP_FAILED = "step_failed"
     ROLLBACK_STARTED = "rollback_started"
     STEP_UNDONE = "step_undone"
+    # A bulk's: one of its children ended ("3 of 10 done, 1 failed"); a cancel was asked for.
+    CHILD_FINISHED = "child_finished"
+    CANCEL_REQUESTED = "cancel_requested"
     OPERATION_SUCCEEDED = "operation_succeeded"
     OPERATION_FAILED = "operation_failed"
     OPERATION_ROLLED_BACK = "operation_rolled_back"
+    OPERATION_CANCELLED = "operation_cancelled"
 
 
 # What a step in a progress list becomes on each step event.
@@ -135,6 +154,7 @@ ANNOUNCED_EVENTS = (
     EventType.OPERATION_SUCCEEDED,
     EventType.OPERATION_FAILED,
     EventType.OPERATION_ROLLED_BACK,
+    EventType.OPERATION_CANCELLED,
     EventType.STEP_FAILED,
 )
 
@@ -152,6 +172,7 @@ KIND_LABELS: dict[OperationKind, str] = {
     OperationKind.PROMOTE_SITE: "Promote staging",
     OperationKind.IMPORT_SITE: "Import site",
     OperationKind.UPDATE_SITE: "Update site",
+    OperationKind.BULK: "Bulk operation",
 }
 
 
@@ -171,4 +192,5 @@ def as_json() -> dict[str, Any]:
         "backup_statuses": [s.value for s in BackupStatus],
         "site_roles": [r.value for r in SiteRole],
         "package_kinds": [k.value for k in PackageKind],
+        "bulk_actions": [a.value for a in BulkAction],
     }

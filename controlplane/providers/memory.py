@@ -75,7 +75,8 @@ class InjectedFault(Exception):
 
 
 class MemoryProvider:
-    """Keeps each site's resources in a dict; `fail_on={"ensure:runtime"}` injects failures."""
+    """Keeps each site's resources in a dict; `fail_on={"ensure:runtime"}` injects failures
+    (`"backup:backup:blog"`: only on the site named blog)."""
 
     name = "memory"
 
@@ -141,7 +142,7 @@ class MemoryProvider:
         if gate is not None and not gate.wait(timeout=30):
             raise InjectedFault(f"gate {key} was never opened")
         self.calls.append(f"{key}:{subject}")
-        if key in self.fail_on:
+        if key in self.fail_on or f"{key}:{subject}" in self.fail_on:
             raise InjectedFault(f"injected failure at {key}")
 
     def content(self, site_id: str, where: str = "live") -> dict[str, str]:
@@ -181,7 +182,7 @@ class MemoryProvider:
             raise InjectedFault(f"gate {key} was never opened")
         with self._lock:
             self.calls.append(f"{key}:{ctx.site_name}")
-            if key in self.fail_on:
+            if key in self.fail_on or f"{key}:{ctx.site_name}" in self.fail_on:
                 raise InjectedFault(f"injected failure at {key}")
             site = self.resources.setdefault(ctx.site_id, {})
             if action == "ensure":

@@ -170,6 +170,7 @@ def start_with_backup(
     action: Action,
     allowed_from: tuple[str, ...] = ("ready",),
     new_status: str | None = None,
+    parent_id: str | None = None,
 ) -> tuple[Site, Backup, Operation]:
     """Record an operation on a site with the backup row it takes, and claim the site for
     it (409 if busy); both are committed together or not at all."""
@@ -185,6 +186,7 @@ def start_with_backup(
     claimed, op = start_change(
         session, principal=principal, tenant_id=tenant_id, name=site, kind=kind,
         allowed_from=allowed_from, new_status=new_status, action=action, prepare=record,
+        parent_id=parent_id,
     )  # fmt: skip
     backup = session.get(Backup, made[0].id)
     assert backup is not None  # committed with the operation
@@ -198,13 +200,15 @@ def start_backup(
     tenant_id: str,
     site: str,
     kind: BackupKind = BackupKind.MANUAL,
+    parent_id: str | None = None,
 ) -> tuple[Backup, Operation]:
-    """Record a backup and the operation that takes it; 409 while another change runs."""
+    """Record a backup and the operation that takes it (a child of the bulk `parent_id`);
+    409 while another change runs."""
     _site, backup, op = start_with_backup(
         session, principal=principal, tenant_id=tenant_id, site=site,
         kind=OperationKind.BACKUP_SITE, backup_kind=kind, action=Action.BACKUP_SITES,
         params=lambda _site, _op, backup: {"backup": backup.id, "kind": kind.value},
-        allowed_from=("ready", "stopped"),
+        allowed_from=("ready", "stopped"), parent_id=parent_id,
     )  # fmt: skip
     return backup, op
 

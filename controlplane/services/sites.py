@@ -15,6 +15,7 @@ from controlplane.credentials import DatabaseVault
 from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
 from controlplane.engine.backup_steps import new_backup
+from controlplane.engine.bulk_steps import adopt
 from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.kernel import names
@@ -313,8 +314,10 @@ def start_change(
     new_status: str | None = None,
     action: Action = Action.CHANGE_SITES,
     prepare: Prepare | None = None,
+    parent_id: str | None = None,
 ) -> tuple[Site, Operation]:
-    """Record an operation on an existing site and claim the site for it (409 if busy)."""
+    """Record an operation on an existing site and claim the site for it (409 if busy);
+    with `parent_id`, as a child of that bulk operation (recorded in it, same commit)."""
     site = get_site(session, principal=principal, tenant_id=tenant_id, name=name, action=action)
     if allowed_from is not None and site.status not in allowed_from:
         raise Conflict(
@@ -322,6 +325,8 @@ def start_change(
             f"{' or '.join(allowed_from)}"
         )
     op = _record_operation(session, kind=kind, site=site, principal=principal)
+    if parent_id is not None:
+        adopt(session, parent_id, op)
     if prepare is not None:
         prepare(site, op)
     values: dict[str, str] = {"current_operation_id": op.id}
@@ -351,7 +356,7 @@ def start_change(
         action=f"site.{kind.removesuffix('_site')}",
         tenant_id=tenant_id,
         target=name,
-        detail={"operation_id": op.id},
+        detail={"operation_id": op.id, **({"parent": parent_id} if parent_id else {})},
     )
     session.commit()
     session.refresh(site)
@@ -390,7 +395,13 @@ def delete_site(
 
 
 def set_serving(
-    session: Session, *, principal: Principal, tenant_id: str, name: str, serving: bool
+    session: Session,
+    *,
+    principal: Principal,
+    tenant_id: str,
+    name: str,
+    serving: bool,
+    parent_id: str | None = None,
 ) -> tuple[Site, Operation]:
     """Start (serve again) or stop (answer 503, delete nothing) a site."""
     return start_change(
@@ -400,6 +411,7 @@ def set_serving(
         name=name,
         kind=OperationKind.START_SITE if serving else OperationKind.STOP_SITE,
         allowed_from=("ready", "stopped"),
+        parent_id=parent_id,
     )
 
 

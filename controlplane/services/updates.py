@@ -159,10 +159,7 @@ def start_update(
         pre = new_backup(claimed, kind=BackupKind.PRE_UPDATE, requested_by=principal.sub)
         pre.operation_id = op.id
         session.add(pre)
-        params: dict[str, Any] = {**op.params, "pre_backup": pre.id, "changes": recorded}
-        if parent_id is not None:
-            params["parent"] = parent_id
-        op.params = params
+        op.params = {**op.params, "pre_backup": pre.id, "changes": recorded}
 
     _site, op = start_change(
         session,
@@ -173,5 +170,6 @@ def start_update(
         allowed_from=("ready",),
         action=Action.CHANGE_SITES,
         prepare=record,
+        parent_id=parent_id,  # recorded in the bulk's children in the same commit
     )
     return op, [change for change, _entry in planned]

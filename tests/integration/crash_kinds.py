@@ -24,13 +24,23 @@ from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import (
     BackupKind,
     BackupStatus,
+    EventType,
     OperationKind,
     OperationStatus,
     PackageKind,
 )
-from controlplane.models import Backup, CataloguePackage, Operation, Site, SiteFingerprint, Tenant
+from controlplane.models import (
+    Backup,
+    CataloguePackage,
+    Operation,
+    OperationEvent,
+    Site,
+    SiteFingerprint,
+    Tenant,
+)
 from controlplane.platform import Platform
 from controlplane.schemas import (
+    BulkRequest,
     CloneRequest,
     EnvVarWrite,
     PromoteRequest,
@@ -39,6 +49,7 @@ from controlplane.schemas import (
     UpdateRequest,
 )
 from controlplane.services.backups import start_backup, start_restore, start_verify
+from controlplane.services.bulk import start_bulk
 from controlplane.services.domains import claim_domain, verify_domain
 from controlplane.services.env import put_env
 from controlplane.services.imports import start_import
@@ -234,6 +245,48 @@ def start_import_site(
             incoming=incoming, old_url=OLD_URL, admin="keep",
         )  # fmt: skip
         return site.id, op.id
+
+
+BYSTANDER = "bystander"  # the second site of a bulk ("pair": ready beside the victim)
+
+
+def start_bulk_backup(
+    platform: Platform, admin: Principal, tenant: str, name: str
+) -> tuple[str, str]:
+    """A bulk backup of the victim, then BYSTANDER, one child at a time."""
+    with platform.sessions() as session:
+        op, _sites = start_bulk(
+            session, principal=admin, tenant_id=tenant,
+            request=BulkRequest(action="backup", sites=[name, BYSTANDER], concurrency=1),
+        )  # fmt: skip
+        site = get_site(session, principal=admin, tenant_id=tenant, name=name)
+        return site.id, op.id
+
+
+def bulk_ran_once(home: Path, site_id: str, operation_id: str) -> None:
+    """Each site of the bulk has exactly one child, run to its end once, whose backup was
+    written once; each child's end was announced once."""
+    rows, parent = _backups(home, operation_id)
+    children = parent.params["children"]
+    assert sorted(children) == sorted(["victim", BYSTANDER]), parent.params
+    assert parent.params["progress"] == {"total": 2, "done": 2, "failed": 0, "cancelled": 0,
+                                         "running": 0}, parent.params  # fmt: skip
+    db = make_engine(Settings(provider="memory", home=home))
+    try:
+        with make_sessionmaker(db)() as session:
+            kids = list(session.scalars(select(Operation).where(
+                Operation.kind == OperationKind.BACKUP_SITE)))  # fmt: skip
+            announced = list(session.scalars(select(OperationEvent.message).where(
+                OperationEvent.operation_id == operation_id,
+                OperationEvent.type == EventType.CHILD_FINISHED)))  # fmt: skip
+    finally:
+        db.dispose()
+    assert sorted(k.id for k in kids) == sorted(children.values()), kids
+    assert all(k.status == OperationStatus.SUCCEEDED for k in kids), [k.status for k in kids]
+    assert len(announced) == 2 and announced[-1].startswith("2 of 2 done, 0 failed"), announced
+    assert sorted(b.operation_id for b in rows) == sorted(children.values()), rows
+    assert all(b.status == BackupStatus.SUCCEEDED for b in rows), rows
+    assert set(_state(home)["store"]["crash"]) == {b.id for b in rows}
 
 
 def _fingerprint_now(platform: Platform) -> Callable[[Any, Site], Any]:
@@ -474,4 +527,6 @@ SCENARIOS: dict[OperationKind, Scenario] = {
     OperationKind.UPDATE_SITE: Scenario(
         start_update_site, "ready", "ready", {}, check=updated_once
     ),
+    # "pair": the victim and BYSTANDER, both ready.
+    OperationKind.BULK: Scenario(start_bulk_backup, "pair", "ready", {}, check=bulk_ran_once),
 }

@@ -63,6 +63,7 @@ from controlplane.settings import Settings
 from tests.integration import crash_worker
 from tests.integration.crash_kinds import (
     BACKED_UP,
+    BYSTANDER,
     CHANGED,
     COPY,
     ENV_SECRET,
@@ -107,6 +108,16 @@ FAILING_CREATE_BOUNDARIES = [
     ),
 ]
 DELETE_BOUNDARIES = forward_boundaries(OperationKind.DELETE_SITE)
+# A bulk of two sites, one child at a time: the parent's step starts, each child runs whole,
+# then the parent's step ends (it waits in between without passing a boundary).
+BULK_CHILD_BOUNDARIES = forward_boundaries(OperationKind.BACKUP_SITE)
+BULK_BOUNDARIES = [
+    "before:children",
+    *BULK_CHILD_BOUNDARIES,
+    *BULK_CHILD_BOUNDARIES,
+    "after-call:children",
+    "after:children",
+]
 # The kinds with a test of their own below; every other kind runs in the generic one.
 OWN_TESTS = (OperationKind.CREATE_SITE, OperationKind.DELETE_SITE)
 OTHER_KIND_CASES = [
@@ -385,6 +396,11 @@ def prepare_site(home: Path, needs: str | None, *, seen: list[str] | None = None
             )
             platform.engine.run(op_id)
             assert set(provider_state(home)[site_id]) == set(CREATE_STEPS)
+        if needs == "pair":  # a second ready site beside the victim
+            _other_id, op_id = SCENARIOS[OperationKind.CREATE_SITE].start(
+                platform, ADMIN, TENANT, BYSTANDER
+            )
+            platform.engine.run(op_id)
         if needs == "stopped":
             _site_id, op_id = SCENARIOS[OperationKind.STOP_SITE].start(
                 platform, ADMIN, TENANT, SITE
@@ -547,7 +563,9 @@ def _recorded_boundaries(home: Path, *, kind: OperationKind, fail: set[str]) -> 
     platform = build_platform(make_settings(home), provider=provider, boundary_hook=seen.append)
     try:
         _site_id, op_id = SCENARIOS[kind].start(platform, ADMIN, TENANT, SITE)
-        platform.engine.run(op_id)
+        # As the API runs it: a kind that waits (a bulk, for its children) is run again.
+        platform.engine.submit(op_id)
+        platform.engine.wait(op_id, timeout=60)
     finally:
         platform.close()
     return seen
@@ -560,10 +578,15 @@ def test_every_kind_in_the_catalogue_has_a_crash_scenario() -> None:
 @pytest.mark.parametrize(
     ("kind", "fail", "expected"),
     [
-        *((kind, set(), forward_boundaries(kind)) for kind in CATALOGUE),
+        *(
+            (kind, set(), forward_boundaries(kind))
+            for kind in CATALOGUE
+            if kind != OperationKind.BULK
+        ),
+        (OperationKind.BULK, set(), BULK_BOUNDARIES),
         (OperationKind.CREATE_SITE, {FAULT}, FAILING_CREATE_BOUNDARIES),
     ],
-    ids=[*map(str, CATALOGUE), "create_site-failing"],
+    ids=[*(str(k) for k in CATALOGUE if k != OperationKind.BULK), "bulk", "create_site-failing"],
 )
 def test_boundary_lists_match_the_engine(
     tmp_path: Path, kind: OperationKind, fail: set[str], expected: list[str]
@@ -765,6 +788,18 @@ def test_other_kind_killed_at_boundary_resumes_to_its_end(crashed: Crashed) -> N
 
     assert recovered == crashed.run.operation_ids
     assert_finished(crashed.home, crashed.site_id, crashed.operation_id, kind_of(crashed.case.mode))
+
+
+@pytest.mark.parametrize(
+    "case", [Case("bulk", b) for b in BULK_CHILD_BOUNDARIES], ids=lambda c: f"bulk-child-{c}"
+)
+def test_bulk_killed_mid_way_runs_every_child_once(crashed: Crashed) -> None:
+    """Killed inside its first child (the second not started): the restart resumes the
+    parent and the child, and the bulk ends with one child per site, each run once."""
+    recovered = restart(crashed.home)
+
+    assert crashed.operation_id in recovered and len(recovered) == 2, recovered
+    assert_finished(crashed.home, crashed.site_id, crashed.operation_id, OperationKind.BULK)
 
 
 # --- a restore whose probe fails: killed at every boundary, rolled back ----------------------

@@ -225,6 +225,18 @@ ROWS: dict[str, Row] = {
     f"GET {SITE_PATH}/packages": Row("YYYY", 200),
     # allowed, then refused: the (empty) catalogue has no update for the site
     f"POST {SITE_PATH}/updates": Row("YYNY", 409, {}),
+    "POST /v1/tenants/{tenant_id}/bulk": Row(
+        "YYNY", 202, {"action": "backup", "sites": ["s-{role}"]}
+    ),
+    "POST /v1/bulk": Row(
+        "YNNN",
+        202,
+        {"action": "backup", "sites": [{"tenant_id": OWN, "site": "s-admin"}]},
+        tenant_scoped=False,
+    ),
+    # The operation is a site's create, not a bulk: allowed, then refused for what it is
+    # (bulk cancels per role and tenant are in test_bulk.py).
+    "POST /v1/operations/{operation_id}/cancel": Row("YYNY", 409),
 }
 
 

@@ -109,7 +109,7 @@ def test_staging_site_actions(role: Role, relation: str, status: str, busy: bool
 def test_tenant_actions(role: Role, relation: str) -> None:
     tenant = "acme" if relation == "own" else "other"
     may_change = role is Role.ADMIN or (role is not Role.VIEWER and relation == "own")
-    expected = ["create_site", "change_env", "restore_site"] if may_change else []
+    expected = ["create_site", "change_env", "restore_site", "bulk"] if may_change else []
     assert tenant_actions(principal(role), tenant) == expected
 
 
@@ -120,7 +120,7 @@ def test_the_api_lists_what_the_caller_may_do_and_refuses_the_rest(
     assert client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=admin).is_success
     alice, vera = auth("tenant", "acme"), auth("viewer", "acme")
     tenant = client.get("/v1/tenants/acme", headers=alice).json()
-    assert tenant["allowed_actions"] == ["create_site", "change_env", "restore_site"]
+    assert tenant["allowed_actions"] == ["create_site", "change_env", "restore_site", "bulk"]
     assert client.get("/v1/tenants", headers=vera).json()[0]["allowed_actions"] == []
     memory_provider.gates["ensure:wordpress"] = building = threading.Event()
     created = client.post("/v1/tenants/acme/sites", headers=alice,
