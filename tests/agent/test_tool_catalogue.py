@@ -83,7 +83,12 @@ def test_the_chat_service_serves_the_control_planes_vocabulary(
         "step_failed": "failed",
         "step_undone": "undone",
     }
-    assert words["finished_operation_statuses"] == ["succeeded", "failed", "rolled_back"]
+    assert words["finished_operation_statuses"] == [
+        "succeeded",
+        "failed",
+        "rolled_back",
+        "cancelled",
+    ]
     # The widget and the dashboard read these words and keep no copy of their own.
     for script in ("widget.js", "sites.js"):
         source = (ROOT / "webchat" / script).read_text()
