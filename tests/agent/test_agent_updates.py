@@ -190,3 +190,23 @@ def test_bulk_backup_runs_at_once_and_bulk_update_asks_listing_the_sites(
     assert updated["error"].startswith("2 of 3 updated, 1 failed: wiki (update rolled back: ")
     assert "injected failure" in updated["error"]
     assert [_demo_version(admin_api, n) for n in ("blog", "shop", "wiki")] == ["1.1", "1.1", "1.0"]
+
+
+def test_the_offline_planner_says_which_check_failed_and_that_the_update_was_rolled_back(
+    chat: ChatFactory, admin_api: httpx.Client, memory_provider: MemoryProvider,
+    fast_probe: None,
+) -> None:  # fmt: skip
+    make_site(admin_api, "acme", "shop")
+    _give_demo(admin_api, memory_provider, "shop", "1.0")
+    _catalogue(admin_api, "1.1", zips.BROKEN)
+    memory_provider.package_state.broken.add(f"plugin:demo:{zips.BROKEN}")
+    alice = chat("tenant", "acme", sub="alice", email="alice@acme.example")
+    asked = alice.say("update the demo plugin on shop")
+    assert [(c["name"], c["args"]) for c in asked.proposed] == [
+        ("update_site", {"site": "shop", "plugins": [{"slug": "demo"}]})
+    ]
+    assert _action(asked)["changes"] == [f"demo 1.0 -> {zips.BROKEN}"]  # latest: the newest
+    done = alice.resume(True)
+    assert "rolled back from its pre-update backup" in done.reply
+    assert "php_fatal: PHP Fatal error in plugin demo 1.2" in done.reply
+    assert _demo_version(admin_api, "shop") == "1.0"
