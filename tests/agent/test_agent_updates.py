@@ -29,19 +29,23 @@ def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-def _catalogue(api: httpx.Client, *versions: str) -> None:
+def _catalogue(api: httpx.Client, *versions: str, slug: str = zips.DEMO) -> None:
     for version in versions:
         added = api.post("/v1/catalogue?kind=plugin",
-                         files={"file": ("demo.zip", zips.plugin_zip(version))})  # fmt: skip
+                         files={"file": ("demo.zip", zips.plugin_zip(version, slug))})  # fmt: skip
         assert added.status_code == 201, added.text
 
 
-def _give_demo(api: httpx.Client, memory: MemoryProvider, site: str, version: str) -> None:
-    """The site has the demo plugin at `version`, active (as a bundle would leave it)."""
+def _give_demo(
+    api: httpx.Client, memory: MemoryProvider, site: str, version: str, *others: str
+) -> None:
+    """The site has the demo plugin (and `others`) at `version`, active (as a bundle would
+    leave it)."""
     site_id = api.get(f"{SITES}/{site}").json()["id"]
+    plugins = {slug: {"version": version, "name": f"Demo {slug}", "active": True}
+               for slug in (zips.DEMO, *others)}  # fmt: skip
     memory.backup_state["packages"][site_id] = {
-        "core": MEMORY_CORE_VERSION, "db_version": MEMORY_CORE_VERSION,
-        "plugin": {"demo": {"version": version, "name": "Demo demo", "active": True}},
+        "core": MEMORY_CORE_VERSION, "db_version": MEMORY_CORE_VERSION, "plugin": plugins,
         "theme": {MEMORY_THEME: {"version": "1.0", "name": "Twenty Twenty-Four"}},
         "stylesheet": MEMORY_THEME,
     }  # fmt: skip
@@ -75,18 +79,19 @@ def test_list_packages_then_an_update_confirmed_with_its_changes(
     memory_provider: MemoryProvider,
 ) -> None:  # fmt: skip
     make_site(admin_api, "acme", "shop")
-    _give_demo(admin_api, memory_provider, "shop", "1.0")
+    _give_demo(admin_api, memory_provider, "shop", "1.0", "extra")
     _catalogue(admin_api, "1.1")
+    _catalogue(admin_api, "1.1", slug="extra")  # has an update too: only demo is asked for
     update = ("update_site", {"site": "shop", "plugins": [{"slug": "demo"}]})
     alice = _scripted(engine_factory, chat, ("list_packages", {"site": "shop"}), update, update)
 
     listed = alice.say("what plugins does shop have?")
     (result,) = listed.executed
     assert result["status"] == "ok", result
-    assert result["data"]["updates"] == ["demo 1.0 -> 1.1"]
+    assert result["data"]["updates"] == ["demo 1.0 -> 1.1", "extra 1.0 -> 1.1"]
     assert [(p["slug"], p["version"], p["latest"]) for p in result["data"]["plugins"]] == [
-        ("demo", "1.0", "1.1")
-    ]
+        ("demo", "1.0", "1.1"), ("extra", "1.0", "1.1"),
+    ]  # fmt: skip
 
     asked = alice.say("update the demo plugin on shop")
     assert asked.executed == []
