@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                activate=True)  # fmt: skip
             platform.provider.packages.discard_previous(ctx, key="bench")
 
-            runs = []
+            runs: list[dict[str, Any]] = []
             for version in wanted[1:]:
                 wall, op = _update(client, admin, version)
                 if op["status"] != "succeeded":

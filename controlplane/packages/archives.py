@@ -4,6 +4,7 @@ absolute paths, no `..`), no links or devices, and a readable WordPress header."
 
 from __future__ import annotations
 
+import hashlib
 import re
 import stat
 import zipfile
@@ -38,6 +39,15 @@ class ArchiveInfo:
     slug: str
     version: str
     name: str
+
+
+def sha256_of(path: Path) -> str:
+    """The hex SHA-256 of a file, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def header_field(text: str, field: str) -> str | None:

@@ -3,7 +3,6 @@ newest), and hand a provider what it installs."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,22 +15,13 @@ from controlplane.errors import BadRequest, Conflict
 from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.models import CataloguePackage
-from controlplane.packages.archives import inspect_archive
+from controlplane.packages.archives import inspect_archive, sha256_of
 from controlplane.packages.store import CatalogueStore
 from controlplane.packages.versions import ascending, version_key
 from controlplane.permissions import Action, authorize
 from controlplane.schemas import CatalogueEntryRead
 
 LATEST = "latest"
-
-
-def sha256_of(path: Path) -> str:
-    """The hex SHA-256 of a file, read a megabyte at a time."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def to_read(entry: CataloguePackage) -> CatalogueEntryRead:

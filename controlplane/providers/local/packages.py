@@ -17,7 +17,6 @@ code runs: a plugin that fatals on load cannot stop a rollback.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
@@ -36,7 +35,7 @@ from controlplane.engine.packages import CORE_SLUG, HealthResult, InstalledPacka
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import PackageKind
-from controlplane.packages.archives import ArchiveRefused, inspect_archive
+from controlplane.packages.archives import ArchiveRefused, inspect_archive, sha256_of
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.storage import chown_tree
 from controlplane.providers.readiness import homepage_problem
@@ -73,14 +72,6 @@ def _subdir(parent_fd: int, name: str) -> int:
         return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
         raise StackError(f"{name} is not a directory of the site ({exc.strerror})") from exc
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _set_modes(tree: Path, dirs: int, files: int) -> None:
@@ -176,7 +167,7 @@ class LocalPackages(LocalStep):
         path = Path(archive.location)
         if not path.is_file():
             raise StackError(f"the catalogue's zip of {archive.slug} {archive.version} is gone")
-        if _sha256(path) != archive.sha256:
+        if sha256_of(path) != archive.sha256:
             raise StackError(
                 f"the catalogue's zip of {archive.slug} {archive.version} does not match its "
                 "checksum: add it to the catalogue again"
