@@ -352,23 +352,27 @@ def _progress_bar() -> Progress:
 
 
 def _follow(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
-    """Show a progress bar driven by the operation's events; return its final state."""
-    steps = operation.get("steps", [])
+    """Show a progress bar driven by the operation's events (a bulk's: one tick per child
+    that ended); return its final state."""
+    bulk = operation["kind"] == "bulk"
+    total = (operation.get("progress") or {}).get("total", 0) if bulk else len(operation["steps"])
     with _progress_bar() as progress:
         subject = operation["site_name"] or f"tenant {operation['tenant_id']}"
-        task = progress.add_task(f"{operation['kind']} {subject}", total=len(steps))
+        task = progress.add_task(f"{operation['kind']} {subject}", total=total)
         try:
             for event in client.events(operation["id"]):
                 kind = event["type"]
-                if kind == EventType.STEP_STARTED:
+                if kind == EventType.STEP_STARTED and not bulk:
                     progress.update(task, description=f"{subject}: {event['step']}")
-                elif kind == EventType.STEP_FINISHED:
-                    progress.advance(task)
+                elif kind == (EventType.CHILD_FINISHED if bulk else EventType.STEP_FINISHED):
+                    described = f"{subject}: {event['message']}" if bulk else None
+                    progress.update(task, advance=1, description=described)
                 elif kind in (
                     EventType.STEP_RETRYING,
                     EventType.STEP_FAILED,
                     EventType.ROLLBACK_STARTED,
                     EventType.STEP_UNDONE,
+                    EventType.CANCEL_REQUESTED,
                 ):
                     progress.console.print(f"[yellow]{event['message']}[/yellow]")
         except ApiError as exc:
@@ -1131,24 +1135,6 @@ def billing_meter(
     console.print(f"Metered {hours} hour(s): {rows} export rows written.")
 
 
-def _follow_bulk(client: ControlPlaneClient, operation: dict[str, Any]) -> dict[str, Any]:
-    """A progress bar of a bulk's children, driven by its events; its final state."""
-    total = (operation.get("progress") or {}).get("total") or 0
-    with _progress_bar() as progress:
-        task = progress.add_task(f"{operation['tenant_id']}: starting", total=total)
-        try:
-            for event in client.events(operation["id"]):
-                if event["type"] == EventType.CHILD_FINISHED:
-                    described = f"{operation['tenant_id']}: {event['message']}"
-                    progress.update(task, advance=1, description=described)
-                elif event["type"] in (EventType.CANCEL_REQUESTED, EventType.STEP_FAILED):
-                    progress.console.print(f"[yellow]{event['message']}[/yellow]")
-        except ApiError as exc:
-            err.print(f"[red]Lost the event stream ({exc}); check `aipress operations`.[/red]")
-    result: dict[str, Any] = client.request("GET", f"/v1/operations/{operation['id']}")
-    return result
-
-
 @app.command("bulk")
 def bulk(
     action: Annotated[BulkAction, typer.Argument(help="What to do to each site")],
@@ -1192,7 +1178,7 @@ def bulk(
                           f" (cancel: aipress operations cancel {parent['id']})")  # fmt: skip
         if not wait:
             return
-        ends = [_follow_bulk(client, parent) for parent in parents]
+        ends = [_follow(client, parent) for parent in parents]
     failed = False
     for end in ends:
         counts = end.get("progress") or {}

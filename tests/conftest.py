@@ -27,7 +27,7 @@ from controlplane.kernel.secret_record import RECORD_ENV, note_secret
 from controlplane.kernel.vocabulary import FINISHED_STATUSES
 from controlplane.platform import Platform, build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import Settings
+from controlplane.settings import Settings, get_settings
 from tests.secret_scan import Leak, find_leaks, log_files, read_record
 
 pytest_plugins = ["tests.agent_fixtures"]
@@ -98,6 +98,15 @@ def settings(tmp_path: Path) -> Settings:
         log_level="DEBUG",
         max_parallel_operations=4,
     )
+
+
+@pytest.fixture
+def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An update's health probe window of 1.5 s (the default 20 s makes a rollback slow)."""
+    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ from sqlalchemy.orm import Session
 
 from controlplane import audit
 from controlplane.engine.bulk_steps import CHILDREN, bulk_params, cancel_requested
-from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import (
     FINISHED_STATUSES,
     BulkAction,
@@ -32,7 +30,7 @@ from controlplane.permissions import (
     site_actions,
 )
 from controlplane.schemas import AdminBulkRequest, BulkRequest, UpdateRequest
-from controlplane.services.operations import get_operation
+from controlplane.services.operations import get_operation, record_operation
 from controlplane.services.tenants import DELETED, get_visible_tenant
 
 # How long a cancel waits for the bulk to record its not-started children as cancelled.
@@ -101,18 +99,11 @@ def _record_parent(
     update: dict[str, Any] | None,
 ) -> Operation:
     """A pending bulk of one tenant, audited, flushed (the caller commits)."""
-    op = new_operation(
-        kind=OperationKind.BULK,
-        tenant_id=tenant_id,
-        site=None,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
-        params=bulk_params(
-            action=action, sites=sites, concurrency=concurrency, role=principal.role, update=update
-        ),
-    )
-    session.add(op)
-    session.flush()
+    op = record_operation(
+        session, kind=OperationKind.BULK, tenant_id=tenant_id, principal=principal,
+        params=bulk_params(action=action, sites=sites, concurrency=concurrency,
+                           role=principal.role, update=update),
+    )  # fmt: skip
     audit.record(
         session,
         principal=principal,

@@ -13,15 +13,14 @@ from sqlalchemy.orm import Session
 from controlplane import audit
 from controlplane.credentials import env_context
 from controlplane.crypto import Keyring
-from controlplane.engine.catalogue import new_operation
 from controlplane.errors import Invalid
 from controlplane.kernel import names
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import OperationKind
 from controlplane.models import EnvVar, Operation, utcnow
 from controlplane.permissions import Action, NotVisible
 from controlplane.schemas import MASK, EnvVarRead, EnvVarWrite
+from controlplane.services.operations import record_operation
 from controlplane.services.tenants import get_visible_tenant
 
 
@@ -57,17 +56,10 @@ def _apply_operation(
     session: Session, *, principal: Principal, tenant_id: str, change: str, variables: list[str]
 ) -> Operation:
     """The operation that applies the tenant's env to its sites (flushed: it has its id)."""
-    op = new_operation(
-        kind=OperationKind.APPLY_ENV,
-        tenant_id=tenant_id,
-        site=None,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
+    return record_operation(
+        session, kind=OperationKind.APPLY_ENV, tenant_id=tenant_id, principal=principal,
         params={"change": change, "variables": variables},  # names only, never values
-    )
-    session.add(op)
-    session.flush()
-    return op
+    )  # fmt: skip
 
 
 def put_env(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controlplane.engine.catalogue import new_operation
 from controlplane.kernel.identity import Principal
-from controlplane.models import Operation, OperationEvent
+from controlplane.kernel.logs import current_request_id
+from controlplane.kernel.vocabulary import OperationKind
+from controlplane.models import Operation, OperationEvent, Site
 from controlplane.permissions import Action, NotVisible, authorize
 from controlplane.schemas import OperationRead
 
@@ -16,6 +20,30 @@ from controlplane.schemas import OperationRead
 def to_read(op: Operation) -> OperationRead:
     """The API view of an operation."""
     return OperationRead.model_validate(op)
+
+
+def record_operation(
+    session: Session,
+    *,
+    kind: OperationKind,
+    tenant_id: str,
+    principal: Principal,
+    site: Site | None = None,
+    params: dict[str, Any] | None = None,
+) -> Operation:
+    """A new operation on `site` (None: a tenant-level kind), flushed so it has its id; the
+    caller commits."""
+    op = new_operation(
+        kind=kind,
+        tenant_id=tenant_id,
+        site=site,
+        requested_by=principal.sub,
+        request_id=current_request_id(),
+        params=params,
+    )
+    session.add(op)
+    session.flush()
+    return op
 
 
 def get_operation(session: Session, *, principal: Principal, operation_id: str) -> Operation:

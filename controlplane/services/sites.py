@@ -16,11 +16,9 @@ from controlplane.crypto import Keyring
 from controlplane.dnscheck import new_token
 from controlplane.engine.backup_steps import new_backup
 from controlplane.engine.bulk_steps import adopt
-from controlplane.engine.catalogue import new_operation
 from controlplane.errors import BadRequest, Conflict, Invalid
 from controlplane.kernel import names
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.logs import current_request_id
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind
 from controlplane.models import (
     DOMAIN_PENDING,
@@ -35,6 +33,7 @@ from controlplane.models import (
 from controlplane.packages.listing import updates_available
 from controlplane.permissions import Action, NotVisible, authorize, site_actions
 from controlplane.schemas import AdminCredentials, CronRunRead, SiteCreate, SiteRead
+from controlplane.services.operations import record_operation
 from controlplane.services.tenants import get_visible_tenant
 
 VERSION = re.compile(r"\d+\.\d+(\.\d+)?([-.][0-9A-Za-z.-]+)?")
@@ -285,17 +284,10 @@ def _record_operation(
     params: dict[str, Any] | None = None,
 ) -> Operation:
     """A new operation on `site`, flushed so it has its id."""
-    op = new_operation(
-        kind=kind,
-        tenant_id=site.tenant_id,
-        site=site,
-        requested_by=principal.sub,
-        request_id=current_request_id(),
+    return record_operation(
+        session, kind=kind, tenant_id=site.tenant_id, principal=principal, site=site,
         params=params,
-    )
-    session.add(op)
-    session.flush()
-    return op
+    )  # fmt: skip
 
 
 # Called with the site and its new (flushed) operation before the claim: adds the rows the

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +23,7 @@ from controlplane.kernel.vocabulary import EventType, OperationKind, PackageKind
 from controlplane.models import Operation, OperationEvent, Site
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import Settings, get_settings
+from controlplane.settings import Settings
 from tests import package_zips as zips
 from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
@@ -361,20 +360,16 @@ def test_the_cli_runs_a_bulk_with_progress_and_cancels_one(
             try:
                 started = admin.post("/v1/tenants/globex/bulk", json={
                     "action": "backup", "sites": "all", "concurrency": 1}).json()  # fmt: skip
+                path = f"/v1/operations/{started['operation']['id']}"
+                deadline = time.monotonic() + 10
+                while not admin.get(path).json()["children"]:  # the first child is held
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
                 cancelled = cli("operations", "cancel", started["operation"]["id"])
             finally:
                 gate.set()
         assert cancelled.exit_code == 0, cancelled.output
         assert "2 cancelled, 1 still running" in cancelled.output, cancelled.output
-
-
-@pytest.fixture
-def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A probe window of 1.5 s (the default 20 s would make the rollback slow)."""
-    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def _give(client: TestClient, provider: MemoryProvider, site: str, slug: str) -> None:

@@ -3,7 +3,6 @@ provider: planning, the update, the automatic rollback, dry runs and bad request
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from controlplane.packages.archives import ArchiveRefused, ArchiveTooLarge, insp
 from controlplane.packages.versions import ascending, compare
 from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
-from controlplane.settings import Settings, get_settings
+from controlplane.settings import Settings
 from tests import package_zips as zips
 from tests.agent_fixtures import make_site
 from tests.conftest import AuthHeaders, wait_for_operation
@@ -91,15 +90,6 @@ def test_a_theme_zip_is_not_a_core_zip(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the API
-
-
-@pytest.fixture
-def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A probe window of 1.5 s (the default 20 s would make a rollback test slow)."""
-    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture
