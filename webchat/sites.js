@@ -10,7 +10,7 @@ import { h } from "./dom.js";
 import { follow } from "./events.js";
 import { StagingActions, parentsFirst } from "./staging.js";
 
-const COLUMNS = ["Site", "Status", "Preview URL", "Domains", "WordPress", "Actions", "Deployments"];
+const COLUMNS = ["Site", "Status", "Preview URL", "Domains", "WordPress", "Updates", "Actions", "Deployments"];
 const FIELDS = [
   { key: "name", label: "Name", type: "text", placeholder: "crumbs" },
   { key: "title", label: "Title", type: "text", placeholder: "Crumbs Bakery" },
@@ -31,6 +31,9 @@ const vocabulary = fetch(new URL("v1/vocabulary", new URL("/", location.href)))
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const enc = encodeURIComponent;
+// SiteRead.updates_available is null until the site's packages were first read.
+const updatesText = (site) => (site.updates_available == null ? "—" : String(site.updates_available));
+const changeText = (c) => `${c.kind === "core" ? "WordPress" : c.slug} ${c.from_version || "not installed"} -> ${c.to_version}`;
 
 export class SitesPanel {
   // container: the panel's body; announce(text): the polite live region; showError(error or
@@ -160,7 +163,8 @@ export class SitesPanel {
     return h("tr", { "data-site": site.name, class: staging ? "staging" : false },
       h("td", {}, h("strong", { tabindex: "-1", "data-key": "name" }, site.name), " ", this.staging.badge(site), h("div", { class: "muted" }, site.title)),
       h("td", {}, badge(site.status), cron, this.steps(site)), h("td", {}, url), this.domainsCell(site),
-      h("td", {}, site.wordpress_version || "—"), h("td", { class: "actions" }, ...this.actionButtons(site), this.staging.driftPanel(site)), this.historyCell(site));
+      h("td", {}, site.wordpress_version || "—"), h("td", { "data-key": "updates" }, updatesText(site)),
+      h("td", { class: "actions" }, ...this.actionButtons(site), this.staging.driftPanel(site)), this.historyCell(site));
   }
 
   // The latest operation this page saw (or the one running now), step by step.
@@ -182,6 +186,7 @@ export class SitesPanel {
     return [
       button("stop", "Stop", `Stop ${site.name}`, () => this.change("POST", `${path}/stop`)),
       button("start", "Start", `Start ${site.name}`, () => this.change("POST", `${path}/start`)),
+      button("update", "Update", `Update ${site.name}`, () => this.update(site, path)),
       button("admin_login", "Open wp-admin", `Open wp-admin of ${site.name}`, () => openWpAdmin(this.api, site.tenant_id, site.name)),
       button("delete", "Delete", `Delete ${site.name}`, async (target) => {
         if (await this.confirmDelete(site)) {
@@ -217,6 +222,18 @@ export class SitesPanel {
     this.latestOp.set(accepted.site.name, accepted.operation.id);
     if (this.rows.has(accepted.site.name)) this.updateRow(accepted.site.name);
     else this.render();
+  }
+
+  // The dry run says exactly what changes; the dialog lists it before anything starts.
+  async update(site, path) {
+    const plan = await this.api.cp("POST", `${path}/updates`, { dry_run: true });
+    const confirmed = await confirmDialog({
+      id: "confirm-update", title: `Update site ${site.name}?`, confirmText: `Update ${site.name}`,
+      text: `${plan.changes.map(changeText).join(", ")}. A backup is taken first; if a check after the update fails, it is rolled back from that backup.`,
+    });
+    if (!confirmed) return;
+    const accepted = await this.api.cp("POST", `${path}/updates`, {});
+    this.started(site.name, accepted.operation);
   }
 
   // A modal that names the site and tenant; Cancel has the focus, Escape cancels.

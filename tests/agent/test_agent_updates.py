@@ -5,28 +5,16 @@ updates or reports the rollback with the failed check, and bulk_sites confirms a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from controlplane.providers.memory import MEMORY_CORE_VERSION, MEMORY_THEME, MemoryProvider
-from controlplane.settings import get_settings
 from tests import package_zips as zips
 from tests.agent.scripted import ScriptedModel
 from tests.agent_fixtures import ChatFactory, Chatter, EngineFactory, make_site
 
 SITES = "/v1/tenants/acme/sites"
-
-
-@pytest.fixture
-def fast_probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A probe window of 1.5 s (the default 20 s would make a rollback test slow)."""
-    monkeypatch.setenv("AIPRESS_UPDATE_PROBE_SECONDS", "1.5")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def _catalogue(api: httpx.Client, *versions: str, slug: str = zips.DEMO) -> None:
