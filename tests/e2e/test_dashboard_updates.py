@@ -5,6 +5,8 @@ changes nothing, confirming runs the update live."""
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 from playwright.sync_api import Browser, expect
 
@@ -18,6 +20,7 @@ from tests.e2e.test_dashboard_live import _token, dashboard
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
+BACKUP_GATE = "backup:backup"  # the memory provider's backup call
 
 
 def _make(api: httpx.Client, name: str) -> None:
@@ -81,4 +84,31 @@ def test_the_updates_column_and_a_confirmed_update(
         steps = row.get_by_role("list", name="Steps of update site crumbs")
         expect(steps.locator("li.done")).to_have_count(7, timeout=20_000)
         assert _demo(admin_api, "crumbs") == "1.1"
+        assert watched.problems == [] and watched.refused == []
+
+
+def test_checked_sites_are_backed_up_at_once_with_live_progress(
+    browser: Browser, chat_settings: ChatSettings, admin_api: httpx.Client,
+    memory_provider: MemoryProvider,
+) -> None:  # fmt: skip
+    for name in ("bakery", "crumbs", "dough"):
+        _make(admin_api, name)
+    held = threading.Event()
+    with (
+        serve(create_chat_app(chat_settings)) as url,
+        dashboard(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, watched),
+    ):
+        bar = page.get_by_role("group", name="Selected sites")
+        expect(bar.get_by_role("button", name="Back up selected")).to_be_disabled()
+        page.get_by_label("Select crumbs").check()
+        page.get_by_label("Select dough").check()
+        memory_provider.gates[BACKUP_GATE] = held  # the backups wait until it opens
+        bar.get_by_role("button", name="Back up selected").click()
+        status = bar.get_by_role("status")
+        expect(status).to_have_text("0 of 2 done, 0 failed")
+        held.set()
+        expect(status).to_have_text("succeeded: 2 of 2 done, 0 failed")  # the parent's events
+        ops = admin_api.get("/v1/tenants/acme/operations").json()
+        backed_up = sorted(op["site_name"] for op in ops if op["kind"] == "backup_site")
+        assert backed_up == ["crumbs", "dough"]  # bakery was not checked
         assert watched.problems == [] and watched.refused == []
