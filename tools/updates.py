@@ -7,7 +7,15 @@ from typing import Any
 
 from controlplane.kernel.vocabulary import OperationKind, OperationStatus
 from tools import args as a
-from tools.calls import Api, ToolFailure, _refused, _site_summary, finished_result, tenant_of
+from tools.calls import (
+    Api,
+    ToolFailure,
+    _refused,
+    _site_summary,
+    finished_result,
+    require_tenant_action,
+    tenant_of,
+)
 from tools.context import Emit
 from tools.results import ToolResult
 
@@ -150,8 +158,9 @@ def confirm_bulk_sites(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     """The question before a bulk update or stop: the action and every site it touches."""
     assert isinstance(args, a.BulkSitesArgs)
     tenant = tenant_of(args, api.ctx)
-    if "bulk" not in api.call("GET", f"/v1/tenants/{tenant}")["allowed_actions"]:
-        raise _refused(f"{args.action} many sites of tenant {tenant} at once", api)
+    require_tenant_action(
+        api, tenant, "bulk", f"{args.action} many sites of tenant {tenant} at once"
+    )
     sites = _bulk_sites(api, tenant, args)
     if not sites:
         raise ToolFailure(f"no site of tenant {tenant} can {args.action} now", http_status=409)
