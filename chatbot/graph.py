@@ -108,7 +108,7 @@ def build_graph(
         if not calls:
             return "__end__"
         specs = toolset_for(runtime.context.role)
-        if any(specs[c["name"]].destructive for c in calls if c["name"] in specs):
+        if any(specs[c["name"]].asks(c["args"]) for c in calls if c["name"] in specs):
             return "confirm"
         return "tools"
 
@@ -120,7 +120,7 @@ def build_graph(
         ctx = runtime.context
         specs = toolset_for(ctx.role)
         pending = [c for c in _unanswered(state["messages"])
-                   if c["name"] in specs and specs[c["name"]].destructive]  # fmt: skip
+                   if c["name"] in specs and specs[c["name"]].asks(c["args"])]  # fmt: skip
         refused: list[ToolMessage] = []
         actions = []
         for call in pending:

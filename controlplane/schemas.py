@@ -402,6 +402,9 @@ class Vocabulary(BaseModel):
     backup_kinds: list[BackupKind]
     backup_statuses: list[BackupStatus]
     site_roles: list[SiteRole] = Field(description="What a site is for: production or staging")
+    package_kinds: list[PackageKind] = Field(
+        description="What a site installs: plugin, theme, core"
+    )
     bulk_actions: list[BulkAction] = Field(description="What a bulk operation does to each site")
     package_kinds: list[PackageKind] = Field(description="What a catalogue package is")
 

@@ -307,3 +307,63 @@ def admin_variant(model: type[ToolArgs]) -> type[ToolArgs]:
         tenant_id=(str, Field(description=TENANT_ID, pattern=LABEL)),
     )
     return variant
+
+
+VERSION_PATTERN = r"^(latest|[0-9][0-9A-Za-z.+_-]{0,39})$"
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+class PackageTargetArgs(ToolArgs):
+    """One plugin or theme to update, and to which version."""
+
+    slug: str = Field(
+        description="The plugin's or theme's slug as list_packages shows it, e.g. 'demo'",
+        pattern=SLUG_PATTERN,
+    )
+    version: str = Field(
+        default="latest",
+        description="The version wanted, e.g. '1.1'; 'latest' for the catalogue's newest",
+        pattern=VERSION_PATTERN,
+    )
+
+
+class ListPackagesArgs(ToolArgs):
+    """A site's WordPress core, plugins and themes, their versions and available updates."""
+
+    site: str = Field(description=SITE, pattern=LABEL)
+
+
+class UpdateSiteArgs(ToolArgs):
+    """Update a site's core, plugins or themes from the platform catalogue; leave all three
+    out to update everything that has an update. The user confirms."""
+
+    site: str = Field(description=SITE, pattern=LABEL)
+    core: str | None = Field(
+        default=None,
+        description="A WordPress core version, or 'latest'; leave out to keep core",
+        pattern=VERSION_PATTERN,
+    )
+    plugins: list[PackageTargetArgs] | None = Field(
+        default=None, max_length=100, description="The plugins to update"
+    )
+    themes: list[PackageTargetArgs] | None = Field(
+        default=None, max_length=100, description="The themes to update"
+    )
+
+
+class BulkSitesArgs(ToolArgs):
+    """One action on many sites at once ('update all my sites', 'back up everything'). The
+    user confirms an update or a stop."""
+
+    action: Literal["update", "backup", "stop", "start"] = Field(
+        description="'update' (everything that has an update), 'backup', 'stop' or 'start'"
+    )
+    sites: list[Annotated[str, StringConstraints(pattern=LABEL)]] | Literal["all"] = Field(
+        description="The sites' short names, or 'all': every site the action applies to now",
+    )
+
+    @model_validator(mode="after")
+    def _some_sites(self) -> BulkSitesArgs:
+        if isinstance(self.sites, list) and not self.sites:
+            raise ValueError("name at least one site, or give sites='all'")
+        return self

@@ -15,6 +15,7 @@ from tools.calls import (
     _refused,
     _site_summary,
     finished_result,
+    require_tenant_action,
     tenant_of,
 )
 from tools.context import Emit
@@ -214,8 +215,9 @@ def confirm_undelete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     """The question before bringing a deleted site back: which backup, under which name."""
     assert isinstance(args, a.UndeleteSiteArgs)
     tenant = tenant_of(args, api.ctx)
-    if "restore_site" not in api.call("GET", f"/v1/tenants/{tenant}")["allowed_actions"]:
-        raise _refused(f"bring back deleted sites of tenant {tenant}", api)
+    require_tenant_action(
+        api, tenant, "restore_site", f"bring back deleted sites of tenant {tenant}"
+    )
     backup = _deleted_backup(api, tenant, args)
     name = args.new_name or args.site
     try:

@@ -391,6 +391,12 @@ def _refused(what: str, api: Api) -> ToolFailure:
     )
 
 
+def require_tenant_action(api: Api, tenant: str, action: str, what: str) -> None:
+    """Refuse (403, saying `what`) unless the tenant's allowed_actions has `action`."""
+    if action not in api.call("GET", f"/v1/tenants/{tenant}")["allowed_actions"]:
+        raise _refused(what, api)
+
+
 def confirm_delete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     """The question before a delete, if the site's allowed_actions has it."""
     assert isinstance(args, a.DeleteSiteArgs)
@@ -406,8 +412,7 @@ def confirm_delete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
 def _env_change_target(api: Api, args: a.SetEnvArgs | a.UnsetEnvArgs) -> tuple[str, str]:
     """The tenant, if the caller may change its env, and which of its sites restart."""
     tenant = tenant_of(args, api.ctx)
-    if "change_env" not in api.call("GET", f"/v1/tenants/{tenant}")["allowed_actions"]:
-        raise _refused(f"change the env vars of tenant {tenant}", api)
+    require_tenant_action(api, tenant, "change_env", f"change the env vars of tenant {tenant}")
     running = sorted(s["name"] for s in api.call("GET", f"/v1/tenants/{tenant}/sites")
                      if s["status"] == "ready")  # fmt: skip
     if not running:

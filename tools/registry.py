@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from controlplane.kernel.identity import Role
 from tools import args as a
-from tools import backups, calls, staging
+from tools import backups, calls, staging, updates
 from tools.context import AgentContext, Emit
 from tools.results import ToolResult
 
@@ -31,11 +31,20 @@ class ToolSpec:
     # A destructive tool's question for the user, asked (by the confirm node) only when the
     # control plane's allowed_actions permit the call.
     confirm: calls.ConfirmBody | None = None
+    # For a tool destructive only with some arguments (a bulk update, not a bulk backup):
+    # whether a call with these raw arguments is confirmed; None: every call is.
+    confirm_when: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def destructive(self) -> bool:
-        """Whether the user confirms each call first."""
+        """Whether the user confirms calls first (every call, or some: see asks)."""
         return self.confirm is not None
+
+    def asks(self, raw_args: dict[str, Any]) -> bool:
+        """Whether the user confirms this call before it runs."""
+        if self.confirm is None:
+            return False
+        return self.confirm_when is None or self.confirm_when(raw_args)
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-style function schema every chat model binds."""
@@ -114,6 +123,19 @@ BASE_TOOLS = (
              "or a .sql dump) in the confirmation card, which uploads it; you never see "
              "the file. URLs are rewritten to the site's.", a.ImportSiteArgs,
              staging.import_site, "Importing into {site}", confirm=staging.confirm_import_site),
+    ToolSpec("list_packages", "A site's WordPress core, plugins and themes: versions, which "
+             "are active, and which have an update in the platform catalogue.",
+             a.ListPackagesArgs, updates.list_packages, "Reading the packages of {site}"),
+    ToolSpec("update_site", "Update a site's core, plugins or themes from the platform "
+             "catalogue (name them, or none for everything that has an update). A backup is "
+             "taken first and a failed health check rolls the update back by itself. The user "
+             "confirms, seeing exactly what changes.", a.UpdateSiteArgs, updates.update_site,
+             "Updating {site}", confirm=updates.confirm_update_site),
+    ToolSpec("bulk_sites", "One action on many sites at once: 'update' (everything with an "
+             "update), 'backup', 'stop' or 'start', on the named sites or 'all'. Reports how "
+             "many did it and why each failure failed. The user confirms an update or a stop.",
+             a.BulkSitesArgs, updates.bulk_sites, "Running {action} on several sites",
+             confirm=updates.confirm_bulk_sites, confirm_when=updates.confirm_bulk),
 )  # fmt: skip
 ADMIN_ONLY_TOOLS = (
     ToolSpec("list_tenants", "List every tenant of the platform.", a.ListTenantsArgs,

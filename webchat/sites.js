@@ -10,7 +10,7 @@ import { h } from "./dom.js";
 import { follow } from "./events.js";
 import { StagingActions, parentsFirst } from "./staging.js";
 
-const COLUMNS = ["Site", "Status", "Preview URL", "Domains", "WordPress", "Actions", "Deployments"];
+const COLUMNS = ["Site", "Status", "Preview URL", "Domains", "WordPress", "Updates", "Actions", "Deployments"];
 const FIELDS = [
   { key: "name", label: "Name", type: "text", placeholder: "crumbs" },
   { key: "title", label: "Title", type: "text", placeholder: "Crumbs Bakery" },
@@ -31,6 +31,9 @@ const vocabulary = fetch(new URL("v1/vocabulary", new URL("/", location.href)))
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const enc = encodeURIComponent;
+// SiteRead.updates_available is null until the site's packages were first read.
+const updatesText = (site) => (site.updates_available == null ? "—" : String(site.updates_available));
+const changeText = (c) => `${c.kind === "core" ? "WordPress" : c.slug} ${c.from_version || "not installed"} -> ${c.to_version}`;
 
 export class SitesPanel {
   // container: the panel's body; announce(text): the polite live region; showError(error or
@@ -62,6 +65,7 @@ export class SitesPanel {
     this.controller = new AbortController();
     Object.assign(this, { tenant, sites: new Map(), rows: new Map(), ops: new Map(), latestOp: new Map(),
       history: new Map(), claims: new Map(), touched: new Set(), list: null, form: null,
+      selected: new Set(), bulk: null, bulkStatus: h("p", { class: "muted", role: "status", "data-key": "bulk-status" }),
       staging: new StagingActions(this) });
     // One refresh at a time; events that arrive meanwhile make one more. The list (never a
     // 404, unlike a deleted site) and the touched sites' operations are read back whole, so
@@ -98,6 +102,7 @@ export class SitesPanel {
   }
 
   onEvent(event) {
+    if (this.bulk && event.operation_id === this.bulk) this.bulkProgress(event);
     this.latestOp.set(event.site, event.operation_id);
     this.touched.add(event.site);
     if (ANNOUNCED.has(event.type)) this.announce(event.message);
@@ -131,7 +136,47 @@ export class SitesPanel {
     this.list = this.sites.size
       ? h("table", {}, h("thead", {}, h("tr", {}, ...COLUMNS.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, ...this.rows.values()))
       : h("p", { class: "muted" }, this.form ? "No sites yet: create one below, or ask the chat." : "No sites yet: ask the chat to create one.");
-    this.container.replaceChildren(this.list, this.form || "");
+    this.container.replaceChildren(this.bulkBar(), this.list, this.form || "");
+  }
+
+  // Checked sites and the buttons that act on all of them at once (tenant action "bulk").
+  bulkBar() {
+    if (!this.allowed.includes("bulk")) return "";
+    const run = (action, text) => actionButton(this, `bulk-${action}`, text, text, () => this.startBulk(action),
+      { disabled: this.selected.size === 0 });
+    this.bulkButtons = [run("backup", "Back up selected"), run("update", "Update selected")];
+    return h("div", { class: "bulk-bar", role: "group", "aria-label": "Selected sites" }, ...this.bulkButtons, this.bulkStatus);
+  }
+
+  select(name, checked) {
+    if (checked) this.selected.add(name);
+    else this.selected.delete(name);
+    for (const b of this.bulkButtons || []) b.disabled = this.selected.size === 0;
+  }
+
+  // A bulk parent's child_finished events say how far it is ("3 of 10 done, 1 failed"); once
+  // it ended, the operation itself says which sites failed and why.
+  bulkProgress(event) {
+    if (event.type === "child_finished") this.bulkStatus.textContent = event.message;
+    else if (ANNOUNCED.has(event.type) && event.type !== "operation_started") {
+      const id = this.bulk;
+      this.api.cp("GET", `/v1/operations/${enc(id)}`).then((op) => {
+        if (id !== this.bulk || !op.progress) return;
+        const p = op.progress;
+        this.bulkStatus.textContent = `${op.status}: ${p.done} of ${p.total} done, ${p.failed} failed${op.error ? ` (${op.error})` : ""}`;
+      }).catch((error) => this.showError(error));
+    }
+  }
+
+  async startBulk(action) {
+    const sites = [...this.selected].sort();
+    if (action === "update" && !(await confirmDialog({
+      id: "confirm-bulk", title: `Update ${sites.length} sites?`, confirmText: "Update selected",
+      text: `${sites.join(", ")}: each to the newest versions in the catalogue. A backup of each is taken first; a site whose check fails after its update is rolled back from it.`,
+    }))) return;
+    const accepted = await this.api.cp("POST", `${this.tenantPath()}/bulk`, { action, sites });
+    this.bulk = accepted.operation.id;
+    this.bulkStatus.textContent = `0 of ${accepted.sites.length} done, 0 failed`;
   }
 
   // Replace one row in place (or add or drop it), keeping the keyboard focus where it was.
@@ -158,9 +203,16 @@ export class SitesPanel {
       : null;
     const staging = site.role === "staging";
     return h("tr", { "data-site": site.name, class: staging ? "staging" : false },
-      h("td", {}, h("strong", { tabindex: "-1", "data-key": "name" }, site.name), " ", this.staging.badge(site), h("div", { class: "muted" }, site.title)),
+      h("td", {}, this.checkbox(site), h("strong", { tabindex: "-1", "data-key": "name" }, site.name), " ", this.staging.badge(site), h("div", { class: "muted" }, site.title)),
       h("td", {}, badge(site.status), cron, this.steps(site)), h("td", {}, url), this.domainsCell(site),
-      h("td", {}, site.wordpress_version || "—"), h("td", { class: "actions" }, ...this.actionButtons(site), this.staging.driftPanel(site)), this.historyCell(site));
+      h("td", {}, site.wordpress_version || "—"), h("td", { "data-key": "updates" }, updatesText(site)),
+      h("td", { class: "actions" }, ...this.actionButtons(site), this.staging.driftPanel(site)), this.historyCell(site));
+  }
+
+  checkbox(site) {
+    if (!this.allowed.includes("bulk")) return null;
+    return h("input", { type: "checkbox", "data-key": "select", "aria-label": `Select ${site.name}`,
+      checked: this.selected.has(site.name), onchange: (e) => this.select(site.name, e.currentTarget.checked) });
   }
 
   // The latest operation this page saw (or the one running now), step by step.
@@ -182,6 +234,7 @@ export class SitesPanel {
     return [
       button("stop", "Stop", `Stop ${site.name}`, () => this.change("POST", `${path}/stop`)),
       button("start", "Start", `Start ${site.name}`, () => this.change("POST", `${path}/start`)),
+      button("update", "Update", `Update ${site.name}`, () => this.update(site, path)),
       button("admin_login", "Open wp-admin", `Open wp-admin of ${site.name}`, () => openWpAdmin(this.api, site.tenant_id, site.name)),
       button("delete", "Delete", `Delete ${site.name}`, async (target) => {
         if (await this.confirmDelete(site)) {
@@ -217,6 +270,18 @@ export class SitesPanel {
     this.latestOp.set(accepted.site.name, accepted.operation.id);
     if (this.rows.has(accepted.site.name)) this.updateRow(accepted.site.name);
     else this.render();
+  }
+
+  // The dry run says exactly what changes; the dialog lists it before anything starts.
+  async update(site, path) {
+    const plan = await this.api.cp("POST", `${path}/updates`, { dry_run: true });
+    const confirmed = await confirmDialog({
+      id: "confirm-update", title: `Update site ${site.name}?`, confirmText: `Update ${site.name}`,
+      text: `${plan.changes.map(changeText).join(", ")}. A backup is taken first; if a check after the update fails, it is rolled back from that backup.`,
+    });
+    if (!confirmed) return;
+    const accepted = await this.api.cp("POST", `${path}/updates`, {});
+    this.started(site.name, accepted.operation);
   }
 
   // A modal that names the site and tenant; Cancel has the focus, Escape cancels.

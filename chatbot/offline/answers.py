@@ -338,3 +338,36 @@ def import_site(args: dict[str, Any], data: dict[str, Any]) -> str:
     return (f"Imported the site from {data['old_url']} into **{data['site']}**; its addresses "
             "now point at the new site. The site as it was before is kept as a pre-import "
             "backup.")  # fmt: skip
+
+
+def _packages_line(package: dict[str, Any]) -> str:
+    state = "" if package["active"] else ", inactive"
+    update = f", update to {package['latest']} available" if package["latest"] else ""
+    return f"- {package['name']} ({package['slug']}) {package['version']}{state}{update}"
+
+
+def list_packages(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A site's core, plugins and themes, and its updates."""
+    core = data["core"]
+    lines = [f"**{data['site']}** runs WordPress {core['version']}"
+             + (f" ({core['latest']} available)." if core["latest"] else ".")]  # fmt: skip
+    for kind in ("plugins", "themes"):
+        rows = data[kind]
+        lines.append(f"{kind.capitalize()}:" if rows else f"No {kind}.")
+        lines.extend(_packages_line(p) for p in rows)
+    updates = data["updates"]
+    lines.append(f"Updates available: {', '.join(updates)}." if updates else "Everything is "
+                 "up to date with the platform catalogue.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def update_site(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """An update that went through (its probe passed)."""
+    changed = ", ".join(data["changes"]) or "the update"
+    return (f"Updated **{data['site']}**: {changed}. A backup was taken first and the site "
+            "passed its checks afterwards.")  # fmt: skip
+
+
+def bulk_sites(args: dict[str, Any], data: dict[str, Any]) -> str:
+    """A bulk's outcome: '9 of 10 updated, 1 failed: site-x (reason)'."""
+    return f"{data['summary']}."

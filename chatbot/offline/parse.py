@@ -38,7 +38,8 @@ STOPWORDS = frozenset(
     have has had do does did can could should will so just also too very really ok okay yes
     no not mine email e-mail address domain custom use same login account admin
     administrator root superuser cancel stop keep sure go ahead back backup backups restore
-    bring deleted undelete recover latest newest""".split()  # noqa: SIM905
+    bring deleted undelete recover latest newest update updates upgrade plugin plugins theme
+    themes core package packages version versions everything""".split()  # noqa: SIM905
 )
 MONTH_WORDS = frozenset(MONTHS)
 
@@ -66,6 +67,14 @@ INTENTS: tuple[tuple[str, str], ...] = (
         r"\bundelete\b|\bbring\s+(?:\S+\s+){0,4}?back\b|"
         r"\b(restore|recover|revive)\b.*\bdeleted\b|\bdeleted\b.*\b(back|restore|recover)\b"),
     ("restore_site", r"\b(restore|roll\s*back|revert)\b|\bput\b.*\bback\b"),
+    # Before the one-site verbs: "update all my sites", "back up everything".
+    ("bulk_sites",
+        r"\b(update|upgrade|back\s*up|stop|start)\b.*\b(all\s+(of\s+)?(my\s+|the\s+|our\s+)?"
+        r"(sites|websites)|every\s+(site|website)|everything)\b"),
+    ("list_packages",
+        r"\b(what|which|list|show|any|how\s+many|installed)\b.*\b(plugins?|themes?|packages?|"
+        r"updates?|versions?)\b"),
+    ("update_site", r"\b(update|upgrade)\b"),
     ("list_backups", r"\b(list|show|which|what|any|how\s+many)\b.*\bbackups?\b|^\s*backups\b"),
     ("backup_site", r"\bback\s+(?:\S+\s+)?up\b|\bbackup\b"),
     ("delete_site",
@@ -210,6 +219,7 @@ SITE_PATTERNS = (
     re.compile(r"\b(" + WORD + r")\s+(?:site|website|blog)\b", re.I),
     re.compile(r"\b(?:delete|remove|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
     re.compile(r"\b(?:back\s+up|backup|restore|undelete|recover|bring\s+back)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:update|upgrade)\s+(?:the\s+|my\s+)?(" + WORD + r")\b(?!\s+(?:plugin|theme|core))", re.I),
     re.compile(r"\b(?:back|bring)\s+(" + WORD + r")\s+(?:up|back)\b", re.I),
     re.compile(r"\bis\s+(" + WORD + r")\s+(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
     re.compile(r"\b(?:did|does|has|is|was)\s+(" + WORD + r")\s+(?:get|have|receive|serve|see|handle|load|run)\b", re.I),
@@ -550,3 +560,41 @@ def staging_request(text: str) -> StagingRequest:
     elif re.search(r"\bkeep\b.*\badmin\b|\badmin\b.*\bkeep\b", text, re.I):
         found.admin = "keep"
     return found
+
+
+# -- updates ----------------------------------------------------------------------------------
+
+PACKAGE = re.compile(
+    r"\b(?:the\s+)?(?P<slug>[a-z0-9][a-z0-9._-]*)\s+(?P<kind>plugin|theme)\b", re.I
+)
+# "update wordpress on shop" is core; "update my wordpress site" is everything.
+CORE = re.compile(r"\bcore\b|\bwordpress\b(?!\s+(?:sites?|websites?|blogs?))", re.I)
+BULK_ACTIONS = (("update", r"\b(update|upgrade)\b"), ("backup", r"\bback\s*up\b"),
+                ("stop", r"\bstop\b"), ("start", r"\bstart\b"))  # fmt: skip
+
+
+@dataclass
+class UpdateRequest:
+    """What an update names: plugins and themes by slug, and whether core (none: all)."""
+
+    plugins: list[str] = field(default_factory=list)
+    themes: list[str] = field(default_factory=list)
+    core: bool = False
+
+
+def update_request(text: str) -> UpdateRequest:
+    """Read 'update the demo plugin on shop', 'upgrade wordpress core on blog'."""
+    found = UpdateRequest()
+    for match in PACKAGE.finditer(text):
+        slug = match.group("slug").lower()
+        if slug in ("the", "a", "my", "this", "that"):
+            continue
+        (found.plugins if match.group("kind").lower() == "plugin" else found.themes).append(slug)
+    found.core = bool(CORE.search(text))
+    return found
+
+
+def bulk_action(text: str) -> str | None:
+    """The action of 'update all my sites', 'back up everything'."""
+    return next((action for action, pattern in BULK_ACTIONS if re.search(pattern, text, re.I)),
+                None)  # fmt: skip

@@ -33,13 +33,21 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from chatbot.offline import answers
-from chatbot.offline.parse import STAGING_WORDS, Parsed, env_request, parse, staging_request
+from chatbot.offline.parse import (
+    STAGING_WORDS,
+    Parsed,
+    bulk_action,
+    env_request,
+    parse,
+    staging_request,
+    update_request,
+)
 from chatbot.offline.parse import period as parse_period
 from controlplane.kernel import clock, names
 
 PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics", "backup_site",
-                "list_backups", "restore_site")  # fmt: skip
+                "list_backups", "restore_site", "list_packages", "update_site")  # fmt: skip
 ENV_INTENTS = ("list_env", "set_env", "unset_env")
 STAGING_INTENTS = ("clone_site", "get_drift", "promote_site", "rollback_site", "import_site")
 BACKUP_ID = re.compile(r"\b[0-9a-f]{32}\b")
@@ -53,9 +61,11 @@ SUMMARY = re.compile(
 )
 VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
          "get_metrics": "measure", "backup_site": "back up",
-         "list_backups": "list the backups of", "restore_site": "restore"}  # fmt: skip
-NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back"}
+         "list_backups": "list the backups of", "restore_site": "restore",
+         "list_packages": "list the plugins and themes of", "update_site": "update"}  # fmt: skip
+NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back", "update_site": "updated"}
 CANCELLED = {
+    "bulk_sites": "Cancelled: nothing was started; every site is as it was.",
     "promote_site": "Cancelled: nothing was promoted; production is as it was.",
     "rollback_site": "Cancelled: production was not rolled back. Nothing changed.",
     "import_site": "Cancelled: nothing was imported into {site}. Nothing changed.",
@@ -135,6 +145,18 @@ def _day_named(text: str, today: date) -> str | None:
     if re.search(r"\btoday\b", text, re.I):
         return today.isoformat()
     return None
+
+
+def _update_args(slots: dict[str, Any]) -> dict[str, Any]:
+    """update_site's arguments from what the user named (nothing named: everything)."""
+    args: dict[str, Any] = {}
+    if slots.get("plugins"):
+        args["plugins"] = [{"slug": slug} for slug in slots["plugins"]]
+    if slots.get("themes"):
+        args["themes"] = [{"slug": slug} for slug in slots["themes"]]
+    if slots.get("core"):
+        args["core"] = "latest"
+    return args
 
 
 def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -302,6 +324,11 @@ class Planner:
                 slots["day"] = _day_named(p.text, s.today) or slots.get("day")
             if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
                 slots.update(since=p.window.since, label=p.window.label)
+            if plan.intent == "update_site" and not plan.awaiting:
+                wanted = update_request(p.text)
+                slots.update(plugins=wanted.plugins, themes=wanted.themes, core=wanted.core)
+        elif plan.intent == "bulk_sites":
+            slots["action"] = bulk_action(p.text) or slots.get("action")
         elif plan.intent in STAGING_INTENTS:
             self._fill_staging(plan, p, messages)
         elif plan.intent == "undelete_site":
@@ -461,6 +488,8 @@ class Planner:
                              if slots.get(k)})  # fmt: skip
             if plan.intent == "get_metrics":
                 args["since"] = slots.get("since", "1h")
+            if plan.intent == "update_site":
+                args.update(_update_args(slots))
             if plan.intent == "restore_site" and slots.get("backup"):
                 args["backup"] = slots["backup"]
             elif plan.intent == "restore_site":
@@ -471,6 +500,11 @@ class Planner:
             return self._tools(note, [(plan.intent, args, label)])
         if plan.intent in ENV_INTENTS:
             return self._tools(note, [(plan.intent, slots, None)])
+        if plan.intent == "bulk_sites":
+            args = {"action": slots["action"], "sites": "all"}
+            if s.admin:
+                args["tenant_id"] = slots["tenant_id"]
+            return self._tools(note, [("bulk_sites", args, None)])
         if plan.intent in STAGING_INTENTS:
             return self._staging_step(plan, s, note)
         if plan.intent == "undelete_site":
@@ -616,6 +650,8 @@ class Planner:
             )
         if name == "get_billing" and status in ("ok", "unavailable"):
             return answers.get_billing(args, result, label or "this period"), None
+        if name == "bulk_sites" and data.get("summary"):
+            return answers.bulk_sites(args, data), None
         if name == "billing_summary" and status == "unavailable":
             return f"I have no cost data yet: {result['error']}.", None
         if name == "billing_summary" and status == "ok":

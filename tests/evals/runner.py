@@ -24,6 +24,7 @@ from controlplane.kernel import clock
 from controlplane.platform import Platform
 from tests.agent_fixtures import TENANTS, Chatter, Turn, site_names
 from tests.billing_data import export_row, insert
+from tests.package_zips import plugin_zip
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 
@@ -140,6 +141,23 @@ def setup_sites(api: httpx.Client, wanted: dict[str, list[str]]) -> None:
         got = site_names(api, tenant)
         if got != sorted(wanted.get(tenant, [])):
             raise SetupError(f"setup: tenant {tenant} has sites {got}, wanted {wanted.get(tenant)}")
+
+
+def setup_packages(api: httpx.Client, setup: dict[str, Any]) -> None:
+    """Put `catalogue` (plugin zips the tests build, as {slug: [versions]}) in the catalogue
+    (one there already is kept), then give each site of `packages` ({tenant: {site: {slug:
+    version}}}) those plugins by updating it through the API."""
+    for slug, versions in (setup.get("catalogue") or {}).items():
+        for version in versions:
+            added = api.post("/v1/catalogue?kind=plugin",
+                             files={"file": (f"{slug}.zip", plugin_zip(version, slug))})  # fmt: skip
+            if added.status_code not in (201, 409):
+                raise SetupError(f"setup: catalogue {slug} {version}: {added.text}")
+    for tenant, sites in (setup.get("packages") or {}).items():
+        for site, plugins in sites.items():
+            body = {"plugins": [{"slug": s, "version": v} for s, v in plugins.items()]}
+            made = api.post(f"/v1/tenants/{tenant}/sites/{site}/updates", json=body)
+            _wait(api, made, f"give {tenant}/{site} {plugins}")
 
 
 def seed_costs(platform: Platform, costs: list[dict[str, Any]]) -> None:

@@ -23,6 +23,7 @@ from tests.evals.runner import (
     read_case,
     run_case,
     seed_costs,
+    setup_packages,
     setup_sites,
 )
 
@@ -77,6 +78,7 @@ def test_offline_planner(
     with clock.travel(moment):
         setup_sites(admin_api, (case.get("setup") or {}).get("sites", {}))
         seed_costs(live_app.state.platform, (case.get("setup") or {}).get("costs", []))
+        setup_packages(admin_api, case.get("setup") or {})
         verdict = run_case(case, _chatter(case, chat), admin_api, strict=True)
     assert verdict.passed, f"{case['description']} ({when})\n" + "\n".join(verdict.failures)
 
@@ -104,6 +106,7 @@ def test_gemini_pass_k(
         for _ in range(k):
             setup_sites(admin_api, (case.get("setup") or {}).get("sites", {}))
             seed_costs(live_app.state.platform, (case.get("setup") or {}).get("costs", []))
+            setup_packages(admin_api, case.get("setup") or {})
             verdict = run_case(case, _chatter(case, chat, engine_=engine), admin_api, strict=False)
             runs.append(verdict.passed)
         report[path.stem] = {"runs": runs, "pass_k": all(runs)}
