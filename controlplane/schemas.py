@@ -406,7 +406,6 @@ class Vocabulary(BaseModel):
         description="What a site installs: plugin, theme, core"
     )
     bulk_actions: list[BulkAction] = Field(description="What a bulk operation does to each site")
-    package_kinds: list[PackageKind] = Field(description="What a catalogue package is")
 
 
 class AuditRead(BaseModel):
