@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Time to update one plugin on one site of the `local` provider, through the API.
+"""Time to update one plugin on one site of the `local` provider, and a bulk update of many
+sites at a set concurrency, through the API.
 
 Needs root (site system users, MariaDB, PHP-FPM, nginx, restic). What it does, in order:
 
@@ -12,13 +13,17 @@ Needs root (site system users, MariaDB, PHP-FPM, nginx, restic). What it does, i
    maintenance, install, database upgrade, probe...).
 3. Once: the update to the broken 1.2, which fails its probe (retried for
    `--probe-seconds`) and rolls back by itself: the time to the rolled-back end.
-4. Takes the site down, stops the stack, removes the home.
+4. With `--bulk-sites` N (default 50; 0 skips it): creates N more sites (the engine builds them
+   `max_parallel_operations` at a time), installs the first version on each, and times one
+   `POST /v1/tenants/{t}/bulk {action: update}` at `--concurrency` (default 4) from the POST
+   to the parent's end: sites per minute, and how many children succeeded or failed.
+5. Takes the sites down, stops the stack, removes the home.
 
 Prints tables and writes JSON (machine info included) to `--output`.
 
 Example:
     sudo .venv/bin/python benchmarks/updates.py
-    sudo .venv/bin/python benchmarks/updates.py --updates 3 --probe-seconds 5
+    sudo .venv/bin/python benchmarks/updates.py --updates 3 --probe-seconds 5 --bulk-sites 10
 """
 
 from __future__ import annotations
@@ -46,9 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--updates", type=int, default=5, help="updates to time")
     parser.add_argument("--probe-seconds", type=float, default=20.0,
                         help="AIPRESS_UPDATE_PROBE_SECONDS of the broken update")  # fmt: skip
+    parser.add_argument("--bulk-sites", type=int, default=50,
+                        help="sites of the bulk update (0: no bulk run)")  # fmt: skip
+    parser.add_argument("--concurrency", type=int, default=4, help="the bulk's concurrency")
     parser.add_argument("--keep", action="store_true", help="keep the home (for debugging)")
     args = parser.parse_args(argv)
-    harness.check_counts(parser, args, positive=("updates",))
+    harness.check_counts(parser, args, positive=("updates", "concurrency"))
+    if args.bulk_sites < 0:
+        parser.error("--bulk-sites must be 0 or more")
     return args
 
 
@@ -66,7 +76,7 @@ def _wait(client: Any, headers: dict[str, str], op_id: str, timeout: float = 600
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         op = client.get(f"/v1/operations/{op_id}", headers=headers).json()
-        if op["status"] in ("succeeded", "failed", "rolled_back"):
+        if op["status"] in ("succeeded", "failed", "rolled_back", "cancelled"):
             return op
         time.sleep(0.05)
     raise RuntimeError(f"operation {op_id} did not end within {timeout} s")
@@ -91,6 +101,67 @@ def _update(client: Any, admin: dict[str, str], version: str) -> tuple[float, di
         raise RuntimeError(f"the update was refused: {answer.text}")
     op = _wait(client, admin, answer.json()["operation"]["id"])
     return time.perf_counter() - started, op
+
+
+def _create(client: Any, admin: dict[str, str], name: str) -> str:
+    """Start creating one site; its operation id."""
+    created = client.post(f"/v1/tenants/{TENANT}/sites", headers=admin,
+                          json={"name": name, "admin_email": "owner@example.com",
+                                "title": name.title()})  # fmt: skip
+    if created.status_code != 202:
+        raise RuntimeError(f"creating {name} was refused: {created.text}")
+    return str(created.json()["operation"]["id"])
+
+
+def _install_first(platform: Any, names: list[str], version: str) -> None:
+    """The first demo version installed and active on each site, outside any operation."""
+    from controlplane.kernel.identity import Principal, Role
+    from controlplane.kernel.vocabulary import PackageKind
+    from controlplane.packages import catalogue
+    from controlplane.services.sites import get_site
+
+    for name in names:
+        with platform.sessions() as session:
+            site = get_site(session, principal=Principal("bench", Role.ADMIN),
+                            tenant_id=TENANT, name=name)  # fmt: skip
+            entry = catalogue.find(session, PackageKind.PLUGIN, "demo", version)
+            assert entry is not None
+            ctx = platform.engine.read_context(session, site)
+        platform.provider.packages.install(ctx, [catalogue.archive_of(entry)], key="bench",
+                                           activate=True)  # fmt: skip
+        platform.provider.packages.discard_previous(ctx, key="bench")
+
+
+def _bulk(client: Any, admin: dict[str, str], platform: Any, args: argparse.Namespace,
+          wanted: list[str]) -> dict[str, Any]:  # fmt: skip
+    """N sites on the first version, one bulk update of all of them to the second."""
+    names = [f"b{i:03d}" for i in range(args.bulk_sites)]
+    started = time.perf_counter()
+    for op_id in [_create(client, admin, name) for name in names]:
+        if _wait(client, admin, op_id, timeout=3600)["status"] != "succeeded":
+            raise RuntimeError(f"creating a bulk site failed (operation {op_id})")
+    created_seconds = time.perf_counter() - started
+    _install_first(platform, names, wanted[0])
+    started = time.perf_counter()
+    answer = client.post(f"/v1/tenants/{TENANT}/bulk", headers=admin, json={
+        "action": "update", "sites": names, "concurrency": args.concurrency,
+        "update": {"plugins": [{"slug": "demo", "version": wanted[1]}]},
+    })  # fmt: skip
+    if answer.status_code != 202:
+        raise RuntimeError(f"the bulk update was refused: {answer.text}")
+    parent = _wait(client, admin, answer.json()["operation"]["id"], timeout=3600)
+    wall = time.perf_counter() - started
+    progress = parent.get("progress") or {}
+    deletes = [client.delete(f"/v1/tenants/{TENANT}/sites/{name}", headers=admin).json()
+               for name in names]  # fmt: skip
+    for deleting in deletes:
+        _wait(client, admin, deleting["operation"]["id"], timeout=3600)
+    return {
+        "sites": len(names), "concurrency": args.concurrency,
+        "create_seconds": round(created_seconds, 2), "wall_seconds": round(wall, 2),
+        "sites_per_minute": round(len(names) / (wall / 60), 2), "status": parent["status"],
+        "failed": progress.get("failed"), "done": progress.get("done"), "error": parent["error"],
+    }  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +235,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wall, op = _update(client, admin, BROKEN)
             results["rollback"] = {"status": op["status"], "error": op["error"],
                                    "wall_seconds": round(wall, 2)}  # fmt: skip
+            if args.bulk_sites:
+                results["bulk"] = _bulk(client, admin, platform, args, wanted)
             client.delete(f"/v1/tenants/{TENANT}/sites/{SITE}", headers=admin)
             deleting = client.get(f"/v1/tenants/{TENANT}/sites/{SITE}/operations",
                                   headers=admin).json()  # fmt: skip
@@ -193,6 +266,18 @@ def print_results(results: dict[str, Any]) -> None:
              f"{fmt(rollback['wall_seconds'], ' s')}: {rollback['status']}"),
         ],
     )  # fmt: skip
+    bulk = results.get("bulk")
+    if bulk:
+        harness.print_facts(
+            f"Bulk update of {bulk['sites']} sites at concurrency {bulk['concurrency']}",
+            [
+                ("creating the sites (the engine's parallel creates)",
+                 fmt(bulk["create_seconds"], " s")),
+                ("POST /bulk to the parent's end", fmt(bulk["wall_seconds"], " s")),
+                ("sites per minute", fmt(bulk["sites_per_minute"])),
+                ("children done / failed", f"{bulk['done']} / {bulk['failed']}"),
+            ],
+        )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
