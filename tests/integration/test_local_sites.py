@@ -336,7 +336,11 @@ def test_stop_and_start(local: LocalEnv) -> None:
 
 
 def _inventory(local: LocalEnv) -> tuple[Any, ...]:
-    users = sorted(p.pw_name for p in pwd.getpwall() if p.pw_name.startswith("wp-"))
+    # This stack's site users only (their home is the site root): other test workers'
+    # stacks make and remove theirs on the same machine meanwhile.
+    sites = f"{local.stack.sites_dir}/"
+    users = sorted(p.pw_name for p in pwd.getpwall()
+                   if p.pw_name.startswith("wp-") and p.pw_dir.startswith(sites))  # fmt: skip
     pools = sorted(os.listdir(local.stack.phpfpm.pool_dir))
     vhosts = sorted(os.listdir(local.stack.nginx.sites_dir))
     with local.stack.mariadb.connect() as conn, conn.cursor() as cur:

@@ -20,7 +20,7 @@ import contextlib
 import json
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ from google.cloud import run_v2
 from controlplane.engine.packages import CORE_SLUG, HealthResult, InstalledPackage, PackageArchive
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
+from controlplane.kernel import clock
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.observability import LogQuery, SiteLogs
 from controlplane.providers.gcp.base import GcpStep
@@ -239,7 +240,7 @@ class GcpPackages(GcpStep):
 
     def log_mark(self, ctx: SiteContext) -> str:
         """Now (UTC, ISO 8601): the probe looks for fatals logged after it."""
-        return datetime.now(UTC).isoformat()
+        return clock.now().isoformat()
 
     def health(self, ctx: SiteContext, since_mark: str) -> HealthResult:
         """Homepage title, wp-login.php, /wp-json/ over the service's URL, then Cloud
@@ -264,7 +265,7 @@ class GcpPackages(GcpStep):
         except httpx.HTTPError as exc:
             return HealthResult("homepage", f"no answer from {base}: {type(exc).__name__}")
         since = datetime.fromisoformat(since_mark)
-        query = LogQuery(since=since, until=datetime.now(UTC), text=FATAL, limit=1)
+        query = LogQuery(since=since, until=clock.now(), text=FATAL, limit=1)
         fatals, _more = self.logs.read_logs(ctx, query)
         if fatals:
             first = fatals[0].message.strip().splitlines()[0][:300]
