@@ -8,6 +8,7 @@ Commands that meet another restic's lock are retried (tenacity), stale locks rem
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import shutil
 import subprocess
@@ -100,6 +101,29 @@ def _drain(stream: IO[bytes], sink: list[bytes]) -> threading.Thread:
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that gives `first`, then the rest of `rest`."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        self._first = first
+        self._rest = rest
+
+    def readable(self) -> bool:
+        """Always: it is read, never written."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill `buffer` from what is left of `first`, else from `rest`."""
+        view = memoryview(buffer).cast("B")
+        if self._first:
+            taken, self._first = self._first[: len(view)], self._first[len(view) :]
+            view[: len(taken)] = taken
+            return len(taken)
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 def _text(parts: list[bytes]) -> str:
@@ -295,17 +319,14 @@ class Restic:
     def dump(self, snapshot_id: str, path: str) -> Iterator[IO[bytes]]:
         """A stream of the file at `path` in the snapshot (a directory comes as a tar).
 
-        The exit status is checked when the block ends: read the stream to its end first."""
-        proc = subprocess.Popen(
-            self._command(["dump", snapshot_id, path]), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=self._env(), cwd="/",
-        )  # fmt: skip
-        assert proc.stdout is not None and proc.stderr is not None
-        errors: list[bytes] = []
-        reader = _drain(proc.stderr, errors)
+        Waits (as the other commands do) while another process holds the repository's lock:
+        a sibling site's `tag` or `forget` in a bulk. The exit status is checked when the
+        block ends: read the stream to its end first."""
+        proc, first, errors, reader = self._start_dump(snapshot_id, path)
+        assert proc.stdout is not None
         finished = False
         try:
-            yield proc.stdout
+            yield io.BufferedReader(_Prefixed(first, proc.stdout))
             finished = True
             # A tar reader stops at the end-of-archive blocks; restic may still be writing
             # the record's padding and would die of SIGPIPE if the pipe closed first.
@@ -319,6 +340,34 @@ class Restic:
             reader.join()
         if returncode != 0:
             raise self._failure(f"dump of {path}", returncode, _text(errors))
+
+    @retry(
+        retry=retry_if_exception_type(RepositoryLocked),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(LOCK_WAIT_SECONDS),
+        reraise=True,
+    )
+    def _start_dump(
+        self, snapshot_id: str, path: str
+    ) -> tuple[subprocess.Popen[bytes], bytes, list[bytes], threading.Thread]:
+        """A running `restic dump` and its first chunk; RepositoryLocked (retried) when restic
+        ends at once because another process holds the lock (it writes nothing first)."""
+        proc = subprocess.Popen(
+            self._command(["dump", snapshot_id, path]), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=self._env(), cwd="/",
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        errors: list[bytes] = []
+        reader = _drain(proc.stderr, errors)
+        first = proc.stdout.read(CHUNK)
+        if not first and proc.wait() != 0:
+            proc.stdout.close()
+            reader.join()
+            failure = self._failure(f"dump of {path}", proc.returncode, _text(errors))
+            if isinstance(failure, RepositoryLocked):
+                self._run(["unlock"], what="unlock")  # only stale locks go
+            raise failure
+        return proc, first, errors, reader
 
     def restore(self, snapshot_id: str, target: Path, include: Iterable[str] = ()) -> None:
         """Restore the snapshot (or the `include`d paths of it) under `target`."""

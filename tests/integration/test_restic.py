@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +90,31 @@ def test_a_dump_read_only_to_its_tar_end_is_not_cut(repo: Restic, tmp_path: Path
     summary = repo.backup_dir(content, ["part=files"])
     with repo.dump(summary.snapshot_id, "/wp-content") as stream:
         assert len(stream.read(512)) == 512  # the reader is done: the block ends normally
+
+
+def test_a_dump_waits_while_another_process_holds_the_lock(repo: Restic) -> None:
+    """A bulk backs up a tenant's sites at once: one site's read-back `dump` runs while a
+    sibling's `tag` holds the repository's exclusive lock, and must wait, not fail."""
+    repo.backup_stdin([b"held"], "a.txt", ["t=1"])
+    snapshot = repo.snapshots(["t=1"])[0]
+    holder = subprocess.Popen(
+        repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not any((repo.repository / "locks").iterdir()):
+        assert time.monotonic() < deadline, "restic check took no lock"
+        time.sleep(0.01)
+    os.kill(holder.pid, signal.SIGSTOP)  # alive, holding its exclusive lock
+    released = threading.Timer(1.5, lambda: os.kill(holder.pid, signal.SIGKILL))
+    released.start()
+    try:
+        started = time.monotonic()
+        with repo.dump(snapshot.id, "/a.txt") as stream:
+            assert stream.read() == b"held"
+        assert time.monotonic() - started >= 1.0  # it waited for the lock to go
+    finally:
+        released.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
