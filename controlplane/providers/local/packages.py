@@ -365,10 +365,12 @@ class LocalPackages(LocalStep):
         return self.names(ctx).root / "logs" / "php-error.log"
 
     def _open_log(self, ctx: SiteContext) -> int | None:
-        """The PHP error log, opened without following links, only if it is the site's
-        own plain file (the site's user could put a link to anything there)."""
+        """The PHP error log, opened without following links or blocking, only if it is the
+        site's own plain file (the site's user could put a link, or a FIFO that would hold
+        the open forever, there); None for anything else: "no log"."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(self._php_log(ctx), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self._php_log(ctx), flags)
         except OSError:
             return None
         info = os.fstat(fd)
