@@ -11,8 +11,12 @@ are replaced by ones hard-linked from one shared unpack of the core zip per vers
 the state directory), as the Debian core is linked at create: a version costs its disk once.
 
 WordPress-side work (what is installed, activation, the database upgrade) is PHP run as the
-site's user (`packages.php` on stdin, as wp_install.php) with WP_INSTALLING, so no plugin
-code runs: a plugin that fatals on load cannot stop a rollback.
+site's user (`packages.php` on stdin, as wp_install.php) with WP_INSTALLING. That keeps the
+active plugins and the theme's functions.php from loading (a plugin that fatals on load
+cannot stop a rollback), but not wp-config.php, must-use plugins or drop-ins (db.php,
+object-cache.php, advanced-cache.php): the site's own code still runs. So the run is bounded
+(a timeout: short when an API request waits on it; an output cap) and what it prints is
+checked as untrusted input (packages/reported.py).
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from typing import Any
 
 import httpx
 
-from controlplane.engine.packages import CORE_SLUG, HealthResult, InstalledPackage, PackageArchive
+from controlplane.engine.packages import HealthResult, InstalledPackage, PackageArchive
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages.archives import ArchiveRefused, inspect_archive, sha256_of
+from controlplane.packages.reported import installed_from_report
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.storage import chown_tree
 from controlplane.providers.readiness import homepage_problem
@@ -51,6 +56,8 @@ WORK_DIR = ".packages"
 CORE_KEEP = frozenset({"wp-content", "wp-config.php", ".htaccess", ".maintenance"})
 FATAL = re.compile(r"PHP (?:Fatal|Parse) error:.*")
 LOG_READ_LIMIT = 1024 * 1024
+# What packages.php may print (a listing of 2,000 packages is far less); past it, it is killed.
+PHP_OUTPUT_LIMIT = 1024 * 1024
 # PHP-FPM's opcache.revalidate_freq (stack/phpfpm.py): for this long after a swap a worker
 # may still run the code it compiled from the files that were there before.
 OPCACHE_REVALIDATE_SECONDS = 2.0
@@ -129,15 +136,19 @@ class LocalPackages(LocalStep):
 
     # ------------------------------------------------------------------ WordPress side
 
-    def _php(self, ctx: SiteContext, request: dict[str, Any]) -> dict[str, Any]:
+    def _php(
+        self, ctx: SiteContext, request: dict[str, Any], *, timeout: float = 300
+    ) -> dict[str, Any]:
         names = self.names(ctx)
         payload = json.dumps({**request, "url": self.preview_url(ctx).rstrip("/")})
         script = SCRIPT_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        # cwd "/": the site's user reaches nothing of the control plane's working directory.
         output = run(
             ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
-             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
+             "-d", "memory_limit=256M", "-d", f"max_execution_time={int(timeout)}",
              "--", str(names.root / "htdocs")],
-            what=f"packages {request['action']}", input_text=script, timeout=300,
+            what=f"packages {request['action']}", input_text=script, timeout=timeout,
+            cwd="/", max_output=PHP_OUTPUT_LIMIT,
         )  # fmt: skip
         try:
             result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
@@ -147,14 +158,10 @@ class LocalPackages(LocalStep):
 
     def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
         """Core, plugins and themes as the site's own WordPress reads them."""
-        found = self._php(ctx, {"action": "installed"})
-        items = [InstalledPackage(PackageKind.CORE, CORE_SLUG, str(found["core"]), True,
-                                  "WordPress")]  # fmt: skip
-        for kind, key in ((PackageKind.PLUGIN, "plugins"), (PackageKind.THEME, "themes")):
-            for item in sorted(found.get(key) or [], key=lambda i: str(i["slug"])):
-                items.append(InstalledPackage(kind, str(item["slug"]), str(item["version"]),
-                                              bool(item["active"]), str(item["name"])))  # fmt: skip
-        return items
+        found = self._php(ctx, {"action": "installed"},
+                          timeout=self.settings.packages_list_timeout)  # fmt: skip
+        items = installed_from_report(found.get("core"), found.get("plugins"), found.get("themes"))
+        return [items[0], *sorted(items[1:], key=lambda i: (i.kind != PackageKind.PLUGIN, i.slug))]
 
     def upgrade_database(self, ctx: SiteContext) -> None:
         """wp_upgrade() with the site's new core."""
