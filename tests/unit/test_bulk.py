@@ -216,6 +216,19 @@ def test_bad_bulk_requests_are_refused_and_record_nothing(
     assert twice.status_code == 400 and "repeated: blog" in twice.json()["detail"]
     empty = _bulk(client, admin, "acme", action="stop", sites=[])
     assert empty.status_code == 400
+    many = [f"site-{i}" for i in range(1_001)]
+    too_many = _bulk(client, admin, "acme", action="stop", sites=many)
+    assert too_many.status_code == 422 and "1000" in too_many.text, too_many.text
+    admin_too_many = client.post("/v1/bulk", headers=admin, json={
+        "action": "stop", "sites": [{"tenant_id": "acme", "site": n} for n in many]})  # fmt: skip
+    assert admin_too_many.status_code == 422 and "1000" in admin_too_many.text
+    repeated = _bulk(client, admin, "acme", action="stop",
+                     sites=["blog", "blog", "zed", *many[:996], "zed"])  # fmt: skip
+    assert repeated.status_code == 400, repeated.text
+    assert "repeated: blog, zed" in repeated.json()["detail"]
+    unknown_many = _bulk(client, admin, "acme", action="stop", sites=many[:1_000])
+    assert unknown_many.status_code == 400
+    assert "'site-9' and 990 more" in unknown_many.json()["detail"]
     assert (
         _bulk(client, admin, "acme", action="backup", sites="all", concurrency=9).status_code == 422
     )
