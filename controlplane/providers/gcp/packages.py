@@ -36,7 +36,7 @@ from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.catalogue import CATALOGUE_MOUNT, PREFIX, catalogue_file
 from controlplane.providers.gcp.jobs import run_to_end, tenant_job
 from controlplane.providers.gcp.runtime import WWW_DATA, CloudRunService, probe_headers
-from controlplane.providers.readiness import homepage_problem
+from controlplane.providers.readiness import get_page, homepage_problem
 
 PACKAGES_SCRIPT = "/usr/local/share/aipress/packages.php"  # its path in the tenant image
 INPUT_ENV = "AIPRESS_PACKAGES"
@@ -249,14 +249,14 @@ class GcpPackages(GcpStep):
             return HealthResult("homepage", "the runtime step recorded no service URL")
         base, headers = str(uri).rstrip("/"), probe_headers(ctx)
         try:
-            home = self.http.get(f"{base}/", headers=headers)
+            home = get_page(self.http, f"{base}/", headers=headers)
             problem = homepage_problem(home.status_code, home.text, ctx.title)
             if problem:
                 return HealthResult("homepage", problem)
-            login = self.http.get(f"{base}/wp-login.php", headers=headers)
+            login = get_page(self.http, f"{base}/wp-login.php", headers=headers)
             if login.status_code != 200:
                 return HealthResult("login", f"wp-login.php answers HTTP {login.status_code}")
-            rest = self.http.get(f"{base}/wp-json/", headers=headers)
+            rest = get_page(self.http, f"{base}/wp-json/", headers=headers)
             if rest.status_code != 200:
                 return HealthResult("rest", f"/wp-json/ answers HTTP {rest.status_code}")
             if not isinstance(_json(rest.text), dict):
@@ -272,8 +272,8 @@ class GcpPackages(GcpStep):
         return HealthResult(None, "homepage, login, REST API and PHP error log are fine")
 
 
-def _json(text: str) -> Any:
+def _json(text: str | None) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text) if text is not None else None
     except ValueError:
         return None

@@ -43,7 +43,7 @@ from controlplane.packages.archives import ArchiveRefused, inspect_archive, sha2
 from controlplane.packages.reported import installed_from_report
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.storage import chown_tree
-from controlplane.providers.readiness import homepage_problem
+from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.stack.process import StackError, run
 from controlplane.stack.templates import php_string
 
@@ -427,17 +427,18 @@ class LocalPackages(LocalStep):
         fatal = self._new_fatal(ctx, since_mark)
         with httpx.Client(timeout=15, follow_redirects=False, headers=headers) as client:
             try:
-                home = client.get(f"{base}/", params={"aipress-health": str(time.time_ns())})
+                home = get_page(client, f"{base}/",
+                                params={"aipress-health": str(time.time_ns())})  # fmt: skip
                 problem = homepage_problem(home.status_code, home.text, ctx.title)
                 if problem:
                     fatal = self._new_fatal(ctx, since_mark) or fatal
                     return HealthResult("homepage", problem + (f" ({fatal})" if fatal else ""))
-                login = client.get(f"{base}/wp-login.php")
+                login = get_page(client, f"{base}/wp-login.php")
                 if login.status_code != 200:
                     return HealthResult("login", f"wp-login.php answers HTTP {login.status_code}")
-                rest = client.get(f"{base}/wp-json/")
-                if rest.status_code != 200 or not isinstance(_json(rest), dict):
-                    kind = "" if _json(rest) is not None else ", not JSON"
+                rest = get_page(client, f"{base}/wp-json/")
+                if rest.status_code != 200 or not isinstance(_json(rest.text), dict):
+                    kind = "" if _json(rest.text) is not None else ", not JSON"
                     return HealthResult("rest", f"/wp-json/ answers HTTP {rest.status_code}{kind}")
             except httpx.HTTPError as exc:
                 return HealthResult("homepage", f"nginx did not answer ({type(exc).__name__})")
@@ -447,8 +448,8 @@ class LocalPackages(LocalStep):
         return HealthResult(None, "homepage, wp-login.php and /wp-json/ answer; no new PHP fatal")
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(text: str | None) -> Any:
     try:
-        return response.json()
+        return json.loads(text) if text is not None else None
     except ValueError:
         return None
