@@ -32,6 +32,7 @@ from controlplane.engine.provider import SiteContext
 from controlplane.errors import ApplyFailed
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.observability import LogQuery, SiteLogs
+from controlplane.packages.reported import installed_from_report
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.catalogue import CATALOGUE_MOUNT, PREFIX, catalogue_file
 from controlplane.providers.gcp.jobs import run_to_end, tenant_job
@@ -46,6 +47,7 @@ READER = "roles/storage.objectViewer"
 KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 FATAL = "PHP Fatal error"
+REPORT_MAX_BYTES = 1024 * 1024  # a listing of 2,000 packages is far less
 
 
 def job_id(service_id: str) -> str:
@@ -142,12 +144,26 @@ class GcpPackages(GcpStep):
 
     @staticmethod
     def _report(blob: Any, *, missing_ok: bool = False) -> dict[str, Any]:
+        """The job's report: it lies in the site's writable uploads mount, so the site's code
+        could have replaced it; read only if at most REPORT_MAX_BYTES, that generation only."""
         try:
-            report: dict[str, Any] = json.loads(blob.download_as_bytes())
+            blob.reload()
+            if blob.size is None or int(blob.size) > REPORT_MAX_BYTES:
+                raise ApplyFailed(f"the packages job's report is {blob.size} bytes, more than "
+                                  f"the {REPORT_MAX_BYTES} the platform reads")  # fmt: skip
+            data = blob.download_as_bytes(if_generation_match=blob.generation)
         except exceptions.NotFound:
             if missing_ok:
                 return {}
             raise ApplyFailed("the packages job finished and left no report") from None
+        except exceptions.PreconditionFailed:
+            raise ApplyFailed("the packages job's report changed while it was read") from None
+        try:
+            report = json.loads(data)
+        except ValueError:
+            raise ApplyFailed("the packages job's report is not JSON") from None
+        if not isinstance(report, dict):
+            raise ApplyFailed("the packages job's report is not a JSON object")
         return report
 
     def remove(self, ctx: SiteContext) -> None:
@@ -158,13 +174,9 @@ class GcpPackages(GcpStep):
     def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
         """Core, then every plugin and theme, as the site's WordPress reads them."""
         report = self._run(ctx, "list")
-        items = [report["core"], *report["plugins"], *report["themes"]]
-        return [
-            InstalledPackage(kind=PackageKind(i["kind"]), slug=str(i["slug"]),
-                             version=str(i["version"]), active=bool(i["active"]),
-                             name=str(i["name"]))
-            for i in items
-        ]  # fmt: skip
+        core = report.get("core")
+        version = core.get("version") if isinstance(core, dict) else None
+        return installed_from_report(version, report.get("plugins"), report.get("themes"))
 
     @staticmethod
     def _check_key(key: str) -> None:
