@@ -18,8 +18,9 @@ from controlplane.errors import ApplyFailed
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages.reported import installed_from_report
 from controlplane.providers.local import packages as local_packages
-from controlplane.providers.local.packages import LocalPackages
+from controlplane.providers.local.packages import LocalPackages, _Work
 from controlplane.settings import Settings
+from controlplane.stack.process import StackError
 
 
 def _packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: Path) -> LocalPackages:
@@ -124,3 +125,35 @@ def test_the_listing_is_bounded_and_its_output_checked(
     printed["plugins"] = [_plugin("../wp-config.php")]
     with pytest.raises(ApplyFailed, match="slug is not a directory name"):
         packages.installed(None)  # type: ignore[arg-type]
+
+
+def test_a_link_in_place_of_the_work_directory_is_removed_never_followed(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "k1" / "previous").mkdir(parents=True)
+    site.mkdir()
+    (site / ".packages").symlink_to(elsewhere)
+    assert not _Work(site, "k1").exists()  # the link is not taken for the work directory
+    assert not (site / ".packages").exists() and (elsewhere / "k1" / "previous").is_dir()
+    (site / ".packages").symlink_to(elsewhere)
+    work = _Work(site, "k1")
+    work.make()
+    assert not (site / ".packages").is_symlink() and (site / ".packages" / "k1" / "new").is_dir()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["k1"]
+    (site / ".packages" / "k1" / "previous" / "plugin").symlink_to(elsewhere)
+    assert work.bucket("previous", "plugin") == site / ".packages" / "k1" / "previous" / "plugin"
+    assert not work.bucket("previous", "plugin").is_symlink()
+    assert oct((site / ".packages").stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_work_directory_the_site_user_made_is_refused(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / ".packages" / "k1").mkdir(parents=True)
+    os.chown(site / ".packages", 65534, 65534)
+    with pytest.raises(StackError, match="not root's"):
+        _Work(site, "k1").make()
+    with pytest.raises(StackError, match="not root's"):
+        _Work(site, "k1").exists()
+    assert (site / ".packages").stat().st_uid == 65534  # not taken over

@@ -91,24 +91,88 @@ def _set_modes(tree: Path, dirs: int, files: int) -> None:
             (Path(dirpath) / name).chmod(files)
 
 
+def _root_dir(parent_fd: int, name: str, *, create: bool) -> int | None:
+    """A descriptor of root's directory `name` in the parent (made 0700 when missing and
+    `create`; None when missing otherwise). A link there is removed; anything else that is
+    not root's directory is refused (StackError): the site's user may have put it there."""
+    try:
+        found = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        found = None
+    if found is not None and stat.S_ISLNK(found.st_mode):
+        log.warning("removed a link in place of a packages work directory", extra={"name": name})
+        os.unlink(name, dir_fd=parent_fd)
+        found = None
+    if found is None:
+        if not create:
+            return None
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        raise StackError(f"{name} of the packages work directory cannot be opened "
+                         f"({exc.strerror}): remove it") from exc  # fmt: skip
+    if os.fstat(fd).st_uid != 0:
+        os.close(fd)
+        raise StackError(f"{name} in the site's directory is not root's: the platform does not "
+                         "use it (remove it to update the site)")  # fmt: skip
+    os.fchmod(fd, 0o700)
+    return fd
+
+
+def _ensure_root_dir(parent_fd: int, name: str) -> None:
+    """Root's directory `name` in the parent, made if missing (see _root_dir)."""
+    fd = _root_dir(parent_fd, name, create=True)
+    if fd is not None:
+        os.close(fd)
+
+
 class _Work:
-    """One install's work directory: the manifest, new copies, what they replaced."""
+    """One install's work directory: the manifest, new copies, what they replaced. Every
+    part is root's and opened without following links (the site root is the site's)."""
 
     def __init__(self, root: Path, key: str) -> None:
         if not KEY.fullmatch(key):
             raise ValueError(f"not an install key: {key!r}")
+        self.root, self.key = root, key
         self.base = root / WORK_DIR
         self.path = self.base / key
         self.manifest_file = self.path / "manifest.json"
 
+    def _open(self, *, create: bool) -> int | None:
+        """A descriptor of the key's directory (with new/, previous/, trash/ when `create`)."""
+        root_fd = os.open(self.root, DIR_FLAGS)
+        try:
+            base_fd = _root_dir(root_fd, WORK_DIR, create=create)
+        finally:
+            os.close(root_fd)
+        if base_fd is None:
+            return None
+        try:
+            key_fd = _root_dir(base_fd, self.key, create=create)
+        finally:
+            os.close(base_fd)
+        if key_fd is not None and create:
+            try:
+                for name in ("new", "previous", "trash"):
+                    _ensure_root_dir(key_fd, name)
+            except BaseException:
+                os.close(key_fd)
+                raise
+        return key_fd
+
     def make(self) -> None:
-        for path in (self.base, self.path, self.path / "new", self.path / "previous",
-                     self.path / "trash"):  # fmt: skip
-            path.mkdir(mode=0o700, exist_ok=True)
-            if path.is_symlink():
-                raise StackError(f"{path} is a link")
-            os.chown(path, 0, 0)
-            path.chmod(0o700)
+        fd = self._open(create=True)
+        if fd is not None:
+            os.close(fd)
+
+    def exists(self) -> bool:
+        """Whether the key's work directory is there (root's; a link in its place is not)."""
+        fd = self._open(create=False)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
 
     def manifest(self) -> list[dict[str, Any]]:
         if not self.manifest_file.exists():
@@ -126,9 +190,12 @@ class _Work:
         os.replace(tmp, self.manifest_file)
 
     def bucket(self, where: str, kind: str) -> Path:
-        path = self.path / where / kind
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
+        where_fd = os.open(self.path / where, DIR_FLAGS)  # root's: make() checked it
+        try:
+            _ensure_root_dir(where_fd, kind)
+        finally:
+            os.close(where_fd)
+        return self.path / where / kind
 
 
 class LocalPackages(LocalStep):
@@ -331,7 +398,7 @@ class LocalPackages(LocalStep):
         work directory); names it added go. No-op without a work directory."""
         names = self.names(ctx)
         work = _Work(names.root, key)
-        if not work.path.is_dir():
+        if not work.exists():
             return
         htdocs_fd = self._open_htdocs(ctx)
         try:
@@ -363,7 +430,7 @@ class LocalPackages(LocalStep):
     def discard_previous(self, ctx: SiteContext, *, key: str) -> None:
         """Drop the work directory (what the install replaced, and any leftovers)."""
         work = _Work(self.names(ctx).root, key)
-        if work.path.is_dir():
+        if work.exists():
             shutil.rmtree(work.path)
 
     # ------------------------------------------------------------------ health
