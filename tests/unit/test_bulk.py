@@ -139,6 +139,21 @@ def test_bulk_backup_of_ten_sites_one_failing_backs_up_the_other_nine(
     }
 
 
+def test_a_bulk_never_runs_more_children_than_the_workers_less_one(
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider, settings: Settings
+) -> None:
+    admin = auth("admin")
+    _tenant(client, admin, "acme", *SITES)
+    _slow_backups(memory_provider, 0.2)
+    accepted = _bulk(client, admin, "acme", action="backup", sites="all", concurrency=8)
+    assert accepted.status_code == 202, accepted.text
+    parent = wait_for_operation(client, accepted.json()["operation"]["id"], admin, timeout=60)
+    assert parent["status"] == "succeeded", parent
+    spans = [(c.created_at, c.finished_at) for c in _children(client, parent).values()]
+    assert settings.max_parallel_operations == 6
+    assert _most_at_once(spans) == 5, spans  # type: ignore[arg-type]
+
+
 def test_a_site_another_operation_holds_fails_its_child_and_the_others_go_on(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
