@@ -100,7 +100,7 @@ def _root_dir(parent_fd: int, name: str, *, create: bool) -> int | None:
     except FileNotFoundError:
         found = None
     if found is not None and stat.S_ISLNK(found.st_mode):
-        log.warning("removed a link in place of a packages work directory", extra={"name": name})
+        log.warning("packages.work_link_removed", entry=name)
         os.unlink(name, dir_fd=parent_fd)
         found = None
     if found is None:
