@@ -234,14 +234,19 @@ class OperationRead(BaseModel):
     progress: BulkProgress | None = Field(default=None, description="A bulk's counts")
 
 
+# Sites one bulk request may name (a tenant with more uses "all").
+MAX_BULK_SITES = 1_000
+
+
 class BulkRequest(BaseModel):
     """One action on many of a tenant's sites: one child operation per site."""
 
     model_config = ConfigDict(extra="forbid")
 
     action: BulkAction
-    sites: list[str] | Literal["all"] = Field(
-        description='Site names, or "all": every site of the tenant the action applies to now'
+    sites: Annotated[list[str], Field(max_length=MAX_BULK_SITES)] | Literal["all"] = Field(
+        description='Site names (at most 1,000), or "all": every site of the tenant the action '
+        "applies to now"
     )
     concurrency: int = Field(default=2, ge=1, le=8, description="Children running at once")
     update: UpdateRequest | None = Field(
@@ -271,8 +276,9 @@ class AdminBulkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: BulkAction
-    sites: list[BulkSite] | Literal["all"] = Field(
-        description='Sites by tenant, or "all": every site of every tenant the action applies to'
+    sites: Annotated[list[BulkSite], Field(max_length=MAX_BULK_SITES)] | Literal["all"] = Field(
+        description='Sites by tenant (at most 1,000), or "all": every site of every tenant the '
+        "action applies to"
     )
     concurrency: int = Field(
         default=2, ge=1, le=8, description="Children running at once, per tenant"

@@ -155,6 +155,9 @@ class Settings(SharedSettings):
     import_max_unpacked_bytes: int = Field(default=8 * 1024**3, ge=1)
     # The biggest package zip the catalogue takes (WordPress core is about 25 MB).
     catalogue_max_bytes: int = Field(default=100 * 1024**2, ge=1)
+    # Reading a site's packages runs the site's own PHP inside an API request (GET
+    # .../packages, POST .../updates): it is cut off after this long.
+    packages_list_timeout: float = Field(default=30, gt=0, le=300)
     # How long an update's health probe keeps trying before it rolls the update back.
     update_probe_seconds: float = Field(default=20, ge=0, le=600)
     backup_download_ttl_seconds: int = Field(default=900, ge=30, le=3_600)

@@ -1,4 +1,5 @@
-"""The step of a `bulk`: one child operation per site, at most `concurrency` running at once.
+"""The step of a `bulk`: one child operation per site, at most `concurrency` running at once
+(and never more than the engine's workers less one, AIPRESS_MAX_PARALLEL_OPERATIONS - 1).
 
 The parent records each child in its params (`children`: site name -> operation id) in the
 commit that records the child, so a resumed parent never makes a second child for a site. It
@@ -94,7 +95,8 @@ def run_children(work: Work) -> None:
     and wait (ChildrenRunning) until every site's child has ended."""
     op, session = work.operation, work.session
     sites: list[str] = list(op.params["sites"])
-    limit = int(op.params.get("concurrency", 2))
+    # Never every engine worker: other operations (and this parent's next run) need one.
+    limit = min(int(op.params.get("concurrency", 2)), max(1, work.workers - 1))
     cancelling = cancel_requested(session, op.id)
     for name in sites:
         children: dict[str, str] = op.params.get(CHILDREN, {})

@@ -76,6 +76,8 @@ class Work:
     detail: str | None = None
     # Hands another (committed) operation to the engine: a bulk starts its children.
     submit: Callable[[str], object] | None = None
+    # The engine's workers (AIPRESS_MAX_PARALLEL_OPERATIONS): a bulk leaves one of them free.
+    workers: int = 4
 
     def site_context(self) -> SiteContext:
         """The site's context; a site-scoped kind always has one."""

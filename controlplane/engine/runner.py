@@ -92,6 +92,7 @@ class Engine:
         self._provider = provider
         self._contexts = ContextBuilder(keyring)
         self._max_attempts = max_attempts
+        self._max_workers = max_workers
         self._hook = boundary_hook
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aipress-op")
         self._futures: dict[str, Future[None]] = {}
@@ -266,7 +267,8 @@ class Engine:
                 self._finish(session, op, OperationStatus.FAILED, "the site record is gone")
                 return
             ctx = self._contexts.change(session, site, op.request_id) if site else None
-            work = Work(session, op, self._provider, self._contexts, site, ctx, submit=self.submit)
+            work = Work(session, op, self._provider, self._contexts, site, ctx,
+                        submit=self.submit, workers=self._max_workers)  # fmt: skip
             if not self._begin(work, spec, requeued):
                 return
             if op.status == OperationStatus.RUNNING and not self._forward(work, spec):

@@ -27,6 +27,22 @@ TEXT_FIELDS = ("old_url", "admin")
 MAX_TEXT = 4096
 # Multipart framing (boundaries, part headers, the text fields) beyond the files' bytes.
 FRAMING_ALLOWANCE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """What one multipart route accepts: its file fields (field -> file name written), its
+    text fields, what to tell a sender of anything else, and the setting holding its limit."""
+
+    files: dict[str, str]
+    texts: tuple[str, ...]
+    hint: str
+    setting: str
+
+
+IMPORT_FORM = UploadForm(FILE_FIELDS, TEXT_FIELDS,
+                         "send archive, or dump (and content), with old_url and admin",
+                         "AIPRESS_IMPORT_MAX_BYTES")  # fmt: skip
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 SPACE_MARGIN = 512 * 1024 * 1024  # left free for the databases and logs beside the imports
 
@@ -101,8 +117,9 @@ class ReceivedForm:
 class _Receiver:
     """python-multipart callbacks that write each file part to its file as it arrives."""
 
-    def __init__(self, directory: Path, limit: int) -> None:
+    def __init__(self, directory: Path, limit: int, spec: UploadForm) -> None:
         self.directory, self.limit, self.form = directory, limit, ReceivedForm()
+        self.spec = spec
         self.file_bytes = 0
         self._name, self._value = b"", b""
         self._disposition = b""
@@ -127,17 +144,16 @@ class _Receiver:
     def on_headers_finished(self) -> None:
         _kind, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode(errors="replace")
-        if name not in FILE_FIELDS and name not in TEXT_FIELDS:
-            raise Invalid(
-                f"unknown form field {name!r}: send archive, or dump (and content), "
-                "with old_url and admin"
-            )
+        if name not in self.spec.files and name not in self.spec.texts:
+            raise Invalid(f"unknown form field {name!r}: {self.spec.hint}")
         if name in self.form.fields or name in self.form.files:
             raise Invalid(f"the form field {name!r} was sent twice")
         self._field = name
-        if name in FILE_FIELDS:
+        if name in self.spec.files:
             fd = os.open(
-                self.directory / FILE_FIELDS[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+                self.directory / self.spec.files[name],
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                0o600,
             )
             self._out = os.fdopen(fd, "wb")
             self.form.files.add(name)
@@ -148,8 +164,8 @@ class _Receiver:
             self.file_bytes += len(chunk)
             if self.file_bytes > self.limit:
                 raise TooLarge(
-                    f"the upload is larger than {self.limit} bytes (AIPRESS_IMPORT_MAX_BYTES): "
-                    "send a smaller site, or raise the limit"
+                    f"the upload is larger than {self.limit} bytes ({self.spec.setting}): "
+                    "send a smaller one, or raise the limit"
                 )
             self._out.write(chunk)
             return
@@ -177,14 +193,15 @@ async def receive(
     directory: Path,
     *,
     limit: int,
+    spec: UploadForm = IMPORT_FORM,
 ) -> ReceivedForm:
     """Write a multipart/form-data request's files into `directory`; TooLarge (413) past
     `limit` file bytes (told by Content-Length before any is read, when it is sent),
-    Invalid (422) for a form that is not the import's."""
+    Invalid (422) for a form that is not `spec`'s (the import's by default)."""
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
-        raise Invalid("send the import as multipart/form-data (curl -F archive=@site.tar.gz ...)")
+        raise Invalid(f"send the upload as multipart/form-data ({spec.hint})")
     if (
         content_length
         and content_length.isdigit()
@@ -192,9 +209,9 @@ async def receive(
     ):
         raise TooLarge(
             f"the upload is {content_length} bytes, more than the {limit} allowed "
-            "(AIPRESS_IMPORT_MAX_BYTES): send a smaller site, or raise the limit"
+            f"({spec.setting}): send a smaller one, or raise the limit"
         )
-    receiver = _Receiver(directory, limit)
+    receiver = _Receiver(directory, limit, spec)
     parser = MultipartParser(
         boundary,
         {

@@ -4,6 +4,7 @@ cancelling one."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -75,14 +76,16 @@ def _sites_for(
         ]
     if not sites:
         raise BadRequest('name at least one site in "sites", or give "all"')
-    repeated = sorted({name for name in sites if list(sites).count(name) > 1})
+    repeated = sorted(name for name, seen in Counter(sites).items() if seen > 1)
     if repeated:
-        raise BadRequest(f"name each site once; repeated: {', '.join(repeated)}")
+        more = f" and {len(repeated) - 10} more" if len(repeated) > 10 else ""
+        raise BadRequest(f"name each site once; repeated: {', '.join(repeated[:10])}{more}")
     known = {row.name for row in rows}
     unknown = [name for name in sites if name not in known]
     if unknown:
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise BadRequest(
-            f"tenant {tenant_id!r} has no site {', '.join(map(repr, unknown))}; "
+            f"tenant {tenant_id!r} has no site {', '.join(map(repr, unknown[:10]))}{more}; "
             f"list its sites with GET /v1/tenants/{tenant_id}/sites"
         )
     return list(sites)

@@ -14,8 +14,11 @@
 // move is a copy and a delete, ordered so that a run cut off anywhere can be run again: the
 // copy set aside is marked complete before anything it covers changes.
 //
-// No plugin or theme code runs while the job reads (WP_INSTALLING: WordPress loads neither);
-// activation includes the plugin, as WordPress's own activation does.
+// WP_INSTALLING keeps the active plugins and the theme's functions.php from loading while the
+// job reads; it does not stop wp-config.php, must-use plugins or drop-ins (db.php,
+// object-cache.php, advanced-cache.php), so the site's own code runs here and the control
+// plane checks the report as untrusted (size, shape, patterns). Activation includes the
+// plugin, as WordPress's own activation does.
 
 define('WP_INSTALLING', true);
 $input = json_decode((string) getenv('AIPRESS_PACKAGES'), true);

@@ -139,6 +139,21 @@ def test_bulk_backup_of_ten_sites_one_failing_backs_up_the_other_nine(
     }
 
 
+def test_a_bulk_never_runs_more_children_than_the_workers_less_one(
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider, settings: Settings
+) -> None:
+    admin = auth("admin")
+    _tenant(client, admin, "acme", *SITES)
+    _slow_backups(memory_provider, 0.2)
+    accepted = _bulk(client, admin, "acme", action="backup", sites="all", concurrency=8)
+    assert accepted.status_code == 202, accepted.text
+    parent = wait_for_operation(client, accepted.json()["operation"]["id"], admin, timeout=60)
+    assert parent["status"] == "succeeded", parent
+    spans = [(c.created_at, c.finished_at) for c in _children(client, parent).values()]
+    assert settings.max_parallel_operations == 6
+    assert _most_at_once(spans) == 5, spans  # type: ignore[arg-type]
+
+
 def test_a_site_another_operation_holds_fails_its_child_and_the_others_go_on(
     client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
 ) -> None:
@@ -216,6 +231,19 @@ def test_bad_bulk_requests_are_refused_and_record_nothing(
     assert twice.status_code == 400 and "repeated: blog" in twice.json()["detail"]
     empty = _bulk(client, admin, "acme", action="stop", sites=[])
     assert empty.status_code == 400
+    many = [f"site-{i}" for i in range(1_001)]
+    too_many = _bulk(client, admin, "acme", action="stop", sites=many)
+    assert too_many.status_code == 422 and "1000" in too_many.text, too_many.text
+    admin_too_many = client.post("/v1/bulk", headers=admin, json={
+        "action": "stop", "sites": [{"tenant_id": "acme", "site": n} for n in many]})  # fmt: skip
+    assert admin_too_many.status_code == 422 and "1000" in admin_too_many.text
+    repeated = _bulk(client, admin, "acme", action="stop",
+                     sites=["blog", "blog", "zed", *many[:996], "zed"])  # fmt: skip
+    assert repeated.status_code == 400, repeated.text
+    assert "repeated: blog, zed" in repeated.json()["detail"]
+    unknown_many = _bulk(client, admin, "acme", action="stop", sites=many[:1_000])
+    assert unknown_many.status_code == 400
+    assert "'site-9' and 990 more" in unknown_many.json()["detail"]
     assert (
         _bulk(client, admin, "acme", action="backup", sites="all", concurrency=9).status_code == 422
     )

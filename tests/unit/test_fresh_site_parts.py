@@ -4,19 +4,50 @@ installer, the outbound allow-list setting."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from controlplane.providers.local.mu_plugins import install_mu_plugins, platform_mu_plugins
-from controlplane.providers.readiness import generator_version, homepage_problem
+from controlplane.providers.readiness import (
+    PAGE_READ_LIMIT,
+    generator_version,
+    get_page,
+    homepage_problem,
+)
 from controlplane.settings import Settings
 
 PAGE = (
     "<!DOCTYPE html><html><head><title>Bob&#8217;s Cakes &#038; Co &#8211; Home</title>"
     '<meta name="generator" content="WordPress 6.1.9" /></head><body>hi</body></html>'
 )
+
+
+def test_a_probe_reads_a_page_up_to_its_limit_and_an_endless_one_is_cut() -> None:
+    sent = {"bytes": 0}
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            sent["bytes"] += 65536
+            yield b"<p>" + b"x" * 65533
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/endless":
+            return httpx.Response(200, content=endless())
+        return httpx.Response(200, content=PAGE.encode(), headers={"Content-Type": "text/html"})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        page = get_page(client, "http://site/")
+        assert (page.status_code, page.text) == (200, PAGE)
+        cut = get_page(client, "http://site/endless")
+    assert (cut.status_code, cut.text) == (200, None)
+    assert PAGE_READ_LIMIT < sent["bytes"] <= PAGE_READ_LIMIT + 2 * 65536
+    assert homepage_problem(cut.status_code, cut.text, "x") == (
+        "the homepage is longer than 2 MiB; a probe reads no more"
+    )
 
 
 def test_the_homepage_check_says_what_is_wrong() -> None:

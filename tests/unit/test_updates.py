@@ -3,6 +3,8 @@ provider: planning, the update, the automatic rollback, dry runs and bad request
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,63 @@ def test_the_catalogue_takes_checked_zips_from_admins_only(
     listed = client.get("/v1/catalogue", headers=auth("viewer", "acme")).json()
     assert [(e["slug"], e["version"]) for e in listed] == [("demo", "1.1")]
     assert sorted(p.name for p in (settings.home / "catalogue").rglob("*.zip")) == ["1.1.zip"]
+
+
+def _answer_to_a_partial_upload(url: str, headers: dict[str, str]) -> bytes:
+    """The status line the server sends for a 200 MB upload of which 1 KiB was sent: it must
+    answer without waiting for (or storing) the rest."""
+    host, port = url.removeprefix("http://").split(":")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = (f"POST /v1/catalogue?kind=plugin HTTP/1.1\r\nHost: {host}\r\n{extra}"
+            "Content-Type: multipart/form-data; boundary=xyz\r\n"
+            f"Content-Length: {200 * 1024**2}\r\n\r\n")  # fmt: skip
+    part = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="p.zip"\r\n\r\n'
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + part + b"\0" * 1024)
+        return sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_who_may_add_to_the_catalogue_is_checked_before_the_body_is_read(
+    settings: Settings, memory_provider: MemoryProvider, auth: AuthHeaders
+) -> None:
+    app = create_app(
+        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
+    )
+    with serve(app) as url:
+        assert b" 401 " in _answer_to_a_partial_upload(url, {})
+        assert b" 403 " in _answer_to_a_partial_upload(url, auth("tenant", "acme"))
+        # An admin's upload declared past the limit is refused before it is read, too.
+        assert b" 413 " in _answer_to_a_partial_upload(url, auth("admin"))
+    incoming = settings.home / "catalogue-incoming"
+    assert not incoming.exists() or list(incoming.iterdir()) == []
+
+
+def test_an_upload_past_the_catalogue_limit_without_a_length_is_cut_at_413(
+    tmp_path: Path, memory_provider: MemoryProvider, auth: AuthHeaders
+) -> None:
+    small = Settings(provider="memory", home=tmp_path / "home", catalogue_max_bytes=64 * 1024)
+    app = create_app(small, platform_factory=lambda s: build_platform(s, provider=memory_provider))
+    issuer = LocalTokenIssuer(small)
+    token = issuer.issue("root", Role.ADMIN)
+
+    def body() -> Iterator[bytes]:
+        yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="p.zip"\r\n\r\n'
+        for _ in range(200):
+            yield b"\0" * 1024
+        yield b"\r\n--xyz--\r\n"
+
+    with TestClient(app) as client:
+        answer = client.post(
+            "/v1/catalogue?kind=plugin", content=body(),
+            headers={"Authorization": f"Bearer {token}",
+                     "Content-Type": "multipart/form-data; boundary=xyz"},
+        )  # fmt: skip
+        assert answer.status_code == 413, answer.text
+        assert "AIPRESS_CATALOGUE_MAX_BYTES" in answer.json()["detail"]
+        wrong = client.post("/v1/catalogue", files={"zip": ("p.zip", b"x")},
+                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert wrong.status_code == 422 and "file" in wrong.json()["detail"]
+    assert list((small.home / "catalogue-incoming").iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import os
+import functools
 import secrets
+import shutil
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from controlplane.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from controlplane.engine.packages import InstalledPackage
-from controlplane.errors import ApplyFailed, BadRequest, Conflict, TooLarge
+from controlplane.errors import ApplyFailed, BadRequest, Conflict, Invalid, TooLarge
+from controlplane.imports import uploads
 from controlplane.kernel.identity import Principal
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.models import Site
@@ -34,7 +37,6 @@ from controlplane.services.sites import get_site
 
 router = APIRouter(tags=["packages"])
 SITE = "/v1/tenants/{tenant_id}/sites/{site}"
-CHUNK = 1024 * 1024
 
 
 @router.get("/v1/catalogue", response_model=list[CatalogueEntryRead])
@@ -43,48 +45,78 @@ def list_catalogue(session: SessionDep, principal: CurrentPrincipal) -> list[Cat
     return [catalogue.to_read(e) for e in catalogue.list_entries(session, principal=principal)]
 
 
-def _receive(upload: UploadFile, directory: Path, limit: int) -> Path:
-    """The uploaded zip copied to a root-only file; 413 past `limit` bytes."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / f".upload-{secrets.token_hex(8)}.zip"
-    written = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while chunk := upload.file.read(CHUNK):
-            written += len(chunk)
-            if written > limit:
-                path.unlink(missing_ok=True)
-                raise TooLarge(
-                    f"the zip is larger than {limit} bytes (AIPRESS_CATALOGUE_MAX_BYTES)"
-                )
-            out.write(chunk)
+CATALOGUE_FORM = uploads.UploadForm(
+    files={"file": "package.zip"}, texts=(),
+    hint="send the package's zip as the form field file (curl -F file=@plugin.zip ...)",
+    setting="AIPRESS_CATALOGUE_MAX_BYTES",
+)  # fmt: skip
+CATALOGUE_FORM_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary",
+                                 "description": "the package's zip (one top directory)"},
+                    },
+                }
+            }
+        },
+    }
+}  # fmt: skip
+
+
+def _incoming(home: Path) -> Path:
+    """A fresh root-only directory one catalogue upload is written to."""
+    root = home / "catalogue-incoming"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = root / f".upload-{secrets.token_hex(8)}"
+    path.mkdir(mode=0o700)
     return path
 
 
-@router.post("/v1/catalogue", status_code=201, response_model=CatalogueEntryRead)
-def add_to_catalogue(
+@router.post(
+    "/v1/catalogue",
+    status_code=201,
+    response_model=CatalogueEntryRead,
+    openapi_extra=CATALOGUE_FORM_DOC,
+)
+async def add_to_catalogue(
+    request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     platform: PlatformDep,
-    file: Annotated[UploadFile, File(description="the package's zip (one top directory)")],
     kind: Annotated[PackageKind, Query(description="plugin, theme or core")] = PackageKind.PLUGIN,
 ) -> CatalogueEntryRead:
     """Check a zip and keep it (admins): 400 for a zip the platform would not install (what
-    is wrong in `detail`), 413 for one too big, 409 for a version already there."""
+    is wrong in `detail`), 413 for one too big, 409 for a version already there. Who asks is
+    checked before a byte of the body is read; the body is streamed to disk, capped."""
     authorize(principal, Action.MANAGE_TENANTS)
     limit = platform.settings.catalogue_max_bytes
-    path = _receive(file, platform.settings.home / "catalogue-incoming", limit)
+    incoming = _incoming(platform.settings.home)
     try:
-        entry = catalogue.add_package(
-            session, principal=principal, store=catalogue_store(platform.settings), kind=kind,
-            zip_path=path, max_bytes=limit,
+        form = await uploads.receive(
+            request.headers.get("content-type"), request.headers.get("content-length"),
+            request.stream(), incoming, limit=limit, spec=CATALOGUE_FORM,
         )  # fmt: skip
-    except ArchiveTooLarge as exc:
-        raise TooLarge(str(exc)) from exc
-    except ArchiveRefused as exc:
-        raise BadRequest(f"the zip is refused: {exc}") from exc
+        if "file" not in form.files:
+            raise Invalid("the form has no field file: send the package's zip as file")
+        add = functools.partial(
+            catalogue.add_package, session, principal=principal,
+            store=catalogue_store(platform.settings), kind=kind,
+            zip_path=incoming / CATALOGUE_FORM.files["file"], max_bytes=limit,
+        )  # fmt: skip
+        try:
+            entry = await run_in_threadpool(add)
+        except ArchiveTooLarge as exc:
+            raise TooLarge(str(exc)) from exc
+        except ArchiveRefused as exc:
+            raise BadRequest(f"the zip is refused: {exc}") from exc
     finally:
-        path.unlink(missing_ok=True)
+        shutil.rmtree(incoming, ignore_errors=True)
     return catalogue.to_read(entry)
 
 

@@ -33,11 +33,12 @@ from controlplane.errors import ApplyFailed
 from controlplane.kernel import clock
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.observability import LogQuery, SiteLogs
+from controlplane.packages.reported import installed_from_report
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.catalogue import CATALOGUE_MOUNT, PREFIX, catalogue_file
 from controlplane.providers.gcp.jobs import run_to_end, tenant_job
 from controlplane.providers.gcp.runtime import WWW_DATA, CloudRunService, probe_headers
-from controlplane.providers.readiness import homepage_problem
+from controlplane.providers.readiness import get_page, homepage_problem
 
 PACKAGES_SCRIPT = "/usr/local/share/aipress/packages.php"  # its path in the tenant image
 INPUT_ENV = "AIPRESS_PACKAGES"
@@ -47,6 +48,7 @@ READER = "roles/storage.objectViewer"
 KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 FATAL = "PHP Fatal error"
+REPORT_MAX_BYTES = 1024 * 1024  # a listing of 2,000 packages is far less
 
 
 def job_id(service_id: str) -> str:
@@ -143,12 +145,26 @@ class GcpPackages(GcpStep):
 
     @staticmethod
     def _report(blob: Any, *, missing_ok: bool = False) -> dict[str, Any]:
+        """The job's report: it lies in the site's writable uploads mount, so the site's code
+        could have replaced it; read only if at most REPORT_MAX_BYTES, that generation only."""
         try:
-            report: dict[str, Any] = json.loads(blob.download_as_bytes())
+            blob.reload()
+            if blob.size is None or int(blob.size) > REPORT_MAX_BYTES:
+                raise ApplyFailed(f"the packages job's report is {blob.size} bytes, more than "
+                                  f"the {REPORT_MAX_BYTES} the platform reads")  # fmt: skip
+            data = blob.download_as_bytes(if_generation_match=blob.generation)
         except exceptions.NotFound:
             if missing_ok:
                 return {}
             raise ApplyFailed("the packages job finished and left no report") from None
+        except exceptions.PreconditionFailed:
+            raise ApplyFailed("the packages job's report changed while it was read") from None
+        try:
+            report = json.loads(data)
+        except ValueError:
+            raise ApplyFailed("the packages job's report is not JSON") from None
+        if not isinstance(report, dict):
+            raise ApplyFailed("the packages job's report is not a JSON object")
         return report
 
     def remove(self, ctx: SiteContext) -> None:
@@ -159,13 +175,9 @@ class GcpPackages(GcpStep):
     def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
         """Core, then every plugin and theme, as the site's WordPress reads them."""
         report = self._run(ctx, "list")
-        items = [report["core"], *report["plugins"], *report["themes"]]
-        return [
-            InstalledPackage(kind=PackageKind(i["kind"]), slug=str(i["slug"]),
-                             version=str(i["version"]), active=bool(i["active"]),
-                             name=str(i["name"]))
-            for i in items
-        ]  # fmt: skip
+        core = report.get("core")
+        version = core.get("version") if isinstance(core, dict) else None
+        return installed_from_report(version, report.get("plugins"), report.get("themes"))
 
     @staticmethod
     def _check_key(key: str) -> None:
@@ -250,14 +262,14 @@ class GcpPackages(GcpStep):
             return HealthResult("homepage", "the runtime step recorded no service URL")
         base, headers = str(uri).rstrip("/"), probe_headers(ctx)
         try:
-            home = self.http.get(f"{base}/", headers=headers)
+            home = get_page(self.http, f"{base}/", headers=headers)
             problem = homepage_problem(home.status_code, home.text, ctx.title)
             if problem:
                 return HealthResult("homepage", problem)
-            login = self.http.get(f"{base}/wp-login.php", headers=headers)
+            login = get_page(self.http, f"{base}/wp-login.php", headers=headers)
             if login.status_code != 200:
                 return HealthResult("login", f"wp-login.php answers HTTP {login.status_code}")
-            rest = self.http.get(f"{base}/wp-json/", headers=headers)
+            rest = get_page(self.http, f"{base}/wp-json/", headers=headers)
             if rest.status_code != 200:
                 return HealthResult("rest", f"/wp-json/ answers HTTP {rest.status_code}")
             if not isinstance(_json(rest.text), dict):
@@ -273,8 +285,8 @@ class GcpPackages(GcpStep):
         return HealthResult(None, "homepage, login, REST API and PHP error log are fine")
 
 
-def _json(text: str) -> Any:
+def _json(text: str | None) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text) if text is not None else None
     except ValueError:
         return None

@@ -16,7 +16,7 @@ from controlplane.errors import ApplyFailed
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.database import quote
 from controlplane.providers.gcp.runtime import PROBE_PATH, probe_headers
-from controlplane.providers.readiness import generator_version, homepage_problem
+from controlplane.providers.readiness import generator_version, get_page, homepage_problem
 
 READY_TIMEOUT = 300.0
 
@@ -76,12 +76,12 @@ class WordPressReady(GcpStep):
                     healthy = response.status_code == 200
                     last = "" if healthy else f"{PROBE_PATH} answers HTTP {response.status_code}"
                 if healthy:
-                    home = self.http.get(f"{base}/", headers=headers)
+                    home = get_page(self.http, f"{base}/", headers=headers)
                     problem = homepage_problem(home.status_code, home.text, ctx.title)
-                    if problem is None:
+                    if problem is None:  # so the body was read
                         ctx.resources["wordpress"] = {
                             "installed": True,
-                            "version": generator_version(home.text),
+                            "version": generator_version(home.text or ""),
                         }
                         return
                     last = problem

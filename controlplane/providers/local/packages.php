@@ -4,8 +4,11 @@
  * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
  * {"url", "action": "installed" | "activate" | "upgrade", "plugins": [slug], "theme": slug})
  * put in place of the marker below by the control plane. Prints one JSON line.
- * WP_INSTALLING: no plugin or theme code is loaded, so a plugin that fatals on load cannot
- * stop the platform from reading the site or putting its previous version back.
+ * WP_INSTALLING: the active plugins and the theme's functions.php are not loaded, so a plugin
+ * that fatals on load cannot stop the platform from reading the site or putting its previous
+ * version back. It does not stop wp-config.php, must-use plugins or drop-ins (db.php,
+ * object-cache.php, advanced-cache.php): the control plane bounds this run and checks what
+ * it prints as untrusted.
  */
 $htdocs = $argv[1];
 $in = json_decode(__AIPRESS_INPUT__, true);

@@ -11,8 +11,12 @@ are replaced by ones hard-linked from one shared unpack of the core zip per vers
 the state directory), as the Debian core is linked at create: a version costs its disk once.
 
 WordPress-side work (what is installed, activation, the database upgrade) is PHP run as the
-site's user (`packages.php` on stdin, as wp_install.php) with WP_INSTALLING, so no plugin
-code runs: a plugin that fatals on load cannot stop a rollback.
+site's user (`packages.php` on stdin, as wp_install.php) with WP_INSTALLING. That keeps the
+active plugins and the theme's functions.php from loading (a plugin that fatals on load
+cannot stop a rollback), but not wp-config.php, must-use plugins or drop-ins (db.php,
+object-cache.php, advanced-cache.php): the site's own code still runs. So the run is bounded
+(a timeout: short when an API request waits on it; an output cap) and what it prints is
+checked as untrusted input (packages/reported.py).
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ from typing import Any
 
 import httpx
 
-from controlplane.engine.packages import CORE_SLUG, HealthResult, InstalledPackage, PackageArchive
+from controlplane.engine.packages import HealthResult, InstalledPackage, PackageArchive
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages.archives import ArchiveRefused, inspect_archive, sha256_of
+from controlplane.packages.reported import installed_from_report
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.storage import chown_tree
-from controlplane.providers.readiness import homepage_problem
+from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.stack.process import StackError, run
 from controlplane.stack.templates import php_string
 
@@ -51,6 +56,8 @@ WORK_DIR = ".packages"
 CORE_KEEP = frozenset({"wp-content", "wp-config.php", ".htaccess", ".maintenance"})
 FATAL = re.compile(r"PHP (?:Fatal|Parse) error:.*")
 LOG_READ_LIMIT = 1024 * 1024
+# What packages.php may print (a listing of 2,000 packages is far less); past it, it is killed.
+PHP_OUTPUT_LIMIT = 1024 * 1024
 # PHP-FPM's opcache.revalidate_freq (stack/phpfpm.py): for this long after a swap a worker
 # may still run the code it compiled from the files that were there before.
 OPCACHE_REVALIDATE_SECONDS = 2.0
@@ -84,24 +91,88 @@ def _set_modes(tree: Path, dirs: int, files: int) -> None:
             (Path(dirpath) / name).chmod(files)
 
 
+def _root_dir(parent_fd: int, name: str, *, create: bool) -> int | None:
+    """A descriptor of root's directory `name` in the parent (made 0700 when missing and
+    `create`; None when missing otherwise). A link there is removed; anything else that is
+    not root's directory is refused (StackError): the site's user may have put it there."""
+    try:
+        found = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        found = None
+    if found is not None and stat.S_ISLNK(found.st_mode):
+        log.warning("packages.work_link_removed", entry=name)
+        os.unlink(name, dir_fd=parent_fd)
+        found = None
+    if found is None:
+        if not create:
+            return None
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        raise StackError(f"{name} of the packages work directory cannot be opened "
+                         f"({exc.strerror}): remove it") from exc  # fmt: skip
+    if os.fstat(fd).st_uid != 0:
+        os.close(fd)
+        raise StackError(f"{name} in the site's directory is not root's: the platform does not "
+                         "use it (remove it to update the site)")  # fmt: skip
+    os.fchmod(fd, 0o700)
+    return fd
+
+
+def _ensure_root_dir(parent_fd: int, name: str) -> None:
+    """Root's directory `name` in the parent, made if missing (see _root_dir)."""
+    fd = _root_dir(parent_fd, name, create=True)
+    if fd is not None:
+        os.close(fd)
+
+
 class _Work:
-    """One install's work directory: the manifest, new copies, what they replaced."""
+    """One install's work directory: the manifest, new copies, what they replaced. Every
+    part is root's and opened without following links (the site root is the site's)."""
 
     def __init__(self, root: Path, key: str) -> None:
         if not KEY.fullmatch(key):
             raise ValueError(f"not an install key: {key!r}")
+        self.root, self.key = root, key
         self.base = root / WORK_DIR
         self.path = self.base / key
         self.manifest_file = self.path / "manifest.json"
 
+    def _open(self, *, create: bool) -> int | None:
+        """A descriptor of the key's directory (with new/, previous/, trash/ when `create`)."""
+        root_fd = os.open(self.root, DIR_FLAGS)
+        try:
+            base_fd = _root_dir(root_fd, WORK_DIR, create=create)
+        finally:
+            os.close(root_fd)
+        if base_fd is None:
+            return None
+        try:
+            key_fd = _root_dir(base_fd, self.key, create=create)
+        finally:
+            os.close(base_fd)
+        if key_fd is not None and create:
+            try:
+                for name in ("new", "previous", "trash"):
+                    _ensure_root_dir(key_fd, name)
+            except BaseException:
+                os.close(key_fd)
+                raise
+        return key_fd
+
     def make(self) -> None:
-        for path in (self.base, self.path, self.path / "new", self.path / "previous",
-                     self.path / "trash"):  # fmt: skip
-            path.mkdir(mode=0o700, exist_ok=True)
-            if path.is_symlink():
-                raise StackError(f"{path} is a link")
-            os.chown(path, 0, 0)
-            path.chmod(0o700)
+        fd = self._open(create=True)
+        if fd is not None:
+            os.close(fd)
+
+    def exists(self) -> bool:
+        """Whether the key's work directory is there (root's; a link in its place is not)."""
+        fd = self._open(create=False)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
 
     def manifest(self) -> list[dict[str, Any]]:
         if not self.manifest_file.exists():
@@ -119,9 +190,12 @@ class _Work:
         os.replace(tmp, self.manifest_file)
 
     def bucket(self, where: str, kind: str) -> Path:
-        path = self.path / where / kind
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
+        where_fd = os.open(self.path / where, DIR_FLAGS)  # root's: make() checked it
+        try:
+            _ensure_root_dir(where_fd, kind)
+        finally:
+            os.close(where_fd)
+        return self.path / where / kind
 
 
 class LocalPackages(LocalStep):
@@ -129,15 +203,19 @@ class LocalPackages(LocalStep):
 
     # ------------------------------------------------------------------ WordPress side
 
-    def _php(self, ctx: SiteContext, request: dict[str, Any]) -> dict[str, Any]:
+    def _php(
+        self, ctx: SiteContext, request: dict[str, Any], *, timeout: float = 300
+    ) -> dict[str, Any]:
         names = self.names(ctx)
         payload = json.dumps({**request, "url": self.preview_url(ctx).rstrip("/")})
         script = SCRIPT_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        # cwd "/": the site's user reaches nothing of the control plane's working directory.
         output = run(
             ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
-             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
+             "-d", "memory_limit=256M", "-d", f"max_execution_time={int(timeout)}",
              "--", str(names.root / "htdocs")],
-            what=f"packages {request['action']}", input_text=script, timeout=300,
+            what=f"packages {request['action']}", input_text=script, timeout=timeout,
+            cwd="/", max_output=PHP_OUTPUT_LIMIT,
         )  # fmt: skip
         try:
             result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
@@ -147,14 +225,10 @@ class LocalPackages(LocalStep):
 
     def installed(self, ctx: SiteContext) -> list[InstalledPackage]:
         """Core, plugins and themes as the site's own WordPress reads them."""
-        found = self._php(ctx, {"action": "installed"})
-        items = [InstalledPackage(PackageKind.CORE, CORE_SLUG, str(found["core"]), True,
-                                  "WordPress")]  # fmt: skip
-        for kind, key in ((PackageKind.PLUGIN, "plugins"), (PackageKind.THEME, "themes")):
-            for item in sorted(found.get(key) or [], key=lambda i: str(i["slug"])):
-                items.append(InstalledPackage(kind, str(item["slug"]), str(item["version"]),
-                                              bool(item["active"]), str(item["name"])))  # fmt: skip
-        return items
+        found = self._php(ctx, {"action": "installed"},
+                          timeout=self.settings.packages_list_timeout)  # fmt: skip
+        items = installed_from_report(found.get("core"), found.get("plugins"), found.get("themes"))
+        return [items[0], *sorted(items[1:], key=lambda i: (i.kind != PackageKind.PLUGIN, i.slug))]
 
     def upgrade_database(self, ctx: SiteContext) -> None:
         """wp_upgrade() with the site's new core."""
@@ -324,7 +398,7 @@ class LocalPackages(LocalStep):
         work directory); names it added go. No-op without a work directory."""
         names = self.names(ctx)
         work = _Work(names.root, key)
-        if not work.path.is_dir():
+        if not work.exists():
             return
         htdocs_fd = self._open_htdocs(ctx)
         try:
@@ -356,7 +430,7 @@ class LocalPackages(LocalStep):
     def discard_previous(self, ctx: SiteContext, *, key: str) -> None:
         """Drop the work directory (what the install replaced, and any leftovers)."""
         work = _Work(self.names(ctx).root, key)
-        if work.path.is_dir():
+        if work.exists():
             shutil.rmtree(work.path)
 
     # ------------------------------------------------------------------ health
@@ -365,10 +439,12 @@ class LocalPackages(LocalStep):
         return self.names(ctx).root / "logs" / "php-error.log"
 
     def _open_log(self, ctx: SiteContext) -> int | None:
-        """The PHP error log, opened without following links, only if it is the site's
-        own plain file (the site's user could put a link to anything there)."""
+        """The PHP error log, opened without following links or blocking, only if it is the
+        site's own plain file (the site's user could put a link, or a FIFO that would hold
+        the open forever, there); None for anything else: "no log"."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(self._php_log(ctx), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self._php_log(ctx), flags)
         except OSError:
             return None
         info = os.fstat(fd)
@@ -418,17 +494,18 @@ class LocalPackages(LocalStep):
         fatal = self._new_fatal(ctx, since_mark)
         with httpx.Client(timeout=15, follow_redirects=False, headers=headers) as client:
             try:
-                home = client.get(f"{base}/", params={"aipress-health": str(time.time_ns())})
+                home = get_page(client, f"{base}/",
+                                params={"aipress-health": str(time.time_ns())})  # fmt: skip
                 problem = homepage_problem(home.status_code, home.text, ctx.title)
                 if problem:
                     fatal = self._new_fatal(ctx, since_mark) or fatal
                     return HealthResult("homepage", problem + (f" ({fatal})" if fatal else ""))
-                login = client.get(f"{base}/wp-login.php")
+                login = get_page(client, f"{base}/wp-login.php")
                 if login.status_code != 200:
                     return HealthResult("login", f"wp-login.php answers HTTP {login.status_code}")
-                rest = client.get(f"{base}/wp-json/")
-                if rest.status_code != 200 or not isinstance(_json(rest), dict):
-                    kind = "" if _json(rest) is not None else ", not JSON"
+                rest = get_page(client, f"{base}/wp-json/")
+                if rest.status_code != 200 or not isinstance(_json(rest.text), dict):
+                    kind = "" if _json(rest.text) is not None else ", not JSON"
                     return HealthResult("rest", f"/wp-json/ answers HTTP {rest.status_code}{kind}")
             except httpx.HTTPError as exc:
                 return HealthResult("homepage", f"nginx did not answer ({type(exc).__name__})")
@@ -438,8 +515,8 @@ class LocalPackages(LocalStep):
         return HealthResult(None, "homepage, wp-login.php and /wp-json/ answer; no new PHP fatal")
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(text: str | None) -> Any:
     try:
-        return response.json()
+        return json.loads(text) if text is not None else None
     except ValueError:
         return None

@@ -20,7 +20,7 @@ from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
-from controlplane.providers.readiness import homepage_problem
+from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import StackError, run
@@ -138,7 +138,7 @@ class WordPressStep(LocalStep):
         with httpx.Client(timeout=10, follow_redirects=False) as client:
             while True:
                 try:
-                    response = client.get(f"http://127.0.0.1:{port}/", headers=headers)
+                    response = get_page(client, f"http://127.0.0.1:{port}/", headers=headers)
                     problem = homepage_problem(response.status_code, response.text, ctx.title) or ""
                 except httpx.HTTPError as exc:
                     problem = f"nginx did not answer ({type(exc).__name__})"
