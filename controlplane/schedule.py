@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 
 import structlog
 
 
-class Schedule:
+class Schedule(ABC):
     """A daemon thread: `run_round` now, then again after `seconds_to_next`, until `stop()`.
     A failed round is logged and the next one runs anyway."""
 
@@ -20,13 +21,13 @@ class Schedule:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{name}-schedule", daemon=True)
 
+    @abstractmethod
     def run_round(self, now: float, stop: threading.Event) -> None:
         """One round, begun at `now` (epoch seconds); it may end early once `stop` is set."""
-        raise NotImplementedError
 
+    @abstractmethod
     def seconds_to_next(self, now: float) -> float:
         """After the round begun at `now`: how long until the next one."""
-        raise NotImplementedError
 
     def start(self) -> None:
         """Start the thread."""
