@@ -106,7 +106,12 @@ def test_a_dump_waits_while_another_process_holds_the_lock(repo: Restic) -> None
         assert time.monotonic() < deadline, "restic check took no lock"
         time.sleep(0.01)
     os.kill(holder.pid, signal.SIGSTOP)  # alive, holding its exclusive lock
-    released = threading.Timer(1.5, lambda: os.kill(holder.pid, signal.SIGKILL))
+
+    def release() -> None:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()  # reaped: a zombie's pid still exists, and restic's lock would not be stale
+
+    released = threading.Timer(1.5, release)
     released.start()
     try:
         started = time.monotonic()
