@@ -168,6 +168,7 @@ def inspect_archive(path: Path, kind: PackageKind, *, max_bytes: int) -> Archive
             reader = {PackageKind.PLUGIN: _plugin, PackageKind.THEME: _theme,
                       PackageKind.CORE: _core}[kind]  # fmt: skip
             info = reader(archive, top)
+    # zipfile raises NotImplementedError for a compression method it does not support.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
         raise ArchiveRefused(f"the zip cannot be read: {exc}") from exc
     if kind is not PackageKind.CORE and not SLUG.fullmatch(info.slug):

@@ -27,9 +27,8 @@ def repo(tmp_path: Path) -> Restic:
     return restic
 
 
-def test_a_stale_lock_is_removed_and_the_command_retried(repo: Restic) -> None:
-    repo.backup_stdin([b"one"], "a.txt", ["t=1"])
-    # An exclusive lock left by a restic killed while it held it (a SIGKILLed worker).
+def _lock_holder(repo: Restic) -> subprocess.Popen[bytes]:
+    """A running `restic check`, once it holds the repository's exclusive lock."""
     holder = subprocess.Popen(
         repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -38,6 +37,13 @@ def test_a_stale_lock_is_removed_and_the_command_retried(repo: Restic) -> None:
     while not any((repo.repository / "locks").iterdir()):
         assert time.monotonic() < deadline, "restic check took no lock"
         time.sleep(0.01)
+    return holder
+
+
+def test_a_stale_lock_is_removed_and_the_command_retried(repo: Restic) -> None:
+    repo.backup_stdin([b"one"], "a.txt", ["t=1"])
+    # An exclusive lock left by a restic killed while it held it (a SIGKILLed worker).
+    holder = _lock_holder(repo)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     assert any((repo.repository / "locks").iterdir())
@@ -97,14 +103,7 @@ def test_a_dump_waits_while_another_process_holds_the_lock(repo: Restic) -> None
     sibling's `tag` holds the repository's exclusive lock, and must wait, not fail."""
     repo.backup_stdin([b"held"], "a.txt", ["t=1"])
     snapshot = repo.snapshots(["t=1"])[0]
-    holder = subprocess.Popen(
-        repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not any((repo.repository / "locks").iterdir()):
-        assert time.monotonic() < deadline, "restic check took no lock"
-        time.sleep(0.01)
+    holder = _lock_holder(repo)
     os.kill(holder.pid, signal.SIGSTOP)  # alive, holding its exclusive lock
 
     def release() -> None:
