@@ -8,13 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from controlplane.api.app import create_app
-from controlplane.cli import app as cli_app
 from controlplane.engine.packages import CORE_SLUG, InstalledPackage, PackageArchive
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel.auth import LocalTokenIssuer
@@ -26,7 +23,7 @@ from controlplane.platform import build_platform
 from controlplane.providers.memory import MemoryProvider
 from controlplane.settings import Settings
 from tests import package_zips as zips
-from tests.agent_fixtures import make_site
+from tests.cli_harness import served_cli
 from tests.conftest import AuthHeaders, wait_for_operation
 from tests.live import serve
 
@@ -376,19 +373,7 @@ def test_planning_everything_picks_each_newest_version(
 def test_the_cli_adds_lists_and_updates(
     settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer, tmp_path: Path
 ) -> None:
-    app = create_app(
-        settings, platform_factory=lambda s: build_platform(s, provider=memory_provider)
-    )
-    with serve(app) as url:
-        token = issuer.issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as admin:
-            admin.post("/v1/tenants", json={"id": "globex", "name": "Globex"})
-            make_site(admin, "globex", "shop")
-        runner = CliRunner()
-
-        def cli(*args: str) -> Any:
-            return runner.invoke(cli_app, [*args, "--url", url, "--token", token])
-
+    with served_cli(settings, memory_provider, issuer) as cli:
         for version in ("1.0", "1.1"):
             added = cli("catalogue", "add", str(_zip(tmp_path, zips.plugin_zip(version), version)))
             assert added.exit_code == 0 and f"demo {version}" in added.output, added.output
