@@ -75,15 +75,21 @@ def _finish(api: httpx.Client, response: httpx.Response) -> None:
     raise AssertionError(f"operation {op_id} did not succeed")
 
 
+def _crumbs(admin_api: httpx.Client, memory_provider: MemoryProvider, posts: str) -> str:
+    """Make acme's site crumbs with `posts` as its database's content; its id."""
+    make_site(admin_api, "acme", "crumbs")
+    site_id: str = admin_api.get(f"{SITES}/crumbs").json()["id"]
+    memory_provider.write_content(site_id, "database", posts)
+    return site_id
+
+
 def test_back_up_now_shows_it_live_then_download_restore_and_policy(
     browser: Browser,
     chat_settings: ChatSettings,
     admin_api: httpx.Client,
     memory_provider: MemoryProvider,
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    site_id = admin_api.get(f"{SITES}/crumbs").json()["id"]
-    memory_provider.write_content(site_id, "database", "the good posts")
+    site_id = _crumbs(admin_api, memory_provider, "the good posts")
     writing = memory_provider.gates["backup:backup"] = threading.Event()
     with (
         serve(create_chat_app(chat_settings)) as url,
@@ -166,10 +172,7 @@ def test_a_deleted_site_is_restored_as_a_new_site(
     memory_provider: MemoryProvider,
 ) -> None:
     make_site(admin_api, "acme", "bakery")
-    make_site(admin_api, "acme", "crumbs")
-    memory_provider.write_content(
-        admin_api.get(f"{SITES}/crumbs").json()["id"], "database", "crumbs's posts"
-    )
+    _crumbs(admin_api, memory_provider, "crumbs's posts")
     _finish(admin_api, admin_api.delete(f"{SITES}/crumbs"))
     (kept,) = admin_api.get("/v1/tenants/acme/backups", params={"deleted": "true"}).json()
     taken = _in_words(kept["created_at"])
@@ -239,9 +242,7 @@ def test_a_restore_asked_in_the_chat_dock_is_confirmed_on_its_card_and_shows_liv
     admin_api: httpx.Client,
     memory_provider: MemoryProvider,
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    site_id = admin_api.get(f"{SITES}/crumbs").json()["id"]
-    memory_provider.write_content(site_id, "database", "the good posts")
+    site_id = _crumbs(admin_api, memory_provider, "the good posts")
     _finish(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
     (backup,) = _backups(admin_api)
     memory_provider.write_content(site_id, "database", "a broken database")
