@@ -7,7 +7,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +150,37 @@ def signed_in_page(browser: Browser, token: str, **options: Any) -> tuple[Browse
         f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
     )
     return context, context.new_page()
+
+
+def acme_token(settings: ChatSettings, uid: str, role: Role) -> str:
+    """A token for `uid` with `role` in tenant acme (e-mail `uid`@acme.example)."""
+    return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
+
+
+@contextmanager
+def open_dashboard(
+    browser: Browser,
+    url: str,
+    token: str,
+    *,
+    tab: str | None = None,
+    before: Callable[[Page], None] | None = None,
+    **options: Any,
+) -> Iterator[Page]:
+    """The dashboard signed in with `token` (context `options`), on `tab` if named; `before`
+    sees the page first. Anything that reloads the page while the caller holds it fails."""
+    context, page = signed_in_page(browser, token, **options)
+    if before is not None:
+        before(page)
+    page.goto(f"{url}/dashboard")
+    page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
+    try:
+        if tab is not None:
+            page.get_by_role("tab", name=tab).click()
+        yield page
+        assert page.evaluate("window.notReloaded") is True
+    finally:
+        context.close()
 
 
 def screenshot(page: Page, name: str) -> Path:
