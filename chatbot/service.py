@@ -28,6 +28,7 @@ from chatbot.conversation import (
     TenantMismatch,
 )
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
+from chatbot.mcp.auth import install_mcp_auth
 from chatbot.settings import ChatSettings, get_chat_settings
 from chatbot.store import ThreadNotFound
 from chatbot.upstream import ServiceIdentity, async_client
@@ -167,6 +168,7 @@ def create_app(
     install_problem_handlers(app)
     _install_chat_errors(app)
     install_web(app, settings)
+    install_mcp_auth(app, settings)
     if settings.chat_allowed_origins:
         app.add_middleware(
             CORSMiddleware,
