@@ -116,7 +116,7 @@ class McpAuth:
         principal = caller.principal
         return LocalTokenIssuer(self.settings).issue(
             principal.sub, principal.role, sorted(principal.tenants), email=principal.email,
-            ttl_seconds=CONTROL_PLANE_TTL_SECONDS,
+            ttl_seconds=CONTROL_PLANE_TTL_SECONDS, client_id=caller.client_id,
         )  # fmt: skip
 
     def metadata(self) -> dict[str, Any]:

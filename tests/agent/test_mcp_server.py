@@ -116,6 +116,11 @@ def test_tenant_creates_a_site_and_sees_its_progress(
     assert result["data"]["name"] == "crumbs" and result["data"]["tenant_id"] == "acme"
     assert site_names(admin_api, "acme") == ["crumbs"]
     assert "step_finished database" in progress and "operation_succeeded" in progress, progress
+    # The control plane's audit log names the MCP client the user acted through.
+    created = [e for e in admin_api.get("/v1/audit", params={"tenant_id": "acme"}).json()
+               if e["action"] == "site.create"]  # fmt: skip
+    assert [e["detail"].get("client_id") for e in created] == ["test-client"], created
+    assert created[0]["actor"] == "alice" and created[0]["request_id"].startswith("mcp-")
 
 
 def test_delete_needs_a_preview_then_its_single_use_confirmation_id(
