@@ -31,7 +31,7 @@ def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @contextmanager
 def serve(app: Any, port: int = 0) -> Iterator[str]:
-    """Serve an ASGI app on a loopback port (a free one unless given); yield its base URL."""
+    """Serve an ASGI app on a loopback port (a free one by default); yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))

@@ -4,13 +4,14 @@ the control-plane token the tools use on their behalf (never the MCP token itsel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chatbot.oauth.clients import ClientDirectory
+from chatbot.oauth.routes import AuthorizationServer, authorization_server_router
 from chatbot.oauth.scopes import SCOPES
 from chatbot.oauth.tokens import McpTokenIssuer, RefusedToken
 from chatbot.settings import ChatSettings
@@ -75,11 +76,7 @@ class McpAuth:
         self.settings = settings
         self.resource = settings.chat_origin + MCP_PATH
         self.metadata_url = settings.chat_origin + METADATA_PATH
-
-    @cached_property
-    def tokens(self) -> McpTokenIssuer:
-        """The issuer (its key is read on first use, not when the app is built)."""
-        return McpTokenIssuer(self.settings)
+        self.tokens = McpTokenIssuer(settings)
 
     def refuse(self, status: int, error: str | None, detail: str) -> McpAuthError:
         """A refusal whose challenge points a client at the resource metadata."""
@@ -180,8 +177,12 @@ def protected_resource_metadata_router(auth: McpAuth) -> APIRouter:
 
 
 def install_mcp_auth(app: FastAPI, settings: ChatSettings) -> McpAuth:
-    """Add the resource metadata and make `authenticate` work for requests to `app`."""
+    """Add the resource metadata and the authorization server, and make `authenticate`
+    work for requests to `app`."""
     auth = McpAuth(settings)
     app.include_router(protected_resource_metadata_router(auth))
+    server = AuthorizationServer(settings.chat_origin, auth.resource, auth.tokens,
+                                 ClientDirectory(settings))  # fmt: skip
+    app.include_router(authorization_server_router(server))
     app.add_middleware(_ScopeAuth, auth=auth)
     return auth

@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chatbot.oauth.scopes import scope_string
 from chatbot.settings import ChatSettings
@@ -33,12 +35,16 @@ class McpTokenIssuer:
     """Signs and verifies access tokens whose audience is one resource (RFC 8707)."""
 
     def __init__(self, settings: ChatSettings) -> None:
-        # The embedded default's token signing key: tokens for the control plane carry the
-        # audience "aipress", these carry the MCP URL, so neither is accepted for the other.
-        self._key = load_signing_key(settings)
-        self._public = self._key.public_key()
+        self._settings = settings
         self.issuer = settings.chat_origin
         self.ttl = settings.mcp_token_ttl_seconds
+
+    @cached_property
+    def _key(self) -> Ed25519PrivateKey:
+        # The embedded default's token signing key (read on first use): tokens for the
+        # control plane carry the audience "aipress", these the MCP URL, so neither is
+        # accepted for the other.
+        return load_signing_key(self._settings)
 
     def issue(
         self, principal: Principal, scopes: frozenset[str], client_id: str, resource: str
@@ -67,12 +73,13 @@ class McpTokenIssuer:
         try:
             claims = jwt.decode(
                 token,
-                self._public,
+                self._key.public_key(),
                 algorithms=["EdDSA"],
                 audience=resource,
-                issuer=self.issuer,
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
+            if claims["iss"] != self.issuer:
+                raise jwt.InvalidIssuerError(claims["iss"])
             principal = principal_from_claims(claims)
             scope, client_id = claims.get("scope"), claims.get("client_id")
             if not isinstance(scope, str) or not isinstance(client_id, str):
