@@ -8,19 +8,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import httpx
 from mcp import ClientSession
+from mcp.client.auth import OAuthClientProvider
 from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from chatbot.mcp.auth import MCP_PATH
 from chatbot.oauth.scopes import SCOPES
 from chatbot.oauth.tokens import McpTokenIssuer
-from chatbot.service import create_app
 from chatbot.settings import ChatSettings
+from controlplane.kernel.auth import load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
 from controlplane.settings import Settings
-from tests.live import free_port, in_own_loop, serve
+from tests import mcp_oauth
+from tests.live import in_own_loop
 
 T = TypeVar("T")
 
@@ -62,17 +66,18 @@ class McpStack:
 
     def session(
         self,
-        token: str,
+        token: str | httpx.Auth,
         work: Callable[[ClientSession], Awaitable[T]],
         *,
         elicitation: ElicitationFnT | None = None,
     ) -> T:
-        """Open an SDK client session with `token`, initialise it, and run `work` in it."""
+        """Open an SDK client session with `token` (or an httpx auth such as the SDK's OAuth
+        client), initialise it, and run `work` in it."""
 
         async def run() -> T:
-            headers = {"Authorization": f"Bearer {token}"}
+            auth = _Bearer(token) if isinstance(token, str) else token
             async with (
-                httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(60, read=300)) as http,
+                httpx.AsyncClient(auth=auth, timeout=httpx.Timeout(60, read=300)) as http,
                 streamable_http_client(self.mcp_url, http_client=http) as (read, write, _),
                 ClientSession(read, write, elicitation_callback=elicitation) as session,
             ):
@@ -80,6 +85,15 @@ class McpStack:
                 return await work(session)
 
         return in_own_loop(run())
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
 
 
 def tool_call(name: str, arguments: dict[str, Any], request_id: int = 1) -> dict[str, Any]:
@@ -90,11 +104,62 @@ def tool_call(name: str, arguments: dict[str, Any], request_id: int = 1) -> dict
 
 @contextmanager
 def served_chat(settings: Settings, control_plane_url: str, **overrides: Any) -> Iterator[McpStack]:
-    """The chat service (same home as `settings`) on a loopback port, its tools calling
-    `control_plane_url`."""
-    port = free_port()
-    values = {**settings.shared(), "chat_port": port, "chat_control_plane_url": control_plane_url,
-              "chat_public_url": f"http://127.0.0.1:{port}", **overrides}  # fmt: skip
-    chat_settings = ChatSettings(**values)
-    with serve(create_app(chat_settings), port=port) as url:
-        yield McpStack(url, chat_settings)
+    """The chat service (same home as `settings`, knowing the test OAuth client) on a
+    loopback port, its tools calling `control_plane_url`."""
+    values = {**settings.shared(), "chat_control_plane_url": control_plane_url, **overrides}
+    with mcp_oauth.served_chat(ChatSettings(**values)) as (url, served):
+        yield McpStack(url, served)
+
+
+class _Memory:
+    """The SDK client's token storage, the test client pre-registered (no dynamic
+    registration here): it knows its id and the MCP URL, nothing else of the server."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client = OAuthClientInformationFull(
+            client_id=mcp_oauth.TEST_CLIENT_ID, redirect_uris=[mcp_oauth.TEST_REDIRECT_URI],  # type: ignore[list-item]
+            token_endpoint_auth_method="none",
+        )  # fmt: skip
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+def sdk_oauth(stack: McpStack, user: str, scopes: str | None = None) -> OAuthClientProvider:
+    """The SDK's OAuth client for /mcp; its browser signs `user` in on the demo page and
+    consents. Every step of discovery, PKCE and the token request is the SDK's own."""
+    key = load_sign_in_key(stack.settings)
+    returned: dict[str, str] = {}
+
+    def browse(url: str) -> None:
+        with httpx.Client(base_url=stack.url, timeout=30) as browser:
+            started = browser.get(url)
+            assert started.status_code == 302, started.text
+            signed_in = mcp_oauth.sign_in(browser, user, key)
+            back = mcp_oauth.consent(browser, started.headers["location"], signed_in)
+            returned.update(mcp_oauth.query_of(back))
+
+    async def redirect_handler(url: str) -> None:
+        await anyio.to_thread.run_sync(browse, url)
+
+    async def callback_handler() -> tuple[str, str | None]:
+        return returned["code"], returned.get("state")
+
+    metadata = OAuthClientMetadata(
+        redirect_uris=[mcp_oauth.TEST_REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none", scope=scopes,
+    )  # fmt: skip
+    return OAuthClientProvider(
+        server_url=stack.mcp_url, client_metadata=metadata, storage=_Memory(),
+        redirect_handler=redirect_handler, callback_handler=callback_handler,
+    )  # fmt: skip

@@ -43,6 +43,7 @@ from tools.results import ToolResult
 
 log = get_logger("aipress.mcp")
 CALLER_KEY = "aipress.mcp_caller"
+NOT_KEPT = ""  # what the SDK's session binding holds of the access token: nothing
 ELICIT_FIELD = "confirm"
 NEEDS_A_PERSON = (
     "this step needs a person to type or upload something (a secret's value, an export file) "
@@ -151,9 +152,7 @@ class _Call:
                 "this confirmation_id is unknown, used, expired, or was given for other "
                 "arguments: call again without it for a new preview; nothing was done"
             )
-        preview = await anyio.to_thread.run_sync(
-            confirmation, spec.name, arguments, ctx, self.http
-        )
+        preview = await anyio.to_thread.run_sync(confirmation, spec.name, arguments, ctx, self.http)
         if preview.status != "ok":
             return preview
         data: dict[str, Any] = preview.data
@@ -166,10 +165,11 @@ class _Call:
                 status="cancelled", data=data, error="the user did not confirm; nothing was done"
             )
         confirmation_id = self.confirmations.issue(self.caller, spec.name, arguments)
+        pending = {mcp_tools.CONFIRMATION_ARG: confirmation_id,
+                   "expires_in_seconds": int(self.confirmations.ttl)}  # fmt: skip
         return ToolResult(
             status="awaiting_confirmation",
-            data={**data, mcp_tools.CONFIRMATION_ARG: confirmation_id,
-                  "expires_in_seconds": int(self.confirmations.ttl)},  # fmt: skip
+            data={**data, **pending},
             error="nothing was done yet: show the question to the user; only if they agree, "
             "call again with the same arguments and this confirmation_id",
         )
@@ -304,7 +304,7 @@ class McpGate:
         # client of the same user) presenting its id gets 404.
         scope["user"] = AuthenticatedUser(
             AccessToken(
-                token="(not kept)", client_id=caller.client_id, scopes=sorted(caller.scopes),
+                token=NOT_KEPT, client_id=caller.client_id, scopes=sorted(caller.scopes),
                 subject=caller.principal.key, claims={"iss": caller.principal.issuer},
             )
         )  # fmt: skip
@@ -341,4 +341,3 @@ def install_mcp(app: FastAPI, settings: ChatSettings) -> McpService:
     app.router.routes.append(Route(MCP_PATH, service.gate, methods=["GET", "POST", "DELETE"]))
     app.state.mcp = service
     return service
-

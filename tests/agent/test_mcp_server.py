@@ -142,7 +142,9 @@ def test_delete_needs_a_preview_then_its_single_use_confirmation_id(
                          {"site": "crumbs", "confirmation_id": confirmation_id}))  # fmt: skip
     assert done["status"] == "ok", done
     assert site_names(admin_api, "acme") == []
-    again = _call(stack, alice, "delete_site", {"site": "crumbs", "confirmation_id": confirmation_id})
+    again = _call(
+        stack, alice, "delete_site", {"site": "crumbs", "confirmation_id": confirmation_id}
+    )
     assert again.isError  # spent
 
 

@@ -49,7 +49,12 @@ def test_stdio_serves_alice_her_tenants_tools(
                 "delete_site", {"site": "crumbs", "confirmation_id": confirmation}
             )
             assert listed.structuredContent and deleted.structuredContent
-            return names, listed.structuredContent, asked.structuredContent, deleted.structuredContent
+            return (
+                names,
+                listed.structuredContent,
+                asked.structuredContent,
+                deleted.structuredContent,
+            )
 
     with_tenant_argument, listed, asked, deleted = in_own_loop(run())
     assert with_tenant_argument == []
