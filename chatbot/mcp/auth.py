@@ -115,7 +115,7 @@ class McpAuth:
 
     def control_plane_token(self, caller: McpCaller) -> str:
         """A short-lived control-plane token for the caller's user (never the MCP token)."""
-        return self.control_plane.token_for(caller.principal)
+        return self.control_plane.token_for(caller.principal, caller.client_id)
 
     def metadata(self) -> dict[str, Any]:
         """The Protected Resource Metadata document (RFC 9728 §2)."""

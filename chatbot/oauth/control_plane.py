@@ -29,8 +29,9 @@ class ControlPlaneUnavailable(Exception):
 class ControlPlaneTokens(Protocol):
     """Mints control-plane tokens for a verified user."""
 
-    def token_for(self, principal: Principal) -> str:
-        """A bearer token the control plane accepts as `principal`'s."""
+    def token_for(self, principal: Principal, client_id: str) -> str:
+        """A bearer token the control plane accepts as `principal`'s, acting through the
+        OAuth client `client_id` (which the audit log records)."""
         ...
 
 
@@ -40,10 +41,11 @@ class LocalControlPlaneTokens:
     def __init__(self, settings: ChatSettings) -> None:
         self._issuer = LocalTokenIssuer(settings)
 
-    def token_for(self, principal: Principal) -> str:
-        """A local token with the principal's role and tenants."""
+    def token_for(self, principal: Principal, client_id: str) -> str:
+        """A local token with the principal's role, tenants and client."""
         return self._issuer.issue(principal.sub, principal.role, sorted(principal.tenants),
-                                  email=principal.email, ttl_seconds=LOCAL_TTL_SECONDS)  # fmt: skip
+                                  email=principal.email, ttl_seconds=LOCAL_TTL_SECONDS,
+                                  client_id=client_id)  # fmt: skip
 
 
 class FirebaseControlPlaneTokens:
@@ -58,18 +60,22 @@ class FirebaseControlPlaneTokens:
         # Settings refuse the emulator variable in gcp mode unless a test opted in.
         self._base = f"http://{emulator}/identitytoolkit.googleapis.com" if emulator and \
             settings.allow_auth_emulator else IDENTITY_TOOLKIT  # fmt: skip
-        self._held: dict[str, tuple[str, float]] = {}
+        self._held: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def token_for(self, principal: Principal) -> str:
-        """The user's ID token (reused while it has ten minutes or more to live)."""
+    def token_for(self, principal: Principal, client_id: str) -> str:
+        """The user's ID token naming the client (reused while it has ten minutes to live)."""
+        held_as = (principal.sub, client_id)
         with self._lock:
-            held = self._held.get(principal.sub)
+            held = self._held.get(held_as)
         if held and held[1] - REUSE_MARGIN_SECONDS > time.time():
             return held[0]
         from firebase_admin import auth
 
-        custom = auth.create_custom_token(principal.sub, app=self._app).decode()
+        # A developer claim of the custom token reaches the ID token: the audit's client id.
+        custom = auth.create_custom_token(
+            principal.sub, {"client_id": client_id}, app=self._app
+        ).decode()
         note_secret(custom, "firebase custom token")
         try:
             answered = httpx.post(
@@ -89,7 +95,7 @@ class FirebaseControlPlaneTokens:
         token: str = body["idToken"]
         note_secret(token, "firebase id token")
         with self._lock:
-            self._held[principal.sub] = (token, time.time() + int(body.get("expiresIn", 3600)))
+            self._held[held_as] = (token, time.time() + int(body.get("expiresIn", 3600)))
         return token
 
 

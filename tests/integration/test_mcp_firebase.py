@@ -115,6 +115,7 @@ def test_a_firebase_sign_in_becomes_an_audience_bound_token(
     derived = control_plane.verify(probe.json()["control_plane_token"])
     assert (derived.sub, derived.role, derived.tenants) == (user.uid, Role.TENANT,
                                                             frozenset({"acme"}))  # fmt: skip
+    assert derived.client_id == "aipress-tests"  # the audit log's client id
     assert probe.json()["control_plane_token"] != mcp_token
     with pytest.raises(InvalidToken):
         control_plane.verify(mcp_token)
