@@ -214,6 +214,13 @@ def test_authorize_never_redirects_to_an_unregistered_uri(chat: Chat) -> None:
             assert response.status_code == 400, (client_id, redirect_uri, response.text)
             assert "location" not in response.headers
             assert response.json()["detail"]
+        # A second redirect_uri after the registered one must not be the one that counts.
+        query = httpx.QueryParams(run.params(chat.resource, "sites:read")).add(
+            "redirect_uri", "https://evil.example/callback"
+        )
+        twice = http.get(f"/oauth/authorize?{query}")
+        assert twice.status_code == 400 and "location" not in twice.headers
+        assert "redirect_uri" in twice.json()["detail"]
 
 
 def test_authorize_sends_errors_back_with_the_state(chat: Chat) -> None:
