@@ -194,6 +194,29 @@ def chat(
 
 
 @app.command()
+def mcp(
+    user: Annotated[str, typer.Option("--as", help="Local user the tools act as (embedded)")],
+) -> None:
+    """Serve the agent's tools over MCP on stdio, for a desktop client on this machine."""
+    from chatbot.mcp.stdio import run_stdio
+    from chatbot.settings import get_chat_settings
+
+    settings = get_settings()
+    if settings.provider == "gcp":
+        err.print("[red]gcp mode: connect MCP clients to the chat service's /mcp URL.[/red]")
+        raise typer.Exit(2)
+    stored = _stored_user(settings, user)
+    if stored is None:
+        err.print(f"[red]No local user {user!r}; see `aipress users list`.[/red]")
+        raise typer.Exit(2)
+    issuer = LocalTokenIssuer(settings)
+    principal = issuer.verify(
+        issuer.issue(user, Role(stored["role"]), stored["tenants"], email=stored["email"])
+    )
+    run_stdio(get_chat_settings(), principal)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
