@@ -4,6 +4,7 @@ the control-plane token the tools use on their behalf (never the MCP token itsel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -11,11 +12,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatbot.oauth.clients import ClientDirectory
+from chatbot.oauth.control_plane import ControlPlaneTokens, control_plane_tokens
 from chatbot.oauth.routes import AuthorizationServer, authorization_server_router
 from chatbot.oauth.scopes import SCOPES
 from chatbot.oauth.tokens import McpTokenIssuer, RefusedToken
 from chatbot.settings import ChatSettings
-from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Principal
 
 __all__ = [
@@ -33,7 +34,6 @@ MCP_PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource" + MCP_PATH
 # RFC 6750 §2.3 names `access_token`; `token` and `t` are how some MCP hosts hand tokens out.
 QUERY_TOKEN_NAMES = ("access_token", "token", "t")
-CONTROL_PLANE_TTL_SECONDS = 300
 SCOPE_KEY = "aipress.mcp_auth"
 
 
@@ -78,6 +78,11 @@ class McpAuth:
         self.metadata_url = settings.chat_origin + METADATA_PATH
         self.tokens = McpTokenIssuer(settings)
 
+    @cached_property
+    def control_plane(self) -> ControlPlaneTokens:
+        """Where control-plane tokens come from (built on first use)."""
+        return control_plane_tokens(self.settings)
+
     def refuse(self, status: int, error: str | None, detail: str) -> McpAuthError:
         """A refusal whose challenge points a client at the resource metadata."""
         www = challenge(error, detail if error else None, resource_metadata=self.metadata_url)
@@ -110,11 +115,7 @@ class McpAuth:
 
     def control_plane_token(self, caller: McpCaller) -> str:
         """A short-lived control-plane token for the caller's user (never the MCP token)."""
-        principal = caller.principal
-        return LocalTokenIssuer(self.settings).issue(
-            principal.sub, principal.role, sorted(principal.tenants), email=principal.email,
-            ttl_seconds=CONTROL_PLANE_TTL_SECONDS, client_id=caller.client_id,
-        )  # fmt: skip
+        return self.control_plane.token_for(caller.principal, caller.client_id)
 
     def metadata(self) -> dict[str, Any]:
         """The Protected Resource Metadata document (RFC 9728 §2)."""

@@ -171,7 +171,7 @@ def test_refusals_answer_with_status_and_challenge(chat: Chat, issuer: LocalToke
 
 
 def test_the_flow_grants_role_scopes_and_derives_a_control_plane_token(
-    chat: Chat, live_api: str
+    chat: Chat, live_api: str, issuer: LocalTokenIssuer
 ) -> None:
     with chat.http() as http:
         alice = http.get(PROBE, headers={"Authorization": f"Bearer {chat.token('alice')}"})
@@ -189,6 +189,7 @@ def test_the_flow_grants_role_scopes_and_derives_a_control_plane_token(
     with httpx.Client(base_url=live_api, timeout=30) as api:
         mcp_token = {"Authorization": f"Bearer {vera_token}"}
         assert api.get("/v1/tenants/acme/sites", headers=mcp_token).status_code == 401
+        assert issuer.verify(alice.json()["control_plane_token"]).client_id == TEST_CLIENT_ID
         derived = {"Authorization": f"Bearer {alice.json()['control_plane_token']}"}
         assert api.get("/v1/tenants/acme/sites", headers=derived).status_code == 200
         assert api.get("/v1/tenants/globex/sites", headers=derived).status_code == 404
