@@ -34,6 +34,7 @@ from tests.mcp_oauth import (
     TEST_CLIENT_ID,
     TEST_REDIRECT_URI,
     Authorization,
+    SdkStorage,
     consent,
     obtain_token,
     query_of,
@@ -423,29 +424,7 @@ def test_token_exchange_binds_a_sign_in_token_to_the_resource(
 
 def test_a_cold_sdk_client_discovers_its_way_from_a_401_to_a_token(chat: Chat) -> None:
     from mcp.client.auth import OAuthClientProvider
-    from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
-
-    class Memory:
-        def __init__(self) -> None:
-            self.tokens: OAuthToken | None = None
-            # Pre-registered (this server offers no dynamic registration): the client knows
-            # its id, nothing about the server beyond the MCP URL.
-            self.client = OAuthClientInformationFull(
-                client_id=TEST_CLIENT_ID, redirect_uris=[TEST_REDIRECT_URI],  # type: ignore[list-item]
-                token_endpoint_auth_method="none",
-            )  # fmt: skip
-
-        async def get_tokens(self) -> OAuthToken | None:
-            return self.tokens
-
-        async def set_tokens(self, tokens: OAuthToken) -> None:
-            self.tokens = tokens
-
-        async def get_client_info(self) -> OAuthClientInformationFull | None:
-            return self.client
-
-        async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-            self.client = client_info
+    from mcp.shared.auth import OAuthClientMetadata
 
     browser = httpx.Client(base_url=chat.url, timeout=30)
     returned: dict[str, str] = {}
@@ -461,7 +440,7 @@ def test_a_cold_sdk_client_discovers_its_way_from_a_401_to_a_token(chat: Chat) -
     async def callback_handler() -> tuple[str, str | None]:
         return returned["code"], returned.get("state")
 
-    storage = Memory()
+    storage = SdkStorage()
     provider = OAuthClientProvider(
         server_url=chat.resource,
         client_metadata=OAuthClientMetadata(redirect_uris=[TEST_REDIRECT_URI],  # type: ignore[list-item]
