@@ -14,7 +14,7 @@ from mcp import ClientSession
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientMetadata
 
 from chatbot.mcp.auth import MCP_PATH
 from chatbot.oauth.scopes import SCOPES
@@ -111,30 +111,6 @@ def served_chat(settings: Settings, control_plane_url: str, **overrides: Any) ->
         yield McpStack(url, served)
 
 
-class _Memory:
-    """The SDK client's token storage, the test client pre-registered (no dynamic
-    registration here): it knows its id and the MCP URL, nothing else of the server."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client = OAuthClientInformationFull(
-            client_id=mcp_oauth.TEST_CLIENT_ID, redirect_uris=[mcp_oauth.TEST_REDIRECT_URI],  # type: ignore[list-item]
-            token_endpoint_auth_method="none",
-        )  # fmt: skip
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
-
-
 def sdk_oauth(stack: McpStack, user: str, scopes: str | None = None) -> OAuthClientProvider:
     """The SDK's OAuth client for /mcp; its browser signs `user` in on the demo page and
     consents. Every step of discovery, PKCE and the token request is the SDK's own."""
@@ -160,6 +136,6 @@ def sdk_oauth(stack: McpStack, user: str, scopes: str | None = None) -> OAuthCli
         token_endpoint_auth_method="none", scope=scopes,
     )  # fmt: skip
     return OAuthClientProvider(
-        server_url=stack.mcp_url, client_metadata=metadata, storage=_Memory(),
+        server_url=stack.mcp_url, client_metadata=metadata, storage=mcp_oauth.SdkStorage(),
         redirect_handler=redirect_handler, callback_handler=callback_handler,
     )  # fmt: skip

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from chatbot.oauth.grants import s256
 from chatbot.service import create_app
@@ -106,3 +107,27 @@ def obtain_token(base_url: str, user: str, scopes: str, resource: str, *,
         })  # fmt: skip
         token: str = answered.raise_for_status().json()["access_token"]
         return token
+
+
+class SdkStorage:
+    """The SDK client's token storage, the test client pre-registered (no dynamic
+    registration here): it knows its id and the MCP URL, nothing else of the server."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client = OAuthClientInformationFull(
+            client_id=TEST_CLIENT_ID, redirect_uris=[TEST_REDIRECT_URI],  # type: ignore[list-item]
+            token_endpoint_auth_method="none",
+        )  # fmt: skip
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info

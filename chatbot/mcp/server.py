@@ -271,13 +271,22 @@ class McpGate:
     """Before the transport sees a request: the bearer token, the scope each called tool
     needs (403 insufficient_scope) and the caller's rate (429), as HTTP answers."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager, body_limit: int) -> None:
+    def __init__(
+        self, manager: StreamableHTTPSessionManager, body_limit: int, origins: frozenset[str]
+    ) -> None:
         self.manager = manager
         self.body_limit = body_limit
+        self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point of /mcp."""
         request = Request(scope, receive)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in self.origins:
+            # A page on another origin (DNS rebinding included) never drives the endpoint.
+            detail = f"requests from origin {origin} are refused; add it to chat_allowed_origins"
+            await problem(403, detail)(scope, receive, send)
+            return
         try:
             caller = authenticate(request)
             if request.method == "POST":
@@ -328,7 +337,8 @@ class McpService:
         self.confirmations = mcp_tools.Confirmations()
         self.server = build_server(settings, _http_invocation, self.confirmations)
         self.manager = StreamableHTTPSessionManager(self.server)
-        self.gate = McpGate(self.manager, DEFAULT_MAX_REQUEST_BODY_SIZE)
+        origins = frozenset({settings.chat_origin, *settings.chat_allowed_origins})
+        self.gate = McpGate(self.manager, DEFAULT_MAX_REQUEST_BODY_SIZE, origins)
 
     def running(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Run the session manager for the app's lifetime."""

@@ -261,6 +261,18 @@ def test_the_mcp_token_never_reaches_the_control_plane(
     assert all(token not in h for h in used)
 
 
+def test_pages_of_other_origins_are_refused(stack: McpStack) -> None:
+    alice = stack.token("alice", "tenant", "acme")
+    call = tool_call("list_sites", {})
+    headers = {"Authorization": f"Bearer {alice}", "Accept": "application/json, text/event-stream"}
+    foreign = httpx.post(stack.mcp_url, json=call, timeout=30,
+                         headers={**headers, "Origin": "http://evil.example"})  # fmt: skip
+    assert foreign.status_code == 403 and "evil.example" in foreign.json()["detail"]
+    own = httpx.post(stack.mcp_url, json=call, timeout=30,
+                     headers={**headers, "Origin": stack.url})  # fmt: skip
+    assert own.status_code != 403
+
+
 def test_a_session_is_its_opener_s_alone(stack: McpStack) -> None:
     alice, bob = stack.token("alice", "tenant", "acme"), stack.token("bob", "tenant", "globex")
     headers = {"Accept": "application/json, text/event-stream"}
