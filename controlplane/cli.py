@@ -527,15 +527,23 @@ def sites_diagnose(
         console.print(f"What to do: {verdict['action']}")
     table = Table("evidence", "finding")
     probe = found["probe"]
-    table.add_row("health probe", "passes" if probe["ok"] else f"{probe['check']}: {probe['detail']}")
+    table.add_row(
+        "health probe", "passes" if probe["ok"] else f"{probe['check']}: {probe['detail']}"
+    )
     for row in found["cache"]:
-        table.add_row(f"cache {row['cache']}", f"{row['requests']} requests, p95 {row['p95_ms']} ms")
+        table.add_row(
+            f"cache {row['cache']}", f"{row['requests']} requests, p95 {row['p95_ms']} ms"
+        )
     for path in found["slowest_paths"]:
-        table.add_row("slow path", f"{path['path']}: p95 {path['p95_ms']} ms, {path['requests']} requests")
+        table.add_row(
+            "slow path", f"{path['path']}: p95 {path['p95_ms']} ms, {path['requests']} requests"
+        )
     for slow in found["slow_requests"]:
         table.add_row("PHP slow log", " <- ".join(slow["trace"][:4]) or slow["script"])
     for problem in found["php_errors"]:
-        table.add_row(f"PHP {problem['severity'].lower()}", f"{problem['message']} ({problem['count']}x)")
+        table.add_row(
+            f"PHP {problem['severity'].lower()}", f"{problem['message']} ({problem['count']}x)"
+        )
     for query in found["slow_queries"]:
         table.add_row("slow query", f"{query['seconds']} s: {query['query'][:120]}")
     for change in found["changes"]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from controlplane.observability import LatencyRead, LogEntry, percentile
+from controlplane.observability import LatencyRead, LogEntry, Severity, percentile
 
 SLOW_MS = 1000.0  # a path whose p95 is past this is slow (as the chat's "is it slow?" says)
 UNCACHED_SHARE = 0.5  # past this share of uncached page requests, the cache is a cause
@@ -18,8 +18,10 @@ _CACHE_STATES = ("HIT", "MISS", "BYPASS")
 _PHP_PREFIX = re.compile(r"^PHP (Fatal error|Parse error|Warning|Notice|Deprecated):\s+", re.I)
 _WHERE = re.compile(r"\s+in (/\S+?)(?: on line |:)(\d+)")
 _SQL_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_SQL_NUMBER = re.compile(r"\b\d+\b")
+_SQL_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 
+# Frames of PHP itself, not of the site's code: the waits and PHP's include/eval pseudo-frames.
+_NOT_SITE_CODE = ("sleep()", "usleep()", "time_nanosleep()", "[")
 Status = Literal["healthy", "warnings", "slow", "saturated", "broken", "down"]
 
 
@@ -34,7 +36,9 @@ class SlowRequest(BaseModel):
 class PoolSaturation(BaseModel):
     """How often the site's PHP workers were all busy (requests queued)."""
 
-    max_children: int | None
+    max_children: int | None = Field(
+        description="The limit: PHP workers locally, Cloud Run instances on gcp"
+    )
     reached: int = Field(description="Times max_children was reached since counted_since")
     last: datetime | None = None
     counted_since: datetime | None = Field(default=None, description="When counting began")
@@ -206,12 +210,23 @@ def php_problems(entries: list[LogEntry]) -> list[PhpProblem]:
     counts: Counter[tuple[str, str, str | None]] = Counter()
     last: dict[tuple[str, str, str | None], datetime] = {}
     for entry in entries:
-        if entry.severity not in ("CRITICAL", "ERROR", "WARNING"):
+        try:
+            severity = Severity.parse(entry.severity).name
+        except ValueError:
             continue
-        first = _PHP_PREFIX.sub("", entry.message.split("\n", 1)[0]).strip()
+        line = entry.message.split("\n", 1)[0]
+        if re.search(r"\b(fatal|parse) error\b", line, re.I):
+            severity = "CRITICAL"  # Cloud Logging labels PHP's stderr ERROR at best
+        if severity not in ("CRITICAL", "ERROR", "WARNING"):
+            continue
+        first = _PHP_PREFIX.sub("", line).strip()
         where = _WHERE.search(first)
         message = _WHERE.split(first, 1)[0] if where else first
-        key = (entry.severity, message[:300], f"{where.group(1)}:{where.group(2)}" if where else None)
+        key = (
+            severity,
+            message[:300],
+            f"{where.group(1)}:{where.group(2)}" if where else None,
+        )
         counts[key] += 1
         last[key] = max(last.get(key, entry.time), entry.time)
     rank = {"CRITICAL": 0, "ERROR": 1, "WARNING": 2}
@@ -231,7 +246,7 @@ def short_file(path: str) -> str:
 
 
 def _frame(frame: str) -> str:
-    """ "sleep() /srv/x/wp-content/mu-plugins/a.php:4" -> "sleep() (wp-content/mu-plugins/a.php:4)"."""
+    """ "f() /srv/x/wp-content/mu-plugins/a.php:4" -> "f() (wp-content/mu-plugins/a.php:4)"."""
     function, _, where = frame.partition(" ")
     return f"{function} ({short_file(where)})" if where else function
 
@@ -240,7 +255,7 @@ def slow_code(slow: list[SlowRequest]) -> str | None:
     """The innermost site function the slow requests were caught in, most frequent first."""
     frames: Counter[str] = Counter()
     for request in slow:
-        named = [f for f in request.trace if not f.startswith(("sleep()", "usleep()"))]
+        named = [f for f in request.trace if not f.startswith(_NOT_SITE_CODE)]
         if request.trace:
             frames[" in ".join(_frame(f) for f in (request.trace[:1] + named[:1]) if f)] += 1
     return frames.most_common(1)[0][0] if frames else None
@@ -269,14 +284,16 @@ def verdict(
     after = (
         f" It began after the latest change, {latest.label.lower()} at "
         f"{latest.time:%Y-%m-%d %H:%M} UTC: consider undoing it."
-        if latest and (fatals or failing) and latest.time >= since
+        if latest and (fatals or failing or not probe.ok) and latest.time >= since
         else ""
     )
     if not probe.ok:
         findings.append(f"health probe failed ({probe.check}): {probe.detail}")
     for problem in fatals[:TOP]:
         where = f" at {short_file(problem.where)}" if problem.where else ""
-        findings.append(f"PHP {problem.severity.lower()}: {problem.message}{where} ({problem.count}x)")
+        findings.append(
+            f"PHP {problem.severity.lower()}: {problem.message}{where} ({problem.count}x)"
+        )
     for path in failing[:TOP]:
         findings.append(f"{path.path} answered 5xx {path.errors} of {path.requests} times")
     for path in slow_paths[:TOP]:
@@ -284,9 +301,13 @@ def verdict(
             f"{path.path} is slow: p95 {path.p95_ms:.0f} ms over {path.requests} requests"
         )
     if code:
-        findings.append(f"the PHP slow log caught {len(evidence.slow_requests)} request(s) in {code}")
+        findings.append(
+            f"the PHP slow log caught {len(evidence.slow_requests)} request(s) in {code}"
+        )
     for query in evidence.slow_queries[:TOP]:
-        findings.append(f"slow query ({query.seconds:.1f} s, {query.rows_examined} rows): {query.query}")
+        findings.append(
+            f"slow query ({query.seconds:.1f} s, {query.rows_examined} rows): {query.query}"
+        )
     saturated = evidence.saturation is not None and evidence.saturation.reached > 0
     if saturated and evidence.saturation is not None:
         findings.append(
@@ -300,7 +321,7 @@ def verdict(
 
     if not probe.ok or fatals or failing:
         fatal = fatals[0] if fatals else None
-        path = failing[0].path if failing else None
+        failed_path = failing[0].path if failing else None
         what = (
             f"PHP {fatal.severity.lower()} \u201c{fatal.message}\u201d"
             + (f" in {short_file(fatal.where)}" if fatal.where else "")
@@ -309,7 +330,7 @@ def verdict(
             if not probe.ok
             else f"{failing[0].errors} server errors"
         )
-        on = f" on {path}" if path else ""
+        on = f" on {failed_path}" if failed_path else ""
         status: Status = "down" if not probe.ok and probe.check == "homepage" else "broken"
         where = f" ({short_file(fatal.where)})" if fatal and fatal.where else ""
         return Verdict(
@@ -333,7 +354,8 @@ def verdict(
             else "PHP time (no slow-log entry caught it)"
         )
         action = (
-            f"Speed up or remove {code.split(' ', 1)[0]} (the slow log has the full stack)"
+            f"Speed up or remove {code.rsplit(' in ', 1)[-1].split(' ', 1)[0]} (the slow "
+            "log has the full stack)"
             if code
             else "Add an index for the slow query or cache its result"
             if evidence.slow_queries

@@ -18,14 +18,17 @@ def _evidence(data: dict[str, Any]) -> list[str]:
     for problem in data.get("php_errors", [])[:3]:
         where = f" ({problem['where']})" if problem.get("where") else ""
         lines.append(
-            f"- PHP {problem['severity'].lower()}: {problem['message']}{where}, "
-            f"{problem['count']}×"
+            f"- PHP {problem['severity'].lower()}: {problem['message']}{where}, {problem['count']} times"
         )
     for path in data.get("error_paths", [])[:3]:
-        lines.append(f"- {path['path']}: {path['errors']} of {path['requests']} requests failed (5xx)")
+        lines.append(
+            f"- {path['path']}: {path['errors']} of {path['requests']} requests failed (5xx)"
+        )
     for path in data.get("slowest_paths", [])[:3]:
         if path.get("p95_ms") is not None:
-            lines.append(f"- {path['path']}: p95 {path['p95_ms']:.0f} ms over {path['requests']} requests")
+            lines.append(
+                f"- {path['path']}: p95 {path['p95_ms']:.0f} ms over {path['requests']} requests"
+            )
     for query in data.get("slow_queries", [])[:2]:
         lines.append(f"- slow query, {query['seconds']} s: {query['query'][:160]}")
     saturation = data.get("saturation") or {}
@@ -43,8 +46,10 @@ def _evidence(data: dict[str, Any]) -> list[str]:
     changes = data.get("changes", [])
     if changes:
         latest = changes[0]
-        lines.append(f"- latest change: {latest['label']} at {latest['time'][:16]} ({latest['status']})")
-    return lines[:MAX_LINES + 2]
+        lines.append(
+            f"- latest change: {latest['label']} at {latest['time'][:16]} ({latest['status']})"
+        )
+    return lines[: MAX_LINES + 2]
 
 
 def diagnose_site(args: dict[str, Any], data: dict[str, Any], label: str) -> str:

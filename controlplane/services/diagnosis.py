@@ -18,6 +18,10 @@ CHANGE_KINDS = frozenset(KIND_LABELS) - {
     OperationKind.BACKUP_SITE, OperationKind.VERIFY_BACKUP, OperationKind.BULK,
 }  # fmt: skip
 
+# Operations that rebuild a site: its evidence starts after the latest one.
+BUILDS = (OperationKind.CREATE_SITE, OperationKind.RESTORE_SITE, OperationKind.IMPORT_SITE,
+          OperationKind.PROMOTE_SITE)  # fmt: skip
+
 
 def latest_changes(session: Session, site: Site, limit: int = CHANGES) -> list[Change]:
     """The site's latest changes, newest first: its own operations and its tenant's env
@@ -61,7 +65,21 @@ def diagnose_site(
     session: Session, *, provider: Provider, site: Site, ctx: SiteContext,
     since: datetime, until: datetime,
 ) -> DiagnosisRead:  # fmt: skip
-    """Evidence over [since, until] and the verdict drawn from it."""
+    """Evidence over [since, until] and the verdict drawn from it. The window starts no
+    earlier than the site's (re)build finished: the build's own requests and warnings (the
+    installer, the readiness probe) are not the site's behaviour."""
+    built = session.scalar(
+        select(Operation.finished_at)
+        .where(
+            Operation.site_id == site.id,
+            Operation.kind.in_([k.value for k in BUILDS]),
+            Operation.finished_at.is_not(None),
+        )
+        .order_by(Operation.finished_at.desc())
+        .limit(1)
+    )
+    if built is not None:
+        since = min(max(since, _utc(built)), until)
     evidence = provider.logs.evidence(ctx, since, until)
     return diagnose(
         site.name, since, until, evidence, latest_changes(session, site),

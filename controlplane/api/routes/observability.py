@@ -15,7 +15,6 @@ from controlplane.engine.provider import SiteContext
 from controlplane.errors import Invalid
 from controlplane.kernel import clock
 from controlplane.kernel.identity import Principal
-from controlplane.permissions import Action
 from controlplane.observability import (
     MAX_LOG_LIMIT,
     CallerSlots,
@@ -26,6 +25,7 @@ from controlplane.observability import (
     parse_time,
     status_matcher,
 )
+from controlplane.permissions import Action
 from controlplane.services import diagnosis as diagnosis_service
 from controlplane.services import sites as sites_service
 

@@ -7,7 +7,7 @@ import json
 import re
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from controlplane.engine.provider import SiteContext
 from controlplane.observability import LogEntry
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.logs import (
+    _MONTHS,
     ReadBudget,
     parse_access,
     parse_php_errors_reversed,
@@ -29,7 +30,6 @@ MAX_SLOW = 50  # slow-log entries and slow queries kept per read
 STATUS_PATH = "/aipress-fpm-status"  # the pools' pm.status_path (pool.conf.j2)
 _SLOW_HEADER = re.compile(r"^\[(\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d)\]\s+\[pool (\S+)\] pid \d+$")
 _SLOW_FRAME = re.compile(r"^\[0x[0-9a-f]+\] (.+)$")
-_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
 
 def _fpm_time(stamp: str) -> datetime:
@@ -37,12 +37,13 @@ def _fpm_time(stamp: str) -> datetime:
     day, month, rest = stamp.split("-", 2)
     year, clock_time = rest.split(" ")
     hour, minute, second = (int(x) for x in clock_time.split(":"))
-    local = datetime(int(year), _MONTHS.index(month) + 1, int(day), hour, minute, second)
+    local = datetime(int(year), _MONTHS[month], int(day), hour, minute, second)
     return local.astimezone(UTC)
 
 
-def parse_slowlog_reversed(lines: Iterator[str], pool: str) -> Iterator[SlowRequest]:
-    """Slow-log entries of `pool` from lines read last to first (newest entry first)."""
+def parse_slowlog_reversed(lines: Iterator[str], pool: str, root: str) -> Generator[SlowRequest]:
+    """Slow-log entries of `pool` from lines read last to first (newest entry first), file
+    paths shown from the site's root (`root`, which ends in a slash) on."""
     body: list[str] = []
     for line in lines:
         header = _SLOW_HEADER.match(line)
@@ -50,16 +51,22 @@ def parse_slowlog_reversed(lines: Iterator[str], pool: str) -> Iterator[SlowRequ
             body.append(line)
             continue
         body.reverse()
-        script = next((b.split("=", 1)[1].strip() for b in body if b.startswith("script_filename")), "")
+        script = next(
+            (b.split("=", 1)[1].strip() for b in body if b.startswith("script_filename")), ""
+        )
         trace = [m.group(1) for b in body if (m := _SLOW_FRAME.match(b))]
         body = []
         if header.group(2) != pool:
             continue
         try:
             when = _fpm_time(header.group(1))
-        except ValueError:
+        except (ValueError, KeyError):
             continue
-        yield SlowRequest(time=when, script=script, trace=trace[:20])
+        yield SlowRequest(
+            time=when,
+            script=script.removeprefix(root),
+            trace=[t.replace(root, "") for t in trace[:20]],
+        )
 
 
 def _record(kind: int, request_id: int, content: bytes) -> bytes:
@@ -130,7 +137,9 @@ class LocalDiagnosis(LocalStep):
         pool = self.names(ctx).system_user
         slowlog = self.stack.phpfpm.slowlog(pool)
         slow: list[SlowRequest] = []
-        with closing(parse_slowlog_reversed(reverse_lines(slowlog, budget), pool)) as entries:
+        with closing(
+            parse_slowlog_reversed(reverse_lines(slowlog, budget), pool, f"{self.names(ctx).root}/")
+        ) as entries:
             for entry in entries:
                 if entry.time < since or len(slow) == MAX_SLOW:
                     break
@@ -196,10 +205,10 @@ def _seconds(value: object) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(str(value))
 
 
-def _since(entries: Iterator[LogEntry], since: datetime) -> list[LogEntry]:
+def _since(entries: Generator[LogEntry], since: datetime) -> list[LogEntry]:
     """Entries of a newest-first stream down to `since`."""
     found = []
-    with closing(entries):  # type: ignore[type-var]
+    with closing(entries):
         for entry in entries:
             if entry.time < since:
                 break
