@@ -22,6 +22,7 @@ _SQL_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 
 # Frames of PHP itself, not of the site's code: the waits and PHP's include/eval pseudo-frames.
 _NOT_SITE_CODE = ("sleep()", "usleep()", "time_nanosleep()", "[")
+LABELS = {"CRITICAL": "fatal error", "ERROR": "error", "WARNING": "warning"}
 Status = Literal["healthy", "warnings", "slow", "saturated", "broken", "down"]
 
 
@@ -89,7 +90,7 @@ class PhpProblem(BaseModel):
 
     severity: str
     message: str
-    where: str | None = Field(description="file:line PHP names")
+    where: str | None = Field(description="file:line PHP names, from wp-content/ (etc.) on")
     count: int
     last: datetime
 
@@ -225,7 +226,7 @@ def php_problems(entries: list[LogEntry]) -> list[PhpProblem]:
         key = (
             severity,
             message[:300],
-            f"{where.group(1)}:{where.group(2)}" if where else None,
+            short_file(f"{where.group(1)}:{where.group(2)}") if where else None,
         )
         counts[key] += 1
         last[key] = max(last.get(key, entry.time), entry.time)
@@ -284,15 +285,15 @@ def verdict(
     after = (
         f" It began after the latest change, {latest.label.lower()} at "
         f"{latest.time:%Y-%m-%d %H:%M} UTC: consider undoing it."
-        if latest and (fatals or failing or not probe.ok) and latest.time >= since
+        if latest and (fatals or failing or not probe.ok) and latest.time > since
         else ""
     )
     if not probe.ok:
         findings.append(f"health probe failed ({probe.check}): {probe.detail}")
     for problem in fatals[:TOP]:
-        where = f" at {short_file(problem.where)}" if problem.where else ""
+        where = f" at {problem.where}" if problem.where else ""
         findings.append(
-            f"PHP {problem.severity.lower()}: {problem.message}{where} ({problem.count}x)"
+            f"PHP {LABELS[problem.severity]}: {problem.message}{where} ({problem.count}x)"
         )
     for path in failing[:TOP]:
         findings.append(f"{path.path} answered 5xx {path.errors} of {path.requests} times")
@@ -323,8 +324,8 @@ def verdict(
         fatal = fatals[0] if fatals else None
         failed_path = failing[0].path if failing else None
         what = (
-            f"PHP {fatal.severity.lower()} \u201c{fatal.message}\u201d"
-            + (f" in {short_file(fatal.where)}" if fatal.where else "")
+            f"PHP {LABELS[fatal.severity]} \u201c{fatal.message}\u201d"
+            + (f" in {fatal.where}" if fatal.where else "")
             if fatal
             else f"the health probe: {probe.detail}"
             if not probe.ok
@@ -332,7 +333,7 @@ def verdict(
         )
         on = f" on {failed_path}" if failed_path else ""
         status: Status = "down" if not probe.ok and probe.check == "homepage" else "broken"
-        where = f" ({short_file(fatal.where)})" if fatal and fatal.where else ""
+        where = f" ({fatal.where})" if fatal and fatal.where else ""
         return Verdict(
             status=status,
             summary=f"The site is {status}: {what}{on}.{after}",

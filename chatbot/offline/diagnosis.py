@@ -7,6 +7,7 @@ from typing import Any
 from chatbot.offline.answers import _during
 
 MAX_LINES = 6
+SEVERITY = {"CRITICAL": "fatal error", "ERROR": "error", "WARNING": "warning"}
 
 
 def _evidence(data: dict[str, Any]) -> list[str]:
@@ -17,9 +18,9 @@ def _evidence(data: dict[str, Any]) -> list[str]:
         lines.append(f"- PHP slow log, {slow['time'][11:19]} UTC: {stack}")
     for problem in data.get("php_errors", [])[:3]:
         where = f" ({problem['where']})" if problem.get("where") else ""
-        lines.append(
-            f"- PHP {problem['severity'].lower()}: {problem['message']}{where}, {problem['count']} times"
-        )
+        label = SEVERITY.get(problem["severity"], problem["severity"].lower())
+        times = "once" if problem["count"] == 1 else f"{problem['count']} times"
+        lines.append(f"- PHP {label}: {problem['message']}{where}, {times}")
     for path in data.get("error_paths", [])[:3]:
         lines.append(
             f"- {path['path']}: {path['errors']} of {path['requests']} requests failed (5xx)"

@@ -200,7 +200,7 @@ def test_gcp_evidence_from_cloud_logging_and_monitoring(
     assert [e.status for e in evidence.requests] == [200, 503]
     assert found.verdict.status == "broken"
     assert "undefined function boom()" in found.verdict.summary
-    assert found.php_errors[0].where == "/var/www/html/wp-content/plugins/p/p.php:3"
+    assert found.php_errors[0].where == "wp-content/plugins/p/p.php:3"
     assert evidence.saturation is not None and evidence.saturation.reached == 1  # 4 of 4
     assert any("slow log" in reason for reason in evidence.unavailable)
     fake.assert_clean()
