@@ -24,6 +24,7 @@ from controlplane.diagnosis import (
 )
 from controlplane.engine.provider import SiteContext
 from controlplane.kernel import clock
+from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.observability import LogEntry
 from controlplane.providers.gcp.base import GcpClients
@@ -31,6 +32,7 @@ from controlplane.providers.gcp.logs import CloudLoggingLogs
 from controlplane.providers.local.diagnosis import parse_slowlog_reversed
 from controlplane.providers.memory import MemoryLogs, MemoryProvider
 from controlplane.settings import Settings
+from tests.cli_harness import served_cli
 from tests.conftest import AuthHeaders, ready_crumbs
 from tests.integration.gcp_fakes import FakeLogging
 from tests.live import serve
@@ -204,3 +206,22 @@ def test_gcp_evidence_from_cloud_logging_and_monitoring(
     assert evidence.saturation is not None and evidence.saturation.reached == 1  # 4 of 4
     assert any("slow log" in reason for reason in evidence.unavailable)
     fake.assert_clean()
+
+
+def test_the_cli_prints_the_verdict_and_its_evidence(
+    settings: Settings, memory_provider: MemoryProvider, issuer: LocalTokenIssuer
+) -> None:
+    with served_cli(settings, memory_provider, issuer) as cli:
+        logs = memory_provider.logs
+        assert isinstance(logs, MemoryLogs)
+        fatal = _php("PHP Fatal error:  Uncaught Error: boom in /s/wp-content/plugins/a/a.php:3")
+        logs.entries[cli.site_id] = [
+            fatal.model_copy(update={"time": clock.now()}),
+            _hit("/shop/", 50, status=500).model_copy(update={"time": clock.now()}),
+        ]
+        shown = cli("sites", "diagnose", "globex", "shop", "--since", "2h")
+        refused = cli("sites", "diagnose", "globex", "nosuchsite")
+    assert shown.exit_code == 0, shown.output
+    assert "BROKEN" in shown.output and "Uncaught Error: boom" in shown.output
+    assert "/shop/" in shown.output and "wp-content/plugins/a/a.php:3" in shown.output
+    assert refused.exit_code == 1 and "404" in refused.output
