@@ -528,6 +528,50 @@ def _print_drift(drift: dict[str, Any]) -> None:
         console.print(f"  - {sentence}")
 
 
+@sites_app.command("diagnose")
+def sites_diagnose(
+    tenant_id: str,
+    site: str,
+    since: Annotated[str, typer.Option(help="A duration ago (15m, 2h, 1d) or ISO time")] = "1h",
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Why a site is slow or broken: the evidence and the verdict."""
+    with _client(token, url) as client:
+        found = _call(
+            client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/diagnosis",
+            params={"since": since},
+        )  # fmt: skip
+    verdict = found["verdict"]
+    console.print(f"[bold]{verdict['status'].upper()}[/bold]: {verdict['summary']}")
+    if verdict.get("action"):
+        console.print(f"What to do: {verdict['action']}")
+    table = Table("evidence", "finding")
+    probe = found["probe"]
+    table.add_row(
+        "health probe", "passes" if probe["ok"] else f"{probe['check']}: {probe['detail']}"
+    )
+    for row in found["cache"]:
+        table.add_row(
+            f"cache {row['cache']}", f"{row['requests']} requests, p95 {row['p95_ms']} ms"
+        )
+    for path in found["slowest_paths"]:
+        table.add_row(
+            "slow path", f"{path['path']}: p95 {path['p95_ms']} ms, {path['requests']} requests"
+        )
+    for slow in found["slow_requests"]:
+        table.add_row("PHP slow log", " <- ".join(slow["trace"][:4]) or slow["script"])
+    for problem in found["php_errors"]:
+        table.add_row(
+            f"PHP {problem['severity'].lower()}", f"{problem['message']} ({problem['count']}x)"
+        )
+    for query in found["slow_queries"]:
+        table.add_row("slow query", f"{query['seconds']} s: {query['query'][:120]}")
+    for change in found["changes"]:
+        table.add_row("change", f"{change['time'][:19]} {change['label']} ({change['status']})")
+    console.print(table)
+
+
 @sites_app.command("drift")
 def sites_drift(tenant_id: str, site: str, token: TokenOpt = None, url: UrlOpt = None) -> None:
     """What changed on a staging site's production site since the clone."""

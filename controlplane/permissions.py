@@ -28,6 +28,7 @@ class Action(StrEnum):
     BACKUP_SITES = "backup_sites"  # take backups, change the backup policy
     RESTORE_SITES = "restore_sites"  # restore in place, create a site from a backup
     DOWNLOAD_BACKUPS = "download_backups"  # the owner's copy of a backup
+    READ_DIAGNOSIS = "read_diagnosis"  # a site's evidence and verdict, as logs and metrics
 
 
 class Scope(StrEnum):
@@ -88,6 +89,12 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     _A.RESTORE_SITES: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
     # A backup holds every secret of the site (its database): the owner's, and admins'.
     _A.DOWNLOAD_BACKUPS: {Role.ADMIN: _S.ALL, Role.TENANT: _S.OWN},
+    _A.READ_DIAGNOSIS: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
 }
 
 

@@ -84,6 +84,12 @@ INTENTS: tuple[tuple[str, str], ...] = (
         r"\b(create|make|build|launch|spin\s+up|set\s+up|setup|start|new|add|need|want|"
         r"give\s+me|like)\b.*\b(site|website|blog|wordpress|shop|store)\b|"
         r"^\s*(create|make|build|launch)\s+" + WORD),
+    # "why is my site slow?", "is shop broken?": evidence and a verdict, not bare figures.
+    ("diagnose_site",
+        r"\bwhy\b.*\b(slow|sluggish|broken|down|failing|erroring|errors?|crash\w*|"
+        r"not\s+(working|loading))\b|\b(slow|broken|down)\b.*\bwhy\b|"
+        r"\bis\s+(?:\S+\s+){0,3}?(broken|down)\b|\bdiagnos\w*|\bwhat'?s\s+wrong\b|"
+        r"\btroubleshoot\w*"),
     ("get_metrics",
         r"\b(slow|slowly|fast|speed|latency|performance|perform|traffic|requests|"
         r"response\s+times?|load\s+times?|visits|visitors|metrics|busy|sluggish|lagging)\b"),

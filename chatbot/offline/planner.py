@@ -32,7 +32,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from chatbot.offline import answers
+from chatbot.offline import answers, diagnosis
 from chatbot.offline.parse import (
     STAGING_WORDS,
     Parsed,
@@ -46,7 +46,8 @@ from chatbot.offline.parse import period as parse_period
 from controlplane.kernel import clock, names
 
 PLAN_KEY = "aipress_plan"
-SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics", "backup_site",
+SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics", "diagnose_site",
+                "backup_site",
                 "list_backups", "restore_site", "list_packages", "update_site")  # fmt: skip
 ENV_INTENTS = ("list_env", "set_env", "unset_env")
 STAGING_INTENTS = ("clone_site", "get_drift", "promote_site", "rollback_site", "import_site")
@@ -60,7 +61,7 @@ SUMMARY = re.compile(
     re.I,
 )
 VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
-         "get_metrics": "measure", "backup_site": "back up",
+         "get_metrics": "measure", "diagnose_site": "diagnose", "backup_site": "back up",
          "list_backups": "list the backups of", "restore_site": "restore",
          "list_packages": "list the plugins and themes of", "update_site": "update"}  # fmt: skip
 NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back", "update_site": "updated"}
@@ -322,7 +323,9 @@ class Planner:
                 found = BACKUP_ID.search(p.text)
                 slots["backup"] = found.group(0) if found else slots.get("backup")
                 slots["day"] = _day_named(p.text, s.today) or slots.get("day")
-            if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
+            if plan.intent in ("get_metrics", "diagnose_site") and (
+                p.window.explicit or "since" not in slots
+            ):
                 slots.update(since=p.window.since, label=p.window.label)
             if plan.intent == "update_site" and not plan.awaiting:
                 wanted = update_request(p.text)
@@ -486,7 +489,7 @@ class Planner:
             if plan.intent == "query_logs":
                 args.update({k: slots[k] for k in ("since", "until", "severity", "status")
                              if slots.get(k)})  # fmt: skip
-            if plan.intent == "get_metrics":
+            if plan.intent in ("get_metrics", "diagnose_site"):
                 args["since"] = slots.get("since", "1h")
             if plan.intent == "update_site":
                 args.update(_update_args(slots))
@@ -673,6 +676,8 @@ class Planner:
             return answers.query_logs(args, data, label or "the last hour"), None
         if name == "get_metrics":
             return answers.get_metrics(args, data, label or "the last hour"), None
+        if name == "diagnose_site":
+            return diagnosis.diagnose_site(args, data, label or "the last hour"), None
         describe = getattr(answers, name, None)
         if describe is None:
             return json.dumps(data)[:2000], None

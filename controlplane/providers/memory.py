@@ -37,6 +37,7 @@ from typing import Any
 
 from controlplane.admin_login import login_key
 from controlplane.cron import CronResult
+from controlplane.diagnosis import SiteEvidence
 from controlplane.engine.packages import (
     CORE_SLUG,
     HealthResult,
@@ -680,6 +681,7 @@ class MemoryLogs:
 
     def __init__(self) -> None:
         self.entries: dict[str, list[LogEntry]] = {}
+        self.extra: dict[str, SiteEvidence] = {}
 
     def read_logs(self, ctx: SiteContext, query: LogQuery) -> tuple[list[LogEntry], bool]:
         found = sorted(
@@ -691,6 +693,15 @@ class MemoryLogs:
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
         return metrics_from_access(ctx.site_name, self.entries.get(ctx.site_id, []), since, until)
+
+    def evidence(self, ctx: SiteContext, since: datetime, until: datetime) -> SiteEvidence:
+        """The site's entries, plus what a test put in `extra` (slow requests, queries...)."""
+        entries = [e for e in self.entries.get(ctx.site_id, []) if since <= e.time <= until]
+        extra = self.extra.get(ctx.site_id, SiteEvidence(requests=[], php=[]))
+        return extra.model_copy(update={
+            "requests": [e for e in entries if e.source == "access"],
+            "php": [e for e in entries if e.source == "php"],
+        })  # fmt: skip
 
 
 def _write_atomically(path: Path, data: Any) -> None:
