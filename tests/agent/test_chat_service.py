@@ -205,7 +205,7 @@ def test_terminal_client_streams_and_confirms(
     assert site_names(admin_api, "acme") == ["crumbs"]
 
 
-def test_a_thread_waiting_for_confirmation_takes_no_other_message(
+def test_a_message_while_a_confirmation_waits_is_reminded_not_refused(
     chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
@@ -215,8 +215,12 @@ def test_a_thread_waiting_for_confirmation_takes_no_other_message(
     assert asked["interrupt"] is not None
     other = chat_app.post("/v1/chat", json={"thread_id": thread, "message": "list my sites"},
                           headers=alice)  # fmt: skip
-    assert other.status_code == 409
-    assert "waiting for a confirmation" in other.json()["detail"]
+    assert other.status_code == 200
+    assert "Still waiting for your answer: Delete site crumbs" in other.json()["messages"][0][
+        "content"
+    ]
+    assert other.json()["interrupt"]["id"] == asked["interrupt"]["id"]
+    assert [m["role"] for m in other.json()["messages"]] == ["assistant"]  # no tool ran
     done = chat_app.post(f"/v1/chat/{thread}/resume", json={"approve": False}, headers=alice)
     assert "not deleted" in done.json()["messages"][-1]["content"]
     assert site_names(admin_api, "acme") == ["crumbs"]
