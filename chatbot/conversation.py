@@ -23,7 +23,7 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Interrupt, StreamMode
 
-from chatbot.graph import build_graph
+from chatbot.graph import STEP_LIMIT, build_graph
 from chatbot.models import make_model
 from chatbot.settings import ChatSettings
 from chatbot.store import ThreadStore, open_checkpointer
@@ -122,7 +122,7 @@ class ChatEngine:
         )
 
     def _config(self, thread_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id}}
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": STEP_LIMIT}
 
     @contextmanager
     def _exclusive(self, thread_id: str) -> Iterator[None]:
@@ -227,7 +227,12 @@ class ChatEngine:
         if approve is None or (approve and needs_input):
             text = reminder(waiting, approve)
             yield {"type": "thread", "thread_id": thread_id}
-            said = {"id": None, "role": "assistant", "content": text, "tool_calls": []}
+            said: dict[str, Any] = {
+                "id": None,
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [],
+            }
             yield {"type": "message", "message": said}
             yield waiting
             yield {"type": "done", "thread_id": thread_id}
