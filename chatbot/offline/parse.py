@@ -40,7 +40,8 @@ STOPWORDS = frozenset(
     no not mine email e-mail address domain custom use same login account admin
     administrator root superuser cancel stop keep sure go ahead back backup backups restore
     bring deleted undelete recover latest newest update updates upgrade plugin plugins theme
-    themes core package packages version versions everything""".split()  # noqa: SIM905
+    themes core package packages version versions everything first instead then later again
+    still time mistake anything something nothing""".split()  # noqa: SIM905
 )
 MONTH_WORDS = frozenset(MONTHS)
 
@@ -229,12 +230,12 @@ SITE_PATTERNS = (
     re.compile(r"\bname\s+(?:is|should\s+be|will\s+be|:)\s*(" + WORD + ")", re.I),
     re.compile(r"\b(?:site|website|blog)\s+(?:named\s+|called\s+)?(" + WORD + ")", re.I),
     re.compile(r"\b(" + WORD + r")\s+(?:site|website|blog)\b", re.I),
-    re.compile(r"\b(?:delete|remove|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
-    re.compile(r"\b(?:back\s+up|backup|restore|undelete|recover|bring\s+back)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:deleted?|removed?|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:back\s+up|backup|restore|undelete|recover|bring\s+back|diagnose|import(?:\s+into)?)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
     re.compile(r"\b(?:update|upgrade)\s+(?:the\s+|my\s+)?(" + WORD + r")\b(?!\s+(?:plugin|theme|core))", re.I),
     re.compile(r"\b(?:back|bring)\s+(" + WORD + r")\s+(?:up|back)\b", re.I),
     re.compile(r"\b(" + WORD + r")\s+(?:is\s+)?the\s+name\b", re.I),
-    re.compile(r"\bis\s+(" + WORD + r")\s+(?:so\s+|really\s+|very\s+|not\s+)?(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
+    re.compile(r"\b(?:is|was)\s+(" + WORD + r")\s+(?:so\s+|really\s+|very\s+|not\s+|still\s+)?(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
     re.compile(r"\b(?:did|does|has|is|was)\s+(" + WORD + r")\s+(?:get|have|receive|serve|see|handle|load|run)\b", re.I),
     re.compile(r"\b(?:on|for|of|from|about|with|at|into|in)\s+(" + WORD + ")", re.I),
     re.compile(r"^\s*(" + WORD + r")(?:'s)?\s+(?:logs?|errors?|status|url|metrics|traffic)\b", re.I),
@@ -530,7 +531,7 @@ def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None
     said, denied = clauses(text)
     email_match = EMAIL.search(text)
     email = email_match.group(0) if email_match else None
-    without_email = EMAIL.sub(" ", text)
+    without_email = URL.sub(" ", EMAIL.sub(" ", text))
     domain_match = DOMAIN.search(without_email)
     domain = domain_match.group(0).lower() if domain_match else None
     without_addresses = DOMAIN.sub(" ", without_email)
@@ -550,7 +551,7 @@ def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None
     if denied:
         asked = intents_of(DOMAIN.sub(" ", EMAIL.sub(" ", said)))
         negated = [i for i in intents_of(denied) if i in CHANGES and i not in asked]
-        intents = asked + [i for i in intents if i not in CHANGES and i not in asked]
+        intents = asked  # what a negated clause names is not asked for, questions neither
     parsed = Parsed(
         text=text,
         intents=intents,
