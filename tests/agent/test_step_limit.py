@@ -4,6 +4,7 @@ react-agent's IsLastStep), not a failed turn; and the planner's situation comes 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,3 +69,21 @@ def test_the_planner_believes_the_situation_not_the_prompt() -> None:
 def test_the_offline_planner_needs_the_graphs_situation() -> None:
     with pytest.raises(ValueError, match="tells it who asks"):
         OfflinePlanner().invoke([HumanMessage(content="list my sites")])
+
+
+def test_diagnosis_asks_use_the_diagnose_tool_when_there_is_one() -> None:
+    ask = [HumanMessage(content="why is crumbs so slow?")]
+    without = Planner().respond(ask, SITUATION)
+    assert [(c["name"], c["args"]) for c in without.tool_calls] == [
+        ("get_metrics", {"site": "crumbs", "since": "1h"})
+    ]
+    tools = SITUATION.tools | {"diagnose_site"}
+    tenant = Planner().respond(ask, replace(SITUATION, tools=tools))
+    assert [(c["name"], c["args"]) for c in tenant.tool_calls] == [
+        ("diagnose_site", {"site": "crumbs"})
+    ]
+    admin = replace(SITUATION, admin=True, role="admin", tenant=None, tools=tools)
+    asked = [HumanMessage(content="tenant acme: why is crumbs slow?")]
+    assert [(c["name"], c["args"]) for c in Planner().respond(asked, admin).tool_calls] == [
+        ("diagnose_site", {"site": "crumbs", "tenant_id": "acme"})
+    ]
