@@ -73,7 +73,9 @@ def case_problems(intent: str, cases: list[dict[str, Any]]) -> list[str]:
         if not case.get("tools") and not case.get("reply_contains"):
             problems.append(f"{intent}: {case['say']!r} checks nothing")
     kinds = {k for case in cases for k in case.get("kinds") or ["plain"]}
-    problems += [f"{intent}: no {k} phrasing" for k in ("negated", "multi-sentence") if k not in kinds]
+    problems += [
+        f"{intent}: no {k} phrasing" for k in ("negated", "multi-sentence") if k not in kinds
+    ]
     return problems
 
 
