@@ -19,7 +19,6 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from chatbot.conversation import (
-    AwaitingConfirmation,
     Busy,
     ChatEngine,
     Event,
@@ -263,7 +262,6 @@ CHAT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (ThreadNotFound, 404),
     (Busy, 409),
     (NothingToResume, 409),
-    (AwaitingConfirmation, 409),
     (TenantMismatch, 409),
     (PermissionError, 403),
     (SecretRefused, 422),  # or the control plane's own status

@@ -170,14 +170,14 @@ def chat(
             raise typer.Exit(2)
         token = _local_user_token(settings, user)
 
-    def confirm(question: str) -> bool:
+    def answer(question: str) -> str:
         if yes:
             console.print(f"[yellow]{question}[/yellow] yes (--yes)")
-            return True
-        return typer.confirm(question, default=False)
+            return "yes"
+        return str(typer.prompt(question, default="no"))
 
     try:
-        session = TerminalChat(url or settings.chat_url, token, console, confirm)
+        session = TerminalChat(url or settings.chat_url, token, console, answer)
     except (OSError, RuntimeError) as exc:
         err.print(f"[red]Cannot reach the chat service:[/red] {exc}. Is it running (`make up`)?")
         raise typer.Exit(1) from exc
