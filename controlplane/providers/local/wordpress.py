@@ -20,6 +20,11 @@ from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
+from controlplane.providers.local.site_template import (
+    SiteTemplates,
+    current_template,
+    placeholder_input,
+)
 from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
@@ -51,6 +56,7 @@ class WordPressStep(LocalStep):
     def __init__(self, stack: LocalStack, settings: Settings, runtime: RuntimeStep) -> None:
         super().__init__(stack, settings)
         self.runtime = runtime
+        self.templates = SiteTemplates(stack.mariadb, stack.home / "templates")
 
     def ensure(self, ctx: SiteContext) -> None:
         """Configure and install (or, if installed, re-sync the admin password)."""
@@ -90,33 +96,16 @@ class WordPressStep(LocalStep):
         os.replace(tmp, path)
         install_mu_plugins(names.root / "htdocs" / "wp-content")
 
-        payload = json.dumps(
-            {
-                "url": url,
-                "title": ctx.title,
-                "admin_user": admin_user,
-                "admin_email": ctx.admin_email,
-                "admin_password": admin_password,
-                "theme": self.settings.default_theme,
-                "public": ctx.public,
-            }
-        )
-        # The script and its input travel on stdin: nothing is written where the site's user
-        # could swap in a link, and the password never appears in argv.
-        script = INSTALLER_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
-        output = run(
-            ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
-             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
-             "--", str(names.root / "htdocs")],
-            what="WordPress install",
-            input_text=script,
-        )  # fmt: skip
-        try:
-            result = json.loads(output.strip().splitlines()[-1])
-        except (ValueError, IndexError) as exc:
-            raise StackError(f"WordPress install printed no result: {output[-500:]}") from exc
-        if not result.get("installed"):
-            raise StackError(f"WordPress install did not finish: {result}")
+        payload: dict[str, object] = {
+            "url": url,
+            "title": ctx.title,
+            "admin_user": admin_user,
+            "admin_email": ctx.admin_email,
+            "admin_password": admin_password,
+            "theme": self.settings.default_theme,
+            "public": ctx.public,
+        }
+        result = self._install(ctx, payload)
         self._probe(ctx, result)
         self.runtime.serve_built(ctx)
         self.purge_page_cache(ctx)  # the cache starts empty at ready
@@ -126,7 +115,49 @@ class WordPressStep(LocalStep):
             "admin": admin_user,
             "version": str(result.get("version") or ""),
             "theme": result.get("theme"),
+            "template": str(result.get("template") or ""),
         }
+
+    def _install(self, ctx: SiteContext, payload: dict[str, object]) -> dict[str, object]:
+        """WordPress in the site's database: copied from the current template and
+        personalised; the first site of a template installs it in its own database, which is
+        captured, then personalised; the plain install when templates are off or another
+        create is building the template."""
+        database = self.names(ctx).db_name
+        if not self.settings.site_templates or self.templates.installed(database):
+            return self._run_installer(ctx, payload)  # personalises a copy left half-done
+        template = current_template(self.settings)
+        if not self.templates.ready(template):
+            with self.templates.building(template) as mine:
+                if not mine:
+                    return self._run_installer(ctx, payload)
+                if not self.templates.ready(template):
+                    self._run_installer(ctx, {**payload, **placeholder_input(template)})
+                    self.templates.capture(template, database)
+                    return self._run_installer(ctx, payload)
+        self.templates.copy_into(template, database)
+        return self._run_installer(ctx, payload)
+
+    def _run_installer(self, ctx: SiteContext, payload: dict[str, object]) -> dict[str, object]:
+        """wp_install.php as the site's user with its pool's limits; its JSON result."""
+        names = self.names(ctx)
+        # The script and its input travel on stdin: nothing is written where the site's user
+        # could swap in a link, and the password never appears in argv.
+        script = INSTALLER_SOURCE.replace("__AIPRESS_INPUT__", php_string(json.dumps(payload)), 1)
+        output = run(
+            ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
+             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
+             "--", str(names.root / "htdocs")],
+            what="WordPress install",
+            input_text=script,
+        )  # fmt: skip
+        try:
+            result: dict[str, object] = json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise StackError(f"WordPress install printed no result: {output[-500:]}") from exc
+        if not result.get("installed"):
+            raise StackError(f"WordPress install did not finish: {result}")
+        return result
 
     def _probe(self, ctx: SiteContext, result: dict[str, object]) -> None:
         """Ready means serving: the homepage answers 200 with the site's title and WordPress's
