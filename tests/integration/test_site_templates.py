@@ -135,16 +135,7 @@ def test_a_site_from_the_template_is_its_own(local: LocalEnv) -> None:
     with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT User FROM mysql.db WHERE Db LIKE %s", ("aipress\\\\_tpl%",))
         assert cur.fetchall() == ()
-    from controlplane.credentials import DatabaseVault
-    from controlplane.models import Site
-
-    with local.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
-        site = session.query(Site).filter_by(tenant_id="globex", name="second").one()
-        db_user, db_password = DatabaseVault(
-            session,
-            local.client.app.state.platform.keyring,
-            site.id,  # type: ignore[attr-defined]
-        ).get("database") or ("", "")
+    db_user, db_password = local.db_login("second", tenant="globex")
     conn = pymysql.connect(host="127.0.0.1", port=local.settings.mariadb_port, user=db_user,
                            password=db_password)  # fmt: skip
     with conn, conn.cursor() as cur, pytest.raises(pymysql.err.OperationalError, match="denied"):

@@ -22,7 +22,9 @@ from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
 from controlplane.providers.local.site_template import (
     SiteTemplates,
+    Template,
     current_template,
+    personalise,
     placeholder_input,
 )
 from controlplane.providers.readiness import get_page, homepage_problem
@@ -63,9 +65,7 @@ class WordPressStep(LocalStep):
         names = self.names(ctx)
         db_user, db_password = ctx.credentials.get_or_create("database", names.db_user)
         _, seed = ctx.credentials.get_or_create("wp_salts", "wordpress")
-        admin_user, admin_password = ctx.credentials.get_or_create(
-            "wordpress_admin", ctx.admin_user
-        )
+        admin_user = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)[0]
         url = self.preview_url(ctx).rstrip("/")
         config = render(
             "wp-config.php.j2",
@@ -96,16 +96,7 @@ class WordPressStep(LocalStep):
         os.replace(tmp, path)
         install_mu_plugins(names.root / "htdocs" / "wp-content")
 
-        payload: dict[str, object] = {
-            "url": url,
-            "title": ctx.title,
-            "admin_user": admin_user,
-            "admin_email": ctx.admin_email,
-            "admin_password": admin_password,
-            "theme": self.settings.default_theme,
-            "public": ctx.public,
-        }
-        result = self._install(ctx, payload)
+        result = self.install(ctx)
         self._probe(ctx, result)
         self.runtime.serve_built(ctx)
         self.purge_page_cache(ctx)  # the cache starts empty at ready
@@ -118,15 +109,33 @@ class WordPressStep(LocalStep):
             "template": str(result.get("template") or ""),
         }
 
-    def _install(self, ctx: SiteContext, payload: dict[str, object]) -> dict[str, object]:
+    def install(self, ctx: SiteContext) -> dict[str, object]:
         """WordPress in the site's database: copied from the current template and
         personalised; the first site of a template installs it in its own database, which is
         captured, then personalised; the plain install when templates are off or another
-        create is building the template."""
+        create is building the template. The installer's result."""
+        admin_user, admin_password = ctx.credentials.get_or_create(
+            "wordpress_admin", ctx.admin_user
+        )
+        payload: dict[str, object] = {
+            "url": self.preview_url(ctx).rstrip("/"),
+            "title": ctx.title,
+            "admin_user": admin_user,
+            "admin_email": ctx.admin_email,
+            "admin_password": admin_password,
+            "theme": self.settings.default_theme,
+            "public": ctx.public,
+        }
         database = self.names(ctx).db_name
-        if not self.settings.site_templates or self.templates.installed(database):
-            return self._run_installer(ctx, payload)  # personalises a copy left half-done
+        if not self.settings.site_templates:
+            return self._run_installer(ctx, payload)
         template = current_template(self.settings)
+        if self.templates.installed(database):
+            if self.templates.pending(database):  # a copy cut short before it was this site's
+                return self._personalise(ctx, template, payload)
+            return self._run_installer(ctx, payload)
+        if not template.inputs["theme_files"]:
+            return self._run_installer(ctx, payload)  # no theme: the probe says so; no template
         if not self.templates.ready(template):
             with self.templates.building(template) as mine:
                 if not mine:
@@ -134,9 +143,22 @@ class WordPressStep(LocalStep):
                 if not self.templates.ready(template):
                     self._run_installer(ctx, {**payload, **placeholder_input(template)})
                     self.templates.capture(template, database)
-                    return self._run_installer(ctx, payload)
+                    return self._personalise(ctx, template, payload)
         self.templates.copy_into(template, database)
-        return self._run_installer(ctx, payload)
+        return self._personalise(ctx, template, payload)
+
+    def _personalise(
+        self, ctx: SiteContext, template: Template, payload: dict[str, object]
+    ) -> dict[str, object]:
+        """The copy in the site's database made the site's; the result the installer gives."""
+        personalise(
+            self.stack.mariadb, self.names(ctx).db_name, url=str(payload["url"]),
+            title=ctx.title, admin_user=str(payload["admin_user"]), admin_email=ctx.admin_email,
+            admin_password=str(payload["admin_password"]), public=ctx.public,
+        )  # fmt: skip
+        return {"installed": True, "already": False, "template": template.key,
+                "theme": self.settings.default_theme, "theme_exists": True,
+                "version": template.inputs["wordpress"]}  # fmt: skip
 
     def _run_installer(self, ctx: SiteContext, payload: dict[str, object]) -> dict[str, object]:
         """wp_install.php as the site's user with its pool's limits; its JSON result."""

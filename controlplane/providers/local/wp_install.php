@@ -8,9 +8,8 @@
  * Re-running it on an installed site only resets the admin password (and activates the
  * theme if the active one is missing): idempotent.
  * With "template" in the input ({"url","title","admin_user","admin_email","key"}) it installs
- * a template (site_template.py) with those placeholder values instead; a database copied
- * from a template (its `aipress_template` option says so) is personalised on the next run:
- * every placeholder replaced by the site's own value, what derives from them rebuilt.
+ * a template (site_template.py) with those placeholder values instead, marked by its
+ * `aipress_template` option; site_template.personalise() makes each copy a site's, in SQL.
  */
 $htdocs = $argv[1];
 $in = json_decode(__AIPRESS_INPUT__, true);
@@ -53,62 +52,7 @@ function aipress_result(array $in, array $extra): string {
     ]);
 }
 
-// The copy of a template becomes this site: its URL, title, admin and e-mail replace the
-// template's everywhere the install put them; dates are today's; what is derived is rebuilt
-// (rewrite rules, the user and option caches), what is cached dropped (transients).
-function aipress_personalise(array $in, array $tpl): void {
-    global $wpdb, $wp_rewrite;
-    $from = $tpl['url'];
-    $to = rtrim($in['url'], '/');
-    $columns = [$wpdb->posts => ['post_content', 'post_excerpt', 'guid'],
-                $wpdb->comments => ['comment_content', 'comment_author_url']];
-    foreach ($columns as $table => $names) {
-        foreach ($names as $column) {
-            $wpdb->query($wpdb->prepare("UPDATE `$table` SET `$column` = REPLACE(`$column`, %s, %s)", $from, $to));
-        }
-    }
-    $now = current_time('mysql');
-    $gmt = current_time('mysql', true);
-    $wpdb->query($wpdb->prepare("UPDATE `$wpdb->posts` SET post_date = %s, post_date_gmt = %s, post_modified = %s, post_modified_gmt = %s", $now, $gmt, $now, $gmt));
-    $wpdb->query($wpdb->prepare("UPDATE `$wpdb->comments` SET comment_date = %s, comment_date_gmt = %s", $now, $gmt));
-    // siteurl and home read back as WP_SITEURL/WP_HOME: update_option() would see no change.
-    foreach (['siteurl', 'home'] as $name) {
-        $wpdb->update($wpdb->options, ['option_value' => $to], ['option_name' => $name]);
-    }
-    $wpdb->query("DELETE FROM `$wpdb->options` WHERE option_name LIKE '\\_transient\\_%' OR option_name LIKE '\\_site\\_transient\\_%'");
-    wp_cache_flush();
-    update_option('blogname', $in['title']);
-    update_option('admin_email', $in['admin_email']);
-    update_option('admin_email_lifespan', time() + 6 * MONTH_IN_SECONDS);
-    delete_option('new_admin_email');
-    $user = get_user_by('login', $tpl['admin_user']);
-    if ($user) {
-        $wpdb->update($wpdb->users, [
-            'user_login' => $in['admin_user'],
-            'user_nicename' => sanitize_title(mb_substr($in['admin_user'], 0, 50)),
-            'display_name' => $in['admin_user'],
-            'user_email' => $in['admin_email'],
-            'user_registered' => $gmt,
-            'user_url' => $to,
-        ], ['ID' => $user->ID]);
-        clean_user_cache($user);
-        update_user_meta($user->ID, 'nickname', $in['admin_user']);
-        wp_set_password($in['admin_password'], $user->ID);
-    }
-    delete_option('rewrite_rules');
-    $wp_rewrite->init();
-    $wp_rewrite->flush_rules(false);
-    delete_option('aipress_template');
-    wp_cache_flush();
-}
-
 if (is_blog_installed()) {
-    $tpl = get_option('aipress_template');
-    if (is_array($tpl)) {
-        aipress_personalise($in, $tpl);
-        echo aipress_result($in, ['already' => false, 'template' => $tpl['key']]);
-        exit(0);
-    }
     $user = get_user_by('login', $in['admin_user']);
     if ($user) {
         wp_set_password($in['admin_password'], $user->ID);
