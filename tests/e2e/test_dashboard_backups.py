@@ -27,7 +27,8 @@ from tests.e2e.conftest import screenshot
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
-RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish"]
+RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish",
+                 "fingerprint"]  # fmt: skip
 
 
 @contextmanager
