@@ -55,7 +55,7 @@ def parent_name(site: Site) -> str | None:
     return session.scalar(select(Site.name).where(Site.id == site.parent_id))
 
 
-def pre_promote_backups(site_ids: list[str]) -> Select[tuple[Backup]]:
+def pre_promote_backups(site_ids: list[str]) -> Select[Backup]:
     """The succeeded pre-promote backups of these sites (what a rollback restores), newest
     first."""
     return (

@@ -350,16 +350,6 @@ def test_the_cli_uploads_and_follows_the_import(
         assert TITLE in memory_provider.content(site_id)["database"]
 
 
-def test_a_provider_that_cannot_import_answers_400_before_the_upload(
-    client: TestClient, owner: dict[str, str], memory_provider: MemoryProvider, settings: Settings
-) -> None:
-    memory_provider.name = "gcp"  # type: ignore[misc]
-    answer = _post(client, owner, {"archive": good_archive()})
-    assert answer.status_code == 400, answer.text
-    assert "not available on the gcp provider" in answer.json()["detail"]
-    assert _leftovers(settings) == []
-
-
 def test_a_small_upload_may_not_unpack_to_gigabytes(
     client: TestClient, owner: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,11 +53,12 @@ from controlplane.engine.provider import (
     RewriteReport,
     SiteContext,
 )
-from controlplane.errors import ApplyFailed
 from controlplane.kernel import clock
+from controlplane.providers import site_import
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX, quote
 from controlplane.providers.gcp.fingerprint import fingerprint
+from controlplane.providers.gcp.imports import drop_import_user, load_dump, stage_uploads
 from controlplane.providers.gcp.runtime import CloudRunService
 from controlplane.providers.gcp.search_replace_job import SearchReplaceJob
 from controlplane.providers.gcp.storage import RESERVED
@@ -483,10 +484,39 @@ class GcsBackups(GcpStep):
         return [str(row[0]) for row in cur.fetchall()]
 
     def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
-        """Imports take uploads on the control plane's own disk, which the gcp control plane
-        does not keep: the API refuses them on gcp before reading the upload, and so does
-        this, changing nothing."""
-        raise ApplyFailed("importing a site is available on the local provider only")
+        """An uploaded site staged as a backup is: its dump loaded into `<db>__restore` by a
+        database user granted that schema only, its prefix and admin settled, its address
+        rewritten by the search-replace job; its uploads written under `.aipress-restore/`
+        (without content the live uploads stay: the import's swap leaves files alone). Any
+        failure drops it all again. Returns the imported title."""
+        self.unstage(ctx)
+        side = self._database(ctx) + RESTORE_SUFFIX
+        try:
+            with self._connect() as conn, conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {quote(side)} "
+                            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
+            load_dump(self._connect, self.clients.sql_connect_as, ctx.site_id, side, source.dump)
+            with self._connect() as conn, conn.cursor() as cur:
+                title = site_import.settle(cur, side, source.table_prefix, ctx.admin_user,
+                                           ctx.admin_email, reset=source.reset_admin)  # fmt: skip
+                conn.commit()
+            self._rewrite_side(ctx, side, source.rewrite_from)
+            if source.content is not None:
+                bucket = self._bucket(self._site_bucket(ctx))
+                stage_uploads(bucket, source.content, STAGED)
+        except BaseException:
+            self.unstage(ctx)
+            raise
+        return title
+
+    def _rewrite_side(self, ctx: SiteContext, side: str, old: str) -> RewriteReport:
+        """`old` rewritten to this site's address in `side` by the search-replace job (the
+        tenant image's PHP, as the site's database user)."""
+        return self.search_replace.run(
+            ctx, self.runtime.container(ctx), self.runtime.volumes(ctx),
+            self.runtime.vpc_access(), self._connect,
+            side, old, f"https://{self.names(ctx).preview_host}",
+        )  # fmt: skip
 
     def stage(
         self,
@@ -508,11 +538,7 @@ class GcsBackups(GcpStep):
         if manifest["database"] and scope.tables != ():
             self._import(where, key, manifest["database"], side, scope)
             if rewrite_from:
-                report = self.search_replace.run(
-                    ctx, self.runtime.container(ctx), self.runtime.volumes(ctx),
-                    self.runtime.vpc_access(), self._connect,
-                    side, rewrite_from, f"https://{self.names(ctx).preview_host}",
-                )  # fmt: skip
+                report = self._rewrite_side(ctx, side, rewrite_from)
         elif scope.tables:
             raise ValueError(f"the copy has no table {scope.tables[0]} (it has no database)")
         if not scope.files:
@@ -575,8 +601,10 @@ class GcsBackups(GcpStep):
                                "(unswap) first")  # fmt: skip
 
     def unstage(self, ctx: SiteContext) -> None:
-        """Drop `<db>__restore` and the staged objects (no-op when there are none)."""
+        """Drop `<db>__restore`, the staged objects and an import's database user (no-op
+        when there are none)."""
         self._no_swap_under_way(self._site_bucket(ctx))
+        drop_import_user(self._connect, ctx.site_id)  # an import killed while it loaded
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(self._database(ctx) + RESTORE_SUFFIX)}")
         bucket = self._site_bucket(ctx)
