@@ -56,10 +56,11 @@ def source_of(work: Work) -> ImportSource:
 def stage(work: Work) -> None:
     """The uploaded site put beside the live one (side schema, side directory); its title
     kept for the swap."""
-    title = work.provider.backups.stage_import(work.site_context(), source_of(work))
+    staged = work.provider.backups.stage_import(work.site_context(), source_of(work))
     op = work.operation
     before = op.params.get("title_before", work.the_site().title)
-    op.params = {**op.params, "imported_title": title, "title_before": before}
+    op.params = {**op.params, "imported_title": staged.title, "title_before": before}
+    backup_steps.record_rewrite(work, staged.rewrite)
 
 
 def _retitle(work: Work, key: str) -> None:

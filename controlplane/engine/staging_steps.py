@@ -168,7 +168,8 @@ def stage_copy(work: Work) -> None:
     ctx = work.site_context()
     url = work.provider.dns.preview_url(ctx)
     rewrite_from = copy.site_url if copy.site_url and copy.site_url != url else None
-    work.provider.backups.stage(ctx, backup_steps.record_of(copy), rewrite_from, scope_of(work))
+    backup_steps.record_rewrite(work, work.provider.backups.stage(
+        ctx, backup_steps.record_of(copy), rewrite_from, scope_of(work)))  # fmt: skip
 
 
 def swap_copy(work: Work) -> None:

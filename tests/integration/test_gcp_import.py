@@ -205,6 +205,10 @@ def test_a_site_from_elsewhere_is_imported_on_gcp_and_bad_uploads_change_nothing
     done = _finished(cloud, _post(cloud, "moved", "archive", _tar({"database.sql": dump,
                                                                     **content})))  # fmt: skip
     assert done["status"] == "succeeded", (done.get("error"), done["steps"])
+    # The job's report, per table and column, on the operation.
+    rewrite = done["rewrite"]
+    assert rewrite["tables"]["wp_posts"] == {"post_content": 1}, rewrite
+    assert rewrite["tables"]["wp_options"]["option_value"] == 3  # siteurl, home, the probe
     tables = {r[0] for r in _sql(cloud, "SELECT table_name FROM information_schema.tables "
                                         "WHERE table_schema = %s", (db,))}  # fmt: skip
     assert tables == {"wp_options", "wp_users", "wp_usermeta", "wp_posts"}

@@ -94,6 +94,10 @@ def test_an_archive_is_imported_at_the_sites_address(
     final = wait_for_operation(client, body["operation"]["id"], owner)
     assert final["status"] == "succeeded", final
     live = memory_provider.content(_site_id(client, owner))
+    # The rewrite's report is on the operation (what changed where, never a value).
+    rewrite = final["rewrite"]
+    assert rewrite["cells"] >= 1 and set(rewrite["tables"]) == {"database"}, rewrite
+    assert OLD_URL not in str(rewrite) and not rewrite["dry_run"]
     assert OLD_URL not in live["database"] and f"'{URL.rstrip('/')}'" in live["database"]
     assert "`wp_options`" in live["database"] and OLD_PREFIX not in live["database"]
     assert TITLE in live["database"] and "administrator=" not in live["database"]

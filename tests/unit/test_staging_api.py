@@ -92,6 +92,8 @@ def test_a_clone_is_a_new_staging_site_with_the_parents_content_at_its_address(
     assert not {"clone", "rollback"} & set(staging["allowed_actions"])
     content = memory_provider.content(staging["id"])
     assert content["table:wp_posts"] == f"hello {STAGING_URL}\n"
+    made = client.get(f"/v1/operations/{accepted['operation']['id']}", headers=owner).json()
+    assert made["rewrite"]["tables"]["wp_posts"] == {"text": 1}, made["rewrite"]
     assert PROD_URL not in "".join(content.values())
     listed = {s["name"]: s for s in client.get(SITES, headers=owner).json()}
     assert listed["crumbs-dev"]["parent"] == "crumbs" and listed["crumbs"]["parent"] is None
@@ -174,6 +176,7 @@ def test_promote_refuses_on_drift_unless_scoped_around_it_or_forced(
     assert final["status"] == "succeeded", final
     live = memory_provider.content(prod)
     assert live["table:wp_posts"] == f"edited on staging {PROD_URL}\n"  # URL rewritten
+    assert final["rewrite"]["tables"] == {"wp_posts": {"text": 1}}  # the scope's table only
     assert live["table:wp_comments"] == "first\nfrom a visitor\n"  # kept
     assert live["database"] == before["database"] and live["files"] == before["files"]
     assert memory_provider.content(prod, "previous") == {}

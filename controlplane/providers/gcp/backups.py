@@ -50,6 +50,7 @@ from controlplane.engine.provider import (
     CopyScope,
     Fingerprint,
     ImportSource,
+    ImportStaged,
     RewriteReport,
     SiteContext,
 )
@@ -483,12 +484,12 @@ class GcsBackups(GcpStep):
                     "AND table_type = 'BASE TABLE' ORDER BY table_name", (database,))  # fmt: skip
         return [str(row[0]) for row in cur.fetchall()]
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
         """An uploaded site staged as a backup is: its dump loaded into `<db>__restore` by a
         database user granted that schema only, its prefix and admin settled, its address
         rewritten by the search-replace job; its uploads written under `.aipress-restore/`
         (without content the live uploads stay: the import's swap leaves files alone). Any
-        failure drops it all again. Returns the imported title."""
+        failure drops it all again. Returns the imported title and the rewrite's report."""
         self.unstage(ctx)
         side = self._database(ctx) + RESTORE_SUFFIX
         try:
@@ -500,14 +501,14 @@ class GcsBackups(GcpStep):
                 title = site_import.settle(cur, side, source.table_prefix, ctx.admin_user,
                                            ctx.admin_email, reset=source.reset_admin)  # fmt: skip
                 conn.commit()
-            self._rewrite_side(ctx, side, source.rewrite_from)
+            report = self._rewrite_side(ctx, side, source.rewrite_from)
             if source.content is not None:
                 bucket = self._bucket(self._site_bucket(ctx))
                 stage_uploads(bucket, source.content, STAGED)
         except BaseException:
             self.unstage(ctx)
             raise
-        return title
+        return ImportStaged(title, report)
 
     def _rewrite_side(self, ctx: SiteContext, side: str, old: str) -> RewriteReport:
         """`old` rewritten to this site's address in `side` by the search-replace job (the

@@ -57,6 +57,7 @@ from controlplane.engine.provider import (
     CopyScope,
     Fingerprint,
     ImportSource,
+    ImportStaged,
     RewriteReport,
     SiteContext,
     TablePrint,
@@ -628,7 +629,7 @@ class BackupStep(LocalStep):
                  tables=list(scope.tables or ()), files=scope.files)  # fmt: skip
         return reports[0] if reports else None
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
         """An uploaded site staged as a backup is: its dump loaded (by a database user that
         may touch nothing but the side schema: the dump is the uploader's SQL), its tables
         and prefix-bearing keys renamed to the site's prefix, the platform's admin made an
@@ -637,6 +638,7 @@ class BackupStep(LocalStep):
         self.stack.ensure_running()
         names = self.names(ctx)
         titles: list[str] = []
+        reports: list[RewriteReport] = []
 
         def load(schema: str) -> None:
             self._load_sql(schema, _file_chunks(source.dump), as_user=self._import_user(ctx))
@@ -645,9 +647,9 @@ class BackupStep(LocalStep):
                     cur, schema, source.table_prefix, ctx.admin_user, ctx.admin_email,
                     reset=source.reset_admin,
                 ))  # fmt: skip
-            self._rewrite(
+            reports.append(self._rewrite(
                 ctx, schema, source.rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
-            )
+            ))  # fmt: skip
 
         def fill(partial: Path) -> None:
             assert source.content is not None
@@ -659,7 +661,7 @@ class BackupStep(LocalStep):
         finally:
             self._drop_import_user(ctx)
         log.info("backup.import_staged", site=ctx.site_id, files=source.content is not None)
-        return titles[0]
+        return ImportStaged(titles[0], reports[0])
 
     def _stage(
         self,
