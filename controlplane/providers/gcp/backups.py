@@ -63,6 +63,7 @@ from controlplane.providers.gcp.imports import drop_import_user, load_dump, stag
 from controlplane.providers.gcp.runtime import CloudRunService
 from controlplane.providers.gcp.search_replace_job import SearchReplaceJob
 from controlplane.providers.gcp.storage import RESERVED
+from controlplane.providers.triggers import rename_with_triggers
 
 MANIFEST = "manifest.json"
 DUMP = "database.sql.gz"
@@ -649,18 +650,19 @@ class GcsBackups(GcpStep):
             self._move(bucket, name, target_prefix + name[len(source_prefix) :])
 
     def _rename(
-        self, live: str, moves: list[tuple[str, str]], only: tuple[str, ...] | None = None
+        self, ctx: SiteContext, moves: list[tuple[str, str]], only: tuple[str, ...] | None = None
     ) -> None:
         """One RENAME TABLE for every (from database, to database) pair's tables (those in
-        `only` when it is set)."""
+        `only` when it is set), their triggers with them."""
+        live = self._database(ctx)
+        user = str((ctx.resources.get("database") or {}).get("user", self.names(ctx).db_user))
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(live + PREVIOUS_SUFFIX)} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
-            pairs = [f"{quote(a)}.{quote(t)} TO {quote(b)}.{quote(t)}"
-                     for a, b in moves for t in self._tables(cur, a)
-                     if only is None or t in only]  # fmt: skip
-            if pairs:
-                cur.execute("RENAME TABLE " + ", ".join(pairs))
+            moved = [(a, b, [t for t in self._tables(cur, a) if only is None or t in only])
+                     for a, b in moves]  # fmt: skip
+            rename_with_triggers(cur, moved, f"{quote(user)}@'%'")
+            conn.commit()
 
     def _db_swapped(self, live: str, scope: CopyScope = ALL) -> bool:
         """Whether the swap's RENAME TABLE ran (and was not undone). Whole: `__previous`
@@ -708,7 +710,7 @@ class GcsBackups(GcpStep):
             scope = self._marked_scope(marker, scope)
         if marker["phase"] == 1:
             if scope.tables != () and not self._db_swapped(live, scope):
-                self._rename(live, [(live, live + PREVIOUS_SUFFIX),
+                self._rename(ctx, [(live, live + PREVIOUS_SUFFIX),
                                     (live + RESTORE_SUFFIX, live)], scope.tables)  # fmt: skip
             if scope.files:
                 self._move_all(bucket, "", PREVIOUS)
@@ -749,7 +751,7 @@ class GcsBackups(GcpStep):
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(live + RESTORE_SUFFIX)} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
         if swapped:
-            self._rename(live, [(live, live + RESTORE_SUFFIX), (live + PREVIOUS_SUFFIX, live)],
+            self._rename(ctx, [(live, live + RESTORE_SUFFIX), (live + PREVIOUS_SUFFIX, live)],
                          scope.tables)  # fmt: skip
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(live + PREVIOUS_SUFFIX)}")  # empty now

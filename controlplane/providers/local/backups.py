@@ -17,9 +17,9 @@ A restore is staged beside the site (schema `<db>__restore`, directory
 of the tables (views, which it cannot move across schemas, are recreated after it with the
 site's database user as definer) and two directory renames (then a graceful PHP-FPM reload:
 no cached script of the replaced copy runs after), the replaced copy kept as
-`<db>__previous` and `<root>/wp-content.previous` until `discard_previous`. Not handled yet:
-stored routines are not carried over, and a table with a trigger makes the swap fail
-(RENAME TABLE refuses to move it: ERROR 1435).
+`<db>__previous` and `<root>/wp-content.previous` until `discard_previous`. Triggers go with
+their tables (controlplane.providers.triggers). Not handled yet: stored routines are not
+carried over.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from controlplane.providers import site_import
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
 from controlplane.providers.search_replace import INPUT_ENV, parse_report, script_source
+from controlplane.providers.triggers import rename_with_triggers
 from controlplane.stack.process import CLEAN_ENV, StackError
 
 log = get_logger("aipress.local.backups")
@@ -996,11 +997,11 @@ class BackupStep(LocalStep):
                     f"CREATE DATABASE IF NOT EXISTS {_ident(outgoing)} "
                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
                 )
-                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(outgoing)}.{_ident(t)}"
-                         for t in self._tables(cur, live) if scope.covers(t)]  # fmt: skip
-                moves += [f"{_ident(incoming)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
-                          for t in arriving]  # fmt: skip
-                cur.execute("RENAME TABLE " + ", ".join(moves))
+                leaving = [t for t in self._tables(cur, live) if scope.covers(t)]
+                rename_with_triggers(
+                    cur, [(live, outgoing, leaving), (incoming, live, arriving)],
+                    f"{_ident(self.names(ctx).db_user)}@'127.0.0.1'",
+                )  # fmt: skip
             # Views follow the tables (also on a re-run cut short after the RENAME).
             if scope.tables is None and (arriving or self._views(cur, incoming)):
                 self._move_views(cur, ctx, live, outgoing, replace=False)
