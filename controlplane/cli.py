@@ -136,6 +136,17 @@ def _stored_user(settings: Settings, uid: str) -> dict[str, Any] | None:
         return {"role": user.role, "tenants": list(user.tenants), "email": user.email}
 
 
+def _local_user_token(settings: Settings, user: str) -> str:
+    """An hour's local token for a stored user (their role, tenants and e-mail)."""
+    stored = _stored_user(settings, user)
+    if stored is None:
+        err.print(f"[red]No local user {user!r}; see `aipress users list`.[/red]")
+        raise typer.Exit(2)
+    return LocalTokenIssuer(settings).issue(
+        user, Role(stored["role"]), stored["tenants"], email=stored["email"], ttl_seconds=3600
+    )
+
+
 @app.command()
 def chat(
     message: Annotated[
@@ -157,13 +168,7 @@ def chat(
         if settings.provider == "gcp":
             err.print("[red]Set AIPRESS_TOKEN (a Firebase ID token) or pass --token.[/red]")
             raise typer.Exit(2)
-        stored = _stored_user(settings, user)
-        if stored is None:
-            err.print(f"[red]No local user {user!r}; see `aipress users list`.[/red]")
-            raise typer.Exit(2)
-        token = LocalTokenIssuer(settings).issue(
-            user, Role(stored["role"]), stored["tenants"], email=stored["email"], ttl_seconds=3600
-        )
+        token = _local_user_token(settings, user)
 
     def confirm(question: str) -> bool:
         if yes:
@@ -191,6 +196,22 @@ def chat(
             session.send(text, tenant)
     finally:
         session.close()
+
+
+@app.command()
+def mcp(
+    user: Annotated[str, typer.Option("--as", help="Local user the tools act as (embedded)")],
+) -> None:
+    """Serve the agent's tools over MCP on stdio, for a desktop client on this machine."""
+    from chatbot.mcp.stdio import run_stdio
+    from chatbot.settings import get_chat_settings
+
+    settings = get_settings()
+    if settings.provider == "gcp":
+        err.print("[red]gcp mode: connect MCP clients to the chat service's /mcp URL.[/red]")
+        raise typer.Exit(2)
+    principal = LocalTokenIssuer(settings).verify(_local_user_token(settings, user))
+    run_stdio(get_chat_settings(), principal)
 
 
 @app.command()

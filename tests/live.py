@@ -30,11 +30,11 @@ def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port; yield its base URL."""
+def serve(app: Any, port: int = 0) -> Iterator[str]:
+    """Serve an ASGI app on a loopback port (a free one by default); yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, ws="websockets-sansio")

@@ -37,18 +37,10 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
     FakeSqlAdmin,
 )
-from tests.integration.test_gcp_provider import (
-    IMAGE,
-    PROJECT,
-    ZONE,
-    cloudsql_admin,
-    cloudsql_user,
-    gcs,
-)
+from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, cloudsql_user
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
-__all__ = ["gcs"]  # the emulator fixture, shared with the provider's other contract tests
 INSTANCE = "aipress-shared"
 HOSTILE = "wp_x`; DROP DATABASE mysql; --\n;\nz"  # a plugin may name its table anything
 

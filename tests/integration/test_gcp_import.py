@@ -17,12 +17,11 @@ import pytest
 
 from controlplane.providers.gcp.imports import upload_statements
 from controlplane.providers.site_import import ADMIN_KEPT
-from tests.integration.test_gcp_backups import gcs
 from tests.integration.test_gcp_provider import Cloud, _create, _databases, cloud
 from tests.integration.test_gcp_staging import _finished, _sql
 
 pytestmark = pytest.mark.integration
-__all__ = ["cloud", "gcs"]
+__all__ = ["cloud"]
 OLD = "https://old-bakery.example.org"
 NEW = "https://moved.acme.sites.example.com"
 TITLE = "Old Origin Bakery"

@@ -8,8 +8,6 @@ runs through the engine, and a failing runtime step rolls back database, secrets
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,20 +52,6 @@ IMAGE = "us-central1-docker.pkg.dev/aipress-test/aipress/wordpress:6.6"
 RUNTIME_SA = "aipress-t-acme@aipress-test.iam.gserviceaccount.com"  # the tenant's identity
 ZONE = "zone123"
 LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"  # the load balancer's (Terraform outputs)
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[str]:
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True)
-    thread = threading.Thread(target=server.start, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @dataclass

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from controlplane.providers.local.backups import _ident
 from tests.conftest import wait_for_operation
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_fixture
 
 pytestmark = pytest.mark.integration
 TITLE = "Old Origin Bakery"
@@ -28,9 +27,7 @@ POST = "A post that moved house"
 UPLOAD = "uploads/2026/12/bread.txt"
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalEnv]:
-    yield from local_env_on("im")
+local = local_env_fixture("im")
 
 
 def _dump_with_prefix(local: LocalEnv, database: str, prefix: str) -> bytes:

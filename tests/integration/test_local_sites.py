@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +106,17 @@ class LocalEnv:
             return dict(site.resources)
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalEnv]:
-    yield from local_env_on("it")
+def local_env_fixture(prefix: str) -> Callable[[], Iterator[LocalEnv]]:
+    """A module's `local` fixture: a LocalEnv from `local_env_on(prefix)`."""
+
+    @pytest.fixture(scope="module", name="local")
+    def local() -> Iterator[LocalEnv]:
+        yield from local_env_on(prefix)
+
+    return local
+
+
+local = local_env_fixture("it")
 
 
 def local_env_on(prefix: str, **overrides: Any) -> Iterator[LocalEnv]:

@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import time
-from pathlib import Path
 
 import httpx
 
@@ -20,18 +19,19 @@ from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
+from controlplane.providers.local.site_php import site_script, with_input
 from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import StackError, run
-from controlplane.stack.templates import php_string, render
+from controlplane.stack.templates import render
 
 SALT_NAMES = (
     "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
     "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT",
 )  # fmt: skip
 log = get_logger("aipress.local.wordpress")
-INSTALLER_SOURCE = (Path(__file__).parent / "wp_install.php").read_text()
+INSTALLER_SOURCE = site_script("wp_install.php")
 
 
 def salts(seed: str) -> list[tuple[str, str]]:
@@ -103,7 +103,7 @@ class WordPressStep(LocalStep):
         )
         # The script and its input travel on stdin: nothing is written where the site's user
         # could swap in a link, and the password never appears in argv.
-        script = INSTALLER_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        script = with_input(INSTALLER_SOURCE, payload)
         output = run(
             ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
              "-d", "memory_limit=256M", "-d", "max_execution_time=300",

@@ -2,20 +2,13 @@
 /*
  * AIPress: installs WordPress non-interactively (no wp-cli on the machine).
  * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
- * {"url","title","admin_user","admin_email","admin_password","theme","public"}) put in place of the
- * marker below by the control plane. Prints a JSON result: what it did, the active theme and
- * whether it exists, and the WordPress version read from the site's own core.
+ * {"url","title","admin_user","admin_email","admin_password","theme","public"}) put in place
+ * of site_boot.php's marker by the control plane. Prints a JSON result: what it did, the
+ * active theme and whether it exists, and the WordPress version read from the site's own core.
  * Re-running it on an installed site only resets the admin password (and activates the
  * theme if the active one is missing): idempotent.
+ * Runs after site_boot.php (which reads the input and sets $htdocs and $in).
  */
-$htdocs = $argv[1];
-$in = json_decode(__AIPRESS_INPUT__, true);
-$parts = parse_url($in['url']);
-$_SERVER['HTTP_HOST'] = $parts['host'] . (isset($parts['port']) ? ':' . $parts['port'] : '');
-$_SERVER['SERVER_NAME'] = $parts['host'];
-$_SERVER['REQUEST_URI'] = '/';
-$_SERVER['REQUEST_METHOD'] = 'GET';
-define('WP_INSTALLING', true);
 
 // No mail server here: skip the "your new site" e-mail (a pluggable function).
 function wp_new_blog_notification($blog_title, $blog_url, $user_id, $password) {}

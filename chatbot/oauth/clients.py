@@ -1,0 +1,108 @@
+"""OAuth clients: pre-registered ones from settings, and Client ID Metadata Document clients
+(the client_id is an https URL whose JSON document names the redirect URIs)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from chatbot.settings import ChatSettings
+
+MAX_DOCUMENT_BYTES = 64 * 1024
+FETCH_TIMEOUT_SECONDS = 5.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+class UnknownClient(Exception):
+    """A client_id this server cannot resolve to a client with redirect URIs."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """An OAuth client: its id, exact redirect URIs and a name to show at consent."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    name: str
+
+
+class ClientDirectory:
+    """Resolves a client_id to a Client."""
+
+    def __init__(self, settings: ChatSettings) -> None:
+        self._registered = settings.mcp_clients
+        self._allow_loopback = settings.mcp_allow_loopback_client_metadata
+
+    def resolve(self, client_id: str) -> Client:
+        """The registered client, or the one a metadata document at `client_id` describes."""
+        if client_id in self._registered:
+            return Client(client_id, tuple(self._registered[client_id]), client_id)
+        if not client_id.startswith(("https://", "http://")):
+            raise UnknownClient(
+                f"unknown client_id {client_id!r}: use a pre-registered client or an https "
+                "URL of a Client ID Metadata Document"
+            )
+        self._check_url(client_id)
+        return _client_from(client_id, self._fetch(client_id))
+
+    def _check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_NAMES
+        if parts.scheme != "https" and not (loopback and self._allow_loopback):
+            raise UnknownClient("a client_id URL must use https")
+        if parts.path in ("", "/") or parts.fragment or parts.username or parts.password:
+            raise UnknownClient("a client_id URL needs a path and no fragment or credentials")
+        if not loopback and _internal(parts.hostname or ""):
+            raise UnknownClient("a client_id URL must name a public host")
+
+    def _fetch(self, url: str) -> dict[str, object]:
+        try:
+            with (
+                httpx.Client(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False) as http,
+                http.stream("GET", url, headers={"Accept": "application/json"}) as response,
+            ):
+                if response.status_code != 200:
+                    raise UnknownClient(
+                        f"the client metadata document answered {response.status_code}"
+                    )
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise UnknownClient("the client metadata document is over 64 KB")
+        except httpx.HTTPError as exc:
+            raise UnknownClient(
+                f"the client metadata document could not be fetched ({type(exc).__name__})"
+            ) from exc
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise UnknownClient("the client metadata document is not JSON") from exc
+        if not isinstance(document, dict):
+            raise UnknownClient("the client metadata document is not a JSON object")
+        return document
+
+
+def _internal(host: str) -> bool:
+    """Whether `host` resolves to an address on this machine or a private network."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise UnknownClient(f"the client_id host {host!r} does not resolve") from exc
+    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+    return any(not a.is_global for a in addresses)
+
+
+def _client_from(client_id: str, document: dict[str, object]) -> Client:
+    if document.get("client_id") != client_id:
+        raise UnknownClient("the client metadata document's client_id is not its own URL")
+    uris = document.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        raise UnknownClient("the client metadata document names no redirect_uris")
+    name = document.get("client_name")
+    return Client(client_id, tuple(uris), name if isinstance(name, str) else client_id)
