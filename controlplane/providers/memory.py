@@ -55,6 +55,8 @@ from controlplane.engine.provider import (
     DnsStep,
     Fingerprint,
     ImportSource,
+    ImportStaged,
+    RewriteReport,
     RuntimeStep,
     SiteContext,
     SiteStep,
@@ -315,6 +317,19 @@ def table_of(part: str) -> str | None:
     return OPTIONS_TABLE if part == "database" else part.removeprefix(TABLE_PART)
 
 
+def _rewritten(content: dict[str, str], old: str, new: str) -> tuple[dict[str, str], RewriteReport]:
+    """`old` replaced by `new` in every part, and the report the search-replace script would
+    give: per part (its table) the lines changed, as cells of one `text` column."""
+    changed: dict[str, dict[str, int]] = {}
+    for part, text in content.items():
+        lines = sum(old in line for line in text.splitlines())
+        if lines:
+            changed[part.removeprefix("table:")] = {"text": lines}
+    cells = sum(c["text"] for c in changed.values())
+    report = RewriteReport(tables=changed, rows=cells, cells=cells)
+    return {part: text.replace(old, new) for part, text in content.items()}, report
+
+
 def part_of(table: str) -> str:
     """The content part that holds `table`."""
     return "database" if table == OPTIONS_TABLE else f"{TABLE_PART}{table}"
@@ -414,7 +429,8 @@ class _Backups:
         record: BackupRecord,
         rewrite_from: str | None,
         scope: CopyScope = ALL,
-    ) -> None:
+    ) -> RewriteReport | None:
+        report = None
         with self._p._lock:
             self._p._enter("stage:backup", ctx.site_name)
             content = dict(self._entry(ctx.tenant_id, ctx.backup_password, record)["content"])
@@ -424,17 +440,21 @@ class _Backups:
             content = {part: text for part, text in content.items() if _in_scope(part, scope)}
             if rewrite_from:
                 url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
-                content = {part: text.replace(rewrite_from, url) for part, text in content.items()}
+                content, report = _rewritten(content, rewrite_from, url)
             self._p.backup_state["staged"][ctx.site_id] = content
             self._p._save()
+        return report
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
         """The dump's text as the database (its old address rewritten), the names in the
         content archive as the files (the live files kept without one)."""
         raw = source.dump.read_bytes()
-        database = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+        dumped = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
         url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
-        database = database.replace(source.rewrite_from.rstrip("/"), url.rstrip("/"))
+        rewritten, report = _rewritten(
+            {"database": dumped}, source.rewrite_from.rstrip("/"), url.rstrip("/")
+        )
+        database = rewritten["database"]
         if source.table_prefix != SITE_TABLE_PREFIX:
             database = database.replace(source.table_prefix, SITE_TABLE_PREFIX)
         if source.reset_admin:
@@ -451,7 +471,7 @@ class _Backups:
             self._p.backup_state["staged"][ctx.site_id] = staged
             self._p._save()
         found = re.search(r"'blogname','([^']*)'", database)
-        return found.group(1) if found else ""
+        return ImportStaged(found.group(1) if found else "", report)
 
     def unstage(self, ctx: SiteContext) -> None:
         with self._p._lock:

@@ -26,7 +26,8 @@ from tests.e2e.conftest import acme_token, open_dashboard, screenshot
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
-RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish"]
+RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish",
+                 "fingerprint"]  # fmt: skip
 
 
 @contextmanager

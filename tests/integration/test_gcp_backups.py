@@ -37,7 +37,7 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
     FakeSqlAdmin,
 )
-from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin
+from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, cloudsql_user
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
         clients = rest_clients(
             run_url, sm_url, iam_url, storage_client,
             rest=requests.Session(), sqladmin_url=sql_url,
-            sql_connect=cloudsql_admin(mariadb),
+            sql_connect=cloudsql_admin(mariadb), sql_connect_as=cloudsql_user(mariadb),
         )  # fmt: skip
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,

@@ -112,6 +112,14 @@ def cloudsql_admin(mariadb: MariaDB) -> Any:
                                    password=ADMIN_PASSWORD, autocommit=False)  # fmt: skip
 
 
+def cloudsql_user(mariadb: MariaDB) -> Any:
+    """(user, password) -> a connection as that database user over TCP, as the connector
+    logs a password user in (an import's one-off user)."""
+    return lambda user, password: pymysql.connect(
+        host="127.0.0.1", port=mariadb.port, user=user, password=password, autocommit=False
+    )
+
+
 @pytest.fixture
 def cloud(
     gcs: str, mariadb: MariaDB, tmp_path: Any, request: pytest.FixtureRequest
@@ -139,7 +147,7 @@ def cloud(
             run_v1=requests.Session(), run_v1_url=run_url,
             rest=requests.Session(), compute_url=front_url, certificates_url=front_url,
             sqladmin_url=sql_url,
-            sql_connect=cloudsql_admin(mariadb),
+            sql_connect=cloudsql_admin(mariadb), sql_connect_as=cloudsql_user(mariadb),
         )  # fmt: skip
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,

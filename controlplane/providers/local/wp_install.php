@@ -47,7 +47,8 @@ function aipress_result(array $in, array $extra): string {
 
 if (is_blog_installed()) {
     $user = get_user_by('login', $in['admin_user']);
-    if ($user) {
+    // An import that kept its own user of this name: its password stays the site's own.
+    if ($user && !get_option('aipress_admin_password_kept')) {
         wp_set_password($in['admin_password'], $user->ID);
     }
     echo aipress_result($in, ['already' => true]);
