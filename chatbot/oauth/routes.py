@@ -242,6 +242,10 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
 
     @router.get(AUTHORIZE_PATH, response_model=None)
     async def authorize(request: Request) -> RedirectResponse | JSONResponse:
+        repeated = sorted({k for k, _ in request.query_params.multi_items()
+                           if len(request.query_params.getlist(k)) > 1})  # fmt: skip
+        if repeated:  # RFC 6749 §3.1: each parameter at most once, or which one counts?
+            return problem(400, f"give each parameter once; repeated: {', '.join(repeated)}")
         params = dict(request.query_params)
         return await run_in_threadpool(server.authorize, params)
 

@@ -4,7 +4,6 @@ demo sign-in page, Client ID Metadata Documents, token exchange, and a cold SDK 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
 from tests.conftest import LOG_FILE
 from tests.live import free_port, in_own_loop, serve
+from tests.mcp_harness import McpStack, sdk_oauth
 from tests.mcp_oauth import (
     TEST_CLIENT_ID,
     TEST_REDIRECT_URI,
@@ -214,6 +214,13 @@ def test_authorize_never_redirects_to_an_unregistered_uri(chat: Chat) -> None:
             assert response.status_code == 400, (client_id, redirect_uri, response.text)
             assert "location" not in response.headers
             assert response.json()["detail"]
+        # A second redirect_uri after the registered one must not be the one that counts.
+        query = httpx.QueryParams(run.params(chat.resource, "sites:read")).add(
+            "redirect_uri", "https://evil.example/callback"
+        )
+        twice = http.get(f"/oauth/authorize?{query}")
+        assert twice.status_code == 400 and "location" not in twice.headers
+        assert "redirect_uri" in twice.json()["detail"]
 
 
 def test_authorize_sends_errors_back_with_the_state(chat: Chat) -> None:
@@ -422,64 +429,21 @@ def test_token_exchange_binds_a_sign_in_token_to_the_resource(
 
 
 def test_a_cold_sdk_client_discovers_its_way_from_a_401_to_a_token(chat: Chat) -> None:
-    from mcp.client.auth import OAuthClientProvider
-    from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
-
-    class Memory:
-        def __init__(self) -> None:
-            self.tokens: OAuthToken | None = None
-            # Pre-registered (this server offers no dynamic registration): the client knows
-            # its id, nothing about the server beyond the MCP URL.
-            self.client = OAuthClientInformationFull(
-                client_id=TEST_CLIENT_ID, redirect_uris=[TEST_REDIRECT_URI],  # type: ignore[list-item]
-                token_endpoint_auth_method="none",
-            )  # fmt: skip
-
-        async def get_tokens(self) -> OAuthToken | None:
-            return self.tokens
-
-        async def set_tokens(self, tokens: OAuthToken) -> None:
-            self.tokens = tokens
-
-        async def get_client_info(self) -> OAuthClientInformationFull | None:
-            return self.client
-
-        async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-            self.client = client_info
-
-    browser = httpx.Client(base_url=chat.url, timeout=30)
-    returned: dict[str, str] = {}
-    visited: list[str] = []
-
-    async def redirect_handler(url: str) -> None:
-        visited.append(url)
-        started = browser.get(url)
-        assert started.status_code == 302, started.text
-        user_token = sign_in(browser, "alice", chat.key)
-        returned.update(query_of(consent(browser, started.headers["location"], user_token)))
-
-    async def callback_handler() -> tuple[str, str | None]:
-        return returned["code"], returned.get("state")
-
-    storage = Memory()
-    provider = OAuthClientProvider(
-        server_url=chat.resource,
-        client_metadata=OAuthClientMetadata(redirect_uris=[TEST_REDIRECT_URI],  # type: ignore[list-item]
-                                            token_endpoint_auth_method="none"),
-        storage=storage, redirect_handler=redirect_handler, callback_handler=callback_handler,
-    )  # fmt: skip
+    # The SDK's OAuthClientProvider knowing only the MCP URL and its pre-registered id: the
+    # probe's 401 starts discovery (resource metadata, server metadata), then PKCE, the
+    # browser's sign-in and consent, and the token request with `resource`.
+    provider = sdk_oauth(McpStack(chat.url, chat.settings), "alice")
 
     async def call() -> httpx.Response:
         async with httpx.AsyncClient(auth=provider, timeout=30) as client:
             return await client.get(chat.url + PROBE)
 
-    with browser:
-        answered = in_own_loop(call())
+    answered = in_own_loop(call())
     assert answered.status_code == 200, answered.text
+    # The probe verified the token's audience: the SDK sent resource = the MCP URL.
     assert answered.json()["sub"] == "alice"
-    assert query_of(visited[0])["resource"] == chat.resource
-    assert query_of(visited[0])["code_challenge_method"] == "S256"
-    assert (
-        storage.tokens is not None and storage.tokens.scope == "sites:read sites:write billing:read"
-    )
-    assert json.loads(answered.text)["client_id"] == TEST_CLIENT_ID
+    assert answered.json()["client_id"] == TEST_CLIENT_ID
+    tokens = provider.context.current_tokens
+    assert tokens is not None and tokens.scope == "sites:read sites:write billing:read"
+    assert provider.context.oauth_metadata is not None
+    assert str(provider.context.oauth_metadata.token_endpoint) == chat.url + "/oauth/token"
