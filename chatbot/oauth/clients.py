@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from chatbot.settings import ChatSettings
 MAX_DOCUMENT_BYTES = 64 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+")
 
 
 class UnknownClient(Exception):
@@ -104,5 +106,29 @@ def _client_from(client_id: str, document: dict[str, object]) -> Client:
     uris = document.get("redirect_uris")
     if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
         raise UnknownClient("the client metadata document names no redirect_uris")
+    refused = [why for why in map(check_redirect_uri, uris) if why is not None]
+    if refused:
+        raise UnknownClient(f"the client metadata document's {refused[0]}")
     name = document.get("client_name")
     return Client(client_id, tuple(uris), name if isinstance(name, str) else client_id)
+
+
+def check_redirect_uri(uri: str) -> str | None:
+    """Why `uri` cannot be a client's redirect URI, or None: https, http on a loopback
+    address (RFC 8252 §7.3), or a private-use scheme with a dot (§7.1); never a fragment.
+    The consent page sends the browser to it, so javascript: or data: would run there."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return f"the redirect URI {uri!r} is not a URL"
+    if parts.fragment or "#" in uri:
+        return f"the redirect URI {uri!r} has a fragment"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host in (*LOOPBACK_NAMES, "::1"):
+        return None
+    if PRIVATE_USE_SCHEME.fullmatch(parts.scheme) and parts.scheme not in ("http", "https"):
+        return None
+    return (f"the redirect URI {uri!r} must be https, http on a loopback address, or a "
+            "private-use scheme such as com.example.app:/callback")  # fmt: skip

