@@ -310,8 +310,10 @@ class McpGate:
                 self._admit(request, caller, _called_tools(body))
                 opening = request.headers.get("mcp-session-id") is None
                 if opening and self._sessions_of(caller) >= self.sessions_per_user:
-                    detail = (f"at most {self.sessions_per_user} open MCP sessions per user: "
-                              "end one (DELETE /mcp with its Mcp-Session-Id) or let it idle out")
+                    detail = (
+                        f"at most {self.sessions_per_user} open MCP sessions per user: "
+                        "end one (DELETE /mcp with its Mcp-Session-Id) or let it idle out"
+                    )
                     await problem(429, detail)(scope, receive, send)
                     return
                 receive = _replay(body, receive)
