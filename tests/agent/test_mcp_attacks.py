@@ -78,3 +78,59 @@ def test_a_client_metadata_document_cannot_name_a_script_as_its_redirect_uri(
     for good in ("https://app.example/cb", "http://127.0.0.1:9/cb", "http://localhost/cb",
                  "http://[::1]:8/cb", "com.example.desk:/callback"):  # fmt: skip
         assert check_redirect_uri(good) is None, good
+
+
+def test_strangers_cannot_fill_the_pending_authorizations(
+    chat_settings: ChatSettings, admin_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /oauth/authorize needs no sign-in, and each request was held server-side (10 000 at
+    # most, for 10 minutes): anyone flooding it refused every user's authorization with
+    # temporarily_unavailable. Here the cap is 30 so the flood is short.
+    from chatbot.oauth import grants
+    from tests.agent.test_mcp_oauth import _serve_chat
+    from tests.mcp_oauth import consent, query_of, sign_in
+
+    monkeypatch.setattr(grants, "MAX_HELD", 30)
+    assert admin_api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]}).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+            for _ in range(40):
+                flood = Authorization.fresh()
+                http.get("/oauth/authorize", params=flood.params(chat.resource, "sites:read"))
+            run = Authorization.fresh()
+            started = http.get("/oauth/authorize", params=run.params(chat.resource, "sites:read"))
+            location = started.headers["location"]
+            assert location.startswith("/signin?oauth="), location
+            back = query_of(consent(http, location, sign_in(http, "alice", chat.key)))
+            assert "code" in back, back
+
+
+def test_a_signed_in_user_cannot_fill_the_codes(
+    chat_settings: ChatSettings, admin_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Codes are held (single use); one user consenting in a loop filled the store every
+    # user's codes share. Each user now holds a few unredeemed codes at most.
+    from chatbot.oauth import grants
+    from tests.agent.test_mcp_oauth import Chat, _serve_chat
+    from tests.mcp_oauth import consent, query_of, sign_in
+
+    monkeypatch.setattr(grants, "MAX_HELD", 5)
+    monkeypatch.setattr(grants, "MAX_HELD_PER_OWNER", 3)
+    for uid, tenant in (("alice", "acme"), ("bob", "globex")):
+        user = {"role": "tenant", "tenants": [tenant]}
+        assert admin_api.put(f"/v1/users/{uid}", json=user).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+
+            def code_for(user: str, chat: Chat = chat) -> dict[str, str]:
+                run = Authorization.fresh()
+                started = http.get(
+                    "/oauth/authorize", params=run.params(chat.resource, "sites:read")
+                )
+                token = sign_in(http, user, chat.key)
+                return query_of(consent(http, started.headers["location"], token))
+
+            answers = [code_for("alice") for _ in range(8)]
+            assert all("code" in a for a in answers[:3]), answers
+            assert {a.get("error") for a in answers[3:]} == {"temporarily_unavailable"}
+            assert "code" in code_for("bob")
