@@ -3,7 +3,11 @@ failed before its fix."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -134,3 +138,87 @@ def test_a_signed_in_user_cannot_fill_the_codes(
             assert all("code" in a for a in answers[:3]), answers
             assert {a.get("error") for a in answers[3:]} == {"temporarily_unavailable"}
             assert "code" in code_for("bob")
+
+
+def _listener() -> tuple[socket.socket, list[str]]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    return server, []
+
+
+def test_a_rebinding_client_id_host_never_reaches_loopback(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host was resolved to check it is public, then resolved again by httpx to fetch:
+    # a DNS answer that changes in between sent the fetch to 127.0.0.1 (the control plane,
+    # the chat service) or to a metadata address.
+    from chatbot.oauth import clients
+
+    server, _ = _listener()
+    port = server.getsockname()[1]
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.example":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 1.0)
+    directory = clients.ClientDirectory(chat_settings)
+    with pytest.raises(clients.UnknownClient):
+        directory.resolve(f"https://rebind.example:{port}/client.json")
+    try:
+        server.accept()
+        reached = True
+    except TimeoutError:
+        reached = False
+    server.close()
+    assert not reached, "the client metadata fetch connected to 127.0.0.1"
+
+
+def test_a_dripping_client_metadata_server_holds_no_thread_for_long(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each /oauth/authorize with a CIMD client_id fetches in the shared thread pool; the
+    # timeout was per read, so a server sending a byte a second held a thread for hours.
+    from chatbot.oauth import clients
+
+    server, _ = _listener()
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 60000\r\n\r\n")  # fmt: skip
+            while not stop.is_set():
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    break
+                time.sleep(0.3)
+            conn.close()
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 1.0)
+    settings = chat_settings.model_copy(update={"mcp_allow_loopback_client_metadata": True})
+    started = time.monotonic()
+    try:
+        with pytest.raises(clients.UnknownClient):
+            clients.ClientDirectory(settings).resolve(f"http://127.0.0.1:{port}/client.json")
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+    assert time.monotonic() - started < 4
