@@ -222,3 +222,27 @@ def test_a_dripping_client_metadata_server_holds_no_thread_for_long(
         thread.join(5)
         server.close()
     assert time.monotonic() - started < 4
+
+
+def test_an_mcp_token_is_refused_everywhere_else_and_forgeries_at_mcp(
+    stack: McpStack, live_api: str
+) -> None:
+    # Same signing key as the control plane's tokens: only the audience tells them apart.
+    import base64
+    import json
+
+    import jwt
+
+    mcp = stack.token("alice", "tenant", "acme")
+    bearer = {"Authorization": f"Bearer {mcp}"}
+    assert httpx.get(f"{live_api}/v1/tenants/acme/sites", headers=bearer).status_code == 401
+    assert httpx.get(f"{stack.url}/api/v1/tenants/acme/sites", headers=bearer).status_code == 401
+    claims = jwt.decode(mcp, options={"verify_signature": False})
+    claims.update(role="admin")
+    head = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode())
+    unsigned = head.rstrip(b"=").decode() + "." + body.rstrip(b"=").decode() + "."
+    hs256 = jwt.encode(claims, "aipress", algorithm="HS256")
+    for forged in (unsigned, hs256, mcp[:-4] + "AAAA"):
+        refused = stack.post(forged, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert refused.status_code == 401, refused.text
