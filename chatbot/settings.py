@@ -37,6 +37,7 @@ class ChatSettings(SharedSettings):
     mcp_token_ttl_seconds: int = 900
     mcp_clients: dict[str, tuple[str, ...]] = {}
     mcp_allow_loopback_client_metadata: bool = False
+    mcp_sessions_per_user: int = 20  # open /mcp sessions one user may hold at once
 
     @model_validator(mode="after")
     def _refuse_incomplete_gcp(self) -> ChatSettings:

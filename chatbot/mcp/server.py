@@ -272,11 +272,22 @@ class McpGate:
     needs (403 insufficient_scope) and the caller's rate (429), as HTTP answers."""
 
     def __init__(
-        self, manager: StreamableHTTPSessionManager, body_limit: int, origins: frozenset[str]
+        self,
+        manager: StreamableHTTPSessionManager,
+        body_limit: int,
+        origins: frozenset[str],
+        sessions_per_user: int = 20,
     ) -> None:
         self.manager = manager
         self.body_limit = body_limit
         self.origins = origins
+        self.sessions_per_user = sessions_per_user
+
+    def _sessions_of(self, caller: McpCaller) -> int:
+        """How many open sessions the caller's user opened (any client). The SDK caps
+        sessions for everyone at once only, so without this one user could hold them all."""
+        owners = getattr(self.manager, "_session_owners", {})
+        return sum(1 for owner in owners.values() if owner.get("subject") == caller.principal.key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point of /mcp."""
@@ -297,6 +308,14 @@ class McpGate:
                     )
                     return
                 self._admit(request, caller, _called_tools(body))
+                opening = request.headers.get("mcp-session-id") is None
+                if opening and self._sessions_of(caller) >= self.sessions_per_user:
+                    detail = (
+                        f"at most {self.sessions_per_user} open MCP sessions per user: "
+                        "end one (DELETE /mcp with its Mcp-Session-Id) or let it idle out"
+                    )
+                    await problem(429, detail)(scope, receive, send)
+                    return
                 receive = _replay(body, receive)
         except McpAuthError as exc:
             response = problem(exc.status, exc.detail)
@@ -338,7 +357,8 @@ class McpService:
         self.server = build_server(settings, _http_invocation, self.confirmations)
         self.manager = StreamableHTTPSessionManager(self.server)
         origins = frozenset({settings.chat_origin, *settings.chat_allowed_origins})
-        self.gate = McpGate(self.manager, DEFAULT_MAX_REQUEST_BODY_SIZE, origins)
+        self.gate = McpGate(self.manager, DEFAULT_MAX_REQUEST_BODY_SIZE, origins,
+                            settings.mcp_sessions_per_user)  # fmt: skip
 
     def running(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Run the session manager for the app's lifetime."""

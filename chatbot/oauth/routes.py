@@ -19,6 +19,7 @@ from chatbot.oauth.grants import (
     AuthorizationCode,
     AuthorizationRequest,
     OneTimeStore,
+    PendingRequests,
     verifier_matches,
 )
 from chatbot.oauth.scopes import SCOPES, InvalidScope, grant, parse_scope, scope_string
@@ -76,7 +77,7 @@ class AuthorizationServer:
         self.resource = resource
         self.tokens = tokens
         self.clients = clients
-        self.requests: OneTimeStore[AuthorizationRequest] = OneTimeStore(REQUEST_TTL_SECONDS)
+        self.requests = PendingRequests(REQUEST_TTL_SECONDS)
         self.codes: OneTimeStore[AuthorizationCode] = OneTimeStore(CODE_TTL_SECONDS)
 
     def metadata(self) -> dict[str, Any]:
@@ -133,10 +134,7 @@ class AuthorizationServer:
             return back("invalid_scope", str(exc))
         request = AuthorizationRequest(client, redirect_uri, state, challenge, self.resource,
                                        scopes)  # fmt: skip
-        try:
-            request_id = self.requests.put(request)
-        except OverflowError as exc:
-            return back("temporarily_unavailable", str(exc))
+        request_id = self.requests.put(request)
         return RedirectResponse(f"/signin?{urlencode({'oauth': request_id})}", status_code=302)
 
     def _back(self, redirect_uri: str, state: str | None, **params: str) -> RedirectResponse:
@@ -170,10 +168,18 @@ class AuthorizationServer:
             refused = self._back(request.redirect_uri, request.state, error="invalid_scope",
                                  error_description=str(exc))  # fmt: skip
             return {"redirect": refused.headers["location"]}
-        code = self.codes.put(
-            AuthorizationCode(request.client.client_id, request.redirect_uri,
-                              request.code_challenge, request.resource, scopes, principal)
-        )  # fmt: skip
+        try:
+            code = self.codes.put(
+                AuthorizationCode(request.client.client_id, request.redirect_uri,
+                                  request.code_challenge, request.resource, scopes, principal),
+                owner=principal.key,
+            )  # fmt: skip
+        except OverflowError as exc:
+            busy = self._back(
+                request.redirect_uri, request.state,
+                error="temporarily_unavailable", error_description=str(exc),
+            )  # fmt: skip
+            return {"redirect": busy.headers["location"]}
         note_secret(code, "oauth authorization code")
         done = self._back(request.redirect_uri, request.state, code=code)
         return {"redirect": done.headers["location"]}
