@@ -67,7 +67,7 @@ VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check th
          "get_metrics": "measure", "backup_site": "back up",
          "list_backups": "list the backups of", "restore_site": "restore",
          "list_packages": "list the plugins and themes of", "update_site": "update",
-         "diagnose": "look into"}  # fmt: skip
+         "diagnose": "diagnose"}  # fmt: skip
 # What a message said not to do, in the answer that does nothing.
 NOT_DOING = {"delete_site": "delete", "create_site": "create", "backup_site": "back up",
              "restore_site": "restore", "update_site": "update", "bulk_sites": "change",

@@ -80,10 +80,10 @@ def test_diagnosis_asks_use_the_diagnose_tool_when_there_is_one() -> None:
     tools = SITUATION.tools | {"diagnose_site"}
     tenant = Planner().respond(ask, replace(SITUATION, tools=tools))
     assert [(c["name"], c["args"]) for c in tenant.tool_calls] == [
-        ("diagnose_site", {"site": "crumbs"})
+        ("diagnose_site", {"site": "crumbs", "since": "1h"})
     ]
     admin = replace(SITUATION, admin=True, role="admin", tenant=None, tools=tools)
     asked = [HumanMessage(content="tenant acme: why is crumbs slow?")]
     assert [(c["name"], c["args"]) for c in Planner().respond(asked, admin).tool_calls] == [
-        ("diagnose_site", {"site": "crumbs", "tenant_id": "acme"})
+        ("diagnose_site", {"site": "crumbs", "tenant_id": "acme", "since": "1h"})
     ]

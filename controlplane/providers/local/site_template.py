@@ -12,7 +12,6 @@ installer makes a new template; the old ones are dropped when it is captured.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import json
@@ -26,6 +25,7 @@ from typing import Any
 
 import pymysql
 
+from controlplane.kernel import clock
 from controlplane.providers.local.mu_plugins import platform_mu_plugins
 from controlplane.providers.local.site_php import site_script
 from controlplane.settings import Settings
@@ -232,7 +232,7 @@ def personalise(
     title, admin (login, nicename, e-mail, URL, password hash, nickname), e-mail, today's
     dates; transients dropped. Rewrite rules and the roles key do not depend on any of these
     (one table prefix for every site) and stay as copied."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    now = clock.now().strftime("%Y-%m-%d %H:%M:%S")
     hashed = password_hash(admin_password)
     old, new = TEMPLATE_URL, url.rstrip("/")
     db = _ident(database)
