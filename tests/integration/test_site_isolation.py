@@ -274,7 +274,10 @@ def _plan(env: Isolated, extra_listener: int) -> Plan:
         "mcp-no-token": _http(chat, "POST", "/mcp", json_type, '{"jsonrpc":"2.0","id":1}'),
         "oauth-metadata": _http(chat, "GET", "/.well-known/oauth-authorization-server", {}),
         "oauth-token-exchange": _http(
-            chat, "POST", "/oauth/token", {"Content-Type": "application/x-www-form-urlencoded"},
+            chat,
+            "POST",
+            "/oauth/token",
+            {"Content-Type": "application/x-www-form-urlencoded"},
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
         ),  # fmt: skip
     }
