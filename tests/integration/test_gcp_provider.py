@@ -336,6 +336,38 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
 
 
+def test_a_control_plane_start_brings_existing_site_users_to_the_connection_limit(
+    cloud: Cloud,
+) -> None:
+    """A site user made before the limit (or before it changed) gets it when the control
+    plane starts, not only when its database step runs again; other users are left alone."""
+    assert _create(cloud, "crumbs")["status"] == "succeeded"
+    [database] = _databases(cloud.mariadb)
+
+    def limits() -> dict[str, int]:
+        with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT User, max_user_connections FROM mysql.user WHERE Host = '%'")
+            return {str(user): int(limit) for user, limit in cur.fetchall()}
+
+    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT user FROM mysql.db WHERE db = %s", (database.replace("_", "\\_"),))
+        [(user,)] = cur.fetchall()
+        cur.execute("ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS 0", (user,))  # as before
+        cur.execute("CREATE USER 'not_a_site'@'%' IDENTIFIED BY 'x'")  # e.g. an IAM user
+    try:
+        assert limits()[user] == 0
+        app = cloud.client.app
+        running = app.state.platform  # type: ignore[attr-defined]
+        with TestClient(app):  # a second start of the control plane, on the same records
+            pass
+        app.state.platform = running  # type: ignore[attr-defined]
+        assert limits()[user] == 40
+        assert limits()["not_a_site"] == 0
+    finally:
+        with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS 'not_a_site'@'%'")
+
+
 def test_a_failing_runtime_step_rolls_back_database_secrets_and_bucket(cloud: Cloud) -> None:
     cloud.run.fail_create = True
     final = _create(cloud, "broken")
