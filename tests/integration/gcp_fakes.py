@@ -1118,18 +1118,23 @@ class FakeFrontDoor(Fake):
     takes no health check; a URL map patch must carry the current fingerprint (412 otherwise)
     and every host rule's path matcher must exist; a managed certificate's DNS authorizations
     must exist and cover its domain; an entry's certificate must exist and its hostname be
-    unique in the map; a path matcher's service is a backend service or a backend bucket that
-    exists (Terraform made the stopped page's); a cache invalidation names a path (and a
-    host). Operations are returned done."""
+    unique in the map; a path matcher's service is a backend service that exists (Terraform
+    made the stopped page's, of its serverless NEG; there is no backend bucket: one needs an
+    allUsers grant, which Domain Restricted Sharing refuses); a cache invalidation names a
+    path (and a host). Operations are returned done."""
 
     def __init__(self, project: str, region: str, url_map: str, certificate_map: str,
-                 stopped_bucket: str = "aipress-stopped") -> None:  # fmt: skip
+                 stopped: str = "aipress-stopped") -> None:  # fmt: skip
         super().__init__()
         self.project, self.region = project, region
-        self.negs: dict[str, dict[str, Any]] = {}
-        self.backends: dict[str, dict[str, Any]] = {}
-        self.backend_buckets: dict[str, dict[str, Any]] = {
-            stopped_bucket: {"name": stopped_bucket, "enableCdn": False}
+        where = f"projects/{project}/regions/{region}/networkEndpointGroups/{stopped}"
+        self.negs: dict[str, dict[str, Any]] = {  # terraform/frontdoor.tf's
+            stopped: {"name": stopped, "networkEndpointType": "SERVERLESS",
+                      "cloudRun": {"service": stopped}}  # fmt: skip
+        }
+        self.backends: dict[str, dict[str, Any]] = {
+            stopped: {"name": stopped, "loadBalancingScheme": "EXTERNAL_MANAGED",
+                      "enableCDN": False, "backends": [{"group": where}]}  # fmt: skip
         }
         # (host, path, where the URL map routed the host when the invalidation came)
         self.invalidations: list[tuple[str | None, str, str | None]] = []
@@ -1257,8 +1262,7 @@ class FakeFrontDoor(Fake):
                 return error(400, "INVALID_ARGUMENT", f"no path matcher {rule['pathMatcher']}")
         for matcher in matchers.values():
             kind, _, rid = matcher["defaultService"].rpartition("/")
-            known = self.backend_buckets if kind.endswith("/backendBuckets") else self.backends
-            if not kind.endswith(("/backendBuckets", "/backendServices")) or rid not in known:
+            if not kind.endswith("/global/backendServices") or rid not in self.backends:
                 return error(400, "INVALID_ARGUMENT", f"{matcher['defaultService']} does not exist")
         hosts = [h for r in body.get("hostRules", []) for h in r["hosts"]]
         if len(hosts) != len(set(hosts)):

@@ -330,7 +330,9 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
     assert cloud.run.mappings == {} and cloud.run.jobs == {}
-    assert cloud.front.negs == {} and cloud.front.backends == {} and cloud.front.entries == {}
+    # Only Terraform's (the stopped page's) are left.
+    assert set(cloud.front.negs) == set(cloud.front.backends) == {"aipress-stopped"}
+    assert cloud.front.entries == {}
     assert cloud.front.certificates == {} and cloud.front.authorizations == {}
     assert cloud.front.served_hosts() == {}
     assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
@@ -366,6 +368,7 @@ def test_a_control_plane_start_brings_existing_site_users_to_the_connection_limi
     finally:
         with cloud.mariadb.connect() as conn, conn.cursor() as cur:
             cur.execute("DROP USER IF EXISTS 'not_a_site'@'%'")
+        _act(cloud, "crumbs", method="DELETE")
 
 
 def test_a_failing_runtime_step_rolls_back_database_secrets_and_bucket(cloud: Cloud) -> None:
@@ -454,7 +457,10 @@ def test_a_stopped_site_is_not_served_from_the_cdn(cloud: Cloud) -> None:
     # Each name emptied from the cache, once it no longer led to the site.
     assert sorted(cloud.front.invalidations) == [(domain, "/*", "aipress-stopped"),
                                                  (preview, "/*", "aipress-stopped")]  # fmt: skip
-    assert cloud.front.backend_buckets["aipress-stopped"]["enableCdn"] is False
+    # Terraform's shared stopped-page service, uncached, behind its own serverless NEG.
+    stopped = cloud.front.backends["aipress-stopped"]
+    assert stopped["enableCDN"] is False
+    assert stopped["backends"][0]["group"].endswith("/networkEndpointGroups/aipress-stopped")
 
     _act(cloud, "pies/start")
     assert cloud.front.served_hosts() == {preview: backend, domain: backend}
