@@ -1129,12 +1129,19 @@ class FakeFrontDoor(Fake):
         self.project, self.region = project, region
         where = f"projects/{project}/regions/{region}/networkEndpointGroups/{stopped}"
         self.negs: dict[str, dict[str, Any]] = {  # terraform/frontdoor.tf's
-            stopped: {"name": stopped, "networkEndpointType": "SERVERLESS",
-                      "cloudRun": {"service": stopped}}  # fmt: skip
+            stopped: {
+                "name": stopped,
+                "networkEndpointType": "SERVERLESS",
+                "cloudRun": {"service": stopped},
+            }
         }
         self.backends: dict[str, dict[str, Any]] = {
-            stopped: {"name": stopped, "loadBalancingScheme": "EXTERNAL_MANAGED",
-                      "enableCDN": False, "backends": [{"group": where}]}  # fmt: skip
+            stopped: {
+                "name": stopped,
+                "loadBalancingScheme": "EXTERNAL_MANAGED",
+                "enableCDN": False,
+                "backends": [{"group": where}],
+            }
         }
         # (host, path, where the URL map routed the host when the invalidation came)
         self.invalidations: list[tuple[str | None, str, str | None]] = []
@@ -1354,6 +1361,7 @@ BAD_KEY = ("Missing an encryption key, or it is not base64 encoded, or it does n
            "required length of the encryption algorithm.")  # fmt: skip
 NEEDS_KEY = "The target object is encrypted by a customer-supplied encryption key."
 WRONG_KEY = "The provided encryption key is incorrect."
+PLAIN_HTTP = "Customer-supplied encryption keys must be sent over HTTPS."
 _OBJECT = re.compile(r"/(?:download/)?storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+?)"
                      r"(?:/(?P<verb>rewriteTo|copyTo)/b/(?P<db>[^/]+)/o/(?P<do>.+))?")  # fmt: skip
 _UPLOAD = re.compile(r"/upload/storage/v1/b/(?P<b>[^/]+)/o")
@@ -1367,13 +1375,17 @@ class FakeGcsKeys:
     bytes, its hash); reading the data of a CSEK object, or rewriting it, needs its key (400
     without, 400 with another); metadata and listings without the key carry no crc32c or
     md5Hash; a rewrite re-encrypts with the destination's key (or none); listing and
-    deleting need no key. Requests refused for a bad key header are kept in `problems`."""
+    deleting need no key. A key is taken over HTTPS only (served with a certificate the client
+    trusts: `tests.live.serve(..., tls=...)`); over plain HTTP a request carrying one is refused.
+    Requests refused for a bad key header are kept in `problems`, and the ones whose key
+    headers arrived, as (method, path, key sha256), in `keyed`."""
 
     def __init__(self, emulator: str) -> None:
         self.emulator = emulator
         self.keys: dict[tuple[str, str], str] = {}  # (bucket, object) -> key sha256 (b64)
         self.sessions: dict[str, str | None] = {}  # resumable upload id -> key sha256
         self.requests: list[tuple[str, str]] = []
+        self.keyed: list[tuple[str, str, str]] = []
         self.problems: list[str] = []
         self.client: Any = None
 
@@ -1426,9 +1438,13 @@ class FakeGcsKeys:
         try:
             given = self.key_hash(request.headers, CSEK_HEADERS)
             source_key = self.key_hash(request.headers, SOURCE_CSEK_HEADERS)  # type: ignore[arg-type]
+            if (given or source_key) and request.url.scheme != "https":
+                raise Refused(PLAIN_HTTP)
         except Refused as exc:
             self.problems.append(f"{request.method} {path}: {exc}")
             return error(400, "BAD_REQUEST", str(exc))
+        for sent in {given, source_key} - {None}:
+            self.keyed.append((request.method, path, str(sent)))
         params = request.query_params
         found = _OBJECT.fullmatch(path)
         write: tuple[str, str] | None = None
@@ -1465,6 +1481,13 @@ class FakeGcsKeys:
         out_headers = {k: v for k, v in answer.headers.items()
                        if k.lower() not in ("content-length", "transfer-encoding", "connection",
                                             "content-encoding", "date", "server")}  # fmt: skip
+        if request.url.scheme == "https":  # the emulator writes its links (mediaLink too) http
+            plain, tls = f"http://{request.url.netloc}", f"https://{request.url.netloc}"
+            if "location" in out_headers:
+                out_headers["location"] = out_headers["location"].replace(plain, tls)
+            resource = params.get("alt") != "media" and not path.startswith("/download/")
+            if resource and answer.headers.get("content-type", "").startswith("application/json"):
+                content = content.replace(plain.encode(), tls.encode())
         if upload and params.get("uploadType") == "resumable" and "upload_id" not in params:
             location = answer.headers.get("location", "")
             upload_id = re.search(r"upload_id=([^&]+)", location)

@@ -47,6 +47,7 @@ from tests.integration.gcp_fakes import (
     FakeSqlAdmin,
 )
 from tests.live import serve
+from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
 PROJECT = "aipress-test"
@@ -141,14 +142,15 @@ def cloud(
     nameserver = TxtServer()
     run.secrets, run.project = sm, PROJECT
     keys = FakeGcsKeys(gcs)  # customer-supplied keys as Cloud Storage enforces them
+    tls = self_signed(tmp_path, "127.0.0.1", ips=("127.0.0.1",), stem="gcs")  # keys need https
     sql = FakeSqlAdmin(PROJECT, "aipress-shared", disk_gb=10)  # the instance's disk (restores)
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
           serve(iam.app()) as iam_url, serve(front.app()) as front_url,
-          serve(keys.app()) as gcs_url, serve(sql.app()) as sql_url,
+          serve(keys.app(), tls=tls) as gcs_url, serve(sql.app()) as sql_url,
           nameserver.running()):  # fmt: skip
         run.base_url = run_url
         run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
-        storage_client, backups = storage_with_bucket(PROJECT, gcs_url)
+        storage_client, backups = storage_with_bucket(PROJECT, gcs_url, ca=tls[0])
         clients = rest_clients(
             run_url, sm_url, iam_url, storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
