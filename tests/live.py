@@ -46,7 +46,7 @@ def serve(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
             ws="websockets-sansio",
             ssl_certfile=certificate,
             ssl_keyfile=key,
-        )  # fmt: skip
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
