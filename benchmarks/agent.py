@@ -39,6 +39,7 @@ from websockets.sync.client import connect
 from chatbot.offline.planner import OfflinePlanner
 from chatbot.service import create_app
 from chatbot.settings import ChatSettings
+from chatbot.situation import Situation
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from tests.live import serve
@@ -62,10 +63,12 @@ class ModelClock:
 class TimedPlanner(OfflinePlanner):
     """The offline planner, timing itself."""
 
-    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+    def _respond(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], situation: Situation | None
+    ) -> AIMessage:
         started = time.perf_counter()
         try:
-            return super()._respond(messages, tools)
+            return super()._respond(messages, tools, situation)
         finally:
             with ModelClock.lock:
                 ModelClock.total += time.perf_counter() - started

@@ -1,5 +1,5 @@
 """The control plane built in this process on a fresh local home: what the benchmarks of the
-`local` provider's site operations (backups.py, staging.py) share.
+`local` provider's site operations (backups.py, staging.py, updates.py) share.
 
 `local_platform()` makes a world-traversable AIPRESS_HOME under /tmp, builds the app, signs
 in as an admin and creates the tenant; on the way out it stops the stack and removes the home

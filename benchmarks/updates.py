@@ -30,14 +30,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import harness
+import local_platform
 from harness import fmt
 
 TENANT = "upbench"
@@ -82,17 +79,6 @@ def _wait(client: Any, headers: dict[str, str], op_id: str, timeout: float = 600
     raise RuntimeError(f"operation {op_id} did not end within {timeout} s")
 
 
-def _step_seconds(op: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for step in op["steps"]:
-        if step["started_at"] and step["finished_at"]:
-            took = datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(
-                step["started_at"]
-            )
-            out[step["name"]] = took.total_seconds()
-    return out
-
-
 def _update(client: Any, admin: dict[str, str], version: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
     answer = client.post(f"/v1/tenants/{TENANT}/sites/{SITE}/updates", headers=admin,
@@ -115,21 +101,10 @@ def _create(client: Any, admin: dict[str, str], name: str) -> str:
 
 def _install_first(platform: Any, names: list[str], version: str) -> None:
     """The first demo version installed and active on each site, outside any operation."""
-    from controlplane.kernel.identity import Principal, Role
-    from controlplane.kernel.vocabulary import PackageKind
-    from controlplane.packages import catalogue
-    from controlplane.services.sites import get_site
+    from tests.package_zips import install_demo
 
     for name in names:
-        with platform.sessions() as session:
-            site = get_site(session, principal=Principal("bench", Role.ADMIN),
-                            tenant_id=TENANT, name=name)  # fmt: skip
-            entry = catalogue.find(session, PackageKind.PLUGIN, "demo", version)
-            assert entry is not None
-            ctx = platform.engine.read_context(session, site)
-        platform.provider.packages.install(ctx, [catalogue.archive_of(entry)], key="bench",
-                                           activate=True)  # fmt: skip
-        platform.provider.packages.discard_previous(ctx, key="bench")
+        install_demo(platform, TENANT, name, version, key="bench")
 
 
 def _bulk(client: Any, admin: dict[str, str], platform: Any, args: argparse.Namespace,
@@ -165,42 +140,16 @@ def _bulk(client: Any, admin: dict[str, str], platform: Any, args: argparse.Name
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from fastapi.testclient import TestClient
-
-    from controlplane.api.app import create_app
-    from controlplane.kernel.auth import LocalTokenIssuer
-    from controlplane.kernel.identity import Principal, Role
-    from controlplane.kernel.vocabulary import PackageKind
-    from controlplane.packages import catalogue
-    from controlplane.services.sites import get_site
-    from controlplane.settings import Settings, get_settings
-    from controlplane.stack.local import LocalStack
+    from controlplane.settings import get_settings
     from tests.package_zips import BROKEN, plugin_zip
 
-    base = Path(tempfile.mkdtemp(prefix="aipress-bench-updates-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local", home=base / "home", mariadb_port=harness.free_port(),
-        site_port=harness.free_port(), log_file=base / "platform.log", log_level="WARNING",
-    )  # fmt: skip
     os.environ["AIPRESS_UPDATE_PROBE_SECONDS"] = str(args.probe_seconds)
     get_settings.cache_clear()
     results: dict[str, Any] = {"parameters": harness.parameters(args)}
-    app = create_app(settings)
     try:
-        with TestClient(app) as client:
-            admin = {
-                "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
-            }
-            client.post("/v1/tenants", json={"id": TENANT, "name": TENANT}, headers=admin)
-            created = client.post(
-                f"/v1/tenants/{TENANT}/sites",
-                json={"name": SITE, "admin_email": "owner@example.com", "title": "Shop"},
-                headers=admin,
-            )
-            if created.status_code != 202:
-                raise RuntimeError(f"creating the site was refused: {created.text}")
-            if _wait(client, admin, created.json()["operation"]["id"])["status"] != "succeeded":
+        with local_platform.local_platform("updates", TENANT, keep=args.keep) as bench:
+            client, admin, platform = bench.client, bench.admin, bench.platform
+            if _wait(client, admin, _create(client, admin, SITE))["status"] != "succeeded":
                 raise RuntimeError("creating the site failed")
             wanted = versions(args.updates)
             for version in [*wanted, BROKEN]:
@@ -208,16 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     files={"file": ("demo.zip", plugin_zip(version))})  # fmt: skip
                 if added.status_code != 201:
                     raise RuntimeError(f"adding demo {version} was refused: {added.text}")
-            platform = app.state.platform
-            with platform.sessions() as session:
-                site = get_site(session, principal=Principal("bench", Role.ADMIN),
-                                tenant_id=TENANT, name=SITE)  # fmt: skip
-                entry = catalogue.find(session, PackageKind.PLUGIN, "demo", wanted[0])
-                assert entry is not None
-                ctx = platform.engine.read_context(session, site)
-            platform.provider.packages.install(ctx, [catalogue.archive_of(entry)], key="bench",
-                                               activate=True)  # fmt: skip
-            platform.provider.packages.discard_previous(ctx, key="bench")
+            _install_first(platform, [SITE], wanted[0])
 
             runs: list[dict[str, Any]] = []
             for version in wanted[1:]:
@@ -225,7 +165,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if op["status"] != "succeeded":
                     raise RuntimeError(f"the update to {version} ended {op['status']}: "
                                        f"{op['error']}")  # fmt: skip
-                runs.append({"to": version, "wall_seconds": wall, "steps": _step_seconds(op)})
+                runs.append(
+                    {"to": version, "wall_seconds": wall, "steps": local_platform.step_seconds(op)}
+                )
             results["updates"] = runs
             results["update_wall"] = harness.stats([r["wall_seconds"] for r in runs])
             results["step_median"] = {
@@ -245,9 +187,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         os.environ.pop("AIPRESS_UPDATE_PROBE_SECONDS", None)
         get_settings.cache_clear()
-        LocalStack.from_settings(settings).stop()
-        if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
     return results
 
 
@@ -282,14 +221,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the local stack makes system users and runs daemons")
-    info = harness.machine_info({"restic": harness.command_version(["restic", "version"])})
-    results = run(args)
-    harness.close_machine_info(info)
-    results["machine"] = info
-    print_results(results)
-    harness.write_json(args.output, results)
+    local_platform.run_and_report(args, lambda: run(args), print_results)
 
 
 if __name__ == "__main__":

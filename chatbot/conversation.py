@@ -2,7 +2,7 @@
 
 Events (JSON objects with a `type`): `thread`, `token`, `tool_start`, `tool_end`,
 `progress` (an operation's step events, relayed), `message` (a finished assistant message),
-`interrupt` (confirmation needed), `done`.
+`interrupt` (confirmation needed), `answered` (a typed yes or no took the confirmation), `done`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Interrupt, StreamMode
 
-from chatbot.graph import build_graph
+from chatbot.graph import STEP_LIMIT, build_graph
 from chatbot.models import make_model
 from chatbot.settings import ChatSettings
 from chatbot.store import ThreadStore, open_checkpointer
+from chatbot.typed_answers import reminder, typed_answer
 from chatbot.upstream import ServiceIdentity, identity_for, sync_client
 from controlplane.kernel.identity import Principal
 from tools.context import AgentContext, scoped_tenant
@@ -42,10 +43,6 @@ class Busy(Exception):
 
 class NothingToResume(Exception):
     """Resume was asked for a thread that waits for no confirmation."""
-
-
-class AwaitingConfirmation(Exception):
-    """A message was sent while the thread waits for a confirmation."""
 
 
 class TenantMismatch(Exception):
@@ -125,7 +122,7 @@ class ChatEngine:
         )
 
     def _config(self, thread_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id}}
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": STEP_LIMIT}
 
     @contextmanager
     def _exclusive(self, thread_id: str) -> Iterator[None]:
@@ -185,11 +182,10 @@ class ChatEngine:
         self.threads.get(thread_id, owner_key=ctx.principal.key)
         graph_input: Any
         if message is not None:
-            if self.pending_interrupt(thread_id) is not None:
-                raise AwaitingConfirmation(
-                    f"thread {thread_id} is waiting for a confirmation: answer it "
-                    "(Confirm or Cancel) before sending another message"
-                )
+            waiting = self.pending_interrupt(thread_id)
+            if waiting is not None:
+                yield from self._typed(ctx, thread_id, waiting, message)
+                return
             graph_input = {"messages": [HumanMessage(content=message)]}
         else:
             if self.pending_interrupt(thread_id) is None:
@@ -219,6 +215,30 @@ class ChatEngine:
             self.threads.touch(thread_id)
             yield from pending
             yield {"type": "done", "thread_id": thread_id}
+
+    def _typed(
+        self, ctx: AgentContext, thread_id: str, waiting: Event, message: str
+    ) -> Iterator[Event]:
+        """A message typed while a confirmation waits: a clear yes or no answers it as the
+        buttons would (a card that asks for a value takes it only in the card); anything else
+        gets a reminder of what waits, and nothing changes."""
+        approve = typed_answer(message)
+        needs_input = any(a.get("input") for a in waiting.get("actions", []))
+        if approve is None or (approve and needs_input):
+            text = reminder(waiting, approve)
+            yield {"type": "thread", "thread_id": thread_id}
+            said: dict[str, Any] = {
+                "id": None,
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [],
+            }
+            yield {"type": "message", "message": said}
+            yield waiting
+            yield {"type": "done", "thread_id": thread_id}
+            return
+        yield {"type": "answered", "thread_id": thread_id, "approve": approve}
+        yield from self.turn(ctx, thread_id, approve=approve)
 
     def _submit_secrets(
         self, ctx: AgentContext, thread_id: str, secrets: dict[str, str]

@@ -17,9 +17,11 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.managed import RemainingSteps
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
+from chatbot.situation import SITUATION_KWARG, situation_of
 from controlplane.kernel import clock
 from controlplane.kernel.identity import Role
 from prompts import load_prompt
@@ -28,6 +30,15 @@ from tools.registry import confirmation, run_tool, toolset_for
 from tools.results import ToolResult
 
 HISTORY_MESSAGES = 40
+# Graph steps one turn may take (LangGraph's own default is ten thousand): a model that
+# keeps calling tools is stopped by the agent node well before that.
+STEP_LIMIT = 25
+# A call needs the steps after the agent's: confirm, tools, and the agent again to answer.
+STEPS_PER_CALL = 3
+STEP_LIMIT_ANSWER = (
+    "I went round in circles on this one and stopped before doing anything more. Nothing else "
+    "was changed; could you say again what you need, perhaps in other words?"
+)
 # What a card that asks for something (its action's `input`) answers when it was not sent.
 NOT_SENT = {
     "secret": "nothing changed: the secret's value was not sent",
@@ -44,6 +55,7 @@ class ChatState(MessagesState):
     operations confirmation cards started, by tool call (ids only, never a value)."""
 
     started: Annotated[dict[str, str], _merge]
+    remaining_steps: RemainingSteps
 
 
 def system_prompt(ctx: AgentContext) -> str:
@@ -94,11 +106,21 @@ def build_graph(
         )
         for admin in (True, False)
     }
+    situated = bool(getattr(model, "reads_situation", False))
 
     def agent(state: ChatState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         ctx = runtime.context
         prompt = SystemMessage(content=system_prompt(ctx))
-        reply = bound[ctx.is_admin].invoke([prompt, *_history(state["messages"])])
+        # A local model reads who is asking from this, never from the prompt's wording.
+        told: dict[str, Any] = {SITUATION_KWARG: situation_of(ctx)} if situated else {}
+        reply = bound[ctx.is_admin].invoke([prompt, *_history(state["messages"])], None, **told)
+        if (
+            isinstance(reply, AIMessage)
+            and reply.tool_calls
+            and state["remaining_steps"] <= STEPS_PER_CALL
+        ):
+            # Like react-agent's IsLastStep: a turn that keeps calling tools ends politely.
+            reply = AIMessage(id=reply.id, content=STEP_LIMIT_ANSWER)
         return {"messages": [reply]}
 
     def route(

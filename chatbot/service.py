@@ -19,7 +19,6 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from chatbot.conversation import (
-    AwaitingConfirmation,
     Busy,
     ChatEngine,
     Event,
@@ -28,6 +27,8 @@ from chatbot.conversation import (
     TenantMismatch,
 )
 from chatbot.limits import RateLimited, RateLimiter, TooLong, check_length
+from chatbot.mcp.auth import install_mcp_auth
+from chatbot.mcp.server import install_mcp
 from chatbot.settings import ChatSettings, get_chat_settings
 from chatbot.store import ThreadNotFound
 from chatbot.upstream import ServiceIdentity, async_client
@@ -150,7 +151,8 @@ def create_app(
         )
         app.state.open_streams = Counter()
         log.info("chat.started", model=settings.chat_model_name, port=settings.chat_port)
-        yield
+        async with app.state.mcp.running():
+            yield
         await app.state.proxy.aclose()
         await app.state.stream_proxy.aclose()
         app.state.engine.close()
@@ -167,6 +169,8 @@ def create_app(
     install_problem_handlers(app)
     _install_chat_errors(app)
     install_web(app, settings)
+    install_mcp_auth(app, settings)
+    install_mcp(app, settings)
     if settings.chat_allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -258,7 +262,6 @@ CHAT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (ThreadNotFound, 404),
     (Busy, 409),
     (NothingToResume, 409),
-    (AwaitingConfirmation, 409),
     (TenantMismatch, 409),
     (PermissionError, 403),
     (SecretRefused, 422),  # or the control plane's own status

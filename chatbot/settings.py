@@ -30,6 +30,14 @@ class ChatSettings(SharedSettings):
     openai_base_url: str | None = None
     openai_model: str | None = None
     openai_api_key: SecretStr | None = None
+    # MCP over OAuth: where clients reach this service, the access tokens' lifetime, the
+    # pre-registered clients (client_id -> exact redirect URIs) and, for tests only, whether
+    # a Client ID Metadata Document may live at an http://127.0.0.1 URL.
+    chat_public_url: str | None = None
+    mcp_token_ttl_seconds: int = 900
+    mcp_clients: dict[str, tuple[str, ...]] = {}
+    mcp_allow_loopback_client_metadata: bool = False
+    mcp_sessions_per_user: int = 20  # open /mcp sessions one user may hold at once
 
     @model_validator(mode="after")
     def _refuse_incomplete_gcp(self) -> ChatSettings:
@@ -49,6 +57,11 @@ class ChatSettings(SharedSettings):
     def chat_checkpoint_url(self) -> str:
         """The chatbot's database (LangGraph checkpoints and thread owners)."""
         return self.chat_database_url or f"sqlite:///{self.home / 'chat.db'}"
+
+    @property
+    def chat_origin(self) -> str:
+        """The chat service's public origin: the OAuth issuer and the MCP URL's base."""
+        return (self.chat_public_url or self.chat_url).rstrip("/")
 
     @property
     def tools_base_url(self) -> str:

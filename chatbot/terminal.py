@@ -13,7 +13,9 @@ import httpx
 from rich.console import Console
 from websockets.sync.client import ClientConnection, connect
 
-Confirm = Callable[[str], bool]
+from chatbot.typed_answers import typed_answer
+
+Answer = Callable[[str], str]  # asks the question, returns what the person typed
 AskSecret = Callable[[str], str]
 AskPath = Callable[[str], str]
 
@@ -24,19 +26,20 @@ def ws_url(http_url: str) -> str:
 
 
 class TerminalChat:
-    """Sends messages, prints streamed events, asks y/n on confirmations."""
+    """Sends messages, prints streamed events, and sends what is typed at a confirmation
+    as the answer ("yes", "no, keep it"; anything else is reminded of what waits)."""
 
     def __init__(
         self,
         url: str,
         token: str,
         console: Console,
-        confirm: Confirm,
+        answer: Answer,
         ask_secret: AskSecret = getpass.getpass,
         ask_path: AskPath = input,
     ) -> None:
         self.console = console
-        self.confirm = confirm
+        self.ask_answer = answer
         self.ask_secret = ask_secret  # a secret's value is read unechoed, never sent as chat
         self.ask_path = ask_path  # an import's export file, uploaded from here, never as chat
         self.url, self.token = url.rstrip("/"), token
@@ -49,8 +52,15 @@ class TerminalChat:
             raise RuntimeError(ready.get("detail", "the chat service refused the connection"))
 
     def _answer(self, interrupt: dict[str, Any]) -> None:
-        """Ask y/n for each action, then the values a secret's card asks for."""
-        approve = all(self.confirm(action["question"]) for action in interrupt["actions"])
+        """Ask for the answer; a card that needs values (a secret, an export file) takes them
+        here after a yes, and everything else typed goes to the chat service as the answer."""
+        question = " ".join(action["question"] for action in interrupt["actions"])
+        typed = self.ask_answer(f"{question} [yes/no]")
+        if not any(a.get("input") for a in interrupt["actions"]) or not typed_answer(typed):
+            self._ws.send(json.dumps({"type": "message", "text": typed or "no",
+                                      "thread_id": interrupt["thread_id"]}))  # fmt: skip
+            return
+        approve = True
         frame: dict[str, Any] = {"type": "resume", "thread_id": interrupt["thread_id"],
                                  "approve": approve}  # fmt: skip
         secrets = {
@@ -131,6 +141,9 @@ class TerminalChat:
             elif kind == "message" and streaming:
                 self.console.print()
                 streaming = False
+            elif kind == "message" and event["message"]["content"]:  # not streamed: a reminder
+                self.console.print("[bold cyan]aipress>[/bold cyan] ", end="")
+                self.console.print(event["message"]["content"], markup=False, highlight=False)
             elif kind == "tool_start":
                 args = ", ".join(f"{k}={v!r}" for k, v in event["args"].items())
                 self.console.print(f"  [dim]→ {event['name']}({args})[/dim]")

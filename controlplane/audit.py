@@ -34,7 +34,10 @@ def record(
         target=target,
         outcome=outcome,
         request_id=current_request_id(),
-        detail=detail or {},
+        detail={
+            **(detail or {}),
+            **({"client_id": principal.client_id} if principal.client_id else {}),
+        },
     )
     session.add(event)
     log.info("audit", action=action, tenant_id=tenant_id, target=target, outcome=outcome)

@@ -136,6 +136,17 @@ def _stored_user(settings: Settings, uid: str) -> dict[str, Any] | None:
         return {"role": user.role, "tenants": list(user.tenants), "email": user.email}
 
 
+def _local_user_token(settings: Settings, user: str) -> str:
+    """An hour's local token for a stored user (their role, tenants and e-mail)."""
+    stored = _stored_user(settings, user)
+    if stored is None:
+        err.print(f"[red]No local user {user!r}; see `aipress users list`.[/red]")
+        raise typer.Exit(2)
+    return LocalTokenIssuer(settings).issue(
+        user, Role(stored["role"]), stored["tenants"], email=stored["email"], ttl_seconds=3600
+    )
+
+
 @app.command()
 def chat(
     message: Annotated[
@@ -157,22 +168,16 @@ def chat(
         if settings.provider == "gcp":
             err.print("[red]Set AIPRESS_TOKEN (a Firebase ID token) or pass --token.[/red]")
             raise typer.Exit(2)
-        stored = _stored_user(settings, user)
-        if stored is None:
-            err.print(f"[red]No local user {user!r}; see `aipress users list`.[/red]")
-            raise typer.Exit(2)
-        token = LocalTokenIssuer(settings).issue(
-            user, Role(stored["role"]), stored["tenants"], email=stored["email"], ttl_seconds=3600
-        )
+        token = _local_user_token(settings, user)
 
-    def confirm(question: str) -> bool:
+    def answer(question: str) -> str:
         if yes:
             console.print(f"[yellow]{question}[/yellow] yes (--yes)")
-            return True
-        return typer.confirm(question, default=False)
+            return "yes"
+        return str(typer.prompt(question, default="no"))
 
     try:
-        session = TerminalChat(url or settings.chat_url, token, console, confirm)
+        session = TerminalChat(url or settings.chat_url, token, console, answer)
     except (OSError, RuntimeError) as exc:
         err.print(f"[red]Cannot reach the chat service:[/red] {exc}. Is it running (`make up`)?")
         raise typer.Exit(1) from exc
@@ -191,6 +196,22 @@ def chat(
             session.send(text, tenant)
     finally:
         session.close()
+
+
+@app.command()
+def mcp(
+    user: Annotated[str, typer.Option("--as", help="Local user the tools act as (embedded)")],
+) -> None:
+    """Serve the agent's tools over MCP on stdio, for a desktop client on this machine."""
+    from chatbot.mcp.stdio import run_stdio
+    from chatbot.settings import get_chat_settings
+
+    settings = get_settings()
+    if settings.provider == "gcp":
+        err.print("[red]gcp mode: connect MCP clients to the chat service's /mcp URL.[/red]")
+        raise typer.Exit(2)
+    principal = LocalTokenIssuer(settings).verify(_local_user_token(settings, user))
+    run_stdio(get_chat_settings(), principal)
 
 
 @app.command()
@@ -505,6 +526,50 @@ def _print_drift(drift: dict[str, Any]) -> None:
     console.print(f"Since {drift['since'][:19]} UTC, on {drift['parent']}:")
     for sentence in drift["summary"]:
         console.print(f"  - {sentence}")
+
+
+@sites_app.command("diagnose")
+def sites_diagnose(
+    tenant_id: str,
+    site: str,
+    since: Annotated[str, typer.Option(help="A duration ago (15m, 2h, 1d) or ISO time")] = "1h",
+    token: TokenOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Why a site is slow or broken: the evidence and the verdict."""
+    with _client(token, url) as client:
+        found = _call(
+            client, "GET", f"/v1/tenants/{tenant_id}/sites/{site}/diagnosis",
+            params={"since": since},
+        )  # fmt: skip
+    verdict = found["verdict"]
+    console.print(f"[bold]{verdict['status'].upper()}[/bold]: {verdict['summary']}")
+    if verdict.get("action"):
+        console.print(f"What to do: {verdict['action']}")
+    table = Table("evidence", "finding")
+    probe = found["probe"]
+    table.add_row(
+        "health probe", "passes" if probe["ok"] else f"{probe['check']}: {probe['detail']}"
+    )
+    for row in found["cache"]:
+        table.add_row(
+            f"cache {row['cache']}", f"{row['requests']} requests, p95 {row['p95_ms']} ms"
+        )
+    for path in found["slowest_paths"]:
+        table.add_row(
+            "slow path", f"{path['path']}: p95 {path['p95_ms']} ms, {path['requests']} requests"
+        )
+    for slow in found["slow_requests"]:
+        table.add_row("PHP slow log", " <- ".join(slow["trace"][:4]) or slow["script"])
+    for problem in found["php_errors"]:
+        table.add_row(
+            f"PHP {problem['severity'].lower()}", f"{problem['message']} ({problem['count']}x)"
+        )
+    for query in found["slow_queries"]:
+        table.add_row("slow query", f"{query['seconds']} s: {query['query'][:120]}")
+    for change in found["changes"]:
+        table.add_row("change", f"{change['time'][:19]} {change['label']} ({change['status']})")
+    console.print(table)
 
 
 @sites_app.command("drift")

@@ -178,6 +178,13 @@ class Operation(Base):
         return backup_id if isinstance(backup_id, str) else None
 
     @property
+    def rewrite(self) -> dict[str, Any] | None:
+        """What the operation's search-replace of the site's address changed (a clone, a
+        promotion, an import), per table and column: counts, never values."""
+        report = (self.params or {}).get("rewrite")
+        return report if isinstance(report, dict) else None
+
+    @property
     def merged_into(self) -> str | None:
         """The newer operation that took over this one's work (a queued env change)."""
         newer = (self.params or {}).get("merged_into")

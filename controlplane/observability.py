@@ -9,13 +9,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import TooBusy
 from controlplane.kernel import clock
+
+if TYPE_CHECKING:
+    from controlplane.diagnosis import SiteEvidence
 
 MAX_LOG_LIMIT = 1000
 _RELATIVE = re.compile(r"(\d{1,12})\s*(s|m|h|d|w)")
@@ -167,6 +170,11 @@ class SiteLogs(Protocol):
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
         """Figures over [since, until]."""
+        ...
+
+    def evidence(self, ctx: SiteContext, since: datetime, until: datetime) -> SiteEvidence:
+        """What a diagnosis reads over [since, until] (requests, PHP errors, slow requests,
+        pool saturation, slow queries), each read bounded."""
         ...
 
 

@@ -28,6 +28,7 @@ class Action(StrEnum):
     BACKUP_SITES = "backup_sites"  # take backups, change the backup policy
     RESTORE_SITES = "restore_sites"  # restore in place, create a site from a backup
     DOWNLOAD_BACKUPS = "download_backups"  # the owner's copy of a backup
+    READ_DIAGNOSIS = "read_diagnosis"  # a site's evidence and verdict, as logs and metrics
 
 
 class Scope(StrEnum):
@@ -88,6 +89,12 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     _A.RESTORE_SITES: {Role.ADMIN: _S.ALL, Role.OPERATOR: _S.ASSIGNED, Role.TENANT: _S.OWN},
     # A backup holds every secret of the site (its database): the owner's, and admins'.
     _A.DOWNLOAD_BACKUPS: {Role.ADMIN: _S.ALL, Role.TENANT: _S.OWN},
+    _A.READ_DIAGNOSIS: {
+        Role.ADMIN: _S.ALL,
+        Role.OPERATOR: _S.ASSIGNED,
+        Role.VIEWER: _S.ASSIGNED,
+        Role.TENANT: _S.OWN,
+    },
 }
 
 
@@ -114,13 +121,15 @@ class SiteAction(StrEnum):
 @dataclass(frozen=True)
 class SiteActionRule:
     """A site action's permission, the site states it is valid in (None: any), whether it
-    claims the site (so it waits while another operation holds it), and the site roles
-    (SiteRole values) it applies to (None: any)."""
+    claims the site (so it waits while another operation holds it), the site roles
+    (SiteRole values) it applies to (None: any), and whether it needs a pre-promote state
+    to go back to."""
 
     action: Action
     statuses: frozenset[str] | None
     claims_site: bool
     roles: frozenset[str] | None = None
+    needs_promotion: bool = False
 
 
 _READY, _STOPPED = "ready", "stopped"
@@ -159,7 +168,11 @@ SITE_ACTION_RULES: dict[SiteAction, SiteActionRule] = {
         _A.RESTORE_SITES, frozenset({_READY}), claims_site=False, roles=frozenset({_STAGING})
     ),
     SiteAction.ROLLBACK: SiteActionRule(
-        _A.RESTORE_SITES, frozenset({_READY}), claims_site=True, roles=frozenset({_PRODUCTION})
+        _A.RESTORE_SITES,
+        frozenset({_READY}),
+        claims_site=True,
+        roles=frozenset({_PRODUCTION}),
+        needs_promotion=True,
     ),
     # An import replaces the site's content, as a restore does.
     SiteAction.IMPORT: SiteActionRule(_A.RESTORE_SITES, frozenset({_READY}), claims_site=True),
@@ -227,10 +240,17 @@ def is_allowed(principal: Principal, action: Action, tenant_id: str | None = Non
 
 
 def site_actions(
-    principal: Principal, tenant_id: str, status: str, *, busy: bool, role: str = _PRODUCTION
+    principal: Principal,
+    tenant_id: str,
+    status: str,
+    *,
+    busy: bool,
+    role: str = _PRODUCTION,
+    promoted: bool = False,
 ) -> list[SiteAction]:
     """What the principal may do now to a site of `tenant_id` that is in `status` (`busy`:
-    another operation holds it) and has `role`, in SiteAction order."""
+    another operation holds it), has `role` and (`promoted`) a pre-promote backup to roll
+    back to, in SiteAction order."""
     return [
         name
         for name, rule in SITE_ACTION_RULES.items()
@@ -238,6 +258,7 @@ def site_actions(
         and (rule.statuses is None or status in rule.statuses)
         and (rule.roles is None or role in rule.roles)
         and not (busy and rule.claims_site)
+        and (promoted or not rule.needs_promotion)
     ]
 
 

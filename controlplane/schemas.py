@@ -200,6 +200,16 @@ class BulkProgress(BaseModel):
     running: int
 
 
+class RewriteRead(BaseModel):
+    """A search-replace's report: per table and column how many values changed."""
+
+    tables: dict[str, dict[str, int]]
+    rows: int
+    cells: int
+    dry_run: bool = False
+    unparsed: int = Field(default=0, description="Serialized values that did not parse: kept")
+
+
 class OperationRead(BaseModel):
     """A durable operation and its steps."""
 
@@ -222,6 +232,10 @@ class OperationRead(BaseModel):
         default=None,
         description="The id of the backup the operation takes (backup, delete) or puts back "
         "(restore, create from a backup)",
+    )
+    rewrite: RewriteRead | None = Field(
+        default=None,
+        description="What rewriting the site's address changed (clone, promote, import)",
     )
     merged_into: str | None = Field(
         default=None,

@@ -76,6 +76,9 @@ class Settings(SharedSettings):
     # everything else is refused in PHP before a socket opens. Updates are the platform's job.
     site_outbound_allow: tuple[str, ...] = ()
     site_ready_timeout: float = 30  # the wordpress step's readiness probe, in seconds
+    # New sites are copied from a WordPress installed once per version and theme
+    # (providers/local/site_template.py); off: every site runs the installer.
+    site_templates: bool = True
 
     # Nameservers that custom-domain proofs are looked up on ("ip[:port]", comma-separated);
     # empty: the system resolver.

@@ -620,6 +620,10 @@ resource "google_cloud_run_v2_service_iam_member" "chatbot_invokes_control_plane
   member   = "serviceAccount:${google_service_account.chatbot.email}"
 }
 
+data "google_project" "platform" {
+  project_id = var.project_id
+}
+
 resource "google_cloud_run_v2_service" "chatbot" {
   name                = "aipress-chatbot"
   location            = var.region
@@ -699,6 +703,12 @@ resource "google_cloud_run_v2_service" "chatbot" {
       env {
         name  = "AIPRESS_GEMINI_MODEL"
         value = var.gemini_model
+      }
+      env {
+        # The OAuth issuer and the MCP resource URL: the service's deterministic run.app URL
+        # (its own `uri` attribute would be a cycle).
+        name  = "AIPRESS_CHAT_PUBLIC_URL"
+        value = "https://aipress-chatbot-${data.google_project.platform.number}.${var.region}.run.app"
       }
       env {
         name  = "AIPRESS_FIREBASE_PROJECT_ID"

@@ -30,12 +30,12 @@ def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @contextmanager
-def serve(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port; yield its base URL (https with `tls`, a
-    (certificate, key) pair)."""
+def serve(app: Any, port: int = 0, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve an ASGI app on a loopback port (a free one by default); yield its base URL (https
+    with `tls`, a (certificate, key) pair)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     certificate, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
     server = uvicorn.Server(

@@ -8,6 +8,12 @@ import io
 import stat
 import zipfile
 from pathlib import Path
+from typing import Any
+
+from controlplane.kernel.identity import Principal, Role
+from controlplane.kernel.vocabulary import PackageKind
+from controlplane.packages import catalogue
+from controlplane.services.sites import get_site
 
 DEMO = "demo"
 BROKEN = "1.2"  # the version whose main file fatals on load
@@ -109,3 +115,15 @@ def no_header() -> bytes:
 def two_tops() -> bytes:
     """Two top directories."""
     return _zip({"demo/demo.php": plugin_source("1.0"), "other/other.php": "<?php\n"})
+
+
+def install_demo(platform: Any, tenant: str, site: str, version: str, key: str) -> None:
+    """The catalogue's demo plugin at `version` installed and active on a site by the provider
+    itself, outside any operation (as a bundle would put it there)."""
+    with platform.sessions() as session:
+        row = get_site(session, principal=Principal("t", Role.ADMIN), tenant_id=tenant, name=site)
+        entry = catalogue.find(session, PackageKind.PLUGIN, DEMO, version)
+        assert entry is not None, f"demo {version} is not in the catalogue"
+        ctx = platform.engine.read_context(session, row)
+    platform.provider.packages.install(ctx, [catalogue.archive_of(entry)], key=key, activate=True)
+    platform.provider.packages.discard_previous(ctx, key=key)

@@ -88,6 +88,13 @@ class GetMetricsArgs(ToolArgs):
     since: str = Field(default="1h", description="Start: a duration ago ('30m', '2h', '1d')")
 
 
+class DiagnoseSiteArgs(ToolArgs):
+    """Why a site is slow or broken, from its evidence ('why is my site slow?')."""
+
+    site: str = Field(description=SITE, pattern=LABEL)
+    since: str = Field(default="1h", description="Start: a duration ago ('30m', '2h', '1d')")
+
+
 class GetBillingArgs(ToolArgs):
     """Costs between two dates (inclusive), grouped by day, service or site."""
 

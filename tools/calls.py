@@ -264,6 +264,16 @@ def get_metrics(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return ToolResult.ok({"tenant_id": tenant, **metrics})
 
 
+def diagnose_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+    """The site's evidence and the verdict drawn from it."""
+    assert isinstance(args, a.DiagnoseSiteArgs)
+    tenant = tenant_of(args, api.ctx)
+    found = api.call(
+        "GET", f"/v1/tenants/{tenant}/sites/{args.site}/diagnosis", params={"since": args.since}
+    )
+    return ToolResult.ok({"tenant_id": tenant, **found})
+
+
 MAX_BILLING_LINES = 31
 
 

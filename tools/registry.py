@@ -71,6 +71,11 @@ BASE_TOOLS = (
     ToolSpec("get_metrics", "A site's requests, error rate and latency percentiles over a "
              "window; use it for 'is my site slow?'.", a.GetMetricsArgs, calls.get_metrics,
              "Measuring {site}"),
+    ToolSpec("diagnose_site", "Find out why a site is slow, broken or down: latency by page-"
+             "cache status, slowest paths, the PHP slow log's stack traces, busy PHP workers, "
+             "PHP errors, slow database queries, the latest changes and the health probe, with "
+             "a verdict naming the cause and what to do. Answer from its evidence.",
+             a.DiagnoseSiteArgs, calls.diagnose_site, "Diagnosing {site}"),
     ToolSpec("get_billing", "Net costs (cost + credits, per currency) between two dates, "
              "grouped by day, service or site, with when the data was last refreshed.",
              a.GetBillingArgs, calls.get_billing, "Reading costs"),

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-ToolStatus = Literal["ok", "error", "cancelled", "unavailable", "running"]
+# awaiting_confirmation: an MCP destructive call that previewed and waits for its second call.
+ToolStatus = Literal["ok", "error", "cancelled", "unavailable", "running", "awaiting_confirmation"]
 
 
 class ToolResult(BaseModel):

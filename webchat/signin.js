@@ -22,6 +22,32 @@ function button(label, detail, onClick) {
   return b;
 }
 
+// An OAuth client's authorization request (/oauth/authorize sent the browser here): after
+// sign-in the user consents or declines, and the browser goes back to the client.
+const oauthRequest = new URLSearchParams(location.search).get("oauth");
+
+async function signedIn(token) {
+  if (!oauthRequest) { setToken(token); location.href = "/dashboard"; return; }
+  const url = `/oauth/requests/${encodeURIComponent(oauthRequest)}`;
+  const described = await fetch(url);
+  const request = await described.json();
+  if (!described.ok) { error.textContent = request.detail; return; }
+  choices.replaceChildren();
+  mode.textContent = `${request.client_name} (${request.client_id}) asks to act as you with ` +
+    `${request.scopes.join(", ")} (at most what your role allows); it gets its answer at ${request.redirect_host}.`;
+  const answer = async (approve) => {
+    const response = await fetch(url, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ approve }),
+    });
+    const body = await response.json();
+    if (!response.ok) { error.textContent = body.detail; return; }
+    location.href = body.redirect;
+  };
+  choices.append(button("Allow", "Give this client access", () => answer(true)),
+    button("Deny", "Send it away", () => answer(false)));
+}
+
 // The machine's sign-in key arrives once in the URL fragment (never sent to a server, so
 // never in a log); it is kept in this browser and sent with each local sign-in call.
 const SIGN_IN_KEY = "aipress.signInKey";
@@ -56,8 +82,7 @@ async function local() {
       });
       const body = await response.json();
       if (!response.ok) { error.textContent = body.detail; return; }
-      setToken(body.token);
-      location.href = "/dashboard";
+      await signedIn(body.token);
     }));
   }
 }
@@ -69,7 +94,7 @@ async function firebase(config) {
   const authModule = await import(`${base}/firebase-auth.js`);
   const app = initializeApp(config.firebase);
   const auth = authModule.getAuth(app);
-  const done = async (credential) => { setToken(await credential.user.getIdToken()); location.href = "/dashboard"; };
+  const done = async (credential) => signedIn(await credential.user.getIdToken());
   if (authModule.isSignInWithEmailLink(auth, location.href)) {
     const email = localStorage.getItem("aipress.emailForSignIn") || prompt("Your e-mail, to finish signing in");
     await done(await authModule.signInWithEmailLink(auth, email, location.href));

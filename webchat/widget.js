@@ -76,7 +76,15 @@ class AipressChat extends HTMLElement {
     sessionStorage.removeItem(this.threadKey);
     this.log.replaceChildren();
     this.awaitingAnswer = false;
-    this.input.disabled = false;
+    this.openCard = null;
+  }
+
+  // A typed "yes" or "no" answered the waiting confirmation: its card takes no second answer.
+  closeCard(text) {
+    if (!this.openCard) return;
+    this.openCard.close(text);
+    this.openCard = null;
+    this.awaitingAnswer = false;
   }
 
   disconnectedCallback() {
@@ -113,6 +121,7 @@ class AipressChat extends HTMLElement {
     try {
       const thread = await this.api.call("GET", `/v1/chat/${encodeURIComponent(this.thread)}`);
       this.log.replaceChildren();
+      this.openCard = null;
       for (const message of thread.messages) {
         if (message.role === "user") this.bubble("user").textContent = message.content;
         if (message.role === "assistant" && message.content) this.bubble("assistant").append(renderMarkdown(message.content));
@@ -185,6 +194,7 @@ class AipressChat extends HTMLElement {
       case "progress": this.progress(event); break;
       case "tool_end": this.toolEnd(event); break;
       case "interrupt": this.confirmCard(event); break;
+      case "answered": this.closeCard(event.approve ? "Confirmed." : "Cancelled."); break;
       case "error":
         this.bubble("error").textContent = `${event.detail}`;
         if (this.answering) { this.answering(); this.answering = null; }
@@ -352,6 +362,9 @@ class AipressChat extends HTMLElement {
   }
 
   confirmCard(interrupt) {
+    // A reminder (something typed that did not answer it) repeats the interrupt: the card
+    // already shown stays the one to answer.
+    if (this.openCard && this.openCard.id === interrupt.id) return;
     // A secret's value is typed here, in a password field: the resume frame carries it to
     // the chat service, which sends it to the control plane before the agent resumes. It is
     // never part of a message, so neither the model nor the thread's history holds it.
@@ -372,9 +385,14 @@ class AipressChat extends HTMLElement {
     });
     const card = h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirmation needed" }, ...questions);
     const note = h("p", { class: "answer", role: "status" });
+    // The message box stays usable: a typed "yes" or "no" answers the card as its buttons do.
     this.awaitingAnswer = true;
-    this.input.disabled = true; // the thread waits for this answer before anything else
     const controls = () => card.querySelectorAll("button, input");
+    const shown = {
+      id: interrupt.id,
+      close: (text) => { for (const control of controls()) control.disabled = true; note.textContent = text; },
+    };
+    this.openCard = shown;
     const answer = async (approve) => {
       const secrets = {};
       const started = {};
@@ -403,13 +421,13 @@ class AipressChat extends HTMLElement {
         }
       }
       this.awaitingAnswer = false;
-      this.input.disabled = false;
+      this.openCard = null;
       note.textContent = approve ? (uploads.size ? "Uploaded; importing." : "Confirmed.") : "Cancelled.";
       this.setBusy(true);
       // Answered here; if the control plane refuses a value, the error frame reopens the card.
       this.answering = () => {
         this.awaitingAnswer = true;
-        this.input.disabled = true;
+        this.openCard = shown;
         for (const control of controls()) control.disabled = false;
         note.textContent = "Nothing changed: correct the value and confirm again, or cancel.";
         (fields.values().next().value || cancel).focus();

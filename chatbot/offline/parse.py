@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,7 +40,8 @@ STOPWORDS = frozenset(
     no not mine email e-mail address domain custom use same login account admin
     administrator root superuser cancel stop keep sure go ahead back backup backups restore
     bring deleted undelete recover latest newest update updates upgrade plugin plugins theme
-    themes core package packages version versions everything""".split()  # noqa: SIM905
+    themes core package packages version versions everything first instead then later again
+    still time mistake anything something nothing""".split()  # noqa: SIM905
 )
 MONTH_WORDS = frozenset(MONTHS)
 
@@ -83,7 +85,16 @@ INTENTS: tuple[tuple[str, str], ...] = (
     ("create_site",
         r"\b(create|make|build|launch|spin\s+up|set\s+up|setup|start|new|add|need|want|"
         r"give\s+me|like)\b.*\b(site|website|blog|wordpress|shop|store)\b|"
-        r"^\s*(create|make|build|launch)\s+" + WORD),
+        r"^\s*(create|make|build|launch)\s+" + WORD + r"|"
+        # Naming something new is asking for it: "... The name should be crumbs."
+        r"\b(call\s+it|name\s+(it|should\s+be|will\s+be))\b|\b" + WORD + r"\s+(is\s+)?the\s+name\b"),
+    # "why is my site slow?", "is shop broken?": evidence and a verdict (diagnose_site), not
+    # bare figures; without that tool, metrics.
+    ("diagnose",
+        r"\bwhy\b.*\b(slow|slowly|sluggish|broken|down|failing|erroring|errors?|crash\w*|"
+        r"not\s+(working|loading))\b|\b(slow|sluggish|broken|down)\b.*\bwhy\b|"
+        r"\bis\s+(?:\S+\s+){0,3}?(broken|down)\b|\bdiagnos\w*|\bwhat'?s\s+wrong\b|"
+        r"\btroubleshoot\w*"),
     ("get_metrics",
         r"\b(slow|slowly|fast|speed|latency|performance|perform|traffic|requests|"
         r"response\s+times?|load\s+times?|visits|visitors|metrics|busy|sluggish|lagging)\b"),
@@ -107,7 +118,10 @@ GREETING = re.compile(
     r"^\s*(hi|hello|hey|help|what can you do|good (morning|afternoon|evening))\b", re.I
 )
 AFFIRM = re.compile(r"^\s*(y|yes|yeah|yep|sure|ok|okay|confirm|do it|go ahead|please do)\b", re.I)
-DENY = re.compile(r"^\s*(n|no|nope|cancel|stop|don'?t|do not|never\s*mind|abort)\b", re.I)
+DENY = re.compile(
+    r"^\s*(n|no|nope|cancel|stop|don'?t|do not|never\s*mind|abort|not\s+(yet|now)|keep|leave)\b",
+    re.I,
+)
 OWN_EMAIL = re.compile(
     r"\b(mine|my (own )?(e-?mail|address|login|account)|same (as|e-?mail)|use my|the one i "
     r"(signed|logged) in with)\b",
@@ -169,6 +183,9 @@ class Parsed:
     claims_admin: bool = False
     pronoun: bool = False
     greeting: bool = False
+    sites: list[str] = field(default_factory=list)  # every site named, the first is `site`
+    negated: list[str] = field(default_factory=list)  # changes the message says not to make
+    unsupported: str | None = None  # an ask no tool can do ("rename a site")
 
     @property
     def intent(self) -> str | None:
@@ -217,11 +234,12 @@ SITE_PATTERNS = (
     re.compile(r"\bname\s+(?:is|should\s+be|will\s+be|:)\s*(" + WORD + ")", re.I),
     re.compile(r"\b(?:site|website|blog)\s+(?:named\s+|called\s+)?(" + WORD + ")", re.I),
     re.compile(r"\b(" + WORD + r")\s+(?:site|website|blog)\b", re.I),
-    re.compile(r"\b(?:delete|remove|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
-    re.compile(r"\b(?:back\s+up|backup|restore|undelete|recover|bring\s+back)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:deleted?|removed?|destroy|drop|wipe|erase|decommission|kill)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
+    re.compile(r"\b(?:back\s+up|backup|restore|undelete|recover|bring\s+back|diagnose|import(?:\s+into)?)\s+(?:the\s+|my\s+)?(" + WORD + ")", re.I),
     re.compile(r"\b(?:update|upgrade)\s+(?:the\s+|my\s+)?(" + WORD + r")\b(?!\s+(?:plugin|theme|core))", re.I),
     re.compile(r"\b(?:back|bring)\s+(" + WORD + r")\s+(?:up|back)\b", re.I),
-    re.compile(r"\bis\s+(" + WORD + r")\s+(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
+    re.compile(r"\b(" + WORD + r")\s+(?:is\s+)?the\s+name\b", re.I),
+    re.compile(r"\b(?:is|was)\s+(" + WORD + r")\s+(?:so\s+|really\s+|very\s+|not\s+|still\s+)?(?:slow|down|up|running|ok|okay|working|broken|online|fast)", re.I),
     re.compile(r"\b(?:did|does|has|is|was)\s+(" + WORD + r")\s+(?:get|have|receive|serve|see|handle|load|run)\b", re.I),
     re.compile(r"\b(?:on|for|of|from|about|with|at|into|in)\s+(" + WORD + ")", re.I),
     re.compile(r"^\s*(" + WORD + r")(?:'s)?\s+(?:logs?|errors?|status|url|metrics|traffic)\b", re.I),
@@ -439,24 +457,111 @@ def env_request(text: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+# Intent words a small typo should not hide ("delte" -> delete, "craete" -> create).
+INTENT_WORDS = (
+    "delete", "remove", "destroy", "create", "build", "launch", "backup", "restore", "update",
+    "upgrade", "clone", "duplicate", "import", "migrate", "promote", "rollback", "undelete",
+    "status", "errors", "logs", "metrics", "traffic", "billing", "costs", "spend", "website",
+    "sites", "list", "show", "slow", "performance", "backups", "plugins", "themes", "rename",
+)  # fmt: skip
+# Changes a message can say not to make; questions are never "negated".
+CHANGES = frozenset({"delete_site", "create_site", "backup_site", "restore_site", "update_site",
+                     "bulk_sites", "clone_site", "promote_site", "rollback_site", "import_site",
+                     "undelete_site"})  # fmt: skip
+CLAUSE = re.compile(r"[.;!?\n]+|,|\bbut\b|\binstead\b|\brather\b", re.I)
+NEGATION = re.compile(
+    r"\b(don'?t|do\s+not|never|not|no\s+need\s+to|rather\s+not|won'?t|shouldn'?t|wouldn'?t|"
+    r"hold\s+off\s+on)\b(?!\s+(found|working|loading|responding|sure|load|work))",
+    re.I,
+)
+UNSUPPORTED = (
+    ("rename a site", re.compile(r"\brenam\w*\b|\bchange\s+(the\s+)?(site'?s?\s+)?name\b", re.I)),
+    ("move a site to another tenant",
+     re.compile(r"\b(move|transfer|reassign|hand\s+over)\b.*\b(tenants?|accounts?|customers?|"
+                r"owners?|clients?)\b", re.I)),
+)  # fmt: skip
+
+
+def fix_typos(text: str) -> str:
+    """The text with near-misses of intent words corrected (upper-case names are left)."""
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        low = word.lower()
+        if len(low) < 5 or word.isupper() or low in STOPWORDS or low in INTENT_WORDS:
+            return word
+        close = difflib.get_close_matches(low, INTENT_WORDS, n=1, cutoff=0.8)
+        return close[0] if close and close[0][0] == low[0] else word
+
+    return re.sub(r"(?<![\w@.-])[A-Za-z]+(?![\w@-])", fix, text)
+
+
+def clauses(text: str) -> tuple[str, str]:
+    """(the clauses that ask for something, the clauses that say not to), each joined."""
+    parts = [part for part in CLAUSE.split(text) if part and part.strip()]
+    said = [part for part in parts if not NEGATION.search(part)]
+    denied = [part for part in parts if NEGATION.search(part)]
+    return " . ".join(said), " . ".join(denied)
+
+
+def unsupported_ask(text: str) -> str | None:
+    """What a message asks that no tool does ("rename a site"), if it does."""
+    return next((what for what, pattern in UNSUPPORTED if pattern.search(text)), None)
+
+
+def more_sites(text: str, first: str, *, avoid: set[str]) -> list[str]:
+    """The sites named after the first one ("crumbs, shop and blog")."""
+    chain = re.search(
+        r"\b" + re.escape(first) + r"\b((?:\s*(?:,|\band\b|&)\s*(?:the\s+|my\s+)?" + WORD + r")+)",
+        text,
+        re.I,
+    )
+    found: list[str] = []
+    for word in re.findall(WORD, chain.group(1)) if chain else []:
+        if word.lower() in ("and", "the", "my"):
+            continue
+        value = candidate(word, avoid=avoid)
+        if value is None or not _valid_site(value):
+            break
+        if value != first and value not in found:
+            found.append(value)
+    return found
+
+
 def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None) -> Parsed:
     """Read one message."""
     now = now or clock.now()
+    text = fix_typos(text)
+    said, denied = clauses(text)
     email_match = EMAIL.search(text)
     email = email_match.group(0) if email_match else None
-    without_email = EMAIL.sub(" ", text)
+    without_email = URL.sub(" ", EMAIL.sub(" ", text))
     domain_match = DOMAIN.search(without_email)
     domain = domain_match.group(0).lower() if domain_match else None
     without_addresses = DOMAIN.sub(" ", without_email)
     tenant = tenant_ref(without_addresses)
     avoid = {tenant} if tenant else set()
-    site, invalid = site_name(without_addresses, avoid=avoid)
+    site, invalid = (None, None)
+    if denied:  # "don't delete crumbs, delete shop instead": the site asked for comes first
+        site, invalid = site_name(DOMAIN.sub(" ", EMAIL.sub(" ", said)), avoid=avoid)
+    if site is None:
+        site, invalid = site_name(without_addresses, avoid=avoid)
     if site is None and awaiting in ("name", "site"):
         site = bare_name(without_addresses, avoid=avoid)
     severity, status = filters(text)
+    read = without_addresses if email or domain else text
+    intents = intents_of(read)
+    negated: list[str] = []
+    if denied:
+        asked = intents_of(DOMAIN.sub(" ", EMAIL.sub(" ", said)))
+        negated = [i for i in intents_of(denied) if i in CHANGES and i not in asked]
+        intents = asked  # what a negated clause names is not asked for, questions neither
     parsed = Parsed(
         text=text,
-        intents=intents_of(without_addresses if email or domain else text),
+        intents=intents,
+        negated=negated,
+        unsupported=unsupported_ask(said),
+        sites=[site, *more_sites(without_addresses, site, avoid=avoid)] if site else [],
         site=site,
         invalid_site=invalid,
         email=email,

@@ -1,8 +1,9 @@
 """The offline planner: a chat model that turns English into the agent's tool calls.
 
-It reads the conversation like any chat model would: the system prompt (who the user is),
-the bound tools (which variant: admin tools take tenant_id), earlier turns (what is being
-asked for and what is still missing) and tool results (what to answer). State between
+It reads the conversation like any chat model would: earlier turns (what is being asked for
+and what is still missing) and tool results (what to answer). Who is asking, for which
+tenant and with which tools it learns from the Situation the graph hands it, built from the
+verified token, never from the prompt's wording. State between
 turns lives in the conversation itself: each question it asks carries the partial request
 in the message's `additional_kwargs`, which the checkpointer keeps like any message field.
 """
@@ -15,8 +16,8 @@ import uuid
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -25,14 +26,13 @@ from langchain_core.messages import (
     AIMessageChunk,
     BaseMessage,
     HumanMessage,
-    SystemMessage,
     ToolMessage,
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from chatbot.offline import answers
+from chatbot.offline import answers, diagnosis
 from chatbot.offline.parse import (
     STAGING_WORDS,
     Parsed,
@@ -43,11 +43,15 @@ from chatbot.offline.parse import (
     update_request,
 )
 from chatbot.offline.parse import period as parse_period
-from controlplane.kernel import clock, names
+from chatbot.situation import SITUATION_KWARG, Situation
+from controlplane.kernel import names
 
 PLAN_KEY = "aipress_plan"
 SITE_INTENTS = ("get_site", "delete_site", "query_logs", "get_metrics", "backup_site",
-                "list_backups", "restore_site", "list_packages", "update_site")  # fmt: skip
+                "list_backups", "restore_site", "list_packages", "update_site",
+                "diagnose")  # fmt: skip
+# The one-site asks that take several sites in one message ("back up crumbs and shop").
+MANY_SITES = frozenset(SITE_INTENTS) - {"restore_site"}
 ENV_INTENTS = ("list_env", "set_env", "unset_env")
 STAGING_INTENTS = ("clone_site", "get_drift", "promote_site", "rollback_site", "import_site")
 BACKUP_ID = re.compile(r"\b[0-9a-f]{32}\b")
@@ -62,7 +66,13 @@ SUMMARY = re.compile(
 VERBS = {"delete_site": "delete", "get_site": "look at", "query_logs": "check the logs of",
          "get_metrics": "measure", "backup_site": "back up",
          "list_backups": "list the backups of", "restore_site": "restore",
-         "list_packages": "list the plugins and themes of", "update_site": "update"}  # fmt: skip
+         "list_packages": "list the plugins and themes of", "update_site": "update",
+         "diagnose": "diagnose"}  # fmt: skip
+# What a message said not to do, in the answer that does nothing.
+NOT_DOING = {"delete_site": "delete", "create_site": "create", "backup_site": "back up",
+             "restore_site": "restore", "update_site": "update", "bulk_sites": "change",
+             "clone_site": "clone", "promote_site": "promote", "rollback_site": "roll back",
+             "import_site": "import into", "undelete_site": "bring back"}  # fmt: skip
 NOT_DONE = {"restore_site": "restored", "undelete_site": "brought back", "update_site": "updated"}
 CANCELLED = {
     "bulk_sites": "Cancelled: nothing was started; every site is as it was.",
@@ -88,23 +98,6 @@ NO_CREDENTIALS_IN_CHAT = (
 
 
 @dataclass
-class Situation:
-    """Who is asking and with which tools (read from the prompt and the bound tools)."""
-
-    admin: bool
-    role: str
-    tenant: str | None
-    email: str | None
-    tools: set[str]
-    now: datetime
-
-    @property
-    def today(self) -> date:
-        """Today in UTC."""
-        return self.now.date()
-
-
-@dataclass
 class Plan:
     """A request being assembled over turns."""
 
@@ -115,27 +108,6 @@ class Plan:
     def dump(self) -> dict[str, Any]:
         """For additional_kwargs."""
         return {"intent": self.intent, "slots": self.slots, "awaiting": self.awaiting}
-
-
-def _situation(messages: Sequence[BaseMessage], tools: list[dict[str, Any]]) -> Situation:
-    system = "\n".join(str(m.content) for m in messages if isinstance(m, SystemMessage))
-    role_match = re.search(r"\(role (\w+)(?:, tenant ([a-z0-9-]+))?", system)
-    email_match = re.search(r"User e-mail: (\S+@\S+)", system)
-    today_match = re.search(r"Today \(UTC\): (\d{4}-\d{2}-\d{2})", system)
-    names_ = {t["function"]["name"] for t in tools}
-    create = next((t for t in tools if t["function"]["name"] == "create_site"), None)
-    takes_tenant = bool(create and "tenant_id" in create["function"]["parameters"]["properties"])
-    now = clock.now()
-    if today_match and today_match.group(1) != now.date().isoformat():
-        now = datetime.fromisoformat(today_match.group(1)).replace(tzinfo=UTC, hour=12)
-    return Situation(
-        admin=takes_tenant or "list_tenants" in names_,
-        role=role_match.group(1) if role_match else "tenant",
-        tenant=role_match.group(2) if role_match else None,
-        email=email_match.group(1) if email_match else None,
-        tools=names_,
-        now=now,
-    )
 
 
 def _day_named(text: str, today: date) -> str | None:
@@ -186,9 +158,8 @@ def _plan_of(message: BaseMessage) -> dict[str, Any]:
 class Planner:
     """The decision logic, separate from LangChain's model plumbing."""
 
-    def respond(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+    def respond(self, messages: Sequence[BaseMessage], situation: Situation) -> AIMessage:
         """The next assistant message: a question, tool calls, or an answer."""
-        situation = _situation(messages, tools)
         if messages and isinstance(messages[-1], ToolMessage):
             return self._answer(messages, situation)
         human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
@@ -237,6 +208,11 @@ class Planner:
             return self._env(Plan(*env), p, messages, s)
         if p.intent == "secret":
             return AIMessage(content=NO_CREDENTIALS_IN_CHAT)
+        if p.unsupported:
+            return AIMessage(
+                content=f"I can't {p.unsupported} yet, so I did nothing. Here is what I can do: "
+                + HELP
+            )
         if not s.admin and p.tenant and p.tenant != s.tenant:
             return AIMessage(
                 content=(
@@ -260,6 +236,10 @@ class Planner:
             plan = pending
         elif intent is not None:
             plan = Plan(intent)
+        elif p.negated and pending is None:
+            what = " or ".join(NOT_DOING[i] for i in p.negated)
+            target = f" {' or '.join(p.sites)}" if p.sites else " anything"
+            return AIMessage(content=f"OK, I won't {what}{target}. Nothing changed. Anything else?")
         elif p.deny and pending is None:
             return AIMessage(content="OK. Anything else I can do?")
         else:
@@ -309,6 +289,7 @@ class Planner:
             key = "site"
             if p.site:
                 slots[key] = p.site
+                slots["more_sites"] = p.sites[1:] if plan.intent in MANY_SITES else []
             elif not slots.get(key) and (p.pronoun or plan.awaiting is None):
                 recent = self._recent(messages, "site")
                 if recent:
@@ -322,7 +303,9 @@ class Planner:
                 found = BACKUP_ID.search(p.text)
                 slots["backup"] = found.group(0) if found else slots.get("backup")
                 slots["day"] = _day_named(p.text, s.today) or slots.get("day")
-            if plan.intent == "get_metrics" and (p.window.explicit or "since" not in slots):
+            if plan.intent in ("get_metrics", "diagnose") and (
+                p.window.explicit or "since" not in slots
+            ):
                 slots.update(since=p.window.since, label=p.window.label)
             if plan.intent == "update_site" and not plan.awaiting:
                 wanted = update_request(p.text)
@@ -483,10 +466,13 @@ class Planner:
             if s.admin:
                 args["tenant_id"] = slots["tenant_id"]
             label = slots.get("label")
+            tool = plan.intent
+            if tool == "diagnose":
+                tool = "diagnose_site" if "diagnose_site" in s.tools else "get_metrics"
             if plan.intent == "query_logs":
                 args.update({k: slots[k] for k in ("since", "until", "severity", "status")
                              if slots.get(k)})  # fmt: skip
-            if plan.intent == "get_metrics":
+            if tool in ("get_metrics", "diagnose_site"):
                 args["since"] = slots.get("since", "1h")
             if plan.intent == "update_site":
                 args.update(_update_args(slots))
@@ -497,7 +483,8 @@ class Planner:
                 return self._tools(
                     note, [("list_backups", args, f"restore:{slots.get('day') or ''}")]
                 )
-            return self._tools(note, [(plan.intent, args, label)])
+            sites = [slots[key], *slots.get("more_sites", [])]
+            return self._tools(note, [(tool, {**args, key: site}, label) for site in sites])
         if plan.intent in ENV_INTENTS:
             return self._tools(note, [(plan.intent, slots, None)])
         if plan.intent == "bulk_sites":
@@ -673,6 +660,8 @@ class Planner:
             return answers.query_logs(args, data, label or "the last hour"), None
         if name == "get_metrics":
             return answers.get_metrics(args, data, label or "the last hour"), None
+        if name == "diagnose_site":
+            return diagnosis.diagnose_site(args, data, label or "the last hour"), None
         describe = getattr(answers, name, None)
         if describe is None:
             return json.dumps(data)[:2000], None
@@ -689,9 +678,13 @@ class SchemaReadingModel(BaseChatModel):
         """Bind tool schemas; the model reads them to know the caller's variant."""
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
+    reads_situation: ClassVar[bool] = True  # the graph passes it the caller's Situation
+
     @abstractmethod
-    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-        """The reply to `messages`, given the bound tools' schemas."""
+    def _respond(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], situation: Situation | None
+    ) -> AIMessage:
+        """The reply to `messages`, given the bound tools' schemas and the caller's situation."""
 
     def _generate(
         self,
@@ -700,7 +693,9 @@ class SchemaReadingModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        reply = self._respond(messages, list(kwargs.get("tools") or []))
+        reply = self._respond(
+            messages, list(kwargs.get("tools") or []), kwargs.get(SITUATION_KWARG)
+        )
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
 
@@ -711,8 +706,12 @@ class OfflinePlanner(SchemaReadingModel):
     def _llm_type(self) -> str:
         return "aipress-offline-planner"
 
-    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-        return Planner().respond(messages, tools)
+    def _respond(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], situation: Situation | None
+    ) -> AIMessage:
+        if situation is None:
+            raise ValueError("the offline planner runs in the agent graph, which tells it who asks")
+        return Planner().respond(messages, situation)
 
     def _stream(
         self,
@@ -721,7 +720,9 @@ class OfflinePlanner(SchemaReadingModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        message = self._respond(messages, list(kwargs.get("tools") or []))
+        message = self._respond(
+            messages, list(kwargs.get("tools") or []), kwargs.get(SITUATION_KWARG)
+        )
         pieces = re.findall(r"\S+\s*|\s+", str(message.content))
         for piece in pieces:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))

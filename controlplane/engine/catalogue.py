@@ -270,6 +270,7 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
                 StepSpec("swap", do=backup_steps.swap, undo=backup_steps.unswap),
                 StepSpec("probe", do=backup_steps.probe),
                 StepSpec("finish", do=backup_steps.finish),
+                StepSpec("fingerprint", do=staging_steps.refingerprint_copies),
             ),
             on_failure=OnFailure.ROLL_BACK,
             started=backup_steps.restoring,

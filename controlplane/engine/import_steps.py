@@ -12,7 +12,7 @@ from pathlib import Path
 
 from controlplane.engine import backup_steps, site_steps
 from controlplane.engine.context import Work
-from controlplane.engine.provider import ImportSource
+from controlplane.engine.provider import CopyScope, ImportSource
 from controlplane.imports import uploads
 from controlplane.imports.checks import ARCHIVE, CONTENT_TAR, DUMP, check_upload
 from controlplane.kernel.logs import get_logger
@@ -33,7 +33,8 @@ def check(work: Work) -> None:
     op = work.operation
     limit = int(op.params.get("max_unpacked_bytes", 0)) or 1
     checked = check_upload(_directory(work), limit=limit)
-    op.params = {**op.params, "table_prefix": checked.table_prefix}
+    op.params = {**op.params, "table_prefix": checked.table_prefix,
+                 "with_files": checked.content is not None}  # fmt: skip
 
 
 def source_of(work: Work) -> ImportSource:
@@ -55,10 +56,11 @@ def source_of(work: Work) -> ImportSource:
 def stage(work: Work) -> None:
     """The uploaded site put beside the live one (side schema, side directory); its title
     kept for the swap."""
-    title = work.provider.backups.stage_import(work.site_context(), source_of(work))
+    staged = work.provider.backups.stage_import(work.site_context(), source_of(work))
     op = work.operation
     before = op.params.get("title_before", work.the_site().title)
-    op.params = {**op.params, "imported_title": title, "title_before": before}
+    op.params = {**op.params, "imported_title": staged.title, "title_before": before}
+    backup_steps.record_rewrite(work, staged.rewrite)
 
 
 def _retitle(work: Work, key: str) -> None:
@@ -70,15 +72,21 @@ def _retitle(work: Work, key: str) -> None:
         work.site_context().title = title
 
 
+def _scope(work: Work) -> CopyScope:
+    """Every table, and the files only when the upload brought them (else the live ones
+    stay where they are)."""
+    return CopyScope(files=work.operation.params.get("with_files", True) is not False)
+
+
 def swap(work: Work) -> None:
     """The imported copy goes live, and the site takes its title."""
-    backup_steps.swap(work)
+    work.provider.backups.swap(work.site_context(), _scope(work))
     _retitle(work, "imported_title")
 
 
 def unswap(work: Work) -> None:
     """The replaced copy goes live again, with its title."""
-    backup_steps.unswap(work)
+    work.provider.backups.unswap(work.site_context(), _scope(work))
     _retitle(work, "title_before")
 
 

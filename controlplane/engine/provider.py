@@ -180,6 +180,15 @@ class ImportSource:
     reset_admin: bool  # make the platform's admin user an administrator of the imported site
 
 
+@dataclass(frozen=True)
+class ImportStaged:
+    """What staging an upload made: the imported site's title (blogname) and what the
+    rewrite of its old address changed."""
+
+    title: str
+    rewrite: RewriteReport | None
+
+
 class BackupInvalid(Exception):
     """A backup failed verification (missing, corrupted, checksums differ): nothing changed."""
 
@@ -220,11 +229,11 @@ class BackupStep(Protocol):
         when `scope.files`."""
         ...
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
         """Put an uploaded site beside the live site as `stage` puts a backup (its tables
         renamed to the site's prefix, its address rewritten to this site's, the platform's
         admin made an administrator when `reset_admin`); without content, the live files
-        stay (only the database is swapped). Returns the imported site's title (blogname)."""
+        stay (only the database is swapped). Returns its title and the rewrite's report."""
         ...
 
     def unstage(self, ctx: SiteContext) -> None:

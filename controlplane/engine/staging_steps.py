@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from controlplane.engine import backup_steps
 from controlplane.engine.context import Work
 from controlplane.engine.drift import compare
@@ -23,7 +25,7 @@ from controlplane.engine.provider import (
     TablePrint,
 )
 from controlplane.kernel.logs import get_logger
-from controlplane.kernel.vocabulary import BackupStatus
+from controlplane.kernel.vocabulary import BackupKind, BackupStatus
 from controlplane.models import Site, SiteFingerprint, utcnow
 
 log = get_logger("aipress.staging")
@@ -166,7 +168,8 @@ def stage_copy(work: Work) -> None:
     ctx = work.site_context()
     url = work.provider.dns.preview_url(ctx)
     rewrite_from = copy.site_url if copy.site_url and copy.site_url != url else None
-    work.provider.backups.stage(ctx, backup_steps.record_of(copy), rewrite_from, scope_of(work))
+    backup_steps.record_rewrite(work, work.provider.backups.stage(
+        ctx, backup_steps.record_of(copy), rewrite_from, scope_of(work)))  # fmt: skip
 
 
 def swap_copy(work: Work) -> None:
@@ -194,6 +197,17 @@ def refingerprint(work: Work) -> None:
     if staging is None:
         return  # the staging site was deleted meanwhile: no drift to measure
     record_fingerprint(work, staging, work.the_site(), work.site_context())
+
+
+def refingerprint_copies(work: Work) -> None:
+    """After a rollback (a restore of a pre-promote backup), production's restored content
+    is what each of its staging copies' drift starts from again; other restores leave the
+    fingerprints alone."""
+    if backup_steps.backup_row(work, "backup").kind != BackupKind.PRE_PROMOTE:
+        return
+    site = work.the_site()
+    for staging in work.session.scalars(select(Site).where(Site.parent_id == site.id)):
+        record_fingerprint(work, staging, site, work.site_context())
 
 
 def promoting(work: Work) -> None:

@@ -101,8 +101,9 @@ class LocalTokenIssuer:
         tenants: list[str] | None = None,
         email: str | None = None,
         ttl_seconds: int | None = None,
+        client_id: str | None = None,
     ) -> str:
-        """A signed token for `sub` with the role's claims."""
+        """A signed token for `sub` with the role's claims (and the OAuth client acting)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": LOCAL_ISSUER,
@@ -114,6 +115,8 @@ class LocalTokenIssuer:
         }
         if email:
             claims["email"] = email
+        if client_id:
+            claims["client_id"] = client_id
         token = jwt.encode(claims, self._key, algorithm="EdDSA")
         note_secret(token, "bearer token")
         return token

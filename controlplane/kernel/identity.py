@@ -35,6 +35,9 @@ class Principal:
     # The token's `exp` (seconds since the epoch): what a long-lived answer, such as an event
     # stream, must not outlive. Not part of the identity.
     expires_at: float | None = field(default=None, compare=False)
+    # The OAuth client the user acts through (an MCP client's id), for the audit log; a token
+    # derived for the control plane carries it. Not part of the identity either.
+    client_id: str | None = field(default=None, compare=False)
 
     @property
     def scope(self) -> str:
@@ -82,17 +85,18 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     issuer = iss if isinstance(iss, str) else ""
     exp = claims.get("exp")
     expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    client = claims.get("client_id") if isinstance(claims.get("client_id"), str) else None
     if role is Role.TENANT:
         tenant_id = claims.get("tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidClaims("a tenant token must carry a tenant_id claim")
-        return Principal(sub, role, frozenset({tenant_id}), email, issuer, expires)
+        return Principal(sub, role, frozenset({tenant_id}), email, issuer, expires, client)
     if role in (Role.OPERATOR, Role.VIEWER):
         tenants = claims.get("tenants") or []
         if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
             raise InvalidClaims("the tenants claim must be a list of tenant ids")
-        return Principal(sub, role, frozenset(tenants), email, issuer, expires)
-    return Principal(sub, role, frozenset(), email, issuer, expires)
+        return Principal(sub, role, frozenset(tenants), email, issuer, expires, client)
+    return Principal(sub, role, frozenset(), email, issuer, expires, client)
 
 
 def claims_for(role: Role, tenants: list[str]) -> dict[str, Any]:

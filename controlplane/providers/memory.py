@@ -37,6 +37,7 @@ from typing import Any
 
 from controlplane.admin_login import login_key
 from controlplane.cron import CronResult
+from controlplane.diagnosis import SiteEvidence
 from controlplane.engine.packages import (
     CORE_SLUG,
     HealthResult,
@@ -54,6 +55,8 @@ from controlplane.engine.provider import (
     DnsStep,
     Fingerprint,
     ImportSource,
+    ImportStaged,
+    RewriteReport,
     RuntimeStep,
     SiteContext,
     SiteStep,
@@ -314,6 +317,19 @@ def table_of(part: str) -> str | None:
     return OPTIONS_TABLE if part == "database" else part.removeprefix(TABLE_PART)
 
 
+def _rewritten(content: dict[str, str], old: str, new: str) -> tuple[dict[str, str], RewriteReport]:
+    """`old` replaced by `new` in every part, and the report the search-replace script would
+    give: per part (its table) the lines changed, as cells of one `text` column."""
+    changed: dict[str, dict[str, int]] = {}
+    for part, text in content.items():
+        lines = sum(old in line for line in text.splitlines())
+        if lines:
+            changed[part.removeprefix("table:")] = {"text": lines}
+    cells = sum(c["text"] for c in changed.values())
+    report = RewriteReport(tables=changed, rows=cells, cells=cells)
+    return {part: text.replace(old, new) for part, text in content.items()}, report
+
+
 def part_of(table: str) -> str:
     """The content part that holds `table`."""
     return "database" if table == OPTIONS_TABLE else f"{TABLE_PART}{table}"
@@ -413,7 +429,8 @@ class _Backups:
         record: BackupRecord,
         rewrite_from: str | None,
         scope: CopyScope = ALL,
-    ) -> None:
+    ) -> RewriteReport | None:
+        report = None
         with self._p._lock:
             self._p._enter("stage:backup", ctx.site_name)
             content = dict(self._entry(ctx.tenant_id, ctx.backup_password, record)["content"])
@@ -423,17 +440,21 @@ class _Backups:
             content = {part: text for part, text in content.items() if _in_scope(part, scope)}
             if rewrite_from:
                 url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
-                content = {part: text.replace(rewrite_from, url) for part, text in content.items()}
+                content, report = _rewritten(content, rewrite_from, url)
             self._p.backup_state["staged"][ctx.site_id] = content
             self._p._save()
+        return report
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
         """The dump's text as the database (its old address rewritten), the names in the
         content archive as the files (the live files kept without one)."""
         raw = source.dump.read_bytes()
-        database = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+        dumped = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
         url = f"http://{ctx.site_name}.{ctx.tenant_id}.memory.invalid/"
-        database = database.replace(source.rewrite_from.rstrip("/"), url.rstrip("/"))
+        rewritten, report = _rewritten(
+            {"database": dumped}, source.rewrite_from.rstrip("/"), url.rstrip("/")
+        )
+        database = rewritten["database"]
         if source.table_prefix != SITE_TABLE_PREFIX:
             database = database.replace(source.table_prefix, SITE_TABLE_PREFIX)
         if source.reset_admin:
@@ -450,7 +471,7 @@ class _Backups:
             self._p.backup_state["staged"][ctx.site_id] = staged
             self._p._save()
         found = re.search(r"'blogname','([^']*)'", database)
-        return found.group(1) if found else ""
+        return ImportStaged(found.group(1) if found else "", report)
 
     def unstage(self, ctx: SiteContext) -> None:
         with self._p._lock:
@@ -680,6 +701,7 @@ class MemoryLogs:
 
     def __init__(self) -> None:
         self.entries: dict[str, list[LogEntry]] = {}
+        self.extra: dict[str, SiteEvidence] = {}
 
     def read_logs(self, ctx: SiteContext, query: LogQuery) -> tuple[list[LogEntry], bool]:
         found = sorted(
@@ -691,6 +713,15 @@ class MemoryLogs:
 
     def metrics(self, ctx: SiteContext, since: datetime, until: datetime) -> MetricsRead:
         return metrics_from_access(ctx.site_name, self.entries.get(ctx.site_id, []), since, until)
+
+    def evidence(self, ctx: SiteContext, since: datetime, until: datetime) -> SiteEvidence:
+        """The site's entries, plus what a test put in `extra` (slow requests, queries...)."""
+        entries = [e for e in self.entries.get(ctx.site_id, []) if since <= e.time <= until]
+        extra = self.extra.get(ctx.site_id, SiteEvidence(requests=[], php=[]))
+        return extra.model_copy(update={
+            "requests": [e for e in entries if e.source == "access"],
+            "php": [e for e in entries if e.source == "php"],
+        })  # fmt: skip
 
 
 def _write_atomically(path: Path, data: Any) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from controlplane.errors import BadRequest, Invalid
+from controlplane.errors import Invalid
 from controlplane.imports import uploads
 from controlplane.imports.checks import ImportRefused, check_upload
 from controlplane.kernel.identity import Principal
@@ -21,21 +21,14 @@ from controlplane.services.sites import get_site
 from controlplane.settings import Settings
 
 ADMIN_CHOICES = ("keep", "reset")
-# The providers whose BackupStep stages an import (gcp's does not yet).
-IMPORT_PROVIDERS = ("local", "memory")
 
 
-def check_may_import(
-    session: Session, *, principal: Principal, tenant_id: str, site: str, provider: str
-) -> Site:
+def check_may_import(session: Session, *, principal: Principal, tenant_id: str, site: str) -> Site:
     """Before the upload is read: the caller may import into this ready, idle site (404,
-    403 or 409 otherwise; the same checks run again when the operation is recorded), on a
-    provider that imports (400 otherwise)."""
+    403 or 409 otherwise; the same checks run again when the operation is recorded)."""
     target = get_site(
         session, principal=principal, tenant_id=tenant_id, name=site, action=Action.RESTORE_SITES
     )
-    if provider not in IMPORT_PROVIDERS:
-        raise BadRequest(f"importing a site is not available on the {provider} provider yet")
     require_ready(target, "an import")
     return target
 

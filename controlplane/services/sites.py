@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, object_session
 
 from controlplane import audit
@@ -55,8 +55,31 @@ def parent_name(site: Site) -> str | None:
     return session.scalar(select(Site.name).where(Site.id == site.parent_id))
 
 
+def pre_promote_backups(site_ids: list[str]) -> Select[Backup]:
+    """The succeeded pre-promote backups of these sites (what a rollback restores), newest
+    first."""
+    return (
+        select(Backup)
+        .where(
+            Backup.site_id.in_(site_ids),
+            Backup.kind == BackupKind.PRE_PROMOTE,
+            Backup.status == BackupStatus.SUCCEEDED,
+        )
+        .order_by(Backup.created_at.desc(), Backup.id.desc())
+    )
+
+
+def promoted_sites(session: Session, site_ids: list[str]) -> set[str]:
+    """Which of these sites have a pre-promote state to roll back to."""
+    if not site_ids:
+        return set()
+    query = pre_promote_backups(site_ids).with_only_columns(Backup.site_id).distinct()
+    return set(session.scalars(query.order_by(None)))
+
+
 def to_read(site: Site, principal: Principal) -> SiteRead:
     """The API view of a site, with what `principal` may do to it."""
+    session = object_session(site)
     return SiteRead(
         allowed_actions=site_actions(
             principal,
@@ -64,6 +87,7 @@ def to_read(site: Site, principal: Principal) -> SiteRead:
             site.status,
             busy=site.current_operation_id is not None,
             role=site.role,
+            promoted=session is not None and bool(promoted_sites(session, [site.id])),
         ),
         role=site.role,
         parent=parent_name(site),
@@ -123,6 +147,7 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
         )
     }
     names_by_id = {row.id: row.name for row in rows}
+    promoted = promoted_sites(session, list(names_by_id))
     return [
         SiteRead(
             **{k: v for k, v in row._mapping.items() if k not in ("resources", "parent_id")},
@@ -138,6 +163,7 @@ def list_sites(session: Session, *, principal: Principal, tenant_id: str) -> lis
                 row.status,
                 busy=row.current_operation_id is not None,
                 role=row.role,
+                promoted=row.id in promoted,
             ),
         )
         for row in rows

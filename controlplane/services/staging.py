@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import audit
@@ -18,7 +17,7 @@ from controlplane.engine.provider import BASIC_AUTH, CopyScope, Fingerprint
 from controlplane.engine.staging_steps import fingerprint_of, scope_params
 from controlplane.errors import BadRequest, Conflict, DriftConflict
 from controlplane.kernel.identity import Principal
-from controlplane.kernel.vocabulary import BackupKind, BackupStatus, OperationKind, SiteRole
+from controlplane.kernel.vocabulary import BackupKind, OperationKind, SiteRole
 from controlplane.models import Backup, Operation, Site, SiteFingerprint
 from controlplane.permissions import Action
 from controlplane.schemas import (
@@ -32,7 +31,12 @@ from controlplane.schemas import (
 )
 from controlplane.services import backups as backups_service
 from controlplane.services.site_checks import require_ready
-from controlplane.services.sites import _record_operation, get_site, prepare_site
+from controlplane.services.sites import (
+    _record_operation,
+    get_site,
+    pre_promote_backups,
+    prepare_site,
+)
 
 # (session, site) -> the site's content now (the provider's fingerprint of it).
 FingerprintNow = Callable[[Session, Site], Fingerprint]
@@ -213,15 +217,7 @@ def start_rollback(
     )
     if target.role != SiteRole.PRODUCTION:
         raise Conflict(f"site {site!r} is a staging site: roll back its production site")
-    newest = session.scalar(
-        select(Backup)
-        .where(
-            Backup.site_id == target.id,
-            Backup.kind == BackupKind.PRE_PROMOTE,
-            Backup.status == BackupStatus.SUCCEEDED,
-        )
-        .order_by(Backup.created_at.desc(), Backup.id.desc())
-    )
+    newest = session.scalar(pre_promote_backups([target.id]))
     if newest is None:
         raise Conflict(f"nothing to roll back: site {site!r} has no pre-promote backup")
     claimed, backup, _pre, op = backups_service.start_restore(

@@ -96,6 +96,11 @@ class MariaDB:
                 # (a mariadbd crash loses nothing; an OS crash can lose the last second).
                 "--innodb-flush-log-at-trx-commit=2",
                 "--performance-schema=OFF",
+                # Slow queries to a table (mysql.slow_log): its `db` column is the session's
+                # schema, which a site cannot set to another's (a file could be forged).
+                "--slow-query-log=ON",
+                "--log-output=TABLE",
+                "--long-query-time=1",
                 "--max-connections=300",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_unicode_ci",

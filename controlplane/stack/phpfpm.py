@@ -53,6 +53,11 @@ class PhpFpm(ConfiguredMaster):
     pool_dir = Under("pool.d")  # one .conf per site pool
     socket_dir = Under("sockets")  # pool sockets
     pidfile = Under("php-fpm.pid")  # master pid
+    slowlog_dir = Under("slowlog")  # per-pool slow logs, written by the master (root) only
+
+    def slowlog(self, pool: str) -> Path:
+        """The slow log of a pool: stack traces of its requests that ran past the timeout."""
+        return self.slowlog_dir / f"{pool}.log"
 
     def socket(self, pool: str) -> Path:
         """The socket of a pool."""
@@ -72,6 +77,8 @@ class PhpFpm(ConfiguredMaster):
                 shutil.chown(path, "root", "www-data")
             path.chmod(0o710)
         self.pool_dir.chmod(0o700)
+        self.slowlog_dir.mkdir(mode=0o700, exist_ok=True)
+        self.slowlog_dir.chmod(0o700)
         self.conf.write_text(
             render(
                 "php-fpm.conf.j2",

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from pydantic import Field
 
 from chatbot.offline.planner import SchemaReadingModel
+from chatbot.situation import Situation
 
 
 class ScriptedModel(SchemaReadingModel):
@@ -23,7 +24,9 @@ class ScriptedModel(SchemaReadingModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _respond(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+    def _respond(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], situation: Situation | None
+    ) -> AIMessage:
         self.seen_tools.append([t["function"]["name"] for t in tools])
         if isinstance(messages[-1], ToolMessage):
             results = [json.loads(str(m.content)) for m in messages if isinstance(m, ToolMessage)]

@@ -280,7 +280,7 @@ def test_the_terminal_reads_the_secret_unechoed_and_asks_again_after_a_refusal(
     console = Console(record=True, width=120)
     with serve(create_app(chat_settings)) as url:
         token = issuer.issue("alice", Role.TENANT, ["acme"])
-        session = TerminalChat(url, token, console, lambda _q: True, ask_secret)
+        session = TerminalChat(url, token, console, lambda _q: "yes", ask_secret)
         try:
             session.send("store STRIPE_KEY as a secret")
         finally:

@@ -186,10 +186,11 @@ def test_terminal_client_streams_and_confirms(
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
     asked: list[str] = []
+    typed = iter(["what happens to the files?", "no, keep it"])
 
-    def confirm(question: str) -> bool:
+    def confirm(question: str) -> str:
         asked.append(question)
-        return False
+        return next(typed)
 
     console = Console(record=True, width=120)
     with serve(create_app(chat_settings)) as url:
@@ -199,13 +200,16 @@ def test_terminal_client_streams_and_confirms(
             session.send("delete crumbs")
         finally:
             session.close()
-    assert asked == ["Delete site crumbs of tenant acme? Its database, files and address are "
-                     "removed; a backup is taken first."]  # fmt: skip
-    assert "Cancelled: crumbs was not deleted" in console.export_text()
+    question = ("Delete site crumbs of tenant acme? Its database, files and address are "
+                "removed; a backup is taken first. [yes/no]")  # fmt: skip
+    assert asked == [question, question]  # asked again after the reminder
+    shown = console.export_text()
+    assert "Still waiting for your answer" in shown
+    assert "Cancelled: crumbs was not deleted" in shown
     assert site_names(admin_api, "acme") == ["crumbs"]
 
 
-def test_a_thread_waiting_for_confirmation_takes_no_other_message(
+def test_a_message_while_a_confirmation_waits_is_reminded_not_refused(
     chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
@@ -215,8 +219,13 @@ def test_a_thread_waiting_for_confirmation_takes_no_other_message(
     assert asked["interrupt"] is not None
     other = chat_app.post("/v1/chat", json={"thread_id": thread, "message": "list my sites"},
                           headers=alice)  # fmt: skip
-    assert other.status_code == 409
-    assert "waiting for a confirmation" in other.json()["detail"]
+    assert other.status_code == 200
+    assert (
+        "Still waiting for your answer: Delete site crumbs"
+        in other.json()["messages"][0]["content"]
+    )
+    assert other.json()["interrupt"]["id"] == asked["interrupt"]["id"]
+    assert [m["role"] for m in other.json()["messages"]] == ["assistant"]  # no tool ran
     done = chat_app.post(f"/v1/chat/{thread}/resume", json={"approve": False}, headers=alice)
     assert "not deleted" in done.json()["messages"][-1]["content"]
     assert site_names(admin_api, "acme") == ["crumbs"]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -22,7 +27,14 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.conftest import ARTIFACTS
+from chatbot.service import create_app as create_chat_app
+from chatbot.settings import ChatSettings
+from controlplane.api.app import create_app
+from controlplane.kernel.auth import LocalTokenIssuer
+from controlplane.kernel.identity import Role
+from controlplane.settings import Settings
+from tests.conftest import ARTIFACTS, LOG_FILE, remove_after_scan
+from tests.live import serve
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -140,6 +152,37 @@ def signed_in_page(browser: Browser, token: str, **options: Any) -> tuple[Browse
     return context, context.new_page()
 
 
+def acme_token(settings: ChatSettings, uid: str, role: Role) -> str:
+    """A token for `uid` with `role` in tenant acme (e-mail `uid`@acme.example)."""
+    return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
+
+
+@contextmanager
+def open_dashboard(
+    browser: Browser,
+    url: str,
+    token: str,
+    *,
+    tab: str | None = None,
+    before: Callable[[Page], None] | None = None,
+    **options: Any,
+) -> Iterator[Page]:
+    """The dashboard signed in with `token` (context `options`), on `tab` if named; `before`
+    sees the page first. Anything that reloads the page while the caller holds it fails."""
+    context, page = signed_in_page(browser, token, **options)
+    if before is not None:
+        before(page)
+    page.goto(f"{url}/dashboard")
+    page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
+    try:
+        if tab is not None:
+            page.get_by_role("tab", name=tab).click()
+        yield page
+        assert page.evaluate("window.notReloaded") is True
+    finally:
+        context.close()
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Save a screenshot under test-artifacts/screenshots."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -156,3 +199,44 @@ def keep(path: Path, docs_name: str) -> None:
     target = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / docs_name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
+
+
+@dataclass
+class LocalStack:
+    """A control plane on the local provider and a chatbot in front of it, on loopback ports;
+    `admin` is a client of the control plane as the platform admin."""
+
+    settings: Settings
+    url: str
+    chat_url: str
+    control_plane: FastAPI
+    admin: httpx.Client
+
+
+@contextmanager
+def local_stack(
+    prefix: str, mariadb_port: int, site_port: int, **options: Any
+) -> Iterator[LocalStack]:
+    """Serve a fresh local-provider control plane (home under /tmp, random ports from the
+    given bases) with tenants acme and globex, and a chatbot; stop the stack and remove its
+    home after."""
+    base = Path(tempfile.mkdtemp(prefix=f"aipress-{prefix}-", dir="/tmp"))
+    base.chmod(0o755)
+    settings = Settings(
+        provider="local", home=base / "home", log_file=LOG_FILE, billing_schedule=False,
+        mariadb_port=mariadb_port + secrets.randbelow(300),
+        site_port=site_port + secrets.randbelow(1000), **options,
+    )  # fmt: skip
+    control_plane = create_app(settings)
+    with serve(control_plane) as url:
+        token = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as admin:
+            for tenant in ("acme", "globex"):
+                admin.post("/v1/tenants", json={"id": tenant, "name": tenant.title()})
+            chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
+            with serve(create_chat_app(chat_settings)) as chat_url:
+                yield LocalStack(settings, url, chat_url, control_plane, admin)
+    control_plane.state.platform.provider.stack.stop()
+    remove_after_scan(base)

@@ -5,9 +5,7 @@ other-site link, and another tenant's caller all fail."""
 from __future__ import annotations
 
 import re
-import secrets
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,18 +18,13 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, expect
 from typer.testing import CliRunner
 
-from chatbot.service import create_app as create_chat_app
-from chatbot.settings import ChatSettings
 from controlplane import admin_login
-from controlplane.api.app import create_app
 from controlplane.cli import app as cli
 from controlplane.credentials import DatabaseVault
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
-from tests.conftest import LOG_FILE, remove_after_scan
-from tests.e2e.conftest import GRAVATAR, BrowserProblems, screenshot
-from tests.live import serve
+from tests.e2e.conftest import GRAVATAR, BrowserProblems, local_stack, screenshot
 
 pytestmark = pytest.mark.integration
 
@@ -59,36 +52,20 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-login-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local", home=base / "home", log_file=LOG_FILE, billing_schedule=False,
-        cron_schedule=False, mariadb_port=4600 + secrets.randbelow(300),
-        site_port=21000 + secrets.randbelow(1000),
-    )  # fmt: skip
-    control_plane = create_app(settings)
-    with serve(control_plane) as url:
-        admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"},
-                          timeout=60) as api:  # fmt: skip
-            for tenant in ("acme", "globex"):
-                api.post("/v1/tenants", json={"id": tenant, "name": tenant.title()})
-            api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]})
-            created = api.post(
-                "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@acme.example"}
-            ).json()
-            deadline = time.monotonic() + 120
-            while api.get(f"/v1/operations/{created['operation']['id']}").json()["status"] in (
-                "pending", "running"
-            ) and time.monotonic() < deadline:  # fmt: skip
-                time.sleep(0.2)
-            site = api.get("/v1/tenants/acme/sites/crumbs").json()
-            assert site["status"] == "ready", site
-        chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
-        with serve(create_chat_app(chat_settings)) as chat_url:
-            yield Stack(settings, url, chat_url, control_plane, site)
-    control_plane.state.platform.provider.stack.stop()
-    remove_after_scan(base)
+    with local_stack("login", mariadb_port=4600, site_port=21000, cron_schedule=False) as served:
+        api = served.admin
+        api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]})
+        created = api.post(
+            "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "a@acme.example"}
+        ).json()
+        deadline = time.monotonic() + 120
+        while api.get(f"/v1/operations/{created['operation']['id']}").json()["status"] in (
+            "pending", "running"
+        ) and time.monotonic() < deadline:  # fmt: skip
+            time.sleep(0.2)
+        site = api.get("/v1/tenants/acme/sites/crumbs").json()
+        assert site["status"] == "ready", site
+        yield Stack(served.settings, served.url, served.chat_url, served.control_plane, site)
 
 
 def _refused(browser: Browser, link: str, reason: str) -> None:

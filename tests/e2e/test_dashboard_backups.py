@@ -19,39 +19,23 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
-from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
 from tests.agent_fixtures import make_site
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import acme_token, open_dashboard, screenshot
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
-RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish"]
+RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish",
+                 "fingerprint"]  # fmt: skip
 
 
 @contextmanager
 def backups_tab(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Locator]]:
     """The dashboard on its Backups tab, with the clock's words fixed: British English, UTC."""
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, locale="en-GB", timezone_id="UTC"
-    )
-    context.add_init_script(
-        f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
-    )
-    page = context.new_page()
-    page.goto(f"{url}/dashboard")
-    page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
-    try:
-        page.get_by_role("tab", name="Backups").click()
+    with open_dashboard(browser, url, token, tab="Backups", viewport={"width": 1280, "height": 900},
+                        locale="en-GB", timezone_id="UTC") as page:  # fmt: skip
         yield page, page.locator("#backups")
-        assert page.evaluate("window.notReloaded") is True
-    finally:
-        context.close()
-
-
-def _token(settings: ChatSettings, uid: str, role: Role) -> str:
-    return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
 
 
 def _in_words(iso: str) -> str:
@@ -75,19 +59,25 @@ def _finish(api: httpx.Client, response: httpx.Response) -> None:
     raise AssertionError(f"operation {op_id} did not succeed")
 
 
+def _crumbs(admin_api: httpx.Client, memory_provider: MemoryProvider, posts: str) -> str:
+    """Make acme's site crumbs with `posts` as its database's content; its id."""
+    make_site(admin_api, "acme", "crumbs")
+    site_id: str = admin_api.get(f"{SITES}/crumbs").json()["id"]
+    memory_provider.write_content(site_id, "database", posts)
+    return site_id
+
+
 def test_back_up_now_shows_it_live_then_download_restore_and_policy(
     browser: Browser,
     chat_settings: ChatSettings,
     admin_api: httpx.Client,
     memory_provider: MemoryProvider,
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    site_id = admin_api.get(f"{SITES}/crumbs").json()["id"]
-    memory_provider.write_content(site_id, "database", "the good posts")
+    site_id = _crumbs(admin_api, memory_provider, "the good posts")
     writing = memory_provider.gates["backup:backup"] = threading.Event()
     with (
         serve(create_chat_app(chat_settings)) as url,
-        backups_tab(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, panel),
+        backups_tab(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, panel),
     ):
         expect(panel).to_contain_text("No backups of crumbs yet.")
         expect(panel).to_contain_text("No deleted sites with kept backups.")
@@ -166,16 +156,13 @@ def test_a_deleted_site_is_restored_as_a_new_site(
     memory_provider: MemoryProvider,
 ) -> None:
     make_site(admin_api, "acme", "bakery")
-    make_site(admin_api, "acme", "crumbs")
-    memory_provider.write_content(
-        admin_api.get(f"{SITES}/crumbs").json()["id"], "database", "crumbs's posts"
-    )
+    _crumbs(admin_api, memory_provider, "crumbs's posts")
     _finish(admin_api, admin_api.delete(f"{SITES}/crumbs"))
     (kept,) = admin_api.get("/v1/tenants/acme/backups", params={"deleted": "true"}).json()
     taken = _in_words(kept["created_at"])
     with (
         serve(create_chat_app(chat_settings)) as url,
-        backups_tab(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, panel),
+        backups_tab(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, panel),
     ):
         deleted = panel.get_by_role("table", name="Backups of deleted sites")
         row = deleted.locator(f"tr[data-backup='{kept['id']}']")
@@ -203,7 +190,7 @@ def test_a_viewer_sees_no_backup_actions_and_an_operator_no_download(
     _finish(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
     _finish(admin_api, admin_api.delete(f"{SITES}/bakery"))
     (backup,) = _backups(admin_api)
-    viewer = _token(chat_settings, "vera", Role.VIEWER)
+    viewer = acme_token(chat_settings, "vera", Role.VIEWER)
     with serve(create_chat_app(chat_settings)) as url:
         with backups_tab(browser, url, viewer) as (_, panel):
             rows = panel.get_by_role("table", name="Backups of crumbs").locator("tbody tr")
@@ -215,7 +202,7 @@ def test_a_viewer_sees_no_backup_actions_and_an_operator_no_download(
             expect(panel.locator("section.policy")).to_contain_text("Daily at")
             expect(panel.get_by_role("button")).to_have_count(0)
             expect(panel.get_by_role("form")).to_have_count(0)
-        operator = _token(chat_settings, "otto", Role.OPERATOR)
+        operator = acme_token(chat_settings, "otto", Role.OPERATOR)
         with backups_tab(browser, url, operator) as (_, panel):
             row = panel.get_by_role("table", name="Backups of crumbs").locator("tbody tr")
             expect(row.get_by_role("button")).to_have_text(["Restore"])
@@ -239,16 +226,14 @@ def test_a_restore_asked_in_the_chat_dock_is_confirmed_on_its_card_and_shows_liv
     admin_api: httpx.Client,
     memory_provider: MemoryProvider,
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    site_id = admin_api.get(f"{SITES}/crumbs").json()["id"]
-    memory_provider.write_content(site_id, "database", "the good posts")
+    site_id = _crumbs(admin_api, memory_provider, "the good posts")
     _finish(admin_api, admin_api.post(f"{SITES}/crumbs/backups"))
     (backup,) = _backups(admin_api)
     memory_provider.write_content(site_id, "database", "a broken database")
     at = datetime.fromisoformat(backup["created_at"])
     with (
         serve(create_chat_app(chat_settings)) as url,
-        backups_tab(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, panel),
+        backups_tab(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, panel),
     ):
         rows = panel.get_by_role("table", name="Backups of crumbs").locator("tbody tr")
         expect(rows).to_have_count(1)

@@ -18,10 +18,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
-from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
-from tests.e2e.conftest import BrowserProblems, screenshot, signed_in_page
+from tests.e2e.conftest import BrowserProblems, acme_token, open_dashboard, screenshot
 from tests.live import serve
 
 CREATE_STEPS = ["database", "secrets", "storage", "runtime", "dns", "wordpress"]
@@ -54,20 +53,12 @@ class Watched:
 
 @contextmanager
 def dashboard(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Watched]]:
-    context, page = signed_in_page(browser, token, viewport={"width": 1280, "height": 900})
+    """The dashboard, its page's errors and refused requests watched."""
     watched = Watched()
-    watched.attach(page)
-    page.goto(f"{url}/dashboard")
-    page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
-    try:
+    with open_dashboard(
+        browser, url, token, before=watched.attach, viewport={"width": 1280, "height": 900}
+    ) as page:
         yield page, watched
-        assert page.evaluate("window.notReloaded") is True
-    finally:
-        context.close()
-
-
-def _token(settings: ChatSettings, uid: str, role: Role) -> str:
-    return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
 
 
 def test_the_dashboard_creates_stops_starts_and_deletes_a_site_live(
@@ -79,7 +70,7 @@ def test_the_dashboard_creates_stops_starts_and_deletes_a_site_live(
     wordpress = memory_provider.gates["ensure:wordpress"] = threading.Event()
     with (
         serve(create_chat_app(chat_settings)) as url,
-        dashboard(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, watched),
+        dashboard(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, watched),
     ):
         sites = page.locator("#sites")
         expect(sites).to_contain_text("No sites yet")
@@ -155,7 +146,7 @@ def test_a_viewer_sees_no_actions_and_the_api_refuses_them(
         "/v1/tenants/acme/sites", json={"name": "crumbs", "admin_email": "o@acme.example"}
     )
     assert made.status_code == 202, made.text
-    token = _token(chat_settings, "vera", Role.VIEWER)
+    token = acme_token(chat_settings, "vera", Role.VIEWER)
     with (
         serve(create_chat_app(chat_settings)) as url,
         dashboard(browser, url, token) as (page, watched),
@@ -193,7 +184,7 @@ def test_a_bad_name_shows_the_apis_message_next_to_the_field_and_makes_nothing(
     message = next(e["message"] for e in said.json()["errors"] if e["field"] == "body.name")
     with (
         serve(create_chat_app(chat_settings)) as url,
-        dashboard(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, watched),
+        dashboard(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, watched),
     ):
         form = page.get_by_role("form", name="New site")
         form.get_by_label("Name").fill("Bad_Name!")

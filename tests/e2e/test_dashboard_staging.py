@@ -17,11 +17,10 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
-from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MemoryProvider
 from tests.agent_fixtures import make_site
-from tests.e2e.conftest import BrowserProblems, screenshot
+from tests.e2e.conftest import BrowserProblems, acme_token, open_dashboard, screenshot
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
@@ -30,28 +29,14 @@ SITES = "/v1/tenants/acme/sites"
 @contextmanager
 def sites_tab(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, Locator]]:
     """The dashboard on its Sites tab."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB",
-                                  timezone_id="UTC")  # fmt: skip
-    context.add_init_script(
-        f"if (location.protocol === 'http:') sessionStorage.setItem('aipress.token', {token!r})"
-    )
-    page = context.new_page()
-    page.goto(f"{url}/dashboard")
-    page.evaluate("window.notReloaded = true")
-    try:
+    with open_dashboard(browser, url, token, viewport={"width": 1400, "height": 900},
+                        locale="en-GB", timezone_id="UTC") as page:  # fmt: skip
         yield page, page.locator("#sites")
-        assert page.evaluate("window.notReloaded") is True
-    finally:
-        context.close()
 
 
 def _status(row: Locator) -> Locator:
     """A row's status badge (a staging site's name carries a badge too)."""
     return row.locator("td").nth(1).locator(".badge").first
-
-
-def _token(settings: ChatSettings, uid: str, role: Role) -> str:
-    return LocalTokenIssuer(settings).issue(uid, role, ["acme"], email=f"{uid}@acme.example")
 
 
 def _id(api: httpx.Client, name: str) -> str:
@@ -80,7 +65,7 @@ def test_clone_drift_promote_refused_then_pages_only_and_roll_back(
     browser_problems.expect(r"/api/v1/tenants/acme/sites/preview/promote$", 409)
     with (
         serve(create_chat_app(chat_settings)) as url,
-        sites_tab(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, panel),
+        sites_tab(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, panel),
     ):
         rows = panel.locator("tbody tr")
         expect(rows).to_have_count(2)
@@ -150,7 +135,7 @@ def test_a_viewer_reads_the_drift_and_sees_no_staging_action(
     shop = _shop(admin_api, memory_provider)
     cloned = admin_api.post(f"{SITES}/shop/clone", json={"name": "shop-staging"})
     assert cloned.status_code == 202, cloned.text
-    viewer = _token(chat_settings, "vera", Role.VIEWER)
+    viewer = acme_token(chat_settings, "vera", Role.VIEWER)
     with (
         serve(create_chat_app(chat_settings)) as url,
         sites_tab(browser, url, viewer) as (_page, panel),

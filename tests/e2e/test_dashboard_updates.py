@@ -15,8 +15,8 @@ from chatbot.settings import ChatSettings
 from controlplane.kernel.identity import Role
 from controlplane.providers.memory import MEMORY_CORE_VERSION, MEMORY_THEME, MemoryProvider
 from tests import package_zips as zips
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_dashboard_live import _token, dashboard
+from tests.e2e.conftest import acme_token, screenshot
+from tests.e2e.test_dashboard_live import dashboard
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
@@ -61,7 +61,7 @@ def test_the_updates_column_and_a_confirmed_update(
     assert _demo(admin_api, "crumbs") == "1.0"  # the listing is read once: crumbs has a count
     with (
         serve(create_chat_app(chat_settings)) as url,
-        dashboard(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, watched),
+        dashboard(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, watched),
     ):
         sites = page.locator("#sites")
         row = sites.locator("tr[data-site=crumbs]")
@@ -96,7 +96,7 @@ def test_checked_sites_are_backed_up_at_once_with_live_progress(
     held = threading.Event()
     with (
         serve(create_chat_app(chat_settings)) as url,
-        dashboard(browser, url, _token(chat_settings, "alice", Role.TENANT)) as (page, watched),
+        dashboard(browser, url, acme_token(chat_settings, "alice", Role.TENANT)) as (page, watched),
     ):
         bar = page.get_by_role("group", name="Selected sites")
         expect(bar.get_by_role("button", name="Back up selected")).to_be_disabled()

@@ -4,12 +4,9 @@ default: MariaDB, PHP-FPM, nginx and WordPress behind the control plane and the 
 from __future__ import annotations
 
 import re
-import secrets
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +14,6 @@ import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from chatbot.service import create_app as create_chat_app
-from chatbot.settings import ChatSettings
-from controlplane.api.app import create_app
 from controlplane.billing.aggregate import run_aggregation
 from controlplane.billing.jobs import aggregate, meter
 from controlplane.billing.warehouse import DuckDBWarehouse
@@ -28,9 +22,7 @@ from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Role
 from controlplane.settings import Settings
 from tests.billing_data import export_row, insert
-from tests.conftest import LOG_FILE, remove_after_scan
-from tests.e2e.conftest import GRAVATAR, BrowserProblems, keep, screenshot
-from tests.live import serve
+from tests.e2e.conftest import GRAVATAR, BrowserProblems, keep, local_stack, screenshot
 
 pytestmark = pytest.mark.integration
 USERS = {
@@ -55,25 +47,12 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    base = Path(tempfile.mkdtemp(prefix="aipress-e2e-", dir="/tmp"))
-    base.chmod(0o755)
-    settings = Settings(
-        provider="local", home=base / "home", log_file=LOG_FILE, billing_schedule=False,
-        mariadb_port=4200 + secrets.randbelow(300), site_port=20000 + secrets.randbelow(1000),
-    )  # fmt: skip
-    control_plane = create_app(settings)
-    with serve(control_plane) as url:
-        admin = LocalTokenIssuer(settings).issue("root", Role.ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as api:
-            for tenant in ("acme", "globex"):
-                api.post("/v1/tenants", json={"id": tenant, "name": tenant.title()})
-            for uid, (role, tenants, email) in USERS.items():
-                api.put(f"/v1/users/{uid}", json={"role": role, "tenants": tenants, "email": email})
-        chat_settings = ChatSettings(**settings.shared(), chat_control_plane_url=url)
-        with serve(create_chat_app(chat_settings)) as chat_url:
-            yield Stack(settings, chat_url, control_plane)  # the control plane's settings
-    control_plane.state.platform.provider.stack.stop()
-    remove_after_scan(base)
+    with local_stack("e2e", mariadb_port=4200, site_port=20000) as served:
+        for uid, (role, tenants, email) in USERS.items():
+            served.admin.put(
+                f"/v1/users/{uid}", json={"role": role, "tenants": tenants, "email": email}
+            )
+        yield Stack(served.settings, served.chat_url, served.control_plane)
 
 
 def sign_in(

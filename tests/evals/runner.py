@@ -236,7 +236,8 @@ def judge_turn(
             failures.append(f"{where}: reply contains {text!r}: {turn.reply!r}")
     if "interrupt" in spec:
         actions = [a["action"] for a in (turn.interrupt or {}).get("actions", [])]
-        want = [spec["interrupt"]] if spec["interrupt"] else []
+        named = spec["interrupt"]
+        want = named if isinstance(named, list) else [named] if named else []
         if actions != want:
             failures.append(f"{where}: expected confirmation {want}, got {actions}")
     for status in spec.get("tool_status", []):

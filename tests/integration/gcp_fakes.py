@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pymysql
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -586,13 +587,31 @@ class FakeCloudRun(Fake):
             return Response("ok" if status == 200 else "not installed", status_code=status)
         if service["labels"].get("aipress-site") in self.empty_homepages:
             return Response("", status_code=200, media_type="text/html")
-        env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["env"]}
-        title = html.escape(env["WORDPRESS_TITLE"])
+        title = html.escape(self.site_title(service))
         return Response(
             f"<!DOCTYPE html><html><head><title>{title}</title>"
             '<meta name="generator" content="WordPress 6.8.3" /></head><body></body></html>',
             media_type="text/html",
         )
+
+    def site_title(self, service: dict[str, Any]) -> str:
+        """The title WordPress renders: the `blogname` of the site's database, read with the
+        container's own credentials; the install's WORDPRESS_TITLE while there is none."""
+        env_vars = service["template"]["containers"][0]["env"]
+        installed = {e["name"]: e.get("value") for e in env_vars}["WORDPRESS_TITLE"]
+        if self.database is None:
+            return str(installed)
+        env = self.container_env(env_vars)
+        host, port = env["WORDPRESS_DB_HOST"].rsplit(":", 1)
+        try:
+            with pymysql.connect(host=host, port=int(port), user=env["WORDPRESS_DB_USER"],
+                                 password=env["WORDPRESS_DB_PASSWORD"],
+                                 database=env["WORDPRESS_DB_NAME"]) as conn, conn.cursor() as cur:  # fmt: skip
+                cur.execute("SELECT option_value FROM wp_options WHERE option_name = 'blogname'")
+                row = cur.fetchone()
+        except pymysql.MySQLError:
+            row = None
+        return str(row[0]) if row else str(installed)
 
     def secret_value(self, env: dict[str, Any] | None) -> bytes | None:
         """The latest version of the secret an env var references (as the container sees it)."""

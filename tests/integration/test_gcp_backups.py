@@ -38,18 +38,11 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
     FakeSqlAdmin,
 )
-from tests.integration.test_gcp_provider import (
-    IMAGE,
-    PROJECT,
-    ZONE,
-    cloudsql_admin,
-    gcs,
-)
+from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, cloudsql_user
 from tests.live import serve
 from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
-__all__ = ["gcs"]  # the emulator fixture, shared with the provider's other contract tests
 INSTANCE = "aipress-shared"
 HOSTILE = "wp_x`; DROP DATABASE mysql; --\n;\nz"  # a plugin may name its table anything
 
@@ -132,7 +125,7 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
         clients = rest_clients(
             run_url, sm_url, iam_url, storage_client,
             rest=requests.Session(), sqladmin_url=sql_url,
-            sql_connect=cloudsql_admin(mariadb),
+            sql_connect=cloudsql_admin(mariadb), sql_connect_as=cloudsql_user(mariadb),
         )  # fmt: skip
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,

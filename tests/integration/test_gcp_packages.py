@@ -47,17 +47,10 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
 )
 from tests.integration.test_gcp_backups import Vault
-from tests.integration.test_gcp_provider import (
-    IMAGE,
-    PROJECT,
-    ZONE,
-    cloudsql_admin,
-    gcs,
-)
+from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin
 from tests.live import serve
 
 pytestmark = pytest.mark.integration
-__all__ = ["gcs"]  # the emulator fixture
 CORE = Path("/usr/share/wordpress")  # Debian's WordPress (installed by `make test`)
 IMAGE_CONFIG = Path(__file__).resolve().parents[2] / "runtime/wordpress/aipress-config.php"
 # The official image's wp-config-docker.php, reduced to what a job reads: the env.

@@ -8,8 +8,6 @@ runs through the engine, and a failing runtime step rolls back database, secrets
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,20 +53,6 @@ IMAGE = "us-central1-docker.pkg.dev/aipress-test/aipress/wordpress:6.6"
 RUNTIME_SA = "aipress-t-acme@aipress-test.iam.gserviceaccount.com"  # the tenant's identity
 ZONE = "zone123"
 LB_IPV4, LB_IPV6 = "203.0.113.10", "2001:db8::10"  # the load balancer's (Terraform outputs)
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[str]:
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True)
-    thread = threading.Thread(target=server.start, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @dataclass
@@ -129,6 +113,14 @@ def cloudsql_admin(mariadb: MariaDB) -> Any:
                                    password=ADMIN_PASSWORD, autocommit=False)  # fmt: skip
 
 
+def cloudsql_user(mariadb: MariaDB) -> Any:
+    """(user, password) -> a connection as that database user over TCP, as the connector
+    logs a password user in (an import's one-off user)."""
+    return lambda user, password: pymysql.connect(
+        host="127.0.0.1", port=mariadb.port, user=user, password=password, autocommit=False
+    )
+
+
 @pytest.fixture
 def cloud(
     gcs: str, mariadb: MariaDB, tmp_path: Any, request: pytest.FixtureRequest
@@ -157,7 +149,7 @@ def cloud(
             run_v1=requests.Session(), run_v1_url=run_url,
             rest=requests.Session(), compute_url=front_url, certificates_url=front_url,
             sqladmin_url=sql_url,
-            sql_connect=cloudsql_admin(mariadb),
+            sql_connect=cloudsql_admin(mariadb), sql_connect_as=cloudsql_user(mariadb),
         )  # fmt: skip
         settings = Settings(
             provider="memory", home=tmp_path / "home", log_file=LOG_FILE, gcp_project=PROJECT,

@@ -24,12 +24,11 @@ from tests.integration.test_gcp_backups import (
     _fill,
     _state,
     gcp,
-    gcs,
 )
 from tests.integration.test_gcp_provider import IMAGE, Cloud, _create, _databases, cloud
 
 pytestmark = pytest.mark.integration
-__all__ = ["cloud", "gcp", "gcs"]  # fixtures shared with the backups' contract tests
+__all__ = ["cloud", "gcp"]  # fixtures shared with the backups' contract tests
 POSTS = CopyScope(tables=("wp_posts",), files=False)
 
 

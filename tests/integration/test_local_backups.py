@@ -436,6 +436,57 @@ def test_a_database_with_views_is_restored_with_its_views(local: LocalEnv) -> No
     assert _view_rows(local, "vista") == good
 
 
+def _triggers_of(local: LocalEnv, db: str) -> dict[str, tuple[str, str]]:
+    """The schema's triggers: name -> (their table, definer)."""
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, DEFINER FROM "
+                    "information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s", (db,))  # fmt: skip
+        return {str(n): (str(t), str(d)) for n, t, d in cur.fetchall()}
+
+
+def test_a_table_with_a_trigger_the_sites_php_made_swaps_with_its_trigger(
+    local: LocalEnv,
+) -> None:
+    """RENAME TABLE refuses to move a table with a trigger to another schema (ERROR 1435):
+    the swap carries the triggers over, both ways, and they keep firing."""
+    local.create("trig", title="Trig")
+    db, user = (local.resources("trig")["database"][k] for k in ("name", "user"))
+    stamp = (
+        'global $wpdb; $wpdb->query("CREATE TRIGGER aipress_stamp BEFORE INSERT ON '
+        "{$wpdb->posts} FOR EACH ROW SET NEW.post_excerpt = '%s'\");"
+    )
+    count = ("echo count(get_posts(['post_status' => 'any', 's' => '%s', "
+             "'numberposts' => -1]));")  # fmt: skip
+    new_post = (
+        "wp_insert_post(['post_title' => '%s', 'post_status' => 'publish']); echo get_post("
+        "$GLOBALS['wpdb']->get_var(\"SELECT MAX(ID) FROM {$GLOBALS['wpdb']->posts}\"))->post_excerpt;"
+    )
+    _php(local, "trig", stamp % "from the backup")
+    assert _php(local, "trig", new_post % "first") == "from the backup"
+    with bound(local, "trig") as site:
+        record = site.backups.backup(site.ctx, "t" * 32)
+    # Changed after the backup: the trigger stamps something else.
+    _php(local, "trig", "global $wpdb; $wpdb->query('DROP TRIGGER aipress_stamp');"
+                        + stamp % "after the backup")  # fmt: skip
+    assert _php(local, "trig", new_post % "second") == "after the backup"
+    with bound(local, "trig") as site:
+        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.swap(site.ctx)
+        assert _triggers_of(local, db) == {"aipress_stamp": ("wp_posts", f"{user}@127.0.0.1")}
+        assert set(_triggers_of(local, f"{db}__previous")) == {"aipress_stamp"}
+        assert _php(local, "trig", new_post % "third") == "from the backup"
+        assert _php(local, "trig", count % "second") == "0"  # the backup's rows
+        site.backups.unswap(site.ctx)
+        assert _php(local, "trig", new_post % "fourth") == "after the backup"
+        assert _php(local, "trig", count % "second") == "1"
+        assert set(_triggers_of(local, f"{db}__restore")) == {"aipress_stamp"}
+        site.backups.swap(site.ctx)
+        site.backups.discard_previous(site.ctx)
+        site.backups.unstage(site.ctx)
+    assert _schemas(local, db) == [db]
+    assert _php(local, "trig", new_post % "fifth") == "from the backup"
+
+
 def test_the_same_backup_id_takes_one_backup(local: LocalEnv, crumbs: dict[str, Any]) -> None:
     with bound(local, "crumbs") as site:
         first = site.backups.backup(site.ctx, "c" * 32)

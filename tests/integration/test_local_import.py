@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from controlplane.providers.local.backups import _ident
 from tests.conftest import wait_for_operation
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_fixture
 
 pytestmark = pytest.mark.integration
 TITLE = "Old Origin Bakery"
@@ -28,9 +27,7 @@ POST = "A post that moved house"
 UPLOAD = "uploads/2026/12/bread.txt"
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalEnv]:
-    yield from local_env_on("im")
+local = local_env_fixture("im")
 
 
 def _dump_with_prefix(local: LocalEnv, database: str, prefix: str) -> bytes:
@@ -210,3 +207,24 @@ def test_php_in_uploads_is_refused_on_the_real_stack(local: LocalEnv) -> None:
     assert answer.status_code == 422 and "PHP file" in answer.json()["detail"], answer.text
     assert _leftovers(local) == []
     assert "Guarded" in local.site_get(_host("guarded")).text
+
+
+def test_admin_keep_leaves_an_imported_admins_own_password(local: LocalEnv) -> None:
+    """The origin's own `admin` (the platform's admin name) comes along with admin=keep: its
+    password hash stays the origin's, never replaced by the vault's."""
+    hash_php = "echo get_user_by('login', 'admin')->user_pass;"
+    origin_hash = _php(local, "origin", hash_php)
+    assert origin_hash.startswith("$"), origin_hash
+    dump = _dump_with_prefix(local, local.resources("origin")["database"]["name"], "k_")
+    local.create("keeper", title="Keeper Before")
+    vault_hash = _php(local, "keeper", hash_php)
+    old_url = local.client.get(f"{SITES}/origin", headers=local.admin).json()["preview_url"]
+    answer = _import(local, "keeper", dump, old_url, "keep", field="dump")
+    assert answer.status_code == 202, answer.text
+    final = wait_for_operation(local.client, answer.json()["operation"]["id"], local.admin,
+                               timeout=300)  # fmt: skip
+    assert final["status"] == "succeeded", (final["error"], final["steps"])
+    # The import's probe ran the WordPress step, which sets the vault's password on the
+    # platform's admin: not on this imported one.
+    kept = _php(local, "keeper", hash_php)
+    assert kept == origin_hash and kept != vault_hash

@@ -6,7 +6,6 @@ name, its address rewritten; and a trial restore beside the site (verify_backup)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,16 +17,14 @@ from controlplane.models import Backup, Operation, OperationEvent
 from controlplane.services.backups import start_verify
 from tests.conftest import wait_for_operation
 from tests.integration.test_local_backups import _host, _php, _write_as_site
-from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_fixture
 
 pytestmark = pytest.mark.integration
 POST = "A post that must come back"
 UPLOAD = "uploads/2026/12/cake.txt"
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalEnv]:
-    yield from local_env_on("rs")
+local = local_env_fixture("rs")
 
 
 def _post_titles(local: LocalEnv, name: str) -> list[str]:

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,17 @@ class LocalEnv:
             assert final["status"] == "succeeded", final
         return response
 
+    def db_login(self, name: str, tenant: str = "acme") -> tuple[str, str]:
+        """The site's database user and password, from the vault."""
+        from controlplane.credentials import DatabaseVault
+        from controlplane.models import Site
+
+        platform = self.client.app.state.platform  # type: ignore[attr-defined]
+        with platform.sessions() as session:
+            site = session.query(Site).filter_by(tenant_id=tenant, name=name).one()
+            login = DatabaseVault(session, platform.keyring, site.id).get("database")
+        return login or ("", "")
+
     def resources(self, name: str, tenant: str = "acme") -> dict[str, Any]:
         """The provider resource ids recorded for a site."""
         with self.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
@@ -106,9 +117,17 @@ class LocalEnv:
             return dict(site.resources)
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalEnv]:
-    yield from local_env_on("it")
+def local_env_fixture(prefix: str) -> Callable[[], Iterator[LocalEnv]]:
+    """A module's `local` fixture: a LocalEnv from `local_env_on(prefix)`."""
+
+    @pytest.fixture(scope="module", name="local")
+    def local() -> Iterator[LocalEnv]:
+        yield from local_env_on(prefix)
+
+    return local
+
+
+local = local_env_fixture("it")
 
 
 def local_env_on(prefix: str, **overrides: Any) -> Iterator[LocalEnv]:
@@ -258,16 +277,7 @@ echo json_encode([
     assert as_alpha.returncode != 0 and "Permission denied" in as_alpha.stderr
 
     # alpha's database user cannot read beta's database.
-    with local.client.app.state.platform.sessions() as session:  # type: ignore[attr-defined]
-        from controlplane.credentials import DatabaseVault
-        from controlplane.models import Site
-
-        alpha = session.query(Site).filter_by(name="alpha").one()
-        db_user, db_password = DatabaseVault(
-            session,
-            local.client.app.state.platform.keyring,
-            alpha.id,  # type: ignore[attr-defined]
-        ).get("database") or ("", "")
+    db_user, db_password = local.db_login("alpha")
     conn = pymysql.connect(host="127.0.0.1", port=local.settings.mariadb_port, user=db_user,
                            password=db_password, database=a["database"]["name"])  # fmt: skip
     with conn, conn.cursor() as cur:

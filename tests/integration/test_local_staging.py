@@ -5,13 +5,12 @@ would overwrite it, promote only the pages' tables, roll the promotion back."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.integration.test_local_backups import _host, _php
-from tests.integration.test_local_sites import SITES, LocalEnv, local_env_on
+from tests.integration.test_local_sites import SITES, LocalEnv, local_env_fixture
 
 pytestmark = pytest.mark.integration
 ORIGINAL = "Our original story"
@@ -19,9 +18,7 @@ EDITED = "Our story, rewritten on staging"
 COMMENT = "A visitor's comment on production"
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalEnv]:
-    yield from local_env_on("st")
+local = local_env_fixture("st")
 
 
 def _page(local: LocalEnv, name: str) -> str:

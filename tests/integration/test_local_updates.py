@@ -12,10 +12,6 @@ from typing import Any
 
 import pytest
 
-from controlplane.kernel.identity import Principal, Role
-from controlplane.kernel.vocabulary import PackageKind
-from controlplane.packages import catalogue
-from controlplane.services.sites import get_site
 from controlplane.settings import get_settings
 from tests import package_zips as zips
 from tests.conftest import wait_for_operation
@@ -62,15 +58,7 @@ def _packages(local: LocalEnv) -> dict[str, Any]:
 def _install_active(local: LocalEnv, version: str) -> None:
     """demo at `version`, installed and activated by the provider (as a bundle would)."""
     platform = local.client.app.state.platform  # type: ignore[attr-defined]
-    with platform.sessions() as session:
-        site = get_site(session, principal=Principal("t", Role.ADMIN), tenant_id="acme",
-                        name="shop")  # fmt: skip
-        entry = catalogue.find(session, PackageKind.PLUGIN, "demo", version)
-        assert entry is not None
-        ctx = platform.engine.read_context(session, site)
-    platform.provider.packages.install(ctx, [catalogue.archive_of(entry)], key="setup",
-                                       activate=True)  # fmt: skip
-    platform.provider.packages.discard_previous(ctx, key="setup")
+    zips.install_demo(platform, "acme", "shop", version, key="setup")
 
 
 def _update(local: LocalEnv, version: str) -> dict[str, Any]:

@@ -270,6 +270,16 @@ def _plan(env: Isolated, extra_listener: int) -> Plan:
         "token-spoofed-host": _http("localhost", "POST", "/auth/local/token", json_type, token_body)
         | {"target": chat},
         "control-plane-me": _http(f"127.0.0.1:{cp_port}", "GET", "/v1/me", {}),
+        # The MCP endpoint and its authorization server live on the chat port too.
+        "mcp-no-token": _http(chat, "POST", "/mcp", json_type, '{"jsonrpc":"2.0","id":1}'),
+        "oauth-metadata": _http(chat, "GET", "/.well-known/oauth-authorization-server", {}),
+        "oauth-token-exchange": _http(
+            chat,
+            "POST",
+            "/oauth/token",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
+        ),  # fmt: skip
     }
     db = _wp_config(prober)
     mysql = {
@@ -442,6 +452,8 @@ def test_a_sites_php_reaches_nothing_of_the_platform(
     assert statuses["users-no-key"] == 401 and statuses["token-no-key"] == 401
     assert statuses["token-guessed-key"] == 403 and statuses["token-spoofed-host"] == 401
     assert statuses["control-plane-me"] == 401
+    assert statuses["mcp-no-token"] == 401 and statuses["oauth-metadata"] == 200
+    assert statuses["oauth-token-exchange"] == 400
     assert statuses["token-real-key"] == 200 and as_root["http"]["token-real-key"]["token"]
     assert as_root["mysql"]["root-over-socket"] and as_root["mysql"]["own-db"]
     assert not any(r["token"] for n, r in as_root["http"].items() if n != "token-real-key")

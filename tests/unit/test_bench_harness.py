@@ -86,7 +86,7 @@ def test_the_provision_table_is_drawn_from_saved_results(tmp_path: Path) -> None
     saved = tmp_path / "provision.json"
     saved.write_text(json.dumps(results))
     rows = dict(provision.table(json.loads(saved.read_text())))
-    first = rows["create 1 at a time (2/2 ok): POST -> first 200 p50 / p95"]
+    first = rows["create 1 at a time (2/2 ok): POST -> first 200 with the title p50 / p95"]
     assert first.startswith("1.75 s / 2.25 s")
     assert "machine CPU busy 97%" in first
     assert rows["  step p50 (s)"] == "database 0.25"

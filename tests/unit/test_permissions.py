@@ -47,6 +47,7 @@ EXPECTED_OWN = {
     Action.BACKUP_SITES: "YYNY",
     Action.RESTORE_SITES: "YYNY",
     Action.DOWNLOAD_BACKUPS: "YNNY",
+    Action.READ_DIAGNOSIS: "YYYY",
 }
 ROLES = [Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.TENANT]
 TENANT_SCOPED = set(Action) - {Action.MANAGE_USERS, Action.LIST_TENANTS, Action.READ_COST_SUMMARY}
@@ -178,6 +179,7 @@ ROWS: dict[str, Row] = {
     f"DELETE {SITE_PATH}/domains/{{domain}}": Row("YYNY", 200),
     f"GET {SITE_PATH}/logs": Row("YYYY", 200),
     f"GET {SITE_PATH}/metrics": Row("YYYY", 200),
+    f"GET {SITE_PATH}/diagnosis": Row("YYYY", 200),
     "GET /v1/operations/{operation_id}": Row("YYYY", 200),
     "GET /v1/operations/{operation_id}/events": Row("YYYY", 200),
     "GET /v1/tenants/{tenant_id}/operations": Row("YYYY", 200),

@@ -68,23 +68,28 @@ def principal(role: Role) -> Principal:
     return Principal(sub=f"{role}-user", role=role, tenants=tenants)
 
 
-def expected(role: Role, relation: str, status: str, busy: bool) -> list[str]:
+def expected(
+    role: Role, relation: str, status: str, busy: bool, promoted: bool = True
+) -> list[str]:
     may_change = role is Role.ADMIN or (role is not Role.VIEWER and relation == "own")
     if not may_change:
         return []
     return [
         a
         for a in FULL_RIGHTS[status]
-        if not (busy and a in CLAIMS_SITE) and not (role is Role.OPERATOR and a in OWNER_ONLY)
+        if not (busy and a in CLAIMS_SITE)
+        and not (role is Role.OPERATOR and a in OWNER_ONLY)
+        and (promoted or a != "rollback")  # nothing to roll back to before a promotion
     ]
 
 
+@pytest.mark.parametrize("promoted", [False, True])
 @pytest.mark.parametrize("status", list(FULL_RIGHTS))
 @pytest.mark.parametrize(("role", "relation", "busy"), CALLERS)
-def test_site_actions(role: Role, relation: str, status: str, busy: bool) -> None:
+def test_site_actions(role: Role, relation: str, status: str, busy: bool, promoted: bool) -> None:
     tenant = "acme" if relation == "own" else "other"
-    actions = site_actions(principal(role), tenant, status, busy=busy)
-    assert actions == expected(role, relation, status, busy)
+    actions = site_actions(principal(role), tenant, status, busy=busy, promoted=promoted)
+    assert actions == expected(role, relation, status, busy, promoted)
 
 
 @pytest.mark.parametrize("status", list(STAGING_RIGHTS))
@@ -136,9 +141,10 @@ def test_the_api_lists_what_the_caller_may_do_and_refuses_the_rest(
     wait_for_operation(client, created.json()["operation"]["id"], admin)
 
     site = client.get("/v1/tenants/acme/sites/crumbs", headers=alice).json()
-    assert site["allowed_actions"] == FULL_RIGHTS["ready"]
+    never_promoted = [a for a in FULL_RIGHTS["ready"] if a != "rollback"]
+    assert site["allowed_actions"] == never_promoted
     listed = client.get("/v1/tenants/acme/sites", headers=alice).json()
-    assert [s["allowed_actions"] for s in listed] == [FULL_RIGHTS["ready"]]
+    assert [s["allowed_actions"] for s in listed] == [never_promoted]
     assert client.get("/v1/tenants/acme/sites/crumbs", headers=vera).json()["allowed_actions"] == []
     assert client.get("/v1/tenants/acme/sites", headers=vera).json()[0]["allowed_actions"] == []
     assert client.post("/v1/tenants/acme/sites/crumbs/stop", headers=vera).status_code == 403

@@ -92,6 +92,8 @@ def test_a_clone_is_a_new_staging_site_with_the_parents_content_at_its_address(
     assert not {"clone", "rollback"} & set(staging["allowed_actions"])
     content = memory_provider.content(staging["id"])
     assert content["table:wp_posts"] == f"hello {STAGING_URL}\n"
+    made = client.get(f"/v1/operations/{accepted['operation']['id']}", headers=owner).json()
+    assert made["rewrite"]["tables"]["wp_posts"] == {"text": 1}, made["rewrite"]
     assert PROD_URL not in "".join(content.values())
     listed = {s["name"]: s for s in client.get(SITES, headers=owner).json()}
     assert listed["crumbs-dev"]["parent"] == "crumbs" and listed["crumbs"]["parent"] is None
@@ -174,6 +176,7 @@ def test_promote_refuses_on_drift_unless_scoped_around_it_or_forced(
     assert final["status"] == "succeeded", final
     live = memory_provider.content(prod)
     assert live["table:wp_posts"] == f"edited on staging {PROD_URL}\n"  # URL rewritten
+    assert final["rewrite"]["tables"] == {"wp_posts": {"text": 1}}  # the scope's table only
     assert live["table:wp_comments"] == "first\nfrom a visitor\n"  # kept
     assert live["database"] == before["database"] and live["files"] == before["files"]
     assert memory_provider.content(prod, "previous") == {}
@@ -216,6 +219,15 @@ def test_rollback_restores_the_newest_pre_promote_backup(
     staged: tuple[str, str],
 ) -> None:
     prod, staging = staged
+
+    def offers_rollback() -> tuple[bool, bool]:
+        """Whether crumbs offers a rollback, read alone and in the list."""
+        read = client.get(f"{SITES}/crumbs", headers=owner).json()["allowed_actions"]
+        listed = {s["name"]: s["allowed_actions"]
+                  for s in client.get(SITES, headers=owner).json()}  # fmt: skip
+        return "rollback" in read, "rollback" in listed["crumbs"]
+
+    assert offers_rollback() == (False, False)  # never promoted: nothing to go back to
     nothing = client.post(f"{SITES}/crumbs/rollback", headers=owner)
     assert nothing.status_code == 409 and "nothing to roll back" in nothing.json()["detail"]
     before = memory_provider.content(prod)
@@ -223,6 +235,7 @@ def test_rollback_restores_the_newest_pre_promote_backup(
     promoted = client.post(f"{SITES}/crumbs-dev/promote", json={}, headers=owner).json()
     assert wait_for_operation(client, promoted["operation"]["id"], owner)["status"] == "succeeded"
     assert memory_provider.content(prod)["table:wp_posts"] == "edited on staging\n"
+    assert offers_rollback() == (True, True)
     answer = client.post(f"{SITES}/crumbs/rollback", headers=owner)
     assert answer.status_code == 202, answer.text
     assert answer.json()["backup"]["id"] == promoted["pre_promote_backup"]["id"]
@@ -230,6 +243,13 @@ def test_rollback_restores_the_newest_pre_promote_backup(
     final = wait_for_operation(client, answer.json()["operation"]["id"], owner)
     assert final["status"] == "succeeded", final
     assert memory_provider.content(prod) == before
+    # The staging copy's drift starts from the restored production: nothing changed yet,
+    # then a new comment on production is drift again.
+    drift = f"{SITES}/crumbs-dev/drift"
+    assert client.get(drift, headers=owner).json()["changed"] is False
+    memory_provider.write_content(prod, "table:wp_comments", "first\nsecond\n")
+    again = client.get(drift, headers=owner).json()
+    assert [t["table"] for t in again["tables"] if t["changed"]] == ["wp_comments"]
     # A staging site is not rolled back; its parent is.
     assert client.post(f"{SITES}/crumbs-dev/rollback", headers=owner).status_code == 409
 

@@ -60,9 +60,8 @@ async def import_site(
     upload is checked before anything is recorded. Follow the operation for progress."""
     settings = platform.settings
     await run_in_threadpool(
-        service.check_may_import, session, principal=principal, tenant_id=tenant_id, site=site,
-        provider=platform.provider.name,
-    )  # fmt: skip
+        service.check_may_import, session, principal=principal, tenant_id=tenant_id, site=site
+    )
     length = request.headers.get("content-length")
     with uploads.tenant_slot(settings.home, tenant_id):
         declared = int(length) if length and length.isdigit() else None

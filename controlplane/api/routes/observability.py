@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from controlplane.api.deps import CurrentPrincipal, SiteCall, SiteCallDep
+from controlplane.diagnosis import DiagnosisRead
 from controlplane.engine.provider import SiteContext
 from controlplane.errors import Invalid
 from controlplane.kernel import clock
@@ -24,6 +25,8 @@ from controlplane.observability import (
     parse_time,
     status_matcher,
 )
+from controlplane.permissions import Action
+from controlplane.services import diagnosis as diagnosis_service
 from controlplane.services import sites as sites_service
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/sites/{site}", tags=["logs and metrics"])
@@ -96,6 +99,22 @@ def site_metrics(call: SiteCallDep, since: SinceQ = "1h", until: UntilQ = None) 
     """Requests, error rate, latency percentiles and bytes over a window."""
     ctx, start, end = _read(call, since, until)
     return call.platform.provider.logs.metrics(ctx, start, end)
+
+
+@router.get("/diagnosis", response_model=DiagnosisRead, dependencies=[ReadSlot])
+def site_diagnosis(call: SiteCallDep, since: SinceQ = "1h", until: UntilQ = None) -> DiagnosisRead:
+    """Why a site is slow or broken: evidence (latency by cache status, slowest paths, PHP
+    slow log, pool saturation, PHP errors, slow queries, latest changes, health probe) and
+    a verdict that names the cause and what to do."""
+    record = sites_service.get_site(
+        call.session, principal=call.principal, tenant_id=call.tenant_id, name=call.site,
+        action=Action.READ_DIAGNOSIS,
+    )  # fmt: skip
+    start, end = _window(since, until)
+    ctx = call.platform.engine.read_context(call.session, record)
+    return diagnosis_service.diagnose_site(
+        call.session, provider=call.platform.provider, site=record, ctx=ctx, since=start, until=end
+    )
 
 
 def _read(call: SiteCall, since: str, until: str | None) -> tuple[SiteContext, datetime, datetime]:

@@ -18,6 +18,7 @@ from controlplane.providers.gcp.database import (
     CloudSqlDatabase,
     admin_connect,
     own_connect,
+    password_connect,
 )
 from controlplane.providers.gcp.dns import (
     CloudDnsRecords,
@@ -72,6 +73,7 @@ def make_clients(settings: Settings) -> GcpClients:
         ),
         logging=logging.Client(project=settings.gcp_project),  # type: ignore[no-untyped-call]
         sql_connect=admin_connect(settings),
+        sql_connect_as=password_connect(settings),
         own_connect=own_connect(settings),
         iam=IamServiceAccounts(session),
         run_v1=session,

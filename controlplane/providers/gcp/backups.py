@@ -50,17 +50,20 @@ from controlplane.engine.provider import (
     CopyScope,
     Fingerprint,
     ImportSource,
+    ImportStaged,
     RewriteReport,
     SiteContext,
 )
-from controlplane.errors import ApplyFailed
 from controlplane.kernel import clock
+from controlplane.providers import site_import
 from controlplane.providers.gcp.base import GcpStep
 from controlplane.providers.gcp.database import PREVIOUS_SUFFIX, RESTORE_SUFFIX, quote
 from controlplane.providers.gcp.fingerprint import fingerprint
+from controlplane.providers.gcp.imports import drop_import_user, load_dump, stage_uploads
 from controlplane.providers.gcp.runtime import CloudRunService
 from controlplane.providers.gcp.search_replace_job import SearchReplaceJob
 from controlplane.providers.gcp.storage import RESERVED
+from controlplane.providers.triggers import rename_with_triggers
 
 MANIFEST = "manifest.json"
 DUMP = "database.sql.gz"
@@ -482,11 +485,40 @@ class GcsBackups(GcpStep):
                     "AND table_type = 'BASE TABLE' ORDER BY table_name", (database,))  # fmt: skip
         return [str(row[0]) for row in cur.fetchall()]
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
-        """Imports take uploads on the control plane's own disk, which the gcp control plane
-        does not keep: the API refuses them on gcp before reading the upload, and so does
-        this, changing nothing."""
-        raise ApplyFailed("importing a site is available on the local provider only")
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
+        """An uploaded site staged as a backup is: its dump loaded into `<db>__restore` by a
+        database user granted that schema only, its prefix and admin settled, its address
+        rewritten by the search-replace job; its uploads written under `.aipress-restore/`
+        (without content the live uploads stay: the import's swap leaves files alone). Any
+        failure drops it all again. Returns the imported title and the rewrite's report."""
+        self.unstage(ctx)
+        side = self._database(ctx) + RESTORE_SUFFIX
+        try:
+            with self._connect() as conn, conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {quote(side)} "
+                            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
+            load_dump(self._connect, self.clients.sql_connect_as, ctx.site_id, side, source.dump)
+            with self._connect() as conn, conn.cursor() as cur:
+                title = site_import.settle(cur, side, source.table_prefix, ctx.admin_user,
+                                           ctx.admin_email, reset=source.reset_admin)  # fmt: skip
+                conn.commit()
+            report = self._rewrite_side(ctx, side, source.rewrite_from)
+            if source.content is not None:
+                bucket = self._bucket(self._site_bucket(ctx))
+                stage_uploads(bucket, source.content, STAGED)
+        except BaseException:
+            self.unstage(ctx)
+            raise
+        return ImportStaged(title, report)
+
+    def _rewrite_side(self, ctx: SiteContext, side: str, old: str) -> RewriteReport:
+        """`old` rewritten to this site's address in `side` by the search-replace job (the
+        tenant image's PHP, as the site's database user)."""
+        return self.search_replace.run(
+            ctx, self.runtime.container(ctx), self.runtime.volumes(ctx),
+            self.runtime.vpc_access(), self._connect,
+            side, old, f"https://{self.names(ctx).preview_host}",
+        )  # fmt: skip
 
     def stage(
         self,
@@ -508,11 +540,7 @@ class GcsBackups(GcpStep):
         if manifest["database"] and scope.tables != ():
             self._import(where, key, manifest["database"], side, scope)
             if rewrite_from:
-                report = self.search_replace.run(
-                    ctx, self.runtime.container(ctx), self.runtime.volumes(ctx),
-                    self.runtime.vpc_access(), self._connect,
-                    side, rewrite_from, f"https://{self.names(ctx).preview_host}",
-                )  # fmt: skip
+                report = self._rewrite_side(ctx, side, rewrite_from)
         elif scope.tables:
             raise ValueError(f"the copy has no table {scope.tables[0]} (it has no database)")
         if not scope.files:
@@ -575,8 +603,10 @@ class GcsBackups(GcpStep):
                                "(unswap) first")  # fmt: skip
 
     def unstage(self, ctx: SiteContext) -> None:
-        """Drop `<db>__restore` and the staged objects (no-op when there are none)."""
+        """Drop `<db>__restore`, the staged objects and an import's database user (no-op
+        when there are none)."""
         self._no_swap_under_way(self._site_bucket(ctx))
+        drop_import_user(self._connect, ctx.site_id)  # an import killed while it loaded
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(self._database(ctx) + RESTORE_SUFFIX)}")
         bucket = self._site_bucket(ctx)
@@ -620,18 +650,19 @@ class GcsBackups(GcpStep):
             self._move(bucket, name, target_prefix + name[len(source_prefix) :])
 
     def _rename(
-        self, live: str, moves: list[tuple[str, str]], only: tuple[str, ...] | None = None
+        self, ctx: SiteContext, moves: list[tuple[str, str]], only: tuple[str, ...] | None = None
     ) -> None:
         """One RENAME TABLE for every (from database, to database) pair's tables (those in
-        `only` when it is set)."""
+        `only` when it is set), their triggers with them."""
+        live = self._database(ctx)
+        user = str((ctx.resources.get("database") or {}).get("user", self.names(ctx).db_user))
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(live + PREVIOUS_SUFFIX)} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
-            pairs = [f"{quote(a)}.{quote(t)} TO {quote(b)}.{quote(t)}"
-                     for a, b in moves for t in self._tables(cur, a)
-                     if only is None or t in only]  # fmt: skip
-            if pairs:
-                cur.execute("RENAME TABLE " + ", ".join(pairs))
+            moved = [(a, b, [t for t in self._tables(cur, a) if only is None or t in only])
+                     for a, b in moves]  # fmt: skip
+            rename_with_triggers(cur, moved, f"{quote(user)}@'%'")
+            conn.commit()
 
     def _db_swapped(self, live: str, scope: CopyScope = ALL) -> bool:
         """Whether the swap's RENAME TABLE ran (and was not undone). Whole: `__previous`
@@ -679,7 +710,7 @@ class GcsBackups(GcpStep):
             scope = self._marked_scope(marker, scope)
         if marker["phase"] == 1:
             if scope.tables != () and not self._db_swapped(live, scope):
-                self._rename(live, [(live, live + PREVIOUS_SUFFIX),
+                self._rename(ctx, [(live, live + PREVIOUS_SUFFIX),
                                     (live + RESTORE_SUFFIX, live)], scope.tables)  # fmt: skip
             if scope.files:
                 self._move_all(bucket, "", PREVIOUS)
@@ -720,7 +751,7 @@ class GcsBackups(GcpStep):
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(live + RESTORE_SUFFIX)} "
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")  # fmt: skip
         if swapped:
-            self._rename(live, [(live, live + RESTORE_SUFFIX), (live + PREVIOUS_SUFFIX, live)],
+            self._rename(ctx, [(live, live + RESTORE_SUFFIX), (live + PREVIOUS_SUFFIX, live)],
                          scope.tables)  # fmt: skip
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote(live + PREVIOUS_SUFFIX)}")  # empty now

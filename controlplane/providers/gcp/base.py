@@ -36,6 +36,7 @@ class GcpClients:
     sqladmin_url: str = "https://sqladmin.googleapis.com"  # the instance's disk (backups)
     sql_connect: Any = None  # () -> a DB-API connection to the shared instance, as admin
     own_connect: Any = None  # () -> one as this process's own IAM database user
+    sql_connect_as: Any = None  # (user, password) -> one as that user (an import's own)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

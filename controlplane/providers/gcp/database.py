@@ -47,25 +47,38 @@ def mysql_iam_user(email: str) -> str:
     return email.split("@", 1)[0]
 
 
+def password_connect(settings: Settings) -> Callable[[str, str], Any]:
+    """Connections to the shared instance as a database user that logs in with a password
+    (the built-in admin, an import's one-off user), through cloud-sql-python-connector."""
+    connectors: list[Any] = []
+
+    def connect(user: str, password: str) -> Any:
+        from google.cloud.sql.connector import Connector, IPTypes, RefreshStrategy
+
+        if not settings.cloudsql_instance:
+            raise ValueError("tenant databases need AIPRESS_CLOUDSQL_INSTANCE")
+        if not connectors:
+            connectors.append(Connector(refresh_strategy=RefreshStrategy.LAZY))
+        return connectors[0].connect(
+            settings.cloudsql_instance, "pymysql", user=user, password=password,
+            enable_iam_auth=False, ip_type=IPTypes.PUBLIC,
+        )  # fmt: skip
+
+    return connect
+
+
 def admin_connect(settings: Settings) -> Callable[[], Any]:
     """Connections to the shared instance as the built-in admin user (password auth). Only
     the control plane and the backups job (it dumps tenant databases) hold the password: a
     process without it fails when it connects."""
-    connectors: list[Any] = []
+    connect_as = password_connect(settings)
 
     def connect() -> Any:
-        from google.cloud.sql.connector import Connector, IPTypes, RefreshStrategy
-
         password = settings.cloudsql_admin_password
         if not settings.cloudsql_instance or password is None:
             raise ValueError("tenant databases need AIPRESS_CLOUDSQL_INSTANCE and "
                              "AIPRESS_CLOUDSQL_ADMIN_PASSWORD (the control plane's)")  # fmt: skip
-        if not connectors:
-            connectors.append(Connector(refresh_strategy=RefreshStrategy.LAZY))
-        return connectors[0].connect(
-            settings.cloudsql_instance, "pymysql", user=settings.cloudsql_admin_user,
-            password=password.get_secret_value(), enable_iam_auth=False, ip_type=IPTypes.PUBLIC,
-        )  # fmt: skip
+        return connect_as(settings.cloudsql_admin_user, password.get_secret_value())
 
     return connect
 

@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from controlplane.diagnosis import PoolSaturation, SiteEvidence
 from controlplane.engine.provider import SiteContext
 from controlplane.observability import (
     LogEntry,
@@ -126,3 +127,30 @@ class CloudLoggingLogs:
         service = (ctx.resources.get("runtime") or {}).get("service", "").rsplit("/", 1)[-1]
         return monitoring.metrics(self.clients.monitoring, str(self.settings.gcp_project),
                                   service, ctx.site_name, since, until)  # fmt: skip
+
+    def evidence(self, ctx: SiteContext, since: datetime, until: datetime) -> SiteEvidence:
+        """Requests (with latency) and PHP errors from one Cloud Logging read; instances at
+        their limit from Cloud Monitoring (requests queue, as a PHP pool at max_children)."""
+        entries = self._entries(ctx, since, until)
+        saturation = None
+        if self.clients.monitoring is not None:
+            figures = self.metrics(ctx, since, until)
+            limit = self.settings.site_max_instances
+            if figures.instances is not None:
+                saturation = PoolSaturation(
+                    max_children=limit,
+                    reached=int(figures.instances >= limit),
+                    counted_since=since,
+                )
+        return SiteEvidence(
+            requests=[e for e in entries if e.source == "access"],
+            php=[e for e in entries if e.source == "php"],
+            saturation=saturation,
+            truncated=len(entries) >= MAX_ENTRIES,
+            unavailable=[
+                "PHP slow log (the Cloud Run image serves PHP with Apache mod_php, which "
+                "writes no slow log)",
+                "slow queries (the shared Cloud SQL instance's slow log is text a site's "
+                "query can forge; it is not read)",
+            ],
+        )

@@ -17,9 +17,9 @@ A restore is staged beside the site (schema `<db>__restore`, directory
 of the tables (views, which it cannot move across schemas, are recreated after it with the
 site's database user as definer) and two directory renames (then a graceful PHP-FPM reload:
 no cached script of the replaced copy runs after), the replaced copy kept as
-`<db>__previous` and `<root>/wp-content.previous` until `discard_previous`. Not handled yet:
-stored routines are not carried over, and a table with a trigger makes the swap fail
-(RENAME TABLE refuses to move it: ERROR 1435).
+`<db>__previous` and `<root>/wp-content.previous` until `discard_previous`. Triggers go with
+their tables (controlplane.providers.triggers). Not handled yet: stored routines are not
+carried over.
 """
 
 from __future__ import annotations
@@ -52,21 +52,23 @@ from pymysql.cursors import Cursor
 from controlplane.backups.restic import Restic, ResticError, Snapshot
 from controlplane.engine.provider import (
     ALL,
-    SITE_TABLE_PREFIX,
     BackupInvalid,
     BackupRecord,
     CopyScope,
     Fingerprint,
     ImportSource,
+    ImportStaged,
     RewriteReport,
     SiteContext,
     TablePrint,
 )
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.secret_record import note_secret
+from controlplane.providers import site_import
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.cron import CLI_LOCKDOWN, pool_settings
 from controlplane.providers.search_replace import INPUT_ENV, parse_report, script_source
+from controlplane.providers.triggers import rename_with_triggers
 from controlplane.stack.process import CLEAN_ENV, StackError
 
 log = get_logger("aipress.local.backups")
@@ -628,7 +630,7 @@ class BackupStep(LocalStep):
                  tables=list(scope.tables or ()), files=scope.files)  # fmt: skip
         return reports[0] if reports else None
 
-    def stage_import(self, ctx: SiteContext, source: ImportSource) -> str:
+    def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:
         """An uploaded site staged as a backup is: its dump loaded (by a database user that
         may touch nothing but the side schema: the dump is the uploader's SQL), its tables
         and prefix-bearing keys renamed to the site's prefix, the platform's admin made an
@@ -637,16 +639,18 @@ class BackupStep(LocalStep):
         self.stack.ensure_running()
         names = self.names(ctx)
         titles: list[str] = []
+        reports: list[RewriteReport] = []
 
         def load(schema: str) -> None:
             self._load_sql(schema, _file_chunks(source.dump), as_user=self._import_user(ctx))
-            self._reprefix(schema, source.table_prefix, SITE_TABLE_PREFIX)
-            titles.append(self._blogname(schema))
-            if source.reset_admin:
-                self._make_admin(schema, ctx.admin_user, ctx.admin_email)
-            self._rewrite(
+            with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+                titles.append(site_import.settle(
+                    cur, schema, source.table_prefix, ctx.admin_user, ctx.admin_email,
+                    reset=source.reset_admin,
+                ))  # fmt: skip
+            reports.append(self._rewrite(
                 ctx, schema, source.rewrite_from.rstrip("/"), self.preview_url(ctx).rstrip("/")
-            )
+            ))  # fmt: skip
 
         def fill(partial: Path) -> None:
             assert source.content is not None
@@ -658,17 +662,7 @@ class BackupStep(LocalStep):
         finally:
             self._drop_import_user(ctx)
         log.info("backup.import_staged", site=ctx.site_id, files=source.content is not None)
-        return titles[0]
-
-    def _blogname(self, schema: str) -> str:
-        options = _ident(f"{SITE_TABLE_PREFIX}options")
-        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(
-                f"SELECT option_value FROM {_ident(schema)}.{options} WHERE option_name = %s",
-                ("blogname",),
-            )
-            row = cur.fetchone()
-        return str(row[0]) if row is not None else ""
+        return ImportStaged(titles[0], reports[0])
 
     def _stage(
         self,
@@ -773,60 +767,6 @@ class BackupStep(LocalStep):
     def _drop_import_user(self, ctx: SiteContext) -> None:
         with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
             cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (self._import_user_name(ctx),))
-
-    def _reprefix(self, schema: str, old: str, new: str) -> None:
-        """Tables `<old>x` -> `<new>x` (one RENAME TABLE), and the keys WordPress names with
-        its prefix: the `<prefix>user_roles` option and every `<prefix>`-keyed usermeta
-        (capabilities, user_level, dashboard settings)."""
-        if old == new:
-            return
-        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            tables = [t for t in self._tables(cur, schema) if t.startswith(old)]
-            db = _ident(schema)
-            moves = [f"{db}.{_ident(t)} TO {db}.{_ident(new + t[len(old) :])}" for t in tables]
-            if moves:
-                cur.execute("RENAME TABLE " + ", ".join(moves))
-            options, usermeta = f"{new}options", f"{new}usermeta"
-            cur.execute(
-                f"UPDATE {_ident(schema)}.{_ident(options)} SET option_name = %s "
-                "WHERE option_name = %s",
-                (f"{new}user_roles", f"{old}user_roles"),
-            )
-            like = old.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
-            cur.execute(
-                f"UPDATE {_ident(schema)}.{_ident(usermeta)} "
-                "SET meta_key = CONCAT(%s, SUBSTRING(meta_key, %s)) WHERE meta_key LIKE %s",
-                (new, len(old) + 1, like),
-            )
-
-    def _make_admin(self, schema: str, login: str, email: str) -> None:
-        """The platform's admin user in the staged users table, an administrator (added when
-        missing; the probe's install step then sets the password the vault holds)."""
-        users, usermeta = (_ident(f"{SITE_TABLE_PREFIX}{t}") for t in ("users", "usermeta"))
-        db = _ident(schema)
-        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT ID FROM {db}.{users} WHERE user_login = %s", (login,))
-            row = cur.fetchone()
-            if row is None:
-                cur.execute(
-                    f"INSERT INTO {db}.{users} (user_login, user_pass, user_nicename, "
-                    "user_email, user_registered, display_name) "
-                    "VALUES (%s, '', %s, %s, UTC_TIMESTAMP(), %s)",
-                    (login, login, email, login),
-                )
-                user_id = int(cur.lastrowid)
-            else:
-                user_id = int(row[0])
-            keys = (f"{SITE_TABLE_PREFIX}capabilities", f"{SITE_TABLE_PREFIX}user_level")
-            cur.execute(
-                f"DELETE FROM {db}.{usermeta} WHERE user_id = %s AND meta_key IN (%s, %s)",
-                (user_id, *keys),
-            )
-            cur.execute(
-                f"INSERT INTO {db}.{usermeta} (user_id, meta_key, meta_value) "
-                "VALUES (%s, %s, %s), (%s, %s, %s)",
-                (user_id, keys[0], 'a:1:{s:13:"administrator";b:1;}', user_id, keys[1], "10"),
-            )
 
     def _stage_files(
         self,
@@ -1057,11 +997,11 @@ class BackupStep(LocalStep):
                     f"CREATE DATABASE IF NOT EXISTS {_ident(outgoing)} "
                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
                 )
-                moves = [f"{_ident(live)}.{_ident(t)} TO {_ident(outgoing)}.{_ident(t)}"
-                         for t in self._tables(cur, live) if scope.covers(t)]  # fmt: skip
-                moves += [f"{_ident(incoming)}.{_ident(t)} TO {_ident(live)}.{_ident(t)}"
-                          for t in arriving]  # fmt: skip
-                cur.execute("RENAME TABLE " + ", ".join(moves))
+                leaving = [t for t in self._tables(cur, live) if scope.covers(t)]
+                rename_with_triggers(
+                    cur, [(live, outgoing, leaving), (incoming, live, arriving)],
+                    f"{_ident(self.names(ctx).db_user)}@'127.0.0.1'",
+                )  # fmt: skip
             # Views follow the tables (also on a re-run cut short after the RENAME).
             if scope.tables is None and (arriving or self._views(cur, incoming)):
                 self._move_views(cur, ctx, live, outgoing, replace=False)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from controlplane.diagnosis import SiteEvidence
 from controlplane.engine.provider import SiteContext
 from controlplane.observability import (
     LogEntry,
@@ -298,6 +299,13 @@ class LocalLogs(LocalStep):
                     break
                 window.append(entry)
         return metrics_from_access(ctx.site_name, window, since, until)
+
+    def evidence(self, ctx: SiteContext, since: datetime, until: datetime) -> SiteEvidence:
+        """The diagnosis's evidence (`diagnosis.py`), read under one byte budget."""
+        from controlplane.providers.local.diagnosis import LocalDiagnosis
+
+        access, _server, php = self._paths(ctx)
+        return LocalDiagnosis(self.stack, self.settings).evidence(ctx, since, until, access, php)
 
 
 def scan_logs(

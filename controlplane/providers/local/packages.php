@@ -3,21 +3,14 @@
  * AIPress: reads and changes a site's packages inside WordPress (no wp-cli on the machine).
  * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
  * {"url", "action": "installed" | "activate" | "upgrade", "plugins": [slug], "theme": slug})
- * put in place of the marker below by the control plane. Prints one JSON line.
+ * put in place of site_boot.php's marker by the control plane. Prints one JSON line.
  * WP_INSTALLING: the active plugins and the theme's functions.php are not loaded, so a plugin
  * that fatals on load cannot stop the platform from reading the site or putting its previous
  * version back. It does not stop wp-config.php, must-use plugins or drop-ins (db.php,
  * object-cache.php, advanced-cache.php): the control plane bounds this run and checks what
  * it prints as untrusted.
+ * Runs after site_boot.php (which reads the input and sets $htdocs and $in).
  */
-$htdocs = $argv[1];
-$in = json_decode(__AIPRESS_INPUT__, true);
-$parts = parse_url($in['url']);
-$_SERVER['HTTP_HOST'] = $parts['host'] . (isset($parts['port']) ? ':' . $parts['port'] : '');
-$_SERVER['SERVER_NAME'] = $parts['host'];
-$_SERVER['REQUEST_URI'] = '/';
-$_SERVER['REQUEST_METHOD'] = 'GET';
-define('WP_INSTALLING', true);
 
 require $htdocs . '/wp-load.php';
 require_once ABSPATH . 'wp-admin/includes/plugin.php';

@@ -42,13 +42,13 @@ from controlplane.kernel.vocabulary import PackageKind
 from controlplane.packages.archives import ArchiveRefused, inspect_archive, sha256_of
 from controlplane.packages.reported import installed_from_report
 from controlplane.providers.local.base import LocalStep
+from controlplane.providers.local.site_php import site_script, with_input
 from controlplane.providers.local.storage import chown_tree
 from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.stack.process import StackError, run
-from controlplane.stack.templates import php_string
 
 log = get_logger("aipress.local.packages")
-SCRIPT_SOURCE = (Path(__file__).parent / "packages.php").read_text()
+SCRIPT_SOURCE = site_script("packages.php")
 KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 WORK_DIR = ".packages"
 # Never moved into htdocs from a core zip: the site's config, its content, and WordPress's
@@ -208,7 +208,7 @@ class LocalPackages(LocalStep):
     ) -> dict[str, Any]:
         names = self.names(ctx)
         payload = json.dumps({**request, "url": self.preview_url(ctx).rstrip("/")})
-        script = SCRIPT_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
+        script = with_input(SCRIPT_SOURCE, payload)
         # cwd "/": the site's user reaches nothing of the control plane's working directory.
         output = run(
             ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),

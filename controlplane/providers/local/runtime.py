@@ -76,6 +76,7 @@ class RuntimeStep(LocalStep):
             pool=names.system_user,
             user=names.system_user,
             socket=phpfpm.socket(names.system_user),
+            slowlog=phpfpm.slowlog(names.system_user),
             root=names.root,
             env=pool_env(ctx.tenant_env),
             max_children=self.settings.php_max_children,
@@ -240,6 +241,7 @@ class RuntimeStep(LocalStep):
         shutil.rmtree(nginx.cache_dir / names.key, ignore_errors=True)
         for log_file in self.log_files(ctx):  # nginx no longer writes them (reloaded above)
             log_file.unlink(missing_ok=True)
+        self.stack.phpfpm.slowlog(names.system_user).unlink(missing_ok=True)
         (nginx.base / "auth" / f"{names.key}.htpasswd").unlink(missing_ok=True)
         ctx.resources.pop("runtime", None)
 

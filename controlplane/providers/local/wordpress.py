@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import time
-from pathlib import Path
 
 import httpx
 
@@ -20,18 +19,26 @@ from controlplane.kernel.secret_record import note_secret
 from controlplane.providers.local.base import LocalStep
 from controlplane.providers.local.mu_plugins import install_mu_plugins
 from controlplane.providers.local.runtime import RuntimeStep
+from controlplane.providers.local.site_php import site_script, with_input
+from controlplane.providers.local.site_template import (
+    SiteTemplates,
+    Template,
+    current_template,
+    personalise,
+    placeholder_input,
+)
 from controlplane.providers.readiness import get_page, homepage_problem
 from controlplane.settings import Settings
 from controlplane.stack.local import LocalStack
 from controlplane.stack.process import StackError, run
-from controlplane.stack.templates import php_string, render
+from controlplane.stack.templates import render
 
 SALT_NAMES = (
     "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
     "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT",
 )  # fmt: skip
 log = get_logger("aipress.local.wordpress")
-INSTALLER_SOURCE = (Path(__file__).parent / "wp_install.php").read_text()
+INSTALLER_SOURCE = site_script("wp_install.php")
 
 
 def salts(seed: str) -> list[tuple[str, str]]:
@@ -51,15 +58,14 @@ class WordPressStep(LocalStep):
     def __init__(self, stack: LocalStack, settings: Settings, runtime: RuntimeStep) -> None:
         super().__init__(stack, settings)
         self.runtime = runtime
+        self.templates = SiteTemplates(stack.mariadb, stack.home / "templates")
 
     def ensure(self, ctx: SiteContext) -> None:
         """Configure and install (or, if installed, re-sync the admin password)."""
         names = self.names(ctx)
         db_user, db_password = ctx.credentials.get_or_create("database", names.db_user)
         _, seed = ctx.credentials.get_or_create("wp_salts", "wordpress")
-        admin_user, admin_password = ctx.credentials.get_or_create(
-            "wordpress_admin", ctx.admin_user
-        )
+        admin_user = ctx.credentials.get_or_create("wordpress_admin", ctx.admin_user)[0]
         url = self.preview_url(ctx).rstrip("/")
         config = render(
             "wp-config.php.j2",
@@ -90,33 +96,7 @@ class WordPressStep(LocalStep):
         os.replace(tmp, path)
         install_mu_plugins(names.root / "htdocs" / "wp-content")
 
-        payload = json.dumps(
-            {
-                "url": url,
-                "title": ctx.title,
-                "admin_user": admin_user,
-                "admin_email": ctx.admin_email,
-                "admin_password": admin_password,
-                "theme": self.settings.default_theme,
-                "public": ctx.public,
-            }
-        )
-        # The script and its input travel on stdin: nothing is written where the site's user
-        # could swap in a link, and the password never appears in argv.
-        script = INSTALLER_SOURCE.replace("__AIPRESS_INPUT__", php_string(payload), 1)
-        output = run(
-            ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
-             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
-             "--", str(names.root / "htdocs")],
-            what="WordPress install",
-            input_text=script,
-        )  # fmt: skip
-        try:
-            result = json.loads(output.strip().splitlines()[-1])
-        except (ValueError, IndexError) as exc:
-            raise StackError(f"WordPress install printed no result: {output[-500:]}") from exc
-        if not result.get("installed"):
-            raise StackError(f"WordPress install did not finish: {result}")
+        result = self.install(ctx)
         self._probe(ctx, result)
         self.runtime.serve_built(ctx)
         self.purge_page_cache(ctx)  # the cache starts empty at ready
@@ -126,7 +106,80 @@ class WordPressStep(LocalStep):
             "admin": admin_user,
             "version": str(result.get("version") or ""),
             "theme": result.get("theme"),
+            "template": str(result.get("template") or ""),
         }
+
+    def install(self, ctx: SiteContext) -> dict[str, object]:
+        """WordPress in the site's database: copied from the current template and
+        personalised; the first site of a template installs it in its own database, which is
+        captured, then personalised; the plain install when templates are off or another
+        create is building the template. The installer's result."""
+        admin_user, admin_password = ctx.credentials.get_or_create(
+            "wordpress_admin", ctx.admin_user
+        )
+        payload: dict[str, object] = {
+            "url": self.preview_url(ctx).rstrip("/"),
+            "title": ctx.title,
+            "admin_user": admin_user,
+            "admin_email": ctx.admin_email,
+            "admin_password": admin_password,
+            "theme": self.settings.default_theme,
+            "public": ctx.public,
+        }
+        database = self.names(ctx).db_name
+        if not self.settings.site_templates:
+            return self._run_installer(ctx, payload)
+        template = current_template(self.settings)
+        if self.templates.installed(database):
+            if self.templates.pending(database):  # a copy cut short before it was this site's
+                return self._personalise(ctx, template, payload)
+            return self._run_installer(ctx, payload)
+        if not template.inputs["theme_files"]:
+            return self._run_installer(ctx, payload)  # no theme: the probe says so; no template
+        if not self.templates.ready(template):
+            with self.templates.building(template) as mine:
+                if not mine:
+                    return self._run_installer(ctx, payload)
+                if not self.templates.ready(template):
+                    self._run_installer(ctx, {**payload, **placeholder_input(template)})
+                    self.templates.capture(template, database)
+                    return self._personalise(ctx, template, payload)
+        self.templates.copy_into(template, database)
+        return self._personalise(ctx, template, payload)
+
+    def _personalise(
+        self, ctx: SiteContext, template: Template, payload: dict[str, object]
+    ) -> dict[str, object]:
+        """The copy in the site's database made the site's; the result the installer gives."""
+        personalise(
+            self.stack.mariadb, self.names(ctx).db_name, url=str(payload["url"]),
+            title=ctx.title, admin_user=str(payload["admin_user"]), admin_email=ctx.admin_email,
+            admin_password=str(payload["admin_password"]), public=ctx.public,
+        )  # fmt: skip
+        return {"installed": True, "already": False, "template": template.key,
+                "theme": self.settings.default_theme, "theme_exists": True,
+                "version": template.inputs["wordpress"]}  # fmt: skip
+
+    def _run_installer(self, ctx: SiteContext, payload: dict[str, object]) -> dict[str, object]:
+        """wp_install.php as the site's user with its pool's limits; its JSON result."""
+        names = self.names(ctx)
+        # The script and its input travel on stdin: nothing is written where the site's user
+        # could swap in a link, and the password never appears in argv.
+        script = with_input(INSTALLER_SOURCE, json.dumps(payload))
+        output = run(
+            ["runuser", "-u", names.system_user, "--", "php", *self.site_php_flags(ctx),
+             "-d", "memory_limit=256M", "-d", "max_execution_time=300",
+             "--", str(names.root / "htdocs")],
+            what="WordPress install",
+            input_text=script,
+        )  # fmt: skip
+        try:
+            result: dict[str, object] = json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise StackError(f"WordPress install printed no result: {output[-500:]}") from exc
+        if not result.get("installed"):
+            raise StackError(f"WordPress install did not finish: {result}")
+        return result
 
     def _probe(self, ctx: SiteContext, result: dict[str, object]) -> None:
         """Ready means serving: the homepage answers 200 with the site's title and WordPress's

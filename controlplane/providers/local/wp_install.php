@@ -2,20 +2,16 @@
 /*
  * AIPress: installs WordPress non-interactively (no wp-cli on the machine).
  * Runs as the site's user, fed to `php -- <htdocs>` on stdin with its input (JSON:
- * {"url","title","admin_user","admin_email","admin_password","theme","public"}) put in place of the
- * marker below by the control plane. Prints a JSON result: what it did, the active theme and
- * whether it exists, and the WordPress version read from the site's own core.
+ * {"url","title","admin_user","admin_email","admin_password","theme","public"}) put in place
+ * of site_boot.php's marker by the control plane. Prints a JSON result: what it did, the
+ * active theme and whether it exists, and the WordPress version read from the site's own core.
  * Re-running it on an installed site only resets the admin password (and activates the
  * theme if the active one is missing): idempotent.
+ * With "template" in the input ({"url","title","admin_user","admin_email","key"}) it installs
+ * a template (site_template.py) with those placeholder values instead, marked by its
+ * `aipress_template` option; site_template.personalise() makes each copy a site's, in SQL.
+ * Runs after site_boot.php (which reads the input and sets $htdocs and $in).
  */
-$htdocs = $argv[1];
-$in = json_decode(__AIPRESS_INPUT__, true);
-$parts = parse_url($in['url']);
-$_SERVER['HTTP_HOST'] = $parts['host'] . (isset($parts['port']) ? ':' . $parts['port'] : '');
-$_SERVER['SERVER_NAME'] = $parts['host'];
-$_SERVER['REQUEST_URI'] = '/';
-$_SERVER['REQUEST_METHOD'] = 'GET';
-define('WP_INSTALLING', true);
 
 // No mail server here: skip the "your new site" e-mail (a pluggable function).
 function wp_new_blog_notification($blog_title, $blog_url, $user_id, $password) {}
@@ -51,7 +47,8 @@ function aipress_result(array $in, array $extra): string {
 
 if (is_blog_installed()) {
     $user = get_user_by('login', $in['admin_user']);
-    if ($user) {
+    // An import that kept its own user of this name: its password stays the site's own.
+    if ($user && !get_option('aipress_admin_password_kept')) {
         wp_set_password($in['admin_password'], $user->ID);
     }
     echo aipress_result($in, ['already' => true]);
@@ -62,7 +59,16 @@ if (is_blog_installed()) {
 add_filter('pre_http_request', function () { return new WP_Error('aipress_offline', 'no HTTP during install'); });
 $pretty = function () { return '/%postname%/'; };
 add_filter('pre_option_permalink_structure', $pretty);
-$result = wp_install($in['title'], $in['admin_user'], $in['admin_email'], true, '', wp_slash($in['admin_password']));
+$tpl = $in['template'] ?? null;
+if ($tpl) {
+    // Everything the install writes from the site's URL reads the template's instead.
+    $placeholder = function () use ($tpl) { return $tpl['url']; };
+    add_filter('option_siteurl', $placeholder, 99);
+    add_filter('option_home', $placeholder, 99);
+    $result = wp_install($tpl['title'], $tpl['admin_user'], $tpl['admin_email'], true, '', wp_generate_password(32));
+} else {
+    $result = wp_install($in['title'], $in['admin_user'], $in['admin_email'], true, '', wp_slash($in['admin_password']));
+}
 if (is_wp_error($result)) {
     fwrite(STDERR, $result->get_error_message());
     exit(1);
@@ -74,5 +80,16 @@ $wp_rewrite->flush_rules(false);
 $theme = wp_get_theme($in['theme']);
 if ($theme->exists()) {
     switch_theme($theme->get_stylesheet());
+}
+if ($tpl) {
+    // What wp_install() took from WP_SITEURL itself (wp_guess_url()) gets the placeholder too.
+    foreach (['siteurl', 'home'] as $name) {
+        $wpdb->update($wpdb->options, ['option_value' => $tpl['url']], ['option_name' => $name]);
+    }
+    $wpdb->update($wpdb->users, ['user_url' => $tpl['url']], ['ID' => $result['user_id']]);
+    add_option('aipress_template', $tpl, '', 'no');
+    wp_cache_flush();
+    echo aipress_result(['theme' => $in['theme']], ['already' => false, 'template' => $tpl['key']]);
+    exit(0);
 }
 echo aipress_result($in, ['already' => false, 'user_id' => $result['user_id']]);

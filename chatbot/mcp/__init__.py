@@ -1,0 +1,1 @@
+"""The agent's tools for other agents: an MCP server on the chat service, OAuth-protected."""

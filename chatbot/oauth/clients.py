@@ -1,0 +1,155 @@
+"""OAuth clients: pre-registered ones from settings, and Client ID Metadata Document clients
+(the client_id is an https URL whose JSON document names the redirect URIs)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from chatbot.settings import ChatSettings
+
+MAX_DOCUMENT_BYTES = 64 * 1024
+FETCH_TIMEOUT_SECONDS = 5.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+")
+
+
+class UnknownClient(Exception):
+    """A client_id this server cannot resolve to a client with redirect URIs."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """An OAuth client: its id, exact redirect URIs and a name to show at consent."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    name: str
+
+
+class ClientDirectory:
+    """Resolves a client_id to a Client."""
+
+    def __init__(self, settings: ChatSettings) -> None:
+        self._registered = settings.mcp_clients
+        self._allow_loopback = settings.mcp_allow_loopback_client_metadata
+
+    def resolve(self, client_id: str) -> Client:
+        """The registered client, or the one a metadata document at `client_id` describes."""
+        if client_id in self._registered:
+            return Client(client_id, tuple(self._registered[client_id]), client_id)
+        if not client_id.startswith(("https://", "http://")):
+            raise UnknownClient(
+                f"unknown client_id {client_id!r}: use a pre-registered client or an https "
+                "URL of a Client ID Metadata Document"
+            )
+        address = self._check_url(client_id)
+        return _client_from(client_id, self._fetch(client_id, address))
+
+    def _check_url(self, url: str) -> str | None:
+        """The public address the document is fetched from (None: an allowed loopback)."""
+        parts = urlsplit(url)
+        loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_NAMES
+        if parts.scheme != "https" and not (loopback and self._allow_loopback):
+            raise UnknownClient("a client_id URL must use https")
+        if parts.path in ("", "/") or parts.fragment or parts.username or parts.password:
+            raise UnknownClient("a client_id URL needs a path and no fragment or credentials")
+        if loopback:
+            return None
+        addresses = _addresses(parts.hostname or "")
+        if any(not a.is_global for a in addresses):
+            raise UnknownClient("a client_id URL must name a public host")
+        return str(min(addresses, key=lambda a: a.version))
+
+    def _fetch(self, url: str, address: str | None) -> dict[str, object]:
+        """The document at `url`, fetched from the checked `address` itself: resolving the
+        name a second time let a rebinding DNS answer 127.0.0.1 (or a metadata address) the
+        second time. TLS still checks the certificate against the URL's host name."""
+        parts = urlsplit(url)
+        target, headers = url, {"Accept": "application/json"}
+        extensions: dict[str, str] = {}
+        if address is not None:
+            host = f"[{address}]" if ":" in address else address
+            port = f":{parts.port}" if parts.port else ""
+            target = urlunsplit(parts._replace(netloc=host + port))
+            headers["Host"] = parts.netloc
+            extensions["sni_hostname"] = parts.hostname or ""
+        deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+        try:
+            with (
+                httpx.Client(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False,
+                             trust_env=False) as http,
+                http.stream("GET", target, headers=headers, extensions=extensions) as response,
+            ):  # fmt: skip
+                if response.status_code != 200:
+                    raise UnknownClient(
+                        f"the client metadata document answered {response.status_code}"
+                    )
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise UnknownClient("the client metadata document is over 64 KB")
+                    if time.monotonic() > deadline:  # a server dripping bytes holds a thread
+                        raise UnknownClient("the client metadata document took over 5 s")
+        except httpx.HTTPError as exc:
+            raise UnknownClient(
+                f"the client metadata document could not be fetched ({type(exc).__name__})"
+            ) from exc
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise UnknownClient("the client metadata document is not JSON") from exc
+        if not isinstance(document, dict):
+            raise UnknownClient("the client metadata document is not a JSON object")
+        return document
+
+
+def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses `host` resolves to (once)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise UnknownClient(f"the client_id host {host!r} does not resolve") from exc
+    return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+
+
+def _client_from(client_id: str, document: dict[str, object]) -> Client:
+    if document.get("client_id") != client_id:
+        raise UnknownClient("the client metadata document's client_id is not its own URL")
+    uris = document.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        raise UnknownClient("the client metadata document names no redirect_uris")
+    refused = [why for why in map(check_redirect_uri, uris) if why is not None]
+    if refused:
+        raise UnknownClient(f"the client metadata document's {refused[0]}")
+    name = document.get("client_name")
+    return Client(client_id, tuple(uris), name if isinstance(name, str) else client_id)
+
+
+def check_redirect_uri(uri: str) -> str | None:
+    """Why `uri` cannot be a client's redirect URI, or None: https, http on a loopback
+    address (RFC 8252 §7.3), or a private-use scheme with a dot (§7.1); never a fragment.
+    The consent page sends the browser to it, so javascript: or data: would run there."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return f"the redirect URI {uri!r} is not a URL"
+    if parts.fragment or "#" in uri:
+        return f"the redirect URI {uri!r} has a fragment"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host in (*LOOPBACK_NAMES, "::1"):
+        return None
+    if PRIVATE_USE_SCHEME.fullmatch(parts.scheme) and parts.scheme not in ("http", "https"):
+        return None
+    return (f"the redirect URI {uri!r} must be https, http on a loopback address, or a "
+            "private-use scheme such as com.example.app:/callback")  # fmt: skip

@@ -1,0 +1,287 @@
+"""The authorization server's endpoints: RFC 8414 metadata, /oauth/authorize (the demo
+sign-in page is its login and consent), the consent answer, and /oauth/token."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict
+
+from chatbot.oauth.clients import ClientDirectory, UnknownClient
+from chatbot.oauth.grants import (
+    CHALLENGE_PATTERN,
+    CODE_TTL_SECONDS,
+    REQUEST_TTL_SECONDS,
+    AuthorizationCode,
+    AuthorizationRequest,
+    OneTimeStore,
+    PendingRequests,
+    verifier_matches,
+)
+from chatbot.oauth.scopes import SCOPES, InvalidScope, grant, parse_scope, scope_string
+from chatbot.oauth.tokens import McpTokenIssuer
+from controlplane.kernel.auth import InvalidToken, TokenVerifier
+from controlplane.kernel.identity import InvalidClaims, Principal
+from controlplane.kernel.problems import problem
+from controlplane.kernel.secret_record import note_secret
+
+AUTHORIZE_PATH = "/oauth/authorize"
+TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path)
+REQUESTS_PATH = "/oauth/requests"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+SUBJECT_TOKEN_TYPES = (
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+)
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class ConsentAnswer(BaseModel):
+    """The signed-in user's answer to a client's authorization request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+
+
+class TokenError(Exception):
+    """An RFC 6749 §5.2 error answer of the token endpoint."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+def with_query(uri: str, params: dict[str, str | None]) -> str:
+    """`uri` with `params` added to its query (None values left out)."""
+    parts = urlsplit(uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class AuthorizationServer:
+    """The embedded authorization server for one resource (the MCP URL)."""
+
+    def __init__(self, issuer: str, resource: str, tokens: McpTokenIssuer,
+                 clients: ClientDirectory) -> None:  # fmt: skip
+        self.issuer = issuer
+        self.resource = resource
+        self.tokens = tokens
+        self.clients = clients
+        self.requests = PendingRequests(REQUEST_TTL_SECONDS)
+        self.codes: OneTimeStore[AuthorizationCode] = OneTimeStore(CODE_TTL_SECONDS)
+
+    def metadata(self) -> dict[str, Any]:
+        """The Authorization Server Metadata document (RFC 8414 §2)."""
+        return {
+            "issuer": self.issuer,
+            "authorization_endpoint": self.issuer + AUTHORIZE_PATH,
+            "token_endpoint": self.issuer + TOKEN_PATH,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", TOKEN_EXCHANGE],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": list(SCOPES),
+            "client_id_metadata_document_supported": True,
+            "authorization_response_iss_parameter_supported": True,
+        }
+
+    def authorize(self, params: dict[str, str]) -> RedirectResponse | JSONResponse:
+        """Validate an authorization request; send the browser to sign in, or back with an
+        error (only ever to a redirect URI the client registered)."""
+        client_id = params.get("client_id", "")
+        if not client_id:
+            return problem(400, "client_id is required")
+        try:
+            client = self.clients.resolve(client_id)
+        except UnknownClient as exc:
+            return problem(400, str(exc))
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri not in client.redirect_uris:
+            return problem(
+                400, "redirect_uri must be exactly one of the client's registered redirect URIs"
+            )
+        state = params.get("state")
+
+        def back(error: str, description: str) -> RedirectResponse:
+            return self._back(redirect_uri, state, error=error, error_description=description)
+
+        if params.get("response_type") != "code":
+            return back("unsupported_response_type", "only response_type=code is supported")
+        challenge = params.get("code_challenge", "")
+        if params.get("code_challenge_method") != "S256" or not CHALLENGE_PATTERN.fullmatch(
+            challenge
+        ):
+            return back(
+                "invalid_request",
+                "PKCE is required: code_challenge with code_challenge_method=S256",
+            )
+        if params.get("resource") != self.resource:
+            return back("invalid_target", f"the resource parameter must be {self.resource}")
+        try:
+            scopes = parse_scope(params.get("scope"))
+        except InvalidScope as exc:
+            return back("invalid_scope", str(exc))
+        request = AuthorizationRequest(client, redirect_uri, state, challenge, self.resource,
+                                       scopes)  # fmt: skip
+        request_id = self.requests.put(request)
+        return RedirectResponse(f"/signin?{urlencode({'oauth': request_id})}", status_code=302)
+
+    def _back(self, redirect_uri: str, state: str | None, **params: str) -> RedirectResponse:
+        url = with_query(redirect_uri, {**params, "state": state, "iss": self.issuer})
+        return RedirectResponse(url, status_code=302)
+
+    def describe(self, request_id: str) -> JSONResponse | dict[str, Any]:
+        """What the consent page shows about a pending request."""
+        request = self.requests.peek(request_id)
+        if request is None:
+            return problem(404, "this authorization request expired or was answered; start again")
+        return {
+            "client_id": request.client.client_id,
+            "client_name": request.client.name,
+            "redirect_host": urlsplit(request.redirect_uri).netloc,
+            "scopes": [s for s in SCOPES if s in request.scopes],
+        }
+
+    def consent(self, request_id: str, principal: Principal, approve: bool) -> dict[str, str]:
+        """Answer a pending request for the signed-in `principal`: the URL to send them to."""
+        request = self.requests.take(request_id)
+        if request is None:
+            raise LookupError("this authorization request expired or was answered; start again")
+        if not approve:
+            denied = self._back(request.redirect_uri, request.state, error="access_denied",
+                                error_description="the user declined")  # fmt: skip
+            return {"redirect": denied.headers["location"]}
+        try:
+            scopes = grant(request.scopes, principal.role)
+        except InvalidScope as exc:
+            refused = self._back(request.redirect_uri, request.state, error="invalid_scope",
+                                 error_description=str(exc))  # fmt: skip
+            return {"redirect": refused.headers["location"]}
+        try:
+            code = self.codes.put(
+                AuthorizationCode(request.client.client_id, request.redirect_uri,
+                                  request.code_challenge, request.resource, scopes, principal),
+                owner=principal.key,
+            )  # fmt: skip
+        except OverflowError as exc:
+            busy = self._back(
+                request.redirect_uri, request.state,
+                error="temporarily_unavailable", error_description=str(exc),
+            )  # fmt: skip
+            return {"redirect": busy.headers["location"]}
+        note_secret(code, "oauth authorization code")
+        done = self._back(request.redirect_uri, request.state, code=code)
+        return {"redirect": done.headers["location"]}
+
+    def redeem(self, form: dict[str, str]) -> dict[str, Any]:
+        """The authorization_code grant: a code, its PKCE verifier -> an access token."""
+        code = self.codes.take(form.get("code", ""))  # taken first: one attempt per code
+        if code is None:
+            raise TokenError("invalid_grant", "the code is unknown, expired or already used")
+        if form.get("client_id") != code.client_id:
+            raise TokenError("invalid_grant", "the code was issued to another client_id")
+        if form.get("redirect_uri") != code.redirect_uri:
+            raise TokenError("invalid_grant", "redirect_uri differs from the authorization's")
+        if not verifier_matches(form.get("code_verifier", ""), code.code_challenge):
+            raise TokenError("invalid_grant", "code_verifier does not match the code_challenge")
+        if form.get("resource", code.resource) != code.resource:
+            raise TokenError("invalid_target", f"the code is for the resource {code.resource}")
+        return self._token(code.principal, code.scopes, code.client_id)
+
+    def exchange(self, form: dict[str, str], verifier: TokenVerifier) -> dict[str, Any]:
+        """RFC 8693 token exchange: a verified sign-in token (a Firebase ID token in gcp
+        mode) for an access token bound to this resource."""
+        if form.get("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+            kinds = ", ".join(SUBJECT_TOKEN_TYPES)
+            raise TokenError("invalid_request", f"subject_token_type must be one of {kinds}")
+        if form.get("resource") != self.resource:
+            raise TokenError("invalid_target", f"the resource parameter must be {self.resource}")
+        client_id = form.get("client_id", "")
+        try:
+            self.clients.resolve(client_id)
+            principal = verifier.verify(form.get("subject_token", ""))
+            scopes = grant(parse_scope(form.get("scope")), principal.role)
+        except UnknownClient as exc:
+            raise TokenError("invalid_client", str(exc), status=401) from exc
+        except (InvalidToken, InvalidClaims) as exc:
+            raise TokenError("invalid_grant", f"subject_token refused: {exc}") from exc
+        except InvalidScope as exc:
+            raise TokenError("invalid_scope", str(exc)) from exc
+        answer = self._token(principal, scopes, client_id)
+        return answer | {"issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+
+    def _token(
+        self, principal: Principal, scopes: frozenset[str], client_id: str
+    ) -> dict[str, Any]:
+        token = self.tokens.issue(principal, scopes, client_id, self.resource)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": self.tokens.ttl,
+                "scope": scope_string(scopes)}  # fmt: skip
+
+
+def _signed_in(request: Request) -> Principal:
+    """The user the consent page signed in (its sign-in token, local or Firebase)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidToken("sign in first: the consent answer carries your sign-in token")
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(token)
+
+
+def authorization_server_router(server: AuthorizationServer) -> APIRouter:
+    """The authorization server's routes."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(METADATA_PATH)
+    def authorization_server_metadata() -> dict[str, Any]:
+        return server.metadata()
+
+    @router.get(AUTHORIZE_PATH, response_model=None)
+    async def authorize(request: Request) -> RedirectResponse | JSONResponse:
+        repeated = sorted({k for k, _ in request.query_params.multi_items()
+                           if len(request.query_params.getlist(k)) > 1})  # fmt: skip
+        if repeated:  # RFC 6749 §3.1: each parameter at most once, or which one counts?
+            return problem(400, f"give each parameter once; repeated: {', '.join(repeated)}")
+        params = dict(request.query_params)
+        return await run_in_threadpool(server.authorize, params)
+
+    @router.get(REQUESTS_PATH + "/{request_id}", response_model=None)
+    def describe(request_id: str) -> JSONResponse | dict[str, Any]:
+        return server.describe(request_id)
+
+    @router.post(REQUESTS_PATH + "/{request_id}", response_model=None)
+    def consent(request_id: str, body: ConsentAnswer, request: Request) -> JSONResponse:
+        principal = _signed_in(request)
+        try:
+            answer = server.consent(request_id, principal, body.approve)
+        except LookupError as exc:
+            return problem(404, str(exc))
+        return JSONResponse(answer, headers=NO_STORE)
+
+    @router.post(TOKEN_PATH)
+    async def token(request: Request) -> JSONResponse:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        try:
+            if form.get("grant_type") == "authorization_code":
+                answer = server.redeem(form)
+            elif form.get("grant_type") == TOKEN_EXCHANGE:
+                answer = await run_in_threadpool(server.exchange, form, request.app.state.verifier)
+            else:
+                kinds = f"authorization_code or {TOKEN_EXCHANGE}"
+                raise TokenError("unsupported_grant_type", f"grant_type must be {kinds}")
+        except TokenError as exc:
+            body = {"error": exc.error, "error_description": exc.description}
+            return JSONResponse(body, status_code=exc.status, headers=NO_STORE)
+        return JSONResponse(answer, headers=NO_STORE)
+
+    return router

