@@ -78,6 +78,23 @@ def build_platform(
     )
 
 
+def cap_site_connections(platform: Platform) -> list[str]:
+    """Bring every existing site's database user to the connection limit (the database step
+    sets it only when it runs; users made before the limit, or before it changed, would
+    otherwise keep theirs); the users changed."""
+    from controlplane.models import Site
+    from controlplane.providers.site_database import ConnectionCapped
+
+    step = platform.provider.database
+    if not isinstance(step, ConnectionCapped):
+        return []
+    with platform.sessions() as session:
+        recorded = [resources for (resources,) in session.query(Site.resources)]
+    databases = [r.get("database") for r in recorded if isinstance(r, dict)]
+    users = sorted({str(d["user"]) for d in databases if isinstance(d, dict) and d.get("user")})
+    return step.cap_connections(users) if users else []
+
+
 JobWork = Callable[[Platform, Any], dict[str, Any]]
 
 

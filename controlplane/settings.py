@@ -106,10 +106,11 @@ class Settings(SharedSettings):
     front_door: Literal["load_balancer", "domain_mappings"] = "load_balancer"
     front_door_url_map: str = "aipress-sites"  # made by terraform/frontdoor.tf
     front_door_certificate_map: str = "aipress-sites"
-    # Where a stopped site's names are routed (terraform/frontdoor.tf: a static page).
+    # Where a stopped site's names are routed: terraform/frontdoor.tf's backend service of the
+    # shared stopped-page Cloud Run service (a backend bucket would need an allUsers grant).
     front_door_stopped_backend: str = Field(
-        default="backendBuckets/aipress-stopped",
-        pattern=r"^(backendBuckets|backendServices)/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        default="backendServices/aipress-stopped",
+        pattern=r"^backendServices/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
     )
     front_door_ipv4: str | None = None  # the load balancer's addresses (Terraform outputs)
     front_door_ipv6: str | None = None

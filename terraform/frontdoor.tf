@@ -48,41 +48,61 @@ resource "google_compute_url_map" "sites" {
   depends_on = [google_project_service.frontdoor_apis]
 }
 
-# Where a stopped site's names point (AIPRESS_FRONT_DOOR_STOPPED_BACKEND): one static page,
-# not cached (a started site needs no invalidation). The control plane routes a stopped site's
-# host rule here and invalidates Cloud CDN's copies of its pages. A backend bucket is read by
-# the load balancer as allUsers: under Domain Restricted Sharing this one bucket needs the
-# organisation's exception (iam.allowedPolicyMemberDomains allowing allUsers for it).
-resource "google_storage_bucket" "stopped_page" {
-  name                        = "${var.project_id}-aipress-stopped"
-  location                    = upper(var.region)
-  uniform_bucket_level_access = true
-  labels                      = local.labels
-  website {
-    main_page_suffix = "index.html"
-    not_found_page   = "index.html"
+# Where a stopped site's names point (AIPRESS_FRONT_DOOR_STOPPED_BACKEND): one shared Cloud
+# Run service of the platform image that answers every request with the stopped page (503,
+# no-store: a started site needs no invalidation). Public as sites are, by
+# invoker_iam_disabled: no allUsers grant, so Domain Restricted Sharing needs no exception
+# (a backend bucket would: the load balancer reads it as allUsers). Its ingress admits the
+# load balancer only. The control plane routes a stopped site's host rule here and
+# invalidates Cloud CDN's copies of its pages.
+resource "google_service_account" "stopped_page" {
+  account_id   = "aipress-stopped-page"
+  display_name = "AIPress stopped page (holds no role, reads nothing)"
+}
+
+resource "google_cloud_run_v2_service" "stopped_page" {
+  name                 = "aipress-stopped"
+  location             = var.region
+  ingress              = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+  invoker_iam_disabled = true
+  deletion_protection  = false
+  labels               = local.labels
+  template {
+    service_account = google_service_account.stopped_page.email
+    labels          = local.labels
+    scaling {
+      min_instance_count = 0
+      max_instance_count = 2
+    }
+    containers {
+      image   = var.control_plane_image
+      command = ["python", "-m", "controlplane.stopped_page"]
+      resources {
+        limits = { cpu = "1", memory = "256Mi" }
+      }
+    }
   }
+  depends_on = [google_project_service.apis]
 }
 
-resource "google_storage_bucket_object" "stopped_page" {
-  bucket        = google_storage_bucket.stopped_page.name
-  name          = "index.html"
-  content_type  = "text/html; charset=utf-8"
-  cache_control = "no-store"
-  content       = "<!doctype html><title>Site stopped</title><h1>This site is stopped</h1><p>Its owner has taken it offline for now.</p>"
+resource "google_compute_region_network_endpoint_group" "stopped_page" {
+  name                  = "aipress-stopped"
+  region                = var.region
+  network_endpoint_type = "SERVERLESS"
+  cloud_run {
+    service = google_cloud_run_v2_service.stopped_page.name
+  }
+  depends_on = [google_project_service.frontdoor_apis]
 }
 
-resource "google_storage_bucket_iam_member" "stopped_page_public" {
-  bucket = google_storage_bucket.stopped_page.name
-  role   = "roles/storage.objectViewer"
-  member = "allUsers"
-}
-
-resource "google_compute_backend_bucket" "stopped" {
-  name        = "aipress-stopped"
-  bucket_name = google_storage_bucket.stopped_page.name
-  enable_cdn  = false
-  depends_on  = [google_project_service.frontdoor_apis]
+resource "google_compute_backend_service" "stopped" {
+  name                  = "aipress-stopped"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  protocol              = "HTTPS"
+  enable_cdn            = false
+  backend {
+    group = google_compute_region_network_endpoint_group.stopped_page.id
+  }
 }
 
 # The platform's wildcard, proven by a DNS authorization (a CNAME in the platform's zone:

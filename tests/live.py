@@ -30,14 +30,23 @@ def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @contextmanager
-def serve(app: Any, port: int = 0) -> Iterator[str]:
-    """Serve an ASGI app on a loopback port (a free one by default); yield its base URL."""
+def serve(app: Any, port: int = 0, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve an ASGI app on a loopback port (a free one by default); yield its base URL (https
+    with `tls`, a (certificate, key) pair)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
+    certificate, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, ws="websockets-sansio")
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            ws="websockets-sansio",
+            ssl_certfile=certificate,
+            ssl_keyfile=key,
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -47,7 +56,7 @@ def serve(app: Any, port: int = 0) -> Iterator[str]:
             raise RuntimeError("test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)

@@ -39,7 +39,7 @@ from controlplane.kernel.identity import Principal
 from controlplane.kernel.logs import configure_logging, get_logger
 from controlplane.kernel.ratelimit import SlidingWindow
 from controlplane.kernel.request_id import RequestIdMiddleware
-from controlplane.platform import Platform, build_platform
+from controlplane.platform import Platform, build_platform, cap_site_connections
 from controlplane.schemas import Problem
 from controlplane.settings import Settings, get_settings
 
@@ -106,6 +106,11 @@ def create_app(
         app.state.platform = platform
         recovered = platform.engine.recover()
         log.info("controlplane.started", provider=platform.provider.name, recovered=len(recovered))
+        try:
+            capped = await asyncio.to_thread(cap_site_connections, platform)
+            log.info("controlplane.site_connections_capped", users=len(capped))
+        except Exception as exc:  # the next start tries again; serving does not wait on it
+            log.warning("controlplane.site_connections_cap_failed", error_type=type(exc).__name__)
         schedule = None
         if settings.provider == "local" and settings.billing_schedule:
             schedule = BillingSchedule(platform)

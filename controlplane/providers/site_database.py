@@ -3,9 +3,19 @@ Cloud SQL, where only the user's host differs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 from pymysql.cursors import Cursor
+
+
+@runtime_checkable
+class ConnectionCapped(Protocol):
+    """A database step that can bring existing site users to the connection limit."""
+
+    def cap_connections(self, users: Sequence[str]) -> list[str]:
+        """Set the limit on those of `users` that hold another; the ones changed."""
+        ...
 
 
 def create_site_database(
@@ -27,6 +37,24 @@ def create_site_database(
     # In a GRANT, "_" in a database name is a wildcard: escape it.
     grant_name = database.replace("_", "\\_")
     cur.execute(f"GRANT ALL PRIVILEGES ON `{grant_name}`.* TO {at}", (user,))
+
+
+def cap_site_users(
+    cur: Cursor, *, users: Sequence[str], host: str, max_connections: int
+) -> list[str]:
+    """`MAX_USER_CONNECTIONS` on each existing `user`@`host` of `users` whose limit differs
+    (users made before the limit, or before it changed); the users changed. One read when
+    every user already holds it: this runs at every control-plane start."""
+    wanted = set(users)
+    cur.execute(
+        "SELECT User FROM mysql.user WHERE Host = %s AND max_user_connections <> %s",
+        (host, int(max_connections)),
+    )
+    changed = sorted(str(user) for (user,) in cur.fetchall() if user in wanted)
+    at = f"%s@'{host.replace('%', '%%')}'"
+    for user in changed:
+        cur.execute(f"ALTER USER {at} WITH MAX_USER_CONNECTIONS {int(max_connections)}", (user,))
+    return changed
 
 
 def drop_site_database(cur: Cursor, *, schemas: Iterable[str], user: str, host: str) -> None:

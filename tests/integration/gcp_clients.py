@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -27,12 +28,17 @@ def run_and_secret_clients(run_url: str, secrets_url: str) -> dict[str, Any]:
     }
 
 
-def storage_with_bucket(project: str, gcs_url: str) -> tuple[storage.Client, str]:
-    """A Cloud Storage client on the fake at `gcs_url`, and a fresh backups bucket made in it."""
+def storage_with_bucket(
+    project: str, gcs_url: str, ca: Path | None = None
+) -> tuple[storage.Client, str]:
+    """A Cloud Storage client on the fake at `gcs_url` (trusting the certificate `ca` for
+    https), and a fresh backups bucket made in it."""
     anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
-    client = storage.Client(
-        project=project, credentials=anonymous, client_options={"api_endpoint": gcs_url}
-    )
+    session = requests.Session()
+    session.verify = str(ca) if ca else True
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace `verify` per request
+    client = storage.Client(project=project, credentials=anonymous, _http=session,
+                            client_options={"api_endpoint": gcs_url})  # fmt: skip
     bucket = f"aipress-backups-{secrets.token_hex(4)}"
     client.create_bucket(bucket)
     return client, bucket

@@ -1137,18 +1137,30 @@ class FakeFrontDoor(Fake):
     takes no health check; a URL map patch must carry the current fingerprint (412 otherwise)
     and every host rule's path matcher must exist; a managed certificate's DNS authorizations
     must exist and cover its domain; an entry's certificate must exist and its hostname be
-    unique in the map; a path matcher's service is a backend service or a backend bucket that
-    exists (Terraform made the stopped page's); a cache invalidation names a path (and a
-    host). Operations are returned done."""
+    unique in the map; a path matcher's service is a backend service that exists (Terraform
+    made the stopped page's, of its serverless NEG; there is no backend bucket: one needs an
+    allUsers grant, which Domain Restricted Sharing refuses); a cache invalidation names a
+    path (and a host). Operations are returned done."""
 
     def __init__(self, project: str, region: str, url_map: str, certificate_map: str,
-                 stopped_bucket: str = "aipress-stopped") -> None:  # fmt: skip
+                 stopped: str = "aipress-stopped") -> None:  # fmt: skip
         super().__init__()
         self.project, self.region = project, region
-        self.negs: dict[str, dict[str, Any]] = {}
-        self.backends: dict[str, dict[str, Any]] = {}
-        self.backend_buckets: dict[str, dict[str, Any]] = {
-            stopped_bucket: {"name": stopped_bucket, "enableCdn": False}
+        where = f"projects/{project}/regions/{region}/networkEndpointGroups/{stopped}"
+        self.negs: dict[str, dict[str, Any]] = {  # terraform/frontdoor.tf's
+            stopped: {
+                "name": stopped,
+                "networkEndpointType": "SERVERLESS",
+                "cloudRun": {"service": stopped},
+            }
+        }
+        self.backends: dict[str, dict[str, Any]] = {
+            stopped: {
+                "name": stopped,
+                "loadBalancingScheme": "EXTERNAL_MANAGED",
+                "enableCDN": False,
+                "backends": [{"group": where}],
+            }
         }
         # (host, path, where the URL map routed the host when the invalidation came)
         self.invalidations: list[tuple[str | None, str, str | None]] = []
@@ -1276,8 +1288,7 @@ class FakeFrontDoor(Fake):
                 return error(400, "INVALID_ARGUMENT", f"no path matcher {rule['pathMatcher']}")
         for matcher in matchers.values():
             kind, _, rid = matcher["defaultService"].rpartition("/")
-            known = self.backend_buckets if kind.endswith("/backendBuckets") else self.backends
-            if not kind.endswith(("/backendBuckets", "/backendServices")) or rid not in known:
+            if not kind.endswith("/global/backendServices") or rid not in self.backends:
                 return error(400, "INVALID_ARGUMENT", f"{matcher['defaultService']} does not exist")
         hosts = [h for r in body.get("hostRules", []) for h in r["hosts"]]
         if len(hosts) != len(set(hosts)):
@@ -1369,6 +1380,7 @@ BAD_KEY = ("Missing an encryption key, or it is not base64 encoded, or it does n
            "required length of the encryption algorithm.")  # fmt: skip
 NEEDS_KEY = "The target object is encrypted by a customer-supplied encryption key."
 WRONG_KEY = "The provided encryption key is incorrect."
+PLAIN_HTTP = "Customer-supplied encryption keys must be sent over HTTPS."
 _OBJECT = re.compile(r"/(?:download/)?storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+?)"
                      r"(?:/(?P<verb>rewriteTo|copyTo)/b/(?P<db>[^/]+)/o/(?P<do>.+))?")  # fmt: skip
 _UPLOAD = re.compile(r"/upload/storage/v1/b/(?P<b>[^/]+)/o")
@@ -1382,13 +1394,17 @@ class FakeGcsKeys:
     bytes, its hash); reading the data of a CSEK object, or rewriting it, needs its key (400
     without, 400 with another); metadata and listings without the key carry no crc32c or
     md5Hash; a rewrite re-encrypts with the destination's key (or none); listing and
-    deleting need no key. Requests refused for a bad key header are kept in `problems`."""
+    deleting need no key. A key is taken over HTTPS only (served with a certificate the client
+    trusts: `tests.live.serve(..., tls=...)`); over plain HTTP a request carrying one is refused.
+    Requests refused for a bad key header are kept in `problems`, and the ones whose key
+    headers arrived, as (method, path, key sha256), in `keyed`."""
 
     def __init__(self, emulator: str) -> None:
         self.emulator = emulator
         self.keys: dict[tuple[str, str], str] = {}  # (bucket, object) -> key sha256 (b64)
         self.sessions: dict[str, str | None] = {}  # resumable upload id -> key sha256
         self.requests: list[tuple[str, str]] = []
+        self.keyed: list[tuple[str, str, str]] = []
         self.problems: list[str] = []
         self.client: Any = None
 
@@ -1441,9 +1457,13 @@ class FakeGcsKeys:
         try:
             given = self.key_hash(request.headers, CSEK_HEADERS)
             source_key = self.key_hash(request.headers, SOURCE_CSEK_HEADERS)  # type: ignore[arg-type]
+            if (given or source_key) and request.url.scheme != "https":
+                raise Refused(PLAIN_HTTP)
         except Refused as exc:
             self.problems.append(f"{request.method} {path}: {exc}")
             return error(400, "BAD_REQUEST", str(exc))
+        for sent in {given, source_key} - {None}:
+            self.keyed.append((request.method, path, str(sent)))
         params = request.query_params
         found = _OBJECT.fullmatch(path)
         write: tuple[str, str] | None = None
@@ -1480,6 +1500,13 @@ class FakeGcsKeys:
         out_headers = {k: v for k, v in answer.headers.items()
                        if k.lower() not in ("content-length", "transfer-encoding", "connection",
                                             "content-encoding", "date", "server")}  # fmt: skip
+        if request.url.scheme == "https":  # the emulator writes its links (mediaLink too) http
+            plain, tls = f"http://{request.url.netloc}", f"https://{request.url.netloc}"
+            if "location" in out_headers:
+                out_headers["location"] = out_headers["location"].replace(plain, tls)
+            resource = params.get("alt") != "media" and not path.startswith("/download/")
+            if resource and answer.headers.get("content-type", "").startswith("application/json"):
+                content = content.replace(plain.encode(), tls.encode())
         if upload and params.get("uploadType") == "resumable" and "upload_id" not in params:
             location = answer.headers.get("location", "")
             upload_id = re.search(r"upload_id=([^&]+)", location)

@@ -9,7 +9,6 @@ a certificate for another name.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import secrets
@@ -20,12 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from controlplane.stack.mariadb import MariaDB
+from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
 CONFIG = Path(__file__).parents[2] / "runtime" / "wordpress" / "aipress-config.php"
@@ -46,18 +42,7 @@ echo json_encode(['cipher' => $row[1]]);
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed server certificate naming a Cloud SQL instance, not 127.0.0.1."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aipress-test:us-central1:shared")])
-    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=36500))
-            .sign(key, hashes.SHA256()))  # fmt: skip
-    cert_path, key_path = directory / "server-cert.pem", directory / "server-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))  # fmt: skip
+    cert_path, key_path = self_signed(directory, "aipress-test:us-central1:shared")
     for path in (cert_path, key_path):
         shutil.chown(path, "mysql", "mysql")
         path.chmod(0o600)

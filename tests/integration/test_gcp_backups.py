@@ -15,6 +15,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -39,6 +40,7 @@ from tests.integration.gcp_fakes import (
 )
 from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, cloudsql_user
 from tests.live import serve
+from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
 INSTANCE = "aipress-shared"
@@ -73,6 +75,7 @@ class Gcp:
     mariadb: MariaDB
     ctx: SiteContext
     bucket: str  # the backups bucket
+    gcs_url: str  # the key-checking proxy in front of the emulator, over TLS
 
     def query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         """Rows of one statement against the instance."""
@@ -113,11 +116,12 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
     run.secrets, run.project = sm, PROJECT
     run.database = ("127.0.0.1", mariadb.port)
     keys, sql = FakeGcsKeys(gcs), FakeSqlAdmin(PROJECT, INSTANCE, disk_gb=10)
+    tls = self_signed(tmp_path, "127.0.0.1", ips=("127.0.0.1",), stem="gcs")  # keys need https
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url,
-          serve(iam.app()) as iam_url, serve(keys.app()) as gcs_url,
+          serve(iam.app()) as iam_url, serve(keys.app(), tls=tls) as gcs_url,
           serve(sql.app()) as sql_url):  # fmt: skip
         run.base_url = run_url
-        storage_client, bucket = storage_with_bucket(PROJECT, gcs_url)
+        storage_client, bucket = storage_with_bucket(PROJECT, gcs_url, ca=tls[0])
         clients = rest_clients(
             run_url, sm_url, iam_url, storage_client,
             rest=requests.Session(), sqladmin_url=sql_url,
@@ -137,7 +141,18 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
         for step in (provider.database, provider.secrets, provider.storage):
             step.ensure(ctx)
         assert isinstance(provider.backups, GcsBackups)
-        yield Gcp(provider, provider.backups, keys, run, sql, storage_client, mariadb, ctx, bucket)
+        yield Gcp(
+            provider,
+            provider.backups,
+            keys,
+            run,
+            sql,
+            storage_client,
+            mariadb,
+            ctx,
+            bucket,
+            gcs_url,
+        )
         db = str(ctx.resources["database"]["name"])
         provider.database.remove(ctx)
         provider.storage.remove(ctx)
@@ -146,6 +161,19 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
             assert cur.fetchall() == ()
     for fake in (run, sm, iam, keys, sql):
         fake.assert_clean()
+
+
+def test_a_key_sent_over_plain_http_is_refused(gcs: str) -> None:
+    """Cloud Storage takes customer-supplied keys over HTTPS only: the same client and key
+    that work over TLS (every test above) are refused over http, and nothing is written."""
+    keys = FakeGcsKeys(gcs)
+    with serve(keys.app()) as plain_url:
+        storage_client, bucket = storage_with_bucket(PROJECT, plain_url)
+        blob = storage_client.bucket(bucket).blob("x", encryption_key=secrets.token_bytes(32))
+        with pytest.raises(Exception, match="must be sent over HTTPS"):
+            blob.upload_from_string(b"secret")
+        assert not storage_client.bucket(bucket).blob("x").exists()
+    assert keys.keyed == [] and len(keys.problems) == 1
 
 
 def _fill(gcp: Gcp) -> None:
@@ -217,6 +245,12 @@ def test_a_backup_is_encrypted_per_tenant_checked_and_idempotent(gcp: Gcp) -> No
         prefix + "files/2026/11/pie.png", encryption_key=key
     )
     assert keyed.download_as_bytes() == b"png"
+    # Over TLS (Cloud Storage takes keys over HTTPS only): the key headers reached the
+    # server on the backup's writes, and a plain-HTTP request carrying a key is refused.
+    assert gcp.gcs_url.startswith("https://")
+    assert ("GET", f"/download/storage/v1/b/{gcp.bucket}/o/{prefix}files/2026/11/pie.png",
+            key_hash) in [(m, unquote(p), k) for m, p, k in gcp.keys.keyed]  # fmt: skip
+    assert {k for m, _, k in gcp.keys.keyed if m in ("POST", "PUT")} == {key_hash}
     # Another tenant's key (another password) opens nothing.
     other = _context(gcp.ctx.site_name, secrets.token_urlsafe(24))
     other.tenant_id = "acme"

@@ -45,6 +45,7 @@ from tests.integration.gcp_fakes import (
     FakeSqlAdmin,
 )
 from tests.live import serve
+from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
 PROJECT = "aipress-test"
@@ -133,14 +134,15 @@ def cloud(
     nameserver = TxtServer()
     run.secrets, run.project = sm, PROJECT
     keys = FakeGcsKeys(gcs)  # customer-supplied keys as Cloud Storage enforces them
+    tls = self_signed(tmp_path, "127.0.0.1", ips=("127.0.0.1",), stem="gcs")  # keys need https
     sql = FakeSqlAdmin(PROJECT, "aipress-shared", disk_gb=10)  # the instance's disk (restores)
     with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
           serve(iam.app()) as iam_url, serve(front.app()) as front_url,
-          serve(keys.app()) as gcs_url, serve(sql.app()) as sql_url,
+          serve(keys.app(), tls=tls) as gcs_url, serve(sql.app()) as sql_url,
           nameserver.running()):  # fmt: skip
         run.base_url = run_url
         run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
-        storage_client, backups = storage_with_bucket(PROJECT, gcs_url)
+        storage_client, backups = storage_with_bucket(PROJECT, gcs_url, ca=tls[0])
         clients = rest_clients(
             run_url, sm_url, iam_url, storage_client,
             cloudflare=cloudflare.Cloudflare(api_token="test-token", base_url=f"{cf_url}/client/v4"),
@@ -322,10 +324,45 @@ def test_create_and_delete_a_site_through_the_engine(cloud: Cloud) -> None:
     assert _databases(cloud.mariadb) == set()
     assert cloud.secrets.secrets == {} and cloud.run.services == {} and cloud.dns.records == {}
     assert cloud.run.mappings == {} and cloud.run.jobs == {}
-    assert cloud.front.negs == {} and cloud.front.backends == {} and cloud.front.entries == {}
+    # Only Terraform's (the stopped page's) are left.
+    assert set(cloud.front.negs) == set(cloud.front.backends) == {"aipress-stopped"}
+    assert cloud.front.entries == {}
     assert cloud.front.certificates == {} and cloud.front.authorizations == {}
     assert cloud.front.served_hosts() == {}
     assert not [b for b in cloud.storage.list_buckets() if "crumbs" in b.name]
+
+
+def test_a_control_plane_start_brings_existing_site_users_to_the_connection_limit(
+    cloud: Cloud,
+) -> None:
+    """A site user made before the limit (or before it changed) gets it when the control
+    plane starts, not only when its database step runs again; other users are left alone."""
+    assert _create(cloud, "crumbs")["status"] == "succeeded"
+    [database] = _databases(cloud.mariadb)
+
+    def limits() -> dict[str, int]:
+        with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT User, max_user_connections FROM mysql.user WHERE Host = '%'")
+            return {str(user): int(limit) for user, limit in cur.fetchall()}
+
+    with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT user FROM mysql.db WHERE db = %s", (database.replace("_", "\\_"),))
+        [(user,)] = cur.fetchall()
+        cur.execute("ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS 0", (user,))  # as before
+        cur.execute("CREATE USER 'not_a_site'@'%' IDENTIFIED BY 'x'")  # e.g. an IAM user
+    try:
+        assert limits()[user] == 0
+        app = cloud.client.app
+        running = app.state.platform  # type: ignore[attr-defined]
+        with TestClient(app):  # a second start of the control plane, on the same records
+            pass
+        app.state.platform = running  # type: ignore[attr-defined]
+        assert limits()[user] == 40
+        assert limits()["not_a_site"] == 0
+    finally:
+        with cloud.mariadb.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS 'not_a_site'@'%'")
+        _act(cloud, "crumbs", method="DELETE")
 
 
 def test_a_failing_runtime_step_rolls_back_database_secrets_and_bucket(cloud: Cloud) -> None:
@@ -414,7 +451,10 @@ def test_a_stopped_site_is_not_served_from_the_cdn(cloud: Cloud) -> None:
     # Each name emptied from the cache, once it no longer led to the site.
     assert sorted(cloud.front.invalidations) == [(domain, "/*", "aipress-stopped"),
                                                  (preview, "/*", "aipress-stopped")]  # fmt: skip
-    assert cloud.front.backend_buckets["aipress-stopped"]["enableCdn"] is False
+    # Terraform's shared stopped-page service, uncached, behind its own serverless NEG.
+    stopped = cloud.front.backends["aipress-stopped"]
+    assert stopped["enableCDN"] is False
+    assert stopped["backends"][0]["group"].endswith("/networkEndpointGroups/aipress-stopped")
 
     _act(cloud, "pies/start")
     assert cloud.front.served_hosts() == {preview: backend, domain: backend}

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from fastapi.testclient import TestClient
 
 from controlplane.models import Site
 from controlplane.providers.local.runtime import RuntimeStep
@@ -268,4 +269,14 @@ def test_a_sites_database_user_holds_at_most_its_connection_limit(
     finally:
         for conn in held:
             conn.close()
+    # A user made before the limit gets it at the next control-plane start.
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("ALTER USER %s@'127.0.0.1' WITH MAX_USER_CONNECTIONS 0", (user,))
+    running = local.client.app.state.platform  # type: ignore[attr-defined]
+    with TestClient(local.client.app):
+        pass
+    local.client.app.state.platform = running  # type: ignore[attr-defined]
+    with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT max_user_connections FROM mysql.user WHERE User = %s", (user,))
+        assert cur.fetchone() == (limit,)
     local.delete("hog")

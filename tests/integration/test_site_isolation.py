@@ -279,7 +279,7 @@ def _plan(env: Isolated, extra_listener: int) -> Plan:
             "/oauth/token",
             {"Content-Type": "application/x-www-form-urlencoded"},
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
-        ),  # fmt: skip
+        ),
     }
     db = _wp_config(prober)
     mysql = {

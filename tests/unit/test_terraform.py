@@ -42,8 +42,8 @@ UNLABELLED = {
     "google_compute_network", "google_compute_subnetwork", "google_compute_router",
     "google_compute_router_nat", "google_compute_url_map", "google_compute_target_https_proxy",
     "google_compute_target_http_proxy", "random_id", "google_apikeys_key",
-    "google_storage_bucket_object", "google_storage_bucket_iam_member",
-    "google_compute_backend_bucket", "google_service_networking_connection",
+    "google_storage_bucket_iam_member", "google_compute_region_network_endpoint_group",
+    "google_compute_backend_service", "google_service_networking_connection",
     "google_compute_firewall",
 }  # fmt: skip
 
@@ -131,11 +131,62 @@ def test_the_control_plane_is_not_publicly_invokable_and_the_chatbot_is() -> Non
     services = {name: body for kind, name, body in resources()
                 if kind == "google_cloud_run_v2_service"}  # fmt: skip
     open_to_all = {n for n, b in services.items() if b.get("invoker_iam_disabled") is True}
-    assert open_to_all == {"chatbot"}
+    assert open_to_all == {"chatbot", "stopped_page"}
     control = [body for _, body in bindings if "control_plane" in str(body["name"])]
     assert [_unquote(b["member"]) for b in control] == [
         "serviceAccount:${google_service_account.chatbot.email}"
     ]
+
+
+def _members(body: Any) -> list[str]:
+    """Every principal a resource body names (`member`, `members`), however deep."""
+    if isinstance(body, dict):
+        found = [_unquote(body[k]) for k in ("member",) if isinstance(body.get(k), str)]
+        found += [_unquote(m) for m in body.get("members") or [] if isinstance(m, str)]
+        return found + [m for v in body.values() for m in _members(v)]
+    if isinstance(body, list):
+        return [m for v in body for m in _members(v)]
+    return []
+
+
+def test_nothing_is_granted_to_all_users() -> None:
+    """Domain Restricted Sharing (enforced by default in new organisations) refuses allUsers
+    and allAuthenticatedUsers in every IAM policy: the first apply would fail on one."""
+    granted = [(kind, name, member) for kind, name, body in resources()
+               for member in _members(body) if member in ("allUsers", "allAuthenticatedUsers")]  # fmt: skip
+    assert granted == []
+
+
+def test_the_stopped_page_is_a_public_service_only_the_load_balancer_reaches() -> None:
+    """A stopped site's host rule leads to the backend the control plane is told of: a
+    serverless NEG of a shared Cloud Run service, public without IAM, admitting the load
+    balancer only, uncached, running the platform's stopped page as an account with no role."""
+    from controlplane.settings import Settings
+
+    found = _by_key()
+    kind, _, name = Settings.model_fields["front_door_stopped_backend"].default.partition("/")
+    assert kind == "backendServices"
+    [(key, backend)] = [(n, b) for (k, n), b in found.items()
+                        if k == "google_compute_backend_service" and _unquote(b["name"]) == name]  # fmt: skip
+    assert backend["enable_cdn"] is False
+    assert _unquote(backend["load_balancing_scheme"]) == "EXTERNAL_MANAGED"
+    neg = found[("google_compute_region_network_endpoint_group", "stopped_page")]
+    assert "google_compute_region_network_endpoint_group.stopped_page.id" in str(backend)
+    assert _unquote(neg["network_endpoint_type"]) == "SERVERLESS"
+    assert "google_cloud_run_v2_service.stopped_page.name" in str(neg["cloud_run"])
+    service = found[("google_cloud_run_v2_service", "stopped_page")]
+    assert _unquote(service["ingress"]) == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+    assert service["invoker_iam_disabled"] is True
+    [container] = _get(service, ("template", "containers"))
+    assert [_unquote(c) for c in container["command"]] == [
+        "python", "-m", "controlplane.stopped_page"
+    ]  # fmt: skip
+    assert (TERRAFORM.parent / "controlplane/stopped_page.py").exists()
+    account = "google_service_account.stopped_page"
+    assert account in str(_get(service, ("template", "service_account")))
+    assert not [(k, n) for (k, n), b in found.items()
+                if k.endswith("_iam_member") and account in str(b.get("member"))]  # fmt: skip
+    assert key == "stopped"
 
 
 def test_only_the_chatbot_has_a_route_to_the_control_plane() -> None:
@@ -295,6 +346,7 @@ def test_the_front_door_leaves_host_rules_to_the_control_plane() -> None:
 # --- A first `terraform apply` that works: secrets, env, Cloud SQL ---------------------------
 
 WORKLOADS = ("google_cloud_run_v2_service", "google_cloud_run_v2_job")
+STATIC_SERVICES = {"stopped_page"}  # reads no settings (controlplane/stopped_page.py)
 
 
 def _by_key() -> dict[tuple[str, str], dict[str, Any]]:
@@ -373,7 +425,7 @@ def test_every_env_a_workload_needs_in_gcp_mode_is_set() -> None:
 
     seen = set()
     for (kind, name), body in _by_key().items():
-        if kind not in WORKLOADS:
+        if kind not in WORKLOADS or name in STATIC_SERVICES:
             continue
         text, workload = _text(body), _workload_of(body)
         seen.add(workload)

@@ -12,14 +12,18 @@ IAM database user with no privilege at all, so the admin user grants them theirs
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymysql
 
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.gcp.base import GcpStep
-from controlplane.providers.site_database import create_site_database, drop_site_database
+from controlplane.providers.site_database import (
+    cap_site_users,
+    create_site_database,
+    drop_site_database,
+)
 from controlplane.settings import Settings
 
 DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -162,6 +166,14 @@ class CloudSqlDatabase(GcpStep):
             "user": user,
             "instance": self.settings.cloudsql_instance,
         }
+
+    def cap_connections(self, users: Sequence[str]) -> list[str]:
+        """Bring existing site users to AIPRESS_SITE_DB_MAX_CONNECTIONS; the ones changed."""
+        with self.clients.sql_connect() as conn, conn.cursor() as cur:
+            limit = self.settings.site_db_max_connections
+            changed = cap_site_users(cur, users=users, host="%", max_connections=limit)
+            conn.commit()
+        return changed
 
     def remove(self, ctx: SiteContext) -> None:
         """Drop the database, a restore's side schemas and the user (no-op when gone)."""

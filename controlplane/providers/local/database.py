@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from controlplane.engine.provider import SiteContext
 from controlplane.providers.local.base import LocalStep
-from controlplane.providers.site_database import create_site_database, drop_site_database
+from controlplane.providers.site_database import (
+    cap_site_users,
+    create_site_database,
+    drop_site_database,
+)
 
 # The sites reach the server over loopback.
 HOST = "127.0.0.1"
@@ -33,6 +39,13 @@ class DatabaseStep(LocalStep):
             "host": HOST,
             "port": self.stack.mariadb.port,
         }
+
+    def cap_connections(self, users: Sequence[str]) -> list[str]:
+        """Bring existing site users to AIPRESS_SITE_DB_MAX_CONNECTIONS; the ones changed."""
+        self.stack.ensure_running()
+        with self.stack.mariadb.connect() as conn, conn.cursor() as cur:
+            limit = self.settings.site_db_max_connections
+            return cap_site_users(cur, users=users, host=HOST, max_connections=limit)
 
     def remove(self, ctx: SiteContext) -> None:
         """Drop the database, a restore's side schemas (staged, replaced) and the user (no-op

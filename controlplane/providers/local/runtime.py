@@ -9,11 +9,13 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from controlplane.engine.provider import BASIC_AUTH, SiteContext, SiteStep
 from controlplane.kernel.names import ENV_NAME
 from controlplane.providers.local.base import LocalStep
+from controlplane.providers.site_database import ConnectionCapped
 from controlplane.stack.process import StackError, wait_for_path
 from controlplane.stack.templates import render
 
@@ -274,6 +276,12 @@ class AnnouncedStep:
         if self.runtime.building(ctx):
             self.runtime.announce(ctx)
         self.inner.ensure(ctx)
+
+    def cap_connections(self, users: Sequence[str]) -> list[str]:
+        """The wrapped database step's connection cap (none for another step)."""
+        if not isinstance(self.inner, ConnectionCapped):
+            return []
+        return self.inner.cap_connections(users)
 
     def remove(self, ctx: SiteContext) -> None:
         """Undo the step, then take the building server block down."""
