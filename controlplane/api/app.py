@@ -109,7 +109,7 @@ def create_app(
         try:
             capped = await asyncio.to_thread(cap_site_connections, platform)
             log.info("controlplane.site_connections_capped", users=len(capped))
-        except Exception as exc:  # the next start tries again; serving does not wait on it
+        except Exception as exc:  # the next start tries again; a failure does not stop serving
             log.warning("controlplane.site_connections_cap_failed", error_type=type(exc).__name__)
         schedule = None
         if settings.provider == "local" and settings.billing_schedule:
