@@ -28,16 +28,28 @@ def repo(tmp_path: Path) -> Restic:
 
 
 def _lock_holder(repo: Restic) -> subprocess.Popen[bytes]:
-    """A running `restic check`, once it holds the repository's exclusive lock."""
-    holder = subprocess.Popen(
-        repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not any((repo.repository / "locks").iterdir()):
-        assert time.monotonic() < deadline, "restic check took no lock"
-        time.sleep(0.01)
-    return holder
+    """A `restic check` frozen (SIGSTOP) while it holds the repository's exclusive lock: the
+    lock stays until the test kills it."""
+    for _ in range(20):  # a tiny repository's check can finish between two looks at `locks`
+        holder = subprocess.Popen(
+            repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not any((repo.repository / "locks").iterdir()) and holder.poll() is None:
+            assert time.monotonic() < deadline, "restic check took no lock"
+            time.sleep(0.002)
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGSTOP)
+        # Still running (or frozen) with its lock in place: the lock is held.
+        if holder.poll() is None and any((repo.repository / "locks").iterdir()):
+            return holder
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        for stale in (repo.repository / "locks").iterdir():
+            stale.unlink()
+    raise AssertionError("restic check never held its lock long enough to be seen")
 
 
 def test_a_stale_lock_is_removed_and_the_command_retried(repo: Restic) -> None:
@@ -103,22 +115,22 @@ def test_a_dump_waits_while_another_process_holds_the_lock(repo: Restic) -> None
     sibling's `tag` holds the repository's exclusive lock, and must wait, not fail."""
     repo.backup_stdin([b"held"], "a.txt", ["t=1"])
     snapshot = repo.snapshots(["t=1"])[0]
-    holder = _lock_holder(repo)
-    os.kill(holder.pid, signal.SIGSTOP)  # alive, holding its exclusive lock
+    holder = _lock_holder(repo)  # alive, frozen, holding its exclusive lock
+    released = threading.Event()
 
     def release() -> None:
+        released.set()
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()  # reaped: a zombie's pid still exists, and restic's lock would not be stale
 
-    released = threading.Timer(1.5, release)
-    released.start()
+    releaser = threading.Timer(1.5, release)
+    releaser.start()
     try:
-        started = time.monotonic()
         with repo.dump(snapshot.id, "/a.txt") as stream:
             assert stream.read() == b"held"
-        assert time.monotonic() - started >= 1.0  # it waited for the lock to go
+        assert released.is_set()  # it waited for the lock to go, and did not fail meanwhile
     finally:
-        released.cancel()
+        releaser.cancel()
         with contextlib.suppress(ProcessLookupError):
             os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
