@@ -52,18 +52,16 @@ async function signedIn(token) {
 // never in a log); it is kept in this browser and sent with each local sign-in call.
 const SIGN_IN_KEY = "aipress.signInKey";
 
-function signInKey() {
-  const fromUrl = new URLSearchParams(location.hash.slice(1)).get("key");
-  if (fromUrl) {
-    localStorage.setItem(SIGN_IN_KEY, fromUrl);
-    history.replaceState(null, "", location.pathname + location.search);  // out of the address bar
-  }
-  return localStorage.getItem(SIGN_IN_KEY);
+// Kept before anything is awaited: a browser that leaves the page at once still keeps it.
+const keyFromUrl = new URLSearchParams(location.hash.slice(1)).get("key");
+if (keyFromUrl) {
+  localStorage.setItem(SIGN_IN_KEY, keyFromUrl);
+  history.replaceState(null, "", location.pathname + location.search);  // out of the address bar
 }
 
 async function local() {
   mode.textContent = "Embedded default: choose a local user (tokens are signed on this machine).";
-  const key = signInKey();
+  const key = localStorage.getItem(SIGN_IN_KEY);
   const headers = key ? { "X-AIPress-Sign-In-Key": key } : {};
   const listed = await fetch("/auth/local/users", { headers });
   if (!listed.ok) {

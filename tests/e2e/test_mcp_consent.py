@@ -39,6 +39,7 @@ def test_consent_on_the_sign_in_page_returns_a_code_or_a_refusal(
 
         context.route(TEST_REDIRECT_URI + "*", client_callback)
         page.goto(f"{url}/signin#key={load_sign_in_key(settings)}")  # the key, kept once
+        expect(page.get_by_role("listitem").filter(has_text="alice")).to_be_visible()
         for approve in (True, False):
             run = Authorization.fresh()
             query = httpx.QueryParams(run.params(url + "/mcp", "sites:read sites:write admin"))
