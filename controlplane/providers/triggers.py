@@ -63,15 +63,27 @@ def rename_with_triggers(cur: Any, moves: list[tuple[str, str, list[str]]], defi
         return
     carried = [(a, b, trigger) for a, b, tables in moves
                for trigger in triggers_on(cur, a, set(tables))]  # fmt: skip
-    for source, _target, trigger in carried:
-        cur.execute(f"DROP TRIGGER {quote(source)}.{quote(trigger.name)}")
-    cur.execute("RENAME TABLE " + ", ".join(pairs))
-    if not carried:
+    dropped: list[tuple[str, Trigger]] = []
+    try:
+        for source, _target, trigger in carried:
+            cur.execute(f"DROP TRIGGER {quote(source)}.{quote(trigger.name)}")
+            dropped.append((source, trigger))
+        cur.execute("RENAME TABLE " + ", ".join(pairs))
+    except Exception:
+        # The tables did not move: their triggers go back where they were.
+        _create(cur, dropped, definer)
+        raise
+    _create(cur, [(target, trigger) for _source, target, trigger in carried], definer)
+
+
+def _create(cur: Any, placed: list[tuple[str, Trigger]], definer: str) -> None:
+    """Make each (schema, trigger) in its schema, in order, with `definer` as its definer."""
+    if not placed:
         return
     cur.execute("SELECT @@SESSION.sql_mode")
     (mode,) = cur.fetchone()
     try:
-        for _source, target, trigger in carried:
+        for target, trigger in placed:
             body = _DEFINER.sub("", trigger.statement, count=1)
             body = re.sub(r"^CREATE\s+", "", body, count=1, flags=re.I)
             cur.execute("SET SESSION sql_mode = %s", (trigger.sql_mode,))
