@@ -18,7 +18,7 @@ _CACHE_STATES = ("HIT", "MISS", "BYPASS")
 _PHP_PREFIX = re.compile(r"^PHP (Fatal error|Parse error|Warning|Notice|Deprecated):\s+", re.I)
 _WHERE = re.compile(r"\s+in (/\S+?)(?: on line |:)(\d+)")
 _SQL_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_SQL_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
+_SQL_NUMBER = re.compile(r"\b(?:0x[0-9a-f]+|\d+(?:\.\d+)?(?:e[+-]?\d+)?)\b", re.I)
 
 # Frames of PHP itself, not of the site's code: the waits and PHP's include/eval pseudo-frames.
 _NOT_SITE_CODE = ("sleep()", "usleep()", "time_nanosleep()", "[")
@@ -258,7 +258,9 @@ def slow_code(slow: list[SlowRequest]) -> str | None:
     for request in slow:
         named = [f for f in request.trace if not f.startswith(_NOT_SITE_CODE)]
         if request.trace:
-            frames[" in ".join(_frame(f) for f in (request.trace[:1] + named[:1]) if f)] += 1
+            # The innermost frame, and the site's function it ran in (once, when it is it).
+            shown = request.trace[:1] + [f for f in named[:1] if f != request.trace[0]]
+            frames[" in ".join(_frame(f) for f in shown if f)] += 1
     return frames.most_common(1)[0][0] if frames else None
 
 

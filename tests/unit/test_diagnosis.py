@@ -133,6 +133,18 @@ def test_sql_literals_are_hidden() -> None:
     assert redact_sql("SELECT * FROM wp_users WHERE user_pass = 'x\\'y' AND id = 12.5") == (
         "SELECT * FROM wp_users WHERE user_pass = ? AND id = ?"
     )
+    # A hex literal is a string too ("secret" here), and an exponent is part of its number.
+    assert redact_sql("SELECT 1 FROM t WHERE v = 0x736563726574 OR w = 0X73 OR n > 1e10") == (
+        "SELECT ? FROM t WHERE v = ? OR w = ? OR n > ?"
+    )
+
+
+def test_a_slow_site_function_that_is_the_innermost_frame_is_named_once() -> None:
+    busy = SlowRequest(time=NOW, script="htdocs/index.php", trace=[
+        "spin() /s/wp-content/plugins/p/p.php:5", "[INCLUDE_OR_EVAL]() /s/wp-settings.php:9"])  # fmt: skip
+    found = _run(SiteEvidence(requests=[_hit("/", 50)], php=[], slow_requests=[busy]))
+    assert "in spin() (wp-content/plugins/p/p.php:5)." in found.verdict.summary
+    assert found.verdict.summary.count("spin()") == 1
 
 
 def test_the_slow_log_keeps_its_own_pool_only() -> None:
