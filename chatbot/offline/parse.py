@@ -482,13 +482,26 @@ UNSUPPORTED = (
 )  # fmt: skip
 
 
+# A value the message gives is the user's own, typos and all: what is quoted, and the word
+# a name or title starts with ("a site called slows", "titled Resotre Cafe").
+QUOTED = re.compile(r"(?<!\w)(['\"])[^'\"]+\1(?!\w)")
+NAMING = re.compile(
+    r"\b(called|named|titled?|name\s+(is|should\s+be|will\s+be)|call\s+it)\s*[:=]?\s*$", re.I
+)
+
+
 def fix_typos(text: str) -> str:
-    """The text with near-misses of intent words corrected (upper-case names are left)."""
+    """The text with near-misses of intent words corrected (upper-case names, quoted values
+    and the name or title a message gives are left)."""
+    quoted = [m.span() for m in QUOTED.finditer(text)]
 
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
         low = word.lower()
         if len(low) < 5 or word.isupper() or low in STOPWORDS or low in INTENT_WORDS:
+            return word
+        before = text[max(0, match.start() - 40) : match.start()]
+        if any(a <= match.start() < b for a, b in quoted) or NAMING.search(before):
             return word
         close = difflib.get_close_matches(low, INTENT_WORDS, n=1, cutoff=0.8)
         return close[0] if close and close[0][0] == low[0] else word
@@ -531,7 +544,7 @@ def more_sites(text: str, first: str, *, avoid: set[str]) -> list[str]:
 def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None) -> Parsed:
     """Read one message."""
     now = now or clock.now()
-    text = fix_typos(text)
+    typed, text = text, fix_typos(text)
     said, denied = clauses(text)
     email_match = EMAIL.search(text)
     email = email_match.group(0) if email_match else None
@@ -568,7 +581,7 @@ def parse(text: str, *, now: datetime | None = None, awaiting: str | None = None
         own_email=bool(OWN_EMAIL.search(text)),
         domain=domain,
         no_domain=bool(NO_DOMAIN.search(text)),
-        title=title_of(text),
+        title=title_of(typed),  # as typed: a title is the user's words
         tenant=tenant,
         window=window(text, now),
         severity=severity,

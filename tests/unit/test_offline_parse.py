@@ -141,3 +141,20 @@ site_names = st.from_regex(r"[a-z][a-z0-9]{2,12}(-[a-z0-9]{2,8})?", fullmatch=Tr
 ]))  # fmt: skip
 def test_any_valid_site_name_is_read_back(name: str, template: str) -> None:
     assert parse(template.format(name), now=NOW).site == name
+
+
+@pytest.mark.parametrize(
+    ("text", "site", "title"),
+    [
+        ("create a site called slows", "slows", None),
+        ("make a new blog named sitess", "sitess", None),
+        ("create a site titled 'Resotre Cafe' called crumbs", "crumbs", "Resotre Cafe"),
+        ("craete a site called crumbs titled Crumbs Resotre", "crumbs", "Crumbs Resotre"),
+    ],
+)
+def test_a_typo_fix_leaves_the_name_and_title_as_typed(
+    text: str, site: str, title: str | None
+) -> None:
+    parsed = parse(text, now=NOW)
+    assert "create_site" in parsed.intents
+    assert (parsed.site, parsed.title) == (site, title)
