@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from controlplane.diagnosis import Change, DiagnosisRead, Probe, diagnose
 from controlplane.engine.provider import Provider, SiteContext
-from controlplane.kernel.vocabulary import KIND_LABELS, OperationKind
+from controlplane.kernel.vocabulary import KIND_LABELS, OperationKind, OperationStatus
 from controlplane.models import Operation, Site
 
 CHANGES = 5
@@ -66,13 +66,15 @@ def diagnose_site(
     since: datetime, until: datetime,
 ) -> DiagnosisRead:  # fmt: skip
     """Evidence over [since, until] and the verdict drawn from it. The window starts no
-    earlier than the site's (re)build finished: the build's own requests and warnings (the
-    installer, the readiness probe) are not the site's behaviour."""
+    earlier than the site's latest successful (re)build finished: the build's own requests
+    and warnings (the installer, the readiness probe) are not the site's behaviour."""
     built = session.scalar(
         select(Operation.finished_at)
         .where(
             Operation.site_id == site.id,
             Operation.kind.in_([k.value for k in BUILDS]),
+            # A failed or undone one left the site as it was: its evidence still counts.
+            Operation.status == OperationStatus.SUCCEEDED.value,
             Operation.finished_at.is_not(None),
         )
         .order_by(Operation.finished_at.desc())

@@ -26,6 +26,7 @@ from controlplane.engine.provider import SiteContext
 from controlplane.kernel import clock
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
+from controlplane.models import Operation
 from controlplane.observability import LogEntry
 from controlplane.providers.gcp.base import GcpClients
 from controlplane.providers.gcp.logs import CloudLoggingLogs
@@ -237,3 +238,25 @@ def test_the_cli_prints_the_verdict_and_its_evidence(
     assert "BROKEN" in shown.output and "Uncaught Error: boom" in shown.output
     assert "/shop/" in shown.output and "wp-content/plugins/a/a.php:3" in shown.output
     assert refused.exit_code == 1 and "404" in refused.output
+
+
+def test_a_failed_rebuild_does_not_hide_the_evidence_before_it(
+    client: TestClient, auth: AuthHeaders, memory_provider: MemoryProvider
+) -> None:
+    admin = auth(Role.ADMIN)
+    site_id = ready_crumbs(client, admin)
+    seen = clock.now()  # after the create finished
+    logs = memory_provider.logs
+    assert isinstance(logs, MemoryLogs)
+    logs.entries[site_id] = [_hit("/slow/", 2500).model_copy(update={"time": seen})]
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:  # an import refused after the request: nothing changed
+        session.add(Operation(kind="import_site", tenant_id="acme", site_id=site_id,
+                              site_name="crumbs", status="failed", requested_by="admin",
+                              finished_at=seen + timedelta(seconds=1)))  # fmt: skip
+        session.commit()
+    until = (seen + timedelta(seconds=2)).isoformat()
+    found = client.get("/v1/tenants/acme/sites/crumbs/diagnosis",
+                       params={"since": "1h", "until": until}, headers=admin)  # fmt: skip
+    assert found.status_code == 200, found.text
+    assert found.json()["verdict"]["status"] == "slow"
