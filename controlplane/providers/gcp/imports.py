@@ -29,9 +29,39 @@ from controlplane.providers.gcp.database import quote
 STATEMENT_LIMIT = 64 << 20
 READ_LIMIT = 1 << 62  # the dump's size was bounded by its check
 UPLOADS = f"{CONTENT}/uploads/"
-# A statement is whole when every quote it opens is closed (as backups' `_WHOLE`, on bytes).
-_WHOLE = re.compile(rb"""(?:[^'"`\\]|\\.|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`)*""", re.S)
+# What ends a stretch: outside quotes, a quote or an escape; in '...' or "...", its quote or
+# an escape; in `...`, the backtick (as backups' `_WHOLE`, which reads the whole statement).
+_NEXT = {b"": re.compile(rb"['\"`\\]"), b"'": re.compile(rb"['\\]"),
+         b'"': re.compile(rb'["\\]'), b"`": re.compile(rb"`")}  # fmt: skip
 _DELIMITER = re.compile(rb"DELIMITER\s+(\S+)\s*$", re.IGNORECASE)
+
+
+class Quotes:
+    """Whether a growing statement has every quote it opens closed, each byte read once (a
+    dump's string of many lines that end in `;` is not read again from its start at each)."""
+
+    def __init__(self) -> None:
+        self.open, self.pos = b"", 0  # the quote we are in ("" for none), and where we are
+        self.read = 0  # bytes looked at, over every call
+
+    def closed(self, data: bytes | bytearray, end: int) -> bool:
+        """Whether every quote of `data[:end]` (what was given before, extended) is closed."""
+        pos = self.pos
+        while found := _NEXT[self.open].search(data, pos, end):
+            at = found.start()
+            if data[at] == 0x5C:  # a backslash: it escapes the next byte
+                if at + 1 == end:
+                    pos = at  # whose byte has not come yet: read again with the rest
+                    break
+                pos = at + 2
+            else:
+                self.open = b"" if self.open else bytes(data[at : at + 1])
+                pos = at + 1
+        else:
+            pos = end
+        self.read += pos - self.pos
+        self.pos = pos
+        return not self.open and pos == end
 
 
 def upload_statements(stream: IO[bytes]) -> Iterator[bytes]:
@@ -39,6 +69,7 @@ def upload_statements(stream: IO[bytes]) -> Iterator[bytes]:
     `DELIMITER` lines between statements are the client's and are dropped. BackupInvalid
     for a statement longer than STATEMENT_LIMIT or a dump that ends inside one."""
     delimiter, pending, size, line_start = b";", bytearray(), 0, True
+    quotes, body_end = Quotes(), 0  # body_end: the end of what pending holds but spaces
     while chunk := stream.readline(1 << 20):
         starts_line, line_start = line_start, chunk.endswith(b"\n")
         if not pending and starts_line:
@@ -49,17 +80,20 @@ def upload_statements(stream: IO[bytes]) -> Iterator[bytes]:
             if found:
                 delimiter = found[1]
                 continue
+        if stripped := len(chunk.rstrip()):
+            body_end = len(pending) + stripped
         pending += chunk
         size += len(chunk)
         if size > STATEMENT_LIMIT:
             raise BackupInvalid(f"the dump holds a statement over {STATEMENT_LIMIT >> 20} MiB")
-        body = bytes(pending).rstrip()
-        if line_start and body.endswith(delimiter):
-            statement = body[: -len(delimiter)]
-            if _WHOLE.fullmatch(statement):
-                if statement.strip():
-                    yield statement
-                pending, size = bytearray(), 0
+        # Only the new bytes are read: a statement of many lines is not copied at each one.
+        cut = body_end - len(delimiter)
+        ends = line_start and cut >= 0 and pending[cut:body_end] == delimiter
+        if ends and quotes.closed(pending, cut):
+            statement = bytes(pending[:cut])
+            if statement.strip():
+                yield statement
+            pending, size, quotes, body_end = bytearray(), 0, Quotes(), 0
     if bytes(pending).strip():
         raise BackupInvalid("the database dump ends inside a statement (truncated)")
 
