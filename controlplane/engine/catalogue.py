@@ -269,8 +269,9 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
                 ),
                 StepSpec("swap", do=backup_steps.swap, undo=backup_steps.unswap),
                 StepSpec("probe", do=backup_steps.probe),
-                StepSpec("finish", do=backup_steps.finish),
+                # Before finish: a failure here still finds the replaced copy to put back.
                 StepSpec("fingerprint", do=staging_steps.refingerprint_copies),
+                StepSpec("finish", do=backup_steps.finish),
             ),
             on_failure=OnFailure.ROLL_BACK,
             started=backup_steps.restoring,

@@ -26,8 +26,8 @@ from tests.e2e.conftest import acme_token, open_dashboard, screenshot
 from tests.live import serve
 
 SITES = "/v1/tenants/acme/sites"
-RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish",
-                 "fingerprint"]  # fmt: skip
+RESTORE_STEPS = ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "fingerprint",
+                 "finish"]  # fmt: skip
 
 
 @contextmanager

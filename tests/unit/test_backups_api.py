@@ -115,8 +115,8 @@ def test_restore_puts_the_backup_back_after_a_pre_restore_backup(
     assert body["backup"]["id"] == backup["id"]
     assert body["pre_restore_backup"]["kind"] == "pre-restore"
     steps = [s["name"] for s in body["operation"]["steps"]]
-    assert steps == ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "finish",
-                     "fingerprint"]  # fmt: skip
+    assert steps == ["pre_restore", "check", "maintenance", "stage", "swap", "probe", "fingerprint",
+                     "finish"]  # fmt: skip
     final = wait_for_operation(client, body["operation"]["id"], owner)
     assert final["status"] == "succeeded", final
     assert memory_provider.content(site)["database"] == "posts: hello"

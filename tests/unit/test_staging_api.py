@@ -413,3 +413,26 @@ def test_a_change_on_production_after_the_promotion_was_asked_stops_it(
     assert "changed where the promotion writes (wp_comments" in final["error"], final
     assert memory_provider.content(prod) == before
     assert not memory_provider.in_maintenance(prod)
+
+
+def test_a_rollback_that_fails_at_its_last_step_leaves_production_as_it_says(
+    client: TestClient,
+    owner: dict[str, str],
+    memory_provider: MemoryProvider,
+    staged: tuple[str, str],
+) -> None:
+    """Refingerprinting the staging copies fails: the restore is rolled back, and rolled back
+    means production's content is the promoted one again (not the backup's, kept)."""
+    prod, staging = staged
+    memory_provider.write_content(staging, "table:wp_posts", "edited on staging\n")
+    promoted = client.post(f"{SITES}/crumbs-dev/promote", json={}, headers=owner).json()
+    assert wait_for_operation(client, promoted["operation"]["id"], owner)["status"] == "succeeded"
+    after_promotion = memory_provider.content(prod)
+    memory_provider.fail_on = {"fingerprint:backup:crumbs"}
+    answer = client.post(f"{SITES}/crumbs/rollback", headers=owner)
+    assert answer.status_code == 202, answer.text
+    final = wait_for_operation(client, answer.json()["operation"]["id"], owner)
+    assert final["status"] == "rolled_back", final
+    assert memory_provider.content(prod) == after_promotion
+    assert not memory_provider.in_maintenance(prod)
+    assert client.get(f"{SITES}/crumbs", headers=owner).json()["status"] == "ready"
