@@ -4,8 +4,8 @@
 `local_platform()` makes a world-traversable AIPRESS_HOME under /tmp, builds the app, signs
 in as an admin and creates the tenant; on the way out it stops the stack and removes the home
 (unless kept). `LocalPlatform.operation()` starts an operation and waits for its end;
-`remove_sites()` takes sites down the way a delete's steps would; `run_and_report()` is
-what their main() runs.
+`remove_sites()` takes sites down the way a delete's steps would; `main()` is their entry
+point.
 """
 
 from __future__ import annotations
@@ -38,6 +38,17 @@ def run_and_report(
     with the versions of restic and mariadb-dump."""
     harness.require_root("run as root: the local stack makes system users and runs daemons")
     harness.run_and_report(args.output, VERSIONS, run, print_results)
+
+
+def main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    print_results: Callable[[dict[str, Any]], None],
+) -> None:
+    """A local-platform benchmark's entry point: its arguments, then `run_and_report`."""
+    args = parse_args(argv)
+    run_and_report(args, lambda: run(args), print_results)
 
 
 def step_seconds(op: dict[str, Any]) -> dict[str, float]:
