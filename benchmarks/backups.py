@@ -47,8 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = harness.parser(
         "backups", "Benchmark restic backups and restores of a local site.", keep="the home"
     )
-    parser.add_argument("--uploads-mb", type=int, default=200, help="MB of random uploads")
-    parser.add_argument("--file-mb", type=int, default=4, help="size of each upload file (MB)")
+    local_platform.add_upload_options(parser, uploads_mb=200)
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the extra table")
     parser.add_argument("--sample-ms", type=float, default=50.0, help="RSS sampling interval")
     args = parser.parse_args(argv)

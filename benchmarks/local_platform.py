@@ -62,6 +62,12 @@ def step_seconds(op: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def add_upload_options(parser: argparse.ArgumentParser, *, uploads_mb: int) -> None:
+    """`--uploads-mb` and `--file-mb`: how much `fill_uploads` writes, in files of what size."""
+    parser.add_argument("--uploads-mb", type=int, default=uploads_mb, help="MB of random uploads")
+    parser.add_argument("--file-mb", type=int, default=4, help="size of each upload file (MB)")
+
+
 def fill_uploads(resources: dict[str, Any], uploads_mb: int, file_mb: int) -> None:
     """`uploads_mb` MB of random (incompressible) files in the site's uploads, as its user."""
     root = Path(resources["storage"]["root"])

@@ -42,8 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "staging", "Benchmark clone and promote of a local site.", keep="the home"
     )
     parser.add_argument("--posts", type=int, default=10_000, help="published posts")
-    parser.add_argument("--uploads-mb", type=int, default=100, help="MB of random uploads")
-    parser.add_argument("--file-mb", type=int, default=4, help="size of each upload file (MB)")
+    local_platform.add_upload_options(parser, uploads_mb=100)
     args = parser.parse_args(argv)
     harness.check_counts(parser, args, positive=("uploads_mb", "file_mb"),
                          non_negative=("posts",))  # fmt: skip

@@ -175,3 +175,13 @@ def test_an_operations_outcome_is_its_status_and_the_seconds_the_api_reports() -
         "operation_seconds": 2.25,
         "steps": {"database": 1.5, "dns": None},
     }
+
+
+def test_the_upload_options_say_how_much_fill_uploads_writes() -> None:
+    harness, local_platform = _load("harness"), _load("local_platform")
+    parser = harness.parser("x", "test")
+    local_platform.add_upload_options(parser, uploads_mb=100)
+    args = parser.parse_args([])
+    assert (args.uploads_mb, args.file_mb) == (100, 4)
+    args = parser.parse_args(["--uploads-mb", "8", "--file-mb", "2"])
+    assert (args.uploads_mb, args.file_mb) == (8, 2)
