@@ -44,12 +44,12 @@ PASSWORD = "bench-" + secrets.token_urlsafe(24)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = harness.parser("backups", "Benchmark restic backups and restores of a local site.")
-    parser.add_argument("--uploads-mb", type=int, default=200, help="MB of random uploads")
-    parser.add_argument("--file-mb", type=int, default=4, help="size of each upload file (MB)")
+    parser = harness.parser(
+        "backups", "Benchmark restic backups and restores of a local site.", keep="the home"
+    )
+    local_platform.add_upload_options(parser, uploads_mb=200)
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the extra table")
     parser.add_argument("--sample-ms", type=float, default=50.0, help="RSS sampling interval")
-    parser.add_argument("--keep", action="store_true", help="keep the home (for debugging)")
     args = parser.parse_args(argv)
     harness.check_counts(parser, args, positive=("uploads_mb", "file_mb", "sample_ms"),
                          non_negative=("rows",))  # fmt: skip
@@ -218,8 +218,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    local_platform.run_and_report(args, lambda: run(args), print_results)
+    local_platform.main(argv, parse_args, run, print_results)
 
 
 if __name__ == "__main__":

@@ -37,14 +37,17 @@ from controlplane.kernel import clock  # noqa: E402  (after the path: runs from 
 # Arguments
 
 
-def parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every benchmark has (`--output`)."""
+def parser(name: str, description: str, *, keep: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark has (`--output`), and `--keep`
+    when the benchmark can leave `keep` (what it made, e.g. "the home") for debugging."""
     result = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     result.add_argument(
         "--output", type=Path, default=RESULTS_DIR / f"{name}.json", help="JSON result file"
     )
+    if keep is not None:
+        result.add_argument("--keep", action="store_true", help=f"keep {keep} (for debugging)")
     return result
 
 

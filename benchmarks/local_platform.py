@@ -4,8 +4,8 @@
 `local_platform()` makes a world-traversable AIPRESS_HOME under /tmp, builds the app, signs
 in as an admin and creates the tenant; on the way out it stops the stack and removes the home
 (unless kept). `LocalPlatform.operation()` starts an operation and waits for its end;
-`remove_sites()` takes sites down the way a delete's steps would; `run_and_report()` is
-what their main() runs.
+`remove_sites()` takes sites down the way a delete's steps would; `main()` is their entry
+point.
 """
 
 from __future__ import annotations
@@ -40,6 +40,17 @@ def run_and_report(
     harness.run_and_report(args.output, VERSIONS, run, print_results)
 
 
+def main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    print_results: Callable[[dict[str, Any]], None],
+) -> None:
+    """A local-platform benchmark's entry point: its arguments, then `run_and_report`."""
+    args = parse_args(argv)
+    run_and_report(args, lambda: run(args), print_results)
+
+
 def step_seconds(op: dict[str, Any]) -> dict[str, float]:
     """Each finished step's wall seconds, by step name."""
     out: dict[str, float] = {}
@@ -49,6 +60,12 @@ def step_seconds(op: dict[str, Any]) -> dict[str, float]:
             ended = datetime.fromisoformat(step["finished_at"])
             out[step["name"]] = round((ended - began).total_seconds(), 2)
     return out
+
+
+def add_upload_options(parser: argparse.ArgumentParser, *, uploads_mb: int) -> None:
+    """`--uploads-mb` and `--file-mb`: how much `fill_uploads` writes, in files of what size."""
+    parser.add_argument("--uploads-mb", type=int, default=uploads_mb, help="MB of random uploads")
+    parser.add_argument("--file-mb", type=int, default=4, help="size of each upload file (MB)")
 
 
 def fill_uploads(resources: dict[str, Any], uploads_mb: int, file_mb: int) -> None:

@@ -163,6 +163,18 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
+def operation_outcome(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation's status, its wall seconds and each step's, as the API reports them."""
+    return {
+        "status": op["status"],
+        "operation_seconds": seconds_between(op["created_at"], op["finished_at"]),
+        "steps": {
+            step["name"]: seconds_between(step["started_at"], step["finished_at"])
+            for step in op["steps"]
+        },
+    }
+
+
 def versions() -> dict[str, str | None]:
     """The versions of what serves the sites."""
     import httpx
@@ -338,12 +350,7 @@ class Bench:
                 body["operation"]["id"], 0.05 if poll_home_from_post else 0.1, deadline
             )
             record["op_seen_seconds"] = round(time.perf_counter() - t0, 4)
-            record["status"] = op["status"]
-            record["operation_seconds"] = seconds_between(op["created_at"], op["finished_at"])
-            record["steps"] = {
-                step["name"]: seconds_between(step["started_at"], step["finished_at"])
-                for step in op["steps"]
-            }
+            record.update(operation_outcome(op))
             if op["status"] != "succeeded":
                 record["error"] = op.get("error") or op["status"]
                 return record
@@ -396,12 +403,7 @@ class Bench:
                 response.json()["operation"]["id"], 0.05, t0 + self.timeout
             )
             record["op_seen_seconds"] = round(time.perf_counter() - t0, 4)
-            record["status"] = op["status"]
-            record["operation_seconds"] = seconds_between(op["created_at"], op["finished_at"])
-            record["steps"] = {
-                step["name"]: seconds_between(step["started_at"], step["finished_at"])
-                for step in op["steps"]
-            }
+            record.update(operation_outcome(op))
             if op["status"] != "succeeded":
                 record["error"] = op.get("error") or op["status"]
                 return record

@@ -42,10 +42,11 @@ OLD, NEW = "http://old-bakery.example", "https://bakery.sites.example.com"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = harness.parser("search_replace", "Benchmark the search-replace of a site's URL.")
+    parser = harness.parser(
+        "search_replace", "Benchmark the search-replace of a site's URL.", keep="the directory"
+    )
     parser.add_argument("--posts", type=int, default=10_000, help="posts in wp_posts")
     parser.add_argument("--meta", type=int, default=3, help="wp_postmeta rows per post")
-    parser.add_argument("--keep", action="store_true", help="keep the directory (debugging)")
     args = parser.parse_args(argv)
     harness.check_counts(parser, args, positive=("posts",), non_negative=("meta",))
     return args

@@ -39,9 +39,10 @@ TITLE = "Template Benchmark"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = harness.parser("site_template", "Installer vs template copy, interleaved.")
+    parser = harness.parser(
+        "site_template", "Installer vs template copy, interleaved.", keep="the home"
+    )
     parser.add_argument("--rounds", type=int, default=10, help="rounds (one of each per round)")
-    parser.add_argument("--keep", action="store_true", help="keep the home (for debugging)")
     args = parser.parse_args(argv)
     harness.check_counts(parser, args, positive=("rounds",), non_negative=())
     return args
@@ -147,8 +148,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    local_platform.run_and_report(args, lambda: run(args), print_results)
+    local_platform.main(argv, parse_args, run, print_results)
 
 
 if __name__ == "__main__":

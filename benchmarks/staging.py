@@ -38,11 +38,11 @@ STAGING = "prod-dev"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = harness.parser("staging", "Benchmark clone and promote of a local site.")
+    parser = harness.parser(
+        "staging", "Benchmark clone and promote of a local site.", keep="the home"
+    )
     parser.add_argument("--posts", type=int, default=10_000, help="published posts")
-    parser.add_argument("--uploads-mb", type=int, default=100, help="MB of random uploads")
-    parser.add_argument("--file-mb", type=int, default=4, help="size of each upload file (MB)")
-    parser.add_argument("--keep", action="store_true", help="keep the home (for debugging)")
+    local_platform.add_upload_options(parser, uploads_mb=100)
     args = parser.parse_args(argv)
     harness.check_counts(parser, args, positive=("uploads_mb", "file_mb"),
                          non_negative=("posts",))  # fmt: skip
@@ -125,8 +125,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    local_platform.run_and_report(args, lambda: run(args), print_results)
+    local_platform.main(argv, parse_args, run, print_results)
 
 
 if __name__ == "__main__":

@@ -44,14 +44,15 @@ STEPS = ("pre_update", "maintenance", "install", "upgrade_db", "maintenance_off"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = harness.parser("updates", "Benchmark one plugin's update on one local site.")
+    parser = harness.parser(
+        "updates", "Benchmark one plugin's update on one local site.", keep="the home"
+    )
     parser.add_argument("--updates", type=int, default=5, help="updates to time")
     parser.add_argument("--probe-seconds", type=float, default=20.0,
                         help="AIPRESS_UPDATE_PROBE_SECONDS of the broken update")  # fmt: skip
     parser.add_argument("--bulk-sites", type=int, default=50,
                         help="sites of the bulk update (0: no bulk run)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=4, help="the bulk's concurrency")
-    parser.add_argument("--keep", action="store_true", help="keep the home (for debugging)")
     args = parser.parse_args(argv)
     harness.check_counts(parser, args, positive=("updates", "concurrency"))
     if args.bulk_sites < 0:
@@ -220,8 +221,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    local_platform.run_and_report(args, lambda: run(args), print_results)
+    local_platform.main(argv, parse_args, run, print_results)
 
 
 if __name__ == "__main__":

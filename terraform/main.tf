@@ -426,6 +426,13 @@ locals {
     } : {
     AIPRESS_CLOUDFLARE_ZONE_ID = var.cloudflare_zone_id
   })
+  # Env read from Secret Manager (the latest version): lists, so the env keeps its order.
+  encryption_keys_env = { env = "AIPRESS_ENCRYPTION_KEYS", secret = google_secret_manager_secret.encryption_keys.secret_id }
+  sql_admin_env       = { env = "AIPRESS_CLOUDSQL_ADMIN_PASSWORD", secret = google_secret_manager_secret.sql_admin_password.secret_id }
+  control_plane_secret_env = concat(
+    [local.encryption_keys_env, local.sql_admin_env],
+    var.dns_provider == "cloudflare" ? [{ env = "AIPRESS_CLOUDFLARE_API_TOKEN", secret = google_secret_manager_secret.cloudflare_token.secret_id }] : [],
+  )
   # A job connects as its own IAM database user (never as the control plane's).
   job_env = {
     billing = { AIPRESS_WORKLOAD = "job", AIPRESS_CLOUDSQL_USER = local.sql_users.billing_job }
@@ -566,31 +573,13 @@ resource "google_cloud_run_v2_service" "control_plane" {
           value = env.value
         }
       }
-      env {
-        name = "AIPRESS_ENCRYPTION_KEYS"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.encryption_keys.secret_id
-            version = "latest"
-          }
-        }
-      }
-      env {
-        name = "AIPRESS_CLOUDSQL_ADMIN_PASSWORD"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.sql_admin_password.secret_id
-            version = "latest"
-          }
-        }
-      }
       dynamic "env" {
-        for_each = var.dns_provider == "cloudflare" ? [google_secret_manager_secret.cloudflare_token.secret_id] : []
+        for_each = local.control_plane_secret_env
         content {
-          name = "AIPRESS_CLOUDFLARE_API_TOKEN"
+          name = env.value.env
           value_source {
             secret_key_ref {
-              secret  = env.value
+              secret  = env.value.secret
               version = "latest"
             }
           }
@@ -739,7 +728,7 @@ resource "google_secret_manager_secret_iam_member" "chatbot_keys" {
   member    = "serviceAccount:${google_service_account.chatbot.email}"
 }
 
-# --- Billing: the export's dataset, the aggregation job and its schedule --------------------
+# --- Billing: the export's dataset (the aggregation job is a scheduled job, below) ----------
 
 resource "google_bigquery_dataset" "billing_export" {
   dataset_id  = "billing_export"
@@ -749,170 +738,75 @@ resource "google_bigquery_dataset" "billing_export" {
   depends_on  = [google_project_service.apis]
 }
 
-resource "google_cloud_run_v2_job" "billing" {
-  name                = "aipress-billing"
-  location            = var.region
-  deletion_protection = false
-  labels              = local.labels
-  template {
-    labels = local.labels
-    template {
+# --- Scheduled jobs: billing, cron and backups --------------------------------------------
+# Each is a Cloud Run job of the platform image (python -m <module>), running as its own
+# service account and connecting to Cloud SQL as that account's IAM database user; Cloud
+# Scheduler starts it as the scheduler account, which may run these jobs and nothing else.
+
+locals {
+  scheduled_jobs = {
+    # Aggregates the Cloud Billing export into tenant costs, once a day.
+    billing = {
+      job_name        = "aipress-billing"
+      scheduler_name  = "aipress-billing-daily"
+      schedule        = var.billing_schedule
+      module          = "controlplane.billing"
       service_account = google_service_account.billing_job.email
       max_retries     = 2
-      volumes {
-        name = "cloudsql"
-        cloud_sql_instance {
-          instances = [google_sql_database_instance.shared.connection_name]
-        }
-      }
-      containers {
-        image   = var.control_plane_image
-        command = ["python", "-m", "controlplane.billing"]
-        dynamic "env" {
-          for_each = merge(local.control_plane_env, local.job_env.billing, {
-            AIPRESS_BILLING_EXPORT_TABLE     = var.billing_export_table
-            AIPRESS_BILLING_BIGQUERY_PROJECT = var.project_id
-          })
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-        env {
-          name = "AIPRESS_ENCRYPTION_KEYS"
-          value_source {
-            secret_key_ref {
-              secret  = google_secret_manager_secret.encryption_keys.secret_id
-              version = "latest"
-            }
-          }
-        }
-        volume_mounts {
-          name       = "cloudsql"
-          mount_path = "/cloudsql"
-        }
-      }
+      timeout         = null # Cloud Run's default
+      limits          = null # Cloud Run's default
+      env = merge(local.control_plane_env, local.job_env.billing, {
+        AIPRESS_BILLING_EXPORT_TABLE     = var.billing_export_table
+        AIPRESS_BILLING_BIGQUERY_PROJECT = var.project_id
+      })
+      secret_env = [local.encryption_keys_env]
     }
-  }
-  depends_on = [
-    google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
-    google_secret_manager_secret_iam_member.billing_job_keys, google_sql_user.iam,
-  ]
-}
-
-resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_billing" {
-  name     = google_cloud_run_v2_job.billing.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.scheduler.email}"
-}
-
-resource "google_cloud_scheduler_job" "billing" {
-  name      = "aipress-billing-daily"
-  region    = var.region
-  schedule  = var.billing_schedule
-  time_zone = "Etc/UTC"
-  http_target {
-    http_method = "POST"
-    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.billing.name}:run"
-    oauth_token {
-      service_account_email = google_service_account.scheduler.email
-    }
-  }
-  depends_on = [google_project_service.apis]
-}
-
-# --- Cron: WordPress's own WP-Cron is off on every site; this job runs each ready site's due
-# events once per interval (each site at a stable offset in it), a few sites at a time.
-
-resource "google_cloud_run_v2_job" "cron" {
-  name                = "aipress-cron"
-  location            = var.region
-  deletion_protection = false
-  labels              = local.labels
-  template {
-    labels = local.labels
-    template {
+    # WordPress's own WP-Cron is off on every site; this job runs each ready site's due
+    # events once per interval (each site at a stable offset in it), a few sites at a time.
+    cron = {
+      job_name        = "aipress-cron"
+      scheduler_name  = "aipress-cron"
+      schedule        = "*/${var.cron_interval_minutes} * * * *"
+      module          = "controlplane.cron"
       service_account = google_service_account.cron_job.email
       max_retries     = 0 # the next interval's run comes anyway
       timeout         = "${var.cron_interval_minutes * 60 + 300}s"
-      volumes {
-        name = "cloudsql"
-        cloud_sql_instance {
-          instances = [google_sql_database_instance.shared.connection_name]
-        }
-      }
-      containers {
-        image   = var.control_plane_image
-        command = ["python", "-m", "controlplane.cron"]
-        dynamic "env" {
-          for_each = merge(local.control_plane_env, local.job_env.cron, {
-            AIPRESS_CRON_INTERVAL_SECONDS = tostring(var.cron_interval_minutes * 60)
-            AIPRESS_CRON_CONCURRENCY      = tostring(var.cron_concurrency)
-          })
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-        env {
-          name = "AIPRESS_ENCRYPTION_KEYS"
-          value_source {
-            secret_key_ref {
-              secret  = google_secret_manager_secret.encryption_keys.secret_id
-              version = "latest"
-            }
-          }
-        }
-        volume_mounts {
-          name       = "cloudsql"
-          mount_path = "/cloudsql"
-        }
-      }
+      limits          = null
+      env = merge(local.control_plane_env, local.job_env.cron, {
+        AIPRESS_CRON_INTERVAL_SECONDS = tostring(var.cron_interval_minutes * 60)
+        AIPRESS_CRON_CONCURRENCY      = tostring(var.cron_concurrency)
+      })
+      secret_env = [local.encryption_keys_env]
+    }
+    # Every hour: backs up the sites whose policy makes one due, then applies retention.
+    # Each site's dump streams through the job.
+    backups = {
+      job_name        = "aipress-backups"
+      scheduler_name  = "aipress-backups-hourly"
+      schedule        = var.backups_schedule
+      module          = "controlplane.backups"
+      service_account = google_service_account.backups_job.email
+      max_retries     = 1 # a backup is idempotent by its id: a retry finishes it
+      timeout         = "3300s"
+      limits          = { cpu = "1", memory = "1Gi" }
+      env             = merge(local.control_plane_env, local.job_env.backups)
+      secret_env      = [local.encryption_keys_env, local.sql_admin_env]
     }
   }
-  depends_on = [
-    google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
-    google_secret_manager_secret_iam_member.cron_job_keys, google_sql_user.iam,
-  ]
 }
 
-resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_cron" {
-  name     = google_cloud_run_v2_job.cron.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.scheduler.email}"
-}
-
-resource "google_cloud_scheduler_job" "cron" {
-  name      = "aipress-cron"
-  region    = var.region
-  schedule  = "*/${var.cron_interval_minutes} * * * *"
-  time_zone = "Etc/UTC"
-  http_target {
-    http_method = "POST"
-    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.cron.name}:run"
-    oauth_token {
-      service_account_email = google_service_account.scheduler.email
-    }
-  }
-  depends_on = [google_project_service.apis]
-}
-
-# --- Backups: every hour the job backs up the sites whose policy makes one due, then applies
-# retention (python -m controlplane.backups). Each site's dump streams through the job.
-
-resource "google_cloud_run_v2_job" "backups" {
-  name                = "aipress-backups"
+resource "google_cloud_run_v2_job" "scheduled" {
+  for_each            = local.scheduled_jobs
+  name                = each.value.job_name
   location            = var.region
   deletion_protection = false
   labels              = local.labels
   template {
     labels = local.labels
     template {
-      service_account = google_service_account.backups_job.email
-      max_retries     = 1 # a backup is idempotent by its id: a retry finishes it
-      timeout         = "3300s"
+      service_account = each.value.service_account
+      max_retries     = each.value.max_retries
+      timeout         = each.value.timeout
       volumes {
         name = "cloudsql"
         cloud_sql_instance {
@@ -921,32 +815,29 @@ resource "google_cloud_run_v2_job" "backups" {
       }
       containers {
         image   = var.control_plane_image
-        command = ["python", "-m", "controlplane.backups"]
-        resources {
-          limits = { cpu = "1", memory = "1Gi" }
+        command = ["python", "-m", each.value.module]
+        dynamic "resources" {
+          for_each = each.value.limits == null ? [] : [each.value.limits]
+          content {
+            limits = resources.value
+          }
         }
         dynamic "env" {
-          for_each = merge(local.control_plane_env, local.job_env.backups)
+          for_each = each.value.env
           content {
             name  = env.key
             value = env.value
           }
         }
-        env {
-          name = "AIPRESS_ENCRYPTION_KEYS"
-          value_source {
-            secret_key_ref {
-              secret  = google_secret_manager_secret.encryption_keys.secret_id
-              version = "latest"
-            }
-          }
-        }
-        env {
-          name = "AIPRESS_CLOUDSQL_ADMIN_PASSWORD"
-          value_source {
-            secret_key_ref {
-              secret  = google_secret_manager_secret.sql_admin_password.secret_id
-              version = "latest"
+        dynamic "env" {
+          for_each = each.value.secret_env
+          content {
+            name = env.value.env
+            value_source {
+              secret_key_ref {
+                secret  = env.value.secret
+                version = "latest"
+              }
             }
           }
         }
@@ -957,33 +848,86 @@ resource "google_cloud_run_v2_job" "backups" {
       }
     }
   }
+  # Cloud Run checks at deploy that each secret a job reads has a version its service
+  # account may access: the versions and the accessor bindings come first.
   depends_on = [
     google_project_service.apis, google_secret_manager_secret_version.encryption_keys,
     google_secret_manager_secret_version.sql_admin_password,
+    google_secret_manager_secret_iam_member.billing_job_keys,
+    google_secret_manager_secret_iam_member.cron_job_keys,
     google_secret_manager_secret_iam_member.backups_job_keys, google_sql_user.iam,
   ]
 }
 
-resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_backups" {
-  name     = google_cloud_run_v2_job.backups.name
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs" {
+  for_each = google_cloud_run_v2_job.scheduled
+  name     = each.value.name
   location = var.region
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 
-resource "google_cloud_scheduler_job" "backups" {
-  name      = "aipress-backups-hourly"
+resource "google_cloud_scheduler_job" "scheduled" {
+  for_each  = local.scheduled_jobs
+  name      = each.value.scheduler_name
   region    = var.region
-  schedule  = var.backups_schedule
+  schedule  = each.value.schedule
   time_zone = "Etc/UTC"
   http_target {
     http_method = "POST"
-    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.backups.name}:run"
+    uri         = "https://${var.region}-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/${var.project_id}/jobs/${google_cloud_run_v2_job.scheduled[each.key].name}:run"
     oauth_token {
       service_account_email = google_service_account.scheduler.email
     }
   }
   depends_on = [google_project_service.apis]
+}
+
+# The jobs, their invoker bindings and their schedules were one resource each until
+# 2026-12: the state keeps them.
+moved {
+  from = google_cloud_run_v2_job.billing
+  to   = google_cloud_run_v2_job.scheduled["billing"]
+}
+
+moved {
+  from = google_cloud_run_v2_job.cron
+  to   = google_cloud_run_v2_job.scheduled["cron"]
+}
+
+moved {
+  from = google_cloud_run_v2_job.backups
+  to   = google_cloud_run_v2_job.scheduled["backups"]
+}
+
+moved {
+  from = google_cloud_run_v2_job_iam_member.scheduler_runs_billing
+  to   = google_cloud_run_v2_job_iam_member.scheduler_runs["billing"]
+}
+
+moved {
+  from = google_cloud_run_v2_job_iam_member.scheduler_runs_cron
+  to   = google_cloud_run_v2_job_iam_member.scheduler_runs["cron"]
+}
+
+moved {
+  from = google_cloud_run_v2_job_iam_member.scheduler_runs_backups
+  to   = google_cloud_run_v2_job_iam_member.scheduler_runs["backups"]
+}
+
+moved {
+  from = google_cloud_scheduler_job.billing
+  to   = google_cloud_scheduler_job.scheduled["billing"]
+}
+
+moved {
+  from = google_cloud_scheduler_job.cron
+  to   = google_cloud_scheduler_job.scheduled["cron"]
+}
+
+moved {
+  from = google_cloud_scheduler_job.backups
+  to   = google_cloud_scheduler_job.scheduled["backups"]
 }
 
 # --- Firebase Auth (Identity Platform) ------------------------------------------------------

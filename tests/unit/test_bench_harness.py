@@ -124,3 +124,64 @@ def test_an_operations_steps_are_timed_from_their_start_and_end() -> None:
         ]
     }  # fmt: skip
     assert local_platform.step_seconds(op) == {"database": 1.5}
+
+
+def test_keep_is_an_option_only_of_benchmarks_that_can_keep_what_they_made() -> None:
+    harness = _load("harness")
+    kept = harness.parser("x", "test", keep="the home")
+    assert kept.parse_args([]).keep is False
+    assert kept.parse_args(["--keep"]).keep is True
+    assert "keep the home (for debugging)" in kept.format_help()
+    with pytest.raises(SystemExit):
+        harness.parser("x", "test").parse_args(["--keep"])
+
+
+def test_a_local_platform_benchmark_runs_with_its_own_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local_platform = _load("local_platform")
+    reported: list[tuple[object, dict[str, object], object]] = []
+
+    def run_and_report(args: object, run: object, print_results: object) -> None:
+        assert callable(run)
+        reported.append((args, run(), print_results))
+
+    monkeypatch.setattr(local_platform, "run_and_report", run_and_report)
+    parsed: list[list[str] | None] = []
+
+    def parse_args(argv: list[str] | None) -> dict[str, object]:
+        parsed.append(argv)
+        return {"argv": argv}
+
+    local_platform.main(["--keep"], parse_args, lambda args: {"ran with": args}, print)
+    assert parsed == [["--keep"]]
+    assert reported == [({"argv": ["--keep"]}, {"ran with": {"argv": ["--keep"]}}, print)]
+
+
+def test_an_operations_outcome_is_its_status_and_the_seconds_the_api_reports() -> None:
+    provision = _load("provision")
+    op = {
+        "status": "succeeded",
+        "created_at": "2026-01-01T00:00:00Z",
+        "finished_at": "2026-01-01T00:00:02.250Z",
+        "steps": [
+            {"name": "database", "started_at": "2026-01-01T00:00:00Z",
+             "finished_at": "2026-01-01T00:00:01.500Z"},
+            {"name": "dns", "started_at": None, "finished_at": None},
+        ],
+    }  # fmt: skip
+    assert provision.operation_outcome(op) == {
+        "status": "succeeded",
+        "operation_seconds": 2.25,
+        "steps": {"database": 1.5, "dns": None},
+    }
+
+
+def test_the_upload_options_say_how_much_fill_uploads_writes() -> None:
+    harness, local_platform = _load("harness"), _load("local_platform")
+    parser = harness.parser("x", "test")
+    local_platform.add_upload_options(parser, uploads_mb=100)
+    args = parser.parse_args([])
+    assert (args.uploads_mb, args.file_mb) == (100, 4)
+    args = parser.parse_args(["--uploads-mb", "8", "--file-mb", "2"])
+    assert (args.uploads_mb, args.file_mb) == (8, 2)

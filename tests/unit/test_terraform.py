@@ -8,6 +8,7 @@ import functools
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -289,31 +290,56 @@ def test_the_gcp_provider_grants_tenants_nothing_that_mints() -> None:
     assert "actAs" not in "".join(p.read_text() for p in source.glob("*.py"))
 
 
-def test_a_scheduled_cron_job_runs_the_platforms_cron() -> None:
-    found = {(kind, name): body for kind, name, body in resources()}
-    job = found[("google_cloud_run_v2_job", "cron")]
-    container = _get(job, ("template", "template", "containers"))
-    assert [_unquote(c) for c in container[0]["command"]] == ["python", "-m", "controlplane.cron"]
-    env = str(_get(job, ("template", "template", "containers"))[0]["dynamic"])
-    assert "AIPRESS_CRON_INTERVAL_SECONDS" in env
-    schedule = found[("google_cloud_scheduler_job", "cron")]
-    assert "cron_interval_minutes" in str(schedule["schedule"])
-    assert "google_cloud_run_v2_job.cron.name" in str(_get(schedule, ("http_target", "uri")))
-    invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs_cron")]
+def _scheduled_job(key: str) -> dict[str, Any]:
+    """One entry of local.scheduled_jobs (a Cloud Run job, its invoker and its schedule)."""
+    job: dict[str, Any] = _locals()["scheduled_jobs"][key]
+    return job
+
+
+def test_scheduled_jobs_run_their_module_on_their_schedule_as_the_scheduler() -> None:
+    """The job, the scheduler's invoker binding and the schedule are one instance each per
+    entry of local.scheduled_jobs, and each runs `python -m <module>` of that entry."""
+    found = _by_key()
+    job = found[("google_cloud_run_v2_job", "scheduled")]
+    [container] = _get(job, ("template", "template", "containers"))
+    assert [_unquote(c) for c in container["command"]] == ["python", "-m", "${each.value.module}"]
+    assert "each.value.env" in str(container["dynamic"])
+    schedule = found[("google_cloud_scheduler_job", "scheduled")]
+    assert job["for_each"] == schedule["for_each"] == "${local.scheduled_jobs}"
+    assert _unquote(schedule["schedule"]) == "${each.value.schedule}"
+    uri = str(_get(schedule, ("http_target", "uri")))
+    assert "google_cloud_run_v2_job.scheduled[each.key].name" in uri
+    assert "google_service_account.scheduler.email" in str(
+        _get(schedule, ("http_target", "oauth_token"))
+    )
+    invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs")]
+    assert invoker["for_each"] == "${google_cloud_run_v2_job.scheduled}"
+    assert _unquote(invoker["role"]) == "roles/run.invoker"
     assert "google_service_account.scheduler.email" in str(invoker["member"])
+    assert set(_locals()["scheduled_jobs"]) == {"billing", "cron", "backups"}
+    for key in ("billing", "cron", "backups"):
+        module = _unquote(_scheduled_job(key)["module"])
+        assert module == f"controlplane.{key}"
+        assert (TERRAFORM.parent / "controlplane" / key).is_dir() or (
+            TERRAFORM.parent / "controlplane" / f"{key}.py"
+        ).exists(), module
+
+
+def test_a_scheduled_cron_job_runs_the_platforms_cron() -> None:
+    cron = _scheduled_job("cron")
+    assert _unquote(cron["module"]) == "controlplane.cron"
+    assert "AIPRESS_CRON_INTERVAL_SECONDS" in str(cron["env"])
+    assert "cron_interval_minutes" in str(cron["schedule"])
+    assert "google_service_account.cron_job.email" in str(cron["service_account"])
 
 
 def test_an_hourly_backups_job_runs_the_platforms_backups_with_only_what_it_needs() -> None:
-    found = {(kind, name): body for kind, name, body in resources()}
-    job = found[("google_cloud_run_v2_job", "backups")]
-    [container] = _get(job, ("template", "template", "containers"))
-    assert [_unquote(c) for c in container["command"]] == ["python", "-m", "controlplane.backups"]
-    assert "local.job_env.backups" in str(container["dynamic"])
-    assert "backups_job" in str(_get(job, ("template", "template", "service_account")))
-    schedule = found[("google_cloud_scheduler_job", "backups")]
-    assert "google_cloud_run_v2_job.backups.name" in str(_get(schedule, ("http_target", "uri")))
-    invoker = found[("google_cloud_run_v2_job_iam_member", "scheduler_runs_backups")]
-    assert "google_service_account.scheduler.email" in str(invoker["member"])
+    found = _by_key()
+    backups = _scheduled_job("backups")
+    assert _unquote(backups["module"]) == "controlplane.backups"
+    assert "local.job_env.backups" in str(backups["env"])
+    assert "backups_job" in str(backups["service_account"])
+    assert _unquote(backups["schedule"]) == "${var.backups_schedule}"
     with (TERRAFORM / "variables.tf").open() as handle:
         blocks = {_unquote(k): v for b in _load(handle)["variable"] for k, v in b.items()}
     minute, hour, *_rest = _unquote(blocks["backups_schedule"]["default"]).split()
@@ -346,7 +372,8 @@ def test_the_front_door_leaves_host_rules_to_the_control_plane() -> None:
 # --- A first `terraform apply` that works: secrets, env, Cloud SQL ---------------------------
 
 WORKLOADS = ("google_cloud_run_v2_service", "google_cloud_run_v2_job")
-STATIC_SERVICES = {"stopped_page"}  # reads no settings (controlplane/stopped_page.py)
+# reads no settings (controlplane/stopped_page.py)
+STATIC_SERVICES = {"google_cloud_run_v2_service.stopped_page"}
 
 
 def _by_key() -> dict[tuple[str, str], dict[str, Any]]:
@@ -361,14 +388,44 @@ def _locals() -> dict[str, Any]:
     return found
 
 
-def _text(body: dict[str, Any]) -> str:
-    """The workload's body with the locals it uses spelled out (one level deep, enough for
-    control_plane_env and job_env)."""
-    text = str(body)
-    for name, value in _locals().items():
-        if f"local.{name}" in text:
-            text += " " + str(value)
+def _expanded(text: str) -> str:
+    """`text` followed by every local it names, and every local those name, spelled out."""
+    values, seen = _locals(), set()
+    while names := {n for n in re.findall(r"local\.(\w+)", text) if n in values} - seen:
+        for name in sorted(names):
+            seen.add(name)
+            text += " " + str(values[name])
     return text
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Cloud Run service, or one scheduled job, with the locals it uses spelled out."""
+
+    label: str
+    text: str
+    account: str
+    depends: str
+
+
+def _workloads() -> list[Workload]:
+    """Every Cloud Run service, and each entry of the job resource's local.scheduled_jobs."""
+    found = []
+    for (kind, name), body in _by_key().items():
+        if kind not in WORKLOADS:
+            continue
+        depends = " ".join(str(d) for d in body.get("depends_on", []))
+        if kind == "google_cloud_run_v2_service":
+            account = str(_get(body, ("template", "service_account")))
+            found.append(Workload(f"{kind}.{name}", _expanded(str(body)), account, depends))
+            continue
+        assert body["for_each"] == "${local.scheduled_jobs}", f"{kind}.{name} is not scheduled"
+        for key, job in _locals()["scheduled_jobs"].items():
+            # The entry alone names the job's locals: the body's would be every job's.
+            text = str(body) + " " + _expanded(str(job))
+            label = f"{kind}.{name}[{key}]"
+            found.append(Workload(label, text, str(job["service_account"]), depends))
+    return found
 
 
 def _variable_default(name: str) -> Any:
@@ -380,8 +437,7 @@ def _variable_default(name: str) -> Any:
     raise KeyError(name)
 
 
-def _workload_of(body: dict[str, Any]) -> str:
-    text = str(body)
+def _workload_of(text: str) -> str:
     if "local.job_env" in text:
         return "job"
     match = re.search(r"'name': '\"AIPRESS_WORKLOAD\"', 'value': '\"(\w+)\"'", text)
@@ -395,26 +451,21 @@ def test_every_secret_a_workload_reads_has_a_version_it_may_access_first() -> No
         for (k, n), b in found.items() if k == "google_secret_manager_secret_version"
     }  # fmt: skip
     checked = 0
-    for (kind, name), body in found.items():
-        if kind not in WORKLOADS:
-            continue
-        template = _get(body, ("template",)) if kind.endswith("service") else _get(
-            body, ("template", "template"))  # fmt: skip
-        account = str(template[0]["service_account"])
-        needs = set(re.findall(r"google_secret_manager_secret\.(\w+)\.secret_id", str(body)))
-        depends = " ".join(str(d) for d in body.get("depends_on", []))
+    for workload in _workloads():
+        label, account, depends = workload.label, workload.account, workload.depends
+        needs = set(re.findall(r"google_secret_manager_secret\.(\w+)\.secret_id", workload.text))
         for secret in needs:
             checked += 1
-            assert secret in versions, f"{kind}.{name} reads {secret}, which has no version"
+            assert secret in versions, f"{label} reads {secret}, which has no version"
             assert f"google_secret_manager_secret_version.{versions[secret]}" in depends, (
-                f"{kind}.{name} must depend on {secret}'s version"
+                f"{label} must depend on {secret}'s version"
             )
             readers = [n for (k, n), b in found.items()
                        if k == "google_secret_manager_secret_iam_member"
                        and f"google_secret_manager_secret.{secret}.id"
                        in str(b["secret_id"]) + str(b.get("for_each", ""))
                        and account.strip("${}") in str(b["member"])]  # fmt: skip
-            assert readers, f"{kind}.{name}'s account cannot read {secret}"
+            assert readers, f"{label}'s account cannot read {secret}"
             assert any(f"google_secret_manager_secret_iam_member.{r}" in depends for r in readers)
     assert checked == 9  # control plane 3, chatbot 2, billing and cron 1 each, backups 2
 
@@ -424,10 +475,10 @@ def test_every_env_a_workload_needs_in_gcp_mode_is_set() -> None:
     from controlplane.settings import GCP_DNS_REQUIRED, GCP_PROVIDER_REQUIRED
 
     seen = set()
-    for (kind, name), body in _by_key().items():
-        if kind not in WORKLOADS or name in STATIC_SERVICES:
+    for found in _workloads():
+        if found.label in STATIC_SERVICES:
             continue
-        text, workload = _text(body), _workload_of(body)
+        text, workload = found.text, _workload_of(found.text)
         seen.add(workload)
         assert "AIPRESS_PROVIDER" in text and '"gcp"' in text
         required = GCP_REQUIRED[workload]
@@ -438,7 +489,7 @@ def test_every_env_a_workload_needs_in_gcp_mode_is_set() -> None:
         for entry in required:
             names = [f"AIPRESS_{field.upper()}" for field in entry.split("|")]
             assert any(re.search(rf"\b{n}\b", text) for n in names), (
-                f"{kind}.{name} ({workload}) sets none of {names}"
+                f"{found.label} ({workload}) sets none of {names}"
             )
     assert seen == set(GCP_REQUIRED)
 

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision = "0001"
 down_revision = None
@@ -12,17 +12,12 @@ down_revision = None
 def upgrade() -> None:
     op.create_table(
         "audit_events",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("actor", sa.String(length=128), nullable=False),
+        columns.serial_id(),
+        columns.moment("at"),
+        columns.principal("actor"),
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("action", sa.String(length=60), nullable=False),
-        sa.Column("tenant_id", sa.String(length=30), nullable=True),
+        columns.tenant_id(nullable=True),
         sa.Column("target", sa.String(length=300), nullable=True),
         sa.Column("outcome", sa.String(length=20), nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=True),
@@ -35,20 +30,20 @@ def upgrade() -> None:
 
     op.create_table(
         "operations",
-        sa.Column("id", sa.String(length=32), nullable=False),
+        columns.hex_id(),
         sa.Column("kind", sa.String(length=30), nullable=False),
-        sa.Column("tenant_id", sa.String(length=30), nullable=False),
-        sa.Column("site_id", sa.String(length=32), nullable=True),
+        columns.tenant_id(),
+        columns.hex_id("site_id", nullable=True),
         sa.Column("site_name", sa.String(length=40), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("requested_by", sa.String(length=128), nullable=False),
+        columns.status(),
+        columns.principal("requested_by"),
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("params", sa.JSON(), nullable=False),
-        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", controlplane.models.UTCDateTime(), nullable=True),
+        columns.moment("created_at"),
+        columns.moment("updated_at"),
+        columns.moment("finished_at", nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("operations", schema=None) as batch_op:
@@ -60,48 +55,41 @@ def upgrade() -> None:
         "tenants",
         sa.Column("id", sa.String(length=30), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("created_by", sa.String(length=128), nullable=False),
+        columns.status(),
+        columns.moment("created_at"),
+        columns.principal("created_by"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "users",
-        sa.Column("uid", sa.String(length=128), nullable=False),
+        columns.principal("uid"),
         sa.Column("email", sa.String(length=254), nullable=True),
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("tenants", sa.JSON(), nullable=False),
-        sa.Column("updated_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_by", sa.String(length=128), nullable=False),
+        *columns.updated(),
         sa.PrimaryKeyConstraint("uid"),
     )
     op.create_table(
         "env_vars",
-        sa.Column("tenant_id", sa.String(length=30), nullable=False),
+        columns.tenant_id(),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("secret", sa.Boolean(), nullable=False),
         sa.Column("value", sa.Text(), nullable=True),
         sa.Column("ciphertext", sa.Text(), nullable=True),
         sa.Column("key_id", sa.String(length=32), nullable=True),
-        sa.Column("updated_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_by", sa.String(length=128), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+        *columns.updated(),
+        columns.cascade("tenant_id", "tenants"),
         sa.PrimaryKeyConstraint("tenant_id", "name"),
     )
     op.create_table(
         "operation_events",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("operation_id", sa.String(length=32), nullable=False),
+        columns.serial_id(),
+        columns.hex_id("operation_id"),
         sa.Column("type", sa.String(length=30), nullable=False),
         sa.Column("step", sa.String(length=30), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["operation_id"], ["operations.id"], ondelete="CASCADE"),
+        columns.moment("at"),
+        columns.cascade("operation_id", "operations"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("operation_events", schema=None) as batch_op:
@@ -110,32 +98,32 @@ def upgrade() -> None:
     op.create_table(
         "operation_steps",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("operation_id", sa.String(length=32), nullable=False),
+        columns.hex_id("operation_id"),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=30), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("started_at", controlplane.models.UTCDateTime(), nullable=True),
-        sa.Column("finished_at", controlplane.models.UTCDateTime(), nullable=True),
+        columns.status(),
+        columns.moment("started_at", nullable=True),
+        columns.moment("finished_at", nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(["operation_id"], ["operations.id"], ondelete="CASCADE"),
+        columns.cascade("operation_id", "operations"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("operation_id", "position", name="uq_step_position"),
     )
     op.create_table(
         "sites",
-        sa.Column("id", sa.String(length=32), nullable=False),
-        sa.Column("tenant_id", sa.String(length=30), nullable=False),
+        columns.hex_id(),
+        columns.tenant_id(),
         sa.Column("name", sa.String(length=40), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("admin_email", sa.String(length=254), nullable=False),
         sa.Column("admin_user", sa.String(length=60), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
+        columns.status(),
         sa.Column("provider", sa.String(length=20), nullable=False),
         sa.Column("preview_url", sa.String(length=300), nullable=True),
         sa.Column("resources", sa.JSON(), nullable=False),
-        sa.Column("current_operation_id", sa.String(length=32), nullable=True),
-        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", controlplane.models.UTCDateTime(), nullable=False),
+        columns.hex_id("current_operation_id", nullable=True),
+        columns.moment("created_at"),
+        columns.moment("updated_at"),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenants.id"],
@@ -149,29 +137,20 @@ def upgrade() -> None:
     op.create_table(
         "credentials",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("site_id", sa.String(length=32), nullable=False),
+        columns.hex_id("site_id"),
         sa.Column("kind", sa.String(length=30), nullable=False),
-        sa.Column("username", sa.String(length=128), nullable=False),
+        columns.principal("username"),
         sa.Column("ciphertext", sa.Text(), nullable=False),
         sa.Column("key_id", sa.String(length=32), nullable=False),
-        sa.Column("rotated_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
+        columns.moment("rotated_at"),
+        columns.cascade("site_id", "sites"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("site_id", "kind", name="uq_credential_site_kind"),
     )
     with op.batch_alter_table("credentials", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_credentials_site_id"), ["site_id"], unique=False)
 
-    op.create_table(
-        "domains",
-        sa.Column("domain", sa.String(length=253), nullable=False),
-        sa.Column("site_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("domain"),
-    )
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_domains_site_id"), ["site_id"], unique=False)
+    columns.create_unclaimed_domains()
 
 
 def downgrade() -> None:

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision = "0003"
 down_revision = "0002"
@@ -12,13 +12,13 @@ down_revision = "0002"
 def upgrade() -> None:
     op.create_table(
         "billing_runs",
-        sa.Column("id", sa.String(length=32), nullable=False),
+        columns.hex_id(),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("since", sa.Date(), nullable=False),
         sa.Column("until", sa.Date(), nullable=False),
-        sa.Column("started_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", controlplane.models.UTCDateTime(), nullable=True),
-        sa.Column("status", sa.String(length=20), nullable=False),
+        columns.moment("started_at"),
+        columns.moment("finished_at", nullable=True),
+        columns.status(),
         sa.Column("row_count", sa.Integer(), nullable=False),
         sa.Column("bytes_scanned", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
@@ -26,13 +26,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "tenant_costs",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("tenant_id", sa.String(length=30), nullable=False),
+        columns.serial_id(),
+        columns.tenant_id(),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("service", sa.String(length=200), nullable=False),
         sa.Column("site", sa.String(length=64), nullable=False),

@@ -9,7 +9,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision = "0004"
 down_revision = "0003"
@@ -34,15 +34,15 @@ def upgrade() -> None:
         "domains",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("domain", sa.String(length=253), nullable=False),
-        sa.Column("site_id", sa.String(length=32), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
+        columns.hex_id("site_id"),
+        columns.status(),
         sa.Column("token", sa.String(length=64), nullable=False),
         sa.Column("verified_domain", sa.String(length=253), nullable=True),
-        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("checked_at", controlplane.models.UTCDateTime(), nullable=True),
-        sa.Column("verified_at", controlplane.models.UTCDateTime(), nullable=True),
+        columns.moment("created_at"),
+        columns.moment("checked_at", nullable=True),
+        columns.moment("verified_at", nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
+        columns.cascade("site_id", "sites"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("site_id", "domain", name="uq_domains_site_domain"),
         sa.UniqueConstraint("verified_domain"),
@@ -67,16 +67,7 @@ def downgrade() -> None:
         sa.text("SELECT domain, site_id, created_at FROM domains WHERE status = 'verified'")
     ).all()
     op.drop_table("domains")
-    op.create_table(
-        "domains",
-        sa.Column("domain", sa.String(length=253), nullable=False),
-        sa.Column("site_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("domain"),
-    )
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_domains_site_id"), ["site_id"], unique=False)
+    columns.create_unclaimed_domains()
     for domain, site_id, created_at in kept:
         conn.execute(
             sa.text("INSERT INTO domains VALUES (:domain, :site_id, :created_at)"),

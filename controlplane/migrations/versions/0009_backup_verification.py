@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision = "0009"
 down_revision = "0008"
@@ -11,9 +11,7 @@ down_revision = "0008"
 
 def upgrade() -> None:
     with op.batch_alter_table("backups") as batch:
-        batch.add_column(
-            sa.Column("sample_checked_at", controlplane.models.UTCDateTime(), nullable=True)
-        )
+        batch.add_column(columns.moment("sample_checked_at", nullable=True))
         batch.add_column(sa.Column("verification_error", sa.Text(), nullable=True))
 
 

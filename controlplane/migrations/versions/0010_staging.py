@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision = "0010"
 down_revision = "0009"
@@ -14,16 +14,16 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("role", sa.String(length=20), nullable=False, server_default="production")
         )
-        batch.add_column(sa.Column("parent_id", sa.String(length=32), nullable=True))
+        batch.add_column(columns.hex_id("parent_id", nullable=True))
         batch.create_index("ix_sites_parent_id", ["parent_id"])
     op.create_table(
         "site_fingerprints",
-        sa.Column("site_id", sa.String(length=32), nullable=False),
-        sa.Column("parent_id", sa.String(length=32), nullable=False),
-        sa.Column("taken_at", controlplane.models.UTCDateTime(), nullable=False),
+        columns.hex_id("site_id"),
+        columns.hex_id("parent_id"),
+        columns.moment("taken_at"),
         sa.Column("tables", sa.JSON(), nullable=False),
         sa.Column("files", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], ondelete="CASCADE"),
+        columns.cascade("site_id", "sites"),
         sa.PrimaryKeyConstraint("site_id"),
     )
 

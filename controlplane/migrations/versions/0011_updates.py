@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "catalogue_packages",
-        sa.Column("id", sa.String(length=32), nullable=False),
+        columns.hex_id(),
         sa.Column("kind", sa.String(length=10), nullable=False),
         sa.Column("slug", sa.String(length=64), nullable=False),
         sa.Column("version", sa.String(length=40), nullable=False),
@@ -29,8 +29,8 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("location", sa.String(length=500), nullable=False),
-        sa.Column("added_by", sa.String(length=128), nullable=False),
-        sa.Column("added_at", controlplane.models.UTCDateTime(), nullable=False),
+        columns.principal("added_by"),
+        columns.moment("added_at"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("kind", "slug", "version", name="uq_catalogue_version"),
     )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlplane.models
+from controlplane.migrations import columns
 
 revision: str = "0012"
 # Chained after 0011_updates (merged in); the lead re-chains at merge.
@@ -23,12 +23,11 @@ def upgrade() -> None:
     op.create_table(
         "bundles",
         sa.Column("scope", sa.String(length=30), nullable=False),
-        sa.Column("tenant_id", sa.String(length=30), nullable=True),
+        columns.tenant_id(nullable=True),
         sa.Column("plugins", sa.JSON(), nullable=False),
         sa.Column("themes", sa.JSON(), nullable=False),
-        sa.Column("updated_at", controlplane.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_by", sa.String(length=128), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+        *columns.updated(),
+        columns.cascade("tenant_id", "tenants"),
         sa.PrimaryKeyConstraint("scope"),
         sa.UniqueConstraint("tenant_id"),
     )
