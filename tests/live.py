@@ -7,6 +7,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,34 +34,61 @@ def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 def serve(app: Any, port: int = 0, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """Serve an ASGI app on a loopback port (a free one by default); yield its base URL (https
     with `tls`, a (certificate, key) pair)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
-    certificate, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            ws="websockets-sansio",
-            ssl_certfile=certificate,
-            ssl_keyfile=key,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
+    with serve_many((app, tls), ports=(port,)) as (url,):
+        yield url
+
+
+@contextmanager
+def serve_many(
+    *apps: Any | tuple[Any, tuple[Path, Path] | None], ports: tuple[int, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    """Serve several ASGI apps (each an app, or (app, tls) as `serve` takes them) on loopback
+    ports; yield their base URLs in order. They start and stop side by side: uvicorn notices a
+    stop only on its 0.1 s tick and then waits 0.1 s more, which one after another adds up."""
+    running: list[tuple[uvicorn.Server, threading.Thread, socket.socket, str]] = []
     try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        for index, spec in enumerate(apps):
+            app, tls = spec if isinstance(spec, tuple) else (spec, None)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", ports[index] if index < len(ports) else 0))
+            certificate, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    log_level="warning",
+                    access_log=False,
+                    ws="websockets-sansio",
+                    ssl_certfile=certificate,
+                    ssl_keyfile=key,
+                )
+            )
+            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+            url = f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
+            thread.start()
+            running.append((server, thread, sock, url))
+        deadline = time.monotonic() + 20
+        for server, thread, _, _ in running:
+            while not server.started:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    raise RuntimeError("test server did not start")
+                time.sleep(0.01)
+        yield tuple(url for _, _, _, url in running)
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
+        for server, _, _, _ in running:
+            server.should_exit = True
+        deadline = time.monotonic() + 20
+        for _, thread, sock, url in running:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            sock.close()
+            if thread.is_alive():  # it keeps serving in the background: say so, not hide it
+                warnings.warn(
+                    f"test server {url} still running 20 s after its stop: a client holds a "
+                    "connection (over TLS the server waits for the client's close_notify); "
+                    "close the client before leaving serve()",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ import json
 import secrets
 import tarfile
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -39,7 +40,7 @@ from tests.integration.gcp_fakes import (
     FakeSqlAdmin,
 )
 from tests.integration.test_gcp_provider import IMAGE, PROJECT, ZONE, cloudsql_admin, cloudsql_user
-from tests.live import serve
+from tests.live import serve, serve_many
 from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
@@ -117,11 +118,13 @@ def gcp(gcs: str, mariadb: MariaDB, tmp_path: Any) -> Iterator[Gcp]:
     run.database = ("127.0.0.1", mariadb.port)
     keys, sql = FakeGcsKeys(gcs), FakeSqlAdmin(PROJECT, INSTANCE, disk_gb=10)
     tls = self_signed(tmp_path, "127.0.0.1", ips=("127.0.0.1",), stem="gcs")  # keys need https
-    with (serve(run.app()) as run_url, serve(sm.app()) as sm_url,
-          serve(iam.app()) as iam_url, serve(keys.app(), tls=tls) as gcs_url,
-          serve(sql.app()) as sql_url):  # fmt: skip
+    with (serve_many(run.app(), sm.app(), iam.app(), (keys.app(), tls), sql.app()) as (
+            run_url, sm_url, iam_url, gcs_url, sql_url), ExitStack() as stack):  # fmt: skip
         run.base_url = run_url
         storage_client, bucket = storage_with_bucket(PROJECT, gcs_url, ca=tls[0])
+        # Closed before its server stops (the ExitStack unwinds first): a server closing a TLS
+        # connection waits for the client's close_notify (asyncio's 30 s) on an idle pooled one.
+        stack.enter_context(closing(storage_client))
         clients = rest_clients(
             run_url, sm_url, iam_url, storage_client,
             rest=requests.Session(), sqladmin_url=sql_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ from tests.integration.gcp_fakes import (
     FakeSecretManager,
     FakeSqlAdmin,
 )
-from tests.live import serve
+from tests.live import serve, serve_many
 from tests.tls_certificate import self_signed
 
 pytestmark = pytest.mark.integration
@@ -136,9 +137,8 @@ def cloud(
     keys = FakeGcsKeys(gcs)  # customer-supplied keys as Cloud Storage enforces them
     tls = self_signed(tmp_path, "127.0.0.1", ips=("127.0.0.1",), stem="gcs")  # keys need https
     sql = FakeSqlAdmin(PROJECT, "aipress-shared", disk_gb=10)  # the instance's disk (restores)
-    with (serve(run.app()) as run_url, serve(sm.app()) as sm_url, serve(cf.app()) as cf_url,
-          serve(iam.app()) as iam_url, serve(front.app()) as front_url,
-          serve(keys.app(), tls=tls) as gcs_url, serve(sql.app()) as sql_url,
+    with (serve_many(run.app(), sm.app(), cf.app(), iam.app(), front.app(), (keys.app(), tls),
+                     sql.app()) as (run_url, sm_url, cf_url, iam_url, front_url, gcs_url, sql_url),
           nameserver.running()):  # fmt: skip
         run.base_url = run_url
         run.database = ("127.0.0.1", mariadb.port)  # where search-replace jobs connect
@@ -168,7 +168,9 @@ def cloud(
         provider.wordpress.http.timeout = 5  # type: ignore[attr-defined]
         provider.wordpress.ready_timeout = 4  # type: ignore[attr-defined]
         app = create_app(settings, platform_factory=lambda s: build_platform(s, provider=provider))
-        with TestClient(app) as client:
+        # The storage client's pooled TLS connection is closed before its server stops: a server
+        # closing a TLS connection waits for the client's close_notify (asyncio's 30 s).
+        with TestClient(app) as client, closing(storage_client):
             admin = {
                 "Authorization": f"Bearer {LocalTokenIssuer(settings).issue('root', Role.ADMIN)}"
             }
