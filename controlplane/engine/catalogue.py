@@ -368,8 +368,9 @@ CATALOGUE: dict[OperationKind, KindSpec] = {
                 ),
                 StepSpec("swap", do=staging_steps.swap_copy, undo=staging_steps.unswap_copy),
                 StepSpec("probe", do=staging_steps.probe_promoted),
-                StepSpec("finish", do=backup_steps.finish),
+                # Before finish: a failure here still finds the replaced copy to put back.
                 StepSpec("fingerprint", do=staging_steps.refingerprint),
+                StepSpec("finish", do=backup_steps.finish),
             ),
             on_failure=OnFailure.ROLL_BACK,
             started=staging_steps.promoting,

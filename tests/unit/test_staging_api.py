@@ -4,6 +4,7 @@ roles and the delete of a site with staging copies."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -436,3 +437,33 @@ def test_a_rollback_that_fails_at_its_last_step_leaves_production_as_it_says(
     assert memory_provider.content(prod) == after_promotion
     assert not memory_provider.in_maintenance(prod)
     assert client.get(f"{SITES}/crumbs", headers=owner).json()["status"] == "ready"
+
+
+def test_a_promotion_that_fails_at_its_last_step_leaves_production_as_it_says(
+    client: TestClient,
+    owner: dict[str, str],
+    memory_provider: MemoryProvider,
+    staged: tuple[str, str],
+) -> None:
+    """Refingerprinting production for its staging copy fails: rolled back means production
+    holds its own content again, not the staging copy's."""
+    prod, staging = staged
+    memory_provider.write_content(staging, "table:wp_posts", "edited on staging\n")
+    before = memory_provider.content(prod)
+    # Held at its swap, once staged: the drift checks before fingerprint production too.
+    gate = memory_provider.gates["swap:backup"] = threading.Event()
+    earlier = len(memory_provider.calls)
+    answer = client.post(f"{SITES}/crumbs-dev/promote", json={}, headers=owner)
+    assert answer.status_code == 202, answer.text
+    pause = threading.Event()  # never set: a wait between looks at the calls
+    for _ in range(3000):  # a liveness bound (30 s), not a timing assertion
+        if "stage:backup:crumbs" in memory_provider.calls[earlier:]:
+            break
+        pause.wait(0.01)
+    assert "stage:backup:crumbs" in memory_provider.calls[earlier:]
+    memory_provider.fail_on = {"fingerprint:backup:crumbs"}
+    gate.set()
+    final = wait_for_operation(client, answer.json()["operation"]["id"], owner)
+    assert final["status"] == "rolled_back", final
+    assert memory_provider.content(prod) == before
+    assert not memory_provider.in_maintenance(prod)
