@@ -61,6 +61,9 @@ def serve_many(
                     ws="websockets-sansio",
                     ssl_certfile=certificate,
                     ssl_keyfile=key,
+                    # A client that keeps an idle connection open must not hold a stop: over
+                    # TLS the server would wait for its close_notify (asyncio's 30 s).
+                    timeout_graceful_shutdown=2,
                 )
             )
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
