@@ -27,29 +27,38 @@ def repo(tmp_path: Path) -> Restic:
     return restic
 
 
+def _readable(repo: Restic, lock: str) -> bool:
+    """Whether the lock file decrypts (restic writes it in place, not by a rename)."""
+    command = repo._command(["cat", "lock", lock, "--no-lock"])
+    return subprocess.run(command, env=repo._env(), capture_output=True).returncode == 0
+
+
 def _lock_holder(repo: Restic) -> subprocess.Popen[bytes]:
-    """A `restic check` frozen (SIGSTOP) while it holds the repository's exclusive lock: the
-    lock stays until the test kills it."""
-    for _ in range(20):  # a tiny repository's check can finish between two looks at `locks`
+    """A `restic tag` (of the latest snapshot) frozen (SIGSTOP) while it holds the
+    repository's exclusive lock: the lock stays until the test kills it. Not `check`: its lock
+    does not stop a `dump` (restic 0.14)."""
+    for _ in range(20):  # a quick tag can finish between two looks at `locks`
         holder = subprocess.Popen(
-            repo._command(["check"]), env=repo._env(), stdout=subprocess.DEVNULL,
+            repo._command(["tag", "--add", "held", "latest"]), env=repo._env(), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while not any((repo.repository / "locks").iterdir()) and holder.poll() is None:
-            assert time.monotonic() < deadline, "restic check took no lock"
+            assert time.monotonic() < deadline, "restic tag took no lock"
             time.sleep(0.002)
         if holder.poll() is None:
             os.kill(holder.pid, signal.SIGSTOP)
-        # Still running (or frozen) with its lock in place: the lock is held.
-        if holder.poll() is None and any((repo.repository / "locks").iterdir()):
+        # Frozen with its lock written whole (caught mid-write, a lock is unreadable, and
+        # other commands pass it by): the lock is held.
+        locks = [lock.name for lock in (repo.repository / "locks").iterdir()]
+        if holder.poll() is None and locks and all(_readable(repo, lock) for lock in locks):
             return holder
         with contextlib.suppress(ProcessLookupError):
             os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
         for stale in (repo.repository / "locks").iterdir():
             stale.unlink()
-    raise AssertionError("restic check never held its lock long enough to be seen")
+    raise AssertionError("restic tag never held its lock long enough to be seen")
 
 
 def test_a_stale_lock_is_removed_and_the_command_retried(repo: Restic) -> None:
