@@ -130,6 +130,7 @@ async function show(tab) {
     button.tabIndex = button.dataset.tab === tab ? 0 : -1; // one tab stop for the tab list
   }
   for (const section of document.querySelectorAll("[role=tabpanel]")) section.hidden = section.id !== tab;
+  if (!state.tenant) return; // still signing in: start() loads the chosen tab
   try {
     await load(tab);
     showError(null);
@@ -167,6 +168,12 @@ async function start() {
   select.addEventListener("change", () => selectTenant(select.value));
   document.getElementById("tenant-box").hidden = tenants.length < 2;
   for (const node of document.querySelectorAll("[data-admin]")) node.hidden = me.role !== "admin";
+  if (!tenants.length) { showError(new Error("Your sign-in carries no tenant.")); return; }
+  selectTenant(tenants[0]); // on the tab the user chose while this loaded, if any
+}
+
+// Wired before anything is awaited: a tab chosen while the dashboard loads is kept.
+function wireTabs() {
   const tabs = [...document.querySelectorAll("[role=tab]")];
   for (const button of tabs) {
     button.addEventListener("click", () => show(button.dataset.tab));
@@ -183,8 +190,7 @@ async function start() {
     });
   }
   document.getElementById("signout").addEventListener("click", () => { signOut(); location.href = "/signin"; });
-  if (!tenants.length) { showError(new Error("Your sign-in carries no tenant.")); return; }
-  selectTenant(tenants[0], "sites");
 }
 
+wireTabs();
 start();

@@ -41,9 +41,6 @@ def test_settings_keep_secrets_write_only_and_admins_manage_users(
         expect(page).to_have_url(f"{url}/signin")  # the key leaves the address bar
         page.get_by_role("listitem").filter(has_text="alice").click()
         page.wait_for_url("**/dashboard")
-        # The tenant picker is filled in the same task that wires the tabs' arrow keys: keys
-        # pressed before it would reach tabs that do not listen yet.
-        expect(page.locator("#tenant option")).not_to_have_count(0)
         # Keyboard only: into the tab list, arrows to Settings (Sites, Backups, Costs, Errors,
         # Settings).
         page.get_by_role("tab", name="Sites").focus()

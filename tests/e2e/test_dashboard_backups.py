@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
@@ -259,3 +259,28 @@ def test_a_restore_asked_in_the_chat_dock_is_confirmed_on_its_card_and_shows_liv
         expect(rows.first.locator("td").nth(1)).to_have_text("pre-restore")
         screenshot(page, "widget-confirm-restore")
     assert memory_provider.content(site_id)["database"] == "the good posts"
+
+
+def test_a_tab_chosen_while_the_dashboard_signs_in_is_kept(
+    browser: Browser, chat_settings: ChatSettings, admin_api: httpx.Client,
+    memory_provider: MemoryProvider,
+) -> None:  # fmt: skip
+    """Backups clicked while /v1/me is still on its way: the dashboard opens on Backups, not
+    on the Sites tab it would start with (the click was lost, or undone, before)."""
+    _crumbs(admin_api, memory_provider, "the good posts")
+    held: list[Route] = []
+
+    def hold_me(page: Page) -> None:
+        page.route("**/v1/me", lambda route: held.append(route))
+
+    with (
+        serve(create_chat_app(chat_settings)) as url,
+        open_dashboard(browser, url, acme_token(chat_settings, "alice", Role.TENANT),
+                       before=hold_me) as page,
+    ):  # fmt: skip
+        page.get_by_role("tab", name="Backups").click()
+        assert len(held) == 1  # the click came before the dashboard knew who signed in
+        held[0].continue_()
+        expect(page.locator("#backups")).to_contain_text("No backups of crumbs yet.")
+        expect(page.get_by_role("tab", name="Backups")).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#sites")).to_be_hidden()
