@@ -17,8 +17,15 @@ TOP = 5
 _CACHE_STATES = ("HIT", "MISS", "BYPASS")
 _PHP_PREFIX = re.compile(r"^PHP (Fatal error|Parse error|Warning|Notice|Deprecated):\s+", re.I)
 _WHERE = re.compile(r"\s+in (/\S+?)(?: on line |:)(\d+)")
-_SQL_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_SQL_NUMBER = re.compile(r"\b(?:0x[0-9a-f]+|\d+(?:\.\d+)?(?:e[+-]?\d+)?)\b", re.I)
+# One left-to-right scan, so a quote inside a comment or `--` inside a string is read as
+# what it is: quoted identifiers are kept, literals become `?`, comments (which may quote a
+# secret as well as any literal) are dropped.
+_SQL_TOKEN = re.compile(
+    r"(?P<name>`(?:[^`]|``)*`)"
+    r"|(?P<literal>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\b(?:0x[0-9a-f]+|\d+(?:\.\d+)?(?:e[+-]?\d+)?)\b)"
+    r"|(?P<comment>/\*.*?(?:\*/|\Z)|(?:--(?=\s|\Z)|#)[^\n]*)",
+    re.I | re.S,
+)
 
 # Frames of PHP itself, not of the site's code: the waits and PHP's include/eval pseudo-frames.
 _NOT_SITE_CODE = ("sleep()", "usleep()", "time_nanosleep()", "[")
@@ -148,10 +155,17 @@ class DiagnosisRead(BaseModel):
 
 
 def redact_sql(statement: str, limit: int = 500) -> str:
-    """A statement with its string and number literals as `?` (they may hold secrets)."""
-    text = _SQL_NUMBER.sub("?", _SQL_STRING.sub("?", statement))
+    """A statement with its string and number literals as `?` and its comments dropped
+    (they may hold secrets)."""
+    text = _SQL_TOKEN.sub(_redacted_token, statement)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _redacted_token(found: re.Match[str]) -> str:
+    if found.lastgroup == "name":
+        return found.group()
+    return "?" if found.lastgroup == "literal" else " "
 
 
 def _ms(values: list[float], fraction: float) -> float | None:

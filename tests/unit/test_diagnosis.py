@@ -138,6 +138,15 @@ def test_sql_literals_are_hidden() -> None:
     assert redact_sql("SELECT 1 FROM t WHERE v = 0x736563726574 OR w = 0X73 OR n > 1e10") == (
         "SELECT ? FROM t WHERE v = ? OR w = ? OR n > ?"
     )
+    # Comments are dropped: a plugin may tag its queries with anything, a key included. A quote
+    # in a comment starts no string, `--` in a string starts no comment, names stay as written.
+    assert (
+        redact_sql(
+            "SELECT /* api_key=sk_live_abc, it's */ a FROM `t--1` -- token sk_live_def\n"
+            "WHERE b = 'x -- y' # pass hunter2\nAND c /* unterminated sk_live_ghi"
+        )
+        == "SELECT a FROM `t--1` WHERE b = ? AND c"
+    )
 
 
 def test_a_slow_site_function_that_is_the_innermost_frame_is_named_once() -> None:
