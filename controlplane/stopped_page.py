@@ -43,7 +43,12 @@ class StoppedPage(BaseHTTPRequestHandler):
         """The page's headers."""
         self._answer(body=False)
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+    def __getattr__(self, name: str) -> object:
+        # The server looks up `do_<METHOD>` for whatever method a client sends (PROPFIND,
+        # TRACE, ...); a missing one would answer 501 instead of the page.
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: object) -> None:
         """No access log: the load balancer keeps one."""

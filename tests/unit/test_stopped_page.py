@@ -25,7 +25,8 @@ def page() -> Iterator[str]:
 
 def test_every_path_and_method_gets_the_uncached_stopped_page(page: str) -> None:
     for method, path in (("GET", "/"), ("GET", "/wp-admin/?x=1"), ("POST", "/wp-login.php"),
-                         ("GET", "/wp-content/uploads/2026/11/cake.jpg")):  # fmt: skip
+                         ("GET", "/wp-content/uploads/2026/11/cake.jpg"), ("DELETE", "/x"),
+                         ("OPTIONS", "/"), ("PROPFIND", "/dav/"), ("TRACE", "/")):  # fmt: skip
         response = requests.request(method, page + path, data=b"log=a&pwd=b", timeout=5)
         assert response.status_code == 503  # temporary: crawlers keep the site's pages
         assert response.headers["Cache-Control"] == "no-store"  # Cloud CDN keeps no copy
