@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 from controlplane.kernel.identity import Principal, Role
 from controlplane.kernel.vocabulary import BulkAction
@@ -253,13 +254,26 @@ def site_actions(
     back to, in SiteAction order."""
     return [
         name
-        for name, rule in SITE_ACTION_RULES.items()
-        if is_allowed(principal, rule.action, tenant_id)
-        and (rule.statuses is None or status in rule.statuses)
+        for name, rule in _permitted_site_rules(principal.role, tenant_id in principal.tenants)
+        if (rule.statuses is None or status in rule.statuses)
         and (rule.roles is None or role in rule.roles)
         and not (busy and rule.claims_site)
         and (promoted or not rule.needs_promotion)
     ]
+
+
+@cache
+def _permitted_site_rules(
+    role: Role, own_tenant: bool
+) -> tuple[tuple[SiteAction, SiteActionRule], ...]:
+    # The rules a role may use on a tenant's sites depend only on the role and whether the
+    # tenant is the caller's: worked out once, not once per site of every listing.
+    caller = Principal(sub="", role=role, tenants=frozenset({"t"} if own_tenant else ()))
+    return tuple(
+        (name, rule)
+        for name, rule in SITE_ACTION_RULES.items()
+        if is_allowed(caller, rule.action, "t")
+    )
 
 
 def tenant_actions(principal: Principal, tenant_id: str) -> list[TenantAction]:
