@@ -16,12 +16,14 @@ from chatbot.oauth.grants import (
     CHALLENGE_PATTERN,
     CODE_TTL_SECONDS,
     REQUEST_TTL_SECONDS,
+    REQUEST_KEY_LABEL,
     AuthorizationCode,
+    AuthorizationCodes,
     AuthorizationRequest,
-    OneTimeStore,
     PendingRequests,
     verifier_matches,
 )
+from chatbot.oauth.onetime import OneTimeRecords
 from chatbot.oauth.scopes import SCOPES, InvalidScope, grant, parse_scope, scope_string
 from chatbot.oauth.tokens import McpTokenIssuer
 from controlplane.kernel.auth import InvalidToken, TokenVerifier
@@ -72,13 +74,15 @@ class AuthorizationServer:
     """The embedded authorization server for one resource (the MCP URL)."""
 
     def __init__(self, issuer: str, resource: str, tokens: McpTokenIssuer,
-                 clients: ClientDirectory) -> None:  # fmt: skip
+                 clients: ClientDirectory, records: OneTimeRecords) -> None:  # fmt: skip
         self.issuer = issuer
         self.resource = resource
         self.tokens = tokens
         self.clients = clients
-        self.requests = PendingRequests(REQUEST_TTL_SECONDS)
-        self.codes: OneTimeStore[AuthorizationCode] = OneTimeStore(CODE_TTL_SECONDS)
+        self.requests = PendingRequests(
+            REQUEST_TTL_SECONDS, tokens.derived_key(REQUEST_KEY_LABEL), records
+        )
+        self.codes = AuthorizationCodes(records, CODE_TTL_SECONDS)
 
     def metadata(self) -> dict[str, Any]:
         """The Authorization Server Metadata document (RFC 8414 §2)."""
@@ -171,8 +175,7 @@ class AuthorizationServer:
         try:
             code = self.codes.put(
                 AuthorizationCode(request.client.client_id, request.redirect_uri,
-                                  request.code_challenge, request.resource, scopes, principal),
-                owner=principal.key,
+                                  request.code_challenge, request.resource, scopes, principal)
             )  # fmt: skip
         except OverflowError as exc:
             busy = self._back(
@@ -273,7 +276,7 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         try:
             if form.get("grant_type") == "authorization_code":
-                answer = server.redeem(form)
+                answer = await run_in_threadpool(server.redeem, form)
             elif form.get("grant_type") == TOKEN_EXCHANGE:
                 answer = await run_in_threadpool(server.exchange, form, request.app.state.verifier)
             else:
