@@ -11,11 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import DateTime, String, Text, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    DateTime,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -41,8 +52,8 @@ class OneTimeRecord(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(200), index=True)
     payload: Mapped[str] = mapped_column(Text)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(), index=True)
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(), default=None)
 
 
 class TooMany(OverflowError):
@@ -86,29 +97,31 @@ class OneTimeRecords:
         owner: str | None = None,
         max_held: int | None = None,
         max_per_owner: int | None = None,
+        what: str = "authorizations",
     ) -> str:
         """Keep `payload` under a new random key for `ttl` seconds; return the key. TooMany
         when `owner` (or everyone) already holds the most live records of `kind` allowed."""
         key = secrets.token_urlsafe(32)
         now = _now()
-        table = OneTimeRecord.__table__
-        live = (OneTimeRecord.kind == kind) & OneTimeRecord.spent_at.is_(None) & (
-            OneTimeRecord.expires_at > now
+        live = (
+            (OneTimeRecord.kind == kind)
+            & OneTimeRecord.spent_at.is_(None)
+            & (OneTimeRecord.expires_at > now)
         )
         with self.engine.begin() as conn:
-            conn.execute(delete(table).where(OneTimeRecord.expires_at < now - SWEEP_AFTER))
+            conn.execute(delete(OneTimeRecord).where(OneTimeRecord.expires_at < now - SWEEP_AFTER))
             if max_held is not None:
-                held = conn.scalar(select(func.count()).select_from(table).where(live))
+                held = conn.scalar(select(func.count()).select_from(OneTimeRecord).where(live))
                 if (held or 0) >= max_held:
-                    raise TooMany("too many authorizations in progress; try again shortly")
+                    raise TooMany(f"too many {what} in progress; try again shortly")
             if owner is not None and max_per_owner is not None:
                 mine = conn.scalar(
-                    select(func.count()).select_from(table)
+                    select(func.count()).select_from(OneTimeRecord)
                     .where(live & (OneTimeRecord.owner == owner))
                 )  # fmt: skip
                 if (mine or 0) >= max_per_owner:
-                    raise TooMany("you have too many unused authorizations; try again shortly")
-            conn.execute(table.insert().values(
+                    raise TooMany(f"you have too many unused {what}; try again shortly")
+            conn.execute(insert(OneTimeRecord).values(
                 kind=kind, key_hash=key_hash(key), owner=owner, payload=json.dumps(payload),
                 expires_at=now + timedelta(seconds=ttl), spent_at=None,
             ))  # fmt: skip
@@ -116,13 +129,12 @@ class OneTimeRecords:
 
     def hold(self, kind: str, key: str, payload: dict[str, Any], expires_at: datetime) -> None:
         """Record `key` (issued elsewhere, e.g. a signed request's id) unless it is there."""
-        table = OneTimeRecord.__table__
+        expires = expires_at.astimezone(UTC).replace(tzinfo=None)
         values = {"kind": kind, "key_hash": key_hash(key), "owner": None,
-                  "payload": json.dumps(payload), "spent_at": None,
-                  "expires_at": expires_at.astimezone(clock.now().tzinfo).replace(tzinfo=None)}  # fmt: skip
+                  "payload": json.dumps(payload), "expires_at": expires}  # fmt: skip
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as conn:
-            conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+            conn.execute(dialect.insert(OneTimeRecord).values(**values).on_conflict_do_nothing())
 
     def peek(self, kind: str, key: str) -> dict[str, Any] | None:
         """The payload under `key` if it is neither spent nor expired."""
@@ -151,7 +163,7 @@ class OneTimeRecords:
         match = (OneTimeRecord.kind == kind) & (OneTimeRecord.key_hash == key_hash(key))
         with self.engine.begin() as conn:
             spent = conn.execute(
-                update(OneTimeRecord.__table__)
+                update(OneTimeRecord)
                 .where(match & OneTimeRecord.spent_at.is_(None) & (OneTimeRecord.expires_at > now))
                 .values(spent_at=now)
             )  # fmt: skip

@@ -15,8 +15,8 @@ from chatbot.oauth.clients import ClientDirectory, UnknownClient
 from chatbot.oauth.grants import (
     CHALLENGE_PATTERN,
     CODE_TTL_SECONDS,
-    REQUEST_TTL_SECONDS,
     REQUEST_KEY_LABEL,
+    REQUEST_TTL_SECONDS,
     AuthorizationCode,
     AuthorizationCodes,
     AuthorizationRequest,

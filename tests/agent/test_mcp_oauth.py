@@ -4,8 +4,9 @@ demo sign-in page, Client ID Metadata Documents, token exchange, and a cold SDK 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
 from chatbot.mcp.auth import (
     SCOPES,
@@ -21,10 +23,11 @@ from chatbot.mcp.auth import (
     control_plane_token,
     insufficient_scope,
 )
-from chatbot.oauth.grants import OneTimeStore
+from chatbot.oauth.onetime import OneTimeRecords, key_hash
 from chatbot.oauth.tokens import McpTokenIssuer
 from chatbot.service import create_app
 from chatbot.settings import ChatSettings
+from controlplane.kernel import clock
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
 from tests.conftest import LOG_FILE
@@ -297,12 +300,19 @@ def test_codes_are_single_use_and_need_their_verifier(chat: Chat) -> None:
         assert unknown.json()["error"] == "unsupported_grant_type"
 
 
-def test_codes_and_requests_expire() -> None:
-    store: OneTimeStore[str] = OneTimeStore(ttl=0.05)
-    kept, taken = store.put("a"), store.put("b")
-    assert store.take(taken) == "b" and store.take(taken) is None
-    time.sleep(0.1)
-    assert store.peek(kept) is None and store.take(kept) is None
+def test_codes_and_requests_expire(tmp_path: Path) -> None:
+    records = OneTimeRecords(f"sqlite:///{tmp_path / 'chat.db'}")
+    kept, taken = records.put("code", {"v": "a"}, 60), records.put("code", {"v": "b"}, 60)
+    assert records.spend("code", taken) == {"v": "b"} and records.spend("code", taken) is None
+    assert records.spend("confirmation", kept) is None  # a key is good for its own kind only
+    assert records.peek("code", kept) == {"v": "a"}
+    with clock.travel(clock.now() + timedelta(seconds=61)):
+        assert records.peek("code", kept) is None and records.spend("code", kept) is None
+    # Only hashes of the keys are stored.
+    with records.engine.connect() as conn:
+        stored = " ".join(str(row) for row in conn.execute(text("SELECT * FROM oauth_one_time")))
+    assert kept not in stored and taken not in stored and key_hash(kept) in stored
+    records.close()
 
 
 def test_consent_needs_a_signed_in_user_and_is_answered_once(chat: Chat) -> None:
