@@ -5,6 +5,8 @@ minted for that user through a custom token, never the MCP token."""
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
@@ -58,6 +60,7 @@ def gcp_chat(
         chat_database_url=f"sqlite:///{tmp_path / 'chat.db'}",
         chat_control_plane_url="http://127.0.0.1:9", firebase_web_api_key="fake-api-key",
         firebase_auth_domain=f"{PROJECT}.firebaseapp.com",
+        mcp_signing_key=base64.b64encode(os.urandom(32)).decode(),
     ), port)  # fmt: skip
     console = firebase_admin.initialize_app(
         options={"projectId": PROJECT}, name=f"console-{uuid.uuid4().hex[:8]}"
