@@ -5,9 +5,9 @@ demo sign-in page, Client ID Metadata Documents, token exchange, and a cold SDK 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
