@@ -24,7 +24,14 @@ from chatbot.oauth.grants import (
     verifier_matches,
 )
 from chatbot.oauth.onetime import OneTimeRecords
-from chatbot.oauth.scopes import SCOPES, InvalidScope, grant, parse_scope, scope_string
+from chatbot.oauth.scopes import (
+    ROLE_SCOPES,
+    SCOPES,
+    InvalidScope,
+    grant,
+    parse_scope,
+    scope_string,
+)
 from chatbot.oauth.tokens import McpTokenIssuer
 from controlplane.kernel.auth import InvalidToken, TokenVerifier
 from controlplane.kernel.identity import InvalidClaims, Principal
@@ -145,17 +152,27 @@ class AuthorizationServer:
         url = with_query(redirect_uri, {**params, "state": state, "iss": self.issuer})
         return RedirectResponse(url, status_code=302)
 
-    def describe(self, request_id: str) -> JSONResponse | dict[str, Any]:
-        """What the consent page shows about a pending request."""
+    def describe(
+        self, request_id: str, principal: Principal | None = None
+    ) -> JSONResponse | dict[str, Any]:
+        """What the consent page shows about a pending request; for a signed-in `principal`
+        also which scopes their role lets it grant and which it drops."""
         request = self.requests.peek(request_id)
         if request is None:
             return problem(404, "this authorization request expired or was answered; start again")
-        return {
+        asked = [s for s in SCOPES if s in request.scopes]
+        described: dict[str, Any] = {
             "client_id": request.client.client_id,
             "client_name": request.client.name,
             "redirect_host": urlsplit(request.redirect_uri).netloc,
-            "scopes": [s for s in SCOPES if s in request.scopes],
+            "scopes": asked,
         }
+        if principal is not None:
+            held = ROLE_SCOPES[principal.role]
+            described |= {"role": principal.role.value,
+                          "granted": [s for s in asked if s in held],
+                          "dropped": [s for s in asked if s not in held]}  # fmt: skip
+        return described
 
     def consent(self, request_id: str, principal: Principal, approve: bool) -> dict[str, str]:
         """Answer a pending request for the signed-in `principal`: the URL to send them to."""
@@ -259,8 +276,10 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
         return await run_in_threadpool(server.authorize, params)
 
     @router.get(REQUESTS_PATH + "/{request_id}", response_model=None)
-    def describe(request_id: str) -> JSONResponse | dict[str, Any]:
-        return server.describe(request_id)
+    def describe(request_id: str, request: Request) -> JSONResponse | dict[str, Any]:
+        # Signed in (the consent page after sign-in): what this user's role grants of it.
+        signed_in = _signed_in(request) if "authorization" in request.headers else None
+        return server.describe(request_id, signed_in)
 
     @router.post(REQUESTS_PATH + "/{request_id}", response_model=None)
     def consent(request_id: str, body: ConsentAnswer, request: Request) -> JSONResponse:

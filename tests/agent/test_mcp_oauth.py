@@ -341,6 +341,31 @@ def test_consent_needs_a_signed_in_user_and_is_answered_once(chat: Chat) -> None
         assert refused["error"] == "invalid_scope" and "code" not in refused
 
 
+def test_the_consent_page_learns_which_scopes_the_role_grants_and_drops(chat: Chat) -> None:
+    with chat.http() as http:
+        request_id = query_of(_start(http, chat, Authorization.fresh(), " ".join(SCOPES)))["oauth"]
+        path = f"/oauth/requests/{request_id}"
+
+        def described(user: str) -> dict[str, Any]:
+            bearer = {"Authorization": f"Bearer {sign_in(http, user, chat.key)}"}
+            answer: dict[str, Any] = http.get(path, headers=bearer).raise_for_status().json()
+            return answer
+
+        everything = ["sites:read", "sites:write", "billing:read", "admin"]
+        vera, alice, root = described("vera"), described("alice"), described("root")
+        assert (vera["role"], vera["scopes"]) == ("viewer", everything)
+        assert (vera["granted"], vera["dropped"]) == (["sites:read", "billing:read"],
+                                                      ["sites:write", "admin"])  # fmt: skip
+        assert (alice["granted"], alice["dropped"]) == (everything[:3], ["admin"])
+        assert (root["granted"], root["dropped"]) == (everything, [])
+        forged = http.get(path, headers={"Authorization": "Bearer x.y.z"})
+        assert forged.status_code == 401 and "granted" not in forged.text
+        # What the page shows is what consent grants: alice's code holds no admin.
+        token = {"Authorization": f"Bearer {sign_in(http, 'alice', chat.key)}"}
+        answered = http.post(path, json={"approve": True}, headers=token).raise_for_status()
+        assert "code=" in answered.json()["redirect"]
+
+
 def test_tokens_and_codes_stay_out_of_the_log(chat: Chat) -> None:
     before = LOG_FILE.stat().st_size if LOG_FILE.exists() else 0
     with chat.http() as http:
