@@ -3,6 +3,7 @@ sign-in page is its login and consent), the consent answer, and /oauth/token."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -86,10 +87,15 @@ class AuthorizationServer:
         self.resource = resource
         self.tokens = tokens
         self.clients = clients
-        self.requests = PendingRequests(
-            REQUEST_TTL_SECONDS, tokens.derived_key(REQUEST_KEY_LABEL), records
-        )
+        self._records = records
         self.codes = AuthorizationCodes(records, CODE_TTL_SECONDS)
+
+    @cached_property
+    def requests(self) -> PendingRequests:
+        """Pending requests, signed with a key derived from the signing key (read on first
+        use, as the token issuer reads it)."""
+        key = self.tokens.derived_key(REQUEST_KEY_LABEL)
+        return PendingRequests(REQUEST_TTL_SECONDS, key, self._records)
 
     def metadata(self) -> dict[str, Any]:
         """The Authorization Server Metadata document (RFC 8414 §2)."""
