@@ -242,3 +242,23 @@ def test_instances_with_one_configured_key_verify_each_others_tokens(tmp_path: P
     local = issuer("one").issue(alice, frozenset(SCOPES), "c", resource)
     with pytest.raises(RefusedToken):
         issuer("two").verify(local, resource)
+
+
+def test_confirmation_ids_are_capped_per_user_and_bound_to_their_tenant(tmp_path: Path) -> None:
+    from chatbot.mcp.auth import McpCaller
+    from chatbot.mcp.tools import CONFIRMATIONS_PER_USER, Confirmations
+    from chatbot.oauth.onetime import OneTimeRecords
+
+    confirmations = Confirmations(OneTimeRecords(f"sqlite:///{tmp_path / 'chat.db'}"))
+    olga = McpCaller(Principal("olga", Role.OPERATOR, frozenset({"acme", "globex"})),
+                     frozenset(SCOPES), "test-client")  # fmt: skip
+    call = {"site": "crumbs"}
+    ids = [confirmations.issue(olga, "delete_site", call, "acme")
+           for _ in range(CONFIRMATIONS_PER_USER)]  # fmt: skip
+    with pytest.raises(OverflowError, match="too many unused confirmation ids"):
+        confirmations.issue(olga, "delete_site", call, "acme")
+    assert not confirmations.redeem(ids[0], olga, "delete_site", call, "globex")
+    assert not confirmations.redeem(ids[0], olga, "delete_site", call, "acme")  # spent by the try
+    assert confirmations.redeem(ids[1], olga, "delete_site", call, "acme")
+    # A redeemed id frees its place: one more can be issued.
+    assert confirmations.issue(olga, "delete_site", call, "acme")
