@@ -156,6 +156,7 @@ def create_app(
         await app.state.proxy.aclose()
         await app.state.stream_proxy.aclose()
         app.state.engine.close()
+        mcp_auth.records.close()
 
     app = FastAPI(
         title="AIPress chat",
@@ -169,8 +170,8 @@ def create_app(
     install_problem_handlers(app)
     _install_chat_errors(app)
     install_web(app, settings)
-    install_mcp_auth(app, settings)
-    install_mcp(app, settings)
+    mcp_auth = install_mcp_auth(app, settings)
+    install_mcp(app, settings, mcp_auth.records)
     if settings.chat_allowed_origins:
         app.add_middleware(
             CORSMiddleware,

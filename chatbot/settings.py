@@ -6,7 +6,9 @@ from functools import lru_cache
 from typing import Literal
 
 from pydantic import SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
+from chatbot.oauth.signing import parse_signing_key
 from controlplane.kernel.settings import GCP_REQUIRED, SharedSettings
 
 ChatModel = Literal["offline", "gemini", "openai"]
@@ -14,6 +16,9 @@ ChatModel = Literal["offline", "gemini", "openai"]
 
 class ChatSettings(SharedSettings):
     """Chat-service settings; with no environment at all they run the embedded default."""
+
+    # An error quotes no input: the input holds the signing key and the model's API key.
+    model_config = SettingsConfigDict(**SharedSettings.model_config, hide_input_in_errors=True)
 
     chat_model: ChatModel | None = None  # default: gemini in gcp mode, offline otherwise
     chat_database_url: str | None = None  # checkpoints + thread owners; SQLite under home
@@ -38,12 +43,17 @@ class ChatSettings(SharedSettings):
     mcp_clients: dict[str, tuple[str, ...]] = {}
     mcp_allow_loopback_client_metadata: bool = False
     mcp_sessions_per_user: int = 20  # open /mcp sessions one user may hold at once
+    # The key MCP access tokens are signed with, shared by every instance: required in gcp
+    # mode (Secret Manager; the local key is per disk), the embedded default's key when unset.
+    mcp_signing_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_incomplete_gcp(self) -> ChatSettings:
         missing = self.missing(GCP_REQUIRED["chatbot"]) if self.provider == "gcp" else []
         if missing:
             raise ValueError(f"gcp mode (chatbot) needs {', '.join(missing)}.")
+        if self.mcp_signing_key is not None:
+            parse_signing_key(self.mcp_signing_key.get_secret_value())
         return self
 
     @property

@@ -704,10 +704,11 @@ resource "google_cloud_run_v2_service" "chatbot" {
         value = var.project_id
       }
       env {
-        name = "AIPRESS_ENCRYPTION_KEYS"
+        # Every instance signs and verifies MCP access tokens with this one key.
+        name = "AIPRESS_MCP_SIGNING_KEY"
         value_source {
           secret_key_ref {
-            secret  = google_secret_manager_secret.encryption_keys.secret_id
+            secret  = google_secret_manager_secret.mcp_signing_key.secret_id
             version = "latest"
           }
         }
@@ -717,13 +718,33 @@ resource "google_cloud_run_v2_service" "chatbot" {
   depends_on = [
     google_project_service.apis, google_secret_manager_secret_version.chat_database_url,
     google_secret_manager_secret_iam_member.chatbot_reads_database_url,
-    google_secret_manager_secret_iam_member.chatbot_keys,
-    google_secret_manager_secret_version.encryption_keys,
+    google_secret_manager_secret_iam_member.chatbot_reads_mcp_signing_key,
+    google_secret_manager_secret_version.mcp_signing_key,
   ]
 }
 
-resource "google_secret_manager_secret_iam_member" "chatbot_keys" {
-  secret_id = google_secret_manager_secret.encryption_keys.id
+# The chat service's MCP token key (an Ed25519 private key as the base64 of its 32 raw
+# bytes); only the chatbot may read it. The chatbot holds no encryption key of the platform.
+resource "google_secret_manager_secret" "mcp_signing_key" {
+  secret_id = "aipress-mcp-signing-key"
+  labels    = local.labels
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "random_id" "mcp_signing_key" {
+  byte_length = 32
+}
+
+resource "google_secret_manager_secret_version" "mcp_signing_key" {
+  secret      = google_secret_manager_secret.mcp_signing_key.id
+  secret_data = random_id.mcp_signing_key.b64_std
+}
+
+resource "google_secret_manager_secret_iam_member" "chatbot_reads_mcp_signing_key" {
+  secret_id = google_secret_manager_secret.mcp_signing_key.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.chatbot.email}"
 }

@@ -29,12 +29,18 @@ const oauthRequest = new URLSearchParams(location.search).get("oauth");
 async function signedIn(token) {
   if (!oauthRequest) { setToken(token); location.href = "/dashboard"; return; }
   const url = `/oauth/requests/${encodeURIComponent(oauthRequest)}`;
-  const described = await fetch(url);
+  const described = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
   const request = await described.json();
   if (!described.ok) { error.textContent = request.detail; return; }
   choices.replaceChildren();
+  const granted = request.granted.length
+    ? `It will get ${request.granted.join(", ")}.`
+    : "Your role grants none of what it asks for: allowing sends it back refused.";
+  const dropped = request.dropped.length
+    ? ` Not granted, because your role (${request.role}) lacks them: ${request.dropped.join(", ")}.`
+    : "";
   mode.textContent = `${request.client_name} (${request.client_id}) asks to act as you with ` +
-    `${request.scopes.join(", ")} (at most what your role allows); it gets its answer at ${request.redirect_host}.`;
+    `${request.scopes.join(", ")}. ${granted}${dropped} It gets its answer at ${request.redirect_host}.`;
   const answer = async (approve) => {
     const response = await fetch(url, {
       method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },

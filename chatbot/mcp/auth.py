@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatbot.oauth.clients import ClientDirectory
 from chatbot.oauth.control_plane import ControlPlaneTokens, control_plane_tokens
+from chatbot.oauth.onetime import OneTimeRecords
 from chatbot.oauth.routes import AuthorizationServer, authorization_server_router
 from chatbot.oauth.scopes import SCOPES
 from chatbot.oauth.tokens import McpTokenIssuer, RefusedToken
@@ -74,6 +75,8 @@ class McpAuth:
 
     def __init__(self, settings: ChatSettings) -> None:
         self.settings = settings
+        # Codes, answered consent requests and confirmation ids, shared by every instance.
+        self.records = OneTimeRecords(settings.chat_checkpoint_url)
         self.resource = settings.chat_origin + MCP_PATH
         self.metadata_url = settings.chat_origin + METADATA_PATH
         self.tokens = McpTokenIssuer(settings)
@@ -183,7 +186,7 @@ def install_mcp_auth(app: FastAPI, settings: ChatSettings) -> McpAuth:
     auth = McpAuth(settings)
     app.include_router(protected_resource_metadata_router(auth))
     server = AuthorizationServer(settings.chat_origin, auth.resource, auth.tokens,
-                                 ClientDirectory(settings))  # fmt: skip
+                                 ClientDirectory(settings), auth.records)  # fmt: skip
     app.include_router(authorization_server_router(server))
     app.add_middleware(_ScopeAuth, auth=auth)
     return auth

@@ -34,6 +34,7 @@ from chatbot.mcp.auth import (
     control_plane_token,
     insufficient_scope,
 )
+from chatbot.oauth.onetime import OneTimeRecords
 from chatbot.settings import ChatSettings
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.problems import problem
@@ -113,6 +114,7 @@ class _Call:
         self.http = invocation.http
         self.context = context
         self.request_id = request_id
+        self.tenant: str | None = None  # the one a user of several tenants named
 
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         """The tool's result; every refusal is a result too, with what to fix."""
@@ -123,12 +125,18 @@ class _Call:
         if scope not in self.caller.scopes:
             return ToolResult.failed(insufficient_scope(scope).detail, http_status=403)
         try:
+            tenant = mcp_tools.take_tenant(self.caller, arguments)
+        except PermissionError as exc:
+            return ToolResult.failed(str(exc), http_status=403)
+        try:
             ctx = mcp_tools.agent_context(
                 self.caller, self.settings.tools_base_url, control_plane_token(self.caller),
                 request_id=self.request_id, wait=self.settings.chat_operation_wait_seconds,
+                tenant=tenant,
             )  # fmt: skip
         except PermissionError as exc:
             return ToolResult.failed(str(exc), http_status=403)
+        self.tenant = tenant
         confirmation_id = arguments.pop(mcp_tools.CONFIRMATION_ARG, None)
         if spec.destructive and spec.asks(arguments):
             refusal = await self._confirmed(spec, arguments, confirmation_id, ctx)
@@ -144,13 +152,19 @@ class _Call:
     ) -> ToolResult | None:
         """None once a person agreed to this call; else what to answer instead."""
         if confirmation_id is not None:
-            if isinstance(confirmation_id, str) and self.confirmations.redeem(
-                confirmation_id, self.caller, spec.name, arguments
+            if isinstance(confirmation_id, str) and await anyio.to_thread.run_sync(
+                self.confirmations.redeem,
+                confirmation_id,
+                self.caller,
+                spec.name,
+                arguments,
+                self.tenant,
             ):
                 return None
             return ToolResult.failed(
                 "this confirmation_id is unknown, used, expired, or was given for other "
-                "arguments: call again without it for a new preview; nothing was done"
+                "arguments or another tenant: call again without it for a new preview; "
+                "nothing was done"
             )
         preview = await anyio.to_thread.run_sync(confirmation, spec.name, arguments, ctx, self.http)
         if preview.status != "ok":
@@ -164,7 +178,12 @@ class _Call:
             return ToolResult(
                 status="cancelled", data=data, error="the user did not confirm; nothing was done"
             )
-        confirmation_id = self.confirmations.issue(self.caller, spec.name, arguments)
+        try:
+            confirmation_id = await anyio.to_thread.run_sync(
+                self.confirmations.issue, self.caller, spec.name, arguments, self.tenant
+            )
+        except OverflowError as exc:
+            return ToolResult.failed(f"{exc}; nothing was done", http_status=429)
         pending = {mcp_tools.CONFIRMATION_ARG: confirmation_id,
                    "expires_in_seconds": int(self.confirmations.ttl)}  # fmt: skip
         return ToolResult(
@@ -352,8 +371,8 @@ class McpGate:
 class McpService:
     """The /mcp endpoint of the chat service and its session manager."""
 
-    def __init__(self, settings: ChatSettings) -> None:
-        self.confirmations = mcp_tools.Confirmations()
+    def __init__(self, settings: ChatSettings, records: OneTimeRecords) -> None:
+        self.confirmations = mcp_tools.Confirmations(records)
         self.server = build_server(settings, _http_invocation, self.confirmations)
         self.manager = StreamableHTTPSessionManager(self.server)
         origins = frozenset({settings.chat_origin, *settings.chat_allowed_origins})
@@ -365,9 +384,9 @@ class McpService:
         return self.manager.run()
 
 
-def install_mcp(app: FastAPI, settings: ChatSettings) -> McpService:
+def install_mcp(app: FastAPI, settings: ChatSettings, records: OneTimeRecords) -> McpService:
     """Serve MCP at /mcp on the app; its lifespan must enter `app.state.mcp.running()`."""
-    service = McpService(settings)
+    service = McpService(settings, records)
     app.router.routes.append(Route(MCP_PATH, service.gate, methods=["GET", "POST", "DELETE"]))
     app.state.mcp = service
     return service

@@ -9,6 +9,7 @@ from mcp.server.stdio import stdio_server
 from chatbot.mcp.auth import McpAuth, McpCaller
 from chatbot.mcp.server import Invocation, build_server
 from chatbot.mcp.tools import Confirmations
+from chatbot.oauth.onetime import OneTimeRecords
 from chatbot.oauth.scopes import ROLE_SCOPES
 from chatbot.settings import ChatSettings
 from chatbot.upstream import identity_for, sync_client
@@ -27,7 +28,10 @@ async def serve_stdio(settings: ChatSettings, caller: McpCaller) -> None:
     """Answer MCP on stdin/stdout until the client closes it (logs go to stderr or the file)."""
     with sync_client(settings, identity_for(settings), timeout=30) as http:
         invocation = Invocation(caller, http)
-        server = build_server(settings, lambda _context: invocation, Confirmations())
+        server = build_server(
+            settings, lambda _context: invocation,
+            Confirmations(OneTimeRecords(settings.chat_checkpoint_url)),
+        )  # fmt: skip
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from mcp import types
 
 from chatbot.mcp.auth import McpCaller
+from chatbot.oauth.onetime import OneTimeRecords
 from tools.context import AgentContext, scoped_tenant
-from tools.registry import ToolSpec, toolset_for
+from tools.registry import ToolSpec, toolset, toolset_for
 from tools.results import ToolResult
 
 READ, WRITE, BILLING, ADMIN = "sites:read", "sites:write", "billing:read", "admin"
@@ -40,9 +37,36 @@ def required_scope(spec: ToolSpec) -> str:
     return READ if spec.name in READ_ONLY else WRITE
 
 
+TENANT_ARG = "tenant_id"
+
+
+def names_tenant(caller: McpCaller) -> bool:
+    """Whether a non-admin caller names the tenant in each call: they hold several, and
+    acting for one picked for them would be a guess."""
+    principal = caller.principal
+    return not principal.is_admin and len(principal.tenants) > 1
+
+
 def tools_of(caller: McpCaller) -> dict[str, ToolSpec]:
-    """The caller's tool set: the admin variant (tenant_id required) or the tenant one."""
+    """The caller's tool set: the admin variant (tenant_id required), the tenant one, or
+    for a user of several tenants the tenant tools with tenant_id required."""
+    if names_tenant(caller):
+        return {n: s for n, s in toolset(admin=True).items() if not s.admin_only}
     return toolset_for(caller.principal.role)
+
+
+def take_tenant(caller: McpCaller, arguments: dict[str, Any]) -> str | None:
+    """The tenant a call of a user of several tenants names, taken out of `arguments`
+    (None for everyone else); PermissionError says what to fix."""
+    if not names_tenant(caller):
+        return None
+    held = ", ".join(sorted(caller.principal.tenants))
+    tenant = arguments.pop(TENANT_ARG, None)
+    if tenant is None:
+        raise PermissionError(f"you hold several tenants ({held}): name one as tenant_id")
+    if not isinstance(tenant, str) or tenant not in caller.principal.tenants:
+        raise PermissionError(f"tenant_id {tenant!r} is not one of your tenants ({held})")
+    return tenant
 
 
 def input_schema(spec: ToolSpec) -> dict[str, Any]:
@@ -83,15 +107,21 @@ def definitions(caller: McpCaller) -> list[types.Tool]:
 
 
 def agent_context(
-    caller: McpCaller, control_plane_url: str, token: str, *, request_id: str, wait: float
+    caller: McpCaller,
+    control_plane_url: str,
+    token: str,
+    *,
+    request_id: str,
+    wait: float,
+    tenant: str | None = None,
 ) -> AgentContext:
-    """The tools' runtime context for an MCP caller; `token` is the one derived for the
-    control plane, never the MCP access token."""
+    """The tools' runtime context for an MCP caller acting for `tenant` (a user of several
+    names one); `token` is the one derived for the control plane, never the MCP token."""
     return AgentContext(
         token=token,
         principal=caller.principal,
         control_plane_url=control_plane_url,
-        tenant_id=scoped_tenant(caller.principal),
+        tenant_id=scoped_tenant(caller.principal, tenant),
         request_id=request_id,
         operation_wait_seconds=wait,
     )
@@ -107,11 +137,9 @@ def result_content(result: ToolResult) -> types.CallToolResult:
     )
 
 
-@dataclass(frozen=True)
-class _Pending:
-    owner: tuple[str, str]  # (principal key, client id)
-    call: str  # tool name and canonical arguments
-    expires: float
+CONFIRMATION_KIND = "confirmation"
+# Unspent confirmation ids one user may hold at once (each is a row every instance shares).
+CONFIRMATIONS_PER_USER = 50
 
 
 def _call_key(name: str, arguments: dict[str, Any]) -> str:
@@ -119,35 +147,38 @@ def _call_key(name: str, arguments: dict[str, Any]) -> str:
 
 
 class Confirmations:
-    """Single-use confirmation ids, each for one caller, one client, one tool call."""
+    """Single-use confirmation ids, each for one caller, one client, one tenant and one tool
+    call, in the one-time table every chat instance shares."""
 
-    def __init__(self, ttl: float = CONFIRMATION_TTL_SECONDS) -> None:
+    def __init__(self, records: OneTimeRecords, ttl: float = CONFIRMATION_TTL_SECONDS) -> None:
         self.ttl = ttl
-        self._pending: dict[str, _Pending] = {}
-        self._lock = threading.Lock()
+        self._records = records
 
-    def issue(self, caller: McpCaller, name: str, arguments: dict[str, Any]) -> str:
-        """A new id that lets exactly this call run once, within the ttl."""
-        now = time.monotonic()
-        confirmation_id = secrets.token_urlsafe(24)
-        pending = _Pending(
-            (caller.principal.key, caller.client_id), _call_key(name, arguments), now + self.ttl
-        )
-        with self._lock:
-            self._pending = {k: p for k, p in self._pending.items() if p.expires > now}
-            self._pending[confirmation_id] = pending
-        return confirmation_id
+    @staticmethod
+    def _payload(
+        caller: McpCaller, name: str, arguments: dict[str, Any], tenant: str | None
+    ) -> dict[str, Any]:
+        return {"owner": [caller.principal.key, caller.client_id], "tenant": tenant,
+                "call": _call_key(name, arguments)}  # fmt: skip
+
+    def issue(
+        self, caller: McpCaller, name: str, arguments: dict[str, Any], tenant: str | None
+    ) -> str:
+        """A new id that lets exactly this call, for `tenant`, run once within the ttl."""
+        payload = self._payload(caller, name, arguments, tenant)
+        return self._records.put(CONFIRMATION_KIND, payload, self.ttl, owner=caller.principal.key,
+                                 max_per_owner=CONFIRMATIONS_PER_USER,
+                                 what="confirmation ids")  # fmt: skip
 
     def redeem(
-        self, confirmation_id: str, caller: McpCaller, name: str, arguments: dict[str, Any]
+        self,
+        confirmation_id: str,
+        caller: McpCaller,
+        name: str,
+        arguments: dict[str, Any],
+        tenant: str | None,
     ) -> bool:
-        """Whether the id was issued for this caller, client and call and is unexpired; it
-        is spent either way, so a wrong guess cannot be retried against it."""
-        with self._lock:
-            pending = self._pending.pop(confirmation_id, None)
-        return (
-            pending is not None
-            and pending.expires > time.monotonic()
-            and pending.owner == (caller.principal.key, caller.client_id)
-            and pending.call == _call_key(name, arguments)
-        )
+        """Whether the id was issued for this caller, client, tenant and call and is
+        unexpired; it is spent either way, so a wrong guess cannot be retried against it."""
+        spent = self._records.spend(CONFIRMATION_KIND, confirmation_id)
+        return spent == self._payload(caller, name, arguments, tenant)

@@ -1,4 +1,5 @@
-"""Pending authorization requests and authorization codes: short-lived and single-use."""
+"""Pending authorization requests and authorization codes: short-lived, single-use, and the
+same on every chat instance."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 
 from chatbot.oauth.clients import Client
-from controlplane.kernel.identity import Principal
+from chatbot.oauth.onetime import OneTimeRecords
+from controlplane.kernel.identity import Principal, Role
 
 REQUEST_TTL_SECONDS = 600
 CODE_TTL_SECONDS = 60
@@ -52,60 +54,60 @@ class AuthorizationCode:
     principal: Principal
 
 
-T = TypeVar("T")
+REQUEST_KEY_LABEL = b"aipress oauth pending requests"
+CODE_KIND = "code"
+ANSWERED_KIND = "request"
 
 
-class OneTimeStore(Generic[T]):
-    """Values under random keys that expire after `ttl` seconds and can be taken once."""
+def _principal_payload(principal: Principal) -> dict[str, Any]:
+    return {"sub": principal.sub, "role": principal.role.value,
+            "tenants": sorted(principal.tenants), "email": principal.email,
+            "issuer": principal.issuer}  # fmt: skip
 
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._held: dict[str, tuple[T, float]] = {}
-        self._owners: dict[str, str] = {}
-        self._lock = threading.Lock()
 
-    def put(self, value: T, owner: str | None = None) -> str:
-        """Keep `value` (for `owner`, who may hold MAX_HELD_PER_OWNER); return its key."""
-        key = secrets.token_urlsafe(32)
-        now = time.monotonic()
-        with self._lock:
-            self._held = {k: v for k, v in self._held.items() if v[1] > now}
-            self._owners = {k: o for k, o in self._owners.items() if k in self._held}
-            if owner is not None and sum(o == owner for o in self._owners.values()) >= (
-                MAX_HELD_PER_OWNER
-            ):
-                raise OverflowError("you have too many unused authorizations; try again shortly")
-            if len(self._held) >= MAX_HELD:
-                raise OverflowError("too many authorizations in progress; try again shortly")
-            self._held[key] = (value, now + self._ttl)
-            if owner is not None:
-                self._owners[key] = owner
-        return key
+def _principal_of(payload: dict[str, Any]) -> Principal:
+    return Principal(payload["sub"], Role(payload["role"]), frozenset(payload["tenants"]),
+                     payload["email"], payload["issuer"])  # fmt: skip
 
-    def peek(self, key: str) -> T | None:
-        """The value under `key` if it has not expired or been taken."""
-        with self._lock:
-            held = self._held.get(key)
-        return held[0] if held and held[1] > time.monotonic() else None
 
-    def take(self, key: str) -> T | None:
-        """The value under `key`, removed (a second take gets None)."""
-        with self._lock:
-            held = self._held.pop(key, None)
-        return held[0] if held and held[1] > time.monotonic() else None
+class AuthorizationCodes:
+    """Authorization codes in the shared one-time table: issued by any instance, redeemed
+    once by any instance."""
+
+    def __init__(self, records: OneTimeRecords, ttl: float = CODE_TTL_SECONDS) -> None:
+        self._records = records
+        self.ttl = ttl
+
+    def put(self, code: AuthorizationCode) -> str:
+        """A new code for `code` (its user may hold MAX_HELD_PER_OWNER unredeemed)."""
+        payload = {"client_id": code.client_id, "redirect_uri": code.redirect_uri,
+                   "code_challenge": code.code_challenge, "resource": code.resource,
+                   "scopes": sorted(code.scopes),
+                   "principal": _principal_payload(code.principal)}  # fmt: skip
+        return self._records.put(CODE_KIND, payload, self.ttl, owner=code.principal.key,
+                                 max_held=MAX_HELD, max_per_owner=MAX_HELD_PER_OWNER)  # fmt: skip
+
+    def take(self, key: str) -> AuthorizationCode | None:
+        """What the code stands for, spent (a second take, anywhere, gets None)."""
+        p = self._records.spend(CODE_KIND, key)
+        if p is None:
+            return None
+        return AuthorizationCode(p["client_id"], p["redirect_uri"], p["code_challenge"],
+                                 p["resource"], frozenset(p["scopes"]),
+                                 _principal_of(p["principal"]))  # fmt: skip
 
 
 class PendingRequests:
     """Authorization requests waiting for sign-in and consent, carried by the browser and
     not held here: /oauth/authorize needs no sign-in, so a store of them is anyone's to
-    fill. Each id is the request itself, signed with this process's key and expiring; only
-    answered ids are remembered (a request is answered once, by a signed-in user)."""
+    fill. Each id is the request itself, signed with a key every instance derives from the
+    shared MCP signing key, and expiring; only answered ids are recorded, in the shared
+    one-time table (a request is answered once, by a signed-in user, on any instance)."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, key: bytes, records: OneTimeRecords) -> None:
         self._ttl = ttl
-        self._key = secrets.token_bytes(32)
-        self._answered: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._key = key
+        self._records = records
 
     def put(self, request: AuthorizationRequest) -> str:
         """The signed id of `request`."""
@@ -137,9 +139,8 @@ class PendingRequests:
     def peek(self, request_id: str) -> AuthorizationRequest | None:
         """The request if its id is ours, unexpired and unanswered."""
         opened = self._open(request_id)
-        with self._lock:
-            if opened is None or opened[0] in self._answered:
-                return None
+        if opened is None or self._records.spent(ANSWERED_KIND, opened[0]):
+            return None
         return opened[2]
 
     def take(self, request_id: str) -> AuthorizationRequest | None:
@@ -148,13 +149,10 @@ class PendingRequests:
         if opened is None:
             return None
         jti, expires, request = opened
-        now = time.time()
-        with self._lock:
-            self._answered = {k: e for k, e in self._answered.items() if e > now}
-            if jti in self._answered:
-                return None
-            self._answered[jti] = expires
-        return request
+        # Recorded on first sight, then spent once: of two instances answering the same
+        # request at once, the database lets one through.
+        self._records.hold(ANSWERED_KIND, jti, {}, datetime.fromtimestamp(expires, UTC))
+        return request if self._records.spend(ANSWERED_KIND, jti) is not None else None
 
 
 def s256(verifier: str) -> str:

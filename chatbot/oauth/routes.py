@@ -3,6 +3,7 @@ sign-in page is its login and consent), the consent answer, and /oauth/token."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,14 +16,23 @@ from chatbot.oauth.clients import ClientDirectory, UnknownClient
 from chatbot.oauth.grants import (
     CHALLENGE_PATTERN,
     CODE_TTL_SECONDS,
+    REQUEST_KEY_LABEL,
     REQUEST_TTL_SECONDS,
     AuthorizationCode,
+    AuthorizationCodes,
     AuthorizationRequest,
-    OneTimeStore,
     PendingRequests,
     verifier_matches,
 )
-from chatbot.oauth.scopes import SCOPES, InvalidScope, grant, parse_scope, scope_string
+from chatbot.oauth.onetime import OneTimeRecords
+from chatbot.oauth.scopes import (
+    ROLE_SCOPES,
+    SCOPES,
+    InvalidScope,
+    grant,
+    parse_scope,
+    scope_string,
+)
 from chatbot.oauth.tokens import McpTokenIssuer
 from controlplane.kernel.auth import InvalidToken, TokenVerifier
 from controlplane.kernel.identity import InvalidClaims, Principal
@@ -72,13 +82,20 @@ class AuthorizationServer:
     """The embedded authorization server for one resource (the MCP URL)."""
 
     def __init__(self, issuer: str, resource: str, tokens: McpTokenIssuer,
-                 clients: ClientDirectory) -> None:  # fmt: skip
+                 clients: ClientDirectory, records: OneTimeRecords) -> None:  # fmt: skip
         self.issuer = issuer
         self.resource = resource
         self.tokens = tokens
         self.clients = clients
-        self.requests = PendingRequests(REQUEST_TTL_SECONDS)
-        self.codes: OneTimeStore[AuthorizationCode] = OneTimeStore(CODE_TTL_SECONDS)
+        self._records = records
+        self.codes = AuthorizationCodes(records, CODE_TTL_SECONDS)
+
+    @cached_property
+    def requests(self) -> PendingRequests:
+        """Pending requests, signed with a key derived from the signing key (read on first
+        use, as the token issuer reads it)."""
+        key = self.tokens.derived_key(REQUEST_KEY_LABEL)
+        return PendingRequests(REQUEST_TTL_SECONDS, key, self._records)
 
     def metadata(self) -> dict[str, Any]:
         """The Authorization Server Metadata document (RFC 8414 §2)."""
@@ -141,17 +158,27 @@ class AuthorizationServer:
         url = with_query(redirect_uri, {**params, "state": state, "iss": self.issuer})
         return RedirectResponse(url, status_code=302)
 
-    def describe(self, request_id: str) -> JSONResponse | dict[str, Any]:
-        """What the consent page shows about a pending request."""
+    def describe(
+        self, request_id: str, principal: Principal | None = None
+    ) -> JSONResponse | dict[str, Any]:
+        """What the consent page shows about a pending request; for a signed-in `principal`
+        also which scopes their role lets it grant and which it drops."""
         request = self.requests.peek(request_id)
         if request is None:
             return problem(404, "this authorization request expired or was answered; start again")
-        return {
+        asked = [s for s in SCOPES if s in request.scopes]
+        described: dict[str, Any] = {
             "client_id": request.client.client_id,
             "client_name": request.client.name,
             "redirect_host": urlsplit(request.redirect_uri).netloc,
-            "scopes": [s for s in SCOPES if s in request.scopes],
+            "scopes": asked,
         }
+        if principal is not None:
+            held = ROLE_SCOPES[principal.role]
+            described |= {"role": principal.role.value,
+                          "granted": [s for s in asked if s in held],
+                          "dropped": [s for s in asked if s not in held]}  # fmt: skip
+        return described
 
     def consent(self, request_id: str, principal: Principal, approve: bool) -> dict[str, str]:
         """Answer a pending request for the signed-in `principal`: the URL to send them to."""
@@ -171,8 +198,7 @@ class AuthorizationServer:
         try:
             code = self.codes.put(
                 AuthorizationCode(request.client.client_id, request.redirect_uri,
-                                  request.code_challenge, request.resource, scopes, principal),
-                owner=principal.key,
+                                  request.code_challenge, request.resource, scopes, principal)
             )  # fmt: skip
         except OverflowError as exc:
             busy = self._back(
@@ -256,8 +282,10 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
         return await run_in_threadpool(server.authorize, params)
 
     @router.get(REQUESTS_PATH + "/{request_id}", response_model=None)
-    def describe(request_id: str) -> JSONResponse | dict[str, Any]:
-        return server.describe(request_id)
+    def describe(request_id: str, request: Request) -> JSONResponse | dict[str, Any]:
+        # Signed in (the consent page after sign-in): what this user's role grants of it.
+        signed_in = _signed_in(request) if "authorization" in request.headers else None
+        return server.describe(request_id, signed_in)
 
     @router.post(REQUESTS_PATH + "/{request_id}", response_model=None)
     def consent(request_id: str, body: ConsentAnswer, request: Request) -> JSONResponse:
@@ -273,7 +301,7 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         try:
             if form.get("grant_type") == "authorization_code":
-                answer = server.redeem(form)
+                answer = await run_in_threadpool(server.redeem, form)
             elif form.get("grant_type") == TOKEN_EXCHANGE:
                 answer = await run_in_threadpool(server.exchange, form, request.app.state.verifier)
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -10,8 +12,10 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from chatbot.oauth.scopes import scope_string
+from chatbot.oauth.signing import parse_signing_key
 from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import load_signing_key
 from controlplane.kernel.identity import InvalidClaims, Principal, claims_for, principal_from_claims
@@ -41,10 +45,18 @@ class McpTokenIssuer:
 
     @cached_property
     def _key(self) -> Ed25519PrivateKey:
-        # The embedded default's token signing key (read on first use): tokens for the
-        # control plane carry the audience "aipress", these the MCP URL, so neither is
-        # accepted for the other.
+        # AIPRESS_MCP_SIGNING_KEY (every instance's, from Secret Manager in gcp mode), else
+        # the embedded default's token key (read on first use): tokens for the control plane
+        # carry the audience "aipress", these the MCP URL, so neither passes for the other.
+        configured = self._settings.mcp_signing_key
+        if configured is not None:
+            return parse_signing_key(configured.get_secret_value())
         return load_signing_key(self._settings)
+
+    def derived_key(self, label: bytes) -> bytes:
+        """A 32-byte key for `label` that every instance holding the signing key derives."""
+        raw = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return hmac.new(raw, label, hashlib.sha256).digest()
 
     def issue(
         self, principal: Principal, scopes: frozenset[str], client_id: str, resource: str

@@ -26,7 +26,7 @@ GCP_REQUIRED: dict[str, tuple[str, ...]] = {
     "control_plane": ("firebase_project_id", "encryption_keys", "cloudsql_instance|database_url"),
     "job": ("firebase_project_id", "encryption_keys", "cloudsql_instance|database_url"),
     "chatbot": ("firebase_project_id", "chat_database_url", "chat_control_plane_url",
-                "firebase_web_api_key", "firebase_auth_domain"),
+                "firebase_web_api_key", "firebase_auth_domain", "mcp_signing_key"),
 }  # fmt: skip
 
 

@@ -4,15 +4,17 @@ demo sign-in page, Client ID Metadata Documents, token exchange, and a cold SDK 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
 from chatbot.mcp.auth import (
     SCOPES,
@@ -21,10 +23,11 @@ from chatbot.mcp.auth import (
     control_plane_token,
     insufficient_scope,
 )
-from chatbot.oauth.grants import OneTimeStore
+from chatbot.oauth.onetime import OneTimeRecords, key_hash
 from chatbot.oauth.tokens import McpTokenIssuer
 from chatbot.service import create_app
 from chatbot.settings import ChatSettings
+from controlplane.kernel import clock
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
 from tests.conftest import LOG_FILE
@@ -297,12 +300,19 @@ def test_codes_are_single_use_and_need_their_verifier(chat: Chat) -> None:
         assert unknown.json()["error"] == "unsupported_grant_type"
 
 
-def test_codes_and_requests_expire() -> None:
-    store: OneTimeStore[str] = OneTimeStore(ttl=0.05)
-    kept, taken = store.put("a"), store.put("b")
-    assert store.take(taken) == "b" and store.take(taken) is None
-    time.sleep(0.1)
-    assert store.peek(kept) is None and store.take(kept) is None
+def test_codes_and_requests_expire(tmp_path: Path) -> None:
+    records = OneTimeRecords(f"sqlite:///{tmp_path / 'chat.db'}")
+    kept, taken = records.put("code", {"v": "a"}, 60), records.put("code", {"v": "b"}, 60)
+    assert records.spend("code", taken) == {"v": "b"} and records.spend("code", taken) is None
+    assert records.spend("confirmation", kept) is None  # a key is good for its own kind only
+    assert records.peek("code", kept) == {"v": "a"}
+    with clock.travel(clock.now() + timedelta(seconds=61)):
+        assert records.peek("code", kept) is None and records.spend("code", kept) is None
+    # Only hashes of the keys are stored.
+    with records.engine.connect() as conn:
+        stored = " ".join(str(row) for row in conn.execute(text("SELECT * FROM oauth_one_time")))
+    assert kept not in stored and taken not in stored and key_hash(kept) in stored
+    records.close()
 
 
 def test_consent_needs_a_signed_in_user_and_is_answered_once(chat: Chat) -> None:
@@ -329,6 +339,31 @@ def test_consent_needs_a_signed_in_user_and_is_answered_once(chat: Chat) -> None
         location = _start(http, chat, run, "sites:write")
         refused = query_of(consent(http, location, sign_in(http, "vera", chat.key)))
         assert refused["error"] == "invalid_scope" and "code" not in refused
+
+
+def test_the_consent_page_learns_which_scopes_the_role_grants_and_drops(chat: Chat) -> None:
+    with chat.http() as http:
+        request_id = query_of(_start(http, chat, Authorization.fresh(), " ".join(SCOPES)))["oauth"]
+        path = f"/oauth/requests/{request_id}"
+
+        def described(user: str) -> dict[str, Any]:
+            bearer = {"Authorization": f"Bearer {sign_in(http, user, chat.key)}"}
+            answer: dict[str, Any] = http.get(path, headers=bearer).raise_for_status().json()
+            return answer
+
+        everything = ["sites:read", "sites:write", "billing:read", "admin"]
+        vera, alice, root = described("vera"), described("alice"), described("root")
+        assert (vera["role"], vera["scopes"]) == ("viewer", everything)
+        assert (vera["granted"], vera["dropped"]) == (["sites:read", "billing:read"],
+                                                      ["sites:write", "admin"])  # fmt: skip
+        assert (alice["granted"], alice["dropped"]) == (everything[:3], ["admin"])
+        assert (root["granted"], root["dropped"]) == (everything, [])
+        forged = http.get(path, headers={"Authorization": "Bearer x.y.z"})
+        assert forged.status_code == 401 and "granted" not in forged.text
+        # What the page shows is what consent grants: alice's code holds no admin.
+        token = {"Authorization": f"Bearer {sign_in(http, 'alice', chat.key)}"}
+        answered = http.post(path, json={"approve": True}, headers=token).raise_for_status()
+        assert "code=" in answered.json()["redirect"]
 
 
 def test_tokens_and_codes_stay_out_of_the_log(chat: Chat) -> None:

@@ -94,6 +94,7 @@ def test_local_sign_in_does_not_exist_in_gcp_mode(
         chat_database_url=f"sqlite:///{home / 'chat.db'}", firebase_web_api_key="web-key",
         firebase_auth_domain="aipress-prod.firebaseapp.com", firebase_sign_in_providers=("google", "apple"),
         chat_control_plane_url="https://control-plane.internal.example",
+        mcp_signing_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     )  # fmt: skip
 
     class Refuse:

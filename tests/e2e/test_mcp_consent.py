@@ -48,6 +48,11 @@ def test_consent_on_the_sign_in_page_returns_a_code_or_a_refusal(
             page.get_by_role("listitem").filter(has_text="alice").click()
             expect(page.locator("#mode")).to_contain_text(f"{TEST_CLIENT_ID} ({TEST_CLIENT_ID})")
             expect(page.locator("#mode")).to_contain_text("sites:read, sites:write, admin")
+            # What the tenant's role grants of it and what it drops, before Allow.
+            expect(page.locator("#mode")).to_contain_text("It will get sites:read, sites:write.")
+            expect(page.locator("#mode")).to_contain_text(
+                "Not granted, because your role (tenant) lacks them: admin."
+            )
             expect(page.locator("#mode")).to_contain_text("127.0.0.1:9")
             page.get_by_role("listitem").filter(has_text="Allow" if approve else "Deny").click()
             page.wait_for_url(TEST_REDIRECT_URI + "*")

@@ -12,6 +12,7 @@ from controlplane.crypto import new_key
 from controlplane.settings import Settings
 
 KEY = "k1:" + base64.urlsafe_b64encode(new_key()).decode()
+MCP_KEY = base64.b64encode(bytes(range(32))).decode()  # an Ed25519 key's 32 raw bytes
 
 
 def test_defaults_run_the_embedded_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +67,8 @@ def test_each_gcp_workload_refuses_to_start_without_what_it_needs(
     monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     base = {"provider": "gcp", "firebase_project_id": "p", "encryption_keys": KEY}
     chat = {"provider": "gcp", "firebase_project_id": "p", "chat_database_url": "postgresql://c",
-            "chat_control_plane_url": "https://cp", "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
+            "chat_control_plane_url": "https://cp", "firebase_auth_domain": "p.firebaseapp.com",
+            "mcp_signing_key": MCP_KEY}  # fmt: skip
     with pytest.raises(
         ValueError, match=r"gcp mode \(chatbot\) needs AIPRESS_FIREBASE_WEB_API_KEY"
     ):
@@ -93,7 +95,8 @@ def test_the_chat_service_in_gcp_mode_needs_no_control_plane_keys(
 ) -> None:
     monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     complete = {"chat_database_url": "postgresql://c", "chat_control_plane_url": "https://cp",
-                "firebase_web_api_key": "k", "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
+                "firebase_web_api_key": "k", "firebase_auth_domain": "p.firebaseapp.com",
+                "mcp_signing_key": MCP_KEY}  # fmt: skip
     chat = ChatSettings(provider="gcp", firebase_project_id="p", **complete)
     assert chat.chat_model_name == "gemini"
     with pytest.raises(ValueError, match="FIREBASE_PROJECT_ID"):
@@ -101,6 +104,44 @@ def test_the_chat_service_in_gcp_mode_needs_no_control_plane_keys(
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     with pytest.raises(ValueError, match="FIREBASE_AUTH_EMULATOR_HOST"):
         ChatSettings(provider="gcp", firebase_project_id="p", **complete)
+
+
+def test_the_chat_service_in_gcp_mode_needs_a_valid_shared_mcp_signing_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from chatbot.oauth.tokens import McpTokenIssuer
+    from controlplane.kernel.identity import Principal, Role
+
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    complete = {"provider": "gcp", "firebase_project_id": "p", "chat_database_url": "postgresql://c",
+                "chat_control_plane_url": "https://cp", "firebase_web_api_key": "k",
+                "firebase_auth_domain": "p.firebaseapp.com"}  # fmt: skip
+    with pytest.raises(ValueError, match="needs AIPRESS_MCP_SIGNING_KEY"):
+        ChatSettings(**complete)  # type: ignore[arg-type]
+    secret_looking = "c2VjcmV0LXRoYXQtaXMtbm90LWEta2V5"
+    with pytest.raises(ValueError, match="decodes to 24 bytes, not 32") as refused:
+        ChatSettings(**complete, mcp_signing_key=secret_looking)  # type: ignore[arg-type]
+    assert secret_looking not in str(refused.value)  # the error never quotes the value
+    rsa_pem = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----"
+    with pytest.raises(ValueError, match="does not load"):
+        ChatSettings(mcp_signing_key=rsa_pem)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    raw = base64.b64encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+    # PEM and base64 raw name the same key: a token one signs the other verifies.
+    by_pem = McpTokenIssuer(ChatSettings(home=tmp_path / "a", mcp_signing_key=pem))
+    by_raw = McpTokenIssuer(ChatSettings(home=tmp_path / "b", mcp_signing_key=raw.decode()))
+    alice = Principal("alice", Role.TENANT, frozenset({"acme"}))
+    token = by_pem.issue(alice, frozenset({"sites:read"}), "c", "http://x/mcp")
+    assert by_raw.verify(token, "http://x/mcp").principal.sub == "alice"
+    assert ChatSettings(**complete, mcp_signing_key=pem).provider == "gcp"  # type: ignore[arg-type]
 
 
 def test_each_service_refuses_the_other_services_fields() -> None:

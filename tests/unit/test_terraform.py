@@ -553,3 +553,26 @@ def test_the_default_dns_provider_gets_a_zone_and_cloudflare_its_token() -> None
     token = found[("google_secret_manager_secret_version", "cloudflare_token")]
     assert "var.cloudflare_api_token" in str(token["secret_data"])
     assert "precondition" in str(token["lifecycle"])
+
+
+def test_the_chatbot_gets_only_env_its_settings_read_and_its_own_signing_key() -> None:
+    from chatbot.settings import ChatSettings
+
+    found = _by_key()
+    chatbot = found[("google_cloud_run_v2_service", "chatbot")]
+    env = _get(chatbot, ("template", "containers", "env"))
+    names = {_unquote(e["name"]) for e in (env if isinstance(env, list) else [env])}
+    # An env the chat service has no field for is ignored there: a secret passed that way is
+    # a grant for nothing (the keyring once was).
+    fields = {f"AIPRESS_{name.upper()}" for name in ChatSettings.model_fields}
+    # AIPRESS_WORKLOAD only labels the service for these tests (the control plane reads it).
+    assert names - fields == {"AIPRESS_WORKLOAD"}, names - fields
+    assert "AIPRESS_ENCRYPTION_KEYS" not in names and "AIPRESS_MCP_SIGNING_KEY" in names
+    readers = {_unquote(str(b["member"])) for (k, _), b in found.items()
+               if k == "google_secret_manager_secret_iam_member"
+               and "mcp_signing_key" in str(b["secret_id"]) + str(b.get("for_each", ""))}  # fmt: skip
+    assert readers == {"serviceAccount:${google_service_account.chatbot.email}"}
+    keyring = {str(b["member"]) for (k, _), b in found.items()
+               if k == "google_secret_manager_secret_iam_member"
+               and "encryption_keys" in str(b["secret_id"]) + str(b.get("for_each", ""))}  # fmt: skip
+    assert not any("chatbot" in member for member in keyring), keyring
