@@ -77,6 +77,15 @@ resource "google_project_iam_member" "chatbot" {
   member   = "serviceAccount:${google_service_account.chatbot.email}"
 }
 
+# The chatbot signs Firebase custom tokens for MCP callers (chatbot/oauth/control_plane.py):
+# firebase-admin on Cloud Run signs them through IAM signBlob as its own account, which needs
+# token creation on that one account, itself, and on no other.
+resource "google_service_account_iam_member" "chatbot_signs_as_itself" {
+  service_account_id = google_service_account.chatbot.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.chatbot.email}"
+}
+
 resource "google_project_iam_member" "billing_job" {
   for_each = toset(["roles/bigquery.jobUser", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"])
   project  = var.project_id

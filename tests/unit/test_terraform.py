@@ -36,6 +36,7 @@ LABELLED = {
 # Resources that take no labels at all (their Google API has none).
 UNLABELLED = {
     "google_project_service", "google_service_account", "google_project_iam_member",
+    "google_service_account_iam_member",
     "google_bigquery_dataset_iam_member", "google_sql_database", "google_sql_user",
     "google_secret_manager_secret_iam_member", "google_cloud_run_v2_service_iam_member",
     "google_cloud_run_v2_job_iam_member", "google_cloud_scheduler_job",
@@ -261,11 +262,23 @@ def _roles_of(body: dict[str, Any]) -> list[str]:
     return re.findall(r"roles/[A-Za-z0-9_.]+", text)
 
 
+CHATBOT = "serviceAccount:${google_service_account.chatbot.email}"
+
+
 def test_only_the_control_plane_can_act_as_or_mint_for_service_accounts() -> None:
     seen = resources()
-    # No grant on a single service account (actAs or token minting for that account).
-    assert not [name for kind, name, _ in seen if kind.startswith("google_service_account_iam")]
+    # One grant on a single service account: the chatbot may sign as itself (the Firebase
+    # custom tokens of MCP callers), on its own account only. No other actAs or minting.
+    single = [(name, body) for kind, name, body in seen
+              if kind.startswith("google_service_account_iam")]  # fmt: skip
+    assert [name for name, _ in single] == ["chatbot_signs_as_itself"]
+    signs = single[0][1]
+    assert _unquote(signs["service_account_id"]) == "${google_service_account.chatbot.name}"
+    assert _unquote(signs["member"]) == CHATBOT
+    assert _unquote(signs["role"]) == "roles/iam.serviceAccountTokenCreator"
     for kind, name, body in seen:
+        if kind.startswith("google_service_account_iam"):
+            continue
         if not kind.endswith("_iam_member"):
             continue
         for role in _roles_of(body):
