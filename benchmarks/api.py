@@ -56,49 +56,44 @@ APP_FACTORY = harness.CONTROL_PLANE_APP
 # Arguments and environment
 
 
+# The numeric options: flag, type, default, help.
+NUMBERS: tuple[tuple[str, type[int] | type[float], float, str], ...] = (
+    ("--tenants", int, 50, "tenants to seed"),
+    ("--sites-per-tenant", int, 20, "ready sites per tenant"),
+    ("--concurrency", int, 20, "concurrent clients"),
+    ("--list-requests", int, 2000, "timed list requests"),
+    ("--create-requests", int, 500, "timed create requests"),
+    ("--serial-requests", int, 200,
+     "list requests with a single client (service-time baseline); 0 skips"),
+    ("--warmup-list", int, 200, "untimed list requests"),
+    ("--warmup-create", int, 20, "untimed create requests"),
+    ("--max-seconds", float, 120.0, "time limit of each timed phase"),
+    ("--drain-timeout", float, 120.0,
+     "how long to wait for create operations to finish (0 skips the wait)"),
+    ("--port", int, 0, "server port (0 picks a free one)"),
+    ("--workers", int, 1, "uvicorn worker processes (not with --profile)"),
+    ("--profile-top", int, 30, "functions shown by --profile"),
+)  # fmt: skip
+
+# The options with a fixed set of values (the first is the default): flag, values, help.
+CHOICES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("--client", ("raw", "httpx"),
+     "raw: minimal asyncio HTTP/1.1 keep-alive client (little CPU, so the server keeps the "
+     "machine); httpx: httpx.AsyncClient"),
+    ("--token", ("tenant", "admin"), "tenant tokens (one per tenant) or one admin token"),
+    ("--profile-clock", ("cpu", "wall"),
+     "cpu: per-thread CPU time (where the work is); wall: includes waits (GIL, locks, I/O)"),
+)  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = harness.parser(
         "api", "Benchmark the control-plane API (list sites, create site) on loopback."
     )
-    parser.add_argument("--tenants", type=int, default=50, help="tenants to seed")
-    parser.add_argument("--sites-per-tenant", type=int, default=20, help="ready sites per tenant")
-    parser.add_argument("--concurrency", type=int, default=20, help="concurrent clients")
-    parser.add_argument("--list-requests", type=int, default=2000, help="timed list requests")
-    parser.add_argument("--create-requests", type=int, default=500, help="timed create requests")
-    parser.add_argument(
-        "--serial-requests",
-        type=int,
-        default=200,
-        help="list requests with a single client (service-time baseline); 0 skips",
-    )
-    parser.add_argument("--warmup-list", type=int, default=200, help="untimed list requests")
-    parser.add_argument("--warmup-create", type=int, default=20, help="untimed create requests")
-    parser.add_argument(
-        "--client",
-        choices=("raw", "httpx"),
-        default="raw",
-        help="raw: minimal asyncio HTTP/1.1 keep-alive client (little CPU, so the server keeps "
-        "the machine); httpx: httpx.AsyncClient",
-    )
-    parser.add_argument(
-        "--token",
-        choices=("tenant", "admin"),
-        default="tenant",
-        help="tenant tokens (one per tenant) or one admin token",
-    )
-    parser.add_argument(
-        "--max-seconds", type=float, default=120.0, help="time limit of each timed phase"
-    )
-    parser.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=120.0,
-        help="how long to wait for create operations to finish (0 skips the wait)",
-    )
-    parser.add_argument("--port", type=int, default=0, help="server port (0 picks a free one)")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="uvicorn worker processes (not with --profile)"
-    )
+    for flag, kind, default, text in NUMBERS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    for flag, choices, text in CHOICES:
+        parser.add_argument(flag, choices=choices, default=choices[0], help=text)
     parser.add_argument(
         "--app",
         default=APP_FACTORY,
@@ -107,13 +102,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="run the server under cProfile (all threads)"
     )
-    parser.add_argument(
-        "--profile-clock",
-        choices=("cpu", "wall"),
-        default="cpu",
-        help="cpu: per-thread CPU time (where the work is); wall: includes waits (GIL, locks, I/O)",
-    )
-    parser.add_argument("--profile-top", type=int, default=30, help="functions shown by --profile")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIPRESS_HOME")
     args = parser.parse_args(argv)
     harness.check_counts(

@@ -173,7 +173,7 @@ def _measure(provider: Any, ctx: Any, args: argparse.Namespace) -> dict[str, Any
     backups.check_space(ctx, first)
     out["verify_seconds"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    backups.stage(ctx, first, rewrite_from=None)
+    backups.stage(ctx, first)
     out["stage_seconds"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
     backups.swap(ctx)

@@ -143,16 +143,6 @@ resource "google_compute_target_https_proxy" "sites" {
   certificate_map = "//certificatemanager.googleapis.com/${google_certificate_manager_certificate_map.sites.id}"
 }
 
-resource "google_compute_global_forwarding_rule" "sites_https" {
-  for_each              = { ipv4 = google_compute_global_address.sites_ipv4.id, ipv6 = google_compute_global_address.sites_ipv6.id }
-  name                  = "aipress-sites-https-${each.key}"
-  ip_address            = each.value
-  port_range            = "443"
-  target                = google_compute_target_https_proxy.sites.id
-  load_balancing_scheme = "EXTERNAL_MANAGED"
-  labels                = local.labels
-}
-
 # Plain HTTP only redirects to HTTPS.
 resource "google_compute_url_map" "sites_http" {
   name = "aipress-sites-http"
@@ -169,12 +159,25 @@ resource "google_compute_target_http_proxy" "sites_http" {
   url_map = google_compute_url_map.sites_http.id
 }
 
-resource "google_compute_global_forwarding_rule" "sites_http" {
-  for_each              = { ipv4 = google_compute_global_address.sites_ipv4.id, ipv6 = google_compute_global_address.sites_ipv6.id }
-  name                  = "aipress-sites-http-${each.key}"
-  ip_address            = each.value
-  port_range            = "80"
-  target                = google_compute_target_http_proxy.sites_http.id
+# Both ports on both addresses: "https-ipv4", "https-ipv6", "http-ipv4", "http-ipv6".
+locals {
+  sites_ports = {
+    https = { port = "443", target = google_compute_target_https_proxy.sites.id }
+    http  = { port = "80", target = google_compute_target_http_proxy.sites_http.id }
+  }
+  sites_addresses = { ipv4 = google_compute_global_address.sites_ipv4.id, ipv6 = google_compute_global_address.sites_ipv6.id }
+  sites_entries = {
+    for pair in setproduct(keys(local.sites_ports), keys(local.sites_addresses)) :
+    "${pair[0]}-${pair[1]}" => merge(local.sites_ports[pair[0]], { address = local.sites_addresses[pair[1]] })
+  }
+}
+
+resource "google_compute_global_forwarding_rule" "sites" {
+  for_each              = local.sites_entries
+  name                  = "aipress-sites-${each.key}"
+  ip_address            = each.value.address
+  port_range            = each.value.port
+  target                = each.value.target
   load_balancing_scheme = "EXTERNAL_MANAGED"
   labels                = local.labels
 }

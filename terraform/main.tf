@@ -960,6 +960,28 @@ moved {
   to   = google_cloud_scheduler_job.scheduled["backups"]
 }
 
+# The front door's HTTPS and HTTP forwarding rules (frontdoor.tf) were two resources until
+# 2026-12; every moved block of the module stands here.
+moved {
+  from = google_compute_global_forwarding_rule.sites_https["ipv4"]
+  to   = google_compute_global_forwarding_rule.sites["https-ipv4"]
+}
+
+moved {
+  from = google_compute_global_forwarding_rule.sites_https["ipv6"]
+  to   = google_compute_global_forwarding_rule.sites["https-ipv6"]
+}
+
+moved {
+  from = google_compute_global_forwarding_rule.sites_http["ipv4"]
+  to   = google_compute_global_forwarding_rule.sites["http-ipv4"]
+}
+
+moved {
+  from = google_compute_global_forwarding_rule.sites_http["ipv6"]
+  to   = google_compute_global_forwarding_rule.sites["http-ipv6"]
+}
+
 # --- Firebase Auth (Identity Platform) ------------------------------------------------------
 
 resource "google_identity_platform_config" "auth" {

@@ -88,9 +88,8 @@ def _site_path(tenant: str, site: str) -> str:
     return f"/v1/tenants/{tenant}/sites/{site}"
 
 
-def backup_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def backup_site(api: Api, args: a.BackupSiteArgs, emit: Emit) -> ToolResult:
     """Start a manual backup, follow it, answer with the written backup."""
-    assert isinstance(args, a.BackupSiteArgs)
     tenant = tenant_of(args, api.ctx)
     path = _site_path(tenant, args.site)
     accepted = api.call("POST", f"{path}/backups")
@@ -101,9 +100,8 @@ def backup_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return finished_result(data, operation, "backing up", failed, ask_about="its backups")
 
 
-def list_backups(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def list_backups(api: Api, args: a.ListBackupsArgs, emit: Emit) -> ToolResult:
     """A site's backups, every live site's, or the deleted sites' ones; newest first."""
-    assert isinstance(args, a.ListBackupsArgs)
     tenant = tenant_of(args, api.ctx)
     if args.deleted or args.site is None:
         params = {"deleted": "true"} if args.deleted else {}
@@ -136,9 +134,8 @@ def _restorable(api: Api, tenant: str, site: str, backup_id: str) -> dict[str, A
     return backup
 
 
-def confirm_restore_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_restore_site(api: Api, args: a.RestoreSiteArgs) -> dict[str, Any]:
     """The question before a restore: the backup's time and what is replaced."""
-    assert isinstance(args, a.RestoreSiteArgs)
     tenant = tenant_of(args, api.ctx)
     site = _site_summary(api.call("GET", _site_path(tenant, args.site)))
     if "restore" not in site["allowed_actions"]:
@@ -154,10 +151,9 @@ def confirm_restore_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def restore_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def restore_site(api: Api, args: a.RestoreSiteArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: restore in place and follow it (a running restore is
     followed, not started again)."""
-    assert isinstance(args, a.RestoreSiteArgs)
     tenant = tenant_of(args, api.ctx)
     path = _site_path(tenant, args.site)
     site = api.call("GET", path)
@@ -211,9 +207,8 @@ def _deleted_backup(api: Api, tenant: str, args: a.UndeleteSiteArgs) -> dict[str
     return chosen_one
 
 
-def confirm_undelete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_undelete_site(api: Api, args: a.UndeleteSiteArgs) -> dict[str, Any]:
     """The question before bringing a deleted site back: which backup, under which name."""
-    assert isinstance(args, a.UndeleteSiteArgs)
     tenant = tenant_of(args, api.ctx)
     require_tenant_action(
         api, tenant, "restore_site", f"bring back deleted sites of tenant {tenant}"
@@ -241,9 +236,8 @@ def confirm_undelete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def undelete_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def undelete_site(api: Api, args: a.UndeleteSiteArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: create the site from the deleted one's backup, follow it."""
-    assert isinstance(args, a.UndeleteSiteArgs)
     tenant = tenant_of(args, api.ctx)
     name = args.new_name or args.site
     try:

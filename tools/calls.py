@@ -153,9 +153,8 @@ def list_sites(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return ToolResult.ok({"tenant_id": tenant, "sites": [_site_summary(s) for s in sites]})
 
 
-def get_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def get_site(api: Api, args: a.GetSiteArgs, emit: Emit) -> ToolResult:
     """One site with its recent operations."""
-    assert isinstance(args, a.GetSiteArgs)
     tenant = tenant_of(args, api.ctx)
     site = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}")
     operations = api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}/operations")
@@ -170,9 +169,8 @@ def get_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     )
 
 
-def create_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def create_site(api: Api, args: a.CreateSiteArgs, emit: Emit) -> ToolResult:
     """Submit a create, relay its progress, answer with the site's URL."""
-    assert isinstance(args, a.CreateSiteArgs)
     tenant = tenant_of(args, api.ctx)
     body = {"name": args.site, "admin_email": args.admin_email}
     if args.title:
@@ -184,9 +182,8 @@ def create_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return _finished(api, tenant, args.site, operation)
 
 
-def delete_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def delete_site(api: Api, args: a.DeleteSiteArgs, emit: Emit) -> ToolResult:
     """Delete after the user confirmed; running it twice follows the first deletion."""
-    assert isinstance(args, a.DeleteSiteArgs)
     tenant = tenant_of(args, api.ctx)
     path = f"/v1/tenants/{tenant}/sites/{args.site}"
     try:
@@ -240,9 +237,8 @@ def _finished(api: Api, tenant: str, name: str, operation: dict[str, Any]) -> To
     )
 
 
-def query_logs(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def query_logs(api: Api, args: a.QueryLogsArgs, emit: Emit) -> ToolResult:
     """Log entries matching the filters."""
-    assert isinstance(args, a.QueryLogsArgs)
     tenant = tenant_of(args, api.ctx)
     params: dict[str, Any] = {"since": args.since, "limit": args.limit}
     for key in ("until", "severity", "status"):
@@ -254,24 +250,23 @@ def query_logs(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return ToolResult.ok({"tenant_id": tenant, "filters": params, **logs})
 
 
-def get_metrics(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
-    """Request figures over a window."""
-    assert isinstance(args, a.GetMetricsArgs)
-    tenant = tenant_of(args, api.ctx)
-    metrics = api.call(
-        "GET", f"/v1/tenants/{tenant}/sites/{args.site}/metrics", params={"since": args.since}
-    )
-    return ToolResult.ok({"tenant_id": tenant, **metrics})
-
-
-def diagnose_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
-    """The site's evidence and the verdict drawn from it."""
-    assert isinstance(args, a.DiagnoseSiteArgs)
+def _site_window(api: Api, args: a.GetMetricsArgs | a.DiagnoseSiteArgs, what: str) -> ToolResult:
+    """The site's `what` report (metrics, diagnosis) over the window since args.since."""
     tenant = tenant_of(args, api.ctx)
     found = api.call(
-        "GET", f"/v1/tenants/{tenant}/sites/{args.site}/diagnosis", params={"since": args.since}
+        "GET", f"/v1/tenants/{tenant}/sites/{args.site}/{what}", params={"since": args.since}
     )
     return ToolResult.ok({"tenant_id": tenant, **found})
+
+
+def get_metrics(api: Api, args: a.GetMetricsArgs, emit: Emit) -> ToolResult:
+    """Request figures over a window."""
+    return _site_window(api, args, "metrics")
+
+
+def diagnose_site(api: Api, args: a.DiagnoseSiteArgs, emit: Emit) -> ToolResult:
+    """The site's evidence and the verdict drawn from it."""
+    return _site_window(api, args, "diagnosis")
 
 
 MAX_BILLING_LINES = 31
@@ -296,9 +291,8 @@ NOT_AGGREGATED = (
 )
 
 
-def get_billing(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def get_billing(api: Api, args: a.GetBillingArgs, emit: Emit) -> ToolResult:
     """A tenant's net costs over a period, grouped by day, service or site."""
-    assert isinstance(args, a.GetBillingArgs)
     tenant = tenant_of(args, api.ctx)
     params = {**_period(args), "group_by": args.group_by}
     report = api.call("GET", f"/v1/tenants/{tenant}/billing", params=params)
@@ -311,9 +305,8 @@ def get_billing(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
                           "lines_omitted": max(0, len(lines) - MAX_BILLING_LINES)})  # fmt: skip
 
 
-def billing_summary(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def billing_summary(api: Api, args: a.BillingSummaryArgs, emit: Emit) -> ToolResult:
     """Every tenant ranked by net cost (admins)."""
-    assert isinstance(args, a.BillingSummaryArgs)
     report = api.call("GET", "/v1/billing/summary", params=_period(args))
     if _no_data_yet(report):
         return ToolResult(status="unavailable", data={}, error=NOT_AGGREGATED)
@@ -358,10 +351,9 @@ def _env_changed(
     return ToolResult.ok(data)
 
 
-def set_env(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def set_env(api: Api, args: a.SetEnvArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: save a plain value, or follow the change the card made for
     a secret; then wait while every running site restarts its PHP workers."""
-    assert isinstance(args, a.SetEnvArgs)
     tenant = tenant_of(args, api.ctx)
     if args.secret:
         if api.started is None:
@@ -374,9 +366,8 @@ def set_env(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return _env_changed(api, tenant, args.name, operation_id, emit, "set")
 
 
-def unset_env(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def unset_env(api: Api, args: a.UnsetEnvArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: remove the variable from the tenant and its sites."""
-    assert isinstance(args, a.UnsetEnvArgs)
     tenant = tenant_of(args, api.ctx)
     operation_id = api.call("DELETE", _env_path(tenant, args.name))["operation"]["id"]
     return _env_changed(api, tenant, args.name, operation_id, emit, "unset")
@@ -407,9 +398,8 @@ def require_tenant_action(api: Api, tenant: str, action: str, what: str) -> None
         raise _refused(what, api)
 
 
-def confirm_delete_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_delete_site(api: Api, args: a.DeleteSiteArgs) -> dict[str, Any]:
     """The question before a delete, if the site's allowed_actions has it."""
-    assert isinstance(args, a.DeleteSiteArgs)
     tenant = tenant_of(args, api.ctx)
     site = _site_summary(api.call("GET", f"/v1/tenants/{tenant}/sites/{args.site}"))
     if "delete" not in site["allowed_actions"]:
@@ -431,9 +421,8 @@ def _env_change_target(api: Api, args: a.SetEnvArgs | a.UnsetEnvArgs) -> tuple[s
                     "workers to read it.")  # fmt: skip
 
 
-def confirm_set_env(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_set_env(api: Api, args: a.SetEnvArgs) -> dict[str, Any]:
     """The question before setting a variable; a secret's asks for the value on the card."""
-    assert isinstance(args, a.SetEnvArgs)
     tenant, effect = _env_change_target(api, args)
     what = f"secret {args.name}" if args.secret else f"{args.name} = {args.value}"
     action = {"tenant_id": tenant, "variable": args.name, "secret": args.secret,
@@ -443,14 +432,16 @@ def confirm_set_env(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     return action
 
 
-def confirm_unset_env(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_unset_env(api: Api, args: a.UnsetEnvArgs) -> dict[str, Any]:
     """The question before removing a variable (which must exist)."""
-    assert isinstance(args, a.UnsetEnvArgs)
     tenant, effect = _env_change_target(api, args)
     api.call("GET", _env_path(tenant, args.name))  # 404 names the missing variable
     return {"tenant_id": tenant, "variable": args.name,
             "question": f"Remove {args.name} from tenant {tenant}? {effect}"}  # fmt: skip
 
 
-ToolBody = Callable[[Api, a.ToolArgs, Emit], ToolResult]
-ConfirmBody = Callable[[Api, a.ToolArgs], dict[str, Any]]
+# A body takes its own arguments class (ToolSpec.args_model, validated by run_tool before the
+# call); Any because a Callable over a subclass is no Callable over ToolArgs. The unit test
+# test_every_body_takes_its_args_model holds each spec's body to its args_model.
+ToolBody = Callable[[Api, Any, Emit], ToolResult]
+ConfirmBody = Callable[[Api, Any], dict[str, Any]]

@@ -156,9 +156,8 @@ def _running(api: Api, site: dict[str, Any], kind: str) -> str | None:
 # -- clone and drift -------------------------------------------------------------------------
 
 
-def clone_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def clone_site(api: Api, args: a.CloneSiteArgs, emit: Emit) -> ToolResult:
     """Start a clone into a new staging site, follow it, answer with the staging site."""
-    assert isinstance(args, a.CloneSiteArgs)
     tenant = tenant_of(args, api.ctx)
     try:
         existing = api.call("GET", _site_path(tenant, args.name))
@@ -187,9 +186,8 @@ def clone_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
     return result
 
 
-def get_drift(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def get_drift(api: Api, args: a.GetDriftArgs, emit: Emit) -> ToolResult:
     """What changed on production since the staging site was cloned, in words."""
-    assert isinstance(args, a.GetDriftArgs)
     tenant = tenant_of(args, api.ctx)
     staging = _staging_of(api, tenant, args.site)
     return ToolResult.ok(
@@ -242,10 +240,9 @@ def _drift_words(
     return "production changed since the clone: " + "; ".join(parts), overwritten
 
 
-def confirm_promote_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_promote_site(api: Api, args: a.PromoteSiteArgs) -> dict[str, Any]:
     """The question before a promotion: the scope in words and how production changed since
     the clone; refused before asking when it would overwrite those changes without force."""
-    assert isinstance(args, a.PromoteSiteArgs)
     tenant = tenant_of(args, api.ctx)
     staging = _staging_of(api, tenant, args.site)
     if "promote" not in staging["allowed_actions"]:
@@ -274,9 +271,8 @@ def confirm_promote_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def promote_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def promote_site(api: Api, args: a.PromoteSiteArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: promote and follow it (a running promotion is followed)."""
-    assert isinstance(args, a.PromoteSiteArgs)
     tenant = tenant_of(args, api.ctx)
     staging = _staging_of(api, tenant, args.site)
     production = api.call("GET", _site_path(tenant, staging["parent"]))
@@ -311,9 +307,8 @@ def _pre_promote(api: Api, tenant: str, site: str) -> dict[str, Any]:
     return newest
 
 
-def confirm_rollback_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_rollback_site(api: Api, args: a.RollbackSiteArgs) -> dict[str, Any]:
     """The question before a rollback: which promotion's state comes back."""
-    assert isinstance(args, a.RollbackSiteArgs)
     tenant = tenant_of(args, api.ctx)
     site = _site_summary(_production_of(api, tenant, args.site))
     if "rollback" not in site["allowed_actions"]:
@@ -329,9 +324,8 @@ def confirm_rollback_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def rollback_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def rollback_site(api: Api, args: a.RollbackSiteArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: restore the pre-promote backup and follow it."""
-    assert isinstance(args, a.RollbackSiteArgs)
     tenant = tenant_of(args, api.ctx)
     site = _production_of(api, tenant, args.site)
     operation_id = _running(api, site, "restore_site")
@@ -349,10 +343,9 @@ def rollback_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
 # -- import ----------------------------------------------------------------------------------
 
 
-def confirm_import_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_import_site(api: Api, args: a.ImportSiteArgs) -> dict[str, Any]:
     """The card before an import: what is replaced, and a file input (the widget uploads
     the export straight to the import endpoint; the model never sees it)."""
-    assert isinstance(args, a.ImportSiteArgs)
     tenant = tenant_of(args, api.ctx)
     raw = api.call("GET", _site_path(tenant, args.site))
     site = _site_summary(raw)
@@ -376,9 +369,8 @@ def confirm_import_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def import_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def import_site(api: Api, args: a.ImportSiteArgs, emit: Emit) -> ToolResult:
     """After the card uploaded the export: follow the import it started."""
-    assert isinstance(args, a.ImportSiteArgs)
     tenant = tenant_of(args, api.ctx)
     if api.started is None:
         raise ToolFailure("nothing changed: the export is chosen in the confirmation card and "

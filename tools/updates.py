@@ -49,9 +49,8 @@ def change_in_words(change: dict[str, Any]) -> str:
     return f"{name} {start} -> {change['to_version']}"
 
 
-def list_packages(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def list_packages(api: Api, args: a.ListPackagesArgs, emit: Emit) -> ToolResult:
     """A site's core, plugins and themes with their versions, and which have updates."""
-    assert isinstance(args, a.ListPackagesArgs)
     tenant = tenant_of(args, api.ctx)
     listing = api.call("GET", f"{_site_path(tenant, args.site)}/packages")
     everything = [listing["core"], *listing["plugins"], *listing["themes"]]
@@ -80,10 +79,9 @@ def _update_body(args: a.UpdateSiteArgs) -> dict[str, Any]:
     return body
 
 
-def confirm_update_site(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_update_site(api: Api, args: a.UpdateSiteArgs) -> dict[str, Any]:
     """The question before an update: exactly what changes (the API's dry run), and that a
     backup is taken first and a failed check rolls it back."""
-    assert isinstance(args, a.UpdateSiteArgs)
     tenant = tenant_of(args, api.ctx)
     path = _site_path(tenant, args.site)
     site = _site_summary(api.call("GET", path))
@@ -107,10 +105,9 @@ def _running_update(api: Api, site: dict[str, Any]) -> str | None:
     return str(current) if operation["kind"] == OperationKind.UPDATE_SITE else None
 
 
-def update_site(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def update_site(api: Api, args: a.UpdateSiteArgs, emit: Emit) -> ToolResult:
     """After the user confirmed: update, follow it, and say what changed or which check
     failed and that it was rolled back."""
-    assert isinstance(args, a.UpdateSiteArgs)
     tenant = tenant_of(args, api.ctx)
     path = _site_path(tenant, args.site)
     changes: list[str] = []
@@ -154,9 +151,8 @@ def _bulk_sites(api: Api, tenant: str, args: a.BulkSitesArgs) -> list[str]:
     return list(args.sites)
 
 
-def confirm_bulk_sites(api: Api, args: a.ToolArgs) -> dict[str, Any]:
+def confirm_bulk_sites(api: Api, args: a.BulkSitesArgs) -> dict[str, Any]:
     """The question before a bulk update or stop: the action and every site it touches."""
-    assert isinstance(args, a.BulkSitesArgs)
     tenant = tenant_of(args, api.ctx)
     require_tenant_action(
         api, tenant, "bulk", f"{args.action} many sites of tenant {tenant} at once"
@@ -198,10 +194,9 @@ def _outcome(api: Api, operation: dict[str, Any], action: str) -> tuple[str, lis
     return text, failed
 
 
-def bulk_sites(api: Api, args: a.ToolArgs, emit: Emit) -> ToolResult:
+def bulk_sites(api: Api, args: a.BulkSitesArgs, emit: Emit) -> ToolResult:
     """Start one action on many sites, follow the parent, and say how many did it and why
     each failure failed."""
-    assert isinstance(args, a.BulkSitesArgs)
     tenant = tenant_of(args, api.ctx)
     accepted = api.call("POST", f"/v1/tenants/{tenant}/bulk",
                         json={"action": args.action, "sites": args.sites})  # fmt: skip

@@ -16,7 +16,13 @@ from sqlalchemy import select
 from controlplane.backups import retention
 from controlplane.backups.policy import effective_policy
 from controlplane.engine.context import Work
-from controlplane.engine.provider import BackupInvalid, BackupRecord, RewriteReport, SiteContext
+from controlplane.engine.provider import (
+    BackupInvalid,
+    BackupRecord,
+    RewriteReport,
+    SiteContext,
+    Staging,
+)
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupKind, BackupStatus, StepStatus
 from controlplane.models import Backup, Site, new_id, utcnow
@@ -174,7 +180,7 @@ def maintenance(on: bool) -> Callable[[Work], None]:
 def stage(work: Work) -> None:
     """The backup put beside the live site (side schema, side directory), checked."""
     record = record_of(backup_row(work, "backup"))
-    work.provider.backups.stage(work.site_context(), record, None)
+    work.provider.backups.stage(work.site_context(), record)
 
 
 def unstage(work: Work) -> None:
@@ -249,7 +255,7 @@ def restore_into_new_site(work: Work) -> None:
         work.provider.backups.check_space(ctx, record)
         url = work.provider.dns.preview_url(ctx)
         rewrite_from = backup.site_url if backup.site_url and backup.site_url != url else None
-        record_rewrite(work, work.provider.backups.stage(ctx, record, rewrite_from))
+        record_rewrite(work, work.provider.backups.stage(ctx, record, Staging(rewrite_from)))
         work.provider.backups.swap(ctx)
         # Committed now: a resumed try must not stage again over the swapped-in copy.
         op.params = {**op.params, "swapped": True}
@@ -273,7 +279,7 @@ def trial_stage(work: Work) -> None:
     ctx = work.site_context()
     work.provider.backups.check_space(ctx, record)
     try:
-        work.provider.backups.stage(ctx, record, None)
+        work.provider.backups.stage(ctx, record)
     except BackupInvalid as exc:
         backup.verification_error = str(exc)[:2000]
         backup.sample_checked_at = utcnow()

@@ -164,6 +164,18 @@ class CopyScope:
 ALL = CopyScope()
 
 
+@dataclass(frozen=True)
+class Staging:
+    """How a backup is staged: the address its site had (rewritten to this site's; None:
+    nothing rewritten) and which parts of it."""
+
+    rewrite_from: str | None = None
+    scope: CopyScope = ALL
+
+
+AS_TAKEN = Staging()  # every part, no address rewritten
+
+
 # Every site's tables are named with this prefix (wp-config.php's $table_prefix).
 SITE_TABLE_PREFIX = "wp_"
 
@@ -215,18 +227,14 @@ class BackupStep(Protocol):
         ...
 
     def stage(
-        self,
-        ctx: SiteContext,
-        record: BackupRecord,
-        rewrite_from: str | None,
-        scope: CopyScope = ALL,
+        self, ctx: SiteContext, record: BackupRecord, how: Staging = AS_TAKEN
     ) -> RewriteReport | None:
         """Put the backup beside the live site (side schema, side directory), checked
-        against its checksums; `rewrite_from`: the URL the backup's site had, rewritten to
-        this site's address (a site made from another site's backup), with what the rewrite
-        changed returned (None when nothing was rewritten). Only the tables in `scope` are
-        staged (ValueError "the copy has no table X" for one the copy lacks), the files only
-        when `scope.files`."""
+        against its checksums; `how.rewrite_from`: the URL the backup's site had, rewritten
+        to this site's address (a site made from another site's backup), with what the
+        rewrite changed returned (None when nothing was rewritten). Only the tables in
+        `how.scope` are staged (ValueError "the copy has no table X" for one the copy
+        lacks), the files only when `how.scope.files`."""
         ...
 
     def stage_import(self, ctx: SiteContext, source: ImportSource) -> ImportStaged:

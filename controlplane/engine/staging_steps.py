@@ -22,6 +22,7 @@ from controlplane.engine.provider import (
     CopyScope,
     Fingerprint,
     SiteContext,
+    Staging,
     TablePrint,
 )
 from controlplane.kernel.logs import get_logger
@@ -169,7 +170,7 @@ def stage_copy(work: Work) -> None:
     url = work.provider.dns.preview_url(ctx)
     rewrite_from = copy.site_url if copy.site_url and copy.site_url != url else None
     backup_steps.record_rewrite(work, work.provider.backups.stage(
-        ctx, backup_steps.record_of(copy), rewrite_from, scope_of(work)))  # fmt: skip
+        ctx, backup_steps.record_of(copy), Staging(rewrite_from, scope_of(work))))  # fmt: skip
 
 
 def swap_copy(work: Work) -> None:

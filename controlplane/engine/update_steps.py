@@ -15,7 +15,7 @@ from typing import Any
 from controlplane.engine.backup_steps import backup_row, record_of
 from controlplane.engine.context import Work
 from controlplane.engine.packages import PackageArchive
-from controlplane.engine.provider import CopyScope
+from controlplane.engine.provider import CopyScope, Staging
 from controlplane.errors import ApplyFailed
 from controlplane.kernel.logs import get_logger
 from controlplane.kernel.vocabulary import BackupStatus, PackageKind
@@ -92,7 +92,7 @@ def restore_database(work: Work) -> None:
         return
     ctx = work.site_context()
     record = record_of(backup_row(work, "pre_backup"))
-    work.provider.backups.stage(ctx, record, None, DATABASE_ONLY)
+    work.provider.backups.stage(ctx, record, Staging(scope=DATABASE_ONLY))
     work.provider.backups.swap(ctx, DATABASE_ONLY)
     work.provider.backups.discard_previous(ctx)
     work.provider.backups.unstage(ctx)

@@ -47,6 +47,7 @@ from controlplane.engine.packages import (
 )
 from controlplane.engine.provider import (
     ALL,
+    AS_TAKEN,
     SITE_TABLE_PREFIX,
     BackupInvalid,
     BackupRecord,
@@ -60,6 +61,7 @@ from controlplane.engine.provider import (
     RuntimeStep,
     SiteContext,
     SiteStep,
+    Staging,
     TablePrint,
 )
 from controlplane.kernel.vocabulary import PackageKind
@@ -424,12 +426,9 @@ class _Backups:
                 )
 
     def stage(
-        self,
-        ctx: SiteContext,
-        record: BackupRecord,
-        rewrite_from: str | None,
-        scope: CopyScope = ALL,
+        self, ctx: SiteContext, record: BackupRecord, how: Staging = AS_TAKEN
     ) -> RewriteReport | None:
+        rewrite_from, scope = how.rewrite_from, how.scope
         report = None
         with self._p._lock:
             self._p._enter("stage:backup", ctx.site_name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session, object_session
@@ -211,15 +211,22 @@ def get_site(
     return site
 
 
+class Placement(TypedDict, total=False):
+    """Where a new site goes: its provider, the platform's domain (a custom domain may not be
+    under it), and the cell's cap on sites (None: no cap)."""
+
+    provider: Required[str]
+    platform_domain: str | None
+    max_sites: int | None
+
+
 def create_site(
     session: Session,
     *,
     principal: Principal,
     tenant_id: str,
     data: SiteCreate,
-    provider: str,
-    platform_domain: str | None = None,
-    max_sites: int | None = None,
+    **where: Unpack[Placement],
 ) -> tuple[Site, Operation]:
     """Record a new site and its create operation (the engine runs it after commit); with
     `from_backup`, the site is made from that backup (another site's, or a deleted one's)."""
@@ -229,9 +236,7 @@ def create_site(
         if data.from_backup is not None
         else None
     )  # fmt: skip
-    site = prepare_site(session, principal=principal, tenant_id=tenant_id, data=data,
-                        provider=provider, platform_domain=platform_domain,
-                        max_sites=max_sites)  # fmt: skip
+    site = prepare_site(session, principal=principal, tenant_id=tenant_id, data=data, **where)
     params: dict[str, Any] = {}
     if source is not None:
         params = {"from_backup": source.id, "backup": source.id}
@@ -291,9 +296,7 @@ def prepare_site(
     principal: Principal,
     tenant_id: str,
     data: SiteCreate,
-    provider: str,
-    platform_domain: str | None = None,
-    max_sites: int | None = None,
+    **where: Unpack[Placement],
 ) -> Site:
     """Check a new site (permission, names, conflicts, its cell's room) and build it,
     unsaved: a create records it, a dry run only describes it."""
@@ -302,7 +305,7 @@ def prepare_site(
     )
     if data.domain:
         try:
-            names.check_domain(data.domain, platform_domain)
+            names.check_domain(data.domain, where.get("platform_domain"))
         except ValueError as exc:
             raise Invalid(str(exc)) from exc
     admin_email = data.admin_email or principal.email
@@ -315,7 +318,7 @@ def prepare_site(
         raise Conflict(
             f"site {data.name!r} already exists in tenant {tenant_id!r}; choose another name"
         )
-    check_site_room(session, tenant.cell, max_sites)
+    check_site_room(session, tenant.cell, where.get("max_sites"))
     site = Site(
         tenant_id=tenant_id,
         name=data.name,
@@ -323,7 +326,7 @@ def prepare_site(
         admin_email=admin_email.lower(),
         admin_user="admin",
         status="provisioning",
-        provider=provider,
+        provider=where["provider"],
         cell=tenant.cell,  # a tenant's sites live in its cell
         resources={},
     )

@@ -4,7 +4,7 @@ reveal a staging site's HTTP login."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from controlplane.schemas import (
 from controlplane.services import backups as backups_service
 from controlplane.services.site_checks import require_ready
 from controlplane.services.sites import (
+    Placement,
     _record_operation,
     get_site,
     pre_promote_backups,
@@ -61,15 +62,13 @@ def start_clone(
     tenant_id: str,
     site: str,
     data: CloneRequest,
-    provider: str,
-    platform_domain: str | None = None,
-    max_sites: int | None = None,
+    **where: Unpack[Placement],
 ) -> tuple[Site, Operation]:
     """Record a new staging site copied from `site` and the clone operation making it."""
     parent = get_site(
         session, principal=principal, tenant_id=tenant_id, name=site, action=Action.CHANGE_SITES
     )
-    if data.basic_auth and provider == "gcp":  # the tenant image's Apache has no login yet
+    if data.basic_auth and where["provider"] == "gcp":  # the tenant image's Apache has no login yet
         raise BadRequest(
             "basic auth for staging sites is local-only for now: clone without basic_auth "
             "(the staging site asks search engines not to index it)"
@@ -79,8 +78,7 @@ def start_clone(
     require_ready(parent, "a clone")
     create = SiteCreate(name=data.name, title=parent.title, admin_email=parent.admin_email)
     staging = prepare_site(session, principal=principal, tenant_id=tenant_id, data=create,
-                           provider=provider, platform_domain=platform_domain,
-                           max_sites=max_sites)  # fmt: skip
+                           **where)  # fmt: skip
     staging.role = SiteRole.STAGING
     staging.parent_id = parent.id
     staging.admin_user = parent.admin_user

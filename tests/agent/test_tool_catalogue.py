@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_type_hints
 
 from fastapi.testclient import TestClient
 
@@ -96,3 +97,15 @@ def test_the_chat_service_serves_the_control_planes_vocabulary(
         assert not re.search(
             r"\b(step_finished|step_undone|operation_succeeded|rolled_back)\b", source
         ), script
+
+
+def test_every_body_takes_its_args_model() -> None:
+    """run_tool validates a call into spec.args_model and hands that to the body: each body
+    (and confirm) must be written for that class or one it derives from (an admin's variant
+    adds tenant_id to the tenant's class)."""
+    for name, spec in toolset(admin=True).items():
+        for body in (spec.body, spec.confirm):
+            if body is None:
+                continue
+            takes = get_type_hints(body)["args"]
+            assert issubclass(spec.args_model, takes), (name, body.__name__, takes)

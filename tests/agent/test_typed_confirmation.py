@@ -4,6 +4,7 @@ anything else is reminded of what waits, and only the thread's own user can answ
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -50,12 +51,22 @@ def _ask_delete(client: TestClient, who: dict[str, str], site: str) -> tuple[str
     return asked["thread_id"], asked["interrupt"]
 
 
-def test_typed_no_cancels_and_typed_yes_approves_like_the_buttons(
-    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
-) -> None:
+Asked = tuple[dict[str, str], str, dict[str, Any]]  # alice's headers, the thread, its interrupt
+
+
+@pytest.fixture
+def delete_asked(chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client) -> Asked:
+    """Tenant acme's site crumbs, and alice's chat asking her to confirm deleting it."""
     make_site(admin_api, "acme", "crumbs")
     alice = _bearer(issuer, "alice")
-    thread, _ = _ask_delete(chat_app, alice, "crumbs")
+    thread, interrupt = _ask_delete(chat_app, alice, "crumbs")
+    return alice, thread, interrupt
+
+
+def test_typed_no_cancels_and_typed_yes_approves_like_the_buttons(
+    chat_app: TestClient, admin_api: httpx.Client, delete_asked: Asked
+) -> None:
+    alice, thread, _ = delete_asked
     kept = chat_app.post("/v1/chat", json={"thread_id": thread, "message": "no, keep it"},
                          headers=alice)  # fmt: skip
     assert kept.status_code == 200 and kept.json()["interrupt"] is None
@@ -73,11 +84,9 @@ def test_typed_no_cancels_and_typed_yes_approves_like_the_buttons(
 
 
 def test_a_typed_yes_from_another_user_never_approves(
-    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
+    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client, delete_asked: Asked
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    alice = _bearer(issuer, "alice")
-    thread, interrupt = _ask_delete(chat_app, alice, "crumbs")
+    alice, thread, interrupt = delete_asked
     # Another user of the same tenant, and a user of another tenant: neither sees the thread.
     for other in (_bearer(issuer, "bob"), _bearer(issuer, "mallory", "globex")):
         said = chat_app.post("/v1/chat", json={"thread_id": thread, "message": "yes"},
@@ -94,11 +103,9 @@ def test_a_typed_yes_from_another_user_never_approves(
 
 
 def test_anything_else_is_reminded_and_changes_nothing(
-    chat_app: TestClient, issuer: LocalTokenIssuer, admin_api: httpx.Client
+    chat_app: TestClient, admin_api: httpx.Client, delete_asked: Asked
 ) -> None:
-    make_site(admin_api, "acme", "crumbs")
-    alice = _bearer(issuer, "alice")
-    thread, interrupt = _ask_delete(chat_app, alice, "crumbs")
+    alice, thread, interrupt = delete_asked
     before = chat_app.get(f"/v1/chat/{thread}", headers=alice).json()["messages"]
     for text in ("what will it delete?", "ok but first back it up"):
         said = chat_app.post("/v1/chat", json={"thread_id": thread, "message": text},

@@ -183,6 +183,14 @@ def open_dashboard(
         context.close()
 
 
+@contextmanager
+def watched_dashboard(browser: Browser, url: str, token: str) -> Iterator[tuple[Page, list[str]]]:
+    """open_dashboard with the page's uncaught errors collected from before it loads."""
+    watching: list[list[str]] = []  # watch's list, made when the page is
+    with open_dashboard(browser, url, token, before=lambda p: watching.append(watch(p))) as page:
+        yield page, watching[0]
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Save a screenshot under test-artifacts/screenshots."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from chatbot.service import create_app as create_chat_app
 from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer, load_sign_in_key
 from controlplane.kernel.identity import Principal, Role
-from tests.e2e.conftest import BrowserProblems, screenshot, signed_in_page, watch
+from tests.e2e.conftest import BrowserProblems, screenshot, watch, watched_dashboard
 from tests.live import serve
 
 SECRET_VALUE = "sk_live_do_not_show_4242"
@@ -119,10 +119,10 @@ def test_the_site_list_shows_pending_domains_and_their_txt_record(
     assert created.status_code == 202, created.text
     claim = admin_api.get("/v1/tenants/acme/sites/crumbs/domains").json()[0]
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
-    with serve(create_chat_app(chat_settings)) as url:
-        context, page = signed_in_page(browser, token)
-        errors = watch(page)
-        page.goto(f"{url}/dashboard")
+    with (
+        serve(create_chat_app(chat_settings)) as url,
+        watched_dashboard(browser, url, token) as (page, errors),
+    ):
         sites = page.locator("#sites")
         sites.get_by_role("button", name="1 pending: how to verify").click()
         pending = sites.get_by_role("list", name="Pending domains of crumbs")
@@ -131,4 +131,3 @@ def test_the_site_list_shows_pending_domains_and_their_txt_record(
             f'Create TXT _aipress-challenge.crumbs-bakery.example.net = "{claim["verification"]["value"]}"'
         )
         assert errors == []
-        context.close()

@@ -12,7 +12,7 @@ from chatbot.settings import ChatSettings
 from controlplane.kernel.auth import LocalTokenIssuer
 from controlplane.kernel.identity import Role
 from tests.agent_fixtures import make_site, site_names
-from tests.e2e.conftest import signed_in_page, watch
+from tests.e2e.conftest import watched_dashboard
 from tests.live import serve
 
 
@@ -21,10 +21,10 @@ def test_typed_answers_to_a_waiting_confirmation(
 ) -> None:
     make_site(admin_api, "acme", "crumbs")
     token = LocalTokenIssuer(chat_settings).issue("alice", Role.TENANT, ["acme"])
-    with serve(create_chat_app(chat_settings)) as url:
-        context, page = signed_in_page(browser, token)
-        errors = watch(page)
-        page.goto(f"{url}/dashboard")
+    with (
+        serve(create_chat_app(chat_settings)) as url,
+        watched_dashboard(browser, url, token) as (page, errors),
+    ):
         box = page.locator("aipress-chat textarea")
         send = page.locator("aipress-chat .send")
         box.fill("delete crumbs")
@@ -58,6 +58,5 @@ def test_typed_answers_to_a_waiting_confirmation(
         expect(page.locator("aipress-chat .msg.assistant").last).to_contain_text("Deleted")
         expect(second).to_contain_text("Confirmed.")
         expect(second.get_by_role("button", name="Cancel")).to_be_disabled()
-        context.close()
         assert errors == []
     assert site_names(admin_api, "acme") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,3 +26,18 @@ def scratch_database(server: MariaDB, prefix: str) -> Iterator[tuple[str, str]]:
         with server.connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
             cur.execute(f"DROP USER IF EXISTS '{name}'@'127.0.0.1'")
+
+
+def dumped_and_dropped(server: MariaDB, name: str) -> bytes:
+    """The mariadb-dump of database `name` on `server` (as root); the database is dropped
+    whether or not the dump worked."""
+    try:
+        done = subprocess.run(
+            ["mariadb-dump", f"--socket={server.socket}", "--user=root",
+             "--single-transaction", "--", name],
+            capture_output=True, check=True,
+        )  # fmt: skip
+    finally:
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS `" + name.replace("`", "``") + "`")
+    return done.stdout

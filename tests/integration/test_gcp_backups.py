@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
+from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext, Staging
 from controlplane.providers.gcp import GcpProvider
 from controlplane.providers.gcp import backups as gcp_backups
 from controlplane.providers.gcp.backups import GcsBackups, backup_key
@@ -214,11 +214,24 @@ def _state(gcp: Gcp, db: str | None = None) -> tuple[Any, ...]:
     return tuple(tables), tuple(r[1] for r in sums)
 
 
+Snapshot = tuple[tuple[Any, ...], dict[str, bytes]]  # _state and Gcp.live_files
+
+
 def _break(gcp: Gcp) -> None:
     gcp.query(f"DROP TABLE `{gcp.db}`.wp_options")
     gcp.query(f"DELETE FROM `{gcp.db}`.wp_posts WHERE ID > 10")
     gcp.uploads.blob("2026/11/cake.jpg").delete()
     gcp.uploads.blob("2026/12/new.jpg").upload_from_string(b"after the backup")
+
+
+def _backed_up_then_broken(gcp: Gcp) -> tuple[BackupRecord, Snapshot, Snapshot]:
+    """A filled site backed up and then broken: the backup, the site's state (tables and
+    live files) before the break and after it."""
+    _fill(gcp)
+    before = (_state(gcp), gcp.live_files())
+    record = gcp.backups.backup(gcp.ctx, _backup_id())
+    _break(gcp)
+    return record, before, (_state(gcp), gcp.live_files())
 
 
 def _backup_id() -> str:
@@ -291,7 +304,7 @@ def test_a_corrupted_or_incomplete_backup_fails_verification(gcp: Gcp) -> None:
     with pytest.raises(BackupInvalid, match=r"pie\.png is corrupted"):
         gcp.backups.verify(gcp.ctx, record)
     with pytest.raises(BackupInvalid, match=r"pie\.png"):
-        gcp.backups.stage(gcp.ctx, record, None)
+        gcp.backups.stage(gcp.ctx, record)
     blob.delete()
     with pytest.raises(BackupInvalid, match=r"pie\.png is missing"):
         gcp.backups.verify(gcp.ctx, record)
@@ -315,14 +328,10 @@ def test_a_corrupted_or_incomplete_backup_fails_verification(gcp: Gcp) -> None:
 
 
 def test_restore_stages_swaps_in_one_rename_and_swaps_back(gcp: Gcp) -> None:
-    _fill(gcp)
-    before, files_before = _state(gcp), gcp.live_files()
-    record = gcp.backups.backup(gcp.ctx, _backup_id())
-    _break(gcp)
-    broken, files_broken = _state(gcp), gcp.live_files()
+    record, (before, files_before), (broken, files_broken) = _backed_up_then_broken(gcp)
     gcp.backups.check_space(gcp.ctx, record)
-    gcp.backups.stage(gcp.ctx, record, None)
-    gcp.backups.stage(gcp.ctx, record, None)  # idempotent: staged again from scratch
+    gcp.backups.stage(gcp.ctx, record)
+    gcp.backups.stage(gcp.ctx, record)  # idempotent: staged again from scratch
     assert _state(gcp, gcp.db + "__restore") == before  # the hostile table too, intact
     assert _state(gcp) == broken and gcp.live_files() == files_broken
     gcp.backups.swap(gcp.ctx)
@@ -363,12 +372,8 @@ def _crash_after(monkeypatch: pytest.MonkeyPatch, moves: int) -> None:
 def test_a_swap_killed_between_object_moves_is_finished_or_undone(
     gcp: Gcp, monkeypatch: pytest.MonkeyPatch, moves: int
 ) -> None:
-    _fill(gcp)
-    before, files_before = _state(gcp), gcp.live_files()
-    record = gcp.backups.backup(gcp.ctx, _backup_id())
-    _break(gcp)
-    broken, files_broken = _state(gcp), gcp.live_files()
-    gcp.backups.stage(gcp.ctx, record, None)
+    record, (before, files_before), (broken, files_broken) = _backed_up_then_broken(gcp)
+    gcp.backups.stage(gcp.ctx, record)
     with monkeypatch.context() as patch:
         _crash_after(patch, moves)
         with pytest.raises(Crash):
@@ -394,7 +399,7 @@ def test_a_swap_killed_between_object_moves_is_finished_or_undone(
 def test_a_site_made_from_another_sites_backup_gets_its_own_address(gcp: Gcp) -> None:
     _fill(gcp)
     record = gcp.backups.backup(gcp.ctx, _backup_id())
-    report = gcp.backups.stage(gcp.ctx, record, "https://old.example/")
+    report = gcp.backups.stage(gcp.ctx, record, Staging("https://old.example/"))
     side = gcp.db + "__restore"
     new = f"https://{gcp.ctx.site_name}.acme.sites.example.com"
     # Through the search-replace job: the tenant image's script, run as the site's database

@@ -9,7 +9,6 @@ cloud-sql-python-connector there) and real GCS."""
 from __future__ import annotations
 
 import io
-import subprocess
 import tarfile
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from controlplane.providers.gcp.imports import upload_statements
 from controlplane.providers.site_import import ADMIN_KEPT
+from tests.integration.scratch_database import dumped_and_dropped
 from tests.integration.test_gcp_provider import Cloud, _create, _databases, cloud
 from tests.integration.test_gcp_staging import _finished, _sql
 
@@ -72,16 +72,8 @@ def _wordpress_dump(cloud: Cloud, prefix: str) -> bytes:
              f"{OLD}/?p=1"),
         )  # fmt: skip
         conn.commit()
-    try:
-        done = subprocess.run(
-            ["mariadb-dump", f"--socket={cloud.mariadb.socket}", "--user=root",
-             "--single-transaction", "--", scratch],
-            capture_output=True, check=True,
-        )  # fmt: skip
-    finally:
-        with cloud.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
-    return done.stdout + b"DELIMITER ;;\n/*!40101 SET @aipress_x = 'a;\nb' */;;\nDELIMITER ;\n"
+    dump = dumped_and_dropped(cloud.mariadb, scratch)
+    return dump + b"DELIMITER ;;\n/*!40101 SET @aipress_x = 'a;\nb' */;;\nDELIMITER ;\n"
 
 
 def _tar(members: dict[str, bytes | None], *, link: tuple[str, str] | None = None) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.engine.provider import ALL, CopyScope
+from controlplane.engine.provider import ALL, CopyScope, Staging
 from controlplane.providers.gcp.fingerprint import object_hash
 from tests.conftest import wait_for_operation
 from tests.integration.test_gcp_backups import (
@@ -109,9 +109,9 @@ def test_a_promotion_of_wp_posts_only_leaves_the_live_comments_alone(gcp: Gcp) -
     gcp.uploads.blob("2026/12/live.jpg").upload_from_string(b"uploaded on production")
 
     with pytest.raises(ValueError, match="the copy has no table wp_nope"):
-        gcp.backups.stage(gcp.ctx, record, None, CopyScope(tables=("wp_posts", "wp_nope")))
+        gcp.backups.stage(gcp.ctx, record, Staging(scope=CopyScope(tables=("wp_posts", "wp_nope"))))
     assert _schemas(gcp) == set()  # nothing half-made
-    gcp.backups.stage(gcp.ctx, record, None, POSTS)
+    gcp.backups.stage(gcp.ctx, record, Staging(scope=POSTS))
     assert [r[0] for r in gcp.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
         (gcp.db + "__restore",))] == ["wp_posts"]  # fmt: skip
@@ -147,7 +147,7 @@ def test_a_scoped_swap_brings_a_table_production_lacks_and_takes_it_back(gcp: Gc
     gcp.query(f"UPDATE `{gcp.db}`.wp_options SET option_value = 'live' WHERE option_id = 1")
     before = _state(gcp)
     scope = CopyScope(tables=(HOSTILE, "wp_options"), files=False)
-    gcp.backups.stage(gcp.ctx, record, None, scope)
+    gcp.backups.stage(gcp.ctx, record, Staging(scope=scope))
     gcp.backups.swap(gcp.ctx, scope)
     assert _table(gcp, HOSTILE) == [(1, "x';DROP TABLE wp_posts;--")]
     assert dict((r[1], r[2]) for r in _table(gcp, "wp_options"))["siteurl"] == (
@@ -164,7 +164,7 @@ def test_a_files_only_swap_leaves_every_table_alone(gcp: Gcp) -> None:
     gcp.query(f"DELETE FROM `{gcp.db}`.wp_posts WHERE ID > 10")
     live, changed = _state(gcp), gcp.live_files()
     scope = CopyScope(tables=(), files=True)
-    gcp.backups.stage(gcp.ctx, record, None, scope)
+    gcp.backups.stage(gcp.ctx, record, Staging(scope=scope))
     assert _schemas(gcp) == set()  # no table staged
     gcp.backups.swap(gcp.ctx, scope)
     assert gcp.live_files() == files and _state(gcp) == live
@@ -188,7 +188,7 @@ def test_a_scoped_swap_killed_between_object_moves_is_finished_or_undone_in_its_
     live, files_live = _state(gcp), gcp.live_files()
     comments = _table(gcp, "wp_comments")
     scope = CopyScope(tables=("wp_posts",), files=True)
-    gcp.backups.stage(gcp.ctx, record, None, scope)
+    gcp.backups.stage(gcp.ctx, record, Staging(scope=scope))
     with monkeypatch.context() as patch:
         _crash_after(patch, moves)
         with pytest.raises(Crash):

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from controlplane.engine.context import ContextBuilder
-from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext
+from controlplane.engine.provider import BackupInvalid, BackupRecord, SiteContext, Staging
 from controlplane.kernel.secret_record import note_secret
 from controlplane.models import Site
 from controlplane.providers.local import LocalProvider
@@ -292,7 +292,7 @@ def test_backup_break_restore_and_put_the_broken_state_back(
         assert "being restored" in visitor.text
         site.backups.verify(site.ctx, record)
         site.backups.check_space(site.ctx, record)
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         assert _homepage(local, "crumbs").status_code == 503  # staging touches nothing live
         site.backups.swap(site.ctx)
         probe = _homepage(local, "crumbs", site.runtime.probe_headers(site.ctx))
@@ -330,7 +330,7 @@ def test_a_swap_cut_between_the_database_and_the_files_is_finished_by_a_rerun(
     with bound(local, "crumbs") as site:
         record = site.backups.backup(site.ctx, _backup_id())
         marker = _write_as_site(local, "crumbs", "uploads/after-backup.txt", b"later")
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         site.backups.swap(site.ctx)
         # As if killed after the RENAME TABLE, before the directory renames.
         content.rename(root / "wp-content.restore")
@@ -403,7 +403,7 @@ def test_a_database_with_views_is_restored_with_its_views(local: LocalEnv) -> No
     assert broken["titles"] == ["broken"] and broken["count"] == "1"
 
     with bound(local, "vista") as site:
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         site.backups.swap(site.ctx)
         assert _view_rows(local, "vista") == good
         # The definer is the site's database user (root's rights are never lent to a view).
@@ -470,7 +470,7 @@ def test_a_table_with_a_trigger_the_sites_php_made_swaps_with_its_trigger(
                         + stamp % "after the backup")  # fmt: skip
     assert _php(local, "trig", new_post % "second") == "after the backup"
     with bound(local, "trig") as site:
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         site.backups.swap(site.ctx)
         assert _triggers_of(local, db) == {"aipress_stamp": ("wp_posts", f"{user}@127.0.0.1")}
         assert set(_triggers_of(local, f"{db}__previous")) == {"aipress_stamp"}
@@ -531,7 +531,7 @@ def test_a_site_made_from_another_sites_backup_gets_its_own_address(
         record = source.backups.backup(source.ctx, _backup_id())
         old_url = source.backups.preview_url(source.ctx)
     with bound(local, "copy") as site:
-        site.backups.stage(site.ctx, record, rewrite_from=old_url)
+        site.backups.stage(site.ctx, record, Staging(old_url))
         site.backups.swap(site.ctx)
         site.backups.discard_previous(site.ctx)
         site.backups.unstage(site.ctx)
@@ -612,7 +612,7 @@ def test_the_backup_password_is_in_no_log(local: LocalEnv, crumbs: dict[str, Any
     with bound(local, "crumbs") as site:
         record = site.backups.backup(site.ctx, "8" * 32)
         site.backups.verify(site.ctx, record)
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         site.backups.unstage(site.ctx)
         site.backups.forget("acme", PASSWORD, [record])
     logs = log_files([local.settings.home, LOG_FILE.parent], exclude=record_files())
@@ -670,7 +670,7 @@ def test_a_corrupted_backup_fails_verify_and_stage_and_the_site_is_untouched(
             with pytest.raises(BackupInvalid):
                 site.backups.verify(site.ctx, record)
             with pytest.raises(BackupInvalid):
-                site.backups.stage(site.ctx, record, rewrite_from=None)
+                site.backups.stage(site.ctx, record)
             site.backups.swap(site.ctx)  # nothing staged: nothing swapped
     finally:
         pack.write_bytes(intact)  # the repository the next test backs up into is whole
@@ -695,7 +695,7 @@ def test_a_swapped_in_script_is_served_at_once_even_with_the_mtime_of_the_cached
     assert _homepage(local, "crumbs", fresh=True).status_code == 500
     assert _homepage(local, "crumbs", fresh=True).status_code == 500  # served from opcache
     with bound(local, "crumbs") as site:
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         site.backups.swap(site.ctx)
         home = _homepage(local, "crumbs")  # at once, no wait, as a visitor gets it
         assert home.status_code == 200 and "aipress test plugin" in home.text
@@ -715,9 +715,9 @@ def test_removing_a_site_after_an_interrupted_restore_leaves_no_side_copy(
     db, root = res["database"]["name"], Path(res["storage"]["root"])
     with bound(local, "gone") as site:
         record = site.backups.backup(site.ctx, _backup_id())
-        site.backups.stage(site.ctx, record, rewrite_from=None)
+        site.backups.stage(site.ctx, record)
         site.backups.swap(site.ctx)  # the replaced copy kept: <db>__previous, wp-content.previous
-        site.backups.stage(site.ctx, record, rewrite_from=None)  # and one staged again
+        site.backups.stage(site.ctx, record)  # and one staged again
     assert _schemas(local, db) == sorted([db, f"{db}__previous", f"{db}__restore"])
     assert (root / "wp-content.previous").is_dir() and (root / "wp-content.restore").is_dir()
     platform = local.client.app.state.platform  # type: ignore[attr-defined]

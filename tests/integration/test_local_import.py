@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from controlplane.providers.local.backups import _ident
 from tests.conftest import wait_for_operation
+from tests.integration.scratch_database import dumped_and_dropped
 from tests.integration.test_local_backups import _host, _php, _write_as_site
 from tests.integration.test_local_sites import SITES, LocalEnv, local_env_fixture
 
@@ -53,16 +53,7 @@ def _dump_with_prefix(local: LocalEnv, database: str, prefix: str) -> bytes:
         cur.execute(f"UPDATE {_ident(scratch)}.{prefix}usermeta SET meta_key = "
                     "CONCAT(%s, SUBSTRING(meta_key, 4)) WHERE meta_key LIKE 'wp\\_%%'",
                     (prefix,))  # fmt: skip
-    try:
-        done = subprocess.run(
-            ["mariadb-dump", f"--socket={local.stack.mariadb.socket}", "--user=root",
-             "--single-transaction", "--", scratch],
-            capture_output=True, check=True,
-        )  # fmt: skip
-    finally:
-        with local.stack.mariadb.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {_ident(scratch)}")
-    return done.stdout
+    return dumped_and_dropped(local.stack.mariadb, scratch)
 
 
 def _archive(dump: bytes, wp_content: Path | None, extra: dict[str, bytes] | None = None) -> bytes:

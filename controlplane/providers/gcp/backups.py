@@ -45,6 +45,7 @@ from google.api_core import exceptions
 
 from controlplane.engine.provider import (
     ALL,
+    AS_TAKEN,
     BackupInvalid,
     BackupRecord,
     CopyScope,
@@ -53,6 +54,7 @@ from controlplane.engine.provider import (
     ImportStaged,
     RewriteReport,
     SiteContext,
+    Staging,
 )
 from controlplane.kernel import clock
 from controlplane.providers import site_import
@@ -521,17 +523,14 @@ class GcsBackups(GcpStep):
         )  # fmt: skip
 
     def stage(
-        self,
-        ctx: SiteContext,
-        record: BackupRecord,
-        rewrite_from: str | None,
-        scope: CopyScope = ALL,
+        self, ctx: SiteContext, record: BackupRecord, how: Staging = AS_TAKEN
     ) -> RewriteReport | None:
         """Stream the dump into `<db>__restore` (checking its sha256 on the way; only the
         tables in `scope`) and copy the files into the bucket's `.aipress-restore/` (checking
         each crc32c; only when `scope.files`); from scratch. With `rewrite_from`, that
         address is rewritten to this site's by the search-replace job (the tenant image's
         PHP, as the site's database user); its report returned."""
+        rewrite_from, scope = how.rewrite_from, how.scope
         where, manifest = self._checked_manifest(ctx, record)
         key = backup_key(ctx.tenant_id, ctx.backup_password)
         self.unstage(ctx)

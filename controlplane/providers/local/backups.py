@@ -52,6 +52,7 @@ from pymysql.cursors import Cursor
 from controlplane.backups.restic import Restic, ResticError, Snapshot
 from controlplane.engine.provider import (
     ALL,
+    AS_TAKEN,
     BackupInvalid,
     BackupRecord,
     CopyScope,
@@ -60,6 +61,7 @@ from controlplane.engine.provider import (
     ImportStaged,
     RewriteReport,
     SiteContext,
+    Staging,
     TablePrint,
 )
 from controlplane.kernel.logs import get_logger
@@ -587,16 +589,13 @@ class BackupStep(LocalStep):
         )
 
     def stage(
-        self,
-        ctx: SiteContext,
-        record: BackupRecord,
-        rewrite_from: str | None,
-        scope: CopyScope = ALL,
+        self, ctx: SiteContext, record: BackupRecord, how: Staging = AS_TAKEN
     ) -> RewriteReport | None:
         """Restore the dump into `<db>__restore` and the files into wp-content.restore, each
         checked against its checksum (what was staged before is replaced); with a scope,
         only its tables stay staged, and the files only when it has them; with
         `rewrite_from`, that address rewritten to this site's (its report returned)."""
+        rewrite_from, scope = how.rewrite_from, how.scope
         self.stack.ensure_running()
         repo = self.repository(ctx.tenant_id, ctx.backup_password)
         parts = self._parts(repo, record)
