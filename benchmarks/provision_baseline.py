@@ -61,8 +61,9 @@ http {{
         index index.php;
         location / {{ try_files $uri $uri/ /index.php?$args; }}
         location ~ \\.php$ {{
-            include fastcgi_params;
+            include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param HTTP_HOST $host:$server_port;
             fastcgi_pass unix:{base}/php-fpm.sock;
         }}
     }}
