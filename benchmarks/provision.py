@@ -1014,7 +1014,12 @@ async def run_phases(
         print("[4/5] load skipped", flush=True)
     if args.density:
         results["density"] = await phase_density(
-            args, bench, TENANT, lambda: stack_memory(stack, api_pid), results["memory_empty"]
+            args,
+            bench,
+            TENANT,
+            lambda: stack_memory(stack, api_pid),
+            results["memory_empty"],
+            stack.phpfpm.pid,
         )
 
 

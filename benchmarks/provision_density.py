@@ -13,6 +13,8 @@ benchmark's AIPRESS_HOME, which is stopped and removed).
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +49,51 @@ def edge_comparison(records: list[dict[str, Any]], key: str, edge: int = EDGE) -
 def idle_per_site(empty_mb: float, idle_mb: float, sites: int) -> float | None:
     """What one more idle site adds to the stack's PSS (MB)."""
     return round((idle_mb - empty_mb) / sites, 3) if sites else None
+
+
+def shm_resident_mb(pid: int | None, min_mb: int = 64) -> float | None:
+    """Resident MB of a process's large anonymous shared mappings (PHP-FPM's OPcache).
+
+    PSS misses these pages once the workers that touched them have exited (the master never
+    touches them itself): they are counted here with mincore() on a read-only mapping of the
+    same memory, which faults nothing in."""
+    if pid is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    c_int = ctypes.c_int
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, c_int, c_int, c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    page = os.sysconf("SC_PAGE_SIZE")
+    resident = 0
+    try:
+        maps = open(f"/proc/{pid}/maps").read().splitlines()  # noqa: SIM115
+    except OSError:
+        return None
+    for line in maps:
+        parts = line.split()
+        if len(parts) < 6 or "s" not in parts[1] or not parts[5].startswith("/dev/zero"):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        size = end - start
+        if size < min_mb << 20:
+            continue
+        fd = os.open(f"/proc/{pid}/map_files/{parts[0]}", os.O_RDONLY)
+        try:
+            addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        finally:
+            os.close(fd)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            raise OSError(ctypes.get_errno(), "mmap of the shared segment failed")
+        try:
+            vector = (ctypes.c_ubyte * (size // page))()
+            if libc.mincore(addr, size, vector) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+            resident += sum(v & 1 for v in vector) * page
+        finally:
+            libc.munmap(addr, size)
+    return round(resident / 2**20, 1)
 
 
 async def create_bounded(
@@ -92,6 +139,7 @@ async def phase_density(
     tenant: str,
     measure: Callable[[], dict[str, Any]],
     empty: dict[str, Any],
+    fpm_pid: Callable[[], int | None] = lambda: None,
 ) -> dict[str, Any]:
     """N sites (bounded in time), the idle stack's PSS by kind, create drift, the list API."""
     names = density_names(args.density)
@@ -110,6 +158,7 @@ async def phase_density(
     )
     await asyncio.sleep(args.idle_wait)
     idle = await asyncio.to_thread(measure)
+    opcache_resident = await asyncio.to_thread(shm_resident_mb, fpm_pid())
     total_sites = len(bench.created)
     result: dict[str, Any] = {
         "requested": len(names),
@@ -121,6 +170,7 @@ async def phase_density(
         "sites_total": total_sites,
         "idle_wait_seconds": args.idle_wait,
         "idle": idle,
+        "opcache_resident_mb": opcache_resident,
         "idle_pss_mb_per_site": idle_per_site(
             empty["total"]["pss_mb"], idle["total"]["pss_mb"], total_sites
         ),
@@ -157,6 +207,10 @@ def density_rows(den: dict[str, Any]) -> Rows:
             f"{idle['total']['pss_mb']} MB  [{kinds}]",
         ),
         ("  derived: idle PSS per extra site", fmt(den.get("idle_pss_mb_per_site"), " MB", 3)),
+        (
+            "  + PHP-FPM's OPcache segment resident (in no process's PSS once workers exit)",
+            fmt(den.get("opcache_resident_mb"), " MB", 1),
+        ),
     ]
     for label, key in (("POST -> first 200", "post_to_first_200"), ("operation", "operation")):
         edge = den[key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -75,6 +76,7 @@ def test_the_density_rows_are_drawn_from_saved_results(tmp_path: Path) -> None:
             "operation": {"first": fast, "last": fast, "first_n": 50, "last_n": 50},
             "list_sites": {"seconds": {"p50": 0.0123, "p95": 0.0456}, "requests": 50,
                            "sites_listed": [199]},
+            "opcache_resident_mb": 12.5,
         }
     }  # fmt: skip
     saved = tmp_path / "provision.json"
@@ -89,6 +91,15 @@ def test_the_density_rows_are_drawn_from_saved_results(tmp_path: Path) -> None:
     assert rows["  POST -> first 200 p50, first 50 vs last 50"] == "0.80 s vs 1.00 s = 1.250x"
     assert rows["  operation p50, first 50 vs last 50"] == "0.80 s vs 0.80 s = -"
     assert rows["  GET .../sites at [199] sites, 50 requests p50 / p95"] == "0.0123 s / 0.0456 s"
+    opcache = "  + PHP-FPM's OPcache segment resident (in no process's PSS once workers exit)"
+    assert rows[opcache] == "12.5 MB"
+
+
+def test_resident_shared_memory_of_a_process_that_has_none_or_is_gone() -> None:
+    density = _load("provision_density")
+    assert density.shm_resident_mb(None) is None
+    assert density.shm_resident_mb(2**22 + 12345) is None  # above pid_max: no such process
+    assert density.shm_resident_mb(os.getpid()) == 0.0  # no large shared anonymous mapping
 
 
 def test_the_baseline_ratio_and_rows() -> None:
@@ -134,3 +145,16 @@ def test_density_sites_are_left_to_the_stack_teardown_unless_asked() -> None:
     assert provision.kept_for_teardown(args) == set()
     with pytest.raises(SystemExit):
         provision.parse_args(["--density", "-1"])
+
+
+def test_resident_shared_memory_counts_only_the_touched_pages() -> None:
+    import mmap
+
+    density = _load("provision_density")
+    segment = mmap.mmap(-1, 64 << 20)  # anonymous MAP_SHARED: "/dev/zero (deleted)"
+    try:
+        before = density.shm_resident_mb(os.getpid())
+        segment[: 3 << 20] = b"x" * (3 << 20)  # 3 MB touched of 64
+        assert density.shm_resident_mb(os.getpid()) == before + 3.0
+    finally:
+        segment.close()
