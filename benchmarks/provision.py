@@ -61,6 +61,8 @@ from typing import Any
 
 import harness
 from harness import fmt, stats
+from provision_baseline import baseline_rows, phase_baseline
+from provision_density import density_names, density_rows, phase_density
 
 from controlplane.providers.local.dns import DEFAULT_SERVER_MARK
 
@@ -135,16 +137,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--redraw", type=Path, default=None, help="only print the table of a saved JSON result"
     )
+    add_density_baseline_args(parser)
     args = parser.parse_args(argv)
     harness.check_counts(
         parser,
         args,
         positive=("concurrency", "load_concurrency", "delete_concurrency"),
-        non_negative=("sites", "concurrent_sites", "idle_sites"),
+        non_negative=("sites", "concurrent_sites", "idle_sites", "density"),
     )
+    if args.density > 9999:
+        parser.error("--density: at most 9999 sites")
+    if args.baseline_rounds < 1:
+        parser.error("--baseline-rounds must be at least 1")
     if args.sites + args.concurrent_sites > 999:
         parser.error("at most 999 sites")
     return args
+
+
+def add_density_baseline_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the density and baseline phases."""
+    parser.add_argument(
+        "--density",
+        type=int,
+        default=0,
+        help="create this many more sites (d0001..) and "
+        "measure the idle stack, create drift and GET .../sites at that count",
+    )
+    parser.add_argument(
+        "--density-seconds",
+        type=float,
+        default=1800.0,
+        help="no density create starts after this many seconds",
+    )
+    parser.add_argument(
+        "--density-list-requests", type=int, default=50, help="GET .../sites requests at N"
+    )
+    parser.add_argument(
+        "--density-teardown",
+        choices=("stack", "api"),
+        default="stack",
+        help="density sites removed with the stack's home (stack) or deleted through the API",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="compare the first site's uncached homepage with a bare WordPress on a plain pool",
+    )
+    parser.add_argument(
+        "--baseline-rounds", type=int, default=200, help="interleaved requests per side"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -965,17 +1006,43 @@ async def run_phases(
     if bench.created:
         # Read after the idle measurement: the probe itself forks a worker.
         results["opcache"] = await opcache_status(bench, stack, bench.created[0])
+    if args.baseline and bench.created:
+        results["baseline"] = await run_baseline(args, bench, stack)
     if args.load_seconds > 0 and bench.created:
         results["load"] = await phase_load(args, bench, stack, api_pid, workdir)
     else:
         print("[4/5] load skipped", flush=True)
+    if args.density:
+        results["density"] = await phase_density(
+            args,
+            bench,
+            TENANT,
+            lambda: stack_memory(stack, api_pid),
+            results["memory_empty"],
+            stack.phpfpm.pid,
+        )
+
+
+async def run_baseline(args: argparse.Namespace, bench: Bench, stack: Any) -> dict[str, Any]:
+    """The bare-pool baseline beside the first site."""
+    from controlplane.settings import Settings
+
+    root = stack.sites_dir / TENANT / bench.created[0]
+    return await phase_baseline(args, bench, stack, root, Settings().php_max_children)
+
+
+def kept_for_teardown(args: argparse.Namespace) -> set[str]:
+    """Sites the final delete leaves to the stack's teardown (density sites by default)."""
+    if args.density_teardown != "stack":
+        return set()
+    return set(density_names(args.density))
 
 
 async def phase_delete(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     """5. Every site deleted through the API, `--delete-concurrency` at a time."""
     response = await bench.api.get(f"/v1/tenants/{TENANT}/sites")
     response.raise_for_status()
-    names = [s["name"] for s in response.json()]
+    names = [s["name"] for s in response.json() if s["name"] not in kept_for_teardown(args)]
     print(f"[5/5] deleting {len(names)} sites, {args.delete_concurrency} at a time ...", flush=True)
     semaphore = asyncio.Semaphore(args.delete_concurrency)
 
@@ -1253,8 +1320,12 @@ def table(results: dict[str, Any]) -> Rows:
         rows += memory_rows(results["memory"])
     if results.get("opcache"):
         rows += opcache_rows("opcache after the idle wait", results["opcache"])
+    if results.get("baseline"):
+        rows += baseline_rows(results["baseline"])
     if results.get("load"):
         rows += load_rows(results["load"])
+    if results.get("density"):
+        rows += density_rows(results["density"])
     if summary("delete"):
         rows += delete_rows(summary("delete"))
     return rows + outcome_rows(results)
