@@ -182,7 +182,7 @@ class AuthorizationServer:
 
     def consent(self, request_id: str, principal: Principal, approve: bool) -> dict[str, str]:
         """Answer a pending request for the signed-in `principal`: the URL to send them to."""
-        request = self.requests.take(request_id)
+        request = self.requests.take(request_id, principal.key)  # OverflowError: too many
         if request is None:
             raise LookupError("this authorization request expired or was answered; start again")
         if not approve:
@@ -294,6 +294,8 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
             answer = server.consent(request_id, principal, body.approve)
         except LookupError as exc:
             return problem(404, str(exc))
+        except OverflowError as exc:  # before the request was taken: it can be answered later
+            return problem(429, str(exc))
         return JSONResponse(answer, headers=NO_STORE)
 
     @router.post(TOKEN_PATH)

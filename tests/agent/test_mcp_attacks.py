@@ -246,3 +246,39 @@ def test_an_mcp_token_is_refused_everywhere_else_and_forgeries_at_mcp(
     for forged in (unsigned, hs256, mcp[:-4] + "AAAA"):
         refused = stack.post(forged, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert refused.status_code == 401, refused.text
+
+
+def test_a_signed_in_user_cannot_fill_the_answered_requests(
+    chat_settings: ChatSettings, admin_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Request ids are free (/oauth/authorize needs no sign-in) and every answer, even a
+    # refusal, was a row every instance shares with no cap: one user declining in a loop
+    # grew the table without bound. Each user now answers a few per request lifetime.
+    from chatbot.oauth import grants
+    from tests.agent.test_mcp_oauth import Chat, _serve_chat
+    from tests.mcp_oauth import query_of, sign_in
+
+    monkeypatch.setattr(grants, "MAX_ANSWERED_PER_OWNER", 3)
+    for uid, tenant in (("alice", "acme"), ("bob", "globex")):
+        user = {"role": "tenant", "tenants": [tenant]}
+        assert admin_api.put(f"/v1/users/{uid}", json=user).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+
+            def answer(user: str, approve: bool, chat: Chat = chat) -> httpx.Response:
+                run = Authorization.fresh()
+                started = http.get(
+                    "/oauth/authorize", params=run.params(chat.resource, "sites:read")
+                )
+                request_id = query_of(started.headers["location"])["oauth"]
+                token = sign_in(http, user, chat.key)
+                return http.post(f"/oauth/requests/{request_id}", json={"approve": approve},
+                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+            declined = [answer("alice", approve=False) for _ in range(3)]
+            assert all(r.status_code == 200 for r in declined), [r.text for r in declined]
+            refused = answer("alice", approve=True)
+            assert refused.status_code == 429, refused.text
+            assert "too many" in refused.json()["detail"]
+            # Another user is not held back by alice.
+            assert "code" in query_of(answer("bob", approve=True).json()["redirect"])
