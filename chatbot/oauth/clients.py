@@ -7,6 +7,7 @@ import ipaddress
 import json
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -17,12 +18,20 @@ from chatbot.settings import ChatSettings
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
+# Client ID Metadata Document lookups (name resolution and fetch) at once, per directory: they
+# run in the thread pool every route and tool call shares, and /oauth/authorize, which needs no
+# sign-in, starts one for any client_id URL, so a stranger's slow host could hold every thread.
+MAX_LOOKUPS_IN_FLIGHT = 8
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+")
 
 
 class UnknownClient(Exception):
     """A client_id this server cannot resolve to a client with redirect URIs."""
+
+
+class LookupsBusy(UnknownClient):
+    """As many client metadata lookups as allowed are under way: the caller tries later."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class ClientDirectory:
     def __init__(self, settings: ChatSettings) -> None:
         self._registered = settings.mcp_clients
         self._allow_loopback = settings.mcp_allow_loopback_client_metadata
+        self._in_flight = threading.BoundedSemaphore(MAX_LOOKUPS_IN_FLIGHT)
 
     def resolve(self, client_id: str) -> Client:
         """The registered client, or the one a metadata document at `client_id` describes."""
@@ -50,8 +60,17 @@ class ClientDirectory:
                 f"unknown client_id {client_id!r}: use a pre-registered client or an https "
                 "URL of a Client ID Metadata Document"
             )
-        address = self._check_url(client_id)
-        return _client_from(client_id, self._fetch(client_id, address))
+        if not self._in_flight.acquire(blocking=False):
+            raise LookupsBusy(
+                "too many client metadata documents are being fetched at once; try again "
+                "shortly (pre-registered clients are not affected)"
+            )
+        try:
+            address = self._check_url(client_id)
+            document = self._fetch(client_id, address)
+        finally:
+            self._in_flight.release()
+        return _client_from(client_id, document)
 
     def _check_url(self, url: str) -> str | None:
         """The public address the document is fetched from (None: an allowed loopback)."""

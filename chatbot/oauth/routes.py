@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict
 
-from chatbot.oauth.clients import ClientDirectory, UnknownClient
+from chatbot.oauth.clients import ClientDirectory, LookupsBusy, UnknownClient
 from chatbot.oauth.grants import (
     CHALLENGE_PATTERN,
     CODE_TTL_SECONDS,
@@ -121,6 +121,10 @@ class AuthorizationServer:
             return problem(400, "client_id is required")
         try:
             client = self.clients.resolve(client_id)
+        except LookupsBusy as exc:
+            busy = problem(503, str(exc))
+            busy.headers["Retry-After"] = "5"
+            return busy
         except UnknownClient as exc:
             return problem(400, str(exc))
         redirect_uri = params.get("redirect_uri", "")
@@ -238,6 +242,8 @@ class AuthorizationServer:
             self.clients.resolve(client_id)
             principal = verifier.verify(form.get("subject_token", ""))
             scopes = grant(parse_scope(form.get("scope")), principal.role)
+        except LookupsBusy as exc:
+            raise TokenError("temporarily_unavailable", str(exc), status=503) from exc
         except UnknownClient as exc:
             raise TokenError("invalid_client", str(exc), status=401) from exc
         except (InvalidToken, InvalidClaims) as exc:

@@ -282,3 +282,65 @@ def test_a_signed_in_user_cannot_fill_the_answered_requests(
             assert "too many" in refused.json()["detail"]
             # Another user is not held back by alice.
             assert "code" in query_of(answer("bob", approve=True).json()["redirect"])
+
+
+def test_strangers_cannot_hold_the_thread_pool_with_client_lookups(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each /oauth/authorize naming a client_id URL resolved and fetched it in the thread pool
+    # that every route and tool call shares, with no bound on how many at once: a stranger
+    # naming a host that never answers held every thread, five seconds per request. Lookups
+    # past a few at once are now refused (503) without touching the network.
+    from chatbot.oauth import clients
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    monkeypatch.setattr(clients, "MAX_LOOKUPS_IN_FLIGHT", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+    two_held = threading.Event()
+
+    def hold() -> None:  # accepts, never answers
+        while len(held) < 3:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+            if len(held) == 2:
+                two_held.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    for chat in _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True):
+        slow = f"http://127.0.0.1:{port}/client.json"
+        params = {**Authorization.fresh().params(chat.resource, "sites:read"), "client_id": slow}
+        answers: list[httpx.Response] = []
+        url = chat.url + "/oauth/authorize"
+
+        def authorize(
+            url: str = url, params: dict[str, str] = params, answers: list[Any] = answers
+        ) -> None:
+            answers.append(httpx.get(url, params=params, timeout=30))
+
+        stuck = [threading.Thread(target=authorize) for _ in range(2)]
+        try:
+            for thread in stuck:
+                thread.start()
+            assert two_held.wait(20), "the two lookups never reached the slow host"
+            with chat.http() as http:
+                busy = http.get("/oauth/authorize", params=params)
+                assert busy.status_code == 503, busy.text
+                assert busy.headers["retry-after"] and "try again" in busy.json()["detail"]
+                assert len(held) == 2, "the refused lookup still connected"
+                # A pre-registered client does not wait on lookups.
+                run = Authorization.fresh()
+                fine = http.get("/oauth/authorize", params=run.params(chat.resource, "sites:read"))
+                assert fine.headers["location"].startswith("/signin?oauth="), fine.text
+        finally:
+            for conn in held:
+                conn.close()
+            server.close()
+            for thread in stuck:
+                thread.join(30)
+        assert [r.status_code for r in answers] == [400, 400], [r.text for r in answers]
