@@ -41,6 +41,9 @@ class Client:
     client_id: str
     redirect_uris: tuple[str, ...]
     name: str
+    # Pre-registered in settings: the platform vouches for its redirect URIs. A metadata
+    # document's client is anyone's, and its URIs are wherever its author likes.
+    registered: bool = False
 
 
 class ClientDirectory:
@@ -54,7 +57,7 @@ class ClientDirectory:
     def resolve(self, client_id: str) -> Client:
         """The registered client, or the one a metadata document at `client_id` describes."""
         if client_id in self._registered:
-            return Client(client_id, tuple(self._registered[client_id]), client_id)
+            return Client(client_id, tuple(self._registered[client_id]), client_id, True)
         if not client_id.startswith(("https://", "http://")):
             raise UnknownClient(
                 f"unknown client_id {client_id!r}: use a pre-registered client or an https "

@@ -134,7 +134,12 @@ class AuthorizationServer:
             )
         state = params.get("state")
 
-        def back(error: str, description: str) -> RedirectResponse:
+        def back(error: str, description: str) -> RedirectResponse | JSONResponse:
+            if not client.registered:
+                # RFC 9700 §4.11.2: redirecting at once, before the user saw anything, would
+                # make this address a bouncer to wherever a stranger's document points.
+                return problem(400, f"the authorization request was refused ({error}): "
+                               f"{description}", error=error)  # fmt: skip
             return self._back(redirect_uri, state, error=error, error_description=description)
 
         if params.get("response_type") != "code":

@@ -344,3 +344,40 @@ def test_strangers_cannot_hold_the_thread_pool_with_client_lookups(
             for thread in stuck:
                 thread.join(30)
         assert [r.status_code for r in answers] == [400, 400], [r.text for r in answers]
+
+
+def test_authorize_is_no_open_redirect_for_a_strangers_client(chat_settings: ChatSettings) -> None:
+    # Anyone can name a client metadata document they host, with any https redirect URI; a
+    # request made to fail (response_type=token) sent the browser there at once, from the
+    # platform's own address: a phishing link that passes for AIPress. RFC 9700 §4.11.2: such
+    # errors are shown, not redirected, until the user consents.
+    from tests.agent.test_mcp_oauth import _metadata_document
+    from tests.mcp_oauth import query_of
+
+    port = free_port()
+    client_id = f"http://127.0.0.1:{port}/client.json"
+    phish = "https://login.phish.example/aipress"
+    doc = {"client_id": client_id, "client_name": "AIPress", "redirect_uris": [phish]}
+    with serve(_metadata_document(doc), port):
+        for chat in _serve_chat_with_loopback_documents(chat_settings):
+            with chat.http() as http:
+                run = Authorization.fresh()
+                good = run.params(chat.resource, "sites:read", client_id, phish)
+                for change in ({"response_type": "token"}, {"scope": "everything"},
+                               {"resource": chat.url + "/api"}):  # fmt: skip
+                    bounced = http.get("/oauth/authorize", params=good | change)
+                    assert bounced.status_code == 400, (change, bounced.headers)
+                    assert "location" not in bounced.headers
+                    assert "sign in" not in bounced.json()["detail"].lower()
+                started = http.get("/oauth/authorize", params=good)
+                assert query_of(started.headers["location"])["oauth"], started.text
+                # A pre-registered client still gets its errors back (RFC 6749 §4.1.2.1).
+                registered = run.params(chat.resource, "sites:read") | {"response_type": "token"}
+                back = http.get("/oauth/authorize", params=registered)
+                assert back.status_code == 302, back.text
+
+
+def _serve_chat_with_loopback_documents(chat_settings: ChatSettings) -> Iterator[Any]:
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    yield from _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True)
