@@ -86,7 +86,7 @@ class ClientDirectory:
         if loopback:
             return None
         addresses = _addresses(parts.hostname or "")
-        if any(not a.is_global for a in addresses):
+        if not all(map(_public, addresses)):
             raise UnknownClient("a client_id URL must name a public host")
         return str(min(addresses, key=lambda a: a.version))
 
@@ -141,6 +141,27 @@ def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     except OSError as exc:
         raise UnknownClient(f"the client_id host {host!r} does not resolve") from exc
     return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+
+
+# IPv6 prefixes that carry an IPv4 address (RFC 6052 NAT64, RFC 8215 local-use translation,
+# the deprecated IPv4-compatible ::/96): ipaddress calls them global whatever they carry.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+LOCAL_TRANSLATION = ipaddress.IPv6Network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is global, and so is any IPv4 address it carries."""
+    if not address.is_global:
+        return False
+    if not isinstance(address, ipaddress.IPv6Address):
+        return True
+    if address in LOCAL_TRANSLATION:
+        return False  # where its IPv4 address sits depends on the local prefix length
+    carried = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+    if carried is None and (address in NAT64 or address in IPV4_COMPATIBLE):
+        carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return carried is None or carried.is_global
 
 
 def _client_from(client_id: str, document: dict[str, object]) -> Client:

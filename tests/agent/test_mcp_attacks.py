@@ -381,3 +381,30 @@ def _serve_chat_with_loopback_documents(chat_settings: ChatSettings) -> Iterator
     from tests.agent.test_mcp_oauth import _serve_chat
 
     yield from _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a:1",
+        "2002:a9fe:a9fe::1",
+        "::127.0.0.1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    ],
+)
+def test_a_client_id_host_cannot_hide_a_private_address_in_ipv6(
+    address: str, chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ipaddress calls NAT64 (64:ff9b::/96), 6to4, IPv4-compatible and local-use translation
+    # addresses global whatever IPv4 address they carry: behind a NAT64 gateway
+    # 64:ff9b::a9fe:a9fe is the metadata server 169.254.169.254.
+    from chatbot.oauth import clients
+
+    def resolving(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, 443, 0, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 0.5)
+    with pytest.raises(clients.UnknownClient, match="public host"):
+        clients.ClientDirectory(chat_settings).resolve("https://nat64.example/client.json")
