@@ -50,6 +50,10 @@ SUBJECT_TOKEN_TYPES = (
     "urn:ietf:params:oauth:token-type:jwt",
 )
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A token request is a few short parameters; the endpoint needs no sign-in, so nothing
+# bigger (and no multipart upload, which is spooled to disk) is read.
+TOKEN_BODY_LIMIT = 16 * 1024
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class ConsentAnswer(BaseModel):
@@ -266,6 +270,30 @@ class AuthorizationServer:
                 "scope": scope_string(scopes)}  # fmt: skip
 
 
+async def token_form(request: Request) -> dict[str, str]:
+    """The token request's parameters (RFC 6749 §3.2: urlencoded, each at most once), read
+    no further than TOKEN_BODY_LIMIT bytes; TokenError says what to fix."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise TokenError("invalid_request", f"send the token request as {FORM_TYPE}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > TOKEN_BODY_LIMIT:
+            too_big = f"the token request is over {TOKEN_BODY_LIMIT} bytes"
+            raise TokenError("invalid_request", too_big, status=413)
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TokenError("invalid_request", "the token request is not a UTF-8 form") from exc
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise TokenError("invalid_request",
+                         f"give each parameter once; repeated: {', '.join(repeated)}")  # fmt: skip
+    return dict(pairs)
+
+
 def _signed_in(request: Request) -> Principal:
     """The user the consent page signed in (its sign-in token, local or Firebase)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -311,8 +339,8 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
 
     @router.post(TOKEN_PATH)
     async def token(request: Request) -> JSONResponse:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         try:
+            form = await token_form(request)
             if form.get("grant_type") == "authorization_code":
                 answer = await run_in_threadpool(server.redeem, form)
             elif form.get("grant_type") == TOKEN_EXCHANGE:

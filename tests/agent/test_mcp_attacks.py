@@ -408,3 +408,27 @@ def test_a_client_id_host_cannot_hide_a_private_address_in_ipv6(
     monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 0.5)
     with pytest.raises(clients.UnknownClient, match="public host"):
         clients.ClientDirectory(chat_settings).resolve("https://nat64.example/client.json")
+
+
+def test_the_token_endpoint_takes_only_a_small_urlencoded_form(chat_settings: ChatSettings) -> None:
+    # /oauth/token needs no sign-in and parsed any form: multipart files of any size were
+    # spooled to disk (memory on Cloud Run) before the grant was even looked at.
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+            upload = http.post("/oauth/token", data={"grant_type": "authorization_code"},
+                               files={"f": ("f", b"x" * 2_000_000)})  # fmt: skip
+            assert upload.status_code == 400, upload.text
+            assert upload.json()["error"] == "invalid_request"
+            assert "x-www-form-urlencoded" in upload.json()["error_description"]
+            big = http.post("/oauth/token", data={"grant_type": "authorization_code",
+                                                  "code": "c" * 100_000})  # fmt: skip
+            assert big.status_code == 413 and big.json()["error"] == "invalid_request", big.text
+            twice = http.post("/oauth/token", content=b"grant_type=a&grant_type=b",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+            assert twice.status_code == 400 and "grant_type" in twice.json()["error_description"]
+            # A well-formed request still gets its OAuth answer.
+            plain = http.post("/oauth/token", data={"grant_type": "authorization_code",
+                                                    "code": "unknown"})  # fmt: skip
+            assert plain.json()["error"] == "invalid_grant", plain.text
