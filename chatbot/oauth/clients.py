@@ -188,6 +188,8 @@ def check_redirect_uri(uri: str) -> str | None:
         return f"the redirect URI {uri!r} is not a URL"
     if parts.fragment or "#" in uri:
         return f"the redirect URI {uri!r} has a fragment"
+    if "@" in parts.netloc:  # https://aipress.example@elsewhere.example/ reads as the first
+        return f"the redirect URI {uri!r} has credentials (user@) before its host"
     if parts.scheme == "https" and host:
         return None
     if parts.scheme == "http" and host in (*LOOPBACK_NAMES, "::1"):

@@ -183,7 +183,7 @@ class AuthorizationServer:
         described: dict[str, Any] = {
             "client_id": request.client.client_id,
             "client_name": request.client.name,
-            "redirect_host": urlsplit(request.redirect_uri).netloc,
+            "redirect_host": _host_of(request.redirect_uri),
             "scopes": asked,
         }
         if principal is not None:
@@ -268,6 +268,14 @@ class AuthorizationServer:
         token = self.tokens.issue(principal, scopes, client_id, self.resource)
         return {"access_token": token, "token_type": "Bearer", "expires_in": self.tokens.ttl,
                 "scope": scope_string(scopes)}  # fmt: skip
+
+
+def _host_of(uri: str) -> str:
+    """The host (and port) a redirect URI sends the answer to, never its user@ part."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 async def token_form(request: Request) -> dict[str, str]:

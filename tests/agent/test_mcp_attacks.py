@@ -432,3 +432,27 @@ def test_the_token_endpoint_takes_only_a_small_urlencoded_form(chat_settings: Ch
             plain = http.post("/oauth/token", data={"grant_type": "authorization_code",
                                                     "code": "unknown"})  # fmt: skip
             assert plain.json()["error"] == "invalid_grant", plain.text
+
+
+def test_a_redirect_uri_cannot_dress_its_host_up_as_another(chat_settings: ChatSettings) -> None:
+    # The consent page says where the answer goes (redirect_host, the URI's netloc): a
+    # document's https://aipress.example@phish.example/cb read as aipress.example.
+    from tests.agent.test_mcp_oauth import _metadata_document
+
+    for disguised in ("https://aipress.example@phish.example/cb",
+                      "https://aipress.example:x@phish.example/cb"):  # fmt: skip
+        assert check_redirect_uri(disguised) is not None, disguised
+    port = free_port()
+    client_id = f"http://127.0.0.1:{port}/client.json"
+    redirect = "https://app.example:8443/cb"
+    doc = {"client_id": client_id, "redirect_uris": [redirect]}
+    with serve(_metadata_document(doc), port):
+        for chat in _serve_chat_with_loopback_documents(chat_settings):
+            with chat.http() as http:
+                run = Authorization.fresh()
+                started = http.get("/oauth/authorize",
+                                   params=run.params(chat.resource, "sites:read", client_id,
+                                                     redirect))  # fmt: skip
+                request_id = started.headers["location"].split("oauth=")[1]
+                described = http.get(f"/oauth/requests/{request_id}").json()
+                assert described["redirect_host"] == "app.example:8443", described
