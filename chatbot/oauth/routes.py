@@ -248,8 +248,9 @@ class AuthorizationServer:
             raise TokenError("invalid_target", f"the resource parameter must be {self.resource}")
         client_id = form.get("client_id", "")
         try:
-            self.clients.resolve(client_id)
+            # The sign-in token first: a stranger without one never has a client looked up.
             principal = verifier.verify(form.get("subject_token", ""))
+            self.clients.resolve(client_id)
             scopes = grant(parse_scope(form.get("scope")), principal.role)
         except LookupsBusy as exc:
             raise TokenError("temporarily_unavailable", str(exc), status=503) from exc

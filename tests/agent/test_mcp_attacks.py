@@ -456,3 +456,30 @@ def test_a_redirect_uri_cannot_dress_its_host_up_as_another(chat_settings: ChatS
                 request_id = started.headers["location"].split("oauth=")[1]
                 described = http.get(f"/oauth/requests/{request_id}").json()
                 assert described["redirect_host"] == "app.example:8443", described
+
+
+def test_a_token_exchange_without_a_valid_sign_in_token_fetches_nothing(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The exchange resolved client_id (fetching a stranger's metadata URL) before it looked at
+    # subject_token, so anyone could make the service fetch any public URL through it too.
+    from chatbot.oauth import clients
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    fetched: list[str] = []
+
+    def fetch(self: Any, url: str, address: str | None) -> dict[str, object]:
+        fetched.append(url)
+        return {}
+
+    monkeypatch.setattr(clients.ClientDirectory, "_fetch", fetch)
+    monkeypatch.setattr(clients.ClientDirectory, "_check_url", lambda self, url: None)
+    for chat in _serve_chat(chat_settings):
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": "x.y.z", "client_id": "https://elsewhere.example/c.json",
+                "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+                "resource": chat.resource}  # fmt: skip
+        with chat.http() as http:
+            refused = http.post("/oauth/token", data=form)
+        assert refused.json()["error"] == "invalid_grant", refused.text
+    assert fetched == []
