@@ -7,6 +7,7 @@ import ipaddress
 import json
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -17,12 +18,20 @@ from chatbot.settings import ChatSettings
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
+# Client ID Metadata Document lookups (name resolution and fetch) at once, per directory: they
+# run in the thread pool every route and tool call shares, and /oauth/authorize, which needs no
+# sign-in, starts one for any client_id URL, so a stranger's slow host could hold every thread.
+MAX_LOOKUPS_IN_FLIGHT = 8
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+")
 
 
 class UnknownClient(Exception):
     """A client_id this server cannot resolve to a client with redirect URIs."""
+
+
+class LookupsBusy(UnknownClient):
+    """As many client metadata lookups as allowed are under way: the caller tries later."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,9 @@ class Client:
     client_id: str
     redirect_uris: tuple[str, ...]
     name: str
+    # Pre-registered in settings: the platform vouches for its redirect URIs. A metadata
+    # document's client is anyone's, and its URIs are wherever its author likes.
+    registered: bool = False
 
 
 class ClientDirectory:
@@ -40,18 +52,28 @@ class ClientDirectory:
     def __init__(self, settings: ChatSettings) -> None:
         self._registered = settings.mcp_clients
         self._allow_loopback = settings.mcp_allow_loopback_client_metadata
+        self._in_flight = threading.BoundedSemaphore(MAX_LOOKUPS_IN_FLIGHT)
 
     def resolve(self, client_id: str) -> Client:
         """The registered client, or the one a metadata document at `client_id` describes."""
         if client_id in self._registered:
-            return Client(client_id, tuple(self._registered[client_id]), client_id)
+            return Client(client_id, tuple(self._registered[client_id]), client_id, True)
         if not client_id.startswith(("https://", "http://")):
             raise UnknownClient(
                 f"unknown client_id {client_id!r}: use a pre-registered client or an https "
                 "URL of a Client ID Metadata Document"
             )
-        address = self._check_url(client_id)
-        return _client_from(client_id, self._fetch(client_id, address))
+        if not self._in_flight.acquire(blocking=False):
+            raise LookupsBusy(
+                "too many client metadata documents are being fetched at once; try again "
+                "shortly (pre-registered clients are not affected)"
+            )
+        try:
+            address = self._check_url(client_id)
+            document = self._fetch(client_id, address)
+        finally:
+            self._in_flight.release()
+        return _client_from(client_id, document)
 
     def _check_url(self, url: str) -> str | None:
         """The public address the document is fetched from (None: an allowed loopback)."""
@@ -64,7 +86,7 @@ class ClientDirectory:
         if loopback:
             return None
         addresses = _addresses(parts.hostname or "")
-        if any(not a.is_global for a in addresses):
+        if not all(map(_public, addresses)):
             raise UnknownClient("a client_id URL must name a public host")
         return str(min(addresses, key=lambda a: a.version))
 
@@ -121,6 +143,27 @@ def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
 
 
+# IPv6 prefixes that carry an IPv4 address (RFC 6052 NAT64, RFC 8215 local-use translation,
+# the deprecated IPv4-compatible ::/96): ipaddress calls them global whatever they carry.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+LOCAL_TRANSLATION = ipaddress.IPv6Network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is global, and so is any IPv4 address it carries."""
+    if not address.is_global:
+        return False
+    if not isinstance(address, ipaddress.IPv6Address):
+        return True
+    if address in LOCAL_TRANSLATION:
+        return False  # where its IPv4 address sits depends on the local prefix length
+    carried = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+    if carried is None and (address in NAT64 or address in IPV4_COMPATIBLE):
+        carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return carried is None or carried.is_global
+
+
 def _client_from(client_id: str, document: dict[str, object]) -> Client:
     if document.get("client_id") != client_id:
         raise UnknownClient("the client metadata document's client_id is not its own URL")
@@ -145,6 +188,8 @@ def check_redirect_uri(uri: str) -> str | None:
         return f"the redirect URI {uri!r} is not a URL"
     if parts.fragment or "#" in uri:
         return f"the redirect URI {uri!r} has a fragment"
+    if "@" in parts.netloc:  # https://aipress.example@elsewhere.example/ reads as the first
+        return f"the redirect URI {uri!r} has credentials (user@) before its host"
     if parts.scheme == "https" and host:
         return None
     if parts.scheme == "http" and host in (*LOOPBACK_NAMES, "::1"):

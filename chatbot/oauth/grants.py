@@ -25,6 +25,9 @@ MAX_HELD = 10_000
 # Unredeemed codes one user may have at once (a signed-in user flooding consents would
 # otherwise fill the store everyone's codes share).
 MAX_HELD_PER_OWNER = 20
+# Consent requests one user may answer within a request's lifetime: each answer is a row every
+# instance shares, and /oauth/authorize hands out request ids to anyone for free.
+MAX_ANSWERED_PER_OWNER = 30
 # RFC 7636 §4.1: 43 to 128 unreserved characters.
 VERIFIER_PATTERN = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 CHALLENGE_PATTERN = re.compile(r"[A-Za-z0-9\-_]{43}")
@@ -143,15 +146,18 @@ class PendingRequests:
             return None
         return opened[2]
 
-    def take(self, request_id: str) -> AuthorizationRequest | None:
-        """The request, marked answered (a second take gets None)."""
+    def take(self, request_id: str, owner: str) -> AuthorizationRequest | None:
+        """The request, marked answered by `owner` (a second take gets None); TooMany when
+        `owner` answered MAX_ANSWERED_PER_OWNER requests that have not expired yet."""
         opened = self._open(request_id)
         if opened is None:
             return None
         jti, expires, request = opened
         # Recorded on first sight, then spent once: of two instances answering the same
         # request at once, the database lets one through.
-        self._records.hold(ANSWERED_KIND, jti, {}, datetime.fromtimestamp(expires, UTC))
+        self._records.hold(ANSWERED_KIND, jti, {}, datetime.fromtimestamp(expires, UTC),
+                           owner=owner, max_per_owner=MAX_ANSWERED_PER_OWNER,
+                           what="authorization requests")  # fmt: skip
         return request if self._records.spend(ANSWERED_KIND, jti) is not None else None
 
 

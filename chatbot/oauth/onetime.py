@@ -127,13 +127,33 @@ class OneTimeRecords:
             ))  # fmt: skip
         return key
 
-    def hold(self, kind: str, key: str, payload: dict[str, Any], expires_at: datetime) -> None:
-        """Record `key` (issued elsewhere, e.g. a signed request's id) unless it is there."""
+    def hold(
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        expires_at: datetime,
+        *,
+        owner: str | None = None,
+        max_per_owner: int | None = None,
+        what: str = "authorizations",
+    ) -> None:
+        """Record `key` (issued elsewhere, e.g. a signed request's id) unless it is there.
+        TooMany when `owner` already recorded `max_per_owner` unexpired ones, spent or not
+        (these are spent as soon as held, so only counting live ones would bound nothing)."""
         expires = expires_at.astimezone(UTC).replace(tzinfo=None)
-        values = {"kind": kind, "key_hash": key_hash(key), "owner": None,
+        values = {"kind": kind, "key_hash": key_hash(key), "owner": owner,
                   "payload": json.dumps(payload), "expires_at": expires}  # fmt: skip
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as conn:
+            if owner is not None and max_per_owner is not None:
+                mine = conn.scalar(
+                    select(func.count()).select_from(OneTimeRecord)
+                    .where((OneTimeRecord.kind == kind) & (OneTimeRecord.owner == owner)
+                           & (OneTimeRecord.expires_at > _now()))
+                )  # fmt: skip
+                if (mine or 0) >= max_per_owner:
+                    raise TooMany(f"you answered too many {what} lately; try again shortly")
             conn.execute(dialect.insert(OneTimeRecord).values(**values).on_conflict_do_nothing())
 
     def peek(self, kind: str, key: str) -> dict[str, Any] | None:

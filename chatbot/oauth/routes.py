@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict
 
-from chatbot.oauth.clients import ClientDirectory, UnknownClient
+from chatbot.oauth.clients import ClientDirectory, LookupsBusy, UnknownClient
 from chatbot.oauth.grants import (
     CHALLENGE_PATTERN,
     CODE_TTL_SECONDS,
@@ -50,6 +50,10 @@ SUBJECT_TOKEN_TYPES = (
     "urn:ietf:params:oauth:token-type:jwt",
 )
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A token request is a few short parameters; the endpoint needs no sign-in, so nothing
+# bigger (and no multipart upload, which is spooled to disk) is read.
+TOKEN_BODY_LIMIT = 16 * 1024
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class ConsentAnswer(BaseModel):
@@ -121,6 +125,10 @@ class AuthorizationServer:
             return problem(400, "client_id is required")
         try:
             client = self.clients.resolve(client_id)
+        except LookupsBusy as exc:
+            busy = problem(503, str(exc))
+            busy.headers["Retry-After"] = "5"
+            return busy
         except UnknownClient as exc:
             return problem(400, str(exc))
         redirect_uri = params.get("redirect_uri", "")
@@ -130,7 +138,12 @@ class AuthorizationServer:
             )
         state = params.get("state")
 
-        def back(error: str, description: str) -> RedirectResponse:
+        def back(error: str, description: str) -> RedirectResponse | JSONResponse:
+            if not client.registered:
+                # RFC 9700 §4.11.2: redirecting at once, before the user saw anything, would
+                # make this address a bouncer to wherever a stranger's document points.
+                return problem(400, f"the authorization request was refused ({error}): "
+                               f"{description}", error=error)  # fmt: skip
             return self._back(redirect_uri, state, error=error, error_description=description)
 
         if params.get("response_type") != "code":
@@ -170,7 +183,7 @@ class AuthorizationServer:
         described: dict[str, Any] = {
             "client_id": request.client.client_id,
             "client_name": request.client.name,
-            "redirect_host": urlsplit(request.redirect_uri).netloc,
+            "redirect_host": _host_of(request.redirect_uri),
             "scopes": asked,
         }
         if principal is not None:
@@ -182,7 +195,7 @@ class AuthorizationServer:
 
     def consent(self, request_id: str, principal: Principal, approve: bool) -> dict[str, str]:
         """Answer a pending request for the signed-in `principal`: the URL to send them to."""
-        request = self.requests.take(request_id)
+        request = self.requests.take(request_id, principal.key)  # OverflowError: too many
         if request is None:
             raise LookupError("this authorization request expired or was answered; start again")
         if not approve:
@@ -235,9 +248,12 @@ class AuthorizationServer:
             raise TokenError("invalid_target", f"the resource parameter must be {self.resource}")
         client_id = form.get("client_id", "")
         try:
-            self.clients.resolve(client_id)
+            # The sign-in token first: a stranger without one never has a client looked up.
             principal = verifier.verify(form.get("subject_token", ""))
+            self.clients.resolve(client_id)
             scopes = grant(parse_scope(form.get("scope")), principal.role)
+        except LookupsBusy as exc:
+            raise TokenError("temporarily_unavailable", str(exc), status=503) from exc
         except UnknownClient as exc:
             raise TokenError("invalid_client", str(exc), status=401) from exc
         except (InvalidToken, InvalidClaims) as exc:
@@ -253,6 +269,38 @@ class AuthorizationServer:
         token = self.tokens.issue(principal, scopes, client_id, self.resource)
         return {"access_token": token, "token_type": "Bearer", "expires_in": self.tokens.ttl,
                 "scope": scope_string(scopes)}  # fmt: skip
+
+
+def _host_of(uri: str) -> str:
+    """The host (and port) a redirect URI sends the answer to, never its user@ part."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+async def token_form(request: Request) -> dict[str, str]:
+    """The token request's parameters (RFC 6749 §3.2: urlencoded, each at most once), read
+    no further than TOKEN_BODY_LIMIT bytes; TokenError says what to fix."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise TokenError("invalid_request", f"send the token request as {FORM_TYPE}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > TOKEN_BODY_LIMIT:
+            too_big = f"the token request is over {TOKEN_BODY_LIMIT} bytes"
+            raise TokenError("invalid_request", too_big, status=413)
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TokenError("invalid_request", "the token request is not a UTF-8 form") from exc
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise TokenError("invalid_request",
+                         f"give each parameter once; repeated: {', '.join(repeated)}")  # fmt: skip
+    return dict(pairs)
 
 
 def _signed_in(request: Request) -> Principal:
@@ -294,12 +342,14 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
             answer = server.consent(request_id, principal, body.approve)
         except LookupError as exc:
             return problem(404, str(exc))
+        except OverflowError as exc:  # before the request was taken: it can be answered later
+            return problem(429, str(exc))
         return JSONResponse(answer, headers=NO_STORE)
 
     @router.post(TOKEN_PATH)
     async def token(request: Request) -> JSONResponse:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         try:
+            form = await token_form(request)
             if form.get("grant_type") == "authorization_code":
                 answer = await run_in_threadpool(server.redeem, form)
             elif form.get("grant_type") == TOKEN_EXCHANGE:

@@ -246,3 +246,240 @@ def test_an_mcp_token_is_refused_everywhere_else_and_forgeries_at_mcp(
     for forged in (unsigned, hs256, mcp[:-4] + "AAAA"):
         refused = stack.post(forged, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert refused.status_code == 401, refused.text
+
+
+def test_a_signed_in_user_cannot_fill_the_answered_requests(
+    chat_settings: ChatSettings, admin_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Request ids are free (/oauth/authorize needs no sign-in) and every answer, even a
+    # refusal, was a row every instance shares with no cap: one user declining in a loop
+    # grew the table without bound. Each user now answers a few per request lifetime.
+    from chatbot.oauth import grants
+    from tests.agent.test_mcp_oauth import Chat, _serve_chat
+    from tests.mcp_oauth import query_of, sign_in
+
+    monkeypatch.setattr(grants, "MAX_ANSWERED_PER_OWNER", 3)
+    for uid, tenant in (("alice", "acme"), ("bob", "globex")):
+        user = {"role": "tenant", "tenants": [tenant]}
+        assert admin_api.put(f"/v1/users/{uid}", json=user).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+
+            def answer(user: str, approve: bool, chat: Chat = chat) -> httpx.Response:
+                run = Authorization.fresh()
+                started = http.get(
+                    "/oauth/authorize", params=run.params(chat.resource, "sites:read")
+                )
+                request_id = query_of(started.headers["location"])["oauth"]
+                token = sign_in(http, user, chat.key)
+                return http.post(f"/oauth/requests/{request_id}", json={"approve": approve},
+                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+            declined = [answer("alice", approve=False) for _ in range(3)]
+            assert all(r.status_code == 200 for r in declined), [r.text for r in declined]
+            refused = answer("alice", approve=True)
+            assert refused.status_code == 429, refused.text
+            assert "too many" in refused.json()["detail"]
+            # Another user is not held back by alice.
+            assert "code" in query_of(answer("bob", approve=True).json()["redirect"])
+
+
+def test_strangers_cannot_hold_the_thread_pool_with_client_lookups(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each /oauth/authorize naming a client_id URL resolved and fetched it in the thread pool
+    # that every route and tool call shares, with no bound on how many at once: a stranger
+    # naming a host that never answers held every thread, five seconds per request. Lookups
+    # past a few at once are now refused (503) without touching the network.
+    from chatbot.oauth import clients
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    monkeypatch.setattr(clients, "MAX_LOOKUPS_IN_FLIGHT", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+    two_held = threading.Event()
+
+    def hold() -> None:  # accepts, never answers
+        while len(held) < 3:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+            if len(held) == 2:
+                two_held.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    for chat in _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True):
+        slow = f"http://127.0.0.1:{port}/client.json"
+        params = {**Authorization.fresh().params(chat.resource, "sites:read"), "client_id": slow}
+        answers: list[httpx.Response] = []
+        url = chat.url + "/oauth/authorize"
+
+        def authorize(
+            url: str = url, params: dict[str, str] = params, answers: list[Any] = answers
+        ) -> None:
+            answers.append(httpx.get(url, params=params, timeout=30))
+
+        stuck = [threading.Thread(target=authorize) for _ in range(2)]
+        try:
+            for thread in stuck:
+                thread.start()
+            assert two_held.wait(20), "the two lookups never reached the slow host"
+            with chat.http() as http:
+                busy = http.get("/oauth/authorize", params=params)
+                assert busy.status_code == 503, busy.text
+                assert busy.headers["retry-after"] and "try again" in busy.json()["detail"]
+                assert len(held) == 2, "the refused lookup still connected"
+                # A pre-registered client does not wait on lookups.
+                run = Authorization.fresh()
+                fine = http.get("/oauth/authorize", params=run.params(chat.resource, "sites:read"))
+                assert fine.headers["location"].startswith("/signin?oauth="), fine.text
+        finally:
+            for conn in held:
+                conn.close()
+            server.close()
+            for thread in stuck:
+                thread.join(30)
+        assert [r.status_code for r in answers] == [400, 400], [r.text for r in answers]
+
+
+def test_authorize_is_no_open_redirect_for_a_strangers_client(chat_settings: ChatSettings) -> None:
+    # Anyone can name a client metadata document they host, with any https redirect URI; a
+    # request made to fail (response_type=token) sent the browser there at once, from the
+    # platform's own address: a phishing link that passes for AIPress. RFC 9700 §4.11.2: such
+    # errors are shown, not redirected, until the user consents.
+    from tests.agent.test_mcp_oauth import _metadata_document
+    from tests.mcp_oauth import query_of
+
+    port = free_port()
+    client_id = f"http://127.0.0.1:{port}/client.json"
+    phish = "https://login.phish.example/aipress"
+    doc = {"client_id": client_id, "client_name": "AIPress", "redirect_uris": [phish]}
+    with serve(_metadata_document(doc), port):
+        for chat in _serve_chat_with_loopback_documents(chat_settings):
+            with chat.http() as http:
+                run = Authorization.fresh()
+                good = run.params(chat.resource, "sites:read", client_id, phish)
+                for change in ({"response_type": "token"}, {"scope": "everything"},
+                               {"resource": chat.url + "/api"}):  # fmt: skip
+                    bounced = http.get("/oauth/authorize", params=good | change)
+                    assert bounced.status_code == 400, (change, bounced.headers)
+                    assert "location" not in bounced.headers
+                    assert "sign in" not in bounced.json()["detail"].lower()
+                started = http.get("/oauth/authorize", params=good)
+                assert query_of(started.headers["location"])["oauth"], started.text
+                # A pre-registered client still gets its errors back (RFC 6749 §4.1.2.1).
+                registered = run.params(chat.resource, "sites:read") | {"response_type": "token"}
+                back = http.get("/oauth/authorize", params=registered)
+                assert back.status_code == 302, back.text
+
+
+def _serve_chat_with_loopback_documents(chat_settings: ChatSettings) -> Iterator[Any]:
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    yield from _serve_chat(chat_settings, mcp_allow_loopback_client_metadata=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a:1",
+        "2002:a9fe:a9fe::1",
+        "::127.0.0.1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    ],
+)
+def test_a_client_id_host_cannot_hide_a_private_address_in_ipv6(
+    address: str, chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ipaddress calls NAT64 (64:ff9b::/96), 6to4, IPv4-compatible and local-use translation
+    # addresses global whatever IPv4 address they carry: behind a NAT64 gateway
+    # 64:ff9b::a9fe:a9fe is the metadata server 169.254.169.254.
+    from chatbot.oauth import clients
+
+    def resolving(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, 443, 0, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    monkeypatch.setattr(clients, "FETCH_TIMEOUT_SECONDS", 0.5)
+    with pytest.raises(clients.UnknownClient, match="public host"):
+        clients.ClientDirectory(chat_settings).resolve("https://nat64.example/client.json")
+
+
+def test_the_token_endpoint_takes_only_a_small_urlencoded_form(chat_settings: ChatSettings) -> None:
+    # /oauth/token needs no sign-in and parsed any form: multipart files of any size were
+    # spooled to disk (memory on Cloud Run) before the grant was even looked at.
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+            upload = http.post("/oauth/token", data={"grant_type": "authorization_code"},
+                               files={"f": ("f", b"x" * 2_000_000)})  # fmt: skip
+            assert upload.status_code == 400, upload.text
+            assert upload.json()["error"] == "invalid_request"
+            assert "x-www-form-urlencoded" in upload.json()["error_description"]
+            big = http.post("/oauth/token", data={"grant_type": "authorization_code",
+                                                  "code": "c" * 100_000})  # fmt: skip
+            assert big.status_code == 413 and big.json()["error"] == "invalid_request", big.text
+            twice = http.post("/oauth/token", content=b"grant_type=a&grant_type=b",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+            assert twice.status_code == 400 and "grant_type" in twice.json()["error_description"]
+            # A well-formed request still gets its OAuth answer.
+            plain = http.post("/oauth/token", data={"grant_type": "authorization_code",
+                                                    "code": "unknown"})  # fmt: skip
+            assert plain.json()["error"] == "invalid_grant", plain.text
+
+
+def test_a_redirect_uri_cannot_dress_its_host_up_as_another(chat_settings: ChatSettings) -> None:
+    # The consent page says where the answer goes (redirect_host, the URI's netloc): a
+    # document's https://aipress.example@phish.example/cb read as aipress.example.
+    from tests.agent.test_mcp_oauth import _metadata_document
+
+    for disguised in ("https://aipress.example@phish.example/cb",
+                      "https://aipress.example:x@phish.example/cb"):  # fmt: skip
+        assert check_redirect_uri(disguised) is not None, disguised
+    port = free_port()
+    client_id = f"http://127.0.0.1:{port}/client.json"
+    redirect = "https://app.example:8443/cb"
+    doc = {"client_id": client_id, "redirect_uris": [redirect]}
+    with serve(_metadata_document(doc), port):
+        for chat in _serve_chat_with_loopback_documents(chat_settings):
+            with chat.http() as http:
+                run = Authorization.fresh()
+                started = http.get("/oauth/authorize",
+                                   params=run.params(chat.resource, "sites:read", client_id,
+                                                     redirect))  # fmt: skip
+                request_id = started.headers["location"].split("oauth=")[1]
+                described = http.get(f"/oauth/requests/{request_id}").json()
+                assert described["redirect_host"] == "app.example:8443", described
+
+
+def test_a_token_exchange_without_a_valid_sign_in_token_fetches_nothing(
+    chat_settings: ChatSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The exchange resolved client_id (fetching a stranger's metadata URL) before it looked at
+    # subject_token, so anyone could make the service fetch any public URL through it too.
+    from chatbot.oauth import clients
+    from tests.agent.test_mcp_oauth import _serve_chat
+
+    fetched: list[str] = []
+
+    def fetch(self: Any, url: str, address: str | None) -> dict[str, object]:
+        fetched.append(url)
+        return {}
+
+    monkeypatch.setattr(clients.ClientDirectory, "_fetch", fetch)
+    monkeypatch.setattr(clients.ClientDirectory, "_check_url", lambda self, url: None)
+    for chat in _serve_chat(chat_settings):
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": "x.y.z", "client_id": "https://elsewhere.example/c.json",
+                "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+                "resource": chat.resource}  # fmt: skip
+        with chat.http() as http:
+            refused = http.post("/oauth/token", data=form)
+        assert refused.json()["error"] == "invalid_grant", refused.text
+    assert fetched == []
