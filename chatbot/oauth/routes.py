@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chatbot.oauth.clients import ClientDirectory, LookupsBusy, UnknownClient
 from chatbot.oauth.grants import (
@@ -53,13 +53,15 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # A token request is a few short parameters; the endpoint needs no sign-in, so nothing
 # bigger (and no multipart upload, which is spooled to disk) is read.
 TOKEN_BODY_LIMIT = 16 * 1024
+CONSENT_BODY_LIMIT = 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class ConsentAnswer(BaseModel):
     """The signed-in user's answer to a client's authorization request."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: consent is the JSON `true`, never a string pydantic would read as one ("y").
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     approve: bool
 
@@ -279,18 +281,26 @@ def _host_of(uri: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
+async def capped_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, read no further than `limit` bytes (None: it is longer)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
+
+
 async def token_form(request: Request) -> dict[str, str]:
     """The token request's parameters (RFC 6749 §3.2: urlencoded, each at most once), read
     no further than TOKEN_BODY_LIMIT bytes; TokenError says what to fix."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != FORM_TYPE:
         raise TokenError("invalid_request", f"send the token request as {FORM_TYPE}")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > TOKEN_BODY_LIMIT:
-            too_big = f"the token request is over {TOKEN_BODY_LIMIT} bytes"
-            raise TokenError("invalid_request", too_big, status=413)
+    body = await capped_body(request, TOKEN_BODY_LIMIT)
+    if body is None:
+        too_big = f"the token request is over {TOKEN_BODY_LIMIT} bytes"
+        raise TokenError("invalid_request", too_big, status=413)
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -336,10 +346,18 @@ def authorization_server_router(server: AuthorizationServer) -> APIRouter:
         return server.describe(request_id, signed_in)
 
     @router.post(REQUESTS_PATH + "/{request_id}", response_model=None)
-    def consent(request_id: str, body: ConsentAnswer, request: Request) -> JSONResponse:
-        principal = _signed_in(request)
+    async def consent(request_id: str, request: Request) -> JSONResponse:
+        # Signed in before the body is read: a stranger's body is never parsed.
+        principal = await run_in_threadpool(_signed_in, request)
+        raw = await capped_body(request, CONSENT_BODY_LIMIT)
+        if raw is None:
+            return problem(413, f"the answer is over {CONSENT_BODY_LIMIT} bytes")
         try:
-            answer = server.consent(request_id, principal, body.approve)
+            body = ConsentAnswer.model_validate_json(raw)
+        except ValidationError:
+            return problem(422, 'send the answer as JSON: {"approve": true} or {"approve": false}')
+        try:
+            answer = await run_in_threadpool(server.consent, request_id, principal, body.approve)
         except LookupError as exc:
             return problem(404, str(exc))
         except OverflowError as exc:  # before the request was taken: it can be answered later

@@ -483,3 +483,35 @@ def test_a_token_exchange_without_a_valid_sign_in_token_fetches_nothing(
             refused = http.post("/oauth/token", data=form)
         assert refused.json()["error"] == "invalid_grant", refused.text
     assert fetched == []
+
+
+def test_a_consent_answer_is_read_only_from_a_signed_in_user_and_small(
+    chat_settings: ChatSettings, admin_api: httpx.Client
+) -> None:
+    # The answer's JSON body was parsed, whatever its size, before the sign-in was checked: a
+    # stranger's megabytes were read and validated (422) instead of refused (401) unread.
+    from tests.agent.test_mcp_oauth import _serve_chat
+    from tests.mcp_oauth import query_of, sign_in
+
+    assert admin_api.put("/v1/users/alice", json={"role": "tenant", "tenants": ["acme"]}).is_success
+    for chat in _serve_chat(chat_settings):
+        with chat.http() as http:
+            huge = b'{"approve": "' + b"x" * 3_000_000 + b'"}'
+            stranger = http.post("/oauth/requests/any", content=huge,
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+            assert stranger.status_code == 401, stranger.text
+            run = Authorization.fresh()
+            started = http.get("/oauth/authorize", params=run.params(chat.resource, "sites:read"))
+            request_id = query_of(started.headers["location"])["oauth"]
+            signed = {"Authorization": f"Bearer {sign_in(http, 'alice', chat.key)}",
+                      "Content-Type": "application/json"}  # fmt: skip
+            big = http.post(f"/oauth/requests/{request_id}", content=b" " * 2048 + b"{}",
+                            headers=signed)  # fmt: skip
+            assert big.status_code == 413, big.text
+            wrong = http.post(f"/oauth/requests/{request_id}", content=b'{"approve": "y"}',
+                              headers=signed)  # fmt: skip
+            assert wrong.status_code == 422 and '{"approve": true}' in wrong.json()["detail"]
+            # Nothing was spent by the refusals: the request is still answered.
+            done = http.post(f"/oauth/requests/{request_id}", content=b'{"approve": true}',
+                             headers=signed)  # fmt: skip
+            assert done.status_code == 200 and "code" in query_of(done.json()["redirect"])
