@@ -56,16 +56,16 @@ def parent_name(site: Site) -> str | None:
     return session.scalar(select(Site.name).where(Site.id == site.parent_id))
 
 
+# What a rollback restores: a succeeded pre-promote backup.
+ROLLBACK_POINT = (Backup.kind == BackupKind.PRE_PROMOTE, Backup.status == BackupStatus.SUCCEEDED)
+
+
 def pre_promote_backups(site_ids: list[str]) -> Select[Backup]:
     """The succeeded pre-promote backups of these sites (what a rollback restores), newest
     first."""
     return (
         select(Backup)
-        .where(
-            Backup.site_id.in_(site_ids),
-            Backup.kind == BackupKind.PRE_PROMOTE,
-            Backup.status == BackupStatus.SUCCEEDED,
-        )
+        .where(Backup.site_id.in_(site_ids), *ROLLBACK_POINT)
         .order_by(Backup.created_at.desc(), Backup.id.desc())
     )
 
@@ -142,11 +142,7 @@ _LIST_CRON_RUNS = (
 _LIST_PROMOTED = (
     select(Backup.site_id)
     .join(Site, Site.id == Backup.site_id)
-    .where(
-        Site.tenant_id == _TENANT,
-        Backup.kind == BackupKind.PRE_PROMOTE,
-        Backup.status == BackupStatus.SUCCEEDED,
-    )
+    .where(Site.tenant_id == _TENANT, *ROLLBACK_POINT)
     .distinct()
 )
 
