@@ -102,13 +102,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def chat_engine(url: str) -> Engine:
+    """An engine on the chat database (its directory made, SQLite in WAL mode), for the
+    tables the chat service keeps beside the checkpoints."""
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 class ThreadStore:
     """Thread ownership records."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = chat_engine(url)
         Base.metadata.create_all(self.engine)
         self._add_owner_key()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -19,9 +19,7 @@ from sqlalchemy import (
     DateTime,
     String,
     Text,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
@@ -31,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chatbot.store import _sqlalchemy_url, _sqlite_path, _sqlite_pragmas
+from chatbot.store import chat_engine
 from controlplane.kernel import clock
 
 # Spent and expired rows are kept this long after expiry (for someone reading the table), then
@@ -79,12 +77,7 @@ class OneTimeRecords:
     @cached_property
     def engine(self) -> Engine:
         """The database's engine, the table made on first use."""
-        path = _sqlite_path(self.url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = create_engine(_sqlalchemy_url(self.url), pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
+        engine = chat_engine(self.url)
         Base.metadata.create_all(engine)
         return engine
 
